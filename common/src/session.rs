@@ -1,0 +1,494 @@
+//! The protocol session as plain state machines: bytes and time go in, frames and events come out.
+//!
+//! A session is one bidirectional QUIC stream. The agent sends `Hello`; the collector answers `Welcome` (or
+//! `Refuse`); then the agent sends `Batch`es of samples in sequence order and the collector answers `Ack`s once
+//! the samples are applied. Neither side may send anything else, and a frame that does not decode, is too large
+//! or comes out of turn ends that session (and only that one) with a `SessionError` naming what was wrong.
+//!
+//! `Outbox` holds the agent's unacknowledged samples so that a reconnect resumes where the collector left off.
+
+use crate::wire::{
+    decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError, Hello,
+    Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
+};
+use std::collections::VecDeque;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("refused by the collector: {0}")]
+    Refused(String),
+    #[error("protocol version {theirs} is not supported (this side speaks {ours}); upgrade the older side")]
+    Version { theirs: u16, ours: u16 },
+}
+
+/// What the agent learns from the collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The collector accepted us; resume after `last_stored_seq`.
+    Welcomed { host: String, last_stored_seq: Option<u64>, max_batch_samples: u32 },
+    /// Everything up to and including this sequence number is stored.
+    Acked(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AgentState {
+    AwaitingWelcome,
+    Streaming,
+    Closed,
+}
+
+/// The agent's side of one session.
+#[derive(Debug)]
+pub struct AgentSession {
+    state: AgentState,
+    decoder: FrameDecoder,
+    max_batch_samples: usize,
+}
+
+impl Default for AgentSession {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentSession {
+    pub fn new() -> Self {
+        AgentSession {
+            state: AgentState::AwaitingWelcome,
+            decoder: FrameDecoder::default(),
+            max_batch_samples: MAX_BATCH_SAMPLES,
+        }
+    }
+
+    /// The first frame to send.
+    pub fn hello_frame(&self, hello: &Hello) -> Result<Vec<u8>, SessionError> {
+        Ok(encode_frame(&AgentMessage::Hello(hello.clone()))?)
+    }
+
+    /// True once the collector has welcomed us: only then may batches go out.
+    pub fn is_streaming(&self) -> bool {
+        self.state == AgentState::Streaming
+    }
+
+    /// Most samples the collector takes in one batch.
+    pub fn max_batch_samples(&self) -> usize {
+        self.max_batch_samples
+    }
+
+    /// Feed bytes read from the stream; returns what they meant.
+    pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<Vec<AgentEvent>, SessionError> {
+        self.decoder.push(bytes);
+        let mut events = Vec::new();
+        loop {
+            let payload = match self.decoder.next_frame() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => return Ok(events),
+                Err(e) => return Err(self.close(e.into())),
+            };
+            let message: CollectorMessage = match decode_payload(&payload, "collector message") {
+                Ok(m) => m,
+                Err(e) => return Err(self.close(e.into())),
+            };
+            match (&self.state, message) {
+                (_, CollectorMessage::Refuse(Refuse { reason })) => {
+                    return Err(self.close(SessionError::Refused(reason)))
+                }
+                (AgentState::AwaitingWelcome, CollectorMessage::Welcome(welcome)) => {
+                    if welcome.protocol_version != PROTOCOL_VERSION {
+                        return Err(self.close(SessionError::Version {
+                            theirs: welcome.protocol_version,
+                            ours: PROTOCOL_VERSION,
+                        }));
+                    }
+                    self.state = AgentState::Streaming;
+                    self.max_batch_samples = (welcome.max_batch_samples as usize).clamp(1, MAX_BATCH_SAMPLES);
+                    events.push(AgentEvent::Welcomed {
+                        host: welcome.host,
+                        last_stored_seq: welcome.last_stored_seq,
+                        max_batch_samples: welcome.max_batch_samples,
+                    });
+                }
+                (AgentState::Streaming, CollectorMessage::Ack(Ack { through_seq })) => {
+                    events.push(AgentEvent::Acked(through_seq))
+                }
+                (state, message) => {
+                    let what = match message {
+                        CollectorMessage::Welcome(_) => "welcome",
+                        CollectorMessage::Ack(_) => "ack",
+                        CollectorMessage::Refuse(_) => "refuse",
+                    };
+                    let detail = format!("unexpected {what} in state {state:?}");
+                    return Err(self.close(SessionError::Protocol(detail)));
+                }
+            }
+        }
+    }
+
+    /// A frame carrying these samples; only valid while streaming.
+    pub fn batch_frame(&self, samples: &[Sample]) -> Result<Vec<u8>, SessionError> {
+        if self.state != AgentState::Streaming {
+            return Err(SessionError::Protocol("batch before welcome".into()));
+        }
+        Ok(encode_frame(&AgentMessage::Batch(Batch {
+            samples: samples.to_vec(),
+        }))?)
+    }
+
+    pub fn goodbye_frame(&self) -> Result<Vec<u8>, SessionError> {
+        Ok(encode_frame(&AgentMessage::Goodbye)?)
+    }
+
+    fn close(&mut self, error: SessionError) -> SessionError {
+        self.state = AgentState::Closed;
+        error
+    }
+}
+
+/// What the collector learns from an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CollectorEvent {
+    /// The agent said hello; answer with `welcome_frame` (or `refuse_frame`).
+    Hello(Box<Hello>),
+    /// New samples in sequence order; duplicates (sequence numbers already seen) are already removed.
+    Samples(Vec<Sample>),
+    /// The agent is leaving cleanly.
+    Goodbye,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CollectorState {
+    AwaitingHello,
+    AwaitingWelcome,
+    Streaming,
+    Closed,
+}
+
+/// The collector's side of one session with one authenticated host.
+#[derive(Debug)]
+pub struct CollectorSession {
+    host: String,
+    state: CollectorState,
+    decoder: FrameDecoder,
+    /// Highest sequence number handed to the caller in this session or stored before it.
+    last_seq: Option<u64>,
+    duplicates_dropped: u64,
+}
+
+impl CollectorSession {
+    /// `host` is the identity taken from the client certificate.
+    pub fn new(host: String) -> Self {
+        CollectorSession {
+            host,
+            state: CollectorState::AwaitingHello,
+            decoder: FrameDecoder::default(),
+            last_seq: None,
+            duplicates_dropped: 0,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.duplicates_dropped
+    }
+
+    /// Feed bytes read from the stream.
+    pub fn on_bytes(&mut self, bytes: &[u8]) -> Result<Vec<CollectorEvent>, SessionError> {
+        self.decoder.push(bytes);
+        let mut events = Vec::new();
+        loop {
+            let payload = match self.decoder.next_frame() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => return Ok(events),
+                Err(e) => return Err(self.close(e.into())),
+            };
+            let message: AgentMessage = match decode_payload(&payload, "agent message") {
+                Ok(m) => m,
+                Err(e) => return Err(self.close(e.into())),
+            };
+            match (self.state, message) {
+                (CollectorState::AwaitingHello, AgentMessage::Hello(hello)) => {
+                    if hello.protocol_version != PROTOCOL_VERSION {
+                        return Err(self.close(SessionError::Version {
+                            theirs: hello.protocol_version,
+                            ours: PROTOCOL_VERSION,
+                        }));
+                    }
+                    self.state = CollectorState::AwaitingWelcome;
+                    events.push(CollectorEvent::Hello(Box::new(hello)));
+                }
+                (CollectorState::Streaming, AgentMessage::Batch(batch)) => {
+                    if batch.samples.len() > MAX_BATCH_SAMPLES {
+                        let detail = format!(
+                            "batch of {} samples is over the limit of {MAX_BATCH_SAMPLES}",
+                            batch.samples.len()
+                        );
+                        return Err(self.close(SessionError::Protocol(detail)));
+                    }
+                    let mut fresh = Vec::with_capacity(batch.samples.len());
+                    for sample in batch.samples {
+                        if self.last_seq.is_some_and(|last| sample.seq <= last) {
+                            self.duplicates_dropped += 1;
+                            continue;
+                        }
+                        self.last_seq = Some(sample.seq);
+                        fresh.push(sample);
+                    }
+                    if !fresh.is_empty() {
+                        events.push(CollectorEvent::Samples(fresh));
+                    }
+                }
+                (CollectorState::Streaming, AgentMessage::Goodbye) => {
+                    self.state = CollectorState::Closed;
+                    events.push(CollectorEvent::Goodbye);
+                    return Ok(events);
+                }
+                (state, message) => {
+                    let what = match message {
+                        AgentMessage::Hello(_) => "hello",
+                        AgentMessage::Batch(_) => "batch",
+                        AgentMessage::Goodbye => "goodbye",
+                    };
+                    let detail = format!("unexpected {what} in state {state:?}");
+                    return Err(self.close(SessionError::Protocol(detail)));
+                }
+            }
+        }
+    }
+
+    /// Accept the agent. `last_stored_seq` is what the collector already holds for this host.
+    pub fn welcome_frame(&mut self, last_stored_seq: Option<u64>) -> Result<Vec<u8>, SessionError> {
+        if self.state != CollectorState::AwaitingWelcome {
+            return Err(SessionError::Protocol("welcome before hello".into()));
+        }
+        self.state = CollectorState::Streaming;
+        self.last_seq = last_stored_seq;
+        Ok(encode_frame(&CollectorMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            host: self.host.clone(),
+            last_stored_seq,
+            max_batch_samples: MAX_BATCH_SAMPLES as u32,
+        }))?)
+    }
+
+    /// Acknowledge everything through `seq`, once it is applied.
+    pub fn ack_frame(&self, through_seq: u64) -> Result<Vec<u8>, SessionError> {
+        Ok(encode_frame(&CollectorMessage::Ack(Ack { through_seq }))?)
+    }
+
+    /// A refusal to send before closing; the reason is one line for the agent's log.
+    pub fn refuse_frame(&mut self, reason: &str) -> Vec<u8> {
+        self.state = CollectorState::Closed;
+        // A one-line string always encodes well under the frame limit.
+        encode_frame(&CollectorMessage::Refuse(Refuse {
+            reason: reason.to_string(),
+        }))
+        .unwrap_or_default()
+    }
+
+    fn close(&mut self, error: SessionError) -> SessionError {
+        self.state = CollectorState::Closed;
+        error
+    }
+}
+
+/// The agent's unacknowledged samples, oldest first, bounded.
+///
+/// When full, the oldest sample is dropped and counted: a gap that could not be avoided is reported, never
+/// hidden. `sent_through` remembers what went out in this session so that only new samples are sent again
+/// until a reconnect rewinds it.
+#[derive(Debug)]
+pub struct Outbox {
+    samples: VecDeque<Sample>,
+    capacity: usize,
+    sent_through: Option<u64>,
+    dropped: u64,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Outbox {
+            samples: VecDeque::new(),
+            capacity: capacity.max(1),
+            sent_through: None,
+            dropped: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Samples dropped because the outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    pub fn push(&mut self, sample: Sample) {
+        if self.samples.len() == self.capacity {
+            self.samples.pop_front();
+            self.dropped += 1;
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The collector stored everything through `seq`: forget it.
+    pub fn ack(&mut self, seq: u64) {
+        while self.samples.front().is_some_and(|s| s.seq <= seq) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// A new session starts: the collector holds everything through `last_stored_seq`, and nothing after it
+    /// has been sent in this session yet.
+    pub fn resume(&mut self, last_stored_seq: Option<u64>) {
+        if let Some(seq) = last_stored_seq {
+            self.ack(seq);
+        }
+        self.sent_through = last_stored_seq;
+    }
+
+    /// Up to `max` samples not yet sent in this session, oldest first; marks them sent.
+    pub fn next_batch(&mut self, max: usize) -> Vec<Sample> {
+        let batch: Vec<Sample> = self
+            .samples
+            .iter()
+            .filter(|s| self.sent_through.is_none_or(|sent| s.seq > sent))
+            .take(max)
+            .cloned()
+            .collect();
+        if let Some(last) = batch.last() {
+            self.sent_through = Some(last.seq);
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Capacity, HostFacts};
+
+    fn hello() -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            instance_id: 7,
+            interval_ms: 1000,
+            labels: [("group".to_string(), "web".to_string())].into(),
+            capacity: Capacity {
+                cores: 2,
+                memory_bytes: 1 << 30,
+            },
+            facts: HostFacts::default(),
+        }
+    }
+
+    fn sample(seq: u64) -> Sample {
+        Sample {
+            seq,
+            timestamp_ms: seq * 1000,
+            ..Default::default()
+        }
+    }
+
+    /// Runs both sides in memory: every frame one side writes is fed to the other.
+    #[test]
+    fn hello_welcome_batches_and_acks_in_memory() {
+        let mut agent = AgentSession::new();
+        let mut collector = CollectorSession::new("web-1".into());
+        let events = collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        assert!(matches!(&events[..], [CollectorEvent::Hello(h)] if h.labels["group"] == "web"));
+        assert!(!agent.is_streaming());
+        assert!(agent.batch_frame(&[sample(1)]).is_err(), "no batch may leave before the welcome");
+
+        let events = agent.on_bytes(&collector.welcome_frame(Some(2)).unwrap()).unwrap();
+        assert_eq!(
+            events,
+            vec![AgentEvent::Welcomed {
+                host: "web-1".into(),
+                last_stored_seq: Some(2),
+                max_batch_samples: MAX_BATCH_SAMPLES as u32
+            }]
+        );
+        assert!(agent.is_streaming());
+
+        // Samples 1 and 2 are already stored: a resend of them is dropped as duplicates.
+        let frame = agent.batch_frame(&[sample(1), sample(2), sample(3), sample(4)]).unwrap();
+        let events = collector.on_bytes(&frame).unwrap();
+        assert_eq!(events, vec![CollectorEvent::Samples(vec![sample(3), sample(4)])]);
+        assert_eq!(collector.duplicates_dropped(), 2);
+
+        let events = agent.on_bytes(&collector.ack_frame(4).unwrap()).unwrap();
+        assert_eq!(events, vec![AgentEvent::Acked(4)]);
+
+        let events = collector.on_bytes(&agent.goodbye_frame().unwrap()).unwrap();
+        assert_eq!(events, vec![CollectorEvent::Goodbye]);
+    }
+
+    #[test]
+    fn batch_before_hello_is_a_protocol_violation() {
+        let mut collector = CollectorSession::new("web-1".into());
+        let frame = encode_frame(&AgentMessage::Batch(Batch::default())).unwrap();
+        let err = collector.on_bytes(&frame).unwrap_err();
+        assert!(err.to_string().contains("unexpected batch"), "{err}");
+    }
+
+    #[test]
+    fn garbage_ends_the_session_with_a_frame_error() {
+        let mut collector = CollectorSession::new("web-1".into());
+        let err = collector.on_bytes(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap_err();
+        assert!(matches!(err, SessionError::Frame(FrameError::Malformed { .. })), "{err}");
+        let mut collector = CollectorSession::new("web-1".into());
+        let err = collector.on_bytes(&u32::MAX.to_be_bytes()).unwrap_err();
+        assert!(matches!(err, SessionError::Frame(FrameError::TooLarge { .. })), "{err}");
+    }
+
+    #[test]
+    fn other_protocol_version_is_refused_with_both_versions_named() {
+        let mut collector = CollectorSession::new("web-1".into());
+        let mut old = hello();
+        old.protocol_version = 9;
+        let err = collector.on_bytes(&AgentSession::new().hello_frame(&old).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "protocol version 9 is not supported (this side speaks 1); upgrade the older side");
+    }
+
+    #[test]
+    fn refuse_reaches_the_agent_as_an_error_with_the_reason() {
+        let mut agent = AgentSession::new();
+        let mut collector = CollectorSession::new("web-1".into());
+        collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        let err = agent.on_bytes(&collector.refuse_frame("certificate revoked")).unwrap_err();
+        assert_eq!(err, SessionError::Refused("certificate revoked".into()));
+    }
+
+    #[test]
+    fn outbox_resends_only_what_is_not_stored_and_counts_overflow() {
+        let mut outbox = Outbox::new(5);
+        for seq in 1..=7 {
+            outbox.push(sample(seq));
+        }
+        assert_eq!(outbox.dropped(), 2, "two oldest samples fell out of a 5-sample outbox");
+        outbox.resume(None);
+        let seqs = |b: Vec<Sample>| b.iter().map(|s| s.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(outbox.next_batch(2)), vec![3, 4]);
+        assert_eq!(seqs(outbox.next_batch(10)), vec![5, 6, 7]);
+        assert!(outbox.next_batch(10).is_empty(), "nothing is sent twice in one session");
+        outbox.ack(4);
+        assert_eq!(outbox.len(), 3);
+        // Reconnect: the collector had stored through 5, so only 6 and 7 go out again.
+        outbox.resume(Some(5));
+        assert_eq!(seqs(outbox.next_batch(10)), vec![6, 7]);
+    }
+}
