@@ -1,1 +1,265 @@
-//! Helpers shared by the end-to-end tests: start binaries, wait for conditions, read the HTTP API.
+//! Helpers shared by the end-to-end tests: start the real binaries on loopback in temp dirs, wait for
+//! conditions, read the collector's HTTP API, and stop processes by PID.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, built next to the test executable (`cargo build --bins` first).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback UDP port (bound and released; a small race is acceptable in tests).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free loopback TCP port.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `check` every 100 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GET a path of the collector's API and parse the JSON body; None when unreachable or not 200.
+pub fn api_get(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
+/// A child process that is killed when dropped, with its output captured to files.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Process {
+    pub fn start(name: &str, binary: &Path, args: &[&str], dir: &Path) -> Process {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = Command::new(binary)
+            .args(args)
+            .env("HEADROOM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        Process {
+            child,
+            name: name.to_string(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait up to `timeout` for the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        // SAFETY: kill(2) on a PID this process spawned and has not reaped, so it cannot name another process.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A collector with its own CA in a temp dir, listening on loopback.
+pub struct Collector {
+    pub dir: tempfile::TempDir,
+    pub quic: SocketAddr,
+    pub http: SocketAddr,
+    pub process: Process,
+}
+
+impl Collector {
+    pub fn start() -> Collector {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("collector");
+        let out = Command::new(binary("headroom-collector"))
+            .args(["ca", "init", "--state-dir"])
+            .arg(&state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ca init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\nlisten = \"{quic}\"\nhttp_listen = \"{http}\"\n",
+                state.display()
+            ),
+        )
+        .unwrap();
+        let process = Process::start(
+            "collector",
+            &binary("headroom-collector"),
+            &["serve", "--config", config.to_str().unwrap()],
+            dir.path(),
+        );
+        let up = wait_for(Duration::from_secs(20), || api_get(http, "/api/v1/health"));
+        assert!(
+            up.is_some(),
+            "collector did not come up: {}",
+            process.stderr_text()
+        );
+        Collector {
+            dir,
+            quic,
+            http,
+            process,
+        }
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("collector/pki")
+    }
+
+    /// Issue a certificate for `host` into a fresh agent state dir and return that dir.
+    pub fn issue(&self, host: &str) -> PathBuf {
+        let out_dir = self.dir.path().join("agents").join(host);
+        let out = Command::new(binary("headroom-collector"))
+            .args(["cert", "issue", "--host", host, "--state-dir"])
+            .arg(self.dir.path().join("collector"))
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cert issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out_dir
+    }
+
+    /// Write an agent config for a state dir made by `issue`, with labels, and start the agent.
+    pub fn start_agent(&self, host: &str, labels: &[(&str, &str)]) -> Process {
+        let state = self.issue(host);
+        start_agent_with(&state, self.quic, labels, self.dir.path())
+    }
+
+    pub fn hosts(&self) -> Vec<serde_json::Value> {
+        api_get(self.http, "/api/v1/hosts")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The host entry once it has reported at least `min_seq`.
+    pub fn wait_host(&self, host: &str, min_seq: u64, timeout: Duration) -> Option<serde_json::Value> {
+        wait_for(timeout, || {
+            self.hosts()
+                .into_iter()
+                .find(|h| h["host"] == host && h["seq"].as_u64().unwrap_or(0) >= min_seq)
+        })
+    }
+}
+
+/// Start an agent whose state dir holds agent.pem, agent.key and ca.pem.
+pub fn start_agent_with(
+    state: &Path,
+    collector: SocketAddr,
+    labels: &[(&str, &str)],
+    logs: &Path,
+) -> Process {
+    let mut text = format!(
+        "state_dir = \"{}\"\n[collector]\naddress = \"{collector}\"\nserver_name = \"localhost\"\n[labels]\n",
+        state.display()
+    );
+    for (key, value) in labels {
+        text.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    let config = state.join("agent.toml");
+    std::fs::write(&config, text).unwrap();
+    let name = state.file_name().unwrap().to_string_lossy().to_string();
+    Process::start(
+        &format!("agent-{name}"),
+        &binary("headroom-agent"),
+        &["run", "--config", config.to_str().unwrap()],
+        logs,
+    )
+}
+
+/// True when end-to-end runs must not skip (CI sets HEADROOM_E2E=1).
+pub fn e2e_required() -> bool {
+    std::env::var("HEADROOM_E2E").is_ok_and(|v| v == "1")
+}

@@ -54,7 +54,10 @@ mod tests {
             for draw in [0.0, 0.3, 0.999_999, 1.0, 7.0] {
                 let delay = backoff.delay(attempt, draw);
                 assert!(delay <= backoff.cap, "attempt {attempt}: {delay:?} above the cap");
-                assert!(delay >= Duration::from_millis(50), "attempt {attempt}: {delay:?} collapsed");
+                assert!(
+                    delay >= Duration::from_millis(50),
+                    "attempt {attempt}: {delay:?} collapsed"
+                );
             }
         }
         // Far past the cap, the delay is spread over the upper half of the cap, not pinned to it.

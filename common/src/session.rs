@@ -8,8 +8,8 @@
 //! `Outbox` holds the agent's unacknowledged samples so that a reconnect resumes where the collector left off.
 
 use crate::wire::{
-    decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError, Hello,
-    Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
+    decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
+    Hello, Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 
@@ -30,7 +30,11 @@ pub enum SessionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// The collector accepted us; resume after `last_stored_seq`.
-    Welcomed { host: String, last_stored_seq: Option<u64>, max_batch_samples: u32 },
+    Welcomed {
+        host: String,
+        last_stored_seq: Option<u64>,
+        max_batch_samples: u32,
+    },
     /// Everything up to and including this sequence number is stored.
     Acked(u64),
 }
@@ -411,9 +415,14 @@ mod tests {
         let events = collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
         assert!(matches!(&events[..], [CollectorEvent::Hello(h)] if h.labels["group"] == "web"));
         assert!(!agent.is_streaming());
-        assert!(agent.batch_frame(&[sample(1)]).is_err(), "no batch may leave before the welcome");
+        assert!(
+            agent.batch_frame(&[sample(1)]).is_err(),
+            "no batch may leave before the welcome"
+        );
 
-        let events = agent.on_bytes(&collector.welcome_frame(Some(2)).unwrap()).unwrap();
+        let events = agent
+            .on_bytes(&collector.welcome_frame(Some(2)).unwrap())
+            .unwrap();
         assert_eq!(
             events,
             vec![AgentEvent::Welcomed {
@@ -425,7 +434,9 @@ mod tests {
         assert!(agent.is_streaming());
 
         // Samples 1 and 2 are already stored: a resend of them is dropped as duplicates.
-        let frame = agent.batch_frame(&[sample(1), sample(2), sample(3), sample(4)]).unwrap();
+        let frame = agent
+            .batch_frame(&[sample(1), sample(2), sample(3), sample(4)])
+            .unwrap();
         let events = collector.on_bytes(&frame).unwrap();
         assert_eq!(events, vec![CollectorEvent::Samples(vec![sample(3), sample(4)])]);
         assert_eq!(collector.duplicates_dropped(), 2);
@@ -449,10 +460,16 @@ mod tests {
     fn garbage_ends_the_session_with_a_frame_error() {
         let mut collector = CollectorSession::new("web-1".into());
         let err = collector.on_bytes(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap_err();
-        assert!(matches!(err, SessionError::Frame(FrameError::Malformed { .. })), "{err}");
+        assert!(
+            matches!(err, SessionError::Frame(FrameError::Malformed { .. })),
+            "{err}"
+        );
         let mut collector = CollectorSession::new("web-1".into());
         let err = collector.on_bytes(&u32::MAX.to_be_bytes()).unwrap_err();
-        assert!(matches!(err, SessionError::Frame(FrameError::TooLarge { .. })), "{err}");
+        assert!(
+            matches!(err, SessionError::Frame(FrameError::TooLarge { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -460,8 +477,13 @@ mod tests {
         let mut collector = CollectorSession::new("web-1".into());
         let mut old = hello();
         old.protocol_version = 9;
-        let err = collector.on_bytes(&AgentSession::new().hello_frame(&old).unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "protocol version 9 is not supported (this side speaks 1); upgrade the older side");
+        let err = collector
+            .on_bytes(&AgentSession::new().hello_frame(&old).unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "protocol version 9 is not supported (this side speaks 1); upgrade the older side"
+        );
     }
 
     #[test]
@@ -469,7 +491,9 @@ mod tests {
         let mut agent = AgentSession::new();
         let mut collector = CollectorSession::new("web-1".into());
         collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
-        let err = agent.on_bytes(&collector.refuse_frame("certificate revoked")).unwrap_err();
+        let err = agent
+            .on_bytes(&collector.refuse_frame("certificate revoked"))
+            .unwrap_err();
         assert_eq!(err, SessionError::Refused("certificate revoked".into()));
     }
 
@@ -479,12 +503,19 @@ mod tests {
         for seq in 1..=7 {
             outbox.push(sample(seq));
         }
-        assert_eq!(outbox.dropped(), 2, "two oldest samples fell out of a 5-sample outbox");
+        assert_eq!(
+            outbox.dropped(),
+            2,
+            "two oldest samples fell out of a 5-sample outbox"
+        );
         outbox.resume(None);
         let seqs = |b: Vec<Sample>| b.iter().map(|s| s.seq).collect::<Vec<_>>();
         assert_eq!(seqs(outbox.next_batch(2)), vec![3, 4]);
         assert_eq!(seqs(outbox.next_batch(10)), vec![5, 6, 7]);
-        assert!(outbox.next_batch(10).is_empty(), "nothing is sent twice in one session");
+        assert!(
+            outbox.next_batch(10).is_empty(),
+            "nothing is sent twice in one session"
+        );
         outbox.ack(4);
         assert_eq!(outbox.len(), 3);
         // Reconnect: the collector had stored through 5, so only 6 and 7 go out again.

@@ -432,7 +432,10 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Decode one frame payload (without its length prefix).
-pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8], what: &'static str) -> Result<T, FrameError> {
+pub fn decode_payload<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+    what: &'static str,
+) -> Result<T, FrameError> {
     postcard::from_bytes(payload).map_err(|e| FrameError::Malformed {
         what,
         detail: e.to_string(),
@@ -476,7 +479,8 @@ impl FrameDecoder {
         if self.buffer.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_be_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]) as usize;
+        let len =
+            u32::from_be_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]) as usize;
         if len > self.max {
             return Err(FrameError::TooLarge { len, max: self.max });
         }
@@ -552,7 +556,10 @@ mod tests {
     fn oversized_length_is_refused_before_buffering_the_payload() {
         let mut decoder = FrameDecoder::new(100);
         decoder.push(&101u32.to_be_bytes());
-        assert_eq!(decoder.next_frame(), Err(FrameError::TooLarge { len: 101, max: 100 }));
+        assert_eq!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        );
     }
 
     #[test]

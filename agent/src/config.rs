@@ -1,0 +1,1075 @@
+//! Agent configuration: the TOML file (by default /etc/headroom/agent.toml) read into a raw form and validated,
+//! without IO, into a typed [`Config`]; plus the one-line [`ConfigError`] and the diagnostics both daemons share.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where `headroom-agent run` and `check-config` look when no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/headroom/agent.toml";
+/// The state directory systemd creates for the agent (`StateDirectory=headroom-agent`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/headroom-agent";
+
+const INTERVAL_MIN: Duration = Duration::from_millis(100);
+const INTERVAL_MAX: Duration = Duration::from_secs(60);
+const FULL_DUMP_INTERVAL_MIN: Duration = Duration::from_secs(1);
+const FULL_DUMP_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+/// Labels travel with every hello and are indexed by the collector, so their number and size stay small.
+const MAX_LABELS: usize = 32;
+const MAX_LABEL_CHARS: usize = 128;
+/// Interface names are at most 15 bytes on Linux; a longer pattern is allowed for globs but bounded.
+const MAX_INTERFACE_PATTERN_CHARS: usize = 64;
+
+/// Every key the file accepts, by section ("" is the top level). Used to tell a user that a key exists but sits
+/// in the wrong section; a test checks it against what serde accepts.
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &["collector", "labels", "network", "sampling", "state_dir", "tls"],
+    ),
+    ("collector", &["address", "server_name"]),
+    ("tls", &["ca", "cert", "key"]),
+    (
+        "sampling",
+        &[
+            "full_dump_interval",
+            "full_dump_max_sockets",
+            "interval",
+            "netlink",
+            "proc_root",
+        ],
+    ),
+    ("network", &["exclude", "include"]),
+];
+
+/// The validated agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Directory for the spool, the instance id and the keys.
+    pub state_dir: PathBuf,
+    /// The collector to stream to; `None` when the file has no `[collector]` section (fine for `sample`).
+    pub collector: Option<CollectorTarget>,
+    /// Certificate files for mutual TLS.
+    pub tls: TlsPaths,
+    /// What to sample and how often.
+    pub sampling: Sampling,
+    /// Which network interfaces count.
+    pub network: NetworkFilter,
+    /// Free-form labels (`group`, `zone`, ...) the collector groups hosts by.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The collector's QUIC listener and the name its certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorTarget {
+    /// `host:port` (IPv6 literals in brackets); the port is never 0.
+    pub address: String,
+    /// TLS server name to verify: a DNS name or an IP address, without brackets.
+    pub server_name: String,
+}
+
+/// Paths of the PEM files used for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// CA certificate that signed the peer's certificate.
+    pub ca: PathBuf,
+    /// This side's certificate chain.
+    pub cert: PathBuf,
+    /// This side's private key.
+    pub key: PathBuf,
+}
+
+/// Sampling settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sampling {
+    /// Time between two samples, 100ms to 60s.
+    pub interval: Duration,
+    /// Root of the proc filesystem to read (tests point it at a fixture).
+    pub proc_root: PathBuf,
+    /// Whether to count sockets through netlink sock_diag rather than only /proc/net.
+    pub netlink: bool,
+    /// Largest socket table walked in a full per-socket dump; larger tables are only counted.
+    pub full_dump_max_sockets: u32,
+    /// Time between two full per-socket dumps, at least `interval`.
+    pub full_dump_interval: Duration,
+}
+
+/// Interface name filter: an interface counts when it matches an `include` pattern (or `include` is empty) and
+/// matches no `exclude` pattern. Patterns are globs with `*` (any run of characters) and `?` (one character).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkFilter {
+    /// Patterns of interfaces to count; empty means all.
+    pub include: Vec<String>,
+    /// Patterns of interfaces never to count; wins over `include`.
+    pub exclude: Vec<String>,
+}
+
+impl NetworkFilter {
+    /// Whether the interface called `name` should be counted.
+    pub fn admits(&self, name: &str) -> bool {
+        let included = self.include.is_empty() || self.include.iter().any(|p| glob_matches(p, name));
+        included && !self.exclude.iter().any(|p| glob_matches(p, name))
+    }
+}
+
+impl TlsPaths {
+    /// The conventional file names inside a directory: `ca.pem`, `<role>.pem`, `<role>.key`.
+    pub fn in_dir(dir: &Path, role: &str) -> TlsPaths {
+        TlsPaths {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{role}.pem")),
+            key: dir.join(format!("{role}.key")),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let state_dir = PathBuf::from(DEFAULT_STATE_DIR);
+        Config {
+            tls: TlsPaths::in_dir(&state_dir, "agent"),
+            state_dir,
+            collector: None,
+            sampling: Sampling {
+                interval: Duration::from_secs(1),
+                proc_root: PathBuf::from("/proc"),
+                netlink: true,
+                full_dump_max_sockets: 20_000,
+                full_dump_interval: Duration::from_secs(30),
+            },
+            network: NetworkFilter {
+                include: Vec::new(),
+                exclude: ["lo", "veth*", "docker*", "br-*", "cni*", "flannel*"]
+                    .map(String::from)
+                    .to_vec(),
+            },
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The collector target, or the error `run` reports when the file names none.
+    pub fn require_collector(&self, origin: &str) -> Result<&CollectorTarget, ConfigError> {
+        self.collector.as_ref().ok_or_else(|| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: "collector.address".to_string(),
+            problem: "missing, and run needs it (add a [collector] section with address = \"host:port\")"
+                .to_string(),
+        })
+    }
+}
+
+/// Reads and validates the agent configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_config_file(
+        path,
+        "install it with deploy/install-agent.sh or copy deploy/agent.toml there, or pass --config FILE",
+    )?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `origin` names the file in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|error| ConfigError::from_toml(origin, text, error.message(), error.span(), SECTIONS))?;
+    raw.validate(origin)
+}
+
+/// The file as written: every value optional, so that defaults and validation live in one place.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Directory for the spool, instance id and keys; absolute. Default /var/lib/headroom-agent.
+    state_dir: Option<String>,
+    /// The collector to stream to; absent means `run` refuses to start.
+    collector: Option<RawCollector>,
+    /// Certificate files; default to ca.pem, agent.pem and agent.key in `state_dir`.
+    #[serde(default)]
+    tls: RawTls,
+    /// Sampling settings.
+    #[serde(default)]
+    sampling: RawSampling,
+    /// Interface filter.
+    #[serde(default)]
+    network: RawNetwork,
+    /// Labels sent to the collector: keys `[a-z0-9_]+`, at most 32, each key and value at most 128 characters.
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    /// `host:port` of the collector's QUIC listener; required when the section is present.
+    address: Option<String>,
+    /// TLS name to verify; defaults to the host part of `address`.
+    server_name: Option<String>,
+}
+
+/// The `[tls]` section as written, shared by both daemons. A relative path is taken inside the directory that
+/// holds the default files (the agent's state directory, the collector's `pki` directory).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// CA certificate that signed the peer's certificate.
+    ca: Option<String>,
+    /// This side's certificate chain.
+    cert: Option<String>,
+    /// This side's private key.
+    key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSampling {
+    /// Time between samples, like "1s" or "500ms"; 100ms to 60s. Default 1s.
+    interval: Option<String>,
+    /// Absolute path of the proc filesystem. Default /proc.
+    proc_root: Option<String>,
+    /// Use netlink sock_diag for socket counts. Default true.
+    netlink: Option<bool>,
+    /// Largest socket table walked in a full dump. Default 20000.
+    full_dump_max_sockets: Option<u32>,
+    /// Time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
+    full_dump_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    /// Interface globs to count; empty counts all. Default empty.
+    include: Option<Vec<String>>,
+    /// Interface globs never to count. Default lo, veth*, docker*, br-*, cni*, flannel*.
+    exclude: Option<Vec<String>>,
+}
+
+impl RawTls {
+    /// Resolves the three paths against `dir`, falling back to the conventional names for `role`.
+    pub fn resolve(self, origin: &str, dir: &Path, role: &str) -> Result<TlsPaths, ConfigError> {
+        let defaults = TlsPaths::in_dir(dir, role);
+        let pick = |key: &str, value: Option<String>, default: PathBuf| match value {
+            None => Ok(default),
+            Some(text) if text.is_empty() => Err(invalid(origin, key, "is empty (give a file path)")),
+            // Path::join keeps an absolute path as it is and puts a relative one inside the state directory.
+            Some(text) => Ok(dir.join(text)),
+        };
+        Ok(TlsPaths {
+            ca: pick("tls.ca", self.ca, defaults.ca)?,
+            cert: pick("tls.cert", self.cert, defaults.cert)?,
+            key: pick("tls.key", self.key, defaults.key)?,
+        })
+    }
+}
+
+impl RawConfig {
+    fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let state_dir = match self.state_dir {
+            None => defaults.state_dir,
+            Some(text) => absolute_path(origin, "state_dir", &text)?,
+        };
+        let collector = match self.collector {
+            None => None,
+            Some(raw) => Some(validate_collector(origin, raw)?),
+        };
+        let tls = self.tls.resolve(origin, &state_dir, "agent")?;
+
+        let sampling = self.sampling;
+        let interval = match sampling.interval {
+            None => defaults.sampling.interval,
+            Some(text) => duration_in(origin, "sampling.interval", &text, INTERVAL_MIN..=INTERVAL_MAX)?,
+        };
+        let full_dump_interval = match sampling.full_dump_interval {
+            None => defaults.sampling.full_dump_interval,
+            Some(text) => duration_in(
+                origin,
+                "sampling.full_dump_interval",
+                &text,
+                FULL_DUMP_INTERVAL_MIN..=FULL_DUMP_INTERVAL_MAX,
+            )?,
+        };
+        if full_dump_interval < interval {
+            return Err(invalid(
+                origin,
+                "sampling.full_dump_interval",
+                &format!(
+                    "\"{}\" is shorter than sampling.interval \"{}\" (make it at least as long)",
+                    human_duration(full_dump_interval),
+                    human_duration(interval)
+                ),
+            ));
+        }
+        let proc_root = match sampling.proc_root {
+            None => defaults.sampling.proc_root,
+            Some(text) => absolute_path(origin, "sampling.proc_root", &text)?,
+        };
+
+        let network = NetworkFilter {
+            include: match self.network.include {
+                None => defaults.network.include,
+                Some(patterns) => interface_patterns(origin, "network.include", patterns)?,
+            },
+            exclude: match self.network.exclude {
+                None => defaults.network.exclude,
+                Some(patterns) => interface_patterns(origin, "network.exclude", patterns)?,
+            },
+        };
+
+        Ok(Config {
+            state_dir,
+            collector,
+            tls,
+            sampling: Sampling {
+                interval,
+                proc_root,
+                netlink: sampling.netlink.unwrap_or(defaults.sampling.netlink),
+                full_dump_max_sockets: sampling
+                    .full_dump_max_sockets
+                    .unwrap_or(defaults.sampling.full_dump_max_sockets),
+                full_dump_interval,
+            },
+            network,
+            labels: validate_labels(origin, self.labels)?,
+        })
+    }
+}
+
+fn validate_collector(origin: &str, raw: RawCollector) -> Result<CollectorTarget, ConfigError> {
+    let Some(address) = raw.address else {
+        return Err(invalid(
+            origin,
+            "collector.address",
+            "missing (the [collector] section needs address = \"host:port\")",
+        ));
+    };
+    let host = collector_host(&address).map_err(|problem| invalid(origin, "collector.address", &problem))?;
+    let server_name = raw.server_name.unwrap_or(host);
+    if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        return Err(invalid(
+            origin,
+            "collector.server_name",
+            &format!("\"{server_name}\" is not a DNS name or IP address (use the name in the collector's certificate)"),
+        ));
+    }
+    Ok(CollectorTarget { address, server_name })
+}
+
+/// Checks a `host:port` address and returns its host part, without brackets for IPv6 literals.
+fn collector_host(address: &str) -> Result<String, String> {
+    let example = "like collector.example.net:9600 or [2001:db8::1]:9600";
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!("\"{address}\" has an unclosed '[' (write it {example})"));
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "\"{address}\": \"{host}\" is not an IPv6 address (write it {example})"
+            ));
+        }
+        let Some(port) = after.strip_prefix(':') else {
+            return Err(format!("\"{address}\" has no port (write it {example})"));
+        };
+        (host, port)
+    } else {
+        let Some((host, port)) = address.rsplit_once(':') else {
+            return Err(format!("\"{address}\" has no port (write it {example})"));
+        };
+        if host.contains(':') {
+            return Err(format!(
+                "\"{address}\": put an IPv6 address in brackets (write it {example})"
+            ));
+        }
+        // Only DNS names and IPv4 literals remain; the TLS name parser knows exactly which are valid.
+        if rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(format!(
+                "\"{address}\": \"{host}\" is not a valid host name (write it {example})"
+            ));
+        }
+        (host, port)
+    };
+    match port.parse::<u16>() {
+        Ok(0) => Err(format!(
+            "\"{address}\": port 0 cannot be dialled (use the collector's port, usually 9600)"
+        )),
+        Ok(_) => Ok(host.to_string()),
+        Err(_) => Err(format!(
+            "\"{address}\": \"{port}\" is not a port number (use 1 to 65535)"
+        )),
+    }
+}
+
+fn validate_labels(
+    origin: &str,
+    labels: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    if labels.len() > MAX_LABELS {
+        return Err(invalid(
+            origin,
+            "labels",
+            &format!("{} labels is too many (keep at most {MAX_LABELS})", labels.len()),
+        ));
+    }
+    for (key, value) in &labels {
+        let key_ok = !key.is_empty()
+            && key.chars().count() <= MAX_LABEL_CHARS
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !key_ok {
+            return Err(invalid(
+                origin,
+                &format!("labels.{key}"),
+                &format!(
+                    "\"{key}\" is not a valid label key (use 1 to {MAX_LABEL_CHARS} of a-z, 0-9 and _, like \"zone\")"
+                ),
+            ));
+        }
+        if value.chars().count() > MAX_LABEL_CHARS || value.chars().any(char::is_control) {
+            return Err(invalid(
+                origin,
+                &format!("labels.{key}"),
+                &format!("value is too long or has control characters (keep it to {MAX_LABEL_CHARS} printable characters)"),
+            ));
+        }
+    }
+    Ok(labels)
+}
+
+fn interface_patterns(origin: &str, key: &str, patterns: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for pattern in &patterns {
+        let bad_char = pattern
+            .chars()
+            .find(|c| c.is_whitespace() || *c == '/' || *c == '[' || *c == ']');
+        if pattern.is_empty() || pattern.chars().count() > MAX_INTERFACE_PATTERN_CHARS || bad_char.is_some() {
+            return Err(invalid(
+                origin,
+                key,
+                &format!(
+                    "\"{pattern}\" is not an interface pattern (use a name with * and ? wildcards, like \"veth*\")"
+                ),
+            ));
+        }
+    }
+    Ok(patterns)
+}
+
+/// Matches `name` against a glob where `*` is any run of characters and `?` is exactly one.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // Iterative matching with one backtrack point: linear in practice and no recursion on hostile input.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((star_p, star_n)) = star {
+            p = star_p + 1;
+            n = star_n + 1;
+            star = Some((star_p, star_n + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared by the agent and the collector configuration.
+// ---------------------------------------------------------------------------------------------------------
+
+/// A configuration problem. Its Display is one line naming the file, the place (line or key) and the fix; the
+/// binaries print it and exit with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not exist.
+    #[error("config {path}: file not found ({fix})")]
+    NotFound {
+        /// The path that was tried.
+        path: String,
+        /// How to create it.
+        fix: &'static str,
+    },
+    /// The file exists but could not be read as UTF-8 text.
+    #[error(
+        "config {path}: cannot read: {reason} (check the path, its permissions and that it is UTF-8 text)"
+    )]
+    Unreadable {
+        /// The path that was tried.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A key the file format does not know.
+    #[error("config {origin}: line {line}: unknown key \"{key}\"{}", render_hint(.hint))]
+    UnknownKey {
+        /// The file.
+        origin: String,
+        /// 1-based line of the key.
+        line: usize,
+        /// The key as written.
+        key: String,
+        /// What the user probably meant, if anything.
+        hint: Option<KeyHint>,
+    },
+    /// Not TOML, or a value of the wrong type.
+    #[error("config {origin}: {}{}{message}", render_line(.line), render_key(.key))]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// 1-based line of the problem, when the parser knows it.
+        line: Option<usize>,
+        /// Dotted key whose value is wrong, when the problem lies in a `key = value` line.
+        key: Option<String>,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// A well-formed value that is not acceptable.
+    #[error("config {origin}: {key}: {problem}")]
+    Invalid {
+        /// The file.
+        origin: String,
+        /// Dotted key, like `sampling.interval`.
+        key: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// What an unknown key probably should have been.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHint {
+    /// A known key of the same section within a small edit distance.
+    DidYouMean(String),
+    /// The key exists, but in another section ("" is the top level).
+    BelongsUnder(String),
+    /// No close match: the keys the section accepts.
+    Known(Vec<String>),
+}
+
+fn render_hint(hint: &Option<KeyHint>) -> String {
+    match hint {
+        None => String::new(),
+        Some(KeyHint::DidYouMean(key)) => format!(" (did you mean \"{key}\"?)"),
+        Some(KeyHint::BelongsUnder(section)) if section.is_empty() => {
+            " (it belongs at the top of the file, before any [section])".to_string()
+        }
+        Some(KeyHint::BelongsUnder(section)) => format!(" (it belongs under [{section}])"),
+        Some(KeyHint::Known(keys)) => format!(" (known keys: {})", keys.join(", ")),
+    }
+}
+
+fn render_line(line: &Option<usize>) -> String {
+    line.map(|line| format!("line {line}: ")).unwrap_or_default()
+}
+
+fn render_key(key: &Option<String>) -> String {
+    key.as_ref().map(|key| format!("{key}: ")).unwrap_or_default()
+}
+
+impl ConfigError {
+    /// Turns a TOML parser error (its message and byte span in `text`) into a one-line error. `sections` lists
+    /// the keys of every section so that a misplaced key can be pointed to the right one.
+    pub fn from_toml(
+        origin: &str,
+        text: &str,
+        message: &str,
+        span: Option<Range<usize>>,
+        sections: &[(&str, &[&str])],
+    ) -> ConfigError {
+        let start = span.map(|span| span.start);
+        let line = start.map(|start| line_of(text, start));
+        if let (Some(line), Some((key, expected))) = (line, unknown_field(message)) {
+            return ConfigError::UnknownKey {
+                origin: origin.to_string(),
+                line,
+                hint: key_hint(&key, &expected, sections),
+                key,
+            };
+        }
+        // The parser's messages are short, but flatten them anyway: the contract is one line.
+        let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        if message.ends_with("expected a string") {
+            message.push_str(" (put the value in double quotes)");
+        }
+        ConfigError::Syntax {
+            origin: origin.to_string(),
+            line,
+            key: start.and_then(|start| key_at(text, start)),
+            message,
+        }
+    }
+}
+
+/// Reads a configuration file, turning IO failures into one-line errors; `fix_if_missing` tells how to create it.
+pub fn read_config_file(path: &Path, fix_if_missing: &'static str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::NotFound {
+                path: path.display().to_string(),
+                fix: fix_if_missing,
+            }
+        } else {
+            ConfigError::Unreadable {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            }
+        }
+    })
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// The dotted key of the `key = value` line holding byte `offset`, when the offset lies in the value.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..offset].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    // The innermost table header above the line, if any, names the section.
+    let section = text[..line_start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?.split(']').next()?;
+        Some(inner.trim_matches(['[', ' ']).to_string())
+    });
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// Reads serde's "unknown field `x`, expected one of `a`, `b`" into the key and the keys it expected.
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    // Every other back-quoted word after the key is an expected key.
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((key.to_string(), expected))
+}
+
+fn key_hint(key: &str, expected: &[String], sections: &[(&str, &[&str])]) -> Option<KeyHint> {
+    if let Some(nearest) = nearest_key(key, expected.iter().map(String::as_str)) {
+        return Some(KeyHint::DidYouMean(nearest.to_string()));
+    }
+    let section = sections.iter().find(|(_, keys)| keys.contains(&key));
+    if let Some((section, _)) = section {
+        return Some(KeyHint::BelongsUnder(section.to_string()));
+    }
+    (!expected.is_empty()).then(|| KeyHint::Known(expected.to_vec()))
+}
+
+/// The candidate closest to `key` by edit distance, if it is close enough to be a typo.
+pub fn nearest_key<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // A third of the length, at least 2, catches a dropped, doubled or swapped letter without suggesting
+    // unrelated short keys.
+    let budget = (key.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(key, candidate), candidate))
+        .filter(|(distance, _)| *distance <= budget)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance counted in characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, a_char) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, b_char) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_char != *b_char);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// Builds an [`ConfigError::Invalid`].
+pub fn invalid(origin: &str, key: &str, problem: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Parses a duration like "1s" or "500ms" and checks it lies within `range`.
+pub fn duration_in(
+    origin: &str,
+    key: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    let bounds = format!(
+        "use {} to {}",
+        human_duration(*range.start()),
+        human_duration(*range.end())
+    );
+    let duration = humantime::parse_duration(text).map_err(|_| {
+        invalid(
+            origin,
+            key,
+            &format!("\"{text}\" is not a duration (write it like \"1s\" or \"500ms\"; {bounds})"),
+        )
+    })?;
+    if duration < *range.start() {
+        return Err(invalid(
+            origin,
+            key,
+            &format!("\"{text}\" is too short ({bounds})"),
+        ));
+    }
+    if duration > *range.end() {
+        return Err(invalid(
+            origin,
+            key,
+            &format!("\"{text}\" is too long ({bounds})"),
+        ));
+    }
+    Ok(duration)
+}
+
+/// Writes a duration the way a user would type it in the file: "100ms", "60s", "5m", "1h".
+pub fn human_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() != 0 || secs == 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Checks that `text` is an absolute path; relative paths would depend on the daemon's working directory.
+pub fn absolute_path(origin: &str, key: &str, text: &str) -> Result<PathBuf, ConfigError> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(invalid(
+            origin,
+            key,
+            &format!("\"{text}\" is not an absolute path (start it with /)"),
+        ))
+    }
+}
+
+impl fmt::Display for TlsPaths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ca {}, cert {}, key {}",
+            self.ca.display(),
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "/etc/headroom/agent.toml";
+
+    fn error_of(text: &str) -> String {
+        parse(text, ORIGIN)
+            .expect_err("the text should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(parse("", ORIGIN).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        // The example ships every setting at its default; the collector and labels are commented out because
+        // they differ per site, and `example_file_commented_settings_are_valid` covers them.
+        assert_eq!(
+            parse(include_str!("../../deploy/agent.toml"), "deploy/agent.toml").unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn example_file_commented_settings_are_valid() {
+        // Commented-out settings are written "#key = value" (no space), prose as "# text".
+        let uncommented: String = include_str!("../../deploy/agent.toml")
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '[') => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = parse(&uncommented, "deploy/agent.toml").unwrap();
+        let collector = config.collector.expect("the example shows a [collector] section");
+        assert_eq!(collector.address, "collector.example.net:9600");
+        assert_eq!(collector.server_name, "collector.example.net");
+        assert_eq!(config.labels.get("zone").map(String::as_str), Some("eu-1a"));
+        assert_eq!(config.labels.get("group").map(String::as_str), Some("web"));
+    }
+
+    #[test]
+    fn full_file_overrides_every_default() {
+        let text = r#"
+state_dir = "/srv/agent"
+[collector]
+address = "[::1]:7000"
+[tls]
+ca = "/etc/pki/ca.pem"
+cert = "host.pem"
+[sampling]
+interval = "250ms"
+proc_root = "/host/proc"
+netlink = false
+full_dump_max_sockets = 5
+full_dump_interval = "2m"
+[network]
+include = ["eth*", "en?1"]
+exclude = []
+[labels]
+zone = "b"
+"#;
+        let config = parse(text, ORIGIN).unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/srv/agent"));
+        let collector = config.collector.unwrap();
+        assert_eq!(
+            (collector.address.as_str(), collector.server_name.as_str()),
+            ("[::1]:7000", "::1")
+        );
+        assert_eq!(config.tls.ca, PathBuf::from("/etc/pki/ca.pem"));
+        assert_eq!(config.tls.cert, PathBuf::from("/srv/agent/host.pem"));
+        assert_eq!(config.tls.key, PathBuf::from("/srv/agent/agent.key"));
+        assert_eq!(config.sampling.interval, Duration::from_millis(250));
+        assert_eq!(config.sampling.proc_root, PathBuf::from("/host/proc"));
+        assert!(!config.sampling.netlink);
+        assert_eq!(config.sampling.full_dump_max_sockets, 5);
+        assert_eq!(config.sampling.full_dump_interval, Duration::from_secs(120));
+        assert!(config.network.exclude.is_empty());
+        assert!(config.network.admits("ens1") && config.network.admits("eth0"));
+        assert!(!config.network.admits("wlan0") && !config.network.admits("lo"));
+        let keep_all = parse("[network]\nexclude = []\n", ORIGIN).unwrap().network;
+        assert!(
+            keep_all.admits("lo"),
+            "an explicit empty exclude list drops the default exclusions"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests_the_nearest_key() {
+        let text = "state_dir = \"/var/lib/x\"\n\n[sampling]\nnetlink = true\n\n# why\nintervl = \"1s\"\n";
+        assert_eq!(
+            error_of(text),
+            "config /etc/headroom/agent.toml: line 7: unknown key \"intervl\" (did you mean \"interval\"?)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_the_wrong_section_names_its_section() {
+        assert_eq!(
+            error_of("[network]\ninterval = \"1s\"\n"),
+            "config /etc/headroom/agent.toml: line 2: unknown key \"interval\" (it belongs under [sampling])"
+        );
+        assert_eq!(
+            error_of("[tls]\nstate_dir = \"/x\"\n"),
+            "config /etc/headroom/agent.toml: line 2: unknown key \"state_dir\" \
+             (it belongs at the top of the file, before any [section])"
+        );
+        assert_eq!(
+            error_of("[collector]\naddress = \"c:1\"\nbanana = 1\n"),
+            "config /etc/headroom/agent.toml: line 3: unknown key \"banana\" (known keys: address, server_name)"
+        );
+    }
+
+    #[test]
+    fn section_table_matches_what_the_parser_accepts() {
+        for (section, keys) in SECTIONS {
+            let header = if section.is_empty() {
+                String::new()
+            } else {
+                format!("[{section}]\n")
+            };
+            let error = toml::from_str::<RawConfig>(&format!("{header}zzzzzzzzzzzz = 1\n")).unwrap_err();
+            let (_, mut expected) = unknown_field(error.message()).expect("an unknown-field message");
+            expected.sort();
+            assert_eq!(&expected, keys, "section [{section}]");
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_rejected_with_the_allowed_range() {
+        assert_eq!(
+            error_of("[sampling]\ninterval = \"0s\"\n"),
+            "config /etc/headroom/agent.toml: sampling.interval: \"0s\" is too short (use 100ms to 60s)"
+        );
+        assert_eq!(
+            error_of("[sampling]\ninterval = \"2m\"\n"),
+            "config /etc/headroom/agent.toml: sampling.interval: \"2m\" is too long (use 100ms to 60s)"
+        );
+        assert!(error_of("[sampling]\ninterval = \"fast\"\n").contains("\"fast\" is not a duration"));
+        assert!(
+            error_of("[sampling]\ninterval = \"10s\"\nfull_dump_interval = \"5s\"\n")
+                .contains("sampling.full_dump_interval: \"5s\" is shorter than sampling.interval \"10s\"")
+        );
+    }
+
+    #[test]
+    fn wrong_value_type_names_the_line() {
+        assert_eq!(
+            error_of("[sampling]\n\ninterval = 5\n"),
+            "config /etc/headroom/agent.toml: line 3: sampling.interval: invalid type: integer `5`, \
+             expected a string (put the value in double quotes)"
+        );
+        assert_eq!(
+            error_of("state_dir = \"/x\"\n[sampling]\nnetlink = true\nfull_dump_max_sockets = -1\n"),
+            "config /etc/headroom/agent.toml: line 4: sampling.full_dump_max_sockets: \
+             invalid value: integer `-1`, expected u32"
+        );
+        assert_eq!(
+            error_of("state_dir = 1\n"),
+            "config /etc/headroom/agent.toml: line 1: state_dir: invalid type: integer `1`, \
+             expected a string (put the value in double quotes)"
+        );
+        let message = error_of("[sampling\n");
+        assert!(
+            message.starts_with("config /etc/headroom/agent.toml: line 1: "),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn bad_label_keys_and_values_are_rejected() {
+        assert_eq!(
+            error_of("[labels]\nZone = \"a\"\n"),
+            "config /etc/headroom/agent.toml: labels.Zone: \"Zone\" is not a valid label key \
+             (use 1 to 128 of a-z, 0-9 and _, like \"zone\")"
+        );
+        assert!(error_of("[labels]\n\"rack-id\" = \"a\"\n").contains("labels.rack-id:"));
+        assert!(error_of(&format!("[labels]\nzone = \"{}\"\n", "x".repeat(129))).contains("labels.zone:"));
+        let too_many: String = (0..33).map(|i| format!("l{i} = \"v\"\n")).collect();
+        assert!(error_of(&format!("[labels]\n{too_many}")).contains("33 labels is too many"));
+        let enough: String = (0..32).map(|i| format!("l{i} = \"v\"\n")).collect();
+        assert_eq!(
+            parse(&format!("[labels]\n{enough}"), ORIGIN)
+                .unwrap()
+                .labels
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn collector_addresses_are_checked() {
+        let address_error = |address: &str| error_of(&format!("[collector]\naddress = \"{address}\"\n"));
+        assert!(address_error("collector.example.net").contains("has no port"));
+        assert!(address_error("collector.example.net:0").contains("port 0 cannot be dialled"));
+        assert!(address_error("collector.example.net:http").contains("\"http\" is not a port number"));
+        assert!(address_error("collector.example.net:70000").contains("is not a port number"));
+        assert!(address_error("2001:db8::1:9600").contains("put an IPv6 address in brackets"));
+        assert!(address_error("[2001:db8::1:9600").contains("unclosed '['"));
+        assert!(address_error("bad host:9600").contains("not a valid host name"));
+        assert!(error_of("[collector]\nserver_name = \"x\"\n").contains("collector.address: missing"));
+        let config = parse("[collector]\naddress = \"127.0.0.1:9600\"\n", ORIGIN).unwrap();
+        assert_eq!(config.collector.unwrap().server_name, "127.0.0.1");
+    }
+
+    #[test]
+    fn run_needs_a_collector() {
+        let message = Config::default()
+            .require_collector(ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("config /etc/headroom/agent.toml: collector.address: missing"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_rejected_where_they_would_depend_on_the_working_directory() {
+        assert!(
+            error_of("state_dir = \"var/lib\"\n").contains("state_dir: \"var/lib\" is not an absolute path")
+        );
+        assert!(error_of("[sampling]\nproc_root = \"proc\"\n").contains("sampling.proc_root:"));
+    }
+
+    #[test]
+    fn missing_file_names_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let message = load(&path).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "config {}: file not found (install it with deploy/install-agent.sh or copy deploy/agent.toml \
+                 there, or pass --config FILE)",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "[labels]\nzone = \"a\"\n").unwrap();
+        assert_eq!(load(&path).unwrap().labels["zone"], "a");
+    }
+
+    #[test]
+    fn default_filter_drops_virtual_interfaces() {
+        let filter = Config::default().network;
+        for name in ["lo", "veth12ab", "docker0", "br-5e2f", "cni0", "flannel.1"] {
+            assert!(!filter.admits(name), "{name} should be excluded");
+        }
+        for name in ["eth0", "ens3", "bond0", "lo0x"] {
+            assert!(filter.admits(name), "{name} should be counted");
+        }
+        assert!(error_of("[network]\nexclude = [\"veth[0-9]\"]\n").contains("network.exclude:"));
+    }
+
+    #[test]
+    fn glob_handles_stars_and_question_marks() {
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("a*b*c", "aXXbYYc"));
+        assert!(!glob_matches("a*b*c", "aXXbYY"));
+        assert!(glob_matches("e?h*", "eth0"));
+        assert!(!glob_matches("e?h", "eth0"));
+        assert!(glob_matches("*.1", "flannel.1"));
+    }
+
+    #[test]
+    fn edit_distance_and_human_durations() {
+        assert_eq!(edit_distance("intervl", "interval"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            nearest_key("ca", ["cert", "key"]),
+            None,
+            "short keys need a close match"
+        );
+        assert_eq!(human_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(human_duration(Duration::from_secs(60)), "60s");
+        assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+    }
+}

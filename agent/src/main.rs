@@ -1,0 +1,148 @@
+//! `headroom-agent`: parse the command line, load the config, call the library, map errors to exit codes.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use headroom_agent::{config, run, sample_view, sampler};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "headroom-agent",
+    version,
+    about = "headroom host agent: samples this host and streams it to the collector"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (systemd runs this).
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Take one sample of this host and print it; no network.
+    Sample {
+        #[arg(long, value_enum, default_value_t = SampleFormat::Table)]
+        format: SampleFormat,
+        /// Read this proc root instead of /proc (for captured trees).
+        #[arg(long, default_value = "/proc")]
+        proc_root: PathBuf,
+    },
+    /// Check a config file and print what it means.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SampleFormat {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Run { config } => {
+            let config = match config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return usage_error(e),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return runtime_error(anyhow::anyhow!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(run_service(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => runtime_error(e),
+            }
+        }
+        Command::Sample { format, proc_root } => match sample_once(format, proc_root) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => runtime_error(e),
+        },
+        Command::CheckConfig { config: path } => match config::load(&path) {
+            Ok(config) => {
+                println!("config {}: ok", path.display());
+                println!("{config:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(e),
+        },
+    }
+}
+
+async fn run_service(config: config::Config) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let signals = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("stop signal received; flushing");
+        signals.cancel();
+    });
+    let report = run::run(config, cancel).await?;
+    tracing::info!(acked_through = ?report.acked_through, unacked = report.unacked, "stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
+    let mut sampler = sampler::Sampler::new(sampler::SamplerConfig {
+        proc_root,
+        ..Default::default()
+    });
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    };
+    let before = sampler.sample(1, now_ms(), Instant::now());
+    // CPU time is cumulative since boot: a busy share needs a second reading a moment later.
+    std::thread::sleep(Duration::from_millis(250));
+    let after = sampler.sample(2, now_ms(), Instant::now());
+    match format {
+        SampleFormat::Json => {
+            let text = serde_json::to_string_pretty(&after).context("encoding the sample as JSON")?;
+            println!("{text}");
+        }
+        SampleFormat::Table => print!("{}", sample_view::render_table(&before, &after)),
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn usage_error(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("headroom-agent: {error}");
+    ExitCode::from(2)
+}
+
+fn runtime_error(error: anyhow::Error) -> ExitCode {
+    eprintln!("headroom-agent: {error:#}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,198 @@
+//! The agent service: sample every interval, hand samples to the uplink, tell systemd how it is going.
+
+use crate::config::Config;
+use crate::sampler::{host_facts, InterfaceFilter, Sampler, SamplerConfig};
+use crate::state::AgentState;
+use crate::uplink::{run_uplink, UplinkConfig, UplinkReport, UplinkStatus};
+use anyhow::Context;
+use headroom_common::backoff::Backoff;
+use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Samples buffered between the sampling loop and the uplink; the uplink's outbox holds the backlog.
+const HANDOFF_CAPACITY: usize = 64;
+
+/// One hour of samples at 1 Hz are kept in memory while the collector is away.
+pub const OUTBOX_CAPACITY: usize = 3600;
+
+/// Where the samples come from: the real host, or a generator (the demo's simulated hosts).
+pub trait SampleSource: Send {
+    fn sample(&mut self, seq: u64, timestamp_ms: u64, now: Instant) -> Sample;
+}
+
+impl SampleSource for Sampler {
+    fn sample(&mut self, seq: u64, timestamp_ms: u64, now: Instant) -> Sample {
+        Sampler::sample(self, seq, timestamp_ms, now)
+    }
+}
+
+/// Everything `stream` needs, already validated and loaded.
+pub struct StreamSettings {
+    pub uplink: UplinkConfig,
+    pub hello: Hello,
+    pub interval: Duration,
+    /// Notify systemd (READY after the first sample, WATCHDOG pings); off in the demo and tests.
+    pub notify_systemd: bool,
+}
+
+/// Build the TLS client configuration from the files named in the config.
+pub fn tls_from_config(config: &Config) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let read = |path: &Path, what: &str| -> anyhow::Result<String> {
+        std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {what} {}: cannot open it (enroll this host, or set tls.{what} in the config)",
+                path.display()
+            )
+        })
+    };
+    let ca = read(&config.tls.ca, "ca")?;
+    let cert = read(&config.tls.cert, "cert")?;
+    let key = read(&config.tls.key, "key")?;
+    let tls = headroom_common::tls::client_config(&ca, Some((&cert, &key)), &[headroom_common::wire::ALPN])
+        .map_err(|e| anyhow::anyhow!("tls files in the agent config: {e}"))?;
+    Ok(Arc::new(tls))
+}
+
+/// Sampler settings from the config.
+pub fn sampler_config(config: &Config) -> SamplerConfig {
+    SamplerConfig {
+        proc_root: config.sampling.proc_root.clone(),
+        interfaces: InterfaceFilter {
+            include: config.network.include.clone(),
+            exclude: config.network.exclude.clone(),
+        },
+        netlink: config.sampling.netlink,
+        full_dump_max_sockets: config.sampling.full_dump_max_sockets,
+        full_dump_interval: config.sampling.full_dump_interval,
+    }
+}
+
+/// The service, as `headroom-agent run` starts it.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<UplinkReport> {
+    let target = config.collector.clone().context(
+        "config: collector.address is not set (add a [collector] section with address = \"HOST:PORT\")",
+    )?;
+    let tls = tls_from_config(&config)?;
+    let mut state = AgentState::open(&config.state_dir)?;
+    let (capacity, facts) = host_facts();
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        instance_id: state.instance_id(),
+        interval_ms: config
+            .sampling
+            .interval
+            .as_millis()
+            .try_into()
+            .unwrap_or(u32::MAX),
+        labels: config.labels.clone(),
+        capacity,
+        facts,
+    };
+    let settings = StreamSettings {
+        uplink: UplinkConfig {
+            collector: target.address,
+            server_name: target.server_name,
+            tls,
+            backoff: Backoff::default(),
+            outbox_capacity: OUTBOX_CAPACITY,
+            flush_timeout: Duration::from_secs(3),
+        },
+        hello,
+        interval: config.sampling.interval,
+        notify_systemd: true,
+    };
+    let sampler = Sampler::new(sampler_config(&config));
+    let (report, next_seq) = stream(settings, sampler, state.next_seq(), &mut state, cancel).await;
+    state.save_next_seq(next_seq)?;
+    Ok(report)
+}
+
+/// Sample every interval and stream until cancelled. Returns the uplink's report and the next unused
+/// sequence number.
+pub async fn stream<S: SampleSource>(
+    settings: StreamSettings,
+    mut source: S,
+    first_seq: u64,
+    sequence: &mut dyn SequenceStore,
+    cancel: CancellationToken,
+) -> (UplinkReport, u64) {
+    let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
+    let (status_sender, mut status) = watch::channel(UplinkStatus::Connecting);
+    let uplink_cancel = cancel.child_token();
+    let uplink = tokio::spawn(run_uplink(
+        settings.uplink,
+        settings.hello,
+        receiver,
+        uplink_cancel.clone(),
+        status_sender,
+    ));
+
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seq = first_seq;
+    let mut handoff_dropped: u64 = 0;
+    let mut ready_sent = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = status.changed() => {
+                if let UplinkStatus::Failed { reason } = &*status.borrow_and_update() {
+                    tracing::debug!(%reason, "uplink status");
+                }
+            }
+            _ = ticker.tick() => {
+                let timestamp_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let sample = source.sample(seq, timestamp_ms, Instant::now());
+                if let Err(e) = sequence.reserve_through(seq) {
+                    warn!(error = %e, "cannot persist the sequence number; continuing");
+                }
+                seq += 1;
+                if sender.try_send(sample).is_err() {
+                    handoff_dropped += 1;
+                    warn!(handoff_dropped, "uplink is not keeping up; sample dropped");
+                }
+                if settings.notify_systemd {
+                    if !ready_sent {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                        ready_sent = true;
+                        info!("first sample taken; ready");
+                    }
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+    if settings.notify_systemd {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    }
+    // Closing the channel lets the uplink flush what it has and say goodbye.
+    drop(sender);
+    let mut report = uplink.await.unwrap_or_default();
+    report.dropped += handoff_dropped;
+    (report, seq)
+}
+
+/// Persists sequence numbers so that they keep growing across restarts.
+pub trait SequenceStore: Send {
+    /// `seq` has been used.
+    fn reserve_through(&mut self, seq: u64) -> std::io::Result<()>;
+}
+
+/// Sequence numbers held only in memory (simulated hosts).
+#[derive(Default)]
+pub struct MemorySequence;
+
+impl SequenceStore for MemorySequence {
+    fn reserve_through(&mut self, _seq: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! The host sampler: reads CPU, memory, pressure, network and socket figures from /proc once per tick into
+//! a `wire::Sample`.
+//!
+//! Each family has a pure `parse` over the file's text (tested on fixtures captured from real kernels) and
+//! is read through a `ProcFile` kept open under an injected proc root. A family that fails is listed in
+//! `Sample::failed` and counted; the rest of the sample goes out.
+
+pub mod cpu;
+mod host;
+pub mod memory;
+pub mod misc;
+pub mod netlink;
+pub mod network;
+pub mod pressure;
+mod procfile;
+pub mod procnet;
+pub mod snmp;
+mod sockets;
+pub mod sockstat;
+pub mod tcp_table;
+
+pub use host::host_facts;
+pub use network::InterfaceFilter;
+
+use headroom_common::wire::{Family, Pressure, PressureLine, Sample, SocketSample};
+use procfile::ProcFile;
+use sockets::TcpSampler;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to sample and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamplerConfig {
+    /// Where procfs is mounted: "/proc" in production, a fixture directory in tests. /proc/sys is read
+    /// under it too.
+    pub proc_root: PathBuf,
+    pub interfaces: InterfaceFilter,
+    /// Read TCP sockets through netlink sock_diag; false reads /proc/net/tcp and tcp6 every time.
+    pub netlink: bool,
+    /// Above this many TCP sockets, the full per-state pass runs only every `full_dump_interval`.
+    pub full_dump_max_sockets: u32,
+    pub full_dump_interval: Duration,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            proc_root: PathBuf::from("/proc"),
+            interfaces: InterfaceFilter::default(),
+            netlink: true,
+            full_dump_max_sockets: 20_000,
+            full_dump_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A line of a /proc file that does not parse. `file` is relative to the proc root, e.g. "net/tcp";
+/// `line` counts from 1, and is 0 when the fault is in the file as a whole (a missing line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub file: &'static str,
+    pub line: usize,
+    pub detail: String,
+}
+
+impl ParseError {
+    pub(crate) fn at(file: &'static str, line: usize, detail: impl Into<String>) -> ParseError {
+        ParseError {
+            file,
+            line,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn whole(file: &'static str, detail: impl Into<String>) -> ParseError {
+        ParseError::at(file, 0, detail)
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.detail)
+        } else {
+            write!(f, "{}: line {}: {}", self.file, self.line, self.detail)
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Why a family could not be read this tick.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("{}: {detail}", path.display())]
+    Io { path: PathBuf, detail: String },
+    #[error("{}/{source}", root.display())]
+    Parse { root: PathBuf, source: ParseError },
+}
+
+impl SampleError {
+    pub(crate) fn io(path: &Path, error: &std::io::Error) -> SampleError {
+        let hint = match error.kind() {
+            std::io::ErrorKind::NotFound => " (is procfs mounted there? proc_root sets where it is read)",
+            _ => "",
+        };
+        SampleError::Io {
+            path: path.to_path_buf(),
+            detail: format!("{error}{hint}"),
+        }
+    }
+
+    pub(crate) fn parse(root: &Path, source: ParseError) -> SampleError {
+        SampleError::Parse {
+            root: root.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Which families are failing, so each start and end of a failure is logged once, and how often each
+/// failed.
+#[derive(Debug, Default)]
+struct Health {
+    failing: BTreeSet<Family>,
+    counts: BTreeMap<Family, u64>,
+}
+
+impl Health {
+    fn check<T>(
+        &mut self,
+        family: Family,
+        result: Result<T, SampleError>,
+        failed: &mut Vec<Family>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if self.failing.remove(&family) {
+                    tracing::info!(family = family.name(), "family reads again");
+                }
+                Some(value)
+            }
+            Err(error) => {
+                *self.counts.entry(family).or_default() += 1;
+                if !failed.contains(&family) {
+                    failed.push(family);
+                }
+                if self.failing.insert(family) {
+                    tracing::warn!(
+                        family = family.name(),
+                        %error,
+                        "cannot read family; it is left out of samples until it reads again"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Reads and parses one file.
+fn read_parse<T>(
+    file: &mut ProcFile,
+    root: &Path,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<T, SampleError> {
+    parse(file.text()?).map_err(|source| SampleError::parse(root, source))
+}
+
+/// Samples this host. Holds its /proc files open between ticks.
+#[derive(Debug)]
+pub struct Sampler {
+    root: PathBuf,
+    interfaces: InterfaceFilter,
+    stat: ProcFile,
+    loadavg: ProcFile,
+    meminfo: ProcFile,
+    pressure: [ProcFile; 3],
+    net_dev: ProcFile,
+    sockstat: ProcFile,
+    sockstat6: ProcFile,
+    snmp: ProcFile,
+    netstat: ProcFile,
+    conntrack_count: ProcFile,
+    conntrack_max: ProcFile,
+    port_range: ProcFile,
+    tcp: TcpSampler,
+    health: Health,
+}
+
+const PRESSURE_FILES: [&str; 3] = ["pressure/cpu", "pressure/memory", "pressure/io"];
+
+impl Sampler {
+    pub fn new(config: SamplerConfig) -> Sampler {
+        let root = config.proc_root;
+        let file = |relative: &str| ProcFile::new(root.join(relative));
+        Sampler {
+            stat: file("stat"),
+            loadavg: file("loadavg"),
+            meminfo: file("meminfo"),
+            pressure: PRESSURE_FILES.map(file),
+            net_dev: file("net/dev"),
+            sockstat: file("net/sockstat"),
+            sockstat6: file("net/sockstat6"),
+            snmp: file("net/snmp"),
+            netstat: file("net/netstat"),
+            conntrack_count: file("sys/net/netfilter/nf_conntrack_count"),
+            conntrack_max: file("sys/net/netfilter/nf_conntrack_max"),
+            port_range: file("sys/net/ipv4/ip_local_port_range"),
+            tcp: TcpSampler::new(
+                &root,
+                config.netlink,
+                config.full_dump_max_sockets,
+                config.full_dump_interval,
+            ),
+            interfaces: config.interfaces,
+            health: Health::default(),
+            root,
+        }
+    }
+
+    /// One sample. Never fails: a family that fails is logged (once when it starts failing, once when it
+    /// recovers), counted, listed in `sample.failed`, and the rest of the sample goes out.
+    pub fn sample(&mut self, seq: u64, timestamp_ms: u64, now: Instant) -> Sample {
+        let mut failed = Vec::new();
+        let root = self.root.as_path();
+        let health = &mut self.health;
+
+        let stat = read_parse(&mut self.stat, root, cpu::parse_stat);
+        let mut cpu = health.check(Family::Cpu, stat, &mut failed);
+        let load = read_parse(&mut self.loadavg, root, cpu::parse_loadavg);
+        let load = health.check(Family::LoadAverage, load, &mut failed);
+        if let Some(cpu) = cpu.as_mut() {
+            cpu.load = load;
+        }
+
+        let memory = read_parse(&mut self.meminfo, root, memory::parse_meminfo);
+        let memory = health.check(Family::Memory, memory, &mut failed);
+
+        let pressure = Self::read_pressure(&mut self.pressure, root);
+        let pressure = health.check(Family::Pressure, pressure, &mut failed).flatten();
+
+        let interfaces = &self.interfaces;
+        let network = read_parse(&mut self.net_dev, root, |text| {
+            network::parse_net_dev(text, interfaces)
+        });
+        let network = health
+            .check(Family::Network, network, &mut failed)
+            .unwrap_or_default();
+
+        let sockets = self.sample_sockets(now, &mut failed);
+
+        Sample {
+            seq,
+            timestamp_ms,
+            cpu,
+            memory,
+            pressure,
+            network,
+            sockets,
+            failed,
+        }
+    }
+
+    /// How many ticks each family has failed since start; families that never failed are absent.
+    pub fn failure_counts(&self) -> &BTreeMap<Family, u64> {
+        &self.health.counts
+    }
+
+    fn read_pressure(files: &mut [ProcFile; 3], root: &Path) -> Result<Option<Pressure>, SampleError> {
+        let mut lines: [Option<PressureLine>; 3] = [None; 3];
+        for ((file, name), line) in files.iter_mut().zip(PRESSURE_FILES).zip(lines.iter_mut()) {
+            if let Some(text) = file.optional_text()? {
+                *line = Some(pressure::parse_pressure(text, name).map_err(|e| SampleError::parse(root, e))?);
+            }
+        }
+        // A kernel before 4.20, or one booted with psi=0, has none of the files.
+        if lines.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let [cpu, memory, io] = lines;
+        Ok(Some(Pressure { cpu, memory, io }))
+    }
+
+    fn sample_sockets(&mut self, now: Instant, failed: &mut Vec<Family>) -> Option<SocketSample> {
+        let root = self.root.as_path();
+        let health = &mut self.health;
+        let outcome = self.tcp.sample(now);
+        let listeners_read = outcome.listeners_error.is_none();
+        let mut tcp_states = None;
+        let mut listeners = Vec::new();
+        match outcome.listeners_error {
+            Some(error) => {
+                health.check::<()>(Family::Listeners, Err(error.clone()), failed);
+                health.check::<()>(
+                    Family::TcpStates,
+                    Err(outcome.states_error.unwrap_or(error)),
+                    failed,
+                );
+            }
+            None => {
+                health.check(Family::Listeners, Ok(()), failed);
+                listeners = outcome.table.listeners;
+                let states = match outcome.states_error {
+                    Some(error) => Err(error),
+                    None => Ok(outcome.table.states),
+                };
+                tcp_states = health.check(Family::TcpStates, states, failed);
+            }
+        }
+
+        let sockstat = (|| {
+            let sockstat6 = self.sockstat6.optional_text()?;
+            let sockstat = self.sockstat.text()?;
+            sockstat::parse_sockstat(sockstat, sockstat6).map_err(|source| SampleError::parse(root, source))
+        })();
+        let sockstat = health.check(Family::Sockstat, sockstat, failed);
+
+        let tcp = (|| {
+            let snmp = self.snmp.text()?;
+            let netstat = self.netstat.text()?;
+            snmp::parse_tcp_counters(snmp, netstat).map_err(|source| SampleError::parse(root, source))
+        })();
+        let tcp = health.check(Family::Snmp, tcp, failed);
+
+        let conntrack = Self::read_conntrack(&mut self.conntrack_count, &mut self.conntrack_max, root);
+        let conntrack = health.check(Family::Conntrack, conntrack, failed).flatten();
+
+        let ports = read_parse(&mut self.port_range, root, misc::parse_port_range);
+        let ephemeral_ports = health.check(Family::PortRange, ports, failed);
+
+        let any = tcp_states.is_some()
+            || listeners_read
+            || sockstat.is_some()
+            || tcp.is_some()
+            || conntrack.is_some()
+            || ephemeral_ports.is_some();
+        any.then_some(SocketSample {
+            tcp_states,
+            tcp_states_age_ms: outcome.states_age_ms,
+            source: outcome.source,
+            listeners,
+            sockstat,
+            tcp,
+            conntrack,
+            ephemeral_ports,
+        })
+    }
+
+    /// Conntrack counters exist only while the nf_conntrack module is loaded.
+    fn read_conntrack(
+        count: &mut ProcFile,
+        max: &mut ProcFile,
+        root: &Path,
+    ) -> Result<Option<headroom_common::wire::Conntrack>, SampleError> {
+        let (Some(count), Some(max)) = (count.optional_text()?, max.optional_text()?) else {
+            return Ok(None);
+        };
+        misc::parse_conntrack(count, max)
+            .map(Some)
+            .map_err(|source| SampleError::parse(root, source))
+    }
+}

@@ -1,0 +1,425 @@
+//! A minimal NETLINK_SOCK_DIAG (INET_DIAG) client for TCP socket dumps, written against the kernel ABI
+//! (include/uapi/linux/inet_diag.h, netlink.h) with one reusable receive buffer and no per-socket allocation.
+//!
+//! The preferred request is the legacy TCPDIAG_GETSOCK with `struct inet_diag_req`: the kernel answers it
+//! as a dump of family AF_UNSPEC, walking the TCP hash tables once for IPv4 and IPv6 together. Kernels that
+//! refuse it get SOCK_DIAG_BY_FAMILY with `struct inet_diag_req_v2`, once for AF_INET and once for AF_INET6.
+//! No extensions are requested: the fixed part of each reply has all we use, and for a LISTEN socket the
+//! kernel puts the accept-queue length in idiag_rqueue and the backlog in idiag_wqueue.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `nlmsg_type` of the legacy request (include/uapi/linux/inet_diag.h).
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `nlmsg_type` of the per-family request (include/uapi/linux/sock_diag.h).
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+
+const NLMSG_HEADER_BYTES: usize = 16;
+/// `struct inet_diag_sockid`: sport, dport, src[4], dst[4], if, cookie[2].
+const SOCKID_BYTES: usize = 48;
+/// `struct inet_diag_req`: family, src_len, dst_len, ext, id, states, dbs.
+const LEGACY_REQUEST_BYTES: usize = 4 + SOCKID_BYTES + 8;
+/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, id.
+const V2_REQUEST_BYTES: usize = 8 + SOCKID_BYTES;
+/// `struct inet_diag_msg`: family, state, timer, retrans, id, expires, rqueue, wqueue, uid, inode.
+const DIAG_MSG_BYTES: usize = 4 + SOCKID_BYTES + 20;
+
+/// The kernel caps one dump datagram at 32 KiB (netlink's max_recvmsg_len); a bigger buffer costs nothing.
+const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long one receive may block before the dump is abandoned for this tick.
+const RECEIVE_TIMEOUT_MS: i64 = 2_000;
+
+/// TCP states as a kernel state mask: bit N is state N.
+pub const fn state_mask(states: &[headroom_common::wire::TcpState]) -> u32 {
+    let mut mask = 0u32;
+    let mut i = 0;
+    while i < states.len() {
+        mask |= 1 << (states[i] as u32);
+        i += 1;
+    }
+    mask
+}
+
+/// Every state from ESTABLISHED (1) to NEW_SYN_RECV (12). Masks that stop at CLOSING (0xFFE) leave
+/// half-open request sockets out.
+pub const ALL_STATES: u32 = 0xFFF << 1;
+/// LISTEN (10) alone: the kernel then skips the established hash table entirely.
+pub const LISTEN_ONLY: u32 = 1 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a NETLINK_SOCK_DIAG socket: {0} (is the kernel built without inet_diag? set netlink = false to read /proc/net/tcp)")]
+    Open(io::Error),
+    #[error("cannot send the sock_diag request: {0}")]
+    Send(io::Error),
+    #[error("cannot receive the sock_diag reply: {0}")]
+    Receive(io::Error),
+    #[error("the kernel refused the sock_diag request: {0}")]
+    Refused(io::Error),
+    #[error("sock_diag reply of {len} bytes did not fit the {capacity}-byte buffer")]
+    Truncated { len: usize, capacity: usize },
+    #[error("malformed sock_diag reply: {0}")]
+    Malformed(String),
+}
+
+/// The fields of one `inet_diag_msg` this agent uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiagSocketInfo {
+    pub family: u8,
+    /// Kernel state number (1 = ESTABLISHED … 12 = NEW_SYN_RECV).
+    pub state: u8,
+    pub local_port: u16,
+    /// LISTEN: accept-queue length. Others: bytes not yet read by the application.
+    pub receive_queue: u32,
+    /// LISTEN: the backlog (accept-queue limit). Others: bytes not yet acknowledged by the peer.
+    pub send_queue: u32,
+}
+
+/// Which request shape to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// TCPDIAG_GETSOCK: one walk for both families.
+    Legacy,
+    /// SOCK_DIAG_BY_FAMILY for the given family.
+    ByFamily(u8),
+}
+
+/// Writes one dump request into `out` and returns its length.
+pub fn encode_request(kind: RequestKind, states: u32, seq: u32, out: &mut [u8; 128]) -> usize {
+    out.fill(0);
+    let (message_type, payload_bytes) = match kind {
+        RequestKind::Legacy => (TCPDIAG_GETSOCK, LEGACY_REQUEST_BYTES),
+        RequestKind::ByFamily(_) => (SOCK_DIAG_BY_FAMILY, V2_REQUEST_BYTES),
+    };
+    let len = NLMSG_HEADER_BYTES + payload_bytes;
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    out[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    out[4..6].copy_from_slice(&message_type.to_ne_bytes());
+    out[6..8].copy_from_slice(&flags.to_ne_bytes());
+    out[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // nlmsg_pid 0: the kernel fills in our port id.
+    let payload = &mut out[NLMSG_HEADER_BYTES..len];
+    match kind {
+        RequestKind::Legacy => {
+            // Family is ignored by the kernel for this request (it dumps AF_UNSPEC); the id stays zero.
+            payload[0] = libc::AF_INET as u8;
+            let states_at = 4 + SOCKID_BYTES;
+            payload[states_at..states_at + 4].copy_from_slice(&states.to_ne_bytes());
+        }
+        RequestKind::ByFamily(family) => {
+            payload[0] = family;
+            payload[1] = libc::IPPROTO_TCP as u8;
+            payload[4..8].copy_from_slice(&states.to_ne_bytes());
+        }
+    }
+    len
+}
+
+/// What a datagram of the reply said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    More,
+    Done,
+}
+
+/// Visits every socket in one datagram of a dump reply. Messages for another sequence number (left over
+/// from an abandoned dump) are skipped.
+pub fn parse_datagram(
+    bytes: &[u8],
+    seq: u32,
+    visit: &mut dyn FnMut(&DiagSocketInfo),
+) -> Result<Progress, NetlinkError> {
+    let mut rest = bytes;
+    while rest.len() >= NLMSG_HEADER_BYTES {
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let message_type = u16::from_ne_bytes([rest[4], rest[5]]);
+        let message_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if len < NLMSG_HEADER_BYTES || len > rest.len() {
+            return Err(NetlinkError::Malformed(format!(
+                "message length {len} with {} bytes left",
+                rest.len()
+            )));
+        }
+        let payload = &rest[NLMSG_HEADER_BYTES..len];
+        let aligned = (len + 3) & !3;
+        rest = &rest[aligned.min(rest.len())..];
+        if message_seq != seq {
+            continue;
+        }
+        match message_type {
+            t if t == libc::NLMSG_DONE as u16 => return Ok(Progress::Done),
+            t if t == libc::NLMSG_ERROR as u16 => {
+                let code = payload
+                    .get(0..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .ok_or_else(|| NetlinkError::Malformed("error message without a code".into()))?;
+                if code == 0 {
+                    // An acknowledgement; a dump ends with NLMSG_DONE, so keep reading.
+                    continue;
+                }
+                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(-code)));
+            }
+            _ => {
+                if payload.len() < DIAG_MSG_BYTES {
+                    return Err(NetlinkError::Malformed(format!(
+                        "inet_diag_msg of {} bytes, expected at least {DIAG_MSG_BYTES}",
+                        payload.len()
+                    )));
+                }
+                let u32_at = |at: usize| {
+                    u32::from_ne_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]])
+                };
+                visit(&DiagSocketInfo {
+                    family: payload[0],
+                    state: payload[1],
+                    // Ports are in network byte order.
+                    local_port: u16::from_be_bytes([payload[4], payload[5]]),
+                    receive_queue: u32_at(4 + SOCKID_BYTES + 4),
+                    send_queue: u32_at(4 + SOCKID_BYTES + 8),
+                });
+            }
+        }
+    }
+    Ok(Progress::More)
+}
+
+/// An open NETLINK_SOCK_DIAG socket with its receive buffer.
+#[derive(Debug)]
+pub struct DiagSocket {
+    fd: OwnedFd,
+    buffer: Vec<u8>,
+    seq: u32,
+    /// None until the first dump found out whether the legacy request works.
+    legacy_works: Option<bool>,
+}
+
+impl DiagSocket {
+    pub fn open() -> Result<DiagSocket, NetlinkError> {
+        // SAFETY: plain socket(2) call; the returned descriptor is checked before being owned.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG,
+            )
+        };
+        if raw < 0 {
+            return Err(NetlinkError::Open(io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let timeout = libc::timeval {
+            tv_sec: RECEIVE_TIMEOUT_MS / 1000,
+            tv_usec: (RECEIVE_TIMEOUT_MS % 1000) * 1000,
+        };
+        // SAFETY: `timeout` is a valid timeval for the duration of the call and its size is passed.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            return Err(NetlinkError::Open(io::Error::last_os_error()));
+        }
+        Ok(DiagSocket {
+            fd,
+            buffer: vec![0; RECEIVE_BUFFER_BYTES],
+            seq: 0,
+            legacy_works: None,
+        })
+    }
+
+    /// Dumps every TCP socket (IPv4 and IPv6) whose state is in `states` (a mask: bit N is state N) and
+    /// calls `visit` for each. Returns the number of sockets visited.
+    pub fn dump(&mut self, states: u32, visit: &mut dyn FnMut(&DiagSocketInfo)) -> Result<u64, NetlinkError> {
+        let mut count = 0u64;
+        let mut counting = |socket: &DiagSocketInfo| {
+            count += 1;
+            visit(socket);
+        };
+        if self.legacy_works != Some(false) {
+            match self.dump_one(RequestKind::Legacy, states, &mut counting) {
+                Ok(()) => {
+                    self.legacy_works = Some(true);
+                    return Ok(count);
+                }
+                // Only a first refusal means "this kernel has no legacy request"; later ones are real errors.
+                Err(NetlinkError::Refused(_)) if self.legacy_works.is_none() => {
+                    self.legacy_works = Some(false);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.dump_one(RequestKind::ByFamily(libc::AF_INET as u8), states, &mut counting)?;
+        match self.dump_one(RequestKind::ByFamily(libc::AF_INET6 as u8), states, &mut counting) {
+            Ok(()) => {}
+            // A kernel without IPv6 has no AF_INET6 handler.
+            Err(NetlinkError::Refused(error)) if error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(error) => return Err(error),
+        }
+        Ok(count)
+    }
+
+    fn dump_one(
+        &mut self,
+        kind: RequestKind,
+        states: u32,
+        visit: &mut dyn FnMut(&DiagSocketInfo),
+    ) -> Result<(), NetlinkError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut request = [0u8; 128];
+        let len = encode_request(kind, states, self.seq, &mut request);
+        loop {
+            // SAFETY: `request[..len]` is initialised memory we own; send(2) to an unconnected netlink
+            // socket goes to the kernel.
+            let sent = unsafe { libc::send(self.fd.as_raw_fd(), request.as_ptr().cast(), len, 0) };
+            if sent >= 0 {
+                break;
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(NetlinkError::Send(error));
+            }
+        }
+        loop {
+            // SAFETY: the buffer is valid for writes of its length; MSG_TRUNC makes the kernel report a
+            // datagram's full length even when it did not fit, so truncation is detected below.
+            let received = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buffer.as_mut_ptr().cast(),
+                    self.buffer.len(),
+                    libc::MSG_TRUNC,
+                )
+            };
+            if received < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(NetlinkError::Receive(error));
+            }
+            let received = received as usize;
+            if received > self.buffer.len() {
+                return Err(NetlinkError::Truncated {
+                    len: received,
+                    capacity: self.buffer.len(),
+                });
+            }
+            if parse_datagram(&self.buffer[..received], self.seq, visit)? == Progress::Done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use headroom_common::wire::TcpState;
+
+    fn message(message_type: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HEADER_BYTES + payload.len();
+        let mut out = Vec::new();
+        out.extend_from_slice(&(len as u32).to_ne_bytes());
+        out.extend_from_slice(&message_type.to_ne_bytes());
+        out.extend_from_slice(&0u16.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(payload);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    fn diag_msg(state: u8, port: u16, rqueue: u32, wqueue: u32) -> Vec<u8> {
+        let mut payload = vec![0u8; DIAG_MSG_BYTES];
+        payload[0] = libc::AF_INET6 as u8;
+        payload[1] = state;
+        payload[4..6].copy_from_slice(&port.to_be_bytes());
+        payload[56..60].copy_from_slice(&rqueue.to_ne_bytes());
+        payload[60..64].copy_from_slice(&wqueue.to_ne_bytes());
+        payload
+    }
+
+    #[test]
+    fn masks_cover_every_state() {
+        assert_eq!(ALL_STATES, state_mask(&TcpState::ALL));
+        assert_eq!(
+            ALL_STATES & (1 << 12),
+            1 << 12,
+            "NEW_SYN_RECV must be in the mask"
+        );
+        assert_eq!(LISTEN_ONLY, state_mask(&[TcpState::Listen]));
+    }
+
+    #[test]
+    fn requests_have_the_kernel_layout() {
+        let mut out = [0u8; 128];
+        let len = encode_request(RequestKind::Legacy, LISTEN_ONLY, 7, &mut out);
+        assert_eq!(len, 16 + 60);
+        assert_eq!(u32::from_ne_bytes(out[0..4].try_into().unwrap()), 76);
+        assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), 18);
+        assert_eq!(u16::from_ne_bytes(out[6..8].try_into().unwrap()), 0x301);
+        assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), 7);
+        assert_eq!(
+            u32::from_ne_bytes(out[16 + 52..16 + 56].try_into().unwrap()),
+            1 << 10
+        );
+        let len = encode_request(RequestKind::ByFamily(10), ALL_STATES, 8, &mut out);
+        assert_eq!(len, 16 + 56);
+        assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), 20);
+        assert_eq!(out[16], 10);
+        assert_eq!(out[17], 6);
+        assert_eq!(u32::from_ne_bytes(out[20..24].try_into().unwrap()), 0x1FFE);
+    }
+
+    #[test]
+    fn datagram_yields_sockets_then_done_and_skips_stale_messages() {
+        let mut datagram = message(18, 3, &diag_msg(10, 8080, 5, 4));
+        datagram.extend(message(18, 2, &diag_msg(1, 1, 0, 0)));
+        datagram.extend(message(18, 3, &diag_msg(1, 8080, 0, 0)));
+        let mut seen = Vec::new();
+        let progress = parse_datagram(&datagram, 3, &mut |s| seen.push(*s)).unwrap();
+        assert_eq!(progress, Progress::More);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[0],
+            DiagSocketInfo {
+                family: libc::AF_INET6 as u8,
+                state: 10,
+                local_port: 8080,
+                receive_queue: 5,
+                send_queue: 4
+            }
+        );
+        let done = message(libc::NLMSG_DONE as u16, 3, &0i32.to_ne_bytes());
+        assert_eq!(parse_datagram(&done, 3, &mut |_| {}).unwrap(), Progress::Done);
+    }
+
+    #[test]
+    fn kernel_error_and_bad_lengths_are_errors() {
+        let error = message(libc::NLMSG_ERROR as u16, 1, &(-libc::EINVAL).to_ne_bytes());
+        assert!(
+            matches!(parse_datagram(&error, 1, &mut |_| {}), Err(NetlinkError::Refused(e)) if e.raw_os_error() == Some(libc::EINVAL))
+        );
+        let mut bad = message(18, 1, &diag_msg(1, 1, 0, 0));
+        bad[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(matches!(
+            parse_datagram(&bad, 1, &mut |_| {}),
+            Err(NetlinkError::Malformed(_))
+        ));
+        let short = message(18, 1, &[0u8; 8]);
+        assert!(matches!(
+            parse_datagram(&short, 1, &mut |_| {}),
+            Err(NetlinkError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,447 @@
+//! The agent's connection to the collector: QUIC with mutual TLS, reconnecting with capped, jittered backoff.
+//!
+//! This is one of the two places in headroom that know QUIC (the other is the collector's ingest). The
+//! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
+
+use headroom_common::backoff::Backoff;
+use headroom_common::session::{AgentEvent, AgentSession, Outbox, SessionError};
+use headroom_common::wire::{Hello, Sample};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct UplinkConfig {
+    /// `host:port` of the collector's QUIC listener; resolved at every attempt.
+    pub collector: String,
+    /// Name the collector's certificate must carry.
+    pub server_name: String,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub backoff: Backoff,
+    /// Unacknowledged samples kept in memory while the collector is away.
+    pub outbox_capacity: usize,
+    /// How long a clean shutdown waits for the last acknowledgement.
+    pub flush_timeout: Duration,
+}
+
+/// What the uplink is doing, for whoever wants to watch (tests, the demo, readiness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UplinkStatus {
+    Connecting,
+    /// Welcomed by the collector under this identity.
+    Connected {
+        host: String,
+    },
+    /// The last attempt failed; the line says why and what to do.
+    Failed {
+        reason: String,
+    },
+    Stopped,
+}
+
+/// Counts at the end of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UplinkReport {
+    pub acked_through: Option<u64>,
+    pub unacked: usize,
+    pub dropped: u64,
+}
+
+enum Ended {
+    Cancelled,
+    ChannelClosed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("cannot resolve collector address {address}: {detail} (check collector.address)")]
+    Resolve { address: String, detail: String },
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("timed out after {0:?} waiting for the collector")]
+    Timeout(Duration),
+}
+
+/// Stream samples from `samples` to the collector until `cancel` fires or the channel closes, reconnecting as
+/// needed. On cancel it sends what it holds, waits up to `flush_timeout` for the acknowledgement, and says
+/// goodbye.
+pub async fn run_uplink(
+    config: UplinkConfig,
+    hello: Hello,
+    mut samples: mpsc::Receiver<Sample>,
+    cancel: CancellationToken,
+    status: watch::Sender<UplinkStatus>,
+) -> UplinkReport {
+    let mut outbox = Outbox::new(config.outbox_capacity);
+    let mut acked_through = None;
+    let mut attempt: u32 = 0;
+    let mut last_reason = String::new();
+    let endpoints = Endpoints::default();
+    loop {
+        status.send_replace(UplinkStatus::Connecting);
+        let mut welcomed = false;
+        let result = session(
+            &config,
+            &endpoints,
+            &hello,
+            &mut samples,
+            &mut outbox,
+            &mut acked_through,
+            &mut welcomed,
+            &cancel,
+            &status,
+        )
+        .await;
+        if welcomed {
+            attempt = 0;
+        }
+        match result {
+            Ok(Ended::Cancelled) | Ok(Ended::ChannelClosed) => break,
+            Err(error) => {
+                let reason = error.to_string();
+                // Say it once per distinct reason: a collector that is down for an hour is one line, not 3,600.
+                if reason != last_reason {
+                    warn!(collector = %config.collector, %reason, "uplink failed; retrying with backoff");
+                    last_reason = reason.clone();
+                } else {
+                    debug!(collector = %config.collector, %reason, "uplink failed again");
+                }
+                status.send_replace(UplinkStatus::Failed { reason });
+            }
+        }
+        let delay = config.backoff.delay(attempt, fastrand::f64());
+        attempt = attempt.saturating_add(1);
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        // Keep taking samples while waiting, so the sampler never blocks on a missing collector.
+        let stop = loop {
+            tokio::select! {
+                _ = &mut sleep => break false,
+                _ = cancel.cancelled() => break true,
+                sample = samples.recv() => match sample {
+                    Some(sample) => outbox.push(sample),
+                    None => break true,
+                },
+            }
+        };
+        if stop {
+            break;
+        }
+    }
+    endpoints.close().await;
+    status.send_replace(UplinkStatus::Stopped);
+    let report = UplinkReport {
+        acked_through,
+        unacked: outbox.len(),
+        dropped: outbox.dropped(),
+    };
+    if report.unacked > 0 || report.dropped > 0 {
+        warn!(
+            unacked = report.unacked,
+            dropped = report.dropped,
+            "uplink stopped with samples not stored"
+        );
+    }
+    report
+}
+
+/// One client endpoint per address family, made on first use and reused across reconnects.
+#[derive(Default)]
+struct Endpoints {
+    v4: std::sync::Mutex<Option<quinn::Endpoint>>,
+    v6: std::sync::Mutex<Option<quinn::Endpoint>>,
+}
+
+impl Endpoints {
+    fn for_peer(&self, peer: SocketAddr) -> Result<quinn::Endpoint, UplinkError> {
+        let (slot, bind): (_, SocketAddr) = if peer.is_ipv4() {
+            (&self.v4, "0.0.0.0:0".parse().expect("literal address"))
+        } else {
+            (&self.v6, "[::]:0".parse().expect("literal address"))
+        };
+        let mut slot = slot.lock().expect("endpoint lock poisoned");
+        if let Some(endpoint) = slot.as_ref() {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| UplinkError::Connect(format!("cannot open a UDP socket on {bind}: {e}")))?;
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    async fn close(&self) {
+        let all: Vec<quinn::Endpoint> = [&self.v4, &self.v6]
+            .iter()
+            .filter_map(|slot| slot.lock().expect("endpoint lock poisoned").take())
+            .collect();
+        for endpoint in all {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        }
+    }
+}
+
+fn client_config(config: &UplinkConfig) -> Result<quinn::ClientConfig, UplinkError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config.tls.clone())
+        .map_err(|e| UplinkError::Connect(format!("tls configuration unusable for QUIC: {e}")))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(30).try_into().expect("30 s fits a varint"),
+    ));
+    client.transport_config(Arc::new(transport));
+    Ok(client)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    config: &UplinkConfig,
+    endpoints: &Endpoints,
+    hello: &Hello,
+    samples: &mut mpsc::Receiver<Sample>,
+    outbox: &mut Outbox,
+    acked_through: &mut Option<u64>,
+    welcomed: &mut bool,
+    cancel: &CancellationToken,
+    status: &watch::Sender<UplinkStatus>,
+) -> Result<Ended, UplinkError> {
+    let peer = resolve(&config.collector).await?;
+    let endpoint = endpoints.for_peer(peer)?;
+    let connecting = endpoint
+        .connect_with(client_config(config)?, peer, &config.server_name)
+        .map_err(|e| UplinkError::Connect(format!("cannot connect to {peer}: {e}")))?;
+    let connect_timeout = Duration::from_secs(10);
+    let connection = tokio::select! {
+        _ = cancel.cancelled() => return Ok(Ended::Cancelled),
+        result = tokio::time::timeout(connect_timeout, connecting) => result
+            .map_err(|_| UplinkError::Timeout(connect_timeout))?
+            .map_err(|e| UplinkError::Connect(describe_connection_error(&e, peer)))?,
+    };
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| UplinkError::Connect(describe_connection_error(&e, peer)))?;
+    let mut protocol = AgentSession::new();
+    write(&mut send, &protocol.hello_frame(hello)?, &connection, peer).await?;
+
+    let mut buffer = vec![0u8; 16 * 1024];
+    // With TLS 1.3 the client's handshake completes before the server has checked our certificate, so only
+    // the welcome proves we are in: until then, a close from the server is a refusal of us.
+    let welcome_deadline = tokio::time::sleep(Duration::from_secs(15));
+    tokio::pin!(welcome_deadline);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                if protocol.is_streaming() {
+                    flush(config, &mut protocol, &mut send, &mut recv, outbox, acked_through, &connection, peer)
+                        .await;
+                }
+                connection.close(0u32.into(), b"agent stopping");
+                return Ok(Ended::Cancelled);
+            }
+            _ = &mut welcome_deadline, if !protocol.is_streaming() => {
+                connection.close(1u32.into(), b"no welcome");
+                return Err(UplinkError::Timeout(Duration::from_secs(15)));
+            }
+            read = recv.read(&mut buffer) => {
+                let n = match read {
+                    Ok(Some(n)) => n,
+                    Ok(None) => return Err(UplinkError::Connect(format!("collector {peer} ended the stream"))),
+                    Err(e) => return Err(UplinkError::Connect(describe_read_error(&e, &connection, peer))),
+                };
+                for event in protocol.on_bytes(&buffer[..n])? {
+                    match event {
+                        AgentEvent::Welcomed { host, last_stored_seq, .. } => {
+                            info!(collector = %peer, %host, ?last_stored_seq, backlog = outbox.len(), "connected");
+                            *welcomed = true;
+                            outbox.resume(last_stored_seq);
+                            if last_stored_seq.is_some() {
+                                *acked_through = last_stored_seq.max(*acked_through);
+                            }
+                            status.send_replace(UplinkStatus::Connected { host });
+                        }
+                        AgentEvent::Acked(seq) => {
+                            outbox.ack(seq);
+                            *acked_through = Some(seq).max(*acked_through);
+                        }
+                    }
+                }
+                send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;
+            }
+            sample = samples.recv() => {
+                match sample {
+                    Some(sample) => outbox.push(sample),
+                    None => {
+                        if protocol.is_streaming() {
+                            flush(config, &mut protocol, &mut send, &mut recv, outbox, acked_through, &connection, peer)
+                                .await;
+                        }
+                        connection.close(0u32.into(), b"agent stopping");
+                        return Ok(Ended::ChannelClosed);
+                    }
+                }
+                send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;
+            }
+        }
+    }
+}
+
+async fn send_pending(
+    protocol: &mut AgentSession,
+    send: &mut quinn::SendStream,
+    outbox: &mut Outbox,
+    connection: &quinn::Connection,
+    peer: SocketAddr,
+) -> Result<(), UplinkError> {
+    if !protocol.is_streaming() {
+        return Ok(());
+    }
+    loop {
+        let batch = outbox.next_batch(protocol.max_batch_samples());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        write(send, &protocol.batch_frame(&batch)?, connection, peer).await?;
+    }
+}
+
+/// Send what is left, wait for its acknowledgement within the flush timeout, then say goodbye.
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    config: &UplinkConfig,
+    protocol: &mut AgentSession,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    outbox: &mut Outbox,
+    acked_through: &mut Option<u64>,
+    connection: &quinn::Connection,
+    peer: SocketAddr,
+) {
+    if send_pending(protocol, send, outbox, connection, peer)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buffer = vec![0u8; 4096];
+    let wait_for_acks = async {
+        while !outbox.is_empty() {
+            let Ok(Some(n)) = recv.read(&mut buffer).await else {
+                return;
+            };
+            let Ok(events) = protocol.on_bytes(&buffer[..n]) else {
+                return;
+            };
+            for event in events {
+                if let AgentEvent::Acked(seq) = event {
+                    outbox.ack(seq);
+                    *acked_through = Some(seq).max(*acked_through);
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(config.flush_timeout, wait_for_acks).await;
+    if let Ok(frame) = protocol.goodbye_frame() {
+        let _ = send.write_all(&frame).await;
+    }
+    let _ = send.finish();
+    // Give the goodbye a moment to leave before the connection closes.
+    let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+}
+
+async fn write(
+    send: &mut quinn::SendStream,
+    frame: &[u8],
+    connection: &quinn::Connection,
+    peer: SocketAddr,
+) -> Result<(), UplinkError> {
+    send.write_all(frame).await.map_err(|e| {
+        let reason = match connection.close_reason() {
+            Some(close) => describe_connection_error(&close, peer),
+            None => format!("writing to collector {peer}: {e}"),
+        };
+        UplinkError::Connect(reason)
+    })
+}
+
+async fn resolve(address: &str) -> Result<SocketAddr, UplinkError> {
+    let mut addresses = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| UplinkError::Resolve {
+            address: address.to_string(),
+            detail: e.to_string(),
+        })?;
+    addresses.next().ok_or_else(|| UplinkError::Resolve {
+        address: address.to_string(),
+        detail: "no address".into(),
+    })
+}
+
+fn describe_read_error(error: &quinn::ReadError, connection: &quinn::Connection, peer: SocketAddr) -> String {
+    match connection.close_reason() {
+        Some(close) => describe_connection_error(&close, peer),
+        None => format!("reading from collector {peer}: {error}"),
+    }
+}
+
+/// One line a sysadmin can act on, for the ways a connection ends.
+pub fn describe_connection_error(error: &quinn::ConnectionError, peer: SocketAddr) -> String {
+    use quinn::ConnectionError as E;
+    match error {
+        E::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            // QUIC carries TLS alerts as CRYPTO_ERROR 0x100 + alert number (RFC 9001, section 4.8).
+            if (0x100..0x200).contains(&code) {
+                format!(
+                    "collector {peer} refused our certificate: {}",
+                    describe_alert((code - 0x100) as u8)
+                )
+            } else {
+                let reason = String::from_utf8_lossy(&close.reason);
+                format!(
+                    "collector {peer} closed the connection: {} {reason}",
+                    close.error_code
+                )
+            }
+        }
+        E::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(&close.reason);
+            format!("collector {peer} closed the connection: {reason}")
+        }
+        E::TransportError(error) => {
+            let text = error.to_string();
+            if text.contains("certificate")
+                || text.contains("UnknownIssuer")
+                || text.contains("NotValidForName")
+            {
+                format!(
+                    "the collector at {peer} did not prove its identity: {text} (check tls.ca and collector.server_name)"
+                )
+            } else {
+                format!("connection to collector {peer} failed: {text}")
+            }
+        }
+        E::TimedOut => format!("collector {peer} did not answer (is it running, and is UDP open to it?)"),
+        other => format!("connection to collector {peer} failed: {other}"),
+    }
+}
+
+fn describe_alert(alert: u8) -> &'static str {
+    match alert {
+        116 => "no client certificate was presented (set tls.cert and tls.key, or enroll the host)",
+        48 => "it is not issued by the collector's CA (enroll this host again or fix tls.cert)",
+        42 | 43 => "it is not acceptable (enroll this host again)",
+        44 => "it has been revoked (enroll this host again)",
+        45 => "it has expired (enroll this host again)",
+        46 => "it could not be checked (enroll this host again)",
+        120 => "no common application protocol (upgrade the older side)",
+        _ => "the TLS handshake failed (check tls.* in the agent config)",
+    }
+}

@@ -1,0 +1,216 @@
+//! `headroom-collector demo`: a throwaway CA and state directory, a collector on loopback, a real agent
+//! sampling this machine, and simulated hosts (`sim-…`) that connect like real agents. Prints the fleet
+//! summary every few seconds until Ctrl-C (or `--duration`).
+
+use crate::client;
+use crate::config::{Config, TlsPaths};
+use crate::pki_cli::{ca_init, cert_issue, load_ca};
+use crate::render::{render_fleet, Format};
+use crate::serve::{serve, Bound};
+use crate::sim::{demo_fleet, SimSource};
+use crate::summary::FleetSummary;
+use anyhow::Context;
+use headroom_agent::run::{stream, MemorySequence, StreamSettings};
+use headroom_agent::uplink::UplinkConfig;
+use headroom_common::backoff::Backoff;
+use headroom_common::wire::{Hello, PROTOCOL_VERSION};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct DemoOptions {
+    pub simulated_hosts: usize,
+    pub interval: Duration,
+    pub print_every: Duration,
+    /// Stop by itself after this long (None: until Ctrl-C).
+    pub duration: Option<Duration>,
+}
+
+/// The name the real agent gets: `local-` and this machine's host name, made a valid identity.
+fn local_host_name() -> String {
+    let raw = sysinfo_hostname();
+    let cleaned: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches(|c| c == '-' || c == '.');
+    if cleaned.is_empty() {
+        "local-host".into()
+    } else {
+        format!("local-{cleaned}")
+    }
+}
+
+fn sysinfo_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Result<()> {
+    let state = tempfile::Builder::new()
+        .prefix("headroom-demo-")
+        .tempdir()
+        .context("creating a temp dir")?;
+    let root = state.path();
+    let pki = root.join("collector/pki");
+    let now = SystemTime::now();
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let outcome = ca_init(&pki, &names, false, now)?;
+    println!("demo state in {} (removed on exit)", root.display());
+    println!("throwaway CA {}", outcome.fingerprint);
+
+    let config = Config {
+        state_dir: root.join("collector"),
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        http_listen: "127.0.0.1:0".parse().expect("literal address"),
+        tls: TlsPaths {
+            ca: pki.join("ca.pem"),
+            cert: pki.join("server.pem"),
+            key: pki.join("server.key"),
+        },
+        ..Config::default()
+    };
+    let tasks = TaskTracker::new();
+    let (bound_sender, bound_receiver) = tokio::sync::oneshot::channel();
+    let collector_cancel = CancellationToken::new();
+    let collector = tokio::spawn(serve(config, collector_cancel.clone(), Some(bound_sender), false));
+    let bound: Bound = match bound_receiver.await {
+        Ok(bound) => bound,
+        Err(_) => {
+            return match collector.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!("collector stopped before it was listening")),
+            }
+        }
+    };
+    println!("collector: QUIC on {}, API on http://{}", bound.quic, bound.http);
+    println!("  try: headroom-collector fleet --api {}", bound.http);
+
+    let ca = load_ca(&pki)?;
+    let agents_cancel = CancellationToken::new();
+
+    // The real agent, sampling this machine through /proc and netlink.
+    let local = local_host_name();
+    let local_dir = root.join("agents").join(&local);
+    cert_issue(&ca, &local, &local_dir, Duration::from_secs(86_400), now)?;
+    let mut agent_config = headroom_agent::config::Config {
+        state_dir: local_dir.clone(),
+        collector: Some(headroom_agent::config::CollectorTarget {
+            address: bound.quic.to_string(),
+            server_name: "localhost".into(),
+        }),
+        tls: headroom_agent::config::TlsPaths::in_dir(&local_dir, "agent"),
+        ..Default::default()
+    };
+    agent_config.sampling.interval = options.interval;
+    agent_config.labels.insert("group".into(), "local".into());
+    agent_config.labels.insert("zone".into(), "this-machine".into());
+    {
+        let cancel = agents_cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = headroom_agent::run::run(agent_config, cancel).await {
+                eprintln!("demo: real agent failed: {e:#}");
+            }
+        });
+    }
+    println!("real agent: {local} (group=local, zone=this-machine)");
+
+    // Simulated hosts: synthetic numbers, real certificates, real QUIC, the same ingest path.
+    let fleet = demo_fleet(options.simulated_hosts);
+    for (index, spec) in fleet.into_iter().enumerate() {
+        let dir = root.join("agents").join(&spec.host);
+        cert_issue(&ca, &spec.host, &dir, Duration::from_secs(86_400), now)?;
+        let settings = sim_settings(&dir, &spec, bound, options.interval)?;
+        let source = SimSource::new(spec, index as u64 + 1);
+        let cancel = agents_cancel.clone();
+        tasks.spawn(async move {
+            stream(settings, source, 1, &mut MemorySequence, cancel).await;
+        });
+    }
+    println!(
+        "simulated hosts: {} (named sim-…, groups web and db over zone-a/b/c; sim-web-4 runs hot)",
+        options.simulated_hosts
+    );
+    tasks.close();
+
+    let started = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(options.print_every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = ticker.tick() => {
+                match fetch_summary(bound).await {
+                    Ok(summary) => println!("\n{}", render_fleet(&summary, Format::Table)),
+                    Err(e) => eprintln!("demo: {e:#}"),
+                }
+                if options.duration.is_some_and(|d| started.elapsed() >= d) {
+                    break;
+                }
+            }
+        }
+    }
+    println!("stopping: agents flush and say goodbye, then the collector stops");
+    agents_cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await;
+    collector_cancel.cancel();
+    match collector.await {
+        Ok(result) => result?,
+        Err(e) => anyhow::bail!("collector task failed: {e}"),
+    }
+    drop(state);
+    Ok(())
+}
+
+fn sim_settings(
+    dir: &Path,
+    spec: &crate::sim::SimSpec,
+    bound: Bound,
+    interval: Duration,
+) -> anyhow::Result<StreamSettings> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .with_context(|| format!("reading {}", dir.join(name).display()))
+    };
+    let tls = headroom_common::tls::client_config(
+        &read("ca.pem")?,
+        Some((&read("agent.pem")?, &read("agent.key")?)),
+        &[headroom_common::wire::ALPN],
+    )?;
+    Ok(StreamSettings {
+        uplink: UplinkConfig {
+            collector: bound.quic.to_string(),
+            server_name: "localhost".into(),
+            tls: Arc::new(tls),
+            backoff: Backoff::default(),
+            outbox_capacity: 600,
+            flush_timeout: Duration::from_secs(2),
+        },
+        hello: Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: format!("{}-sim", env!("CARGO_PKG_VERSION")),
+            instance_id: fastrand::u64(1..),
+            interval_ms: interval.as_millis() as u32,
+            labels: spec.labels(),
+            capacity: spec.capacity(),
+            facts: spec.facts(),
+        },
+        interval,
+        notify_systemd: false,
+    })
+}
+
+async fn fetch_summary(bound: Bound) -> anyhow::Result<FleetSummary> {
+    let body = tokio::task::spawn_blocking(move || client::get(bound.http, "/api/v1/fleet")).await??;
+    serde_json::from_str(&body).context("decoding the fleet summary")
+}

@@ -1,0 +1,224 @@
+//! Loopback JSON API over the live fleet state: the fleet summary, the host list and a health check.
+//!
+//! This is an edge: it reads the wall clock once per request and hands it to the pure fleet code.
+
+use crate::fleet::FleetState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The fleet state shared between ingest (writer) and the API (reader).
+pub type SharedFleet = Arc<Mutex<FleetState>>;
+
+/// Body of `GET /api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    /// Hosts known to the collector, whatever their status.
+    pub hosts: u64,
+}
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+fn now_ms() -> u64 {
+    // A clock before 1970 is a broken host; 0 makes every host read as silent rather than panicking.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Locks the fleet. A writer that panicked leaves a state that is still whole (every update is a plain field
+/// assignment), so serving it beats failing every request until restart.
+fn lock(fleet: &SharedFleet) -> MutexGuard<'_, FleetState> {
+    fleet.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(ApiError { error: message })).into_response()
+}
+
+async fn fleet_summary(State(fleet): State<SharedFleet>) -> Response {
+    let summary = lock(&fleet).summary(now_ms());
+    Json(summary).into_response()
+}
+
+async fn hosts(State(fleet): State<SharedFleet>) -> Response {
+    let hosts = lock(&fleet).hosts(now_ms());
+    Json(hosts).into_response()
+}
+
+async fn host(State(fleet): State<SharedFleet>, Path(name): Path<String>) -> Response {
+    let view = lock(&fleet).host(&name, now_ms());
+    match view {
+        Some(view) => Json(view).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("unknown host {name:?}: see /api/v1/hosts"),
+        ),
+    }
+}
+
+async fn health(State(fleet): State<SharedFleet>) -> Json<Health> {
+    let hosts = lock(&fleet).len() as u64;
+    Json(Health {
+        status: "ok".to_string(),
+        hosts,
+    })
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {}: try /api/v1/fleet, /api/v1/hosts or /api/v1/health",
+            uri.path()
+        ),
+    )
+}
+
+/// The API's routes over the given fleet state.
+pub fn router(fleet: SharedFleet) -> Router {
+    Router::new()
+        .route("/api/v1/fleet", get(fleet_summary))
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/hosts/{host}", get(host))
+        .route("/api/v1/health", get(health))
+        .fallback(not_found)
+        .with_state(fleet)
+}
+
+/// Serve until `shutdown` resolves. Binds exactly the given listener (the caller passes 127.0.0.1:PORT).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    fleet: SharedFleet,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(fleet))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{FleetSettings, HostStatus, HostView};
+    use crate::summary::FleetSummary;
+    use headroom_common::wire::{Capacity, Hello, HostFacts, MemorySample, Sample};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn shared_fleet() -> SharedFleet {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        let hello = Hello {
+            protocol_version: 1,
+            agent_version: "0.1.0".into(),
+            instance_id: 1,
+            interval_ms: 1_000,
+            labels: [("group".to_string(), "web".to_string())].into(),
+            capacity: Capacity {
+                cores: 2,
+                memory_bytes: 2_000,
+            },
+            facts: HostFacts::default(),
+        };
+        let now = now_ms();
+        fleet.on_hello("web-1", &hello, now);
+        let sample = Sample {
+            seq: 1,
+            timestamp_ms: now,
+            memory: Some(MemorySample {
+                total_bytes: 2_000,
+                used_bytes: 500,
+                available_bytes: 1_500,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        fleet.on_sample("web-1", &sample, now);
+        Arc::new(Mutex::new(fleet))
+    }
+
+    /// One HTTP/1.1 GET over a real loopback socket; returns the status code and the body.
+    async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status: u16 = response.split(' ').nth(1).unwrap().parse().unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        (status, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn routes_return_json_over_loopback() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, shared_fleet(), async {
+            let _ = stopped.await;
+        }));
+
+        let (status, body) = get(address, "/api/v1/health").await;
+        assert_eq!(status, 200);
+        let health: Health = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            health,
+            Health {
+                status: "ok".into(),
+                hosts: 1
+            }
+        );
+
+        let (status, body) = get(address, "/api/v1/fleet").await;
+        assert_eq!(status, 200);
+        let summary: FleetSummary = serde_json::from_str(&body).unwrap();
+        assert_eq!(summary.hosts_up, 1);
+        assert_eq!(summary.groups[0].group, "web");
+        assert_eq!(summary.groups[0].mem_used_pct_max, Some(25.0));
+
+        let (status, body) = get(address, "/api/v1/hosts").await;
+        assert_eq!(status, 200);
+        let hosts: Vec<HostView> = serde_json::from_str(&body).unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].host, "web-1");
+        assert_eq!(hosts[0].status, HostStatus::Up);
+
+        let (status, body) = get(address, "/api/v1/hosts/web-1").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            serde_json::from_str::<HostView>(&body).unwrap().memory_bytes,
+            2_000
+        );
+
+        let (status, body) = get(address, "/api/v1/hosts/nope").await;
+        assert_eq!(status, 404);
+        assert!(serde_json::from_str::<ApiError>(&body)
+            .unwrap()
+            .error
+            .contains("nope"));
+
+        let (status, body) = get(address, "/api/v2/whatever").await;
+        assert_eq!(status, 404);
+        let error: ApiError = serde_json::from_str(&body).unwrap();
+        assert!(error.error.contains("/api/v2/whatever"), "{}", error.error);
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,15 @@
+//! The headroom collector: QUIC ingest with mutual TLS, the live fleet state and its summary, the loopback
+//! JSON API, the command-line views, the PKI commands and the demo.
+
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod fleet;
+pub mod http;
+pub mod ingest;
+pub mod pki_cli;
+pub mod render;
+pub mod serve;
+pub mod sim;
+pub mod summary;
+pub mod validate;

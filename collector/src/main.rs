@@ -1,0 +1,285 @@
+//! `headroom-collector`: parse the command line, load the config, call the library, map errors to exit codes.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use headroom_collector::render::{render_fleet, render_hosts, Format};
+use headroom_collector::{client, config, demo, pki_cli, serve, summary::FleetSummary};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "headroom-collector",
+    version,
+    about = "headroom collector: fleet ingest, views and PKI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (systemd runs this).
+    Serve {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Quickstart: throwaway PKI and state, a collector, a real local agent and simulated hosts.
+    Demo {
+        /// How many simulated hosts (named sim-…) to start.
+        #[arg(long, default_value_t = 9)]
+        simulated_hosts: usize,
+        /// Print the fleet summary this often.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        print_every: Duration,
+        /// Stop by itself after this long instead of waiting for Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Agent certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Fleet summary per group and zone, from a running collector.
+    Fleet(ViewArgs),
+    /// One row per host, from a running collector.
+    Hosts(ViewArgs),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA and the collector's server certificate in <state_dir>/pki.
+    Init {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
+        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        /// Replace an existing CA (every agent certificate must then be issued again).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Issue a certificate for a host that cannot enroll; the private key then travels by hand.
+    Issue {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// The host's identity (lowercase DNS name).
+        #[arg(long)]
+        host: String,
+        /// Where to write agent.pem, agent.key and ca.pem (default: ./<host>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+#[derive(clap::Args)]
+struct PlaceArgs {
+    /// Collector config whose state_dir holds the PKI.
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// State directory to use instead of the config's.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ViewArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Runtime(error.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("headroom-collector: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(error)) => {
+            eprintln!("headroom-collector: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
+    config::load(path).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The state directory: `--state-dir`, else the config's (the config file may be absent: defaults apply).
+fn state_dir(place: &PlaceArgs) -> Result<PathBuf, Failure> {
+    if let Some(dir) = &place.state_dir {
+        return Ok(dir.clone());
+    }
+    if place.config.exists() {
+        return Ok(load_config(&place.config)?.state_dir);
+    }
+    Ok(config::Config::default().state_dir)
+}
+
+fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => {
+            let config = load_config(&config)?;
+            runtime()?.block_on(async {
+                let cancel = CancellationToken::new();
+                spawn_stop_on_signal(cancel.clone());
+                serve::serve(config, cancel, None, true).await
+            })?;
+        }
+        Command::Demo {
+            simulated_hosts,
+            print_every,
+            duration,
+        } => {
+            let options = demo::DemoOptions {
+                simulated_hosts,
+                interval: Duration::from_secs(1),
+                print_every,
+                duration,
+            };
+            runtime()?.block_on(async {
+                let cancel = CancellationToken::new();
+                spawn_stop_on_signal(cancel.clone());
+                demo::run(options, cancel).await
+            })?;
+        }
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    place,
+                    server_names,
+                    force,
+                },
+        } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            let outcome =
+                pki_cli::ca_init(&dir, &server_names, force, SystemTime::now()).map_err(|e| match e {
+                    pki_cli::PkiCommandError::Exists(_) => Failure::Usage(e.to_string()),
+                    other => Failure::Runtime(other.into()),
+                })?;
+            println!(
+                "created CA and server certificate ({}) in {}",
+                server_names.join(", "),
+                outcome.dir.display()
+            );
+            println!("CA fingerprint: {}", outcome.fingerprint);
+        }
+        Command::Cert {
+            command:
+                CertCommand::Issue {
+                    place,
+                    host,
+                    out,
+                    days,
+                },
+        } => {
+            if headroom_common::pki::validate_host_name(&host).is_err() || days == 0 {
+                let reason = headroom_common::pki::validate_host_name(&host)
+                    .err()
+                    .map_or("--days must be at least 1".to_string(), |e| e.to_string());
+                return Err(Failure::Usage(reason));
+            }
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            let ca = pki_cli::load_ca(&dir)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(&host));
+            let validity = Duration::from_secs(u64::from(days) * 86_400);
+            pki_cli::cert_issue(&ca, &host, &out, validity, SystemTime::now())?;
+            println!(
+                "issued a certificate for {host} valid {days} days: {}/agent.pem, agent.key, ca.pem",
+                out.display()
+            );
+            println!(
+                "copy the three files into the agent's state directory (/var/lib/headroom-agent/) over a"
+            );
+            println!("secure channel; agent.key is the host's private key (mode 0600).");
+        }
+        Command::Fleet(args) => {
+            let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
+            let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
+            print!("{}", render_fleet(&summary, args.format));
+        }
+        Command::Hosts(args) => {
+            let body = client::get(api_address(&args)?, "/api/v1/hosts")?;
+            let hosts: Vec<headroom_collector::fleet::HostView> =
+                serde_json::from_str(&body).context("decoding the host list")?;
+            print!("{}", render_hosts(&hosts, args.format));
+        }
+    }
+    Ok(())
+}
+
+fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {
+    if let Some(api) = args.api {
+        return Ok(api);
+    }
+    if args.config.exists() {
+        return Ok(load_config(&args.config)?.http_listen);
+    }
+    Ok(config::Config::default().http_listen)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start the runtime: {e}")))
+}
+
+fn spawn_stop_on_signal(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stop signal received");
+        cancel.cancel();
+    });
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,509 @@
+//! Renders the fleet summary and the host list as a terminal table (human units), CSV (raw numbers in
+//! machine units, one header row) or pretty JSON.
+
+use crate::fleet::{HostStatus, HostView};
+use crate::summary::{FleetSummary, GroupSummary};
+use comfy_table::{presets, CellAlignment, Table};
+use serde::{Deserialize, Serialize};
+
+/// Output format of the command-line views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Csv,
+}
+
+/// Shown in a table cell for a value nobody reported.
+const MISSING: &str = "-";
+
+fn or_missing<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map(show).unwrap_or_else(|| MISSING.to_string())
+}
+
+fn pct(value: Option<f64>) -> String {
+    or_missing(value, |v| format!("{v:.1}%"))
+}
+
+/// Bytes per second in binary units, e.g. `512 B/s`, `12.0 KiB/s`, `3.4 MiB/s`.
+pub fn human_bytes_per_s(bytes_per_s: f64) -> String {
+    const UNITS: [&str; 4] = ["KiB/s", "MiB/s", "GiB/s", "TiB/s"];
+    if bytes_per_s.abs() < 1024.0 {
+        return format!("{bytes_per_s:.0} B/s");
+    }
+    let mut value = bytes_per_s / 1024.0;
+    let mut unit = UNITS[0];
+    for next in &UNITS[1..] {
+        if value.abs() < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+fn bytes_rate(value: Option<f64>) -> String {
+    or_missing(value, human_bytes_per_s)
+}
+
+fn per_s(value: Option<f64>) -> String {
+    or_missing(value, |v| format!("{v:.1}/s"))
+}
+
+fn count(value: Option<u64>) -> String {
+    or_missing(value, |v| v.to_string())
+}
+
+/// A label value as a table shows it: "" (no label) becomes "-".
+fn label(value: &str) -> &str {
+    if value.is_empty() {
+        MISSING
+    } else {
+        value
+    }
+}
+
+/// A plain table in the style of `kubectl get`: no borders, numbers right-aligned.
+fn table(header: &[&str], rows: Vec<Vec<String>>, numeric_from_column: usize) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    for index in numeric_from_column..header.len() {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    // The borderless preset pads the last column; trailing blanks only get in the way of diffs and greps.
+    table
+        .lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    // These types have string map keys and derived serializers only, so serialization cannot fail.
+    let mut out = serde_json::to_string_pretty(value).expect("views serialize to JSON");
+    out.push('\n');
+    out
+}
+
+/// One CSV header row and a row per record. With no records the header row is still written, taken from a
+/// default record, so a script reading the file always finds the columns.
+fn csv_rows<T: Serialize + Default>(records: &[T]) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if records.is_empty() {
+        writer
+            .serialize(T::default())
+            .expect("flat records serialize to CSV");
+        let text = String::from_utf8(writer.into_inner().expect("writing to memory")).expect("csv is utf-8");
+        return text
+            .lines()
+            .next()
+            .map(|header| format!("{header}\n"))
+            .unwrap_or_default();
+    }
+    for record in records {
+        writer.serialize(record).expect("flat records serialize to CSV");
+    }
+    String::from_utf8(writer.into_inner().expect("writing to memory")).expect("csv is utf-8")
+}
+
+/// The fleet summary: a header line with host counts, then one row per group and zone.
+pub fn render_fleet(summary: &FleetSummary, format: Format) -> String {
+    match format {
+        Format::Json => json(summary),
+        Format::Csv => csv_rows(&summary.groups),
+        Format::Table => {
+            let header = [
+                "group",
+                "zone",
+                "hosts",
+                "stale",
+                "down",
+                "cpu p50",
+                "cpu p99",
+                "cpu max",
+                "mem p50",
+                "mem max",
+                "rx",
+                "tx",
+                "tcp estab",
+                "estab max",
+                "overflows",
+            ];
+            let rows = summary.groups.iter().map(fleet_row).collect();
+            format!(
+                "hosts: {} up, {} stale, {} down\n{}",
+                summary.hosts_up,
+                summary.hosts_stale,
+                summary.hosts_down,
+                table(&header, rows, 2)
+            )
+        }
+    }
+}
+
+fn fleet_row(group: &GroupSummary) -> Vec<String> {
+    vec![
+        label(&group.group).to_string(),
+        label(&group.zone).to_string(),
+        group.hosts.to_string(),
+        group.hosts_stale.to_string(),
+        group.hosts_down.to_string(),
+        pct(group.cpu_busy_p50),
+        pct(group.cpu_busy_p99),
+        pct(group.cpu_busy_max),
+        pct(group.mem_used_pct_p50),
+        pct(group.mem_used_pct_max),
+        bytes_rate(group.net_rx_bytes_per_s),
+        bytes_rate(group.net_tx_bytes_per_s),
+        count(group.tcp_established_sum),
+        count(group.tcp_established_max),
+        per_s(group.listen_overflows_per_s),
+    ]
+}
+
+/// One host as a flat CSV record: nested values are joined (`labels` as `key=value;…`, `failed` as
+/// `cpu;network`) and listeners are counted, so every column is a single raw value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostCsvRow {
+    pub host: String,
+    pub status: Option<HostStatus>,
+    pub connected: bool,
+    pub group: String,
+    pub zone: String,
+    pub labels: String,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub interval_ms: u32,
+    pub agent_version: String,
+    pub last_seen_ms: u64,
+    pub last_sample_ms: Option<u64>,
+    pub seq: Option<u64>,
+    pub cpu_busy_pct: Option<f64>,
+    pub cpu_user_pct: Option<f64>,
+    pub cpu_nice_pct: Option<f64>,
+    pub cpu_system_pct: Option<f64>,
+    pub cpu_idle_pct: Option<f64>,
+    pub cpu_iowait_pct: Option<f64>,
+    pub cpu_irq_pct: Option<f64>,
+    pub cpu_softirq_pct: Option<f64>,
+    pub cpu_steal_pct: Option<f64>,
+    pub load1: Option<f64>,
+    pub load5: Option<f64>,
+    pub load15: Option<f64>,
+    pub mem_used_pct: Option<f64>,
+    pub mem_used_bytes: Option<u64>,
+    pub mem_available_bytes: Option<u64>,
+    pub swap_used_bytes: Option<u64>,
+    pub psi_cpu_some_avg10: Option<f64>,
+    pub psi_memory_some_avg10: Option<f64>,
+    pub psi_io_some_avg10: Option<f64>,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub tcp_established: Option<u64>,
+    pub tcp_time_wait: Option<u64>,
+    pub tcp_states_age_ms: Option<u32>,
+    pub retrans_per_s: Option<f64>,
+    pub listen_overflows_per_s: Option<f64>,
+    pub listen_drops_per_s: Option<f64>,
+    pub active_opens_per_s: Option<f64>,
+    pub passive_opens_per_s: Option<f64>,
+    pub conntrack_fill_pct: Option<f64>,
+    pub listeners: usize,
+    pub failed: String,
+}
+
+impl From<&HostView> for HostCsvRow {
+    fn from(host: &HostView) -> Self {
+        let m = &host.metrics;
+        HostCsvRow {
+            host: host.host.clone(),
+            status: Some(host.status),
+            connected: host.connected,
+            group: host.group.clone(),
+            zone: host.zone.clone(),
+            labels: host
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+            cores: host.cores,
+            memory_bytes: host.memory_bytes,
+            interval_ms: host.interval_ms,
+            agent_version: host.agent_version.clone(),
+            last_seen_ms: host.last_seen_ms,
+            last_sample_ms: host.last_sample_ms,
+            seq: host.seq,
+            cpu_busy_pct: m.cpu_busy_pct,
+            cpu_user_pct: m.cpu_user_pct,
+            cpu_nice_pct: m.cpu_nice_pct,
+            cpu_system_pct: m.cpu_system_pct,
+            cpu_idle_pct: m.cpu_idle_pct,
+            cpu_iowait_pct: m.cpu_iowait_pct,
+            cpu_irq_pct: m.cpu_irq_pct,
+            cpu_softirq_pct: m.cpu_softirq_pct,
+            cpu_steal_pct: m.cpu_steal_pct,
+            load1: m.load1,
+            load5: m.load5,
+            load15: m.load15,
+            mem_used_pct: m.mem_used_pct,
+            mem_used_bytes: m.mem_used_bytes,
+            mem_available_bytes: m.mem_available_bytes,
+            swap_used_bytes: m.swap_used_bytes,
+            psi_cpu_some_avg10: m.psi_cpu_some_avg10,
+            psi_memory_some_avg10: m.psi_memory_some_avg10,
+            psi_io_some_avg10: m.psi_io_some_avg10,
+            net_rx_bytes_per_s: m.net_rx_bytes_per_s,
+            net_tx_bytes_per_s: m.net_tx_bytes_per_s,
+            tcp_established: m.tcp_established,
+            tcp_time_wait: m.tcp_time_wait,
+            tcp_states_age_ms: m.tcp_states_age_ms,
+            retrans_per_s: m.retrans_per_s,
+            listen_overflows_per_s: m.listen_overflows_per_s,
+            listen_drops_per_s: m.listen_drops_per_s,
+            active_opens_per_s: m.active_opens_per_s,
+            passive_opens_per_s: m.passive_opens_per_s,
+            conntrack_fill_pct: m.conntrack_fill_pct,
+            listeners: m.listeners.len(),
+            failed: m.failed.join(";"),
+        }
+    }
+}
+
+/// The host list, one row per host in the given order.
+pub fn render_hosts(hosts: &[HostView], format: Format) -> String {
+    match format {
+        Format::Json => json(hosts),
+        Format::Csv => csv_rows(&hosts.iter().map(HostCsvRow::from).collect::<Vec<_>>()),
+        Format::Table => {
+            let header = [
+                "host",
+                "status",
+                "group",
+                "zone",
+                "cpu",
+                "mem",
+                "load1",
+                "rx",
+                "tx",
+                "estab",
+                "time_wait",
+                "retrans",
+                "overflows",
+                "failed",
+            ];
+            let rows = hosts.iter().map(host_row).collect();
+            table(&header, rows, 4)
+        }
+    }
+}
+
+fn host_row(host: &HostView) -> Vec<String> {
+    let m = &host.metrics;
+    vec![
+        host.host.clone(),
+        host.status.name().to_string(),
+        label(&host.group).to_string(),
+        label(&host.zone).to_string(),
+        pct(m.cpu_busy_pct),
+        pct(m.mem_used_pct),
+        or_missing(m.load1, |v| format!("{v:.2}")),
+        bytes_rate(m.net_rx_bytes_per_s),
+        bytes_rate(m.net_tx_bytes_per_s),
+        count(m.tcp_established),
+        count(m.tcp_time_wait),
+        per_s(m.retrans_per_s),
+        per_s(m.listen_overflows_per_s),
+        if m.failed.is_empty() {
+            MISSING.to_string()
+        } else {
+            m.failed.join(",")
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{FleetSettings, FleetState};
+    use headroom_common::wire::{
+        Capacity, CpuSample, CpuTimes, Family, Hello, HostFacts, InterfaceCounters, MemorySample, Sample,
+    };
+
+    const T0_MS: u64 = 1_700_000_000_000;
+
+    /// A fleet of three live hosts (web/a, web/b, unlabelled) and one that went down.
+    fn fleet() -> FleetState {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        // (name, labels, busy ticks of 1 000 per second, received bytes per second)
+        type Spec<'a> = (&'a str, &'a [(&'a str, &'a str)], u64, u64);
+        let hosts: [Spec; 4] = [
+            ("web-1", &[("group", "web"), ("zone", "a")], 250, 3 << 20),
+            ("web-2", &[("group", "web"), ("zone", "b")], 500, 2_000),
+            ("lone", &[], 125, 100),
+            ("sim-gone", &[("group", "web"), ("zone", "a")], 900, 1),
+        ];
+        for (name, labels, busy_ticks, rx_bytes_per_tick) in hosts {
+            let hello = Hello {
+                protocol_version: 1,
+                agent_version: "0.1.0".into(),
+                instance_id: 1,
+                interval_ms: 1_000,
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                capacity: Capacity {
+                    cores: 2,
+                    memory_bytes: 4_000,
+                },
+                facts: HostFacts::default(),
+            };
+            // The gone host last reported two minutes before the others.
+            let start_ms = if name == "sim-gone" {
+                T0_MS - 120_000
+            } else {
+                T0_MS
+            };
+            fleet.on_hello(name, &hello, start_ms);
+            for step in 0..2u64 {
+                let sample = Sample {
+                    seq: step + 1,
+                    timestamp_ms: start_ms + step * 1_000,
+                    cpu: Some(CpuSample {
+                        total: CpuTimes {
+                            user: step * busy_ticks,
+                            idle: step * (1_000 - busy_ticks),
+                            ..Default::default()
+                        },
+                        cores: 2,
+                        ..Default::default()
+                    }),
+                    memory: Some(MemorySample {
+                        total_bytes: 4_000,
+                        used_bytes: 1_000,
+                        available_bytes: 3_000,
+                        ..Default::default()
+                    }),
+                    network: vec![InterfaceCounters {
+                        name: "eth0".into(),
+                        rx_bytes: step * rx_bytes_per_tick,
+                        tx_bytes: step * 10,
+                        ..Default::default()
+                    }],
+                    failed: if name == "lone" {
+                        vec![Family::Pressure]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                };
+                fleet.on_sample(name, &sample, start_ms + step * 1_000);
+            }
+        }
+        fleet
+    }
+
+    #[test]
+    fn fleet_table_has_the_counts_line_and_human_units() {
+        let text = render_fleet(&fleet().summary(T0_MS + 1_500), Format::Table);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("hosts: 3 up, 0 stale, 1 down"));
+        assert!(lines.next().unwrap().contains("group"), "{text}");
+        let unlabelled = lines.next().unwrap();
+        assert!(
+            unlabelled.trim_start().starts_with("-"),
+            "no group is shown as -: {text}"
+        );
+        assert!(unlabelled.contains("12.5%"), "{text}");
+        let web_a = lines.next().unwrap();
+        assert!(web_a.contains("3.0 MiB/s"), "{text}");
+        assert!(web_a.contains("25.0%"), "{text}");
+        assert!(lines.next().unwrap().contains("2.0 KiB/s"), "{text}");
+        assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn fleet_csv_parses_back_to_the_same_numbers() {
+        let summary = fleet().summary(T0_MS + 1_500);
+        let text = render_fleet(&summary, Format::Csv);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<GroupSummary> = reader.deserialize().collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows, summary.groups);
+        assert_eq!(rows[1].net_rx_bytes_per_s, Some(f64::from(3 << 20)));
+        assert_eq!(rows[1].hosts_down, 1);
+        assert_eq!(rows[0].cpu_busy_p99, Some(12.5));
+        assert_eq!(
+            rows[2].tcp_established_sum, None,
+            "missing stays missing, not zero"
+        );
+    }
+
+    #[test]
+    fn hosts_csv_parses_back_to_the_same_numbers() {
+        let hosts = fleet().hosts(T0_MS + 1_500);
+        let text = render_hosts(&hosts, Format::Csv);
+        assert_eq!(text.lines().count(), 1 + hosts.len());
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let rows: Vec<HostCsvRow> = reader.deserialize().collect::<Result<_, _>>().unwrap();
+        let expected: Vec<HostCsvRow> = hosts.iter().map(HostCsvRow::from).collect();
+        assert_eq!(rows, expected);
+        let lone = rows.iter().find(|r| r.host == "lone").unwrap();
+        assert_eq!(lone.cpu_busy_pct, Some(12.5));
+        assert_eq!(lone.net_rx_bytes_per_s, Some(100.0));
+        assert_eq!(lone.failed, "pressure");
+        let gone = rows.iter().find(|r| r.host == "sim-gone").unwrap();
+        assert_eq!(gone.status, Some(HostStatus::Down));
+        assert_eq!(gone.labels, "group=web;zone=a");
+    }
+
+    #[test]
+    fn empty_csv_still_has_its_header_row() {
+        let text = render_hosts(&[], Format::Csv);
+        assert!(
+            text.starts_with("host,status,connected,group,zone,labels,"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1);
+        let text = render_fleet(&FleetSummary::default(), Format::Csv);
+        assert!(text.starts_with("group,zone,hosts,"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn json_is_pretty_and_parses_back() {
+        let fleet = fleet();
+        let hosts = fleet.hosts(T0_MS + 1_500);
+        let text = render_hosts(&hosts, Format::Json);
+        assert!(text.contains("\n  {\n"), "pretty: {text}");
+        assert_eq!(serde_json::from_str::<Vec<HostView>>(&text).unwrap(), hosts);
+        let summary = fleet.summary(T0_MS + 1_500);
+        let text = render_fleet(&summary, Format::Json);
+        assert_eq!(serde_json::from_str::<FleetSummary>(&text).unwrap(), summary);
+    }
+
+    #[test]
+    fn hosts_table_shows_status_and_dashes() {
+        let text = render_hosts(&fleet().hosts(T0_MS + 1_500), Format::Table);
+        let gone = text.lines().find(|l| l.contains("sim-gone")).unwrap();
+        assert!(gone.contains("down"), "{text}");
+        let lone = text.lines().find(|l| l.contains("lone")).unwrap();
+        assert!(lone.contains("pressure"), "{text}");
+        assert!(lone.contains(" - "), "missing values show as -: {text}");
+    }
+
+    #[test]
+    fn byte_rates_use_binary_units() {
+        assert_eq!(human_bytes_per_s(512.0), "512 B/s");
+        assert_eq!(human_bytes_per_s(12.0 * 1024.0), "12.0 KiB/s");
+        assert_eq!(human_bytes_per_s(3.5 * 1024.0 * 1024.0), "3.5 MiB/s");
+        assert_eq!(human_bytes_per_s(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB/s");
+    }
+}

@@ -1,0 +1,560 @@
+//! rustls configurations for mutual TLS between agent and collector, and the host identity of a peer.
+//!
+//! Both sides speak TLS 1.3 only, through the ring provider chosen explicitly (never a process-wide default),
+//! and trust only the fleet's own CA. Early data stays off: QUIC accepts the configs as they are, and a
+//! replayed 0-RTT batch would be a duplicate sample.
+
+use crate::pki::{validate_host_name, PkiError};
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+
+/// Everything that can go wrong building a TLS configuration or reading a peer's identity.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate found in PEM for {what} (expected a \"BEGIN CERTIFICATE\" block)")]
+    NoCertificate { what: &'static str },
+    #[error("no private key found in PEM for {what} (expected a \"BEGIN PRIVATE KEY\" block)")]
+    NoPrivateKey { what: &'static str },
+    #[error("malformed PEM for {what}: {detail} (re-issue the file)")]
+    BadPem { what: &'static str, detail: String },
+    #[error("the CA certificate cannot be a trust anchor: {error} (pass the fleet's ca.crt)")]
+    BadTrustAnchor { error: rustls::Error },
+    #[error("the {what} certificate and private key do not match (use the key issued with the certificate)")]
+    KeyMismatch { what: &'static str },
+    #[error("building the {what}: {error}")]
+    Config { what: &'static str, error: String },
+    #[error("peer certificate is not valid X.509: {0}")]
+    BadPeerCertificate(String),
+    #[error("peer certificate has neither a DNS name nor a common name (issue it from the fleet CA)")]
+    NoIdentity,
+    #[error("peer certificate identity: {0}")]
+    InvalidIdentity(PkiError),
+}
+
+/// Collector side: requires a client certificate chaining to `ca_pem` (WebPkiClientVerifier), presents
+/// cert/key.
+///
+/// `ca_pem` may hold several CA certificates; all are trusted, which lets a fleet roll over to a new CA. An
+/// empty `alpn` means `crate::wire::ALPN`.
+pub fn server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(root_store(ca_pem)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|error| TlsError::Config {
+            what: "client certificate verifier",
+            error: error.to_string(),
+        })?;
+    let certs = certificates(cert_pem, "server certificate")?;
+    let key = private_key(key_pem, "server certificate")?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "server TLS config",
+            error: error.to_string(),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|error| key_error(error, "server", "server TLS config"))?;
+    config.alpn_protocols = alpn_list(alpn);
+    config.max_early_data_size = 0;
+    Ok(config)
+}
+
+/// Agent side: trusts only `ca_pem` as root, presents the client cert/key (None = no client cert).
+///
+/// An empty `alpn` means `crate::wire::ALPN`.
+pub fn client_config(
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "client TLS config",
+            error: error.to_string(),
+        })?
+        .with_root_certificates(root_store(ca_pem)?);
+    let mut config = match client {
+        Some((cert_pem, key_pem)) => {
+            let certs = certificates(cert_pem, "client certificate")?;
+            let key = private_key(key_pem, "client certificate")?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|error| key_error(error, "client", "client TLS config"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn_list(alpn);
+    config.enable_early_data = false;
+    Ok(config)
+}
+
+/// The host identity from a peer certificate (DER): the first DNS SAN, else the subject CN; validated with
+/// `validate_host_name`.
+pub fn identity_from_cert(cert_der: &[u8]) -> Result<String, TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|error| TlsError::BadPeerCertificate(error.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|error| TlsError::BadPeerCertificate(format!("subject alternative names: {error}")))?;
+    let first_dns = san.and_then(|ext| {
+        ext.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+            _ => None,
+        })
+    });
+    let identity = match first_dns {
+        Some(dns) => dns,
+        None => {
+            let common_name = cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .ok_or(TlsError::NoIdentity)?;
+            common_name
+                .as_str()
+                .map_err(|error| TlsError::BadPeerCertificate(format!("common name: {error}")))?
+                .to_string()
+        }
+    };
+    validate_host_name(&identity).map_err(TlsError::InvalidIdentity)?;
+    Ok(identity)
+}
+
+/// The ring provider, passed to every builder so that no process-wide default is needed or consulted.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn alpn_list(alpn: &[&[u8]]) -> Vec<Vec<u8>> {
+    if alpn.is_empty() {
+        vec![crate::wire::ALPN.to_vec()]
+    } else {
+        alpn.iter().map(|protocol| protocol.to_vec()).collect()
+    }
+}
+
+fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem, "CA certificate")? {
+        roots
+            .add(cert)
+            .map_err(|error| TlsError::BadTrustAnchor { error })?;
+    }
+    Ok(roots)
+}
+
+fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::BadPem {
+            what,
+            detail: error.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { what });
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|error| match error {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey { what },
+        other => TlsError::BadPem {
+            what,
+            detail: other.to_string(),
+        },
+    })
+}
+
+/// rustls checks that a certificate and its key belong together; say so plainly when they do not.
+fn key_error(error: rustls::Error, side: &'static str, config: &'static str) -> TlsError {
+    match error {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch { what: side },
+        other => TlsError::Config {
+            what: config,
+            error: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{create_ca, issue_client_cert, issue_server_cert, CertAndKey};
+    use rustls::{CertificateError, ClientConnection, Connection, ServerConnection};
+    use rustls_pki_types::ServerName;
+    use std::time::{Duration, SystemTime};
+
+    const HOST: &str = "web-17.eu-1a";
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A CA with a collector certificate for "localhost" and 127.0.0.1. The certificates are issued for the
+    /// real clock because rustls checks validity against it.
+    struct Fleet {
+        ca: CertAndKey,
+        server: CertAndKey,
+    }
+
+    fn fleet() -> Fleet {
+        fleet_named("headroom test ca")
+    }
+
+    fn fleet_named(ca_name: &str) -> Fleet {
+        let now = SystemTime::now();
+        let ca = create_ca(ca_name, now, 30).unwrap();
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let server = issue_server_cert(&ca, &names, now, DAY).unwrap();
+        Fleet { ca, server }
+    }
+
+    impl Fleet {
+        fn client_cert(&self, host: &str) -> CertAndKey {
+            issue_client_cert(&self.ca, host, SystemTime::now(), DAY).unwrap()
+        }
+
+        fn server(&self) -> ServerConnection {
+            let config = server_config(
+                &self.ca.cert_pem,
+                &self.server.cert_pem,
+                &self.server.key_pem,
+                &[],
+            )
+            .unwrap();
+            ServerConnection::new(Arc::new(config)).unwrap()
+        }
+
+        fn client(&self, cert: Option<&CertAndKey>) -> ClientConnection {
+            connect(&self.ca.cert_pem, cert, "localhost")
+        }
+    }
+
+    fn connect(ca_pem: &str, cert: Option<&CertAndKey>, server_name: &str) -> ClientConnection {
+        let pair = cert.map(|cert| (cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let config = client_config(ca_pem, pair, &[]).unwrap();
+        let name = ServerName::try_from(server_name.to_string()).unwrap();
+        ClientConnection::new(Arc::new(config), name).unwrap()
+    }
+
+    /// Which side gave up on the handshake, and why.
+    #[derive(Debug)]
+    enum Failure {
+        Client(rustls::Error),
+        Server(rustls::Error),
+    }
+
+    /// Moves all pending TLS bytes from one connection to the other. Returns the receiver's error, if any.
+    fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+        let mut buffer = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buffer).unwrap();
+        }
+        let mut unread = &buffer[..];
+        while !unread.is_empty() {
+            to.read_tls(&mut unread).unwrap();
+            to.process_new_packets()?;
+        }
+        Ok(())
+    }
+
+    /// Drives both connections in memory until both finish the handshake or one side fails. A server that
+    /// refuses the client still gets to send its alert, which the client then reports.
+    fn handshake(
+        client: ClientConnection,
+        server: ServerConnection,
+    ) -> Result<(Connection, Connection), Failure> {
+        let mut client = Connection::from(client);
+        let mut server = Connection::from(server);
+        for _ in 0..16 {
+            transfer(&mut client, &mut server).map_err(|error| {
+                let _ = transfer(&mut server, &mut client);
+                Failure::Server(error)
+            })?;
+            transfer(&mut server, &mut client).map_err(Failure::Client)?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                // TLS 1.3 clients finish before the server has seen their certificate; one more round lets
+                // the server judge it.
+                transfer(&mut client, &mut server).map_err(Failure::Server)?;
+                return Ok((client, server));
+            }
+        }
+        panic!("handshake did not finish in 16 rounds");
+    }
+
+    #[test]
+    fn client_with_fleet_cert_connects_and_is_identified() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let (_, server) = handshake(fleet.client(Some(&cert)), fleet.server()).unwrap();
+        let peer = server
+            .peer_certificates()
+            .expect("server sees the client certificate");
+        assert_eq!(identity_from_cert(&peer[0]).unwrap(), HOST);
+    }
+
+    #[test]
+    fn tls13_and_alpn_are_negotiated() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let (client, server) = handshake(fleet.client(Some(&cert)), fleet.server()).unwrap();
+        for side in [&client, &server] {
+            assert_eq!(side.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+            assert_eq!(side.alpn_protocol(), Some(crate::wire::ALPN));
+        }
+    }
+
+    #[test]
+    fn client_without_cert_is_refused() {
+        let fleet = fleet();
+        let failure = handshake(fleet.client(None), fleet.server()).unwrap_err();
+        assert!(
+            matches!(failure, Failure::Server(rustls::Error::NoCertificatesPresented)),
+            "{failure:?}"
+        );
+    }
+
+    /// Another fleet's CA is told apart by its name, or, when both fleets kept the same CA name, by the
+    /// signature that the name's owner did not make.
+    const FOREIGN_CAS: [(&str, CertificateError); 2] = [
+        ("other fleet ca", CertificateError::UnknownIssuer),
+        ("headroom test ca", CertificateError::BadSignature),
+    ];
+
+    #[test]
+    fn client_with_cert_from_another_ca_is_refused() {
+        let fleet = fleet();
+        for (ca_name, reason) in FOREIGN_CAS {
+            let foreign = fleet_named(ca_name).client_cert(HOST);
+            let failure = handshake(fleet.client(Some(&foreign)), fleet.server()).unwrap_err();
+            let expected = rustls::Error::InvalidCertificate(reason);
+            assert!(
+                matches!(&failure, Failure::Server(error) if *error == expected),
+                "{ca_name}: {failure:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expired_client_cert_is_refused() {
+        let fleet = fleet();
+        let long_ago = SystemTime::now() - 3 * DAY;
+        let expired = issue_client_cert(&fleet.ca, HOST, long_ago, DAY).unwrap();
+        let failure = handshake(fleet.client(Some(&expired)), fleet.server()).unwrap_err();
+        assert!(
+            matches!(
+                &failure,
+                Failure::Server(rustls::Error::InvalidCertificate(
+                    CertificateError::ExpiredContext { .. }
+                ))
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn client_trusting_another_ca_refuses_the_server() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        for (ca_name, reason) in FOREIGN_CAS {
+            let other = fleet_named(ca_name);
+            let client = connect(&other.ca.cert_pem, Some(&cert), "localhost");
+            let failure = handshake(client, fleet.server()).unwrap_err();
+            let expected = rustls::Error::InvalidCertificate(reason);
+            assert!(
+                matches!(&failure, Failure::Client(error) if *error == expected),
+                "{ca_name}: {failure:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_reaches_server_by_ip_address() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let client = connect(&fleet.ca.cert_pem, Some(&cert), "127.0.0.1");
+        handshake(client, fleet.server()).unwrap();
+    }
+
+    #[test]
+    fn client_refuses_a_server_name_not_in_the_cert() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let client = connect(&fleet.ca.cert_pem, Some(&cert), "collector.example");
+        let failure = handshake(client, fleet.server()).unwrap_err();
+        assert!(
+            matches!(
+                &failure,
+                Failure::Client(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext { .. }
+                ))
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn agent_cert_cannot_serve_as_collector_cert() {
+        // An agent's certificate carries only the client-auth usage; a stolen one must not let its holder
+        // impersonate the collector.
+        let fleet = fleet();
+        let agent = fleet.client_cert("localhost");
+        let config = server_config(&fleet.ca.cert_pem, &agent.cert_pem, &agent.key_pem, &[]).unwrap();
+        let server = ServerConnection::new(Arc::new(config)).unwrap();
+        let cert = fleet.client_cert(HOST);
+        let failure = handshake(fleet.client(Some(&cert)), server).unwrap_err();
+        assert!(
+            matches!(
+                &failure,
+                Failure::Client(rustls::Error::InvalidCertificate(
+                    CertificateError::InvalidPurposeContext { .. }
+                ))
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn alpn_mismatch_fails_the_handshake() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let config = client_config(&fleet.ca.cert_pem, pair, &[b"other/1"]).unwrap();
+        let client =
+            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+        let failure = handshake(client, fleet.server()).unwrap_err();
+        assert!(
+            matches!(failure, Failure::Server(rustls::Error::NoApplicationProtocol)),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn configs_are_tls13_only_without_early_data() {
+        let fleet = fleet();
+        let server = server_config(
+            &fleet.ca.cert_pem,
+            &fleet.server.cert_pem,
+            &fleet.server.key_pem,
+            &[],
+        )
+        .unwrap();
+        let client = client_config(&fleet.ca.cert_pem, None, &[b"x/1", b"y/2"]).unwrap();
+        assert_eq!(server.max_early_data_size, 0);
+        assert!(!client.enable_early_data);
+        assert_eq!(server.alpn_protocols, vec![crate::wire::ALPN.to_vec()]);
+        assert_eq!(client.alpn_protocols, vec![b"x/1".to_vec(), b"y/2".to_vec()]);
+        for provider in [server.crypto_provider(), client.crypto_provider()] {
+            assert!(provider
+                .cipher_suites
+                .iter()
+                .all(|suite| suite.version() == &rustls::version::TLS13));
+        }
+    }
+
+    #[test]
+    fn configs_convert_to_quic_configs() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let server = server_config(
+            &fleet.ca.cert_pem,
+            &fleet.server.cert_pem,
+            &fleet.server.key_pem,
+            &[],
+        )
+        .unwrap();
+        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let client = client_config(&fleet.ca.cert_pem, pair, &[]).unwrap();
+        quinn_proto::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).unwrap();
+        quinn_proto::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).unwrap();
+    }
+
+    #[test]
+    fn missing_or_mismatched_keys_are_named() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let error = client_config(&fleet.ca.cert_pem, Some((&cert.cert_pem, "")), &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no private key found in PEM for client certificate (expected a \"BEGIN PRIVATE KEY\" block)"
+        );
+        let error = client_config(&fleet.ca.cert_pem, Some(("", &cert.key_pem)), &[]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TlsError::NoCertificate {
+                    what: "client certificate"
+                }
+            ),
+            "{error}"
+        );
+        let error = server_config("", &fleet.server.cert_pem, &fleet.server.key_pem, &[]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TlsError::NoCertificate {
+                    what: "CA certificate"
+                }
+            ),
+            "{error}"
+        );
+        let error =
+            server_config(&fleet.ca.cert_pem, &fleet.server.cert_pem, &cert.key_pem, &[]).unwrap_err();
+        assert!(
+            matches!(error, TlsError::KeyMismatch { what: "server" }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn several_cas_are_all_trusted() {
+        let fleet = fleet();
+        let other = fleet_named("next year's ca");
+        let both = format!("{}{}", other.ca.cert_pem, fleet.ca.cert_pem);
+        let config = server_config(&both, &fleet.server.cert_pem, &fleet.server.key_pem, &[]).unwrap();
+        let server = ServerConnection::new(Arc::new(config)).unwrap();
+        let cert = other.client_cert("web-2");
+        let (_, server) = handshake(fleet.client(Some(&cert)), server).unwrap();
+        assert_eq!(
+            identity_from_cert(&server.peer_certificates().unwrap()[0]).unwrap(),
+            "web-2"
+        );
+    }
+
+    #[test]
+    fn identity_falls_back_to_the_common_name_and_is_validated() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let self_signed = |common_name: &str| {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, common_name);
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        assert_eq!(identity_from_cert(&self_signed("db-3")).unwrap(), "db-3");
+        // A DNS name wins over the common name.
+        let mut params =
+            rcgen::CertificateParams::new(vec!["10.0.0.9".to_string(), "web-9".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "db-3");
+        let with_san = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(identity_from_cert(&with_san).unwrap(), "web-9");
+        let error = identity_from_cert(&self_signed("../etc")).unwrap_err();
+        assert!(matches!(error, TlsError::InvalidIdentity(_)), "{error}");
+        assert!(matches!(
+            identity_from_cert(b"garbage"),
+            Err(TlsError::BadPeerCertificate(_))
+        ));
+    }
+}
