@@ -51,11 +51,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Run { config } => {
-            let config = match config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match config::load(&path) {
                 Ok(config) => config,
                 Err(e) => return usage_error(e),
             };
+            if let Err(e) = config.require_collector(&path.display().to_string()) {
+                return usage_error(e);
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => return runtime_error(anyhow::anyhow!("cannot start the runtime: {e}")),

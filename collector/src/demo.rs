@@ -4,6 +4,7 @@
 
 use crate::client;
 use crate::config::{Config, TlsPaths};
+use crate::fleet::HostView;
 use crate::pki_cli::{ca_init, cert_issue, load_ca};
 use crate::render::{render_fleet, Format};
 use crate::serve::{serve, Bound};
@@ -150,8 +151,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = ticker.tick() => {
-                match fetch_summary(bound).await {
-                    Ok(summary) => println!("\n{}", render_fleet(&summary, Format::Table)),
+                match fetch_views(bound).await {
+                    Ok((summary, hosts)) => {
+                        println!("\n{}", render_fleet(&summary, Format::Table));
+                        println!("{}", host_line(&hosts));
+                    }
                     Err(e) => eprintln!("demo: {e:#}"),
                 }
                 if options.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -210,7 +214,32 @@ fn sim_settings(
     })
 }
 
-async fn fetch_summary(bound: Bound) -> anyhow::Result<FleetSummary> {
-    let body = tokio::task::spawn_blocking(move || client::get(bound.http, "/api/v1/fleet")).await??;
-    serde_json::from_str(&body).context("decoding the fleet summary")
+/// The fleet summary and the host list, read through the HTTP API exactly as the `fleet` command reads them.
+async fn fetch_views(bound: Bound) -> anyhow::Result<(FleetSummary, Vec<HostView>)> {
+    let (fleet, hosts) = tokio::task::spawn_blocking(move || {
+        Ok::<_, client::ClientError>((
+            client::get(bound.http, "/api/v1/fleet")?,
+            client::get(bound.http, "/api/v1/hosts")?,
+        ))
+    })
+    .await??;
+    Ok((
+        serde_json::from_str(&fleet).context("decoding the fleet summary")?,
+        serde_json::from_str(&hosts).context("decoding the host list")?,
+    ))
+}
+
+/// One compact line naming every host with its CPU busy share, hottest first, so the simulated (`sim-`) and
+/// the real host stand out.
+fn host_line(hosts: &[HostView]) -> String {
+    let mut by_cpu: Vec<(&str, f64)> = hosts
+        .iter()
+        .map(|h| (h.host.as_str(), h.metrics.cpu_busy_pct.unwrap_or(0.0)))
+        .collect();
+    by_cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let parts: Vec<String> = by_cpu
+        .iter()
+        .map(|(host, cpu)| format!("{host} {cpu:.0}%"))
+        .collect();
+    format!("hosts by cpu: {}", parts.join(", "))
 }

@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Check a config file and print what it means.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
     /// Fleet summary per group and zone, from a running collector.
     Fleet(ViewArgs),
     /// One row per host, from a running collector.
@@ -123,7 +128,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints its own summary; routine connection logs would bury it.
+    let quiet = matches!(cli.command, Command::Demo { .. });
+    init_logging(if quiet { "warn" } else { "info" });
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
@@ -229,6 +236,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             );
             println!("secure channel; agent.key is the host's private key (mode 0600).");
         }
+        Command::CheckConfig { config: path } => {
+            let config = load_config(&path)?;
+            println!("config {}: ok", path.display());
+            println!("{config:#?}");
+        }
         Command::Fleet(args) => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
@@ -274,9 +286,9 @@ fn spawn_stop_on_signal(cancel: CancellationToken) {
     });
 }
 
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
