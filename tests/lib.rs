@@ -143,10 +143,50 @@ pub struct Collector {
     pub quic: SocketAddr,
     pub http: SocketAddr,
     pub process: Process,
+    restarts: u32,
 }
 
 impl Collector {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("collector.toml")
+    }
+
+    /// The collector's SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("collector/headroom.db")
+    }
+
+    /// `kill -9` the collector.
+    pub fn kill9(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    /// Start the collector again on the same addresses and state (after `kill9` or a stop).
+    pub fn restart(&mut self) {
+        self.restarts += 1;
+        let name = format!("collector-{}", self.restarts);
+        self.process = Process::start(
+            &name,
+            &binary("headroom-collector"),
+            &["serve", "--config", self.config_path().to_str().unwrap()],
+            self.dir.path(),
+        );
+        let http = self.http;
+        let up = wait_for(Duration::from_secs(30), || api_get(http, "/api/v1/health"));
+        assert!(
+            up.is_some(),
+            "collector did not come back: {}",
+            self.process.stderr_text()
+        );
+    }
+
     pub fn start() -> Collector {
+        Self::start_with("")
+    }
+
+    /// Start with extra lines appended to the collector config.
+    pub fn start_with(extra_config: &str) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("collector");
         let out = Command::new(binary("headroom-collector"))
@@ -165,7 +205,7 @@ impl Collector {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nlisten = \"{quic}\"\nhttp_listen = \"{http}\"\n",
+                "state_dir = \"{}\"\nlisten = \"{quic}\"\nhttp_listen = \"{http}\"\n{extra_config}",
                 state.display()
             ),
         )
@@ -187,6 +227,7 @@ impl Collector {
             quic,
             http,
             process,
+            restarts: 0,
         }
     }
 
@@ -214,8 +255,13 @@ impl Collector {
 
     /// Write an agent config for a state dir made by `issue`, with labels, and start the agent.
     pub fn start_agent(&self, host: &str, labels: &[(&str, &str)]) -> Process {
+        self.start_agent_extra(host, labels, "")
+    }
+
+    /// Like `start_agent`, with extra TOML appended to the agent config (e.g. a `[sampling]` section).
+    pub fn start_agent_extra(&self, host: &str, labels: &[(&str, &str)], extra: &str) -> Process {
         let state = self.issue(host);
-        start_agent_with(&state, self.quic, labels, self.dir.path())
+        start_agent_configured(&state, &self.quic.to_string(), labels, extra, self.dir.path())
     }
 
     pub fn hosts(&self) -> Vec<serde_json::Value> {
@@ -241,15 +287,33 @@ pub fn start_agent_with(
     labels: &[(&str, &str)],
     logs: &Path,
 ) -> Process {
+    start_agent_configured(state, &collector.to_string(), labels, "", logs)
+}
+
+/// The agent config for a state dir, collector address, labels and extra TOML sections.
+pub fn agent_config_text(state: &Path, collector: &str, labels: &[(&str, &str)], extra: &str) -> String {
     let mut text = format!(
-        "state_dir = \"{}\"\n[collector]\naddress = \"{collector}\"\nserver_name = \"localhost\"\n[labels]\n",
+        "state_dir = \"{}\"\n[collector]\naddress = \"{collector}\"\nserver_name = \"localhost\"\n",
         state.display()
     );
+    text.push_str(extra);
+    text.push_str("\n[labels]\n");
     for (key, value) in labels {
         text.push_str(&format!("{key} = \"{value}\"\n"));
     }
+    text
+}
+
+/// Write the agent config into the state dir and start `headroom-agent run` with it.
+pub fn start_agent_configured(
+    state: &Path,
+    collector: &str,
+    labels: &[(&str, &str)],
+    extra: &str,
+    logs: &Path,
+) -> Process {
     let config = state.join("agent.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, agent_config_text(state, collector, labels, extra)).unwrap();
     let name = state.file_name().unwrap().to_string_lossy().to_string();
     Process::start(
         &format!("agent-{name}"),

@@ -1,11 +1,13 @@
 //! The agent service: sample every interval, hand samples to the uplink, tell systemd how it is going.
 
+use crate::backlog::Backlog;
 use crate::config::Config;
 use crate::sampler::{host_facts, InterfaceFilter, Sampler, SamplerConfig};
 use crate::state::AgentState;
 use crate::uplink::{run_uplink, UplinkConfig, UplinkReport, UplinkStatus};
 use anyhow::Context;
 use headroom_common::backoff::Backoff;
+use headroom_common::session::Outbox;
 use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ impl SampleSource for Sampler {
 /// Everything `stream` needs, already validated and loaded.
 pub struct StreamSettings {
     pub uplink: UplinkConfig,
+    /// Where unacknowledged samples wait.
+    pub backlog: Box<dyn Backlog>,
     pub hello: Hello,
     pub interval: Duration,
     /// Notify systemd (READY after the first sample, WATCHDOG pings); off in the demo and tests.
@@ -100,9 +104,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
             server_name: target.server_name,
             tls,
             backoff: Backoff::default(),
-            outbox_capacity: OUTBOX_CAPACITY,
             flush_timeout: Duration::from_secs(3),
         },
+        backlog: Box::new(Outbox::new(OUTBOX_CAPACITY)),
         hello,
         interval: config.sampling.interval,
         notify_systemd: true,
@@ -129,6 +133,7 @@ pub async fn stream<S: SampleSource>(
         settings.uplink,
         settings.hello,
         receiver,
+        settings.backlog,
         uplink_cancel.clone(),
         status_sender,
     ));

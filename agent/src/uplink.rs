@@ -4,7 +4,8 @@
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
 use headroom_common::backoff::Backoff;
-use headroom_common::session::{AgentEvent, AgentSession, Outbox, SessionError};
+use crate::backlog::Backlog;
+use headroom_common::session::{AgentEvent, AgentSession, SessionError};
 use headroom_common::wire::{Hello, Sample};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +23,12 @@ pub struct UplinkConfig {
     pub server_name: String,
     pub tls: Arc<rustls::ClientConfig>,
     pub backoff: Backoff,
-    /// Unacknowledged samples kept in memory while the collector is away.
-    pub outbox_capacity: usize,
     /// How long a clean shutdown waits for the last acknowledgement.
     pub flush_timeout: Duration,
 }
+
+/// Most samples sent and not yet acknowledged.
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 /// What the uplink is doing, for whoever wants to watch (tests, the demo, readiness).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,10 +77,11 @@ pub async fn run_uplink(
     config: UplinkConfig,
     hello: Hello,
     mut samples: mpsc::Receiver<Sample>,
+    mut backlog: Box<dyn Backlog>,
     cancel: CancellationToken,
     status: watch::Sender<UplinkStatus>,
 ) -> UplinkReport {
-    let mut outbox = Outbox::new(config.outbox_capacity);
+    let outbox = &mut *backlog;
     let mut acked_through = None;
     let mut attempt: u32 = 0;
     let mut last_reason = String::new();
@@ -91,7 +94,7 @@ pub async fn run_uplink(
             &endpoints,
             &hello,
             &mut samples,
-            &mut outbox,
+            outbox,
             &mut acked_through,
             &mut welcomed,
             &cancel,
@@ -134,6 +137,7 @@ pub async fn run_uplink(
             break;
         }
     }
+    outbox.flush();
     endpoints.close().await;
     status.send_replace(UplinkStatus::Stopped);
     let report = UplinkReport {
@@ -205,7 +209,7 @@ async fn session(
     endpoints: &Endpoints,
     hello: &Hello,
     samples: &mut mpsc::Receiver<Sample>,
-    outbox: &mut Outbox,
+    outbox: &mut dyn Backlog,
     acked_through: &mut Option<u64>,
     welcomed: &mut bool,
     cancel: &CancellationToken,
@@ -262,6 +266,11 @@ async fn session(
                             info!(collector = %peer, %host, ?last_stored_seq, backlog = outbox.len(), "connected");
                             *welcomed = true;
                             outbox.resume(last_stored_seq);
+                            for gap in outbox.take_gaps() {
+                                warn!(from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
+                                      reason = %gap.reason, "reporting samples that could not be kept");
+                                write(&mut send, &protocol.gap_frame(&gap)?, &connection, peer).await?;
+                            }
                             if last_stored_seq.is_some() {
                                 *acked_through = last_stored_seq.max(*acked_through);
                             }
@@ -277,7 +286,15 @@ async fn session(
             }
             sample = samples.recv() => {
                 match sample {
-                    Some(sample) => outbox.push(sample),
+                    Some(sample) => {
+                        outbox.push(sample);
+                        // Behind a backlog, the newest sample goes ahead for the live view.
+                        if protocol.is_streaming() && outbox.unsent() > protocol.max_batch_samples() {
+                            if let Some(newest) = outbox.newest() {
+                                write(&mut send, &protocol.live_frame(&newest)?, &connection, peer).await?;
+                            }
+                        }
+                    }
                     None => {
                         if protocol.is_streaming() {
                             flush(config, &mut protocol, &mut send, &mut recv, outbox, acked_through, &connection, peer)
@@ -296,7 +313,7 @@ async fn session(
 async fn send_pending(
     protocol: &mut AgentSession,
     send: &mut quinn::SendStream,
-    outbox: &mut Outbox,
+    outbox: &mut dyn Backlog,
     connection: &quinn::Connection,
     peer: SocketAddr,
 ) -> Result<(), UplinkError> {
@@ -304,7 +321,13 @@ async fn send_pending(
         return Ok(());
     }
     loop {
-        let batch = outbox.next_batch(protocol.max_batch_samples());
+        // A bounded window of unacknowledged samples: catch-up after an outage goes at the pace the collector
+        // commits, and neither side ever holds more than the window in flight.
+        let room = MAX_IN_FLIGHT.saturating_sub(outbox.in_flight());
+        if room == 0 {
+            return Ok(());
+        }
+        let batch = outbox.next_batch(protocol.max_batch_samples().min(room));
         if batch.is_empty() {
             return Ok(());
         }
@@ -319,7 +342,7 @@ async fn flush(
     protocol: &mut AgentSession,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-    outbox: &mut Outbox,
+    outbox: &mut dyn Backlog,
     acked_through: &mut Option<u64>,
     connection: &quinn::Connection,
     peer: SocketAddr,

@@ -14,6 +14,7 @@ use anyhow::Context;
 use headroom_agent::run::{stream, MemorySequence, StreamSettings};
 use headroom_agent::uplink::UplinkConfig;
 use headroom_common::backoff::Backoff;
+use headroom_common::session::Outbox;
 use headroom_common::wire::{Hello, PROTOCOL_VERSION};
 use std::path::Path;
 use std::sync::Arc;
@@ -197,9 +198,9 @@ fn sim_settings(
             server_name: "localhost".into(),
             tls: Arc::new(tls),
             backoff: Backoff::default(),
-            outbox_capacity: 600,
             flush_timeout: Duration::from_secs(2),
         },
+        backlog: Box::new(Outbox::new(600)),
         hello: Hello {
             protocol_version: PROTOCOL_VERSION,
             agent_version: format!("{}-sim", env!("CARGO_PKG_VERSION")),

@@ -246,6 +246,16 @@ async fn handle_connection(
                         }
                     }
                 }
+                CollectorEvent::Live(sample) => {
+                    let now = now_ms();
+                    if validate_sample(&sample, last_seq, now, &settings.limits).is_ok() {
+                        fleet.lock().expect("fleet lock poisoned").on_sample(&host, &sample, now);
+                    }
+                }
+                CollectorEvent::Gap(gap) => {
+                    warn!(%host, from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
+                          reason = %gap.reason, "agent reports samples it could not keep");
+                }
                 CollectorEvent::Goodbye => goodbye = true,
             }
         }

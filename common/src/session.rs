@@ -9,7 +9,7 @@
 
 use crate::wire::{
     decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
-    Hello, Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
+    GapReport, Hello, Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 
@@ -147,6 +147,22 @@ impl AgentSession {
         Ok(encode_frame(&AgentMessage::Goodbye)?)
     }
 
+    /// Report samples that could not be delivered; only valid while streaming.
+    pub fn gap_frame(&self, gap: &GapReport) -> Result<Vec<u8>, SessionError> {
+        if self.state != AgentState::Streaming {
+            return Err(SessionError::Protocol("gap before welcome".into()));
+        }
+        Ok(encode_frame(&AgentMessage::Gap(gap.clone()))?)
+    }
+
+    /// The newest sample for the live view, ahead of a backlog; only valid while streaming.
+    pub fn live_frame(&self, sample: &Sample) -> Result<Vec<u8>, SessionError> {
+        if self.state != AgentState::Streaming {
+            return Err(SessionError::Protocol("live sample before welcome".into()));
+        }
+        Ok(encode_frame(&AgentMessage::Live(sample.clone()))?)
+    }
+
     fn close(&mut self, error: SessionError) -> SessionError {
         self.state = AgentState::Closed;
         error
@@ -162,6 +178,10 @@ pub enum CollectorEvent {
     Samples(Vec<Sample>),
     /// The agent is leaving cleanly.
     Goodbye,
+    /// The agent dropped these samples; record the gap.
+    Gap(GapReport),
+    /// The newest sample, for the live view only (it is stored when the ordered batches reach it).
+    Live(Box<Sample>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +269,22 @@ impl CollectorSession {
                         events.push(CollectorEvent::Samples(fresh));
                     }
                 }
+                (CollectorState::Streaming, AgentMessage::Gap(gap)) => {
+                    if gap.from_seq > gap.to_seq || gap.count == 0 {
+                        let detail = format!(
+                            "gap {}..={} of {} samples is inconsistent",
+                            gap.from_seq, gap.to_seq, gap.count
+                        );
+                        return Err(self.close(SessionError::Protocol(detail)));
+                    }
+                    events.push(CollectorEvent::Gap(gap));
+                }
+                (CollectorState::Streaming, AgentMessage::Live(sample)) => {
+                    // Only a sample newer than everything stored can update the live view.
+                    if self.last_seq.is_none_or(|last| sample.seq > last) {
+                        events.push(CollectorEvent::Live(Box::new(sample)));
+                    }
+                }
                 (CollectorState::Streaming, AgentMessage::Goodbye) => {
                     self.state = CollectorState::Closed;
                     events.push(CollectorEvent::Goodbye);
@@ -259,6 +295,8 @@ impl CollectorSession {
                         AgentMessage::Hello(_) => "hello",
                         AgentMessage::Batch(_) => "batch",
                         AgentMessage::Goodbye => "goodbye",
+                        AgentMessage::Gap(_) => "gap",
+                        AgentMessage::Live(_) => "live sample",
                     };
                     let detail = format!("unexpected {what} in state {state:?}");
                     return Err(self.close(SessionError::Protocol(detail)));
@@ -313,7 +351,9 @@ pub struct Outbox {
     samples: VecDeque<Sample>,
     capacity: usize,
     sent_through: Option<u64>,
+    acked_through: Option<u64>,
     dropped: u64,
+    pending_gap: Option<GapReport>,
 }
 
 impl Outbox {
@@ -322,7 +362,9 @@ impl Outbox {
             samples: VecDeque::new(),
             capacity: capacity.max(1),
             sent_through: None,
+            acked_through: None,
             dropped: 0,
+            pending_gap: None,
         }
     }
 
@@ -341,14 +383,44 @@ impl Outbox {
 
     pub fn push(&mut self, sample: Sample) {
         if self.samples.len() == self.capacity {
-            self.samples.pop_front();
-            self.dropped += 1;
+            if let Some(oldest) = self.samples.pop_front() {
+                self.dropped += 1;
+                self.note_dropped(&oldest);
+            }
         }
         self.samples.push_back(sample);
     }
 
+    fn note_dropped(&mut self, sample: &Sample) {
+        // Drops happen oldest first, so one pending gap grows until it is reported. Samples already acked or
+        // sent in between cannot fall out (they left the outbox), so the run only ever widens.
+        match &mut self.pending_gap {
+            Some(gap) => {
+                gap.to_seq = sample.seq;
+                gap.to_ms = sample.timestamp_ms;
+                gap.count += 1;
+            }
+            None => {
+                self.pending_gap = Some(GapReport {
+                    from_seq: sample.seq,
+                    to_seq: sample.seq,
+                    from_ms: sample.timestamp_ms,
+                    to_ms: sample.timestamp_ms,
+                    count: 1,
+                    reason: "outbox_full".into(),
+                })
+            }
+        }
+    }
+
+    /// Gaps not yet reported to the collector.
+    pub fn take_gaps(&mut self) -> Vec<GapReport> {
+        self.pending_gap.take().into_iter().collect()
+    }
+
     /// The collector stored everything through `seq`: forget it.
     pub fn ack(&mut self, seq: u64) {
+        self.acked_through = self.acked_through.max(Some(seq));
         while self.samples.front().is_some_and(|s| s.seq <= seq) {
             self.samples.pop_front();
         }
@@ -361,6 +433,24 @@ impl Outbox {
             self.ack(seq);
         }
         self.sent_through = last_stored_seq;
+    }
+
+    /// Samples sent in this session and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        match self.sent_through {
+            Some(sent) => self.samples.iter().take_while(|s| s.seq <= sent).count(),
+            None => 0,
+        }
+    }
+
+    /// Samples not yet sent in this session.
+    pub fn unsent(&self) -> usize {
+        self.samples.len() - self.in_flight()
+    }
+
+    /// The newest sample held, if any.
+    pub fn newest(&self) -> Option<&Sample> {
+        self.samples.back()
     }
 
     /// Up to `max` samples not yet sent in this session, oldest first; marks them sent.
@@ -382,7 +472,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Capacity, HostFacts};
+    use crate::wire::{Capacity, GapReport, HostFacts};
 
     fn hello() -> Hello {
         Hello {
@@ -449,6 +539,52 @@ mod tests {
     }
 
     #[test]
+    fn gaps_and_live_samples_reach_the_collector_and_stale_live_samples_do_not() {
+        let mut agent = AgentSession::new();
+        let mut collector = CollectorSession::new("web-1".into());
+        collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        agent
+            .on_bytes(&collector.welcome_frame(Some(10)).unwrap())
+            .unwrap();
+        let gap = GapReport {
+            from_seq: 3,
+            to_seq: 5,
+            from_ms: 3000,
+            to_ms: 5000,
+            count: 3,
+            reason: "spool_full".into(),
+        };
+        let events = collector.on_bytes(&agent.gap_frame(&gap).unwrap()).unwrap();
+        assert_eq!(events, vec![CollectorEvent::Gap(gap)]);
+        let events = collector
+            .on_bytes(&agent.live_frame(&sample(50)).unwrap())
+            .unwrap();
+        assert_eq!(events, vec![CollectorEvent::Live(Box::new(sample(50)))]);
+        // A live sample older than what is stored would move the live view backwards: dropped.
+        assert!(collector
+            .on_bytes(&agent.live_frame(&sample(9)).unwrap())
+            .unwrap()
+            .is_empty());
+        // The live sample does not count as stored: the ordered batch still delivers 11..=50.
+        let events = collector
+            .on_bytes(&agent.batch_frame(&[sample(11), sample(50)]).unwrap())
+            .unwrap();
+        assert_eq!(
+            events,
+            vec![CollectorEvent::Samples(vec![sample(11), sample(50)])]
+        );
+        let bad = GapReport {
+            from_seq: 9,
+            to_seq: 3,
+            from_ms: 0,
+            to_ms: 0,
+            count: 1,
+            reason: "corrupt".into(),
+        };
+        assert!(collector.on_bytes(&agent.gap_frame(&bad).unwrap()).is_err());
+    }
+
+    #[test]
     fn batch_before_hello_is_a_protocol_violation() {
         let mut collector = CollectorSession::new("web-1".into());
         let frame = encode_frame(&AgentMessage::Batch(Batch::default())).unwrap();
@@ -511,6 +647,7 @@ mod tests {
         outbox.resume(None);
         let seqs = |b: Vec<Sample>| b.iter().map(|s| s.seq).collect::<Vec<_>>();
         assert_eq!(seqs(outbox.next_batch(2)), vec![3, 4]);
+        assert_eq!((outbox.in_flight(), outbox.unsent()), (2, 3));
         assert_eq!(seqs(outbox.next_batch(10)), vec![5, 6, 7]);
         assert!(
             outbox.next_batch(10).is_empty(),

@@ -39,6 +39,23 @@ pub enum AgentMessage {
     Batch(Batch),
     /// The agent is shutting down cleanly; everything it sent has been sent.
     Goodbye,
+    /// Samples the agent had to drop (its spool was full, or part of it was corrupt): a gap to record.
+    Gap(GapReport),
+    /// The newest sample, sent ahead of a backlog so the live view does not wait for catch-up. It is not
+    /// stored from this message: it is stored when the ordered batches reach its sequence number.
+    Live(Sample),
+}
+
+/// A run of sequence numbers the agent could not deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapReport {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: u64,
+    /// Why: "spool_full" or "corrupt".
+    pub reason: String,
 }
 
 /// A message from the collector to the agent.

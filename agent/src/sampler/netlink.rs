@@ -235,6 +235,11 @@ impl DiagSocket {
         })
     }
 
+    /// Whether the kernel took the single-walk legacy request; `None` before the first dump.
+    pub fn uses_legacy_request(&self) -> Option<bool> {
+        self.legacy_works
+    }
+
     /// Dumps every TCP socket (IPv4 and IPv6) whose state is in `states` (a mask: bit N is state N) and
     /// calls `visit` for each. Returns the number of sockets visited.
     pub fn dump(&mut self, states: u32, visit: &mut dyn FnMut(&DiagSocketInfo)) -> Result<u64, NetlinkError> {
