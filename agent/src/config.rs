@@ -34,7 +34,15 @@ const MAX_INTERFACE_PATTERN_CHARS: usize = 64;
 const SECTIONS: &[(&str, &[&str])] = &[
     (
         "",
-        &["collector", "labels", "network", "sampling", "state_dir", "tls"],
+        &[
+            "collector",
+            "labels",
+            "network",
+            "sampling",
+            "spool",
+            "state_dir",
+            "tls",
+        ],
     ),
     ("collector", &["address", "server_name"]),
     ("tls", &["ca", "cert", "key"]),
@@ -49,7 +57,12 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("network", &["exclude", "include"]),
+    ("spool", &["max_mib"]),
 ];
+
+/// Spool cap bounds: below 1 MiB it holds minutes; above 64 GiB it is no longer "light".
+const SPOOL_MIB_MIN: u64 = 1;
+const SPOOL_MIB_MAX: u64 = 65_536;
 
 /// The validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +77,8 @@ pub struct Config {
     pub sampling: Sampling,
     /// Which network interfaces count.
     pub network: NetworkFilter,
+    /// Most bytes the on-disk spool of unacknowledged samples may take.
+    pub spool_max_bytes: u64,
     /// Free-form labels (`group`, `zone`, ...) the collector groups hosts by.
     pub labels: BTreeMap<String, String>,
 }
@@ -130,6 +145,7 @@ impl Default for Config {
                     .map(String::from)
                     .to_vec(),
             },
+            spool_max_bytes: 64 << 20,
             labels: BTreeMap::new(),
         }
     }
@@ -180,6 +196,9 @@ struct RawConfig {
     /// Interface filter.
     #[serde(default)]
     network: RawNetwork,
+    /// The on-disk spool.
+    #[serde(default)]
+    spool: RawSpool,
     /// Labels sent to the collector: keys `[a-z0-9_]+`, at most 32, each key and value at most 128 characters.
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -207,6 +226,13 @@ struct RawSampling {
     full_dump_max_sockets: Option<u32>,
     /// Time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
     full_dump_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    /// Cap of the spool in MiB, 1 to 65536. Default 64 (about three days of samples at 1 Hz on a small host).
+    max_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,10 +298,23 @@ impl RawConfig {
             },
         };
 
+        let spool_max_bytes = match self.spool.max_mib {
+            None => defaults.spool_max_bytes,
+            Some(mib) if (SPOOL_MIB_MIN..=SPOOL_MIB_MAX).contains(&mib) => mib << 20,
+            Some(mib) => {
+                return Err(invalid(
+                    origin,
+                    "spool.max_mib",
+                    &format!("{mib} is out of range (use {SPOOL_MIB_MIN} to {SPOOL_MIB_MAX})"),
+                ))
+            }
+        };
+
         Ok(Config {
             state_dir,
             collector,
             tls,
+            spool_max_bytes,
             sampling: Sampling {
                 interval,
                 proc_root,

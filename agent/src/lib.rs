@@ -3,6 +3,7 @@
 
 pub mod backlog;
 pub mod config;
+pub mod enroll;
 pub mod run;
 pub mod sample_view;
 pub mod sampler;

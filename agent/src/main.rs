@@ -34,11 +34,38 @@ enum Command {
         #[arg(long, default_value = "/proc")]
         proc_root: PathBuf,
     },
+    /// Get this host's certificate from the collector with a one-time token.
+    Enroll(EnrollArgs),
     /// Check a config file and print what it means.
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct EnrollArgs {
+    /// The collector's QUIC address, HOST:PORT.
+    #[arg(long)]
+    collector: String,
+    /// The one-time token from "headroom-collector token create".
+    #[arg(long)]
+    token: String,
+    /// The CA fingerprint "headroom-collector ca init" printed (SHA256:...).
+    #[arg(long)]
+    ca_fingerprint: String,
+    /// Agent config whose state_dir and tls paths receive the files (used when it exists).
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// State directory to write into instead of the config's.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Identity to ask for (default: this machine's host name).
+    #[arg(long)]
+    host: Option<String>,
+    /// Name the collector's certificate must carry (default: the host part of --collector).
+    #[arg(long)]
+    server_name: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +99,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(e),
         },
+        Command::Enroll(args) => enroll_host(args),
         Command::CheckConfig { config: path } => match config::load(&path) {
             Ok(config) => {
                 println!("config {}: ok", path.display());
@@ -128,6 +156,65 @@ fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
         SampleFormat::Table => print!("{}", sample_view::render_table(&before, &after)),
     }
     Ok(())
+}
+
+fn enroll_host(args: EnrollArgs) -> ExitCode {
+    use headroom_agent::enroll::{self, EnrollError};
+    let paths = match (&args.state_dir, args.config.exists()) {
+        (Some(dir), _) => enroll::default_paths(dir),
+        (None, true) => match config::load(&args.config) {
+            Ok(config) => config.tls,
+            Err(e) => return usage_error(e),
+        },
+        (None, false) => enroll::default_paths(std::path::Path::new(config::DEFAULT_STATE_DIR)),
+    };
+    let host = match args
+        .host
+        .or_else(|| enroll::local_host_name(std::path::Path::new("/proc")))
+    {
+        Some(host) => host,
+        None => return usage_error("cannot read this machine's host name (pass --host NAME)"),
+    };
+    let options = enroll::EnrollOptions {
+        server_name: args
+            .server_name
+            .unwrap_or_else(|| enroll::server_name_of(&args.collector)),
+        collector: args.collector,
+        token: args.token,
+        ca_fingerprint: args.ca_fingerprint,
+        host,
+        paths,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return runtime_error(anyhow::anyhow!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(enroll::enroll(&options)) {
+        Ok(issued) => {
+            let labels: Vec<String> = issued.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "enrolled as {} (labels: {}); wrote {}, {} and {}",
+                issued.host,
+                if labels.is_empty() {
+                    "none".to_string()
+                } else {
+                    labels.join(",")
+                },
+                options.paths.cert.display(),
+                options.paths.key.display(),
+                options.paths.ca.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let line = match &error {
+                EnrollError::Refused(refusal) => enroll::refusal_line(refusal),
+                other => other.to_string(),
+            };
+            eprintln!("headroom-agent: {line}");
+            ExitCode::from(error.exit_code())
+        }
+    }
 }
 
 fn init_logging() {

@@ -1,13 +1,12 @@
 //! The agent service: sample every interval, hand samples to the uplink, tell systemd how it is going.
 
-use crate::backlog::Backlog;
+use crate::backlog::{Backlog, SpoolBacklog};
 use crate::config::Config;
 use crate::sampler::{host_facts, InterfaceFilter, Sampler, SamplerConfig};
 use crate::state::AgentState;
 use crate::uplink::{run_uplink, UplinkConfig, UplinkReport, UplinkStatus};
 use anyhow::Context;
 use headroom_common::backoff::Backoff;
-use headroom_common::session::Outbox;
 use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Samples buffered between the sampling loop and the uplink; the uplink's outbox holds the backlog.
+/// Samples buffered between the sampling loop and the uplink; the uplink's backlog (the spool) holds the rest.
 const HANDOFF_CAPACITY: usize = 64;
-
-/// One hour of samples at 1 Hz are kept in memory while the collector is away.
-pub const OUTBOX_CAPACITY: usize = 3600;
 
 /// Where the samples come from: the real host, or a generator (the demo's simulated hosts).
 pub trait SampleSource: Send {
@@ -83,6 +79,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     )?;
     let tls = tls_from_config(&config)?;
     let mut state = AgentState::open(&config.state_dir)?;
+    let spool_dir = config.state_dir.join(crate::spool::SPOOL_DIR_NAME);
+    let (spool, report) = crate::spool::Spool::open(&spool_dir, config.spool_max_bytes)?;
+    if report.samples > 0 {
+        info!(
+            samples = report.samples,
+            bytes = report.bytes,
+            "spool holds samples from before; they go first"
+        );
+    }
+    // The spool saw every sequence number this instance ever sent (a sample is spooled before it is sent), so
+    // it is the authority on where to continue; the state file covers a spool that was emptied and removed.
+    let first_seq = state.next_seq().max(spool.last_seq().map_or(1, |seq| seq + 1));
     let (capacity, facts) = host_facts();
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -106,13 +114,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
             backoff: Backoff::default(),
             flush_timeout: Duration::from_secs(3),
         },
-        backlog: Box::new(Outbox::new(OUTBOX_CAPACITY)),
+        backlog: Box::new(SpoolBacklog::new(spool)),
         hello,
         interval: config.sampling.interval,
         notify_systemd: true,
     };
     let sampler = Sampler::new(sampler_config(&config));
-    let (report, next_seq) = stream(settings, sampler, state.next_seq(), &mut state, cancel).await;
+    let (report, next_seq) = stream(settings, sampler, first_seq, cancel).await;
     state.save_next_seq(next_seq)?;
     Ok(report)
 }
@@ -123,7 +131,6 @@ pub async fn stream<S: SampleSource>(
     settings: StreamSettings,
     mut source: S,
     first_seq: u64,
-    sequence: &mut dyn SequenceStore,
     cancel: CancellationToken,
 ) -> (UplinkReport, u64) {
     let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
@@ -157,9 +164,6 @@ pub async fn stream<S: SampleSource>(
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0);
                 let sample = source.sample(seq, timestamp_ms, Instant::now());
-                if let Err(e) = sequence.reserve_through(seq) {
-                    warn!(error = %e, "cannot persist the sequence number; continuing");
-                }
                 seq += 1;
                 if sender.try_send(sample).is_err() {
                     handoff_dropped += 1;
@@ -184,20 +188,4 @@ pub async fn stream<S: SampleSource>(
     let mut report = uplink.await.unwrap_or_default();
     report.dropped += handoff_dropped;
     (report, seq)
-}
-
-/// Persists sequence numbers so that they keep growing across restarts.
-pub trait SequenceStore: Send {
-    /// `seq` has been used.
-    fn reserve_through(&mut self, seq: u64) -> std::io::Result<()>;
-}
-
-/// Sequence numbers held only in memory (simulated hosts).
-#[derive(Default)]
-pub struct MemorySequence;
-
-impl SequenceStore for MemorySequence {
-    fn reserve_through(&mut self, _seq: u64) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -1,23 +1,17 @@
-//! The agent's small persistent state: its instance id and the sequence numbers it has used.
+//! The agent's small persistent state: its instance id and, after a clean stop, the next sequence number.
 //!
 //! Sequence numbers must keep growing across restarts, or the collector would drop new samples as
-//! duplicates of old ones. Writing the number every second would cost a disk write per sample, so the agent
-//! reserves a block ahead: on start it records `next + BLOCK`, and only when it reaches that mark does it
-//! write again. A clean stop records the exact next number; after a crash the unused rest of the block is
-//! skipped, which the collector shows as a gap rather than losing samples to deduplication.
+//! duplicates of old ones. Every sample is written to the spool before it is sent, so after a crash the spool
+//! knows the last number used; this file covers the case where the spool was emptied (everything acknowledged)
+//! or removed, and is written on every clean stop.
 
-use crate::run::SequenceStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Sequence numbers reserved per write (one hour at 1 Hz).
-const BLOCK: u64 = 3600;
 
 pub struct AgentState {
     dir: PathBuf,
     instance_id: u64,
     next_seq: u64,
-    reserved_through: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,14 +60,11 @@ impl AgentState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
             Err(e) => return Err(error(&seq_path, e)),
         };
-        let mut state = AgentState {
+        Ok(AgentState {
             dir: dir.to_path_buf(),
             instance_id,
             next_seq: next_seq.max(1),
-            reserved_through: 0,
-        };
-        state.reserve(state.next_seq + BLOCK)?;
-        Ok(state)
+        })
     }
 
     pub fn instance_id(&self) -> u64 {
@@ -89,24 +80,6 @@ impl AgentState {
         let path = self.dir.join("next-seq");
         write_atomic(&path, &format!("{next}\n")).map_err(|e| error(&path, e))?;
         self.next_seq = next;
-        self.reserved_through = next;
-        Ok(())
-    }
-
-    fn reserve(&mut self, through: u64) -> Result<(), StateError> {
-        let path = self.dir.join("next-seq");
-        write_atomic(&path, &format!("{through}\n")).map_err(|e| error(&path, e))?;
-        self.reserved_through = through;
-        Ok(())
-    }
-}
-
-impl SequenceStore for AgentState {
-    fn reserve_through(&mut self, seq: u64) -> std::io::Result<()> {
-        self.next_seq = seq + 1;
-        if seq >= self.reserved_through {
-            self.reserve(seq + 1 + BLOCK).map_err(std::io::Error::other)?;
-        }
         Ok(())
     }
 }
@@ -125,29 +98,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sequence_numbers_never_repeat_across_a_crash_or_a_clean_restart() {
+    fn instance_id_and_next_seq_survive_a_clean_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = AgentState::open(dir.path()).unwrap();
         let id = state.instance_id();
         assert_eq!(state.next_seq(), 1);
-        for seq in 1..=10 {
-            state.reserve_through(seq).unwrap();
-        }
-        // Crash: nothing saved beyond the reservation. The next start begins past every number used.
-        drop(state);
-        let mut state = AgentState::open(dir.path()).unwrap();
-        assert_eq!(state.instance_id(), id, "the instance id survives restarts");
-        assert!(
-            state.next_seq() > 10,
-            "next seq {} reuses a used number",
-            state.next_seq()
-        );
-        let start = state.next_seq();
-        state.reserve_through(start).unwrap();
-        state.save_next_seq(start + 1).unwrap();
-        // Clean stop: the next start continues exactly.
+        state.save_next_seq(42).unwrap();
         let state = AgentState::open(dir.path()).unwrap();
-        assert_eq!(state.next_seq(), start + 1);
+        assert_eq!(state.instance_id(), id, "the instance id survives restarts");
+        assert_eq!(state.next_seq(), 42);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! This is one of the two places in headroom that know QUIC (the other is the collector's ingest). The
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
-use headroom_common::backoff::Backoff;
 use crate::backlog::Backlog;
+use headroom_common::backoff::Backoff;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
 use headroom_common::wire::{Hello, Sample};
 use std::net::SocketAddr;

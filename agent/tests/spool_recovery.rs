@@ -410,6 +410,45 @@ fn a_real_sample_of_this_host_round_trips_and_its_size_is_measured() {
     let (mut spool, _) = Spool::open(dir.path(), DEFAULT_CAP_BYTES).unwrap();
     assert_eq!(spool.read_after(None, 1).unwrap(), vec![real.clone()]);
     let hours = DEFAULT_CAP_BYTES as f64 / record_bytes as f64 / 3600.0;
+    // A larger host for comparison: 64 cores, 10 interfaces and 100 listening ports, counters of a long uptime.
+    let mut large = sample(2);
+    large.cpu.as_mut().unwrap().per_core = (0..64)
+        .map(|core| CpuTimes {
+            user: 900_000_000 + core,
+            system: 300_000_000 + core,
+            idle: 4_000_000_000 + core,
+            iowait: 2_000_000 + core,
+            softirq: 20_000_000 + core,
+            ..Default::default()
+        })
+        .collect();
+    large.network = (0..10)
+        .map(|index| InterfaceCounters {
+            name: format!("ens{index}f0"),
+            rx_bytes: 900_000_000_000_000 + index,
+            tx_bytes: 700_000_000_000_000 + index,
+            rx_packets: 900_000_000_000 + index,
+            tx_packets: 800_000_000_000 + index,
+            ..Default::default()
+        })
+        .collect();
+    large.sockets.as_mut().unwrap().listeners = (0..100)
+        .map(|index| Listener {
+            port: 8000 + index,
+            established: 3000,
+            accept_queue: 2,
+            accept_queue_limit: 4096,
+        })
+        .collect();
+    let before = spool.len_bytes();
+    spool.append(&large).unwrap();
+    let large_record_bytes = spool.len_bytes() - before;
+    assert_eq!(spool.read_after(Some(1), 1).unwrap(), vec![large]);
+    let large_hours = DEFAULT_CAP_BYTES as f64 / large_record_bytes as f64 / 3600.0;
+    println!(
+        "one sample of a 64-core host with 10 interfaces and 100 listeners: {large_record_bytes} bytes; \
+         {large_hours:.1} hours at 1 Hz"
+    );
     println!(
         "one sample of this host: {record_bytes} bytes spooled ({} interfaces, {} listeners, {} cores); \
          {} MiB hold {hours:.1} hours at 1 Hz",

@@ -11,7 +11,7 @@ use crate::serve::{serve, Bound};
 use crate::sim::{demo_fleet, SimSource};
 use crate::summary::FleetSummary;
 use anyhow::Context;
-use headroom_agent::run::{stream, MemorySequence, StreamSettings};
+use headroom_agent::run::{stream, StreamSettings};
 use headroom_agent::uplink::UplinkConfig;
 use headroom_common::backoff::Backoff;
 use headroom_common::session::Outbox;
@@ -136,7 +136,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         let source = SimSource::new(spec, index as u64 + 1);
         let cancel = agents_cancel.clone();
         tasks.spawn(async move {
-            stream(settings, source, 1, &mut MemorySequence, cancel).await;
+            stream(settings, source, 1, cancel).await;
         });
     }
     println!(

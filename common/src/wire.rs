@@ -33,6 +33,10 @@ pub const MAX_LABELS: usize = 32;
 pub const MAX_LABEL_LEN: usize = 128;
 
 /// A message from the agent to the collector.
+///
+/// Variants differ in size (a sample versus a goodbye); each message lives only while it is encoded or
+/// decoded, so boxing the large ones would add an allocation per message and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMessage {
     Hello(Hello),
