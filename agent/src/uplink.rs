@@ -30,6 +30,11 @@ pub struct UplinkConfig {
 /// Most samples sent and not yet acknowledged.
 pub const MAX_IN_FLIGHT: usize = 1024;
 
+/// With samples in flight, a collector that acknowledges nothing for this long is taken as gone (crashed,
+/// or a path that silently drops packets): the agent drops the connection and reconnects rather than waiting
+/// for the QUIC idle timeout.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the uplink is doing, for whoever wants to watch (tests, the demo, readiness).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UplinkStatus {
@@ -239,7 +244,17 @@ async fn session(
     // the welcome proves we are in: until then, a close from the server is a refusal of us.
     let welcome_deadline = tokio::time::sleep(Duration::from_secs(15));
     tokio::pin!(welcome_deadline);
+    // Restarted whenever acknowledgements make progress or the window empties.
+    let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
+    tokio::pin!(ack_deadline);
+    let mut waiting_for_ack = false;
     loop {
+        // Arm the deadline when samples go out into an empty window; disarm it when the window empties.
+        let in_flight = outbox.in_flight() > 0;
+        if in_flight && !waiting_for_ack {
+            ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+        }
+        waiting_for_ack = in_flight;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {
@@ -253,6 +268,12 @@ async fn session(
             _ = &mut welcome_deadline, if !protocol.is_streaming() => {
                 connection.close(1u32.into(), b"no welcome");
                 return Err(UplinkError::Timeout(Duration::from_secs(15)));
+            }
+            _ = &mut ack_deadline, if waiting_for_ack => {
+                connection.close(1u32.into(), b"no acknowledgement");
+                return Err(UplinkError::Connect(format!(
+                    "collector {peer} acknowledged nothing for {ACK_TIMEOUT:?}; reconnecting"
+                )));
             }
             read = recv.read(&mut buffer) => {
                 let n = match read {
@@ -279,6 +300,7 @@ async fn session(
                         AgentEvent::Acked(seq) => {
                             outbox.ack(seq);
                             *acked_through = Some(seq).max(*acked_through);
+                            ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
                         }
                     }
                 }

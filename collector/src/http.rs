@@ -19,9 +19,21 @@ pub type SharedFleet = Arc<Mutex<FleetState>>;
 /// Body of `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
+    /// "ok", or "degraded" when storage refuses writes (agents then keep their samples).
     pub status: String,
     /// Hosts known to the collector, whatever their status.
     pub hosts: u64,
+    /// "ok" or the last storage error as one line.
+    #[serde(default)]
+    pub storage: String,
+}
+
+/// What the API handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub fleet: SharedFleet,
+    /// Storage health; absent when the collector runs without a database (unit tests).
+    pub store: Option<crate::store::StoreHandle>,
 }
 
 /// Body of every error response.
@@ -48,18 +60,18 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ApiError { error: message })).into_response()
 }
 
-async fn fleet_summary(State(fleet): State<SharedFleet>) -> Response {
-    let summary = lock(&fleet).summary(now_ms());
+async fn fleet_summary(State(state): State<ApiState>) -> Response {
+    let summary = lock(&state.fleet).summary(now_ms());
     Json(summary).into_response()
 }
 
-async fn hosts(State(fleet): State<SharedFleet>) -> Response {
-    let hosts = lock(&fleet).hosts(now_ms());
+async fn hosts(State(state): State<ApiState>) -> Response {
+    let hosts = lock(&state.fleet).hosts(now_ms());
     Json(hosts).into_response()
 }
 
-async fn host(State(fleet): State<SharedFleet>, Path(name): Path<String>) -> Response {
-    let view = lock(&fleet).host(&name, now_ms());
+async fn host(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    let view = lock(&state.fleet).host(&name, now_ms());
     match view {
         Some(view) => Json(view).into_response(),
         None => error(
@@ -69,11 +81,17 @@ async fn host(State(fleet): State<SharedFleet>, Path(name): Path<String>) -> Res
     }
 }
 
-async fn health(State(fleet): State<SharedFleet>) -> Json<Health> {
-    let hosts = lock(&fleet).len() as u64;
+async fn health(State(state): State<ApiState>) -> Json<Health> {
+    let hosts = lock(&state.fleet).len() as u64;
+    let storage = match state.store.as_ref().map(|store| store.health()) {
+        Some(crate::store::StoreHealth::Degraded { error, .. }) => error,
+        _ => "ok".to_string(),
+    };
+    let status = if storage == "ok" { "ok" } else { "degraded" };
     Json(Health {
-        status: "ok".to_string(),
+        status: status.to_string(),
         hosts,
+        storage,
     })
 }
 
@@ -87,24 +105,29 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     )
 }
 
-/// The API's routes over the given fleet state.
+/// The API's routes over the given fleet state, without storage.
 pub fn router(fleet: SharedFleet) -> Router {
+    router_with(ApiState { fleet, store: None })
+}
+
+/// The API's routes over the fleet state and storage.
+pub fn router_with(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/fleet", get(fleet_summary))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{host}", get(host))
         .route("/api/v1/health", get(health))
         .fallback(not_found)
-        .with_state(fleet)
+        .with_state(state)
 }
 
 /// Serve until `shutdown` resolves. Binds exactly the given listener (the caller passes 127.0.0.1:PORT).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    fleet: SharedFleet,
+    state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(fleet))
+    axum::serve(listener, router_with(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -170,7 +193,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, shared_fleet(), async {
+        let server = tokio::spawn(serve(listener, ApiState { fleet: shared_fleet(), store: None }, async {
             let _ = stopped.await;
         }));
 
@@ -181,7 +204,8 @@ mod tests {
             health,
             Health {
                 status: "ok".into(),
-                hosts: 1
+                hosts: 1,
+                storage: "ok".into(),
             }
         );
 

@@ -1,14 +1,20 @@
-//! QUIC ingest: accept agents over mutual TLS, run one protocol session per connection, apply samples.
+//! QUIC ingest: accept agents over mutual TLS, run one protocol session per connection, store and apply.
 //!
 //! This is the only part of the collector that knows QUIC. Each connection is its own task; whatever one
 //! agent sends (garbage, an oversized frame, a message out of turn) ends that connection only, with a logged
-//! reason, and never the collector.
+//! reason, and never the collector. Samples are acknowledged only after the database committed them; while
+//! a commit is pending the task does not read, so QUIC flow control slows the agent instead of a queue growing.
 
-use crate::fleet::FleetState;
+use crate::fleet::{derive_metrics, FleetState};
+use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext};
+use crate::identity::labels::ConflictLog;
+use crate::identity::live::{CutReason, LiveConnections};
+use crate::identity::registry::Registry;
+use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::validate::{validate_hello, validate_sample, Limits};
+use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
-use headroom_common::wire::Hello;
-use std::collections::HashMap;
+use headroom_common::wire::{Hello, Sample};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,10 +29,21 @@ pub mod close_code {
     pub const IDENTITY: u32 = 3;
     pub const OVERLOADED: u32 = 4;
     pub const TIMEOUT: u32 = 5;
+    pub const REVOKED: u32 = 6;
+    pub const REPLACED: u32 = 7;
+    pub const STORAGE: u32 = 8;
 }
 
 /// How long a new connection may take to open its stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Backlog samples one connection may store per second. Live samples are not held back (they are newer than
+/// this bound's horizon), so an agent catching up on hours of spool cannot crowd out the rest of the fleet,
+/// and its own live view is kept current by `Live` messages meanwhile.
+const CATCH_UP_SAMPLES_PER_S: f64 = 2_000.0;
+
+/// A sample older than this when it arrives counts as catch-up.
+const CATCH_UP_AGE_MS: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct IngestSettings {
@@ -34,29 +51,18 @@ pub struct IngestSettings {
     pub limits: Limits,
 }
 
-/// What the collector holds per host across connections: which agent instance and the last sequence applied.
-#[derive(Default)]
-pub struct Progress {
-    hosts: Mutex<HashMap<String, (u64, u64)>>,
-}
-
-impl Progress {
-    /// Last applied sequence number for this host if the same agent instance sent it.
-    pub fn last_seq(&self, host: &str, instance_id: u64) -> Option<u64> {
-        let hosts = self.hosts.lock().expect("progress lock poisoned");
-        hosts
-            .get(host)
-            .filter(|(instance, _)| *instance == instance_id)
-            .map(|(_, seq)| *seq)
-    }
-
-    pub fn record(&self, host: &str, instance_id: u64, seq: u64) {
-        let mut hosts = self.hosts.lock().expect("progress lock poisoned");
-        hosts.insert(host.to_string(), (instance_id, seq));
-    }
-}
-
 pub type SharedFleet = Arc<Mutex<FleetState>>;
+
+/// What every connection task shares.
+pub struct IngestContext {
+    pub fleet: SharedFleet,
+    pub store: StoreHandle,
+    pub settings: IngestSettings,
+    pub enroll: Arc<EnrollContext>,
+    pub live: LiveConnections,
+    pub conflicts: ConflictLog,
+    pub registry: Registry,
+}
 
 /// The QUIC server configuration: TLS 1.3 with client certificates, small per-connection windows.
 pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
@@ -67,9 +73,7 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
     // An agent opens exactly one bidirectional stream; refusing more bounds per-connection state.
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(
-        Duration::from_secs(30).try_into().expect("30 s fits a varint"),
-    ));
+    transport.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30 s fits a varint")));
     transport.stream_receive_window((1u32 << 20).into());
     transport.receive_window((2u32 << 20).into());
     transport.send_window(256 * 1024);
@@ -78,13 +82,7 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
 }
 
 /// Accept connections until `cancel` fires, then close them all and wait for their tasks.
-pub async fn serve(
-    endpoint: quinn::Endpoint,
-    fleet: SharedFleet,
-    progress: Arc<Progress>,
-    settings: IngestSettings,
-    cancel: CancellationToken,
-) {
+pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
     loop {
         let incoming = tokio::select! {
@@ -94,18 +92,16 @@ pub async fn serve(
                 None => break,
             },
         };
-        if endpoint.open_connections() >= settings.max_connections as usize {
-            warn!(peer = %incoming.remote_address(), max = settings.max_connections,
+        if endpoint.open_connections() >= context.settings.max_connections as usize {
+            warn!(peer = %incoming.remote_address(), max = context.settings.max_connections,
                   "connection refused: collector at fleet.max_connections");
             incoming.refuse();
             continue;
         }
-        let fleet = fleet.clone();
-        let progress = progress.clone();
-        let settings = settings.clone();
+        let context = context.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            handle_connection(incoming, fleet, progress, settings, cancel).await;
+            handle_connection(incoming, context, cancel).await;
         });
     }
     tasks.close();
@@ -115,38 +111,47 @@ pub async fn serve(
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The host identity in the peer's certificate.
 fn peer_host(connection: &quinn::Connection) -> Result<String, String> {
-    let identity = connection.peer_identity().ok_or("no client certificate")?;
-    let chain = identity
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .map_err(|_| "unexpected peer identity type")?;
-    let leaf = chain.first().ok_or("empty certificate chain")?;
-    headroom_common::tls::identity_from_cert(leaf).map_err(|e| e.to_string())
+    let leaf = peer_cert_der(connection).ok_or("no client certificate (enroll this host first)")?;
+    headroom_common::tls::identity_from_cert(&leaf).map_err(|e| e.to_string())
 }
 
-async fn handle_connection(
-    incoming: quinn::Incoming,
-    fleet: SharedFleet,
-    progress: Arc<Progress>,
-    settings: IngestSettings,
-    cancel: CancellationToken,
-) {
+fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+}
+
+/// Per-connection state of the ordered (stored) path.
+struct Stream {
+    host: String,
+    instance_id: u64,
+    hello: Option<HostInfo>,
+    /// The last stored sample, to derive rates for the next one.
+    previous: Option<Sample>,
+    last_seq: Option<u64>,
+    rejected: u64,
+}
+
+async fn handle_connection(incoming: quinn::Incoming, context: Arc<IngestContext>, cancel: CancellationToken) {
     let peer = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(error) => {
-            // Most often a client without a certificate, or with one from another CA.
+            // Most often a client without a certificate, with one from another CA, or a revoked one.
             warn!(%peer, %error, "handshake failed; connection refused");
             return;
         }
     };
+    if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
+        handle_enrollment(connection, &context.enroll).await;
+        return;
+    }
     let host = match peer_host(&connection) {
         Ok(host) => host,
         Err(reason) => {
@@ -155,8 +160,15 @@ async fn handle_connection(
             return;
         }
     };
+    let cert = peer_cert_der(&connection).unwrap_or_default();
+    let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
+    let (cut, live_guard) = context.live.register(&host, &serial, peer);
+    if let Err(error) = context.registry.touch(&serial, (now_ms() / 1000) as i64) {
+        debug!(%host, %error, "cannot record last seen in the certificate registry");
+    }
     let stream = tokio::select! {
         _ = cancel.cancelled() => return,
+        _ = cut.cancelled() => return,
         stream = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()) => stream,
     };
     let (mut send, mut recv) = match stream {
@@ -172,33 +184,50 @@ async fn handle_connection(
         }
     };
     let mut session = CollectorSession::new(host.clone());
-    let mut instance_id = 0u64;
-    let mut hello_seen = false;
-    let mut last_seq: Option<u64> = None;
-    let mut rejected: u64 = 0;
+    let mut state = Stream {
+        host: host.clone(),
+        instance_id: 0,
+        hello: None,
+        previous: None,
+        last_seq: None,
+        rejected: 0,
+    };
     let mut buffer = vec![0u8; 64 * 1024];
-    let outcome: Result<&'static str, String> = loop {
+    let catch_up_started = tokio::time::Instant::now();
+    let mut catch_up_stored: u64 = 0;
+    let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
             _ = cancel.cancelled() => break Ok("collector stopping"),
+            _ = cut.cancelled() => {
+                let (code, reason) = match live_guard.cut_reason() {
+                    Some(CutReason::Revoked) => (close_code::REVOKED, "certificate revoked (enroll this host again)"),
+                    _ => (close_code::REPLACED, "replaced by a newer connection with the same identity"),
+                };
+                break Err((code, reason.to_string()));
+            }
             read = recv.read(&mut buffer) => read,
         };
         let n = match read {
             Ok(Some(n)) => n,
             Ok(None) => break Ok("agent ended the stream"),
-            Err(error) => break Err(format!("read failed: {error}")),
+            Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
         };
         let events = match session.on_bytes(&buffer[..n]) {
             Ok(events) => events,
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
-                break Err(error.to_string());
+                break Err((close_code::PROTOCOL, error.to_string()));
             }
         };
         let mut reply = Vec::new();
         let mut goodbye = false;
+        let mut failure = None;
         for event in events {
             match event {
-                CollectorEvent::Hello(hello) => {
+                CollectorEvent::Hello(mut hello) => {
+                    // Labels granted by the enrollment token live in the certificate and win over the config's.
+                    let granted = headroom_common::pki::labels_from_cert(&cert).unwrap_or_default();
+                    context.conflicts.apply(&host, &mut hello.labels, &granted);
                     if let Err(error) = validate_hello(&hello) {
                         let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
                         let _ = send.finish();
@@ -207,65 +236,80 @@ async fn handle_connection(
                         warn!(%host, %peer, %error, "hello refused");
                         return;
                     }
-                    instance_id = hello.instance_id;
-                    last_seq = progress.last_seq(&host, instance_id);
-                    log_hello(&host, peer, &hello, last_seq);
-                    fleet
-                        .lock()
-                        .expect("fleet lock poisoned")
-                        .on_hello(&host, &hello, now_ms());
-                    hello_seen = true;
+                    state.instance_id = hello.instance_id;
+                    state.hello = Some(HostInfo::from_hello(&hello));
+                    state.last_seq = context.store.last_seq(&host, hello.instance_id);
+                    log_hello(&host, peer, &hello, state.last_seq);
+                    context.fleet.lock().expect("fleet lock poisoned").on_hello(&host, &hello, now_ms());
                     // The session just reported the hello, so it is waiting for exactly this welcome.
-                    if let Ok(frame) = session.welcome_frame(last_seq) {
+                    if let Ok(frame) = session.welcome_frame(state.last_seq) {
                         reply.extend_from_slice(&frame);
                     }
                 }
                 CollectorEvent::Samples(samples) => {
-                    let now = now_ms();
-                    let mut fleet = fleet.lock().expect("fleet lock poisoned");
-                    for sample in &samples {
-                        match validate_sample(sample, last_seq, now, &settings.limits) {
-                            Ok(()) => fleet.on_sample(&host, sample, now),
-                            Err(error) => {
-                                rejected += 1;
-                                // Log the first and then every hundredth, so a broken agent cannot flood the log.
-                                if rejected == 1 || rejected % 100 == 0 {
-                                    warn!(%host, seq = sample.seq, %error, rejected, "sample rejected");
-                                }
+                    let backlog = samples.iter().filter(|s| s.timestamp_ms + CATCH_UP_AGE_MS < now_ms()).count();
+                    match store_samples(&context, &mut state, samples).await {
+                        Ok(Some(seq)) => {
+                            if let Ok(frame) = session.ack_frame(seq) {
+                                reply.extend_from_slice(&frame);
                             }
                         }
-                        // The session hands over only sequence numbers above the last one, rejected or not;
-                        // a rejected sample is acknowledged too, or the agent would resend it forever.
-                        last_seq = last_seq.max(Some(sample.seq));
-                    }
-                    drop(fleet);
-                    if let Some(seq) = last_seq {
-                        progress.record(&host, instance_id, seq);
-                        if let Ok(frame) = session.ack_frame(seq) {
-                            reply.extend_from_slice(&frame);
+                        Ok(None) => {}
+                        Err(reason) => {
+                            failure = Some(reason);
+                            break;
                         }
                     }
+                    catch_up_stored += backlog as u64;
                 }
                 CollectorEvent::Live(sample) => {
                     let now = now_ms();
-                    if validate_sample(&sample, last_seq, now, &settings.limits).is_ok() {
-                        fleet.lock().expect("fleet lock poisoned").on_sample(&host, &sample, now);
+                    if validate_sample(&sample, state.last_seq, now, &context.settings.limits).is_ok() {
+                        context.fleet.lock().expect("fleet lock poisoned").on_sample(&host, &sample, now);
                     }
                 }
                 CollectorEvent::Gap(gap) => {
                     warn!(%host, from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
                           reason = %gap.reason, "agent reports samples it could not keep");
+                    let batch = HostBatch {
+                        host: host.clone(),
+                        instance_id: state.instance_id,
+                        received_ms: now_ms(),
+                        hello: state.hello.clone(),
+                        rows: Vec::new(),
+                        gaps: vec![GapRow {
+                            from_seq: gap.from_seq,
+                            to_seq: gap.to_seq,
+                            from_ms: gap.from_ms,
+                            to_ms: gap.to_ms,
+                            count: gap.count,
+                            reason: gap.reason,
+                        }],
+                    };
+                    if let Err(error) = context.store.commit(batch).await {
+                        failure = Some(format!("storage unavailable: {error}"));
+                        break;
+                    }
                 }
                 CollectorEvent::Goodbye => goodbye = true,
             }
         }
         if !reply.is_empty() {
             if let Err(error) = send.write_all(&reply).await {
-                break Err(format!("write failed: {error}"));
+                break Err((close_code::PROTOCOL, format!("write failed: {error}")));
             }
+        }
+        if let Some(reason) = failure {
+            break Err((close_code::STORAGE, reason));
         }
         if goodbye {
             break Ok("agent said goodbye");
+        }
+        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate.
+        let due = Duration::from_secs_f64(catch_up_stored as f64 / CATCH_UP_SAMPLES_PER_S);
+        let elapsed = catch_up_started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
         }
     };
     match &outcome {
@@ -274,16 +318,68 @@ async fn handle_connection(
             let _ = send.finish();
             connection.close(close_code::STOPPING.into(), reason.as_bytes());
         }
-        Err(reason) => {
+        Err((code, reason)) => {
             warn!(%host, %peer, %reason, "closing connection");
-            connection.close(close_code::PROTOCOL.into(), reason.as_bytes());
+            connection.close((*code).into(), reason.as_bytes());
         }
     }
-    if hello_seen {
-        fleet
-            .lock()
-            .expect("fleet lock poisoned")
-            .on_disconnect(&host, now_ms());
+    if state.hello.is_some() {
+        context.fleet.lock().expect("fleet lock poisoned").on_disconnect(&host, now_ms());
+    }
+    drop(live_guard);
+}
+
+/// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
+async fn store_samples(
+    context: &IngestContext,
+    state: &mut Stream,
+    samples: Vec<Sample>,
+) -> Result<Option<u64>, String> {
+    let now = now_ms();
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut accepted = Vec::with_capacity(samples.len());
+    let mut previous = state.previous.clone();
+    for sample in samples {
+        let seq = sample.seq;
+        match validate_sample(&sample, state.last_seq, now, &context.settings.limits) {
+            Ok(()) => {
+                rows.push(SampleRow::from_sample(&sample, derive_metrics(previous.as_ref(), &sample)));
+                previous = Some(sample.clone());
+                accepted.push(sample);
+            }
+            Err(error) => {
+                state.rejected += 1;
+                // Log the first and then every hundredth, so a broken agent cannot flood the log.
+                if state.rejected == 1 || state.rejected % 100 == 0 {
+                    warn!(host = %state.host, seq, %error, rejected = state.rejected, "sample rejected");
+                }
+            }
+        }
+        // The session hands over only sequence numbers above the last one; a rejected sample is acknowledged
+        // too, or the agent would resend it forever.
+        state.last_seq = state.last_seq.max(Some(seq));
+    }
+    if rows.is_empty() {
+        return Ok(state.last_seq);
+    }
+    let batch = HostBatch {
+        host: state.host.clone(),
+        instance_id: state.instance_id,
+        received_ms: now,
+        hello: state.hello.clone(),
+        rows,
+        gaps: Vec::new(),
+    };
+    match context.store.commit(batch).await {
+        Ok(_outcome) => {
+            state.previous = previous;
+            let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
+            for sample in &accepted {
+                fleet.on_sample(&state.host, sample, now);
+            }
+            Ok(state.last_seq)
+        }
+        Err(error) => Err(format!("storage unavailable, not acknowledging: {error}")),
     }
 }
 

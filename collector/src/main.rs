@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use headroom_collector::render::{render_fleet, render_hosts, Format};
-use headroom_collector::{client, config, demo, pki_cli, serve, summary::FleetSummary};
+use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// One-time enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check a config file and print what it means.
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]
@@ -91,6 +96,45 @@ enum CertCommand {
         /// Validity in days.
         #[arg(long, default_value_t = 30)]
         days: u32,
+    },
+    /// List issued certificates: host, serial, labels, not-after, last seen.
+    List {
+        #[command(flatten)]
+        place: PlaceArgs,
+    },
+    /// Revoke a host's certificates or one serial; a connected host is cut off within seconds.
+    Revoke {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// Revoke every unexpired certificate of this host.
+        #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+        host: Option<String>,
+        /// Revoke this serial (hex, as "cert list" shows it).
+        #[arg(long)]
+        serial: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (shown only this once).
+    Create {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// How long the token stays valid.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many hosts may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Label written into every certificate enrolled with it, KEY=VALUE; repeat for several.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// List tokens: id, uses left, expiry, labels (never the secret).
+    List {
+        #[command(flatten)]
+        place: PlaceArgs,
     },
 }
 
@@ -236,6 +280,48 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             );
             println!("secure channel; agent.key is the host's private key (mode 0600).");
         }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    place,
+                    ttl,
+                    uses,
+                    labels,
+                },
+        } => {
+            let labels = identity::admin::parse_labels(&labels).map_err(admin_failure)?;
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+            let text =
+                identity::admin::token_create(&dir, ttl_s, uses, labels, now_s()).map_err(admin_failure)?;
+            print!("{text}");
+        }
+        Command::Token {
+            command: TokenCommand::List { place },
+        } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            print!(
+                "{}",
+                identity::admin::token_list(&dir, now_s()).map_err(admin_failure)?
+            );
+        }
+        Command::Cert {
+            command: CertCommand::List { place },
+        } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            print!(
+                "{}",
+                identity::admin::cert_list(&dir, now_s()).map_err(admin_failure)?
+            );
+        }
+        Command::Cert {
+            command: CertCommand::Revoke { place, host, serial },
+        } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            let text = identity::admin::cert_revoke(&dir, host.as_deref(), serial.as_deref(), now_s())
+                .map_err(admin_failure)?;
+            print!("{text}");
+        }
         Command::CheckConfig { config: path } => {
             let config = load_config(&path)?;
             println!("config {}: ok", path.display());
@@ -254,6 +340,17 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn admin_failure(error: headroom_collector::identity::admin::AdminError) -> Failure {
+    match error {
+        headroom_collector::identity::admin::AdminError::Usage(message) => Failure::Usage(message),
+        other => Failure::Runtime(other.into()),
+    }
+}
+
+fn now_s() -> i64 {
+    headroom_collector::identity::unix_s(SystemTime::now())
 }
 
 fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {

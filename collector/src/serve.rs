@@ -1,17 +1,29 @@
-//! The collector service: bind QUIC and the loopback HTTP API, run ingest, stop cleanly on cancel.
+//! The collector service: open the database, bind QUIC and the loopback HTTP API, run ingest, stop cleanly.
 
 use crate::config::Config;
 use crate::fleet::{FleetSettings, FleetState};
-use crate::ingest::{self, IngestSettings, Progress};
+use crate::http::ApiState;
+use crate::identity::enroll_server::{EnrollContext, DEFAULT_CERT_VALIDITY};
+use crate::identity::labels::ConflictLog;
+use crate::identity::live::{run_revocation_sweeper, LiveConnections};
+use crate::identity::registry::Registry;
+use crate::identity::revocation::Revocations;
+use crate::ingest::{self, IngestContext, IngestSettings};
+use crate::pki_cli::pki_dir;
+use crate::store::{spawn_writer, Store};
 use crate::validate::Limits;
 use anyhow::Context;
 use headroom_common::pki::read_pem;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
+
+/// Batches that may wait for the database writer before `commit` waits (one per connection at most).
+const STORE_QUEUE: usize = 4096;
 
 /// The addresses the collector actually bound (useful when the config asked for port 0).
 #[derive(Debug, Clone, Copy)]
@@ -20,14 +32,24 @@ pub struct Bound {
     pub http: SocketAddr,
 }
 
-/// The TLS server configuration from the files the config names.
-pub fn load_tls(config: &Config) -> anyhow::Result<rustls::ServerConfig> {
+/// The collector's database file.
+pub fn database_path(config: &Config) -> PathBuf {
+    config.state_dir.join("headroom.db")
+}
+
+/// The TLS server configuration from the files the config names, serving both the streaming and the
+/// enrollment protocol, refusing revoked certificates during the handshake.
+pub fn load_tls(config: &Config, revocations: &Revocations) -> anyhow::Result<rustls::ServerConfig> {
     let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
     let ca = read_pem(&config.tls.ca, "CA certificate", fix)?;
     let cert = read_pem(&config.tls.cert, "server certificate", fix)?;
     let key = read_pem(&config.tls.key, "server key", fix)?;
-    headroom_common::tls::server_config(&ca, &cert, &key, &[headroom_common::wire::ALPN])
+    headroom_common::tls::server_config_with_enrollment(&ca, &cert, &key, Some(Arc::new(revocations.clone())))
         .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Run until `cancel` fires. `bound` learns the bound addresses once both listeners are up.
@@ -37,80 +59,110 @@ pub async fn serve(
     bound: Option<oneshot::Sender<Bound>>,
     notify_systemd: bool,
 ) -> anyhow::Result<()> {
-    let tls = load_tls(&config)?;
-    let endpoint =
-        quinn::Endpoint::server(ingest::server_config(tls)?, config.listen).with_context(|| {
-            format!(
-                "cannot listen on udp {}: another process may hold it (change listen in the config)",
-                config.listen
-            )
-        })?;
-    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on tcp {}: (change http_listen in the config)",
-                config.http_listen
-            )
-        })?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state directory {} (check state_dir)", config.state_dir.display()))?;
+    let pki = pki_dir(&config.state_dir);
+    let revocations = Revocations::load(&pki)?;
+    let tls = load_tls(&config, &revocations)?;
+    let (store, report) = Store::open(&database_path(&config), now_ms())?;
+    if report.check_ok {
+        info!("{}", report.line());
+    } else {
+        warn!("{}", report.line());
+    }
+    let (store, writer) = spawn_writer(store, STORE_QUEUE);
+
+    let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
+        format!("cannot listen on udp {}: another process may hold it (change listen in the config)", config.listen)
+    })?;
+    let endpoint = quinn::Endpoint::new(
+        endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
+        Some(ingest::server_config(tls)?),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .with_context(|| format!("cannot start QUIC on udp {}", config.listen))?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
+        format!("cannot listen on tcp {}: (change http_listen in the config)", config.http_listen)
+    })?;
     let addresses = Bound {
         quic: endpoint.local_addr().context("reading the bound udp address")?,
-        http: http_listener
-            .local_addr()
-            .context("reading the bound tcp address")?,
+        http: http_listener.local_addr().context("reading the bound tcp address")?,
     };
     let fleet = Arc::new(Mutex::new(FleetState::new(FleetSettings {
         stale_after_intervals: config.fleet.stale_after_intervals,
         down_after_ms: config.fleet.down_after.as_millis() as u64,
     })));
-    let settings = IngestSettings {
-        max_connections: config.fleet.max_connections,
-        limits: Limits {
-            max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
+    let live = LiveConnections::new();
+    let context = Arc::new(IngestContext {
+        fleet: fleet.clone(),
+        store: store.clone(),
+        settings: IngestSettings {
+            max_connections: config.fleet.max_connections,
+            limits: Limits {
+                max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
+            },
         },
-    };
-    let ingest = tokio::spawn(ingest::serve(
-        endpoint,
-        fleet.clone(),
-        Arc::new(Progress::default()),
-        settings,
-        cancel.clone(),
-    ));
-    let http = tokio::spawn(crate::http::serve(
-        http_listener,
-        fleet,
-        cancel.clone().cancelled_owned(),
-    ));
+        enroll: Arc::new(EnrollContext::load(&pki, revocations.clone(), DEFAULT_CERT_VALIDITY)?),
+        live: live.clone(),
+        conflicts: ConflictLog::default(),
+        registry: Registry::in_dir(&pki),
+    });
+    let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
+    let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
+    let api = ApiState { fleet, store: Some(store.clone()) };
+    let http = tokio::spawn(crate::http::serve(http_listener, api, cancel.clone().cancelled_owned()));
     info!(quic = %addresses.quic, http = %addresses.http, "collector listening");
     if let Some(bound) = bound {
         let _ = bound.send(addresses);
     }
     if notify_systemd {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let mut watchdog_usec = 0u64;
-        if sd_notify::watchdog_enabled(false, &mut watchdog_usec) && watchdog_usec > 0 {
-            let period = Duration::from_micros(watchdog_usec / 2);
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(period);
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = ticker.tick() => { let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]); }
-                    }
-                }
-            });
-        }
+        notify_ready_and_watchdog(&cancel);
     }
     cancel.cancelled().await;
     if notify_systemd {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
     let _ = ingest.await;
-    match http.await {
+    let _ = sweeper.await;
+    let http_result = http.await;
+    // Every connection task has ended, so this is the last handle: the writer commits what is queued and exits.
+    drop(store);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    match http_result {
         Ok(result) => result.context("http api")?,
         Err(e) => anyhow::bail!("http api task failed: {e}"),
     }
     info!("collector stopped");
     Ok(())
+}
+
+/// Endpoint settings whose stateless-reset key survives restarts. After a crash, an agent's packets for its
+/// old connection reach the new process, which answers with a reset the agent can verify; the agent then
+/// reconnects at once instead of waiting out its idle timeout. The key is derived from the server's private
+/// key, which only the collector holds.
+fn endpoint_config(server_key: &[u8]) -> quinn::EndpointConfig {
+    let mut material = b"headroom stateless reset v1".to_vec();
+    material.extend_from_slice(server_key);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref());
+    quinn::EndpointConfig::new(Arc::new(key))
+}
+
+fn notify_ready_and_watchdog(cancel: &CancellationToken) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut watchdog_usec) && watchdog_usec > 0 {
+        let period = Duration::from_micros(watchdog_usec / 2);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ticker.tick() => { let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]); }
+                }
+            }
+        });
+    }
 }

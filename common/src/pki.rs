@@ -10,6 +10,7 @@ use rcgen::{
 use ring::rand::SecureRandom;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -99,6 +100,12 @@ pub enum PkiError {
     Generate { what: &'static str, error: rcgen::Error },
     #[error("the system random number generator failed")]
     Random,
+    #[error("invalid label {label:?}: {reason}")]
+    InvalidLabel { label: String, reason: String },
+    #[error("certificate request: {0} (the agent must send a PKCS#10 request signed with its own key)")]
+    BadRequest(String),
+    #[error("CA fingerprint {0:?} is not SHA256: followed by 64 hex digits (copy it from \"headroom-collector ca init\")")]
+    BadFingerprint(String),
 }
 
 /// Renders an IO error without Rust's trailing "(os error N)", which means nothing to an operator.
@@ -273,8 +280,12 @@ pub fn fingerprint_sha256(cert_pem: &str) -> Result<String, PkiError> {
 
 /// Serial number (hex), validity and DNS names of the first certificate in a PEM.
 pub fn cert_info(cert_pem: &str) -> Result<CertInfo, PkiError> {
-    let der = first_cert_der(cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+    cert_info_der(&first_cert_der(cert_pem)?)
+}
+
+/// Serial number (hex), validity and DNS names of a certificate in DER.
+pub fn cert_info_der(der: &[u8]) -> Result<CertInfo, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|error| PkiError::BadCertificate(format!("not a valid X.509 certificate: {error}")))?;
     let san = cert
         .subject_alternative_name()
@@ -402,6 +413,174 @@ fn load_issuer(ca: &CertAndKey) -> Result<Issuer<'static, KeyPair>, PkiError> {
         return Err(PkiError::CaKeyMismatch);
     }
     Issuer::from_ca_cert_der(&der, key).map_err(|error| PkiError::BadCa(format!("CA certificate: {error}")))
+}
+
+/// Prefix of the SAN URIs that carry the labels an enrollment token granted: `urn:headroom:label:KEY=VALUE`.
+pub const LABEL_URI_PREFIX: &str = "urn:headroom:label:";
+
+/// Longest label key or value written into a certificate.
+pub const MAX_CERT_LABEL_LEN: usize = 63;
+
+/// Checks a label key or value for a certificate: 1..=63 characters of `[A-Za-z0-9._-]`, so that it fits a
+/// SAN URI without escaping and cannot smuggle a '=' into the key.
+pub fn validate_label(key: &str, value: &str) -> Result<(), PkiError> {
+    for (what, text) in [("key", key), ("value", value)] {
+        let reason = if text.is_empty() {
+            Some("is empty".to_string())
+        } else if text.len() > MAX_CERT_LABEL_LEN {
+            Some(format!("is longer than {MAX_CERT_LABEL_LEN} characters"))
+        } else {
+            text.chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+                .map(|bad| format!("contains {bad:?} (only A-Z, a-z, 0-9, '.', '_' and '-' are allowed)"))
+        };
+        if let Some(reason) = reason {
+            return Err(PkiError::InvalidLabel {
+                label: format!("{key}={value}"),
+                reason: format!("the {what} {reason}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A new ECDSA P-256 private key, PEM encoded; the agent creates it on its own host and never sends it.
+pub fn generate_key_pem() -> Result<String, PkiError> {
+    Ok(new_key("the host key")?.serialize_pem())
+}
+
+/// A certificate signing request (DER) for `host` made with the private key in `key_pem`.
+///
+/// The collector takes only the public key from it; the names in the certificate come from the validated
+/// request, so nothing else here needs to be trusted.
+pub fn create_csr(key_pem: &str, host: &str) -> Result<Vec<u8>, PkiError> {
+    validate_host_name(host)?;
+    let key = KeyPair::from_pem(key_pem).map_err(|error| PkiError::Generate {
+        what: "the request key",
+        error,
+    })?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, host);
+    params.distinguished_name = name;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|error| PkiError::Generate {
+            what: "the certificate request",
+            error,
+        })?;
+    Ok(csr.der().to_vec())
+}
+
+/// Signs an agent certificate for `host` with the public key of `csr_der`.
+///
+/// Only the public key (after checking the request's self-signature, which proves the requester holds the
+/// private key) is taken from the request. The subject and DNS SAN are `host`; every label becomes a SAN URI
+/// `urn:headroom:label:KEY=VALUE`; the usage is client authentication. Returns the certificate PEM.
+pub fn sign_csr(
+    ca: &CertAndKey,
+    csr_der: &[u8],
+    host: &str,
+    labels: &BTreeMap<String, String>,
+    now: SystemTime,
+    validity: Duration,
+) -> Result<String, PkiError> {
+    validate_host_name(host)?;
+    let csr_der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
+    let request = rcgen::CertificateSigningRequestParams::from_der(&csr_der)
+        .map_err(|error| PkiError::BadRequest(error.to_string()))?;
+    let mut params = base_params(host, now, validity)?;
+    let mut sans = vec![SanType::DnsName(dns_san(host)?)];
+    for (key, value) in labels {
+        validate_label(key, value)?;
+        let uri = format!("{LABEL_URI_PREFIX}{key}={value}");
+        let uri =
+            rcgen::string::Ia5String::try_from(uri.as_str()).map_err(|error| PkiError::InvalidLabel {
+                label: format!("{key}={value}"),
+                reason: error.to_string(),
+            })?;
+        sans.push(SanType::URI(uri));
+    }
+    params.subject_alt_names = sans;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let issuer = load_issuer(ca)?;
+    let cert = params
+        .signed_by(&request.public_key, &issuer)
+        .map_err(|error| PkiError::Generate {
+            what: "the agent certificate",
+            error,
+        })?;
+    Ok(cert.pem())
+}
+
+/// Checks that `csr_der` is a request `sign_csr` can use (it parses, and its self-signature is valid).
+pub fn verify_csr(csr_der: &[u8]) -> Result<(), PkiError> {
+    let csr_der = rustls_pki_types::CertificateSigningRequestDer::from(csr_der);
+    rcgen::CertificateSigningRequestParams::from_der(&csr_der)
+        .map(|_| ())
+        .map_err(|error| PkiError::BadRequest(error.to_string()))
+}
+
+/// The labels written into a certificate by `sign_csr` (SAN URIs `urn:headroom:label:KEY=VALUE`). Other
+/// URIs are ignored; a malformed label URI is an error, as only the collector writes them.
+pub fn labels_from_cert(cert_der: &[u8]) -> Result<BTreeMap<String, String>, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|error| PkiError::BadCertificate(format!("not a valid X.509 certificate: {error}")))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|error| PkiError::BadCertificate(format!("bad subject alternative names: {error}")))?;
+    let mut labels = BTreeMap::new();
+    let Some(san) = san else {
+        return Ok(labels);
+    };
+    for name in &san.value.general_names {
+        let x509_parser::extensions::GeneralName::URI(uri) = name else {
+            continue;
+        };
+        let Some(pair) = uri.strip_prefix(LABEL_URI_PREFIX) else {
+            continue;
+        };
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| PkiError::BadCertificate(format!("label URI {uri:?} has no '='")))?;
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+/// Serial number of a certificate (DER) as lowercase hex, the form `cert list` and `cert revoke` use.
+pub fn serial_from_cert(cert_der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|error| PkiError::BadCertificate(format!("not a valid X.509 certificate: {error}")))?;
+    Ok(to_hex(cert.raw_serial()))
+}
+
+/// SHA-256 of a certificate's DER, formatted "SHA256:" + lowercase hex (as `fingerprint_sha256` for PEM).
+pub fn fingerprint_der(cert_der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert_der);
+    format!("SHA256:{}", to_hex(digest.as_ref()))
+}
+
+/// Normalises a fingerprint typed by an operator: "SHA256:" prefix optional, case and ':' separators
+/// ignored. Returns the canonical "SHA256:" + 64 lowercase hex digits.
+pub fn parse_fingerprint(text: &str) -> Result<String, PkiError> {
+    let trimmed = text.trim();
+    let hex_part = trimmed
+        .strip_prefix("SHA256:")
+        .or_else(|| trimmed.strip_prefix("sha256:"))
+        .unwrap_or(trimmed);
+    let hex: String = hex_part
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(PkiError::BadFingerprint(text.to_string()));
+    }
+    Ok(format!("SHA256:{hex}"))
 }
 
 /// Distinguishes temporary files of concurrent writes from one process.
@@ -677,5 +856,92 @@ mod tests {
     fn debug_output_hides_the_key() {
         let ca = create_ca("test ca", now(), 30).unwrap();
         assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn csr_signing_takes_the_key_from_the_request_and_names_from_the_caller() {
+        let ca = create_ca("test ca", now(), 30).unwrap();
+        let key = generate_key_pem().unwrap();
+        // The request asks for another name; only its public key is used.
+        let csr = create_csr(&key, "evil-host").unwrap();
+        verify_csr(&csr).unwrap();
+        let labels = BTreeMap::from([
+            ("group".to_string(), "web".to_string()),
+            ("zone".to_string(), "eu-1a".to_string()),
+        ]);
+        let pem = sign_csr(&ca, &csr, "web-1", &labels, now(), Duration::from_secs(3600)).unwrap();
+        let der = first_cert_der(&pem).unwrap();
+        assert_eq!(cert_info(&pem).unwrap().dns_names, vec!["web-1".to_string()]);
+        assert_eq!(labels_from_cert(&der).unwrap(), labels);
+        assert_eq!(
+            serial_from_cert(&der).unwrap(),
+            cert_info(&pem).unwrap().serial_hex
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let request_key = KeyPair::from_pem(&key).unwrap();
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            request_key.public_key_raw()
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn tampered_requests_and_bad_labels_are_refused() {
+        let ca = create_ca("test ca", now(), 30).unwrap();
+        let key = generate_key_pem().unwrap();
+        let mut csr = create_csr(&key, "web-1").unwrap();
+        let middle = csr.len() / 2;
+        csr[middle] ^= 0x01;
+        assert!(matches!(verify_csr(&csr), Err(PkiError::BadRequest(_))));
+        let good = create_csr(&key, "web-1").unwrap();
+        let bad_labels = BTreeMap::from([("group".to_string(), "a=b".to_string())]);
+        let result = sign_csr(&ca, &good, "web-1", &bad_labels, now(), Duration::from_secs(60));
+        assert!(matches!(result, Err(PkiError::InvalidLabel { .. })), "{result:?}");
+        let result = sign_csr(
+            &ca,
+            &good,
+            "Web 1",
+            &BTreeMap::new(),
+            now(),
+            Duration::from_secs(60),
+        );
+        assert!(
+            matches!(result, Err(PkiError::InvalidHostName { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn certificates_without_label_uris_have_no_labels() {
+        let ca = create_ca("test ca", now(), 30).unwrap();
+        let client = issue_client_cert(&ca, "web-1", now(), Duration::from_secs(60)).unwrap();
+        let der = first_cert_der(&client.cert_pem).unwrap();
+        assert!(labels_from_cert(&der).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fingerprints_are_normalised() {
+        let canonical = format!("SHA256:{}", "ab".repeat(32));
+        let with_colons: Vec<String> = (0..32).map(|_| "AB".to_string()).collect();
+        for typed in [
+            canonical.clone(),
+            "ab".repeat(32),
+            format!("sha256:{}", "AB".repeat(32)),
+            format!("SHA256:{}", with_colons.join(":")),
+        ] {
+            assert_eq!(parse_fingerprint(&typed).unwrap(), canonical, "{typed}");
+        }
+        for bad in ["", "SHA256:abc", &format!("SHA256:{}", "zz".repeat(32))] {
+            assert!(
+                matches!(parse_fingerprint(bad), Err(PkiError::BadFingerprint(_))),
+                "{bad}"
+            );
+        }
+        let ca = create_ca("test ca", now(), 30).unwrap();
+        let der = first_cert_der(&ca.cert_pem).unwrap();
+        assert_eq!(fingerprint_der(&der), fingerprint_sha256(&ca.cert_pem).unwrap());
     }
 }

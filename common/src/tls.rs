@@ -5,11 +5,15 @@
 //! replayed 0-RTT batch would be a duplicate sample.
 
 use crate::pki::{validate_host_name, PkiError};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::sync::Arc;
 
 /// Everything that can go wrong building a TLS configuration or reading a peer's identity.
@@ -67,6 +71,7 @@ pub fn server_config(
         .map_err(|error| key_error(error, "server", "server TLS config"))?;
     config.alpn_protocols = alpn_list(alpn);
     config.max_early_data_size = 0;
+    no_resumption(&mut config);
     Ok(config)
 }
 
@@ -130,6 +135,341 @@ pub fn identity_from_cert(cert_der: &[u8]) -> Result<String, TlsError> {
     };
     validate_host_name(&identity).map_err(TlsError::InvalidIdentity)?;
     Ok(identity)
+}
+
+/// Asks whether a certificate serial (lowercase hex, as `pki::serial_from_cert` gives it) is revoked. The
+/// collector's revocation list implements it; the TLS verifier consults it at every handshake.
+pub trait RevocationCheck: Send + Sync + std::fmt::Debug {
+    fn is_revoked(&self, serial_hex: &str) -> bool;
+}
+
+/// Collector side, serving both the streaming protocol (`wire::ALPN`) and enrollment
+/// (`enroll::ENROLL_ALPN`) on one endpoint.
+///
+/// A client certificate is verified when presented (chaining to `ca_pem`, unexpired, serial not revoked:
+/// a revoked one is refused with the `certificate_revoked` alert) but is not required, because an agent that
+/// is enrolling has none yet. Whoever accepts a `wire::ALPN` connection must therefore check that the peer
+/// presented a certificate. The server's own chain is sent with the CA certificates appended, so that an agent
+/// pinning the CA by fingerprint finds it in the chain.
+pub fn server_config_with_enrollment(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    revocations: Option<Arc<dyn RevocationCheck>>,
+) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(root_store(ca_pem)?);
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| TlsError::Config {
+            what: "client certificate verifier",
+            error: error.to_string(),
+        })?;
+    let verifier = Arc::new(RevokingClientVerifier { inner, revocations });
+    let mut chain = certificates(cert_pem, "server certificate")?;
+    for ca in certificates(ca_pem, "CA certificate")? {
+        if !chain.contains(&ca) {
+            chain.push(ca);
+        }
+    }
+    let key = private_key(key_pem, "server certificate")?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "server TLS config",
+            error: error.to_string(),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|error| key_error(error, "server", "server TLS config"))?;
+    config.alpn_protocols = vec![crate::wire::ALPN.to_vec(), crate::enroll::ENROLL_ALPN.to_vec()];
+    config.max_early_data_size = 0;
+    no_resumption(&mut config);
+    Ok(config)
+}
+
+/// Every connection gets a full handshake. A resumed TLS 1.3 session carries the client certificate of the
+/// original one without verifying it again, so a certificate revoked in between would get back in.
+fn no_resumption(config: &mut ServerConfig) {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+}
+
+/// The fleet's client verifier plus the revocation list.
+#[derive(Debug)]
+struct RevokingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revocations: Option<Arc<dyn RevocationCheck>>,
+}
+
+impl ClientCertVerifier for RevokingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(revocations) = &self.revocations {
+            let serial = crate::pki::serial_from_cert(end_entity)
+                .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+            if revocations.is_revoked(&serial) {
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Revoked,
+                ));
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// What the pinning verifier saw when the pin did not match, for the one line the agent prints.
+#[derive(Debug, Default)]
+pub struct PinObservation {
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl PinObservation {
+    /// The fingerprint of the CA the collector presented (the last certificate of its chain), once a
+    /// handshake was refused for a pin mismatch.
+    pub fn mismatch_seen(&self) -> Option<String> {
+        self.seen.lock().map(|seen| seen.clone()).unwrap_or(None)
+    }
+}
+
+/// Agent side, before it has a certificate: trusts the collector only if its chain contains a certificate
+/// whose SHA-256 fingerprint is `pinned` (as `ca init` prints it), and the leaf is valid for `server_name`
+/// under that certificate. No client certificate is presented.
+///
+/// The verifier refuses during the handshake, so nothing (no token, no request) is sent to a collector
+/// with another CA. The returned `PinObservation` says which fingerprint it saw.
+pub fn client_config_pinned(
+    pinned: &str,
+    alpn: &[&[u8]],
+) -> Result<(ClientConfig, Arc<PinObservation>), TlsError> {
+    let pinned = crate::pki::parse_fingerprint(pinned).map_err(|error| TlsError::Config {
+        what: "CA pin",
+        error: error.to_string(),
+    })?;
+    let observation = Arc::new(PinObservation::default());
+    let provider = provider();
+    let verifier = Arc::new(PinnedCaVerifier {
+        pinned,
+        provider: provider.clone(),
+        observation: observation.clone(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "client TLS config",
+            error: error.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn_list(alpn);
+    config.enable_early_data = false;
+    Ok((config, observation))
+}
+
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    /// Canonical "SHA256:" + lowercase hex.
+    pinned: String,
+    provider: Arc<CryptoProvider>,
+    observation: Arc<PinObservation>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity).chain(intermediates.iter());
+        let Some(anchor) = chain
+            .clone()
+            .find(|cert| crate::pki::fingerprint_der(cert) == self.pinned)
+        else {
+            let seen = chain
+                .last()
+                .map(|cert| crate::pki::fingerprint_der(cert))
+                .unwrap_or_default();
+            if let Ok(mut slot) = self.observation.seen.lock() {
+                *slot = Some(seen.clone());
+            }
+            return Err(rustls::Error::General(format!(
+                "collector CA fingerprint mismatch: pinned {}, collector presented {seen}",
+                self.pinned
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(anchor.clone().into_owned())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|error| rustls::Error::General(format!("pinned CA unusable: {error}")))?;
+        let rest: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .filter(|cert| *cert != anchor)
+            .cloned()
+            .collect();
+        webpki.verify_server_cert(end_entity, &rest, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The agent's client certificate, replaceable while connections use it: a renewed certificate is put in
+/// with `replace` and every later handshake presents it, without rebuilding the TLS config or restarting.
+#[derive(Debug)]
+pub struct ReloadableClientCert {
+    current: std::sync::RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadableClientCert {
+    pub fn new(cert_pem: &str, key_pem: &str) -> Result<Arc<ReloadableClientCert>, TlsError> {
+        Ok(Arc::new(ReloadableClientCert {
+            current: std::sync::RwLock::new(certified_key(cert_pem, key_pem)?),
+        }))
+    }
+
+    /// Use this certificate and key from the next handshake on. A pair that does not match is refused and
+    /// the current one stays.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        let next = certified_key(cert_pem, key_pem)?;
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = next;
+        Ok(())
+    }
+
+    /// The leaf certificate (DER) presented now.
+    pub fn current_cert_der(&self) -> CertificateDer<'static> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        current.cert[0].clone()
+    }
+}
+
+impl ResolvesClientCert for ReloadableClientCert {
+    fn resolve(&self, _root_hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some(current.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certs = certificates(cert_pem, "client certificate")?;
+    let key = private_key(key_pem, "client certificate")?;
+    CertifiedKey::from_der(certs, key, &provider())
+        .map(Arc::new)
+        .map_err(|error| key_error(error, "client", "client certificate"))
+}
+
+/// Agent side with a replaceable client certificate: trusts only `ca_pem`, presents whatever `cert` holds at
+/// each handshake. An empty `alpn` means `crate::wire::ALPN`.
+pub fn client_config_reloadable(
+    ca_pem: &str,
+    cert: Arc<ReloadableClientCert>,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "client TLS config",
+            error: error.to_string(),
+        })?
+        .with_root_certificates(root_store(ca_pem)?)
+        .with_client_cert_resolver(cert);
+    config.alpn_protocols = alpn_list(alpn);
+    config.enable_early_data = false;
+    Ok(config)
 }
 
 /// The ring provider, passed to every builder so that no process-wide default is needed or consulted.
@@ -556,5 +896,129 @@ mod tests {
             identity_from_cert(b"garbage"),
             Err(TlsError::BadPeerCertificate(_))
         ));
+    }
+
+    /// The collector's config that serves enrollment too, with `revoked` serials refused.
+    fn enrolling_server(fleet: &Fleet, revoked: &[String]) -> ServerConnection {
+        #[derive(Debug)]
+        struct List(Vec<String>);
+        impl RevocationCheck for List {
+            fn is_revoked(&self, serial_hex: &str) -> bool {
+                self.0.iter().any(|serial| serial == serial_hex)
+            }
+        }
+        let check: Arc<dyn RevocationCheck> = Arc::new(List(revoked.to_vec()));
+        let config = server_config_with_enrollment(
+            &fleet.ca.cert_pem,
+            &fleet.server.cert_pem,
+            &fleet.server.key_pem,
+            Some(check),
+        )
+        .unwrap();
+        ServerConnection::new(Arc::new(config)).unwrap()
+    }
+
+    fn pinned_client(pin: &str) -> (ClientConnection, Arc<PinObservation>) {
+        let (config, observation) = client_config_pinned(pin, &[crate::enroll::ENROLL_ALPN]).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        (
+            ClientConnection::new(Arc::new(config), name).unwrap(),
+            observation,
+        )
+    }
+
+    #[test]
+    fn pinned_client_enrolls_without_a_certificate() {
+        let fleet = fleet();
+        let pin = crate::pki::fingerprint_sha256(&fleet.ca.cert_pem).unwrap();
+        let (client, observation) = pinned_client(&pin);
+        let (client, server) = handshake(client, enrolling_server(&fleet, &[])).unwrap();
+        assert!(server.peer_certificates().is_none());
+        assert_eq!(client.alpn_protocol(), Some(crate::enroll::ENROLL_ALPN));
+        assert_eq!(observation.mismatch_seen(), None);
+    }
+
+    #[test]
+    fn pinned_client_refuses_another_ca_and_names_what_it_saw() {
+        let fleet = fleet();
+        let other = fleet_named("other fleet ca");
+        let pin = crate::pki::fingerprint_sha256(&other.ca.cert_pem).unwrap();
+        let (client, observation) = pinned_client(&pin);
+        let failure = handshake(client, enrolling_server(&fleet, &[])).unwrap_err();
+        let seen = crate::pki::fingerprint_sha256(&fleet.ca.cert_pem).unwrap();
+        match failure {
+            Failure::Client(rustls::Error::General(message)) => {
+                assert!(message.contains(&seen), "{message}");
+                assert!(message.contains(&pin), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(observation.mismatch_seen(), Some(seen));
+    }
+
+    #[test]
+    fn pinned_client_still_checks_the_server_name() {
+        let fleet = fleet();
+        let pin = crate::pki::fingerprint_sha256(&fleet.ca.cert_pem).unwrap();
+        let (config, _) = client_config_pinned(&pin, &[crate::enroll::ENROLL_ALPN]).unwrap();
+        let name = ServerName::try_from("collector.example").unwrap();
+        let client = ClientConnection::new(Arc::new(config), name).unwrap();
+        let failure = handshake(client, enrolling_server(&fleet, &[])).unwrap_err();
+        assert!(
+            matches!(
+                &failure,
+                Failure::Client(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext { .. }
+                ))
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn enrolling_server_verifies_presented_certs_and_refuses_revoked_ones() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let (_, server) = handshake(fleet.client(Some(&cert)), enrolling_server(&fleet, &[])).unwrap();
+        assert_eq!(
+            identity_from_cert(&server.peer_certificates().unwrap()[0]).unwrap(),
+            HOST
+        );
+        // Without a certificate the streaming ALPN still completes the handshake; ingest refuses it.
+        let (_, server) = handshake(fleet.client(None), enrolling_server(&fleet, &[])).unwrap();
+        assert!(server.peer_certificates().is_none());
+
+        let serial = crate::pki::cert_info(&cert.cert_pem).unwrap().serial_hex;
+        let failure = handshake(fleet.client(Some(&cert)), enrolling_server(&fleet, &[serial])).unwrap_err();
+        assert!(
+            matches!(
+                failure,
+                Failure::Server(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "{failure:?}"
+        );
+        let foreign = fleet_named("other fleet ca").client_cert(HOST);
+        assert!(handshake(fleet.client(Some(&foreign)), enrolling_server(&fleet, &[])).is_err());
+    }
+
+    #[test]
+    fn reloadable_client_cert_presents_the_replacement() {
+        let fleet = fleet();
+        let first = fleet.client_cert("web-1");
+        let second = fleet.client_cert("web-2");
+        let cert = ReloadableClientCert::new(&first.cert_pem, &first.key_pem).unwrap();
+        let config = Arc::new(client_config_reloadable(&fleet.ca.cert_pem, cert.clone(), &[]).unwrap());
+        let connect = || {
+            let client =
+                ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+            let (_, server) = handshake(client, fleet.server()).unwrap();
+            identity_from_cert(&server.peer_certificates().unwrap()[0]).unwrap()
+        };
+        assert_eq!(connect(), "web-1");
+        // A mismatched pair is refused and the current certificate stays.
+        assert!(cert.replace(&second.cert_pem, &first.key_pem).is_err());
+        assert_eq!(connect(), "web-1");
+        cert.replace(&second.cert_pem, &second.key_pem).unwrap();
+        assert_eq!(connect(), "web-2");
     }
 }

@@ -1,0 +1,680 @@
+//! Embedded SQLite storage: raw samples, data gaps, per-host rollups, group sums for sizing, and the hosts
+//! the collector has stored data for. docs/SCHEMA.md describes the tables for people querying with `sqlite3`.
+//!
+//! One connection writes (owned by the writer thread in `writer`); `maintain` in `rollup` runs on the same
+//! connection between batches; `query` serves reads, usually from a read-only open of a copy.
+
+pub mod query;
+pub mod rollup;
+pub mod schema;
+pub mod sketch;
+pub mod writer;
+
+pub use rollup::{MaintainReport, Retention};
+pub use schema::Metric;
+pub use writer::{spawn_writer, spawn_writer_with, StoreHandle, StoreHealth, WriterSettings};
+
+use crate::fleet::HostMetrics;
+use headroom_common::wire::{Hello, InterfaceCounters, Listener, Sample, TcpStates};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use thiserror::Error;
+
+/// How long a statement waits for a lock held by another connection (a reader checkpointing, `sqlite3`).
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("database {path}: disk full; free space on its volume (writes resume by themselves once there is room)")]
+    DiskFull { path: String },
+    #[error("database {path} is read-only ({detail}); make the file and its directory writable by the collector's user")]
+    ReadOnly { path: String, detail: String },
+    #[error("database {path}: cannot open ({detail}); check that its directory exists and is writable by the collector's user")]
+    CannotOpen { path: String, detail: String },
+    #[error(
+        "{path} is not a headroom database ({detail}); point storage at a new file or at a headroom database"
+    )]
+    NotHeadroom { path: String, detail: String },
+    #[error("database {path} has schema version {found}, newer than the {known} this build knows; run a newer headroom-collector")]
+    NewerSchema { path: String, found: i64, known: i64 },
+    #[error("database {path} is corrupt ({detail}); move it aside and restore a backup or start a new file")]
+    Corrupt { path: String, detail: String },
+    #[error("database {path}: {context}: {detail}")]
+    Sqlite {
+        path: String,
+        context: &'static str,
+        detail: String,
+    },
+    #[error(
+        "database {path}: stored {what} does not decode ({detail}); the row was written by another build"
+    )]
+    BadBlob {
+        path: String,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("storage writer has stopped; restart the collector")]
+    WriterStopped,
+}
+
+impl StoreError {
+    /// Classify a SQLite error so the message names the fix, not just the code.
+    pub(crate) fn from_sqlite(path: &str, context: &'static str, error: rusqlite::Error) -> StoreError {
+        let path = path.to_string();
+        let detail = error.to_string();
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::DiskFull { path },
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) => {
+                StoreError::ReadOnly { path, detail }
+            }
+            Some(ErrorCode::CannotOpen) => StoreError::CannotOpen { path, detail },
+            Some(ErrorCode::NotADatabase) => StoreError::NotHeadroom { path, detail },
+            Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path, detail },
+            _ => StoreError::Sqlite {
+                path,
+                context,
+                detail,
+            },
+        }
+    }
+}
+
+/// What a hello says about a host, as stored in `hosts`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostInfo {
+    pub labels: BTreeMap<String, String>,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub interval_ms: u32,
+    pub agent_version: String,
+}
+
+impl HostInfo {
+    pub fn from_hello(hello: &Hello) -> Self {
+        HostInfo {
+            labels: hello.labels.clone(),
+            cores: hello.capacity.cores,
+            memory_bytes: hello.capacity.memory_bytes,
+            interval_ms: hello.interval_ms,
+            agent_version: hello.agent_version.clone(),
+        }
+    }
+
+    fn label(&self, key: &str) -> String {
+        self.labels.get(key).cloned().unwrap_or_default()
+    }
+}
+
+/// Per-interface and per-listener detail of one sample, stored as a postcard blob in `samples.detail`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleDetail {
+    /// Raw counters, as the agent sent them.
+    pub interfaces: Vec<InterfaceCounters>,
+    pub listeners: Vec<Listener>,
+    pub tcp_states: Option<TcpStates>,
+}
+
+impl SampleDetail {
+    pub fn of(sample: &Sample) -> Self {
+        let sockets = sample.sockets.as_ref();
+        SampleDetail {
+            interfaces: sample.network.clone(),
+            listeners: sockets.map(|s| s.listeners.clone()).unwrap_or_default(),
+            tcp_states: sockets.and_then(|s| s.tcp_states),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encodes plain structs")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SampleDetail, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// One sample to store: identity, derived metrics, and the detail blob.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SampleRow {
+    pub seq: u64,
+    /// Host clock, Unix milliseconds.
+    pub ts_ms: u64,
+    pub metrics: HostMetrics,
+    /// `SampleDetail` encoded; empty stores NULL.
+    pub detail: Vec<u8>,
+}
+
+impl SampleRow {
+    /// The row for a sample whose metrics were derived at ingest (`fleet::derive_metrics`).
+    pub fn from_sample(sample: &Sample, metrics: HostMetrics) -> Self {
+        SampleRow {
+            seq: sample.seq,
+            ts_ms: sample.timestamp_ms,
+            metrics,
+            detail: SampleDetail::of(sample).encode(),
+        }
+    }
+}
+
+/// Samples an agent had to drop (its spool was full), reported so that reports can show the hole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GapRow {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: u64,
+    pub reason: String,
+}
+
+/// Everything one host delivered that is to be committed together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostBatch {
+    /// Identity from the client certificate.
+    pub host: String,
+    pub instance_id: u64,
+    /// Collector clock when the batch arrived; becomes `hosts.last_seen_ms`.
+    pub received_ms: u64,
+    pub hello: Option<HostInfo>,
+    pub rows: Vec<SampleRow>,
+    pub gaps: Vec<GapRow>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    pub stored: usize,
+    /// Rows dropped because their seq was at or below the host's last stored seq.
+    pub duplicates: usize,
+    /// Highest seq durably stored for the host and instance: what to acknowledge.
+    pub last_seq: Option<u64>,
+}
+
+/// What `Store::open` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    pub path: String,
+    pub schema_version: i64,
+    /// The version found before migrations ran, when they did (0 for a new file).
+    pub migrated_from: Option<i64>,
+    pub check_ok: bool,
+    /// Result of `PRAGMA quick_check` as one line: "ok" or the first problems.
+    pub check: String,
+    pub hosts: usize,
+    pub took_ms: u64,
+}
+
+impl OpenReport {
+    /// One line for the log.
+    pub fn line(&self) -> String {
+        let migrated = match self.migrated_from {
+            Some(0) => " (created)".to_string(),
+            Some(from) => format!(" (migrated from {from})"),
+            None => String::new(),
+        };
+        let check = if self.check_ok {
+            "quick_check ok".to_string()
+        } else {
+            format!("quick_check found problems: {}", self.check)
+        };
+        format!(
+            "database {}: schema version {}{migrated}, {} hosts, {check}, opened in {} ms",
+            self.path, self.schema_version, self.hosts, self.took_ms
+        )
+    }
+}
+
+/// What the store keeps in memory per host.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HostRecord {
+    pub id: i64,
+    pub instance_id: u64,
+    pub last_seq: Option<u64>,
+    pub last_seen_ms: u64,
+    pub group: String,
+    pub zone: String,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    /// `last_seq` / `last_seen_ms` / `instance_id` changed since the last sync to `hosts`.
+    pub dirty: bool,
+}
+
+/// Last stored seq per host name, with the instance it belongs to; shared with `StoreHandle`.
+pub(crate) type Progress = Arc<RwLock<HashMap<String, (u64, Option<u64>)>>>;
+
+/// An open headroom database.
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) path: String,
+    pub(crate) hosts: HashMap<String, HostRecord>,
+    pub(crate) names_by_id: BTreeMap<i64, String>,
+    pub(crate) progress: Progress,
+    pub(crate) rollup: rollup::RollupState,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path`, migrate it, check it, and load each host's last seq.
+    pub fn open(path: &Path, now_ms: u64) -> Result<(Store, OpenReport), StoreError> {
+        let started = Instant::now();
+        let name = path.display().to_string();
+        let err = |context| {
+            let name = name.clone();
+            move |e| StoreError::from_sqlite(&name, context, e)
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(err("set busy_timeout"))?;
+        let found_version = check_identity(&conn, &name)?;
+        // WAL lets readers (the CLI, `sqlite3`, a backup) run while the writer commits. synchronous=NORMAL
+        // in WAL mode fsyncs at checkpoints rather than at every commit: a committed transaction survives a
+        // crash of the process (kill -9, a panic), which is what acknowledgements promise; on power loss
+        // the last commits before the crash may be lost, and the agents resend them because the collector
+        // will then report an older last stored seq. FULL would add an fsync per group commit for a case
+        // the agents already cover.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err("set journal_mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Sqlite {
+                path: name,
+                context: "set journal_mode",
+                detail: format!("journal mode is {mode}, WAL needed; is the file on a network filesystem?"),
+            });
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+        )
+        .map_err(err("set pragmas"))?;
+        let (check_ok, check) = quick_check(&conn).map_err(err("quick_check"))?;
+        let migrated_from = if found_version < schema::SCHEMA_VERSION {
+            migrate(&conn, found_version, now_ms).map_err(err("migrate"))?;
+            Some(found_version)
+        } else {
+            None
+        };
+        let mut store = Store::with_connection(conn, name)?;
+        store.recover_last_seqs()?;
+        let report = OpenReport {
+            path: store.path.clone(),
+            schema_version: schema::SCHEMA_VERSION,
+            migrated_from,
+            check_ok,
+            check,
+            hosts: store.hosts.len(),
+            took_ms: started.elapsed().as_millis() as u64,
+        };
+        Ok((store, report))
+    }
+
+    /// Open an existing database for queries only; nothing is migrated or written.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::from_sqlite(&name, "open", e))?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(|e| StoreError::from_sqlite(&name, "set busy_timeout", e))?;
+        let version = check_identity(&conn, &name)?;
+        if version != schema::SCHEMA_VERSION {
+            return Err(StoreError::NotHeadroom {
+                path: name,
+                detail: format!(
+                    "schema version {version}, expected {}; open it once with the collector to migrate it",
+                    schema::SCHEMA_VERSION
+                ),
+            });
+        }
+        let mut store = Store::with_connection(conn, name)?;
+        store.recover_last_seqs()?;
+        Ok(store)
+    }
+
+    fn with_connection(conn: Connection, path: String) -> Result<Store, StoreError> {
+        let mut store = Store {
+            conn,
+            path,
+            hosts: HashMap::new(),
+            names_by_id: BTreeMap::new(),
+            progress: Progress::default(),
+            rollup: rollup::RollupState::default(),
+        };
+        store.load_hosts()?;
+        Ok(store)
+    }
+
+    pub(crate) fn sql_error(&self, context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |e| StoreError::from_sqlite(&self.path, context, e)
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Last stored seq of `host` if it came from agent instance `instance_id`.
+    pub fn last_seq(&self, host: &str, instance_id: u64) -> Option<u64> {
+        self.hosts
+            .get(host)
+            .filter(|r| r.instance_id == instance_id)
+            .and_then(|r| r.last_seq)
+    }
+
+    fn load_hosts(&mut self) -> Result<(), StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, name, instance_id, last_seq, last_seen_ms, group_name, zone, cores, memory_bytes \
+                 FROM hosts",
+            )
+            .map_err(|e| StoreError::from_sqlite(&self.path, "load hosts", e))?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    HostRecord {
+                        id: r.get(0)?,
+                        instance_id: r.get::<_, i64>(2)? as u64,
+                        last_seq: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+                        last_seen_ms: r.get::<_, i64>(4)? as u64,
+                        group: r.get(5)?,
+                        zone: r.get(6)?,
+                        cores: r.get::<_, i64>(7)? as u32,
+                        memory_bytes: r.get::<_, i64>(8)? as u64,
+                        dirty: false,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::from_sqlite(&self.path, "load hosts", e))?;
+        drop(statement);
+        for (name, record) in rows {
+            self.names_by_id.insert(record.id, name.clone());
+            self.hosts.insert(name, record);
+        }
+        Ok(())
+    }
+
+    /// `hosts.last_seq` is synced lazily (see `rollup::sync_hosts`), so rows stored after the last sync are
+    /// read back here: their highest seq per host is the true last stored seq. Only rows of the host's
+    /// current agent instance count.
+    fn recover_last_seqs(&mut self) -> Result<(), StoreError> {
+        let synced = rollup::get_meta(&self.conn, rollup::META_HOSTS_SYNCED_ROWID)
+            .map_err(|e| StoreError::from_sqlite(&self.path, "recover last seqs", e))?;
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT s.host_id, MAX(s.seq) FROM samples s JOIN hosts h ON h.id = s.host_id \
+                 WHERE s.id > ?1 AND s.id > h.instance_since_rowid GROUP BY s.host_id",
+            )
+            .map_err(|e| StoreError::from_sqlite(&self.path, "recover last seqs", e))?;
+        let found = statement
+            .query_map([synced], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StoreError::from_sqlite(&self.path, "recover last seqs", e))?;
+        drop(statement);
+        for (id, seq) in found {
+            if let Some(record) = self
+                .names_by_id
+                .get(&id)
+                .and_then(|name| self.hosts.get_mut(name))
+            {
+                record.last_seq = record.last_seq.max(Some(seq));
+                record.dirty = true;
+            }
+        }
+        let mut progress = self.progress.write().expect("progress lock poisoned");
+        for (name, record) in &self.hosts {
+            progress.insert(name.clone(), (record.instance_id, record.last_seq));
+        }
+        Ok(())
+    }
+
+    /// Store batches in ONE transaction (group commit); nothing of any batch is stored if it fails.
+    ///
+    /// Rows at or below a host's last stored seq are dropped as duplicates (retransmissions after a lost
+    /// acknowledgement). A new instance id (a reinstall) restarts the host's sequence.
+    pub fn commit_batches(&mut self, batches: &[HostBatch]) -> Result<Vec<CommitOutcome>, StoreError> {
+        let path = self.path.clone();
+        let err = |context| {
+            let path = path.clone();
+            move |e| StoreError::from_sqlite(&path, context, e)
+        };
+        let mut staged: HashMap<String, HostRecord> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let tx = self.conn.transaction().map_err(err("begin"))?;
+        for batch in batches {
+            let record = match staged.get_mut(&batch.host) {
+                Some(record) => record,
+                None => {
+                    let record = match self.hosts.get(&batch.host) {
+                        Some(record) => record.clone(),
+                        None => insert_host(&tx, batch).map_err(err("insert host"))?,
+                    };
+                    staged.entry(batch.host.clone()).or_insert(record)
+                }
+            };
+            if record.instance_id != batch.instance_id {
+                // A reinstall: sequence numbers start over. Rows already stored stay; recovery after a crash
+                // must only look at this instance's rows, hence instance_since_rowid.
+                tx.execute(
+                    "UPDATE hosts SET instance_id = ?1, last_seq = NULL, \
+                     instance_since_rowid = (SELECT COALESCE(MAX(id), 0) FROM samples) WHERE id = ?2",
+                    params![batch.instance_id as i64, record.id],
+                )
+                .map_err(err("record new instance"))?;
+                record.instance_id = batch.instance_id;
+                record.last_seq = None;
+            }
+            if let Some(info) = &batch.hello {
+                let labels = serde_json::to_string(&info.labels).expect("labels serialize as JSON");
+                tx.prepare_cached(
+                    "UPDATE hosts SET labels = ?1, group_name = ?2, zone = ?3, cores = ?4, memory_bytes = ?5, \
+                     interval_ms = ?6, agent_version = ?7 WHERE id = ?8",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        labels,
+                        info.label("group"),
+                        info.label("zone"),
+                        info.cores,
+                        info.memory_bytes as i64,
+                        info.interval_ms,
+                        info.agent_version,
+                        record.id
+                    ])
+                })
+                .map_err(err("update host"))?;
+                record.group = info.label("group");
+                record.zone = info.label("zone");
+                record.cores = info.cores;
+                record.memory_bytes = info.memory_bytes;
+            }
+            let mut order: Vec<&SampleRow> = batch.rows.iter().collect();
+            order.sort_by_key(|r| r.seq);
+            let mut outcome = CommitOutcome::default();
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO samples (ts_ms, host_id, seq, {}, detail) VALUES (?1, ?2, ?3, {}, ?{})",
+                    schema::metric_columns(),
+                    (4..4 + Metric::ALL.len())
+                        .map(|i| format!("?{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    4 + Metric::ALL.len()
+                ))
+                .map_err(err("prepare insert"))?;
+            for row in order {
+                if record.last_seq.is_some_and(|last| row.seq <= last) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                bind_sample(&mut insert, record.id, row).map_err(err("insert sample"))?;
+                insert.raw_execute().map_err(err("insert sample"))?;
+                record.last_seq = Some(row.seq);
+                outcome.stored += 1;
+            }
+            drop(insert);
+            for gap in &batch.gaps {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO gaps (host_id, instance_id, from_seq, to_seq, from_ms, to_ms, count, \
+                     reason, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        record.id,
+                        batch.instance_id as i64,
+                        gap.from_seq as i64,
+                        gap.to_seq as i64,
+                        gap.from_ms as i64,
+                        gap.to_ms as i64,
+                        gap.count as i64,
+                        gap.reason,
+                        batch.received_ms as i64
+                    ])
+                })
+                .map_err(err("insert gap"))?;
+            }
+            record.last_seen_ms = record.last_seen_ms.max(batch.received_ms);
+            record.dirty = true;
+            outcome.last_seq = record.last_seq;
+            outcomes.push(outcome);
+        }
+        tx.commit().map_err(err("commit"))?;
+        let mut progress = self.progress.write().expect("progress lock poisoned");
+        for (name, record) in staged {
+            progress.insert(name.clone(), (record.instance_id, record.last_seq));
+            self.names_by_id.insert(record.id, name.clone());
+            self.hosts.insert(name, record);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn insert_host(tx: &rusqlite::Transaction<'_>, batch: &HostBatch) -> rusqlite::Result<HostRecord> {
+    tx.execute(
+        "INSERT INTO hosts (name, instance_id, first_seen_ms, last_seen_ms, \
+         instance_since_rowid) VALUES (?1, ?2, ?3, ?3, (SELECT COALESCE(MAX(id), 0) FROM samples))",
+        params![batch.host, batch.instance_id as i64, batch.received_ms as i64],
+    )?;
+    Ok(HostRecord {
+        id: tx.last_insert_rowid(),
+        instance_id: batch.instance_id,
+        last_seq: None,
+        last_seen_ms: batch.received_ms,
+        group: String::new(),
+        zone: String::new(),
+        cores: 0,
+        memory_bytes: 0,
+        dirty: true,
+    })
+}
+
+fn bind_sample(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    host_id: i64,
+    row: &SampleRow,
+) -> rusqlite::Result<()> {
+    insert.raw_bind_parameter(1, row.ts_ms as i64)?;
+    insert.raw_bind_parameter(2, host_id)?;
+    insert.raw_bind_parameter(3, row.seq as i64)?;
+    for (i, metric) in Metric::ALL.iter().enumerate() {
+        let value = metric.value(&row.metrics).filter(|v| v.is_finite());
+        if metric.is_integer() {
+            insert.raw_bind_parameter(4 + i, value.map(|v| v as i64))?;
+        } else {
+            insert.raw_bind_parameter(4 + i, value)?;
+        }
+    }
+    let detail = (!row.detail.is_empty()).then_some(row.detail.as_slice());
+    insert.raw_bind_parameter(4 + Metric::ALL.len(), detail)?;
+    Ok(())
+}
+
+/// The file's schema version, after checking it is headroom's (or empty) and not newer than this build.
+fn check_identity(conn: &Connection, path: &str) -> Result<i64, StoreError> {
+    let err = |e| StoreError::from_sqlite(path, "read schema version", e);
+    let application_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    if application_id != schema::APPLICATION_ID && !(application_id == 0 && tables.is_empty()) {
+        return Err(StoreError::NotHeadroom {
+            path: path.to_string(),
+            detail: format!(
+                "application_id {application_id:#x}, tables: {}",
+                tables.join(", ")
+            ),
+        });
+    }
+    if version > schema::SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_string(),
+            found: version,
+            known: schema::SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+fn migrate(conn: &Connection, from: i64, now_ms: u64) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        for step in &schema::MIGRATIONS[from as usize..] {
+            conn.execute_batch(step)?;
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = {};",
+            schema::APPLICATION_ID,
+            schema::SCHEMA_VERSION
+        ))?;
+        if from == 0 {
+            rollup::set_meta(conn, "created_ms", now_ms as i64)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// `PRAGMA quick_check`, at most 10 problems, joined into one line.
+fn quick_check(conn: &Connection) -> rusqlite::Result<(bool, String)> {
+    let lines: Vec<String> = conn
+        .prepare("PRAGMA quick_check(10)")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let ok = lines.len() == 1 && lines[0] == "ok";
+    Ok((ok, lines.join("; ")))
+}
+
+/// Run a query that returns at most one integer, `None` for no row or NULL.
+pub(crate) fn query_i64(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(sql, params, |r| r.get::<_, Option<i64>>(0))
+        .optional()
+        .map(Option::flatten)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,292 @@
+//! Read side for reports and the command line: hosts, per-host and per-group percentiles over a window
+//! (merged from rollup sketches, never from raw rows), group sums per minute, and data gaps.
+//!
+//! Windows are whole minutes: a rollup bucket counts when its start lies in `[from_ms, to_ms)`, with both
+//! ends rounded up to the minute. Whole hours come from `rollup_hour` (one indexed range read per host),
+//! the ragged ends and hours not yet built from `rollup_minute`.
+
+use super::rollup::{get_meta, HOUR_MS, MINUTE_MS};
+use super::schema::Metric;
+use super::sketch::{MetricStats, RollupStats};
+use super::{Store, StoreError};
+use rusqlite::{params, OptionalExtension};
+use std::collections::BTreeMap;
+
+/// A host as stored in `hosts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHost {
+    pub name: String,
+    pub instance_id: u64,
+    pub labels: BTreeMap<String, String>,
+    pub group: String,
+    pub zone: String,
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub last_seq: Option<u64>,
+}
+
+/// A metric's percentile over the hosts of one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPercentile {
+    pub group: String,
+    /// Hosts of the group that had the metric in the window.
+    pub hosts: usize,
+    pub samples: u64,
+    pub value: f64,
+}
+
+/// One row of `group_minutes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMinute {
+    pub minute_ms: u64,
+    pub group: String,
+    pub zone: String,
+    pub hosts: u64,
+    pub cpu_busy_cores: f64,
+    pub cores: u64,
+    pub mem_used_bytes: f64,
+    pub mem_bytes: u64,
+    pub tcp_established: f64,
+}
+
+/// One row of `gaps`, with its host's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGap {
+    pub host: String,
+    pub instance_id: u64,
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub count: u64,
+    pub reason: String,
+}
+
+fn ceil_to(ms: u64, step: u64) -> u64 {
+    ms.div_ceil(step) * step
+}
+
+impl Store {
+    pub fn hosts(&self) -> Result<Vec<StoredHost>, StoreError> {
+        let err = self.sql_error("list hosts");
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT name, instance_id, labels, group_name, zone, cores, memory_bytes, first_seen_ms, \
+                 last_seen_ms, last_seq FROM hosts ORDER BY name",
+            )
+            .map_err(&err)?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(StoredHost {
+                    name: r.get(0)?,
+                    instance_id: r.get::<_, i64>(1)? as u64,
+                    labels: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    group: r.get(3)?,
+                    zone: r.get(4)?,
+                    cores: r.get::<_, i64>(5)? as u32,
+                    memory_bytes: r.get::<_, i64>(6)? as u64,
+                    first_seen_ms: r.get::<_, i64>(7)? as u64,
+                    last_seen_ms: r.get::<_, i64>(8)? as u64,
+                    last_seq: r.get::<_, Option<i64>>(9)?.map(|s| s as u64),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(&err)?;
+        // hosts.last_seq is synced lazily; the in-memory value is current.
+        Ok(rows
+            .into_iter()
+            .map(|mut host| {
+                if let Some(record) = self.hosts.get(&host.name) {
+                    host.last_seq = record.last_seq;
+                    host.last_seen_ms = host.last_seen_ms.max(record.last_seen_ms);
+                }
+                host
+            })
+            .collect())
+    }
+
+    /// Count, sum, min, max and sketch of `metric` for `host` over the window; `None` without data.
+    pub fn host_stats(
+        &self,
+        host: &str,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Option<MetricStats>, StoreError> {
+        let Some(record) = self.hosts.get(host) else {
+            return Ok(None);
+        };
+        let all = self.host_rollup(record.id, from_ms, to_ms)?;
+        Ok(all.get(metric.index()).cloned())
+    }
+
+    /// The `q` quantile (0..=1) of `metric` for `host` over the window, within the sketch's 1 %.
+    pub fn host_percentile(
+        &self,
+        host: &str,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+        q: f64,
+    ) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .host_stats(host, metric, from_ms, to_ms)?
+            .and_then(|s| s.quantile(q)))
+    }
+
+    /// Per group label value: the `q` quantile of `metric` over every sample of the group's hosts.
+    pub fn group_percentiles(
+        &self,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+        q: f64,
+    ) -> Result<Vec<GroupPercentile>, StoreError> {
+        let mut groups: BTreeMap<&str, (usize, Option<MetricStats>)> = BTreeMap::new();
+        for record in self.hosts.values() {
+            let Some(stats) = self
+                .host_rollup(record.id, from_ms, to_ms)?
+                .get(metric.index())
+                .cloned()
+            else {
+                continue;
+            };
+            let (hosts, merged) = groups.entry(record.group.as_str()).or_default();
+            *hosts += 1;
+            match merged {
+                Some(m) => m.merge(&stats),
+                None => *merged = Some(stats),
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .filter_map(|(group, (hosts, stats))| {
+                let stats = stats?;
+                Some(GroupPercentile {
+                    group: group.to_string(),
+                    hosts,
+                    samples: stats.count,
+                    value: stats.quantile(q)?,
+                })
+            })
+            .collect())
+    }
+
+    fn host_rollup(&self, host_id: i64, from_ms: u64, to_ms: u64) -> Result<RollupStats, StoreError> {
+        let err = self.sql_error("read rollups");
+        let from = ceil_to(from_ms, MINUTE_MS);
+        let to = ceil_to(to_ms, MINUTE_MS);
+        let mut total = RollupStats::default();
+        if from >= to {
+            return Ok(total);
+        }
+        let hour_built = get_meta(&self.conn, "rollup_hour_built_through_ms").map_err(&err)? as u64;
+        let hours_from = ceil_to(from, HOUR_MS);
+        let hours_to = (to - to % HOUR_MS).min(hour_built - hour_built % HOUR_MS);
+        let mut minute_ranges = vec![(from, to)];
+        if hours_from < hours_to {
+            minute_ranges = vec![(from, hours_from), (hours_to, to)];
+            let mut statement = self
+                .conn
+                .prepare_cached(
+                    "SELECT stats FROM rollup_hour WHERE host_id = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
+                )
+                .map_err(&err)?;
+            let blobs = statement
+                .query_map(params![host_id, hours_from as i64, hours_to as i64], |r| {
+                    r.get::<_, Vec<u8>>(0)
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(&err)?;
+            for blob in blobs {
+                total.merge(&self.decode_stats(&blob)?);
+            }
+        }
+        let mut lookup = self
+            .conn
+            .prepare_cached("SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
+            .map_err(&err)?;
+        for (start, end) in minute_ranges {
+            for minute in (start..end).step_by(MINUTE_MS as usize) {
+                let blob = lookup
+                    .query_row(params![minute as i64, host_id], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()
+                    .map_err(&err)?;
+                if let Some(blob) = blob {
+                    total.merge(&self.decode_stats(&blob)?);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn decode_stats(&self, blob: &[u8]) -> Result<RollupStats, StoreError> {
+        RollupStats::decode(blob).map_err(|e| StoreError::BadBlob {
+            path: self.path.clone(),
+            what: "rollup stats",
+            detail: e.to_string(),
+        })
+    }
+
+    /// `group_minutes` rows with `from_ms <= minute_ms < to_ms`, in time then group order.
+    pub fn group_minutes(&self, from_ms: u64, to_ms: u64) -> Result<Vec<GroupMinute>, StoreError> {
+        let err = self.sql_error("read group_minutes");
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, mem_used_bytes, mem_bytes, \
+                 tcp_established FROM group_minutes WHERE minute_ms >= ?1 AND minute_ms < ?2 \
+                 ORDER BY minute_ms, group_name, zone",
+            )
+            .map_err(&err)?;
+        let rows = statement
+            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+                Ok(GroupMinute {
+                    minute_ms: r.get::<_, i64>(0)? as u64,
+                    group: r.get(1)?,
+                    zone: r.get(2)?,
+                    hosts: r.get::<_, i64>(3)? as u64,
+                    cpu_busy_cores: r.get(4)?,
+                    cores: r.get::<_, i64>(5)? as u64,
+                    mem_used_bytes: r.get(6)?,
+                    mem_bytes: r.get::<_, i64>(7)? as u64,
+                    tcp_established: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(&err)?;
+        Ok(rows)
+    }
+
+    /// Gaps overlapping `[from_ms, to_ms)`, by host then time.
+    pub fn gaps(&self, from_ms: u64, to_ms: u64) -> Result<Vec<StoredGap>, StoreError> {
+        let err = self.sql_error("read gaps");
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT h.name, g.instance_id, g.from_seq, g.to_seq, g.from_ms, g.to_ms, g.count, g.reason \
+                 FROM gaps g JOIN hosts h ON h.id = g.host_id WHERE g.to_ms >= ?1 AND g.from_ms < ?2 \
+                 ORDER BY h.name, g.from_ms",
+            )
+            .map_err(&err)?;
+        let rows = statement
+            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+                Ok(StoredGap {
+                    host: r.get(0)?,
+                    instance_id: r.get::<_, i64>(1)? as u64,
+                    from_seq: r.get::<_, i64>(2)? as u64,
+                    to_seq: r.get::<_, i64>(3)? as u64,
+                    from_ms: r.get::<_, i64>(4)? as u64,
+                    to_ms: r.get::<_, i64>(5)? as u64,
+                    count: r.get::<_, i64>(6)? as u64,
+                    reason: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(&err)?;
+        Ok(rows)
+    }
+}

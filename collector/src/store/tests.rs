@@ -1,0 +1,603 @@
+//! Tests of the store on temporary databases, driven with fake clocks.
+
+use super::*;
+use crate::store::rollup::{HOUR_MS, MINUTE_MS};
+
+/// A Monday at 00:00 UTC, so minutes and hours line up with round numbers.
+const T0: u64 = 1_700_438_400_000;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&dir.path().join("headroom.db"), T0).unwrap();
+    (dir, store)
+}
+
+fn metrics(cpu: f64, mem_bytes: u64, tcp: u64) -> HostMetrics {
+    HostMetrics {
+        cpu_busy_pct: Some(cpu),
+        mem_used_bytes: Some(mem_bytes),
+        tcp_established: Some(tcp),
+        ..HostMetrics::default()
+    }
+}
+
+fn row(seq: u64, ts_ms: u64, cpu: f64) -> SampleRow {
+    SampleRow {
+        seq,
+        ts_ms,
+        metrics: metrics(cpu, 1_000 * seq, seq),
+        detail: Vec::new(),
+    }
+}
+
+fn batch(host: &str, rows: Vec<SampleRow>) -> HostBatch {
+    HostBatch {
+        host: host.into(),
+        instance_id: 7,
+        received_ms: T0,
+        hello: None,
+        rows,
+        gaps: Vec::new(),
+    }
+}
+
+fn hello(group: &str, zone: &str, cores: u32, memory_bytes: u64) -> HostInfo {
+    HostInfo {
+        labels: [
+            ("group".to_string(), group.to_string()),
+            ("zone".to_string(), zone.to_string()),
+        ]
+        .into(),
+        cores,
+        memory_bytes,
+        interval_ms: 1000,
+        agent_version: "0.1.0".into(),
+    }
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn sketch_percentiles_over_hours_and_minutes_are_within_the_stated_error() {
+    let (_dir, mut store) = temp_store();
+    let mut rng = fastrand::Rng::with_seed(11);
+    // Three hours at 1 Hz, a skewed distribution like CPU busy: mostly low, a busy tail.
+    let values: Vec<f64> = (0..3 * 3600).map(|_| rng.f64().powi(4) * 100.0).collect();
+    for chunk in values.chunks(600).enumerate() {
+        let (i, chunk) = chunk;
+        let rows = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| {
+                let n = (i * 600 + j) as u64;
+                row(n + 1, T0 + n * 1000, v)
+            })
+            .collect();
+        store.commit_batches(&[batch("web-1", rows)]).unwrap();
+    }
+    store.maintain(T0 + 4 * HOUR_MS, &Retention::default()).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_hour"), 3);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_minute"), 180);
+
+    let exact = |slice: &[f64], q: f64| {
+        let mut sorted = slice.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+    };
+    // The whole window (hourly rows), and one with ragged ends (hours plus minute rows).
+    for (from, to) in [
+        (T0, T0 + 3 * HOUR_MS),
+        (T0 + 17 * MINUTE_MS, T0 + 150 * MINUTE_MS),
+    ] {
+        let slice = &values[((from - T0) / 1000) as usize..((to - T0) / 1000) as usize];
+        for q in [0.5, 0.9, 0.99] {
+            let got = store
+                .host_percentile("web-1", Metric::CpuBusyPct, from, to, q)
+                .unwrap()
+                .unwrap();
+            let want = exact(slice, q);
+            assert!(
+                (got - want).abs() <= want * sketch::RELATIVE_ACCURACY,
+                "q {q}: {got} vs {want}"
+            );
+        }
+        let stats = store
+            .host_stats("web-1", Metric::CpuBusyPct, from, to)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.count, slice.len() as u64);
+    }
+    let groups = store
+        .group_percentiles(Metric::CpuBusyPct, T0, T0 + 3 * HOUR_MS, 0.99)
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].samples, values.len() as u64);
+}
+
+#[test]
+fn repeated_sequence_numbers_are_stored_once() {
+    let (_dir, mut store) = temp_store();
+    let first = store
+        .commit_batches(&[batch("a", (1..=10).map(|s| row(s, T0 + s * 1000, 1.0)).collect())])
+        .unwrap();
+    assert_eq!(
+        first[0],
+        CommitOutcome {
+            stored: 10,
+            duplicates: 0,
+            last_seq: Some(10)
+        }
+    );
+    // A retransmission overlapping what was stored, in one group with a second copy of itself.
+    let again = batch("a", (5..=15).map(|s| row(s, T0 + s * 1000, 1.0)).collect());
+    let outcomes = store.commit_batches(&[again.clone(), again]).unwrap();
+    assert_eq!(
+        outcomes[0],
+        CommitOutcome {
+            stored: 5,
+            duplicates: 6,
+            last_seq: Some(15)
+        }
+    );
+    assert_eq!(
+        outcomes[1],
+        CommitOutcome {
+            stored: 0,
+            duplicates: 11,
+            last_seq: Some(15)
+        }
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 15);
+    assert_eq!(count(&store, "SELECT COUNT(DISTINCT seq) FROM samples"), 15);
+}
+
+#[test]
+fn reopening_keeps_the_last_seq_with_or_without_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    {
+        let (mut store, _) = Store::open(&path, T0).unwrap();
+        store
+            .commit_batches(&[batch("a", (1..=5).map(|s| row(s, T0 + s, 1.0)).collect())])
+            .unwrap();
+        store.maintain(T0, &Retention::default()).unwrap();
+        // Stored after the sync: only the rows themselves know.
+        store
+            .commit_batches(&[batch("a", (6..=8).map(|s| row(s, T0 + s, 1.0)).collect())])
+            .unwrap();
+        store
+            .commit_batches(&[batch("b", vec![row(3, T0, 1.0)])])
+            .unwrap();
+    }
+    let (mut store, report) = Store::open(&path, T0).unwrap();
+    assert_eq!(report.hosts, 2);
+    assert_eq!(store.last_seq("a", 7), Some(8));
+    assert_eq!(store.last_seq("b", 7), Some(3));
+    assert_eq!(
+        store.last_seq("a", 8),
+        None,
+        "another instance has stored nothing"
+    );
+
+    // A reinstall restarts at seq 1; the old instance's higher seqs must not shadow it after a crash.
+    let mut reinstall = batch("a", vec![row(1, T0 + 100, 1.0), row(2, T0 + 101, 1.0)]);
+    reinstall.instance_id = 8;
+    assert_eq!(store.commit_batches(&[reinstall]).unwrap()[0].stored, 2);
+    drop(store);
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(store.last_seq("a", 8), Some(2));
+    assert_eq!(store.last_seq("a", 7), None);
+}
+
+#[test]
+fn a_rollup_of_two_minutes_matches_hand_computed_min_mean_max() {
+    let (_dir, mut store) = temp_store();
+    let mut info = batch("a", vec![]);
+    info.hello = Some(hello("web", "z1", 4, 8_000));
+    store.commit_batches(&[info]).unwrap();
+    // Minute 0: 10, 20, 60; minute 1: 5, 7. Rows stored out of time order across two batches.
+    store
+        .commit_batches(&[batch(
+            "a",
+            vec![row(1, T0 + 1_000, 10.0), row(2, T0 + 61_000, 5.0)],
+        )])
+        .unwrap();
+    store
+        .commit_batches(&[batch(
+            "a",
+            vec![
+                row(3, T0 + 2_000, 20.0),
+                row(4, T0 + 62_000, 7.0),
+                row(5, T0 + 59_999, 60.0),
+            ],
+        )])
+        .unwrap();
+    // At T0 + 2 min + 5 s the second minute is not yet past the rollup delay.
+    store
+        .maintain(T0 + 2 * MINUTE_MS + 5_000, &Retention::default())
+        .unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_minute"), 1);
+    store
+        .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let first = store
+        .host_stats("a", Metric::CpuBusyPct, T0, T0 + MINUTE_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.count, first.min, first.mean(), first.max),
+        (3, 10.0, 30.0, 60.0)
+    );
+    let second = store
+        .host_stats("a", Metric::CpuBusyPct, T0 + MINUTE_MS, T0 + 2 * MINUTE_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.count, second.min, second.mean(), second.max),
+        (2, 5.0, 6.0, 7.0)
+    );
+    let both = store
+        .host_stats("a", Metric::CpuBusyPct, T0, T0 + 2 * MINUTE_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!((both.count, both.min, both.sum, both.max), (5, 5.0, 102.0, 60.0));
+
+    // A late sample for the first minute, after it was rolled up, is merged in.
+    store
+        .commit_batches(&[batch("a", vec![row(6, T0 + 30_000, 100.0)])])
+        .unwrap();
+    store
+        .maintain(T0 + 3 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let first = store
+        .host_stats("a", Metric::CpuBusyPct, T0, T0 + MINUTE_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.count, first.max, first.sum), (4, 100.0, 190.0));
+    let group = &store.group_minutes(T0, T0 + MINUTE_MS).unwrap()[0];
+    assert_eq!(
+        group.hosts, 1,
+        "a merge replaces the host's contribution rather than adding a host"
+    );
+    assert!(
+        (group.cpu_busy_cores - 47.5 / 100.0 * 4.0).abs() < 1e-9,
+        "{group:?}"
+    );
+}
+
+#[test]
+fn group_minutes_sum_three_hosts() {
+    let (_dir, mut store) = temp_store();
+    // (host, group, cores, memory, cpu samples, mem used, tcp)
+    let hosts = [
+        ("a", "web", 4, 16_000, [50.0, 70.0], 4_000, 10),
+        ("b", "web", 8, 32_000, [25.0, 25.0], 8_000, 20),
+        ("c", "db", 2, 8_000, [100.0, 0.0], 1_000, 5),
+    ];
+    for (name, group, cores, memory, cpu, mem_used, tcp) in hosts {
+        let mut b = batch(
+            name,
+            cpu.iter()
+                .enumerate()
+                .map(|(i, &c)| SampleRow {
+                    seq: i as u64 + 1,
+                    ts_ms: T0 + 10_000 * i as u64,
+                    metrics: metrics(c, mem_used, tcp),
+                    detail: Vec::new(),
+                })
+                .collect(),
+        );
+        b.hello = Some(hello(group, "z1", cores, memory));
+        store.commit_batches(&[b]).unwrap();
+    }
+    store.maintain(T0 + 5 * MINUTE_MS, &Retention::default()).unwrap();
+    let rows = store.group_minutes(T0, T0 + HOUR_MS).unwrap();
+    assert_eq!(rows.len(), 2);
+    let (db, web) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (db.group.as_str(), db.hosts, db.cores, db.mem_bytes),
+        ("db", 1, 2, 8_000)
+    );
+    assert!((db.cpu_busy_cores - 1.0).abs() < 1e-9);
+    assert_eq!(
+        (
+            web.group.as_str(),
+            web.zone.as_str(),
+            web.hosts,
+            web.cores,
+            web.mem_bytes
+        ),
+        ("web", "z1", 2, 12, 48_000)
+    );
+    // a: 60 % of 4 cores = 2.4; b: 25 % of 8 = 2.0.
+    assert!((web.cpu_busy_cores - 4.4).abs() < 1e-9, "{web:?}");
+    assert_eq!((web.mem_used_bytes, web.tcp_established), (12_000.0, 30.0));
+}
+
+#[test]
+fn retention_deletes_exactly_what_is_older() {
+    let (_dir, mut store) = temp_store();
+    let rows: Vec<SampleRow> = (0..100).map(|i| row(i + 1, T0 + i * MINUTE_MS, 1.0)).collect();
+    store.commit_batches(&[batch("a", rows)]).unwrap();
+    store
+        .commit_batches(&[HostBatch {
+            gaps: vec![GapRow {
+                from_seq: 1,
+                to_seq: 2,
+                from_ms: T0,
+                to_ms: T0 + 1,
+                count: 2,
+                reason: "spool full".into(),
+            }],
+            ..batch("a", vec![])
+        }])
+        .unwrap();
+    let retention = Retention {
+        raw_ms: 30 * MINUTE_MS,
+        minute_rollups_ms: 60 * MINUTE_MS,
+        hour_rollups_ms: 90 * MINUTE_MS,
+    };
+    // Now is minute 110: raw before minute 80, minute rollups before 50, the rest before 20 expire.
+    let now = T0 + 110 * MINUTE_MS;
+    let report = store.maintain(now, &retention).unwrap();
+    assert_eq!(report.raw_rows_deleted, 80);
+    assert_eq!(
+        count(&store, "SELECT MIN(ts_ms) FROM samples"),
+        (T0 + 80 * MINUTE_MS) as i64
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 20);
+    assert_eq!(
+        count(&store, "SELECT MIN(bucket_ms) FROM rollup_minute"),
+        (T0 + 50 * MINUTE_MS) as i64
+    );
+    assert_eq!(
+        count(&store, "SELECT MIN(minute_ms) FROM group_minutes"),
+        (T0 + 20 * MINUTE_MS) as i64
+    );
+    // Hour 0 starts before the cutoff (minute 20) and goes; hour 1 is not built yet (rolled up to minute 109).
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_hour"), 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM gaps"), 0);
+    // Nothing younger goes on the next run.
+    assert_eq!(store.maintain(now, &retention).unwrap().raw_rows_deleted, 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 20);
+}
+
+#[test]
+fn raw_rows_are_not_deleted_before_they_are_rolled_up() {
+    let (_dir, mut store) = temp_store();
+    store
+        .commit_batches(&[batch("a", vec![row(1, T0, 1.0)])])
+        .unwrap();
+    let retention = Retention {
+        raw_ms: 1,
+        ..Retention::default()
+    };
+    let mut report = MaintainReport::default();
+    // The host sync runs first; the row is not rolled up yet, so it stays.
+    assert!(store
+        .maintain_step(T0 + HOUR_MS, &retention, &mut report)
+        .unwrap());
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 1);
+    store.maintain(T0 + HOUR_MS, &retention).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 0);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM rollup_minute"), 1);
+}
+
+#[test]
+fn open_reports_creation_then_a_clean_check_and_refuses_foreign_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    // An empty file (as `touch` leaves it) is a new database.
+    std::fs::write(&path, b"").unwrap();
+    let (store, report) = Store::open(&path, T0).unwrap();
+    assert_eq!(report.migrated_from, Some(0));
+    assert!(report.check_ok);
+    assert!(
+        report.line().contains("(created)") && report.line().contains("quick_check ok"),
+        "{}",
+        report.line()
+    );
+    drop(store);
+    let (_, report) = Store::open(&path, T0).unwrap();
+    assert_eq!(
+        (report.migrated_from, report.schema_version),
+        (None, schema::SCHEMA_VERSION)
+    );
+
+    let newer = dir.path().join("newer.db");
+    drop(Store::open(&newer, T0).unwrap());
+    Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let error = Store::open(&newer, T0).err().unwrap();
+    assert!(
+        matches!(error, StoreError::NewerSchema { found: 99, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("run a newer headroom-collector"),
+        "{error}"
+    );
+
+    let foreign = dir.path().join("other.db");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE orders (id INTEGER)")
+        .unwrap();
+    let error = Store::open(&foreign, T0).err().unwrap();
+    assert!(
+        matches!(error, StoreError::NotHeadroom { .. }) && error.to_string().contains("orders"),
+        "{error}"
+    );
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let error = Store::open(&garbage, T0).err().unwrap();
+    assert!(matches!(error, StoreError::NotHeadroom { .. }), "{error}");
+}
+
+#[test]
+fn quick_check_problems_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    {
+        let (mut store, _) = Store::open(&path, T0).unwrap();
+        let rows: Vec<SampleRow> = (1..=2000).map(|s| row(s, T0 + s, 1.0)).collect();
+        store.commit_batches(&[batch("a", rows)]).unwrap();
+        store
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    // Overwrite whole pages past the schema page with garbage.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 4096 * 12);
+    bytes[4096 * 4..4096 * 12].fill(0xff);
+    std::fs::write(&path, bytes).unwrap();
+    match Store::open(&path, T0) {
+        Ok((_, report)) => {
+            assert!(!report.check_ok, "{}", report.line());
+            assert!(
+                report.line().contains("quick_check found problems"),
+                "{}",
+                report.line()
+            );
+        }
+        Err(error) => assert!(matches!(error, StoreError::Corrupt { .. }), "{error}"),
+    }
+}
+
+#[test]
+fn detail_blobs_round_trip() {
+    use headroom_common::wire::{SocketSample, TcpState};
+    let mut states = TcpStates::default();
+    states.add(TcpState::Established, 3);
+    let sample = Sample {
+        seq: 1,
+        timestamp_ms: T0,
+        network: vec![InterfaceCounters {
+            name: "eth0".into(),
+            rx_bytes: 5,
+            ..Default::default()
+        }],
+        sockets: Some(SocketSample {
+            tcp_states: Some(states),
+            listeners: vec![Listener {
+                port: 443,
+                established: 3,
+                accept_queue: 1,
+                accept_queue_limit: 128,
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let row = SampleRow::from_sample(&sample, HostMetrics::default());
+    let detail = SampleDetail::decode(&row.detail).unwrap();
+    assert_eq!(detail, SampleDetail::of(&sample));
+    assert_eq!(detail.listeners[0].port, 443);
+}
+
+#[tokio::test]
+async fn the_writer_reports_read_only_and_disk_full_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&dir.path().join("headroom.db"), T0).unwrap();
+    let (handle, thread) = spawn_writer(store, 8);
+    assert_eq!(
+        handle
+            .commit(batch("a", vec![row(1, T0, 1.0)]))
+            .await
+            .unwrap()
+            .last_seq,
+        Some(1)
+    );
+
+    handle.execute_for_test("PRAGMA query_only = ON").await;
+    let error = handle
+        .commit(batch("a", vec![row(2, T0, 1.0)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::ReadOnly { .. }), "{error}");
+    assert!(error.to_string().contains("writable"), "{error}");
+    match handle.health() {
+        StoreHealth::Degraded { error, .. } => assert!(error.contains("read-only"), "{error}"),
+        StoreHealth::Ok => panic!("health should be degraded"),
+    }
+    assert_eq!(
+        handle.last_seq("a", 7),
+        Some(1),
+        "nothing of the failed batch counts as stored"
+    );
+
+    handle.execute_for_test("PRAGMA query_only = OFF").await;
+    assert_eq!(
+        handle
+            .commit(batch("a", vec![row(2, T0, 1.0)]))
+            .await
+            .unwrap()
+            .stored,
+        1
+    );
+    assert_eq!(handle.health(), StoreHealth::Ok);
+
+    // Disk full: cap the file at its current size, then lift the cap.
+    handle.execute_for_test("PRAGMA max_page_count = 1").await;
+    let big: Vec<SampleRow> = (3..500)
+        .map(|s| SampleRow {
+            detail: vec![7; 2000],
+            ..row(s, T0, 1.0)
+        })
+        .collect();
+    let error = handle.commit(batch("a", big.clone())).await.unwrap_err();
+    assert!(matches!(error, StoreError::DiskFull { .. }), "{error}");
+    assert!(matches!(handle.health(), StoreHealth::Degraded { .. }));
+    handle
+        .execute_for_test("PRAGMA max_page_count = 1073741823")
+        .await;
+    assert_eq!(handle.commit(batch("a", big)).await.unwrap().last_seq, Some(499));
+    assert_eq!(handle.health(), StoreHealth::Ok);
+    drop(handle);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submitters_are_committed_and_shutdown_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    let (store, _) = Store::open(&path, T0).unwrap();
+    // A queue of 2 with 20 submitters: most wait for a slot, none is lost.
+    let (handle, thread) = spawn_writer(store, 2);
+    let mut tasks = Vec::new();
+    for h in 0..20 {
+        let handle = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            for s in 1..=25u64 {
+                let outcome = handle
+                    .commit(batch(&format!("host-{h}"), vec![row(s, T0 + s, 1.0)]))
+                    .await
+                    .unwrap();
+                assert_eq!(outcome.last_seq, Some(s));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(handle.last_seq("host-3", 7), Some(25));
+    drop(handle);
+    thread.join().unwrap();
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 500);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM (SELECT DISTINCT host_id, seq FROM samples)"
+        ),
+        500
+    );
+    // The writer synced hosts on its way out.
+    assert_eq!(count(&store, "SELECT MIN(last_seq) FROM hosts"), 25);
+}

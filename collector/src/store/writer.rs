@@ -1,0 +1,302 @@
+//! The writer thread: owns the write connection, commits batches from ingest in groups (one transaction
+//! for everything queued), replies to each submitter once its rows are durable, and runs maintenance
+//! steps when ingest leaves it room.
+//!
+//! The queue is bounded: `commit` waits for a slot (a semaphore permit) before queueing, so when storage
+//! falls behind, ingest slows down instead of growing memory.
+
+use super::{CommitOutcome, HostBatch, MaintainReport, Progress, Retention, Store, StoreError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::{info, warn};
+
+/// How the writer thread runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterSettings {
+    /// Batches that may wait for the writer; `commit` waits beyond this.
+    pub queue_capacity: usize,
+    /// Most batches committed in one transaction.
+    pub max_group_batches: usize,
+    pub retention: Retention,
+    /// How often maintenance starts when it has nothing pending.
+    pub maintenance_interval_ms: u64,
+    /// Under sustained load, the longest ingest may keep maintenance from taking a step.
+    pub maintenance_max_wait_ms: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            queue_capacity: 4096,
+            max_group_batches: 4096,
+            retention: Retention::default(),
+            maintenance_interval_ms: 10_000,
+            maintenance_max_wait_ms: 250,
+        }
+    }
+}
+
+/// Storage health for `/api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    Ok,
+    /// The last write failed; `error` is its one-line message. Clears on the next successful write.
+    Degraded {
+        error: String,
+        since_ms: u64,
+    },
+}
+
+enum Message {
+    Commit {
+        batch: HostBatch,
+        reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    #[cfg(test)]
+    Execute(String, oneshot::Sender<()>),
+}
+
+/// Cheap to clone; every clone submits to the same writer. Dropping all of them stops the writer.
+#[derive(Clone)]
+pub struct StoreHandle {
+    sender: SyncSender<Message>,
+    slots: Arc<Semaphore>,
+    progress: Progress,
+    health: Arc<Mutex<StoreHealth>>,
+}
+
+impl StoreHandle {
+    /// Resolves once the rows are committed (durable). Err when the database refuses (disk full,
+    /// read-only): nothing of the batch is stored and the agent must keep it.
+    pub async fn commit(&self, batch: HostBatch) -> Result<CommitOutcome, StoreError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        let (reply, answer) = oneshot::channel();
+        let message = Message::Commit {
+            batch,
+            reply,
+            _permit: permit,
+        };
+        match self.sender.try_send(message) {
+            Ok(()) => {}
+            // A permit guarantees a free slot, so Full cannot happen; treat it like a stopped writer.
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                return Err(StoreError::WriterStopped)
+            }
+        }
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Last durably stored seq of `host` if it came from agent instance `instance_id`.
+    pub fn last_seq(&self, host: &str, instance_id: u64) -> Option<u64> {
+        let progress = self.progress.read().expect("progress lock poisoned");
+        progress
+            .get(host)
+            .filter(|(instance, _)| *instance == instance_id)
+            .and_then(|(_, seq)| *seq)
+    }
+
+    pub fn health(&self) -> StoreHealth {
+        self.health.lock().expect("health lock poisoned").clone()
+    }
+
+    /// Run SQL on the writer's connection between batches (fault injection in tests).
+    #[cfg(test)]
+    pub(crate) async fn execute_for_test(&self, sql: &str) {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Message::Execute(sql.to_string(), reply))
+            .expect("writer running");
+        answer.await.expect("writer replied");
+    }
+}
+
+/// Start the writer thread with default settings and a queue of `queue_capacity` batches.
+pub fn spawn_writer(store: Store, queue_capacity: usize) -> (StoreHandle, JoinHandle<()>) {
+    spawn_writer_with(
+        store,
+        WriterSettings {
+            queue_capacity,
+            ..WriterSettings::default()
+        },
+    )
+}
+
+pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle, JoinHandle<()>) {
+    let capacity = settings.queue_capacity.max(1);
+    let (sender, receiver) = sync_channel(capacity);
+    let health = Arc::new(Mutex::new(StoreHealth::Ok));
+    let handle = StoreHandle {
+        sender,
+        slots: Arc::new(Semaphore::new(capacity)),
+        progress: store.progress.clone(),
+        health: health.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(store, receiver, settings, health))
+        .expect("spawning the store writer thread");
+    (handle, thread)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn set_health(health: &Mutex<StoreHealth>, result: Result<(), &StoreError>) {
+    let mut health = health.lock().expect("health lock poisoned");
+    match (result, &*health) {
+        (Ok(()), StoreHealth::Ok) => {}
+        (Ok(()), StoreHealth::Degraded { .. }) => {
+            info!("storage writes succeed again");
+            *health = StoreHealth::Ok;
+        }
+        (Err(error), StoreHealth::Degraded { error: previous, .. }) if *previous == error.to_string() => {}
+        (Err(error), _) => {
+            warn!(%error, "storage write failed; batches are not acknowledged until it succeeds");
+            *health = StoreHealth::Degraded {
+                error: error.to_string(),
+                since_ms: now_ms(),
+            };
+        }
+    }
+}
+
+fn run(
+    mut store: Store,
+    receiver: Receiver<Message>,
+    settings: WriterSettings,
+    health: Arc<Mutex<StoreHealth>>,
+) {
+    let interval = Duration::from_millis(settings.maintenance_interval_ms);
+    let max_wait = Duration::from_millis(settings.maintenance_max_wait_ms);
+    let mut next_cycle = Instant::now() + interval;
+    let mut pending = false;
+    let mut last_step = Instant::now();
+    let mut report = MaintainReport::default();
+    loop {
+        let timeout = if pending {
+            Duration::ZERO
+        } else {
+            next_cycle.saturating_duration_since(Instant::now())
+        };
+        match receiver.recv_timeout(timeout) {
+            Ok(first) => {
+                let mut group = vec![first];
+                while group.len() < settings.max_group_batches {
+                    match receiver.try_recv() {
+                        Ok(message) => group.push(message),
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut store, group, &health);
+                // Sustained ingest must not starve retention and rollups: a cycle that is due starts even
+                // when the queue never runs dry, and then takes a step at least every max_wait.
+                if !pending && Instant::now() >= next_cycle {
+                    report = MaintainReport::default();
+                    pending = true;
+                }
+                if pending && last_step.elapsed() >= max_wait {
+                    pending = maintenance_step(&mut store, &settings, &health, &mut report);
+                    last_step = Instant::now();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if !pending {
+                    report = MaintainReport::default();
+                }
+                pending = maintenance_step(&mut store, &settings, &health, &mut report);
+                last_step = Instant::now();
+                if !pending {
+                    next_cycle = Instant::now() + interval;
+                    if report.steps > 0 {
+                        tracing::debug!(?report, "storage maintenance done");
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Every handle is gone and the queue is drained: leave hosts.last_seq current for a fast next open.
+    if let Err(error) = store.sync_hosts() {
+        warn!(%error, "could not record last sequence numbers at shutdown; they are recovered on next open");
+    }
+}
+
+fn maintenance_step(
+    store: &mut Store,
+    settings: &WriterSettings,
+    health: &Mutex<StoreHealth>,
+    report: &mut MaintainReport,
+) -> bool {
+    match store.maintain_step(now_ms(), &settings.retention, report) {
+        Ok(more) => more,
+        Err(error) => {
+            set_health(health, Err(&error));
+            false
+        }
+    }
+}
+
+fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHealth>) {
+    let mut batches = Vec::with_capacity(group.len());
+    let mut replies = Vec::with_capacity(group.len());
+    for message in group {
+        match message {
+            Message::Commit {
+                batch,
+                reply,
+                _permit,
+            } => {
+                batches.push(batch);
+                replies.push(reply);
+            }
+            #[cfg(test)]
+            Message::Execute(sql, reply) => {
+                store.conn.execute_batch(&sql).expect("test SQL runs");
+                let _ = reply.send(());
+            }
+        }
+    }
+    if batches.is_empty() {
+        return;
+    }
+    match store.commit_batches(&batches) {
+        Ok(outcomes) => {
+            set_health(health, Ok(()));
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error)
+            if batches.len() > 1
+                && !matches!(error, StoreError::DiskFull { .. } | StoreError::ReadOnly { .. }) =>
+        {
+            // Something about one batch may have failed the group: retry each alone so only it fails.
+            for (batch, reply) in batches.into_iter().zip(replies) {
+                let result = store
+                    .commit_batches(std::slice::from_ref(&batch))
+                    .map(|mut o| o.remove(0));
+                set_health(health, result.as_ref().map(|_| ()));
+                let _ = reply.send(result);
+            }
+        }
+        Err(error) => {
+            set_health(health, Err(&error));
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
