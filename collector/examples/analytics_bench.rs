@@ -1,0 +1,323 @@
+//! Times the analytics core on a generated fleet: one outlier pass over 10,000 hosts × 10 metrics, and one
+//! alarm evaluation of 20 rules over 10,000 hosts with 5 minutes of samples each. Prints medians.
+//!
+//! Run: `cargo run --release -p headroom-collector --example analytics_bench`
+
+use headroom_collector::alarms::{self, AlarmEngine, EvalInputs, HostHistory, HostInput};
+use headroom_collector::outliers::{
+    score_window, HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker,
+};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const HOSTS: usize = 10_000;
+const GROUPS: usize = 100;
+const RUNS: usize = 9;
+/// Samples kept per host for alarm windows: 5 minutes at one every 5 s.
+const HISTORY_SAMPLES: usize = 60;
+const SAMPLE_EVERY_MS: u64 = 5_000;
+const T0_MS: u64 = 1_700_000_000_000;
+
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let u1 = 1.0 - rng.f64();
+    let u2 = rng.f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// Ten metrics with plausible means and spreads, plus noise.
+fn reading(rng: &mut fastrand::Rng) -> MetricValues {
+    const SHAPE: [(Metric, f64, f64); 10] = [
+        (Metric::CpuBusyPct, 35.0, 8.0),
+        (Metric::MemUsedPct, 60.0, 5.0),
+        (Metric::Load1, 2.0, 0.5),
+        (Metric::PsiCpuSomeAvg10, 2.0, 1.0),
+        (Metric::NetRxBytesPerS, 5e6, 1e6),
+        (Metric::NetTxBytesPerS, 3e6, 6e5),
+        (Metric::TcpEstablished, 400.0, 60.0),
+        (Metric::TcpTimeWait, 150.0, 30.0),
+        (Metric::RetransPerS, 5.0, 2.0),
+        (Metric::ListenOverflowsPerS, 0.1, 0.1),
+    ];
+    let mut values = MetricValues::default();
+    for (metric, mean, sd) in SHAPE {
+        values.set(metric, Some((mean + sd * normal(rng)).max(0.0)));
+    }
+    values
+}
+
+fn median_ms(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+const RULES: &str = r#"
+[[rule]]
+name = "cpu-hot"
+kind = "threshold"
+severity = "warning"
+for = "5m"
+runbook = "r"
+metric = "cpu_busy_pct"
+op = ">"
+value = 90
+[[rule]]
+name = "mem-full"
+kind = "threshold"
+severity = "critical"
+for = "2m"
+runbook = "r"
+metric = "mem_used_pct"
+op = ">"
+value = 95
+[[rule]]
+name = "load-high"
+kind = "threshold"
+severity = "info"
+for = "5m"
+runbook = "r"
+metric = "load1"
+op = ">"
+value = 16
+[[rule]]
+name = "psi-cpu"
+kind = "threshold"
+severity = "warning"
+for = "5m"
+runbook = "r"
+metric = "psi_cpu_some_avg10"
+op = ">"
+value = 20
+[[rule]]
+name = "overflows"
+kind = "threshold"
+severity = "warning"
+for = "1m"
+runbook = "r"
+metric = "listen_overflows_per_s"
+op = ">"
+value = 1
+[[rule]]
+name = "time-wait"
+kind = "threshold"
+severity = "info"
+for = "5m"
+runbook = "r"
+metric = "tcp_time_wait"
+op = ">"
+value = 20000
+[[rule]]
+name = "retrans-p999"
+kind = "percentile"
+severity = "warning"
+for = "2m"
+runbook = "r"
+metric = "retrans_per_s"
+quantile = 99.9
+over = "5m"
+op = ">"
+value = 50
+[[rule]]
+name = "cpu-p99"
+kind = "percentile"
+severity = "warning"
+for = "2m"
+runbook = "r"
+metric = "cpu_busy_pct"
+quantile = 99.0
+over = "5m"
+op = ">"
+value = 97
+[[rule]]
+name = "rx-p99"
+kind = "percentile"
+severity = "info"
+for = "2m"
+runbook = "r"
+metric = "net_rx_bytes_per_s"
+quantile = 99.0
+over = "5m"
+op = ">"
+value = 1e9
+[[rule]]
+name = "estab-p90"
+kind = "percentile"
+severity = "info"
+for = "2m"
+runbook = "r"
+metric = "tcp_established"
+quantile = 90.0
+over = "5m"
+op = ">"
+value = 5000
+[[rule]]
+name = "group-cpu-p99"
+kind = "percentile"
+severity = "warning"
+for = "5m"
+runbook = "r"
+metric = "cpu_busy_pct"
+quantile = 99.0
+over = "5m"
+across = "group"
+op = ">"
+value = 90
+[[rule]]
+name = "group-mem-p50"
+kind = "percentile"
+severity = "info"
+for = "5m"
+runbook = "r"
+metric = "mem_used_pct"
+quantile = 50.0
+over = "5m"
+across = "group"
+op = ">"
+value = 85
+[[rule]]
+name = "mem-climb"
+kind = "rate_of_change"
+severity = "warning"
+for = "5m"
+runbook = "r"
+metric = "mem_used_pct"
+over = "5m"
+op = ">"
+value = 2
+[[rule]]
+name = "estab-climb"
+kind = "rate_of_change"
+severity = "info"
+for = "5m"
+runbook = "r"
+metric = "tcp_established"
+over = "5m"
+op = ">"
+value = 500
+[[rule]]
+name = "tw-climb"
+kind = "rate_of_change"
+severity = "info"
+for = "5m"
+runbook = "r"
+metric = "tcp_time_wait"
+over = "5m"
+op = ">"
+value = 1000
+[[rule]]
+name = "cpu-odd"
+kind = "outlier"
+severity = "info"
+for = "0s"
+runbook = "r"
+metric = "cpu_busy_pct"
+[[rule]]
+name = "any-odd"
+kind = "outlier"
+severity = "info"
+for = "0s"
+runbook = "r"
+[[rule]]
+name = "silent"
+kind = "missing"
+severity = "critical"
+for = "0s"
+runbook = "r"
+grace = "30s"
+[[rule]]
+name = "hot-and-odd"
+kind = "composite"
+severity = "critical"
+for = "1m"
+runbook = "r"
+all = ["cpu-hot", "cpu-odd"]
+[[rule]]
+name = "anything-bad"
+kind = "composite"
+severity = "warning"
+for = "1m"
+runbook = "r"
+any = ["mem-full", "overflows", "retrans-p999"]
+"#;
+
+fn main() {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let names: Vec<String> = (0..HOSTS).map(|i| format!("host-{i:05}")).collect();
+    let group_of = |i: usize| format!("group-{:03}", i % GROUPS);
+
+    // Outliers: one window per run, scored alone and through the tracker.
+    let settings = OutlierSettings::default();
+    let mut tracker = OutlierTracker::new(settings.clone());
+    let (mut score_times, mut observe_times) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let window: Vec<HostWindow> = (0..HOSTS)
+            .map(|i| HostWindow {
+                host: names[i].clone(),
+                group: group_of(i),
+                values: reading(&mut rng),
+            })
+            .collect();
+        let started = Instant::now();
+        let scores = score_window(&window, &settings);
+        score_times.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(scores);
+        let started = Instant::now();
+        let report = tracker.observe(&window, T0_MS + run as u64 * 60_000);
+        observe_times.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(report);
+    }
+
+    // Alarms: 20 rules over 10,000 hosts with 60 readings each.
+    let rules = alarms::parse(RULES, "bench rules").expect("bench rules are valid");
+    assert_eq!(rules.rules.len(), 20);
+    let mut engine = AlarmEngine::new(rules);
+    let mut hosts: Vec<HostInput> = (0..HOSTS)
+        .map(|i| HostInput {
+            host: names[i].clone(),
+            labels: BTreeMap::from([("group".to_string(), group_of(i))]),
+            interval_ms: 1_000,
+            last_seen_ms: T0_MS,
+            history: HostHistory::new(HISTORY_SAMPLES),
+        })
+        .collect();
+    let mut now_ms = T0_MS;
+    for _ in 0..HISTORY_SAMPLES {
+        now_ms += SAMPLE_EVERY_MS;
+        for host in &mut hosts {
+            host.history.push(now_ms, reading(&mut rng));
+            host.last_seen_ms = now_ms;
+        }
+    }
+    let mut eval_times = Vec::new();
+    let mut events = 0;
+    for _ in 0..RUNS {
+        now_ms += SAMPLE_EVERY_MS;
+        for host in &mut hosts {
+            host.history.push(now_ms, reading(&mut rng));
+            host.last_seen_ms = now_ms;
+        }
+        let started = Instant::now();
+        let out = engine.evaluate(
+            EvalInputs {
+                hosts: &hosts,
+                outliers: Some(&tracker),
+            },
+            now_ms,
+        );
+        eval_times.push(started.elapsed().as_secs_f64() * 1e3);
+        events += out.len();
+    }
+
+    println!("analytics_bench: {HOSTS} hosts in {GROUPS} groups, medians of {RUNS} runs");
+    println!(
+        "outlier score pass, 10 metrics:           {:8.2} ms (target <= 20 ms)",
+        median_ms(score_times)
+    );
+    println!(
+        "outlier pass with k-of-n tracking:        {:8.2} ms (target <= 20 ms)",
+        median_ms(observe_times)
+    );
+    println!(
+        "alarm evaluation, 20 rules, {HISTORY_SAMPLES} samples/host: {:8.2} ms (target <= 50 ms); {events} transitions",
+        median_ms(eval_times)
+    );
+}

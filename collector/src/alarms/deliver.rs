@@ -1,0 +1,637 @@
+//! Delivery of alarms: the Alertmanager v2 (`POST /api/v2/alerts`) and generic webhook JSON bodies (pure),
+//! and an async sender with a bounded queue, retries with capped, jittered backoff, and a minimal HTTP/1.1
+//! POST over a tokio TcpStream (the collector has no HTTP client library; the target is a local Alertmanager
+//! or relay).
+
+use super::eval::{AlarmEvent, AlarmStatus, Subject};
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How often the caller should re-send firing alarms: Alertmanager expects active alerts to be repeated.
+pub const RESEND_INTERVAL_MS: u64 = 60_000;
+
+/// A firing alert is sent with an end time this far ahead, renewed by every re-send; if the collector stops
+/// re-sending (crash, partition), Alertmanager resolves it by itself instead of paging forever. Four re-send
+/// intervals tolerate three lost deliveries.
+pub const FIRING_VALIDITY_MS: u64 = 4 * RESEND_INTERVAL_MS;
+
+/// Unix milliseconds as an RFC 3339 UTC time with milliseconds, as Alertmanager expects.
+pub fn rfc3339_millis(unix_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Alertmanager label names are `[a-zA-Z_][a-zA-Z0-9_]*`; anything else becomes `_`.
+fn label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode_query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
+}
+
+/// The body of `POST /api/v2/alerts`: firing and resolved alarms (pending ones are not news for whoever is
+/// paged). `generator_url` is the collector's base URL; each alert links to its rule there.
+///
+/// startsAt is when the alarm fired; endsAt is the resolution time for a resolved alarm and
+/// now + [`FIRING_VALIDITY_MS`] for a firing one.
+pub fn alertmanager_body(events: &[AlarmEvent], now_ms: u64, generator_url: &str) -> Value {
+    let alerts: Vec<Value> = events
+        .iter()
+        .filter(|e| e.status != AlarmStatus::Pending)
+        .map(|event| {
+            let labels: Map<String, Value> = event
+                .labels
+                .iter()
+                .map(|(k, v)| (label_name(k), Value::String(v.clone())))
+                .collect();
+            let mut annotations = Map::new();
+            annotations.insert("summary".into(), event.summary.clone().into());
+            annotations.insert("description".into(), event.description.clone().into());
+            annotations.insert("runbook".into(), event.runbook.clone().into());
+            if is_url(&event.runbook) {
+                annotations.insert("runbook_url".into(), event.runbook.clone().into());
+            }
+            if let Some(value) = event.value {
+                annotations.insert("value".into(), format!("{value}").into());
+            }
+            let starts_ms = event.fired_ms.or(event.active_since_ms).unwrap_or(now_ms);
+            let ends_ms = match event.status {
+                AlarmStatus::Resolved => event.resolved_ms.unwrap_or(now_ms),
+                _ => now_ms + FIRING_VALIDITY_MS,
+            };
+            json!({
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": rfc3339_millis(starts_ms),
+                "endsAt": rfc3339_millis(ends_ms),
+                "generatorURL": generator_link(generator_url, &event.rule),
+            })
+        })
+        .collect();
+    Value::Array(alerts)
+}
+
+fn generator_link(base: &str, rule: &str) -> String {
+    format!(
+        "{}/alarms?rule={}",
+        base.trim_end_matches('/'),
+        encode_query_value(rule)
+    )
+}
+
+/// A generic webhook body: every transition, pending included, with its times in RFC 3339.
+pub fn webhook_body(events: &[AlarmEvent], now_ms: u64, generator_url: &str) -> Value {
+    let time = |ms: Option<u64>| ms.map(rfc3339_millis);
+    let alarms: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let (subject_type, subject) = match &e.subject {
+                Subject::Host(name) => ("host", name),
+                Subject::Group(name) => ("group", name),
+            };
+            json!({
+                "rule": e.rule,
+                "kind": e.kind,
+                "status": e.status,
+                "severity": e.severity,
+                "subject_type": subject_type,
+                "subject": subject,
+                "labels": e.labels,
+                "summary": e.summary,
+                "description": e.description,
+                "runbook": e.runbook,
+                "value": e.value,
+                "active_since": time(e.active_since_ms),
+                "fired_at": time(e.fired_ms),
+                "resolved_at": time(e.resolved_ms),
+                "link": generator_link(generator_url, &e.rule),
+            })
+        })
+        .collect();
+    json!({ "version": 1, "source": "headroom", "sent_at": rfc3339_millis(now_ms), "alarms": alarms })
+}
+
+/// Delay before retry `attempt` (1 for the first retry): base × 2^(attempt−1), never above `cap_ms`, minus
+/// up to half of it as jitter so that many senders do not retry in step. `jitter_unit` is in [0, 1).
+pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, jitter_unit: f64) -> u64 {
+    let exponent = attempt.saturating_sub(1).min(32);
+    let delay_ms = base_ms.saturating_mul(1u64 << exponent).min(cap_ms);
+    let jitter_ms = (delay_ms as f64 / 2.0 * jitter_unit.clamp(0.0, 1.0)) as u64;
+    delay_ms - jitter_ms
+}
+
+/// Where alarms go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An Alertmanager; the body goes to /api/v2/alerts.
+    Alertmanager { addr: SocketAddr },
+    /// Any HTTP endpoint taking the webhook body.
+    Webhook { addr: SocketAddr, path: String },
+}
+
+impl Target {
+    fn path(&self) -> &str {
+        match self {
+            Target::Alertmanager { .. } => "/api/v2/alerts",
+            Target::Webhook { path, .. } => path,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Alertmanager { addr } | Target::Webhook { addr, .. } => *addr,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderSettings {
+    /// Batches waiting to be sent; more are dropped and counted.
+    pub queue_capacity: usize,
+    /// Attempts per batch, the first included.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// Connect, write and read, each.
+    pub timeout_ms: u64,
+    /// The collector's base URL for generatorURL links.
+    pub generator_url: String,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        SenderSettings {
+            queue_capacity: 64,
+            max_attempts: 5,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 30_000,
+            timeout_ms: 5_000,
+            generator_url: "http://127.0.0.1:9601".to_string(),
+        }
+    }
+}
+
+/// Counters of what happened to the batches offered.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub sent: AtomicU64,
+    /// Batches given up on after every attempt failed, or refused by the target.
+    pub failed: AtomicU64,
+    /// Batches dropped because the queue was full.
+    pub dropped: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("alarm delivery to {addr}{path}: {detail} (is the receiver running and listening there?)")]
+    Unreachable {
+        addr: SocketAddr,
+        path: String,
+        detail: String,
+    },
+    #[error("alarm delivery to {addr}{path}: status {status}: {body}")]
+    Status {
+        addr: SocketAddr,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+impl DeliveryError {
+    /// Client errors other than 408 and 429 will fail the same way again.
+    fn is_permanent(&self) -> bool {
+        matches!(self, DeliveryError::Status { status, .. } if (400..500).contains(status) && *status != 408 && *status != 429)
+    }
+}
+
+/// The producing side of the queue; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeliveryHandle {
+    tx: mpsc::Sender<Vec<AlarmEvent>>,
+    stats: Arc<DeliveryStats>,
+}
+
+impl DeliveryHandle {
+    /// Queues a batch without waiting; returns false (and counts it) when the queue is full or closed.
+    pub fn offer(&self, events: Vec<AlarmEvent>) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        match self.tx.try_send(events) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<DeliveryStats> {
+        &self.stats
+    }
+}
+
+/// The consuming side, for [`run_sender`].
+#[derive(Debug)]
+pub struct DeliveryQueue {
+    rx: mpsc::Receiver<Vec<AlarmEvent>>,
+    stats: Arc<DeliveryStats>,
+}
+
+pub fn delivery_queue(capacity: usize) -> (DeliveryHandle, DeliveryQueue) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let stats = Arc::new(DeliveryStats::default());
+    (
+        DeliveryHandle {
+            tx,
+            stats: stats.clone(),
+        },
+        DeliveryQueue { rx, stats },
+    )
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sends queued batches until `cancel`; then makes one attempt for each batch still queued and returns.
+pub async fn run_sender(
+    mut queue: DeliveryQueue,
+    target: Target,
+    settings: SenderSettings,
+    cancel: CancellationToken,
+) {
+    let mut rng = fastrand::Rng::new();
+    loop {
+        let batch = tokio::select! {
+            batch = queue.rx.recv() => batch,
+            () = cancel.cancelled() => None,
+        };
+        let Some(batch) = batch else { break };
+        deliver_with_retries(&batch, &target, &settings, &queue.stats, &cancel, &mut rng).await;
+    }
+    queue.rx.close();
+    while let Ok(batch) = queue.rx.try_recv() {
+        let single = SenderSettings {
+            max_attempts: 1,
+            ..settings.clone()
+        };
+        deliver_with_retries(&batch, &target, &single, &queue.stats, &cancel, &mut rng).await;
+    }
+}
+
+async fn deliver_with_retries(
+    batch: &[AlarmEvent],
+    target: &Target,
+    settings: &SenderSettings,
+    stats: &DeliveryStats,
+    cancel: &CancellationToken,
+    rng: &mut fastrand::Rng,
+) {
+    for attempt in 1..=settings.max_attempts.max(1) {
+        // The body is built per attempt so a firing alarm's validity counts from the actual send.
+        let now_ms = now_unix_ms();
+        let body = match target {
+            Target::Alertmanager { .. } => alertmanager_body(batch, now_ms, &settings.generator_url),
+            Target::Webhook { .. } => webhook_body(batch, now_ms, &settings.generator_url),
+        };
+        if body.as_array().is_some_and(|alerts| alerts.is_empty()) {
+            return;
+        }
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let result = post_json(target.addr(), target.path(), body.to_string().as_bytes(), timeout).await;
+        let error = match result {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(error) => error,
+        };
+        if error.is_permanent() || attempt == settings.max_attempts || cancel.is_cancelled() {
+            tracing::warn!(%error, attempt, alarms = batch.len(), "alarm delivery failed, batch given up");
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let delay_ms = backoff_ms(
+            attempt,
+            settings.backoff_base_ms,
+            settings.backoff_cap_ms,
+            rng.f64(),
+        );
+        tracing::debug!(%error, attempt, delay_ms, "alarm delivery failed, retrying");
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+}
+
+/// One HTTP/1.1 POST of a JSON body; Ok on any 2xx status.
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    let unreachable = |detail: String| DeliveryError::Unreachable {
+        addr,
+        path: path.to_string(),
+        detail,
+    };
+    let io = |e: std::io::Error| unreachable(e.to_string());
+    let timed_out = |_| unreachable(format!("no answer within {} ms", timeout.as_millis()));
+    let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(timed_out)?
+        .map_err(io)?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .map_err(timed_out)?
+        .map_err(io)?;
+    let mut raw = Vec::new();
+    // Read at most 64 KiB: only the status and a short error text are of interest.
+    let mut limited = (&mut stream).take(64 * 1024);
+    tokio::time::timeout(timeout, limited.read_to_end(&mut raw))
+        .await
+        .map_err(timed_out)?
+        .map_err(io)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status_line = text.lines().next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| unreachable(format!("not an HTTP response: {:?}", status_line)))?;
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
+    Err(DeliveryError::Status {
+        addr,
+        path: path.to_string(),
+        status,
+        body: body
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .replace(['\r', '\n'], " "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::Severity;
+    use std::collections::BTreeMap;
+    use tokio::net::TcpListener;
+
+    const T0_MS: u64 = 1_700_000_000_000;
+
+    fn event(status: AlarmStatus) -> AlarmEvent {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "host-silent"),
+            ("severity", "critical"),
+            ("host", "web-17"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        AlarmEvent {
+            rule: "host-silent".into(),
+            kind: "missing",
+            subject: Subject::Host("web-17".into()),
+            status,
+            severity: Severity::Critical,
+            runbook: "https://runbooks.invalid/silent".into(),
+            summary: "web-17 silent".into(),
+            description: "no data for 45.0 s".into(),
+            value: Some(45.0),
+            labels,
+            active_since_ms: Some(T0_MS),
+            fired_ms: Some(T0_MS + 1_000),
+            resolved_ms: (status == AlarmStatus::Resolved).then_some(T0_MS + 90_000),
+        }
+    }
+
+    #[test]
+    fn alertmanager_body_has_the_v2_fields_and_skips_pending() {
+        let events = [
+            event(AlarmStatus::Pending),
+            event(AlarmStatus::Firing),
+            event(AlarmStatus::Resolved),
+        ];
+        let body = alertmanager_body(&events, T0_MS + 2_000, "http://127.0.0.1:9601/");
+        let alerts = body.as_array().unwrap();
+        assert_eq!(alerts.len(), 2);
+        let firing = &alerts[0];
+        assert_eq!(firing["labels"]["alertname"], "host-silent");
+        assert_eq!(firing["labels"]["host"], "web-17");
+        assert_eq!(
+            firing["annotations"]["runbook_url"],
+            "https://runbooks.invalid/silent"
+        );
+        assert_eq!(firing["annotations"]["summary"], "web-17 silent");
+        assert_eq!(firing["annotations"]["description"], "no data for 45.0 s");
+        assert_eq!(firing["startsAt"], "2023-11-14T22:13:21.000Z");
+        // A firing alert carries a renewable end, four re-send intervals ahead.
+        assert_eq!(
+            firing["endsAt"],
+            rfc3339_millis(T0_MS + 2_000 + FIRING_VALIDITY_MS)
+        );
+        assert_eq!(
+            firing["generatorURL"],
+            "http://127.0.0.1:9601/alarms?rule=host-silent"
+        );
+        assert_eq!(alerts[1]["endsAt"], "2023-11-14T22:14:50.000Z");
+    }
+
+    #[test]
+    fn label_names_are_made_valid_and_text_runbooks_are_not_urls() {
+        assert_eq!(label_name("service-tier"), "service_tier");
+        assert_eq!(label_name("1zone"), "_1zone");
+        let mut e = event(AlarmStatus::Firing);
+        e.runbook = "restart it".into();
+        e.labels.insert("service-tier".into(), "gold".into());
+        let body = alertmanager_body(&[e], T0_MS, "http://x");
+        assert_eq!(body[0]["annotations"]["runbook"], "restart it");
+        assert!(body[0]["annotations"].get("runbook_url").is_none());
+        assert_eq!(body[0]["labels"]["service_tier"], "gold");
+    }
+
+    #[test]
+    fn webhook_body_carries_every_transition() {
+        let body = webhook_body(
+            &[event(AlarmStatus::Pending), event(AlarmStatus::Resolved)],
+            T0_MS,
+            "http://x",
+        );
+        assert_eq!(body["version"], 1);
+        assert_eq!(body["sent_at"], "2023-11-14T22:13:20.000Z");
+        let alarms = body["alarms"].as_array().unwrap();
+        assert_eq!(alarms[0]["status"], "pending");
+        assert_eq!(alarms[0]["resolved_at"], Value::Null);
+        assert_eq!(alarms[1]["status"], "resolved");
+        assert_eq!(alarms[1]["subject"], "web-17");
+        assert_eq!(alarms[1]["severity"], "critical");
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jitter_only_shortens() {
+        assert_eq!(backoff_ms(1, 500, 30_000, 0.0), 500);
+        assert_eq!(backoff_ms(2, 500, 30_000, 0.0), 1_000);
+        assert_eq!(backoff_ms(4, 500, 30_000, 0.0), 4_000);
+        // The cap is a ceiling, also for huge attempt numbers.
+        assert_eq!(backoff_ms(10, 500, 30_000, 0.0), 30_000);
+        assert_eq!(backoff_ms(u32::MAX, 500, 30_000, 0.0), 30_000);
+        for unit in [0.0, 0.3, 0.999] {
+            let delay = backoff_ms(10, 500, 30_000, unit);
+            assert!((15_000..=30_000).contains(&delay), "{delay}");
+        }
+        assert_eq!(backoff_ms(10, 500, 30_000, 0.999), 15_015);
+    }
+
+    #[test]
+    fn a_full_queue_counts_what_it_drops() {
+        let (handle, _queue) = delivery_queue(2);
+        assert!(handle.offer(vec![event(AlarmStatus::Firing)]));
+        assert!(handle.offer(vec![event(AlarmStatus::Firing)]));
+        assert!(!handle.offer(vec![event(AlarmStatus::Firing)]));
+        assert_eq!(handle.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+
+    /// Accepts `statuses.len()` requests, answering each with the next status; returns the bodies.
+    async fn receiver(statuses: Vec<u16>) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for status in statuses {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read until the announced body length has arrived.
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        if body.len() >= length {
+                            assert!(head.starts_with("POST /api/v2/alerts HTTP/1.1"), "{head}");
+                            bodies.push(body.to_string());
+                            break;
+                        }
+                    }
+                    assert!(n > 0, "connection closed early");
+                }
+                let reply =
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy");
+                socket.write_all(reply.as_bytes()).await.unwrap();
+            }
+            bodies
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn the_sender_retries_a_busy_alertmanager_then_delivers() {
+        let (addr, server) = receiver(vec![503, 200]).await;
+        let (handle, queue) = delivery_queue(4);
+        let settings = SenderSettings {
+            backoff_base_ms: 10,
+            ..SenderSettings::default()
+        };
+        let cancel = CancellationToken::new();
+        let sender = tokio::spawn(run_sender(
+            queue,
+            Target::Alertmanager { addr },
+            settings,
+            cancel.clone(),
+        ));
+        assert!(handle.offer(vec![event(AlarmStatus::Firing)]));
+        let bodies = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bodies.len(), 2);
+        let sent: Value = serde_json::from_str(&bodies[1]).unwrap();
+        assert_eq!(sent[0]["labels"]["alertname"], "host-silent");
+        cancel.cancel();
+        sender.await.unwrap();
+        assert_eq!(handle.stats().sent.load(Ordering::Relaxed), 1);
+        assert_eq!(handle.stats().retries.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_body_is_not_retried_and_an_absent_receiver_names_the_address() {
+        let (addr, server) = receiver(vec![400]).await;
+        let error = post_json(addr, "/api/v2/alerts", b"[]", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(error.is_permanent());
+        assert!(error.to_string().contains("status 400: busy"), "{error}");
+        server.await.unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = post_json(closed, "/api/v2/alerts", b"[]", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(!error.is_permanent());
+        assert!(error.to_string().contains(&closed.to_string()), "{error}");
+    }
+}

@@ -1,0 +1,642 @@
+//! Alarm rules: the TOML file (deploy/alarms.toml documents it) read into a raw form and validated, without
+//! IO, into typed [`Rule`]s; the state machine, the evaluation and the delivery live in the submodules.
+//!
+//! Kinds: `threshold` (latest value against a limit), `percentile` (a percentile of a host's or a group's
+//! samples over a window), `rate_of_change` (least-squares slope per minute over a window), `outlier` (the
+//! peer-outlier tracker flags the host), `missing` (the host has been silent longer than a grace period) and
+//! `composite` (all or any of other rules firing for the host).
+
+pub mod deliver;
+pub mod eval;
+pub mod state;
+
+use crate::outliers::Metric;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, Subject};
+pub use state::{AlarmState, Transition};
+
+/// Placeholders a summary template may use.
+pub const SUMMARY_PLACEHOLDERS: &[&str] = &[
+    "host",
+    "group",
+    "rule",
+    "metric",
+    "value",
+    "threshold",
+    "severity",
+];
+
+/// Longest `for`, window or grace period a rule may ask for; the collector keeps at most this much recent
+/// data for evaluation.
+pub const MAX_RULE_DURATION_MS: u64 = 24 * 3_600_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("alarm rules {path}: cannot read: {detail} (copy deploy/alarms.toml there, or fix the path)")]
+    Read { path: String, detail: String },
+    #[error("alarm rules {origin}: line {line}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("alarm rules {origin}: line {line}: rule \"{rule}\": {key}: {problem}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        rule: String,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Comparison of an observed value with the rule's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Above,
+    AtLeast,
+    Below,
+    AtMost,
+}
+
+impl Op {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Above => ">",
+            Op::AtLeast => ">=",
+            Op::Below => "<",
+            Op::AtMost => "<=",
+        }
+    }
+
+    pub fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Op::Above => observed > limit,
+            Op::AtLeast => observed >= limit,
+            Op::Below => observed < limit,
+            Op::AtMost => observed <= limit,
+        }
+    }
+}
+
+/// Whose samples a percentile is taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Across {
+    /// Each host's own samples; one alarm per host.
+    Host,
+    /// All samples of all hosts sharing the group label value; one alarm per group.
+    Group,
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Threshold {
+        metric: Metric,
+        op: Op,
+        value: f64,
+    },
+    Percentile {
+        metric: Metric,
+        /// In percent, e.g. 99.9.
+        quantile_pct: f64,
+        over_ms: u64,
+        across: Across,
+        op: Op,
+        value: f64,
+    },
+    RateOfChange {
+        metric: Metric,
+        over_ms: u64,
+        op: Op,
+        /// Change of the metric per minute, in the metric's unit.
+        per_minute: f64,
+    },
+    Outlier {
+        /// `None`: any metric of the host.
+        metric: Option<Metric>,
+    },
+    Missing {
+        grace_ms: u64,
+    },
+    Composite {
+        /// True: every listed rule must fire; false: any one.
+        all: bool,
+        /// Indices into [`RuleSet::rules`].
+        rules: Vec<usize>,
+    },
+}
+
+impl Condition {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Threshold { .. } => "threshold",
+            Condition::Percentile { .. } => "percentile",
+            Condition::RateOfChange { .. } => "rate_of_change",
+            Condition::Outlier { .. } => "outlier",
+            Condition::Missing { .. } => "missing",
+            Condition::Composite { .. } => "composite",
+        }
+    }
+
+    /// The metric it watches, when there is one.
+    pub fn metric(&self) -> Option<Metric> {
+        match self {
+            Condition::Threshold { metric, .. }
+            | Condition::Percentile { metric, .. }
+            | Condition::RateOfChange { metric, .. } => Some(*metric),
+            Condition::Outlier { metric } => *metric,
+            Condition::Missing { .. } | Condition::Composite { .. } => None,
+        }
+    }
+}
+
+/// One validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub severity: Severity,
+    /// How long the condition must hold before the alarm fires.
+    pub for_ms: u64,
+    /// A URL or a short text telling whoever is paged what to do.
+    pub runbook: String,
+    pub summary: Option<String>,
+    /// Label matchers: the rule applies to hosts whose labels have every one of these values.
+    pub scope: BTreeMap<String, String>,
+    pub condition: Condition,
+    /// Line of the rule in its file, for messages.
+    pub line: usize,
+}
+
+impl Rule {
+    pub fn applies_to(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.scope
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+/// Every rule of a file, in an order where a composite comes after the rules it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// Label whose value names a host's group (for `across = "group"`).
+    pub group_label: String,
+    /// Rule indices, composites after their parts.
+    pub order: Vec<usize>,
+}
+
+impl RuleSet {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.name == name)
+    }
+}
+
+/// Reads and validates the rules file at `path`.
+pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RulesError::Read {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates rules text; `origin` names the file in messages.
+pub fn parse(text: &str, origin: &str) -> Result<RuleSet, RulesError> {
+    let raw: RawFile = toml::from_str(text).map_err(|error| RulesError::Syntax {
+        origin: origin.to_string(),
+        line: error.span().map_or(1, |span| line_of(text, span.start)),
+        message: error
+            .message()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .replace('`', "\""),
+    })?;
+    validate(raw, text, origin)
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    /// Label whose value names a host's group. Default "group".
+    group_label: Option<String>,
+    /// The rules, as `[[rule]]` tables.
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RawRule>>,
+}
+
+/// One `[[rule]]` table: every key of every kind, checked against the kind during validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    /// Unique name; becomes the alert's `alertname`.
+    name: String,
+    /// threshold | percentile | rate_of_change | outlier | missing | composite.
+    kind: String,
+    /// info | warning | critical.
+    severity: String,
+    /// How long the condition must hold before firing, like "2m"; "0s" fires at once.
+    #[serde(rename = "for")]
+    for_duration: String,
+    /// URL or text for whoever is paged.
+    runbook: String,
+    /// One line with placeholders such as {host} and {value}.
+    summary: Option<String>,
+    /// Label matchers, like { group = "web" }.
+    #[serde(default)]
+    scope: BTreeMap<String, String>,
+    /// Metric name (threshold, percentile, rate_of_change, optional for outlier).
+    metric: Option<String>,
+    /// One of > >= < <= (threshold, percentile, rate_of_change).
+    op: Option<String>,
+    /// The limit (threshold, percentile) or the change per minute (rate_of_change).
+    value: Option<f64>,
+    /// Percentile in percent, like 99.9 (percentile).
+    quantile: Option<f64>,
+    /// Window, like "5m" (percentile, rate_of_change).
+    over: Option<String>,
+    /// host | group (percentile). Default host.
+    across: Option<String>,
+    /// Silence tolerated before a host counts as missing, like "30s" (missing).
+    grace: Option<String>,
+    /// Names of rules that must all fire (composite).
+    all: Option<Vec<String>>,
+    /// Names of rules of which one must fire (composite).
+    any: Option<Vec<String>>,
+}
+
+struct Checker<'a> {
+    origin: &'a str,
+    line: usize,
+    rule: String,
+}
+
+impl Checker<'_> {
+    fn error(&self, key: &str, problem: impl Into<String>) -> RulesError {
+        RulesError::Invalid {
+            origin: self.origin.to_string(),
+            line: self.line,
+            rule: self.rule.clone(),
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    fn required<T>(&self, key: &str, kind: &str, value: Option<T>) -> Result<T, RulesError> {
+        value.ok_or_else(|| {
+            self.error(
+                key,
+                format!("missing; a {kind} rule needs {key} (see deploy/alarms.toml)"),
+            )
+        })
+    }
+
+    fn duration(&self, key: &str, text: &str, allow_zero: bool) -> Result<u64, RulesError> {
+        let parsed = humantime::parse_duration(text).map_err(|e| {
+            self.error(
+                key,
+                format!("\"{text}\" is not a duration ({e}); write it like \"90s\" or \"5m\""),
+            )
+        })?;
+        let ms = u64::try_from(parsed.as_millis()).unwrap_or(u64::MAX);
+        if (!allow_zero && ms == 0) || ms > MAX_RULE_DURATION_MS {
+            let least = if allow_zero { "0s" } else { "1s" };
+            return Err(self.error(key, format!("\"{text}\" is out of range (use {least} to 24h)")));
+        }
+        Ok(ms)
+    }
+
+    fn metric(&self, name: &str) -> Result<Metric, RulesError> {
+        Metric::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            self.error(
+                "metric",
+                format!("unknown metric \"{name}\" (use one of {})", known.join(", ")),
+            )
+        })
+    }
+
+    fn op(&self, text: &str) -> Result<Op, RulesError> {
+        match text {
+            ">" => Ok(Op::Above),
+            ">=" => Ok(Op::AtLeast),
+            "<" => Ok(Op::Below),
+            "<=" => Ok(Op::AtMost),
+            other => Err(self.error(
+                "op",
+                format!("\"{other}\" is not a comparison (use >, >=, < or <=)"),
+            )),
+        }
+    }
+
+    fn finite(&self, key: &str, value: f64) -> Result<f64, RulesError> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(self.error(key, "must be a finite number"))
+        }
+    }
+}
+
+/// Keys each kind accepts besides the common ones.
+fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "threshold" => &["metric", "op", "value"],
+        "percentile" => &["metric", "op", "value", "quantile", "over", "across"],
+        "rate_of_change" => &["metric", "op", "value", "over"],
+        "outlier" => &["metric"],
+        "missing" => &["grace"],
+        "composite" => &["all", "any"],
+        _ => return None,
+    })
+}
+
+fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesError> {
+    let names: Vec<String> = raw.rule.iter().map(|r| r.get_ref().name.clone()).collect();
+    let mut rules = Vec::with_capacity(raw.rule.len());
+    for (index, spanned) in raw.rule.into_iter().enumerate() {
+        let line = line_of(text, spanned.span().start);
+        let r = spanned.into_inner();
+        let check = Checker {
+            origin,
+            line,
+            rule: r.name.clone(),
+        };
+        if r.name.is_empty() || r.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(check.error(
+                "name",
+                "must be non-empty, without spaces (use dashes or underscores)",
+            ));
+        }
+        if names[..index].contains(&r.name) {
+            return Err(check.error("name", "is used by an earlier rule; rule names must be unique"));
+        }
+        let Some(allowed) = kind_keys(&r.kind) else {
+            return Err(check.error(
+                "kind",
+                format!(
+                    "unknown kind \"{}\" (use threshold, percentile, rate_of_change, outlier, missing or composite)",
+                    r.kind
+                ),
+            ));
+        };
+        let present = [
+            ("metric", r.metric.is_some()),
+            ("op", r.op.is_some()),
+            ("value", r.value.is_some()),
+            ("quantile", r.quantile.is_some()),
+            ("over", r.over.is_some()),
+            ("across", r.across.is_some()),
+            ("grace", r.grace.is_some()),
+            ("all", r.all.is_some()),
+            ("any", r.any.is_some()),
+        ];
+        if let Some((key, _)) = present.iter().find(|(key, set)| *set && !allowed.contains(key)) {
+            return Err(check.error(key, format!("does not apply to a {} rule; remove it", r.kind)));
+        }
+        let severity = match r.severity.as_str() {
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(check.error(
+                    "severity",
+                    format!("\"{other}\" is unknown (use info, warning or critical)"),
+                ))
+            }
+        };
+        let for_ms = check.duration("for", &r.for_duration, true)?;
+        if r.runbook.trim().is_empty() {
+            return Err(check.error("runbook", "is empty; give a URL or a line saying what to do"));
+        }
+        if let Some(summary) = &r.summary {
+            check_template(summary).map_err(|problem| check.error("summary", problem))?;
+        }
+        let kind = r.kind.as_str();
+        let condition = match kind {
+            "threshold" => Condition::Threshold {
+                metric: check.metric(&check.required("metric", kind, r.metric)?)?,
+                op: check.op(&check.required("op", kind, r.op)?)?,
+                value: check.finite("value", check.required("value", kind, r.value)?)?,
+            },
+            "percentile" => {
+                let quantile_pct = check.required("quantile", kind, r.quantile)?;
+                if !(quantile_pct > 0.0 && quantile_pct <= 100.0) {
+                    return Err(check.error(
+                        "quantile",
+                        format!("{quantile_pct} is out of range (use a percent in (0, 100], like 99.9)"),
+                    ));
+                }
+                let across = match r.across.as_deref().unwrap_or("host") {
+                    "host" => Across::Host,
+                    "group" => Across::Group,
+                    other => {
+                        return Err(
+                            check.error("across", format!("\"{other}\" is unknown (use host or group)"))
+                        )
+                    }
+                };
+                Condition::Percentile {
+                    metric: check.metric(&check.required("metric", kind, r.metric)?)?,
+                    quantile_pct,
+                    over_ms: check.duration("over", &check.required("over", kind, r.over)?, false)?,
+                    across,
+                    op: check.op(&check.required("op", kind, r.op)?)?,
+                    value: check.finite("value", check.required("value", kind, r.value)?)?,
+                }
+            }
+            "rate_of_change" => Condition::RateOfChange {
+                metric: check.metric(&check.required("metric", kind, r.metric)?)?,
+                over_ms: check.duration("over", &check.required("over", kind, r.over)?, false)?,
+                op: check.op(&check.required("op", kind, r.op)?)?,
+                per_minute: check.finite("value", check.required("value", kind, r.value)?)?,
+            },
+            "outlier" => Condition::Outlier {
+                metric: r.metric.as_deref().map(|m| check.metric(m)).transpose()?,
+            },
+            "missing" => Condition::Missing {
+                grace_ms: check.duration("grace", &check.required("grace", kind, r.grace)?, false)?,
+            },
+            _ => {
+                let (all, parts) = match (r.all, r.any) {
+                    (Some(parts), None) => (true, parts),
+                    (None, Some(parts)) => (false, parts),
+                    _ => {
+                        return Err(check.error(
+                            "all",
+                            "a composite rule needs exactly one of all = [...] or any = [...]",
+                        ))
+                    }
+                };
+                let key = if all { "all" } else { "any" };
+                if parts.is_empty() {
+                    return Err(check.error(key, "is empty; name at least one rule"));
+                }
+                let mut indices = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    if part == &r.name {
+                        return Err(
+                            check.error(key, "names the rule itself; a composite combines other rules")
+                        );
+                    }
+                    let found = names.iter().position(|n| n == part).ok_or_else(|| {
+                        check.error(
+                            key,
+                            format!("no rule is named \"{part}\" (check the spelling in this file)"),
+                        )
+                    })?;
+                    indices.push(found);
+                }
+                Condition::Composite { all, rules: indices }
+            }
+        };
+        rules.push(Rule {
+            name: r.name,
+            severity,
+            for_ms,
+            runbook: r.runbook.trim().to_string(),
+            summary: r.summary,
+            scope: r.scope,
+            condition,
+            line,
+        });
+    }
+    let order = evaluation_order(&rules).map_err(|index| {
+        let rule = &rules[index];
+        RulesError::Invalid {
+            origin: origin.to_string(),
+            line: rule.line,
+            rule: rule.name.clone(),
+            key: "all/any".to_string(),
+            problem: "composites refer to each other in a cycle; break the cycle".to_string(),
+        }
+    })?;
+    let group_label = raw.group_label.unwrap_or_else(|| "group".to_string());
+    if group_label.is_empty() {
+        return Err(RulesError::Invalid {
+            origin: origin.to_string(),
+            line: 1,
+            rule: String::new(),
+            key: "group_label".to_string(),
+            problem: "is empty; name the label that groups hosts, like \"group\"".to_string(),
+        });
+    }
+    Ok(RuleSet {
+        rules,
+        group_label,
+        order,
+    })
+}
+
+/// Depth-first order with composites after their parts; `Err(index)` names a rule on a cycle.
+fn evaluation_order(rules: &[Rule]) -> Result<Vec<usize>, usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit(index: usize, rules: &[Rule], marks: &mut [Mark], order: &mut Vec<usize>) -> Result<(), usize> {
+        match marks[index] {
+            Mark::Done => return Ok(()),
+            Mark::Visiting => return Err(index),
+            Mark::New => {}
+        }
+        marks[index] = Mark::Visiting;
+        if let Condition::Composite { rules: parts, .. } = &rules[index].condition {
+            for &part in parts {
+                visit(part, rules, marks, order)?;
+            }
+        }
+        marks[index] = Mark::Done;
+        order.push(index);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; rules.len()];
+    let mut order = Vec::with_capacity(rules.len());
+    for index in 0..rules.len() {
+        visit(index, rules, &mut marks, &mut order)?;
+    }
+    Ok(order)
+}
+
+/// Checks that every `{placeholder}` of a summary template is known.
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed \"{{\" in \"{template}\" (close it, like {{host}})"))?;
+        let name = &after[..close];
+        if !SUMMARY_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}} (use {})",
+                SUMMARY_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+/// Fills a validated template; `value_of` returns the text for a placeholder name.
+pub fn render_template(template: &str, value_of: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                out.push_str(&value_of(&after[..close]));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests;

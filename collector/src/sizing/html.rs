@@ -1,0 +1,241 @@
+//! The HTML sizing report: one self-contained page (inline CSS and SVG, no scripts, no external assets)
+//! that reads on a laptop and prints cleanly. Built from strings with every text escaped; a template crate
+//! would add a proc-macro build for a handful of fixed fragments.
+
+use super::report::{
+    after_loss, amount, case_text, forecast_text, hosts_to_add_text, percent, status_text, utc,
+};
+use super::svg::{distribution_chart, failover_chart, trend_chart};
+use super::{GroupReport, GroupStatus, LoadSource, SizingReport};
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a202c;margin:0 auto;max-width:1100px;padding:1.5rem}\
+h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:2px solid #e2e8f0}\
+h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}\
+th,td{border:1px solid #e2e8f0;padding:.25rem .5rem;text-align:right}th{background:#f7fafc}\
+td:first-child,th:first-child{text-align:left}\
+.safe-status{color:#276749;font-weight:600}.unsafe-status{color:#c53030;font-weight:600}\
+.notes{background:#fffbea;border-left:4px solid #d69e2e;padding:.4rem .8rem;margin:.5rem 0}\
+.charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{max-width:100%;height:auto}\
+.chart .label{font-size:12px;font-weight:600}.chart .small{font-size:10px;fill:#4a5568}\
+.chart .axis{stroke:#4a5568}.chart .grid{stroke:#e2e8f0}\
+.chart .safe{stroke:#2f855a;stroke-dasharray:4 3;stroke-width:1.5}\
+.chart .target{stroke:#c53030;stroke-dasharray:3 2;stroke-width:2}\
+.chart .trend{stroke:#805ad5;stroke-width:2}.chart .cross{fill:#c53030}\
+.chart rect.over{stroke:#c53030;stroke-width:1.5}\
+.meta{color:#4a5568}section.group{break-inside:avoid-page}\
+@media print{body{max-width:none;padding:0;font-size:11pt}h2{break-before:auto}\
+section.group{break-before:page}section.group:first-of-type{break-before:auto}a{color:inherit}}";
+
+/// Renders the whole page.
+pub(crate) fn render_html(report: &SizingReport) -> String {
+    let mut page = String::with_capacity(64 * 1024 + report.groups.len() * 16 * 1024);
+    page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    page.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    page.push_str("<title>headroom failover sizing report</title><style>");
+    page.push_str(STYLE);
+    page.push_str("</style></head><body><header><h1>Failover sizing report</h1>");
+    page.push_str(&format!(
+        "<p class=\"meta\">Window {} to {}. Peak = p{} of per-minute group sums. Each group must hold its peak \
+         after losing its largest failure domain or its k largest hosts. Forecast horizon {:.0} days. \
+         Schema version {}.</p></header>",
+        utc(report.window_start_ms),
+        utc(report.window_end_ms),
+        report.percentile,
+        report.horizon_days,
+        report.schema_version
+    ));
+    page.push_str(&summary_table(report));
+    for group in &report.groups {
+        page.push_str(&group_section(group, report.horizon_days));
+    }
+    page.push_str("</body></html>\n");
+    page
+}
+
+fn status_cell(group: &GroupReport) -> String {
+    let class = if group.status == GroupStatus::Safe {
+        "safe-status"
+    } else {
+        "unsafe-status"
+    };
+    format!("<td class=\"{class}\">{}</td>", status_text(group.status))
+}
+
+fn summary_table(report: &SizingReport) -> String {
+    let mut html = String::from(
+        "<h2>Summary</h2><table><thead><tr><th>group</th><th>status</th><th>hosts</th><th>domains</th>\
+         <th>binding</th><th>worst case</th><th>now</th><th>after worst loss</th><th>safe level</th>\
+         <th>hosts to add</th><th>safe level crossed</th></tr></thead><tbody>",
+    );
+    for group in &report.groups {
+        let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
+        let cell =
+            |value: Option<String>| format!("<td>{}</td>", escape(&value.unwrap_or_else(|| "-".into())));
+        html.push_str(&format!(
+            "<tr><td><a href=\"#group-{id}\">{name}</a></td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
+            id = escape(&anchor(&group.name)),
+            name = escape(&group.name),
+            status = status_cell(group),
+            hosts = group.hosts,
+            domains = group.domains.len(),
+            binding = cell(group.binding.map(|b| b.label())),
+            case = cell(group.worst_case.as_ref().map(case_text)),
+            now = cell(binding.map(|r| percent(r.current_utilisation))),
+            after = cell(binding.map(|r| after_loss(&r.worst))),
+            safe = cell(binding.map(|r| percent(r.safe_steady_state))),
+            add = cell(Some(hosts_to_add_text(group))),
+            cross = cell(Some(match group.days_to_safe_target {
+                Some(days) if days <= 0.0 => "already over".to_string(),
+                Some(days) => format!("in {days:.0} days"),
+                None => "not within the horizon".to_string(),
+            })),
+        ));
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// A fragment identifier from a group name: letters, digits and dashes.
+fn anchor(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn group_section(group: &GroupReport, horizon_days: f64) -> String {
+    let mut html = format!(
+        "<section class=\"group\" id=\"group-{}\"><h2>{}</h2><p>Status: <strong>{}</strong>. {} hosts in {} \
+         failure domains; N+{} host loss. Hosts to add: <strong>{}</strong>.{}</p>",
+        escape(&anchor(&group.name)),
+        escape(&group.name),
+        status_text(group.status),
+        group.hosts,
+        group.domains.len(),
+        group.k,
+        escape(&hosts_to_add_text(group)),
+        group
+            .added_host
+            .as_ref()
+            .map(|shape| format!(
+                " Added hosts are counted as the group's median host ({} cores, {:.1} GiB).",
+                shape.cores,
+                shape.memory_bytes / (1u64 << 30) as f64
+            ))
+            .unwrap_or_default()
+    );
+    if !group.notes.is_empty() || !group.removable_hosts.is_empty() {
+        html.push_str("<div class=\"notes\"><ul>");
+        for note in &group.notes {
+            html.push_str(&format!("<li>{}</li>", escape(note)));
+        }
+        if !group.removable_hosts.is_empty() {
+            html.push_str(&format!(
+                "<li>could remove {} while staying safe: {}</li>",
+                group.removable_hosts.len(),
+                escape(&group.removable_hosts.join(", "))
+            ));
+        }
+        html.push_str("</ul></div>");
+    }
+    if !group.resources.is_empty() {
+        html.push_str(
+            "<h3>Resources</h3><table><thead><tr><th>resource</th><th>peak</th><th>capacity</th><th>now</th>\
+             <th>worst loss</th><th>after it</th><th>target</th><th>safe level</th><th>headroom</th>\
+             <th>trend</th></tr></thead><tbody>",
+        );
+        for r in &group.resources {
+            html.push_str(&format!(
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{:+.1} pts ({})</td><td>{}</td></tr>",
+                escape(&r.resource.label()),
+                if r.load_source == LoadSource::LittlesLaw { " (Little's law)" } else { "" },
+                amount(r.resource, r.peak),
+                amount(r.resource, r.capacity),
+                percent(r.current_utilisation),
+                escape(&case_text(&r.worst)),
+                after_loss(&r.worst),
+                percent(r.target),
+                percent(r.safe_steady_state),
+                r.headroom * 100.0,
+                amount(r.resource, r.headroom_load),
+                forecast_text(r)
+            ));
+        }
+        html.push_str("</tbody></table>");
+        html.push_str("<h3>What if this fails</h3><div class=\"charts\">");
+        html.push_str(&failover_chart(group));
+        html.push_str("</div><h3>Utilisation over the window</h3><div class=\"charts\">");
+        html.push_str(&distribution_chart(group));
+        html.push_str("</div>");
+        if let Some(binding) = group.resources.iter().find(|r| Some(r.resource) == group.binding) {
+            let chart = trend_chart(binding, horizon_days);
+            if !chart.is_empty() {
+                html.push_str(&format!(
+                    "<h3>Trend of daily peak {} (binding)</h3><div class=\"charts\">{chart}</div>",
+                    escape(&binding.resource.label())
+                ));
+            }
+        }
+    }
+    if !group.domains.is_empty() {
+        html.push_str("<h3>Failure domains</h3><table><thead><tr><th>domain</th><th>kind</th><th>hosts</th></tr></thead><tbody>");
+        for domain in group.domains.iter().take(50) {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&domain.name),
+                if domain.kind == super::LossKind::Zone {
+                    "zone"
+                } else {
+                    "unzoned host"
+                },
+                domain.hosts
+            ));
+        }
+        html.push_str("</tbody></table>");
+        if group.domains.len() > 50 {
+            html.push_str(&format!("<p>and {} more domains.</p>", group.domains.len() - 50));
+        }
+    }
+    let gaps = &group.gaps;
+    html.push_str(&format!(
+        "<h3>Data coverage</h3><p>{} of {} minutes have data; {} minutes are partial. {} hosts joined and {} left \
+         during the window.</p>",
+        gaps.expected_minutes - gaps.missing_minutes,
+        gaps.expected_minutes,
+        gaps.partial_minutes,
+        group.joined.len(),
+        group.left.len()
+    ));
+    if !gaps.longest_gaps.is_empty() {
+        html.push_str("<table><thead><tr><th>gap from</th><th>to</th><th>minutes</th></tr></thead><tbody>");
+        for (from, to) in &gaps.longest_gaps {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                utc(*from),
+                utc(*to),
+                (to - from) / super::MINUTE_MS
+            ));
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("</section>");
+    html
+}

@@ -1,0 +1,358 @@
+//! Renderers over a [`SizingReport`]: JSON (the full model, versioned), CSV (one row per group with every
+//! figure), Markdown (for a ticket) and HTML (one self-contained file, in `html`). Pure: strings out.
+
+use std::time::{Duration, SystemTime};
+
+use super::forecast::ForecastOutcome;
+use super::{GroupReport, GroupStatus, LoadSource, LossCase, Resource, ResourceReport, SizingReport};
+
+/// The formats `headroom-collector report --format` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// One self-contained page with inline SVG charts.
+    Html,
+    /// One row per group.
+    Csv,
+    /// The full model with `schema_version`.
+    Json,
+    /// Markdown for pasting into a ticket.
+    Markdown,
+}
+
+impl std::str::FromStr for ReportFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ReportFormat, String> {
+        match text {
+            "html" => Ok(ReportFormat::Html),
+            "csv" => Ok(ReportFormat::Csv),
+            "json" => Ok(ReportFormat::Json),
+            "md" | "markdown" => Ok(ReportFormat::Markdown),
+            other => Err(format!(
+                "unknown report format \"{other}\" (use html, csv, json or md)"
+            )),
+        }
+    }
+}
+
+/// Renders the report in `format`.
+pub fn render(report: &SizingReport, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Html => super::html::render_html(report),
+        ReportFormat::Csv => render_csv(report),
+        ReportFormat::Json => render_json(report),
+        ReportFormat::Markdown => render_markdown(report),
+    }
+}
+
+fn render_json(report: &SizingReport) -> String {
+    let mut text = serde_json::to_string_pretty(report).expect("the report serialises");
+    text.push('\n');
+    text
+}
+
+/// UTC time like `2024-05-01T12:00:00Z`.
+pub(crate) fn utc(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A fraction as a percentage with one decimal: `0.5333` → `53.3 %`.
+pub(crate) fn percent(fraction: f64) -> String {
+    format!("{:.1} %", fraction * 100.0)
+}
+
+/// A load or capacity in its unit, short: cores with one decimal, bytes in GiB, connections whole.
+pub(crate) fn amount(resource: Resource, value: f64) -> String {
+    match resource {
+        Resource::Cpu => format!("{value:.1} cores"),
+        Resource::Memory => format!("{:.1} GiB", value / (1u64 << 30) as f64),
+        Resource::Connections { .. } => format!("{value:.0} conns"),
+    }
+}
+
+/// A loss case as a reader says it: `zone "b"`, `host "h7"`, `2 largest hosts (h1,h2)`.
+pub(crate) fn case_text(case: &LossCase) -> String {
+    match case.kind {
+        super::LossKind::Zone => format!("zone \"{}\"", case.name),
+        super::LossKind::Host => format!("host \"{}\"", case.name),
+        super::LossKind::LargestHosts => {
+            let count = case.name.split(',').filter(|name| !name.is_empty()).count();
+            format!("{count} largest hosts ({})", case.name)
+        }
+    }
+}
+
+/// Utilisation after a loss, or "nothing survives".
+pub(crate) fn after_loss(case: &LossCase) -> String {
+    case.utilisation.map_or("nothing survives".to_string(), percent)
+}
+
+pub(crate) fn status_text(status: GroupStatus) -> &'static str {
+    match status {
+        GroupStatus::Safe => "safe",
+        GroupStatus::Unsafe => "unsafe",
+        GroupStatus::SingleDomain => "cannot survive a zone loss",
+        GroupStatus::Empty => "empty",
+        GroupStatus::NoData => "no data",
+    }
+}
+
+pub(crate) fn hosts_to_add_text(group: &GroupReport) -> String {
+    match (group.status, group.hosts_to_add) {
+        (GroupStatus::Empty | GroupStatus::NoData, _) => "-".to_string(),
+        (GroupStatus::SingleDomain, None) => "add a second zone".to_string(),
+        (_, None) => "too many".to_string(),
+        (_, Some(0)) if !group.removable_hosts.is_empty() => {
+            format!("0 (may remove {})", group.removable_hosts.len())
+        }
+        (_, Some(count)) => count.to_string(),
+    }
+}
+
+pub(crate) fn forecast_text(resource: &ResourceReport) -> String {
+    match resource.forecast.outcome {
+        ForecastOutcome::Crosses { days } => format!("in {days:.0} days"),
+        ForecastOutcome::AlreadyOver => "already over".to_string(),
+        ForecastOutcome::NotWithinHorizon => "not within the horizon".to_string(),
+        ForecastOutcome::NotEnoughHistory => "not enough history".to_string(),
+        ForecastOutcome::NotMeasured => "configured load, no trend".to_string(),
+    }
+}
+
+/// The resource of a kind that presses hardest (for connections, the tightest port).
+fn tightest(group: &GroupReport, matches: impl Fn(Resource) -> bool) -> Option<&ResourceReport> {
+    group
+        .resources
+        .iter()
+        .filter(|resource| matches(resource.resource))
+        .max_by(|a, b| {
+            let pressure = |r: &ResourceReport| r.worst.utilisation.map_or(f64::INFINITY, |u| u / r.target);
+            pressure(a).total_cmp(&pressure(b))
+        })
+}
+
+/// The CSV header; every figure of a group, resources flattened with a prefix.
+pub const CSV_RESOURCE_FIELDS: &[&str] = &[
+    "peak",
+    "capacity",
+    "target",
+    "current_utilisation",
+    "worst_utilisation",
+    "worst_case",
+    "safe_steady_state",
+    "headroom",
+    "headroom_load",
+    "safe",
+    "forecast_outcome",
+    "forecast_days",
+];
+
+fn csv_header() -> Vec<String> {
+    let mut header: Vec<String> = [
+        "group",
+        "status",
+        "hosts",
+        "domains",
+        "k",
+        "binding",
+        "worst_case",
+        "hosts_to_add",
+        "removable_hosts",
+        "days_to_safe_target",
+        "hosts_joined",
+        "hosts_left",
+        "expected_minutes",
+        "missing_minutes",
+        "partial_minutes",
+        "connections_port",
+        "connections_load_source",
+    ]
+    .iter()
+    .map(|name| name.to_string())
+    .collect();
+    for prefix in ["cpu", "memory", "connections"] {
+        header.extend(
+            CSV_RESOURCE_FIELDS
+                .iter()
+                .map(|field| format!("{prefix}_{field}")),
+        );
+    }
+    header
+}
+
+fn number(value: f64) -> String {
+    // Rust's shortest round-trip formatting, so a reader gets back exactly the JSON's numbers.
+    format!("{value}")
+}
+
+fn optional(value: Option<f64>) -> String {
+    value.map(number).unwrap_or_default()
+}
+
+fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
+    let Some(r) = resource else {
+        return vec![String::new(); CSV_RESOURCE_FIELDS.len()];
+    };
+    let (outcome, days) = match r.forecast.outcome {
+        ForecastOutcome::Crosses { days } => ("crosses", Some(days)),
+        ForecastOutcome::AlreadyOver => ("already_over", None),
+        ForecastOutcome::NotWithinHorizon => ("not_within_horizon", None),
+        ForecastOutcome::NotEnoughHistory => ("not_enough_history", None),
+        ForecastOutcome::NotMeasured => ("not_measured", None),
+    };
+    vec![
+        number(r.peak),
+        number(r.capacity),
+        number(r.target),
+        number(r.current_utilisation),
+        optional(r.worst.utilisation),
+        case_text(&r.worst),
+        number(r.safe_steady_state),
+        number(r.headroom),
+        number(r.headroom_load),
+        r.safe.to_string(),
+        outcome.to_string(),
+        optional(days),
+    ]
+}
+
+fn render_csv(report: &SizingReport) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(csv_header()).expect("writing to memory");
+    for group in &report.groups {
+        let connections = tightest(group, |r| matches!(r, Resource::Connections { .. }));
+        let mut row = vec![
+            group.name.clone(),
+            serde_json::to_value(group.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            group.hosts.to_string(),
+            group.domains.len().to_string(),
+            group.k.to_string(),
+            group.binding.map(|b| b.label()).unwrap_or_default(),
+            group.worst_case.as_ref().map(case_text).unwrap_or_default(),
+            group.hosts_to_add.map(|n| n.to_string()).unwrap_or_default(),
+            group.removable_hosts.len().to_string(),
+            optional(group.days_to_safe_target),
+            group.joined.len().to_string(),
+            group.left.len().to_string(),
+            group.gaps.expected_minutes.to_string(),
+            group.gaps.missing_minutes.to_string(),
+            group.gaps.partial_minutes.to_string(),
+            match connections.map(|r| r.resource) {
+                Some(Resource::Connections { port }) => port.to_string(),
+                _ => String::new(),
+            },
+            connections
+                .map(|r| match r.load_source {
+                    LoadSource::Measured => "measured",
+                    LoadSource::LittlesLaw => "littles_law",
+                })
+                .unwrap_or_default()
+                .to_string(),
+        ];
+        row.extend(resource_cells(tightest(group, |r| r == Resource::Cpu)));
+        row.extend(resource_cells(tightest(group, |r| r == Resource::Memory)));
+        row.extend(resource_cells(connections));
+        writer.write_record(row).expect("writing to memory");
+    }
+    String::from_utf8(writer.into_inner().expect("flushing to memory")).expect("csv of strings is utf-8")
+}
+
+/// Escapes the characters that would break a Markdown table cell.
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn render_markdown(report: &SizingReport) -> String {
+    let mut out = String::new();
+    out.push_str("# Failover sizing report\n\n");
+    out.push_str(&format!(
+        "Window {} to {}; peak = p{} of per-minute group sums; forecast horizon {:.0} days.\n\n",
+        utc(report.window_start_ms),
+        utc(report.window_end_ms),
+        report.percentile,
+        report.horizon_days
+    ));
+    out.push_str(
+        "| group | status | hosts | domains | binding | worst case | now | after worst loss | safe level | \
+         hosts to add | safe level crossed |\n",
+    );
+    out.push_str("|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
+    for group in &report.groups {
+        let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            md_cell(&group.name),
+            status_text(group.status),
+            group.hosts,
+            group.domains.len(),
+            group
+                .binding
+                .map(|b| b.label())
+                .unwrap_or_else(|| "-".to_string()),
+            group
+                .worst_case
+                .as_ref()
+                .map(|c| md_cell(&case_text(c)))
+                .unwrap_or_else(|| "-".to_string()),
+            binding
+                .map(|r| percent(r.current_utilisation))
+                .unwrap_or_else(|| "-".to_string()),
+            binding
+                .map(|r| after_loss(&r.worst))
+                .unwrap_or_else(|| "-".to_string()),
+            binding
+                .map(|r| percent(r.safe_steady_state))
+                .unwrap_or_else(|| "-".to_string()),
+            hosts_to_add_text(group),
+            match group.days_to_safe_target {
+                Some(days) if days <= 0.0 => "already over".to_string(),
+                Some(days) => format!("in {days:.0} days"),
+                None => "not within the horizon".to_string(),
+            },
+        ));
+    }
+    for group in &report.groups {
+        out.push_str(&format!("\n## {}\n\n", md_cell(&group.name)));
+        for note in &group.notes {
+            out.push_str(&format!("- {}\n", md_cell(note)));
+        }
+        if !group.removable_hosts.is_empty() {
+            out.push_str(&format!(
+                "- could remove {} while staying safe: {}\n",
+                group.removable_hosts.len(),
+                group.removable_hosts.join(", ")
+            ));
+        }
+        if group.resources.is_empty() {
+            continue;
+        }
+        out.push_str(
+            "\n| resource | peak | capacity | now | worst loss | after it | target | safe level | headroom | \
+             trend |\n|---|--:|--:|--:|---|--:|--:|--:|--:|---|\n",
+        );
+        for r in &group.resources {
+            out.push_str(&format!(
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {:+.1} pts | {} |\n",
+                r.resource.label(),
+                if r.load_source == LoadSource::LittlesLaw {
+                    " (Little's law)"
+                } else {
+                    ""
+                },
+                amount(r.resource, r.peak),
+                amount(r.resource, r.capacity),
+                percent(r.current_utilisation),
+                md_cell(&case_text(&r.worst)),
+                after_loss(&r.worst),
+                percent(r.target),
+                percent(r.safe_steady_state),
+                r.headroom * 100.0,
+                forecast_text(r),
+            ));
+        }
+    }
+    out
+}
