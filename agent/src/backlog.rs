@@ -2,6 +2,44 @@
 
 use headroom_common::session::Outbox;
 use headroom_common::wire::{GapReport, Sample};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// The backlog shared by the sampling loop (which appends) and the uplink (which sends and acknowledges).
+///
+/// Appending never waits on the network: whatever the uplink is doing (connecting, waiting out a backoff,
+/// blocked on flow control), a new sample goes straight to the spool. Each lock is held for one call only.
+#[derive(Clone)]
+pub struct SharedBacklog {
+    inner: Arc<Mutex<Box<dyn Backlog>>>,
+    arrived: Arc<Notify>,
+}
+
+impl SharedBacklog {
+    pub fn new(backlog: Box<dyn Backlog>) -> Self {
+        SharedBacklog {
+            inner: Arc::new(Mutex::new(backlog)),
+            arrived: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Keep a new sample and wake the uplink.
+    pub fn push(&self, sample: Sample) {
+        self.with(|backlog| backlog.push(sample));
+        self.arrived.notify_one();
+    }
+
+    /// Run `f` on the backlog under its lock.
+    pub fn with<R>(&self, f: impl FnOnce(&mut dyn Backlog) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(guard.as_mut())
+    }
+
+    /// Resolves when a sample was pushed since the last call.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await
+    }
+}
 
 /// The uplink's view of unacknowledged samples. Implementations never block on the network and never fail the
 /// uplink: a storage problem is logged and counted by the implementation.

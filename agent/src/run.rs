@@ -1,6 +1,6 @@
 //! The agent service: sample every interval, hand samples to the uplink, tell systemd how it is going.
 
-use crate::backlog::{Backlog, SpoolBacklog};
+use crate::backlog::{Backlog, SharedBacklog, SpoolBacklog};
 use crate::config::Config;
 use crate::sampler::{host_facts, InterfaceFilter, Sampler, SamplerConfig};
 use crate::state::AgentState;
@@ -11,12 +11,9 @@ use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
-
-/// Samples buffered between the sampling loop and the uplink; the uplink's backlog (the spool) holds the rest.
-const HANDOFF_CAPACITY: usize = 64;
+use tracing::info;
 
 /// Where the samples come from: the real host, or a generator (the demo's simulated hosts).
 pub trait SampleSource: Send {
@@ -133,22 +130,19 @@ pub async fn stream<S: SampleSource>(
     first_seq: u64,
     cancel: CancellationToken,
 ) -> (UplinkReport, u64) {
-    let (sender, receiver) = mpsc::channel(HANDOFF_CAPACITY);
+    let backlog = SharedBacklog::new(settings.backlog);
     let (status_sender, mut status) = watch::channel(UplinkStatus::Connecting);
-    let uplink_cancel = cancel.child_token();
     let uplink = tokio::spawn(run_uplink(
         settings.uplink,
         settings.hello,
-        receiver,
-        settings.backlog,
-        uplink_cancel.clone(),
+        backlog.clone(),
+        cancel.child_token(),
         status_sender,
     ));
 
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seq = first_seq;
-    let mut handoff_dropped: u64 = 0;
     let mut ready_sent = false;
     loop {
         tokio::select! {
@@ -165,10 +159,8 @@ pub async fn stream<S: SampleSource>(
                     .unwrap_or(0);
                 let sample = source.sample(seq, timestamp_ms, Instant::now());
                 seq += 1;
-                if sender.try_send(sample).is_err() {
-                    handoff_dropped += 1;
-                    warn!(handoff_dropped, "uplink is not keeping up; sample dropped");
-                }
+                // Straight into the spool: the sample is durable before the uplink ever sees it.
+                backlog.push(sample);
                 if settings.notify_systemd {
                     if !ready_sent {
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -183,9 +175,7 @@ pub async fn stream<S: SampleSource>(
     if settings.notify_systemd {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
-    // Closing the channel lets the uplink flush what it has and say goodbye.
-    drop(sender);
-    let mut report = uplink.await.unwrap_or_default();
-    report.dropped += handoff_dropped;
+    // The uplink saw the same cancellation: it flushes what it has and says goodbye.
+    let report = uplink.await.unwrap_or_default();
     (report, seq)
 }

@@ -3,14 +3,14 @@
 //! This is one of the two places in headroom that know QUIC (the other is the collector's ingest). The
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
-use crate::backlog::Backlog;
+use crate::backlog::SharedBacklog;
 use headroom_common::backoff::Backoff;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
-use headroom_common::wire::{Hello, Sample};
+use headroom_common::wire::Hello;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -60,7 +60,6 @@ pub struct UplinkReport {
 
 enum Ended {
     Cancelled,
-    ChannelClosed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,18 +74,16 @@ pub enum UplinkError {
     Timeout(Duration),
 }
 
-/// Stream samples from `samples` to the collector until `cancel` fires or the channel closes, reconnecting as
-/// needed. On cancel it sends what it holds, waits up to `flush_timeout` for the acknowledgement, and says
-/// goodbye.
+/// Stream the backlog to the collector until `cancel` fires, reconnecting as needed. On cancel it sends what
+/// it holds, waits up to `flush_timeout` for the acknowledgement, and says goodbye.
 pub async fn run_uplink(
     config: UplinkConfig,
     hello: Hello,
-    mut samples: mpsc::Receiver<Sample>,
-    mut backlog: Box<dyn Backlog>,
+    outbox: SharedBacklog,
     cancel: CancellationToken,
     status: watch::Sender<UplinkStatus>,
 ) -> UplinkReport {
-    let outbox = &mut *backlog;
+    let outbox = &outbox;
     let mut acked_through = None;
     let mut attempt: u32 = 0;
     let mut last_reason = String::new();
@@ -98,7 +95,6 @@ pub async fn run_uplink(
             &config,
             &endpoints,
             &hello,
-            &mut samples,
             outbox,
             &mut acked_through,
             &mut welcomed,
@@ -110,7 +106,7 @@ pub async fn run_uplink(
             attempt = 0;
         }
         match result {
-            Ok(Ended::Cancelled) | Ok(Ended::ChannelClosed) => break,
+            Ok(Ended::Cancelled) => break,
             Err(error) => {
                 let reason = error.to_string();
                 // Say it once per distinct reason: a collector that is down for an hour is one line, not 3,600.
@@ -125,30 +121,18 @@ pub async fn run_uplink(
         }
         let delay = config.backoff.delay(attempt, fastrand::f64());
         attempt = attempt.saturating_add(1);
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        // Keep taking samples while waiting, so the sampler never blocks on a missing collector.
-        let stop = loop {
-            tokio::select! {
-                _ = &mut sleep => break false,
-                _ = cancel.cancelled() => break true,
-                sample = samples.recv() => match sample {
-                    Some(sample) => outbox.push(sample),
-                    None => break true,
-                },
-            }
-        };
-        if stop {
-            break;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => break,
         }
     }
-    outbox.flush();
+    outbox.with(|b| b.flush());
     endpoints.close().await;
     status.send_replace(UplinkStatus::Stopped);
     let report = UplinkReport {
         acked_through,
-        unacked: outbox.len(),
-        dropped: outbox.dropped(),
+        unacked: outbox.with(|b| b.len()),
+        dropped: outbox.with(|b| b.dropped()),
     };
     if report.unacked > 0 || report.dropped > 0 {
         warn!(
@@ -213,8 +197,7 @@ async fn session(
     config: &UplinkConfig,
     endpoints: &Endpoints,
     hello: &Hello,
-    samples: &mut mpsc::Receiver<Sample>,
-    outbox: &mut dyn Backlog,
+    outbox: &SharedBacklog,
     acked_through: &mut Option<u64>,
     welcomed: &mut bool,
     cancel: &CancellationToken,
@@ -250,9 +233,11 @@ async fn session(
     let mut waiting_for_ack = false;
     loop {
         // Arm the deadline when samples go out into an empty window; disarm it when the window empties.
-        let in_flight = outbox.in_flight() > 0;
+        let in_flight = outbox.with(|b| b.in_flight()) > 0;
         if in_flight && !waiting_for_ack {
-            ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+            ack_deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + ACK_TIMEOUT);
         }
         waiting_for_ack = in_flight;
         tokio::select! {
@@ -284,10 +269,14 @@ async fn session(
                 for event in protocol.on_bytes(&buffer[..n])? {
                     match event {
                         AgentEvent::Welcomed { host, last_stored_seq, .. } => {
-                            info!(collector = %peer, %host, ?last_stored_seq, backlog = outbox.len(), "connected");
+                            let backlog = outbox.with(|b| b.len());
+                            info!(collector = %peer, %host, ?last_stored_seq, backlog, "connected");
                             *welcomed = true;
-                            outbox.resume(last_stored_seq);
-                            for gap in outbox.take_gaps() {
+                            let gaps = outbox.with(|b| {
+                                b.resume(last_stored_seq);
+                                b.take_gaps()
+                            });
+                            for gap in gaps {
                                 warn!(from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
                                       reason = %gap.reason, "reporting samples that could not be kept");
                                 write(&mut send, &protocol.gap_frame(&gap)?, &connection, peer).await?;
@@ -298,7 +287,7 @@ async fn session(
                             status.send_replace(UplinkStatus::Connected { host });
                         }
                         AgentEvent::Acked(seq) => {
-                            outbox.ack(seq);
+                            outbox.with(|b| b.ack(seq));
                             *acked_through = Some(seq).max(*acked_through);
                             ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
                         }
@@ -306,24 +295,12 @@ async fn session(
                 }
                 send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;
             }
-            sample = samples.recv() => {
-                match sample {
-                    Some(sample) => {
-                        outbox.push(sample);
-                        // Behind a backlog, the newest sample goes ahead for the live view.
-                        if protocol.is_streaming() && outbox.unsent() > protocol.max_batch_samples() {
-                            if let Some(newest) = outbox.newest() {
-                                write(&mut send, &protocol.live_frame(&newest)?, &connection, peer).await?;
-                            }
-                        }
-                    }
-                    None => {
-                        if protocol.is_streaming() {
-                            flush(config, &mut protocol, &mut send, &mut recv, outbox, acked_through, &connection, peer)
-                                .await;
-                        }
-                        connection.close(0u32.into(), b"agent stopping");
-                        return Ok(Ended::ChannelClosed);
+            _ = outbox.arrived() => {
+                // Behind a backlog, the newest sample goes ahead for the live view.
+                if protocol.is_streaming() {
+                    let behind = outbox.with(|b| (b.unsent() > protocol.max_batch_samples()).then(|| b.newest()));
+                    if let Some(Some(newest)) = behind {
+                        write(&mut send, &protocol.live_frame(&newest)?, &connection, peer).await?;
                     }
                 }
                 send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;
@@ -335,7 +312,7 @@ async fn session(
 async fn send_pending(
     protocol: &mut AgentSession,
     send: &mut quinn::SendStream,
-    outbox: &mut dyn Backlog,
+    outbox: &SharedBacklog,
     connection: &quinn::Connection,
     peer: SocketAddr,
 ) -> Result<(), UplinkError> {
@@ -345,11 +322,15 @@ async fn send_pending(
     loop {
         // A bounded window of unacknowledged samples: catch-up after an outage goes at the pace the collector
         // commits, and neither side ever holds more than the window in flight.
-        let room = MAX_IN_FLIGHT.saturating_sub(outbox.in_flight());
-        if room == 0 {
-            return Ok(());
-        }
-        let batch = outbox.next_batch(protocol.max_batch_samples().min(room));
+        let max = protocol.max_batch_samples();
+        let batch = outbox.with(|b| {
+            let room = MAX_IN_FLIGHT.saturating_sub(b.in_flight());
+            if room == 0 {
+                Vec::new()
+            } else {
+                b.next_batch(max.min(room))
+            }
+        });
         if batch.is_empty() {
             return Ok(());
         }
@@ -364,7 +345,7 @@ async fn flush(
     protocol: &mut AgentSession,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
-    outbox: &mut dyn Backlog,
+    outbox: &SharedBacklog,
     acked_through: &mut Option<u64>,
     connection: &quinn::Connection,
     peer: SocketAddr,
@@ -377,7 +358,7 @@ async fn flush(
     }
     let mut buffer = vec![0u8; 4096];
     let wait_for_acks = async {
-        while !outbox.is_empty() {
+        while !outbox.with(|b| b.is_empty()) {
             let Ok(Some(n)) = recv.read(&mut buffer).await else {
                 return;
             };
@@ -386,7 +367,7 @@ async fn flush(
             };
             for event in events {
                 if let AgentEvent::Acked(seq) = event {
-                    outbox.ack(seq);
+                    outbox.with(|b| b.ack(seq));
                     *acked_through = Some(seq).max(*acked_through);
                 }
             }

@@ -193,9 +193,16 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, ApiState { fleet: shared_fleet(), store: None }, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            ApiState {
+                fleet: shared_fleet(),
+                store: None,
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         let (status, body) = get(address, "/api/v1/health").await;
         assert_eq!(status, 200);

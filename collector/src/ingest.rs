@@ -73,7 +73,9 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
     // An agent opens exactly one bidirectional stream; refusing more bounds per-connection state.
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30 s fits a varint")));
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(30).try_into().expect("30 s fits a varint"),
+    ));
     transport.stream_receive_window((1u32 << 20).into());
     transport.receive_window((2u32 << 20).into());
     transport.send_window(256 * 1024);
@@ -111,7 +113,10 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The host identity in the peer's certificate.
@@ -138,7 +143,11 @@ struct Stream {
     rejected: u64,
 }
 
-async fn handle_connection(incoming: quinn::Incoming, context: Arc<IngestContext>, cancel: CancellationToken) {
+async fn handle_connection(
+    incoming: quinn::Incoming,
+    context: Arc<IngestContext>,
+    cancel: CancellationToken,
+) {
     let peer = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -240,14 +249,21 @@ async fn handle_connection(incoming: quinn::Incoming, context: Arc<IngestContext
                     state.hello = Some(HostInfo::from_hello(&hello));
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);
                     log_hello(&host, peer, &hello, state.last_seq);
-                    context.fleet.lock().expect("fleet lock poisoned").on_hello(&host, &hello, now_ms());
+                    context
+                        .fleet
+                        .lock()
+                        .expect("fleet lock poisoned")
+                        .on_hello(&host, &hello, now_ms());
                     // The session just reported the hello, so it is waiting for exactly this welcome.
                     if let Ok(frame) = session.welcome_frame(state.last_seq) {
                         reply.extend_from_slice(&frame);
                     }
                 }
                 CollectorEvent::Samples(samples) => {
-                    let backlog = samples.iter().filter(|s| s.timestamp_ms + CATCH_UP_AGE_MS < now_ms()).count();
+                    let backlog = samples
+                        .iter()
+                        .filter(|s| s.timestamp_ms + CATCH_UP_AGE_MS < now_ms())
+                        .count();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
                             if let Ok(frame) = session.ack_frame(seq) {
@@ -265,7 +281,11 @@ async fn handle_connection(incoming: quinn::Incoming, context: Arc<IngestContext
                 CollectorEvent::Live(sample) => {
                     let now = now_ms();
                     if validate_sample(&sample, state.last_seq, now, &context.settings.limits).is_ok() {
-                        context.fleet.lock().expect("fleet lock poisoned").on_sample(&host, &sample, now);
+                        context
+                            .fleet
+                            .lock()
+                            .expect("fleet lock poisoned")
+                            .on_sample(&host, &sample, now);
                     }
                 }
                 CollectorEvent::Gap(gap) => {
@@ -324,7 +344,11 @@ async fn handle_connection(incoming: quinn::Incoming, context: Arc<IngestContext
         }
     }
     if state.hello.is_some() {
-        context.fleet.lock().expect("fleet lock poisoned").on_disconnect(&host, now_ms());
+        context
+            .fleet
+            .lock()
+            .expect("fleet lock poisoned")
+            .on_disconnect(&host, now_ms());
     }
     drop(live_guard);
 }
@@ -343,7 +367,10 @@ async fn store_samples(
         let seq = sample.seq;
         match validate_sample(&sample, state.last_seq, now, &context.settings.limits) {
             Ok(()) => {
-                rows.push(SampleRow::from_sample(&sample, derive_metrics(previous.as_ref(), &sample)));
+                rows.push(SampleRow::from_sample(
+                    &sample,
+                    derive_metrics(previous.as_ref(), &sample),
+                ));
                 previous = Some(sample.clone());
                 accepted.push(sample);
             }

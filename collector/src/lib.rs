@@ -14,7 +14,7 @@ pub mod pki_cli;
 pub mod render;
 pub mod serve;
 pub mod sim;
-pub mod store;
 pub mod sizing;
+pub mod store;
 pub mod summary;
 pub mod validate;

@@ -49,7 +49,10 @@ pub fn load_tls(config: &Config, revocations: &Revocations) -> anyhow::Result<ru
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Run until `cancel` fires. `bound` learns the bound addresses once both listeners are up.
@@ -59,8 +62,12 @@ pub async fn serve(
     bound: Option<oneshot::Sender<Bound>>,
     notify_systemd: bool,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("creating state directory {} (check state_dir)", config.state_dir.display()))?;
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "creating state directory {} (check state_dir)",
+            config.state_dir.display()
+        )
+    })?;
     let pki = pki_dir(&config.state_dir);
     let revocations = Revocations::load(&pki)?;
     let tls = load_tls(&config, &revocations)?;
@@ -73,7 +80,10 @@ pub async fn serve(
     let (store, writer) = spawn_writer(store, STORE_QUEUE);
 
     let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
-        format!("cannot listen on udp {}: another process may hold it (change listen in the config)", config.listen)
+        format!(
+            "cannot listen on udp {}: another process may hold it (change listen in the config)",
+            config.listen
+        )
     })?;
     let endpoint = quinn::Endpoint::new(
         endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
@@ -82,12 +92,19 @@ pub async fn serve(
         Arc::new(quinn::TokioRuntime),
     )
     .with_context(|| format!("cannot start QUIC on udp {}", config.listen))?;
-    let http_listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
-        format!("cannot listen on tcp {}: (change http_listen in the config)", config.http_listen)
-    })?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on tcp {}: (change http_listen in the config)",
+                config.http_listen
+            )
+        })?;
     let addresses = Bound {
         quic: endpoint.local_addr().context("reading the bound udp address")?,
-        http: http_listener.local_addr().context("reading the bound tcp address")?,
+        http: http_listener
+            .local_addr()
+            .context("reading the bound tcp address")?,
     };
     let fleet = Arc::new(Mutex::new(FleetState::new(FleetSettings {
         stale_after_intervals: config.fleet.stale_after_intervals,
@@ -103,15 +120,26 @@ pub async fn serve(
                 max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
             },
         },
-        enroll: Arc::new(EnrollContext::load(&pki, revocations.clone(), DEFAULT_CERT_VALIDITY)?),
+        enroll: Arc::new(EnrollContext::load(
+            &pki,
+            revocations.clone(),
+            DEFAULT_CERT_VALIDITY,
+        )?),
         live: live.clone(),
         conflicts: ConflictLog::default(),
         registry: Registry::in_dir(&pki),
     });
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
     let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
-    let api = ApiState { fleet, store: Some(store.clone()) };
-    let http = tokio::spawn(crate::http::serve(http_listener, api, cancel.clone().cancelled_owned()));
+    let api = ApiState {
+        fleet,
+        store: Some(store.clone()),
+    };
+    let http = tokio::spawn(crate::http::serve(
+        http_listener,
+        api,
+        cancel.clone().cancelled_owned(),
+    ));
     info!(quic = %addresses.quic, http = %addresses.http, "collector listening");
     if let Some(bound) = bound {
         let _ = bound.send(addresses);
