@@ -57,12 +57,12 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("network", &["exclude", "include"]),
-    ("spool", &["max_mib"]),
+    ("spool", &["max_size"]),
 ];
 
-/// Spool cap bounds: below 1 MiB it holds minutes; above 64 GiB it is no longer "light".
-const SPOOL_MIB_MIN: u64 = 1;
-const SPOOL_MIB_MAX: u64 = 65_536;
+/// Spool cap bounds: 64 KiB holds a few minutes (useful in tests); above 64 GiB an agent is no longer light.
+const SPOOL_MIN_BYTES: u64 = 64 << 10;
+const SPOOL_MAX_BYTES: u64 = 64 << 30;
 
 /// The validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,8 @@ pub struct Sampling {
     pub proc_root: PathBuf,
     /// Whether to count sockets through netlink sock_diag rather than only /proc/net.
     pub netlink: bool,
-    /// Largest socket table walked in a full per-socket dump; larger tables are only counted.
+    /// Above this many sockets the full per-state and per-port dump runs every `full_dump_interval` instead of
+    /// every sample.
     pub full_dump_max_sockets: u32,
     /// Time between two full per-socket dumps, at least `interval`.
     pub full_dump_interval: Duration,
@@ -222,7 +223,7 @@ struct RawSampling {
     proc_root: Option<String>,
     /// Use netlink sock_diag for socket counts. Default true.
     netlink: Option<bool>,
-    /// Largest socket table walked in a full dump. Default 20000.
+    /// Above this many sockets, full dumps run every `full_dump_interval` only. Default 20000.
     full_dump_max_sockets: Option<u32>,
     /// Time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
     full_dump_interval: Option<String>,
@@ -231,8 +232,9 @@ struct RawSampling {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpool {
-    /// Cap of the spool in MiB, 1 to 65536. Default 64 (about three days of samples at 1 Hz on a small host).
-    max_mib: Option<u64>,
+    /// Cap of the spool, like "64MiB" or "512KiB"; 64KiB to 64GiB. Default 64MiB (about three days of samples
+    /// at 1 Hz on a small host).
+    max_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,15 +300,21 @@ impl RawConfig {
             },
         };
 
-        let spool_max_bytes = match self.spool.max_mib {
+        let spool_max_bytes = match self.spool.max_size {
             None => defaults.spool_max_bytes,
-            Some(mib) if (SPOOL_MIB_MIN..=SPOOL_MIB_MAX).contains(&mib) => mib << 20,
-            Some(mib) => {
-                return Err(invalid(
-                    origin,
-                    "spool.max_mib",
-                    &format!("{mib} is out of range (use {SPOOL_MIB_MIN} to {SPOOL_MIB_MAX})"),
-                ))
+            Some(text) => {
+                let problem = |what: &str| {
+                    invalid(
+                        origin,
+                        "spool.max_size",
+                        &format!("\"{text}\" {what} (use 64KiB to 64GiB, like \"64MiB\")"),
+                    )
+                };
+                let bytes = parse_size(&text).ok_or_else(|| problem("is not a size"))?;
+                if !(SPOOL_MIN_BYTES..=SPOOL_MAX_BYTES).contains(&bytes) {
+                    return Err(problem("is out of range"));
+                }
+                bytes
             }
         };
 
@@ -328,6 +336,22 @@ impl RawConfig {
             labels: validate_labels(origin, self.labels)?,
         })
     }
+}
+
+/// A size like "64MiB", "512KiB", "1GiB" or a plain number of bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
 }
 
 fn validate_collector(origin: &str, raw: RawCollector) -> Result<CollectorTarget, ConfigError> {
@@ -484,6 +508,23 @@ mod tests {
         parse(text, ORIGIN)
             .expect_err("the text should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn spool_size_takes_units_and_names_the_range() {
+        let config = parse("[spool]\nmax_size = \"512KiB\"\n", "agent.toml").unwrap();
+        assert_eq!(config.spool_max_bytes, 512 << 10);
+        let err = parse("[spool]\nmax_size = \"1KiB\"\n", "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spool.max_size") && err.contains("out of range"),
+            "{err}"
+        );
+        let err = parse("[spool]\nmax_size = \"lots\"\n", "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a size"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ use tracing::{error, info, warn};
 /// How long one enrollment or renewal exchange may take, handshake included.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How often an agent whose certificate expired looks for a new one on disk (written by a new enrollment).
+const EXPIRED_RECHECK: Duration = Duration::from_secs(10);
+
 /// What `headroom-agent enroll` was asked to do.
 #[derive(Debug, Clone)]
 pub struct EnrollOptions {
@@ -322,17 +325,25 @@ impl Renewer {
                         retry
                     }
                 },
-                Ok(Step::Expired { expired_for_s }) => {
-                    if !expired_reported {
-                        let path = self.paths.cert.display().to_string();
-                        error!(
-                            "{}",
-                            headroom_common::enroll::expired_message(&path, expired_for_s)
-                        );
-                        expired_reported = true;
+                Ok(Step::Expired { expired_for_s }) => match self.reload_from_disk() {
+                    // The host was enrolled again while the agent ran: use the new pair from now on.
+                    Ok(true) => {
+                        info!(cert = %self.paths.cert.display(), "new certificate found on disk; using it");
+                        expired_reported = false;
+                        Duration::ZERO
                     }
-                    Duration::from_secs(3600)
-                }
+                    _ => {
+                        if !expired_reported {
+                            let path = self.paths.cert.display().to_string();
+                            error!(
+                                "{}",
+                                headroom_common::enroll::expired_message(&path, expired_for_s)
+                            );
+                            expired_reported = true;
+                        }
+                        EXPIRED_RECHECK
+                    }
+                },
                 Err(error) => {
                     warn!(%error, "cannot read the certificate to plan its renewal");
                     Duration::from_secs(60)
@@ -343,6 +354,26 @@ impl Renewer {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Switches to the certificate and key on disk when they differ from the pair in use, and says whether it
+    /// did. A pair caught half-written (new key, old certificate) does not match and is left for next time.
+    fn reload_from_disk(&self) -> Result<bool, EnrollError> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let (cert_pem, key_pem) = read_pair(&self.paths)?;
+        let on_disk = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
+            EnrollError::Files(format!(
+                "{}: {e} (enroll this host again)",
+                self.paths.cert.display()
+            ))
+        })?;
+        if on_disk == self.cert.current_cert_der() {
+            return Ok(false);
+        }
+        self.cert
+            .replace(&cert_pem, &key_pem)
+            .map_err(|e| EnrollError::Files(e.to_string()))?;
+        Ok(true)
     }
 
     fn next_step(&self) -> Result<Step, EnrollError> {
@@ -447,6 +478,34 @@ mod tests {
         assert_eq!(server_name_of("collector.example:4433"), "collector.example");
         assert_eq!(server_name_of("127.0.0.1:4433"), "127.0.0.1");
         assert_eq!(server_name_of("[::1]:4433"), "::1");
+    }
+
+    #[test]
+    fn a_pair_enrolled_again_on_disk_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = default_paths(dir.path());
+        let now = SystemTime::now();
+        let ca = pki::create_ca("test ca", now, 30).unwrap();
+        let write_pair = |validity_s: u64| {
+            let key = pki::generate_key_pem().unwrap();
+            let csr = pki::create_csr(&key, "web-1").unwrap();
+            let labels = Default::default();
+            let cert =
+                pki::sign_csr(&ca, &csr, "web-1", &labels, now, Duration::from_secs(validity_s)).unwrap();
+            pki::write_private_pem(&paths.key, &key).unwrap();
+            pki::write_public_pem(&paths.cert, &cert).unwrap();
+            cert
+        };
+        write_pair(60);
+        pki::write_public_pem(&paths.ca, &ca.cert_pem).unwrap();
+        let renewer = Renewer::from_files("127.0.0.1:1", "localhost", &paths).unwrap();
+        assert!(!renewer.reload_from_disk().unwrap(), "nothing changed on disk");
+        let second = write_pair(3600);
+        assert!(renewer.reload_from_disk().unwrap());
+        use rustls::pki_types::pem::PemObject;
+        let second_der = rustls::pki_types::CertificateDer::from_pem_slice(second.as_bytes()).unwrap();
+        assert_eq!(renewer.cert.current_cert_der(), second_der);
+        assert!(!renewer.reload_from_disk().unwrap());
     }
 
     #[test]

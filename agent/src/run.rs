@@ -2,13 +2,13 @@
 
 use crate::backlog::{Backlog, SharedBacklog, SpoolBacklog};
 use crate::config::Config;
+use crate::enroll::Renewer;
 use crate::sampler::{host_facts, InterfaceFilter, Sampler, SamplerConfig};
 use crate::state::AgentState;
 use crate::uplink::{run_uplink, UplinkConfig, UplinkReport, UplinkStatus};
 use anyhow::Context;
 use headroom_common::backoff::Backoff;
 use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -37,22 +37,28 @@ pub struct StreamSettings {
     pub notify_systemd: bool,
 }
 
-/// Build the TLS client configuration from the files named in the config.
-pub fn tls_from_config(config: &Config) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let read = |path: &Path, what: &str| -> anyhow::Result<String> {
-        std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading {what} {}: cannot open it (enroll this host, or set tls.{what} in the config)",
-                path.display()
-            )
-        })
-    };
-    let ca = read(&config.tls.ca, "ca")?;
-    let cert = read(&config.tls.cert, "cert")?;
-    let key = read(&config.tls.key, "key")?;
-    let tls = headroom_common::tls::client_config(&ca, Some((&cert, &key)), &[headroom_common::wire::ALPN])
+/// Build the TLS client configuration from the files named in the config, with the certificate behind a
+/// `ReloadableClientCert` so that a renewal reaches the uplink's next handshake without a restart. Returns
+/// the renewer that keeps that certificate current.
+pub fn tls_from_config(
+    config: &Config,
+    target: &crate::config::CollectorTarget,
+) -> anyhow::Result<(Arc<rustls::ClientConfig>, Renewer)> {
+    let ca = std::fs::read_to_string(&config.tls.ca).with_context(|| {
+        format!(
+            "reading ca {}: cannot open it (enroll this host, or set tls.ca in the config)",
+            config.tls.ca.display()
+        )
+    })?;
+    let renewer = Renewer::from_files(&target.address, &target.server_name, &config.tls)
         .map_err(|e| anyhow::anyhow!("tls files in the agent config: {e}"))?;
-    Ok(Arc::new(tls))
+    let tls = headroom_common::tls::client_config_reloadable(
+        &ca,
+        renewer.cert.clone(),
+        &[headroom_common::wire::ALPN],
+    )
+    .map_err(|e| anyhow::anyhow!("tls files in the agent config: {e}"))?;
+    Ok((Arc::new(tls), renewer))
 }
 
 /// Sampler settings from the config.
@@ -74,7 +80,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     let target = config.collector.clone().context(
         "config: collector.address is not set (add a [collector] section with address = \"HOST:PORT\")",
     )?;
-    let tls = tls_from_config(&config)?;
+    let (tls, renewer) = tls_from_config(&config, &target)?;
     let mut state = AgentState::open(&config.state_dir)?;
     let spool_dir = config.state_dir.join(crate::spool::SPOOL_DIR_NAME);
     let (spool, report) = crate::spool::Spool::open(&spool_dir, config.spool_max_bytes)?;
@@ -117,7 +123,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
         notify_systemd: true,
     };
     let sampler = Sampler::new(sampler_config(&config));
+    // Renewal runs beside the stream; it only swaps the certificate the next handshake presents.
+    let renewal = tokio::spawn(renewer.run(cancel.child_token()));
     let (report, next_seq) = stream(settings, sampler, first_seq, cancel).await;
+    // A renewal caught mid-exchange is dropped: the certificate file is replaced atomically, so it holds the
+    // old certificate or the new one, and the next start picks up whichever it is.
+    renewal.abort();
+    let _ = renewal.await;
     state.save_next_seq(next_seq)?;
     Ok(report)
 }

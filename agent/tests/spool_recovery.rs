@@ -169,9 +169,13 @@ fn reopening_keeps_every_unacknowledged_sample() {
         "the one segment is kept whole, acknowledged part included"
     );
     assert_eq!(report.truncated_tails, 0);
-    assert_eq!(spool.acked_through(), Some(30));
+    // The ack mark is written every few acks and on flush, so after a kill it may lag: some acknowledged
+    // samples are read again (the collector drops them as duplicates), and none that were not.
+    let mark = spool.acked_through();
+    assert!(mark.is_none_or(|m| m <= 30), "{mark:?}");
     assert_eq!(spool.last_seq(), Some(100));
-    assert_eq!(read_all(&mut spool), (31..=100).map(sample).collect::<Vec<_>>());
+    let first = mark.map_or(1, |m| m + 1);
+    assert_eq!(read_all(&mut spool), (first..=100).map(sample).collect::<Vec<_>>());
     spool.append(&sample(101)).unwrap();
     assert_eq!(seqs(&spool.read_after(Some(100), 10).unwrap()), vec![101]);
 }

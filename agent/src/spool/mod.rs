@@ -215,7 +215,13 @@ pub struct Spool {
     tail_misses_through: Option<u64>,
     cursor: Option<Cursor>,
     gaps: Vec<Gap>,
+    /// Acks taken since the ack mark was last written.
+    acks_since_mark: u32,
 }
+
+/// The ack mark is rewritten (without fsync) every this many acks, and durably before any deletion. A mark that
+/// lags only means a few acknowledged samples are sent again after a restart, which the collector drops.
+const ACKS_PER_MARK_WRITE: u32 = 30;
 
 impl Spool {
     /// Open the spool in `dir` (normally `<state_dir>/spool`), creating it if needed, checking every record and
@@ -274,6 +280,7 @@ impl Spool {
             tail_misses_through: newest.map(|m| m.seq),
             cursor: None,
             gaps: stored_gaps,
+            acks_since_mark: 0,
         };
         if !scanner.gaps.is_empty() {
             for gap in scanner.gaps {
@@ -348,14 +355,27 @@ impl Spool {
         while self.tail.front().is_some_and(|s| s.seq <= seq) {
             self.tail.pop_front();
         }
+        // The newest segment is the one being appended to; it stays until it is full and another takes over,
+        // so a steady stream of prompt acks costs an append per sample, not a file per sample.
+        let closed = if self.writer.is_some() {
+            self.segments.len().saturating_sub(1)
+        } else {
+            self.segments.len()
+        };
         let covered = self
             .segments
             .iter()
+            .take(closed)
             .take_while(|s| s.last.is_none_or(|last| last.seq <= seq))
             .count();
-        // The mark must be on disk before the samples it stands for are deleted, or a power loss in between
-        // would leave neither.
-        marks::write_ack(&self.dir, seq, covered > 0).map_err(file_error(&self.dir.join(marks::ACK_FILE)))?;
+        self.acks_since_mark += 1;
+        if covered > 0 || self.acks_since_mark >= ACKS_PER_MARK_WRITE {
+            // The mark must be on disk before the samples it stands for are deleted, or a power loss in between
+            // would leave neither.
+            marks::write_ack(&self.dir, seq, covered > 0)
+                .map_err(file_error(&self.dir.join(marks::ACK_FILE)))?;
+            self.acks_since_mark = 0;
+        }
         for _ in 0..covered {
             self.remove_oldest_file()?;
         }
