@@ -24,8 +24,22 @@ const MAX_CONNECTIONS_MAX: u32 = 1_000_000;
 
 /// Every key the file accepts, by section ("" is the top level), to point a misplaced key to its section.
 const SECTIONS: &[(&str, &[&str])] = &[
-    ("", &["fleet", "http_listen", "listen", "state_dir", "tls"]),
+    (
+        "",
+        &[
+            "alarms",
+            "fleet",
+            "http_listen",
+            "identity",
+            "listen",
+            "outliers",
+            "sizing",
+            "state_dir",
+            "tls",
+        ],
+    ),
     ("tls", &["ca", "cert", "key"]),
+    ("identity", &["cert_validity"]),
     (
         "fleet",
         &[
@@ -35,10 +49,31 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "stale_after_intervals",
         ],
     ),
+    (
+        "alarms",
+        &["alertmanager", "interval", "rules", "webhook", "webhook_path"],
+    ),
+    (
+        "outliers",
+        &[
+            "flag_windows",
+            "peer_label",
+            "threshold",
+            "window",
+            "window_count",
+        ],
+    ),
+    crate::sizing::config::SECTIONS[0],
+    crate::sizing::config::SECTIONS[1],
 ];
 
+const ALARM_INTERVAL_MIN: Duration = Duration::from_millis(100);
+const ALARM_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+const OUTLIER_WINDOW_MIN: Duration = Duration::from_secs(1);
+const OUTLIER_WINDOW_MAX: Duration = Duration::from_secs(3600);
+
 /// The validated collector configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Directory for the database, the PKI and the enrollment tokens.
     pub state_dir: PathBuf,
@@ -50,6 +85,53 @@ pub struct Config {
     pub tls: TlsPaths,
     /// When hosts count as stale or down, and connection limits.
     pub fleet: FleetConfig,
+    /// Alarm rules and where alarms are delivered.
+    pub alarms: AlarmsConfig,
+    /// Peer-outlier scoring.
+    pub outliers: OutliersConfig,
+    /// Agent certificates issued by enrollment and renewal.
+    pub identity: IdentityConfig,
+    /// Failover sizing: labels, peak percentile, window, targets per group (`crate::sizing`).
+    pub sizing: crate::sizing::SizingConfig,
+}
+
+/// How the collector issues agent certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Lifetime of certificates issued at enrollment and renewal; agents renew after two thirds of it.
+    pub cert_validity: Duration,
+}
+
+/// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
+/// certificate that is never revoked should live.
+const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
+const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
+
+/// Alarm rules and delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmsConfig {
+    /// The rules file (see deploy/alarms.toml); `None`: no alarms are evaluated.
+    pub rules: Option<PathBuf>,
+    /// An Alertmanager to POST /api/v2/alerts to.
+    pub alertmanager: Option<SocketAddr>,
+    /// A generic webhook receiver, and the path to POST to.
+    pub webhook: Option<(SocketAddr, String)>,
+    /// How often every rule is evaluated.
+    pub interval: Duration,
+}
+
+/// Peer-outlier settings; see `crate::outliers` for the score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutliersConfig {
+    /// Label whose value makes hosts peers.
+    pub peer_label: String,
+    /// Score at or above which a host is outlying in a window.
+    pub threshold: f64,
+    /// Flag when outlying in `flag_windows` of the last `window_count` windows.
+    pub flag_windows: u32,
+    pub window_count: u32,
+    /// Length of one scoring window.
+    pub window: Duration,
 }
 
 /// Liveness and admission settings for the fleet view.
@@ -79,6 +161,23 @@ impl Default for Config {
                 max_clock_skew: Duration::from_secs(300),
                 max_connections: 50_000,
             },
+            identity: IdentityConfig {
+                cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
+            },
+            alarms: AlarmsConfig {
+                rules: None,
+                alertmanager: None,
+                webhook: None,
+                interval: Duration::from_secs(10),
+            },
+            outliers: OutliersConfig {
+                peer_label: "group".to_string(),
+                threshold: 5.0,
+                flag_windows: 5,
+                window_count: 10,
+                window: Duration::from_secs(60),
+            },
+            sizing: crate::sizing::SizingConfig::default(),
         }
     }
 }
@@ -112,6 +211,156 @@ struct RawConfig {
     /// Liveness and admission settings.
     #[serde(default)]
     fleet: RawFleet,
+    /// Alarm rules and delivery.
+    #[serde(default)]
+    alarms: RawAlarms,
+    /// Peer-outlier scoring.
+    #[serde(default)]
+    outliers: RawOutliers,
+    /// Agent certificate issuing.
+    #[serde(default)]
+    identity: RawIdentity,
+    /// Failover sizing for `sizing` and `report`.
+    #[serde(default)]
+    sizing: crate::sizing::RawSizing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    /// Lifetime of agent certificates from enrollment and renewal, like "30d"; 10s to 365d. Default 30d.
+    cert_validity: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    /// Rules file, absolute path. Default none: no alarms.
+    rules: Option<String>,
+    /// Alertmanager address as IP:port, like "127.0.0.1:9093". Default none.
+    alertmanager: Option<String>,
+    /// Webhook receiver address as IP:port. Default none.
+    webhook: Option<String>,
+    /// Path the webhook body is POSTed to. Default "/".
+    webhook_path: Option<String>,
+    /// Evaluation interval, like "10s"; 100ms to 1h. Default 10s.
+    interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutliers {
+    /// Label whose value makes hosts peers. Default "group".
+    peer_label: Option<String>,
+    /// Score that counts as outlying; 1 to 100. Default 5.
+    threshold: Option<f64>,
+    /// Outlying windows needed to flag (k); 1 to window_count. Default 5.
+    flag_windows: Option<u32>,
+    /// Windows remembered (n); 1 to 32. Default 10.
+    window_count: Option<u32>,
+    /// Length of one window, like "1m"; 1s to 1h. Default 1m.
+    window: Option<String>,
+}
+
+impl RawAlarms {
+    fn validate(self, origin: &str, defaults: AlarmsConfig) -> Result<AlarmsConfig, ConfigError> {
+        let rules = self
+            .rules
+            .map(|text| absolute_path(origin, "alarms.rules", &text))
+            .transpose()?;
+        let alertmanager = self
+            .alertmanager
+            .map(|text| socket_address(origin, "alarms.alertmanager", &text))
+            .transpose()?;
+        let webhook_path = self.webhook_path.unwrap_or_else(|| "/".to_string());
+        if !webhook_path.starts_with('/') || webhook_path.chars().any(|c| c.is_whitespace()) {
+            return Err(invalid(
+                origin,
+                "alarms.webhook_path",
+                &format!("\"{webhook_path}\" is not a URL path (start it with / and leave out spaces)"),
+            ));
+        }
+        let webhook = self
+            .webhook
+            .map(|text| socket_address(origin, "alarms.webhook", &text))
+            .transpose()?
+            .map(|addr| (addr, webhook_path));
+        let interval = match self.interval {
+            None => defaults.interval,
+            Some(text) => duration_in(
+                origin,
+                "alarms.interval",
+                &text,
+                ALARM_INTERVAL_MIN..=ALARM_INTERVAL_MAX,
+            )?,
+        };
+        if rules.is_none() && (alertmanager.is_some() || webhook.is_some()) {
+            return Err(invalid(
+                origin,
+                "alarms.rules",
+                "missing while a delivery target is set (name a rules file, like deploy/alarms.toml)",
+            ));
+        }
+        Ok(AlarmsConfig {
+            rules,
+            alertmanager,
+            webhook,
+            interval,
+        })
+    }
+}
+
+impl RawOutliers {
+    fn validate(self, origin: &str, defaults: OutliersConfig) -> Result<OutliersConfig, ConfigError> {
+        let peer_label = self.peer_label.unwrap_or(defaults.peer_label);
+        if peer_label.is_empty() {
+            return Err(invalid(
+                origin,
+                "outliers.peer_label",
+                "is empty (name the label that makes hosts peers, like \"group\")",
+            ));
+        }
+        let threshold = self.threshold.unwrap_or(defaults.threshold);
+        if !(1.0..=100.0).contains(&threshold) {
+            return Err(invalid(
+                origin,
+                "outliers.threshold",
+                &format!("{threshold} is out of range (use 1 to 100)"),
+            ));
+        }
+        let window_count = self.window_count.unwrap_or(defaults.window_count);
+        if !(1..=32).contains(&window_count) {
+            return Err(invalid(
+                origin,
+                "outliers.window_count",
+                &format!("{window_count} is out of range (use 1 to 32)"),
+            ));
+        }
+        let flag_windows = self.flag_windows.unwrap_or(defaults.flag_windows);
+        if !(1..=window_count).contains(&flag_windows) {
+            return Err(invalid(
+                origin,
+                "outliers.flag_windows",
+                &format!("{flag_windows} is out of range (use 1 to window_count, {window_count})"),
+            ));
+        }
+        let window = match self.window {
+            None => defaults.window,
+            Some(text) => duration_in(
+                origin,
+                "outliers.window",
+                &text,
+                OUTLIER_WINDOW_MIN..=OUTLIER_WINDOW_MAX,
+            )?,
+        };
+        Ok(OutliersConfig {
+            peer_label,
+            threshold,
+            flag_windows,
+            window_count,
+            window,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,7 +436,23 @@ impl RawConfig {
             )?,
         };
 
+        let alarms = self.alarms.validate(origin, defaults.alarms)?;
+        let outliers = self.outliers.validate(origin, defaults.outliers)?;
+        let sizing = self.sizing.validate(origin)?;
+        let cert_validity = match self.identity.cert_validity {
+            None => defaults.identity.cert_validity,
+            Some(text) => duration_in(
+                origin,
+                "identity.cert_validity",
+                &text,
+                CERT_VALIDITY_MIN..=CERT_VALIDITY_MAX,
+            )?,
+        };
         Ok(Config {
+            identity: IdentityConfig { cert_validity },
+            alarms,
+            outliers,
+            sizing,
             state_dir,
             listen,
             http_listen,
@@ -319,6 +584,23 @@ max_connections = 10
     }
 
     #[test]
+    fn certificate_validity_is_a_duration_within_bounds() {
+        assert_eq!(
+            parse("[identity]\ncert_validity = \"45s\"\n", ORIGIN)
+                .unwrap()
+                .identity
+                .cert_validity,
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            Config::default().identity.cert_validity,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(error_of("[identity]\ncert_validity = \"1s\"\n")
+            .contains("identity.cert_validity: \"1s\" is too short (use 10s to "));
+    }
+
+    #[test]
     fn bad_addresses_are_rejected() {
         assert!(error_of("listen = \"collector.example.net:9600\"\n")
             .contains("listen: \"collector.example.net:9600\" is not an IP address and port"));
@@ -336,6 +618,69 @@ max_connections = 10
         assert!(error_of("[fleet]\nmax_connections = 0\n").contains("fleet.max_connections: 0"));
         assert!(error_of("state_dir = \"relative\"\n")
             .contains("state_dir: \"relative\" is not an absolute path"));
+    }
+
+    #[test]
+    fn sizing_section_is_read_and_its_commented_group_example_is_valid() {
+        let example = include_str!("../../deploy/collector.toml");
+        let start = example.find("# [sizing.groups.web]").expect("the example shows a group");
+        // Uncomment the settings of the example (prose comments stay comments).
+        let group: String = example[start..]
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.starts_with('[') || setting.contains(" = ") => setting,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let text = format!("{}{group}", &example[..start]);
+        let config = parse(&text, "deploy/collector.toml").unwrap();
+        let web = config.sizing.for_group("web");
+        assert_eq!((web.k, web.targets.cpu), (2, 0.70));
+        assert_eq!(web.little.map(|little| little.concurrency()), Some(300.0));
+        assert_eq!(config.sizing.for_group("db"), &config.sizing.defaults);
+        assert!(error_of("[sizing]\nwindow = \"10m\"\n").contains("sizing.window: \"10m\" is too short"));
+        assert!(error_of("[sizing.groups.web]\nk = \"two\"\n").contains("line 2"));
+    }
+
+    #[test]
+    fn alarms_and_outliers_sections_are_read_and_checked() {
+        let text = r#"
+[alarms]
+rules = "/etc/headroom/alarms.toml"
+alertmanager = "127.0.0.1:9093"
+webhook = "127.0.0.1:9000"
+webhook_path = "/hooks/headroom"
+interval = "200ms"
+[outliers]
+peer_label = "service"
+threshold = 4.5
+flag_windows = 3
+window_count = 6
+window = "30s"
+"#;
+        let config = parse(text, ORIGIN).unwrap();
+        assert_eq!(config.alarms.rules, Some(PathBuf::from("/etc/headroom/alarms.toml")));
+        assert_eq!(config.alarms.alertmanager, Some("127.0.0.1:9093".parse().unwrap()));
+        assert_eq!(
+            config.alarms.webhook,
+            Some(("127.0.0.1:9000".parse().unwrap(), "/hooks/headroom".to_string()))
+        );
+        assert_eq!(config.alarms.interval, Duration::from_millis(200));
+        assert_eq!(config.outliers.peer_label, "service");
+        assert_eq!(config.outliers.threshold, 4.5);
+        assert_eq!((config.outliers.flag_windows, config.outliers.window_count), (3, 6));
+        assert_eq!(config.outliers.window, Duration::from_secs(30));
+        assert_eq!(
+            error_of("[alarms]\nalertmanager = \"127.0.0.1:9093\"\n"),
+            "config /etc/headroom/collector.toml: alarms.rules: missing while a delivery target is set \
+             (name a rules file, like deploy/alarms.toml)"
+        );
+        assert!(error_of("[alarms]\nrules = \"/a.toml\"\nalertmanager = \"localhost:9093\"\n")
+            .contains("alarms.alertmanager: \"localhost:9093\" is not an IP address and port"));
+        assert!(error_of("[outliers]\nflag_windows = 11\n")
+            .contains("outliers.flag_windows: 11 is out of range (use 1 to window_count, 10)"));
+        assert!(error_of("[alarms]\ninterval = \"10ms\"\n").contains("alarms.interval: \"10ms\" is too short"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub fleet: SharedFleet,
     /// Storage health; absent when the collector runs without a database (unit tests).
     pub store: Option<crate::store::StoreHandle>,
+    /// Outliers, alarms and the database path for windowed views; absent in unit tests.
+    pub analytics: Option<Arc<crate::analytics::Analytics>>,
 }
 
 /// Body of every error response.
@@ -60,9 +62,104 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ApiError { error: message })).into_response()
 }
 
-async fn fleet_summary(State(state): State<ApiState>) -> Response {
+/// Query of `/api/v1/fleet`: without `by` and `window` the answer is the per group × zone summary.
+#[derive(Debug, Deserialize)]
+struct FleetQuery {
+    by: Option<String>,
+    window: Option<String>,
+}
+
+/// Query of `/api/v1/outliers`.
+#[derive(Debug, Deserialize)]
+struct OutlierQuery {
+    group: Option<String>,
+}
+
+async fn fleet_summary(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<FleetQuery>,
+) -> Response {
+    if query.by.is_some() || query.window.is_some() {
+        return fleet_view(state, query).await;
+    }
     let summary = lock(&state.fleet).summary(now_ms());
     Json(summary).into_response()
+}
+
+async fn fleet_view(state: ApiState, query: FleetQuery) -> Response {
+    let by = match crate::views::parse_by(query.by.as_deref().unwrap_or("group,zone")) {
+        Ok(by) => by,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let window = query.window.unwrap_or_else(|| "live".to_string());
+    let live = lock(&state.fleet).hosts(now_ms());
+    let database = state
+        .analytics
+        .as_ref()
+        .and_then(|a| a.settings().database.clone());
+    // SQLite reads block; a read-only connection per request keeps them off the writer and the runtime.
+    let result = tokio::task::spawn_blocking(move || {
+        let store = match (&database, window.as_str()) {
+            (Some(path), w) if w != "live" => {
+                Some(crate::store::Store::open_read_only(path).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        crate::views::fleet_view(&live, store.as_ref(), by, &window, now_ms())
+    })
+    .await;
+    match result {
+        Ok(Ok(view)) => Json(view).into_response(),
+        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("fleet view failed: {e}"),
+        ),
+    }
+}
+
+async fn outliers(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<OutlierQuery>,
+) -> Response {
+    match &state.analytics {
+        Some(analytics) => Json(analytics.outlier_report(query.group.as_deref())).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "outliers are not computed here".to_string(),
+        ),
+    }
+}
+
+async fn alarms(State(state): State<ApiState>) -> Response {
+    match &state.analytics {
+        Some(analytics) => Json(analytics.alarm_report()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "alarms are not evaluated here".to_string()),
+    }
+}
+
+/// Data gaps per host (samples agents reported they could not keep), from the database.
+async fn gaps(State(state): State<ApiState>) -> Response {
+    let database = state
+        .analytics
+        .as_ref()
+        .and_then(|a| a.settings().database.clone());
+    let Some(path) = database else {
+        return Json(std::collections::BTreeMap::<String, u64>::new()).into_response();
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open_read_only(&path).map_err(|e| e.to_string())?;
+        crate::views::gap_counts(&store).map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(counts)) => Json(counts).into_response(),
+        Ok(Err(message)) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("gap count failed: {e}"),
+        ),
+    }
 }
 
 async fn hosts(State(state): State<ApiState>) -> Response {
@@ -107,7 +204,11 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 
 /// The API's routes over the given fleet state, without storage.
 pub fn router(fleet: SharedFleet) -> Router {
-    router_with(ApiState { fleet, store: None })
+    router_with(ApiState {
+        fleet,
+        store: None,
+        analytics: None,
+    })
 }
 
 /// The API's routes over the fleet state and storage.
@@ -117,6 +218,9 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/hosts/{host}", get(host))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/outliers", get(outliers))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/gaps", get(gaps))
         .fallback(not_found)
         .with_state(state)
 }
@@ -198,6 +302,7 @@ mod tests {
             ApiState {
                 fleet: shared_fleet(),
                 store: None,
+                analytics: None,
             },
             async {
                 let _ = stopped.await;

@@ -14,7 +14,7 @@ use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::validate::{validate_hello, validate_sample, Limits};
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
-use headroom_common::wire::{Hello, Sample};
+use headroom_common::wire::{GapReport, Hello, Sample};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,6 +62,8 @@ pub struct IngestContext {
     pub live: LiveConnections,
     pub conflicts: ConflictLog,
     pub registry: Registry,
+    /// Recent readings for outliers and alarms.
+    pub analytics: Arc<crate::analytics::Analytics>,
 }
 
 /// The QUIC server configuration: TLS 1.3 with client certificates, small per-connection windows.
@@ -286,9 +288,13 @@ async fn handle_connection(
                             .lock()
                             .expect("fleet lock poisoned")
                             .on_sample(&host, &sample, now);
+                        observe_live(&context, &host, &sample, now);
                     }
                 }
                 CollectorEvent::Gap(gap) => {
+                    // The agent counts what it dropped unacknowledged; some of it may have been stored here
+                    // with the acknowledgement lost on the way back. Report only what is really missing.
+                    let Some(gap) = trim_gap(gap, state.last_seq) else { continue };
                     warn!(%host, from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
                           reason = %gap.reason, "agent reports samples it could not keep");
                     let batch = HostBatch {
@@ -367,10 +373,13 @@ async fn store_samples(
         let seq = sample.seq;
         match validate_sample(&sample, state.last_seq, now, &context.settings.limits) {
             Ok(()) => {
-                rows.push(SampleRow::from_sample(
-                    &sample,
-                    derive_metrics(previous.as_ref(), &sample),
-                ));
+                let metrics = derive_metrics(previous.as_ref(), &sample);
+                if let Some(hello) = &state.hello {
+                    context
+                        .analytics
+                        .observe(&state.host, &hello.labels, &metrics, sample.timestamp_ms, now);
+                }
+                rows.push(SampleRow::from_sample(&sample, metrics));
                 previous = Some(sample.clone());
                 accepted.push(sample);
             }
@@ -410,10 +419,59 @@ async fn store_samples(
     }
 }
 
+/// Feeds a live sample's derived metrics (from the fleet view, which paired it with the previous live one)
+/// to the analytics. Live samples only flow while an agent catches up, so the copy is rare.
+fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) {
+    let view = context.fleet.lock().expect("fleet lock poisoned").host(host, now);
+    if let Some(view) = view {
+        context
+            .analytics
+            .observe(host, &view.labels, &view.metrics, sample.timestamp_ms, now);
+    }
+}
+
+/// The part of a contiguous gap above `last_stored`, with its start time interpolated; None if all of it is
+/// stored. A gap that merged several runs (count below its span) cannot be split and is kept as reported.
+fn trim_gap(mut gap: GapReport, last_stored: Option<u64>) -> Option<GapReport> {
+    let Some(last) = last_stored else { return Some(gap) };
+    if gap.to_seq <= last {
+        return None;
+    }
+    let span = gap.to_seq - gap.from_seq + 1;
+    if gap.from_seq <= last && gap.count == span {
+        let trimmed = last + 1 - gap.from_seq;
+        let step_ms = (gap.to_ms.saturating_sub(gap.from_ms)) / (span - 1).max(1);
+        gap.from_seq = last + 1;
+        gap.from_ms += step_ms * trimmed;
+        gap.count -= trimmed;
+    }
+    Some(gap)
+}
+
 fn log_hello(host: &str, peer: SocketAddr, hello: &Hello, last_seq: Option<u64>) {
     let labels: Vec<String> = hello.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     info!(
         %host, %peer, agent = %hello.agent_version, labels = %labels.join(","),
         cores = hello.capacity.cores, ?last_seq, "agent connected"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gap(from_seq: u64, to_seq: u64, count: u64) -> GapReport {
+        GapReport { from_seq, to_seq, from_ms: from_seq * 100, to_ms: to_seq * 100, count, reason: "spool_full".into() }
+    }
+
+    #[test]
+    fn a_gap_is_trimmed_to_what_is_not_stored() {
+        assert_eq!(trim_gap(gap(6, 153, 148), None), Some(gap(6, 153, 148)));
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(3)), Some(gap(6, 153, 148)));
+        // Sample 6 was stored but its acknowledgement never reached the agent.
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(6)), Some(gap(7, 153, 147)));
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(200)), None);
+        // Merged runs cannot be split: kept as reported.
+        assert_eq!(trim_gap(gap(6, 153, 100), Some(6)), Some(gap(6, 153, 100)));
+    }
 }

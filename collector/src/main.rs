@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use headroom_collector::render::{render_fleet, render_hosts, Format};
+use headroom_collector::render::{self, render_fleet, render_hosts, Format};
+use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::report_cli;
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,10 +62,34 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// Fleet summary per group and zone, from a running collector.
-    Fleet(ViewArgs),
+    /// Fleet summary per group and zone, from a running collector; with --by or --window, percentiles
+    /// across hosts of each host's mean over the window, grouped by any labels.
+    Fleet {
+        #[command(flatten)]
+        view: ViewArgs,
+        /// Labels to group by, comma-separated, like group,zone (default group,zone with --window).
+        #[arg(long)]
+        by: Option<String>,
+        /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
+        #[arg(long)]
+        window: Option<String>,
+    },
+    /// Hosts flagged as outliers among their peers, each explained.
+    Outliers {
+        #[command(flatten)]
+        view: ViewArgs,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Pending and firing alarms with their runbooks.
+    Alarms(ViewArgs),
     /// One row per host, from a running collector.
     Hosts(ViewArgs),
+    /// Failover sizing per service group, read from the database file (no collector needs to run).
+    Sizing(SizingArgs),
+    /// Write a sizing and capacity report to a file, read from the database file (a copy works).
+    Report(ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +121,18 @@ enum CertCommand {
         out: Option<PathBuf>,
         /// Validity in days.
         #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Replace the collector's own server certificate (same CA); a running collector picks it up within
+    /// seconds, or at once on SIGHUP, and keeps its agent connections.
+    Server {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
+        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
         days: u32,
     },
     /// List issued certificates: host, serial, labels, not-after, last seen.
@@ -146,6 +184,43 @@ struct PlaceArgs {
     /// State directory to use instead of the config's.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+}
+
+/// Where `sizing` and `report` read from.
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// The database file, or a copy of it (default: <state_dir>/headroom.db from the config).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct SizingArgs {
+    /// Window ending now, like "14d" (default: sizing.window from the config).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    window: Option<Duration>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Window ending now, like "30d" (default: sizing.window from the config).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    window: Option<Duration>,
+    /// html, csv, json or md.
+    #[arg(long, default_value = "html")]
+    format: ReportFormat,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(clap::Args)]
@@ -207,6 +282,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => {
             let config = load_config(&config)?;
+            // A broken rules file is a configuration error: exit 2 before anything starts.
+            if let Some(rules) = &config.alarms.rules {
+                headroom_collector::alarms::load(rules).map_err(|e| Failure::Usage(e.to_string()))?;
+            }
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
                 spawn_stop_on_signal(cancel.clone());
@@ -270,7 +349,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let ca = pki_cli::load_ca(&dir)?;
             let out = out.unwrap_or_else(|| PathBuf::from(&host));
             let validity = Duration::from_secs(u64::from(days) * 86_400);
-            pki_cli::cert_issue(&ca, &host, &out, validity, SystemTime::now())?;
+            pki_cli::cert_issue_recorded(&dir, &ca, &host, &out, validity, SystemTime::now())?;
             println!(
                 "issued a certificate for {host} valid {days} days: {}/agent.pem, agent.key, ca.pem",
                 out.display()
@@ -306,6 +385,33 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             );
         }
         Command::Cert {
+            command:
+                CertCommand::Server {
+                    place,
+                    server_names,
+                    days,
+                },
+        } => {
+            if days == 0 {
+                return Err(Failure::Usage("--days must be at least 1".to_string()));
+            }
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            let validity = Duration::from_secs(u64::from(days) * 86_400);
+            let serial = pki_cli::server_cert_renew(&dir, &server_names, validity, SystemTime::now())
+                .map_err(|e| match e {
+                    pki_cli::PkiCommandError::Pki(headroom_common::pki::PkiError::InvalidHostName {
+                        ..
+                    }) => Failure::Usage(e.to_string()),
+                    other => Failure::Runtime(other.into()),
+                })?;
+            println!(
+                "new server certificate {serial} ({}) valid {days} days in {}",
+                server_names.join(", "),
+                dir.display()
+            );
+            println!("a running collector loads it within seconds, or at once on SIGHUP; agent connections stay up");
+        }
+        Command::Cert {
             command: CertCommand::List { place },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
@@ -327,19 +433,113 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("config {}: ok", path.display());
             println!("{config:#?}");
         }
-        Command::Fleet(args) => {
+        Command::Fleet {
+            view: args,
+            by,
+            window,
+        } if by.is_some() || window.is_some() => {
+            let mut path = format!("/api/v1/fleet?window={}", window.as_deref().unwrap_or("live"));
+            if let Some(by) = &by {
+                path.push_str(&format!("&by={by}"));
+            }
+            let body = client::get(api_address(&args)?, &path)?;
+            let view: headroom_collector::views::FleetView =
+                serde_json::from_str(&body).context("decoding the fleet view")?;
+            print!("{}", render::render_fleet_view(&view, args.format));
+        }
+        Command::Fleet { view: args, .. } => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
             print!("{}", render_fleet(&summary, args.format));
+        }
+        Command::Sizing(args) => {
+            let report = sizing_report(&args.database, args.window)?;
+            let text = match args.format {
+                Format::Table => report_cli::render_table(&report),
+                Format::Json => sizing::render(&report, ReportFormat::Json),
+                Format::Csv => sizing::render(&report, ReportFormat::Csv),
+            };
+            print!("{text}");
+        }
+        Command::Report(args) => {
+            let report = sizing_report(&args.database, args.window)?;
+            report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
+                .map_err(report_failure)?;
+            println!(
+                "wrote {} ({} groups)",
+                args.out.display(),
+                report.groups.len()
+            );
         }
         Command::Hosts(args) => {
             let body = client::get(api_address(&args)?, "/api/v1/hosts")?;
             let hosts: Vec<headroom_collector::fleet::HostView> =
                 serde_json::from_str(&body).context("decoding the host list")?;
-            print!("{}", render_hosts(&hosts, args.format));
+            // Gap counts come from the database; a collector without them still lists its hosts.
+            match client::get(api_address(&args)?, "/api/v1/gaps")
+                .ok()
+                .and_then(|body| serde_json::from_str(&body).ok())
+            {
+                Some(gaps) => print!("{}", render::render_hosts_with_gaps(&hosts, &gaps, args.format)),
+                None => print!("{}", render_hosts(&hosts, args.format)),
+            }
+        }
+        Command::Outliers { view: args, group } => {
+            let path = match &group {
+                Some(group) => format!("/api/v1/outliers?group={group}"),
+                None => "/api/v1/outliers".to_string(),
+            };
+            let body = client::get(api_address(&args)?, &path)?;
+            let report: headroom_collector::analytics::OutlierReport =
+                serde_json::from_str(&body).context("decoding the outliers")?;
+            print!("{}", render::render_outliers(&report, args.format));
+        }
+        Command::Alarms(args) => {
+            let body = client::get(api_address(&args)?, "/api/v1/alarms")?;
+            let report: headroom_collector::analytics::AlarmReport =
+                serde_json::from_str(&body).context("decoding the alarms")?;
+            print!("{}", render::render_alarms(&report, args.format));
         }
     }
     Ok(())
+}
+
+/// Reads the config (defaults when absent) and builds the sizing report from the database.
+fn sizing_report(
+    database: &DatabaseArgs,
+    window: Option<Duration>,
+) -> Result<headroom_collector::sizing::SizingReport, Failure> {
+    let config = if database.config.exists() {
+        load_config(&database.config)?
+    } else {
+        config::Config::default()
+    };
+    let window = window.unwrap_or(config.sizing.window);
+    if window < Duration::from_secs(60) {
+        return Err(Failure::Usage(format!(
+            "--window {}: too short (use at least 1m, like 14d)",
+            humantime::format_duration(window)
+        )));
+    }
+    let options = report_cli::ReportOptions {
+        db: database
+            .db
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("headroom.db")),
+        window,
+        now_ms: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+        progress: true,
+    };
+    report_cli::build_report(&options, &config.sizing).map_err(report_failure)
+}
+
+fn report_failure(error: report_cli::ReportError) -> Failure {
+    match error {
+        report_cli::ReportError::Usage(message) => Failure::Usage(message),
+        other => Failure::Runtime(other.into()),
+    }
 }
 
 fn admin_failure(error: headroom_collector::identity::admin::AdminError) -> Failure {

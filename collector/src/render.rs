@@ -329,6 +329,220 @@ fn host_row(host: &HostView) -> Vec<String> {
     ]
 }
 
+/// A windowed fleet view: per row and metric, count, mean, percentiles across hosts, max and its host.
+pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> String {
+    #[derive(Default, Serialize)]
+    struct Flat {
+        key: String,
+        hosts: usize,
+        metric: String,
+        count: usize,
+        mean: f64,
+        p50: f64,
+        p90: f64,
+        p99: f64,
+        p999: f64,
+        max: f64,
+        max_host: String,
+    }
+    let key_of = |row: &crate::views::ViewRow| {
+        let parts: Vec<String> = row.key.iter().map(|(k, v)| format!("{k}={}", label(v))).collect();
+        if parts.is_empty() {
+            "fleet".to_string()
+        } else {
+            parts.join(",")
+        }
+    };
+    let flat: Vec<Flat> = view
+        .rows
+        .iter()
+        .flat_map(|row| {
+            row.metrics.iter().map(move |m| Flat {
+                key: key_of(row),
+                hosts: row.hosts,
+                metric: m.metric.clone(),
+                count: m.count,
+                mean: m.mean,
+                p50: m.p50,
+                p90: m.p90,
+                p99: m.p99,
+                p999: m.p999,
+                max: m.max,
+                max_host: m.max_host.clone(),
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => json(view),
+        Format::Csv => csv_rows(&flat),
+        Format::Table => {
+            let number = |v: f64| {
+                if v.abs() >= 1000.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                }
+            };
+            let rows = flat
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.key.clone(),
+                        f.metric.clone(),
+                        f.count.to_string(),
+                        number(f.mean),
+                        number(f.p50),
+                        number(f.p90),
+                        number(f.p99),
+                        number(f.p999),
+                        number(f.max),
+                        f.max_host.clone(),
+                    ]
+                })
+                .collect();
+            let header = [
+                "row", "metric", "hosts", "mean", "p50", "p90", "p99", "p99.9", "max", "max_host",
+            ];
+            format!(
+                "window {} ({} data); {}\n{}",
+                view.window,
+                view.source,
+                view.computed,
+                table(&header, rows, 2)
+            )
+        }
+    }
+}
+
+/// Flagged peer outliers, each with its explanation, then the groups that were not scored.
+pub fn render_outliers(report: &crate::analytics::OutlierReport, format: Format) -> String {
+    match format {
+        Format::Json => json(report),
+        Format::Csv => csv_rows(&report.outliers),
+        Format::Table => {
+            let mut out = String::new();
+            if report.last_window_ms.is_none() {
+                out.push_str("no window scored yet (the first closes one window after start)\n");
+            }
+            if report.outliers.is_empty() {
+                out.push_str("no outliers\n");
+            }
+            for row in &report.outliers {
+                out.push_str(&row.explanation);
+                out.push('\n');
+            }
+            for skipped in &report.skipped {
+                let what = skipped
+                    .metric
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(" ({m})"));
+                out.push_str(&format!(
+                    "not scored: group {}{what}: {}\n",
+                    label(&skipped.group),
+                    skipped.reason
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// Pending and firing alarms with their runbooks.
+pub fn render_alarms(report: &crate::analytics::AlarmReport, format: Format) -> String {
+    match format {
+        Format::Json => json(report),
+        Format::Csv => csv_rows(&report.alarms),
+        Format::Table => {
+            if report.rules_file.is_none() {
+                return "alarms are off: set alarms.rules in the collector config (see deploy/alarms.toml)\n"
+                    .to_string();
+            }
+            if report.alarms.is_empty() {
+                return format!("no pending or firing alarms ({} rules)\n", report.rules);
+            }
+            let rows = report
+                .alarms
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.status.clone(),
+                        a.severity.clone(),
+                        a.rule.clone(),
+                        a.subject.clone(),
+                        a.summary.clone(),
+                        a.runbook.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &["status", "severity", "rule", "subject", "summary", "runbook"],
+                rows,
+                6,
+            )
+        }
+    }
+}
+
+/// The host list with each host's count of data gaps (samples its agent could not keep).
+pub fn render_hosts_with_gaps(
+    hosts: &[HostView],
+    gaps: &std::collections::BTreeMap<String, u64>,
+    format: Format,
+) -> String {
+    let gaps_of = |host: &HostView| gaps.get(&host.host).copied().unwrap_or(0);
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = hosts
+                .iter()
+                .map(|h| {
+                    let mut value = serde_json::to_value(h).expect("views serialize to JSON");
+                    value["gaps"] = gaps_of(h).into();
+                    value
+                })
+                .collect();
+            json(&rows)
+        }
+        Format::Csv => {
+            let mut text = render_hosts(hosts, Format::Csv);
+            let mut out = String::with_capacity(text.len() + 8 * hosts.len());
+            let mut lines = text.lines();
+            if let Some(header) = lines.next() {
+                out.push_str(header);
+                out.push_str(",gaps\n");
+            }
+            for (line, host) in lines.zip(hosts) {
+                out.push_str(&format!("{line},{}\n", gaps_of(host)));
+            }
+            text.clear();
+            out
+        }
+        Format::Table => {
+            let mut rows: Vec<Vec<String>> = hosts.iter().map(host_row).collect();
+            for (row, host) in rows.iter_mut().zip(hosts) {
+                row.push(gaps_of(host).to_string());
+            }
+            let header = [
+                "host",
+                "status",
+                "group",
+                "zone",
+                "cpu",
+                "mem",
+                "load1",
+                "rx",
+                "tx",
+                "estab",
+                "time_wait",
+                "retrans",
+                "overflows",
+                "failed",
+                "gaps",
+            ];
+            table(&header, rows, 4)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::fleet::{FleetSettings, FleetState};
 use crate::http::ApiState;
-use crate::identity::enroll_server::{EnrollContext, DEFAULT_CERT_VALIDITY};
+use crate::identity::enroll_server::EnrollContext;
 use crate::identity::labels::ConflictLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::registry::Registry;
@@ -40,10 +40,18 @@ pub fn database_path(config: &Config) -> PathBuf {
 /// The TLS server configuration from the files the config names, serving both the streaming and the
 /// enrollment protocol, refusing revoked certificates during the handshake.
 pub fn load_tls(config: &Config, revocations: &Revocations) -> anyhow::Result<rustls::ServerConfig> {
+    load_tls_from(&config.tls, revocations)
+}
+
+/// `load_tls` for the files in `paths` (also used to reload them while running).
+pub fn load_tls_from(
+    paths: &crate::config::TlsPaths,
+    revocations: &Revocations,
+) -> anyhow::Result<rustls::ServerConfig> {
     let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
-    let ca = read_pem(&config.tls.ca, "CA certificate", fix)?;
-    let cert = read_pem(&config.tls.cert, "server certificate", fix)?;
-    let key = read_pem(&config.tls.key, "server key", fix)?;
+    let ca = read_pem(&paths.ca, "CA certificate", fix)?;
+    let cert = read_pem(&paths.cert, "server certificate", fix)?;
+    let key = read_pem(&paths.key, "server key", fix)?;
     headroom_common::tls::server_config_with_enrollment(&ca, &cert, &key, Some(Arc::new(revocations.clone())))
         .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))
 }
@@ -85,6 +93,11 @@ pub async fn serve(
             config.listen
         )
     })?;
+    let receive_buffer_bytes = enlarge_receive_buffer(&socket, UDP_RECEIVE_BUFFER_BYTES);
+    if receive_buffer_bytes < UDP_RECEIVE_BUFFER_BYTES {
+        warn!(receive_buffer_bytes, wanted = UDP_RECEIVE_BUFFER_BYTES,
+              "udp receive buffer capped by net.core.rmem_max; raise it (sysctl) so bursts are not dropped");
+    }
     let endpoint = quinn::Endpoint::new(
         endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
         Some(ingest::server_config(tls)?),
@@ -111,6 +124,9 @@ pub async fn serve(
         down_after_ms: config.fleet.down_after.as_millis() as u64,
     })));
     let live = LiveConnections::new();
+    let analytics =
+        crate::analytics::Analytics::new(crate::analytics::AnalyticsSettings::from_config(&config)?);
+    let analytics_task = tokio::spawn(crate::analytics::run(analytics.clone(), cancel.clone()));
     let context = Arc::new(IngestContext {
         fleet: fleet.clone(),
         store: store.clone(),
@@ -123,17 +139,25 @@ pub async fn serve(
         enroll: Arc::new(EnrollContext::load(
             &pki,
             revocations.clone(),
-            DEFAULT_CERT_VALIDITY,
+            config.identity.cert_validity,
         )?),
         live: live.clone(),
         conflicts: ConflictLog::default(),
         registry: Registry::in_dir(&pki),
+        analytics: analytics.clone(),
     });
+    let reloader = tokio::spawn(crate::reload::run_server_cert_reloader(
+        endpoint.clone(),
+        config.tls.clone(),
+        revocations.clone(),
+        cancel.clone(),
+    ));
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
     let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
     let api = ApiState {
         fleet,
         store: Some(store.clone()),
+        analytics: Some(analytics),
     };
     let http = tokio::spawn(crate::http::serve(
         http_listener,
@@ -153,6 +177,8 @@ pub async fn serve(
     }
     let _ = ingest.await;
     let _ = sweeper.await;
+    let _ = analytics_task.await;
+    let _ = reloader.await;
     let http_result = http.await;
     // Every connection task has ended, so this is the last handle: the writer commits what is queued and exits.
     drop(store);
@@ -163,6 +189,29 @@ pub async fn serve(
     }
     info!("collector stopped");
     Ok(())
+}
+
+/// Receive buffer asked for on the QUIC socket. Every agent shares this one socket, and the default (about
+/// 208 KiB) overflows when thousands of connections send in the same few milliseconds (a reconnect storm,
+/// or a moment the runtime is busy); 4 MiB holds about 3,000 full datagrams.
+const UDP_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+
+/// Ask for `bytes` of receive buffer; returns what the kernel granted (it caps the request at
+/// net.core.rmem_max and reports double the usable size, so the answer is halved back).
+fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let mut granted: libc::c_int = 0;
+    let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt/getsockopt on a descriptor the socket owns, with pointers to live c_ints and their
+    // exact sizes.
+    unsafe {
+        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&wanted as *const libc::c_int).cast(), size);
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&mut granted as *mut libc::c_int).cast(), &mut length);
+    }
+    usize::try_from(granted).unwrap_or(0) / 2
 }
 
 /// Endpoint settings whose stateless-reset key survives restarts. After a crash, an agent's packets for its

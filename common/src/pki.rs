@@ -20,7 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far before `now` a new certificate becomes valid. Agents and the collector run on different hosts
 /// whose clocks drift; without this margin a certificate issued on a host with a fast clock would be "not yet
-/// valid" on a host with a slow one for its first minutes.
+/// valid" on a host with a slow one for its first minutes. A certificate valid for less than 100 minutes is
+/// backdated by a tenth of its validity instead, so that its renewal point (two thirds of the way from
+/// `not_before` to `not_after`) still lies in the future when it is issued.
 pub const NOT_BEFORE_BACKDATE: Duration = Duration::from_secs(10 * 60);
 
 /// Longest host name accepted as an identity (the DNS limit).
@@ -335,7 +337,8 @@ fn base_params(
         validity_s: validity.as_secs(),
     };
     let validity_s = i64::try_from(validity.as_secs()).map_err(|_| out_of_range())?;
-    let not_before_s = now_s - NOT_BEFORE_BACKDATE.as_secs() as i64;
+    let backdate_s = NOT_BEFORE_BACKDATE.as_secs().min(validity.as_secs() / 10) as i64;
+    let not_before_s = now_s - backdate_s;
     let not_after_s = now_s.checked_add(validity_s).ok_or_else(out_of_range)?;
     let mut params = CertificateParams::default();
     params.not_before =
@@ -765,6 +768,15 @@ mod tests {
         assert_eq!(info.not_before_s, now_s - NOT_BEFORE_BACKDATE.as_secs() as i64);
         assert_eq!(info.dns_names, vec!["web-17.eu-1a".to_string()]);
         assert_eq!(info.serial_hex.len(), 2 * SERIAL_LEN_BYTES, "{}", info.serial_hex);
+
+        // A certificate of seconds is backdated by a tenth of its life, so renewal is not due at once.
+        let short = issue_client_cert(&ca, "web-17.eu-1a", now(), Duration::from_secs(30)).unwrap();
+        let short_info = cert_info(&short.cert_pem).unwrap();
+        assert_eq!(short_info.not_before_s, now_s - 3);
+        assert!(matches!(
+            crate::enroll::renewal_state(short_info.not_before_s, short_info.not_after_s, now_s),
+            crate::enroll::RenewalState::NotYet { .. }
+        ));
 
         let ca_info = cert_info(&ca.cert_pem).unwrap();
         assert_eq!(ca_info.not_after_s, now_s + 30 * 86_400);

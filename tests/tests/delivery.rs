@@ -72,7 +72,11 @@ fn all_logs(dir: &Path) -> String {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "stderr") {
-            out.push_str(&format!("--- {}\n{}\n", path.display(), std::fs::read_to_string(&path).unwrap_or_default()));
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                path.display(),
+                std::fs::read_to_string(&path).unwrap_or_default()
+            ));
         }
     }
     out
@@ -123,7 +127,10 @@ fn collector_killed_three_times_loses_and_duplicates_nothing() {
         let last = last_seq_of(&collector.dir.path().join("agents").join(host));
         assert!(last > 20, "{host} sampled only {last} times");
         let stored = stored(&collector.db_path());
-        assert!(stored.get(host).is_some_and(|s| s.max_seq == last), "{host}: {stored:?} last {last}\n{logs}");
+        assert!(
+            stored.get(host).is_some_and(|s| s.max_seq == last),
+            "{host}: {stored:?} last {last}\n{logs}"
+        );
         assert_complete(&collector.db_path(), host, last);
     }
 }

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Ingest load benchmark: N simulated agents (each a distinct host with its own certificate and its own
+# mutual-TLS QUIC connection) stream one sample a second to a real collector on 127.0.0.1, with a fresh
+# database per run. For each fleet size the load generator (collector/examples/loadgen) reports ingest rate,
+# ack latency p50/p99/p99.9, the collector's CPU, RSS and bytes written, UDP receive-buffer drops and database
+# bytes per sample, and checks every acknowledged sample is stored exactly once. With --storm, the largest run
+# then kills the collector with kill -9, restarts it and times the reconnect storm until every agent is live.
+#
+# Usage: bench/ingest.sh [--agents 1000,5000,20000] [--duration S] [--warmup S] [--connect-per-s N]
+#                        [--storm] [--bin-dir DIR] [--keep DIR]
+# Needs: release builds of the collector and the load generator:
+#   cargo build --release -p headroom-collector --bins --example loadgen
+# Only 127.0.0.1 is used. Every loop is bounded; the trap stops every process it started, by PID.
+set -euo pipefail
+
+agents_list="1000,5000,20000"
+duration_s=60
+warmup_s=10
+connect_per_s=1000
+storm=0
+bin_dir=""
+keep_dir=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --agents) agents_list="$2"; shift 2 ;;
+        --duration) duration_s="$2"; shift 2 ;;
+        --warmup) warmup_s="$2"; shift 2 ;;
+        --connect-per-s) connect_per_s="$2"; shift 2 ;;
+        --storm) storm=1; shift ;;
+        --bin-dir) bin_dir="$2"; shift 2 ;;
+        --keep) keep_dir="$2"; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(dirname "$here")"
+if [[ -z "$bin_dir" ]]; then
+    bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
+fi
+collector_bin="$bin_dir/headroom-collector"
+loadgen_bin="$bin_dir/examples/loadgen"
+die() { echo "ingest.sh: $*" >&2; exit 1; }
+[[ -x "$collector_bin" && -x "$loadgen_bin" ]] || die "no release binaries in $bin_dir: run" \
+    "cargo build --release -p headroom-collector --bins --example loadgen, or pass --bin-dir"
+command -v python3 >/dev/null || die "python3 is missing (it prints the table)"
+
+quic_port=9711
+http_port=9712
+work="$(mktemp -d /tmp/headroom-ingest.XXXXXX)"
+pidfile="$work/collector.pid"
+
+stop_collector() {
+    local pid
+    [[ -f "$pidfile" ]] || return 0
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+cleanup() {
+    stop_collector
+    if [[ -n "$keep_dir" ]]; then
+        mkdir -p "$keep_dir" && cp -a "$work/." "$keep_dir/"
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Started in the background by this script and, during a storm, again by the load generator: the same command
+# either way, so the restarted collector is configured exactly like the first one.
+cat >"$work/start-collector.sh" <<START
+#!/usr/bin/env bash
+set -euo pipefail
+"$collector_bin" serve --config "$work/collector.toml" >>"$work/collector.log" 2>&1 &
+echo \$! >"$pidfile"
+START
+chmod +x "$work/start-collector.sh"
+
+wait_listening() { # bounded: 30 s for the QUIC port to be bound
+    for _ in $(seq 300); do
+        if grep -q "collector listening" "$work/collector.log" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "the collector did not start within 30 s; see $work/collector.log (use --keep DIR)"
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+IFS=',' read -r -a sizes <<<"$agents_list"
+largest="${sizes[-1]}"
+results=()
+for agents in "${sizes[@]}"; do
+    state="$work/state-$agents"
+    rm -f "$work/collector.log"
+    "$collector_bin" ca init --state-dir "$state" >/dev/null
+    cat >"$work/collector.toml" <<CONF
+state_dir = "$state"
+listen = "127.0.0.1:$quic_port"
+http_listen = "127.0.0.1:$http_port"
+CONF
+    "$work/start-collector.sh"
+    wait_listening
+    storm_args=()
+    if [[ $storm -eq 1 && "$agents" == "$largest" ]]; then
+        storm_args=(--storm-restart "$work/start-collector.sh")
+    fi
+    echo "== $agents agents: connect at $connect_per_s/s, warm up ${warmup_s} s, measure ${duration_s} s" >&2
+    "$loadgen_bin" --state-dir "$state" --server "127.0.0.1:$quic_port" --pid-file "$pidfile" \
+        --agents "$agents" --connect-per-s "$connect_per_s" --warmup-s "$warmup_s" --duration-s "$duration_s" \
+        "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
+    results+=("$work/result-$agents.json")
+    cp "$work/collector.log" "$work/collector-$agents.log"
+    stop_collector
+done
+
+python3 - "${results[@]}" <<'PY'
+import json, sys
+runs = [json.load(open(path)) for path in sys.argv[1:]]
+def row(name, get, target=""):
+    cells = []
+    for run in runs:
+        try:
+            value = get(run)
+        except (KeyError, TypeError):
+            value = None
+        cells.append("–" if value is None else (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+                                                 if isinstance(value, int) else str(value)))
+    print(f"| {name} | " + " | ".join(cells) + f" | {target} |")
+print("| figure | " + " | ".join(f"{r['agents']:,} agents" for r in runs) + " | target |")
+print("|---|" + "---|" * len(runs) + "---|")
+row("certificates issued per s", lambda r: r["certificates"]["issued_per_s"])
+row("all connected after (s)", lambda r: r["connect"]["all_connected_s"])
+row("ingest (samples/s)", lambda r: r["steady"]["ingest_per_s"])
+row("ack p50 (ms)", lambda r: r["ack_latency"]["p50_ms"])
+row("ack p99 (ms)", lambda r: r["ack_latency"]["p99_ms"], "≤ 250")
+row("ack p99.9 (ms)", lambda r: r["ack_latency"]["p999_ms"], "≤ 1000")
+row("ack max (ms)", lambda r: r["ack_latency"]["max_ms"])
+row("collector CPU (% of a core)", lambda r: r["steady"]["collector_cpu_pct_of_core"])
+row("collector CPU µs per host-sample", lambda r: r["steady"]["collector_cpu_us_per_sample"])
+row("load generator CPU (% of a core)", lambda r: r["steady"]["generator_cpu_pct_of_core"])
+row("collector RSS (MiB)", lambda r: r["steady"]["collector_rss_mib"], "≤ 1536")
+row("collector peak RSS (MiB)", lambda r: r["totals"]["collector_peak_rss_mib"], "≤ 1536")
+row("UDP RcvbufErrors in window", lambda r: r["steady"]["udp_rcvbuf_errors"], "0")
+row("drops on the collector's socket", lambda r: r["steady"]["collector_socket_drops"], "0")
+row("collector bytes written per host-sample", lambda r: r["steady"]["collector_written_bytes_per_sample"])
+row("database growth bytes per host-sample", lambda r: r["steady"]["database_growth_bytes_per_sample"])
+row("database file bytes per row (end)", lambda r: r["database"]["file_bytes_per_row"])
+row("every ack stored exactly once", lambda r: str(r["database"]["every_ack_stored_once"]).lower(), "true")
+for r in runs:
+    s = r.get("storm")
+    if not s:
+        continue
+    print()
+    print(f"Reconnect storm, {r['agents']:,} agents (kill -9, restart): restart command returned after "
+          f"{s['restart_command_returned_s']:.1f} s, all reconnected after {s['all_reconnected_s']} s, "
+          f"all caught up after {s['all_caught_up_s']} s (target ≤ 30 s); {s['reconnected']:,} reconnected and "
+          f"{s['caught_up']:,} caught up at the end; collector peak RSS {s['collector_peak_rss_mib']:.0f} MiB; "
+          f"RcvbufErrors +{s['udp_rcvbuf_errors']:,}, drops on the collector's socket +{s['collector_socket_drops']:,}.")
+PY
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

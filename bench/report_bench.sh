@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Capacity report benchmark: a synthetic database of HOSTS hosts x DAYS days of rollups (hosts and
+# group_minutes, written through the store's schema by collector/examples/report_db_bench.rs), then
+# `headroom-collector report` timed on it in every format, release build. Results go in bench/RESULTS.md
+# under "## Capacity report".
+# Usage: bench/report_bench.sh [HOSTS] [DAYS] [RUNS]
+set -euo pipefail
+hosts=${1:-1000}
+days=${2:-30}
+runs=${3:-5}
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p headroom-collector --bin headroom-collector --example report_db_bench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+db="$work/headroom.db"
+"$target/release/examples/report_db_bench" "$db" "$hosts" "$days"
+ls -l "$db"
+for format in html csv json md; do
+    times=()
+    for _ in $(seq "$runs"); do
+        start=$(date +%s.%N)
+        "$target/release/headroom-collector" report --window "${days}d" --format "$format" \
+            --db "$db" --config "$work/absent.toml" --out "$work/report.$format" >/dev/null
+        end=$(date +%s.%N)
+        times+=("$(echo "$end - $start" | bc)")
+    done
+    median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+    echo "report --format $format: median ${median}s over $runs runs (all: ${times[*]}); output $(stat -c %s "$work/report.$format") bytes"
+done
+/usr/bin/time -v "$target/release/headroom-collector" report --window "${days}d" --format html \
+    --db "$db" --config "$work/absent.toml" --out "$work/report.html" 2>&1 >/dev/null \
+    | grep -E "Maximum resident|Elapsed" || true

@@ -1,0 +1,119 @@
+//! Writes a synthetic collector database for the capacity-report benchmark: HOSTS hosts in 20 service
+//! groups over 3 zones, and `group_minutes` for every minute of DAYS days ending now, with a daily cycle and
+//! a slow upward trend. Usage: `report_db_bench FILE [HOSTS] [DAYS]`; bench/report_bench.sh times
+//! `headroom-collector report` on the result.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use headroom_collector::store::Store;
+use rusqlite::params;
+
+const GROUPS: usize = 20;
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+const MINUTE_MS: u64 = 60_000;
+const GIB: u64 = 1 << 30;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let path = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "/tmp/headroom-report-bench.db".into()),
+    );
+    let hosts: usize = args.next().map_or(Ok(1_000), |n| n.parse())?;
+    let days: u64 = args.next().map_or(Ok(30), |n| n.parse())?;
+    let _ = std::fs::remove_file(&path);
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let end_ms = now_ms - now_ms % MINUTE_MS;
+    let start_ms = end_ms - days * 86_400_000;
+    let started = Instant::now();
+
+    // The store creates the schema, so the file is exactly what a collector would have made.
+    drop(Store::open(&path, now_ms)?);
+    let mut conn = rusqlite::Connection::open(&path)?;
+    let tx = conn.transaction()?;
+    // Per group and zone: hosts, cores and memory, for the per-minute capacity columns.
+    let mut cells = vec![(0u64, 0u64, 0u64); GROUPS * ZONES.len()];
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO hosts (name, labels, group_name, zone, cores, memory_bytes, first_seen_ms, \
+             last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for index in 0..hosts {
+            let group = index % GROUPS;
+            let zone = (index / GROUPS) % ZONES.len();
+            // Heterogeneous hosts: every fourth one is twice as large.
+            let (cores, memory) = if index % 4 == 0 {
+                (32, 128 * GIB)
+            } else {
+                (16, 64 * GIB)
+            };
+            let labels = format!("{{\"group\":\"svc-{group:02}\",\"zone\":\"{}\"}}", ZONES[zone]);
+            insert.execute(params![
+                format!("host-{index:05}"),
+                labels,
+                format!("svc-{group:02}"),
+                ZONES[zone],
+                cores,
+                memory as i64,
+                start_ms as i64,
+                now_ms as i64
+            ])?;
+            let cell = &mut cells[group * ZONES.len() + zone];
+            *cell = (cell.0 + 1, cell.1 + cores, cell.2 + memory);
+        }
+    }
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO group_minutes (minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, \
+             mem_used_bytes, mem_bytes, tcp_established) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let minutes = (end_ms - start_ms) / MINUTE_MS;
+        for minute in 0..minutes {
+            let minute_ms = start_ms + minute * MINUTE_MS;
+            let day_phase = (minute_ms % 86_400_000) as f64 / 86_400_000.0 * std::f64::consts::TAU;
+            let trend = 1.0 + 0.2 * minute as f64 / minutes as f64;
+            for group in 0..GROUPS {
+                let base = 0.15 + 0.02 * group as f64;
+                for (zone, zone_name) in ZONES.iter().enumerate() {
+                    let (count, cores, memory) = cells[group * ZONES.len() + zone];
+                    if count == 0 {
+                        continue;
+                    }
+                    let busy = (base + 0.1 * day_phase.sin() + 0.03 * rng.f64()) * trend;
+                    insert.execute(params![
+                        minute_ms as i64,
+                        format!("svc-{group:02}"),
+                        zone_name,
+                        count as i64,
+                        busy * cores as f64,
+                        cores as i64,
+                        (0.4 + 0.1 * rng.f64()) * memory as f64,
+                        memory as i64,
+                        count as f64 * (200.0 + 100.0 * rng.f64()) * trend
+                    ])?;
+                }
+            }
+        }
+    }
+    // Every minute is rolled up: the report reads group_minutes only, as it would on a long-running collector.
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_raw_cutoff_ms', ?1)",
+        [end_ms as i64],
+    )?;
+    tx.commit()?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    drop(conn);
+    let rows = GROUPS as u64 * ZONES.len() as u64 * (end_ms - start_ms) / MINUTE_MS;
+    let size_bytes = std::fs::metadata(&path)?.len();
+    println!(
+        "wrote {} with {hosts} hosts and {rows} group_minutes rows over {days} days: {:.1} MiB in {:.1} s",
+        path.display(),
+        size_bytes as f64 / (1u64 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

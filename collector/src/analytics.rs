@@ -1,0 +1,532 @@
+//! The analytics runtime inside `serve`: ingest feeds every host's recent readings in, a task scores peer
+//! outliers once per window and evaluates the alarm rules once per interval, delivers transitions (and
+//! re-sends firing alarms) to Alertmanager or a webhook, and keeps the latest results for the JSON API.
+//!
+//! The scoring and the state machines are the pure cores in `crate::outliers` and `crate::alarms`; this file
+//! only holds state, reads the clock and moves results between tasks.
+//!
+//! Times in the history are the collector's receive times (see `alarms::eval`). A sample much older than
+//! its arrival (an agent catching up on its spool) is not added to the history: it does not describe now,
+//! and the live samples sent meanwhile already did.
+
+use crate::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
+use crate::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, RuleSet};
+use crate::config::Config;
+use crate::fleet::HostMetrics;
+use crate::outliers::{
+    HostWindow, Metric, MetricValues, Outlier, OutlierSettings, OutlierTracker, SkippedGroup,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A sample older than this on arrival is catch-up and stays out of the history.
+pub const CATCH_UP_AGE_MS: u64 = 10_000;
+
+/// Readings kept per host when no rule asks for a longer window.
+const MIN_HISTORY: usize = 16;
+/// Readings kept per host at most (one hour at one sample a second).
+const MAX_HISTORY: usize = 3_600;
+
+/// Everything the runtime needs besides the clock.
+#[derive(Debug, Clone)]
+pub struct AnalyticsSettings {
+    pub rules: Option<RuleSet>,
+    /// Where the rules came from, for the API.
+    pub rules_file: Option<PathBuf>,
+    pub alertmanager: Option<std::net::SocketAddr>,
+    pub webhook: Option<(std::net::SocketAddr, String)>,
+    pub alarm_interval_ms: u64,
+    pub outliers: OutlierSettings,
+    /// The collector database, for windowed fleet views; `None` in tests without storage.
+    pub database: Option<PathBuf>,
+    /// The API's base URL, for the alerts' generatorURL.
+    pub api_url: String,
+}
+
+impl AnalyticsSettings {
+    /// Settings from the validated config; reads the rules file (the only IO here).
+    pub fn from_config(config: &Config) -> Result<AnalyticsSettings, crate::alarms::RulesError> {
+        let rules = config
+            .alarms
+            .rules
+            .as_deref()
+            .map(crate::alarms::load)
+            .transpose()?;
+        let outliers = OutlierSettings {
+            peer_label: config.outliers.peer_label.clone(),
+            threshold_score: config.outliers.threshold,
+            window_count: config.outliers.window_count,
+            flag_windows: config.outliers.flag_windows,
+            clear_windows: config.outliers.flag_windows,
+            window_ms: config.outliers.window.as_millis() as u64,
+            ..OutlierSettings::default()
+        };
+        Ok(AnalyticsSettings {
+            rules,
+            rules_file: config.alarms.rules.clone(),
+            alertmanager: config.alarms.alertmanager,
+            webhook: config.alarms.webhook.clone(),
+            alarm_interval_ms: config.alarms.interval.as_millis() as u64,
+            outliers,
+            database: Some(config.state_dir.join("headroom.db")),
+            api_url: format!("http://{}", config.http_listen),
+        })
+    }
+}
+
+/// Readings per host the rules need: the longest window or `for`, at one reading a second, plus slack.
+pub fn history_capacity(rules: Option<&RuleSet>) -> usize {
+    let longest_ms = rules.map_or(0, |set| {
+        set.rules
+            .iter()
+            .map(|rule| {
+                let window_ms = match rule.condition {
+                    crate::alarms::Condition::Percentile { over_ms, .. }
+                    | crate::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
+                    _ => 0,
+                };
+                window_ms.max(rule.for_ms)
+            })
+            .max()
+            .unwrap_or(0)
+    });
+    ((longest_ms / 1000) as usize + 2).clamp(MIN_HISTORY, MAX_HISTORY)
+}
+
+/// Per-metric sum and count of one host's readings in the current outlier window.
+#[derive(Debug, Clone, Copy)]
+struct WindowSums {
+    sums: [f64; Metric::COUNT],
+    counts: [u32; Metric::COUNT],
+}
+
+impl Default for WindowSums {
+    fn default() -> Self {
+        WindowSums {
+            sums: [0.0; Metric::COUNT],
+            counts: [0; Metric::COUNT],
+        }
+    }
+}
+
+impl WindowSums {
+    fn add(&mut self, values: &MetricValues) {
+        for metric in Metric::ALL {
+            if let Some(value) = values.get(metric) {
+                self.sums[metric.index()] += value;
+                self.counts[metric.index()] += 1;
+            }
+        }
+    }
+
+    /// The window's means, or `None` when the host sent nothing in it; resets for the next window.
+    fn take(&mut self) -> Option<MetricValues> {
+        if self.counts.iter().all(|&c| c == 0) {
+            return None;
+        }
+        let mut values = MetricValues::default();
+        for metric in Metric::ALL {
+            let count = self.counts[metric.index()];
+            values.set(
+                metric,
+                (count > 0).then(|| self.sums[metric.index()] / f64::from(count)),
+            );
+        }
+        *self = WindowSums::default();
+        Some(values)
+    }
+}
+
+/// What ingest writes and the evaluation reads.
+#[derive(Debug, Default)]
+struct Hosts {
+    index: HashMap<String, usize>,
+    inputs: Vec<HostInput>,
+    last_sample_ms: Vec<u64>,
+    windows: Vec<WindowSums>,
+}
+
+/// Outliers as of the last window, for the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutlierReport {
+    pub window_ms: u64,
+    pub flag_windows: u32,
+    pub window_count: u32,
+    pub threshold_score: f64,
+    pub peer_label: String,
+    /// End of the last scored window; `None` before the first.
+    pub last_window_ms: Option<u64>,
+    pub outliers: Vec<OutlierRow>,
+    /// Groups (or metrics of them) not scored, and why.
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// One flagged (host, metric) with its one-line explanation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutlierRow {
+    pub host: String,
+    pub group: String,
+    pub metric: String,
+    pub value: f64,
+    pub group_median: f64,
+    pub mad: f64,
+    pub spread: f64,
+    pub score: f64,
+    pub outlying_windows: u32,
+    pub window_count: u32,
+    pub since_ms: u64,
+    /// Like `web-17 cpu_busy_pct 92.0% vs group median 31.0% (MAD 4.1) score 14.9, 7 of last 10 min, since …`.
+    pub explanation: String,
+}
+
+impl From<&Outlier> for OutlierRow {
+    fn from(o: &Outlier) -> Self {
+        OutlierRow {
+            host: o.host.clone(),
+            group: o.group.clone(),
+            metric: o.metric.name().to_string(),
+            value: o.value,
+            group_median: o.group_median,
+            mad: o.mad,
+            spread: o.spread,
+            score: o.score,
+            outlying_windows: o.outlying_windows,
+            window_count: o.window_count,
+            since_ms: o.since_ms,
+            explanation: o.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRow {
+    pub group: String,
+    pub metric: Option<String>,
+    pub hosts: usize,
+    pub reason: String,
+}
+
+impl From<&SkippedGroup> for SkippedRow {
+    fn from(s: &SkippedGroup) -> Self {
+        SkippedRow {
+            group: s.group.clone(),
+            metric: s.metric.map(|m| m.name().to_string()),
+            hosts: s.hosts,
+            reason: s.reason.clone(),
+        }
+    }
+}
+
+/// Alarms as of the last evaluation, for the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmReport {
+    /// The rules file; `None`: alarms are off (set alarms.rules in the collector config).
+    pub rules_file: Option<String>,
+    pub rules: usize,
+    pub interval_ms: u64,
+    pub evaluated_ms: Option<u64>,
+    /// Pending and firing alarms, most severe first.
+    pub alarms: Vec<AlarmRow>,
+    pub delivered_batches: u64,
+    pub failed_batches: u64,
+    pub dropped_batches: u64,
+}
+
+/// One pending or firing alarm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRow {
+    pub rule: String,
+    pub kind: String,
+    pub status: String,
+    pub severity: String,
+    /// "host" or "group".
+    pub subject_type: String,
+    pub subject: String,
+    pub summary: String,
+    pub runbook: String,
+    pub value: Option<f64>,
+    pub active_since_ms: Option<u64>,
+    pub fired_ms: Option<u64>,
+}
+
+impl From<&AlarmEvent> for AlarmRow {
+    fn from(e: &AlarmEvent) -> Self {
+        let (subject_type, subject) = match &e.subject {
+            crate::alarms::Subject::Host(name) => ("host", name.clone()),
+            crate::alarms::Subject::Group(name) => ("group", name.clone()),
+        };
+        let status = match e.status {
+            AlarmStatus::Pending => "pending",
+            AlarmStatus::Firing => "firing",
+            AlarmStatus::Resolved => "resolved",
+        };
+        AlarmRow {
+            rule: e.rule.clone(),
+            kind: e.kind.to_string(),
+            status: status.to_string(),
+            severity: e.severity.name().to_string(),
+            subject_type: subject_type.to_string(),
+            subject,
+            summary: e.summary.clone(),
+            runbook: e.runbook.clone(),
+            value: e.value,
+            active_since_ms: e.active_since_ms,
+            fired_ms: e.fired_ms,
+        }
+    }
+}
+
+/// Shared between ingest (writes readings), the runtime task (scores, evaluates) and the API (reads reports).
+#[derive(Debug)]
+pub struct Analytics {
+    settings: AnalyticsSettings,
+    history_capacity: usize,
+    hosts: Mutex<Hosts>,
+    outliers: Mutex<OutlierReport>,
+    alarms: Mutex<AlarmReport>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update is whole before the lock is released; a panic elsewhere leaves usable state.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Analytics {
+    pub fn new(settings: AnalyticsSettings) -> Arc<Analytics> {
+        let history_capacity = history_capacity(settings.rules.as_ref());
+        let outliers = OutlierReport {
+            window_ms: settings.outliers.window_ms,
+            flag_windows: settings.outliers.flag_windows,
+            window_count: settings.outliers.window_count,
+            threshold_score: settings.outliers.threshold_score,
+            peer_label: settings.outliers.peer_label.clone(),
+            ..OutlierReport::default()
+        };
+        let alarms = AlarmReport {
+            rules_file: settings.rules_file.as_ref().map(|p| p.display().to_string()),
+            rules: settings.rules.as_ref().map_or(0, |r| r.rules.len()),
+            interval_ms: settings.alarm_interval_ms,
+            ..AlarmReport::default()
+        };
+        Arc::new(Analytics {
+            settings,
+            history_capacity,
+            hosts: Mutex::new(Hosts::default()),
+            outliers: Mutex::new(outliers),
+            alarms: Mutex::new(alarms),
+        })
+    }
+
+    pub fn settings(&self) -> &AnalyticsSettings {
+        &self.settings
+    }
+
+    /// One stored or live sample of `host` (identity from its certificate), received at `now_ms`.
+    ///
+    /// A sample not newer than the last one observed (a live sample stored again later, a replay) only
+    /// counts as hearing from the host. Allocates only for a host seen for the first time or whose labels
+    /// changed.
+    pub fn observe(
+        &self,
+        host: &str,
+        labels: &BTreeMap<String, String>,
+        metrics: &HostMetrics,
+        sample_ms: u64,
+        now_ms: u64,
+    ) {
+        let mut hosts = lock(&self.hosts);
+        let hosts = &mut *hosts;
+        let slot = match hosts.index.get(host) {
+            Some(&slot) => slot,
+            None => {
+                let slot = hosts.inputs.len();
+                hosts.index.insert(host.to_string(), slot);
+                hosts.inputs.push(HostInput {
+                    host: host.to_string(),
+                    labels: labels.clone(),
+                    interval_ms: crate::fleet::DEFAULT_INTERVAL_MS,
+                    last_seen_ms: now_ms,
+                    history: HostHistory::new(self.history_capacity),
+                });
+                hosts.last_sample_ms.push(0);
+                hosts.windows.push(WindowSums::default());
+                slot
+            }
+        };
+        let input = &mut hosts.inputs[slot];
+        if &input.labels != labels {
+            input.labels.clone_from(labels);
+        }
+        input.last_seen_ms = input.last_seen_ms.max(now_ms);
+        let last_ms = hosts.last_sample_ms[slot];
+        if sample_ms <= last_ms {
+            return;
+        }
+        if last_ms > 0 {
+            // The host's interval, learnt from consecutive samples, sets how fresh a threshold's value must be.
+            input.interval_ms = (sample_ms - last_ms).clamp(100, 3_600_000) as u32;
+        }
+        hosts.last_sample_ms[slot] = sample_ms;
+        if sample_ms + CATCH_UP_AGE_MS < now_ms {
+            return;
+        }
+        let values = MetricValues::from_metrics(metrics);
+        let at_ms = now_ms.max(input.history.latest_ms().unwrap_or(0));
+        input.history.push(at_ms, values);
+        hosts.windows[slot].add(&values);
+    }
+
+    /// The outlier report, optionally only one group's rows.
+    pub fn outlier_report(&self, group: Option<&str>) -> OutlierReport {
+        let mut report = lock(&self.outliers).clone();
+        if let Some(group) = group {
+            report.outliers.retain(|o| o.group == group);
+            report.skipped.retain(|s| s.group == group);
+        }
+        report
+    }
+
+    pub fn alarm_report(&self) -> AlarmReport {
+        lock(&self.alarms).clone()
+    }
+
+    /// Closes the current outlier window at `now_ms`: each host's mean over it, scored against its peers.
+    pub fn close_window(&self, tracker: &mut OutlierTracker, now_ms: u64) {
+        let windows: Vec<HostWindow> = {
+            let mut hosts = lock(&self.hosts);
+            let hosts = &mut *hosts;
+            let peer_label = &self.settings.outliers.peer_label;
+            hosts
+                .inputs
+                .iter()
+                .zip(hosts.windows.iter_mut())
+                .filter_map(|(input, sums)| {
+                    Some(HostWindow {
+                        values: sums.take()?,
+                        host: input.host.clone(),
+                        group: input.labels.get(peer_label).cloned().unwrap_or_default(),
+                    })
+                })
+                .collect()
+        };
+        let window = tracker.observe(&windows, now_ms);
+        let mut report = lock(&self.outliers);
+        report.last_window_ms = Some(now_ms);
+        report.outliers = tracker.outliers().iter().map(OutlierRow::from).collect();
+        report.skipped = window.skipped.iter().map(SkippedRow::from).collect();
+    }
+
+    /// Evaluates every rule at `now_ms`; returns the transitions and updates the alarm report.
+    pub fn evaluate(
+        &self,
+        engine: &mut AlarmEngine,
+        tracker: &OutlierTracker,
+        now_ms: u64,
+    ) -> Vec<AlarmEvent> {
+        let events = {
+            let hosts = lock(&self.hosts);
+            engine.evaluate(
+                EvalInputs {
+                    hosts: &hosts.inputs,
+                    outliers: Some(tracker),
+                },
+                now_ms,
+            )
+        };
+        let mut report = lock(&self.alarms);
+        report.evaluated_ms = Some(now_ms);
+        report.alarms = engine.active().iter().map(AlarmRow::from).collect();
+        events
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs outlier windows and alarm evaluation until `cancel`, then lets the senders flush.
+pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
+    let settings = analytics.settings.clone();
+    let mut tracker = OutlierTracker::new(settings.outliers.clone());
+    let mut engine = settings.rules.clone().map(AlarmEngine::new);
+    let sender_settings = SenderSettings {
+        generator_url: settings.api_url.clone(),
+        ..SenderSettings::default()
+    };
+    let mut targets: Vec<DeliveryHandle> = Vec::new();
+    let mut senders = Vec::new();
+    let wanted = [
+        settings.alertmanager.map(|addr| Target::Alertmanager { addr }),
+        settings
+            .webhook
+            .clone()
+            .map(|(addr, path)| Target::Webhook { addr, path }),
+    ];
+    for target in wanted.into_iter().flatten().filter(|_| engine.is_some()) {
+        let (handle, queue) = deliver::delivery_queue(sender_settings.queue_capacity);
+        info!(target = ?target, "alarm delivery on");
+        senders.push(tokio::spawn(deliver::run_sender(
+            queue,
+            target,
+            sender_settings.clone(),
+            cancel.clone(),
+        )));
+        targets.push(handle);
+    }
+    if engine.is_none() {
+        info!("no alarm rules configured (alarms.rules); alarms are off");
+    }
+    let mut window_tick = tokio::time::interval(Duration::from_millis(settings.outliers.window_ms.max(1)));
+    let mut alarm_tick = tokio::time::interval(Duration::from_millis(settings.alarm_interval_ms.max(1)));
+    window_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick of an interval fires at once; a window closed at start-up would be empty.
+    window_tick.tick().await;
+    let mut last_resend_ms = now_ms();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = window_tick.tick() => analytics.close_window(&mut tracker, now_ms()),
+            _ = alarm_tick.tick(), if engine.is_some() => {
+                let Some(engine) = engine.as_mut() else { continue };
+                let now = now_ms();
+                let events = analytics.evaluate(engine, &tracker, now);
+                for event in &events {
+                    info!(rule = %event.rule, subject = %event.subject.name(), status = ?event.status,
+                          "alarm {:?}", event.status);
+                }
+                let mut batch = events;
+                // Alertmanager forgets an alert whose endsAt passed; firing alarms are repeated before that.
+                if now.saturating_sub(last_resend_ms) >= RESEND_INTERVAL_MS {
+                    last_resend_ms = now;
+                    batch.extend(engine.active().into_iter().filter(|e| e.status == AlarmStatus::Firing));
+                }
+                for target in &targets {
+                    if !target.offer(batch.clone()) {
+                        warn!(dropped = target.stats().dropped.load(Ordering::Relaxed),
+                              "alarm delivery queue full; batch dropped");
+                    }
+                }
+                let mut report = lock(&analytics.alarms);
+                report.delivered_batches = targets.iter().map(|t| t.stats().sent.load(Ordering::Relaxed)).sum();
+                report.failed_batches = targets.iter().map(|t| t.stats().failed.load(Ordering::Relaxed)).sum();
+                report.dropped_batches = targets.iter().map(|t| t.stats().dropped.load(Ordering::Relaxed)).sum();
+            }
+        }
+    }
+    drop(targets);
+    for sender in senders {
+        let _ = sender.await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

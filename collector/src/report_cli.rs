@@ -1,0 +1,825 @@
+//! The `sizing` and `report` commands: open a collector database read-only (a copy works, no collector needs
+//! to run), build the sizing model's input for a window, run the model, and render it.
+//!
+//! Where the numbers come from:
+//! - Hosts (zone, cores, memory, first and last seen) come from `hosts`.
+//! - Per-minute group sums come from `group_minutes` for every minute the rollup has finished (before the
+//!   `rollup_raw_cutoff_ms` mark), and from raw `samples` for the rest of the window. Rollups run only for
+//!   minutes that ended at least 10 s ago, so without the raw tail a report on a fresh database, or the last
+//!   minute of any report, would be missing. The tail is read by row id past the rollup watermark, which is
+//!   an indexed range over rows the rollup has not reached yet, never a scan of the whole table.
+//! - Established connections per service port: `group_minutes` keeps only the host-wide count of established
+//!   TCP connections. For rolled-up minutes, a group whose `[sizing]` names exactly one port in
+//!   `max_connections` is sized with that host-wide count as the port's load: an upper bound (it also counts
+//!   outgoing and other ports' connections), so the verdict errs towards adding hosts, and the report says so.
+//!   For the raw tail, the per-port counts come from each sample's listener detail.
+//! - Agent-reported data gaps (samples dropped from a full spool) come from `gaps` and are written into the
+//!   group's notes, as are hosts that joined or left (the model's own notes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rusqlite::{params, OptionalExtension};
+use thiserror::Error;
+
+use crate::sizing::report::{after_loss, case_text, hosts_to_add_text, percent, status_text, utc};
+use crate::sizing::{
+    size_fleet, GroupInput, HostInput, MinuteSum, SizingConfig, SizingInput, SizingReport, DAY_MS, MINUTE_MS,
+};
+use crate::store::sketch::RollupStats;
+use crate::store::{Metric, SampleDetail, Store, StoreError};
+
+/// The group name used for hosts without a group label.
+pub const UNGROUPED: &str = "(no group)";
+
+/// The labels the store keys `hosts.group_name`, `hosts.zone` and `group_minutes` by.
+const STORED_GROUP_LABEL: &str = "group";
+const STORED_ZONE_LABEL: &str = "zone";
+
+/// Windows longer than this show a progress bar on a terminal.
+const PROGRESS_AFTER: Duration = Duration::from_secs(86_400);
+
+/// How much of `group_minutes` one query reads, so the progress bar moves and memory stays flat.
+const READ_CHUNK_MS: u64 = DAY_MS;
+
+/// Most agent-reported gaps listed by name in one group's notes; the rest are counted.
+const GAPS_LISTED: usize = 5;
+
+/// What can stop a report.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// The database could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The command line or configuration asks for something the database cannot give.
+    #[error("{0}")]
+    Usage(String),
+    /// The output file could not be written.
+    #[error("writing {path}: {detail} (check that the directory exists and is writable)")]
+    Write {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        detail: String,
+    },
+}
+
+/// The window a report covers, in whole minutes: `[start_ms, end_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// First millisecond.
+    pub start_ms: u64,
+    /// End, exclusive; the minute holding `now_ms` is included.
+    pub end_ms: u64,
+}
+
+impl Window {
+    /// The window of length `window` that ends with the minute holding `now_ms`.
+    pub fn ending_at(now_ms: u64, window: Duration) -> Window {
+        let end_ms = (now_ms / MINUTE_MS + 1) * MINUTE_MS;
+        let length_ms = (window.as_millis() as u64).div_ceil(MINUTE_MS).max(1) * MINUTE_MS;
+        Window {
+            start_ms: end_ms.saturating_sub(length_ms),
+            end_ms,
+        }
+    }
+
+    fn length_ms(&self) -> u64 {
+        self.end_ms - self.start_ms
+    }
+}
+
+/// The model's input read from a database, plus what the model cannot know on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedInput {
+    /// Hosts and per-minute sums.
+    pub input: SizingInput,
+    /// Extra statements per group name, appended to the group's notes.
+    pub notes: BTreeMap<String, Vec<String>>,
+    /// Minutes before this instant came from `group_minutes`, the rest from raw samples.
+    pub rolled_up_through_ms: u64,
+}
+
+/// Options of one `sizing` or `report` run.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The database file.
+    pub db: PathBuf,
+    /// The window, ending now.
+    pub window: Duration,
+    /// "Now", Unix ms (the caller reads the clock).
+    pub now_ms: u64,
+    /// Show a progress bar on stderr when it is a terminal and the window is long.
+    pub progress: bool,
+}
+
+/// Opens the database read-only, reads the window and runs the model.
+pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<SizingReport, ReportError> {
+    check_labels(config)?;
+    if !options.db.exists() {
+        return Err(ReportError::Usage(format!(
+            "database {}: file not found (pass --db FILE, or --config with the collector's state_dir)",
+            options.db.display()
+        )));
+    }
+    let store = Store::open_read_only(&options.db)?;
+    let window = Window::ending_at(options.now_ms, options.window);
+    let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
+    let loaded = load_input(&store, config, window, &bar)?;
+    bar.finish_and_clear();
+    Ok(apply_notes(size_fleet(&loaded.input, config), &loaded.notes))
+}
+
+/// The store keys groups and zones by fixed labels; other labels in `[sizing]` cannot be honoured.
+fn check_labels(config: &SizingConfig) -> Result<(), ReportError> {
+    if config.group_label != STORED_GROUP_LABEL || config.zone_label != STORED_ZONE_LABEL {
+        return Err(ReportError::Usage(format!(
+            "sizing.group_label \"{}\" / sizing.zone_label \"{}\": the database keeps per-minute sums by the \
+             \"{STORED_GROUP_LABEL}\" and \"{STORED_ZONE_LABEL}\" labels (remove both keys, or label the hosts \
+             with \"{STORED_GROUP_LABEL}\" and \"{STORED_ZONE_LABEL}\")",
+            config.group_label, config.zone_label
+        )));
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, window: Window) -> ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(
+        Some(window.length_ms().div_ceil(READ_CHUNK_MS) + 1),
+        ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} days ({eta} left)") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("reading rollups");
+    bar
+}
+
+/// Appends `notes` to the groups they name.
+pub fn apply_notes(mut report: SizingReport, notes: &BTreeMap<String, Vec<String>>) -> SizingReport {
+    for group in &mut report.groups {
+        if let Some(extra) = notes.get(&group.name) {
+            group.notes.extend(extra.iter().cloned());
+        }
+    }
+    report
+}
+
+fn group_name(stored: &str) -> String {
+    if stored.is_empty() {
+        UNGROUPED.to_string()
+    } else {
+        stored.to_string()
+    }
+}
+
+/// A group's sums for one minute while they are being added up.
+#[derive(Debug, Default)]
+struct MinuteAccumulator {
+    cpu_busy_cores: f64,
+    memory_used_bytes: f64,
+    established_by_port: BTreeMap<u16, f64>,
+    hosts_reporting: u32,
+}
+
+/// A sum and a count, for a mean.
+type SumCount = (f64, u64);
+
+/// One host's raw samples in one minute: sums and counts per value, for means.
+#[derive(Debug, Default)]
+struct HostMinute {
+    cpu_busy_pct: SumCount,
+    mem_used_bytes: SumCount,
+    tcp_established: SumCount,
+    established_by_port: BTreeMap<u16, SumCount>,
+}
+
+/// The mean, or 0 without values (as the rollup counts a host whose metric is missing).
+fn mean((sum, count): SumCount) -> f64 {
+    if count > 0 {
+        sum / count as f64
+    } else {
+        0.0
+    }
+}
+
+fn add((a_sum, a_count): SumCount, (b_sum, b_count): SumCount) -> SumCount {
+    (a_sum + b_sum, a_count + b_count)
+}
+
+/// Per group and minute, what raw rows add: `tail` for minutes the rollup has not finished (per-port counts
+/// from the listener detail), `late` for finished minutes whose late rows the next rollup pass will merge
+/// (a change of the host-wide established count, attributed to a port by the caller).
+#[derive(Debug, Default)]
+struct RawSums {
+    tail: Vec<(String, u64, MinuteAccumulator)>,
+    late: Vec<(String, u64, MinuteAccumulator, f64)>,
+}
+
+/// Reads hosts, per-minute sums and gaps for `window`. `bar` advances once per day read.
+pub fn load_input(
+    store: &Store,
+    config: &SizingConfig,
+    window: Window,
+    bar: &ProgressBar,
+) -> Result<LoadedInput, ReportError> {
+    let mut groups: BTreeMap<String, (Vec<HostInput>, BTreeMap<u64, MinuteAccumulator>)> = BTreeMap::new();
+    for host in store.hosts()? {
+        if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
+            continue;
+        }
+        let (hosts, _) = groups.entry(group_name(&host.group)).or_default();
+        hosts.push(HostInput {
+            name: host.name,
+            zone: (!host.zone.is_empty()).then_some(host.zone),
+            cores: f64::from(host.cores),
+            memory_bytes: host.memory_bytes as f64,
+            first_seen_ms: host.first_seen_ms.max(window.start_ms),
+            last_seen_ms: host.last_seen_ms.min(window.end_ms - 1),
+        });
+    }
+
+    let cutoff_ms = meta(store, "rollup_raw_cutoff_ms")?;
+    let rolled_up_through_ms = cutoff_ms.clamp(window.start_ms, window.end_ms);
+    let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut upper_bound_used: BTreeMap<String, u16> = BTreeMap::new();
+
+    // Finished minutes from `group_minutes`, a day at a time.
+    let mut from_ms = window.start_ms;
+    while from_ms < rolled_up_through_ms {
+        let to_ms = (from_ms + READ_CHUNK_MS).min(rolled_up_through_ms);
+        for row in store.group_minutes(from_ms, to_ms)? {
+            let name = group_name(&row.group);
+            let single_port = single_sized_port(config, &name);
+            let (_, minutes) = groups.entry(name.clone()).or_default();
+            let sum = minutes.entry(row.minute_ms).or_default();
+            sum.cpu_busy_cores += row.cpu_busy_cores;
+            sum.memory_used_bytes += row.mem_used_bytes;
+            sum.hosts_reporting += row.hosts as u32;
+            if let Some(port) = single_port {
+                *sum.established_by_port.entry(port).or_default() += row.tcp_established;
+                upper_bound_used.insert(name, port);
+            }
+        }
+        bar.inc(1);
+        from_ms = to_ms;
+    }
+    for (group, port) in upper_bound_used {
+        notes.entry(group).or_default().push(format!(
+            "connections:{port} before {} use every established TCP connection of each host (rollups keep no \
+             per-port count): an upper bound, so the verdict errs towards adding hosts",
+            utc(rolled_up_through_ms)
+        ));
+    }
+
+    // Raw rows the rollup has not reached: late rows of finished minutes, and the rest of the window.
+    let raw = raw_minutes(store, window, rolled_up_through_ms)?;
+    for (name, minute, delta, tcp_established_delta) in raw.late {
+        let single_port = single_sized_port(config, &name);
+        let (_, minutes) = groups.entry(name).or_default();
+        let sum = minutes.entry(minute).or_default();
+        sum.cpu_busy_cores += delta.cpu_busy_cores;
+        sum.memory_used_bytes += delta.memory_used_bytes;
+        sum.hosts_reporting += delta.hosts_reporting;
+        if let Some(port) = single_port {
+            *sum.established_by_port.entry(port).or_default() += tcp_established_delta;
+        }
+    }
+    for (name, minute, sum) in raw.tail {
+        let (_, minutes) = groups.entry(name).or_default();
+        let total = minutes.entry(minute).or_default();
+        total.cpu_busy_cores += sum.cpu_busy_cores;
+        total.memory_used_bytes += sum.memory_used_bytes;
+        total.hosts_reporting += sum.hosts_reporting;
+        for (port, count) in sum.established_by_port {
+            *total.established_by_port.entry(port).or_default() += count;
+        }
+    }
+    bar.inc(1);
+
+    let host_groups: HashMap<String, String> = groups
+        .iter()
+        .flat_map(|(group, (hosts, _))| hosts.iter().map(move |h| (h.name.clone(), group.clone())))
+        .collect();
+    let mut gaps_by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for gap in store.gaps(window.start_ms, window.end_ms)? {
+        let Some(group) = host_groups.get(&gap.host) else {
+            continue;
+        };
+        gaps_by_group.entry(group.clone()).or_default().push(format!(
+            "{} dropped {} samples from {} to {} ({})",
+            gap.host,
+            gap.count,
+            utc(gap.from_ms),
+            utc(gap.to_ms),
+            gap.reason
+        ));
+    }
+    for (group, gaps) in gaps_by_group {
+        let listed = gaps.len().min(GAPS_LISTED);
+        let more = if gaps.len() > listed {
+            format!("; and {} more gaps", gaps.len() - listed)
+        } else {
+            String::new()
+        };
+        notes.entry(group).or_default().push(format!(
+            "agents reported data gaps (their minutes understate the load): {}{more}",
+            gaps[..listed].join("; ")
+        ));
+    }
+
+    let groups = groups
+        .into_iter()
+        .map(|(name, (hosts, minutes))| GroupInput {
+            name,
+            hosts,
+            minutes: minutes
+                .into_iter()
+                .map(|(minute_start_ms, sum)| MinuteSum {
+                    minute_start_ms,
+                    cpu_busy_cores: sum.cpu_busy_cores,
+                    memory_used_bytes: sum.memory_used_bytes,
+                    established_by_port: sum.established_by_port.into_iter().collect(),
+                    hosts_reporting: sum.hosts_reporting,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(LoadedInput {
+        input: SizingInput {
+            window_start_ms: window.start_ms,
+            window_end_ms: window.end_ms,
+            groups,
+        },
+        notes,
+        rolled_up_through_ms,
+    })
+}
+
+/// The one port a group sizes connections for, when it names exactly one.
+fn single_sized_port(config: &SizingConfig, group: &str) -> Option<u16> {
+    let ports = &config.for_group(group).max_connections;
+    match ports.len() {
+        1 => ports.keys().next().copied(),
+        _ => None,
+    }
+}
+
+fn meta(store: &Store, key: &str) -> Result<u64, ReportError> {
+    let value: Option<i64> = store
+        .conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| StoreError::from_sqlite(store.path(), "read meta", e))?;
+    Ok(value.unwrap_or(0).max(0) as u64)
+}
+
+/// The sums of raw rows past the rollup watermark inside `window`: each host contributes its mean over the
+/// minute, as the rollup does. For a finished minute (before `cutoff_ms`) the rollup already holds part of
+/// a host's minute, so what is returned is the change the next pass will make: new mean minus old mean.
+fn raw_minutes(store: &Store, window: Window, cutoff_ms: u64) -> Result<RawSums, ReportError> {
+    let err = |e| StoreError::from_sqlite(store.path(), "read raw samples", e);
+    let watermark = meta(store, "rollup_raw_rowid")? as i64;
+    let hosts: HashMap<i64, (String, u32)> = {
+        let mut statement = store
+            .conn
+            .prepare("SELECT id, group_name, cores FROM hosts")
+            .map_err(err)?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    (r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u32),
+                ))
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)?
+    };
+    let mut statement = store
+        .conn
+        .prepare(
+            "SELECT host_id, ts_ms, cpu_busy_pct, mem_used_bytes, tcp_established, detail FROM samples \
+             WHERE id > ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+        )
+        .map_err(err)?;
+    let mut rows = statement
+        .query(params![watermark, window.start_ms as i64, window.end_ms as i64])
+        .map_err(err)?;
+    let mut per_host: BTreeMap<(u64, i64), HostMinute> = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(err)? {
+        let host_id: i64 = row.get(0).map_err(err)?;
+        let ts_ms = row.get::<_, i64>(1).map_err(err)?.max(0) as u64;
+        let minute = ts_ms - ts_ms % MINUTE_MS;
+        let entry = per_host.entry((minute, host_id)).or_default();
+        let value = |index: usize| row.get::<_, Option<f64>>(index).map_err(err);
+        for (index, slot) in [
+            (2, &mut entry.cpu_busy_pct),
+            (3, &mut entry.mem_used_bytes),
+            (4, &mut entry.tcp_established),
+        ] {
+            if let Some(value) = value(index)? {
+                *slot = add(*slot, (value, 1));
+            }
+        }
+        if minute < cutoff_ms {
+            // Rollups keep no per-port counts, so a late row's listeners have nothing to add to.
+            continue;
+        }
+        let detail: Option<Vec<u8>> = row.get(5).map_err(err)?;
+        // A blob that does not decode loses its per-port counts only; CPU and memory still count.
+        if let Some(detail) = detail.and_then(|bytes| SampleDetail::decode(&bytes).ok()) {
+            for listener in detail.listeners {
+                let count = entry.established_by_port.entry(listener.port).or_default();
+                *count = add(*count, (f64::from(listener.established), 1));
+            }
+        }
+    }
+    drop(rows);
+    drop(statement);
+
+    let mut tail: BTreeMap<(String, u64), MinuteAccumulator> = BTreeMap::new();
+    let mut late: BTreeMap<(String, u64), (MinuteAccumulator, f64)> = BTreeMap::new();
+    for ((minute, host_id), raw) in per_host {
+        let Some((group, cores)) = hosts.get(&host_id) else {
+            continue;
+        };
+        let cores = f64::from(*cores);
+        if minute >= cutoff_ms {
+            let sum = tail.entry((group_name(group), minute)).or_default();
+            sum.hosts_reporting += 1;
+            sum.cpu_busy_cores += mean(raw.cpu_busy_pct) / 100.0 * cores;
+            sum.memory_used_bytes += mean(raw.mem_used_bytes);
+            for (port, counts) in raw.established_by_port {
+                *sum.established_by_port.entry(port).or_default() += mean(counts);
+            }
+            continue;
+        }
+        let old = rolled_minute(store, minute, host_id)?;
+        let old_of = |metric: Metric| -> SumCount {
+            old.as_ref()
+                .and_then(|stats| stats.get(metric.index()))
+                .map_or((0.0, 0), |stats| (stats.sum, stats.count))
+        };
+        let (old_cpu, old_mem, old_tcp) = (
+            old_of(Metric::CpuBusyPct),
+            old_of(Metric::MemUsedBytes),
+            old_of(Metric::TcpEstablished),
+        );
+        let (sum, tcp_established) = late.entry((group_name(group), minute)).or_default();
+        sum.hosts_reporting += u32::from(old.is_none());
+        sum.cpu_busy_cores += (mean(add(old_cpu, raw.cpu_busy_pct)) - mean(old_cpu)) / 100.0 * cores;
+        sum.memory_used_bytes += mean(add(old_mem, raw.mem_used_bytes)) - mean(old_mem);
+        *tcp_established += mean(add(old_tcp, raw.tcp_established)) - mean(old_tcp);
+    }
+    Ok(RawSums {
+        tail: tail
+            .into_iter()
+            .map(|((group, minute), sum)| (group, minute, sum))
+            .collect(),
+        late: late
+            .into_iter()
+            .map(|((group, minute), (sum, tcp))| (group, minute, sum, tcp))
+            .collect(),
+    })
+}
+
+/// A host's rolled-up statistics for one minute, when the rollup has written them.
+fn rolled_minute(store: &Store, minute: u64, host_id: i64) -> Result<Option<RollupStats>, ReportError> {
+    let blob: Option<Vec<u8>> = store
+        .conn
+        .prepare_cached("SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![minute as i64, host_id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(|e| StoreError::from_sqlite(store.path(), "read rollup_minute", e))?;
+    blob.map(|blob| {
+        RollupStats::decode(&blob).map_err(|e| {
+            ReportError::Store(StoreError::BadBlob {
+                path: store.path().to_string(),
+                what: "rollup stats",
+                detail: e.to_string(),
+            })
+        })
+    })
+    .transpose()
+}
+
+/// The `sizing` table: one row per group, then each group's notes.
+pub fn render_table(report: &SizingReport) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec![
+            "group",
+            "status",
+            "hosts",
+            "domains",
+            "binding",
+            "worst loss",
+            "now",
+            "after worst loss",
+            "safe level",
+            "hosts to add",
+        ]);
+    for group in &report.groups {
+        let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
+        let cell = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+        table.add_row(vec![
+            group.name.clone(),
+            status_text(group.status).to_string(),
+            group.hosts.to_string(),
+            group.domains.len().to_string(),
+            cell(group.binding.map(|b| b.label())),
+            cell(group.worst_case.as_ref().map(case_text)),
+            cell(binding.map(|r| percent(r.current_utilisation))),
+            cell(binding.map(|r| after_loss(&r.worst))),
+            cell(binding.map(|r| percent(r.safe_steady_state))),
+            hosts_to_add_text(group),
+        ]);
+    }
+    let mut out = format!(
+        "window {} to {}, peak p{}\n{table}\n",
+        utc(report.window_start_ms),
+        utc(report.window_end_ms),
+        report.percentile
+    );
+    for group in &report.groups {
+        for note in &group.notes {
+            out.push_str(&format!("{}: {note}\n", group.name));
+        }
+    }
+    out
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory, so a reader never sees half.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
+    let fail = |detail: String| ReportError::Write {
+        path: path.display().to_string(),
+        detail,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::HostMetrics;
+    use crate::store::{GapRow, HostBatch, HostInfo, Retention, SampleRow};
+    use headroom_common::wire::Listener;
+
+    /// A Monday at 00:00 UTC.
+    const T0: u64 = 1_700_438_400_000;
+    const GIB: u64 = 1 << 30;
+
+    fn hello(group: &str, zone: &str, cores: u32) -> HostInfo {
+        HostInfo {
+            labels: [("group", group), ("zone", zone)]
+                .iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            cores,
+            memory_bytes: 8 * GIB,
+            interval_ms: 1000,
+            agent_version: "0.1.0".into(),
+        }
+    }
+
+    /// A sample at `ts_ms` with CPU busy, used memory and established connections on port 443.
+    fn sample(seq: u64, ts_ms: u64, cpu_pct: f64, mem_gib: u64, established_443: u32) -> SampleRow {
+        let detail = SampleDetail {
+            listeners: vec![Listener {
+                port: 443,
+                established: established_443,
+                accept_queue: 0,
+                accept_queue_limit: 128,
+            }],
+            ..SampleDetail::default()
+        };
+        SampleRow {
+            seq,
+            ts_ms,
+            metrics: HostMetrics {
+                cpu_busy_pct: Some(cpu_pct),
+                mem_used_bytes: Some(mem_gib * GIB),
+                // Host-wide count: the 443 connections plus 10 others (outgoing, ssh).
+                tcp_established: Some(u64::from(established_443) + 10),
+                ..HostMetrics::default()
+            },
+            detail: detail.encode(),
+        }
+    }
+
+    /// Two hosts of group "web" over minutes 0 and 1 after T0, one unlabelled host, and a gap.
+    fn fixture(dir: &Path) -> Store {
+        let (mut store, _) = Store::open(&dir.join("headroom.db"), T0).unwrap();
+        let batch = |host: &str, info: HostInfo, rows: Vec<SampleRow>, gaps: Vec<GapRow>| HostBatch {
+            host: host.into(),
+            instance_id: 1,
+            received_ms: T0,
+            hello: Some(info),
+            rows,
+            gaps,
+        };
+        // web-1 (4 cores): minute 0 at 50 % and 70 % (mean 60 % = 2.4 cores), minute 1 at 25 % (1 core).
+        // web-2 (8 cores): minute 0 at 10 % (0.8 cores), minute 1 at 30 % and 50 % (mean 40 % = 3.2 cores).
+        store
+            .commit_batches(&[
+                batch(
+                    "web-1",
+                    hello("web", "a", 4),
+                    vec![
+                        sample(1, T0 + 1_000, 50.0, 2, 100),
+                        sample(2, T0 + 30_000, 70.0, 4, 300),
+                        sample(3, T0 + 61_000, 25.0, 3, 50),
+                    ],
+                    Vec::new(),
+                ),
+                batch(
+                    "web-2",
+                    hello("web", "b", 8),
+                    vec![
+                        sample(1, T0 + 2_000, 10.0, 1, 40),
+                        sample(2, T0 + 62_000, 30.0, 5, 60),
+                        sample(3, T0 + 90_000, 50.0, 7, 80),
+                    ],
+                    vec![GapRow {
+                        from_seq: 10,
+                        to_seq: 19,
+                        from_ms: T0 + 100_000,
+                        to_ms: T0 + 110_000,
+                        count: 10,
+                        reason: "spool full".into(),
+                    }],
+                ),
+                batch(
+                    "lone",
+                    hello("", "", 2),
+                    vec![sample(1, T0 + 5_000, 50.0, 1, 0)],
+                    Vec::new(),
+                ),
+            ])
+            .unwrap();
+        store
+    }
+
+    fn config_with_443() -> SizingConfig {
+        let mut config = SizingConfig::default();
+        config.defaults.max_connections.insert(443, 1000);
+        config
+    }
+
+    fn minutes_of(loaded: &LoadedInput, group: &str) -> Vec<MinuteSum> {
+        let group = loaded.input.groups.iter().find(|g| g.name == group).unwrap();
+        group.minutes.clone()
+    }
+
+    #[test]
+    fn window_is_whole_minutes_ending_with_the_current_one() {
+        let window = Window::ending_at(T0 + 61_500, Duration::from_secs(3_600));
+        assert_eq!(window.end_ms, T0 + 2 * MINUTE_MS);
+        assert_eq!(window.start_ms, T0 + 2 * MINUTE_MS - 3_600_000);
+    }
+
+    #[test]
+    fn raw_tail_gives_per_host_minute_means_summed_per_group_with_per_port_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = fixture(dir.path());
+        let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
+        let loaded = load_input(&store, &config_with_443(), window, &ProgressBar::hidden()).unwrap();
+        assert_eq!(
+            loaded.rolled_up_through_ms, window.start_ms,
+            "nothing is rolled up yet"
+        );
+        let minutes = minutes_of(&loaded, "web");
+        // Minute 0: 2.4 + 0.8 cores; memory (2+4)/2 + 1 = 4 GiB; port 443 (100+300)/2 + 40 = 240.
+        // Minute 1: 1.0 + 3.2 cores; memory 3 + (5+7)/2 = 9 GiB; port 443 50 + (60+80)/2 = 120.
+        let expected = [(T0, 3.2, 4, 240.0), (T0 + MINUTE_MS, 4.2, 9, 120.0)];
+        assert_eq!(minutes.len(), 2, "{minutes:?}");
+        for (row, (minute, cores, mem_gib, established)) in minutes.iter().zip(expected) {
+            assert_eq!(row.minute_start_ms, minute);
+            assert!((row.cpu_busy_cores - cores).abs() < 1e-9, "{row:?}");
+            assert_eq!(row.memory_used_bytes, (mem_gib * GIB) as f64);
+            assert_eq!(row.established_by_port, vec![(443, established)]);
+            assert_eq!(row.hosts_reporting, 2);
+        }
+        let lone = minutes_of(&loaded, UNGROUPED);
+        assert_eq!(lone.len(), 1);
+        assert!((lone[0].cpu_busy_cores - 1.0).abs() < 1e-9);
+        // The gap of web-2 is stated in its group's notes, not in the other group's.
+        let gap_note = &loaded.notes["web"][0];
+        assert!(gap_note.contains("web-2 dropped 10 samples"), "{gap_note}");
+        assert!(gap_note.contains("spool full"), "{gap_note}");
+        assert!(!loaded.notes.contains_key(UNGROUPED));
+    }
+
+    #[test]
+    fn rolled_up_minutes_match_the_raw_reading_and_bound_the_port_by_all_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = fixture(dir.path());
+        let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
+        let config = config_with_443();
+        let before = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        // Minute 0 is finished and 10 s past: it is rolled up; minute 1 is not yet.
+        store
+            .maintain(T0 + MINUTE_MS + 10_000, &Retention::default())
+            .unwrap();
+        let after = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        assert_eq!(after.rolled_up_through_ms, T0 + MINUTE_MS);
+        let (raw, rolled) = (minutes_of(&before, "web"), minutes_of(&after, "web"));
+        assert_eq!(rolled.len(), 2);
+        assert!(
+            (raw[0].cpu_busy_cores - rolled[0].cpu_busy_cores).abs() < 1e-9,
+            "{raw:?} {rolled:?}"
+        );
+        assert_eq!(raw[0].memory_used_bytes, rolled[0].memory_used_bytes);
+        assert_eq!(raw[0].hosts_reporting, rolled[0].hosts_reporting);
+        // Rolled up: the host-wide count, 240 on the port plus 10 others on each of the two hosts.
+        assert_eq!(rolled[0].established_by_port, vec![(443, 260.0)]);
+        assert_eq!(
+            rolled[1], raw[1],
+            "the unfinished minute still comes from raw rows"
+        );
+        assert!(after.notes["web"]
+            .iter()
+            .any(|note| note.contains("connections:443") && note.contains("upper bound")));
+        // Once the rollup has merged the late rows too, the figures stay the same.
+        store
+            .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+            .unwrap();
+        let merged = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        assert_eq!(merged.rolled_up_through_ms, T0 + 2 * MINUTE_MS);
+        let merged = minutes_of(&merged, "web");
+        for (now, then) in merged.iter().zip(&rolled) {
+            assert!(
+                (now.cpu_busy_cores - then.cpu_busy_cores).abs() < 1e-9,
+                "{merged:?} {rolled:?}"
+            );
+            assert_eq!(now.memory_used_bytes, then.memory_used_bytes);
+            assert_eq!(now.hosts_reporting, then.hosts_reporting);
+        }
+        assert_eq!(merged[0].established_by_port, vec![(443, 260.0)]);
+        // Without exactly one sized port there is nothing to attribute the host-wide count to.
+        let plain = load_input(&store, &SizingConfig::default(), window, &ProgressBar::hidden()).unwrap();
+        assert!(minutes_of(&plain, "web")[0].established_by_port.is_empty());
+    }
+
+    #[test]
+    fn report_states_gaps_and_renders_a_table_per_group() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(fixture(dir.path()));
+        let options = ReportOptions {
+            db: dir.path().join("headroom.db"),
+            window: Duration::from_secs(3_600),
+            now_ms: T0 + 100_000,
+            progress: false,
+        };
+        let report = build_report(&options, &config_with_443()).unwrap();
+        let names: Vec<&str> = report.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, vec![UNGROUPED, "web"]);
+        let table = render_table(&report);
+        assert!(table.contains("web"), "{table}");
+        assert!(table.contains("web: agents reported data gaps"), "{table}");
+    }
+
+    #[test]
+    fn a_missing_database_or_foreign_labels_are_usage_errors() {
+        let options = ReportOptions {
+            db: PathBuf::from("/nonexistent/headroom.db"),
+            window: Duration::from_secs(3_600),
+            now_ms: T0,
+            progress: false,
+        };
+        let error = build_report(&options, &SizingConfig::default()).unwrap_err();
+        assert!(matches!(error, ReportError::Usage(_)), "{error}");
+        assert!(error
+            .to_string()
+            .contains("/nonexistent/headroom.db: file not found"));
+        let config = SizingConfig {
+            group_label: "service".into(),
+            ..SizingConfig::default()
+        };
+        let error = build_report(&options, &config).unwrap_err();
+        assert!(
+            error.to_string().contains("sizing.group_label \"service\""),
+            "{error}"
+        );
+    }
+}

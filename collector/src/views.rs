@@ -1,0 +1,343 @@
+//! Fleet views over a time window, grouped by any labels: for every stored metric, across hosts, the count,
+//! mean, p50, p90, p99, p99.9, max and the host at the max.
+//!
+//! What is computed, exactly: each host's value is its mean of the metric over the window (the live view
+//! uses each Up or Stale host's latest value instead); the percentiles are then taken across those per-host
+//! values by the nearest-rank method (`summary::percentile`), so every percentile is a value some host had.
+//! Windows up to one hour read the raw `samples` rows; longer ones read the minute and hour rollups, whose
+//! count and sum give the same mean. A host's mean over a window is its typical level; the p99 across hosts
+//! then names how the worst 1 % of hosts ran, which a fleet-wide mean of samples would hide.
+
+use crate::fleet::{HostStatus, HostView};
+use crate::store::{Metric, Store, StoreError};
+use crate::summary::percentile;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Longest window answered from raw rows; longer windows use rollups.
+pub const RAW_WINDOW_MAX_MS: u64 = 3_600_000;
+
+/// Human description of what a view computes, carried in every answer.
+pub const COMPUTED: &str =
+    "per host: mean of the metric over the window (live: latest value of up and stale \
+hosts); across hosts: count, mean, nearest-rank p50/p90/p99/p99.9, max and the host at the max";
+
+/// One host's per-metric means over the window, in [`Metric::ALL`] order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostMeans {
+    pub host: String,
+    pub labels: BTreeMap<String, String>,
+    pub means: Vec<Option<f64>>,
+}
+
+/// One metric across the hosts of one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSpread {
+    pub metric: String,
+    /// Hosts that had the metric in the window.
+    pub count: usize,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub max_host: String,
+}
+
+/// One combination of the grouping labels' values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewRow {
+    /// Label → value for each `by` label; "" where a host lacks the label.
+    pub key: BTreeMap<String, String>,
+    pub hosts: usize,
+    pub metrics: Vec<MetricSpread>,
+}
+
+/// Body of `GET /api/v1/fleet?by=…&window=…`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// "live" or the window as given, like "1h".
+    pub window: String,
+    pub from_ms: Option<u64>,
+    pub to_ms: u64,
+    /// "live", "raw" or "rollup".
+    pub source: String,
+    pub by: Vec<String>,
+    pub computed: String,
+    pub rows: Vec<ViewRow>,
+}
+
+/// Window length in ms from text like "5m", "1d", "30d"; `None` for "live".
+pub fn parse_window(text: &str) -> Result<Option<u64>, String> {
+    if text == "live" {
+        return Ok(None);
+    }
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("window \"{text}\" is not a duration ({e}); use live, 5m, 1h, 1d, 7d or 30d"))?;
+    let ms = duration.as_millis() as u64;
+    if !(60_000..=366 * 86_400_000).contains(&ms) {
+        return Err(format!(
+            "window \"{text}\" is out of range (use live or 1m to 366d)"
+        ));
+    }
+    Ok(Some(ms))
+}
+
+/// Grouping labels from text like "group,zone"; empty means one row for the whole fleet.
+pub fn parse_by(text: &str) -> Result<Vec<String>, String> {
+    let by: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = by.iter().find(|l| {
+        !l.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    }) {
+        return Err(format!(
+            "label \"{bad}\" in by is not a label name (letters, digits, _ - .)"
+        ));
+    }
+    Ok(by)
+}
+
+/// The live view's per-host values: the latest derived metrics of every host that is not Down.
+pub fn live_hosts(views: &[HostView]) -> Vec<HostMeans> {
+    views
+        .iter()
+        .filter(|v| v.status != HostStatus::Down)
+        .map(|v| HostMeans {
+            host: v.host.clone(),
+            labels: v.labels.clone(),
+            means: Metric::ALL.iter().map(|m| m.value(&v.metrics)).collect(),
+        })
+        .collect()
+}
+
+/// Every stored host's per-metric mean over `[from_ms, to_ms)`: raw rows when the window is at most an
+/// hour, rollups beyond. Returns the source used ("raw" or "rollup").
+pub fn stored_hosts(
+    store: &Store,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<(Vec<HostMeans>, &'static str), StoreError> {
+    let hosts = store.hosts()?;
+    if to_ms.saturating_sub(from_ms) <= RAW_WINDOW_MAX_MS {
+        let averages: String = Metric::ALL
+            .iter()
+            .map(|m| format!("AVG({})", m.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT h.name, {averages} FROM samples s JOIN hosts h ON h.id = s.host_id \
+             WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.host_id"
+        );
+        let err = store.sql_error("read samples for a fleet view");
+        let mut statement = store.conn.prepare(&sql).map_err(&err)?;
+        let means: HashMap<String, Vec<Option<f64>>> = statement
+            .query_map(params![from_ms as i64, to_ms as i64], |row| {
+                let mut means = Vec::with_capacity(Metric::ALL.len());
+                for index in 0..Metric::ALL.len() {
+                    means.push(row.get::<_, Option<f64>>(index + 1)?);
+                }
+                Ok((row.get::<_, String>(0)?, means))
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(&err)?;
+        let out = hosts
+            .into_iter()
+            .filter_map(|h| {
+                let means = means.get(&h.name)?.clone();
+                Some(HostMeans {
+                    host: h.name,
+                    labels: h.labels,
+                    means,
+                })
+            })
+            .collect();
+        return Ok((out, "raw"));
+    }
+    let mut out = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        let mut means = Vec::with_capacity(Metric::ALL.len());
+        for metric in Metric::ALL {
+            let stats = store.host_stats(&host.name, metric, from_ms, to_ms)?;
+            means.push(stats.filter(|s| s.count > 0).map(|s| s.sum / s.count as f64));
+        }
+        if means.iter().any(Option::is_some) {
+            out.push(HostMeans {
+                host: host.name,
+                labels: host.labels,
+                means,
+            });
+        }
+    }
+    Ok((out, "rollup"))
+}
+
+/// Rows per combination of the `by` labels, sorted by key; each with every metric some host had.
+pub fn compute_rows(hosts: &[HostMeans], by: &[String]) -> Vec<ViewRow> {
+    let mut groups: BTreeMap<Vec<String>, Vec<&HostMeans>> = BTreeMap::new();
+    for host in hosts {
+        let key = by
+            .iter()
+            .map(|label| host.labels.get(label).cloned().unwrap_or_default())
+            .collect();
+        groups.entry(key).or_default().push(host);
+    }
+    let mut values: Vec<(f64, &str)> = Vec::new();
+    let mut sorted: Vec<f64> = Vec::new();
+    groups
+        .into_iter()
+        .map(|(key, members)| {
+            let mut metrics = Vec::new();
+            for (index, metric) in Metric::ALL.iter().enumerate() {
+                values.clear();
+                values.extend(members.iter().filter_map(|h| {
+                    let value = h.means.get(index).copied().flatten()?;
+                    value.is_finite().then_some((value, h.host.as_str()))
+                }));
+                if values.is_empty() {
+                    continue;
+                }
+                // Ties at the max go to the first host by name, so the answer is stable.
+                let (max, max_host) = values.iter().fold((f64::NEG_INFINITY, ""), |best, &(v, h)| {
+                    if v > best.0 || (v == best.0 && h < best.1) {
+                        (v, h)
+                    } else {
+                        best
+                    }
+                });
+                sorted.clear();
+                sorted.extend(values.iter().map(|(v, _)| *v));
+                sorted.sort_by(f64::total_cmp);
+                let at = |q: f64| percentile(&sorted, q).unwrap_or(f64::NAN);
+                metrics.push(MetricSpread {
+                    metric: metric.name().to_string(),
+                    count: sorted.len(),
+                    mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+                    p50: at(0.50),
+                    p90: at(0.90),
+                    p99: at(0.99),
+                    p999: at(0.999),
+                    max,
+                    max_host: max_host.to_string(),
+                });
+            }
+            ViewRow {
+                key: by.iter().cloned().zip(key).collect(),
+                hosts: members.len(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// The view as the API answers it. `store` is needed for windows other than live.
+pub fn fleet_view(
+    live: &[HostView],
+    store: Option<&Store>,
+    by: Vec<String>,
+    window_text: &str,
+    now_ms: u64,
+) -> Result<FleetView, String> {
+    let window_ms = parse_window(window_text)?;
+    let (hosts, source, from_ms) = match window_ms {
+        None => (live_hosts(live), "live", None),
+        Some(window_ms) => {
+            let store = store.ok_or("windowed views need the collector database; it is not open")?;
+            let from_ms = now_ms.saturating_sub(window_ms);
+            let (hosts, source) = stored_hosts(store, from_ms, now_ms).map_err(|e| e.to_string())?;
+            (hosts, source, Some(from_ms))
+        }
+    };
+    Ok(FleetView {
+        window: window_text.to_string(),
+        from_ms,
+        to_ms: now_ms,
+        source: source.to_string(),
+        rows: compute_rows(&hosts, &by),
+        by,
+        computed: COMPUTED.to_string(),
+    })
+}
+
+/// Data gaps per host over all stored time: samples an agent reported it could not keep.
+pub fn gap_counts(store: &Store) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut out = BTreeMap::new();
+    for gap in store.gaps(0, u64::MAX / 2)? {
+        *out.entry(gap.host).or_insert(0) += gap.count;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, group: &str, zone: &str, cpu: f64) -> HostMeans {
+        let mut means = vec![None; Metric::ALL.len()];
+        means[Metric::CpuBusyPct.index()] = Some(cpu);
+        HostMeans {
+            host: name.to_string(),
+            labels: [("group", group), ("zone", zone)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            means,
+        }
+    }
+
+    #[test]
+    fn rows_carry_percentiles_across_hosts_and_the_host_at_the_max() {
+        // 1,000 web hosts with cpu 1..=1000 (host w-1000 hottest) and one db host.
+        let mut hosts: Vec<HostMeans> = (1..=1000)
+            .map(|i| {
+                host(
+                    &format!("w-{i:04}"),
+                    "web",
+                    if i % 2 == 0 { "a" } else { "b" },
+                    f64::from(i),
+                )
+            })
+            .collect();
+        hosts.push(host("db-1", "db", "a", 42.0));
+        let rows = compute_rows(&hosts, &["group".to_string()]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].key["group"], "db");
+        let web = &rows[1].metrics[0];
+        assert_eq!(web.metric, "cpu_busy_pct");
+        assert_eq!(rows[1].metrics.len(), 1, "metrics nobody had are left out");
+        assert_eq!(
+            (web.count, web.p50, web.p90, web.p99, web.p999),
+            (1000, 500.0, 900.0, 990.0, 999.0)
+        );
+        assert_eq!((web.max, web.max_host.as_str()), (1000.0, "w-1000"));
+        assert!((web.mean - 500.5).abs() < 1e-9);
+
+        let by_both = compute_rows(&hosts, &["group".to_string(), "zone".to_string()]);
+        let keys: Vec<String> = by_both
+            .iter()
+            .map(|r| format!("{}/{}", r.key["group"], r.key["zone"]))
+            .collect();
+        assert_eq!(keys, ["db/a", "web/a", "web/b"]);
+        assert_eq!(by_both[1].metrics[0].max_host, "w-1000");
+        assert_eq!(by_both[2].metrics[0].max_host, "w-0999");
+        let fleet = compute_rows(&hosts, &[]);
+        assert_eq!((fleet.len(), fleet[0].hosts), (1, 1001));
+    }
+
+    #[test]
+    fn windows_and_labels_are_checked() {
+        assert_eq!(parse_window("live"), Ok(None));
+        assert_eq!(parse_window("5m"), Ok(Some(300_000)));
+        assert_eq!(parse_window("30d"), Ok(Some(30 * 86_400_000)));
+        assert!(parse_window("10s").unwrap_err().contains("out of range"));
+        assert!(parse_window("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(parse_by("group, zone").unwrap(), ["group", "zone"]);
+        assert!(parse_by("group;drop").is_err());
+    }
+}
