@@ -10,8 +10,8 @@ use serde::Deserialize;
 mod shared;
 
 pub use shared::{
-    absolute_path, duration_in, edit_distance, human_duration, invalid, line_of, nearest_key,
-    read_config_file, ConfigError, KeyHint, RawTls, TlsPaths,
+    absolute_path, check_section_table, duration_in, edit_distance, human_duration, invalid, line_of,
+    nearest_key, read_config_file, ConfigError, KeyHint, RawTls, TlsPaths,
 };
 
 /// Where `headroom-agent run` and `check-config` look when no `--config` is given.
@@ -635,23 +635,7 @@ zone = "b"
 
     #[test]
     fn section_table_matches_what_the_parser_accepts() {
-        for (section, keys) in SECTIONS {
-            let header = if section.is_empty() {
-                String::new()
-            } else {
-                format!("[{section}]\n")
-            };
-            match parse(&format!("{header}zzzzzzzzzzzz = 1\n"), ORIGIN).unwrap_err() {
-                ConfigError::UnknownKey {
-                    hint: Some(KeyHint::Known(mut expected)),
-                    ..
-                } => {
-                    expected.sort();
-                    assert_eq!(&expected, keys, "section [{section}]");
-                }
-                other => panic!("section [{section}]: unexpected {other}"),
-            }
-        }
+        check_section_table(SECTIONS, ORIGIN, parse);
     }
 
     #[test]

@@ -483,6 +483,7 @@ fn socket_address(origin: &str, key: &str, text: &str) -> Result<SocketAddr, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headroom_agent::config::check_section_table;
 
     const ORIGIN: &str = "/etc/headroom/collector.toml";
 
@@ -554,23 +555,7 @@ max_connections = 10
 
     #[test]
     fn section_table_matches_what_the_parser_accepts() {
-        for (section, keys) in SECTIONS {
-            let header = if section.is_empty() {
-                String::new()
-            } else {
-                format!("[{section}]\n")
-            };
-            match parse(&format!("{header}zzzzzzzzzzzz = 1\n"), ORIGIN).unwrap_err() {
-                ConfigError::UnknownKey {
-                    hint: Some(KeyHint::Known(mut expected)),
-                    ..
-                } => {
-                    expected.sort();
-                    assert_eq!(&expected, keys, "section [{section}]");
-                }
-                other => panic!("section [{section}]: unexpected {other}"),
-            }
-        }
+        check_section_table(SECTIONS, ORIGIN, parse);
     }
 
     #[test]

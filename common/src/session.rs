@@ -26,6 +26,17 @@ pub enum SessionError {
     Version { theirs: u16, ours: u16 },
 }
 
+/// The next whole message in the decoder, if one has arrived.
+fn next_message<T: serde::de::DeserializeOwned>(
+    decoder: &mut FrameDecoder,
+    what: &'static str,
+) -> Result<Option<T>, SessionError> {
+    match decoder.next_frame()? {
+        Some(payload) => Ok(Some(decode_payload(&payload, what)?)),
+        None => Ok(None),
+    }
+}
+
 /// What the agent learns from the collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
@@ -89,14 +100,10 @@ impl AgentSession {
         self.decoder.push(bytes);
         let mut events = Vec::new();
         loop {
-            let payload = match self.decoder.next_frame() {
-                Ok(Some(payload)) => payload,
+            let message: CollectorMessage = match next_message(&mut self.decoder, "collector message") {
+                Ok(Some(message)) => message,
                 Ok(None) => return Ok(events),
-                Err(e) => return Err(self.close(e.into())),
-            };
-            let message: CollectorMessage = match decode_payload(&payload, "collector message") {
-                Ok(m) => m,
-                Err(e) => return Err(self.close(e.into())),
+                Err(e) => return Err(self.close(e)),
             };
             match (&self.state, message) {
                 (_, CollectorMessage::Refuse(Refuse { reason })) => {
@@ -228,14 +235,10 @@ impl CollectorSession {
         self.decoder.push(bytes);
         let mut events = Vec::new();
         loop {
-            let payload = match self.decoder.next_frame() {
-                Ok(Some(payload)) => payload,
+            let message: AgentMessage = match next_message(&mut self.decoder, "agent message") {
+                Ok(Some(message)) => message,
                 Ok(None) => return Ok(events),
-                Err(e) => return Err(self.close(e.into())),
-            };
-            let message: AgentMessage = match decode_payload(&payload, "agent message") {
-                Ok(m) => m,
-                Err(e) => return Err(self.close(e.into())),
+                Err(e) => return Err(self.close(e)),
             };
             match (self.state, message) {
                 (CollectorState::AwaitingHello, AgentMessage::Hello(hello)) => {
