@@ -35,9 +35,11 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "outliers",
             "sizing",
             "state_dir",
+            "storage",
             "tls",
         ],
     ),
+    ("storage", &["hour_retention", "minute_retention", "raw_retention"]),
     ("tls", &["ca", "cert", "key"]),
     ("identity", &["cert_validity"]),
     (
@@ -93,7 +95,13 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Failover sizing: labels, peak percentile, window, targets per group (`crate::sizing`).
     pub sizing: crate::sizing::SizingConfig,
+    /// How long the database keeps each kind of data.
+    pub retention: crate::store::Retention,
 }
+
+/// Retention bounds: an hour of raw data is the least a live view needs; ten years is the most anyone plans on.
+const RETENTION_MIN: Duration = Duration::from_secs(3600);
+const RETENTION_MAX: Duration = Duration::from_secs(3650 * 86_400);
 
 /// How the collector issues agent certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +186,7 @@ impl Default for Config {
                 window: Duration::from_secs(60),
             },
             sizing: crate::sizing::SizingConfig::default(),
+            retention: crate::store::Retention::default(),
         }
     }
 }
@@ -220,9 +229,39 @@ struct RawConfig {
     /// Agent certificate issuing.
     #[serde(default)]
     identity: RawIdentity,
+    /// Database retention.
+    #[serde(default)]
+    storage: RawStorage,
     /// Failover sizing for `sizing` and `report`.
     #[serde(default)]
     sizing: crate::sizing::RawSizing,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    /// How long raw samples are kept, like "48h"; 1h to 3650d. Default 48h.
+    raw_retention: Option<String>,
+    /// How long 1-minute rollups are kept; 1h to 3650d. Default 35d.
+    minute_retention: Option<String>,
+    /// How long hourly rollups, per-group minute sums and gaps are kept; 1h to 3650d. Default 400d.
+    hour_retention: Option<String>,
+}
+
+impl RawStorage {
+    fn validate(self, origin: &str, defaults: crate::store::Retention) -> Result<crate::store::Retention, ConfigError> {
+        let pick = |text: Option<String>, key: &str, default_ms: u64| -> Result<u64, ConfigError> {
+            match text {
+                None => Ok(default_ms),
+                Some(text) => Ok(duration_in(origin, key, &text, RETENTION_MIN..=RETENTION_MAX)?.as_millis() as u64),
+            }
+        };
+        Ok(crate::store::Retention {
+            raw_ms: pick(self.raw_retention, "storage.raw_retention", defaults.raw_ms)?,
+            minute_rollups_ms: pick(self.minute_retention, "storage.minute_retention", defaults.minute_rollups_ms)?,
+            hour_rollups_ms: pick(self.hour_retention, "storage.hour_retention", defaults.hour_rollups_ms)?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -439,6 +478,7 @@ impl RawConfig {
         let alarms = self.alarms.validate(origin, defaults.alarms)?;
         let outliers = self.outliers.validate(origin, defaults.outliers)?;
         let sizing = self.sizing.validate(origin)?;
+        let retention = self.storage.validate(origin, defaults.retention)?;
         let cert_validity = match self.identity.cert_validity {
             None => defaults.identity.cert_validity,
             Some(text) => duration_in(
@@ -453,6 +493,7 @@ impl RawConfig {
             alarms,
             outliers,
             sizing,
+            retention,
             state_dir,
             listen,
             http_listen,
@@ -551,6 +592,16 @@ max_connections = 10
             "config /etc/headroom/collector.toml: line 2: unknown key \"listen\" \
              (it belongs at the top of the file, before any [section])"
         );
+    }
+
+    #[test]
+    fn storage_retention_is_read_and_bounded() {
+        let config = parse("[storage]\nraw_retention = \"12h\"\nhour_retention = \"90d\"\n", ORIGIN).unwrap();
+        assert_eq!(config.retention.raw_ms, 12 * 3_600_000);
+        assert_eq!(config.retention.hour_rollups_ms, 90 * 86_400_000);
+        assert_eq!(config.retention.minute_rollups_ms, crate::store::Retention::default().minute_rollups_ms);
+        let err = error_of("[storage]\nraw_retention = \"5m\"\n");
+        assert!(err.contains("storage.raw_retention") && err.contains("too short"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::identity::registry::Registry;
 use crate::identity::revocation::Revocations;
 use crate::ingest::{self, IngestContext, IngestSettings};
 use crate::pki_cli::pki_dir;
-use crate::store::{spawn_writer, Store};
+use crate::store::{spawn_writer_with, Store, WriterSettings};
 use crate::validate::Limits;
 use anyhow::Context;
 use headroom_common::pki::read_pem;
@@ -85,7 +85,14 @@ pub async fn serve(
     } else {
         warn!("{}", report.line());
     }
-    let (store, writer) = spawn_writer(store, STORE_QUEUE);
+    let (store, writer) = spawn_writer_with(
+        store,
+        WriterSettings {
+            queue_capacity: STORE_QUEUE,
+            retention: config.retention,
+            ..WriterSettings::default()
+        },
+    );
 
     let socket = std::net::UdpSocket::bind(config.listen).with_context(|| {
         format!(
@@ -208,8 +215,10 @@ fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
     // exact sizes.
     unsafe {
         let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&wanted as *const libc::c_int).cast(), size);
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&mut granted as *mut libc::c_int).cast(), &mut length);
+        let wanted_ptr = (&wanted as *const libc::c_int).cast();
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, wanted_ptr, size);
+        let granted_ptr = (&mut granted as *mut libc::c_int).cast();
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, granted_ptr, &mut length);
     }
     usize::try_from(granted).unwrap_or(0) / 2
 }
