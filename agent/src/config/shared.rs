@@ -362,6 +362,26 @@ impl fmt::Display for TlsPaths {
     }
 }
 
+/// Checks that a config module's key table (`SECTIONS`) lists exactly the keys its parser accepts, section by
+/// section; both config modules call it from their tests so the "did you mean" hints never drift.
+pub fn check_section_table<T: std::fmt::Debug>(
+    sections: &[(&str, &[&str])],
+    origin: &str,
+    parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
+) {
+    for (section, keys) in sections {
+        let header = if section.is_empty() { String::new() } else { format!("[{section}]\n") };
+        match parse(&format!("{header}zzzzzzzzzzzz = 1\n"), origin) {
+            Err(ConfigError::UnknownKey { hint: Some(KeyHint::Known(mut expected)), .. }) => {
+                expected.sort();
+                assert_eq!(&expected, keys, "section [{section}]");
+            }
+            other => panic!("section [{section}]: unexpected {other:?}"),
+        }
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,24 +442,5 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(60)), "60s");
         assert_eq!(human_duration(Duration::from_secs(300)), "5m");
         assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
-    }
-}
-
-/// Checks that a config module's key table (`SECTIONS`) lists exactly the keys its parser accepts, section by
-/// section; both config modules call it from their tests so the "did you mean" hints never drift.
-pub fn check_section_table<T: std::fmt::Debug>(
-    sections: &[(&str, &[&str])],
-    origin: &str,
-    parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
-) {
-    for (section, keys) in sections {
-        let header = if section.is_empty() { String::new() } else { format!("[{section}]\n") };
-        match parse(&format!("{header}zzzzzzzzzzzz = 1\n"), origin) {
-            Err(ConfigError::UnknownKey { hint: Some(KeyHint::Known(mut expected)), .. }) => {
-                expected.sort();
-                assert_eq!(&expected, keys, "section [{section}]");
-            }
-            other => panic!("section [{section}]: unexpected {other:?}"),
-        }
     }
 }
