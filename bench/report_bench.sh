@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Capacity report benchmark: a synthetic database of HOSTS hosts x DAYS days of rollups (hosts and
-# group_minutes, written through the store's schema by collector/examples/report_db_bench.rs), then
+# group_minutes and group_port_minutes, written through the store's schema by collector/examples/report_db_bench.rs), then
 # `headroom-collector report` timed on it in every format, release build. Results go in bench/RESULTS.md
 # under "## Capacity report".
 # Usage: bench/report_bench.sh [HOSTS] [DAYS] [RUNS]
@@ -15,13 +15,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 db="$work/headroom.db"
 "$target/release/examples/report_db_bench" "$db" "$hosts" "$days"
+# Every synthetic host serves port 443 with a limit of 10,000 connections, so connections are sized too.
+printf '[sizing]\nmax_connections = { "443" = 10000 }\n' > "$work/bench.toml"
 ls -l "$db"
 for format in html csv json md; do
     times=()
     for _ in $(seq "$runs"); do
         start=$(date +%s.%N)
         "$target/release/headroom-collector" report --window "${days}d" --format "$format" \
-            --db "$db" --config "$work/absent.toml" --out "$work/report.$format" >/dev/null
+            --db "$db" --config "$work/bench.toml" --out "$work/report.$format" >/dev/null
         end=$(date +%s.%N)
         times+=("$(echo "$end - $start" | bc)")
     done
@@ -29,5 +31,5 @@ for format in html csv json md; do
     echo "report --format $format: median ${median}s over $runs runs (all: ${times[*]}); output $(stat -c %s "$work/report.$format") bytes"
 done
 /usr/bin/time -v "$target/release/headroom-collector" report --window "${days}d" --format html \
-    --db "$db" --config "$work/absent.toml" --out "$work/report.html" 2>&1 >/dev/null \
+    --db "$db" --config "$work/bench.toml" --out "$work/report.html" 2>&1 >/dev/null \
     | grep -E "Maximum resident|Elapsed" || true

@@ -70,6 +70,12 @@ fn main() -> anyhow::Result<()> {
             "INSERT INTO group_minutes (minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, \
              mem_used_bytes, mem_bytes, tcp_established) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        // Every host serves one port (443); its established connections per minute go to the per-port table
+        // the report sizes connections from.
+        let mut insert_port = tx.prepare(
+            "INSERT INTO group_port_minutes (minute_ms, group_name, zone, port, established, hosts) \
+             VALUES (?1, ?2, ?3, 443, ?4, ?5)",
+        )?;
         let mut rng = fastrand::Rng::with_seed(7);
         let minutes = (end_ms - start_ms) / MINUTE_MS;
         for minute in 0..minutes {
@@ -84,6 +90,14 @@ fn main() -> anyhow::Result<()> {
                         continue;
                     }
                     let busy = (base + 0.1 * day_phase.sin() + 0.03 * rng.f64()) * trend;
+                    let established = count as f64 * (200.0 + 100.0 * rng.f64()) * trend;
+                    insert_port.execute(params![
+                        minute_ms as i64,
+                        format!("svc-{group:02}"),
+                        zone_name,
+                        established,
+                        count as i64
+                    ])?;
                     insert.execute(params![
                         minute_ms as i64,
                         format!("svc-{group:02}"),
@@ -93,13 +107,14 @@ fn main() -> anyhow::Result<()> {
                         cores as i64,
                         (0.4 + 0.1 * rng.f64()) * memory as f64,
                         memory as i64,
-                        count as f64 * (200.0 + 100.0 * rng.f64()) * trend
+                        established
                     ])?;
                 }
             }
         }
     }
-    // Every minute is rolled up: the report reads group_minutes only, as it would on a long-running collector.
+    // Every minute is rolled up: the report reads group_minutes and group_port_minutes only, as it would on a
+    // long-running collector.
     tx.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_raw_cutoff_ms', ?1)",
         [end_ms as i64],

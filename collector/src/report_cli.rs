@@ -3,34 +3,32 @@
 //!
 //! Where the numbers come from:
 //! - Hosts (zone, cores, memory, first and last seen) come from `hosts`.
-//! - Per-minute group sums come from `group_minutes` for every minute the rollup has finished (before the
-//!   `rollup_raw_cutoff_ms` mark), and from raw `samples` for the rest of the window. Rollups run only for
+//! - Per-minute group sums come from `group_minutes` and `group_port_minutes` for every minute the rollup has
+//!   finished (before its cutoff, `Store::rollup_marks`), and from raw `samples` for the rest of the window. Rollups run only for
 //!   minutes that ended at least 10 s ago, so without the raw tail a report on a fresh database, or the last
 //!   minute of any report, would be missing. The tail is read by row id past the rollup watermark, which is
 //!   an indexed range over rows the rollup has not reached yet, never a scan of the whole table.
-//! - Established connections per service port: `group_minutes` keeps only the host-wide count of established
-//!   TCP connections. For rolled-up minutes, a group whose `[sizing]` names exactly one port in
-//!   `max_connections` is sized with that host-wide count as the port's load: an upper bound (it also counts
-//!   outgoing and other ports' connections), so the verdict errs towards adding hosts, and the report says so.
-//!   For the raw tail, the per-port counts come from each sample's listener detail.
+//! - Established connections per listening port: `group_port_minutes` for rolled-up minutes, each sample's
+//!   listener detail for the raw tail; both sum each host's mean over the minute. A database created before
+//!   per-port sums existed has none for the minutes rolled up before its upgrade, and the report says so.
 //! - Agent-reported data gaps (samples dropped from a full spool) come from `gaps` and are written into the
 //!   group's notes, as are hosts that joined or left (the model's own notes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use thiserror::Error;
 
 use crate::sizing::report::{after_loss, case_text, hosts_to_add_text, percent, status_text, utc};
 use crate::sizing::{
     size_fleet, GroupInput, HostInput, MinuteSum, SizingConfig, SizingInput, SizingReport, DAY_MS, MINUTE_MS,
 };
-use crate::store::sketch::RollupStats;
+use crate::store::ports::PortSums;
 use crate::store::{Metric, SampleDetail, Store, StoreError};
 
 /// The group name used for hosts without a group label.
@@ -43,7 +41,8 @@ const STORED_ZONE_LABEL: &str = "zone";
 /// Windows longer than this show a progress bar on a terminal.
 const PROGRESS_AFTER: Duration = Duration::from_secs(86_400);
 
-/// How much of `group_minutes` one query reads, so the progress bar moves and memory stays flat.
+/// How much of `group_minutes` and `group_port_minutes` one query reads, so the progress bar moves and
+/// memory stays flat.
 const READ_CHUNK_MS: u64 = DAY_MS;
 
 /// Most agent-reported gaps listed by name in one group's notes; the rest are counted.
@@ -100,7 +99,8 @@ pub struct LoadedInput {
     pub input: SizingInput,
     /// Extra statements per group name, appended to the group's notes.
     pub notes: BTreeMap<String, Vec<String>>,
-    /// Minutes before this instant came from `group_minutes`, the rest from raw samples.
+    /// Minutes before this instant came from `group_minutes` and `group_port_minutes`, the rest from raw
+    /// samples.
     pub rolled_up_through_ms: u64,
 }
 
@@ -129,7 +129,7 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
     let store = Store::open_read_only(&options.db)?;
     let window = Window::ending_at(options.now_ms, options.window);
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
-    let loaded = load_input(&store, config, window, &bar)?;
+    let loaded = load_input(&store, window, &bar)?;
     bar.finish_and_clear();
     Ok(apply_notes(size_fleet(&loaded.input, config), &loaded.notes))
 }
@@ -197,8 +197,7 @@ type SumCount = (f64, u64);
 struct HostMinute {
     cpu_busy_pct: SumCount,
     mem_used_bytes: SumCount,
-    tcp_established: SumCount,
-    established_by_port: BTreeMap<u16, SumCount>,
+    ports: PortSums,
 }
 
 /// The mean, or 0 without values (as the rollup counts a host whose metric is missing).
@@ -214,22 +213,12 @@ fn add((a_sum, a_count): SumCount, (b_sum, b_count): SumCount) -> SumCount {
     (a_sum + b_sum, a_count + b_count)
 }
 
-/// Per group and minute, what raw rows add: `tail` for minutes the rollup has not finished (per-port counts
-/// from the listener detail), `late` for finished minutes whose late rows the next rollup pass will merge
-/// (a change of the host-wide established count, attributed to a port by the caller).
-#[derive(Debug, Default)]
-struct RawSums {
-    tail: Vec<(String, u64, MinuteAccumulator)>,
-    late: Vec<(String, u64, MinuteAccumulator, f64)>,
-}
+/// Per group and minute, what raw rows add: sums for minutes the rollup has not finished, and for finished
+/// minutes the change the next rollup pass will make when it merges their late rows.
+type RawSums = Vec<(String, u64, MinuteAccumulator)>;
 
 /// Reads hosts, per-minute sums and gaps for `window`. `bar` advances once per day read.
-pub fn load_input(
-    store: &Store,
-    config: &SizingConfig,
-    window: Window,
-    bar: &ProgressBar,
-) -> Result<LoadedInput, ReportError> {
+pub fn load_input(store: &Store, window: Window, bar: &ProgressBar) -> Result<LoadedInput, ReportError> {
     let mut groups: BTreeMap<String, (Vec<HostInput>, BTreeMap<u64, MinuteAccumulator>)> = BTreeMap::new();
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
@@ -246,53 +235,52 @@ pub fn load_input(
         });
     }
 
-    let cutoff_ms = meta(store, "rollup_raw_cutoff_ms")?;
-    let rolled_up_through_ms = cutoff_ms.clamp(window.start_ms, window.end_ms);
+    let marks = store.rollup_marks()?;
+    let rolled_up_through_ms = marks.rolled_up_through_ms.clamp(window.start_ms, window.end_ms);
+    let ports_from_ms = marks.port_minutes_from_ms;
     let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut upper_bound_used: BTreeMap<String, u16> = BTreeMap::new();
+    let mut without_ports: BTreeSet<String> = BTreeSet::new();
 
-    // Finished minutes from `group_minutes`, a day at a time.
+    // Finished minutes from `group_minutes` and `group_port_minutes`, a day at a time.
     let mut from_ms = window.start_ms;
     while from_ms < rolled_up_through_ms {
         let to_ms = (from_ms + READ_CHUNK_MS).min(rolled_up_through_ms);
         for row in store.group_minutes(from_ms, to_ms)? {
             let name = group_name(&row.group);
-            let single_port = single_sized_port(config, &name);
-            let (_, minutes) = groups.entry(name.clone()).or_default();
+            if row.minute_ms < ports_from_ms {
+                without_ports.insert(name.clone());
+            }
+            let (_, minutes) = groups.entry(name).or_default();
             let sum = minutes.entry(row.minute_ms).or_default();
             sum.cpu_busy_cores += row.cpu_busy_cores;
             sum.memory_used_bytes += row.mem_used_bytes;
             sum.hosts_reporting += row.hosts as u32;
-            if let Some(port) = single_port {
-                *sum.established_by_port.entry(port).or_default() += row.tcp_established;
-                upper_bound_used.insert(name, port);
-            }
+        }
+        // Minutes rolled up before the database kept per-port sums may hold partial ones (late rows merged
+        // since): none is better than an undercount.
+        for row in store.group_port_minutes(from_ms.max(ports_from_ms), to_ms)? {
+            let (_, minutes) = groups.entry(group_name(&row.group)).or_default();
+            let sum = minutes.entry(row.minute_ms).or_default();
+            *sum.established_by_port.entry(row.port).or_default() += row.established;
         }
         bar.inc(1);
         from_ms = to_ms;
     }
-    for (group, port) in upper_bound_used {
+    for group in without_ports {
         notes.entry(group).or_default().push(format!(
-            "connections:{port} before {} use every established TCP connection of each host (rollups keep no \
-             per-port count): an upper bound, so the verdict errs towards adding hosts",
-            utc(rolled_up_through_ms)
+            "no connection counts before {}: the database kept no per-port counts until it was upgraded then",
+            utc(ports_from_ms)
         ));
     }
 
     // Raw rows the rollup has not reached: late rows of finished minutes, and the rest of the window.
-    let raw = raw_minutes(store, window, rolled_up_through_ms)?;
-    for (name, minute, delta, tcp_established_delta) in raw.late {
-        let single_port = single_sized_port(config, &name);
-        let (_, minutes) = groups.entry(name).or_default();
-        let sum = minutes.entry(minute).or_default();
-        sum.cpu_busy_cores += delta.cpu_busy_cores;
-        sum.memory_used_bytes += delta.memory_used_bytes;
-        sum.hosts_reporting += delta.hosts_reporting;
-        if let Some(port) = single_port {
-            *sum.established_by_port.entry(port).or_default() += tcp_established_delta;
-        }
-    }
-    for (name, minute, sum) in raw.tail {
+    for (name, minute, sum) in raw_minutes(
+        store,
+        window,
+        rolled_up_through_ms,
+        marks.raw_rowid,
+        ports_from_ms,
+    )? {
         let (_, minutes) = groups.entry(name).or_default();
         let total = minutes.entry(minute).or_default();
         total.cpu_busy_cores += sum.cpu_busy_cores;
@@ -363,30 +351,19 @@ pub fn load_input(
     })
 }
 
-/// The one port a group sizes connections for, when it names exactly one.
-fn single_sized_port(config: &SizingConfig, group: &str) -> Option<u16> {
-    let ports = &config.for_group(group).max_connections;
-    match ports.len() {
-        1 => ports.keys().next().copied(),
-        _ => None,
-    }
-}
-
-fn meta(store: &Store, key: &str) -> Result<u64, ReportError> {
-    let value: Option<i64> = store
-        .conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
-        .map_err(|e| StoreError::from_sqlite(store.path(), "read meta", e))?;
-    Ok(value.unwrap_or(0).max(0) as u64)
-}
-
-/// The sums of raw rows past the rollup watermark inside `window`: each host contributes its mean over the
-/// minute, as the rollup does. For a finished minute (before `cutoff_ms`) the rollup already holds part of
-/// a host's minute, so what is returned is the change the next pass will make: new mean minus old mean.
-fn raw_minutes(store: &Store, window: Window, cutoff_ms: u64) -> Result<RawSums, ReportError> {
+/// The sums of raw rows past the rollup watermark (`samples.id` `watermark`) inside `window`: each host
+/// contributes its mean over the minute, as the rollup does. For a finished minute (before `cutoff_ms`) the
+/// rollup already holds part of a host's minute, so what is returned is the change the next pass will make:
+/// new mean minus old mean. Per-port counts of finished minutes before `ports_from_ms` are left out, as the
+/// rolled-up figures they would change are.
+fn raw_minutes(
+    store: &Store,
+    window: Window,
+    cutoff_ms: u64,
+    watermark: i64,
+    ports_from_ms: u64,
+) -> Result<RawSums, ReportError> {
     let err = |e| StoreError::from_sqlite(store.path(), "read raw samples", e);
-    let watermark = meta(store, "rollup_raw_rowid")? as i64;
     let hosts: HashMap<i64, (String, u32)> = {
         let mut statement = store
             .conn
@@ -405,7 +382,7 @@ fn raw_minutes(store: &Store, window: Window, cutoff_ms: u64) -> Result<RawSums,
     let mut statement = store
         .conn
         .prepare(
-            "SELECT host_id, ts_ms, cpu_busy_pct, mem_used_bytes, tcp_established, detail FROM samples \
+            "SELECT host_id, ts_ms, cpu_busy_pct, mem_used_bytes, detail FROM samples \
              WHERE id > ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
         )
         .map_err(err)?;
@@ -419,98 +396,67 @@ fn raw_minutes(store: &Store, window: Window, cutoff_ms: u64) -> Result<RawSums,
         let minute = ts_ms - ts_ms % MINUTE_MS;
         let entry = per_host.entry((minute, host_id)).or_default();
         let value = |index: usize| row.get::<_, Option<f64>>(index).map_err(err);
-        for (index, slot) in [
-            (2, &mut entry.cpu_busy_pct),
-            (3, &mut entry.mem_used_bytes),
-            (4, &mut entry.tcp_established),
-        ] {
+        for (index, slot) in [(2, &mut entry.cpu_busy_pct), (3, &mut entry.mem_used_bytes)] {
             if let Some(value) = value(index)? {
                 *slot = add(*slot, (value, 1));
             }
         }
-        if minute < cutoff_ms {
-            // Rollups keep no per-port counts, so a late row's listeners have nothing to add to.
+        if minute < ports_from_ms {
             continue;
         }
-        let detail: Option<Vec<u8>> = row.get(5).map_err(err)?;
-        // A blob that does not decode loses its per-port counts only; CPU and memory still count.
+        let detail: Option<Vec<u8>> = row.get(4).map_err(err)?;
+        // A blob that does not decode loses its per-port counts only (as in the rollup); CPU and memory
+        // still count.
         if let Some(detail) = detail.and_then(|bytes| SampleDetail::decode(&bytes).ok()) {
-            for listener in detail.listeners {
-                let count = entry.established_by_port.entry(listener.port).or_default();
-                *count = add(*count, (f64::from(listener.established), 1));
-            }
+            entry.ports.add_listeners(&detail.listeners);
         }
     }
     drop(rows);
     drop(statement);
 
-    let mut tail: BTreeMap<(String, u64), MinuteAccumulator> = BTreeMap::new();
-    let mut late: BTreeMap<(String, u64), (MinuteAccumulator, f64)> = BTreeMap::new();
+    let mut sums: BTreeMap<(String, u64), MinuteAccumulator> = BTreeMap::new();
     for ((minute, host_id), raw) in per_host {
         let Some((group, cores)) = hosts.get(&host_id) else {
             continue;
         };
         let cores = f64::from(*cores);
+        let sum = sums.entry((group_name(group), minute)).or_default();
         if minute >= cutoff_ms {
-            let sum = tail.entry((group_name(group), minute)).or_default();
             sum.hosts_reporting += 1;
             sum.cpu_busy_cores += mean(raw.cpu_busy_pct) / 100.0 * cores;
             sum.memory_used_bytes += mean(raw.mem_used_bytes);
-            for (port, counts) in raw.established_by_port {
-                *sum.established_by_port.entry(port).or_default() += mean(counts);
+            for (port, established) in raw.ports.means() {
+                *sum.established_by_port.entry(port).or_default() += established;
             }
             continue;
         }
-        let old = rolled_minute(store, minute, host_id)?;
+        let old = store.host_minute(host_id, minute)?;
         let old_of = |metric: Metric| -> SumCount {
             old.as_ref()
-                .and_then(|stats| stats.get(metric.index()))
+                .and_then(|rollup| rollup.stats.get(metric.index()))
                 .map_or((0.0, 0), |stats| (stats.sum, stats.count))
         };
-        let (old_cpu, old_mem, old_tcp) = (
-            old_of(Metric::CpuBusyPct),
-            old_of(Metric::MemUsedBytes),
-            old_of(Metric::TcpEstablished),
-        );
-        let (sum, tcp_established) = late.entry((group_name(group), minute)).or_default();
+        let (old_cpu, old_mem) = (old_of(Metric::CpuBusyPct), old_of(Metric::MemUsedBytes));
         sum.hosts_reporting += u32::from(old.is_none());
         sum.cpu_busy_cores += (mean(add(old_cpu, raw.cpu_busy_pct)) - mean(old_cpu)) / 100.0 * cores;
         sum.memory_used_bytes += mean(add(old_mem, raw.mem_used_bytes)) - mean(old_mem);
-        *tcp_established += mean(add(old_tcp, raw.tcp_established)) - mean(old_tcp);
+        let old_ports = old.map(|rollup| rollup.ports).unwrap_or_default();
+        let mut merged = old_ports.clone();
+        merged.merge(&raw.ports);
+        for (port, established) in merged.means() {
+            let (old_sum, old_samples) = old_ports.get(port);
+            let old_mean = if old_samples > 0 {
+                old_sum as f64 / f64::from(old_samples)
+            } else {
+                0.0
+            };
+            *sum.established_by_port.entry(port).or_default() += established - old_mean;
+        }
     }
-    Ok(RawSums {
-        tail: tail
-            .into_iter()
-            .map(|((group, minute), sum)| (group, minute, sum))
-            .collect(),
-        late: late
-            .into_iter()
-            .map(|((group, minute), (sum, tcp))| (group, minute, sum, tcp))
-            .collect(),
-    })
-}
-
-/// A host's rolled-up statistics for one minute, when the rollup has written them.
-fn rolled_minute(store: &Store, minute: u64, host_id: i64) -> Result<Option<RollupStats>, ReportError> {
-    let blob: Option<Vec<u8>> = store
-        .conn
-        .prepare_cached("SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
-        .and_then(|mut statement| {
-            statement
-                .query_row(params![minute as i64, host_id], |r| r.get(0))
-                .optional()
-        })
-        .map_err(|e| StoreError::from_sqlite(store.path(), "read rollup_minute", e))?;
-    blob.map(|blob| {
-        RollupStats::decode(&blob).map_err(|e| {
-            ReportError::Store(StoreError::BadBlob {
-                path: store.path().to_string(),
-                what: "rollup stats",
-                detail: e.to_string(),
-            })
-        })
-    })
-    .transpose()
+    Ok(sums
+        .into_iter()
+        .map(|((group, minute), sum)| (group, minute, sum))
+        .collect())
 }
 
 /// The `sizing` table: one row per group, then each group's notes.
@@ -703,7 +649,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let loaded = load_input(&store, &config_with_443(), window, &ProgressBar::hidden()).unwrap();
+        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
         assert_eq!(
             loaded.rolled_up_through_ms, window.start_ms,
             "nothing is rolled up yet"
@@ -731,17 +677,17 @@ mod tests {
     }
 
     #[test]
-    fn rolled_up_minutes_match_the_raw_reading_and_bound_the_port_by_all_connections() {
+    fn rolled_up_minutes_match_the_raw_reading_with_exact_per_port_counts() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let config = config_with_443();
-        let before = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        let load = |store: &Store| load_input(store, window, &ProgressBar::hidden()).unwrap();
+        let before = load(&store);
         // Minute 0 is finished and 10 s past: it is rolled up; minute 1 is not yet.
         store
             .maintain(T0 + MINUTE_MS + 10_000, &Retention::default())
             .unwrap();
-        let after = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        let after = load(&store);
         assert_eq!(after.rolled_up_through_ms, T0 + MINUTE_MS);
         let (raw, rolled) = (minutes_of(&before, "web"), minutes_of(&after, "web"));
         assert_eq!(rolled.len(), 2);
@@ -751,34 +697,87 @@ mod tests {
         );
         assert_eq!(raw[0].memory_used_bytes, rolled[0].memory_used_bytes);
         assert_eq!(raw[0].hosts_reporting, rolled[0].hosts_reporting);
-        // Rolled up: the host-wide count, 240 on the port plus 10 others on each of the two hosts.
-        assert_eq!(rolled[0].established_by_port, vec![(443, 260.0)]);
+        // Rolled up, port 443 is exact: (100 + 300) / 2 + 40, not the host-wide 260.
+        assert_eq!(rolled[0].established_by_port, vec![(443, 240.0)]);
         assert_eq!(
             rolled[1], raw[1],
             "the unfinished minute still comes from raw rows"
         );
-        assert!(after.notes["web"]
-            .iter()
-            .any(|note| note.contains("connections:443") && note.contains("upper bound")));
-        // Once the rollup has merged the late rows too, the figures stay the same.
+        assert!(
+            !after.notes["web"].iter().any(|n| n.contains("connection")),
+            "{:?}",
+            after.notes
+        );
+
+        // A late sample of web-1 for the rolled-up minute 0, 500 on 443: its mean becomes
+        // (100 + 300 + 500) / 3 = 300, so the group's 443 load is 300 + 40 = 340, before the rollup
+        // merges it (raw reading of the change) and after (group_port_minutes), never 240 + 500.
+        let late = HostBatch {
+            host: "web-1".into(),
+            instance_id: 1,
+            received_ms: T0 + 70_000,
+            hello: None,
+            rows: vec![sample(4, T0 + 40_000, 60.0, 3, 500)],
+            gaps: Vec::new(),
+        };
+        store.commit_batches(&[late]).unwrap();
+        let pending = minutes_of(&load(&store), "web");
+        assert_eq!(pending[0].established_by_port, vec![(443, 340.0)]);
+        assert_eq!(pending[0].hosts_reporting, 2);
+        // web-1's CPU mean becomes (50 + 70 + 60) / 3 = 60 %: unchanged, 2.4 + 0.8 cores.
+        assert!((pending[0].cpu_busy_cores - 3.2).abs() < 1e-9, "{pending:?}");
         store
             .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
             .unwrap();
-        let merged = load_input(&store, &config, window, &ProgressBar::hidden()).unwrap();
+        let merged = load(&store);
         assert_eq!(merged.rolled_up_through_ms, T0 + 2 * MINUTE_MS);
         let merged = minutes_of(&merged, "web");
-        for (now, then) in merged.iter().zip(&rolled) {
+        assert_eq!(merged[0].established_by_port, vec![(443, 340.0)]);
+        assert_eq!(merged[0].hosts_reporting, 2);
+        assert!((merged[0].cpu_busy_cores - 3.2).abs() < 1e-9, "{merged:?}");
+        for (now, then) in merged[1..].iter().zip(&rolled[1..]) {
             assert!(
                 (now.cpu_busy_cores - then.cpu_busy_cores).abs() < 1e-9,
                 "{merged:?} {rolled:?}"
             );
             assert_eq!(now.memory_used_bytes, then.memory_used_bytes);
             assert_eq!(now.hosts_reporting, then.hosts_reporting);
+            assert_eq!(now.established_by_port, then.established_by_port);
         }
-        assert_eq!(merged[0].established_by_port, vec![(443, 260.0)]);
-        // Without exactly one sized port there is nothing to attribute the host-wide count to.
-        let plain = load_input(&store, &SizingConfig::default(), window, &ProgressBar::hidden()).unwrap();
-        assert!(minutes_of(&plain, "web")[0].established_by_port.is_empty());
+    }
+
+    #[test]
+    fn minutes_rolled_up_before_the_upgrade_have_no_connection_counts_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = fixture(dir.path());
+        store
+            .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+            .unwrap();
+        // As the upgrade step leaves a database whose minutes were rolled up before per-port sums existed.
+        store
+            .conn
+            .execute_batch(&format!(
+                "DELETE FROM group_port_minutes; UPDATE rollup_minute SET ports = NULL; \
+                 UPDATE meta SET value = {} WHERE key = 'port_minutes_from_ms'",
+                T0 + 2 * MINUTE_MS
+            ))
+            .unwrap();
+        let window = Window::ending_at(T0 + 130_000, Duration::from_secs(3_600));
+        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
+        let minutes = minutes_of(&loaded, "web");
+        assert_eq!(minutes.len(), 2);
+        assert!(
+            minutes.iter().all(|m| m.established_by_port.is_empty()),
+            "{minutes:?}"
+        );
+        assert!(minutes.iter().all(|m| m.hosts_reporting == 2), "{minutes:?}");
+        assert!(
+            loaded.notes["web"]
+                .iter()
+                .any(|n| n.contains("no connection counts before") && n.contains("upgraded")),
+            "{:?}",
+            loaded.notes
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Embedded SQLite storage: raw samples, data gaps, per-host rollups, group sums for sizing, and the hosts
-//! the collector has stored data for. docs/SCHEMA.md describes the tables for people querying with `sqlite3`.
+//! Embedded SQLite storage: raw samples, data gaps, per-host rollups, group sums and per-port connection sums
+//! for sizing, and the hosts the collector has stored data for. docs/SCHEMA.md describes the tables for
+//! people querying with `sqlite3`.
 //!
 //! One connection writes (owned by the writer thread in `writer`); `maintain` in `rollup` runs on the same
 //! connection between batches; `query` serves reads, usually from a read-only open of a copy.
 
+pub mod ports;
 pub mod query;
 pub mod rollup;
 pub mod schema;

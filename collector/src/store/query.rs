@@ -5,7 +5,8 @@
 //! ends rounded up to the minute. Whole hours come from `rollup_hour` (one indexed range read per host),
 //! the ragged ends and hours not yet built from `rollup_minute`.
 
-use super::rollup::{get_meta, HOUR_MS, MINUTE_MS};
+use super::ports::{read_ports, PortSums};
+use super::rollup::{get_meta, HOUR_MS, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID, MINUTE_MS};
 use super::schema::Metric;
 use super::sketch::{MetricStats, RollupStats};
 use super::{Store, StoreError};
@@ -49,6 +50,24 @@ pub struct GroupMinute {
     pub mem_used_bytes: f64,
     pub mem_bytes: u64,
     pub tcp_established: f64,
+}
+
+/// How far the rollup has got, for readers that add raw rows past it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupMarks {
+    /// Every stored row of a minute before this instant is rolled up (rows stored later still merge in).
+    pub rolled_up_through_ms: u64,
+    /// `samples.id` of the last raw row the rollup has read; later rows are not in any rollup yet.
+    pub raw_rowid: i64,
+    /// First minute whose rollup kept per-port connection sums (0 unless the file predates them).
+    pub port_minutes_from_ms: u64,
+}
+
+/// One host's rolled-up minute: metric statistics and per-port established sums.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostMinuteRollup {
+    pub stats: RollupStats,
+    pub ports: PortSums,
 }
 
 /// One row of `gaps`, with its host's name.
@@ -259,6 +278,40 @@ impl Store {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(&err)?;
         Ok(rows)
+    }
+
+    /// The rollup's progress marks.
+    pub fn rollup_marks(&self) -> Result<RollupMarks, StoreError> {
+        let err = self.sql_error("read rollup progress");
+        let get = |key| get_meta(&self.conn, key).map(|v| v.max(0)).map_err(&err);
+        Ok(RollupMarks {
+            rolled_up_through_ms: get(META_RAW_CUTOFF)? as u64,
+            raw_rowid: get(META_RAW_ROWID)?,
+            port_minutes_from_ms: get(META_PORT_MINUTES_FROM)? as u64,
+        })
+    }
+
+    /// The `rollup_minute` row of host `host_id` (a `hosts.id`) for the minute starting at `minute_ms`.
+    pub fn host_minute(&self, host_id: i64, minute_ms: u64) -> Result<Option<HostMinuteRollup>, StoreError> {
+        let err = self.sql_error("read rollup_minute");
+        let row = self
+            .conn
+            .prepare_cached("SELECT stats, ports FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![minute_ms as i64, host_id], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                    })
+                    .optional()
+            })
+            .map_err(&err)?;
+        row.map(|(stats, ports)| {
+            Ok(HostMinuteRollup {
+                stats: self.decode_stats(&stats)?,
+                ports: read_ports(&self.path, ports)?,
+            })
+        })
+        .transpose()
     }
 
     /// Gaps overlapping `[from_ms, to_ms)`, by host then time.

@@ -1,6 +1,6 @@
 //! Background maintenance on the writer's connection: sync each host's last seq to `hosts`, roll raw
-//! samples up into 1-minute and 1-hour rows, keep `group_minutes` for sizing, and delete what is past its
-//! retention. Every step is small and commits on its own, so ingest waits at most one step.
+//! samples up into 1-minute and 1-hour rows, keep `group_minutes` and `group_port_minutes` for sizing, and
+//! delete what is past its retention. Every step is small and commits on its own, so ingest waits at most one step.
 //!
 //! Why on the writer's connection, between batches: SQLite has one write lock per database. A second
 //! connection would not write in parallel, it would wait for the lock (or make ingest wait for it), so the
@@ -12,17 +12,20 @@
 //! minutes of every host in memory, then flushes them in chunks; each minute row is stamped with the pass
 //! that wrote it, so a flush interrupted by a crash is redone without counting anything twice.
 
+use super::ports::{read_ports, PortContributions, PortSums};
 use super::schema::Metric;
 use super::sketch::RollupStats;
-use super::{query_i64, HostRecord, Store, StoreError};
+use super::{query_i64, HostRecord, SampleDetail, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 
 pub(crate) const META_HOSTS_SYNCED_ROWID: &str = "hosts_synced_rowid";
-const META_RAW_ROWID: &str = "rollup_raw_rowid";
+pub(crate) const META_RAW_ROWID: &str = "rollup_raw_rowid";
 const META_PASS_END: &str = "rollup_pass_end_rowid";
 const META_PASS_CUTOFF: &str = "rollup_pass_cutoff_ms";
-const META_RAW_CUTOFF: &str = "rollup_raw_cutoff_ms";
+pub(crate) const META_RAW_CUTOFF: &str = "rollup_raw_cutoff_ms";
+/// First minute whose rollup kept per-port sums (set by the schema step that added them).
+pub(crate) const META_PORT_MINUTES_FROM: &str = "port_minutes_from_ms";
 const META_HOUR_BUILT: &str = "rollup_hour_built_through_ms";
 const META_HOUR_NEXT_HOST: &str = "rollup_hour_next_host";
 
@@ -47,7 +50,7 @@ const HOST_SYNC_INTERVAL_MS: u64 = 10_000;
 pub struct Retention {
     pub raw_ms: u64,
     pub minute_rollups_ms: u64,
-    /// Hourly rollups, `group_minutes` and `gaps`.
+    /// Hourly rollups, `group_minutes`, `group_port_minutes` and `gaps`.
     pub hour_rollups_ms: u64,
 }
 
@@ -84,7 +87,14 @@ struct Pass {
     end: Option<i64>,
     /// Collector-clock minute boundary the pass rolls up to; 0 when the pass stopped at its memory cap.
     cutoff_ms: u64,
-    entries: BTreeMap<(u64, i64), RollupStats>,
+    entries: BTreeMap<(u64, i64), MinuteEntry>,
+}
+
+/// What a pass gathered for one (minute, host): metric statistics and per-port established sums.
+#[derive(Debug)]
+struct MinuteEntry {
+    stats: RollupStats,
+    ports: PortSums,
 }
 
 #[derive(Debug, Default)]
@@ -317,7 +327,7 @@ impl Store {
         let err = |e| StoreError::from_sqlite(&path, "roll up raw samples", e);
         let pass = self.rollup.pass.as_mut().expect("scan_chunk runs during a pass");
         let sql = format!(
-            "SELECT id, host_id, ts_ms, {} FROM samples WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            "SELECT id, host_id, ts_ms, {}, detail FROM samples WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
             super::schema::metric_columns()
         );
         let mut statement = self.conn.prepare_cached(&sql).map_err(err)?;
@@ -346,14 +356,19 @@ impl Store {
                     break;
                 }
             }
-            let stats = pass
-                .entries
-                .entry(key)
-                .or_insert_with(|| RollupStats::with_len(Metric::ALL.len()));
+            let entry = pass.entries.entry(key).or_insert_with(|| MinuteEntry {
+                stats: RollupStats::with_len(Metric::ALL.len()),
+                ports: PortSums::default(),
+            });
             for (i, _) in Metric::ALL.iter().enumerate() {
                 if let Some(value) = row.get::<_, Option<f64>>(3 + i).map_err(err)? {
-                    stats.add(i, value);
+                    entry.stats.add(i, value);
                 }
+            }
+            // A detail blob that does not decode loses its per-port counts only, as in the raw reading.
+            let detail = row.get_ref(3 + Metric::ALL.len()).map_err(err)?.as_blob_or_null();
+            if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
+                entry.ports.add_listeners(&detail.listeners);
             }
             pass.scanned_to = id;
             report.raw_rows_rolled += 1;
@@ -402,8 +417,8 @@ impl Store {
         tx.commit().map_err(&err)
     }
 
-    /// Merge the next chunk of a pass's (minute, host) statistics into `rollup_minute`, `group_minutes`
-    /// and, for hours already built, `rollup_hour`.
+    /// Merge the next chunk of a pass's (minute, host) statistics into `rollup_minute`, `group_minutes`,
+    /// `group_port_minutes` and, for hours already built, `rollup_hour`.
     fn flush_chunk(&mut self, report: &mut MaintainReport) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e| StoreError::from_sqlite(&path, "write rollups", e);
@@ -420,25 +435,36 @@ impl Store {
         let tx = self.conn.unchecked_transaction().map_err(err)?;
         let hour_built = get_meta(&tx, META_HOUR_BUILT).map_err(err)? as u64;
         let mut groups: HashMap<(u64, String, String), Contribution> = HashMap::new();
-        for ((minute, host_id), delta) in chunk {
+        let mut port_groups = PortContributions::default();
+        for ((minute, host_id), MinuteEntry { stats: delta, ports }) in chunk {
             let existing = tx
                 .prepare_cached(
-                    "SELECT stats, pass_rowid FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2",
+                    "SELECT stats, pass_rowid, ports FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2",
                 )
                 .map_err(err)?
                 .query_row(params![minute as i64, host_id], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
                 })
                 .optional()
                 .map_err(err)?;
-            let old = match existing {
-                Some((_, stamp)) if stamp == end => continue,
-                Some((blob, _)) => Some(read_stats(&path, blob)?),
-                None => None,
+            let (old, old_ports) = match existing {
+                Some((_, stamp, _)) if stamp == end => continue,
+                Some((blob, _, port_blob)) => (Some(read_stats(&path, blob)?), read_ports(&path, port_blob)?),
+                None => (None, PortSums::default()),
             };
             let mut merged = old.clone().unwrap_or_default();
             merged.merge(&delta);
-            upsert_rollup(&tx, "rollup_minute", minute, host_id, &merged, Some(end)).map_err(err)?;
+            let mut merged_ports = old_ports.clone();
+            merged_ports.merge(&ports);
+            upsert_rollup(
+                &tx,
+                "rollup_minute",
+                minute,
+                host_id,
+                &merged,
+                Some((end, &merged_ports)),
+            )
+            .map_err(err)?;
             report.minute_rows_written += 1;
             if let Some(host) = self.names_by_id.get(&host_id).and_then(|n| self.hosts.get(n)) {
                 let group = groups
@@ -446,6 +472,8 @@ impl Store {
                     .or_default();
                 group.add(Contribution::of(Some(&merged), host), 1.0);
                 group.add(Contribution::of(old.as_ref(), host), -1.0);
+                // Like the other gauges, the host's old mean for the minute is replaced by the new one.
+                port_groups.replace(minute, &host.group, &host.zone, &old_ports, &merged_ports);
             }
             let hour = floor_to(minute, HOUR_MS);
             if hour < hour_built {
@@ -491,6 +519,7 @@ impl Store {
                 .map_err(err)?;
         }
         drop(upsert);
+        port_groups.write(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
         if done {
             self.finish_pass()?;
@@ -626,6 +655,12 @@ impl Store {
             .execute("DELETE FROM group_minutes WHERE minute_ms < ?1", [hour_before])
             .map_err(&err)?;
         rollups += tx
+            .execute(
+                "DELETE FROM group_port_minutes WHERE minute_ms < ?1",
+                [hour_before],
+            )
+            .map_err(&err)?;
+        rollups += tx
             .execute("DELETE FROM gaps WHERE to_ms < ?1", [hour_before])
             .map_err(&err)?;
         tx.commit().map_err(&err)?;
@@ -641,18 +676,26 @@ fn upsert_rollup(
     bucket_ms: u64,
     host_id: i64,
     stats: &RollupStats,
-    pass_rowid: Option<i64>,
+    minute: Option<(i64, &PortSums)>,
 ) -> rusqlite::Result<()> {
     // Every sample adds to at least one metric, so the fullest metric counts the bucket's samples.
     let samples = stats.metrics.iter().flatten().map(|s| s.count).max().unwrap_or(0);
-    match pass_rowid {
-        Some(pass) => conn
+    match minute {
+        Some((pass, ports)) => conn
             .prepare_cached(
-                "INSERT INTO rollup_minute (bucket_ms, host_id, samples, stats, pass_rowid) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(bucket_ms, host_id) DO UPDATE SET \
-                 samples = excluded.samples, stats = excluded.stats, pass_rowid = excluded.pass_rowid",
+                "INSERT INTO rollup_minute (bucket_ms, host_id, samples, stats, pass_rowid, ports) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(bucket_ms, host_id) DO UPDATE SET \
+                 samples = excluded.samples, stats = excluded.stats, pass_rowid = excluded.pass_rowid, \
+                 ports = excluded.ports",
             )?
-            .execute(params![bucket_ms as i64, host_id, samples as i64, stats.encode(), pass])?,
+            .execute(params![
+                bucket_ms as i64,
+                host_id,
+                samples as i64,
+                stats.encode(),
+                pass,
+                (!ports.is_empty()).then(|| ports.encode())
+            ])?,
         None => conn
             .prepare_cached(&format!(
                 "INSERT INTO {table} (bucket_ms, host_id, samples, stats) VALUES (?1, ?2, ?3, ?4) \

@@ -104,6 +104,23 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Version 2: established connections per listening port, per host minute and per group minute.
+    // Minutes rolled up before this step have no per-port sums: `port_minutes_from_ms` is the first
+    // minute after every minute row already written (an indexed MAX, not a scan of raw rows).
+    r#"
+ALTER TABLE rollup_minute ADD COLUMN ports BLOB;
+CREATE TABLE group_port_minutes (
+    minute_ms INTEGER NOT NULL,
+    group_name TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    established REAL NOT NULL,
+    hosts INTEGER NOT NULL,
+    PRIMARY KEY (minute_ms, group_name, zone, port)
+) WITHOUT ROWID;
+INSERT OR REPLACE INTO meta (key, value) VALUES ('port_minutes_from_ms',
+    COALESCE((SELECT MAX(bucket_ms) + 60000 FROM rollup_minute), 0));
+"#,
 ];
 
 /// Schema version this build creates and understands.

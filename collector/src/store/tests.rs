@@ -601,3 +601,135 @@ async fn concurrent_submitters_are_committed_and_shutdown_keeps_everything() {
     // The writer synced hosts on its way out.
     assert_eq!(count(&store, "SELECT MIN(last_seq) FROM hosts"), 25);
 }
+
+/// A sample of `cpu` % busy whose detail lists `(port, established)` listeners.
+fn row_with_ports(seq: u64, ts_ms: u64, cpu: f64, ports: &[(u16, u32)]) -> SampleRow {
+    let detail = SampleDetail {
+        listeners: ports
+            .iter()
+            .map(|&(port, established)| Listener {
+                port,
+                established,
+                accept_queue: 0,
+                accept_queue_limit: 128,
+            })
+            .collect(),
+        ..SampleDetail::default()
+    };
+    SampleRow {
+        detail: detail.encode(),
+        ..row(seq, ts_ms, cpu)
+    }
+}
+
+#[test]
+fn group_port_minutes_sum_host_means_and_replace_a_late_host_contribution() {
+    let (_dir, mut store) = temp_store();
+    // Minute 0. a: 80 → 10, 20 (mean 15); 443 → 100, 200 (150).
+    //           b: 80 → 30 in its first sample only (30); 443 → 300, 500 (400).
+    let mut a = batch(
+        "a",
+        vec![
+            row_with_ports(1, T0 + 1_000, 10.0, &[(80, 10), (443, 100)]),
+            row_with_ports(2, T0 + 20_000, 10.0, &[(80, 20), (443, 200)]),
+        ],
+    );
+    a.hello = Some(hello("web", "z1", 4, 8_000));
+    let mut b = batch(
+        "b",
+        vec![
+            row_with_ports(1, T0 + 2_000, 10.0, &[(80, 30), (443, 300)]),
+            row_with_ports(2, T0 + 30_000, 10.0, &[(443, 500)]),
+        ],
+    );
+    b.hello = Some(hello("web", "z1", 4, 8_000));
+    store.commit_batches(&[a, b]).unwrap();
+    store
+        .maintain(T0 + MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let by_port = |store: &Store| -> Vec<(u16, f64, u64)> {
+        let rows = store.group_port_minutes(T0, T0 + MINUTE_MS).unwrap();
+        assert!(rows
+            .iter()
+            .all(|r| (r.minute_ms, r.group.as_str(), r.zone.as_str()) == (T0, "web", "z1")));
+        rows.iter().map(|r| (r.port, r.established, r.hosts)).collect()
+    };
+    // 80: 15 + 30 = 45; 443: 150 + 400 = 550; two hosts each.
+    assert_eq!(by_port(&store), vec![(80, 45.0, 2), (443, 550.0, 2)]);
+
+    // A late sample of a for minute 0 (an agent catching up): 80 → 60, 443 → 600, and a new port 8080 → 7.
+    // a's means become 80: (10 + 20 + 60) / 3 = 30, 443: (100 + 200 + 600) / 3 = 300, 8080: 7. Its old
+    // contribution is replaced: 80: 30 + 30 = 60, 443: 300 + 400 = 700 (not 550 + 300), 8080: one host.
+    store
+        .commit_batches(&[batch(
+            "a",
+            vec![row_with_ports(
+                3,
+                T0 + 40_000,
+                10.0,
+                &[(80, 60), (443, 600), (8080, 7)],
+            )],
+        )])
+        .unwrap();
+    store
+        .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    assert_eq!(
+        by_port(&store),
+        vec![(80, 60.0, 2), (443, 700.0, 2), (8080, 7.0, 1)]
+    );
+    // The host's own minute row keeps the sums the next merge starts from.
+    let a_id = store.hosts["a"].id;
+    let minute = store.host_minute(a_id, T0).unwrap().unwrap();
+    assert_eq!(
+        (
+            minute.ports.get(80),
+            minute.ports.get(443),
+            minute.ports.get(8080)
+        ),
+        ((90, 3), (900, 3), (7, 1))
+    );
+    assert_eq!(store.group_minutes(T0, T0 + MINUTE_MS).unwrap()[0].hosts, 2);
+    let marks = store.rollup_marks().unwrap();
+    assert_eq!(marks.rolled_up_through_ms, T0 + 2 * MINUTE_MS);
+    assert_eq!(marks.port_minutes_from_ms, 0);
+    assert_eq!(marks.raw_rowid, 5);
+
+    // Kept as long as group_minutes.
+    let retention = Retention {
+        hour_rollups_ms: HOUR_MS,
+        ..Retention::default()
+    };
+    store.maintain(T0 + MINUTE_MS + HOUR_MS, &retention).unwrap();
+    assert!(store.group_port_minutes(T0, T0 + HOUR_MS).unwrap().is_empty());
+}
+
+#[test]
+fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 1; \
+             INSERT INTO rollup_minute (bucket_ms, host_id, samples, stats, pass_rowid) \
+             VALUES ({}, 1, 1, x'', 1), ({}, 2, 1, x'', 1);",
+            schema::APPLICATION_ID,
+            T0,
+            T0 + 5 * MINUTE_MS
+        ))
+        .unwrap();
+    }
+    let (store, report) = Store::open(&path, T0).unwrap();
+    assert_eq!((report.migrated_from, report.schema_version), (Some(1), 2));
+    // The first minute after every minute row written before the upgrade.
+    assert_eq!(
+        store.rollup_marks().unwrap().port_minutes_from_ms,
+        T0 + 6 * MINUTE_MS
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM rollup_minute WHERE ports IS NULL"),
+        2
+    );
+}
