@@ -1,13 +1,19 @@
 //! Times the analytics core on a generated fleet: one outlier pass over 10,000 hosts × 10 metrics, and one
-//! alarm evaluation of 20 rules over 10,000 hosts with 5 minutes of samples each. Prints medians.
+//! alarm evaluation of 20 rules over 10,000 hosts with 5 minutes of samples each; then the same evaluation
+//! through the runtime (`Analytics::evaluate`) while another thread feeds samples in, timing how long each
+//! `observe` call waits. Prints medians (and the waits' tail).
 //!
 //! Run: `cargo run --release -p headroom-collector --example analytics_bench`
 
 use headroom_collector::alarms::{self, AlarmEngine, EvalInputs, HostHistory, HostInput};
+use headroom_collector::analytics::{Analytics, AnalyticsSettings};
+use headroom_collector::fleet::HostMetrics;
 use headroom_collector::outliers::{
     score_window, HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 const HOSTS: usize = 10_000;
@@ -43,6 +49,29 @@ fn reading(rng: &mut fastrand::Rng) -> MetricValues {
         values.set(metric, Some((mean + sd * normal(rng)).max(0.0)));
     }
     values
+}
+
+/// The same reading as the runtime receives it.
+fn host_metrics(values: &MetricValues) -> HostMetrics {
+    let get = |metric| values.get(metric);
+    HostMetrics {
+        cpu_busy_pct: get(Metric::CpuBusyPct),
+        mem_used_pct: get(Metric::MemUsedPct),
+        load1: get(Metric::Load1),
+        psi_cpu_some_avg10: get(Metric::PsiCpuSomeAvg10),
+        net_rx_bytes_per_s: get(Metric::NetRxBytesPerS),
+        net_tx_bytes_per_s: get(Metric::NetTxBytesPerS),
+        tcp_established: get(Metric::TcpEstablished).map(|v| v as u64),
+        tcp_time_wait: get(Metric::TcpTimeWait).map(|v| v as u64),
+        retrans_per_s: get(Metric::RetransPerS),
+        listen_overflows_per_s: get(Metric::ListenOverflowsPerS),
+        ..HostMetrics::default()
+    }
+}
+
+fn quantile_us(mut waits_us: Vec<f64>, quantile: f64) -> f64 {
+    waits_us.sort_by(f64::total_cmp);
+    waits_us[((waits_us.len() - 1) as f64 * quantile) as usize]
 }
 
 fn median_ms(mut times: Vec<f64>) -> f64 {
@@ -307,6 +336,82 @@ fn main() {
         events += out.len();
     }
 
+    // The runtime: the same fleet fed through `observe`, evaluated while a second thread keeps observing.
+    let settings = AnalyticsSettings {
+        rules: Some(alarms::parse(RULES, "bench rules").expect("bench rules are valid")),
+        rules_file: None,
+        alertmanager: None,
+        webhook: None,
+        alarm_interval_ms: 1_000,
+        outliers: OutlierSettings::default(),
+        database: None,
+        api_url: "http://127.0.0.1:9601".to_string(),
+    };
+    let analytics = Analytics::new(settings.clone());
+    let mut engine = AlarmEngine::new(settings.rules.clone().expect("rules set above"));
+    let labels: Vec<BTreeMap<String, String>> = (0..HOSTS)
+        .map(|i| BTreeMap::from([("group".to_string(), group_of(i))]))
+        .collect();
+    let mut now_ms = T0_MS;
+    for _ in 0..HISTORY_SAMPLES {
+        now_ms += SAMPLE_EVERY_MS;
+        for i in 0..HOSTS {
+            let metrics = host_metrics(&reading(&mut rng));
+            analytics.observe(&names[i], &labels[i], &metrics, now_ms, now_ms);
+        }
+    }
+    let mut quiet_runtime_times = Vec::new();
+    for _ in 0..RUNS {
+        now_ms += SAMPLE_EVERY_MS;
+        for i in 0..HOSTS {
+            let metrics = host_metrics(&reading(&mut rng));
+            analytics.observe(&names[i], &labels[i], &metrics, now_ms, now_ms);
+        }
+        let started = Instant::now();
+        let out = analytics.evaluate(&mut engine, &tracker, now_ms);
+        quiet_runtime_times.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(out);
+    }
+    let (mut runtime_times, mut waits_us, mut waits_during_us) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        now_ms += SAMPLE_EVERY_MS;
+        for i in 0..HOSTS {
+            let metrics = host_metrics(&reading(&mut rng));
+            analytics.observe(&names[i], &labels[i], &metrics, now_ms, now_ms);
+        }
+        let evaluating = Arc::new(AtomicBool::new(true));
+        let feeder = {
+            let (analytics, evaluating, names, labels) = (
+                Arc::clone(&analytics),
+                Arc::clone(&evaluating),
+                names.clone(),
+                labels.clone(),
+            );
+            let metrics = host_metrics(&reading(&mut rng));
+            std::thread::spawn(move || {
+                let mut waits_us = Vec::new();
+                let mut i = 0;
+                while evaluating.load(Ordering::Relaxed) {
+                    // A replayed sample: it takes the locks like a live one but leaves the history alone.
+                    let started = Instant::now();
+                    analytics.observe(&names[i % HOSTS], &labels[i % HOSTS], &metrics, T0_MS, now_ms);
+                    waits_us.push(started.elapsed().as_secs_f64() * 1e6);
+                    i += 7;
+                }
+                waits_us
+            })
+        };
+        let started = Instant::now();
+        let out = analytics.evaluate(&mut engine, &tracker, now_ms);
+        runtime_times.push(started.elapsed().as_secs_f64() * 1e3);
+        evaluating.store(false, Ordering::Relaxed);
+        std::hint::black_box(out);
+        let waits = feeder.join().expect("feeder thread");
+        waits_during_us.push(waits.len());
+        waits_us.extend(waits);
+    }
+    let observes_per_run = median_ms(waits_during_us.iter().map(|&n| n as f64).collect());
+
     println!("analytics_bench: {HOSTS} hosts in {GROUPS} groups, medians of {RUNS} runs");
     println!(
         "outlier score pass, 10 metrics:           {:8.2} ms (target <= 20 ms)",
@@ -319,5 +424,17 @@ fn main() {
     println!(
         "alarm evaluation, 20 rules, {HISTORY_SAMPLES} samples/host: {:8.2} ms (target <= 50 ms); {events} transitions",
         median_ms(eval_times)
+    );
+    println!(
+        "runtime evaluation (Analytics::evaluate):  {:8.2} ms alone; {:.2} ms with {observes_per_run:.0} observe calls during it",
+        median_ms(quiet_runtime_times),
+        median_ms(runtime_times)
+    );
+    println!(
+        "observe wait during evaluation: median {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.0} us",
+        quantile_us(waits_us.clone(), 0.5),
+        quantile_us(waits_us.clone(), 0.99),
+        quantile_us(waits_us.clone(), 0.999),
+        quantile_us(waits_us, 1.0)
     );
 }

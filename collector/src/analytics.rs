@@ -10,7 +10,7 @@
 //! and the live samples sent meanwhile already did.
 
 use crate::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
-use crate::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, RuleSet};
+use crate::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
 use crate::config::Config;
 use crate::fleet::HostMetrics;
 use crate::outliers::{
@@ -143,13 +143,22 @@ impl WindowSums {
     }
 }
 
-/// What ingest writes and the evaluation reads.
+/// One host's state: ingest writes it, the evaluation and the window close read it, each under the host's
+/// own lock, so that evaluating 10,000 hosts never holds up a sample of any of them for longer than that
+/// one host's rules take.
+#[derive(Debug)]
+struct HostCell {
+    input: HostInput,
+    last_sample_ms: u64,
+    window: WindowSums,
+}
+
+/// The hosts by name. The list is shared copy-on-write: a reader takes a reference under the lock and
+/// walks it without, and adding a host copies the list only while such a walk holds it.
 #[derive(Debug, Default)]
 struct Hosts {
     index: HashMap<String, usize>,
-    inputs: Vec<HostInput>,
-    last_sample_ms: Vec<u64>,
-    windows: Vec<WindowSums>,
+    cells: Arc<Vec<Arc<Mutex<HostCell>>>>,
 }
 
 /// Outliers as of the last window, for the API.
@@ -331,7 +340,7 @@ impl Analytics {
     ///
     /// A sample not newer than the last one observed (a live sample stored again later, a replay) only
     /// counts as hearing from the host. Allocates only for a host seen for the first time or whose labels
-    /// changed.
+    /// changed. Holds the host list's lock for one lookup, then only this host's lock.
     pub fn observe(
         &self,
         host: &str,
@@ -340,31 +349,15 @@ impl Analytics {
         sample_ms: u64,
         now_ms: u64,
     ) {
-        let mut hosts = lock(&self.hosts);
-        let hosts = &mut *hosts;
-        let slot = match hosts.index.get(host) {
-            Some(&slot) => slot,
-            None => {
-                let slot = hosts.inputs.len();
-                hosts.index.insert(host.to_string(), slot);
-                hosts.inputs.push(HostInput {
-                    host: host.to_string(),
-                    labels: labels.clone(),
-                    interval_ms: crate::fleet::DEFAULT_INTERVAL_MS,
-                    last_seen_ms: now_ms,
-                    history: HostHistory::new(self.history_capacity),
-                });
-                hosts.last_sample_ms.push(0);
-                hosts.windows.push(WindowSums::default());
-                slot
-            }
-        };
-        let input = &mut hosts.inputs[slot];
+        let cell = self.cell(host, labels, now_ms);
+        let mut cell = lock(&cell);
+        let cell = &mut *cell;
+        let input = &mut cell.input;
         if &input.labels != labels {
             input.labels.clone_from(labels);
         }
         input.last_seen_ms = input.last_seen_ms.max(now_ms);
-        let last_ms = hosts.last_sample_ms[slot];
+        let last_ms = cell.last_sample_ms;
         if sample_ms <= last_ms {
             return;
         }
@@ -372,14 +365,43 @@ impl Analytics {
             // The host's interval, learnt from consecutive samples, sets how fresh a threshold's value must be.
             input.interval_ms = (sample_ms - last_ms).clamp(100, 3_600_000) as u32;
         }
-        hosts.last_sample_ms[slot] = sample_ms;
+        cell.last_sample_ms = sample_ms;
         if sample_ms + CATCH_UP_AGE_MS < now_ms {
             return;
         }
         let values = MetricValues::from_metrics(metrics);
         let at_ms = now_ms.max(input.history.latest_ms().unwrap_or(0));
         input.history.push(at_ms, values);
-        hosts.windows[slot].add(&values);
+        cell.window.add(&values);
+    }
+
+    /// The cell of `host`, added when new.
+    fn cell(&self, host: &str, labels: &BTreeMap<String, String>, now_ms: u64) -> Arc<Mutex<HostCell>> {
+        let mut hosts = lock(&self.hosts);
+        let hosts = &mut *hosts;
+        if let Some(&slot) = hosts.index.get(host) {
+            return Arc::clone(&hosts.cells[slot]);
+        }
+        let cell = Arc::new(Mutex::new(HostCell {
+            input: HostInput {
+                host: host.to_string(),
+                labels: labels.clone(),
+                interval_ms: crate::fleet::DEFAULT_INTERVAL_MS,
+                last_seen_ms: now_ms,
+                history: HostHistory::new(self.history_capacity),
+            },
+            last_sample_ms: 0,
+            window: WindowSums::default(),
+        }));
+        hosts.index.insert(host.to_string(), hosts.cells.len());
+        // Copies the list only if an evaluation or a window close is walking it right now.
+        Arc::make_mut(&mut hosts.cells).push(Arc::clone(&cell));
+        cell
+    }
+
+    /// The hosts as of now, to walk without the list's lock.
+    fn cells(&self) -> Arc<Vec<Arc<Mutex<HostCell>>>> {
+        Arc::clone(&lock(&self.hosts).cells)
     }
 
     /// The outlier report, optionally only one group's rows.
@@ -398,23 +420,19 @@ impl Analytics {
 
     /// Closes the current outlier window at `now_ms`: each host's mean over it, scored against its peers.
     pub fn close_window(&self, tracker: &mut OutlierTracker, now_ms: u64) {
-        let windows: Vec<HostWindow> = {
-            let mut hosts = lock(&self.hosts);
-            let hosts = &mut *hosts;
-            let peer_label = &self.settings.outliers.peer_label;
-            hosts
-                .inputs
-                .iter()
-                .zip(hosts.windows.iter_mut())
-                .filter_map(|(input, sums)| {
-                    Some(HostWindow {
-                        values: sums.take()?,
-                        host: input.host.clone(),
-                        group: input.labels.get(peer_label).cloned().unwrap_or_default(),
-                    })
+        let peer_label = &self.settings.outliers.peer_label;
+        let windows: Vec<HostWindow> = self
+            .cells()
+            .iter()
+            .filter_map(|cell| {
+                let mut cell = lock(cell);
+                Some(HostWindow {
+                    values: cell.window.take()?,
+                    host: cell.input.host.clone(),
+                    group: cell.input.labels.get(peer_label).cloned().unwrap_or_default(),
                 })
-                .collect()
-        };
+            })
+            .collect();
         let window = tracker.observe(&windows, now_ms);
         let mut report = lock(&self.outliers);
         report.last_window_ms = Some(now_ms);
@@ -423,22 +441,20 @@ impl Analytics {
     }
 
     /// Evaluates every rule at `now_ms`; returns the transitions and updates the alarm report.
+    ///
+    /// Each host is locked only while its own rules are evaluated, so ingest waits at most that long.
     pub fn evaluate(
         &self,
         engine: &mut AlarmEngine,
         tracker: &OutlierTracker,
         now_ms: u64,
     ) -> Vec<AlarmEvent> {
-        let events = {
-            let hosts = lock(&self.hosts);
-            engine.evaluate(
-                EvalInputs {
-                    hosts: &hosts.inputs,
-                    outliers: Some(tracker),
-                },
-                now_ms,
-            )
-        };
+        let cells = self.cells();
+        let events = engine.evaluate_each(Some(tracker), now_ms, |visit| {
+            for cell in cells.iter() {
+                visit(&lock(cell).input);
+            }
+        });
         let mut report = lock(&self.alarms);
         report.evaluated_ms = Some(now_ms);
         report.alarms = engine.active().iter().map(AlarmRow::from).collect();

@@ -3,130 +3,25 @@
 //!
 //! Times in [`HostHistory`] and `last_seen_ms` are on the collector's clock, like `now_ms`, so that a host
 //! with a wrong clock neither hides from nor trips the windowed rules.
+//!
+//! The engine keeps its states in flat arrays indexed by interned host and group numbers, visits each host
+//! once per evaluation (so a caller may hand hosts over one at a time, each under its own lock, see
+//! [`AlarmEngine::evaluate_each`]), and computes window statistics straight from the ring without
+//! allocating.
+
+mod window;
 
 use super::state::{AlarmState, Transition};
 use super::{render_template, Across, Condition, Rule, RuleSet, Severity};
-use crate::outliers::{Metric, MetricValues, OutlierTracker};
+use crate::outliers::{Metric, OutlierTracker};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use window::Runs;
+pub use window::{percentile, slope_per_minute, HostHistory};
 
 /// A threshold compares the latest sample only while it is at most this many of the host's intervals old; a
 /// silent host's last value is not a current value (the missing-data rule covers silence).
 pub const FRESH_INTERVALS: u64 = 3;
-
-/// The last readings of one host, oldest first, bounded: a ring stored metric by metric, so that a rule
-/// reading one metric over a window touches only that metric's values (8 bytes a reading, contiguous).
-#[derive(Debug, Clone, Default)]
-pub struct HostHistory {
-    capacity: usize,
-    /// Physical index of the oldest reading.
-    head: usize,
-    len: usize,
-    times_ms: Vec<u64>,
-    /// `capacity` values per metric, metric after metric; NaN where the reading lacked the metric.
-    columns: Vec<f64>,
-}
-
-impl HostHistory {
-    pub fn new(capacity: usize) -> HostHistory {
-        let capacity = capacity.max(1);
-        HostHistory {
-            capacity,
-            head: 0,
-            len: 0,
-            times_ms: vec![0; capacity],
-            columns: vec![f64::NAN; capacity * Metric::COUNT],
-        }
-    }
-
-    /// Adds a reading taken (or received) at `at_ms`, dropping the oldest when full. Readings are expected
-    /// in time order; the window searches rely on it.
-    pub fn push(&mut self, at_ms: u64, values: MetricValues) {
-        let slot = if self.len == self.capacity {
-            let oldest = self.head;
-            self.head = (self.head + 1) % self.capacity;
-            oldest
-        } else {
-            self.len += 1;
-            (self.head + self.len - 1) % self.capacity
-        };
-        self.times_ms[slot] = at_ms;
-        for metric in Metric::ALL {
-            self.columns[metric.index() * self.capacity + slot] = values.get(metric).unwrap_or(f64::NAN);
-        }
-    }
-
-    fn physical(&self, logical: usize) -> usize {
-        (self.head + logical) % self.capacity
-    }
-
-    /// Time and value of `metric` in the newest reading, when it has the metric.
-    pub fn latest(&self, metric: Metric) -> Option<(u64, f64)> {
-        let slot = self.physical(self.len.checked_sub(1)?);
-        let value = self.columns[metric.index() * self.capacity + slot];
-        (!value.is_nan()).then_some((self.times_ms[slot], value))
-    }
-
-    /// Time of the newest reading.
-    pub fn latest_ms(&self) -> Option<u64> {
-        Some(self.times_ms[self.physical(self.len.checked_sub(1)?)])
-    }
-
-    /// Physical index ranges of the readings at or after `from_ms`, oldest first: the ring as at most two
-    /// contiguous runs, so that iteration needs no per-reading modulo.
-    fn runs_since(&self, from_ms: u64) -> [std::ops::Range<usize>; 2] {
-        let (mut low, mut high) = (0, self.len);
-        while low < high {
-            let middle = (low + high) / 2;
-            if self.times_ms[self.physical(middle)] < from_ms {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        if low == self.len {
-            return [0..0, 0..0];
-        }
-        let first = self.physical(low);
-        let end = self.head + self.len;
-        if first >= self.head && end > self.capacity {
-            [first..self.capacity, 0..end - self.capacity]
-        } else {
-            [first..first + (self.len - low), 0..0]
-        }
-    }
-
-    /// (time, value) of `metric` in the readings at or after `from_ms`, oldest first.
-    pub fn since(&self, metric: Metric, from_ms: u64) -> impl Iterator<Item = (u64, f64)> + '_ {
-        let column = &self.columns[metric.index() * self.capacity..(metric.index() + 1) * self.capacity];
-        let [a, b] = self.runs_since(from_ms);
-        let times = self.times_ms[a.clone()].iter().chain(&self.times_ms[b.clone()]);
-        let values = column[a].iter().chain(&column[b]);
-        times
-            .zip(values)
-            .filter(|(_, value)| !value.is_nan())
-            .map(|(&at_ms, &value)| (at_ms, value))
-    }
-
-    /// Values of `metric` in the readings at or after `from_ms`, oldest first.
-    pub fn values_since(&self, metric: Metric, from_ms: u64) -> impl Iterator<Item = f64> + '_ {
-        let column = &self.columns[metric.index() * self.capacity..(metric.index() + 1) * self.capacity];
-        let [a, b] = self.runs_since(from_ms);
-        column[a]
-            .iter()
-            .chain(&column[b])
-            .copied()
-            .filter(|value| !value.is_nan())
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
 
 /// What evaluation knows about one host.
 #[derive(Debug, Clone)]
@@ -205,27 +100,160 @@ const IDLE: Slot = Slot {
     round: 0,
 };
 
+/// No group: the rules name no group-wide percentile, so hosts are not sorted into groups.
+const NO_GROUP: u32 = u32::MAX;
+
+/// Which rules do what, worked out once from the rule set so the per-host loop only walks what applies.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// Rules judged per host from its own readings: everything but composites and group-wide percentiles.
+    host_rules: Vec<usize>,
+    /// Group-wide percentiles.
+    group_rules: Vec<usize>,
+    /// Composites, parts before the composites naming them.
+    composites: Vec<usize>,
+    /// Whether the rule has a scope; a rule without one applies to every host.
+    scoped: Vec<bool>,
+}
+
+impl Plan {
+    fn new(rules: &RuleSet) -> Plan {
+        let is_group = |rule: &Rule| {
+            matches!(
+                rule.condition,
+                Condition::Percentile {
+                    across: Across::Group,
+                    ..
+                }
+            )
+        };
+        let is_composite = |rule: &Rule| matches!(rule.condition, Condition::Composite { .. });
+        let indices = || rules.rules.iter().enumerate();
+        Plan {
+            host_rules: indices()
+                .filter(|(_, r)| !is_group(r) && !is_composite(r))
+                .map(|(i, _)| i)
+                .collect(),
+            group_rules: indices().filter(|(_, r)| is_group(r)).map(|(i, _)| i).collect(),
+            composites: rules
+                .order
+                .iter()
+                .copied()
+                .filter(|&i| is_composite(&rules.rules[i]))
+                .collect(),
+            scoped: rules.rules.iter().map(|r| !r.scope.is_empty()).collect(),
+        }
+    }
+}
+
+/// Hosts or groups interned to small numbers, each with one slot per rule in a flat array, so the per-host
+/// work indexes arrays instead of hashing names.
+#[derive(Debug, Clone, Default)]
+struct Subjects {
+    index: HashMap<String, u32>,
+    names: Vec<String>,
+    /// The number is in `index` (a group may be interned only to gather samples).
+    interned: Vec<bool>,
+    /// The subject has alarm states: evaluated at least once and not yet dropped as idle.
+    live: Vec<bool>,
+    free: Vec<u32>,
+    /// `rule_count` slots per number.
+    slots: Vec<Slot>,
+}
+
+impl Subjects {
+    fn intern(&mut self, name: &str, rule_count: usize) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                let at = id as usize;
+                self.names[at].clear();
+                self.names[at].push_str(name);
+                self.slots[at * rule_count..(at + 1) * rule_count].fill(IDLE);
+                id
+            }
+            None => {
+                self.names.push(name.to_string());
+                self.interned.push(false);
+                self.live.push(false);
+                self.slots.extend(std::iter::repeat_n(IDLE, rule_count));
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.interned[id as usize] = true;
+        self.live[id as usize] = false;
+        self.index.insert(name.to_string(), id);
+        id
+    }
+
+    /// `hint` when it still names `name`, else the interned number of `name`.
+    fn intern_hinted(&mut self, hint: Option<u32>, name: &str, rule_count: usize) -> u32 {
+        match hint {
+            Some(id) if self.interned.get(id as usize) == Some(&true) && self.names[id as usize] == name => {
+                id
+            }
+            _ => self.intern(name, rule_count),
+        }
+    }
+
+    fn forget(&mut self, id: u32) {
+        let at = id as usize;
+        self.index.remove(&self.names[at]);
+        self.interned[at] = false;
+        self.live[at] = false;
+        self.free.push(id);
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied().filter(|&id| self.live[id as usize])
+    }
+}
+
+/// One host visited in the current evaluation, for the composites that run after the groups.
+#[derive(Debug, Clone, Copy)]
+struct Visit {
+    host: u32,
+    group: u32,
+}
+
 /// Alarm states for every (rule, host) and (rule, group), stepped by [`AlarmEngine::evaluate`].
 #[derive(Debug, Clone)]
 pub struct AlarmEngine {
     rules: RuleSet,
-    hosts: HashMap<String, Vec<Slot>>,
-    groups: HashMap<String, Vec<Slot>>,
+    plan: Plan,
+    hosts: Subjects,
+    groups: Subjects,
+    /// Per interned group, per group-wide rule: the samples gathered in the current evaluation (kept to
+    /// reuse their memory).
+    group_samples: Vec<Vec<Vec<f64>>>,
+    /// Per interned host, the group it was in at its last visit: a guess that saves hashing the group name.
+    host_groups: Vec<u32>,
     round: u64,
+    /// This evaluation's visits in order, and the last one's hosts: hosts usually come in the same order,
+    /// so the host at position i is looked up by comparing one name rather than hashing it.
+    visits: Vec<Visit>,
+    previous_hosts: Vec<u32>,
+    /// Per visit, per composite: whether the composite's scope takes the host.
+    composite_applies: Vec<bool>,
     scratch: Vec<f64>,
-    /// Per group, per group-wide rule: the samples gathered in the current evaluation (kept to reuse them).
-    group_samples: BTreeMap<String, Vec<Vec<f64>>>,
 }
 
 impl AlarmEngine {
     pub fn new(rules: RuleSet) -> AlarmEngine {
         AlarmEngine {
+            plan: Plan::new(&rules),
             rules,
-            hosts: HashMap::new(),
-            groups: HashMap::new(),
+            hosts: Subjects::default(),
+            groups: Subjects::default(),
+            group_samples: Vec::new(),
+            host_groups: Vec::new(),
             round: 0,
+            visits: Vec::new(),
+            previous_hosts: Vec::new(),
+            composite_applies: Vec::new(),
             scratch: Vec::new(),
-            group_samples: BTreeMap::new(),
         }
     }
 
@@ -238,84 +266,137 @@ impl AlarmEngine {
     ///
     /// A host absent from `inputs`, or no longer in a rule's scope, counts as the condition not holding, so
     /// its alarms resolve rather than fire forever.
+    pub fn evaluate(&mut self, inputs: EvalInputs<'_>, now_ms: u64) -> Vec<AlarmEvent> {
+        self.evaluate_each(inputs.outliers, now_ms, |visit| {
+            inputs.hosts.iter().for_each(visit)
+        })
+    }
+
+    /// [`AlarmEngine::evaluate`] with the hosts handed over one at a time: `hosts` calls its argument once
+    /// per host, in a stable order, and may hold each host's lock only for that call.
     ///
     /// One pass over the hosts evaluates the host rules and gathers the samples of group-wide percentiles,
     /// so each host's readings are read from memory once; then the groups are stepped, then the composites
-    /// (which may name group rules).
-    pub fn evaluate(&mut self, inputs: EvalInputs<'_>, now_ms: u64) -> Vec<AlarmEvent> {
+    /// (which may name group rules) from the states just computed.
+    pub fn evaluate_each(
+        &mut self,
+        outliers: Option<&OutlierTracker>,
+        now_ms: u64,
+        hosts: impl FnOnce(&mut dyn FnMut(&HostInput)),
+    ) -> Vec<AlarmEvent> {
         self.round += 1;
-        let round = self.round;
-        let rule_count = self.rules.rules.len();
-        let mut events = Vec::new();
-        let rules = &self.rules;
-        let group_rules: Vec<usize> = (0..rule_count)
-            .filter(|&i| {
-                matches!(
-                    rules.rules[i].condition,
-                    Condition::Percentile {
-                        across: Across::Group,
-                        ..
-                    }
-                )
-            })
-            .collect();
-        for buffers in self.group_samples.values_mut() {
+        self.previous_hosts.clear();
+        self.previous_hosts.extend(self.visits.iter().map(|v| v.host));
+        self.visits.clear();
+        self.composite_applies.clear();
+        for buffers in &mut self.group_samples {
             buffers.iter_mut().for_each(Vec::clear);
         }
+        let mut events = Vec::new();
+        hosts(&mut |host| self.visit(host, outliers, now_ms, &mut events));
+        self.step_groups(now_ms, &mut events);
+        self.step_composites(now_ms, &mut events);
+        self.step_unvisited(now_ms, &mut events);
+        events
+    }
 
-        for host in inputs.hosts {
-            let group = host.labels.get(&rules.group_label).map_or("", String::as_str);
-            for (slot_in_group, &index) in group_rules.iter().enumerate() {
-                let rule = &rules.rules[index];
-                let Condition::Percentile { metric, over_ms, .. } = rule.condition else {
+    fn visit(
+        &mut self,
+        host: &HostInput,
+        outliers: Option<&OutlierTracker>,
+        now_ms: u64,
+        events: &mut Vec<AlarmEvent>,
+    ) {
+        let rules = &self.rules;
+        let plan = &self.plan;
+        let rule_count = rules.rules.len();
+        let round = self.round;
+        let hint = self.previous_hosts.get(self.visits.len()).copied();
+        let id = self.hosts.intern_hinted(hint, &host.host, rule_count);
+        self.hosts.live[id as usize] = true;
+        if self.host_groups.len() < self.hosts.names.len() {
+            self.host_groups.resize(self.hosts.names.len(), NO_GROUP);
+        }
+        let applies = |index: usize| !plan.scoped[index] || rules.rules[index].applies_to(&host.labels);
+        // The window's runs are looked up once per distinct window length, not once per rule.
+        let mut runs_cache: Option<(u64, Runs)> = None;
+        let mut runs_since = |from_ms: u64| match &runs_cache {
+            Some((cached_ms, runs)) if *cached_ms == from_ms => runs.clone(),
+            _ => {
+                let runs = host.history.runs_since(from_ms);
+                runs_cache = Some((from_ms, runs.clone()));
+                runs
+            }
+        };
+
+        let mut group = NO_GROUP;
+        if !plan.group_rules.is_empty() {
+            let name = host.labels.get(&rules.group_label).map_or("", String::as_str);
+            let hint = Some(self.host_groups[id as usize]).filter(|&g| g != NO_GROUP);
+            group = self.groups.intern_hinted(hint, name, rule_count);
+            self.host_groups[id as usize] = group;
+            if self.group_samples.len() < self.groups.names.len() {
+                self.group_samples.resize_with(self.groups.names.len(), || {
+                    vec![Vec::new(); plan.group_rules.len()]
+                });
+            }
+            let buffers = &mut self.group_samples[group as usize];
+            for (slot_in_group, &index) in plan.group_rules.iter().enumerate() {
+                let Condition::Percentile { metric, over_ms, .. } = rules.rules[index].condition else {
                     continue;
                 };
-                if !rule.applies_to(&host.labels) {
+                if !applies(index) {
                     continue;
                 }
-                if !self.group_samples.contains_key(group) {
-                    self.group_samples
-                        .insert(group.to_string(), vec![Vec::new(); group_rules.len()]);
-                }
-                let buffers = self.group_samples.get_mut(group).expect("inserted above");
-                let from_ms = now_ms.saturating_sub(over_ms);
-                buffers[slot_in_group].extend(host.history.values_since(metric, from_ms));
-            }
-            if !self.hosts.contains_key(&host.host) {
-                self.hosts.insert(host.host.clone(), vec![IDLE; rule_count]);
-            }
-            let slots = self.hosts.get_mut(&host.host).expect("inserted above");
-            for (index, rule) in rules.rules.iter().enumerate() {
-                if matches!(
-                    rule.condition,
-                    Condition::Composite { .. }
-                        | Condition::Percentile {
-                            across: Across::Group,
-                            ..
-                        }
-                ) || !rule.applies_to(&host.labels)
-                {
-                    continue;
-                }
-                let (condition, observed) =
-                    host_condition(&rule.condition, host, inputs, now_ms, &mut self.scratch);
-                let subject = || Subject::Host(host.host.clone());
-                events.extend(step_slot(
-                    rules,
-                    index,
-                    subject,
-                    &mut slots[index],
-                    condition,
-                    observed,
-                    round,
-                    now_ms,
-                ));
+                let runs = runs_since(now_ms.saturating_sub(over_ms));
+                let [first, second] = host.history.parts(metric, &runs);
+                buffers[slot_in_group].extend(first.iter().chain(second).copied().filter(|v| !v.is_nan()));
             }
         }
 
-        for (group, buffers) in self.group_samples.iter_mut() {
-            for (slot_in_group, &index) in group_rules.iter().enumerate() {
-                let samples = &mut buffers[slot_in_group];
+        let slots = &mut self.hosts.slots[id as usize * rule_count..(id as usize + 1) * rule_count];
+        for &index in &plan.host_rules {
+            if !applies(index) {
+                continue;
+            }
+            let (condition, observed) = host_condition(
+                &rules.rules[index].condition,
+                host,
+                outliers,
+                now_ms,
+                &mut runs_since,
+                &mut self.scratch,
+            );
+            let subject = || Subject::Host(host.host.clone());
+            events.extend(step_slot(
+                rules,
+                index,
+                subject,
+                &mut slots[index],
+                condition,
+                observed,
+                round,
+                now_ms,
+            ));
+        }
+        self.composite_applies
+            .extend(plan.composites.iter().map(|&index| applies(index)));
+        self.visits.push(Visit { host: id, group });
+    }
+
+    /// Steps the group-wide percentiles of every group that had samples, in order of group name.
+    fn step_groups(&mut self, now_ms: u64, events: &mut Vec<AlarmEvent>) {
+        let rules = &self.rules;
+        let rule_count = rules.rules.len();
+        let mut order: Vec<u32> = (0..self.group_samples.len() as u32)
+            .filter(|&g| self.groups.interned[g as usize])
+            .filter(|&g| self.group_samples[g as usize].iter().any(|b| !b.is_empty()))
+            .collect();
+        order.sort_by(|&a, &b| self.groups.names[a as usize].cmp(&self.groups.names[b as usize]));
+        for group in order {
+            let at = group as usize;
+            for (slot_in_group, &index) in self.plan.group_rules.iter().enumerate() {
+                let samples = &mut self.group_samples[at][slot_in_group];
                 if samples.is_empty() {
                     continue;
                 }
@@ -328,53 +409,50 @@ impl AlarmEngine {
                 else {
                     continue;
                 };
-                let observed = percentile(samples, quantile_pct);
+                let observed = window::percentile_in_place(samples, quantile_pct);
                 let condition = observed.is_some_and(|v| op.holds(v, value));
-                if !self.groups.contains_key(group) {
-                    self.groups.insert(group.clone(), vec![IDLE; rule_count]);
-                }
-                let slots = self.groups.get_mut(group).expect("inserted above");
-                let subject = || Subject::Group(group.clone());
+                self.groups.live[at] = true;
+                let name = &self.groups.names[at];
+                let subject = || Subject::Group(name.clone());
                 events.extend(step_slot(
                     rules,
                     index,
                     subject,
-                    &mut slots[index],
+                    &mut self.groups.slots[at * rule_count + index],
                     condition,
                     observed,
-                    round,
+                    self.round,
                     now_ms,
                 ));
             }
         }
-        self.group_samples
-            .retain(|_, buffers| buffers.iter().any(|b| !b.is_empty()));
+    }
 
-        let has_composites = rules
-            .order
-            .iter()
-            .any(|&i| matches!(rules.rules[i].condition, Condition::Composite { .. }));
-        for host in inputs.hosts.iter().filter(|_| has_composites) {
-            let group = host.labels.get(&rules.group_label).map_or("", String::as_str);
-            let group_slots = self.groups.get(group);
-            let Some(slots) = self.hosts.get_mut(&host.host) else {
-                continue;
-            };
-            for &index in &rules.order {
-                let rule = &rules.rules[index];
-                let Condition::Composite { all, rules: parts } = &rule.condition else {
+    /// Steps the composites of every host visited, from its parts' states of this round.
+    fn step_composites(&mut self, now_ms: u64, events: &mut Vec<AlarmEvent>) {
+        let rules = &self.rules;
+        let rule_count = rules.rules.len();
+        let round = self.round;
+        let composite_count = self.plan.composites.len();
+        if composite_count == 0 {
+            return;
+        }
+        for (visit_number, visit) in self.visits.iter().enumerate() {
+            let host = visit.host as usize;
+            let applies = &self.composite_applies[visit_number * composite_count..][..composite_count];
+            for (&index, _) in self.plan.composites.iter().zip(applies).filter(|(_, &a)| a) {
+                let Condition::Composite { all, rules: parts } = &rules.rules[index].condition else {
                     continue;
                 };
-                if !rule.applies_to(&host.labels) {
-                    continue;
-                }
+                let host_slots = &self.hosts.slots[host * rule_count..(host + 1) * rule_count];
                 let firing = |part: &usize| {
                     let slot = match rules.rules[*part].condition {
                         Condition::Percentile {
                             across: Across::Group,
                             ..
-                        } => group_slots.map(|s| &s[*part]),
-                        _ => Some(&slots[*part]),
+                        } => (visit.group != NO_GROUP && self.groups.live[visit.group as usize])
+                            .then(|| &self.groups.slots[visit.group as usize * rule_count + *part]),
+                        _ => Some(&host_slots[*part]),
                     };
                     slot.is_some_and(|s| s.round == round && s.state.is_firing())
                 };
@@ -383,12 +461,13 @@ impl AlarmEngine {
                 } else {
                     parts.iter().any(firing)
                 };
-                let subject = || Subject::Host(host.host.clone());
+                let name = &self.hosts.names[host];
+                let subject = || Subject::Host(name.clone());
                 events.extend(step_slot(
                     rules,
                     index,
                     subject,
-                    &mut slots[index],
+                    &mut self.hosts.slots[host * rule_count + index],
                     holds,
                     None,
                     round,
@@ -396,12 +475,23 @@ impl AlarmEngine {
                 ));
             }
         }
+    }
 
-        // Slots not evaluated this round: their host vanished or left the rule's scope.
-        for (is_host, map) in [(true, &mut self.hosts), (false, &mut self.groups)] {
-            for (name, slots) in map.iter_mut() {
+    /// Slots not evaluated this round: their host vanished or left the rule's scope. Then subjects with
+    /// nothing left to say are dropped.
+    fn step_unvisited(&mut self, now_ms: u64, events: &mut Vec<AlarmEvent>) {
+        let rules = &self.rules;
+        let rule_count = rules.rules.len();
+        let round = self.round;
+        for (is_host, subjects) in [(true, &mut self.hosts), (false, &mut self.groups)] {
+            for id in 0..subjects.names.len() {
+                if !subjects.live[id] {
+                    continue;
+                }
+                let slots = &mut subjects.slots[id * rule_count..(id + 1) * rule_count];
                 for (index, slot) in slots.iter_mut().enumerate() {
                     if slot.round != round && slot.state != AlarmState::Inactive {
+                        let name = &subjects.names[id];
                         let subject = || {
                             if is_host {
                                 Subject::Host(name.clone())
@@ -415,21 +505,41 @@ impl AlarmEngine {
                         ));
                     }
                 }
-            }
-            map.retain(|_, slots| {
-                slots
+                if !slots
                     .iter()
                     .any(|s| s.round == round || s.state != AlarmState::Inactive)
-            });
+                {
+                    subjects.live[id] = false;
+                }
+            }
         }
-        events
+        for id in 0..self.hosts.names.len() as u32 {
+            if self.hosts.interned[id as usize] && !self.hosts.live[id as usize] {
+                self.hosts.forget(id);
+            }
+        }
+        for id in 0..self.groups.names.len() as u32 {
+            let at = id as usize;
+            let sampled = self
+                .group_samples
+                .get(at)
+                .is_some_and(|b| b.iter().any(|s| !s.is_empty()));
+            if self.groups.interned[at] && !self.groups.live[at] && !sampled {
+                self.groups.forget(id);
+            }
+        }
     }
 
     /// Every pending and firing alarm now, most severe first, then by rule and subject.
     pub fn active(&self) -> Vec<AlarmEvent> {
         let mut out = Vec::new();
-        for (map, host_subjects) in [(&self.hosts, true), (&self.groups, false)] {
-            for (name, slots) in map {
+        let rule_count = self.rules.rules.len();
+        for (subjects, host_subjects) in [(&self.hosts, true), (&self.groups, false)] {
+            for (id, name) in subjects.names.iter().enumerate() {
+                if !subjects.live[id] {
+                    continue;
+                }
+                let slots = &subjects.slots[id * rule_count..(id + 1) * rule_count];
                 for (index, slot) in slots.iter().enumerate() {
                     let status = match slot.state {
                         AlarmState::Pending { .. } => AlarmStatus::Pending,
@@ -452,11 +562,12 @@ impl AlarmEngine {
     /// The state of one rule for one subject, `None` when the rule or subject is unknown.
     pub fn state_of(&self, rule: &str, subject: &Subject) -> Option<AlarmState> {
         let index = self.rules.index_of(rule)?;
-        let slots = match subject {
-            Subject::Host(name) => self.hosts.get(name)?,
-            Subject::Group(name) => self.groups.get(name)?,
+        let (subjects, name) = match subject {
+            Subject::Host(name) => (&self.hosts, name),
+            Subject::Group(name) => (&self.groups, name),
         };
-        Some(slots[index].state)
+        let id = subjects.get(name)? as usize;
+        Some(subjects.slots[id * self.rules.rules.len() + index].state)
     }
 }
 
@@ -490,8 +601,9 @@ fn step_slot(
 fn host_condition(
     condition: &Condition,
     host: &HostInput,
-    inputs: EvalInputs<'_>,
+    outliers: Option<&OutlierTracker>,
     now_ms: u64,
+    runs_since: &mut impl FnMut(u64) -> Runs,
     scratch: &mut Vec<f64>,
 ) -> (bool, Option<f64>) {
     match *condition {
@@ -512,9 +624,8 @@ fn host_condition(
             value,
             ..
         } => {
-            scratch.clear();
-            scratch.extend(host.history.values_since(metric, now_ms.saturating_sub(over_ms)));
-            let observed = percentile(scratch, quantile_pct);
+            let runs = runs_since(now_ms.saturating_sub(over_ms));
+            let observed = window::percentile_of(host.history.parts(metric, &runs), quantile_pct, scratch);
             (observed.is_some_and(|v| op.holds(v, value)), observed)
         }
         Condition::RateOfChange {
@@ -523,11 +634,12 @@ fn host_condition(
             op,
             per_minute,
         } => {
-            let observed = slope_per_minute(host.history.since(metric, now_ms.saturating_sub(over_ms)));
+            let runs = runs_since(now_ms.saturating_sub(over_ms));
+            let observed = host.history.slope_in(metric, &runs);
             (observed.is_some_and(|v| op.holds(v, per_minute)), observed)
         }
         Condition::Outlier { metric } => {
-            let flagged = inputs.outliers.is_some_and(|tracker| match metric {
+            let flagged = outliers.is_some_and(|tracker| match metric {
                 Some(metric) => tracker.is_flagged(&host.host, metric),
                 None => tracker.host_flagged(&host.host),
             });
@@ -540,43 +652,6 @@ fn host_condition(
         // Composites are evaluated by the caller from the other rules' states.
         Condition::Composite { .. } => (false, None),
     }
-}
-
-/// The `quantile_pct` percentile of `values` by linear interpolation between closest ranks; reorders them.
-pub fn percentile(values: &mut [f64], quantile_pct: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (values.len() - 1) as f64;
-    let lower_rank = rank.floor() as usize;
-    let (_, lower, above) = values.select_nth_unstable_by(lower_rank, f64::total_cmp);
-    let lower = *lower;
-    let fraction = rank - lower_rank as f64;
-    if fraction == 0.0 || above.is_empty() {
-        return Some(lower);
-    }
-    let upper = above.iter().copied().fold(f64::INFINITY, f64::min);
-    Some(lower + (upper - lower) * fraction)
-}
-
-/// Least-squares slope of (time, value) points, in value units per minute; `None` with fewer than two
-/// distinct times. The fit uses every point, so one noisy reading does not make a trend.
-pub fn slope_per_minute(points: impl Iterator<Item = (u64, f64)>) -> Option<f64> {
-    // Sums relative to the first point keep the terms small enough for f64 over any window we allow.
-    let mut origin: Option<(u64, f64)> = None;
-    let (mut n, mut sum_t, mut sum_v, mut sum_tt, mut sum_tv) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (at_ms, value) in points {
-        let (t0_ms, v0) = *origin.get_or_insert((at_ms, value));
-        let t = at_ms.saturating_sub(t0_ms) as f64 / 60_000.0;
-        let v = value - v0;
-        n += 1.0;
-        sum_t += t;
-        sum_v += v;
-        sum_tt += t * t;
-        sum_tv += t * v;
-    }
-    let variance = n * sum_tt - sum_t * sum_t;
-    (n >= 2.0 && variance > 1e-12).then(|| (n * sum_tv - sum_t * sum_v) / variance)
 }
 
 fn describe(

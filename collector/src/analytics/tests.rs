@@ -99,9 +99,10 @@ fn replays_and_catch_up_samples_stay_out_of_the_history() {
     // The same sample stored after it was seen live, then one from an hour-old backlog.
     analytics.observe("a", &labels("web"), &cpu(50.0), T0_MS, T0_MS + 500);
     analytics.observe("a", &labels("web"), &cpu(99.0), T0_MS + 1, T0_MS + 3_600_000);
-    let hosts = lock(&analytics.hosts);
-    assert_eq!(hosts.inputs[0].history.len(), 1);
-    assert_eq!(hosts.inputs[0].last_seen_ms, T0_MS + 3_600_000);
+    let cells = analytics.cells();
+    let cell = lock(&cells[0]);
+    assert_eq!(cell.input.history.len(), 1);
+    assert_eq!(cell.input.last_seen_ms, T0_MS + 3_600_000);
 }
 
 #[test]
@@ -162,4 +163,34 @@ value = 10.0
     )
     .unwrap();
     assert_eq!(history_capacity(Some(&rules)), 302);
+}
+
+/// While one host's state is locked (its rules being evaluated), samples of every other host go in, and
+/// the host list itself is free: ingest never waits for a whole evaluation.
+#[test]
+fn observe_is_not_held_up_by_a_host_being_evaluated() {
+    let analytics = Analytics::new(settings(Some(RULES)));
+    analytics.observe("busy", &labels("web"), &cpu(50.0), T0_MS, T0_MS);
+    analytics.observe("other", &labels("web"), &cpu(50.0), T0_MS, T0_MS);
+    let cells = analytics.cells();
+    let held = lock(&cells[0]);
+    assert_eq!(held.input.host, "busy");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let feeder = {
+        let analytics = Arc::clone(&analytics);
+        std::thread::spawn(move || {
+            let later = T0_MS + 1_000;
+            analytics.observe("other", &labels("web"), &cpu(60.0), later, later);
+            analytics.observe("new-host", &labels("db"), &cpu(70.0), later, later);
+            done_tx.send(()).unwrap();
+        })
+    };
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("observe of other hosts finished while one host was locked");
+    drop(held);
+    feeder.join().unwrap();
+    let cells = analytics.cells();
+    assert_eq!(cells.len(), 3);
+    assert_eq!(lock(&cells[1]).input.history.len(), 2);
 }

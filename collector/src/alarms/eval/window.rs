@@ -1,0 +1,414 @@
+//! A host's recent readings as a bounded ring, and the window statistics the alarm rules take over it
+//! (percentile, least-squares slope), computed straight from the ring without allocating.
+
+use crate::outliers::{Metric, MetricValues};
+use std::ops::Range;
+
+/// The last readings of one host, oldest first, bounded: a ring stored metric by metric, so that a rule
+/// reading one metric over a window touches only that metric's values (8 bytes a reading, contiguous).
+#[derive(Debug, Clone, Default)]
+pub struct HostHistory {
+    capacity: usize,
+    /// Physical index of the oldest reading.
+    head: usize,
+    len: usize,
+    times_ms: Vec<u64>,
+    /// `capacity` values per metric, metric after metric; NaN where the reading lacked the metric.
+    columns: Vec<f64>,
+}
+
+/// Physical index ranges of a window of the ring, oldest first: at most two contiguous runs, so that
+/// iteration needs no per-reading modulo.
+pub(super) type Runs = [Range<usize>; 2];
+
+impl HostHistory {
+    pub fn new(capacity: usize) -> HostHistory {
+        let capacity = capacity.max(1);
+        HostHistory {
+            capacity,
+            head: 0,
+            len: 0,
+            times_ms: vec![0; capacity],
+            columns: vec![f64::NAN; capacity * Metric::COUNT],
+        }
+    }
+
+    /// Adds a reading taken (or received) at `at_ms`, dropping the oldest when full. Readings are expected
+    /// in time order; the window searches rely on it.
+    pub fn push(&mut self, at_ms: u64, values: MetricValues) {
+        let slot = if self.len == self.capacity {
+            let oldest = self.head;
+            self.head = (self.head + 1) % self.capacity;
+            oldest
+        } else {
+            self.len += 1;
+            (self.head + self.len - 1) % self.capacity
+        };
+        self.times_ms[slot] = at_ms;
+        for metric in Metric::ALL {
+            self.columns[metric.index() * self.capacity + slot] = values.get(metric).unwrap_or(f64::NAN);
+        }
+    }
+
+    fn physical(&self, logical: usize) -> usize {
+        (self.head + logical) % self.capacity
+    }
+
+    /// Time and value of `metric` in the newest reading, when it has the metric.
+    pub fn latest(&self, metric: Metric) -> Option<(u64, f64)> {
+        let slot = self.physical(self.len.checked_sub(1)?);
+        let value = self.column(metric)[slot];
+        (!value.is_nan()).then_some((self.times_ms[slot], value))
+    }
+
+    /// Time of the newest reading.
+    pub fn latest_ms(&self) -> Option<u64> {
+        Some(self.times_ms[self.physical(self.len.checked_sub(1)?)])
+    }
+
+    /// The ring's runs holding the readings at or after `from_ms`.
+    pub(super) fn runs_since(&self, from_ms: u64) -> Runs {
+        let (mut low, mut high) = (0, self.len);
+        while low < high {
+            let middle = (low + high) / 2;
+            if self.times_ms[self.physical(middle)] < from_ms {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        if low == self.len {
+            return [0..0, 0..0];
+        }
+        let first = self.physical(low);
+        let end = self.head + self.len;
+        if first >= self.head && end > self.capacity {
+            [first..self.capacity, 0..end - self.capacity]
+        } else {
+            [first..first + (self.len - low), 0..0]
+        }
+    }
+
+    /// Every slot of `metric`, in physical order (NaN where a reading lacked it or the slot is unused).
+    pub(super) fn column(&self, metric: Metric) -> &[f64] {
+        &self.columns[metric.index() * self.capacity..(metric.index() + 1) * self.capacity]
+    }
+
+    /// The values of `metric` in `runs`, as two slices (NaN still in them).
+    pub(super) fn parts(&self, metric: Metric, runs: &Runs) -> [&[f64]; 2] {
+        let column = self.column(metric);
+        [&column[runs[0].clone()], &column[runs[1].clone()]]
+    }
+
+    /// (time, value) of `metric` in the readings at or after `from_ms`, oldest first.
+    pub fn since(&self, metric: Metric, from_ms: u64) -> impl Iterator<Item = (u64, f64)> + '_ {
+        let column = self.column(metric);
+        let [a, b] = self.runs_since(from_ms);
+        let times = self.times_ms[a.clone()].iter().chain(&self.times_ms[b.clone()]);
+        let values = column[a].iter().chain(&column[b]);
+        times
+            .zip(values)
+            .filter(|(_, value)| !value.is_nan())
+            .map(|(&at_ms, &value)| (at_ms, value))
+    }
+
+    /// Values of `metric` in the readings at or after `from_ms`, oldest first.
+    pub fn values_since(&self, metric: Metric, from_ms: u64) -> impl Iterator<Item = f64> + '_ {
+        let [a, b] = self.runs_since(from_ms);
+        let [first, second] = self.parts(metric, &[a, b]);
+        first
+            .iter()
+            .chain(second)
+            .copied()
+            .filter(|value| !value.is_nan())
+    }
+
+    /// Least-squares slope of `metric` over `runs` per minute, as [`slope_per_minute`] computes it.
+    pub(super) fn slope_in(&self, metric: Metric, runs: &Runs) -> Option<f64> {
+        let column = self.column(metric);
+        let mut sums = SlopeSums::default();
+        for run in runs {
+            for (&at_ms, &value) in self.times_ms[run.clone()].iter().zip(&column[run.clone()]) {
+                if !value.is_nan() {
+                    sums.add(at_ms, value);
+                }
+            }
+        }
+        sums.slope()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The `quantile_pct` percentile of `values` by linear interpolation between closest ranks; reorders them.
+pub fn percentile(values: &mut [f64], quantile_pct: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let lower_rank = rank.floor() as usize;
+    let (_, lower, above) = values.select_nth_unstable_by(lower_rank, f64::total_cmp);
+    let lower = *lower;
+    let fraction = rank - lower_rank as f64;
+    if fraction == 0.0 || above.is_empty() {
+        return Some(lower);
+    }
+    let upper = above.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(lower + (upper - lower) * fraction)
+}
+
+/// Order statistics kept by a single pass when the wanted rank is this close to either end; further in,
+/// the values are copied and selected.
+const NEAR_END: usize = 16;
+
+/// Whether the order statistics a percentile of `count` values needs lie within [`NEAR_END`] of an end.
+fn near_an_end(count: usize, quantile_pct: f64) -> bool {
+    if count == 0 {
+        return true;
+    }
+    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (count - 1) as f64;
+    let lower_rank = rank.floor() as usize;
+    count - lower_rank <= NEAR_END || lower_rank + 2 <= NEAR_END
+}
+
+/// [`percentile`] of `values` (no NaN among them), in one pass when the rank is near an end, else by
+/// selection in place.
+pub(super) fn percentile_in_place(values: &mut [f64], quantile_pct: f64) -> Option<f64> {
+    if near_an_end(values.len(), quantile_pct) {
+        percentile_of([values, &[]], quantile_pct, &mut Vec::new())
+    } else {
+        percentile(values, quantile_pct)
+    }
+}
+
+/// [`percentile`] of the non-NaN values in `parts`, with the same result. A rank within [`NEAR_END`] of
+/// either end (p99 of a few hundred readings, a minimum, a maximum) is found in one pass keeping the few
+/// extreme values; any other copies the values into `scratch` and selects there.
+pub(super) fn percentile_of(parts: [&[f64]; 2], quantile_pct: f64, scratch: &mut Vec<f64>) -> Option<f64> {
+    let count: usize = parts
+        .iter()
+        .map(|part| part.iter().map(|v| usize::from(!v.is_nan())).sum::<usize>())
+        .sum();
+    if count == 0 {
+        return None;
+    }
+    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (count - 1) as f64;
+    let lower_rank = rank.floor() as usize;
+    let fraction = rank - lower_rank as f64;
+    let wants_upper = fraction != 0.0 && lower_rank + 1 < count;
+    let from_top = count - lower_rank;
+    let from_bottom = lower_rank + 1 + usize::from(wants_upper);
+    let (lower, upper) = if from_top <= NEAR_END {
+        let kept = Extremes::largest(parts, from_top);
+        (kept.get(0), kept.get(1))
+    } else if from_bottom <= NEAR_END {
+        let kept = Extremes::smallest(parts, from_bottom);
+        (kept.get(lower_rank), kept.get(lower_rank + 1))
+    } else {
+        scratch.clear();
+        for part in parts {
+            scratch.extend(part.iter().copied().filter(|v| !v.is_nan()));
+        }
+        return percentile(scratch, quantile_pct);
+    };
+    if !wants_upper {
+        return Some(lower);
+    }
+    Some(lower + (upper - lower) * fraction)
+}
+
+/// An integer that orders as `f64::total_cmp` orders the floats: integer comparisons in the hot loop.
+fn order_key(value: f64) -> i64 {
+    let bits = value.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
+}
+
+/// The inverse of [`order_key`] (the sign bit, which picks the mask, is unchanged by it).
+fn from_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ (((key >> 63) as u64) >> 1) as i64) as u64)
+}
+
+/// The `wanted` largest or smallest non-NaN values of some slices, ascending, as order keys.
+struct Extremes {
+    sorted: [i64; NEAR_END + 1],
+}
+
+impl Extremes {
+    fn get(&self, at: usize) -> f64 {
+        from_order_key(self.sorted[at])
+    }
+
+    fn largest(parts: [&[f64]; 2], wanted: usize) -> Extremes {
+        let mut sorted = [i64::MIN; NEAR_END + 1];
+        let mut len = 0;
+        for &value in parts.iter().flat_map(|part| part.iter()) {
+            if value.is_nan() {
+                continue;
+            }
+            let key = order_key(value);
+            if len < wanted {
+                let mut at = len;
+                while at > 0 && sorted[at - 1] > key {
+                    sorted[at] = sorted[at - 1];
+                    at -= 1;
+                }
+                sorted[at] = key;
+                len += 1;
+            } else if key > sorted[0] {
+                // The smallest kept value drops out; the rest shift down until the new one fits.
+                let mut at = 1;
+                while at < wanted && sorted[at] < key {
+                    sorted[at - 1] = sorted[at];
+                    at += 1;
+                }
+                sorted[at - 1] = key;
+            }
+        }
+        Extremes { sorted }
+    }
+
+    fn smallest(parts: [&[f64]; 2], wanted: usize) -> Extremes {
+        let mut sorted = [i64::MAX; NEAR_END + 1];
+        let mut len = 0;
+        for &value in parts.iter().flat_map(|part| part.iter()) {
+            if value.is_nan() {
+                continue;
+            }
+            let key = order_key(value);
+            if len < wanted {
+                let mut at = len;
+                while at > 0 && sorted[at - 1] > key {
+                    sorted[at] = sorted[at - 1];
+                    at -= 1;
+                }
+                sorted[at] = key;
+                len += 1;
+            } else if key < sorted[wanted - 1] {
+                // The largest kept value drops out; the rest shift up until the new one fits.
+                let mut at = wanted - 1;
+                while at > 0 && sorted[at - 1] > key {
+                    sorted[at] = sorted[at - 1];
+                    at -= 1;
+                }
+                sorted[at] = key;
+            }
+        }
+        Extremes { sorted }
+    }
+}
+
+/// Running sums of a least-squares fit, relative to the first point so the terms stay small enough for
+/// f64 over any window we allow.
+#[derive(Default)]
+struct SlopeSums {
+    origin: Option<(u64, f64)>,
+    n: f64,
+    sum_t: f64,
+    sum_v: f64,
+    sum_tt: f64,
+    sum_tv: f64,
+}
+
+impl SlopeSums {
+    #[inline]
+    fn add(&mut self, at_ms: u64, value: f64) {
+        let (t0_ms, v0) = *self.origin.get_or_insert((at_ms, value));
+        let t = at_ms.saturating_sub(t0_ms) as f64 / 60_000.0;
+        let v = value - v0;
+        self.n += 1.0;
+        self.sum_t += t;
+        self.sum_v += v;
+        self.sum_tt += t * t;
+        self.sum_tv += t * v;
+    }
+
+    fn slope(&self) -> Option<f64> {
+        let variance = self.n * self.sum_tt - self.sum_t * self.sum_t;
+        (self.n >= 2.0 && variance > 1e-12)
+            .then(|| (self.n * self.sum_tv - self.sum_t * self.sum_v) / variance)
+    }
+}
+
+/// Least-squares slope of (time, value) points, in value units per minute; `None` with fewer than two
+/// distinct times. The fit uses every point, so one noisy reading does not make a trend.
+pub fn slope_per_minute(points: impl Iterator<Item = (u64, f64)>) -> Option<f64> {
+    let mut sums = SlopeSums::default();
+    for (at_ms, value) in points {
+        sums.add(at_ms, value);
+    }
+    sums.slope()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass selection near the ends agrees bit for bit with sorting, for every rank and for
+    /// values with ties, signed zeros and gaps.
+    #[test]
+    fn percentile_of_parts_matches_full_selection() {
+        let mut rng_state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            rng_state
+        };
+        let mut scratch = Vec::new();
+        for case in 0..400 {
+            let len = (next() % 80) as usize;
+            let values: Vec<f64> = (0..len)
+                .map(|_| match next() % 10 {
+                    0 => f64::NAN,
+                    1 => -0.0,
+                    2 => 0.0,
+                    3 => 5.0,
+                    _ => (next() % 1000) as f64 / 7.0 - 50.0,
+                })
+                .collect();
+            let split = if len == 0 {
+                0
+            } else {
+                (next() as usize) % (len + 1)
+            };
+            let (a, b) = values.split_at(split);
+            for quantile_pct in [0.0, 1.0, 10.0, 25.0, 50.0, 87.5, 90.0, 99.0, 99.9, 100.0] {
+                let mut plain: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+                let expected = percentile(&mut plain, quantile_pct);
+                let got = percentile_of([a, b], quantile_pct, &mut scratch);
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    expected.map(f64::to_bits),
+                    "case {case}, p{quantile_pct} of {values:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slope_over_runs_matches_the_iterator_form() {
+        let mut history = HostHistory::new(7);
+        for i in 0..11_u64 {
+            let mut values = MetricValues::default();
+            values.set(
+                Metric::MemUsedPct,
+                (i % 4 != 1).then_some(40.0 + (i * i) as f64 * 0.3),
+            );
+            history.push(1_000 + i * 5_000, values);
+        }
+        for from_ms in [0, 20_000, 40_000, 51_000, 60_000] {
+            let runs = history.runs_since(from_ms);
+            assert_eq!(
+                history.slope_in(Metric::MemUsedPct, &runs).map(f64::to_bits),
+                slope_per_minute(history.since(Metric::MemUsedPct, from_ms)).map(f64::to_bits),
+                "from {from_ms}"
+            );
+        }
+    }
+}
