@@ -175,7 +175,10 @@ fn reopening_keeps_every_unacknowledged_sample() {
     assert!(mark.is_none_or(|m| m <= 30), "{mark:?}");
     assert_eq!(spool.last_seq(), Some(100));
     let first = mark.map_or(1, |m| m + 1);
-    assert_eq!(read_all(&mut spool), (first..=100).map(sample).collect::<Vec<_>>());
+    assert_eq!(
+        read_all(&mut spool),
+        (first..=100).map(sample).collect::<Vec<_>>()
+    );
     spool.append(&sample(101)).unwrap();
     assert_eq!(seqs(&spool.read_after(Some(100), 10).unwrap()), vec![101]);
 }

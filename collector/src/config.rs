@@ -39,7 +39,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "tls",
         ],
     ),
-    ("storage", &["hour_retention", "minute_retention", "raw_retention"]),
+    (
+        "storage",
+        &["hour_retention", "minute_retention", "raw_retention"],
+    ),
     ("tls", &["ca", "cert", "key"]),
     ("identity", &["cert_validity"]),
     (
@@ -249,17 +252,31 @@ struct RawStorage {
 }
 
 impl RawStorage {
-    fn validate(self, origin: &str, defaults: crate::store::Retention) -> Result<crate::store::Retention, ConfigError> {
+    fn validate(
+        self,
+        origin: &str,
+        defaults: crate::store::Retention,
+    ) -> Result<crate::store::Retention, ConfigError> {
         let pick = |text: Option<String>, key: &str, default_ms: u64| -> Result<u64, ConfigError> {
             match text {
                 None => Ok(default_ms),
-                Some(text) => Ok(duration_in(origin, key, &text, RETENTION_MIN..=RETENTION_MAX)?.as_millis() as u64),
+                Some(text) => {
+                    Ok(duration_in(origin, key, &text, RETENTION_MIN..=RETENTION_MAX)?.as_millis() as u64)
+                }
             }
         };
         Ok(crate::store::Retention {
             raw_ms: pick(self.raw_retention, "storage.raw_retention", defaults.raw_ms)?,
-            minute_rollups_ms: pick(self.minute_retention, "storage.minute_retention", defaults.minute_rollups_ms)?,
-            hour_rollups_ms: pick(self.hour_retention, "storage.hour_retention", defaults.hour_rollups_ms)?,
+            minute_rollups_ms: pick(
+                self.minute_retention,
+                "storage.minute_retention",
+                defaults.minute_rollups_ms,
+            )?,
+            hour_rollups_ms: pick(
+                self.hour_retention,
+                "storage.hour_retention",
+                defaults.hour_rollups_ms,
+            )?,
         })
     }
 }
@@ -596,12 +613,22 @@ max_connections = 10
 
     #[test]
     fn storage_retention_is_read_and_bounded() {
-        let config = parse("[storage]\nraw_retention = \"12h\"\nhour_retention = \"90d\"\n", ORIGIN).unwrap();
+        let config = parse(
+            "[storage]\nraw_retention = \"12h\"\nhour_retention = \"90d\"\n",
+            ORIGIN,
+        )
+        .unwrap();
         assert_eq!(config.retention.raw_ms, 12 * 3_600_000);
         assert_eq!(config.retention.hour_rollups_ms, 90 * 86_400_000);
-        assert_eq!(config.retention.minute_rollups_ms, crate::store::Retention::default().minute_rollups_ms);
+        assert_eq!(
+            config.retention.minute_rollups_ms,
+            crate::store::Retention::default().minute_rollups_ms
+        );
         let err = error_of("[storage]\nraw_retention = \"5m\"\n");
-        assert!(err.contains("storage.raw_retention") && err.contains("too short"), "{err}");
+        assert!(
+            err.contains("storage.raw_retention") && err.contains("too short"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -659,7 +686,9 @@ max_connections = 10
     #[test]
     fn sizing_section_is_read_and_its_commented_group_example_is_valid() {
         let example = include_str!("../../deploy/collector.toml");
-        let start = example.find("# [sizing.groups.web]").expect("the example shows a group");
+        let start = example
+            .find("# [sizing.groups.web]")
+            .expect("the example shows a group");
         // Uncomment the settings of the example (prose comments stay comments).
         let group: String = example[start..]
             .lines()
@@ -696,8 +725,14 @@ window_count = 6
 window = "30s"
 "#;
         let config = parse(text, ORIGIN).unwrap();
-        assert_eq!(config.alarms.rules, Some(PathBuf::from("/etc/headroom/alarms.toml")));
-        assert_eq!(config.alarms.alertmanager, Some("127.0.0.1:9093".parse().unwrap()));
+        assert_eq!(
+            config.alarms.rules,
+            Some(PathBuf::from("/etc/headroom/alarms.toml"))
+        );
+        assert_eq!(
+            config.alarms.alertmanager,
+            Some("127.0.0.1:9093".parse().unwrap())
+        );
         assert_eq!(
             config.alarms.webhook,
             Some(("127.0.0.1:9000".parse().unwrap(), "/hooks/headroom".to_string()))
@@ -705,18 +740,25 @@ window = "30s"
         assert_eq!(config.alarms.interval, Duration::from_millis(200));
         assert_eq!(config.outliers.peer_label, "service");
         assert_eq!(config.outliers.threshold, 4.5);
-        assert_eq!((config.outliers.flag_windows, config.outliers.window_count), (3, 6));
+        assert_eq!(
+            (config.outliers.flag_windows, config.outliers.window_count),
+            (3, 6)
+        );
         assert_eq!(config.outliers.window, Duration::from_secs(30));
         assert_eq!(
             error_of("[alarms]\nalertmanager = \"127.0.0.1:9093\"\n"),
             "config /etc/headroom/collector.toml: alarms.rules: missing while a delivery target is set \
              (name a rules file, like deploy/alarms.toml)"
         );
-        assert!(error_of("[alarms]\nrules = \"/a.toml\"\nalertmanager = \"localhost:9093\"\n")
-            .contains("alarms.alertmanager: \"localhost:9093\" is not an IP address and port"));
+        assert!(
+            error_of("[alarms]\nrules = \"/a.toml\"\nalertmanager = \"localhost:9093\"\n")
+                .contains("alarms.alertmanager: \"localhost:9093\" is not an IP address and port")
+        );
         assert!(error_of("[outliers]\nflag_windows = 11\n")
             .contains("outliers.flag_windows: 11 is out of range (use 1 to window_count, 10)"));
-        assert!(error_of("[alarms]\ninterval = \"10ms\"\n").contains("alarms.interval: \"10ms\" is too short"));
+        assert!(
+            error_of("[alarms]\ninterval = \"10ms\"\n").contains("alarms.interval: \"10ms\" is too short")
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use headroom_collector::render::{self, render_fleet, render_hosts, Format};
-use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::report_cli;
+use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -465,11 +465,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let report = sizing_report(&args.database, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
                 .map_err(report_failure)?;
-            println!(
-                "wrote {} ({} groups)",
-                args.out.display(),
-                report.groups.len()
-            );
+            println!("wrote {} ({} groups)", args.out.display(), report.groups.len());
         }
         Command::Hosts(args) => {
             let body = client::get(api_address(&args)?, "/api/v1/hosts")?;

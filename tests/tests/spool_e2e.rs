@@ -10,16 +10,22 @@ use std::time::Duration;
 const TINY: &str = "[sampling]\ninterval = \"100ms\"\n[spool]\nmax_size = \"64KiB\"\n";
 
 fn stored_seqs(db: &Path, host: &str) -> BTreeSet<u64> {
-    let connection = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let connection =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut statement = connection
         .prepare("SELECT s.seq FROM samples s JOIN hosts h ON h.id = s.host_id WHERE h.name = ?1")
         .unwrap();
-    statement.query_map([host], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    statement
+        .query_map([host], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// (from_seq, to_seq, count, reason) of every gap recorded for the host.
 fn gaps(db: &Path, host: &str) -> Vec<(u64, u64, u64, String)> {
-    let connection = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let connection =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut statement = connection
         .prepare(
             "SELECT g.from_seq, g.to_seq, g.count, g.reason FROM gaps g JOIN hosts h ON h.id = g.host_id
@@ -27,48 +33,81 @@ fn gaps(db: &Path, host: &str) -> Vec<(u64, u64, u64, String)> {
         )
         .unwrap();
     statement
-        .query_map([host], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .query_map([host], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect()
 }
 
 fn last_seq_of(state: &Path) -> u64 {
-    std::fs::read_to_string(state.join("next-seq")).unwrap().trim().parse::<u64>().unwrap() - 1
+    std::fs::read_to_string(state.join("next-seq"))
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        - 1
 }
 
 #[test]
 fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
     let mut collector = Collector::start();
     let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
-    assert!(collector.wait_host("outage-1", 5, Duration::from_secs(30)).is_some());
+    assert!(collector
+        .wait_host("outage-1", 5, Duration::from_secs(30))
+        .is_some());
     collector.kill9();
     std::thread::sleep(Duration::from_secs(40));
     collector.restart();
     let state = collector.dir.path().join("agents/outage-1");
     // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
     std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0), "{}", agent.stderr_text());
+    assert_eq!(
+        agent.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        agent.stderr_text()
+    );
     assert_eq!(collector.process.terminate(Duration::from_secs(20)), Some(0));
     let last = last_seq_of(&state);
     let stored = stored_seqs(&collector.db_path(), "outage-1");
     let missing: Vec<u64> = (1..=last).filter(|seq| !stored.contains(seq)).collect();
     let gaps = gaps(&collector.db_path(), "outage-1");
-    assert!(!missing.is_empty(), "a 40 s outage at 10 samples/s must overflow a 64 KiB spool");
+    assert!(
+        !missing.is_empty(),
+        "a 40 s outage at 10 samples/s must overflow a 64 KiB spool"
+    );
     let reported: u64 = gaps.iter().map(|g| g.2).sum();
-    assert_eq!(reported, missing.len() as u64, "gaps {gaps:?} vs {} missing samples", missing.len());
+    assert_eq!(
+        reported,
+        missing.len() as u64,
+        "gaps {gaps:?} vs {} missing samples",
+        missing.len()
+    );
     for seq in &missing {
-        assert!(gaps.iter().any(|g| g.0 <= *seq && *seq <= g.1), "missing {seq} is in no reported gap: {gaps:?}");
+        assert!(
+            gaps.iter().any(|g| g.0 <= *seq && *seq <= g.1),
+            "missing {seq} is in no reported gap: {gaps:?}"
+        );
     }
     assert!(gaps.iter().all(|g| g.3 == "spool_full"), "{gaps:?}");
-    assert!(agent.stderr_text().contains("reporting samples that could not be kept"));
+    assert!(agent
+        .stderr_text()
+        .contains("reporting samples that could not be kept"));
 }
 
 #[test]
 fn a_damaged_spool_tail_is_repaired_with_one_warning_and_the_agent_goes_on() {
     let mut collector = Collector::start();
-    let mut agent = collector.start_agent_extra("torn-1", &[("group", "web")], "[sampling]\ninterval = \"100ms\"\n");
-    assert!(collector.wait_host("torn-1", 5, Duration::from_secs(30)).is_some());
+    let mut agent = collector.start_agent_extra(
+        "torn-1",
+        &[("group", "web")],
+        "[sampling]\ninterval = \"100ms\"\n",
+    );
+    assert!(collector
+        .wait_host("torn-1", 5, Duration::from_secs(30))
+        .is_some());
     // With the collector gone the spool fills; then the agent stops and its newest segment gets a torn tail.
     collector.kill9();
     std::thread::sleep(Duration::from_secs(3));
@@ -95,10 +134,21 @@ fn a_damaged_spool_tail_is_repaired_with_one_warning_and_the_agent_goes_on() {
         &["run", "--config", state.join("agent.toml").to_str().unwrap()],
         collector.dir.path(),
     );
-    let before = collector.hosts().iter().find(|h| h["host"] == "torn-1").and_then(|h| h["seq"].as_u64());
+    let before = collector
+        .hosts()
+        .iter()
+        .find(|h| h["host"] == "torn-1")
+        .and_then(|h| h["seq"].as_u64());
     let moved = collector.wait_host("torn-1", before.unwrap_or(0) + 20, Duration::from_secs(30));
-    assert!(moved.is_some(), "agent did not go on after repairing its spool:\n{}", agent.stderr_text());
+    assert!(
+        moved.is_some(),
+        "agent did not go on after repairing its spool:\n{}",
+        agent.stderr_text()
+    );
     let log = agent.stderr_text();
-    let warnings = log.lines().filter(|l| l.contains("WARN") && l.contains("spool")).count();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("spool"))
+        .count();
     assert_eq!(warnings, 1, "exactly one warning about the spool:\n{log}");
 }

@@ -370,9 +370,16 @@ pub fn check_section_table<T: std::fmt::Debug>(
     parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
 ) {
     for (section, keys) in sections {
-        let header = if section.is_empty() { String::new() } else { format!("[{section}]\n") };
+        let header = if section.is_empty() {
+            String::new()
+        } else {
+            format!("[{section}]\n")
+        };
         match parse(&format!("{header}zzzzzzzzzzzz = 1\n"), origin) {
-            Err(ConfigError::UnknownKey { hint: Some(KeyHint::Known(mut expected)), .. }) => {
+            Err(ConfigError::UnknownKey {
+                hint: Some(KeyHint::Known(mut expected)),
+                ..
+            }) => {
                 expected.sort();
                 assert_eq!(&expected, keys, "section [{section}]");
             }
@@ -380,7 +387,6 @@ pub fn check_section_table<T: std::fmt::Debug>(
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
