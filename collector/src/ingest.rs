@@ -294,7 +294,9 @@ async fn handle_connection(
                 CollectorEvent::Gap(gap) => {
                     // The agent counts what it dropped unacknowledged; some of it may have been stored here
                     // with the acknowledgement lost on the way back. Report only what is really missing.
-                    let Some(gap) = trim_gap(gap, state.last_seq) else { continue };
+                    let Some(gap) = trim_gap(gap, state.last_seq) else {
+                        continue;
+                    };
                     warn!(%host, from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
                           reason = %gap.reason, "agent reports samples it could not keep");
                     let batch = HostBatch {
@@ -461,7 +463,14 @@ mod tests {
     use super::*;
 
     fn gap(from_seq: u64, to_seq: u64, count: u64) -> GapReport {
-        GapReport { from_seq, to_seq, from_ms: from_seq * 100, to_ms: to_seq * 100, count, reason: "spool_full".into() }
+        GapReport {
+            from_seq,
+            to_seq,
+            from_ms: from_seq * 100,
+            to_ms: to_seq * 100,
+            count,
+            reason: "spool_full".into(),
+        }
     }
 
     #[test]

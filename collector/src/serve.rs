@@ -102,8 +102,11 @@ pub async fn serve(
     })?;
     let receive_buffer_bytes = enlarge_receive_buffer(&socket, UDP_RECEIVE_BUFFER_BYTES);
     if receive_buffer_bytes < UDP_RECEIVE_BUFFER_BYTES {
-        warn!(receive_buffer_bytes, wanted = UDP_RECEIVE_BUFFER_BYTES,
-              "udp receive buffer capped by net.core.rmem_max; raise it (sysctl) so bursts are not dropped");
+        warn!(
+            receive_buffer_bytes,
+            wanted = UDP_RECEIVE_BUFFER_BYTES,
+            "udp receive buffer capped by net.core.rmem_max; raise it (sysctl) so bursts are not dropped"
+        );
     }
     let endpoint = quinn::Endpoint::new(
         endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
