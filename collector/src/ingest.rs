@@ -45,6 +45,65 @@ const CATCH_UP_SAMPLES_PER_S: f64 = 2_000.0;
 /// A sample older than this when it arrives counts as catch-up.
 const CATCH_UP_AGE_MS: u64 = 10_000;
 
+/// Handshakes in progress at once. Past this, new connections are refused at once (the agents back off with
+/// jitter) instead of queueing work the collector cannot finish before the agents give up on it.
+pub const MAX_HANDSHAKES_IN_PROGRESS: usize = 256;
+
+/// How often refusals for load are summarised in the log, and last-seen times written to the registry.
+const LOAD_LOG_INTERVAL: Duration = Duration::from_secs(10);
+const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Last-seen times of certificate serials, kept in memory and written to the registry in the background: a
+/// file rewrite per connection would block the runtime threads exactly when a fleet reconnects at once.
+#[derive(Default)]
+pub struct LastSeen {
+    pending: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl LastSeen {
+    pub fn note(&self, serial: &str, now_s: i64) {
+        if serial.is_empty() {
+            return;
+        }
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.insert(serial.to_string(), now_s);
+    }
+
+    fn take(&self) -> Vec<(String, i64)> {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.drain().collect()
+    }
+}
+
+/// Write pending last-seen times every 10 s and once more on stop, in one file rewrite on a blocking thread.
+pub async fn run_last_seen_writer(context: Arc<IngestContext>, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(LAST_SEEN_FLUSH_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        let seen = context.last_seen.take();
+        if !seen.is_empty() {
+            let registry = context.registry.clone();
+            let written = tokio::task::spawn_blocking(move || registry.touch_many(&seen)).await;
+            if let Ok(Err(error)) = written {
+                debug!(%error, "cannot record last seen in the certificate registry");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct IngestSettings {
     pub max_connections: u32,
@@ -62,6 +121,7 @@ pub struct IngestContext {
     pub live: LiveConnections,
     pub conflicts: ConflictLog,
     pub registry: Registry,
+    pub last_seen: LastSeen,
     /// Recent readings for outliers and alarms.
     pub analytics: Arc<crate::analytics::Analytics>,
 }
@@ -88,7 +148,23 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
 /// Accept connections until `cancel` fires, then close them all and wait for their tasks.
 pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_PROGRESS));
+    let mut refused_busy: u64 = 0;
+    let mut refused_full: u64 = 0;
+    let mut last_load_log = tokio::time::Instant::now();
     loop {
+        if (refused_busy > 0 || refused_full > 0) && last_load_log.elapsed() >= LOAD_LOG_INTERVAL {
+            warn!(
+                refused_busy,
+                refused_full,
+                max_handshakes = MAX_HANDSHAKES_IN_PROGRESS,
+                max_connections = context.settings.max_connections,
+                "connections refused for load in the last interval; agents retry with backoff"
+            );
+            refused_busy = 0;
+            refused_full = 0;
+            last_load_log = tokio::time::Instant::now();
+        }
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
             incoming = endpoint.accept() => match incoming {
@@ -97,15 +173,19 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
             },
         };
         if endpoint.open_connections() >= context.settings.max_connections as usize {
-            warn!(peer = %incoming.remote_address(), max = context.settings.max_connections,
-                  "connection refused: collector at fleet.max_connections");
+            refused_full += 1;
             incoming.refuse();
             continue;
         }
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            refused_busy += 1;
+            incoming.refuse();
+            continue;
+        };
         let context = context.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            handle_connection(incoming, context, cancel).await;
+            handle_connection(incoming, permit, context, cancel).await;
         });
     }
     tasks.close();
@@ -139,6 +219,8 @@ struct Stream {
     host: String,
     instance_id: u64,
     hello: Option<HostInfo>,
+    /// True once the hello went to the database with a batch.
+    hello_stored: bool,
     /// The last stored sample, to derive rates for the next one.
     previous: Option<Sample>,
     last_seq: Option<u64>,
@@ -147,6 +229,7 @@ struct Stream {
 
 async fn handle_connection(
     incoming: quinn::Incoming,
+    handshake_permit: tokio::sync::OwnedSemaphorePermit,
     context: Arc<IngestContext>,
     cancel: CancellationToken,
 ) {
@@ -159,6 +242,7 @@ async fn handle_connection(
             return;
         }
     };
+    drop(handshake_permit);
     if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
         handle_enrollment(connection, &context.enroll).await;
         return;
@@ -174,9 +258,7 @@ async fn handle_connection(
     let cert = peer_cert_der(&connection).unwrap_or_default();
     let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
     let (cut, live_guard) = context.live.register(&host, &serial, peer);
-    if let Err(error) = context.registry.touch(&serial, (now_ms() / 1000) as i64) {
-        debug!(%host, %error, "cannot record last seen in the certificate registry");
-    }
+    context.last_seen.note(&serial, (now_ms() / 1000) as i64);
     let stream = tokio::select! {
         _ = cancel.cancelled() => return,
         _ = cut.cancelled() => return,
@@ -199,6 +281,7 @@ async fn handle_connection(
         host: host.clone(),
         instance_id: 0,
         hello: None,
+        hello_stored: false,
         previous: None,
         last_seq: None,
         rejected: 0,
@@ -249,6 +332,7 @@ async fn handle_connection(
                     }
                     state.instance_id = hello.instance_id;
                     state.hello = Some(HostInfo::from_hello(&hello));
+                    state.hello_stored = false;
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);
                     log_hello(&host, peer, &hello, state.last_seq);
                     context
@@ -369,20 +453,20 @@ async fn store_samples(
 ) -> Result<Option<u64>, String> {
     let now = now_ms();
     let mut rows = Vec::with_capacity(samples.len());
-    let mut accepted = Vec::with_capacity(samples.len());
-    let mut previous = state.previous.clone();
+    let mut accepted: Vec<Sample> = Vec::with_capacity(samples.len());
     for sample in samples {
         let seq = sample.seq;
         match validate_sample(&sample, state.last_seq, now, &context.settings.limits) {
             Ok(()) => {
-                let metrics = derive_metrics(previous.as_ref(), &sample);
+                // Rates come from the sample before: the previous one of this batch, or the last one stored.
+                let previous = accepted.last().or(state.previous.as_ref());
+                let metrics = derive_metrics(previous, &sample);
                 if let Some(hello) = &state.hello {
                     context
                         .analytics
                         .observe(&state.host, &hello.labels, &metrics, sample.timestamp_ms, now);
                 }
                 rows.push(SampleRow::from_sample(&sample, metrics));
-                previous = Some(sample.clone());
                 accepted.push(sample);
             }
             Err(error) => {
@@ -404,13 +488,19 @@ async fn store_samples(
         host: state.host.clone(),
         instance_id: state.instance_id,
         received_ms: now,
-        hello: state.hello.clone(),
+        // The host's row needs the hello once per connection, not with every batch.
+        hello: if state.hello_stored {
+            None
+        } else {
+            state.hello.clone()
+        },
         rows,
         gaps: Vec::new(),
     };
     match context.store.commit(batch).await {
         Ok(_outcome) => {
-            state.previous = previous;
+            state.hello_stored = true;
+            state.previous = accepted.last().cloned();
             let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
             for sample in &accepted {
                 fleet.on_sample(&state.host, sample, now);

@@ -154,6 +154,7 @@ pub async fn serve(
         live: live.clone(),
         conflicts: ConflictLog::default(),
         registry: Registry::in_dir(&pki),
+        last_seen: Default::default(),
         analytics: analytics.clone(),
     });
     let reloader = tokio::spawn(crate::reload::run_server_cert_reloader(
@@ -163,6 +164,7 @@ pub async fn serve(
         cancel.clone(),
     ));
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
+    let last_seen = tokio::spawn(ingest::run_last_seen_writer(context.clone(), cancel.clone()));
     let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
     let api = ApiState {
         fleet,
@@ -186,6 +188,7 @@ pub async fn serve(
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
     let _ = ingest.await;
+    let _ = last_seen.await;
     let _ = sweeper.await;
     let _ = analytics_task.await;
     let _ = reloader.await;

@@ -219,10 +219,7 @@ async fn connect(
         loop {
             let n = recv.read(&mut buffer).await.map_err(|_| ())?.ok_or(())?;
             for event in session.on_bytes(&buffer[..n]).map_err(|_| ())? {
-                if let AgentEvent::Welcomed {
-                    last_stored_seq, ..
-                } = event
-                {
+                if let AgentEvent::Welcomed { last_stored_seq, .. } = event {
                     return Ok((connection, send, recv, session, last_stored_seq));
                 }
             }
@@ -287,7 +284,11 @@ async fn stream(
     }
 }
 
-async fn send_unsent(local: &mut Local, send: &mut quinn::SendStream, session: &AgentSession) -> Result<(), ()> {
+async fn send_unsent(
+    local: &mut Local,
+    send: &mut quinn::SendStream,
+    session: &AgentSession,
+) -> Result<(), ()> {
     loop {
         let batch = local.outbox.next_batch(session.max_batch_samples());
         if batch.is_empty() {

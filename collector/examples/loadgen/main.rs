@@ -1,7 +1,7 @@
 //! Ingest load benchmark: thousands of simulated agents, each a distinct host with its own client certificate
 //! and its own mutual-TLS QUIC connection, stream one sample a second to a running collector. Reports ingest
-//! rate, ack latency percentiles, the collector's CPU, memory, bytes written and UDP receive drops, checks the
-//! database holds every acknowledged sample exactly once, and optionally measures a reconnect storm.
+//! rate, ack latency percentiles, the collector's CPU, memory, bytes written and UDP receive drops, checks
+//! the database holds every acknowledged sample exactly once, and optionally measures a reconnect storm.
 //!
 //! Run it through `bench/ingest.sh`, which builds, starts the collector and collects the figures:
 //! `cargo run --release -p headroom-collector --example loadgen -- --help` lists the options.
@@ -76,7 +76,10 @@ const HOST_PREFIX: &str = "load-";
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.server.ip().is_loopback() {
-        anyhow::bail!("--server {}: the load generator only targets loopback addresses", args.server);
+        anyhow::bail!(
+            "--server {}: the load generator only targets loopback addresses",
+            args.server
+        );
     }
     if !(1..=50_000).contains(&args.agents)
         || !(5..=600).contains(&args.duration_s)
@@ -143,7 +146,9 @@ fn issue_certs(ca: &CertAndKey, count: usize, threads: usize) -> anyhow::Result<
             .collect();
         let mut all = Vec::with_capacity(count);
         for worker in workers {
-            let issued = worker.join().map_err(|_| anyhow::anyhow!("certificate worker panicked"))?;
+            let issued = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("certificate worker panicked"))?;
             all.extend(issued.context("issuing a client certificate")?);
         }
         Ok(all)
@@ -163,7 +168,8 @@ fn client_configs(ca_pem: &str, certs: &[CertAndKey]) -> anyhow::Result<Vec<quin
     certs
         .iter()
         .map(|cert| {
-            let tls = headroom_common::tls::client_config(ca_pem, Some((&cert.cert_pem, &cert.key_pem)), &[])?;
+            let tls =
+                headroom_common::tls::client_config(ca_pem, Some((&cert.cert_pem, &cert.key_pem)), &[])?;
             let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
             let mut client = quinn::ClientConfig::new(Arc::new(crypto));
             client.transport_config(transport.clone());
@@ -193,7 +199,8 @@ fn sim_spec(index: usize) -> SimSpec {
 }
 
 fn read_pid(path: &Path) -> anyhow::Result<u32> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading pid file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading pid file {}", path.display()))?;
     text.trim()
         .parse()
         .with_context(|| format!("pid file {}: not a number", path.display()))
@@ -233,7 +240,10 @@ fn window_figures(before: &Snapshot, after: &Snapshot) -> Value {
     let tick_us = 1e6 / ticks_per_s() as f64;
     let collector_cpu_us = (after.collector.cpu_ticks - before.collector.cpu_ticks) as f64 * tick_us;
     let generator_cpu_us = (after.generator.cpu_ticks - before.generator.cpu_ticks) as f64 * tick_us;
-    let written = after.collector.write_bytes.saturating_sub(before.collector.write_bytes);
+    let written = after
+        .collector
+        .write_bytes
+        .saturating_sub(before.collector.write_bytes);
     json!({
         "seconds": seconds,
         "samples_acked": samples,
@@ -247,7 +257,8 @@ fn window_figures(before: &Snapshot, after: &Snapshot) -> Value {
         "udp_rcvbuf_errors": after.udp.host.rcvbuf_errors - before.udp.host.rcvbuf_errors,
         "udp_in_errors": after.udp.host.in_errors - before.udp.host.in_errors,
         "udp_in_datagrams": after.udp.host.in_datagrams - before.udp.host.in_datagrams,
-        "collector_socket_drops": after.udp.collector_socket_drops.saturating_sub(before.udp.collector_socket_drops),
+        "collector_socket_drops":
+            after.udp.collector_socket_drops.saturating_sub(before.udp.collector_socket_drops),
         "generator_socket_drops": after.udp.other_socket_drops.saturating_sub(before.udp.other_socket_drops),
     })
 }
@@ -267,7 +278,12 @@ fn latency_figures(latencies_us: &mut [u32]) -> Value {
 }
 
 fn count_where(shared: &Shared, test: impl Fn(usize, &Progress) -> bool) -> usize {
-    shared.progress.iter().enumerate().filter(|(i, p)| test(*i, p)).count()
+    shared
+        .progress
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| test(*i, p))
+        .count()
 }
 
 async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<Value> {
@@ -285,7 +301,12 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         stop: CancellationToken::new(),
     });
     let sockets = count.div_ceil(args.agents_per_socket);
-    let bind: SocketAddr = if args.server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse()?;
+    let bind: SocketAddr = if args.server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()?;
     let endpoints = (0..sockets)
         .map(|_| quinn::Endpoint::client(bind))
         .collect::<Result<Vec<_>, _>>()
@@ -308,11 +329,16 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
             start_at,
             first_tick_at,
         };
-        tasks.spawn(agent::run(spec, endpoints[index / args.agents_per_socket].clone(), shared.clone()));
+        tasks.spawn(agent::run(
+            spec,
+            endpoints[index / args.agents_per_socket].clone(),
+            shared.clone(),
+        ));
     }
 
     // Connect phase, bounded: the paced starts plus a minute.
-    let connect_deadline = Duration::from_secs_f64(count as f64 / f64::from(args.connect_per_s)) + Duration::from_secs(60);
+    let connect_deadline =
+        Duration::from_secs_f64(count as f64 / f64::from(args.connect_per_s)) + Duration::from_secs(60);
     let mut all_connected_s = None;
     while t0.elapsed() < connect_deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -322,7 +348,10 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         }
     }
     let connected = count_where(&shared, |_, p| p.welcomes.load(Ordering::Relaxed) > 0);
-    eprintln!("{connected} of {count} agents connected after {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{connected} of {count} agents connected after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
     let mut pid = read_pid(&args.pid_file)?;
@@ -334,7 +363,9 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
     let mut previous = snapshot(pid, port, &shared);
     let window_end = Instant::now() + Duration::from_secs(args.duration_s);
     while Instant::now() < window_end {
-        let step = window_end.saturating_duration_since(Instant::now()).min(Duration::from_secs(10));
+        let step = window_end
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(10));
         tokio::time::sleep(step).await;
         let now = snapshot(pid, port, &shared);
         let step_figures = window_figures(&previous, &now);
@@ -382,11 +413,24 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
             break;
         }
     }
-    let produced: u64 = shared.progress.iter().map(|p| p.produced.load(Ordering::Relaxed)).sum();
-    let acked: u64 = shared.progress.iter().map(|p| p.acked.load(Ordering::Relaxed)).sum();
+    let produced: u64 = shared
+        .progress
+        .iter()
+        .map(|p| p.produced.load(Ordering::Relaxed))
+        .sum();
+    let acked: u64 = shared
+        .progress
+        .iter()
+        .map(|p| p.acked.load(Ordering::Relaxed))
+        .sum();
     let end = read_process(pid).unwrap_or_default();
     shared.stop.cancel();
-    while tokio::time::timeout(Duration::from_secs(10), tasks.join_next()).await.ok().flatten().is_some() {}
+    while tokio::time::timeout(Duration::from_secs(10), tasks.join_next())
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {}
     for endpoint in &endpoints {
         endpoint.close(0u32.into(), b"done");
     }
@@ -417,26 +461,41 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
 
 /// kill -9 the collector with every agent connected, restart it, and time until every agent has
 /// reconnected and has everything it sampled acknowledged (at most two samples behind, i.e. live again).
-async fn reconnect_storm(args: &Args, command: &str, pid: u32, shared: &Shared) -> anyhow::Result<(Value, u32)> {
-    let welcomes_before: Vec<u32> = shared.progress.iter().map(|p| p.welcomes.load(Ordering::Relaxed)).collect();
-    let udp_before = read_udp(args.server.port());
+async fn reconnect_storm(
+    args: &Args,
+    command: &str,
+    pid: u32,
+    shared: &Shared,
+) -> anyhow::Result<(Value, u32)> {
+    let welcomes_before: Vec<u32> = shared
+        .progress
+        .iter()
+        .map(|p| p.welcomes.load(Ordering::Relaxed))
+        .collect();
+    let rcvbuf_errors_before = read_udp(args.server.port()).host.rcvbuf_errors;
     let killed_at = Instant::now();
     // SAFETY: kill(2) with a PID we were given and a constant signal has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } != 0 {
         anyhow::bail!("kill -9 {pid}: {}", std::io::Error::last_os_error());
     }
-    // Wait, bounded, until the old process is gone so the new one can bind the port.
-    for _ in 0..100 {
-        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| stat.split_whitespace().nth(2) == Some("Z"))
-            .unwrap_or(true);
-        if gone {
+    // A process blocked in disk IO dies only when that IO completes, and its socket is released only then:
+    // wait, bounded, until the port can be bound again, so the restart does not fail on "address in use".
+    let mut port_free_s = None;
+    for _ in 0..600 {
+        if std::net::UdpSocket::bind(args.server).is_ok() {
+            port_free_s = Some(killed_at.elapsed().as_secs_f64());
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    anyhow::ensure!(
+        port_free_s.is_some(),
+        "udp {} still bound 30 s after kill -9 {pid}",
+        args.server
+    );
     let command = command.to_string();
-    let restart = tokio::task::spawn_blocking(move || std::process::Command::new("sh").arg("-c").arg(command).status());
+    let restart =
+        tokio::task::spawn_blocking(move || std::process::Command::new("sh").arg("-c").arg(command).status());
     let status = tokio::time::timeout(Duration::from_secs(30), restart)
         .await
         .context("the storm restart command did not return within 30 s")?
@@ -476,14 +535,16 @@ async fn reconnect_storm(args: &Args, command: &str, pid: u32, shared: &Shared) 
     }
     let udp_after = read_udp(args.server.port());
     let figures = json!({
+        "port_free_after_kill_s": port_free_s,
         "restart_command_returned_s": restarted_s,
         "all_reconnected_s": all_reconnected_s,
         "all_caught_up_s": all_caught_up_s,
         "reconnected": count_where(shared, reconnected),
         "caught_up": count_where(shared, caught_up),
         "collector_peak_rss_mib": peak_rss_kib as f64 / 1024.0,
-        "udp_rcvbuf_errors": udp_after.host.rcvbuf_errors - udp_before.host.rcvbuf_errors,
-        "collector_socket_drops": udp_after.collector_socket_drops.saturating_sub(udp_before.collector_socket_drops),
+        "udp_rcvbuf_errors": udp_after.host.rcvbuf_errors - rcvbuf_errors_before,
+        // The restarted collector has a new socket whose drop count starts at zero.
+        "collector_socket_drops": udp_after.collector_socket_drops,
     });
     Ok((figures, new_pid))
 }

@@ -108,6 +108,18 @@ impl Registry {
         Ok(found)
     }
 
+    /// Records many last-seen times in one rewrite of the file; returns how many serials were known.
+    pub fn touch_many(&self, seen: &[(String, i64)]) -> Result<usize, StoreError> {
+        let mut found = 0;
+        self.update(|list| {
+            found = seen
+                .iter()
+                .filter(|(serial, now_s)| list.touch(serial, *now_s))
+                .count();
+        })?;
+        Ok(found)
+    }
+
     fn update(&self, change: impl FnOnce(&mut CertList)) -> Result<(), StoreError> {
         let _lock = FileLock::acquire(&self.path)?;
         let mut list: CertList = read_json(&self.path)?;
