@@ -277,30 +277,32 @@ impl From<&HostView> for HostCsvRow {
     }
 }
 
+/// Columns of the host table (the numbers start at "cpu").
+const HOST_COLUMNS: [&str; 14] = [
+    "host",
+    "status",
+    "group",
+    "zone",
+    "cpu",
+    "mem",
+    "load1",
+    "rx",
+    "tx",
+    "estab",
+    "time_wait",
+    "retrans",
+    "overflows",
+    "failed",
+];
+
 /// The host list, one row per host in the given order.
 pub fn render_hosts(hosts: &[HostView], format: Format) -> String {
     match format {
         Format::Json => json(hosts),
         Format::Csv => csv_rows(&hosts.iter().map(HostCsvRow::from).collect::<Vec<_>>()),
         Format::Table => {
-            let header = [
-                "host",
-                "status",
-                "group",
-                "zone",
-                "cpu",
-                "mem",
-                "load1",
-                "rx",
-                "tx",
-                "estab",
-                "time_wait",
-                "retrans",
-                "overflows",
-                "failed",
-            ];
             let rows = hosts.iter().map(host_row).collect();
-            table(&header, rows, 4)
+            table(&HOST_COLUMNS, rows, 4)
         }
     }
 }
@@ -521,23 +523,7 @@ pub fn render_hosts_with_gaps(
             for (row, host) in rows.iter_mut().zip(hosts) {
                 row.push(gaps_of(host).to_string());
             }
-            let header = [
-                "host",
-                "status",
-                "group",
-                "zone",
-                "cpu",
-                "mem",
-                "load1",
-                "rx",
-                "tx",
-                "estab",
-                "time_wait",
-                "retrans",
-                "overflows",
-                "failed",
-                "gaps",
-            ];
+            let header: Vec<&str> = HOST_COLUMNS.iter().copied().chain(["gaps"]).collect();
             table(&header, rows, 4)
         }
     }
