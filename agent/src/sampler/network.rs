@@ -8,7 +8,7 @@ use headroom_common::wire::{InterfaceCounters, MAX_INTERFACES};
 
 const NET_DEV: &str = "net/dev";
 
-/// Which interfaces to report, by simple glob patterns where `*` matches any run of characters.
+/// Which interfaces to report, by glob patterns where `*` matches any run of characters and `?` one.
 ///
 /// An interface is reported when it matches some `include` pattern (or `include` is empty) and no
 /// `exclude` pattern.
@@ -39,20 +39,21 @@ impl InterfaceFilter {
     }
 }
 
-/// Matches `name` against `pattern`, where `*` stands for any run of characters (including none) and every
-/// other character stands for itself.
+/// Matches `name` against `pattern`, where `*` stands for any run of characters (including none), `?` for
+/// exactly one, and every other character for itself.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
-    let pattern = pattern.as_bytes();
-    let name = name.as_bytes();
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
     let (mut p, mut n) = (0, 0);
     // Where to resume after the most recent `*`: the pattern position after it and the name position it
-    // has swallowed up to. Backtracking only to the last star keeps this linear in practice.
+    // has swallowed up to. Backtracking only to the last star keeps this linear in practice, with no
+    // recursion on a hostile pattern.
     let mut resume: Option<(usize, usize)> = None;
     while n < name.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
+        if p < pattern.len() && pattern[p] == '*' {
             resume = Some((p + 1, n));
             p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
+        } else if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
             p += 1;
             n += 1;
         } else if let Some((star_p, star_n)) = resume {
@@ -63,7 +64,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&b| b == b'*')
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 /// /proc/net/dev: the interfaces `filter` allows, in file order, at most `MAX_INTERFACES` of them.
@@ -144,6 +145,8 @@ mod tests {
         assert!(!glob_matches("*a*b", "xaxxba"));
         assert!(glob_matches("br-*", "br-1234abcd"));
         assert!(!glob_matches("br-*", "bridge0"));
+        assert!(glob_matches("eth?", "eth1"));
+        assert!(!glob_matches("eth?", "eth10"));
     }
 
     #[test]
