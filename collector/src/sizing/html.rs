@@ -29,7 +29,7 @@ body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a202c;
 h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:2px solid #e2e8f0}\
 h3{font-size:1rem;margin:1.2rem 0 .4rem}\
 table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}\
-th,td{border:1px solid #e2e8f0;padding:.25rem .5rem;text-align:right}th{background:#f7fafc}\
+th,td{border:1px solid #e2e8f0;padding:.25rem .5rem;text-align:right}td{white-space:nowrap}th{background:#f7fafc}\
 td:first-child,th:first-child{text-align:left}\
 .safe-status{color:#276749;font-weight:600}.unsafe-status{color:#c53030;font-weight:600}\
 .notes{background:#fffbea;border-left:4px solid #d69e2e;padding:.4rem .8rem;margin:.5rem 0}\

@@ -113,7 +113,7 @@ pub(crate) fn failover_chart(group: &GroupReport) -> String {
         })
         .collect();
     cases.push((
-        format!("{} largest hosts", group.k),
+        format!("{} largest host{}", group.k, if group.k == 1 { "" } else { "s" }),
         group.resources.iter().map(|r| r.host_loss.utilisation).collect(),
     ));
     let scale_top = cases
@@ -122,9 +122,11 @@ pub(crate) fn failover_chart(group: &GroupReport) -> String {
         .chain(group.resources.iter().map(|r| r.target))
         .fold(1.0_f64, f64::max)
         .min(2.0);
-    let (left, chart_height, bar_width, gap) = (40.0, 180.0, 14.0, 18.0);
+    let (left, chart_height, bar_width, gap) = (40.0, 180.0, 24.0, 36.0);
     let per_case = group.resources.len() as f64 * bar_width + gap;
-    let width = left + cases.len() as f64 * per_case + 10.0;
+    // Wide enough for the bars and for the legend below them (one entry per resource, 140 px each).
+    let legend_width = left + group.resources.len() as f64 * 140.0 + if hidden > 0 { 200.0 } else { 0.0 };
+    let width = (left + cases.len() as f64 * per_case + 10.0).max(legend_width);
     let legend_y = chart_height + 44.0;
     let mut svg = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {width:.0} {h:.0}\" width=\"{width:.0}\" height=\"{h:.0}\" role=\"img\" \
@@ -164,7 +166,7 @@ pub(crate) fn failover_chart(group: &GroupReport) -> String {
                 t = y_of(resource.target)
             ));
         }
-        let label: String = name.chars().take(14).collect();
+        let label: String = name.chars().take(16).collect();
         svg.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" class=\"small\">{}</text>",
             x0,
@@ -182,7 +184,7 @@ pub(crate) fn failover_chart(group: &GroupReport) -> String {
             legend_x + 14.0,
             escape(&resource.resource.label())
         ));
-        legend_x += 120.0;
+        legend_x += 140.0;
     }
     if hidden > 0 {
         svg.push_str(&format!(
