@@ -422,6 +422,29 @@ impl FleetState {
         entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
     }
 
+    /// A stored sample whose metrics ingest already derived (from the sample stored before it): it becomes the
+    /// host's latest without a second derivation. Ignored when the live view already holds a newer sample.
+    pub fn on_stored(&mut self, host: &str, mut sample: Sample, metrics: HostMetrics, now_ms: u64) {
+        let entry = self
+            .hosts
+            .entry(host.to_string())
+            .or_insert_with(|| HostEntry::new(now_ms));
+        if entry
+            .latest
+            .as_ref()
+            .is_some_and(|latest| sample.seq <= latest.seq)
+        {
+            return;
+        }
+        // Per-core times are not used for rates; dropping them keeps a many-core host's entry small.
+        if let Some(cpu) = &mut sample.cpu {
+            cpu.per_core = Vec::new();
+        }
+        entry.metrics = metrics;
+        entry.latest = Some(sample);
+        entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+    }
+
     /// The host's session closed. Its status then follows from the silence since its last sample, like any
     /// other host's: a close noticed by an idle timeout long after the host went quiet must not count as
     /// having heard from it.
@@ -580,6 +603,28 @@ mod tests {
             Some(25.0),
             "a gauge is there from the first sample"
         );
+    }
+
+    #[test]
+    fn a_stored_sample_takes_the_metrics_ingest_derived_and_never_moves_the_view_back() {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        let first = sample(1, T0_MS, 100, 900, TcpCounters::default());
+        let second = sample(2, T0_MS + 1_000, 400, 1_500, TcpCounters::default());
+        let metrics = derive_metrics(Some(&first), &second);
+        fleet.on_stored("web-1", second.clone(), metrics.clone(), T0_MS + 1_000);
+        let view = fleet.host("web-1", T0_MS + 1_000).unwrap();
+        assert_eq!(view.seq, Some(2));
+        assert_eq!(view.metrics.cpu_busy_pct, metrics.cpu_busy_pct);
+        // A live sample got ahead; a stored batch that ends before it must not replace it.
+        let live = sample(5, T0_MS + 4_000, 700, 2_100, TcpCounters::default());
+        fleet.on_sample("web-1", &live, T0_MS + 4_000);
+        fleet.on_stored(
+            "web-1",
+            sample(3, T0_MS + 2_000, 500, 1_800, TcpCounters::default()),
+            metrics,
+            T0_MS + 4_000,
+        );
+        assert_eq!(fleet.host("web-1", T0_MS + 4_000).unwrap().seq, Some(5));
     }
 
     #[test]

@@ -484,6 +484,8 @@ async fn store_samples(
     if rows.is_empty() {
         return Ok(state.last_seq);
     }
+    // The live view needs only the newest sample of the batch, with the metrics already derived for it.
+    let last_metrics = rows.last().map(|row: &SampleRow| row.metrics.clone());
     let batch = HostBatch {
         host: state.host.clone(),
         instance_id: state.instance_id,
@@ -500,10 +502,10 @@ async fn store_samples(
     match context.store.commit(batch).await {
         Ok(_outcome) => {
             state.hello_stored = true;
-            state.previous = accepted.last().cloned();
-            let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
-            for sample in &accepted {
-                fleet.on_sample(&state.host, sample, now);
+            if let (Some(last), Some(metrics)) = (accepted.pop(), last_metrics) {
+                state.previous = Some(last.clone());
+                let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
+                fleet.on_stored(&state.host, last, metrics, now);
             }
             Ok(state.last_seq)
         }
