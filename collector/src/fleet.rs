@@ -401,25 +401,12 @@ impl FleetState {
     /// A sample not newer (by sequence number) than the latest one is ignored: the live view never moves
     /// backwards, whatever order a replay arrives in.
     pub fn on_sample(&mut self, host: &str, sample: &Sample, now_ms: u64) {
-        let entry = self
-            .hosts
-            .entry(host.to_string())
-            .or_insert_with(|| HostEntry::new(now_ms));
-        if entry
-            .latest
-            .as_ref()
-            .is_some_and(|latest| sample.seq <= latest.seq)
-        {
+        let latest = self.hosts.get(host).and_then(|entry| entry.latest.as_ref());
+        if latest.is_some_and(|latest| sample.seq <= latest.seq) {
             return;
         }
-        entry.metrics = derive_metrics(entry.latest.as_ref(), sample);
-        let mut kept = sample.clone();
-        // Per-core times are not used for rates; dropping them keeps a many-core host's entry small.
-        if let Some(cpu) = &mut kept.cpu {
-            cpu.per_core = Vec::new();
-        }
-        entry.latest = Some(kept);
-        entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+        let metrics = derive_metrics(latest, sample);
+        self.on_stored(host, sample.clone(), metrics, now_ms);
     }
 
     /// A stored sample whose metrics ingest already derived (from the sample stored before it): it becomes the
