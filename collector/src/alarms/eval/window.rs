@@ -239,6 +239,16 @@ struct Extremes {
     sorted: [i64; NEAR_END + 1],
 }
 
+/// Inserts `key` into the first `len` entries of `sorted` (ascending), which have room for one more.
+fn insert_sorted(sorted: &mut [i64; NEAR_END + 1], len: usize, key: i64) {
+    let mut at = len;
+    while at > 0 && sorted[at - 1] > key {
+        sorted[at] = sorted[at - 1];
+        at -= 1;
+    }
+    sorted[at] = key;
+}
+
 impl Extremes {
     fn get(&self, at: usize) -> f64 {
         from_order_key(self.sorted[at])
@@ -253,12 +263,7 @@ impl Extremes {
             }
             let key = order_key(value);
             if len < wanted {
-                let mut at = len;
-                while at > 0 && sorted[at - 1] > key {
-                    sorted[at] = sorted[at - 1];
-                    at -= 1;
-                }
-                sorted[at] = key;
+                insert_sorted(&mut sorted, len, key);
                 len += 1;
             } else if key > sorted[0] {
                 // The smallest kept value drops out; the rest shift down until the new one fits.
@@ -282,12 +287,7 @@ impl Extremes {
             }
             let key = order_key(value);
             if len < wanted {
-                let mut at = len;
-                while at > 0 && sorted[at - 1] > key {
-                    sorted[at] = sorted[at - 1];
-                    at -= 1;
-                }
-                sorted[at] = key;
+                insert_sorted(&mut sorted, len, key);
                 len += 1;
             } else if key < sorted[wanted - 1] {
                 // The largest kept value drops out; the rest shift up until the new one fits.
