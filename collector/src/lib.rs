@@ -1,24 +1,21 @@
-//! The headroom collector: QUIC ingest with mutual TLS, the live fleet state and its summary, the loopback
-//! JSON API, the command-line views, the PKI commands and the demo.
+//! The headroom collector, laid out by layer: `ingest` (QUIC, validation, certificate reload), `store`
+//! (SQLite), `live` (the fleet in memory), `analytics` (outliers, alarms), `sizing`, `views` (HTTP API, CLI
+//! renderers, reports), `identity` (PKI, tokens, enrollment) and `app` (serve, demo) wiring them.
 
-pub mod alarms;
 pub mod analytics;
-pub mod client;
+pub mod app;
 pub mod config;
-pub mod demo;
-pub mod fleet;
-pub mod http;
 pub mod identity;
 pub mod ingest;
-pub mod outliers;
-pub mod pki_cli;
-pub mod reload;
-pub mod render;
-pub mod report_cli;
-pub mod serve;
-pub mod sim;
+pub mod live;
 pub mod sizing;
 pub mod store;
-pub mod summary;
-pub mod validate;
 pub mod views;
+
+// Paths from the flat layout, kept while callers move to the layered ones.
+pub use analytics::{alarms, outliers};
+pub use app::{demo, serve, sim};
+pub use identity::pki_cli;
+pub use ingest::{reload, validate};
+pub use live::{fleet, summary};
+pub use views::{client, http, render, report_cli};

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod enroll_server;
 pub mod labels;
 pub mod live;
+pub mod pki_cli;
 pub mod registry;
 pub mod renew;
 pub mod revocation;

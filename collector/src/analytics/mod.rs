@@ -9,6 +9,9 @@
 //! its arrival (an agent catching up on its spool) is not added to the history: it does not describe now,
 //! and the live samples sent meanwhile already did.
 
+pub mod alarms;
+pub mod outliers;
+
 use crate::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
 use crate::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
 use crate::config::Config;

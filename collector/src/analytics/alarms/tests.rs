@@ -42,8 +42,11 @@ fn inputs(hosts: &[HostInput]) -> EvalInputs<'_> {
 
 #[test]
 fn the_deploy_example_is_valid_and_uses_every_kind() {
-    let set = parse(include_str!("../../../deploy/alarms.toml"), "deploy/alarms.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let set = parse(
+        include_str!("../../../../deploy/alarms.toml"),
+        "deploy/alarms.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let kinds: std::collections::BTreeSet<&str> = set.rules.iter().map(|r| r.condition.kind()).collect();
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),

@@ -5,6 +5,9 @@
 //! reason, and never the collector. Samples are acknowledged only after the database committed them; while
 //! a commit is pending the task does not read, so QUIC flow control slows the agent instead of a queue growing.
 
+pub mod reload;
+pub mod validate;
+
 use crate::fleet::{derive_metrics, FleetState};
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext};
 use crate::identity::labels::ConflictLog;

@@ -1,0 +1,10 @@
+//! What people and scripts read: the loopback HTTP API, its client, the table / JSON / CSV renderers, the
+//! windowed fleet views and the `sizing` / `report` commands.
+
+pub mod client;
+pub mod http;
+pub mod render;
+pub mod report_cli;
+pub mod window;
+
+pub use window::*;
