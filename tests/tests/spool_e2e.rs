@@ -53,19 +53,16 @@ fn last_seq_of(state: &Path) -> u64 {
         - 1
 }
 
-#[test]
-fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
-    let mut collector = Collector::start();
-    let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
-    assert!(collector
-        .wait_host("outage-1", 5, Duration::from_secs(30))
-        .is_some());
-    collector.kill9();
-    std::thread::sleep(Duration::from_secs(40));
-    collector.restart();
-    let state = collector.dir.path().join("agents/outage-1");
-    // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
-    std::thread::sleep(Duration::from_secs(8));
+/// Stop the agent and then the collector cleanly, and check that every sequence number the agent used is
+/// either stored or inside a reported gap with `reason`, and that the gaps count exactly the missing ones.
+/// Returns the stored and the missing sequence numbers.
+fn stop_and_check_gaps(
+    agent: &mut Process,
+    collector: &mut Collector,
+    state: &Path,
+    host: &str,
+    reason: &str,
+) -> (BTreeSet<u64>, Vec<u64>) {
     assert_eq!(
         agent.terminate(Duration::from_secs(20)),
         Some(0),
@@ -73,14 +70,10 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
         agent.stderr_text()
     );
     assert_eq!(collector.process.terminate(Duration::from_secs(20)), Some(0));
-    let last = last_seq_of(&state);
-    let stored = stored_seqs(&collector.db_path(), "outage-1");
+    let last = last_seq_of(state);
+    let stored = stored_seqs(&collector.db_path(), host);
     let missing: Vec<u64> = (1..=last).filter(|seq| !stored.contains(seq)).collect();
-    let gaps = gaps(&collector.db_path(), "outage-1");
-    assert!(
-        !missing.is_empty(),
-        "a 40 s outage at 10 samples/s must overflow a 64 KiB spool"
-    );
+    let gaps = gaps(&collector.db_path(), host);
     let reported: u64 = gaps.iter().map(|g| g.2).sum();
     assert_eq!(
         reported,
@@ -94,7 +87,28 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
             "missing {seq} is in no reported gap: {gaps:?}"
         );
     }
-    assert!(gaps.iter().all(|g| g.3 == "spool_full"), "{gaps:?}");
+    assert!(gaps.iter().all(|g| g.3 == reason), "{gaps:?}");
+    (stored, missing)
+}
+
+#[test]
+fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
+    let mut collector = Collector::start();
+    let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
+    assert!(collector
+        .wait_host("outage-1", 5, Duration::from_secs(30))
+        .is_some());
+    collector.kill9();
+    std::thread::sleep(Duration::from_secs(40));
+    collector.restart();
+    let state = collector.dir.path().join("agents/outage-1");
+    // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
+    std::thread::sleep(Duration::from_secs(8));
+    let (_, missing) = stop_and_check_gaps(&mut agent, &mut collector, &state, "outage-1", "spool_full");
+    assert!(
+        !missing.is_empty(),
+        "a 40 s outage at 10 samples/s must overflow a 64 KiB spool"
+    );
     assert!(agent
         .stderr_text()
         .contains("reporting samples that could not be kept"));
@@ -259,31 +273,15 @@ fn issue_11_a_full_spool_disk_loses_nothing_held_in_memory_and_reports_the_rest(
         .unwrap();
     assert!(host["gaps"].as_u64().unwrap() > 0, "{host}");
 
-    assert_eq!(
-        agent.terminate(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        agent.stderr_text()
+    let (stored, missing) = stop_and_check_gaps(
+        &mut agent,
+        &mut collector,
+        &state,
+        "diskfull-1",
+        "spool_write_failed",
     );
-    assert_eq!(collector.process.terminate(Duration::from_secs(20)), Some(0));
-    let last = last_seq_of(&state);
-    let stored = stored_seqs(&collector.db_path(), "diskfull-1");
     let gaps = gaps(&collector.db_path(), "diskfull-1");
-    let missing: Vec<u64> = (1..=last).filter(|seq| !stored.contains(seq)).collect();
     assert!(!missing.is_empty() && !gaps.is_empty(), "{gaps:?}");
-    assert!(gaps.iter().all(|g| g.3 == "spool_write_failed"), "{gaps:?}");
-    let reported: u64 = gaps.iter().map(|g| g.2).sum();
-    assert_eq!(
-        reported,
-        missing.len() as u64,
-        "gaps {gaps:?} vs missing {missing:?}"
-    );
-    for seq in &missing {
-        assert!(
-            gaps.iter().any(|g| g.0 <= *seq && *seq <= g.1),
-            "missing {seq} is in no reported gap: {gaps:?}"
-        );
-    }
     // The 20 samples the queue held when the collector came back were delivered from memory.
     let held_from = gaps.last().unwrap().1 + 1;
     let held: Vec<u64> = (held_from..held_from + 20).collect();
