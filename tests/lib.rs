@@ -93,7 +93,9 @@ impl HttpResponse {
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let has_host = headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:"));
+    let has_host = headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"));
     let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
     if !has_host {
         request.push_str(&format!("Host: {addr}\r\n"));

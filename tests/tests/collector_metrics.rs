@@ -34,12 +34,7 @@ fn promtool_check_metrics(text: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let mut output = String::from_utf8_lossy(&out.stdout).to_string();
     output.push_str(&String::from_utf8_lossy(&out.stderr));

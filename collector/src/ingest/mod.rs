@@ -548,9 +548,9 @@ fn rejection_reason(error: &SampleError) -> &'static str {
         SampleError::TimestampAhead { .. } => "timestamp_ahead",
         SampleError::TimestampBehind { .. } => "timestamp_behind",
         SampleError::TooMany { .. } => "too_many_entries",
-        SampleError::OutOfRange { .. } | SampleError::NotNonNegative { .. } | SampleError::OverTotal { .. } => {
-            "value_out_of_range"
-        }
+        SampleError::OutOfRange { .. }
+        | SampleError::NotNonNegative { .. }
+        | SampleError::OverTotal { .. } => "value_out_of_range",
         SampleError::BadInterfaceName { .. } => "bad_interface_name",
         _ => "invalid",
     }

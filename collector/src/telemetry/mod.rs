@@ -160,7 +160,10 @@ mod tests {
             text.contains("headroom_collector_connections_refused_total{reason=\"handshakes_busy\"} 2"),
             "{text}"
         );
-        assert!(text.contains("headroom_collector_samples_ingested_total 5"), "{text}");
+        assert!(
+            text.contains("headroom_collector_samples_ingested_total 5"),
+            "{text}"
+        );
         assert!(
             text.contains("headroom_collector_samples_rejected_total{reason=\"timestamp_ahead\"} 1"),
             "{text}"
@@ -169,6 +172,9 @@ mod tests {
             text.contains("headroom_collector_ack_latency_seconds_bucket{le=\"0.005\"} 1"),
             "{text}"
         );
-        assert!(text.contains("headroom_collector_ack_latency_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("headroom_collector_ack_latency_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -178,7 +178,12 @@ where
     ConstGauge::new(value).encode(metric)
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     ConstCounter::new(value).encode(metric)
 }
@@ -252,7 +257,9 @@ pub fn udp_drops(table: &str, port: u16) -> Option<u64> {
     for line in table.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let Some(local) = fields.get(1) else { continue };
-        let Some((_, port_hex)) = local.rsplit_once(':') else { continue };
+        let Some((_, port_hex)) = local.rsplit_once(':') else {
+            continue;
+        };
         if u16::from_str_radix(port_hex, 16).ok() != Some(port) {
             continue;
         }
@@ -266,7 +273,10 @@ pub fn udp_drops(table: &str, port: u16) -> Option<u64> {
 pub fn read_udp_drops(port: u16) -> Option<u64> {
     let mut total = None;
     for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
-        if let Some(drops) = std::fs::read_to_string(table).ok().and_then(|t| udp_drops(&t, port)) {
+        if let Some(drops) = std::fs::read_to_string(table)
+            .ok()
+            .and_then(|t| udp_drops(&t, port))
+        {
             total = Some(total.unwrap_or(0) + drops);
         }
     }
