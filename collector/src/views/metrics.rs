@@ -5,7 +5,7 @@
 //! database file, the alarm runtime and the kernel's UDP socket table.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -38,21 +38,6 @@ pub struct Snapshot {
     pub version: &'static str,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabel {
-    version: &'static str,
-}
-
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         gauge(
@@ -62,23 +47,18 @@ impl Collector for Snapshot {
             None,
             self.connected_agents as i64,
         )?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "hosts",
-                "Hosts known to the collector, by status (up, stale, down)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (status, count) in [
+        labelled(
+            &mut encoder,
+            "hosts",
+            "Hosts known to the collector, by status (up, stale, down)",
+            MetricType::Gauge,
+            "status",
+            &[
                 ("up", self.hosts_up),
                 ("stale", self.hosts_stale),
                 ("down", self.hosts_down),
-            ] {
-                let label = StatusLabel { status };
-                let metric = family.encode_family(&label)?;
-                ConstGauge::new(count as i64).encode(metric)?;
-            }
-        }
+            ],
+        )?;
         if let Some(bytes) = self.database_bytes {
             gauge(
                 &mut encoder,
@@ -112,36 +92,26 @@ impl Collector for Snapshot {
                 errors,
             )?;
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "alarm_deliveries",
-                "Alarm batches sent to Alertmanager or the webhook, by result (delivered, failed, dropped)",
-                None,
-                MetricType::Counter,
-            )?;
-            for (result, count) in [
+        labelled(
+            &mut encoder,
+            "alarm_deliveries",
+            "Alarm batches sent to Alertmanager or the webhook, by result (delivered, failed, dropped)",
+            MetricType::Counter,
+            "result",
+            &[
                 ("delivered", self.alarm_deliveries),
                 ("failed", self.alarm_delivery_failures),
                 ("dropped", self.alarm_deliveries_dropped),
-            ] {
-                let label = ResultLabel { result };
-                let metric = family.encode_family(&label)?;
-                ConstCounter::new(count).encode(metric)?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "alarms",
-                "Alarms now pending or firing",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (status, count) in [("pending", self.alarms_pending), ("firing", self.alarms_firing)] {
-                let label = StatusLabel { status };
-                let metric = family.encode_family(&label)?;
-                ConstGauge::new(count as i64).encode(metric)?;
-            }
-        }
+            ],
+        )?;
+        labelled(
+            &mut encoder,
+            "alarms",
+            "Alarms now pending or firing",
+            MetricType::Gauge,
+            "status",
+            &[("pending", self.alarms_pending), ("firing", self.alarms_firing)],
+        )?;
         gauge(
             &mut encoder,
             "outliers_flagged",
@@ -149,18 +119,36 @@ impl Collector for Snapshot {
             None,
             self.outliers_flagged as i64,
         )?;
-        let mut info = encoder.encode_descriptor(
+        labelled(
+            &mut encoder,
             "build_info",
             "Always 1; the collector's version as a label",
-            None,
             MetricType::Gauge,
-        )?;
-        let label = VersionLabel {
-            version: self.version,
-        };
-        let metric = info.encode_family(&label)?;
-        ConstGauge::new(1i64).encode(metric)
+            "version",
+            &[(self.version, 1)],
+        )
     }
+}
+
+/// One metric with a single label, one series per `(label value, count)`.
+fn labelled(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    key: &'static str,
+    series: &[(&'static str, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for &(value, count) in series {
+        let label = [(key, value)];
+        let metric = family.encode_family(&label)?;
+        match metric_type {
+            MetricType::Counter => ConstCounter::new(count).encode(metric)?,
+            _ => ConstGauge::new(count as i64).encode(metric)?,
+        }
+    }
+    Ok(())
 }
 
 /// A gauge without labels; `value` is an `i64` for counts and an `f64` for measurements.
