@@ -72,6 +72,7 @@ pub fn sampler_config(config: &Config) -> SamplerConfig {
         netlink: config.sampling.netlink,
         full_dump_max_sockets: config.sampling.full_dump_max_sockets,
         full_dump_interval: config.sampling.full_dump_interval,
+        full_dump_cpu_ppm: config.sampling.full_dump_cpu_ppm,
     }
 }
 
