@@ -1,8 +1,8 @@
 //! Helpers shared by the end-to-end tests: start the real binaries on loopback in temp dirs, wait for
 //! conditions, read the collector's HTTP API, and stop processes by PID.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use headroom_common::http::{BlockingClient, ClientOptions};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,20 +55,16 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
 
 /// GET a path of the collector's API and parse the JSON body; None when unreachable or not 200.
 pub fn api_get(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
+    let client = BlockingClient::new(&ClientOptions {
+        timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    })
     .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
+    let response = client.get(&format!("http://{addr}{path}"), &[]).ok()?;
+    if response.status != 200 {
         return None;
     }
-    serde_json::from_str(body).ok()
+    serde_json::from_str(&response.body).ok()
 }
 
 /// A plain HTTP/1.1 response: status code, lowercased header lines, body.
@@ -91,30 +87,29 @@ impl HttpResponse {
 
 /// GET `path` with extra request header lines (`"Accept: application/json"`); None when unreachable.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpResponse> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let has_host = headers
+    let client = BlockingClient::new(&ClientOptions {
+        timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    })
+    .ok()?;
+    let headers: Vec<(&str, &str)> = headers
         .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("host:"));
-    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !has_host {
-        request.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let response = client
+        .get_with_headers(&format!("http://{addr}{path}"), &[], &headers)
+        .ok()?;
+    let head = response
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", value.to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join("\r\n");
     Some(HttpResponse {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_string(),
+        status: response.status,
+        head,
+        body: response.body,
     })
 }
 

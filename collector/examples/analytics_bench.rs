@@ -339,6 +339,7 @@ fn main() {
         rules: Some(alarms::parse(RULES, "bench rules").expect("bench rules are valid")),
         rules_file: None,
         alertmanager: None,
+        alarm_ca_pem: None,
         webhook: None,
         alarm_interval_ms: 1_000,
         outliers: OutlierSettings::default(),

@@ -56,7 +56,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "alarms",
-        &["alertmanager", "interval", "rules", "webhook", "webhook_path"],
+        &[
+            "alertmanager",
+            "ca",
+            "interval",
+            "rules",
+            "webhook",
+            "webhook_path",
+        ],
     ),
     (
         "outliers",
@@ -123,10 +130,12 @@ const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
 pub struct AlarmsConfig {
     /// The rules file (see deploy/alarms.toml); `None`: no alarms are evaluated.
     pub rules: Option<PathBuf>,
-    /// An Alertmanager to POST /api/v2/alerts to.
-    pub alertmanager: Option<SocketAddr>,
-    /// A generic webhook receiver, and the path to POST to.
-    pub webhook: Option<(SocketAddr, String)>,
+    /// The base URL of an Alertmanager to POST /api/v2/alerts to (`http://` or `https://`).
+    pub alertmanager: Option<String>,
+    /// The URL of a generic webhook receiver to POST to.
+    pub webhook: Option<String>,
+    /// A PEM file of CA certificates trusted for `https://` targets besides the system's store.
+    pub ca: Option<PathBuf>,
     /// How often every rule is evaluated.
     pub interval: Duration,
 }
@@ -179,6 +188,7 @@ impl Default for Config {
                 rules: None,
                 alertmanager: None,
                 webhook: None,
+                ca: None,
                 interval: Duration::from_secs(10),
             },
             outliers: OutliersConfig {
@@ -293,12 +303,15 @@ struct RawIdentity {
 struct RawAlarms {
     /// Rules file, absolute path. Default none: no alarms.
     rules: Option<String>,
-    /// Alertmanager address as IP:port, like "127.0.0.1:9093". Default none.
+    /// Alertmanager as IP:port ("127.0.0.1:9093", plain HTTP) or a base URL ("https://am.example:9093").
+    /// Default none.
     alertmanager: Option<String>,
-    /// Webhook receiver address as IP:port. Default none.
+    /// Webhook receiver as IP:port (plain HTTP, with `webhook_path`) or a full URL. Default none.
     webhook: Option<String>,
-    /// Path the webhook body is POSTed to. Default "/".
+    /// Path the webhook body is POSTed to when `webhook` is IP:port. Default "/".
     webhook_path: Option<String>,
+    /// PEM file of CA certificates trusted for https:// targets besides the system's store; absolute path.
+    ca: Option<String>,
     /// Evaluation interval, like "10s"; 100ms to 1h. Default 10s.
     interval: Option<String>,
 }
@@ -326,8 +339,9 @@ impl RawAlarms {
             .transpose()?;
         let alertmanager = self
             .alertmanager
-            .map(|text| socket_address(origin, "alarms.alertmanager", &text))
+            .map(|text| delivery_url(origin, "alarms.alertmanager", &text))
             .transpose()?;
+        let path_given = self.webhook_path.as_deref().is_some_and(|path| path != "/");
         let webhook_path = self.webhook_path.unwrap_or_else(|| "/".to_string());
         if !webhook_path.starts_with('/') || webhook_path.chars().any(|c| c.is_whitespace()) {
             return Err(invalid(
@@ -336,11 +350,22 @@ impl RawAlarms {
                 &format!("\"{webhook_path}\" is not a URL path (start it with / and leave out spaces)"),
             ));
         }
-        let webhook = self
-            .webhook
-            .map(|text| socket_address(origin, "alarms.webhook", &text))
-            .transpose()?
-            .map(|addr| (addr, webhook_path));
+        let webhook = match self.webhook {
+            None => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(format!("http://{addr}{webhook_path}")),
+                Err(_) if path_given => return Err(invalid(
+                    origin,
+                    "alarms.webhook_path",
+                    "applies only when alarms.webhook is IP:port (put the path in the webhook URL instead)",
+                )),
+                Err(_) => Some(delivery_url(origin, "alarms.webhook", &text)?),
+            },
+        };
+        let ca = self
+            .ca
+            .map(|text| absolute_path(origin, "alarms.ca", &text))
+            .transpose()?;
         let interval = match self.interval {
             None => defaults.interval,
             Some(text) => duration_in(
@@ -361,6 +386,7 @@ impl RawAlarms {
             rules,
             alertmanager,
             webhook,
+            ca,
             interval,
         })
     }
@@ -536,6 +562,25 @@ fn socket_address(origin: &str, key: &str, text: &str) -> Result<SocketAddr, Con
             ),
         )
     })
+}
+
+/// An alarm delivery target: IP:port (plain HTTP, as before URLs were accepted) or an http(s):// URL.
+fn delivery_url(origin: &str, key: &str, text: &str) -> Result<String, ConfigError> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(format!("http://{addr}"));
+    }
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err(invalid(
+            origin,
+            key,
+            &format!(
+                "\"{text}\" is not an IP address and port or an http(s):// URL (write it like \"127.0.0.1:9093\" \
+                 or \"https://alertmanager.example:9093\")"
+            ),
+        ));
+    }
+    headroom_common::http::check_url(text).map_err(|problem| invalid(origin, key, &problem))?;
+    Ok(text.to_string())
 }
 
 #[cfg(test)]
@@ -730,12 +775,39 @@ window = "30s"
             Some(PathBuf::from("/etc/headroom/alarms.toml"))
         );
         assert_eq!(
-            config.alarms.alertmanager,
-            Some("127.0.0.1:9093".parse().unwrap())
+            config.alarms.alertmanager.as_deref(),
+            Some("http://127.0.0.1:9093")
         );
         assert_eq!(
-            config.alarms.webhook,
-            Some(("127.0.0.1:9000".parse().unwrap(), "/hooks/headroom".to_string()))
+            config.alarms.webhook.as_deref(),
+            Some("http://127.0.0.1:9000/hooks/headroom")
+        );
+        let https = parse(
+            "[alarms]\nrules = \"/a.toml\"\nalertmanager = \"https://am.example:9093/\"\n\
+             webhook = \"https://hooks.example/headroom\"\nca = \"/etc/headroom/receiver-ca.pem\"\n",
+            ORIGIN,
+        )
+        .unwrap();
+        assert_eq!(
+            https.alarms.alertmanager.as_deref(),
+            Some("https://am.example:9093/")
+        );
+        assert_eq!(
+            https.alarms.webhook.as_deref(),
+            Some("https://hooks.example/headroom")
+        );
+        assert_eq!(
+            https.alarms.ca,
+            Some(PathBuf::from("/etc/headroom/receiver-ca.pem"))
+        );
+        assert!(error_of(
+            "[alarms]\nrules = \"/a.toml\"\nwebhook = \"https://h.example/x\"\nwebhook_path = \"/y\"\n"
+        )
+        .contains("alarms.webhook_path: applies only when alarms.webhook is IP:port"));
+        assert!(
+            error_of("[alarms]\nrules = \"/a.toml\"\nalertmanager = \"ftp://x\"\n").contains(
+                "alarms.alertmanager: \"ftp://x\" is not an IP address and port or an http(s):// URL"
+            )
         );
         assert_eq!(config.alarms.interval, Duration::from_millis(200));
         assert_eq!(config.outliers.peer_label, "service");

@@ -438,11 +438,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             by,
             window,
         } if by.is_some() || window.is_some() => {
-            let mut path = format!("/api/v1/fleet?window={}", window.as_deref().unwrap_or("live"));
+            let mut query = vec![("window", window.as_deref().unwrap_or("live"))];
             if let Some(by) = &by {
-                path.push_str(&format!("&by={by}"));
+                query.push(("by", by.as_str()));
             }
-            let body = client::get(api_address(&args)?, &path)?;
+            let body = client::get_with_query(api_address(&args)?, "/api/v1/fleet", &query)?;
             let view: headroom_collector::views::FleetView =
                 serde_json::from_str(&body).context("decoding the fleet view")?;
             print!("{}", render::render_fleet_view(&view, args.format));
@@ -481,11 +481,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Outliers { view: args, group } => {
-            let path = match &group {
-                Some(group) => format!("/api/v1/outliers?group={group}"),
-                None => "/api/v1/outliers".to_string(),
-            };
-            let body = client::get(api_address(&args)?, &path)?;
+            let query: Vec<(&str, &str)> = group.iter().map(|group| ("group", group.as_str())).collect();
+            let body = client::get_with_query(api_address(&args)?, "/api/v1/outliers", &query)?;
             let report: headroom_collector::analytics::OutlierReport =
                 serde_json::from_str(&body).context("decoding the outliers")?;
             print!("{}", render::render_outliers(&report, args.format));

@@ -473,8 +473,14 @@ pub fn client_config_reloadable(
 }
 
 /// The ring provider, passed to every builder so that no process-wide default is needed or consulted.
+/// ring with its TLS 1.3 suites only. rustls compiles TLS 1.2 suites in when any crate of the build enables
+/// them (the HTTP client does), so the QUIC and enrollment configs name their suites explicitly.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|suite| suite.version() == &rustls::version::TLS13);
+    Arc::new(provider)
 }
 
 fn alpn_list(alpn: &[&[u8]]) -> Vec<Vec<u8>> {

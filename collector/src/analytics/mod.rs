@@ -37,14 +37,29 @@ const MIN_HISTORY: usize = 16;
 /// Readings kept per host at most (one hour at one sample a second).
 const MAX_HISTORY: usize = 3_600;
 
+/// Why the analytics settings could not be built from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Rules(#[from] crate::alarms::RulesError),
+    #[error(
+        "alarms.ca {path}: {detail} (give a readable PEM file with the alarm receiver's CA certificate)"
+    )]
+    Ca { path: PathBuf, detail: String },
+}
+
 /// Everything the runtime needs besides the clock.
 #[derive(Debug, Clone)]
 pub struct AnalyticsSettings {
     pub rules: Option<RuleSet>,
     /// Where the rules came from, for the API.
     pub rules_file: Option<PathBuf>,
-    pub alertmanager: Option<std::net::SocketAddr>,
-    pub webhook: Option<(std::net::SocketAddr, String)>,
+    /// Alertmanager base URL.
+    pub alertmanager: Option<String>,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+    /// Extra CA certificates (PEM) for https:// targets, read from `alarms.ca`.
+    pub alarm_ca_pem: Option<Vec<u8>>,
     pub alarm_interval_ms: u64,
     pub outliers: OutlierSettings,
     /// The collector database, for windowed fleet views; `None` in tests without storage.
@@ -54,14 +69,31 @@ pub struct AnalyticsSettings {
 }
 
 impl AnalyticsSettings {
-    /// Settings from the validated config; reads the rules file (the only IO here).
-    pub fn from_config(config: &Config) -> Result<AnalyticsSettings, crate::alarms::RulesError> {
+    /// Settings from the validated config; reads the rules file and the alarm receivers' CA file (the only IO
+    /// here), and checks that the delivery client can be built with that CA.
+    pub fn from_config(config: &Config) -> Result<AnalyticsSettings, SettingsError> {
         let rules = config
             .alarms
             .rules
             .as_deref()
             .map(crate::alarms::load)
             .transpose()?;
+        let alarm_ca_pem = match &config.alarms.ca {
+            None => None,
+            Some(path) => {
+                let ca_error = |detail: String| SettingsError::Ca {
+                    path: path.clone(),
+                    detail,
+                };
+                let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+                let settings = SenderSettings {
+                    extra_roots_pem: Some(pem.clone()),
+                    ..SenderSettings::default()
+                };
+                deliver::delivery_client(&settings).map_err(|e| ca_error(e.to_string()))?;
+                Some(pem)
+            }
+        };
         let outliers = OutlierSettings {
             peer_label: config.outliers.peer_label.clone(),
             threshold_score: config.outliers.threshold,
@@ -74,8 +106,9 @@ impl AnalyticsSettings {
         Ok(AnalyticsSettings {
             rules,
             rules_file: config.alarms.rules.clone(),
-            alertmanager: config.alarms.alertmanager,
+            alertmanager: config.alarms.alertmanager.clone(),
             webhook: config.alarms.webhook.clone(),
+            alarm_ca_pem,
             alarm_interval_ms: config.alarms.interval.as_millis() as u64,
             outliers,
             database: Some(config.state_dir.join("headroom.db")),
@@ -473,16 +506,17 @@ pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
     let mut engine = settings.rules.clone().map(AlarmEngine::new);
     let sender_settings = SenderSettings {
         generator_url: settings.api_url.clone(),
+        extra_roots_pem: settings.alarm_ca_pem.clone(),
         ..SenderSettings::default()
     };
     let mut targets: Vec<DeliveryHandle> = Vec::new();
     let mut senders = Vec::new();
     let wanted = [
-        settings.alertmanager.map(|addr| Target::Alertmanager { addr }),
         settings
-            .webhook
+            .alertmanager
             .clone()
-            .map(|(addr, path)| Target::Webhook { addr, path }),
+            .map(|base_url| Target::Alertmanager { base_url }),
+        settings.webhook.clone().map(|url| Target::Webhook { url }),
     ];
     for target in wanted.into_iter().flatten().filter(|_| engine.is_some()) {
         let (handle, queue) = deliver::delivery_queue(sender_settings.queue_capacity);

@@ -11,6 +11,7 @@ fn settings(rules: Option<&str>) -> AnalyticsSettings {
         rules: rules.map(|text| crate::alarms::parse(text, "test.toml").unwrap()),
         rules_file: None,
         alertmanager: None,
+        alarm_ca_pem: None,
         webhook: None,
         alarm_interval_ms: 1_000,
         outliers: OutlierSettings {

@@ -238,7 +238,6 @@ mod tests {
     use crate::fleet::{FleetSettings, HostStatus, HostView};
     use crate::summary::FleetSummary;
     use headroom_common::wire::{Capacity, Hello, HostFacts, MemorySample, Sample};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn shared_fleet() -> SharedFleet {
         let mut fleet = FleetState::new(FleetSettings::default());
@@ -271,21 +270,18 @@ mod tests {
         Arc::new(Mutex::new(fleet))
     }
 
-    /// One HTTP/1.1 GET over a real loopback socket; returns the status code and the body.
+    /// One GET over a real loopback socket with the shared client; returns the status code and the body.
     async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status: u16 = response.split(' ').nth(1).unwrap().parse().unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let client = headroom_common::http::Client::new(&Default::default()).unwrap();
+        let response = client.get(&format!("http://{address}{path}"), &[]).await.unwrap();
         assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: application/json"),
-            "{head}"
+            response
+                .header("content-type")
+                .is_some_and(|value| value.starts_with("application/json")),
+            "{:?}",
+            response.headers
         );
-        (status, body.to_string())
+        (response.status, response.body)
     }
 
     #[tokio::test]

@@ -1,18 +1,16 @@
 //! Delivery of alarms: the Alertmanager v2 (`POST /api/v2/alerts`) and generic webhook JSON bodies (pure),
-//! and an async sender with a bounded queue, retries with capped, jittered backoff, and a minimal HTTP/1.1
-//! POST over a tokio TcpStream (the collector has no HTTP client library; the target is a local Alertmanager
-//! or relay).
+//! and an async sender with a bounded queue, retries with capped, jittered backoff, and POSTs through the
+//! shared HTTP client ([`headroom_common::http`]), so a target may be `http://` or `https://`.
 
 use super::eval::{AlarmEvent, AlarmStatus, Subject};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
+use headroom_common::http::{Client, ClientOptions, HttpError};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -148,23 +146,20 @@ pub fn webhook_body(events: &[AlarmEvent], now_ms: u64, generator_url: &str) -> 
 /// Where alarms go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// An Alertmanager; the body goes to /api/v2/alerts.
-    Alertmanager { addr: SocketAddr },
-    /// Any HTTP endpoint taking the webhook body.
-    Webhook { addr: SocketAddr, path: String },
+    /// An Alertmanager at this base URL; the body goes to `<base>/api/v2/alerts`.
+    Alertmanager { base_url: String },
+    /// Any HTTP endpoint taking the webhook body, at this URL.
+    Webhook { url: String },
 }
 
 impl Target {
-    fn path(&self) -> &str {
+    /// The URL the body is POSTed to.
+    pub fn url(&self) -> String {
         match self {
-            Target::Alertmanager { .. } => "/api/v2/alerts",
-            Target::Webhook { path, .. } => path,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Target::Alertmanager { addr } | Target::Webhook { addr, .. } => *addr,
+            Target::Alertmanager { base_url } => {
+                format!("{}/api/v2/alerts", base_url.trim_end_matches('/'))
+            }
+            Target::Webhook { url } => url.clone(),
         }
     }
 }
@@ -177,8 +172,10 @@ pub struct SenderSettings {
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
-    /// Connect, write and read, each.
+    /// Connecting, and the whole request after it, each.
     pub timeout_ms: u64,
+    /// PEM CA certificates trusted for https:// targets besides the system's store (`alarms.ca`).
+    pub extra_roots_pem: Option<Vec<u8>>,
     /// The collector's base URL for generatorURL links.
     pub generator_url: String,
 }
@@ -191,6 +188,7 @@ impl Default for SenderSettings {
             backoff_base_ms: 500,
             backoff_cap_ms: 30_000,
             timeout_ms: 5_000,
+            extra_roots_pem: None,
             generator_url: "http://127.0.0.1:9601".to_string(),
         }
     }
@@ -222,19 +220,10 @@ pub struct DeliveryStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("alarm delivery to {addr}{path}: {detail} (is the receiver running and listening there?)")]
-    Unreachable {
-        addr: SocketAddr,
-        path: String,
-        detail: String,
-    },
-    #[error("alarm delivery to {addr}{path}: status {status}: {body}")]
-    Status {
-        addr: SocketAddr,
-        path: String,
-        status: u16,
-        body: String,
-    },
+    #[error("alarm delivery to {url}: {detail} (is the receiver running and listening there?)")]
+    Unreachable { url: String, detail: String },
+    #[error("alarm delivery to {url}: status {status}: {body}")]
+    Status { url: String, status: u16, body: String },
 }
 
 impl DeliveryError {
@@ -242,6 +231,16 @@ impl DeliveryError {
     fn is_permanent(&self) -> bool {
         matches!(self, DeliveryError::Status { status, .. } if (400..500).contains(status) && *status != 408 && *status != 429)
     }
+}
+
+/// The client a sender uses: the settings' timeout and extra CA, and at most 64 KiB of a response read (only
+/// the status and a short error text are of interest).
+pub fn delivery_client(settings: &SenderSettings) -> Result<Client, HttpError> {
+    Client::new(&ClientOptions {
+        timeout: Duration::from_millis(settings.timeout_ms),
+        extra_roots_pem: settings.extra_roots_pem.clone(),
+        max_body_bytes: 64 * 1024,
+    })
 }
 
 /// The producing side of the queue; cheap to clone.
@@ -297,6 +296,14 @@ pub async fn run_sender(
     settings: SenderSettings,
     cancel: CancellationToken,
 ) {
+    let client = match delivery_client(&settings) {
+        Ok(client) => client,
+        Err(error) => {
+            // Checked when the collector starts (`AnalyticsSettings::from_config`), so this is not expected.
+            tracing::error!(%error, url = %target.url(), "alarm delivery off: no HTTP client");
+            return;
+        }
+    };
     let mut rng = fastrand::Rng::new();
     loop {
         let batch = tokio::select! {
@@ -304,7 +311,16 @@ pub async fn run_sender(
             () = cancel.cancelled() => None,
         };
         let Some(batch) = batch else { break };
-        deliver_with_retries(&batch, &target, &settings, &queue.stats, &cancel, &mut rng).await;
+        deliver_with_retries(
+            &client,
+            &batch,
+            &target,
+            &settings,
+            &queue.stats,
+            &cancel,
+            &mut rng,
+        )
+        .await;
     }
     queue.rx.close();
     while let Ok(batch) = queue.rx.try_recv() {
@@ -312,11 +328,12 @@ pub async fn run_sender(
             max_attempts: 1,
             ..settings.clone()
         };
-        deliver_with_retries(&batch, &target, &single, &queue.stats, &cancel, &mut rng).await;
+        deliver_with_retries(&client, &batch, &target, &single, &queue.stats, &cancel, &mut rng).await;
     }
 }
 
 async fn deliver_with_retries(
+    client: &Client,
     batch: &[AlarmEvent],
     target: &Target,
     settings: &SenderSettings,
@@ -334,8 +351,7 @@ async fn deliver_with_retries(
         if body.as_array().is_some_and(|alerts| alerts.is_empty()) {
             return;
         }
-        let timeout = Duration::from_millis(settings.timeout_ms);
-        let result = post_json(target.addr(), target.path(), body.to_string().as_bytes(), timeout).await;
+        let result = post_json(client, &target.url(), body.to_string().into_bytes()).await;
         let error = match result {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -358,65 +374,25 @@ async fn deliver_with_retries(
     }
 }
 
-/// One HTTP/1.1 POST of a JSON body; Ok on any 2xx status.
-pub async fn post_json(
-    addr: SocketAddr,
-    path: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> Result<(), DeliveryError> {
-    let unreachable = |detail: String| DeliveryError::Unreachable {
-        addr,
-        path: path.to_string(),
-        detail,
-    };
-    let io = |e: std::io::Error| unreachable(e.to_string());
-    let timed_out = |_| unreachable(format!("no answer within {} ms", timeout.as_millis()));
-    let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(timed_out)?
-        .map_err(io)?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body).await?;
-        stream.flush().await
-    };
-    tokio::time::timeout(timeout, write)
-        .await
-        .map_err(timed_out)?
-        .map_err(io)?;
-    let mut raw = Vec::new();
-    // Read at most 64 KiB: only the status and a short error text are of interest.
-    let mut limited = (&mut stream).take(64 * 1024);
-    tokio::time::timeout(timeout, limited.read_to_end(&mut raw))
-        .await
-        .map_err(timed_out)?
-        .map_err(io)?;
-    let text = String::from_utf8_lossy(&raw);
-    let status_line = text.lines().next().unwrap_or_default();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| unreachable(format!("not an HTTP response: {:?}", status_line)))?;
-    if (200..300).contains(&status) {
+/// One POST of a JSON body; Ok on any 2xx status.
+pub async fn post_json(client: &Client, url: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
+    let response = client.post_json(url, body).await.map_err(|error| match error {
+        HttpError::Request { detail, .. } => DeliveryError::Unreachable {
+            url: url.to_string(),
+            detail,
+        },
+        other => DeliveryError::Unreachable {
+            url: url.to_string(),
+            detail: other.to_string(),
+        },
+    })?;
+    if response.is_success() {
         return Ok(());
     }
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
     Err(DeliveryError::Status {
-        addr,
-        path: path.to_string(),
-        status,
-        body: body
-            .chars()
-            .take(200)
-            .collect::<String>()
-            .replace(['\r', '\n'], " "),
+        url: url.to_string(),
+        status: response.status,
+        body: response.body.trim().to_string(),
     })
 }
 
@@ -425,7 +401,7 @@ mod tests {
     use super::*;
     use crate::alarms::Severity;
     use std::collections::BTreeMap;
-    use tokio::net::TcpListener;
+    use std::net::SocketAddr;
 
     const T0_MS: u64 = 1_700_000_000_000;
 
@@ -551,48 +527,71 @@ mod tests {
         assert_eq!(handle.stats().dropped.load(Ordering::Relaxed), 1);
     }
 
-    /// Accepts `statuses.len()` requests, answering each with the next status; returns the bodies.
-    async fn receiver(statuses: Vec<u16>) -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// Reads one HTTP/1.1 request (head and a Content-Length body) from `stream`; `None` if the connection
+    /// fails or closes first.
+    fn try_read_request(stream: &mut impl std::io::Read) -> Option<(String, String)> {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if body.len() >= length {
+                    return Some((head.to_string(), body.to_string()));
+                }
+            }
+        }
+    }
+
+    fn read_request(stream: &mut impl std::io::Read) -> (String, String) {
+        try_read_request(stream).expect("a whole request")
+    }
+
+    fn reply(status: u16) -> String {
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+    }
+
+    /// Accepts `statuses.len()` plain HTTP requests, answering each with the next status; returns the bodies.
+    fn receiver(statuses: Vec<u16>) -> (SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
+        let task = std::thread::spawn(move || {
             let mut bodies = Vec::new();
             for status in statuses {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Read until the announced body length has arrived.
-                loop {
-                    let n = socket.read(&mut buf).await.unwrap();
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("Content-Length: "))
-                            .unwrap()
-                            .parse()
-                            .unwrap();
-                        if body.len() >= length {
-                            assert!(head.starts_with("POST /api/v2/alerts HTTP/1.1"), "{head}");
-                            bodies.push(body.to_string());
-                            break;
-                        }
-                    }
-                    assert!(n > 0, "connection closed early");
-                }
-                let reply =
-                    format!("HTTP/1.1 {status} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy");
-                socket.write_all(reply.as_bytes()).await.unwrap();
+                let (mut socket, _) = listener.accept().unwrap();
+                let (head, body) = read_request(&mut socket);
+                assert!(head.starts_with("POST /api/v2/alerts HTTP/1.1"), "{head}");
+                bodies.push(body);
+                std::io::Write::write_all(&mut socket, reply(status).as_bytes()).unwrap();
             }
             bodies
         });
         (addr, task)
     }
 
+    async fn join<T: Send + 'static>(server: std::thread::JoinHandle<T>) -> T {
+        let joined = tokio::task::spawn_blocking(move || server.join().unwrap());
+        tokio::time::timeout(Duration::from_secs(30), joined)
+            .await
+            .expect("the receiver got what it waited for")
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn the_sender_retries_a_busy_alertmanager_then_delivers() {
-        let (addr, server) = receiver(vec![503, 200]).await;
+        let (addr, server) = receiver(vec![503, 200]);
         let (handle, queue) = delivery_queue(4);
         let settings = SenderSettings {
             backoff_base_ms: 10,
@@ -601,15 +600,14 @@ mod tests {
         let cancel = CancellationToken::new();
         let sender = tokio::spawn(run_sender(
             queue,
-            Target::Alertmanager { addr },
+            Target::Alertmanager {
+                base_url: format!("http://{addr}/"),
+            },
             settings,
             cancel.clone(),
         ));
         assert!(handle.offer(vec![event(AlarmStatus::Firing)]));
-        let bodies = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .unwrap()
-            .unwrap();
+        let bodies = join(server).await;
         assert_eq!(bodies.len(), 2);
         let sent: Value = serde_json::from_str(&bodies[1]).unwrap();
         assert_eq!(sent[0]["labels"]["alertname"], "host-silent");
@@ -621,21 +619,102 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_body_is_not_retried_and_an_absent_receiver_names_the_address() {
-        let (addr, server) = receiver(vec![400]).await;
-        let error = post_json(addr, "/api/v2/alerts", b"[]", Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let client = delivery_client(&SenderSettings::default()).unwrap();
+        let (addr, server) = receiver(vec![400]);
+        let url = format!("http://{addr}/api/v2/alerts");
+        let error = post_json(&client, &url, b"[]".to_vec()).await.unwrap_err();
         assert!(error.is_permanent());
         assert!(error.to_string().contains("status 400: busy"), "{error}");
-        server.await.unwrap();
+        join(server).await;
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let error = post_json(closed, "/api/v2/alerts", b"[]", Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let url = format!("http://{closed}/api/v2/alerts");
+        let error = post_json(&client, &url, b"[]".to_vec()).await.unwrap_err();
         assert!(!error.is_permanent());
         assert!(error.to_string().contains(&closed.to_string()), "{error}");
+    }
+
+    /// A TLS receiver on loopback with a certificate from a private CA: `(ca_pem, addr, server)`.
+    fn tls_receiver() -> (String, SocketAddr, std::thread::JoinHandle<Option<String>>) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let now = std::time::SystemTime::now();
+        let ca = headroom_common::pki::create_ca("receiver test CA", now, 1).unwrap();
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let cert =
+            headroom_common::pki::issue_server_cert(&ca, &names, now, Duration::from_secs(3600)).unwrap();
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let connection = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, socket);
+            // A client that refuses the certificate ends the handshake: then there is no request.
+            let (head, body) = try_read_request(&mut tls)?;
+            assert!(head.starts_with("POST /hooks/headroom HTTP/1.1"), "{head}");
+            std::io::Write::write_all(&mut tls, reply(200).as_bytes()).unwrap();
+            tls.conn.send_close_notify();
+            let _ = std::io::Write::flush(&mut tls);
+            Some(body)
+        });
+        (ca.cert_pem, addr, server)
+    }
+
+    #[tokio::test]
+    async fn alarms_are_delivered_over_https_to_a_receiver_with_a_private_ca() {
+        let (ca_pem, addr, server) = tls_receiver();
+        let (handle, queue) = delivery_queue(4);
+        let settings = SenderSettings {
+            extra_roots_pem: Some(ca_pem.into_bytes()),
+            ..SenderSettings::default()
+        };
+        let cancel = CancellationToken::new();
+        let sender = tokio::spawn(run_sender(
+            queue,
+            Target::Webhook {
+                url: format!("https://{addr}/hooks/headroom"),
+            },
+            settings,
+            cancel.clone(),
+        ));
+        assert!(handle.offer(vec![event(AlarmStatus::Firing)]));
+        let body = join(server).await.expect("a request over TLS");
+        let sent: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(sent["alarms"][0]["rule"], "host-silent");
+        cancel.cancel();
+        sender.await.unwrap();
+        assert_eq!(handle.stats().sent.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_https_receiver_not_signed_by_a_trusted_ca_is_refused() {
+        let (_ca_pem, addr, server) = tls_receiver();
+        let client = delivery_client(&SenderSettings::default()).unwrap();
+        let url = format!("https://{addr}/hooks/headroom");
+        let error = post_json(&client, &url, b"{}".to_vec()).await.unwrap_err();
+        assert!(!error.is_permanent());
+        assert!(
+            error.to_string().to_lowercase().contains("certificate"),
+            "{error}"
+        );
+        assert_eq!(
+            join(server).await,
+            None,
+            "no request without a trusted certificate"
+        );
     }
 }
