@@ -1,7 +1,7 @@
 //! Nothing lost: real processes, real mutual TLS, real SQLite. The collector and agents are killed with
 //! SIGKILL mid-stream; afterwards the database holds every sequence number of every agent exactly once.
 
-use headroom_tests::{binary, Collector, Process};
+use headroom_tests::{binary, wait_for, Collector, Process};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -82,6 +82,29 @@ fn all_logs(dir: &Path) -> String {
     out
 }
 
+/// Waits until each host has reported `samples` more than it had.
+fn advance_all(collector: &Collector, hosts: &[&str], samples: u64) {
+    let now: Vec<u64> = hosts
+        .iter()
+        .map(|host| {
+            collector
+                .hosts()
+                .into_iter()
+                .find(|h| h["host"] == *host)
+                .and_then(|h| h["seq"].as_u64())
+                .unwrap_or(0)
+        })
+        .collect();
+    for (host, seq) in hosts.iter().zip(now) {
+        assert!(
+            collector
+                .wait_host(host, seq + samples, Duration::from_secs(60))
+                .is_some(),
+            "{host} did not stream on past {seq}"
+        );
+    }
+}
+
 fn restart_agent(collector: &Collector, host: &str) -> Process {
     let state = collector.dir.path().join("agents").join(host);
     Process::start(
@@ -107,12 +130,32 @@ fn collector_killed_three_times_loses_and_duplicates_nothing() {
         );
     }
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1500));
+        // Each host streams a few samples more to this collector before it is killed and started again.
+        advance_all(&collector, &hosts, 5);
         collector.kill9();
-        std::thread::sleep(Duration::from_millis(800));
         collector.restart();
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // The backlogs drain into the last collector (stored up to each host's live sample, less a second's
+    // worth) before the agents stop.
+    let drained = wait_for(Duration::from_secs(120), || {
+        let all = stored(&collector.db_path());
+        let listed = collector.hosts();
+        hosts
+            .iter()
+            .all(|host| {
+                let live = listed
+                    .iter()
+                    .find(|h| h["host"] == *host)
+                    .and_then(|h| h["seq"].as_u64());
+                live.is_some_and(|live| all.get(*host).is_some_and(|s| s.max_seq + 5 >= live))
+            })
+            .then_some(())
+    });
+    assert!(
+        drained.is_some(),
+        "backlogs did not drain: {:?}",
+        stored(&collector.db_path())
+    );
     for agent in &mut agents {
         assert_eq!(
             agent.terminate(Duration::from_secs(15)),
@@ -142,8 +185,9 @@ fn agent_killed_mid_batch_resumes_without_loss_or_duplicates() {
     assert!(collector
         .wait_host("crashy", 5, Duration::from_secs(30))
         .is_some());
-    for round in 0..2 {
-        std::thread::sleep(Duration::from_millis(1300 + 200 * round));
+    for _ in 0..2 {
+        // Killed while streaming: a few samples past where it is now.
+        advance_all(&collector, &["crashy"], 5);
         let _ = agent.child.kill();
         let _ = agent.child.wait();
         agent = restart_agent(&collector, "crashy");

@@ -169,7 +169,16 @@ fn unknown_expired_and_used_up_tokens_fail_with_one_line_and_exit_1() {
     }
 
     let short = create_token(&collector, &["--ttl", "1s"]);
-    std::thread::sleep(Duration::from_millis(2100));
+    // Wait for the expiry itself, as the collector's own token list reports it, rather than for a fixed time.
+    let short_id = short.split_once('.').unwrap().0.to_string();
+    let expired = wait_for(Duration::from_secs(15), || {
+        let listed = collector_cli(&collector, &["token", "list"]);
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|line| line.contains(&short_id) && line.contains("expired"))
+            .then_some(())
+    });
+    assert!(expired.is_some(), "a 1 s token never listed as expired");
     let out = enroll(&collector, &dir.join("d"), "host-d", &short, &pin);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -262,8 +271,21 @@ fn a_revoked_host_is_cut_off_and_refused_afterwards() {
         "not cut within 5 s: {}",
         collector.process.stderr_text()
     );
-    // Refused at the next handshake: the sequence stops growing.
-    std::thread::sleep(Duration::from_secs(4));
+    // Refused at the next handshakes: wait for the collector to refuse the agent's reconnect twice, and the
+    // sequence must not grow between the two refusals.
+    let refusals = || {
+        collector
+            .process
+            .stderr_text()
+            .matches("handshake failed; connection refused")
+            .count()
+    };
+    let refused_once = wait_for(Duration::from_secs(60), || (refusals() >= 1).then(refusals));
+    assert!(
+        refused_once.is_some(),
+        "the revoked agent's reconnect was never refused: {}",
+        collector.process.stderr_text()
+    );
     let before = collector
         .hosts()
         .into_iter()
@@ -271,7 +293,12 @@ fn a_revoked_host_is_cut_off_and_refused_afterwards() {
         .unwrap()["seq"]
         .as_u64()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let first = refused_once.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || (refusals() > first).then_some(())).is_some(),
+        "the revoked agent did not try again: {}",
+        agent.stderr_text()
+    );
     let after = collector
         .hosts()
         .into_iter()

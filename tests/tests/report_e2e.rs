@@ -5,7 +5,7 @@
 //! Rollups cover only minutes that ended 10 s ago, so after ~15 s most or all of the data is still raw; the
 //! report reads raw rows past the rollup watermark for that part, which this test relies on.
 
-use headroom_tests::{binary, Collector};
+use headroom_tests::{binary, wait_for, Collector};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -33,6 +33,20 @@ fn report(db: &Path, dir: &Path, format: &str) -> String {
     // Not a terminal: no progress bar, nothing on stderr.
     assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{format}");
     std::fs::read_to_string(&out).unwrap()
+}
+
+/// `sizing --format json` over `db` (the live database is fine: the command opens it read-only).
+fn sizing_json(db: &Path, dir: &Path) -> Option<serde_json::Value> {
+    let output = Command::new(binary("headroom-collector"))
+        .args(["sizing", "--window", "1h", "--format", "json", "--db"])
+        .arg(db)
+        .args(["--config", dir.join("absent.toml").to_str().unwrap()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
 }
 
 /// Checks that every element opened is closed in order; returns the tag names seen.
@@ -133,7 +147,28 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
             "{host} never reported"
         );
     }
-    std::thread::sleep(Duration::from_secs(12));
+    // Run until the live database already gives every group a measured CPU peak over all its hosts, which is
+    // what the report from the copy is checked for below.
+    let measured = wait_for(Duration::from_secs(90), || {
+        let json = sizing_json(&collector.db_path(), collector.dir.path())?;
+        let groups = json["groups"].as_array()?;
+        let ready = |name: &str, hosts: u64| {
+            groups.iter().any(|group| {
+                group["name"] == name
+                    && group["hosts"] == hosts
+                    && group["resources"][0]["resource"]["kind"] == "cpu"
+                    && group["resources"][0]["peak"]
+                        .as_f64()
+                        .is_some_and(|peak| peak > 0.0)
+            })
+        };
+        (ready("web", 3) && ready("db", 1)).then_some(())
+    });
+    assert!(
+        measured.is_some(),
+        "no CPU peak for every group: {:?}",
+        sizing_json(&collector.db_path(), collector.dir.path())
+    );
     for agent in &mut agents {
         assert_eq!(
             agent.terminate(Duration::from_secs(10)),

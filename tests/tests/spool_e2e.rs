@@ -91,6 +91,27 @@ fn stop_and_check_gaps(
     (stored, missing)
 }
 
+/// The newest segment file of a spool directory.
+fn newest_segment(spool: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(spool)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+}
+
+/// Waits until the samples stored for `host` reach the live one the collector shows, less a second's worth:
+/// the backlog has drained.
+fn wait_until_caught_up(collector: &Collector, host: &str) {
+    let caught_up = wait_for(Duration::from_secs(120), || {
+        let live = collector.hosts().into_iter().find(|h| h["host"] == host)?["seq"].as_u64()?;
+        let stored = stored_seqs(&collector.db_path(), host).last().copied()?;
+        (stored + 10 >= live).then_some(())
+    });
+    assert!(caught_up.is_some(), "{host}: the backlog did not drain");
+}
+
 #[test]
 fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
     let mut collector = Collector::start();
@@ -99,11 +120,23 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
         .wait_host("outage-1", 5, Duration::from_secs(30))
         .is_some());
     collector.kill9();
-    std::thread::sleep(Duration::from_secs(40));
+    // The outage lasts until the spool has overflowed, as the agent says, rather than a fixed time.
+    let overflowed = wait_for(Duration::from_secs(180), || {
+        agent
+            .stderr_text()
+            .contains("spool is full; dropping its oldest unacknowledged samples")
+            .then_some(())
+    });
+    assert!(
+        overflowed.is_some(),
+        "the spool never overflowed: {}",
+        agent.stderr_text()
+    );
     collector.restart();
     let state = collector.dir.path().join("agents/outage-1");
-    // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
-    std::thread::sleep(Duration::from_secs(8));
+    // Let the backlog drain (everything up to the live sample stored), then stop cleanly so every sample the
+    // agent still holds is delivered.
+    wait_until_caught_up(&collector, "outage-1");
     let (_, missing) = stop_and_check_gaps(&mut agent, &mut collector, &state, "outage-1", "spool_full");
     assert!(
         !missing.is_empty(),
@@ -127,17 +160,28 @@ fn a_damaged_spool_tail_is_repaired_with_one_warning_and_the_agent_goes_on() {
         .is_some());
     // With the collector gone the spool fills; then the agent stops and its newest segment gets a torn tail.
     collector.kill9();
-    std::thread::sleep(Duration::from_secs(3));
+    let spool = collector.dir.path().join("agents/torn-1/spool");
+    let noticed = wait_for(Duration::from_secs(60), || {
+        agent.stderr_text().contains("uplink failed").then_some(())
+    });
+    assert!(
+        noticed.is_some(),
+        "the agent never noticed: {}",
+        agent.stderr_text()
+    );
+    // At least one more record after that, so the newest segment ends in a record to tear.
+    let spool_bytes = || {
+        newest_segment(&spool)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
+    };
+    let at_failure = spool_bytes();
+    assert!(wait_for(Duration::from_secs(30), || (spool_bytes() > at_failure)
+        .then_some(()))
+    .is_some());
     assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
     let state = collector.dir.path().join("agents/torn-1");
-    let spool = state.join("spool");
-    let newest = std::fs::read_dir(&spool)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .max()
-        .expect("a spool segment");
+    let newest = newest_segment(&spool).expect("a spool segment");
     let mut bytes = std::fs::read(&newest).unwrap();
     let cut = bytes.len() - 7;
     bytes.truncate(cut);
