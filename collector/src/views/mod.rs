@@ -4,6 +4,7 @@
 pub mod client;
 pub mod end;
 pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod report_cli;
 pub mod window;
