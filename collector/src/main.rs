@@ -523,9 +523,7 @@ fn sizing_report(
             .clone()
             .unwrap_or_else(|| config.state_dir.join("headroom.db")),
         window,
-        now_ms: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64),
+        now_ms: headroom_common::clock::now_ms(),
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

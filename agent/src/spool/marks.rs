@@ -6,6 +6,7 @@
 //! collector drops duplicates), and a damaged gap line is logged and skipped.
 
 use super::{Gap, GapReason};
+use headroom_common::files::{self, Durability};
 use std::io::Write;
 use std::path::Path;
 use tracing::warn;
@@ -30,8 +31,29 @@ pub fn read_ack(dir: &Path) -> std::io::Result<Option<u64>> {
 }
 
 /// Persist the ack mark. `durable` adds an fsync, needed only before segments it covers are deleted.
+///
+/// On a full disk the temporary file of an atomic rewrite cannot be created, yet the mark must move on, or the
+/// segments it covers could never be deleted to make room. The existing file is then overwritten in place with
+/// a fixed-width line: it needs no new block, and a single short write inside one block is not torn.
 pub fn write_ack(dir: &Path, seq: u64, durable: bool) -> std::io::Result<()> {
-    write_atomic(&dir.join(ACK_FILE), format!("{seq}\n").as_bytes(), durable)
+    let path = dir.join(ACK_FILE);
+    match write_atomic(&path, format!("{seq}\n").as_bytes(), durable) {
+        Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+            // The failed atomic write has already removed its temporary file.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|_| error)?;
+            let line = format!("{seq:>20}\n");
+            file.write_all(line.as_bytes())?;
+            file.set_len(line.len() as u64)?;
+            if durable {
+                file.sync_data()?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Gaps persisted and not yet taken.
@@ -105,19 +127,14 @@ fn parse_gap(line: &str) -> Option<Gap> {
     })
 }
 
+/// Rewrites a mark (mode 0600, like the spool); `durable` adds the fsyncs.
 fn write_atomic(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents)?;
-    if durable {
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if durable {
-        // The rename itself is durable only once the directory is synced.
-        std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-    }
-    Ok(())
+    let durability = if durable {
+        Durability::Synced
+    } else {
+        Durability::Unsynced
+    };
+    files::write_atomic_with(path, contents, files::PRIVATE_FILE, durability)
 }
 
 #[cfg(test)]

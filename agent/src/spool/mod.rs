@@ -36,11 +36,13 @@
 mod marks;
 mod record;
 
+use headroom_common::files;
 use headroom_common::wire::{GapReport, Sample};
 use record::{encode_record, find_next_record, parse_header, parse_payload, parse_record, Header, Parsed};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tracing::warn;
 
@@ -73,6 +75,9 @@ pub enum GapReason {
     SpoolFull,
     /// The spool's files were damaged and these samples could not be read back.
     Corrupt,
+    /// The spool could not be written (a full or failing disk) and the in-memory queue that stands in for it
+    /// was full too.
+    WriteFailed,
 }
 
 impl GapReason {
@@ -80,11 +85,12 @@ impl GapReason {
         match self {
             GapReason::SpoolFull => "spool_full",
             GapReason::Corrupt => "corrupt",
+            GapReason::WriteFailed => "spool_write_failed",
         }
     }
 
     fn from_name(name: &str) -> Option<GapReason> {
-        [GapReason::SpoolFull, GapReason::Corrupt]
+        [GapReason::SpoolFull, GapReason::Corrupt, GapReason::WriteFailed]
             .into_iter()
             .find(|reason| reason.name() == name)
     }
@@ -231,11 +237,11 @@ impl Spool {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        files::create_dir_all(dir, files::PRIVATE_DIR).map_err(dir_error)?;
         // Find out now, with the directory named, rather than at the first sample.
         let probe = dir.join("write-probe.tmp");
-        File::create(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
+        files::write_atomic_with(&probe, b"", files::PRIVATE_FILE, files::Durability::Unsynced)
+            .and_then(|()| std::fs::remove_file(&probe))
             .map_err(dir_error)?;
         let acked_through = marks::read_ack(dir).map_err(file_error(&dir.join(marks::ACK_FILE)))?;
         let stored_gaps = marks::read_gaps(dir).map_err(file_error(&dir.join(marks::GAPS_FILE)))?;
@@ -334,16 +340,25 @@ impl Spool {
         self.total_bytes += len_bytes;
         self.newest = Some(Mark::of(sample));
         self.unsynced_records += 1;
-        if self.unsynced_records >= SYNC_EVERY_RECORDS {
-            self.sync_writer()?;
-        }
+        // The record is in the file from here on, whatever the sync below says: the tail must show it, or a
+        // read served from the tail would skip it.
         self.tail.push_back(sample.clone());
         if self.tail.len() > TAIL_SAMPLES {
             if let Some(evicted) = self.tail.pop_front() {
                 self.tail_misses_through = Some(evicted.seq);
             }
         }
+        if self.unsynced_records >= SYNC_EVERY_RECORDS {
+            self.sync_writer()?;
+        }
         Ok(())
+    }
+
+    /// Record samples lost outside the spool (it could not be written), persisted with the spool's own gaps
+    /// so that they are reported after a restart too.
+    pub fn record_gap(&mut self, gap: Gap) -> Result<(), SpoolError> {
+        self.push_gap(gap);
+        self.save_gaps()
     }
 
     /// The collector has stored everything through `seq`: forget it, deleting the segments it covers whole.
@@ -446,8 +461,14 @@ impl Spool {
     fn start_segment(&mut self, first_seq: u64) -> Result<(), SpoolError> {
         self.sync_writer()?;
         self.writer = None;
-        if let Some(segment) = self.segments.back_mut().filter(|s| s.name_seq == first_seq) {
-            // A write to this segment failed and the same sample comes again: go on in the same file.
+        if let Some(segment) = self
+            .segments
+            .back_mut()
+            .filter(|s| s.name_seq == first_seq || s.records == 0)
+        {
+            // A write to this segment failed and a sample comes again: go on in the same file rather than make
+            // an empty file per attempt while the disk is full. A segment named below its first record still
+            // holds nothing below its name.
             let file = OpenOptions::new()
                 .append(true)
                 .open(&segment.path)
@@ -459,9 +480,11 @@ impl Spool {
             return Ok(());
         }
         let path = self.dir.join(segment_name(first_seq));
+        // Samples are private to the host: mode 0600 whatever the umask.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(files::PRIVATE_FILE)
             .open(&path)
             .map_err(file_error(&path))?;
         // Bytes a failed write left in a file of this name would sit between records; counting them keeps

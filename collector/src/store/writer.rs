@@ -6,10 +6,11 @@
 //! falls behind, ingest slows down instead of growing memory.
 
 use super::{CommitOutcome, HostBatch, MaintainReport, Progress, Retention, Store, StoreError};
+use headroom_common::clock::now_ms;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
@@ -70,6 +71,7 @@ enum Message {
 pub struct StoreHandle {
     sender: SyncSender<Message>,
     slots: Arc<Semaphore>,
+    capacity: usize,
     progress: Progress,
     health: Arc<Mutex<StoreHealth>>,
 }
@@ -84,6 +86,8 @@ impl StoreHandle {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::WriterStopped)?;
+        let waiting = self.capacity.saturating_sub(self.slots.available_permits());
+        crate::telemetry::global().store_queue_depth.set(waiting as i64);
         let (reply, answer) = oneshot::channel();
         let message = Message::Commit {
             batch,
@@ -142,6 +146,7 @@ pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle
     let handle = StoreHandle {
         sender,
         slots: Arc::new(Semaphore::new(capacity)),
+        capacity,
         progress: store.progress.clone(),
         health: health.clone(),
     };
@@ -150,13 +155,6 @@ pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle
         .spawn(move || run(store, receiver, settings, health))
         .expect("spawning the store writer thread");
     (handle, thread)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn set_health(health: &Mutex<StoreHealth>, result: Result<(), &StoreError>) {
@@ -279,7 +277,10 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
     if batches.is_empty() {
         return;
     }
-    match store.commit_batches(&batches) {
+    let started = Instant::now();
+    let committed = store.commit_batches(&batches);
+    crate::telemetry::global().observe_commit(started.elapsed());
+    match committed {
         Ok(outcomes) => {
             set_health(health, Ok(()));
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
