@@ -11,6 +11,7 @@ pub mod live;
 pub mod metrics;
 pub mod sizing;
 pub mod store;
+pub mod telemetry;
 pub mod views;
 
 // Paths from the flat layout, kept while callers move to the layered ones.
