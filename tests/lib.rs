@@ -351,6 +351,11 @@ impl Collector {
 
     /// `headroom-agent enroll` of `host` into `state` with `token`, against the enrollment listener.
     pub fn enroll_into(&self, state: &Path, host: &str, token: &str) -> std::process::Output {
+        self.enroll_pinned(state, host, token, &self.ca_pin())
+    }
+
+    /// `enroll_into` pinning the CA fingerprint `pin` (a wrong one, to test the pin).
+    pub fn enroll_pinned(&self, state: &Path, host: &str, token: &str, pin: &str) -> std::process::Output {
         Command::new(binary("headroom-agent"))
             .args([
                 "enroll",
@@ -359,7 +364,7 @@ impl Collector {
                 "--token",
                 token,
             ])
-            .args(["--ca-fingerprint", &self.ca_pin(), "--host", host])
+            .args(["--ca-fingerprint", pin, "--host", host])
             .args(["--server-name", "localhost", "--state-dir"])
             .arg(state)
             .output()

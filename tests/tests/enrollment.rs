@@ -24,21 +24,8 @@ fn pin(collector: &Collector) -> String {
     collector.ca_pin()
 }
 
-/// Enrolls against the collector's enrollment listener with the given CA pin.
 fn enroll(collector: &Collector, state: &Path, host: &str, token: &str, pin: &str) -> Output {
-    Command::new(binary("headroom-agent"))
-        .args([
-            "enroll",
-            "--collector",
-            &collector.enroll.to_string(),
-            "--token",
-            token,
-        ])
-        .args(["--ca-fingerprint", pin, "--host", host])
-        .args(["--server-name", "localhost", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap()
+    collector.enroll_pinned(state, host, token, pin)
 }
 
 fn mode_of(path: &Path) -> u32 {
