@@ -169,6 +169,10 @@ enum TokenCommand {
         /// Label written into every certificate enrolled with it, KEY=VALUE; repeat for several.
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Enroll only this host, even while it holds a valid certificate (a re-imaged host); its older
+        /// certificates are revoked when it enrolls.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List tokens: id, uses left, expiry, labels (never the secret).
     List {
@@ -407,13 +411,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     ttl,
                     uses,
                     labels,
+                    host,
                 },
         } => {
             let labels = identity::admin::parse_labels(&labels).map_err(admin_failure)?;
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
             let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-            let text =
-                identity::admin::token_create(&dir, ttl_s, uses, labels, now_s()).map_err(admin_failure)?;
+            let text = identity::admin::token_create(&dir, ttl_s, uses, labels, host, now_s())
+                .map_err(admin_failure)?;
             print!("{text}");
         }
         Command::Token {
