@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod derive;
 pub mod enroll;
 pub mod files;
 #[cfg(feature = "http")]

@@ -78,6 +78,9 @@ impl AnalyticsSettings {
             .as_deref()
             .map(crate::alarms::load)
             .transpose()?;
+        for warning in rules.iter().flat_map(|r| &r.warnings) {
+            tracing::warn!("{warning}");
+        }
         let alarm_ca_pem = match &config.alarms.ca {
             None => None,
             Some(path) => {

@@ -53,15 +53,18 @@ pub(crate) fn render_html(report: &SizingReport) -> String {
     page.push_str(STYLE);
     page.push_str("</style></head><body><header><h1>Failover sizing report</h1>");
     page.push_str(&format!(
-        "<p class=\"meta\">Window {} to {}. Peak = p{} of per-minute group sums. Each group must hold its peak \
+        "<p class=\"meta\">Window {} to {}. Peak = {} of per-minute group sums. Each group must hold its peak \
          after losing its largest failure domain or its k largest hosts. Forecast horizon {:.0} days. \
          Schema version {}.</p></header>",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile,
+        escape(&report.peak_statistic),
         report.horizon_days,
         report.schema_version
     ));
+    for note in &report.notes {
+        page.push_str(&format!("<p class=\"notes\">{}</p>", escape(note)));
+    }
     page.push_str(&summary_table(report));
     for group in &report.groups {
         page.push_str(&group_section(group, report.horizon_days));
@@ -81,18 +84,19 @@ fn status_cell(group: &GroupReport) -> String {
 
 fn summary_table(report: &SizingReport) -> String {
     let mut html = String::from(
-        "<h2>Summary</h2><table><thead><tr><th>group</th><th>status</th><th>hosts</th><th>domains</th>\
+        "<h2>Summary</h2><table><thead><tr><th>group</th><th>scenario</th><th>status</th><th>hosts</th><th>domains</th>\
          <th>binding</th><th>worst case</th><th>now</th><th>after worst loss</th><th>safe level</th>\
          <th>hosts to add</th><th>safe level crossed</th></tr></thead><tbody>",
     );
-    for group in &report.groups {
+    for (scenario, group) in super::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell =
             |value: Option<String>| format!("<td>{}</td>", escape(&value.unwrap_or_else(|| "-".into())));
         html.push_str(&format!(
-            "<tr><td><a href=\"#group-{id}\">{name}</a></td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
+            "<tr><td><a href=\"#group-{id}\">{name}</a></td><td>{scenario}</td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
             id = escape(&anchor(&group.name)),
             name = escape(&group.name),
+            scenario = escape(scenario),
             status = status_cell(group),
             hosts = group.hosts,
             domains = group.domains.len(),

@@ -35,6 +35,22 @@ impl std::str::FromStr for ReportFormat {
     }
 }
 
+/// Every group's rows in reading order: per group the baseline, then each scenario beside it, with the
+/// scenario's name ("baseline" for the first).
+pub fn rows(report: &SizingReport) -> Vec<(&str, &GroupReport)> {
+    let mut out = Vec::new();
+    for group in &report.groups {
+        out.push(("baseline", group));
+        for scenario in &report.scenarios {
+            if let Some(row) = scenario.groups.iter().find(|g| g.name == group.name) {
+                out.push((scenario.name.as_str(), row));
+            }
+        }
+    }
+    // Groups that exist only in a scenario: none today (scenarios add hosts to existing groups only).
+    out
+}
+
 /// Renders the report in `format`.
 pub fn render(report: &SizingReport, format: ReportFormat) -> String {
     match format {
@@ -70,8 +86,18 @@ pub(crate) fn amount(resource: Resource, value: f64) -> String {
     }
 }
 
-/// A loss case as a reader says it: `zone "b"`, `host "h7"`, `2 largest hosts (h1,h2)`.
+/// A loss case as a reader says it: `zone "b"`, `host "h7"`, `2 largest hosts (h1,h2)`, and the surviving
+/// hosts that bind when they are not all equal: `zone "a" (binds: h3, h4)`.
 pub(crate) fn case_text(case: &LossCase) -> String {
+    let text = loss_text(case);
+    if case.binding_hosts.is_empty() {
+        text
+    } else {
+        format!("{text} (binds: {})", case.binding_hosts.join(", "))
+    }
+}
+
+fn loss_text(case: &LossCase) -> String {
     match case.kind {
         super::LossKind::Zone => format!("zone \"{}\"", case.name),
         super::LossKind::Host => format!("host \"{}\"", case.name),
@@ -105,8 +131,22 @@ pub(crate) fn hosts_to_add_text(group: &GroupReport) -> String {
         (_, Some(0)) if !group.removable_hosts.is_empty() => {
             format!("0 (may remove {})", group.removable_hosts.len())
         }
-        (_, Some(count)) => count.to_string(),
+        (_, Some(0)) => "0".to_string(),
+        (_, Some(count)) => format!("{count} ({})", placement_text(group)),
     }
+}
+
+/// Where added hosts go: `+2 in zone-b, +1 in zone-c`, or `+1 unzoned`.
+pub(crate) fn placement_text(group: &GroupReport) -> String {
+    group
+        .placement
+        .iter()
+        .map(|placement| match &placement.zone {
+            Some(zone) => format!("+{} in {zone}", placement.hosts),
+            None => format!("+{} unzoned", placement.hosts),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn forecast_text(resource: &ResourceReport) -> String {
@@ -149,6 +189,7 @@ pub const CSV_RESOURCE_FIELDS: &[&str] = &[
 
 fn csv_header() -> Vec<String> {
     let mut header: Vec<String> = [
+        "scenario",
         "group",
         "status",
         "hosts",
@@ -219,9 +260,10 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
 fn render_csv(report: &SizingReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(csv_header()).expect("writing to memory");
-    for group in &report.groups {
+    for (scenario, group) in rows(report) {
         let connections = tightest(group, |r| matches!(r, Resource::Connections { .. }));
         let mut row = vec![
+            scenario.to_string(),
             group.name.clone(),
             serde_json::to_value(group.status)
                 .ok()
@@ -268,23 +310,27 @@ fn md_cell(text: &str) -> String {
 fn render_markdown(report: &SizingReport) -> String {
     let mut out = String::new();
     out.push_str("# Failover sizing report\n\n");
+    for note in &report.notes {
+        out.push_str(&format!("**{}**\n\n", md_cell(note)));
+    }
     out.push_str(&format!(
-        "Window {} to {}; peak = p{} of per-minute group sums; forecast horizon {:.0} days.\n\n",
+        "Window {} to {}; peak = {} of per-minute group sums; forecast horizon {:.0} days.\n\n",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile,
+        report.peak_statistic,
         report.horizon_days
     ));
     out.push_str(
-        "| group | status | hosts | domains | binding | worst case | now | after worst loss | safe level | \
-         hosts to add | safe level crossed |\n",
+        "| group | scenario | status | hosts | domains | binding | worst case | now | after worst loss | \
+         safe level | hosts to add | safe level crossed |\n",
     );
-    out.push_str("|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
-    for group in &report.groups {
+    out.push_str("|---|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
+    for (scenario, group) in rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&group.name),
+            md_cell(scenario),
             status_text(group.status),
             group.hosts,
             group.domains.len(),

@@ -26,10 +26,12 @@ use thiserror::Error;
 
 use crate::sizing::report::{after_loss, case_text, hosts_to_add_text, percent, status_text, utc};
 use crate::sizing::{
-    size_fleet, GroupInput, HostInput, MinuteSum, SizingConfig, SizingInput, SizingReport, DAY_MS, MINUTE_MS,
+    size_with_scenarios, GroupInput, HostInput, MinuteSum, Scenario, SizingConfig, SizingInput, SizingReport,
+    DAY_MS, MINUTE_MS,
 };
 use crate::store::ports::PortSums;
 use crate::store::{Metric, SampleDetail, Store, StoreError};
+use crate::views::end::{stale_note, EndAt};
 
 /// The group name used for hosts without a group label.
 pub const UNGROUPED: &str = "(no group)";
@@ -109,10 +111,14 @@ pub struct LoadedInput {
 pub struct ReportOptions {
     /// The database file.
     pub db: PathBuf,
-    /// The window, ending now.
+    /// The window's length.
     pub window: Duration,
     /// "Now", Unix ms (the caller reads the clock).
     pub now_ms: u64,
+    /// Where the window ends: now, a given time, or the newest sample.
+    pub end: EndAt,
+    /// What-if scenarios sized beside the baseline.
+    pub scenarios: Vec<Scenario>,
     /// Show a progress bar on stderr when it is a terminal and the window is long.
     pub progress: bool,
 }
@@ -127,11 +133,23 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
         )));
     }
     let store = Store::open_read_only(&options.db)?;
-    let window = Window::ending_at(options.now_ms, options.window);
+    let newest_ms = store.newest_sample_ms()?;
+    let end_ms = options.end.resolve(options.now_ms, newest_ms).ok_or_else(|| {
+        ReportError::Usage(format!(
+            "--end latest: database {} holds no samples yet (pass --end TIME, or wait for data)",
+            options.db.display()
+        ))
+    })?;
+    let window = Window::ending_at(end_ms, options.window);
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
-    let loaded = load_input(&store, window, &bar)?;
+    let loaded = load_input(&store, window, config.percentile, &bar)?;
     bar.finish_and_clear();
-    Ok(apply_notes(size_fleet(&loaded.input, config), &loaded.notes))
+    let mut report = apply_notes(
+        size_with_scenarios(&loaded.input, config, &options.scenarios),
+        &loaded.notes,
+    );
+    report.notes.extend(stale_note(newest_ms, end_ms));
+    Ok(report)
 }
 
 /// The store keys groups and zones by fixed labels; other labels in `[sizing]` cannot be honoured.
@@ -164,7 +182,11 @@ fn progress_bar(show: bool, window: Window) -> ProgressBar {
 
 /// Appends `notes` to the groups they name.
 pub fn apply_notes(mut report: SizingReport, notes: &BTreeMap<String, Vec<String>>) -> SizingReport {
-    for group in &mut report.groups {
+    let scenario_groups = report
+        .scenarios
+        .iter_mut()
+        .flat_map(|scenario| scenario.groups.iter_mut());
+    for group in report.groups.iter_mut().chain(scenario_groups) {
         if let Some(extra) = notes.get(&group.name) {
             group.notes.extend(extra.iter().cloned());
         }
@@ -218,12 +240,25 @@ fn add((a_sum, a_count): SumCount, (b_sum, b_count): SumCount) -> SumCount {
 type RawSums = Vec<(String, u64, MinuteAccumulator)>;
 
 /// Reads hosts, per-minute sums and gaps for `window`. `bar` advances once per day read.
-pub fn load_input(store: &Store, window: Window, bar: &ProgressBar) -> Result<LoadedInput, ReportError> {
+pub fn load_input(
+    store: &Store,
+    window: Window,
+    percentile: f64,
+    bar: &ProgressBar,
+) -> Result<LoadedInput, ReportError> {
     let mut groups: BTreeMap<String, (Vec<HostInput>, BTreeMap<u64, MinuteAccumulator>)> = BTreeMap::new();
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
             continue;
         }
+        // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing).
+        let memory_used_peak_bytes = store.host_percentile(
+            &host.name,
+            Metric::MemUsedBytes,
+            window.start_ms,
+            window.end_ms,
+            percentile / 100.0,
+        )?;
         let (hosts, _) = groups.entry(group_name(&host.group)).or_default();
         hosts.push(HostInput {
             name: host.name,
@@ -232,6 +267,7 @@ pub fn load_input(store: &Store, window: Window, bar: &ProgressBar) -> Result<Lo
             memory_bytes: host.memory_bytes as f64,
             first_seen_ms: host.first_seen_ms.max(window.start_ms),
             last_seen_ms: host.last_seen_ms.min(window.end_ms - 1),
+            memory_used_peak_bytes,
         });
     }
 
@@ -467,6 +503,7 @@ pub fn render_table(report: &SizingReport) -> String {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(vec![
             "group",
+            "scenario",
             "status",
             "hosts",
             "domains",
@@ -477,11 +514,12 @@ pub fn render_table(report: &SizingReport) -> String {
             "safe level",
             "hosts to add",
         ]);
-    for group in &report.groups {
+    for (scenario, group) in crate::sizing::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
         table.add_row(vec![
             group.name.clone(),
+            scenario.to_string(),
             status_text(group.status).to_string(),
             group.hosts.to_string(),
             group.domains.len().to_string(),
@@ -493,12 +531,17 @@ pub fn render_table(report: &SizingReport) -> String {
             hosts_to_add_text(group),
         ]);
     }
-    let mut out = format!(
-        "window {} to {}, peak p{}\n{table}\n",
+    let mut out = String::new();
+    for note in &report.notes {
+        out.push_str(note);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "window {} to {}, peak {} of per-minute group sums\n{table}\n",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile
-    );
+        report.peak_statistic
+    ));
     for group in &report.groups {
         for note in &group.notes {
             out.push_str(&format!("{}: {note}\n", group.name));
@@ -657,7 +700,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
+        let loaded = load_input(&store, window, 99.0, &ProgressBar::hidden()).unwrap();
         assert_eq!(
             loaded.rolled_up_through_ms, window.start_ms,
             "nothing is rolled up yet"
@@ -689,7 +732,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let load = |store: &Store| load_input(store, window, &ProgressBar::hidden()).unwrap();
+        let load = |store: &Store| load_input(store, window, 99.0, &ProgressBar::hidden()).unwrap();
         let before = load(&store);
         // Minute 0 is finished and 10 s past: it is rolled up; minute 1 is not yet.
         store
@@ -771,7 +814,7 @@ mod tests {
             ))
             .unwrap();
         let window = Window::ending_at(T0 + 130_000, Duration::from_secs(3_600));
-        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
+        let loaded = load_input(&store, window, 99.0, &ProgressBar::hidden()).unwrap();
         let minutes = minutes_of(&loaded, "web");
         assert_eq!(minutes.len(), 2);
         assert!(
@@ -796,6 +839,8 @@ mod tests {
             db: dir.path().join("headroom.db"),
             window: Duration::from_secs(3_600),
             now_ms: T0 + 100_000,
+            end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let report = build_report(&options, &config_with_443()).unwrap();
@@ -812,6 +857,8 @@ mod tests {
             db: PathBuf::from("/nonexistent/headroom.db"),
             window: Duration::from_secs(3_600),
             now_ms: T0,
+            end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let error = build_report(&options, &SizingConfig::default()).unwrap_err();
