@@ -8,6 +8,7 @@ use crate::identity::labels::ConflictLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::registry::Registry;
 use crate::identity::revocation::Revocations;
+use crate::ingest::reload::load_server_config;
 use crate::ingest::{self, IngestContext, IngestSettings};
 use crate::pki_cli::pki_dir;
 use crate::store::{spawn_writer_with, Store, WriterSettings};
@@ -15,7 +16,6 @@ use crate::validate::Limits;
 use anyhow::Context;
 use headroom_common::clock::now_ms;
 use headroom_common::files;
-use headroom_common::pki::read_pem;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,33 +39,6 @@ pub struct Bound {
 /// The collector's database file.
 pub fn database_path(config: &Config) -> PathBuf {
     config.state_dir.join("headroom.db")
-}
-
-/// The QUIC server configuration of `listener` from the TLS files in `paths`, refusing revoked
-/// certificates during the handshake (also used to reload them while running).
-pub fn load_server_config(
-    paths: &crate::config::TlsPaths,
-    revocations: &Revocations,
-    listener: Listener,
-) -> anyhow::Result<quinn::ServerConfig> {
-    let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
-    let ca = read_pem(&paths.ca, "CA certificate", fix)?;
-    let cert = read_pem(&paths.cert, "server certificate", fix)?;
-    let key = read_pem(&paths.key, "server key", fix)?;
-    let revocations: Arc<dyn headroom_common::tls::RevocationCheck> = Arc::new(revocations.clone());
-    let tls = match listener {
-        Listener::Streaming => {
-            headroom_common::tls::server_config_streaming(&ca, &cert, &key, Some(revocations))
-        }
-        Listener::Enrollment => {
-            headroom_common::tls::server_config_enrollment(&ca, &cert, &key, Some(revocations))
-        }
-    }
-    .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))?;
-    match listener {
-        Listener::Streaming => ingest::server_config(tls),
-        Listener::Enrollment => ingest::enroll::enroll_server_config(tls),
-    }
 }
 
 /// Run until `cancel` fires. `bound` learns the bound addresses once both listeners are up.

@@ -5,11 +5,13 @@
 //! open keep streaming on the keys they negotiated. A pair that does not load (a key replaced before its
 //! certificate, a typo) is logged and the running configuration stays.
 
-use crate::app::serve::load_server_config;
 use crate::config::TlsPaths;
 use crate::identity::enroll_server::Listener;
 use crate::identity::revocation::Revocations;
+use crate::ingest;
+use headroom_common::pki::read_pem;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -71,6 +73,33 @@ impl ChangeWatch {
     pub fn loaded(&mut self, now: Vec<FileStamp>) {
         self.loaded = now;
         self.pending = None;
+    }
+}
+
+/// The QUIC server configuration of `listener` from the TLS files in `paths`, refusing revoked
+/// certificates during the handshake (also used to reload them while running).
+pub fn load_server_config(
+    paths: &crate::config::TlsPaths,
+    revocations: &Revocations,
+    listener: Listener,
+) -> anyhow::Result<quinn::ServerConfig> {
+    let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
+    let ca = read_pem(&paths.ca, "CA certificate", fix)?;
+    let cert = read_pem(&paths.cert, "server certificate", fix)?;
+    let key = read_pem(&paths.key, "server key", fix)?;
+    let revocations: Arc<dyn headroom_common::tls::RevocationCheck> = Arc::new(revocations.clone());
+    let tls = match listener {
+        Listener::Streaming => {
+            headroom_common::tls::server_config_streaming(&ca, &cert, &key, Some(revocations))
+        }
+        Listener::Enrollment => {
+            headroom_common::tls::server_config_enrollment(&ca, &cert, &key, Some(revocations))
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))?;
+    match listener {
+        Listener::Streaming => ingest::server_config(tls),
+        Listener::Enrollment => ingest::enroll::enroll_server_config(tls),
     }
 }
 

@@ -2,7 +2,6 @@
 //! consecutive samples (`headroom_common::derive`), and the Up / Stale / Down status. Pure: time comes in as
 //! `now_ms` (Unix milliseconds).
 
-use crate::summary::{summarize, FleetSummary};
 use headroom_common::wire::{Hello, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -262,10 +261,6 @@ impl FleetState {
             }
         }
         counts
-    }
-
-    pub fn summary(&self, now_ms: u64) -> FleetSummary {
-        summarize(&self.hosts(now_ms), now_ms)
     }
 
     fn view(&self, host: &str, entry: &HostEntry, now_ms: u64) -> HostView {

@@ -6,9 +6,17 @@
 //! its values are a few intervals old, which is the best knowledge there is, and dropping it would make a
 //! briefly lagging host vanish from capacity figures.
 
-use crate::fleet::{HostStatus, HostView};
+use crate::live::fleet::{FleetState, HostStatus, HostView};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+impl FleetState {
+    /// The summary of every host at `now_ms`. It lives here, not in `fleet`, so that imports flow one way:
+    /// the summary reads the fleet's host views; the fleet knows nothing of summaries.
+    pub fn summary(&self, now_ms: u64) -> FleetSummary {
+        summarize(&self.hosts(now_ms), now_ms)
+    }
+}
 
 /// The whole fleet at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

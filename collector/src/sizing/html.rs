@@ -3,26 +3,10 @@
 //! would add a proc-macro build for a handful of fixed fragments.
 
 use super::report::{
-    after_loss, amount, case_text, forecast_text, hosts_to_add_text, percent, status_text, utc,
+    after_loss, amount, case_text, escape, forecast_text, hosts_to_add_text, percent, status_text, utc,
 };
 use super::svg::{distribution_chart, failover_chart, trend_chart};
 use super::{GroupReport, GroupStatus, LoadSource, SizingReport};
-
-/// Escapes text for HTML element content and double-quoted attributes.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = "\
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a202c;margin:0 auto;max-width:1100px;padding:1.5rem}\

@@ -8,6 +8,7 @@ pub mod forecast;
 mod html;
 mod model;
 mod planner;
+mod render;
 pub mod report;
 pub mod scenario;
 mod svg;
@@ -22,10 +23,10 @@ pub use config::{
 };
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
 pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
-pub use report::{render, ReportFormat};
+pub use render::{render, ReportFormat};
 pub use scenario::{size_with_scenarios, Scenario, ScenarioReport};
 
-/// Version of the JSON document [`report::render`] writes; raised whenever a field changes meaning or goes.
+/// Version of the JSON document [`render`] writes; raised whenever a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Milliseconds in a minute and in a day; minute rows and daily peaks are aligned to these (UTC).

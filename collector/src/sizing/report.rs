@@ -1,39 +1,11 @@
-//! Renderers over a [`SizingReport`]: JSON (the full model, versioned), CSV (one row per group with every
-//! figure), Markdown (for a ticket) and HTML (one self-contained file, in `html`). Pure: strings out.
+//! The text renderers over a [`SizingReport`] (JSON: the full model, versioned; CSV: one row per group with
+//! every figure; Markdown: for a ticket) and the wording every renderer shares, HTML and SVG included
+//! (times, percentages, loss cases, markup escaping). Pure: strings out. `render` picks a renderer.
 
 use std::time::{Duration, SystemTime};
 
 use super::forecast::ForecastOutcome;
 use super::{GroupReport, GroupStatus, LoadSource, LossCase, Resource, ResourceReport, SizingReport};
-
-/// The formats `headroom-collector report --format` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportFormat {
-    /// One self-contained page with inline SVG charts.
-    Html,
-    /// One row per group.
-    Csv,
-    /// The full model with `schema_version`.
-    Json,
-    /// Markdown for pasting into a ticket.
-    Markdown,
-}
-
-impl std::str::FromStr for ReportFormat {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<ReportFormat, String> {
-        match text {
-            "html" => Ok(ReportFormat::Html),
-            "csv" => Ok(ReportFormat::Csv),
-            "json" => Ok(ReportFormat::Json),
-            "md" | "markdown" => Ok(ReportFormat::Markdown),
-            other => Err(format!(
-                "unknown report format \"{other}\" (use html, csv, json or md)"
-            )),
-        }
-    }
-}
 
 /// Every group's rows in reading order: per group the baseline, then each scenario beside it, with the
 /// scenario's name ("baseline" for the first).
@@ -51,17 +23,7 @@ pub fn rows(report: &SizingReport) -> Vec<(&str, &GroupReport)> {
     out
 }
 
-/// Renders the report in `format`.
-pub fn render(report: &SizingReport, format: ReportFormat) -> String {
-    match format {
-        ReportFormat::Html => super::html::render_html(report),
-        ReportFormat::Csv => render_csv(report),
-        ReportFormat::Json => render_json(report),
-        ReportFormat::Markdown => render_markdown(report),
-    }
-}
-
-fn render_json(report: &SizingReport) -> String {
+pub(super) fn render_json(report: &SizingReport) -> String {
     let mut text = serde_json::to_string_pretty(report).expect("the report serialises");
     text.push('\n');
     text
@@ -257,7 +219,7 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
     ]
 }
 
-fn render_csv(report: &SizingReport) -> String {
+pub(super) fn render_csv(report: &SizingReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(csv_header()).expect("writing to memory");
     for (scenario, group) in rows(report) {
@@ -307,7 +269,7 @@ fn md_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn render_markdown(report: &SizingReport) -> String {
+pub(super) fn render_markdown(report: &SizingReport) -> String {
     let mut out = String::new();
     out.push_str("# Failover sizing report\n\n");
     for note in &report.notes {
@@ -398,6 +360,22 @@ fn render_markdown(report: &SizingReport) -> String {
                 r.headroom * 100.0,
                 forecast_text(r),
             ));
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
         }
     }
     out

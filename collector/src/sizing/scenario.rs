@@ -433,7 +433,7 @@ mod tests {
         assert_eq!(group.status, GroupStatus::Safe);
         let zones: Vec<(String, u32)> = group.domains.iter().map(|d| (d.name.clone(), d.hosts)).collect();
         assert_eq!(zones, vec![("a".into(), 3), ("b".into(), 3), ("c".into(), 2)]);
-        use crate::sizing::report::{render, ReportFormat};
+        use crate::sizing::{render, ReportFormat};
         let csv = render(&report, ReportFormat::Csv);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3, "{csv}");

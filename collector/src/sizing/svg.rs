@@ -1,8 +1,7 @@
 //! Inline SVG charts for the HTML report: utilisation distribution, "what if this domain fails" bars against
 //! the target, and the daily-peak trend with its forecast. Plain strings, sized in CSS pixels, no scripts.
 
-use super::html::escape;
-use super::report::percent;
+use super::report::{escape, percent};
 use super::{GroupReport, LossCase, ResourceReport};
 
 const COLOURS: &[&str] = &["#2b6cb0", "#b7791f", "#2f855a", "#805ad5", "#c53030", "#319795"];

@@ -3,6 +3,7 @@
 //! This is an edge: it reads the wall clock once per request and hands it to the pure fleet code.
 
 use crate::fleet::FleetState;
+use crate::views::metrics;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -216,7 +217,7 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/outliers", get(outliers))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/gaps", get(gaps))
-        .route("/metrics", get(crate::views::metrics::handler))
+        .route("/metrics", get(metrics_handler))
         .fallback(not_found)
         .with_state(state)
 }
@@ -230,6 +231,58 @@ pub async fn serve(
     axum::serve(listener, router_with(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `GET /metrics`. The database reads run on a blocking thread.
+async fn metrics_handler(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now_ms = headroom_common::clock::now_ms();
+    let counts = lock(&state.fleet).counts(now_ms);
+    let mut snapshot = metrics::Snapshot {
+        connected_agents: counts.connected,
+        hosts_up: counts.up,
+        hosts_stale: counts.stale,
+        hosts_down: counts.down,
+        version: env!("CARGO_PKG_VERSION"),
+        storage_degraded: matches!(
+            state.store.as_ref().map(|s| s.health()),
+            Some(crate::store::StoreHealth::Degraded { .. })
+        ),
+        ..metrics::Snapshot::default()
+    };
+    if let Some(analytics) = &state.analytics {
+        let alarms = analytics.alarm_report();
+        snapshot.alarm_deliveries = alarms.delivered_batches;
+        snapshot.alarm_delivery_failures = alarms.failed_batches;
+        snapshot.alarm_deliveries_dropped = alarms.dropped_batches;
+        snapshot.alarms_firing = alarms.alarms.iter().filter(|a| a.status == "firing").count() as u64;
+        snapshot.alarms_pending = alarms.alarms.iter().filter(|a| a.status == "pending").count() as u64;
+        snapshot.outliers_flagged = analytics.outlier_report(None).outliers.len() as u64;
+        if let Some(path) = analytics.settings().database.clone() {
+            let read = tokio::task::spawn_blocking(move || {
+                let bytes = metrics::database_bytes(&path);
+                let lag = crate::store::Store::open_read_only(&path)
+                    .and_then(|store| store.rollup_marks())
+                    .ok()
+                    .filter(|marks| marks.rolled_up_through_ms > 0)
+                    .map(|marks| now_ms.saturating_sub(marks.rolled_up_through_ms) as f64 / 1000.0);
+                (bytes, lag)
+            })
+            .await;
+            if let Ok((bytes, lag)) = read {
+                snapshot.database_bytes = bytes;
+                snapshot.rollup_lag_seconds = lag;
+            }
+        }
+    }
+    snapshot.udp_receive_errors = state.quic_port.and_then(metrics::read_udp_drops);
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::encode(crate::telemetry::global(), snapshot),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

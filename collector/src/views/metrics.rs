@@ -187,58 +187,6 @@ pub fn encode(telemetry: &crate::telemetry::Telemetry, snapshot: Snapshot) -> St
     text
 }
 
-/// `GET /metrics`. The database reads run on a blocking thread.
-pub async fn handler(
-    axum::extract::State(state): axum::extract::State<crate::views::http::ApiState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let now_ms = headroom_common::clock::now_ms();
-    let counts = crate::views::http::lock(&state.fleet).counts(now_ms);
-    let mut snapshot = Snapshot {
-        connected_agents: counts.connected,
-        hosts_up: counts.up,
-        hosts_stale: counts.stale,
-        hosts_down: counts.down,
-        version: env!("CARGO_PKG_VERSION"),
-        storage_degraded: matches!(
-            state.store.as_ref().map(|s| s.health()),
-            Some(crate::store::StoreHealth::Degraded { .. })
-        ),
-        ..Snapshot::default()
-    };
-    if let Some(analytics) = &state.analytics {
-        let alarms = analytics.alarm_report();
-        snapshot.alarm_deliveries = alarms.delivered_batches;
-        snapshot.alarm_delivery_failures = alarms.failed_batches;
-        snapshot.alarm_deliveries_dropped = alarms.dropped_batches;
-        snapshot.alarms_firing = alarms.alarms.iter().filter(|a| a.status == "firing").count() as u64;
-        snapshot.alarms_pending = alarms.alarms.iter().filter(|a| a.status == "pending").count() as u64;
-        snapshot.outliers_flagged = analytics.outlier_report(None).outliers.len() as u64;
-        if let Some(path) = analytics.settings().database.clone() {
-            let read = tokio::task::spawn_blocking(move || {
-                let bytes = database_bytes(&path);
-                let lag = crate::store::Store::open_read_only(&path)
-                    .and_then(|store| store.rollup_marks())
-                    .ok()
-                    .filter(|marks| marks.rolled_up_through_ms > 0)
-                    .map(|marks| now_ms.saturating_sub(marks.rolled_up_through_ms) as f64 / 1000.0);
-                (bytes, lag)
-            })
-            .await;
-            if let Ok((bytes, lag)) = read {
-                snapshot.database_bytes = bytes;
-                snapshot.rollup_lag_seconds = lag;
-            }
-        }
-    }
-    snapshot.udp_receive_errors = state.quic_port.and_then(read_udp_drops);
-    (
-        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-        encode(crate::telemetry::global(), snapshot),
-    )
-        .into_response()
-}
-
 /// Sum of the `drops` column of the sockets bound to `port` in a `/proc/net/udp` or `/proc/net/udp6` table.
 pub fn udp_drops(table: &str, port: u16) -> Option<u64> {
     let mut found = None;
