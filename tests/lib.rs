@@ -128,10 +128,22 @@ pub struct Process {
 
 impl Process {
     pub fn start(name: &str, binary: &Path, args: &[&str], dir: &Path) -> Process {
+        Self::start_with_env(name, binary, args, &[], dir)
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `LD_PRELOAD` of libfaketime).
+    pub fn start_with_env(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Process {
         let stdout = dir.join(format!("{name}.stdout"));
         let stderr = dir.join(format!("{name}.stderr"));
         let child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .env("HEADROOM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())

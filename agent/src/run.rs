@@ -138,6 +138,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     Ok(report)
 }
 
+/// This host's wall clock in Unix milliseconds: what samples are stamped with and what clock probes are
+/// answered with.
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Sample every interval and stream until cancelled. Returns the uplink's report and the next unused
 /// sequence number.
 pub async fn stream<S: SampleSource>(
@@ -169,10 +177,7 @@ pub async fn stream<S: SampleSource>(
                 }
             }
             _ = ticker.tick() => {
-                let timestamp_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
+                let timestamp_ms = wall_clock_ms();
                 let sample = source.sample(seq, timestamp_ms, Instant::now());
                 seq += 1;
                 // Straight into the spool: the sample is durable before the uplink ever sees it.

@@ -121,6 +121,11 @@ CREATE TABLE group_port_minutes (
 INSERT OR REPLACE INTO meta (key, value) VALUES ('port_minutes_from_ms',
     COALESCE((SELECT MAX(bucket_ms) + 60000 FROM rollup_minute), 0));
 "#,
+    // Version 3: samples are stored on the collector's clock; the correction applied to the host's own
+    // timestamp is kept with each. Rows stored before were on the host's clock, uncorrected: 0.
+    r#"
+ALTER TABLE samples ADD COLUMN clock_offset_ms INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Schema version this build creates and understands.
