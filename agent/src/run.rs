@@ -10,7 +10,7 @@ use anyhow::Context;
 use headroom_common::backoff::Backoff;
 use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -138,14 +138,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     Ok(report)
 }
 
-/// This host's wall clock in Unix milliseconds: what samples are stamped with and what clock probes are
-/// answered with.
-pub fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Sample every interval and stream until cancelled. Returns the uplink's report and the next unused
 /// sequence number.
 pub async fn stream<S: SampleSource>(
@@ -177,7 +169,7 @@ pub async fn stream<S: SampleSource>(
                 }
             }
             _ = ticker.tick() => {
-                let timestamp_ms = wall_clock_ms();
+                let timestamp_ms = headroom_common::clock::now_ms();
                 let sample = source.sample(seq, timestamp_ms, Instant::now());
                 seq += 1;
                 // Straight into the spool: the sample is durable before the uplink ever sees it.

@@ -4,8 +4,8 @@
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
 use crate::backlog::SharedBacklog;
-use crate::run::wall_clock_ms;
 use headroom_common::backoff::Backoff;
+use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
 use headroom_common::wire::Hello;
 use std::net::SocketAddr;
@@ -267,7 +267,7 @@ async fn session(
                     Ok(None) => return Err(UplinkError::Connect(format!("collector {peer} ended the stream"))),
                     Err(e) => return Err(UplinkError::Connect(describe_read_error(&e, &connection, peer))),
                 };
-                let received_ms = wall_clock_ms();
+                let received_ms = now_ms();
                 for event in protocol.on_bytes(&buffer[..n])? {
                     match event {
                         AgentEvent::Welcomed { host, last_stored_seq, .. } => {
@@ -296,7 +296,7 @@ async fn session(
                         AgentEvent::TimeProbe(probe) => {
                             // Answered before anything else goes out, so the collector knows our clock before
                             // it stores the next batch.
-                            let frame = protocol.time_reply_frame(&probe, received_ms, wall_clock_ms())?;
+                            let frame = protocol.time_reply_frame(&probe, received_ms, now_ms())?;
                             write(&mut send, &frame, &connection, peer).await?;
                         }
                     }

@@ -7,7 +7,7 @@
 //!
 //! From protocol 2 on, the collector also sends a `TimeProbe` right after the welcome and then every
 //! `PROBE_INTERVAL_MS`; the agent answers each at once with a `TimeReply`, and the collector estimates the
-//! agent's clock offset from them (`crate::clock`).
+//! agent's clock offset from them (`crate::clock_offset`).
 //!
 //! `Outbox` holds the agent's unacknowledged samples so that a reconnect resumes where the collector left off.
 
@@ -21,7 +21,7 @@ fn speaks(version: u16) -> bool {
     (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
 }
 
-use crate::clock::{ClockEstimator, ClockExchange};
+use crate::clock_offset::{ClockEstimator, ClockExchange};
 use crate::wire::{
     decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
     GapReport, Hello, Refuse, Sample, TimeProbe, TimeReply, Welcome, MAX_BATCH_SAMPLES, MIN_PROTOCOL_VERSION,

@@ -52,7 +52,7 @@ pub enum AgentMessage {
     /// The newest sample, sent ahead of a backlog so the live view does not wait for catch-up. It is not
     /// stored from this message: it is stored when the ordered batches reach its sequence number.
     Live(Sample),
-    /// Protocol 2: the answer to a `TimeProbe`, with the agent's clock (see `crate::clock`).
+    /// Protocol 2: the answer to a `TimeProbe`, with the agent's clock (see `crate::clock_offset`).
     TimeReply(TimeReply),
 }
 

@@ -1,9 +1,9 @@
 //! One connection's view of its host's clock: where each sample goes on the collector's clock, and when the
 //! host's clock is wrong enough to say so. Pure: the offset estimate and `now_ms` come in as arguments.
 //!
-//! The estimate itself comes from the session's clock probes (`headroom_common::clock`); this only applies it.
+//! The estimate itself comes from the session's clock probes (`headroom_common::clock_offset`); this only applies it.
 
-use headroom_common::clock::corrected_time_ms;
+use headroom_common::clock_offset::corrected_time_ms;
 use headroom_common::wire::Sample;
 
 /// What one connection knows about its host's clock.

@@ -2,7 +2,7 @@
 //! and names of a sample, and labels and capacity of a hello. Pure.
 //!
 //! A sample is never refused for its timestamp: a host with a wrong clock is one an operator wants to see, so
-//! ingest places its samples on the collector's clock (`headroom_common::clock`) and flags the host instead.
+//! ingest places its samples on the collector's clock (`headroom_common::clock_offset`) and flags the host instead.
 
 use headroom_common::wire::{
     Hello, Sample, MAX_CORES, MAX_INTERFACES, MAX_LABELS, MAX_LABEL_LEN, MAX_LISTENERS,
