@@ -170,6 +170,18 @@ impl Process {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
+    /// Send SIGTERM and assert a clean exit (code 0) within 20 s, showing its log otherwise.
+    pub fn stop_cleanly(&mut self) {
+        let code = self.terminate(Duration::from_secs(20));
+        assert_eq!(
+            code,
+            Some(0),
+            "{} did not stop cleanly:\n{}",
+            self.name,
+            self.stderr_text()
+        );
+    }
+
     /// Send SIGTERM and wait up to `timeout` for the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         // SAFETY: kill(2) on a PID this process spawned and has not reaped, so it cannot name another process.
