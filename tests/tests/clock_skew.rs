@@ -4,7 +4,7 @@
 
 use headroom_tests::{agent_config_text, api_get, binary, e2e_required, wait_for, Collector, Process};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const FAST: &str = "[sampling]\ninterval = \"200ms\"\n";
 const TEN_MINUTES_MS: i64 = 600_000;
@@ -21,7 +21,7 @@ fn libfaketime() -> Option<PathBuf> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    headroom_common::clock::now_ms() as i64
 }
 
 /// Start an agent for `host` whose clock is shifted by `shift` (a libfaketime offset like "+600s").
