@@ -95,7 +95,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     // The spool saw every sequence number this instance ever sent (a sample is spooled before it is sent), so
     // it is the authority on where to continue; the state file covers a spool that was emptied and removed.
     let first_seq = state.next_seq().max(spool.last_seq().map_or(1, |seq| seq + 1));
-    let (capacity, facts) = host_facts();
+    let (capacity, facts) = host_facts(&config.sampling.proc_root);
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),

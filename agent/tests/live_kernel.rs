@@ -232,7 +232,7 @@ fn a_live_sample_has_every_core_family() {
     assert!(sockets.sockstat.is_some() && sockets.tcp.is_some() && sockets.ephemeral_ports.is_some());
     // Families a host may lack (pressure, conntrack) are absent, not failed.
     assert_eq!(sample.failed, Vec::<Family>::new());
-    let (capacity, facts) = headroom_agent::sampler::host_facts();
+    let (capacity, facts) = headroom_agent::sampler::host_facts(std::path::Path::new("/proc"));
     assert_eq!(capacity.cores, cpu.cores);
     assert!(capacity.memory_bytes > 0);
     assert!(!facts.kernel.is_empty());
