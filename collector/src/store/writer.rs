@@ -61,6 +61,13 @@ enum Message {
         reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
         _permit: OwnedSemaphorePermit,
     },
+    /// The remote acknowledged export rows up to `cursor`; `dropped_rows` were refused for good.
+    ExportProgress {
+        cursor: i64,
+        dropped_rows: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+        _permit: OwnedSemaphorePermit,
+    },
     #[cfg(test)]
     Execute(String, oneshot::Sender<()>),
 }
@@ -96,6 +103,28 @@ impl StoreHandle {
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(StoreError::WriterStopped)
             }
+        }
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Persist the export cursor (and rows refused for good) on the writer's connection; resolves once durable.
+    /// The exporter waits here, never ingest: it takes one queue slot like a batch does.
+    pub async fn save_export_progress(&self, cursor: i64, dropped_rows: u64) -> Result<(), StoreError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        let (reply, answer) = oneshot::channel();
+        let message = Message::ExportProgress {
+            cursor,
+            dropped_rows,
+            reply,
+            _permit: permit,
+        };
+        if self.sender.try_send(message).is_err() {
+            return Err(StoreError::WriterStopped);
         }
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
@@ -268,6 +297,18 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
             } => {
                 batches.push(batch);
                 replies.push(reply);
+            }
+            Message::ExportProgress {
+                cursor,
+                dropped_rows,
+                reply,
+                _permit,
+            } => {
+                let result = store.save_export_progress(cursor, dropped_rows);
+                if let Err(error) = &result {
+                    warn!(%error, "could not save the export cursor; rows after the last saved one are sent again");
+                }
+                let _ = reply.send(result);
             }
             #[cfg(test)]
             Message::Execute(sql, reply) => {
