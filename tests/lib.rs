@@ -71,6 +71,53 @@ pub fn api_get(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
     serde_json::from_str(body).ok()
 }
 
+/// A plain HTTP/1.1 response: status code, lowercased header lines, body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (lowercase), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    }
+}
+
+/// GET `path` with extra request header lines (`"Accept: application/json"`); None when unreachable.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let has_host = headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"));
+    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !has_host {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(HttpResponse {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    })
+}
+
 /// A child process that is killed when dropped, with its output captured to files.
 pub struct Process {
     pub child: Child,
@@ -328,26 +375,16 @@ pub fn e2e_required() -> bool {
     std::env::var("HEADROOM_E2E").is_ok_and(|v| v == "1")
 }
 
-/// GET `path` from a plain HTTP server on loopback: the status and the body, or None when unreachable.
-pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
+/// GET `path` from a plain HTTP server on loopback: the status and the body (de-chunked), or None when
+/// unreachable.
+pub fn http_get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let response = http_get(addr, path, &[])?;
+    let body = if response.header("transfer-encoding") == Some("chunked") {
+        dechunk(&response.body)
     } else {
-        body.to_string()
+        response.body
     };
-    Some((status, body))
+    Some((response.status, body))
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -472,7 +509,7 @@ impl Engine {
         };
         let addr = self.addr;
         let ready = wait_for(Duration::from_secs(60), || {
-            http_get(addr, ready_path).filter(|(status, _)| *status == 200)
+            http_get_text(addr, ready_path).filter(|(status, _)| *status == 200)
         });
         assert!(
             ready.is_some(),
@@ -505,7 +542,7 @@ impl Engine {
     /// An instant query at `time_s` (Unix seconds): the `data.result` array, or None on any failure.
     pub fn query(&self, promql: &str, time_s: f64) -> Option<Vec<serde_json::Value>> {
         let path = format!("/api/v1/query?query={}&time={time_s:.3}", url_encode(promql));
-        let (status, body) = http_get(self.addr, &path)?;
+        let (status, body) = http_get_text(self.addr, &path)?;
         if status != 200 {
             eprintln!("query {promql}: HTTP {status}: {body}");
             return None;

@@ -181,6 +181,7 @@ pub async fn serve(
         store: Some(store.clone()),
         analytics: Some(analytics),
         export: export.as_ref().map(|(_, monitor)| monitor.clone()),
+        quic_port: Some(addresses.quic.port()),
     };
     let http = tokio::spawn(crate::http::serve(
         http_listener,

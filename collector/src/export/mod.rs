@@ -56,6 +56,39 @@ pub struct ExportStatus {
     pub prepare_cpu_us: u64,
 }
 
+impl ExportStatus {
+    /// One line about rows that will never reach the remote, or None when nothing was lost.
+    pub fn loss_line(&self) -> Option<String> {
+        if self.gap_rows == 0 && self.dropped_rows == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.gap_rows > 0 {
+            parts.push(format!(
+                "{} rows from {} to {} were deleted by raw retention before they were sent (export gap)",
+                self.gap_rows,
+                rfc3339(self.gap_from_ms),
+                rfc3339(self.gap_to_ms)
+            ));
+        }
+        if self.dropped_rows > 0 {
+            parts.push(format!(
+                "{} rows were refused for good (HTTP 4xx)",
+                self.dropped_rows
+            ));
+        }
+        Some(format!(
+            "export to {}: {}; see the collector log, and raise storage.raw_retention if the remote is often away",
+            self.url,
+            parts.join("; ")
+        ))
+    }
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+}
+
 /// Shared view of the exporter's status.
 #[derive(Debug, Clone, Default)]
 pub struct ExportMonitor(Arc<Mutex<ExportStatus>>);
@@ -492,6 +525,23 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_are_one_line_and_silence_means_none() {
+        let mut status = ExportStatus {
+            url: "http://127.0.0.1:9090/api/v1/write".into(),
+            ..ExportStatus::default()
+        };
+        assert_eq!(status.loss_line(), None);
+        status.gap_rows = 40;
+        status.gap_from_ms = 1_700_000_000_000;
+        status.gap_to_ms = 1_700_000_060_000;
+        status.dropped_rows = 2;
+        let line = status.loss_line().unwrap();
+        assert!(line.contains("40 rows from 2023-11-14T22:13:20.000Z"), "{line}");
+        assert!(line.contains("2 rows were refused"), "{line}");
+        assert!(!line.contains('\n'));
+    }
 
     #[test]
     fn basic_auth_is_base64_of_user_and_password() {
