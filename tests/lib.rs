@@ -402,18 +402,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Percent-encodes a query-string value (everything but RFC 3986 unreserved characters).
-pub fn url_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub use headroom_common::names::percent_encode as url_encode;
 
 /// Which Prometheus-compatible engine a test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,11 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, and TLS/PKI helpers.
+//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, TLS/PKI helpers and small text
+//! helpers (`names`).
 //!
 //! Nothing here opens a socket, spawns a task or reads the clock: time comes in as an argument.
 
 pub mod backoff;
 pub mod enroll;
+pub mod names;
 pub mod pki;
 pub mod session;
 pub mod tls;

@@ -67,8 +67,8 @@ impl ExportStatus {
             parts.push(format!(
                 "{} rows from {} to {} were deleted by raw retention before they were sent (export gap)",
                 self.gap_rows,
-                rfc3339(self.gap_from_ms),
-                rfc3339(self.gap_to_ms)
+                headroom_common::names::rfc3339_millis(self.gap_from_ms),
+                headroom_common::names::rfc3339_millis(self.gap_to_ms)
             ));
         }
         if self.dropped_rows > 0 {
@@ -83,10 +83,6 @@ impl ExportStatus {
             parts.join("; ")
         ))
     }
-}
-
-fn rfc3339(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
 /// Shared view of the exporter's status.

@@ -175,30 +175,7 @@ pub fn all_export_names() -> Vec<ExportName> {
     out
 }
 
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label-name syntax.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A host label name made valid for Prometheus: other characters become `_`, a leading digit gets `_`.
-pub fn label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+pub use headroom_common::names::{is_label_name, label_name};
 
 /// Which series of a host a sample belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -556,12 +533,5 @@ mod tests {
         assert_eq!(verdict(503), Verdict::Retry);
         assert_eq!(verdict(400), Verdict::Drop);
         assert_eq!(verdict(413), Verdict::Drop);
-    }
-
-    #[test]
-    fn host_label_names_are_made_valid() {
-        assert_eq!(label_name("rack-id"), "rack_id");
-        assert_eq!(label_name("1x"), "_1x");
-        assert!(is_label_name("collector") && !is_label_name("a.b") && !is_label_name("9a"));
     }
 }

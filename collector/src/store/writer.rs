@@ -86,6 +86,19 @@ impl StoreHandle {
     /// Resolves once the rows are committed (durable). Err when the database refuses (disk full,
     /// read-only): nothing of the batch is stored and the agent must keep it.
     pub async fn commit(&self, batch: HostBatch) -> Result<CommitOutcome, StoreError> {
+        self.submit(|reply, permit| Message::Commit {
+            batch,
+            reply,
+            _permit: permit,
+        })
+        .await?
+    }
+
+    /// Queue a message once a slot is free and wait for the writer's reply.
+    async fn submit<T>(
+        &self,
+        message: impl FnOnce(oneshot::Sender<T>, OwnedSemaphorePermit) -> Message,
+    ) -> Result<T, StoreError> {
         let permit = self
             .slots
             .clone()
@@ -95,41 +108,26 @@ impl StoreHandle {
         let waiting = self.capacity.saturating_sub(self.slots.available_permits());
         crate::telemetry::global().store_queue_depth.set(waiting as i64);
         let (reply, answer) = oneshot::channel();
-        let message = Message::Commit {
-            batch,
-            reply,
-            _permit: permit,
-        };
-        match self.sender.try_send(message) {
+        match self.sender.try_send(message(reply, permit)) {
             Ok(()) => {}
             // A permit guarantees a free slot, so Full cannot happen; treat it like a stopped writer.
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(StoreError::WriterStopped)
             }
         }
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        answer.await.map_err(|_| StoreError::WriterStopped)
     }
 
     /// Persist the export cursor (and rows refused for good) on the writer's connection; resolves once durable.
     /// The exporter waits here, never ingest: it takes one queue slot like a batch does.
     pub async fn save_export_progress(&self, cursor: i64, dropped_rows: u64) -> Result<(), StoreError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        let (reply, answer) = oneshot::channel();
-        let message = Message::ExportProgress {
+        self.submit(|reply, permit| Message::ExportProgress {
             cursor,
             dropped_rows,
             reply,
             _permit: permit,
-        };
-        if self.sender.try_send(message).is_err() {
-            return Err(StoreError::WriterStopped);
-        }
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        })
+        .await?
     }
 
     /// Last durably stored seq of `host` if it came from agent instance `instance_id`.
