@@ -36,7 +36,7 @@ fn reading(rng: &mut fastrand::Rng) -> MetricValues {
         (Metric::CpuBusyPct, 35.0, 8.0),
         (Metric::MemUsedPct, 60.0, 5.0),
         (Metric::Load1, 2.0, 0.5),
-        (Metric::PsiCpuSomeAvg10, 2.0, 1.0),
+        (Metric::PsiCpu, 2.0, 1.0),
         (Metric::NetRxBytesPerS, 5e6, 1e6),
         (Metric::NetTxBytesPerS, 3e6, 6e5),
         (Metric::TcpEstablished, 400.0, 60.0),
@@ -58,7 +58,7 @@ fn host_metrics(values: &MetricValues) -> HostMetrics {
         cpu_busy_pct: get(Metric::CpuBusyPct),
         mem_used_pct: get(Metric::MemUsedPct),
         load1: get(Metric::Load1),
-        psi_cpu_some_avg10: get(Metric::PsiCpuSomeAvg10),
+        psi_cpu: get(Metric::PsiCpu),
         net_rx_bytes_per_s: get(Metric::NetRxBytesPerS),
         net_tx_bytes_per_s: get(Metric::NetTxBytesPerS),
         tcp_established: get(Metric::TcpEstablished).map(|v| v as u64),
@@ -70,13 +70,11 @@ fn host_metrics(values: &MetricValues) -> HostMetrics {
 }
 
 fn quantile_us(mut waits_us: Vec<f64>, quantile: f64) -> f64 {
-    waits_us.sort_by(f64::total_cmp);
-    waits_us[((waits_us.len() - 1) as f64 * quantile) as usize]
+    headroom_common::percentile::nearest_rank(&mut waits_us, quantile).unwrap_or(0.0)
 }
 
-fn median_ms(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+fn median_ms(times: Vec<f64>) -> f64 {
+    quantile_us(times, 0.5)
 }
 
 const RULES: &str = r#"
@@ -113,7 +111,7 @@ kind = "threshold"
 severity = "warning"
 for = "5m"
 runbook = "r"
-metric = "psi_cpu_some_avg10"
+metric = "psi_cpu"
 op = ">"
 value = 20
 [[rule]]

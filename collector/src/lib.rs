@@ -10,6 +10,7 @@ pub mod export;
 pub mod identity;
 pub mod ingest;
 pub mod live;
+pub mod metrics;
 pub mod sizing;
 pub mod store;
 pub mod telemetry;

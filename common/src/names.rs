@@ -1,6 +1,7 @@
 //! Small text helpers shared by the collector's outputs: Prometheus label names (alarms, remote_write),
 //! query-string encoding and RFC 3339 times.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::time::Duration;
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, the label-name syntax of Prometheus and Alertmanager.
@@ -28,17 +29,16 @@ pub fn label_name(name: &str) -> String {
     out
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (for a query-string value).
+/// Everything but RFC 3986 unreserved characters is percent-encoded in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes `text` for a query-string value (UTF-8; everything but unreserved characters).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 /// Unix milliseconds as an RFC 3339 UTC time with milliseconds, like `2023-11-14T22:13:20.000Z`.

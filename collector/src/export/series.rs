@@ -1,16 +1,17 @@
-//! Stored rows → Prometheus series (pure): the export name of every stored metric, labels, per-port series,
-//! one `WriteRequest` per batch with samples in order per series, and what an HTTP status means for a batch.
+//! Stored rows → Prometheus series (pure): each catalogue metric under its `export_name`, host capacity and
+//! per-port series, labels, one `WriteRequest` per batch with samples in order per series, and what an HTTP
+//! status means for a batch.
 //!
-//! Names follow Prometheus conventions: a `headroom_` prefix, base units (bytes, seconds, ratios 0–1 instead of
-//! percent), `_total` only on counters (headroom stores rates and gauges, so there are none), and rates named
-//! `_per_second`. docs/METRICS.md lists every name; a test checks that it does.
+//! Names follow Prometheus conventions: a `headroom_` prefix, base units (bytes; ratios 0–1 where the store
+//! keeps percent), `_total` only on counters (headroom stores rates and gauges, so there are none), and rates
+//! named `_per_second`. docs/METRICS.md lists every name; a test checks that it does.
 
 use super::proto::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, METRIC_TYPE_GAUGE};
+use crate::metrics::{Metric, Unit};
 use crate::store::export::{ExportHost, ExportRow};
-use crate::store::Metric;
 use std::collections::{BTreeMap, HashMap};
 
-/// How a stored metric is exported: its series name, the factor from the stored unit, help and unit.
+/// How a series is exported: its name, the factor from the stored unit, help and unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExportName {
     pub name: &'static str,
@@ -29,127 +30,16 @@ const fn gauge(name: &'static str, scale: f64, unit: &'static str, help: &'stati
     }
 }
 
-/// The export name of each stored scalar metric (the match makes a new metric a compile error here).
+/// The export of a catalogue metric: its `export_name`, and percent stored → ratio exported.
 pub fn export_name(metric: Metric) -> ExportName {
-    const PCT: f64 = 0.01;
-    match metric {
-        Metric::CpuBusyPct => gauge(
-            "headroom_cpu_busy_ratio",
-            PCT,
-            "ratio",
-            "Share of CPU time not idle",
-        ),
-        Metric::CpuUserPct => gauge(
-            "headroom_cpu_user_ratio",
-            PCT,
-            "ratio",
-            "Share of CPU time in user mode",
-        ),
-        Metric::CpuSystemPct => gauge(
-            "headroom_cpu_system_ratio",
-            PCT,
-            "ratio",
-            "Share of CPU time in the kernel",
-        ),
-        Metric::CpuIowaitPct => gauge(
-            "headroom_cpu_iowait_ratio",
-            PCT,
-            "ratio",
-            "Share of CPU time waiting for IO",
-        ),
-        Metric::CpuStealPct => gauge(
-            "headroom_cpu_steal_ratio",
-            PCT,
-            "ratio",
-            "Share of CPU time stolen by the hypervisor",
-        ),
-        Metric::Load1 => gauge("headroom_load1", 1.0, "", "One-minute load average"),
-        Metric::MemUsedPct => gauge(
-            "headroom_memory_used_ratio",
-            PCT,
-            "ratio",
-            "Share of memory in use (total minus available)",
-        ),
-        Metric::MemUsedBytes => gauge(
-            "headroom_memory_used_bytes",
-            1.0,
-            "bytes",
-            "Memory in use (total minus available)",
-        ),
-        Metric::SwapUsedBytes => gauge("headroom_swap_used_bytes", 1.0, "bytes", "Swap in use"),
-        Metric::PsiCpu => gauge(
-            "headroom_pressure_cpu_waiting_ratio",
-            PCT,
-            "ratio",
-            "CPU pressure: share of time some task waited (avg10)",
-        ),
-        Metric::PsiMemory => gauge(
-            "headroom_pressure_memory_waiting_ratio",
-            PCT,
-            "ratio",
-            "Memory pressure: share of time some task stalled (avg10)",
-        ),
-        Metric::PsiIo => gauge(
-            "headroom_pressure_io_waiting_ratio",
-            PCT,
-            "ratio",
-            "IO pressure: share of time some task stalled (avg10)",
-        ),
-        Metric::NetRxBytesPerS => gauge(
-            "headroom_network_receive_bytes_per_second",
-            1.0,
-            "bytes",
-            "Bytes received per second, all counted interfaces",
-        ),
-        Metric::NetTxBytesPerS => gauge(
-            "headroom_network_transmit_bytes_per_second",
-            1.0,
-            "bytes",
-            "Bytes sent per second, all counted interfaces",
-        ),
-        Metric::TcpEstablished => gauge(
-            "headroom_tcp_established_connections",
-            1.0,
-            "",
-            "TCP connections in state ESTABLISHED",
-        ),
-        Metric::TcpTimeWait => gauge(
-            "headroom_tcp_time_wait_connections",
-            1.0,
-            "",
-            "TCP connections in state TIME_WAIT",
-        ),
-        Metric::RetransPerS => gauge(
-            "headroom_tcp_retransmitted_segments_per_second",
-            1.0,
-            "",
-            "TCP segments retransmitted per second",
-        ),
-        Metric::ListenOverflowsPerS => gauge(
-            "headroom_tcp_listen_overflows_per_second",
-            1.0,
-            "",
-            "Accept-queue overflows per second (ListenOverflows)",
-        ),
-        Metric::ListenDropsPerS => gauge(
-            "headroom_tcp_listen_drops_per_second",
-            1.0,
-            "",
-            "Connection requests dropped per second (ListenDrops)",
-        ),
-        Metric::ConntrackFillPct => gauge(
-            "headroom_conntrack_fill_ratio",
-            PCT,
-            "ratio",
-            "Connection-tracking table fill",
-        ),
-        Metric::MaxAcceptQueueFillPct => gauge(
-            "headroom_accept_queue_max_fill_ratio",
-            PCT,
-            "ratio",
-            "Fullest accept queue of any listener, share of its limit",
-        ),
-    }
+    let def = metric.def();
+    let (scale, unit) = match def.unit {
+        Unit::Percent => (0.01, "ratio"),
+        Unit::Bytes => (1.0, "bytes"),
+        Unit::BytesPerSecond => (1.0, "bytes"),
+        Unit::PerSecond | Unit::Count | Unit::Load => (1.0, ""),
+    };
+    gauge(def.export_name, scale, unit, def.help)
 }
 
 /// Series not tied to a stored scalar: host capacity (for group sums in PromQL) and per-port listener state.

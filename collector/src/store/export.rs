@@ -5,8 +5,9 @@
 //! The exporter reads on its own read-only connection, so a slow remote never holds the writer.
 
 use super::rollup::{get_meta, set_meta};
-use super::schema::{metric_columns, Metric};
+use super::schema::metric_columns;
 use super::{SampleDetail, Store, StoreError};
+use crate::metrics::{Metric, Storage};
 use headroom_common::wire::Listener;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -83,7 +84,7 @@ impl Store {
             };
             let mut values = Vec::with_capacity(Metric::ALL.len());
             for (i, metric) in Metric::ALL.iter().enumerate() {
-                let value = if metric.is_integer() {
+                let value = if metric.def().storage == Storage::Integer {
                     row.get::<_, Option<i64>>(4 + i).map_err(&err)?.map(|v| v as f64)
                 } else {
                     row.get::<_, Option<f64>>(4 + i).map_err(&err)?
