@@ -161,7 +161,8 @@ pub struct FleetConfig {
     pub stale_after_intervals: u32,
     /// A host is down after this long without a sample.
     pub down_after: Duration,
-    /// Largest difference between a host's clock and ours before its samples are flagged.
+    /// Largest difference between a host's clock and ours before the host is flagged (its samples are still
+    /// stored, at corrected times).
     pub max_clock_skew: Duration,
     /// Most agent connections served at once; more are refused.
     pub max_connections: u32,
@@ -442,7 +443,7 @@ struct RawFleet {
     stale_after_intervals: Option<u32>,
     /// Silence before a host is down, like "60s"; 1s to 1d. Default 60s.
     down_after: Option<String>,
-    /// Clock difference tolerated before samples are flagged; 1s to 1d. Default 5m.
+    /// Clock difference tolerated before the host is flagged; 1s to 1d. Default 5m.
     max_clock_skew: Option<String>,
     /// Concurrent agent connections; 1 to 1000000. Default 50000.
     max_connections: Option<u32>,
