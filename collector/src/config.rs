@@ -125,7 +125,7 @@ pub struct IdentityConfig {
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
 /// certificate that is never revoked should live.
 const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
-const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
+pub const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
 
 /// Alarm rules and delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
