@@ -120,6 +120,25 @@ fn request_error(url: &str, error: reqwest::Error) -> HttpError {
     }
 }
 
+/// Applies the options to a reqwest client builder (the async and the blocking one have the same methods but
+/// no common trait) and builds it.
+macro_rules! build {
+    ($builder:expr, $options:expr) => {{
+        let options: &ClientOptions = $options;
+        let mut builder = $builder
+            .use_rustls_tls()
+            .connect_timeout(options.timeout)
+            .timeout(options.timeout)
+            .no_proxy();
+        for root in roots(options)? {
+            builder = builder.add_root_certificate(root);
+        }
+        builder
+            .build()
+            .map_err(|error| HttpError::Setup(error.to_string()))?
+    }};
+}
+
 /// An async client, for use on a tokio runtime; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -129,19 +148,8 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: &ClientOptions) -> Result<Client, HttpError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(options.timeout)
-            .timeout(options.timeout)
-            .no_proxy();
-        for root in roots(options)? {
-            builder = builder.add_root_certificate(root);
-        }
-        let inner = builder
-            .build()
-            .map_err(|error| HttpError::Setup(error.to_string()))?;
         Ok(Client {
-            inner,
+            inner: build!(reqwest::Client::builder(), options),
             max_body_bytes: options.max_body_bytes,
         })
     }
@@ -191,19 +199,8 @@ pub struct BlockingClient {
 
 impl BlockingClient {
     pub fn new(options: &ClientOptions) -> Result<BlockingClient, HttpError> {
-        let mut builder = reqwest::blocking::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(options.timeout)
-            .timeout(options.timeout)
-            .no_proxy();
-        for root in roots(options)? {
-            builder = builder.add_root_certificate(root);
-        }
-        let inner = builder
-            .build()
-            .map_err(|error| HttpError::Setup(error.to_string()))?;
         Ok(BlockingClient {
-            inner,
+            inner: build!(reqwest::blocking::Client::builder(), options),
             max_body_bytes: options.max_body_bytes,
         })
     }

@@ -1,8 +1,10 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, TLS/PKI helpers, and (feature `http`) the HTTP client.
+//! both binaries use, the atomic file write, TLS/PKI helpers, small text helpers (`names`) and (feature
+//! `http`) the HTTP client.
 //!
-//! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The protocol, backoff and percentile code never reads the
-//! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
+//! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The
+//! protocol, backoff and percentile code never reads the clock: time comes in as an argument;
+//! `clock::now_ms` is the one wall-clock read, for the binaries' edges.
 
 pub mod backoff;
 pub mod clock;
@@ -13,6 +15,7 @@ pub mod enroll;
 pub mod files;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod names;
 pub mod percentile;
 pub mod pki;
 pub mod session;

@@ -38,9 +38,10 @@ pub fn parse_cores(stat: &str) -> u32 {
     let count = stat
         .lines()
         .filter(|line| {
+            // `cpu0 …`, `cpu1 …`; the aggregate `cpu  …` line has no index right after the name.
             line.strip_prefix("cpu")
-                .and_then(|rest| rest.split_whitespace().next())
-                .is_some_and(|index| index.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|rest| rest.split(' ').next())
+                .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
         })
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)
@@ -128,7 +129,7 @@ mod tests {
         assert_eq!(facts.os, "Fixture OS 1");
         assert_eq!(facts.boot_time_s, 1_700_000_000);
         // A root without those files gives unknown facts, not the real host's.
-        let (capacity, facts) = host_facts(&dir.path().join("nowhere"));
+        let (capacity, facts) = host_facts(&dir.path().join("nowhere/proc"));
         assert_eq!((capacity.cores, capacity.memory_bytes), (0, 0));
         assert_eq!(facts, HostFacts::default());
     }
