@@ -74,6 +74,13 @@ enum Command {
         /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
         #[arg(long)]
         window: Option<String>,
+        /// Per-host statistic over the window: mean, p50, p90, p99 (default), p99.9 or max, from the
+        /// rollup sketches; adds a pooled row per group (every sample, merged sketches).
+        #[arg(long)]
+        stat: Option<String>,
+        /// Where the window ends: an RFC 3339 time, or latest (the newest sample); default now.
+        #[arg(long, default_value = "now")]
+        end: EndAt,
     },
     /// Hosts flagged as outliers among their peers, each explained.
     Outliers {
@@ -483,10 +490,22 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             view: args,
             by,
             window,
+            stat,
+            end,
         } if by.is_some() || window.is_some() => {
-            let mut path = format!("/api/v1/fleet?window={}", window.as_deref().unwrap_or("live"));
+            let window = window.as_deref().unwrap_or("live");
+            let mut path = format!("/api/v1/fleet?window={window}");
             if let Some(by) = &by {
                 path.push_str(&format!("&by={by}"));
+            }
+            if window != "live" {
+                let stat = stat.as_deref().unwrap_or("p99");
+                stat.parse::<headroom_collector::views::Stat>()
+                    .map_err(|message| Failure::Usage(format!("--stat: {message}")))?;
+                path.push_str(&format!("&stat={stat}"));
+                if let Some(end) = end.query_value() {
+                    path.push_str(&format!("&end={end}"));
+                }
             }
             let body = client::get(api_address(&args)?, &path)?;
             let view: headroom_collector::views::FleetView =
