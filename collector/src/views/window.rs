@@ -130,6 +130,9 @@ impl Stat {
     }
 }
 
+/// A host's name and its merged rollup over the window.
+pub type MergedHost = (String, RollupStats);
+
 /// Every host's `stat` of every metric over `[from_ms, to_ms)` from the rollup sketches, and its merged
 /// rollup for the pooled rows.
 pub fn sketch_hosts(
@@ -137,7 +140,7 @@ pub fn sketch_hosts(
     from_ms: u64,
     to_ms: u64,
     stat: Stat,
-) -> Result<(Vec<HostMeans>, Vec<(String, RollupStats)>), StoreError> {
+) -> Result<(Vec<HostMeans>, Vec<MergedHost>), StoreError> {
     let mut hosts = Vec::new();
     let mut merged = Vec::new();
     for host in store.host_window_stats(from_ms, to_ms)? {
@@ -155,8 +158,10 @@ pub fn sketch_hosts(
 }
 
 /// Per row of `by`, the distribution of every sample of its hosts: merged sketches.
-pub fn pooled_rows(hosts: &[HostMeans], merged: &[(String, RollupStats)], by: &[String]) -> Vec<ViewRow> {
-    let mut groups: BTreeMap<Vec<String>, (usize, RollupStats, Vec<Option<(f64, String)>>)> = BTreeMap::new();
+pub fn pooled_rows(hosts: &[HostMeans], merged: &[MergedHost], by: &[String]) -> Vec<ViewRow> {
+    // Per row: hosts, merged rollup, and per metric the largest sample and its host.
+    type Pool = (usize, RollupStats, Vec<Option<(f64, String)>>);
+    let mut groups: BTreeMap<Vec<String>, Pool> = BTreeMap::new();
     for (host, (name, stats)) in hosts.iter().zip(merged) {
         let key = by
             .iter()
@@ -539,6 +544,7 @@ mod tests {
                         cpu_busy_pct: Some(cpu),
                         ..HostMetrics::default()
                     },
+                    clock_offset_ms: 0,
                     detail: Vec::new(),
                 })
                 .collect(),
