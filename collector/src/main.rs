@@ -74,8 +74,9 @@ enum Command {
         /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
         #[arg(long)]
         window: Option<String>,
-        /// Per-host statistic over the window: mean, p50, p90, p99 (default), p99.9 or max, from the
-        /// rollup sketches; adds a pooled row per group (every sample, merged sketches).
+        /// Per-host statistic over the window: mean, p50, p90, p99, p99.9 or max, from the rollup sketches
+        /// (default p99 beyond 1h, mean of raw rows up to 1h); adds a pooled row per group (every sample,
+        /// merged sketches).
         #[arg(long)]
         stat: Option<String>,
         /// Where the window ends: an RFC 3339 time, or latest (the newest sample); default now.
@@ -505,7 +506,13 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 path.push_str(&format!("&by={by}"));
             }
             if window != "live" {
-                let stat = stat.as_deref().unwrap_or("p99");
+                // Sketches exist for rolled-up minutes; windows of an hour or less read raw rows (means)
+                // unless a statistic is asked for.
+                let short = headroom_collector::views::parse_window(window)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|ms| ms <= headroom_collector::views::RAW_WINDOW_MAX_MS);
+                let stat = stat.as_deref().unwrap_or(if short { "mean" } else { "p99" });
                 stat.parse::<headroom_collector::views::Stat>()
                     .map_err(|message| Failure::Usage(format!("--stat: {message}")))?;
                 path.push_str(&format!("&stat={stat}"));
