@@ -281,8 +281,9 @@ struct ViewArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
+    /// `fleet` takes it several times and merges the collectors' live views.
     #[arg(long)]
-    api: Option<SocketAddr>,
+    api: Vec<SocketAddr>,
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
 }
@@ -525,6 +526,21 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 serde_json::from_str(&body).context("decoding the fleet view")?;
             print!("{}", render::render_fleet_view(&view, args.format));
         }
+        Command::Fleet { view: args, .. } if args.api.len() > 1 => {
+            // Each collector's host list, merged (a host that moved shows on both; the newest view wins), then
+            // summarised as one fleet.
+            let mut lists = Vec::new();
+            for api in &args.api {
+                let body = client::get(*api, "/api/v1/hosts")?;
+                let hosts: Vec<headroom_collector::fleet::HostView> = serde_json::from_str(&body)
+                    .with_context(|| format!("decoding the host list of {api}"))?;
+                lists.push(hosts);
+            }
+            let hosts = headroom_collector::live::summary::merge_hosts(lists);
+            let summary =
+                headroom_collector::live::summary::summarize(&hosts, headroom_common::clock::now_ms());
+            print!("{}", render_fleet(&summary, args.format));
+        }
         Command::Fleet { view: args, .. } => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
@@ -640,8 +656,15 @@ fn now_s() -> i64 {
 }
 
 fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {
-    if let Some(api) = args.api {
-        return Ok(api);
+    match args.api.as_slice() {
+        [] => {}
+        [api] => return Ok(*api),
+        several => {
+            return Err(Failure::Usage(format!(
+                "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
+                several.len()
+            )))
+        }
     }
     if args.config.exists() {
         return Ok(load_config(&args.config)?.http_listen);
