@@ -1,4 +1,4 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, and TLS/PKI helpers.
+//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, TLS/PKI helpers and human units.
 //!
 //! Nothing here opens a socket, spawns a task or reads the clock: time comes in as an argument.
 
@@ -7,4 +7,5 @@ pub mod enroll;
 pub mod pki;
 pub mod session;
 pub mod tls;
+pub mod units;
 pub mod wire;

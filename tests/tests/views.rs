@@ -74,6 +74,30 @@ fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
         table.contains("group=web") && table.contains("p99.9") && table.contains("max_host"),
         "{table}"
     );
+    // Issue 15: the windowed table shows units, never raw byte counts.
+    let line = |metric: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(metric))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("cpu_busy_pct").contains('%'), "{table}");
+    assert!(line("mem_used_bytes").contains("iB"), "{table}");
+    assert!(line("net_rx_bytes_per_s").contains("B/s"), "{table}");
+    let (ok, rows_only, err) = cli(
+        &collector,
+        &["fleet", "--by", "group", "--window", "5m", "--no-header"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        !rows_only.contains("max_host") && !rows_only.starts_with("window"),
+        "{rows_only}"
+    );
+    assert!(
+        rows_only.lines().all(|l| l.trim_start().starts_with("group=")),
+        "{rows_only}"
+    );
     let (ok, csv, _) = cli(
         &collector,
         &["fleet", "--by", "group,zone", "--window", "1h", "--format", "csv"],
@@ -106,6 +130,23 @@ fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
         hosts.lines().next().unwrap().trim_end().ends_with("gaps"),
         "{hosts}"
     );
+    let (ok, hosts, err) = cli(&collector, &["hosts", "--format", "csv", "--no-header"]);
+    assert!(ok, "{err}");
+    assert_eq!(hosts.lines().count(), 3, "{hosts}");
+    assert!(!hosts.contains("host,status"), "{hosts}");
+
+    // Issue 15: a reader that goes away early ends the command quietly, without a panic.
+    let mut fleet = std::process::Command::new(binary("headroom-collector"))
+        .args(["hosts", "--api", &collector.http.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(fleet.stdout.take());
+    let closed = fleet.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+
     let (ok, json, _) = cli(&collector, &["hosts", "--format", "json"]);
     let hosts: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(
