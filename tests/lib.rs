@@ -71,6 +71,53 @@ pub fn api_get(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
     serde_json::from_str(body).ok()
 }
 
+/// A plain HTTP/1.1 response: status code, lowercased header lines, body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (lowercase), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    }
+}
+
+/// GET `path` with extra request header lines (`"Accept: application/json"`); None when unreachable.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let has_host = headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"));
+    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !has_host {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(HttpResponse {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    })
+}
+
 /// A child process that is killed when dropped, with its output captured to files.
 pub struct Process {
     pub child: Child,

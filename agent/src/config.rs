@@ -54,6 +54,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     (
         "sampling",
         &[
+            "full_dump_cpu",
             "full_dump_interval",
             "full_dump_max_sockets",
             "interval",
@@ -62,12 +63,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("network", &["exclude", "include"]),
-    ("spool", &["max_size"]),
+    ("spool", &["max_size", "memory_max_samples"]),
 ];
 
 /// Spool cap bounds: 64 KiB holds a few minutes (useful in tests); above 64 GiB an agent is no longer light.
 const SPOOL_MIN_BYTES: u64 = 64 << 10;
 const SPOOL_MAX_BYTES: u64 = 64 << 30;
+/// Most samples held in memory while the spool cannot be written: a day at 1 Hz.
+const MEMORY_MAX_SAMPLES_LIMIT: usize = 86_400;
 
 /// The validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,9 @@ pub struct Config {
     pub network: NetworkFilter,
     /// Most bytes the on-disk spool of unacknowledged samples may take.
     pub spool_max_bytes: u64,
+    /// Most samples kept in memory while the spool cannot be written (a full disk); older ones are dropped and
+    /// reported to the collector as a gap.
+    pub spool_memory_max_samples: usize,
     /// Free-form labels (`group`, `zone`, ...) the collector groups hosts by.
     pub labels: BTreeMap<String, String>,
 }
@@ -109,8 +115,10 @@ pub struct Sampling {
     /// Above this many sockets the full per-state and per-port dump runs every `full_dump_interval` instead of
     /// every sample.
     pub full_dump_max_sockets: u32,
-    /// Time between two full per-socket dumps, at least `interval`.
+    /// Longest time between two full per-socket dumps, at least `interval`.
     pub full_dump_interval: Duration,
+    /// Share of one core the full dumps may use, in parts per million; 0 runs one every sample.
+    pub full_dump_cpu_ppm: u32,
 }
 
 /// Interface name filter: an interface counts when it matches an `include` pattern (or `include` is empty) and
@@ -144,6 +152,7 @@ impl Default for Config {
                 netlink: true,
                 full_dump_max_sockets: 20_000,
                 full_dump_interval: Duration::from_secs(30),
+                full_dump_cpu_ppm: crate::sampler::DEFAULT_FULL_DUMP_CPU_PPM,
             },
             network: NetworkFilter {
                 include: Vec::new(),
@@ -152,6 +161,7 @@ impl Default for Config {
                     .to_vec(),
             },
             spool_max_bytes: 64 << 20,
+            spool_memory_max_samples: crate::backlog::DEFAULT_MEMORY_MAX_SAMPLES,
             labels: BTreeMap::new(),
         }
     }
@@ -230,8 +240,11 @@ struct RawSampling {
     netlink: Option<bool>,
     /// Above this many sockets, full dumps run every `full_dump_interval` only. Default 20000.
     full_dump_max_sockets: Option<u32>,
-    /// Time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
+    /// Longest time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
     full_dump_interval: Option<String>,
+    /// Share of one core the full socket dumps may use, like "0.03%"; "0%" dumps every sample. Each dump's
+    /// CPU time is measured and the next waits cost / share. Default 0.03%.
+    full_dump_cpu: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +253,8 @@ struct RawSpool {
     /// Cap of the spool, like "64MiB" or "512KiB"; 64KiB to 64GiB. Default 64MiB (about three days of samples
     /// at 1 Hz on a small host).
     max_size: Option<String>,
+    /// Samples kept in memory while the spool cannot be written (a full disk), 0 to 86400. Default 600.
+    memory_max_samples: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,11 +338,24 @@ impl RawConfig {
             }
         };
 
+        let spool_memory_max_samples = match self.spool.memory_max_samples {
+            None => defaults.spool_memory_max_samples,
+            Some(count) if count <= MEMORY_MAX_SAMPLES_LIMIT => count,
+            Some(count) => {
+                return Err(invalid(
+                    origin,
+                    "spool.memory_max_samples",
+                    &format!("{count} is out of range (use 0 to {MEMORY_MAX_SAMPLES_LIMIT})"),
+                ))
+            }
+        };
+
         Ok(Config {
             state_dir,
             collector,
             tls,
             spool_max_bytes,
+            spool_memory_max_samples,
             sampling: Sampling {
                 interval,
                 proc_root,
@@ -336,6 +364,16 @@ impl RawConfig {
                     .full_dump_max_sockets
                     .unwrap_or(defaults.sampling.full_dump_max_sockets),
                 full_dump_interval,
+                full_dump_cpu_ppm: match sampling.full_dump_cpu {
+                    None => defaults.sampling.full_dump_cpu_ppm,
+                    Some(text) => parse_share_ppm(&text).ok_or_else(|| {
+                        invalid(
+                            origin,
+                            "sampling.full_dump_cpu",
+                            &format!("\"{text}\" is not a share of a core (use 0% to 100%, like \"0.03%\")"),
+                        )
+                    })?,
+                },
             },
             network,
             labels: validate_labels(origin, self.labels)?,
@@ -344,6 +382,22 @@ impl RawConfig {
 }
 
 /// A size like "64MiB", "512KiB", "1GiB" or a plain number of bytes.
+/// "0.03%" as parts per million (300); 0 % to 100 %, at most four decimals.
+fn parse_share_ppm(text: &str) -> Option<u32> {
+    let number = text.trim().strip_suffix('%')?.trim();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty()
+        || fraction.len() > 4
+        || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok()?;
+    let fraction: u32 = format!("{fraction:0<4}").parse().ok()?;
+    let ppm = whole.checked_mul(10_000)?.checked_add(fraction)?;
+    (ppm <= 1_000_000).then_some(ppm)
+}
+
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -542,6 +596,24 @@ mod tests {
     }
 
     #[test]
+    fn a_share_of_a_core_parses_to_parts_per_million() {
+        assert_eq!(parse_share_ppm("0.03%"), Some(300));
+        assert_eq!(parse_share_ppm("1%"), Some(10_000));
+        assert_eq!(parse_share_ppm("0%"), Some(0));
+        assert_eq!(parse_share_ppm("100%"), Some(1_000_000));
+        for bad in ["0.03", "101%", "-1%", "0.00001%", ".5%", "x%"] {
+            assert_eq!(parse_share_ppm(bad), None, "{bad}");
+        }
+        let error = parse("[sampling]\nfull_dump_cpu = \"3\"\n", ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("sampling.full_dump_cpu") && error.contains("0.03%"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn full_file_overrides_every_default() {
         let text = r#"
 state_dir = "/srv/agent"
@@ -556,6 +628,7 @@ proc_root = "/host/proc"
 netlink = false
 full_dump_max_sockets = 5
 full_dump_interval = "2m"
+full_dump_cpu = "0.5%"
 [network]
 include = ["eth*", "en?1"]
 exclude = []
@@ -576,6 +649,7 @@ zone = "b"
         assert_eq!(config.sampling.proc_root, PathBuf::from("/host/proc"));
         assert!(!config.sampling.netlink);
         assert_eq!(config.sampling.full_dump_max_sockets, 5);
+        assert_eq!(config.sampling.full_dump_cpu_ppm, 5_000);
         assert_eq!(config.sampling.full_dump_interval, Duration::from_secs(120));
         assert!(config.network.exclude.is_empty());
         assert!(config.network.admits("ens1") && config.network.admits("eth0"));

@@ -72,6 +72,7 @@ pub fn sampler_config(config: &Config) -> SamplerConfig {
         netlink: config.sampling.netlink,
         full_dump_max_sockets: config.sampling.full_dump_max_sockets,
         full_dump_interval: config.sampling.full_dump_interval,
+        full_dump_cpu_ppm: config.sampling.full_dump_cpu_ppm,
     }
 }
 
@@ -117,7 +118,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
             backoff: Backoff::default(),
             flush_timeout: Duration::from_secs(3),
         },
-        backlog: Box::new(SpoolBacklog::new(spool)),
+        backlog: Box::new(SpoolBacklog::with_memory_max(
+            spool,
+            config.spool_memory_max_samples,
+        )),
         hello,
         interval: config.sampling.interval,
         notify_systemd: true,

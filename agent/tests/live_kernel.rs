@@ -16,9 +16,12 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const CONNECTIONS: usize = 50;
 
+/// A sampler that makes a full dump every tick: these tests check the dump itself (the counts between dumps
+/// are checked in `between_full_dumps.rs`).
 fn sampler(netlink: bool) -> Sampler {
     Sampler::new(SamplerConfig {
         netlink,
+        full_dump_cpu_ppm: 0,
         ..SamplerConfig::default()
     })
 }

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod live;
 pub mod sizing;
 pub mod store;
+pub mod telemetry;
 pub mod views;
 
 // Paths from the flat layout, kept while callers move to the layered ones.

@@ -412,9 +412,11 @@ pub struct PortRange {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SocketSample {
-    /// Per-state counts from the last full dump; absent when it failed.
+    /// Per-state counts: LISTEN, ESTABLISHED and TIME_WAIT from this tick, the rest from the last full dump
+    /// (docs/PROTOCOL.md); absent when it failed.
     pub tcp_states: Option<TcpStates>,
-    /// How old the per-state counts and per-port established counts are, in milliseconds (0: this tick).
+    /// How old the last full dump is, in milliseconds (0: this tick): the age of the per-port established
+    /// counts and of the states other than LISTEN, ESTABLISHED and TIME_WAIT.
     pub tcp_states_age_ms: u32,
     pub source: SocketSource,
     /// Listening ports, sorted by port.

@@ -24,11 +24,14 @@ pub use network::InterfaceFilter;
 
 use headroom_common::wire::{Family, Pressure, PressureLine, Sample, SocketSample};
 use procfile::ProcFile;
-use sockets::TcpSampler;
+use sockets::{FullPassPolicy, TcpSampler};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The default share of a core for full socket passes: 0.03 %.
+pub const DEFAULT_FULL_DUMP_CPU_PPM: u32 = 300;
 
 /// What to sample and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +44,10 @@ pub struct SamplerConfig {
     pub netlink: bool,
     /// Above this many TCP sockets, the full per-state pass runs only every `full_dump_interval`.
     pub full_dump_max_sockets: u32,
+    /// The longest wait between two full per-state passes.
     pub full_dump_interval: Duration,
+    /// Share of one core the full passes may use, in parts per million (300 = 0.03 %); 0: every tick.
+    pub full_dump_cpu_ppm: u32,
 }
 
 impl Default for SamplerConfig {
@@ -52,6 +58,7 @@ impl Default for SamplerConfig {
             netlink: true,
             full_dump_max_sockets: 20_000,
             full_dump_interval: Duration::from_secs(30),
+            full_dump_cpu_ppm: DEFAULT_FULL_DUMP_CPU_PPM,
         }
     }
 }
@@ -212,8 +219,11 @@ impl Sampler {
             tcp: TcpSampler::new(
                 &root,
                 config.netlink,
-                config.full_dump_max_sockets,
-                config.full_dump_interval,
+                FullPassPolicy {
+                    max_sockets: u64::from(config.full_dump_max_sockets),
+                    max_interval: config.full_dump_interval,
+                    cpu_budget_ppm: config.full_dump_cpu_ppm,
+                },
             ),
             interfaces: config.interfaces,
             health: Health::default(),
@@ -324,6 +334,13 @@ impl Sampler {
             snmp::parse_tcp_counters(snmp, netstat).map_err(|source| SampleError::parse(root, source))
         })();
         let tcp = health.check(Family::Snmp, tcp, failed);
+
+        // Between full passes, the states that move most come from the counters just read.
+        if let (Some(states), false) = (tcp_states.as_mut(), self.tcp.full_pass_at(now)) {
+            if let (Some(counters), Some(sockstat)) = (tcp.as_ref(), sockstat.as_ref()) {
+                *states = tcp_table::refresh(*states, counters.curr_estab, sockstat.tcp_time_wait);
+            }
+        }
 
         let conntrack = Self::read_conntrack(&mut self.conntrack_count, &mut self.conntrack_max, root);
         let conntrack = health.check(Family::Conntrack, conntrack, failed).flatten();

@@ -3,8 +3,12 @@
 //!
 //! Every tick a LISTEN-only pass gives each listening port's accept queue (cheap: the kernel skips the
 //! established table). The full pass, which counts every other socket by state and ESTABLISHED sockets per
-//! listening port, runs every tick while the last one saw at most `full_dump_max_sockets` sockets, and
-//! otherwise once per `full_dump_interval`; between full passes the last counts are reported with their age.
+//! listening port, costs the kernel a walk of every bucket of the established hash whatever the socket count
+//! (about 1 ms with 262,144 buckets), so it runs only as often as a CPU budget allows: each pass's own CPU
+//! time is measured, and the next one waits `cost / budget` (a 1 ms pass under a 0.03 % budget runs every
+//! 3.3 s), never longer than `full_dump_interval`, and always `full_dump_interval` once the last pass saw more
+//! than `full_dump_max_sockets` sockets. Between full passes the last counts are reported with their age (the
+//! sampler refreshes ESTABLISHED and TIME_WAIT from the kernel's own counters, see `tcp_table::refresh`).
 
 use super::netlink::{DiagSocket, NetlinkError, ALL_STATES, LISTEN_ONLY};
 use super::procfile::{is_absent, ProcFile};
@@ -29,11 +33,71 @@ pub(crate) struct TcpOutcome {
     pub states_age_ms: u32,
 }
 
+/// When the next full pass is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FullPassPolicy {
+    /// Above this many sockets in the last pass, wait `max_interval` whatever the pass cost.
+    pub max_sockets: u64,
+    /// The longest wait between two full passes.
+    pub max_interval: Duration,
+    /// Share of one core the full passes may use, in parts per million (300 = 0.03 %); 0 runs a full pass
+    /// every tick while the socket count is at most `max_sockets`.
+    pub cpu_budget_ppm: u32,
+}
+
+/// What the last complete full pass was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastFullPass {
+    pub at: Instant,
+    /// Sockets it saw, listeners included.
+    pub sockets: u64,
+    /// CPU time the pass took this thread (the kernel's walk is done in our recvmsg calls, so it counts here).
+    pub cost: Duration,
+}
+
+impl FullPassPolicy {
+    /// The wait after a pass that saw `sockets` sockets and cost `cost` of CPU.
+    pub(crate) fn wait_after(&self, sockets: u64, cost: Duration) -> Duration {
+        if sockets > self.max_sockets {
+            return self.max_interval;
+        }
+        if self.cpu_budget_ppm == 0 {
+            return Duration::ZERO;
+        }
+        let wait_ns = cost.as_nanos() * 1_000_000 / u128::from(self.cpu_budget_ppm);
+        Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX)).min(self.max_interval)
+    }
+
+    /// Whether a full pass is due at `now`.
+    pub(crate) fn due(&self, last: Option<LastFullPass>, now: Instant) -> bool {
+        match last {
+            None => true,
+            Some(last) => now.saturating_duration_since(last.at) >= self.wait_after(last.sockets, last.cost),
+        }
+    }
+}
+
+/// CPU time this thread has used so far.
+fn thread_cpu_time() -> Duration {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we hand it.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
+}
+
 #[derive(Debug)]
 pub(crate) struct TcpSampler {
     netlink_enabled: bool,
-    full_dump_max_sockets: u64,
-    full_dump_interval: Duration,
+    policy: FullPassPolicy,
     diag: Option<DiagSocket>,
     /// While netlink is failing, /proc is used until this instant, then netlink is tried again.
     netlink_retry_at: Option<Instant>,
@@ -44,21 +108,17 @@ pub(crate) struct TcpSampler {
     connections: ConnectionTally,
     /// The full pass in progress; swapped with `connections` only when it completes.
     scratch: ConnectionTally,
-    /// When the last full pass completed and how many sockets (listeners included) it saw.
-    last_full: Option<(Instant, u64)>,
+    /// The last complete full pass.
+    last_full: Option<LastFullPass>,
+    /// This thread's CPU time when the pass in progress started.
+    pass_started_cpu: Duration,
 }
 
 impl TcpSampler {
-    pub(crate) fn new(
-        proc_root: &Path,
-        netlink_enabled: bool,
-        full_dump_max_sockets: u32,
-        full_dump_interval: Duration,
-    ) -> TcpSampler {
+    pub(crate) fn new(proc_root: &Path, netlink_enabled: bool, policy: FullPassPolicy) -> TcpSampler {
         TcpSampler {
             netlink_enabled,
-            full_dump_max_sockets: u64::from(full_dump_max_sockets),
-            full_dump_interval,
+            policy,
             diag: None,
             netlink_retry_at: None,
             tcp: ProcFile::new(proc_root.join(procnet::TCP)),
@@ -67,21 +127,12 @@ impl TcpSampler {
             connections: ConnectionTally::default(),
             scratch: ConnectionTally::default(),
             last_full: None,
-        }
-    }
-
-    fn full_pass_due(&self, now: Instant) -> bool {
-        match self.last_full {
-            None => true,
-            Some((at, sockets)) => {
-                sockets <= self.full_dump_max_sockets
-                    || now.saturating_duration_since(at) >= self.full_dump_interval
-            }
+            pass_started_cpu: Duration::ZERO,
         }
     }
 
     pub(crate) fn sample(&mut self, now: Instant) -> TcpOutcome {
-        let full_due = self.full_pass_due(now);
+        let full_due = self.policy.due(self.last_full, now);
         let use_netlink = self.netlink_enabled && self.netlink_retry_at.is_none_or(|at| now >= at);
         let mut source = SocketSource::ProcNet;
         let mut errors = None;
@@ -100,11 +151,11 @@ impl TcpSampler {
                     if self.netlink_retry_at.is_none() {
                         tracing::warn!(
                             %error,
-                            retry_s = self.full_dump_interval.as_secs(),
+                            retry_s = self.policy.max_interval.as_secs(),
                             "netlink sock_diag failed; reading /proc/net/tcp and tcp6 instead until retry"
                         );
                     }
-                    self.netlink_retry_at = Some(now + self.full_dump_interval);
+                    self.netlink_retry_at = Some(now + self.policy.max_interval);
                 }
             }
         }
@@ -116,8 +167,8 @@ impl TcpSampler {
         if listeners_error.is_some() {
             table.listeners.clear();
         }
-        let states_age_ms = self.last_full.map_or(0, |(at, _)| {
-            u32::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u32::MAX)
+        let states_age_ms = self.last_full.map_or(0, |last| {
+            u32::try_from(now.saturating_duration_since(last.at).as_millis()).unwrap_or(u32::MAX)
         });
         TcpOutcome {
             source,
@@ -143,6 +194,7 @@ impl TcpSampler {
         if full_due {
             // LISTEN is left out: this tick's listening pass already counted those sockets, and leaving it
             // out spares the kernel a second walk of the listening table. NEW_SYN_RECV (bit 12) is in.
+            self.pass_started_cpu = thread_cpu_time();
             self.scratch.start(&self.listeners);
             let scratch = &mut self.scratch;
             diag.dump(ALL_STATES & !LISTEN_ONLY, &mut |socket| {
@@ -158,13 +210,24 @@ impl TcpSampler {
     fn finish_full_pass(&mut self, now: Instant) {
         std::mem::swap(&mut self.scratch, &mut self.connections);
         let sockets = self.connections.sockets + u64::from(self.listeners.sockets);
-        self.last_full = Some((now, sockets));
+        let cost = thread_cpu_time().saturating_sub(self.pass_started_cpu);
+        self.last_full = Some(LastFullPass {
+            at: now,
+            sockets,
+            cost,
+        });
+    }
+
+    /// Whether this tick's per-state counts come from a full pass made this tick.
+    pub(crate) fn full_pass_at(&self, now: Instant) -> bool {
+        self.last_full.is_some_and(|last| last.at == now)
     }
 
     /// Returns the errors of the listening pass and of the full pass.
     fn sample_procnet(&mut self, full_due: bool, now: Instant) -> (Option<SampleError>, Option<SampleError>) {
         self.listeners.clear();
         if full_due {
+            self.pass_started_cpu = thread_cpu_time();
             let tcp = match self.tcp.read() {
                 Ok(text) => text,
                 Err(source) => {
@@ -228,4 +291,67 @@ impl TcpSampler {
 /// The proc root a /proc/net/tcp path hangs under, for error messages.
 fn root_of(tcp_path: &Path) -> &Path {
     tcp_path.parent().and_then(Path::parent).unwrap_or(tcp_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(cpu_budget_ppm: u32) -> FullPassPolicy {
+        FullPassPolicy {
+            max_sockets: 20_000,
+            max_interval: Duration::from_secs(30),
+            cpu_budget_ppm,
+        }
+    }
+
+    #[test]
+    fn a_pass_waits_its_cost_over_the_budget() {
+        // Issue 12: a 1 ms pass under a 0.03 % budget runs once every 3.33 s.
+        let wait = policy(300).wait_after(40, Duration::from_millis(1));
+        assert_eq!(wait, Duration::from_nanos(3_333_333_333));
+        let wait = policy(10_000).wait_after(40, Duration::from_micros(100));
+        assert_eq!(wait, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn the_wait_is_capped_and_many_sockets_wait_the_cap() {
+        assert_eq!(
+            policy(300).wait_after(40, Duration::from_secs(1)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            policy(300).wait_after(20_001, Duration::ZERO),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            policy(0).wait_after(20_000, Duration::from_millis(5)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn due_follows_the_last_pass() {
+        let start = Instant::now();
+        let last = LastFullPass {
+            at: start,
+            sockets: 10,
+            cost: Duration::from_millis(1),
+        };
+        let policy = policy(300);
+        assert!(policy.due(None, start));
+        assert!(!policy.due(Some(last), start + Duration::from_secs(3)));
+        assert!(policy.due(Some(last), start + Duration::from_millis(3334)));
+    }
+
+    #[test]
+    fn thread_cpu_time_moves_forward() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_time() > before);
+    }
 }

@@ -130,9 +130,39 @@ pub fn listeners_with_established(listeners: &ListenerSet, connections: &Connect
         .collect()
 }
 
+/// Per-state counts of a tick between full passes: ESTABLISHED and TIME_WAIT, the two states that move most,
+/// refreshed from the kernel's own counters, which cost nothing to read. `curr_estab` is /proc/net/snmp's
+/// CurrEstab (ESTABLISHED plus CLOSE_WAIT, both families); `time_wait` is /proc/net/sockstat's `tw` (both
+/// families). CLOSE_WAIT and the rarer states keep the last pass's counts, and per-port ESTABLISHED counts
+/// keep their age: they need the full pass.
+pub fn refresh(last_pass: TcpStates, curr_estab: u64, time_wait: u64) -> TcpStates {
+    let mut states = last_pass;
+    let close_wait = u64::from(last_pass.get(TcpState::CloseWait));
+    let established = curr_estab.saturating_sub(close_wait);
+    states.counts[TcpState::Established as usize - 1] = u32::try_from(established).unwrap_or(u32::MAX);
+    states.counts[TcpState::TimeWait as usize - 1] = u32::try_from(time_wait).unwrap_or(u32::MAX);
+    states
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_takes_established_and_time_wait_from_the_counters() {
+        let mut last = TcpStates::default();
+        last.add(TcpState::Established, 10);
+        last.add(TcpState::CloseWait, 3);
+        last.add(TcpState::TimeWait, 7);
+        last.add(TcpState::FinWait2, 2);
+        let states = refresh(last, 40, 1);
+        assert_eq!(states.get(TcpState::Established), 37);
+        assert_eq!(states.get(TcpState::CloseWait), 3);
+        assert_eq!(states.get(TcpState::TimeWait), 1);
+        assert_eq!(states.get(TcpState::FinWait2), 2);
+        // CurrEstab below the last CLOSE_WAIT count (they closed since) gives 0, not a wrap.
+        assert_eq!(refresh(last, 2, 0).get(TcpState::Established), 0);
+    }
 
     #[test]
     fn listeners_on_one_port_merge_and_stay_sorted() {

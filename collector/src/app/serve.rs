@@ -170,6 +170,7 @@ pub async fn serve(
         fleet,
         store: Some(store.clone()),
         analytics: Some(analytics),
+        quic_port: Some(addresses.quic.port()),
     };
     let http = tokio::spawn(crate::http::serve(
         http_listener,

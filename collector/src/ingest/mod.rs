@@ -14,7 +14,8 @@ use crate::identity::labels::ConflictLog;
 use crate::identity::live::{CutReason, LiveConnections};
 use crate::identity::registry::Registry;
 use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
-use crate::validate::{validate_hello, validate_sample, Limits};
+use crate::telemetry::{self, refusal};
+use crate::validate::{validate_hello, validate_sample, Limits, SampleError};
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
 use headroom_common::wire::{GapReport, Hello, Sample};
@@ -177,11 +178,13 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
         };
         if endpoint.open_connections() >= context.settings.max_connections as usize {
             refused_full += 1;
+            telemetry::global().refused(refusal::FULL);
             incoming.refuse();
             continue;
         }
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             refused_busy += 1;
+            telemetry::global().refused(refusal::BUSY);
             incoming.refuse();
             continue;
         };
@@ -242,10 +245,12 @@ async fn handle_connection(
         Err(error) => {
             // Most often a client without a certificate, with one from another CA, or a revoked one.
             warn!(%peer, %error, "handshake failed; connection refused");
+            telemetry::global().refused(refusal::HANDSHAKE);
             return;
         }
     };
     drop(handshake_permit);
+    telemetry::global().handshakes.inc();
     if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
         handle_enrollment(connection, &context.enroll).await;
         return;
@@ -254,6 +259,7 @@ async fn handle_connection(
         Ok(host) => host,
         Err(reason) => {
             warn!(%peer, %reason, "no usable identity in the client certificate; connection refused");
+            telemetry::global().refused(refusal::IDENTITY);
             connection.close(close_code::IDENTITY.into(), reason.as_bytes());
             return;
         }
@@ -331,6 +337,7 @@ async fn handle_connection(
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         connection.close(close_code::PROTOCOL.into(), b"bad hello");
                         warn!(%host, %peer, %error, "hello refused");
+                        telemetry::global().refused(refusal::HELLO);
                         return;
                     }
                     state.instance_id = hello.instance_id;
@@ -353,11 +360,13 @@ async fn handle_connection(
                         .iter()
                         .filter(|s| s.timestamp_ms + CATCH_UP_AGE_MS < now_ms())
                         .count();
+                    let arrived = std::time::Instant::now();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
                             if let Ok(frame) = session.ack_frame(seq) {
                                 reply.extend_from_slice(&frame);
                             }
+                            telemetry::global().observe_ack(arrived.elapsed());
                         }
                         Ok(None) => {}
                         Err(reason) => {
@@ -474,6 +483,7 @@ async fn store_samples(
             }
             Err(error) => {
                 state.rejected += 1;
+                telemetry::global().rejected(rejection_reason(&error));
                 // Log the first and then every hundredth, so a broken agent cannot flood the log.
                 if state.rejected == 1 || state.rejected % 100 == 0 {
                     warn!(host = %state.host, seq, %error, rejected = state.rejected, "sample rejected");
@@ -489,6 +499,7 @@ async fn store_samples(
     }
     // The live view needs only the newest sample of the batch, with the metrics already derived for it.
     let last_metrics = rows.last().map(|row: &SampleRow| row.metrics.clone());
+    let stored_count = rows.len() as u64;
     let batch = HostBatch {
         host: state.host.clone(),
         instance_id: state.instance_id,
@@ -504,6 +515,7 @@ async fn store_samples(
     };
     match context.store.commit(batch).await {
         Ok(_outcome) => {
+            telemetry::global().samples_ingested.inc_by(stored_count);
             state.hello_stored = true;
             if let (Some(last), Some(metrics)) = (accepted.pop(), last_metrics) {
                 state.previous = Some(last.clone());
@@ -524,6 +536,23 @@ fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) 
         context
             .analytics
             .observe(host, &view.labels, &view.metrics, sample.timestamp_ms, now);
+    }
+}
+
+/// The `reason` label of a rejected sample in `/metrics`.
+fn rejection_reason(error: &SampleError) -> &'static str {
+    match error {
+        SampleError::Duplicate { .. } => "duplicate",
+        SampleError::OutOfOrder { .. } => "out_of_order",
+        SampleError::ZeroSeq => "zero_seq",
+        SampleError::TimestampAhead { .. } => "timestamp_ahead",
+        SampleError::TimestampBehind { .. } => "timestamp_behind",
+        SampleError::TooMany { .. } => "too_many_entries",
+        SampleError::OutOfRange { .. }
+        | SampleError::NotNonNegative { .. }
+        | SampleError::OverTotal { .. } => "value_out_of_range",
+        SampleError::BadInterfaceName { .. } => "bad_interface_name",
+        _ => "invalid",
     }
 }
 

@@ -345,6 +345,15 @@ impl HostEntry {
     }
 }
 
+/// How many hosts are connected, and in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    pub connected: u64,
+    pub up: u64,
+    pub stale: u64,
+    pub down: u64,
+}
+
 /// Live state of the fleet, one entry per host identity, kept in name order.
 #[derive(Debug, Clone)]
 pub struct FleetState {
@@ -457,6 +466,21 @@ impl FleetState {
             .iter()
             .map(|(name, entry)| self.view(name, entry, now_ms))
             .collect()
+    }
+
+    /// Hosts with an open session and hosts per status, without building every host's view.
+    pub fn counts(&self, now_ms: u64) -> FleetCounts {
+        let mut counts = FleetCounts::default();
+        for entry in self.hosts.values() {
+            counts.connected += u64::from(entry.disconnected_ms.is_none());
+            let silent_ms = now_ms.saturating_sub(entry.last_seen_ms);
+            match host_status(silent_ms, entry.interval_ms, &self.settings) {
+                HostStatus::Up => counts.up += 1,
+                HostStatus::Stale => counts.stale += 1,
+                HostStatus::Down => counts.down += 1,
+            }
+        }
+        counts
     }
 
     pub fn summary(&self, now_ms: u64) -> FleetSummary {

@@ -70,6 +70,7 @@ enum Message {
 pub struct StoreHandle {
     sender: SyncSender<Message>,
     slots: Arc<Semaphore>,
+    capacity: usize,
     progress: Progress,
     health: Arc<Mutex<StoreHealth>>,
 }
@@ -84,6 +85,8 @@ impl StoreHandle {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::WriterStopped)?;
+        let waiting = self.capacity.saturating_sub(self.slots.available_permits());
+        crate::telemetry::global().store_queue_depth.set(waiting as i64);
         let (reply, answer) = oneshot::channel();
         let message = Message::Commit {
             batch,
@@ -142,6 +145,7 @@ pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle
     let handle = StoreHandle {
         sender,
         slots: Arc::new(Semaphore::new(capacity)),
+        capacity,
         progress: store.progress.clone(),
         health: health.clone(),
     };
@@ -279,7 +283,10 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
     if batches.is_empty() {
         return;
     }
-    match store.commit_batches(&batches) {
+    let started = Instant::now();
+    let committed = store.commit_batches(&batches);
+    crate::telemetry::global().observe_commit(started.elapsed());
+    match committed {
         Ok(outcomes) => {
             set_health(health, Ok(()));
             for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -36,6 +36,8 @@ pub struct ApiState {
     pub store: Option<crate::store::StoreHandle>,
     /// Outliers, alarms and the database path for windowed views; absent in unit tests.
     pub analytics: Option<Arc<crate::analytics::Analytics>>,
+    /// The QUIC socket's port, for its kernel drop count in `/metrics`; absent in unit tests.
+    pub quic_port: Option<u16>,
 }
 
 /// Body of every error response.
@@ -44,7 +46,7 @@ pub struct ApiError {
     pub error: String,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     // A clock before 1970 is a broken host; 0 makes every host read as silent rather than panicking.
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -54,7 +56,7 @@ fn now_ms() -> u64 {
 
 /// Locks the fleet. A writer that panicked leaves a state that is still whole (every update is a plain field
 /// assignment), so serving it beats failing every request until restart.
-fn lock(fleet: &SharedFleet) -> MutexGuard<'_, FleetState> {
+pub(crate) fn lock(fleet: &SharedFleet) -> MutexGuard<'_, FleetState> {
     fleet.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -208,6 +210,7 @@ pub fn router(fleet: SharedFleet) -> Router {
         fleet,
         store: None,
         analytics: None,
+        quic_port: None,
     })
 }
 
@@ -221,6 +224,7 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/outliers", get(outliers))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/gaps", get(gaps))
+        .route("/metrics", get(crate::views::metrics::handler))
         .fallback(not_found)
         .with_state(state)
 }
@@ -303,6 +307,7 @@ mod tests {
                 fleet: shared_fleet(),
                 store: None,
                 analytics: None,
+                quic_port: None,
             },
             async {
                 let _ = stopped.await;

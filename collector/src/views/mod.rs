@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod report_cli;
 pub mod window;
