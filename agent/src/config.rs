@@ -12,7 +12,9 @@ use crate::sampler::network::glob_matches;
 mod effective;
 mod shared;
 
-pub use effective::{duration_value, path_value, render_document, strings_value, table_of, DocumentFormat};
+pub use effective::{
+    duration_value, missing_keys, path_value, render_document, strings_value, table_of, DocumentFormat,
+};
 
 pub use shared::{
     absolute_path, check_section_table, duration_in, edit_distance, human_duration, invalid, line_of,

@@ -70,6 +70,28 @@ fn size_text(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// Keys of a key table (`SECTIONS`: section, then its keys; `NAME` stands for any entry) that `document` lacks.
+/// Tests call it with a configuration that sets every optional key, so a key added to the file format cannot be
+/// forgotten by `check-config`.
+pub fn missing_keys(document: &Table, sections: &[(&str, &[&str])]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (section, keys) in sections {
+        let mut table = Some(document);
+        for part in section.split('.').filter(|part| !part.is_empty()) {
+            table = table.and_then(|t| {
+                let key = if part == "NAME" { t.keys().next()? } else { part };
+                t.get(key)?.as_table()
+            });
+        }
+        for key in *keys {
+            if !table.is_some_and(|t| t.contains_key(*key)) {
+                missing.push(format!("{section}.{key}"));
+            }
+        }
+    }
+    missing
+}
+
 impl Config {
     /// The configuration as a document in the file's shape.
     pub fn effective(&self) -> Table {
@@ -100,6 +122,13 @@ impl Config {
                 "full_dump_interval",
                 Some(duration_value(sampling.full_dump_interval)),
             ),
+            (
+                "full_dump_cpu",
+                Some(Value::String(format!(
+                    "{}%",
+                    f64::from(sampling.full_dump_cpu_ppm) / 10_000.0
+                ))),
+            ),
         ]);
         document.insert("sampling".into(), Value::Table(sampling));
         let network = table_of([
@@ -107,7 +136,11 @@ impl Config {
             ("exclude", Some(strings_value(&self.network.exclude))),
         ]);
         document.insert("network".into(), Value::Table(network));
-        let spool = table_of([("max_size", Some(Value::String(size_text(self.spool_max_bytes))))]);
+        let memory_max_samples = i64::try_from(self.spool_memory_max_samples).unwrap_or(i64::MAX);
+        let spool = table_of([
+            ("max_size", Some(Value::String(size_text(self.spool_max_bytes)))),
+            ("memory_max_samples", Some(Value::Integer(memory_max_samples))),
+        ]);
         document.insert("spool".into(), Value::Table(spool));
         let labels = self
             .labels
@@ -133,11 +166,13 @@ key = "keys/agent.key"
 [sampling]
 interval = "500ms"
 full_dump_interval = "2m"
+full_dump_cpu = "0.5%"
 netlink = false
 [network]
 include = ["eth*"]
 [spool]
 max_size = "1536KiB"
+memory_max_samples = 120
 [labels]
 group = "web"
 zone = "eu-1a"
@@ -169,6 +204,13 @@ zone = "eu-1a"
         ] {
             assert!(printed.lines().any(|l| l == line), "{line} missing:\n{printed}");
         }
+    }
+
+    #[test]
+    fn every_key_is_printed() {
+        let config = parse(CUSTOM, "agent.toml").unwrap();
+        let missing = missing_keys(&config.effective(), super::super::SECTIONS);
+        assert!(missing.is_empty(), "not printed: {missing:?}");
     }
 
     #[test]

@@ -194,6 +194,13 @@ latency_ms = 150
     }
 
     #[test]
+    fn every_key_is_printed() {
+        let config = parse(CUSTOM, "collector.toml").unwrap();
+        let missing = headroom_agent::config::missing_keys(&config.effective(), super::super::SECTIONS);
+        assert!(missing.is_empty(), "not printed: {missing:?}");
+    }
+
+    #[test]
     fn issue_15_defaults_filled_in_and_paths_resolved() {
         let config = parse(CUSTOM, "collector.toml").unwrap();
         let printed = render_document(&config.effective(), "collector.toml", DocumentFormat::Toml);
