@@ -1,6 +1,6 @@
 //! The command-line contract: `sample` without network, `check-config`, exit codes and one-line errors.
 
-use headroom_tests::binary;
+use headroom_tests::{binary, stderr_with_closed_stdout};
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> (Option<i32>, String, String) {
@@ -129,20 +129,6 @@ fn check_config_round_trip(bin: &str, config: &str) {
 fn issue_15_check_config_prints_the_effective_configuration_as_toml_and_json() {
     check_config_round_trip("headroom-agent", &workspace_file("deploy/agent.toml"));
     check_config_round_trip("headroom-collector", &workspace_file("deploy/collector.toml"));
-}
-
-/// Starts `bin args`, closes its standard output before reading anything, and returns what it wrote to
-/// standard error.
-fn stderr_with_closed_stdout(bin: &str, args: &[&str]) -> String {
-    let mut child = Command::new(binary(bin))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! End to end: windowed fleet views grouped by labels, the outliers and alarms commands, and data gaps in
 //! the host list, read from a running collector with real agents.
 
-use headroom_tests::{api_get, binary, Collector};
+use headroom_tests::{api_get, binary, stderr_with_closed_stdout, Collector};
 use std::time::Duration;
 
 const FAST: &str = "[sampling]\ninterval = \"200ms\"\n";
@@ -136,15 +136,8 @@ fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
     assert!(!hosts.contains("host,status"), "{hosts}");
 
     // Issue 15: a reader that goes away early ends the command quietly, without a panic.
-    let mut fleet = std::process::Command::new(binary("headroom-collector"))
-        .args(["hosts", "--api", &collector.http.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(fleet.stdout.take());
-    let closed = fleet.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&closed.stderr);
+    let api = collector.http.to_string();
+    let stderr = stderr_with_closed_stdout("headroom-collector", &["hosts", "--api", &api]);
     assert!(stderr.is_empty(), "{stderr}");
 
     let (ok, json, _) = cli(&collector, &["hosts", "--format", "json"]);
