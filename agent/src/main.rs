@@ -5,7 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use headroom_agent::{cli_docs, config, run, sample_view, sampler};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -45,8 +45,8 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
         /// toml (reads back as the same configuration) or json.
-        #[arg(long, value_enum, default_value_t = config::DocumentFormat::Toml)]
-        format: config::DocumentFormat,
+        #[arg(long, value_enum, default_value_t = headroom_common::effective::DocumentFormat::Toml)]
+        format: headroom_common::effective::DocumentFormat,
     },
     /// Write man pages and shell completions into a directory (used when packaging).
     #[command(hide = true)]
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
                 let origin = path.display().to_string();
                 print!(
                     "{}",
-                    config::render_document(&config.effective(), &origin, format)
+                    headroom_common::effective::render_document(&config.effective(), &origin, format)
                 );
                 ExitCode::SUCCESS
             }
@@ -184,12 +184,7 @@ fn sample_once(format: SampleFormat, header: bool, proc_root: PathBuf) -> anyhow
         proc_root,
         ..Default::default()
     });
-    let now_ms = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    };
+    let now_ms = headroom_common::clock::now_ms;
     let before = sampler.sample(1, now_ms(), Instant::now());
     // CPU time is cumulative since boot: a busy share needs a second reading a moment later.
     std::thread::sleep(Duration::from_millis(250));

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 mod effective;
 
-use headroom_agent::config::{absolute_path, duration_in, invalid, read_config_file, RawTls};
-pub use headroom_agent::config::{ConfigError, KeyHint, TlsPaths};
+use headroom_common::config::{absolute_path, duration_in, invalid, read_config_file, RawTls};
+pub use headroom_common::config::{ConfigError, KeyHint, TlsPaths};
 
 /// Where `headroom-collector serve` looks when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/headroom/collector.toml";
@@ -543,7 +543,7 @@ fn socket_address(origin: &str, key: &str, text: &str) -> Result<SocketAddr, Con
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_agent::config::check_section_table;
+    use headroom_common::config::check_section_table;
 
     const ORIGIN: &str = "/etc/headroom/collector.toml";
 

@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use headroom_agent::config::{render_document, DocumentFormat};
 use headroom_collector::render::{self, render_fleet, render_hosts, Format, Output};
 use headroom_collector::report_cli;
 use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
+use headroom_common::effective::{render_document, DocumentFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -574,9 +574,7 @@ fn sizing_report(
             .clone()
             .unwrap_or_else(|| config.state_dir.join("headroom.db")),
         window,
-        now_ms: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64),
+        now_ms: headroom_common::clock::now_ms(),
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

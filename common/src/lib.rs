@@ -1,9 +1,17 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, TLS/PKI helpers and human units.
+//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
+//! both binaries use, the atomic file write, the effective-configuration
+//! document, human units, and TLS/PKI helpers.
 //!
-//! Nothing here opens a socket, spawns a task or reads the clock: time comes in as an argument.
+//! Nothing here opens a socket or spawns a task. The protocol, backoff and percentile code never reads the
+//! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
 
 pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod effective;
 pub mod enroll;
+pub mod files;
+pub mod percentile;
 pub mod pki;
 pub mod session;
 pub mod tls;

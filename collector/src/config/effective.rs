@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use headroom_agent::config::{duration_value, path_value, table_of};
+use headroom_common::effective::{duration_value, path_value, table_of};
 use toml::{Table, Value};
 
 use super::Config;
@@ -157,7 +157,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::super::parse;
-    use headroom_agent::config::{render_document, DocumentFormat};
+    use headroom_common::effective::{render_document, DocumentFormat};
 
     const CUSTOM: &str = r#"
 state_dir = "/srv/collector"
@@ -196,7 +196,7 @@ latency_ms = 150
     #[test]
     fn every_key_is_printed() {
         let config = parse(CUSTOM, "collector.toml").unwrap();
-        let missing = headroom_agent::config::missing_keys(&config.effective(), super::super::SECTIONS);
+        let missing = headroom_common::effective::missing_keys(&config.effective(), super::super::SECTIONS);
         assert!(missing.is_empty(), "not printed: {missing:?}");
     }
 

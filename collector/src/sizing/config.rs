@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use headroom_agent::config::{duration_in, invalid, ConfigError};
+use headroom_common::config::{duration_in, invalid, ConfigError};
 
 /// Every key the section accepts, for "did you mean" hints on a misplaced key.
 pub const SECTIONS: &[(&str, &[&str])] = &[

@@ -57,16 +57,10 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
     }
 }
 
-/// The nearest-rank percentile: the smallest value with at least `percentile` % of values at or below it.
-/// Reorders `values`; `None` when empty.
+/// The nearest-rank percentile ([`headroom_common::percentile`]) with `percentile` in 0..=100: the smallest
+/// value with at least `percentile` % of values at or below it. Reorders `values`; `None` when empty.
 pub fn percentile_nearest_rank(values: &mut [f64], percentile: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((percentile / 100.0) * values.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, values.len()) - 1;
-    let (_, value, _) = values.select_nth_unstable_by(index, f64::total_cmp);
-    Some(*value)
+    headroom_common::percentile::nearest_rank(values, (percentile / 100.0).clamp(0.0, 1.0))
 }
 
 /// A failure domain while it is being built: its label and the present hosts in it.

@@ -512,20 +512,14 @@ pub fn render_table(report: &SizingReport, header: bool) -> String {
     out
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory, so a reader never sees half.
+/// Writes a report atomically ([`headroom_common::files::write_atomic`]) with mode 0644, so a reader never sees
+/// half and whoever the report is for can read it.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
-    let fail = |detail: String| ReportError::Write {
+    use headroom_common::files;
+    files::write_atomic(path, text.as_bytes(), files::PUBLIC_FILE).map_err(|e| ReportError::Write {
         path: path.display().to_string(),
-        detail,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
-    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -640,6 +634,20 @@ mod tests {
     fn minutes_of(loaded: &LoadedInput, group: &str) -> Vec<MinuteSum> {
         let group = loaded.input.groups.iter().find(|g| g.name == group).unwrap();
         group.minutes.clone()
+    }
+
+    /// Issue 11, point 7: a report is readable by others (0644) whatever the umask.
+    #[test]
+    fn issue_11_reports_are_written_0644_under_any_umask() {
+        use headroom_common::files::{mode_of, UmaskGuard};
+        let dir = tempfile::tempdir().unwrap();
+        for mask in [0o000, 0o077] {
+            let _umask = UmaskGuard::set(mask);
+            let path = dir.path().join(format!("report-{mask:o}.md"));
+            write_atomically(&path, "# report\n").unwrap();
+            assert_eq!(mode_of(&path).unwrap(), 0o644, "umask {mask:o}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "# report\n");
+        }
     }
 
     #[test]
