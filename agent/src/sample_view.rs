@@ -1,15 +1,9 @@
 //! `headroom-agent sample`: one sample of this host as rows of (family, metric, value), shown as a table in
 //! human units, as CSV with raw numbers and their unit, or (in `main`) as the raw sample in JSON.
 
+use headroom_common::derive::{counter_rate, cpu_percentages};
 use headroom_common::units::{human_bytes, human_bytes_per_s};
-use headroom_common::wire::{CpuTimes, InterfaceCounters, Sample, TcpState};
-
-/// Busy share of CPU time between two readings, in percent.
-pub fn busy_pct(before: &CpuTimes, after: &CpuTimes) -> Option<f64> {
-    let total = after.total().checked_sub(before.total())?;
-    let busy = after.busy().checked_sub(before.busy())?;
-    (total > 0).then(|| busy as f64 * 100.0 / total as f64)
-}
+use headroom_common::wire::{InterfaceCounters, Sample, TcpState};
 
 /// One value with its unit, kept raw; only the table turns it into human units.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,14 +58,6 @@ fn widen(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
 }
 
-/// Per-second rate of a counter between two readings `elapsed_s` apart; none when it went backwards.
-fn rate(before: u64, after: u64, elapsed_s: f64) -> Option<f64> {
-    (elapsed_s > 0.0)
-        .then(|| after.checked_sub(before))
-        .flatten()
-        .map(|delta| delta as f64 / elapsed_s)
-}
-
 /// The readings of the second sample, with CPU busy and network rates taken over the time between the two.
 pub fn readings(before: &Sample, after: &Sample) -> Vec<Reading> {
     let mut out = Vec::new();
@@ -82,11 +68,12 @@ pub fn readings(before: &Sample, after: &Sample) -> Vec<Reading> {
             value,
         });
     };
-    let elapsed_s = after.timestamp_ms.saturating_sub(before.timestamp_ms) as f64 / 1000.0;
+    let elapsed_ms = after.timestamp_ms.saturating_sub(before.timestamp_ms);
     if let (Some(b), Some(a)) = (&before.cpu, &after.cpu) {
         push("cpu", "cores", Quantity::Count(u64::from(a.cores)));
-        if let Some(busy) = busy_pct(&b.total, &a.total) {
-            push("cpu", "busy", Quantity::Percent(busy));
+        // The collector's derivation, so the figure matches what `fleet` shows for the same two readings.
+        if let Some(pct) = cpu_percentages(&b.total, &a.total) {
+            push("cpu", "busy", Quantity::Percent(pct.busy));
         }
         if let Some(load) = a.load {
             push("cpu", "load1", Quantity::Number(widen(load.one)));
@@ -120,8 +107,8 @@ pub fn readings(before: &Sample, after: &Sample) -> Vec<Reading> {
     }
     for interface in &after.network {
         let earlier = before.network.iter().find(|i| i.name == interface.name);
-        let mut counter_rate = |what: &str, pick: fn(&InterfaceCounters) -> u64, bytes: bool| {
-            if let Some(per_s) = earlier.and_then(|b| rate(pick(b), pick(interface), elapsed_s)) {
+        let mut interface_rate = |what: &str, pick: fn(&InterfaceCounters) -> u64, bytes: bool| {
+            if let Some(per_s) = earlier.and_then(|b| counter_rate(pick(b), pick(interface), elapsed_ms)) {
                 let metric = format!("{} {what}", interface.name);
                 let value = if bytes {
                     Quantity::BytesPerS(per_s)
@@ -131,10 +118,10 @@ pub fn readings(before: &Sample, after: &Sample) -> Vec<Reading> {
                 push("network", &metric, value);
             }
         };
-        counter_rate("rx", |i| i.rx_bytes, true);
-        counter_rate("tx", |i| i.tx_bytes, true);
-        counter_rate("rx packets", |i| i.rx_packets, false);
-        counter_rate("tx packets", |i| i.tx_packets, false);
+        interface_rate("rx", |i| i.rx_bytes, true);
+        interface_rate("tx", |i| i.tx_bytes, true);
+        interface_rate("rx packets", |i| i.rx_packets, false);
+        interface_rate("tx packets", |i| i.tx_packets, false);
         let errors = interface.rx_errors + interface.tx_errors;
         let drops = interface.rx_drops + interface.tx_drops;
         push(
@@ -185,7 +172,7 @@ pub fn readings(before: &Sample, after: &Sample) -> Vec<Reading> {
             );
         }
         if let (Some(t), Some(earlier)) = (&sockets.tcp, before.sockets.as_ref().and_then(|s| s.tcp)) {
-            if let Some(per_s) = rate(earlier.retrans_segs, t.retrans_segs, elapsed_s) {
+            if let Some(per_s) = counter_rate(earlier.retrans_segs, t.retrans_segs, elapsed_ms) {
                 push("tcp", "retransmitted segments", Quantity::PerS(per_s));
             }
         }
@@ -250,30 +237,7 @@ pub fn render_csv(readings: &[Reading], header: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_common::wire::{CpuSample, MemorySample};
-
-    #[test]
-    fn busy_share_counts_iowait_as_idle_and_survives_a_reset() {
-        let before = CpuTimes {
-            user: 100,
-            idle: 100,
-            ..Default::default()
-        };
-        let after = CpuTimes {
-            user: 130,
-            system: 10,
-            idle: 150,
-            iowait: 10,
-            ..Default::default()
-        };
-        // 40 busy ticks out of 100.
-        assert_eq!(busy_pct(&before, &after), Some(40.0));
-        assert_eq!(
-            busy_pct(&after, &before),
-            None,
-            "a counter going backwards gives no figure"
-        );
-    }
+    use headroom_common::wire::{CpuSample, CpuTimes, MemorySample};
 
     /// Two samples 250 ms apart: 25 of 100 ticks busy, 1 MiB received, 48 GiB of memory.
     fn pair() -> (Sample, Sample) {

@@ -705,6 +705,15 @@ max_connections = 10
         let web = config.sizing.for_group("web");
         assert_eq!((web.k, web.targets.cpu), (2, 0.70));
         assert_eq!(web.little.map(|little| little.concurrency()), Some(300.0));
+        assert_eq!(web.little.map(|little| little.beta), Some(1.0));
+        assert_eq!(
+            (web.memory, web.memory_per_load, web.balance),
+            (
+                crate::sizing::MemoryMode::PerHost,
+                0.2,
+                crate::sizing::Balance::Equal
+            )
+        );
         assert_eq!(config.sizing.for_group("db"), &config.sizing.defaults);
         assert!(error_of("[sizing]\nwindow = \"10m\"\n").contains("sizing.window: \"10m\" is too short"));
         assert!(error_of("[sizing.groups.web]\nk = \"two\"\n").contains("line 2"));

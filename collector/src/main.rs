@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use headroom_collector::render::{self, render_fleet, render_hosts, Format, Output};
 use headroom_collector::report_cli;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::end::EndAt;
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
 use headroom_common::effective::{render_document, DocumentFormat};
 use std::net::SocketAddr;
@@ -205,6 +206,9 @@ struct DatabaseArgs {
     /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Where the window ends: an RFC 3339 time, or latest (the newest sample in the database); default now.
+    #[arg(long, default_value = "now")]
+    end: EndAt,
 }
 
 #[derive(clap::Args)]
@@ -516,6 +520,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let report = sizing_report(&args.database, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
                 .map_err(report_failure)?;
+            for note in &report.notes {
+                println!("{note}");
+            }
             println!("wrote {} ({} groups)", args.out.display(), report.groups.len());
         }
         Command::Hosts(args) => {
@@ -575,6 +582,7 @@ fn sizing_report(
             .unwrap_or_else(|| config.state_dir.join("headroom.db")),
         window,
         now_ms: headroom_common::clock::now_ms(),
+        end: database.end,
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

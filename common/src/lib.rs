@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod derive;
 pub mod effective;
 pub mod enroll;
 pub mod files;

@@ -7,6 +7,7 @@ use headroom_common::effective::{duration_value, path_value, table_of};
 use toml::{Table, Value};
 
 use super::Config;
+use crate::sizing::config::{peak_label, Balance, MemoryMode};
 use crate::sizing::{GroupSizing, SizingConfig};
 
 fn string(text: impl Into<String>) -> Value {
@@ -27,13 +28,14 @@ fn float(number: f64) -> Value {
     Value::Float(number)
 }
 
-fn group_keys(group: &GroupSizing) -> Table {
+/// The keys `[sizing]` and each `[sizing.groups.NAME]` share.
+fn shared_group_keys(group: &GroupSizing) -> Table {
     let limits: Table = group
         .max_connections
         .iter()
         .map(|(port, limit)| (port.to_string(), integer(*limit)))
         .collect();
-    let mut table = table_of([
+    table_of([
         ("cpu_target_percent", Some(percent(group.targets.cpu))),
         ("memory_target_percent", Some(percent(group.targets.memory))),
         (
@@ -42,11 +44,32 @@ fn group_keys(group: &GroupSizing) -> Table {
         ),
         ("k", Some(integer(group.k))),
         ("max_connections", Some(Value::Table(limits))),
-    ]);
+    ])
+}
+
+/// One `[sizing.groups.NAME]`: the shared keys plus those only a group has.
+fn group_keys(group: &GroupSizing) -> Table {
+    let mut table = shared_group_keys(group);
+    table.insert(
+        "memory".into(),
+        string(match group.memory {
+            MemoryMode::PerHost => "per_host",
+            MemoryMode::Shared => "shared",
+        }),
+    );
+    table.insert("memory_per_load".into(), float(group.memory_per_load));
+    table.insert(
+        "balance".into(),
+        string(match group.balance {
+            Balance::Capacity => "capacity",
+            Balance::Equal => "equal",
+        }),
+    );
     if let Some(little) = &group.little {
         table.insert("request_rate_per_s".into(), float(little.request_rate_per_s));
         table.insert("latency_ms".into(), float(little.latency_ms));
         table.insert("little_port".into(), integer(little.port));
+        table.insert("staffing_beta".into(), float(little.beta));
     }
     table
 }
@@ -55,11 +78,12 @@ fn sizing(sizing: &SizingConfig) -> Table {
     let mut table = table_of([
         ("group_label", Some(string(&sizing.group_label))),
         ("zone_label", Some(string(&sizing.zone_label))),
-        ("percentile", Some(float(sizing.percentile))),
+        ("peak", Some(string(peak_label(sizing.percentile)))),
+        ("trend_window", Some(duration_value(sizing.trend_window))),
         ("window", Some(duration_value(sizing.window))),
         ("horizon", Some(duration_value(sizing.horizon))),
     ]);
-    table.extend(group_keys(&sizing.defaults));
+    table.extend(shared_group_keys(&sizing.defaults));
     let groups: Table = sizing
         .groups
         .iter()
@@ -178,6 +202,9 @@ cpu_target_percent = 70
 max_connections = { "443" = 10000 }
 [sizing.groups.web]
 k = 2
+memory = "shared"
+balance = "equal"
+staffing_beta = 2.0
 memory_target_percent = 85
 request_rate_per_s = 2000
 latency_ms = 150
@@ -196,7 +223,10 @@ latency_ms = 150
     #[test]
     fn every_key_is_printed() {
         let config = parse(CUSTOM, "collector.toml").unwrap();
-        let missing = headroom_common::effective::missing_keys(&config.effective(), super::super::SECTIONS);
+        let mut missing =
+            headroom_common::effective::missing_keys(&config.effective(), super::super::SECTIONS);
+        // `percentile` is the older spelling of `peak`, which is printed instead (the two may not be combined).
+        missing.retain(|key| key != "sizing.percentile");
         assert!(missing.is_empty(), "not printed: {missing:?}");
     }
 

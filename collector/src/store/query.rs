@@ -7,9 +7,9 @@
 
 use super::ports::{read_ports, PortSums};
 use super::rollup::{get_meta, HOUR_MS, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID, MINUTE_MS};
-use super::schema::Metric;
 use super::sketch::{MetricStats, RollupStats};
 use super::{Store, StoreError};
+use crate::metrics::Metric;
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 
@@ -194,7 +194,12 @@ impl Store {
             .collect())
     }
 
-    fn host_rollup(&self, host_id: i64, from_ms: u64, to_ms: u64) -> Result<RollupStats, StoreError> {
+    pub(crate) fn host_rollup(
+        &self,
+        host_id: i64,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<RollupStats, StoreError> {
         let err = self.sql_error("read rollups");
         let from = ceil_to(from_ms, MINUTE_MS);
         let to = ceil_to(to_ms, MINUTE_MS);

@@ -42,21 +42,16 @@ fn pct(value: Option<f64>) -> String {
 
 pub use headroom_common::units::human_bytes_per_s;
 
-/// A windowed metric's value with its unit, read from the metric's name: `_pct` and pressure as %, `_bytes_per_s`
-/// as B/s, `_bytes` as GiB and friends, other `_per_s` as /s, the rest (counts, load) as plain numbers.
+/// A windowed metric's value with the unit the metric catalogue gives it; bytes in binary units (GiB, MiB/s)
+/// like the other tables. A name the catalogue does not know is printed as a plain number.
 pub fn metric_value(metric: &str, value: f64) -> String {
-    if metric.ends_with("_pct") || metric.starts_with("psi_") {
-        format!("{value:.1}%")
-    } else if metric.ends_with("_bytes_per_s") {
-        human_bytes_per_s(value)
-    } else if metric.ends_with("_bytes") {
-        headroom_common::units::human_bytes(value)
-    } else if metric.ends_with("_per_s") {
-        format!("{value:.1}/s")
-    } else if value.abs() >= 1000.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.2}")
+    use crate::metrics::{format_in, Metric, Unit};
+    match Metric::from_name(metric).map(|m| m.def().unit) {
+        Some(Unit::Bytes) => headroom_common::units::human_bytes(value),
+        Some(Unit::BytesPerSecond) => human_bytes_per_s(value),
+        Some(unit) => format_in(unit, value),
+        None if value.abs() >= 1000.0 => format!("{value:.0}"),
+        None => format!("{value:.2}"),
     }
 }
 
@@ -227,9 +222,9 @@ pub struct HostCsvRow {
     pub mem_used_bytes: Option<u64>,
     pub mem_available_bytes: Option<u64>,
     pub swap_used_bytes: Option<u64>,
-    pub psi_cpu_some_avg10: Option<f64>,
-    pub psi_memory_some_avg10: Option<f64>,
-    pub psi_io_some_avg10: Option<f64>,
+    pub psi_cpu: Option<f64>,
+    pub psi_memory: Option<f64>,
+    pub psi_io: Option<f64>,
     pub net_rx_bytes_per_s: Option<f64>,
     pub net_tx_bytes_per_s: Option<f64>,
     pub tcp_established: Option<u64>,
@@ -241,6 +236,8 @@ pub struct HostCsvRow {
     pub active_opens_per_s: Option<f64>,
     pub passive_opens_per_s: Option<f64>,
     pub conntrack_fill_pct: Option<f64>,
+    pub max_accept_queue_fill_pct: Option<f64>,
+    pub cpu_busiest_core_pct: Option<f64>,
     pub listeners: usize,
     pub failed: String,
 }
@@ -283,9 +280,9 @@ impl From<&HostView> for HostCsvRow {
             mem_used_bytes: m.mem_used_bytes,
             mem_available_bytes: m.mem_available_bytes,
             swap_used_bytes: m.swap_used_bytes,
-            psi_cpu_some_avg10: m.psi_cpu_some_avg10,
-            psi_memory_some_avg10: m.psi_memory_some_avg10,
-            psi_io_some_avg10: m.psi_io_some_avg10,
+            psi_cpu: m.psi_cpu,
+            psi_memory: m.psi_memory,
+            psi_io: m.psi_io,
             net_rx_bytes_per_s: m.net_rx_bytes_per_s,
             net_tx_bytes_per_s: m.net_tx_bytes_per_s,
             tcp_established: m.tcp_established,
@@ -297,6 +294,8 @@ impl From<&HostView> for HostCsvRow {
             active_opens_per_s: m.active_opens_per_s,
             passive_opens_per_s: m.passive_opens_per_s,
             conntrack_fill_pct: m.conntrack_fill_pct,
+            max_accept_queue_fill_pct: m.max_accept_queue_fill_pct,
+            cpu_busiest_core_pct: m.cpu_busiest_core_pct,
             listeners: m.listeners.len(),
             failed: m.failed.join(";"),
         }
@@ -734,5 +733,18 @@ mod tests {
         let lone = text.lines().find(|l| l.contains("lone")).unwrap();
         assert!(lone.contains("pressure"), "{text}");
         assert!(lone.contains(" - "), "missing values show as -: {text}");
+    }
+
+    #[test]
+    fn issue_15_windowed_values_show_units() {
+        assert_eq!(metric_value("mem_used_bytes", 53_654_838_313.0), "50.0 GiB");
+        assert_eq!(
+            metric_value("net_rx_bytes_per_s", 3.5 * 1024.0 * 1024.0),
+            "3.5 MiB/s"
+        );
+        assert_eq!(metric_value("cpu_busy_pct", 53.04), "53.0%");
+        assert_eq!(metric_value("retrans_per_s", 3.12), "3.1/s");
+        assert_eq!(metric_value("tcp_established", 412.0), "412");
+        assert_eq!(metric_value("no_such_metric", 1.5), "1.50");
     }
 }
