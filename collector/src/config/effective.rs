@@ -100,6 +100,13 @@ impl Config {
         let mut document = table_of([
             ("state_dir", Some(path_value(&self.state_dir))),
             ("listen", Some(string(self.listen.to_string()))),
+            (
+                "enroll_listen",
+                Some(string(
+                    self.enroll_listen
+                        .map_or("off".to_string(), |address| address.to_string()),
+                )),
+            ),
             ("http_listen", Some(string(self.http_listen.to_string()))),
         ]);
         let sections = [

@@ -9,6 +9,7 @@ mod html;
 mod model;
 mod planner;
 pub mod report;
+pub mod scenario;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -17,10 +18,12 @@ use serde::Serialize;
 
 pub use config::{
     parse_section, peak_label, Balance, GroupSizing, LittleLaw, MemoryMode, RawSizing, SizingConfig, Targets,
+    ZoneLosses,
 };
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
 pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
 pub use report::{render, ReportFormat};
+pub use scenario::{size_with_scenarios, Scenario, ScenarioReport};
 
 /// Version of the JSON document [`report::render`] writes; raised whenever a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -106,6 +109,8 @@ pub struct SizingReport {
     pub horizon_days: f64,
     /// One report per group, sorted by name.
     pub groups: Vec<GroupReport>,
+    /// What-if scenarios, each with every group sized under it; empty without `--growth` and friends.
+    pub scenarios: Vec<scenario::ScenarioReport>,
 }
 
 /// How a group stands.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, SizingConfig};
+use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, SizingConfig, ZoneLosses};
 use super::forecast::{forecast, ForecastOutcome};
 use super::planner::{load_factor, per_host_utilisation, within, Pool, PoolResource, RemovableHost, Spread};
 use super::{
@@ -56,6 +56,7 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
         notes: Vec::new(),
         horizon_days: params.horizon_days,
         groups,
+        scenarios: Vec::new(),
     }
 }
 
@@ -369,6 +370,8 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
             .map(|domain| domain.kind == LossKind::Zone)
             .collect(),
         domain_hosts: domains.iter().map(|domain| domain.hosts.len()).collect(),
+        domain_lossable: layout.lossable.clone(),
+        new_domains_lossable: settings.zone_losses == ZoneLosses::All,
         k: settings.k as usize,
         balance: settings.balance,
     };
@@ -537,6 +540,8 @@ struct Layout<'a> {
     memory_estimated: bool,
     balance: Balance,
     k: usize,
+    /// Per domain, whether its loss is sized (every domain, unless a scenario names one).
+    lossable: Vec<bool>,
     /// Zeros, for resources without per-host ratios.
     zeros: Vec<f64>,
 }
@@ -579,6 +584,14 @@ impl<'a> Layout<'a> {
             memory_estimated: memory_estimated && settings.memory == MemoryMode::PerHost,
             balance: settings.balance,
             k: settings.k as usize,
+            lossable: domains
+                .iter()
+                .map(|domain| match &settings.zone_losses {
+                    ZoneLosses::All => true,
+                    ZoneLosses::Only(zone) => domain.kind == LossKind::Zone && &domain.name == zone,
+                    ZoneLosses::None => false,
+                })
+                .collect(),
             zeros: vec![0.0; hosts.len()],
         }
     }
@@ -785,7 +798,9 @@ fn size_resource(
     let domain_losses: Vec<LossCase> = layout
         .domains
         .iter()
-        .map(|domain| case(domain.kind, domain.name.clone(), &domain.hosts, true))
+        .zip(&layout.lossable)
+        .filter(|(_, lossable)| **lossable)
+        .map(|(domain, _)| case(domain.kind, domain.name.clone(), &domain.hosts, true))
         .collect();
     // The k largest hosts: by this resource, or by cores for per-host memory (the load they drop moves).
     let cores: Vec<f64> = layout.hosts.iter().map(|host| host.cores).collect();
@@ -799,6 +814,8 @@ fn size_resource(
         .collect::<Vec<_>>()
         .join(",");
     let host_loss = case(LossKind::LargestHosts, largest_names, &largest, false);
+    // Without any loss (a scenario that names a zone the group does not have, and no hosts), the worst
+    // case is losing nothing.
     // The worst case leaves the most loaded survivor; among equals the one losing more capacity, a domain
     // over the host case, and the first domain.
     let severity = |loss: &LossCase| loss.utilisation.unwrap_or(f64::INFINITY);

@@ -35,6 +35,22 @@ impl std::str::FromStr for ReportFormat {
     }
 }
 
+/// Every group's rows in reading order: per group the baseline, then each scenario beside it, with the
+/// scenario's name ("baseline" for the first).
+pub fn rows(report: &SizingReport) -> Vec<(&str, &GroupReport)> {
+    let mut out = Vec::new();
+    for group in &report.groups {
+        out.push(("baseline", group));
+        for scenario in &report.scenarios {
+            if let Some(row) = scenario.groups.iter().find(|g| g.name == group.name) {
+                out.push((scenario.name.as_str(), row));
+            }
+        }
+    }
+    // Groups that exist only in a scenario: none today (scenarios add hosts to existing groups only).
+    out
+}
+
 /// Renders the report in `format`.
 pub fn render(report: &SizingReport, format: ReportFormat) -> String {
     match format {
@@ -173,6 +189,7 @@ pub const CSV_RESOURCE_FIELDS: &[&str] = &[
 
 fn csv_header() -> Vec<String> {
     let mut header: Vec<String> = [
+        "scenario",
         "group",
         "status",
         "hosts",
@@ -243,9 +260,10 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
 fn render_csv(report: &SizingReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(csv_header()).expect("writing to memory");
-    for group in &report.groups {
+    for (scenario, group) in rows(report) {
         let connections = tightest(group, |r| matches!(r, Resource::Connections { .. }));
         let mut row = vec![
+            scenario.to_string(),
             group.name.clone(),
             serde_json::to_value(group.status)
                 .ok()
@@ -303,15 +321,16 @@ fn render_markdown(report: &SizingReport) -> String {
         report.horizon_days
     ));
     out.push_str(
-        "| group | status | hosts | domains | binding | worst case | now | after worst loss | safe level | \
-         hosts to add | safe level crossed |\n",
+        "| group | scenario | status | hosts | domains | binding | worst case | now | after worst loss | \
+         safe level | hosts to add | safe level crossed |\n",
     );
-    out.push_str("|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
-    for group in &report.groups {
+    out.push_str("|---|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
+    for (scenario, group) in rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&group.name),
+            md_cell(scenario),
             status_text(group.status),
             group.hosts,
             group.domains.len(),

@@ -560,8 +560,8 @@ fn csv_carries_the_same_numbers_as_the_json() {
 fn markdown_has_a_summary_row_per_group() {
     let markdown = render(&sample_report(), ReportFormat::Markdown);
     assert!(markdown.starts_with("# Failover sizing report\n"));
-    assert!(markdown.contains("| db | cannot survive a zone loss | 1 | 1 |"));
-    assert!(markdown.contains("| idle | empty | 0 | 0 |"));
+    assert!(markdown.contains("| db | baseline | cannot survive a zone loss | 1 | 1 |"));
+    assert!(markdown.contains("| idle | baseline | empty | 0 | 0 |"));
     assert!(markdown.contains("web <&> \"api\""));
 }
 

@@ -26,7 +26,8 @@ use thiserror::Error;
 
 use crate::sizing::report::{after_loss, case_text, hosts_to_add_text, percent, status_text, utc};
 use crate::sizing::{
-    size_fleet, GroupInput, HostInput, MinuteSum, SizingConfig, SizingInput, SizingReport, DAY_MS, MINUTE_MS,
+    size_with_scenarios, GroupInput, HostInput, MinuteSum, Scenario, SizingConfig, SizingInput, SizingReport,
+    DAY_MS, MINUTE_MS,
 };
 use crate::store::ports::PortSums;
 use crate::store::{Metric, SampleDetail, Store, StoreError};
@@ -116,6 +117,8 @@ pub struct ReportOptions {
     pub now_ms: u64,
     /// Where the window ends: now, a given time, or the newest sample.
     pub end: EndAt,
+    /// What-if scenarios sized beside the baseline.
+    pub scenarios: Vec<Scenario>,
     /// Show a progress bar on stderr when it is a terminal and the window is long.
     pub progress: bool,
 }
@@ -141,7 +144,10 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
     let loaded = load_input(&store, window, config.percentile, &bar)?;
     bar.finish_and_clear();
-    let mut report = apply_notes(size_fleet(&loaded.input, config), &loaded.notes);
+    let mut report = apply_notes(
+        size_with_scenarios(&loaded.input, config, &options.scenarios),
+        &loaded.notes,
+    );
     report.notes.extend(stale_note(newest_ms, end_ms));
     Ok(report)
 }
@@ -176,7 +182,11 @@ fn progress_bar(show: bool, window: Window) -> ProgressBar {
 
 /// Appends `notes` to the groups they name.
 pub fn apply_notes(mut report: SizingReport, notes: &BTreeMap<String, Vec<String>>) -> SizingReport {
-    for group in &mut report.groups {
+    let scenario_groups = report
+        .scenarios
+        .iter_mut()
+        .flat_map(|scenario| scenario.groups.iter_mut());
+    for group in report.groups.iter_mut().chain(scenario_groups) {
         if let Some(extra) = notes.get(&group.name) {
             group.notes.extend(extra.iter().cloned());
         }
@@ -494,6 +504,7 @@ pub fn render_table(report: &SizingReport, header: bool) -> String {
     if header {
         table.set_header(vec![
             "group",
+            "scenario",
             "status",
             "hosts",
             "domains",
@@ -505,11 +516,12 @@ pub fn render_table(report: &SizingReport, header: bool) -> String {
             "hosts to add",
         ]);
     }
-    for group in &report.groups {
+    for (scenario, group) in crate::sizing::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
         table.add_row(vec![
             group.name.clone(),
+            scenario.to_string(),
             status_text(group.status).to_string(),
             group.hosts.to_string(),
             group.domains.len().to_string(),
@@ -833,6 +845,7 @@ mod tests {
             window: Duration::from_secs(3_600),
             now_ms: T0 + 100_000,
             end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let report = build_report(&options, &config_with_443()).unwrap();
@@ -850,6 +863,7 @@ mod tests {
             window: Duration::from_secs(3_600),
             now_ms: T0,
             end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let error = build_report(&options, &SizingConfig::default()).unwrap_err();
