@@ -151,7 +151,16 @@ pub(crate) fn placement_text(group: &GroupReport) -> String {
 
 pub(crate) fn forecast_text(resource: &ResourceReport) -> String {
     match resource.forecast.outcome {
-        ForecastOutcome::Crosses { days } => format!("in {days:.0} days"),
+        ForecastOutcome::Crosses {
+            earliest_days,
+            latest_days,
+            ..
+        } => match latest_days {
+            Some(latest) => {
+                format!("between {earliest_days:.0} and {latest:.0} days (Theil–Sen, 90 % interval)")
+            }
+            None => format!("in {earliest_days:.0} days or later (Theil–Sen, 90 % interval)"),
+        },
         ForecastOutcome::AlreadyOver => "already over".to_string(),
         ForecastOutcome::NotWithinHorizon => "not within the horizon".to_string(),
         ForecastOutcome::NotEnoughHistory => "not enough history".to_string(),
@@ -235,7 +244,7 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
         return vec![String::new(); CSV_RESOURCE_FIELDS.len()];
     };
     let (outcome, days) = match r.forecast.outcome {
-        ForecastOutcome::Crosses { days } => ("crosses", Some(days)),
+        ForecastOutcome::Crosses { days, .. } => ("crosses", Some(days)),
         ForecastOutcome::AlreadyOver => ("already_over", None),
         ForecastOutcome::NotWithinHorizon => ("not_within_horizon", None),
         ForecastOutcome::NotEnoughHistory => ("not_enough_history", None),
@@ -359,6 +368,21 @@ fn render_markdown(report: &SizingReport) -> String {
                 None => "not within the horizon".to_string(),
             },
         ));
+    }
+    if !report.ranking.is_empty() {
+        out.push_str("\n## Days until a group stops surviving its worst loss\n\n| group | days | resource |\n|---|--:|---|\n");
+        for ranked in &report.ranking {
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                md_cell(&ranked.group),
+                if ranked.days_until_unsafe <= 0.0 {
+                    "unsafe now".to_string()
+                } else {
+                    format!("{:.0}", ranked.days_until_unsafe)
+                },
+                ranked.resource.map(|r| r.label()).unwrap_or_else(|| "-".into())
+            ));
+        }
     }
     for group in &report.groups {
         out.push_str(&format!("\n## {}\n\n", md_cell(&group.name)));

@@ -552,6 +552,24 @@ pub fn render_table(report: &SizingReport, header: bool) -> String {
             out.push_str(&format!("{}: {note}\n", group.name));
         }
     }
+    if !report.ranking.is_empty() {
+        out.push_str("days until a group stops surviving its worst loss (unsafe now first):\n");
+        for ranked in &report.ranking {
+            out.push_str(&format!(
+                "  {}: {}{}\n",
+                ranked.group,
+                if ranked.days_until_unsafe <= 0.0 {
+                    "unsafe now".to_string()
+                } else {
+                    format!("{:.0} days", ranked.days_until_unsafe)
+                },
+                ranked
+                    .resource
+                    .map(|r| format!(" ({})", r.label()))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     out
 }
 
@@ -604,6 +622,7 @@ mod tests {
         SampleRow {
             seq,
             ts_ms,
+            clock_offset_ms: 0,
             metrics: HostMetrics {
                 cpu_busy_pct: Some(cpu_pct),
                 mem_used_bytes: Some(mem_gib * GIB),
