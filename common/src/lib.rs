@@ -1,6 +1,6 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, the effective-configuration
-//! document, human units, and TLS/PKI helpers.
+//! both binaries use, the atomic file write, the effective-configuration document, human units, TLS/PKI
+//! helpers and small text helpers (`names`).
 //!
 //! Nothing here opens a socket or spawns a task. The protocol, backoff and percentile code never reads the
 //! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
@@ -13,6 +13,7 @@ pub mod derive;
 pub mod effective;
 pub mod enroll;
 pub mod files;
+pub mod names;
 pub mod percentile;
 pub mod pki;
 pub mod session;
