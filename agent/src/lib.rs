@@ -3,6 +3,7 @@
 
 pub mod backlog;
 pub mod cli_docs;
+pub mod collectors;
 pub mod config;
 pub mod enroll;
 pub mod run;
