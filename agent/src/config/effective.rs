@@ -22,7 +22,15 @@ impl Config {
         let mut document = table_of([("state_dir", Some(path_value(&self.state_dir)))]);
         if let Some(collector) = &self.collector {
             let section = table_of([
-                ("address", Some(Value::String(collector.address.clone()))),
+                // One collector is written as `address`, several as `addresses` (the file takes one or the other).
+                (
+                    "address",
+                    (collector.addresses.len() <= 1).then(|| Value::String(collector.address.clone())),
+                ),
+                (
+                    "addresses",
+                    (collector.addresses.len() > 1).then(|| strings_value(&collector.addresses)),
+                ),
                 ("server_name", Some(Value::String(collector.server_name.clone()))),
             ]);
             document.insert("collector".into(), Value::Table(section));
@@ -134,7 +142,9 @@ zone = "eu-1a"
     #[test]
     fn every_key_is_printed() {
         let config = parse(CUSTOM, "agent.toml").unwrap();
-        let missing = missing_keys(&config.effective(), super::super::SECTIONS);
+        let mut missing = missing_keys(&config.effective(), super::super::SECTIONS);
+        // The custom file names one collector, so it is printed as `address`, not `addresses`.
+        missing.retain(|key| key != "collector.addresses");
         assert!(missing.is_empty(), "not printed: {missing:?}");
     }
 
