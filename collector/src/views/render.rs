@@ -396,12 +396,15 @@ pub fn render_fleet_view(view: &crate::views::FleetView, output: impl Into<Outpu
             parts.join(",")
         }
     };
+    let pooled_key = |row: &crate::views::ViewRow| format!("pooled {}", key_of(row));
     let flat: Vec<Flat> = view
         .rows
         .iter()
-        .flat_map(|row| {
+        .map(|row| (key_of(row), row))
+        .chain(view.pooled.iter().map(|row| (pooled_key(row), row)))
+        .flat_map(|(key, row)| {
             row.metrics.iter().map(move |m| Flat {
-                key: key_of(row),
+                key: key.clone(),
                 hosts: row.hosts,
                 metric: m.metric.clone(),
                 count: m.count,
@@ -444,8 +447,19 @@ pub fn render_fleet_view(view: &crate::views::FleetView, output: impl Into<Outpu
             if !header {
                 return body;
             }
+            let notes: String = view
+                .notes
+                .iter()
+                .map(|note| {
+                    format!(
+                        "{note}
+"
+                    )
+                })
+                .collect();
             format!(
-                "window {} ({} data); {}\n{body}",
+                "{notes}window {} ({} data); {}
+{body}",
                 view.window, view.source, view.computed,
             )
         }
