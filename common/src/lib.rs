@@ -1,6 +1,6 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, TLS/PKI helpers, small text helpers (`names`) and (feature
-//! `http`) the HTTP client.
+//! both binaries use, the atomic file write, the effective-configuration document, human units, TLS/PKI
+//! helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
 //!
 //! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The
 //! protocol, backoff and percentile code never reads the clock: time comes in as an argument;
@@ -11,6 +11,7 @@ pub mod clock;
 pub mod clock_offset;
 pub mod config;
 pub mod derive;
+pub mod effective;
 pub mod enroll;
 pub mod files;
 #[cfg(feature = "http")]
@@ -20,4 +21,5 @@ pub mod percentile;
 pub mod pki;
 pub mod session;
 pub mod tls;
+pub mod units;
 pub mod wire;
