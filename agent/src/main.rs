@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use headroom_agent::{config, run, sample_view, sampler};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -138,12 +138,7 @@ fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
         proc_root,
         ..Default::default()
     });
-    let now_ms = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    };
+    let now_ms = headroom_common::clock::now_ms;
     let before = sampler.sample(1, now_ms(), Instant::now());
     // CPU time is cumulative since boot: a busy share needs a second reading a moment later.
     std::thread::sleep(Duration::from_millis(250));
