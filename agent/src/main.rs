@@ -212,11 +212,20 @@ fn enroll_host(args: EnrollArgs) -> ExitCode {
     }
 }
 
+/// Logs at the level HEADROOM_LOG names (error, warn, info, debug, trace; default info). The agent takes a
+/// level only, not per-module directives: the directive parser is a regular-expression engine the agent
+/// would otherwise carry on every host.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = std::env::var("HEADROOM_LOG")
+        .ok()
+        .and_then(|text| {
+            text.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
