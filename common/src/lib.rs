@@ -1,6 +1,6 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, the effective-configuration document, human units, TLS/PKI
-//! helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
+//! Shared core of headroom: wire types, the sans-IO protocol session, metric derivation (`derive`), backoff,
+//! percentiles, the config helpers both binaries use, the atomic file write, the effective-configuration
+//! document, human units, TLS/PKI helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
 //!
 //! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The
 //! protocol, backoff and percentile code never reads the clock: time comes in as an argument;
