@@ -190,6 +190,7 @@ rules = "/etc/headroom/alarms.toml"
 alertmanager = "127.0.0.1:9093"
 webhook = "127.0.0.1:9000"
 webhook_path = "/hooks/headroom"
+ca = "/etc/headroom/receivers-ca.pem"
 [outliers]
 threshold = 4.5
 [sizing]
@@ -236,7 +237,9 @@ latency_ms = 150
             "minute_retention = \"35d\"",
             "down_after = \"60s\"",
             "cpu_target_percent = 70.0",
-            "webhook_path = \"/hooks/headroom\"",
+            // The webhook is held as one URL, its path included.
+            "webhook = \"http://127.0.0.1:9000/hooks/headroom\"",
+            "ca = \"/etc/headroom/receivers-ca.pem\"",
         ] {
             assert!(printed.lines().any(|l| l == line), "{line} missing:\n{printed}");
         }
