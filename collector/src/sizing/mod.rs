@@ -9,7 +9,7 @@ mod html;
 mod model;
 mod planner;
 pub mod report;
-mod svg;
+pub(crate) mod svg;
 #[cfg(test)]
 mod tests;
 

@@ -121,6 +121,38 @@ CREATE TABLE group_port_minutes (
 INSERT OR REPLACE INTO meta (key, value) VALUES ('port_minutes_from_ms',
     COALESCE((SELECT MAX(bucket_ms) + 60000 FROM rollup_minute), 0));
 "#,
+    // Version 3: alarm transitions and outlier flags, for the alarms page and the weekly review. Times are
+    // the collector's clock. Rows are few (transitions only), so each table has one time index.
+    r#"
+CREATE TABLE alarm_events (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    value REAL,
+    active_since_ms INTEGER,
+    fired_ms INTEGER,
+    summary TEXT NOT NULL,
+    runbook TEXT NOT NULL
+);
+CREATE INDEX alarm_events_by_time ON alarm_events (at_ms);
+CREATE TABLE outlier_flags (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    group_median REAL NOT NULL,
+    score REAL NOT NULL,
+    explanation TEXT NOT NULL
+);
+CREATE INDEX outlier_flags_by_time ON outlier_flags (at_ms);
+"#,
 ];
 
 /// Schema version this build creates and understands.

@@ -722,7 +722,10 @@ fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
         .unwrap();
     }
     let (store, report) = Store::open(&path, T0).unwrap();
-    assert_eq!((report.migrated_from, report.schema_version), (Some(1), 2));
+    assert_eq!(
+        (report.migrated_from, report.schema_version),
+        (Some(1), schema::SCHEMA_VERSION)
+    );
     // The first minute after every minute row written before the upgrade.
     assert_eq!(
         store.rollup_marks().unwrap().port_minutes_from_ms,

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub analytics: Option<Arc<crate::analytics::Analytics>>,
     /// The QUIC socket's port, for its kernel drop count in `/metrics`; absent in unit tests.
     pub quic_port: Option<u16>,
+    /// The web view's settings, fleet history and cached sizing.
+    pub web: Arc<crate::views::web::WebState>,
 }
 
 /// Body of every error response.
@@ -211,6 +213,7 @@ pub fn router(fleet: SharedFleet) -> Router {
         store: None,
         analytics: None,
         quic_port: None,
+        web: Arc::default(),
     })
 }
 
@@ -225,6 +228,7 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/gaps", get(gaps))
         .route("/metrics", get(crate::views::metrics::handler))
+        .merge(crate::views::web::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -308,6 +312,7 @@ mod tests {
                 store: None,
                 analytics: None,
                 quic_port: None,
+                web: Arc::default(),
             },
             async {
                 let _ = stopped.await;
