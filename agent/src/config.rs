@@ -60,12 +60,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("network", &["exclude", "include"]),
-    ("spool", &["max_size"]),
+    ("spool", &["max_size", "memory_max_samples"]),
 ];
 
 /// Spool cap bounds: 64 KiB holds a few minutes (useful in tests); above 64 GiB an agent is no longer light.
 const SPOOL_MIN_BYTES: u64 = 64 << 10;
 const SPOOL_MAX_BYTES: u64 = 64 << 30;
+/// Most samples held in memory while the spool cannot be written: a day at 1 Hz.
+const MEMORY_MAX_SAMPLES_LIMIT: usize = 86_400;
 
 /// The validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,9 @@ pub struct Config {
     pub network: NetworkFilter,
     /// Most bytes the on-disk spool of unacknowledged samples may take.
     pub spool_max_bytes: u64,
+    /// Most samples kept in memory while the spool cannot be written (a full disk); older ones are dropped and
+    /// reported to the collector as a gap.
+    pub spool_memory_max_samples: usize,
     /// Free-form labels (`group`, `zone`, ...) the collector groups hosts by.
     pub labels: BTreeMap<String, String>,
 }
@@ -153,6 +158,7 @@ impl Default for Config {
                     .to_vec(),
             },
             spool_max_bytes: 64 << 20,
+            spool_memory_max_samples: crate::backlog::DEFAULT_MEMORY_MAX_SAMPLES,
             labels: BTreeMap::new(),
         }
     }
@@ -244,6 +250,8 @@ struct RawSpool {
     /// Cap of the spool, like "64MiB" or "512KiB"; 64KiB to 64GiB. Default 64MiB (about three days of samples
     /// at 1 Hz on a small host).
     max_size: Option<String>,
+    /// Samples kept in memory while the spool cannot be written (a full disk), 0 to 86400. Default 600.
+    memory_max_samples: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,11 +335,24 @@ impl RawConfig {
             }
         };
 
+        let spool_memory_max_samples = match self.spool.memory_max_samples {
+            None => defaults.spool_memory_max_samples,
+            Some(count) if count <= MEMORY_MAX_SAMPLES_LIMIT => count,
+            Some(count) => {
+                return Err(invalid(
+                    origin,
+                    "spool.memory_max_samples",
+                    &format!("{count} is out of range (use 0 to {MEMORY_MAX_SAMPLES_LIMIT})"),
+                ))
+            }
+        };
+
         Ok(Config {
             state_dir,
             collector,
             tls,
             spool_max_bytes,
+            spool_memory_max_samples,
             sampling: Sampling {
                 interval,
                 proc_root,

@@ -118,7 +118,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
             backoff: Backoff::default(),
             flush_timeout: Duration::from_secs(3),
         },
-        backlog: Box::new(SpoolBacklog::new(spool)),
+        backlog: Box::new(SpoolBacklog::with_memory_max(
+            spool,
+            config.spool_memory_max_samples,
+        )),
         hello,
         interval: config.sampling.interval,
         notify_systemd: true,

@@ -1,13 +1,7 @@
 //! `headroom-agent sample`: one sample of this host as JSON or as a table a person can read.
 
-use headroom_common::wire::{CpuTimes, Sample, TcpState};
-
-/// Busy share of CPU time between two readings, in percent.
-pub fn busy_pct(before: &CpuTimes, after: &CpuTimes) -> Option<f64> {
-    let total = after.total().checked_sub(before.total())?;
-    let busy = after.busy().checked_sub(before.busy())?;
-    (total > 0).then(|| busy as f64 * 100.0 / total as f64)
-}
+use headroom_common::derive::cpu_percentages;
+use headroom_common::wire::{Sample, TcpState};
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -24,7 +18,8 @@ pub fn render_table(before: &Sample, after: &Sample) -> String {
     };
     if let (Some(b), Some(a)) = (&before.cpu, &after.cpu) {
         row("cpu", "cores", a.cores.to_string());
-        let busy = busy_pct(&b.total, &a.total).map_or("-".into(), |v| format!("{v:.1} %"));
+        // The collector's derivation, so the figure matches what `fleet` shows for the same two readings.
+        let busy = cpu_percentages(&b.total, &a.total).map_or("-".into(), |pct| format!("{:.1} %", pct.busy));
         row("cpu", "busy", busy);
         if let Some(load) = a.load {
             row(
@@ -133,32 +128,4 @@ pub fn render_table(before: &Sample, after: &Sample) -> String {
     out.push_str(&table.to_string());
     out.push('\n');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn busy_share_counts_iowait_as_idle_and_survives_a_reset() {
-        let before = CpuTimes {
-            user: 100,
-            idle: 100,
-            ..Default::default()
-        };
-        let after = CpuTimes {
-            user: 130,
-            system: 10,
-            idle: 150,
-            iowait: 10,
-            ..Default::default()
-        };
-        // 40 busy ticks out of 100.
-        assert_eq!(busy_pct(&before, &after), Some(40.0));
-        assert_eq!(
-            busy_pct(&after, &before),
-            None,
-            "a counter going backwards gives no figure"
-        );
-    }
 }

@@ -36,7 +36,7 @@ fn reading(rng: &mut fastrand::Rng) -> MetricValues {
         (Metric::CpuBusyPct, 35.0, 8.0),
         (Metric::MemUsedPct, 60.0, 5.0),
         (Metric::Load1, 2.0, 0.5),
-        (Metric::PsiCpuSomeAvg10, 2.0, 1.0),
+        (Metric::PsiCpu, 2.0, 1.0),
         (Metric::NetRxBytesPerS, 5e6, 1e6),
         (Metric::NetTxBytesPerS, 3e6, 6e5),
         (Metric::TcpEstablished, 400.0, 60.0),
@@ -58,7 +58,7 @@ fn host_metrics(values: &MetricValues) -> HostMetrics {
         cpu_busy_pct: get(Metric::CpuBusyPct),
         mem_used_pct: get(Metric::MemUsedPct),
         load1: get(Metric::Load1),
-        psi_cpu_some_avg10: get(Metric::PsiCpuSomeAvg10),
+        psi_cpu: get(Metric::PsiCpu),
         net_rx_bytes_per_s: get(Metric::NetRxBytesPerS),
         net_tx_bytes_per_s: get(Metric::NetTxBytesPerS),
         tcp_established: get(Metric::TcpEstablished).map(|v| v as u64),
@@ -113,7 +113,7 @@ kind = "threshold"
 severity = "warning"
 for = "5m"
 runbook = "r"
-metric = "psi_cpu_some_avg10"
+metric = "psi_cpu"
 op = ">"
 value = 20
 [[rule]]

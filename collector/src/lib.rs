@@ -8,6 +8,7 @@ pub mod config;
 pub mod identity;
 pub mod ingest;
 pub mod live;
+pub mod metrics;
 pub mod sizing;
 pub mod store;
 pub mod telemetry;

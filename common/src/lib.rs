@@ -3,6 +3,7 @@
 //! Nothing here opens a socket, spawns a task or reads the clock: time comes in as an argument.
 
 pub mod backoff;
+pub mod derive;
 pub mod enroll;
 pub mod pki;
 pub mod session;

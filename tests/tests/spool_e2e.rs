@@ -1,9 +1,12 @@
 //! The agent's spool end to end with the real binaries: a long outage with a tiny spool cap is reported as a
-//! gap of exactly the samples dropped, and a spool with a damaged tail is repaired with one warning.
+//! gap of exactly the samples dropped, a spool with a damaged tail is repaired with one warning, and a spool
+//! volume that fills up loses nothing the agent could hold in memory and reports the rest.
 
-use headroom_tests::{binary, Collector, Process};
+use headroom_tests::{api_get, binary, e2e_required, wait_for, Collector, Process};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// 100 ms sampling and a 64 KiB spool: about 250 samples fit, so a 40 s outage overflows it.
@@ -50,19 +53,16 @@ fn last_seq_of(state: &Path) -> u64 {
         - 1
 }
 
-#[test]
-fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
-    let mut collector = Collector::start();
-    let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
-    assert!(collector
-        .wait_host("outage-1", 5, Duration::from_secs(30))
-        .is_some());
-    collector.kill9();
-    std::thread::sleep(Duration::from_secs(40));
-    collector.restart();
-    let state = collector.dir.path().join("agents/outage-1");
-    // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
-    std::thread::sleep(Duration::from_secs(8));
+/// Stop the agent and then the collector cleanly, and check that every sequence number the agent used is
+/// either stored or inside a reported gap with `reason`, and that the gaps count exactly the missing ones.
+/// Returns the stored and the missing sequence numbers.
+fn stop_and_check_gaps(
+    agent: &mut Process,
+    collector: &mut Collector,
+    state: &Path,
+    host: &str,
+    reason: &str,
+) -> (BTreeSet<u64>, Vec<u64>) {
     assert_eq!(
         agent.terminate(Duration::from_secs(20)),
         Some(0),
@@ -70,14 +70,10 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
         agent.stderr_text()
     );
     assert_eq!(collector.process.terminate(Duration::from_secs(20)), Some(0));
-    let last = last_seq_of(&state);
-    let stored = stored_seqs(&collector.db_path(), "outage-1");
+    let last = last_seq_of(state);
+    let stored = stored_seqs(&collector.db_path(), host);
     let missing: Vec<u64> = (1..=last).filter(|seq| !stored.contains(seq)).collect();
-    let gaps = gaps(&collector.db_path(), "outage-1");
-    assert!(
-        !missing.is_empty(),
-        "a 40 s outage at 10 samples/s must overflow a 64 KiB spool"
-    );
+    let gaps = gaps(&collector.db_path(), host);
     let reported: u64 = gaps.iter().map(|g| g.2).sum();
     assert_eq!(
         reported,
@@ -91,7 +87,28 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
             "missing {seq} is in no reported gap: {gaps:?}"
         );
     }
-    assert!(gaps.iter().all(|g| g.3 == "spool_full"), "{gaps:?}");
+    assert!(gaps.iter().all(|g| g.3 == reason), "{gaps:?}");
+    (stored, missing)
+}
+
+#[test]
+fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
+    let mut collector = Collector::start();
+    let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
+    assert!(collector
+        .wait_host("outage-1", 5, Duration::from_secs(30))
+        .is_some());
+    collector.kill9();
+    std::thread::sleep(Duration::from_secs(40));
+    collector.restart();
+    let state = collector.dir.path().join("agents/outage-1");
+    // Let the backlog drain, then stop cleanly so every sample the agent still holds is delivered.
+    std::thread::sleep(Duration::from_secs(8));
+    let (_, missing) = stop_and_check_gaps(&mut agent, &mut collector, &state, "outage-1", "spool_full");
+    assert!(
+        !missing.is_empty(),
+        "a 40 s outage at 10 samples/s must overflow a 64 KiB spool"
+    );
     assert!(agent
         .stderr_text()
         .contains("reporting samples that could not be kept"));
@@ -151,4 +168,125 @@ fn a_damaged_spool_tail_is_repaired_with_one_warning_and_the_agent_goes_on() {
         .filter(|l| l.contains("WARN") && l.contains("spool"))
         .count();
     assert_eq!(warnings, 1, "exactly one warning about the spool:\n{log}");
+}
+
+/// A small tmpfs mounted by the test, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// None when this process may not mount (not root, or no mount namespace rights).
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "headroom-test",
+            ])
+            .arg(path)
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Write a file until the filesystem is full.
+fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+#[test]
+fn issue_11_a_full_spool_disk_loses_nothing_held_in_memory_and_reports_the_rest() {
+    let mut collector = Collector::start();
+    let state = collector.issue("diskfull-1");
+    // The spool gets its own 1 MiB volume; a 20-sample in-memory queue stands in for it once it is full.
+    let Some(_volume) = Tmpfs::mount(&state.join("spool"), "1m") else {
+        assert!(
+            !e2e_required(),
+            "cannot mount a tmpfs for the spool (this test needs root)"
+        );
+        eprintln!("skipped: cannot mount a tmpfs for the spool (this test needs root)");
+        return;
+    };
+    let mut agent = headroom_tests::start_agent_configured(
+        &state,
+        &collector.quic.to_string(),
+        &[("group", "web")],
+        "[sampling]\ninterval = \"100ms\"\n[spool]\nmemory_max_samples = 20\n",
+        collector.dir.path(),
+    );
+    assert!(collector
+        .wait_host("diskfull-1", 5, Duration::from_secs(30))
+        .is_some());
+
+    // The collector goes away and the volume fills while it is away.
+    collector.kill9();
+    fill(&state.join("spool/filler"));
+    let overflowed = wait_for(Duration::from_secs(60), || {
+        agent
+            .stderr_text()
+            .contains("in-memory queue is full")
+            .then_some(())
+    });
+    assert!(
+        overflowed.is_some(),
+        "the agent never ran out of room in memory:\n{}",
+        agent.stderr_text()
+    );
+    // The collector comes back while the volume is still full: the samples in memory go out from there.
+    collector.restart();
+    let gap_seen = wait_for(Duration::from_secs(60), || {
+        let gaps = api_get(collector.http, "/api/v1/gaps")?;
+        (gaps["diskfull-1"].as_u64()? > 0).then_some(())
+    });
+    assert!(
+        gap_seen.is_some(),
+        "no gap reached the collector:\n{}",
+        agent.stderr_text()
+    );
+    let out = Command::new(binary("headroom-collector"))
+        .args(["hosts", "--format", "json", "--api", &collector.http.to_string()])
+        .output()
+        .unwrap();
+    let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "diskfull-1")
+        .cloned()
+        .unwrap();
+    assert!(host["gaps"].as_u64().unwrap() > 0, "{host}");
+
+    let (stored, missing) = stop_and_check_gaps(
+        &mut agent,
+        &mut collector,
+        &state,
+        "diskfull-1",
+        "spool_write_failed",
+    );
+    let gaps = gaps(&collector.db_path(), "diskfull-1");
+    assert!(!missing.is_empty() && !gaps.is_empty(), "{gaps:?}");
+    // The 20 samples the queue held when the collector came back were delivered from memory.
+    let held_from = gaps.last().unwrap().1 + 1;
+    let held: Vec<u64> = (held_from..held_from + 20).collect();
+    assert!(
+        held.iter().all(|seq| stored.contains(seq)),
+        "samples held in memory are missing: {held:?}"
+    );
 }

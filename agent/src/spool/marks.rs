@@ -30,8 +30,29 @@ pub fn read_ack(dir: &Path) -> std::io::Result<Option<u64>> {
 }
 
 /// Persist the ack mark. `durable` adds an fsync, needed only before segments it covers are deleted.
+///
+/// On a full disk the temporary file of an atomic rewrite cannot be created, yet the mark must move on, or the
+/// segments it covers could never be deleted to make room. The existing file is then overwritten in place with
+/// a fixed-width line: it needs no new block, and a single short write inside one block is not torn.
 pub fn write_ack(dir: &Path, seq: u64, durable: bool) -> std::io::Result<()> {
-    write_atomic(&dir.join(ACK_FILE), format!("{seq}\n").as_bytes(), durable)
+    let path = dir.join(ACK_FILE);
+    match write_atomic(&path, format!("{seq}\n").as_bytes(), durable) {
+        Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|_| error)?;
+            let line = format!("{seq:>20}\n");
+            file.write_all(line.as_bytes())?;
+            file.set_len(line.len() as u64)?;
+            if durable {
+                file.sync_data()?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Gaps persisted and not yet taken.

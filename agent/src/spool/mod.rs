@@ -73,6 +73,9 @@ pub enum GapReason {
     SpoolFull,
     /// The spool's files were damaged and these samples could not be read back.
     Corrupt,
+    /// The spool could not be written (a full or failing disk) and the in-memory queue that stands in for it
+    /// was full too.
+    WriteFailed,
 }
 
 impl GapReason {
@@ -80,11 +83,12 @@ impl GapReason {
         match self {
             GapReason::SpoolFull => "spool_full",
             GapReason::Corrupt => "corrupt",
+            GapReason::WriteFailed => "spool_write_failed",
         }
     }
 
     fn from_name(name: &str) -> Option<GapReason> {
-        [GapReason::SpoolFull, GapReason::Corrupt]
+        [GapReason::SpoolFull, GapReason::Corrupt, GapReason::WriteFailed]
             .into_iter()
             .find(|reason| reason.name() == name)
     }
@@ -334,16 +338,25 @@ impl Spool {
         self.total_bytes += len_bytes;
         self.newest = Some(Mark::of(sample));
         self.unsynced_records += 1;
-        if self.unsynced_records >= SYNC_EVERY_RECORDS {
-            self.sync_writer()?;
-        }
+        // The record is in the file from here on, whatever the sync below says: the tail must show it, or a
+        // read served from the tail would skip it.
         self.tail.push_back(sample.clone());
         if self.tail.len() > TAIL_SAMPLES {
             if let Some(evicted) = self.tail.pop_front() {
                 self.tail_misses_through = Some(evicted.seq);
             }
         }
+        if self.unsynced_records >= SYNC_EVERY_RECORDS {
+            self.sync_writer()?;
+        }
         Ok(())
+    }
+
+    /// Record samples lost outside the spool (it could not be written), persisted with the spool's own gaps
+    /// so that they are reported after a restart too.
+    pub fn record_gap(&mut self, gap: Gap) -> Result<(), SpoolError> {
+        self.push_gap(gap);
+        self.save_gaps()
     }
 
     /// The collector has stored everything through `seq`: forget it, deleting the segments it covers whole.
@@ -446,8 +459,14 @@ impl Spool {
     fn start_segment(&mut self, first_seq: u64) -> Result<(), SpoolError> {
         self.sync_writer()?;
         self.writer = None;
-        if let Some(segment) = self.segments.back_mut().filter(|s| s.name_seq == first_seq) {
-            // A write to this segment failed and the same sample comes again: go on in the same file.
+        if let Some(segment) = self
+            .segments
+            .back_mut()
+            .filter(|s| s.name_seq == first_seq || s.records == 0)
+        {
+            // A write to this segment failed and a sample comes again: go on in the same file rather than make
+            // an empty file per attempt while the disk is full. A segment named below its first record still
+            // holds nothing below its name.
             let file = OpenOptions::new()
                 .append(true)
                 .open(&segment.path)

@@ -61,6 +61,9 @@ impl AnalyticsSettings {
             .as_deref()
             .map(crate::alarms::load)
             .transpose()?;
+        for warning in rules.iter().flat_map(|r| &r.warnings) {
+            tracing::warn!("{warning}");
+        }
         let outliers = OutlierSettings {
             peer_label: config.outliers.peer_label.clone(),
             threshold_score: config.outliers.threshold,

@@ -6,9 +6,9 @@
 //! primary-key lookups), and only rows from there on are read. Hourly rollups are one range of the
 //! `(host_id, bucket_ms)` index.
 
-use super::schema::Metric;
 use super::sketch::RollupStats;
 use super::{Store, StoreError};
+use crate::metrics::Metric;
 use rusqlite::{params, OptionalExtension};
 
 /// One raw sample, reduced to what the host page charts.

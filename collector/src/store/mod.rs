@@ -13,11 +13,11 @@ pub mod schema;
 pub mod sketch;
 pub mod writer;
 
+pub use crate::metrics::Metric;
 pub use rollup::{MaintainReport, Retention};
-pub use schema::Metric;
 pub use writer::{spawn_writer, spawn_writer_with, StoreHandle, StoreHealth, WriterSettings};
 
-use crate::fleet::HostMetrics;
+use headroom_common::derive::HostMetrics;
 use headroom_common::wire::{Hello, InterfaceCounters, Listener, Sample, TcpStates};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -152,7 +152,7 @@ pub struct SampleRow {
 }
 
 impl SampleRow {
-    /// The row for a sample whose metrics were derived at ingest (`fleet::derive_metrics`).
+    /// The row for a sample whose metrics were derived at ingest (`headroom_common::derive::derive_metrics`).
     pub fn from_sample(sample: &Sample, metrics: HostMetrics) -> Self {
         SampleRow {
             seq: sample.seq,
@@ -590,7 +590,7 @@ fn bind_sample(
     insert.raw_bind_parameter(3, row.seq as i64)?;
     for (i, metric) in Metric::ALL.iter().enumerate() {
         let value = metric.value(&row.metrics).filter(|v| v.is_finite());
-        if metric.is_integer() {
+        if metric.def().storage == crate::metrics::Storage::Integer {
             insert.raw_bind_parameter(4 + i, value.map(|v| v as i64))?;
         } else {
             insert.raw_bind_parameter(4 + i, value)?;

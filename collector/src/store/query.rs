@@ -7,9 +7,9 @@
 
 use super::ports::{read_ports, PortSums};
 use super::rollup::{get_meta, HOUR_MS, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID, MINUTE_MS};
-use super::schema::Metric;
 use super::sketch::{MetricStats, RollupStats};
 use super::{Store, StoreError};
+use crate::metrics::Metric;
 use rusqlite::{params, OptionalExtension};
 use std::collections::BTreeMap;
 

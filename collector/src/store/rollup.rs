@@ -13,9 +13,9 @@
 //! that wrote it, so a flush interrupted by a crash is redone without counting anything twice.
 
 use super::ports::{read_ports, PortContributions, PortSums};
-use super::schema::Metric;
 use super::sketch::RollupStats;
 use super::{query_i64, HostRecord, SampleDetail, Store, StoreError};
+use crate::metrics::Metric;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 

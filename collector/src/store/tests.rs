@@ -736,3 +736,40 @@ fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
         2
     );
 }
+
+#[test]
+fn a_version_2_database_gains_the_busiest_core_column_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[1]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 2; \
+             INSERT INTO hosts (id, name, first_seen_ms, last_seen_ms) VALUES (1, 'a', {T0}, {T0}); \
+             INSERT INTO samples (ts_ms, host_id, seq, cpu_busy_pct) VALUES ({T0}, 1, 1, 12.5);",
+            schema::APPLICATION_ID,
+        ))
+        .unwrap();
+    }
+    let (mut store, report) = Store::open(&path, T0).unwrap();
+    assert_eq!((report.migrated_from, report.schema_version), (Some(2), schema::SCHEMA_VERSION));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM samples WHERE cpu_busy_pct = 12.5 AND cpu_busiest_core_pct IS NULL"
+        ),
+        1
+    );
+    let mut row = row(2, T0 + 1_000, 20.0);
+    row.metrics.cpu_busiest_core_pct = Some(97.5);
+    store.commit_batches(&[batch("a", vec![row])]).unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM samples WHERE cpu_busiest_core_pct = 97.5"
+        ),
+        1
+    );
+}

@@ -10,8 +10,9 @@ pub mod deliver;
 pub mod eval;
 pub mod state;
 
-use crate::outliers::Metric;
+use crate::metrics::{Lookup, Metric};
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -205,6 +206,8 @@ pub struct RuleSet {
     pub group_label: String,
     /// Rule indices, composites after their parts.
     pub order: Vec<usize>,
+    /// One line per deprecated name the file used (still accepted); whoever loads the file logs them.
+    pub warnings: Vec<String>,
 }
 
 impl RuleSet {
@@ -301,6 +304,8 @@ struct Checker<'a> {
     origin: &'a str,
     line: usize,
     rule: String,
+    /// Deprecation warnings gathered while checking, one line each.
+    warnings: &'a RefCell<Vec<String>>,
 }
 
 impl Checker<'_> {
@@ -338,14 +343,22 @@ impl Checker<'_> {
         Ok(ms)
     }
 
+    /// Any metric of the catalogue, by its name or a deprecated one (which adds a warning).
     fn metric(&self, name: &str) -> Result<Metric, RulesError> {
-        Metric::from_name(name).ok_or_else(|| {
-            let known: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-            self.error(
+        match Metric::lookup(name) {
+            Some(Lookup::Current(metric)) => Ok(metric),
+            Some(Lookup::Deprecated(metric)) => {
+                self.warnings.borrow_mut().push(format!(
+                    "{}: line {}: rule \"{}\": metric \"{name}\" is deprecated; write \"{metric}\"",
+                    self.origin, self.line, self.rule
+                ));
+                Ok(metric)
+            }
+            None => Err(self.error(
                 "metric",
-                format!("unknown metric \"{name}\" (use one of {})", known.join(", ")),
-            )
-        })
+                format!("unknown metric \"{name}\" (use one of {})", Metric::names()),
+            )),
+        }
     }
 
     fn op(&self, text: &str) -> Result<Op, RulesError> {
@@ -386,6 +399,7 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
 fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesError> {
     let names: Vec<String> = raw.rule.iter().map(|r| r.get_ref().name.clone()).collect();
     let mut rules = Vec::with_capacity(raw.rule.len());
+    let warnings = RefCell::new(Vec::new());
     for (index, spanned) in raw.rule.into_iter().enumerate() {
         let line = line_of(text, spanned.span().start);
         let r = spanned.into_inner();
@@ -393,6 +407,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             origin,
             line,
             rule: r.name.clone(),
+            warnings: &warnings,
         };
         if r.name.is_empty() || r.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(check.error(
@@ -557,6 +572,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
         rules,
         group_label,
         order,
+        warnings: warnings.into_inner(),
     })
 }
 

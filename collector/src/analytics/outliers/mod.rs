@@ -8,168 +8,24 @@
 //! outliers themselves. The two floors exist for flat groups: when most peers report the same value (MAD = 0,
 //! e.g. 0 listen overflows/s everywhere) a plain MAD score would divide by zero, and a tiny MAD would flag a
 //! host that differs by a hair. The relative floor (5 % of the median by default) says that a 5 × 5 % = 25 %
-//! difference from the median is the least that can count; the absolute floor (see [`Metric::absolute_floor`])
+//! difference from the median is the least that can count; the absolute floor (the catalogue's `outlier_floor`)
 //! is the smallest difference an operator cares about when the median is near zero, e.g. 1 retransmit/s.
 //!
 //! The default threshold is a score of 5, not the 3.5 often quoted for modified z-scores: that figure assumes
 //! normally distributed values, and host metrics are skewed and heavy-tailed (traffic, connection counts), so
 //! 3.5 flags ordinary busy hosts. A flag is acted on by a person; 5 spreads is a difference nobody argues with.
 
-use crate::fleet::HostMetrics;
-use serde::{Deserialize, Serialize};
+pub use crate::metrics::Metric;
+use headroom_common::derive::HostMetrics;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Scale that turns a median absolute deviation into a standard deviation for normal data.
 pub const MAD_TO_SIGMA: f64 = 1.4826;
 
-/// A per-host metric the analytics understand, by its `HostMetrics` field name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    CpuBusyPct,
-    MemUsedPct,
-    Load1,
-    PsiCpuSomeAvg10,
-    PsiMemorySomeAvg10,
-    NetRxBytesPerS,
-    NetTxBytesPerS,
-    TcpEstablished,
-    TcpTimeWait,
-    RetransPerS,
-    ListenOverflowsPerS,
-    ConntrackFillPct,
-}
-
-/// How a metric's values are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Percent,
-    BytesPerSecond,
-    PerSecond,
-    Count,
-    Plain,
-}
-
-impl Metric {
-    pub const COUNT: usize = 12;
-    pub const ALL: [Metric; Metric::COUNT] = [
-        Metric::CpuBusyPct,
-        Metric::MemUsedPct,
-        Metric::Load1,
-        Metric::PsiCpuSomeAvg10,
-        Metric::PsiMemorySomeAvg10,
-        Metric::NetRxBytesPerS,
-        Metric::NetTxBytesPerS,
-        Metric::TcpEstablished,
-        Metric::TcpTimeWait,
-        Metric::RetransPerS,
-        Metric::ListenOverflowsPerS,
-        Metric::ConntrackFillPct,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::CpuBusyPct => "cpu_busy_pct",
-            Metric::MemUsedPct => "mem_used_pct",
-            Metric::Load1 => "load1",
-            Metric::PsiCpuSomeAvg10 => "psi_cpu_some_avg10",
-            Metric::PsiMemorySomeAvg10 => "psi_memory_some_avg10",
-            Metric::NetRxBytesPerS => "net_rx_bytes_per_s",
-            Metric::NetTxBytesPerS => "net_tx_bytes_per_s",
-            Metric::TcpEstablished => "tcp_established",
-            Metric::TcpTimeWait => "tcp_time_wait",
-            Metric::RetransPerS => "retrans_per_s",
-            Metric::ListenOverflowsPerS => "listen_overflows_per_s",
-            Metric::ConntrackFillPct => "conntrack_fill_pct",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// Position in [`Metric::ALL`] and in [`MetricValues`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    fn unit(self) -> Unit {
-        match self {
-            Metric::CpuBusyPct | Metric::MemUsedPct | Metric::ConntrackFillPct => Unit::Percent,
-            Metric::PsiCpuSomeAvg10 | Metric::PsiMemorySomeAvg10 => Unit::Percent,
-            Metric::NetRxBytesPerS | Metric::NetTxBytesPerS => Unit::BytesPerSecond,
-            Metric::RetransPerS | Metric::ListenOverflowsPerS => Unit::PerSecond,
-            Metric::TcpEstablished | Metric::TcpTimeWait => Unit::Count,
-            Metric::Load1 => Unit::Plain,
-        }
-    }
-
-    /// The smallest distance from the group median, in the metric's unit, that one spread may stand for.
-    ///
-    /// Chosen as the least difference an operator would call meaningful on an idle metric: one percentage
-    /// point, a tenth of a load point, 10 kB/s, a handful of connections, one event per second.
-    pub fn absolute_floor(self) -> f64 {
-        match self {
-            Metric::CpuBusyPct | Metric::MemUsedPct | Metric::ConntrackFillPct => 1.0,
-            Metric::PsiCpuSomeAvg10 | Metric::PsiMemorySomeAvg10 => 1.0,
-            Metric::Load1 => 0.1,
-            Metric::NetRxBytesPerS | Metric::NetTxBytesPerS => 10_000.0,
-            Metric::TcpEstablished => 5.0,
-            Metric::TcpTimeWait => 10.0,
-            Metric::RetransPerS | Metric::ListenOverflowsPerS => 1.0,
-        }
-    }
-
-    /// The metric's value in a host's derived metrics, if the host has it.
-    pub fn value_in(self, metrics: &HostMetrics) -> Option<f64> {
-        match self {
-            Metric::CpuBusyPct => metrics.cpu_busy_pct,
-            Metric::MemUsedPct => metrics.mem_used_pct,
-            Metric::Load1 => metrics.load1,
-            Metric::PsiCpuSomeAvg10 => metrics.psi_cpu_some_avg10,
-            Metric::PsiMemorySomeAvg10 => metrics.psi_memory_some_avg10,
-            Metric::NetRxBytesPerS => metrics.net_rx_bytes_per_s,
-            Metric::NetTxBytesPerS => metrics.net_tx_bytes_per_s,
-            Metric::TcpEstablished => metrics.tcp_established.map(|v| v as f64),
-            Metric::TcpTimeWait => metrics.tcp_time_wait.map(|v| v as f64),
-            Metric::RetransPerS => metrics.retrans_per_s,
-            Metric::ListenOverflowsPerS => metrics.listen_overflows_per_s,
-            Metric::ConntrackFillPct => metrics.conntrack_fill_pct,
-        }
-    }
-
-    /// A value with its unit, for explanations: `92.0%`, `1.2 MB/s`, `3.1/s`, `412`.
-    pub fn format_value(self, value: f64) -> String {
-        match self.unit() {
-            Unit::Percent => format!("{value:.1}%"),
-            Unit::PerSecond => format!("{value:.1}/s"),
-            Unit::Count => format!("{value:.0}"),
-            Unit::Plain => format!("{value:.2}"),
-            Unit::BytesPerSecond => {
-                let magnitude = value.abs();
-                if magnitude >= 1e9 {
-                    format!("{:.1} GB/s", value / 1e9)
-                } else if magnitude >= 1e6 {
-                    format!("{:.1} MB/s", value / 1e6)
-                } else if magnitude >= 1e3 {
-                    format!("{:.1} kB/s", value / 1e3)
-                } else {
-                    format!("{value:.0} B/s")
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// One value per [`Metric`], absent where the host does not have it. A fixed array of plain floats (NaN for
-/// absent) keeps a 10,000-host window free of per-host maps and a sample ring at 96 bytes per reading.
+/// absent) keeps a 10,000-host window free of per-host maps and a sample ring at 8 bytes per metric per reading.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricValues([f64; Metric::COUNT]);
 
@@ -193,7 +49,7 @@ impl MetricValues {
     pub fn from_metrics(metrics: &HostMetrics) -> MetricValues {
         let mut values = MetricValues::default();
         for metric in Metric::ALL {
-            values.set(metric, metric.value_in(metrics));
+            values.set(metric, metric.value(metrics));
         }
         values
     }
@@ -332,7 +188,7 @@ pub fn group_stats(
     let mad = median_in_place(scratch).unwrap_or(0.0);
     let spread = (MAD_TO_SIGMA * mad)
         .max(relative_floor * median.abs())
-        .max(metric.absolute_floor());
+        .max(metric.outlier_floor().unwrap_or(0.0));
     GroupStats { median, mad, spread }
 }
 
@@ -363,7 +219,7 @@ pub fn score_window(hosts: &[HostWindow], settings: &OutlierSettings) -> WindowS
             continue;
         }
         let mut group_stats_row = [None; Metric::COUNT];
-        for metric in Metric::ALL {
+        for metric in Metric::outlier_metrics() {
             values.clear();
             values.extend(members.iter().filter_map(|&i| hosts[i].values.get(metric)));
             if values.is_empty() {

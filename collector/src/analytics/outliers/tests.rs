@@ -10,27 +10,33 @@ fn normal(rng: &mut fastrand::Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// Means and standard deviations of a healthy host, per metric in `Metric::ALL` order.
-const HEALTHY: [(f64, f64); Metric::COUNT] = [
-    (30.0, 4.0),
-    (60.0, 3.0),
-    (2.0, 0.3),
-    (2.0, 0.5),
-    (1.0, 0.3),
-    (5e6, 4e5),
-    (3e6, 3e5),
-    (400.0, 30.0),
-    (150.0, 20.0),
-    (5.0, 1.0),
-    (0.0, 0.0),
-    (20.0, 2.0),
-];
+/// Mean and standard deviation of a healthy host's metric.
+fn healthy(metric: Metric) -> (f64, f64) {
+    match metric {
+        Metric::CpuBusyPct => (30.0, 4.0),
+        Metric::MemUsedPct => (60.0, 3.0),
+        Metric::Load1 => (2.0, 0.3),
+        Metric::PsiCpu => (2.0, 0.5),
+        Metric::PsiMemory => (1.0, 0.3),
+        Metric::NetRxBytesPerS => (5e6, 4e5),
+        Metric::NetTxBytesPerS => (3e6, 3e5),
+        Metric::TcpEstablished => (400.0, 30.0),
+        Metric::TcpTimeWait => (150.0, 20.0),
+        Metric::RetransPerS => (5.0, 1.0),
+        Metric::ListenOverflowsPerS => (0.0, 0.0),
+        Metric::ConntrackFillPct => (20.0, 2.0),
+        Metric::CpuBusiestCorePct => (45.0, 5.0),
+        // Not scored for outliers; present so the window carries every metric.
+        _ => (10.0, 1.0),
+    }
+}
 
 fn healthy_fleet(rng: &mut fastrand::Rng, hosts: usize) -> Vec<HostWindow> {
     (0..hosts)
         .map(|i| {
             let mut values = MetricValues::default();
-            for (metric, (mean, sd)) in Metric::ALL.into_iter().zip(HEALTHY) {
+            for metric in Metric::ALL {
+                let (mean, sd) = healthy(metric);
                 values.set(metric, Some((mean + sd * normal(rng)).max(0.0)));
             }
             HostWindow {
@@ -187,7 +193,7 @@ fn generated_fleet_flags_a_step_a_ramp_and_a_flapping_host() {
     let (step_at, ramp_from, flap_from) = (20_u64, 10_u64, 30_u64);
     let ramp_pct_per_window = 1.0;
     // The ramp crosses 5 standard deviations of memory (3 points) 15 windows after it starts.
-    let ramp_crosses = ramp_from + (5.0 * HEALTHY[1].1 / ramp_pct_per_window).ceil() as u64;
+    let ramp_crosses = ramp_from + (5.0 * healthy(Metric::MemUsedPct).1 / ramp_pct_per_window).ceil() as u64;
     let mut flagged_at: BTreeMap<&str, u64> = BTreeMap::new();
     for w in 0..60_u64 {
         let mut fleet = healthy_fleet(&mut rng, 100);

@@ -328,7 +328,7 @@ pub fn group_page(
             mem_used_pct: h.metrics.mem_used_pct,
             load1: h.metrics.load1,
             tcp_established: h.metrics.tcp_established,
-            max_accept_queue_fill_pct: crate::store::schema::max_accept_queue_fill_pct(&h.metrics),
+            max_accept_queue_fill_pct: crate::metrics::Metric::MaxAcceptQueueFillPct.value(&h.metrics),
             net_rx_bytes_per_s: h.metrics.net_rx_bytes_per_s,
             net_tx_bytes_per_s: h.metrics.net_tx_bytes_per_s,
         })
