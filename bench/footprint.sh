@@ -12,9 +12,11 @@
 # The only addresses used are 127.0.0.1 and the two /30 links this script creates on both ends.
 #
 # Usage: sudo bench/footprint.sh [--duration S] [--repeat N] [--connections N] [--runs idle,sockets]
-#                                [--bin-dir DIR] [--keep DIR]
-# Needs: root (namespaces), python3, curl, iproute2, prometheus-node-exporter, release binaries
-# (cargo build --release --workspace --bins).
+#                                [--bin-dir DIR] [--agent-bin FILE] [--collector-bin FILE] [--keep DIR]
+# Needs: root (namespaces), python3, curl, iproute2, prometheus-node-exporter, and the binaries: by default the
+# release ones (cargo build --release --workspace --bins); --agent-bin measures another agent build, such as
+# the size-optimised one (cargo build --profile agent -p headroom-agent: target/agent/headroom-agent), and
+# --collector-bin takes any collector build (its cost is not measured here).
 set -euo pipefail
 
 duration_s=60
@@ -22,6 +24,8 @@ repeat=1
 connections=50000
 runs="idle,sockets"
 bin_dir=""
+agent_bin=""
+collector_bin=""
 keep_dir=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -30,8 +34,10 @@ while [[ $# -gt 0 ]]; do
         --connections) connections="$2"; shift 2 ;;
         --runs) runs="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
+        --agent-bin) agent_bin="$2"; shift 2 ;;
+        --collector-bin) collector_bin="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "footprint.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,14 +53,14 @@ helper="$here/footprint/footprint.py"
 if [[ -z "$bin_dir" ]]; then
     bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
 fi
-agent_bin="$bin_dir/headroom-agent"
-collector_bin="$bin_dir/headroom-collector"
+agent_bin="${agent_bin:-$bin_dir/headroom-agent}"
+collector_bin="${collector_bin:-$bin_dir/headroom-collector}"
 exporter_bin="$(command -v prometheus-node-exporter || true)"
 
 die() { echo "footprint.sh: $*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "must run as root to create the network namespace (try sudo)"
 [[ -x "$agent_bin" && -x "$collector_bin" ]] \
-    || die "no release binaries in $bin_dir: run cargo build --release --workspace --bins, or pass --bin-dir"
+    || die "no binaries at $agent_bin and $collector_bin: run cargo build --release --workspace --bins, or pass --bin-dir, --agent-bin, --collector-bin"
 [[ -n "$exporter_bin" ]] || die "prometheus-node-exporter is missing: apt-get install -y prometheus-node-exporter"
 for tool in python3 curl ip ss; do
     command -v "$tool" >/dev/null || die "$tool is missing"

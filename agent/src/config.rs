@@ -1,5 +1,5 @@
 //! Agent configuration: the TOML file (by default /etc/headroom/agent.toml) read into a raw form and validated,
-//! without IO, into a typed [`Config`]. The error type and checks shared with the collector live in `shared`.
+//! without IO, into a typed [`Config`]. The error type and checks shared with the collector live in `headroom_common::config`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,9 +9,7 @@ use serde::Deserialize;
 
 use crate::sampler::network::glob_matches;
 
-mod shared;
-
-pub use shared::{
+pub use headroom_common::config::{
     absolute_path, check_section_table, duration_in, edit_distance, human_duration, invalid, line_of,
     nearest_key, read_config_file, ConfigError, KeyHint, RawTls, TlsPaths,
 };

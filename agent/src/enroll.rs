@@ -221,20 +221,15 @@ async fn resolve(collector: &str) -> Result<SocketAddr, EnrollError> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), EnrollError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.as_os_str().is_empty() || dir.exists() {
+    if dir.as_os_str().is_empty() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| {
-            EnrollError::Files(format!(
-                "creating {}: {e} (run as a user that may write there)",
-                dir.display()
-            ))
-        })
+    headroom_common::files::create_dir_all(dir, headroom_common::files::PRIVATE_DIR).map_err(|e| {
+        EnrollError::Files(format!(
+            "creating {}: {e} (run as a user that may write there)",
+            dir.display()
+        ))
+    })
 }
 
 /// Renews this host's certificate when due, for as long as the agent runs.

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use headroom_agent::{config, run, sample_view, sampler};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -138,12 +138,7 @@ fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
         proc_root,
         ..Default::default()
     });
-    let now_ms = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    };
+    let now_ms = headroom_common::clock::now_ms;
     let before = sampler.sample(1, now_ms(), Instant::now());
     // CPU time is cumulative since boot: a busy share needs a second reading a moment later.
     std::thread::sleep(Duration::from_millis(250));
@@ -217,11 +212,20 @@ fn enroll_host(args: EnrollArgs) -> ExitCode {
     }
 }
 
+/// Logs at the level HEADROOM_LOG names (error, warn, info, debug, trace; default info). The agent takes a
+/// level only, not per-module directives: the directive parser is a regular-expression engine the agent
+/// would otherwise carry on every host.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEADROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = std::env::var("HEADROOM_LOG")
+        .ok()
+        .and_then(|text| {
+            text.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

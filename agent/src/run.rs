@@ -10,7 +10,7 @@ use anyhow::Context;
 use headroom_common::backoff::Backoff;
 use headroom_common::wire::{Hello, Sample, PROTOCOL_VERSION};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -169,10 +169,7 @@ pub async fn stream<S: SampleSource>(
                 }
             }
             _ = ticker.tick() => {
-                let timestamp_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
+                let timestamp_ms = headroom_common::clock::now_ms();
                 let sample = source.sample(seq, timestamp_ms, Instant::now());
                 seq += 1;
                 // Straight into the spool: the sample is durable before the uplink ever sees it.

@@ -5,7 +5,7 @@
 //! knows the last number used; this file covers the case where the spool was emptied (everything acknowledged)
 //! or removed, and is written on every clean stop.
 
-use std::io::Write;
+use headroom_common::files;
 use std::path::{Path, PathBuf};
 
 pub struct AgentState {
@@ -33,7 +33,7 @@ fn error(path: &Path, detail: impl ToString) -> StateError {
 impl AgentState {
     /// Open (creating if needed) the state in `dir`.
     pub fn open(dir: &Path) -> Result<AgentState, StateError> {
-        std::fs::create_dir_all(dir).map_err(|e| error(dir, e))?;
+        files::create_dir_all(dir, files::PRIVATE_DIR).map_err(|e| error(dir, e))?;
         let id_path = dir.join("instance-id");
         let instance_id = match std::fs::read_to_string(&id_path) {
             Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|_| {
@@ -84,18 +84,28 @@ impl AgentState {
     }
 }
 
-/// Write via a temporary file and rename, so a crash leaves the old or the new content, never half.
+/// The state files are private to the agent (mode 0600); a crash leaves the old or the new content, never half.
 fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    files::write_atomic(path, contents.as_bytes(), files::PRIVATE_FILE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headroom_common::files::{mode_of, UmaskGuard};
+
+    /// Issue 11, point 7: the state directory and files are private whatever the umask.
+    #[test]
+    fn issue_11_state_is_private_under_a_permissive_umask() {
+        let _umask = UmaskGuard::set(0);
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("var/lib/headroom-agent");
+        let mut state = AgentState::open(&state_dir).unwrap();
+        state.save_next_seq(17).unwrap();
+        assert_eq!(mode_of(&state_dir).unwrap(), 0o700);
+        assert_eq!(mode_of(&state_dir.join("instance-id")).unwrap(), 0o600);
+        assert_eq!(mode_of(&state_dir.join("next-seq")).unwrap(), 0o600);
+    }
 
     #[test]
     fn instance_id_and_next_seq_survive_a_clean_restart() {

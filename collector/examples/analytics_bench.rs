@@ -70,13 +70,11 @@ fn host_metrics(values: &MetricValues) -> HostMetrics {
 }
 
 fn quantile_us(mut waits_us: Vec<f64>, quantile: f64) -> f64 {
-    waits_us.sort_by(f64::total_cmp);
-    waits_us[((waits_us.len() - 1) as f64 * quantile) as usize]
+    headroom_common::percentile::nearest_rank(&mut waits_us, quantile).unwrap_or(0.0)
 }
 
-fn median_ms(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+fn median_ms(times: Vec<f64>) -> f64 {
+    quantile_us(times, 0.5)
 }
 
 const RULES: &str = r#"

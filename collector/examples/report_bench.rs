@@ -27,6 +27,7 @@ fn synthetic_input() -> SizingInput {
                     memory_bytes: 64.0 * (1u64 << 30) as f64,
                     first_seen_ms: window_start_ms,
                     last_seen_ms: window_end_ms - MINUTE_MS,
+                    memory_used_peak_bytes: None,
                 })
                 .collect();
             let capacity_cores: f64 = hosts.iter().map(|host| host.cores).sum();

@@ -4,7 +4,7 @@
 //! `headroom-collector report` on the result.
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use headroom_collector::store::Store;
 use rusqlite::params;
@@ -23,9 +23,7 @@ fn main() -> anyhow::Result<()> {
     let hosts: usize = args.next().map_or(Ok(1_000), |n| n.parse())?;
     let days: u64 = args.next().map_or(Ok(30), |n| n.parse())?;
     let _ = std::fs::remove_file(&path);
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .as_millis() as u64;
+    let now_ms = headroom_common::clock::now_ms();
     let end_ms = now_ms - now_ms % MINUTE_MS;
     let start_ms = end_ms - days * 86_400_000;
     let started = Instant::now();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use headroom_agent::config::{absolute_path, duration_in, invalid, read_config_file, RawTls};
-pub use headroom_agent::config::{ConfigError, KeyHint, TlsPaths};
+use headroom_common::config::{absolute_path, duration_in, invalid, read_config_file, RawTls};
+pub use headroom_common::config::{ConfigError, KeyHint, TlsPaths};
 
 /// Where `headroom-collector serve` looks when no `--config` is given.
 pub const DEFAULT_PATH: &str = "/etc/headroom/collector.toml";
@@ -541,7 +541,7 @@ fn socket_address(origin: &str, key: &str, text: &str) -> Result<SocketAddr, Con
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_agent::config::check_section_table;
+    use headroom_common::config::check_section_table;
 
     const ORIGIN: &str = "/etc/headroom/collector.toml";
 
@@ -703,6 +703,15 @@ max_connections = 10
         let web = config.sizing.for_group("web");
         assert_eq!((web.k, web.targets.cpu), (2, 0.70));
         assert_eq!(web.little.map(|little| little.concurrency()), Some(300.0));
+        assert_eq!(web.little.map(|little| little.beta), Some(1.0));
+        assert_eq!(
+            (web.memory, web.memory_per_load, web.balance),
+            (
+                crate::sizing::MemoryMode::PerHost,
+                0.2,
+                crate::sizing::Balance::Equal
+            )
+        );
         assert_eq!(config.sizing.for_group("db"), &config.sizing.defaults);
         assert!(error_of("[sizing]\nwindow = \"10m\"\n").contains("sizing.window: \"10m\" is too short"));
         assert!(error_of("[sizing.groups.web]\nk = \"two\"\n").contains("line 2"));

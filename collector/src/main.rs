@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use headroom_collector::render::{self, render_fleet, render_hosts, Format};
 use headroom_collector::report_cli;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::end::EndAt;
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -195,6 +196,9 @@ struct DatabaseArgs {
     /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Where the window ends: an RFC 3339 time, or latest (the newest sample in the database); default now.
+    #[arg(long, default_value = "now")]
+    end: EndAt,
 }
 
 #[derive(clap::Args)]
@@ -465,6 +469,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let report = sizing_report(&args.database, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
                 .map_err(report_failure)?;
+            for note in &report.notes {
+                println!("{note}");
+            }
             println!("wrote {} ({} groups)", args.out.display(), report.groups.len());
         }
         Command::Hosts(args) => {
@@ -523,9 +530,8 @@ fn sizing_report(
             .clone()
             .unwrap_or_else(|| config.state_dir.join("headroom.db")),
         window,
-        now_ms: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64),
+        now_ms: headroom_common::clock::now_ms(),
+        end: database.end,
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

@@ -1,10 +1,16 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, and TLS/PKI helpers.
+//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
+//! both binaries use, the atomic file write, and TLS/PKI helpers.
 //!
-//! Nothing here opens a socket, spawns a task or reads the clock: time comes in as an argument.
+//! Nothing here opens a socket or spawns a task. The protocol, backoff and percentile code never reads the
+//! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
 
 pub mod backoff;
+pub mod clock;
+pub mod config;
 pub mod derive;
 pub mod enroll;
+pub mod files;
+pub mod percentile;
 pub mod pki;
 pub mod session;
 pub mod tls;

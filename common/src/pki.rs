@@ -3,6 +3,7 @@
 //! Every key is ECDSA P-256. Certificates are built in memory from a `now` passed in by the caller; the only
 //! IO here is reading and writing PEM files, which the `ca` commands of the collector use.
 
+use crate::files;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
@@ -11,11 +12,9 @@ use ring::rand::SecureRandom;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far before `now` a new certificate becomes valid. Agents and the collector run on different hosts
@@ -265,12 +264,12 @@ pub fn read_pem(path: &Path, what: &str, fix: &str) -> Result<String, PkiError> 
 
 /// Write a private key PEM atomically (temp file in the same dir, mode 0600 from creation, fsync, rename).
 pub fn write_private_pem(path: &Path, pem: &str) -> Result<(), PkiError> {
-    write_atomically(path, pem.as_bytes(), 0o600)
+    write_atomically(path, pem.as_bytes(), files::PRIVATE_FILE)
 }
 
 /// Write a certificate PEM atomically, mode 0644.
 pub fn write_public_pem(path: &Path, pem: &str) -> Result<(), PkiError> {
-    write_atomically(path, pem.as_bytes(), 0o644)
+    write_atomically(path, pem.as_bytes(), files::PUBLIC_FILE)
 }
 
 /// SHA-256 of the DER of the first certificate in a PEM, formatted "SHA256:" + lowercase hex.
@@ -586,58 +585,18 @@ pub fn parse_fingerprint(text: &str) -> Result<String, PkiError> {
     Ok(format!("SHA256:{hex}"))
 }
 
-/// Distinguishes temporary files of concurrent writes from one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to a temporary file beside `path` created with `mode`, syncs it, renames it over `path` and
-/// syncs the directory, so that a crash leaves either the old file or the new one, never a torn one, and a
-/// private key is never readable by others, not even for an instant.
+/// [`files::write_atomic`] with the error naming the file.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let write_error = |error: io::Error| PkiError::Write {
+    files::write_atomic(path, bytes, mode).map_err(|error| PkiError::Write {
         path: path.to_path_buf(),
         error,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        write_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path has no file name",
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".{}.{counter}.tmp", std::process::id()));
-    let temp_path = dir.join(temp_name);
-
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp_path)?;
-        // The umask may have cleared bits of `mode` at creation; a certificate must stay world-readable.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp_path, path)
-    })();
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&temp_path);
-        return Err(write_error(error));
-    }
-    // The rename is durable only once the directory entry is on disk.
-    std::fs::File::open(dir)
-        .and_then(|dir_file| dir_file.sync_all())
-        .map_err(write_error)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_750_000_000)

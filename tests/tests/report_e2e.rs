@@ -161,7 +161,8 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
     }
 
     let json: serde_json::Value = serde_json::from_str(&report(&copy, work.path(), "json")).unwrap();
-    assert_eq!(json["schema_version"], 1, "{json}");
+    assert_eq!(json["schema_version"], 2, "{json}");
+    assert_eq!(json["peak_statistic"], "p99.9", "{json}");
     let groups = json["groups"].as_array().unwrap();
     let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["db", "web"], "{json}");
@@ -273,6 +274,58 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
         table.contains("web") && table.contains("cannot survive a zone loss"),
         "{table}"
     );
+
+    // Issue 10: the same copy analysed "later" (the window ending 30 minutes after the data) says so in its
+    // first line, and --end latest gives the answer as of the newest sample, with every web host present.
+    let sizing = |end: &str, format: &str| {
+        let output = Command::new(binary("headroom-collector"))
+            .args([
+                "sizing", "--window", "1h", "--format", format, "--end", end, "--db",
+            ])
+            .arg(&copy)
+            .args(["--config", work.path().join("absent.toml").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let later =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(30 * 60))
+            .to_string();
+    let stale = sizing(&later, "table");
+    assert!(
+        stale
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("stale data: the newest sample is from")
+            && stale.lines().next().unwrap().contains("pass --end latest"),
+        "{stale}"
+    );
+    let latest: serde_json::Value = serde_json::from_str(&sizing("latest", "json")).unwrap();
+    assert_eq!(latest["notes"], serde_json::json!([]), "{latest}");
+    let web = latest["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "web")
+        .unwrap();
+    assert_eq!(
+        (web["hosts"].as_u64(), web["left"].as_array().map(Vec::len)),
+        (Some(3), Some(0)),
+        "{web}"
+    );
+    let bad_end = Command::new(binary("headroom-collector"))
+        .args(["sizing", "--end", "yesterday", "--db"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(bad_end.status.code(), Some(2));
+
     let missing = Command::new(binary("headroom-collector"))
         .args([
             "sizing",

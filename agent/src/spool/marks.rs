@@ -6,6 +6,7 @@
 //! collector drops duplicates), and a damaged gap line is logged and skipped.
 
 use super::{Gap, GapReason};
+use headroom_common::files::{self, Durability};
 use std::io::Write;
 use std::path::Path;
 use tracing::warn;
@@ -38,7 +39,7 @@ pub fn write_ack(dir: &Path, seq: u64, durable: bool) -> std::io::Result<()> {
     let path = dir.join(ACK_FILE);
     match write_atomic(&path, format!("{seq}\n").as_bytes(), durable) {
         Err(error) if error.kind() == std::io::ErrorKind::StorageFull => {
-            let _ = std::fs::remove_file(path.with_extension("tmp"));
+            // The failed atomic write has already removed its temporary file.
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -126,19 +127,14 @@ fn parse_gap(line: &str) -> Option<Gap> {
     })
 }
 
+/// Rewrites a mark (mode 0600, like the spool); `durable` adds the fsyncs.
 fn write_atomic(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(contents)?;
-    if durable {
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if durable {
-        // The rename itself is durable only once the directory is synced.
-        std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-    }
-    Ok(())
+    let durability = if durable {
+        Durability::Synced
+    } else {
+        Durability::Unsynced
+    };
+    files::write_atomic_with(path, contents, files::PRIVATE_FILE, durability)
 }
 
 #[cfg(test)]

@@ -36,11 +36,13 @@
 mod marks;
 mod record;
 
+use headroom_common::files;
 use headroom_common::wire::{GapReport, Sample};
 use record::{encode_record, find_next_record, parse_header, parse_payload, parse_record, Header, Parsed};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tracing::warn;
 
@@ -235,11 +237,11 @@ impl Spool {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_error)?;
+        files::create_dir_all(dir, files::PRIVATE_DIR).map_err(dir_error)?;
         // Find out now, with the directory named, rather than at the first sample.
         let probe = dir.join("write-probe.tmp");
-        File::create(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
+        files::write_atomic_with(&probe, b"", files::PRIVATE_FILE, files::Durability::Unsynced)
+            .and_then(|()| std::fs::remove_file(&probe))
             .map_err(dir_error)?;
         let acked_through = marks::read_ack(dir).map_err(file_error(&dir.join(marks::ACK_FILE)))?;
         let stored_gaps = marks::read_gaps(dir).map_err(file_error(&dir.join(marks::GAPS_FILE)))?;
@@ -478,9 +480,11 @@ impl Spool {
             return Ok(());
         }
         let path = self.dir.join(segment_name(first_seq));
+        // Samples are private to the host: mode 0600 whatever the umask.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(files::PRIVATE_FILE)
             .open(&path)
             .map_err(file_error(&path))?;
         // Bytes a failed write left in a file of this name would sit between records; counting them keeps

@@ -3,9 +3,7 @@
 //! A record is `magic (2 bytes) | payload length (u32 LE) | CRC-32 (u32 LE) | payload`. The CRC covers the
 //! length bytes and the payload, so a flipped bit in either is caught. The magic lets a scan skip quickly past
 //! garbage (zero-filled blocks after a power loss, a bad sector) to the next record without computing a CRC at
-//! every byte offset. The checksum is CRC-32/ISO-HDLC (the zlib and Ethernet one), written here because the
-//! spool checksums at most its cap once at start and one sample a second after that: a table-driven loop is fast
-//! enough and keeps a dependency out of the agent.
+//! every byte offset. The checksum is CRC-32/ISO-HDLC (the zlib and Ethernet one), computed by `crc32fast`.
 
 use headroom_common::wire::{decode_payload, encode_frame, Sample, MAX_FRAME_BYTES};
 
@@ -120,45 +118,10 @@ pub fn find_next_record(bytes: &[u8], from: usize, after_seq: Option<u64>) -> Op
 }
 
 fn record_crc(len_le: &[u8], payload: &[u8]) -> u32 {
-    crc32_finish(crc32_update(crc32_update(CRC_INIT, len_le), payload))
-}
-
-const CRC_INIT: u32 = 0xFFFF_FFFF;
-
-/// Reflected polynomial of CRC-32/ISO-HDLC.
-const CRC_POLY: u32 = 0xEDB8_8320;
-
-const CRC_TABLE: [u32; 256] = crc_table();
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let mut crc = byte as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ CRC_POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[byte] = crc;
-        byte += 1;
-    }
-    table
-}
-
-fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
-    for &byte in bytes {
-        crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    crc
-}
-
-fn crc32_finish(crc: u32) -> u32 {
-    crc ^ 0xFFFF_FFFF
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len_le);
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 #[cfg(test)]
@@ -176,7 +139,28 @@ mod tests {
     #[test]
     fn crc_matches_the_standard_check_value() {
         // The catalogue check value of CRC-32/ISO-HDLC over "123456789".
-        assert_eq!(crc32_finish(crc32_update(CRC_INIT, b"123456789")), 0xCBF4_3926);
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    /// A record written by the spool before its checksum moved to crc32fast (the table-driven loop it had
+    /// until then): the on-disk format is unchanged, so spools written by older agents still read.
+    #[test]
+    fn records_written_before_crc32fast_still_read() {
+        const OLD_RECORD_HEX: &str = "c57e0d000000df0240e32a80b883a1f732000000000000";
+        let bytes: Vec<u8> = (0..OLD_RECORD_HEX.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&OLD_RECORD_HEX[i..i + 2], 16).unwrap())
+            .collect();
+        let expected = Sample {
+            seq: 42,
+            timestamp_ms: 1_750_000_000_000,
+            ..Default::default()
+        };
+        assert_eq!(encode_record(&expected).unwrap(), bytes);
+        match parse_record(&bytes) {
+            Parsed::Record { sample, .. } => assert_eq!(sample, expected),
+            other => panic!("old record did not parse: {other:?}"),
+        }
     }
 
     #[test]

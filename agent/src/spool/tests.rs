@@ -211,3 +211,26 @@ fn gaps_become_wire_reports_with_the_reason_names_the_collector_stores() {
     assert_eq!(report.reason, "corrupt");
     assert_eq!(GapReason::from_name("spool_full"), Some(GapReason::SpoolFull));
 }
+
+/// Issue 11, point 7: the spool directory, its segments and its marks are private whatever the umask.
+#[test]
+fn issue_11_spool_files_are_private_under_a_permissive_umask() {
+    use headroom_common::files::{mode_of, UmaskGuard};
+    let _umask = UmaskGuard::set(0);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("state/spool");
+    let (mut spool, _) = Spool::open(&spool_dir, DEFAULT_CAP_BYTES).unwrap();
+    for seq in 1..=3 {
+        spool.append(&sample(seq)).unwrap();
+    }
+    spool.ack(2).unwrap();
+    spool.flush().unwrap();
+    assert_eq!(mode_of(&spool_dir).unwrap(), 0o700);
+    let names = list_segments(&spool_dir).unwrap();
+    assert!(!names.is_empty());
+    for entry in std::fs::read_dir(&spool_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode_of(&path).unwrap(), 0o600, "{}", path.display());
+    }
+    assert!(spool_dir.join(marks::ACK_FILE).exists());
+}

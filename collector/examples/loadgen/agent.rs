@@ -6,13 +6,14 @@ use headroom_agent::run::SampleSource;
 use headroom_agent::uplink::ACK_TIMEOUT;
 use headroom_collector::sim::{SimSource, SimSpec};
 use headroom_common::backoff::Backoff;
+use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, Outbox};
 use headroom_common::wire::{Hello, PROTOCOL_VERSION};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -61,13 +62,6 @@ pub struct AgentSpec {
     pub start_at: tokio::time::Instant,
     /// When its first sample is taken; later ones follow every second, so phases spread over the second.
     pub first_tick_at: tokio::time::Instant,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 struct Local {

@@ -78,13 +78,9 @@ pub fn parse_io_write_bytes(text: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// The value at quantile `q` (0..=1) of sorted values, nearest rank; 0 when empty.
+/// The value at quantile `q` (0..=1) of sorted values by headroom's nearest-rank definition; 0 when empty.
 pub fn quantile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    headroom_common::percentile::nearest_rank_sorted(sorted, q).unwrap_or(0)
 }
 
 /// One look at a process.

@@ -19,12 +19,13 @@ use crate::fleet::HostMetrics;
 use crate::outliers::{
     HostWindow, Metric, MetricValues, Outlier, OutlierSettings, OutlierTracker, SkippedGroup,
 };
+use headroom_common::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -541,12 +542,6 @@ impl Analytics {
         });
         events
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs outlier windows and alarm evaluation until `cancel`, then lets the senders flush.

@@ -155,6 +155,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     );
     println!("{DEMO_NOTICE}");
     println!("demo alarm rules: {}", rules.display());
+    let sizing_config = write_sizing_config(root)?;
+    println!(
+        "  try: headroom-collector sizing --config {} --end latest",
+        sizing_config.display()
+    );
 
     let ca = load_ca(&pki)?;
     let agents_cancel = CancellationToken::new();
@@ -328,6 +333,19 @@ fn page_lines(page: &crate::views::web::model::FleetPage) -> Vec<String> {
     lines
 }
 
+/// The demo's collector config for `sizing` and `report`: its database, and the web group's balancer,
+/// which gives every host the same share (so the 4-core sim-web-4 binds). The db group keeps the default
+/// per-host memory: a database's buffer pool does not move to the survivors.
+fn write_sizing_config(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let path = root.join("collector.toml");
+    let text = format!(
+        "state_dir = \"{}\"\n\n[sizing.groups.web]\nbalance = \"equal\"\n",
+        root.join("collector").display()
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// One compact line naming every host with its CPU busy share, hottest first, so the simulated (`sim-`) and
 /// the real host stand out.
 fn host_line(hosts: &[HostView]) -> String {
@@ -341,4 +359,20 @@ fn host_line(hosts: &[HostView]) -> String {
         .map(|(host, cpu)| format!("{host} {cpu:.0}%"))
         .collect();
     format!("hosts by cpu: {}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sizing::{Balance, MemoryMode};
+
+    #[test]
+    fn demo_sizing_config_gives_web_equal_balance_and_db_per_host_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sizing_config(dir.path()).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        assert_eq!(config.state_dir, dir.path().join("collector"));
+        assert_eq!(config.sizing.for_group("web").balance, Balance::Equal);
+        assert_eq!(config.sizing.for_group("db").memory, MemoryMode::PerHost);
+    }
 }

@@ -13,11 +13,13 @@ use crate::pki_cli::pki_dir;
 use crate::store::{spawn_writer_with, Store, WriterSettings};
 use crate::validate::Limits;
 use anyhow::Context;
+use headroom_common::clock::now_ms;
+use headroom_common::files;
 use headroom_common::pki::read_pem;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -56,13 +58,6 @@ pub fn load_tls_from(
         .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Run until `cancel` fires. `bound` learns the bound addresses once both listeners are up.
 pub async fn serve(
     config: Config,
@@ -82,7 +77,9 @@ pub async fn serve_with_web(
     bound: Option<oneshot::Sender<Bound>>,
     notify_systemd: bool,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+    // The database may be read by the service's group (a planner's report job); the pki directory inside is
+    // created 0700 by `ca init`.
+    files::create_dir_all(&config.state_dir, files::GROUP_DIR).with_context(|| {
         format!(
             "creating state directory {} (check state_dir)",
             config.state_dir.display()

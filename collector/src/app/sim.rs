@@ -69,7 +69,15 @@ pub fn demo_fleet(count: usize) -> Vec<SimSpec> {
                 host,
                 group: group.into(),
                 zone: zone.into(),
-                cores: if web { 8 } else { 16 },
+                // The hot host is a smaller one behind the same round-robin balancer: it gets the same share
+                // as its 8-core peers, which is why it runs hot (the demo's config says balance = "equal").
+                cores: if hot {
+                    4
+                } else if web {
+                    8
+                } else {
+                    16
+                },
                 memory_bytes: if web { 16 * GIB } else { 64 * GIB },
                 cpu_busy: if hot {
                     0.93
@@ -231,6 +239,8 @@ mod tests {
         assert_eq!(zones.len(), 3);
         assert!(fleet.iter().all(|s| s.host.starts_with("sim-")));
         assert_eq!(fleet.iter().filter(|s| s.cpu_busy > 0.9).count(), 1);
+        let hot = fleet.iter().find(|s| s.cpu_busy > 0.9).unwrap();
+        assert_eq!((hot.host.as_str(), hot.cores), ("sim-web-4", 4));
     }
 
     #[test]

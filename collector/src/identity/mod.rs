@@ -15,9 +15,9 @@ pub mod renew;
 pub mod revocation;
 pub mod tokens;
 
+use headroom_common::files;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -50,30 +50,16 @@ pub(crate) fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T,
     })
 }
 
-/// Writes a JSON file atomically (temporary file beside it, mode 0600, fsync, rename), so that a crash
-/// leaves the old file or the new one and token hashes are never readable by others.
+/// Writes a JSON file atomically with mode 0600 ([`files::write_atomic`]), so that a crash leaves the old file
+/// or the new one and token hashes are never readable by others.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let write_error = |detail: String| StoreError::Write {
         path: path.to_path_buf(),
         detail,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
     let mut text = serde_json::to_vec_pretty(value).map_err(|e| write_error(e.to_string()))?;
     text.push(b'\n');
-    let mut temp = tempfile::Builder::new()
-        .prefix(".identity")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| write_error(e.to_string()))?;
-    temp.write_all(&text).map_err(|e| write_error(e.to_string()))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| write_error(e.to_string()))?;
-    temp.persist(path).map_err(|e| write_error(e.error.to_string()))?;
-    if let Ok(dir_file) = std::fs::File::open(dir) {
-        let _ = dir_file.sync_all();
-    }
-    Ok(())
+    files::write_atomic(path, &text, files::PRIVATE_FILE).map_err(|e| write_error(e.to_string()))
 }
 
 /// An exclusive advisory lock on `<file>.lock`, held until dropped, so that a read-modify-write of an

@@ -152,21 +152,53 @@ pub fn server_cert_renew(
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), PkiCommandError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| PkiCommandError::Io {
+    headroom_common::files::create_dir_all(dir, headroom_common::files::PRIVATE_DIR).map_err(|e| {
+        PkiCommandError::Io {
             path: dir.display().to_string(),
             detail: e.to_string(),
-        })
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headroom_common::files::{mode_of, UmaskGuard};
     use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 11, point 7: the modes are the ones the code asks for, not whatever a permissive umask leaves.
+    #[test]
+    fn issue_11_pki_files_and_dirs_have_explicit_modes_under_a_permissive_umask() {
+        let _umask = UmaskGuard::set(0);
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("state/pki");
+        let names = vec!["localhost".to_string()];
+        ca_init(&pki, &names, false, SystemTime::now()).unwrap();
+        let ca = load_ca(&pki).unwrap();
+        let out = dir.path().join("agents/web-1");
+        cert_issue_recorded(
+            &pki,
+            &ca,
+            "web-1",
+            &out,
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        )
+        .unwrap();
+        for (path, mode) in [
+            (pki.clone(), 0o700),
+            (out.clone(), 0o700),
+            (pki.join("ca.key"), 0o600),
+            (pki.join("server.key"), 0o600),
+            (pki.join("certs.json"), 0o600),
+            (out.join("agent.key"), 0o600),
+            (pki.join("ca.pem"), 0o644),
+            (pki.join("server.pem"), 0o644),
+            (out.join("agent.pem"), 0o644),
+        ] {
+            assert_eq!(mode_of(&path).unwrap(), mode, "{}", path.display());
+        }
+    }
 
     #[test]
     fn ca_init_refuses_to_overwrite_and_keys_are_private() {

@@ -16,12 +16,13 @@ use crate::identity::registry::Registry;
 use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
 use crate::validate::{validate_hello, validate_sample, Limits, SampleError};
+use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
 use headroom_common::wire::{GapReport, Hello, Sample};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -198,13 +199,6 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
     endpoint.close(close_code::STOPPING.into(), b"collector stopping");
     tasks.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The host identity in the peer's certificate.

@@ -52,18 +52,10 @@ pub struct GroupSummary {
     pub listen_overflows_per_s: Option<f64>,
 }
 
-/// Exact percentile of already sorted values by the nearest-rank method, `q` in 0.0..=1.0.
-///
-/// The result is the value at rank ⌈q × n⌉ (1-based, at least 1), so it is always a value some host actually
-/// had: p50 of 1..=100 is 50 and p99 is 99. `None` for no values or a `q` outside 0..=1. A tolerance of 1e-9
-/// on q × n keeps floating-point noise (0.07 × 100 = 7.000000000000001) from skipping a rank.
+/// Exact percentile of already sorted values, `q` in 0.0..=1.0: headroom's nearest-rank definition
+/// ([`headroom_common::percentile`]), so it is always a value some host actually had.
 pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() || !(0.0..=1.0).contains(&q) {
-        return None;
-    }
-    let n = sorted.len();
-    let rank = ((q * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
-    Some(sorted[rank - 1])
+    headroom_common::percentile::nearest_rank_sorted(sorted, q)
 }
 
 /// Mean, p50, p99 and max of one metric across hosts.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use headroom_agent::config::{duration_in, invalid, ConfigError};
+use headroom_common::config::{duration_in, invalid, ConfigError};
 
 /// Every key the section accepts, for "did you mean" hints on a misplaced key.
 pub const SECTIONS: &[(&str, &[&str])] = &[
@@ -22,7 +22,9 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "k",
             "max_connections",
             "memory_target_percent",
+            "peak",
             "percentile",
+            "trend_window",
             "window",
             "zone_label",
         ],
@@ -30,14 +32,18 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     (
         "sizing.groups.NAME",
         &[
+            "balance",
             "connections_target_percent",
             "cpu_target_percent",
             "k",
             "latency_ms",
             "little_port",
             "max_connections",
+            "memory",
+            "memory_per_load",
             "memory_target_percent",
             "request_rate_per_s",
+            "staffing_beta",
         ],
     ),
 ];
@@ -47,6 +53,10 @@ const WINDOW_MAX: Duration = Duration::from_secs(400 * 86_400);
 const HORIZON_MIN: Duration = Duration::from_secs(86_400);
 const HORIZON_MAX: Duration = Duration::from_secs(3_650 * 86_400);
 const K_MAX: u32 = 100;
+const TREND_WINDOW_MIN: Duration = Duration::from_secs(7 * 86_400);
+
+/// The square-root staffing margin applied to Little's law unless a group sets `staffing_beta`.
+pub const DEFAULT_STAFFING_BETA: f64 = 1.0;
 
 /// Validated sizing settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +65,10 @@ pub struct SizingConfig {
     pub group_label: String,
     /// Label whose value names a host's failure domain.
     pub zone_label: String,
-    /// Percentile of per-minute group sums that defines the peak, in (0, 100].
+    /// Percentile of per-minute group sums that defines the peak, in (0, 100]; 100 is the maximum.
     pub percentile: f64,
+    /// How far back the forecast's trend looks (capped by the window).
+    pub trend_window: Duration,
     /// Default window a report covers.
     pub window: Duration,
     /// How far ahead the forecast looks.
@@ -78,6 +90,51 @@ pub struct GroupSizing {
     pub max_connections: BTreeMap<u16, u32>,
     /// When set, Little's law sets the connection load of its port.
     pub little: Option<LittleLaw>,
+    /// Whether memory is sized host by host or moves to the survivors.
+    pub memory: MemoryMode,
+    /// With per-host memory: the fraction of a host's used memory that grows with the load it carries.
+    pub memory_per_load: f64,
+    /// How the group's balancer spreads load across hosts of different sizes.
+    pub balance: Balance,
+}
+
+/// How a group's memory behaves when hosts are lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMode {
+    /// Each host keeps its own memory (a database buffer pool, a JVM heap): every survivor must stay under
+    /// the target with its own use, plus the share that grows with the load it takes over.
+    PerHost,
+    /// Memory moves to the survivors with the load (a cache tier whose keys re-hash).
+    Shared,
+}
+
+/// How a group's balancer spreads load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Load proportional to each host's capacity (weighted balancing).
+    Capacity,
+    /// An equal share per host (round-robin, least-connections), so the smallest host fills first.
+    Equal,
+}
+
+/// The text of a peak percentile as the config and the report spell it: `p99.9`, `p99`, `max`.
+pub fn peak_label(percentile: f64) -> String {
+    if percentile >= 100.0 {
+        "max".to_string()
+    } else {
+        format!("p{percentile}")
+    }
+}
+
+/// Parses `p99.9`, `p99`, `p50`, `max` into a percentile (100 for `max`).
+pub fn parse_peak(text: &str) -> Option<f64> {
+    if text == "max" {
+        return Some(100.0);
+    }
+    let value: f64 = text.strip_prefix('p')?.parse().ok()?;
+    (value > 0.0 && value < 100.0).then_some(value)
 }
 
 /// Targets as fractions (0.8 is 80 %).
@@ -100,12 +157,20 @@ pub struct LittleLaw {
     pub latency_ms: f64,
     /// The service port the requests arrive on.
     pub port: u16,
+    /// Square-root staffing margin: `c = L + beta * sqrt(L)`.
+    pub beta: f64,
 }
 
 impl LittleLaw {
-    /// Concurrent requests, hence connections, at the configured rate.
+    /// Mean concurrent requests, hence connections, at the configured rate: `L = rate × latency`.
     pub fn concurrency(&self) -> f64 {
         self.request_rate_per_s * self.latency_ms / 1000.0
+    }
+
+    /// Connections to provision: `L + beta × sqrt(L)`, so queueing bursts around the mean fit.
+    pub fn with_margin(&self) -> f64 {
+        let mean = self.concurrency();
+        mean + self.beta * mean.sqrt()
     }
 }
 
@@ -120,6 +185,9 @@ impl Default for GroupSizing {
             k: 1,
             max_connections: BTreeMap::new(),
             little: None,
+            memory: MemoryMode::PerHost,
+            memory_per_load: 0.0,
+            balance: Balance::Capacity,
         }
     }
 }
@@ -129,7 +197,8 @@ impl Default for SizingConfig {
         SizingConfig {
             group_label: "group".to_string(),
             zone_label: "zone".to_string(),
-            percentile: 99.0,
+            percentile: 99.9,
+            trend_window: Duration::from_secs(28 * 86_400),
             window: Duration::from_secs(14 * 86_400),
             horizon: Duration::from_secs(90 * 86_400),
             defaults: GroupSizing::default(),
@@ -154,8 +223,12 @@ pub struct RawSizing {
     group_label: Option<String>,
     /// Label naming the failure domain. Default "zone".
     zone_label: Option<String>,
-    /// Percentile of per-minute group sums that is the peak; above 0, at most 100. Default 99.
+    /// Statistic of per-minute group sums that is the peak: "p99.9", "p99" or "max". Default "p99.9".
+    peak: Option<String>,
+    /// Older spelling of `peak` as a number (99 is "p99", 100 is "max").
     percentile: Option<f64>,
+    /// How far back the forecast's trend looks, like "28d"; at least 7d. Default 28d, capped by the window.
+    trend_window: Option<String>,
     /// Window of a report, like "14d"; 1h to 400d. Default 14d.
     window: Option<String>,
     /// Forecast horizon, like "90d"; 1d to 3650d. Default 90d.
@@ -195,6 +268,14 @@ struct RawGroup {
     latency_ms: Option<f64>,
     /// Port those requests use; needed when `max_connections` names more than one port.
     little_port: Option<u16>,
+    /// Square-root staffing margin for Little's law: c = L + beta × sqrt(L). Default 1.
+    staffing_beta: Option<f64>,
+    /// "per_host" (default: each host keeps its memory) or "shared" (memory moves with the load).
+    memory: Option<String>,
+    /// With per-host memory, the fraction of used memory that grows with load, 0 to 1. Default 0.
+    memory_per_load: Option<f64>,
+    /// "capacity" (default: load proportional to cores) or "equal" (the same share per host).
+    balance: Option<String>,
 }
 
 /// The document shape [`parse_section`] reads: only `[sizing]`.
@@ -216,7 +297,24 @@ impl RawSizing {
     /// Checks ranges and merges group overrides over the section-level defaults.
     pub fn validate(self, origin: &str) -> Result<SizingConfig, ConfigError> {
         let builtin = SizingConfig::default();
-        let percentile = self.percentile.unwrap_or(builtin.percentile);
+        let percentile = match (&self.peak, self.percentile) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    origin,
+                    "sizing.percentile",
+                    "is set together with sizing.peak (keep only peak, like peak = \"p99.9\")",
+                ))
+            }
+            (Some(text), None) => parse_peak(text).ok_or_else(|| {
+                invalid(
+                    origin,
+                    "sizing.peak",
+                    &format!("\"{text}\" is not a peak statistic (use \"p99.9\", \"p99\" or \"max\")"),
+                )
+            })?,
+            (None, Some(value)) => value,
+            (None, None) => builtin.percentile,
+        };
         if !(percentile > 0.0 && percentile <= 100.0) {
             return Err(invalid(
                 origin,
@@ -224,6 +322,15 @@ impl RawSizing {
                 &format!("{percentile} is out of range (use a number above 0 and at most 100, like 99)"),
             ));
         }
+        let trend_window = match self.trend_window {
+            None => builtin.trend_window,
+            Some(text) => duration_in(
+                origin,
+                "sizing.trend_window",
+                &text,
+                TREND_WINDOW_MIN..=WINDOW_MAX,
+            )?,
+        };
         let window = match self.window {
             None => builtin.window,
             Some(text) => duration_in(origin, "sizing.window", &text, WINDOW_MIN..=WINDOW_MAX)?,
@@ -255,6 +362,10 @@ impl RawSizing {
             request_rate_per_s: None,
             latency_ms: None,
             little_port: None,
+            staffing_beta: None,
+            memory: None,
+            memory_per_load: None,
+            balance: None,
         };
         let defaults = section
             .clone()
@@ -270,6 +381,7 @@ impl RawSizing {
             group_label,
             zone_label,
             percentile,
+            trend_window,
             window,
             horizon,
             defaults,
@@ -294,6 +406,11 @@ impl RawGroup {
             request_rate_per_s: self.request_rate_per_s,
             latency_ms: self.latency_ms,
             little_port: self.little_port,
+            staffing_beta: self.staffing_beta,
+            // How a group's memory and balancer behave is a fact about that group, never inherited.
+            memory: self.memory,
+            memory_per_load: self.memory_per_load,
+            balance: self.balance,
         }
     }
 
@@ -383,10 +500,19 @@ impl RawGroup {
                              one of the max_connections ports)",
                         )),
                     };
+                let beta = self.staffing_beta.unwrap_or(DEFAULT_STAFFING_BETA);
+                if !(0.0..=10.0).contains(&beta) {
+                    return Err(invalid(
+                        origin,
+                        &format!("{prefix}.staffing_beta"),
+                        &format!("{beta} is out of range (use 0 to 10; 1 is a common margin)"),
+                    ));
+                }
                 Some(LittleLaw {
                     request_rate_per_s: rate,
                     latency_ms: latency,
                     port,
+                    beta,
                 })
             }
             _ => {
@@ -397,11 +523,44 @@ impl RawGroup {
                 ))
             }
         };
+        let memory = match self.memory.as_deref() {
+            None | Some("per_host") => MemoryMode::PerHost,
+            Some("shared") => MemoryMode::Shared,
+            Some(other) => {
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}.memory"),
+                    &format!("\"{other}\" is not a memory mode (use \"per_host\" or \"shared\")"),
+                ))
+            }
+        };
+        let memory_per_load = self.memory_per_load.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&memory_per_load) {
+            return Err(invalid(
+                origin,
+                &format!("{prefix}.memory_per_load"),
+                &format!("{memory_per_load} is out of range (use a fraction from 0 to 1, like 0.2)"),
+            ));
+        }
+        let balance = match self.balance.as_deref() {
+            None | Some("capacity") => Balance::Capacity,
+            Some("equal") => Balance::Equal,
+            Some(other) => {
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}.balance"),
+                    &format!("\"{other}\" is not a balance (use \"capacity\" or \"equal\")"),
+                ))
+            }
+        };
         Ok(GroupSizing {
             targets,
             k,
             max_connections,
             little,
+            memory,
+            memory_per_load,
+            balance,
         })
     }
 }
@@ -462,6 +621,47 @@ max_connections = { "5432" = 500, "6432" = 2000 }
     }
 
     #[test]
+    fn peak_memory_balance_and_trend_window_are_read() {
+        let text = r#"
+[sizing]
+peak = "max"
+trend_window = "21d"
+
+[sizing.groups.db]
+memory_per_load = 0.2
+
+[sizing.groups.cache]
+memory = "shared"
+
+[sizing.groups.web]
+balance = "equal"
+max_connections = { "443" = 1000 }
+request_rate_per_s = 100
+latency_ms = 1000
+staffing_beta = 2
+"#;
+        let config = parse_section(text, ORIGIN).unwrap();
+        assert_eq!(config.percentile, 100.0);
+        assert_eq!(config.trend_window, Duration::from_secs(21 * 86_400));
+        let db = config.for_group("db");
+        assert_eq!((db.memory, db.memory_per_load), (MemoryMode::PerHost, 0.2));
+        assert_eq!(config.for_group("cache").memory, MemoryMode::Shared);
+        let web = config.for_group("web");
+        assert_eq!(web.balance, Balance::Equal);
+        // L = 100 × 1 s = 100; 100 + 2 × √100 = 120.
+        assert_eq!(web.little.unwrap().with_margin(), 120.0);
+        assert_eq!(config.defaults.memory, MemoryMode::PerHost);
+        assert_eq!(config.defaults.balance, Balance::Capacity);
+        assert_eq!(
+            parse_section("[sizing]\npeak = \"p99\"\n", ORIGIN)
+                .unwrap()
+                .percentile,
+            99.0
+        );
+        assert_eq!(parse_section("", ORIGIN).unwrap().percentile, 99.9);
+    }
+
+    #[test]
     fn mistakes_are_named_with_their_fix() {
         let error = |text: &str| parse_section(text, ORIGIN).unwrap_err().to_string();
         assert_eq!(
@@ -485,5 +685,18 @@ max_connections = { "5432" = 500, "6432" = 2000 }
         assert!(error("[sizing]\npercentile = 0\n").contains("sizing.percentile: 0 is out of range"));
         assert!(error("[sizing]\nwindow = \"5m\"\n").contains("sizing.window: \"5m\" is too short"));
         assert!(error("[sizing]\nk = 1000\n").contains("sizing.k: 1000 is out of range"));
+        assert!(
+            error("[sizing]\npeak = \"p100\"\n").contains("sizing.peak: \"p100\" is not a peak statistic")
+        );
+        assert!(
+            error("[sizing]\npeak = \"max\"\npercentile = 99\n").contains("is set together with sizing.peak")
+        );
+        assert!(error("[sizing.groups.db]\nmemory = \"moving\"\n")
+            .contains("sizing.groups.db.memory: \"moving\" is not a memory mode"));
+        assert!(error("[sizing.groups.db]\nmemory_per_load = 2\n")
+            .contains("sizing.groups.db.memory_per_load: 2 is out of range"));
+        assert!(error("[sizing.groups.web]\nbalance = \"random\"\n")
+            .contains("sizing.groups.web.balance: \"random\" is not a balance"));
+        assert!(error("[sizing]\ntrend_window = \"2d\"\n").contains("sizing.trend_window"));
     }
 }

@@ -66,9 +66,9 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<TrendLine> {
             }
         }
     }
-    let slope_per_day = median(&mut slopes)?;
+    let slope_per_day = headroom_common::percentile::median(&mut slopes)?;
     let mut intercepts: Vec<f64> = points.iter().map(|(x, y)| y - slope_per_day * x).collect();
-    let intercept = median(&mut intercepts)?;
+    let intercept = headroom_common::percentile::median(&mut intercepts)?;
     Some(TrendLine {
         slope_per_day,
         intercept,
@@ -103,20 +103,6 @@ pub fn forecast(daily_peaks: Vec<(f64, f64)>, safe_level: f64, horizon_days: f64
         trend,
         outcome,
     }
-}
-
-/// The median, averaging the middle pair for an even count; `None` when empty.
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    })
 }
 
 #[cfg(test)]

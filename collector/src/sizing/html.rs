@@ -53,15 +53,18 @@ pub(crate) fn render_html(report: &SizingReport) -> String {
     page.push_str(STYLE);
     page.push_str("</style></head><body><header><h1>Failover sizing report</h1>");
     page.push_str(&format!(
-        "<p class=\"meta\">Window {} to {}. Peak = p{} of per-minute group sums. Each group must hold its peak \
+        "<p class=\"meta\">Window {} to {}. Peak = {} of per-minute group sums. Each group must hold its peak \
          after losing its largest failure domain or its k largest hosts. Forecast horizon {:.0} days. \
          Schema version {}.</p></header>",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile,
+        escape(&report.peak_statistic),
         report.horizon_days,
         report.schema_version
     ));
+    for note in &report.notes {
+        page.push_str(&format!("<p class=\"notes\">{}</p>", escape(note)));
+    }
     page.push_str(&summary_table(report));
     for group in &report.groups {
         page.push_str(&group_section(group, report.horizon_days));

@@ -15,13 +15,15 @@ mod tests;
 
 use serde::Serialize;
 
-pub use config::{parse_section, GroupSizing, LittleLaw, RawSizing, SizingConfig, Targets};
+pub use config::{
+    parse_section, peak_label, Balance, GroupSizing, LittleLaw, MemoryMode, RawSizing, SizingConfig, Targets,
+};
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
 pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
 pub use report::{render, ReportFormat};
 
 /// Version of the JSON document [`report::render`] writes; raised whenever a field changes meaning or goes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Milliseconds in a minute and in a day; minute rows and daily peaks are aligned to these (UTC).
 pub const MINUTE_MS: u64 = 60_000;
@@ -65,6 +67,9 @@ pub struct HostInput {
     pub first_seen_ms: u64,
     /// Last sample of the host inside the window.
     pub last_seen_ms: u64,
+    /// The host's own used memory at the peak statistic over the window (per-host memory sizing); `None`
+    /// when only group sums are known, and the group's peak is then shared in proportion to memory.
+    pub memory_used_peak_bytes: Option<f64>,
 }
 
 /// The group's load in one minute, summed across the hosts that reported in it.
@@ -91,8 +96,12 @@ pub struct SizingReport {
     pub window_start_ms: u64,
     /// End of the window (Unix ms); the report is "as of" this instant.
     pub window_end_ms: u64,
-    /// The percentile that defines a peak, like 99.
+    /// The percentile that defines a peak, like 99.9 (100 is the maximum).
     pub percentile: f64,
+    /// The same as the report spells it: `p99.9`, `p99` or `max`.
+    pub peak_statistic: String,
+    /// Statements about the whole report, shown first (stale data).
+    pub notes: Vec<String>,
     /// How far ahead the forecast looks.
     pub horizon_days: f64,
     /// One report per group, sorted by name.
@@ -171,8 +180,12 @@ pub struct LossCase {
     pub lost_capacity: f64,
     /// Capacity left to carry the peak.
     pub survivor_capacity: f64,
-    /// Peak load over survivor capacity; `None` when nothing survives.
+    /// Utilisation of the most loaded survivor (with capacity balance, every survivor: peak over survivor
+    /// capacity); `None` when nothing survives.
     pub utilisation: Option<f64>,
+    /// The surviving hosts at that utilisation when they are not all equal (equal balance: the smallest;
+    /// per-host memory: the fullest), at most ten.
+    pub binding_hosts: Vec<String>,
 }
 
 /// What a [`LossCase`] removes.
@@ -213,6 +226,13 @@ pub struct ResourceReport {
     pub unit: &'static str,
     /// Measured, or Little's law.
     pub load_source: LoadSource,
+    /// How the load reaches the hosts: `capacity` (the sum counts), `equal` (the smallest host binds) or
+    /// `per_host` (memory stays on its host).
+    pub spread: &'static str,
+    /// Start of the minute whose sum is the measured peak (Unix ms); `None` without data.
+    pub peak_minute_ms: Option<u64>,
+    /// Little's law: mean concurrency `rate × latency` and with the square-root staffing margin.
+    pub littles_law: Option<LittleFigures>,
     /// Capacity of the hosts present now.
     pub capacity: f64,
     /// The group's peak load (percentile of per-minute sums, or Little's law concurrency).
@@ -237,10 +257,33 @@ pub struct ResourceReport {
     pub headroom_load: f64,
     /// Whether the worst case stays within the target.
     pub safe: bool,
+    /// Peak load over the load this resource can carry after its worst loss at the target (above 1 is
+    /// unsafe; null when nothing survives). Per-host memory that does not follow load never presses.
+    pub pressure: Option<f64>,
     /// Per-minute utilisation over the window; `None` when there is nothing measured.
     pub distribution: Option<Distribution>,
     /// Trend of daily peaks against `safe_steady_state`.
     pub forecast: Forecast,
+}
+
+/// Little's law as the report states it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LittleFigures {
+    /// `L = rate × latency`.
+    pub mean_concurrency: f64,
+    /// The margin's beta.
+    pub beta: f64,
+    /// `L + beta × sqrt(L)`.
+    pub with_margin: f64,
+}
+
+/// Where the planner puts added hosts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    /// A zone name, or `None` for new unzoned hosts.
+    pub zone: Option<String>,
+    /// Hosts added there.
+    pub hosts: u32,
 }
 
 /// A failure domain of the group.
@@ -285,6 +328,8 @@ pub struct HostShape {
     pub cores: f64,
     /// Physical memory.
     pub memory_bytes: f64,
+    /// Its baseline used memory (the median host's use), which per-host sizing charges to it.
+    pub memory_used_bytes: f64,
 }
 
 /// The model's output for one group.
@@ -311,8 +356,14 @@ pub struct GroupReport {
     pub hosts_to_add: Option<u32>,
     /// Hosts that could be removed while staying safe (smallest first), when the group is safe.
     pub removable_hosts: Vec<String>,
+    /// Where those hosts go, so zones stay balanced: "+1 in b".
+    pub placement: Vec<Placement>,
     /// The host shape `hosts_to_add` counts.
     pub added_host: Option<HostShape>,
+    /// `per_host` or `shared`.
+    pub memory: config::MemoryMode,
+    /// `capacity` or `equal`.
+    pub balance: config::Balance,
     /// The earliest crossing of the safe level across resources, in days; `None` when none is forecast.
     pub days_to_safe_target: Option<f64>,
     /// Hosts that started reporting after the window began.

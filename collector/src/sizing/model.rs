@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{GroupSizing, SizingConfig};
-use super::forecast::{forecast, Forecast, ForecastOutcome};
-use super::planner::{pressure, within, Pool, PoolResource};
+use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, SizingConfig};
+use super::forecast::{forecast, ForecastOutcome};
+use super::planner::{load_factor, per_host_utilisation, within, Pool, PoolResource, RemovableHost, Spread};
 use super::{
     DataGaps, Distribution, DomainSummary, GroupInput, GroupReport, GroupStatus, HostInput, HostShape,
-    HostSpan, LoadSource, LossCase, LossKind, MinuteSum, Resource, ResourceReport, SizingInput, SizingReport,
-    DAY_MS, MINUTE_MS, SCHEMA_VERSION,
+    HostSpan, LittleFigures, LoadSource, LossCase, LossKind, MinuteSum, Placement, Resource, ResourceReport,
+    SizingInput, SizingReport, DAY_MS, MINUTE_MS, SCHEMA_VERSION,
 };
 
 /// A host whose last sample is older than this at the end of the window has left the group; one that first
@@ -52,21 +52,17 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
         window_start_ms: input.window_start_ms,
         window_end_ms: input.window_end_ms,
         percentile: config.percentile,
+        peak_statistic: super::config::peak_label(config.percentile),
+        notes: Vec::new(),
         horizon_days: params.horizon_days,
         groups,
     }
 }
 
-/// The nearest-rank percentile: the smallest value with at least `percentile` % of values at or below it.
-/// Reorders `values`; `None` when empty.
+/// The nearest-rank percentile ([`headroom_common::percentile`]) with `percentile` in 0..=100: the smallest
+/// value with at least `percentile` % of values at or below it. Reorders `values`; `None` when empty.
 pub fn percentile_nearest_rank(values: &mut [f64], percentile: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((percentile / 100.0) * values.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, values.len()) - 1;
-    let (_, value, _) = values.select_nth_unstable_by(index, f64::total_cmp);
-    Some(*value)
+    headroom_common::percentile::nearest_rank(values, (percentile / 100.0).clamp(0.0, 1.0))
 }
 
 /// A failure domain while it is being built: its label and the present hosts in it.
@@ -147,7 +143,10 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
         worst_case: None,
         hosts_to_add: None,
         removable_hosts: Vec::new(),
+        placement: Vec::new(),
         added_host: None,
+        memory: settings.memory,
+        balance: settings.balance,
         days_to_safe_target: None,
         joined,
         left,
@@ -194,14 +193,36 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
         })
         .collect();
     report.added_host = Some(median_host(&present));
+    report.memory = settings.memory;
+    report.balance = settings.balance;
 
-    if minutes.is_empty() && settings.little.is_none() {
+    if minutes.is_empty() {
         report.status = GroupStatus::NoData;
         report.notes.insert(
             0,
-            "no load data in the window, so nothing could be sized".to_string(),
+            if settings.little.is_some() {
+                "no measured minutes in the window: Little's law alone does not show the group is safe, so \
+                 nothing was sized"
+                    .to_string()
+            } else {
+                "no load data in the window, so nothing could be sized".to_string()
+            },
         );
         return report;
+    }
+
+    let layout = Layout::new(&present, &domains, settings, &minutes, params.percentile);
+    if let Some(shape) = report.added_host.as_mut() {
+        let mut ratios = layout.memory_ratios.clone();
+        shape.memory_used_bytes =
+            percentile_nearest_rank(&mut ratios, 50.0).unwrap_or(0.0) * shape.memory_bytes;
+    }
+    if layout.memory_estimated {
+        report.notes.push(
+            "per-host memory use is not known for every host: the group's memory peak is shared in \
+             proportion to each host's memory"
+                .to_string(),
+        );
     }
 
     // The resources to size and each host's capacity of it.
@@ -239,39 +260,51 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
         ));
     }
 
-    let host_names: Vec<&str> = present.iter().map(|host| host.name.as_str()).collect();
     let minute_starts_ms: Vec<u64> = minutes.iter().map(|row| row.minute_start_ms).collect();
+    let mut spreads = Vec::new();
     for (resource, target, capacity) in resources {
         let series: Vec<f64> = minutes.iter().map(|row| load_of(row, resource)).collect();
         let little = settings
             .little
             .filter(|little| resource == Resource::Connections { port: little.port });
+        let spread = layout.spread_of(resource, settings);
         let sized = size_resource(
             resource,
             target,
             &capacity,
-            &host_names,
             series,
             &minute_starts_ms,
-            little.map(|little| little.concurrency()),
-            &domains,
-            settings.k,
+            little,
+            &layout,
+            spread,
             params,
         );
         if let Some(little) = little {
             report.notes.push(format!(
-                "{}: load from Little's law: {} requests/s × {} ms = {} concurrent connections{}",
+                "{}: Little's law: {} requests/s × {} ms = {:.1} concurrent, plus the square-root staffing \
+                 margin {} × √{:.1} = {:.1} connections; measured peak {}; {} binds",
                 resource.label(),
                 little.request_rate_per_s,
                 little.latency_ms,
                 little.concurrency(),
+                little.beta,
+                little.concurrency(),
+                little.with_margin(),
                 sized
                     .measured_peak
-                    .map(|peak| format!(" (measured peak {peak})"))
-                    .unwrap_or_default()
+                    .map_or("none".to_string(), |peak| format!("{peak:.1}")),
+                if sized.load_source == LoadSource::LittlesLaw {
+                    "Little's law"
+                } else {
+                    "the measured peak"
+                }
             ));
         }
+        spreads.push(spread);
         report.resources.push(sized);
+    }
+    if let Some(memory) = report.resources.iter().find(|r| r.resource == Resource::Memory) {
+        report.notes.push(memory_statement(settings, memory));
     }
 
     // The binding constraint presses hardest after its worst loss; equal pressures (all infinite in a single
@@ -280,7 +313,7 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
         .resources
         .iter()
         .map(|resource| {
-            let worst_pressure = pressure(resource.peak, resource.target, resource.worst.survivor_capacity);
+            let worst_pressure = resource.pressure.unwrap_or(f64::INFINITY);
             (
                 resource,
                 worst_pressure,
@@ -293,21 +326,39 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
         report.worst_case = Some(resource.worst.clone());
     }
 
+    let shape = report.added_host.clone().expect("hosts are present");
     let pool = Pool {
         resources: report
             .resources
             .iter()
-            .map(|resource| {
+            .zip(&spreads)
+            .map(|(resource, &spread)| {
                 let capacity = host_capacity(resource.resource, &present, settings);
+                let ratios = layout.ratios_for(spread);
                 let mut sorted_capacity = capacity.clone();
                 sorted_capacity.sort_by(f64::total_cmp);
                 PoolResource {
                     peak: resource.peak,
                     target: resource.target,
+                    spread,
                     total: resource.capacity,
                     domain_capacity: domains
                         .iter()
                         .map(|domain| domain.hosts.iter().map(|&host| capacity[host]).sum())
+                        .collect(),
+                    domain_min: domains
+                        .iter()
+                        .map(|domain| {
+                            domain
+                                .hosts
+                                .iter()
+                                .map(|&host| capacity[host])
+                                .fold(f64::INFINITY, f64::min)
+                        })
+                        .collect(),
+                    domain_ratio_max: domains
+                        .iter()
+                        .map(|domain| domain.hosts.iter().map(|&host| ratios[host]).fold(0.0, f64::max))
                         .collect(),
                     sorted_capacity,
                 }
@@ -317,7 +368,9 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
             .iter()
             .map(|domain| domain.kind == LossKind::Zone)
             .collect(),
+        domain_hosts: domains.iter().map(|domain| domain.hosts.len()).collect(),
         k: settings.k as usize,
+        balance: settings.balance,
     };
     let all_safe = report.resources.iter().all(|resource| resource.safe);
     report.status = if domains.len() == 1 {
@@ -330,18 +383,25 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
     let template: Vec<f64> = report
         .resources
         .iter()
-        .map(|resource| {
-            let shape = report.added_host.as_ref().expect("hosts are present");
-            match resource.resource {
-                Resource::Cpu => shape.cores,
-                Resource::Memory => shape.memory_bytes,
-                Resource::Connections { port } => {
-                    settings.max_connections.get(&port).map_or(0.0, |&l| l.into())
-                }
-            }
+        .map(|resource| match resource.resource {
+            Resource::Cpu => shape.cores,
+            Resource::Memory => shape.memory_bytes,
+            Resource::Connections { port } => settings.max_connections.get(&port).map_or(0.0, |&l| l.into()),
         })
         .collect();
-    report.hosts_to_add = pool.hosts_to_add(&template);
+    let plan = pool.hosts_to_add(&template);
+    report.hosts_to_add = plan.as_ref().map(|(count, _)| *count);
+    report.placement = plan
+        .map(|(_, placed)| {
+            placed
+                .into_iter()
+                .map(|(domain, hosts)| Placement {
+                    zone: domain.map(|d| domains[d].name.clone()),
+                    hosts,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if report.status == GroupStatus::SingleDomain {
         let only = &domains[0];
         report.notes.insert(
@@ -359,37 +419,221 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
             },
         );
     } else if report.hosts_to_add.is_none() {
-        report.notes.push(format!(
-            "more than {} hosts would be needed; check the capacities and max_connections",
-            super::planner::MAX_HOSTS_TO_ADD
-        ));
+        let over_now = report
+            .resources
+            .iter()
+            .find(|r| r.spread == "per_host" && r.current_utilisation > r.target + 1e-9);
+        let over_after = report
+            .resources
+            .iter()
+            .find(|r| r.spread == "per_host" && !r.safe);
+        report.notes.push(match (over_now, over_after) {
+            (Some(memory), _) => format!(
+                "{}: a host's own memory use ({}) is over the target now; added hosts do not lower it \
+                 (per-host memory): give it more memory or move work off it",
+                memory.worst.binding_hosts.first().cloned().unwrap_or_default(),
+                percent_text(memory.current_utilisation)
+            ),
+            (None, Some(memory)) => format!(
+                "memory (per host): {} stays over the target after the worst loss however many hosts are \
+                 added, because losing a zone moves the same share of load: give the hosts more memory, \
+                 lower memory_per_load if less memory follows the load, or add a zone",
+                memory.worst.binding_hosts.first().cloned().unwrap_or_default()
+            ),
+            (None, None) => format!(
+                "more than {} hosts would be needed; check the capacities and max_connections",
+                super::planner::MAX_HOSTS_TO_ADD
+            ),
+        });
     }
     if report.status == GroupStatus::Safe {
-        let hosts: Vec<(usize, String, Vec<f64>)> = domains
+        let hosts: Vec<RemovableHost> = domains
             .iter()
             .enumerate()
             .flat_map(|(d, domain)| domain.hosts.iter().map(move |&host| (d, host)))
-            .map(|(d, host)| {
-                let capacity = report
+            .map(|(d, host)| RemovableHost {
+                domain: d,
+                name: present[host].name.clone(),
+                capacity: report
                     .resources
                     .iter()
                     .map(|resource| host_capacity(resource.resource, &present[host..=host], settings)[0])
-                    .collect();
-                (d, present[host].name.clone(), capacity)
+                    .collect(),
+                ratio: spreads
+                    .iter()
+                    .map(|&spread| layout.ratios_for(spread)[host])
+                    .collect(),
             })
             .collect();
         report.removable_hosts = pool.removable(&hosts);
+        if report.removable_hosts.len() >= super::planner::MAX_REMOVABLE {
+            report.notes.push(format!(
+                "at least {} hosts could be removed; only the first {} are listed",
+                super::planner::MAX_REMOVABLE,
+                super::planner::MAX_REMOVABLE
+            ));
+        }
     }
     report.days_to_safe_target = report
         .resources
         .iter()
         .filter_map(|resource| match resource.forecast.outcome {
-            ForecastOutcome::Crosses { days } => Some(days),
+            ForecastOutcome::Crosses { days, .. } => Some(days),
             ForecastOutcome::AlreadyOver => Some(0.0),
             _ => None,
         })
         .min_by(f64::total_cmp);
     report
+}
+
+fn percent_text(fraction: f64) -> String {
+    format!("{:.1} %", fraction * 100.0)
+}
+
+/// Why the group is or is not memory-bound, in the words of its memory mode.
+fn memory_statement(settings: &GroupSizing, memory: &ResourceReport) -> String {
+    let verdict = if memory.safe {
+        "not memory-bound"
+    } else {
+        "memory-bound"
+    };
+    match settings.memory {
+        MemoryMode::PerHost => format!(
+            "memory is sized per host (memory = \"per_host\"{}): each surviving host keeps its own use{}; the \
+             fullest host is at {} now and {} after the worst loss, against {}: {verdict}",
+            if settings.memory_per_load > 0.0 {
+                format!(", memory_per_load = {}", settings.memory_per_load)
+            } else {
+                String::new()
+            },
+            if settings.memory_per_load > 0.0 {
+                format!(
+                    " and {:.0} % of it grows with the load it takes over",
+                    settings.memory_per_load * 100.0
+                )
+            } else {
+                ", which does not move to it".to_string()
+            },
+            percent_text(memory.current_utilisation),
+            memory.worst.utilisation.map_or("nothing survives".to_string(), percent_text),
+            percent_text(memory.target),
+        ),
+        MemoryMode::Shared => format!(
+            "memory is shared (memory = \"shared\"): it moves to the survivors with the load, {} after the \
+             worst loss against {}: {verdict}",
+            memory.worst.utilisation.map_or("nothing survives".to_string(), percent_text),
+            percent_text(memory.target),
+        ),
+    }
+}
+
+/// The present hosts and their domains, with what every resource's loss cases need.
+struct Layout<'a> {
+    hosts: &'a [&'a HostInput],
+    domains: &'a [Domain],
+    /// Used memory over physical memory per present host, at the peak statistic.
+    memory_ratios: Vec<f64>,
+    /// True when some host's memory use was estimated from the group sum.
+    memory_estimated: bool,
+    balance: Balance,
+    k: usize,
+    /// Zeros, for resources without per-host ratios.
+    zeros: Vec<f64>,
+}
+
+impl<'a> Layout<'a> {
+    fn new(
+        hosts: &'a [&'a HostInput],
+        domains: &'a [Domain],
+        settings: &GroupSizing,
+        minutes: &[&MinuteSum],
+        percentile: f64,
+    ) -> Layout<'a> {
+        let total_memory: f64 = hosts.iter().map(|host| host.memory_bytes).sum();
+        let mut sums: Vec<f64> = minutes.iter().map(|row| row.memory_used_bytes).collect();
+        let group_peak = percentile_nearest_rank(&mut sums, percentile).unwrap_or(0.0);
+        let mut memory_estimated = false;
+        let memory_ratios = hosts
+            .iter()
+            .map(|host| {
+                if host.memory_bytes <= 0.0 {
+                    return 0.0;
+                }
+                match host.memory_used_peak_bytes {
+                    Some(used) => used / host.memory_bytes,
+                    None => {
+                        memory_estimated = true;
+                        if total_memory > 0.0 {
+                            group_peak / total_memory
+                        } else {
+                            0.0
+                        }
+                    }
+                }
+            })
+            .collect();
+        Layout {
+            hosts,
+            domains,
+            memory_ratios,
+            memory_estimated: memory_estimated && settings.memory == MemoryMode::PerHost,
+            balance: settings.balance,
+            k: settings.k as usize,
+            zeros: vec![0.0; hosts.len()],
+        }
+    }
+
+    fn spread_of(&self, resource: Resource, settings: &GroupSizing) -> Spread {
+        let balanced = match self.balance {
+            Balance::Capacity => Spread::Capacity,
+            Balance::Equal => Spread::Equal,
+        };
+        match resource {
+            Resource::Cpu => balanced,
+            Resource::Memory => match settings.memory {
+                MemoryMode::Shared => balanced,
+                MemoryMode::PerHost => {
+                    let mut ratios = self.memory_ratios.clone();
+                    let template_ratio = percentile_nearest_rank(&mut ratios, 50.0).unwrap_or(0.0);
+                    Spread::PerHost {
+                        per_load: settings.memory_per_load,
+                        template_ratio,
+                    }
+                }
+            },
+            // Every host has the same MaxConnections, so an equal share and a capacity share are the same.
+            Resource::Connections { .. } => Spread::Capacity,
+        }
+    }
+
+    fn ratios_for(&self, spread: Spread) -> &[f64] {
+        match spread {
+            Spread::PerHost { .. } => &self.memory_ratios,
+            _ => &self.zeros,
+        }
+    }
+
+    /// Share of the load's carriers a loss takes: by cores with capacity balance, by count with equal.
+    fn lost_share(&self, lost: &[usize]) -> f64 {
+        match self.balance {
+            Balance::Capacity => {
+                let total: f64 = self.hosts.iter().map(|host| host.cores).sum();
+                if total <= 0.0 {
+                    return 1.0;
+                }
+                lost.iter().map(|&host| self.hosts[host].cores).sum::<f64>() / total
+            }
+            Balance::Equal => lost.len() as f64 / self.hosts.len().max(1) as f64,
+        }
+    }
+
+    /// The k largest hosts by `capacity` (ties to the earlier name).
+    fn largest(&self, capacity: &[f64]) -> Vec<usize> {
+        let mut by_size: Vec<usize> = (0..capacity.len()).collect();
+        by_size.sort_by(|&a, &b| capacity[b].total_cmp(&capacity[a]).then(a.cmp(&b)));
+        by_size.truncate(self.k);
+        by_size
+    }
 }
 
 fn host_capacity(resource: Resource, hosts: &[&HostInput], settings: &GroupSizing) -> Vec<f64> {
@@ -419,94 +663,221 @@ fn load_of(row: &MinuteSum, resource: Resource) -> f64 {
     }
 }
 
+/// Most binding hosts a loss case names.
+const BINDING_HOSTS_LISTED: usize = 10;
+
+/// Utilisation of the most loaded host among `survivors` (host indexes) and which hosts those are.
+fn most_loaded(
+    layout: &Layout,
+    spread: Spread,
+    peak: f64,
+    capacity: &[f64],
+    survivors: &[usize],
+    factor: f64,
+) -> (Option<f64>, Vec<String>) {
+    if survivors.is_empty() {
+        return (None, Vec::new());
+    }
+    let name = |host: usize| layout.hosts[host].name.clone();
+    match spread {
+        Spread::Capacity => {
+            let total: f64 = survivors.iter().map(|&host| capacity[host]).sum();
+            ((total > 1e-9).then(|| peak / total), Vec::new())
+        }
+        Spread::Equal => {
+            let smallest = survivors
+                .iter()
+                .map(|&host| capacity[host])
+                .fold(f64::INFINITY, f64::min);
+            if smallest <= 1e-9 {
+                return (None, Vec::new());
+            }
+            let binding = survivors
+                .iter()
+                .filter(|&&host| capacity[host] <= smallest)
+                .take(BINDING_HOSTS_LISTED)
+                .map(|&host| name(host))
+                .collect();
+            (Some(peak / survivors.len() as f64 / smallest), binding)
+        }
+        Spread::PerHost { per_load, .. } => {
+            let ratios = &layout.memory_ratios;
+            let fullest = survivors
+                .iter()
+                .copied()
+                .max_by(|&a, &b| ratios[a].total_cmp(&ratios[b]).then(b.cmp(&a)))
+                .expect("survivors");
+            (
+                Some(per_host_utilisation(ratios[fullest], per_load, factor)),
+                vec![name(fullest)],
+            )
+        }
+    }
+}
+
 /// The figures for one resource: peak, every loss case, the worst, the safe level, distribution, forecast.
 #[allow(clippy::too_many_arguments)]
 fn size_resource(
     resource: Resource,
     target: f64,
     host_capacity: &[f64],
-    host_names: &[&str],
     series: Vec<f64>,
     minute_starts_ms: &[u64],
-    configured_peak: Option<f64>,
-    domains: &[Domain],
-    k: u32,
+    little: Option<LittleLaw>,
+    layout: &Layout,
+    spread: Spread,
     params: &WindowParams,
 ) -> ResourceReport {
     let capacity: f64 = host_capacity.iter().sum();
     let mut sorted = series.clone();
     let measured_peak = percentile_nearest_rank(&mut sorted, params.percentile);
-    let peak = configured_peak.or(measured_peak).unwrap_or(0.0);
-    let case = |kind: LossKind, name: String, lost_capacity: f64| {
-        let survivor_capacity = capacity - lost_capacity;
+    let peak_minute_ms = measured_peak.and_then(|peak| {
+        series
+            .iter()
+            .zip(minute_starts_ms)
+            .filter(|(load, _)| **load == peak)
+            .map(|(_, start)| *start)
+            .min()
+    });
+    // Little's law never hides a measured number: the larger of the two is the load.
+    let little_load = little.map(|little| little.with_margin());
+    let (peak, load_source) = match (measured_peak, little_load) {
+        (Some(measured), Some(configured)) if configured > measured => (configured, LoadSource::LittlesLaw),
+        (None, Some(configured)) => (configured, LoadSource::LittlesLaw),
+        (measured, _) => (measured.unwrap_or(0.0), LoadSource::Measured),
+    };
+    let all: Vec<usize> = (0..layout.hosts.len()).collect();
+    let case = |kind: LossKind, name: String, lost: &[usize], domain_loss: bool| {
+        let lost_capacity: f64 = lost.iter().map(|&host| host_capacity[host]).sum();
+        let factor = load_factor(layout.lost_share(lost));
+        let survivors: Vec<usize> = all.iter().copied().filter(|host| !lost.contains(host)).collect();
+        let (utilisation, binding_hosts) = match spread {
+            // N+k with an equal share: N − k hosts carry the load, and any k others may be the ones that
+            // fail, so the smallest host of all may be among the survivors.
+            Spread::Equal if !domain_loss && !survivors.is_empty() => {
+                let smallest = host_capacity.iter().copied().fold(f64::INFINITY, f64::min);
+                let binding = all
+                    .iter()
+                    .filter(|&&host| host_capacity[host] <= smallest)
+                    .take(BINDING_HOSTS_LISTED)
+                    .map(|&host| layout.hosts[host].name.clone())
+                    .collect();
+                (
+                    (smallest > 1e-9).then(|| peak / survivors.len() as f64 / smallest),
+                    binding,
+                )
+            }
+            // Likewise the fullest host of all may survive k others.
+            Spread::PerHost { .. } if !domain_loss && !survivors.is_empty() => {
+                most_loaded(layout, spread, peak, host_capacity, &all, factor)
+            }
+            _ => most_loaded(layout, spread, peak, host_capacity, &survivors, factor),
+        };
         LossCase {
             kind,
             name,
             lost_capacity,
-            survivor_capacity,
-            utilisation: (survivor_capacity > 1e-9).then(|| peak / survivor_capacity),
+            survivor_capacity: capacity - lost_capacity,
+            utilisation,
+            binding_hosts,
         }
     };
-    let domain_losses: Vec<LossCase> = domains
+    let domain_losses: Vec<LossCase> = layout
+        .domains
         .iter()
-        .map(|domain| {
-            let lost = domain.hosts.iter().map(|&host| host_capacity[host]).sum();
-            case(domain.kind, domain.name.clone(), lost)
-        })
+        .map(|domain| case(domain.kind, domain.name.clone(), &domain.hosts, true))
         .collect();
-    // The k largest hosts by this resource; ties go to the earlier name, so the report is stable.
-    let mut by_size: Vec<usize> = (0..host_capacity.len()).collect();
-    by_size.sort_by(|&a, &b| host_capacity[b].total_cmp(&host_capacity[a]).then(a.cmp(&b)));
-    let largest: Vec<usize> = by_size.into_iter().take(k as usize).collect();
+    // The k largest hosts: by this resource, or by cores for per-host memory (the load they drop moves).
+    let cores: Vec<f64> = layout.hosts.iter().map(|host| host.cores).collect();
+    let largest = match spread {
+        Spread::PerHost { .. } => layout.largest(&cores),
+        _ => layout.largest(host_capacity),
+    };
     let largest_names = largest
         .iter()
-        .map(|&host| host_names[host])
+        .map(|&host| layout.hosts[host].name.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let host_loss = case(
-        LossKind::LargestHosts,
-        largest_names,
-        largest.iter().map(|&host| host_capacity[host]).sum(),
-    );
-    // The worst case loses the most capacity; a domain wins a tie with the host case, and the first domain
-    // wins among equal domains.
+    let host_loss = case(LossKind::LargestHosts, largest_names, &largest, false);
+    // The worst case leaves the most loaded survivor; among equals the one losing more capacity, a domain
+    // over the host case, and the first domain.
+    let severity = |loss: &LossCase| loss.utilisation.unwrap_or(f64::INFINITY);
     let mut worst = host_loss.clone();
     for loss in &domain_losses {
-        let at_least = loss.lost_capacity + 1e-9 >= worst.lost_capacity;
+        let (a, b) = (severity(loss), severity(&worst));
+        let tie = (a - b).abs() <= 1e-12 || (a.is_infinite() && b.is_infinite());
         let more = loss.lost_capacity > worst.lost_capacity + 1e-9;
-        if (at_least && worst.kind == LossKind::LargestHosts) || more {
+        let at_least = loss.lost_capacity + 1e-9 >= worst.lost_capacity;
+        if (!tie && a > b) || (tie && (more || (at_least && worst.kind == LossKind::LargestHosts))) {
             worst = loss.clone();
         }
     }
-    let current_utilisation = if capacity > 0.0 { peak / capacity } else { 0.0 };
-    let safe_steady_state = if capacity > 0.0 {
-        target * worst.survivor_capacity.max(0.0) / capacity
-    } else {
-        0.0
+    let (now, now_hosts) = most_loaded(layout, spread, peak, host_capacity, &all, 1.0);
+    let current_utilisation = now.unwrap_or(0.0);
+    // The highest utilisation now that keeps the worst case at the target; the worst case scales with the
+    // load, so it is the target times now over after.
+    let safe_steady_state = match worst.utilisation {
+        None => 0.0,
+        Some(after) if after > 1e-12 && current_utilisation > 1e-12 => target * current_utilisation / after,
+        Some(_) => match spread {
+            Spread::Capacity if capacity > 0.0 => target * worst.survivor_capacity.max(0.0) / capacity,
+            Spread::PerHost { per_load, .. } => {
+                target / per_host_utilisation(1.0, per_load, load_factor(layout.lost_share(&[])))
+            }
+            _ => target,
+        },
     };
-    let safe = within(pressure(peak, target, worst.survivor_capacity));
-    let distribution = (!series.is_empty() && capacity > 0.0).then(|| distribution(&series, capacity));
-    let forecast = if configured_peak.is_some() {
-        Forecast {
-            daily_peaks: Vec::new(),
-            trend: None,
-            outcome: ForecastOutcome::NotMeasured,
+    let safe = match worst.utilisation {
+        None => peak <= 0.0,
+        Some(after) => within(after / target),
+    };
+    // How far the load can grow before the worst case reaches the target, as peak over that load. For
+    // per-host memory only the share that follows load grows: with ratio r and share m, the worst case is
+    // r(1 − m) + (grows with load), so the pressure is (after − r(1 − m)) / (target − r(1 − m)).
+    let pressure = match (worst.utilisation, spread) {
+        (None, _) => (peak <= 0.0).then_some(0.0),
+        (Some(_), _) if peak <= 0.0 && !matches!(spread, Spread::PerHost { .. }) => Some(0.0),
+        (Some(after), Spread::PerHost { per_load, .. }) => {
+            let fixed = current_utilisation * (1.0 - per_load);
+            if target > fixed + 1e-12 {
+                Some(((after - fixed) / (target - fixed)).max(0.0))
+            } else if after <= target + 1e-9 {
+                Some(1.0)
+            } else {
+                None
+            }
         }
-    } else {
-        forecast(
-            daily_peaks(&series, minute_starts_ms, capacity, params),
-            safe_steady_state,
-            params.horizon_days,
-        )
+        (Some(after), _) => Some(after / target),
     };
+    // Load units per point of utilisation now: capacity, or the equal-share capacity of the smallest host.
+    let load_per_utilisation = if current_utilisation > 1e-12 {
+        peak / current_utilisation
+    } else {
+        capacity
+    };
+    let _ = now_hosts;
+    let distribution = (!series.is_empty() && load_per_utilisation > 0.0)
+        .then(|| distribution(&series, load_per_utilisation));
+    let forecast = forecast(
+        daily_peaks(&series, minute_starts_ms, load_per_utilisation, params),
+        safe_steady_state,
+        params.horizon_days,
+    );
     ResourceReport {
         resource,
         unit: resource.unit(),
-        load_source: if configured_peak.is_some() {
-            LoadSource::LittlesLaw
-        } else {
-            LoadSource::Measured
+        load_source,
+        spread: match spread {
+            Spread::Capacity => "capacity",
+            Spread::Equal => "equal",
+            Spread::PerHost { .. } => "per_host",
         },
+        peak_minute_ms,
+        littles_law: little.map(|little| LittleFigures {
+            mean_concurrency: little.concurrency(),
+            beta: little.beta,
+            with_margin: little.with_margin(),
+        }),
         capacity,
         peak,
         measured_peak,
@@ -517,8 +888,9 @@ fn size_resource(
         worst,
         safe_steady_state,
         headroom: safe_steady_state - current_utilisation,
-        headroom_load: safe_steady_state * capacity - peak,
+        headroom_load: (safe_steady_state - current_utilisation) * load_per_utilisation,
         safe,
+        pressure,
         distribution,
         forecast,
     }
@@ -548,7 +920,11 @@ fn median_host(hosts: &[&HostInput]) -> HostShape {
     let mut shapes: Vec<(f64, f64)> = hosts.iter().map(|host| (host.cores, host.memory_bytes)).collect();
     shapes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let (cores, memory_bytes) = shapes[(shapes.len() - 1) / 2];
-    HostShape { cores, memory_bytes }
+    HostShape {
+        cores,
+        memory_bytes,
+        memory_used_bytes: 0.0,
+    }
 }
 
 /// Missing minutes (no row at all) and partial ones (fewer hosts reporting than were in the group then).

@@ -70,8 +70,18 @@ pub(crate) fn amount(resource: Resource, value: f64) -> String {
     }
 }
 
-/// A loss case as a reader says it: `zone "b"`, `host "h7"`, `2 largest hosts (h1,h2)`.
+/// A loss case as a reader says it: `zone "b"`, `host "h7"`, `2 largest hosts (h1,h2)`, and the surviving
+/// hosts that bind when they are not all equal: `zone "a" (binds: h3, h4)`.
 pub(crate) fn case_text(case: &LossCase) -> String {
+    let text = loss_text(case);
+    if case.binding_hosts.is_empty() {
+        text
+    } else {
+        format!("{text} (binds: {})", case.binding_hosts.join(", "))
+    }
+}
+
+fn loss_text(case: &LossCase) -> String {
     match case.kind {
         super::LossKind::Zone => format!("zone \"{}\"", case.name),
         super::LossKind::Host => format!("host \"{}\"", case.name),
@@ -105,8 +115,22 @@ pub(crate) fn hosts_to_add_text(group: &GroupReport) -> String {
         (_, Some(0)) if !group.removable_hosts.is_empty() => {
             format!("0 (may remove {})", group.removable_hosts.len())
         }
-        (_, Some(count)) => count.to_string(),
+        (_, Some(0)) => "0".to_string(),
+        (_, Some(count)) => format!("{count} ({})", placement_text(group)),
     }
+}
+
+/// Where added hosts go: `+2 in zone-b, +1 in zone-c`, or `+1 unzoned`.
+pub(crate) fn placement_text(group: &GroupReport) -> String {
+    group
+        .placement
+        .iter()
+        .map(|placement| match &placement.zone {
+            Some(zone) => format!("+{} in {zone}", placement.hosts),
+            None => format!("+{} unzoned", placement.hosts),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn forecast_text(resource: &ResourceReport) -> String {
@@ -268,11 +292,14 @@ fn md_cell(text: &str) -> String {
 fn render_markdown(report: &SizingReport) -> String {
     let mut out = String::new();
     out.push_str("# Failover sizing report\n\n");
+    for note in &report.notes {
+        out.push_str(&format!("**{}**\n\n", md_cell(note)));
+    }
     out.push_str(&format!(
-        "Window {} to {}; peak = p{} of per-minute group sums; forecast horizon {:.0} days.\n\n",
+        "Window {} to {}; peak = {} of per-minute group sums; forecast horizon {:.0} days.\n\n",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile,
+        report.peak_statistic,
         report.horizon_days
     ));
     out.push_str(

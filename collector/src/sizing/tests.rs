@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::config::GroupSizing;
+use super::config::{Balance, GroupSizing};
 use super::*;
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -30,6 +30,7 @@ fn host(name: &str, zone: Option<&str>, cores: f64, memory_gib: f64) -> HostInpu
         memory_bytes: memory_gib * GIB,
         first_seen_ms: START_MS,
         last_seen_ms: END_MS - MINUTE_MS,
+        memory_used_peak_bytes: None,
     }
 }
 
@@ -242,6 +243,7 @@ fn littles_law_sets_the_connection_load() {
             request_rate_per_s: 20_000.0,
             latency_ms: 120.0,
             port: 443,
+            beta: 0.0,
         }),
         ..connections_settings()
     };
@@ -254,7 +256,7 @@ fn littles_law_sets_the_connection_load() {
     assert_eq!(connections.load_source, LoadSource::LittlesLaw);
     close(connections.peak, 2400.0);
     assert_eq!(connections.measured_peak, Some(0.0));
-    assert_eq!(connections.forecast.outcome, ForecastOutcome::NotMeasured);
+    assert_eq!(connections.forecast.outcome, ForecastOutcome::NotEnoughHistory);
     assert_eq!(report.hosts_to_add, Some(2));
 }
 
@@ -264,10 +266,15 @@ fn memory_binds() {
     // Memory 120 GiB: after a zone loss 120/128 = 93.75 % > 90 %. Safe level 90 % × 128/256 = 45 %.
     // One host in either zone makes that zone 192 of 320: 120/128 again. Two (one each): 384 − 192 = 192,
     // 120/192 = 62.5 %. Two hosts to add.
+    // This is a cache tier: memory = "shared", its keys re-hash onto the survivors.
     let hosts = zoned(&[("a", 2), ("b", 2)], 8.0, 64.0);
+    let settings = GroupSizing {
+        memory: MemoryMode::Shared,
+        ..GroupSizing::default()
+    };
     let report = size_group(
         &group(hosts, flat_minutes(4.0, 120.0, &[], 4)),
-        &GroupSizing::default(),
+        &settings,
         &params(),
     );
     assert_eq!(report.binding, Some(Resource::Memory));
@@ -556,4 +563,336 @@ fn markdown_has_a_summary_row_per_group() {
     assert!(markdown.contains("| db | cannot survive a zone loss | 1 | 1 |"));
     assert!(markdown.contains("| idle | empty | 0 | 0 |"));
     assert!(markdown.contains("web <&> \"api\""));
+}
+
+fn unzoned(cores: &[f64]) -> Vec<HostInput> {
+    cores
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| host(&format!("h{}", i + 1), None, c, 64.0))
+        .collect()
+}
+
+#[test]
+fn equal_balance_checks_the_smallest_surviving_host() {
+    // Unzoned hosts of 32, 32, 8 and 8 cores (80 in all) carry 24 busy cores at peak.
+    // Capacity balance: losing a 32-core host leaves 48 cores, 24/48 = 50 %: safe.
+    // Equal balance: losing a 32-core host leaves three hosts with 24/3 = 8 cores each, and the 8-core
+    // hosts h3 and h4 run at 8/8 = 100 % > 80 %: unsafe, and they are named.
+    // The median host (lower median by cores) has 8 cores; one more makes five hosts: losing a 32-core host
+    // leaves four, 24/4 = 6 cores each, 6/8 = 75 %: one host to add.
+    let minutes = flat_minutes(24.0, 100.0, &[], 4);
+    let capacity = size_group(
+        &group(unzoned(&[32.0, 32.0, 8.0, 8.0]), minutes.clone()),
+        &GroupSizing::default(),
+        &params(),
+    );
+    close(resource(&capacity, Resource::Cpu).worst.utilisation.unwrap(), 0.5);
+    assert_eq!(capacity.status, GroupStatus::Safe);
+
+    let equal = GroupSizing {
+        balance: Balance::Equal,
+        ..GroupSizing::default()
+    };
+    let report = size_group(
+        &group(unzoned(&[32.0, 32.0, 8.0, 8.0]), minutes),
+        &equal,
+        &params(),
+    );
+    let cpu = resource(&report, Resource::Cpu);
+    assert_eq!(cpu.spread, "equal");
+    // Now: 24/4 = 6 cores on each host, 6/8 = 75 % on the small ones.
+    close(cpu.current_utilisation, 0.75);
+    close(cpu.worst.utilisation.unwrap(), 1.0);
+    assert_eq!((cpu.worst.kind, cpu.worst.name.as_str()), (LossKind::Host, "h1"));
+    assert_eq!(cpu.worst.binding_hosts, vec!["h3", "h4"]);
+    assert_eq!(report.status, GroupStatus::Unsafe);
+    assert_eq!(report.binding, Some(Resource::Cpu));
+    // Safe level: 80 % × 75 % / 100 % = 60 % on the most loaded host now.
+    close(cpu.safe_steady_state, 0.6);
+    assert_eq!(report.hosts_to_add, Some(1));
+    assert_eq!(report.placement, vec![Placement { zone: None, hosts: 1 }]);
+}
+
+/// The demo's `db` shape: three 16-core, 64 GiB hosts, one per zone, memory steady at 78 %, CPU 42 %.
+fn db_group(per_host_used: Option<f64>) -> GroupInput {
+    let mut hosts = zoned(&[("a", 1), ("b", 1), ("c", 1)], 16.0, 64.0);
+    for host in &mut hosts {
+        host.memory_used_peak_bytes = per_host_used.map(|fraction| fraction * 64.0 * GIB);
+    }
+    group(hosts, flat_minutes(0.42 * 48.0, 0.78 * 192.0, &[], 3))
+}
+
+#[test]
+fn per_host_memory_does_not_move_to_the_survivors() {
+    // Shared (the old model): losing a zone puts 149.76 GiB on 128 GiB: 117 % > 90 %, memory-bound.
+    let shared = GroupSizing {
+        memory: MemoryMode::Shared,
+        ..GroupSizing::default()
+    };
+    let old = size_group(&db_group(Some(0.78)), &shared, &params());
+    close(
+        resource(&old, Resource::Memory).worst.utilisation.unwrap(),
+        0.78 * 1.5,
+    );
+    assert_eq!(old.binding, Some(Resource::Memory));
+    assert_eq!(old.hosts_to_add, Some(2));
+
+    // Per host (the default): each survivor keeps its own 78 %, under 90 %. CPU binds: 20.16 cores on the
+    // 32 that survive a zone loss is 63 %, safe.
+    let report = size_group(&db_group(Some(0.78)), &GroupSizing::default(), &params());
+    let memory = resource(&report, Resource::Memory);
+    assert_eq!(memory.spread, "per_host");
+    close(memory.current_utilisation, 0.78);
+    close(memory.worst.utilisation.unwrap(), 0.78);
+    assert!(memory.safe);
+    assert_eq!(report.status, GroupStatus::Safe);
+    assert_eq!(report.binding, Some(Resource::Cpu));
+    close(resource(&report, Resource::Cpu).worst.utilisation.unwrap(), 0.63);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("memory is sized per host") && n.ends_with("not memory-bound")),
+        "{:?}",
+        report.notes
+    );
+
+    // memory_per_load = 0.2: a survivor takes 1.5 × its load, so 0.78 × (0.8 + 0.2 × 1.5) = 85.8 %: safe.
+    let some = GroupSizing {
+        memory_per_load: 0.2,
+        ..GroupSizing::default()
+    };
+    let report = size_group(&db_group(Some(0.78)), &some, &params());
+    close(
+        resource(&report, Resource::Memory).worst.utilisation.unwrap(),
+        0.858,
+    );
+    assert_eq!(report.status, GroupStatus::Safe);
+
+    // memory_per_load = 0.5: 0.78 × (0.5 + 0.75) = 97.5 % > 90 %. Adding hosts one per zone keeps a zone's
+    // share of the load at one third, so the factor stays 1.5: no number of hosts helps, and the report
+    // says so instead of a count.
+    let half = GroupSizing {
+        memory_per_load: 0.5,
+        ..GroupSizing::default()
+    };
+    let report = size_group(&db_group(Some(0.78)), &half, &params());
+    let memory = resource(&report, Resource::Memory);
+    close(memory.worst.utilisation.unwrap(), 0.975);
+    assert_eq!(memory.worst.binding_hosts, vec!["b1"]);
+    assert_eq!(report.status, GroupStatus::Unsafe);
+    assert_eq!(report.hosts_to_add, None);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("however many hosts are added")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn per_host_memory_names_the_fullest_host_and_is_not_fixed_by_adding() {
+    // Three zones of one 64 GiB host; a1 uses 95 % of its own memory, the others 50 %. The target is 90 %:
+    // a1 is over it with no loss at all, and hosts added elsewhere do not lower it.
+    let mut hosts = zoned(&[("a", 1), ("b", 1), ("c", 1)], 16.0, 64.0);
+    for (host, used) in hosts.iter_mut().zip([0.95, 0.5, 0.5]) {
+        host.memory_used_peak_bytes = Some(used * 64.0 * GIB);
+    }
+    let report = size_group(
+        &group(hosts, flat_minutes(4.0, 0.65 * 192.0, &[], 3)),
+        &GroupSizing::default(),
+        &params(),
+    );
+    let memory = resource(&report, Resource::Memory);
+    close(memory.current_utilisation, 0.95);
+    // Losing zone a leaves b1 and c1 at 50 %; losing b or c leaves a1 at 95 %: the worst case is zone b.
+    close(memory.domain_losses[0].utilisation.unwrap(), 0.5);
+    close(memory.worst.utilisation.unwrap(), 0.95);
+    assert_eq!(memory.worst.binding_hosts, vec!["a1"]);
+    assert_eq!(report.hosts_to_add, None);
+    assert!(report
+        .notes
+        .iter()
+        .any(|n| n.starts_with("a1: a host's own memory use (95.0 %)")));
+}
+
+#[test]
+fn littles_law_with_a_margin_never_hides_the_measured_peak() {
+    // L = 20000/s × 0.120 s = 2400; with beta 1 the margin is √2400 = 48.99: 2448.99 connections.
+    let little = LittleLaw {
+        request_rate_per_s: 20_000.0,
+        latency_ms: 120.0,
+        port: 443,
+        beta: 1.0,
+    };
+    let settings = GroupSizing {
+        little: Some(little),
+        ..connections_settings()
+    };
+    let hosts = || zoned(&[("a", 1), ("b", 1), ("c", 1)], 16.0, 64.0);
+    let below = size_group(
+        &group(hosts(), flat_minutes(12.0, 10.0, &[(443, 2000.0)], 3)),
+        &settings,
+        &params(),
+    );
+    let connections = resource(&below, Resource::Connections { port: 443 });
+    assert_eq!(connections.load_source, LoadSource::LittlesLaw);
+    close(connections.peak, 2400.0 + 2400f64.sqrt());
+    assert_eq!(connections.measured_peak, Some(2000.0));
+    assert!(below.notes.iter().any(|n| n.contains("Little's law binds")));
+    // A measured peak of 2600 is above Little's law: the measurement is the load.
+    let above = size_group(
+        &group(hosts(), flat_minutes(12.0, 10.0, &[(443, 2600.0)], 3)),
+        &settings,
+        &params(),
+    );
+    let connections = resource(&above, Resource::Connections { port: 443 });
+    assert_eq!(connections.load_source, LoadSource::Measured);
+    close(connections.peak, 2600.0);
+    assert!(above.notes.iter().any(|n| n.contains("the measured peak binds")));
+    // No measured minutes: no data, never "safe".
+    let none = size_group(&group(hosts(), Vec::new()), &settings, &params());
+    assert_eq!(none.status, GroupStatus::NoData);
+    assert!(none.notes[0].contains("Little's law alone does not show the group is safe"));
+}
+
+/// Fourteen days of minutes at 2 cores, with one 60-minute weekly peak at 10 cores.
+fn weekly_peak_minutes() -> (Vec<MinuteSum>, WindowParams) {
+    let start = START_MS - 13 * DAY_MS;
+    let peak_start = start + 3 * DAY_MS + 18 * 60 * MINUTE_MS;
+    let minutes = (0..14 * 1440u64)
+        .map(|m| {
+            let at = start + m * MINUTE_MS;
+            let busy = if (peak_start..peak_start + 60 * MINUTE_MS).contains(&at) {
+                10.0
+            } else {
+                2.0
+            };
+            MinuteSum {
+                minute_start_ms: at,
+                cpu_busy_cores: busy,
+                memory_used_bytes: 10.0 * GIB,
+                established_by_port: Vec::new(),
+                hosts_reporting: 3,
+            }
+        })
+        .collect();
+    let params = WindowParams {
+        window_start_ms: start,
+        ..params()
+    };
+    (minutes, params)
+}
+
+#[test]
+fn the_peak_statistic_is_a_choice_and_a_weekly_hour_survives_p99_9() {
+    // 20,160 minutes: 20,100 at 2 cores and 60 at 10. p99 is rank ⌈0.99 × 20160⌉ = 19,959 ≤ 20,100: 2 cores,
+    // the weekly hour vanishes. p99.9 is rank ⌈20139.84⌉ = 20,140 > 20,100: 10 cores. max: 10 cores.
+    let (minutes, base) = weekly_peak_minutes();
+    let hosts = || {
+        zoned(&[("a", 1), ("b", 1), ("c", 1)], 8.0, 64.0)
+            .into_iter()
+            .map(|mut h| {
+                h.first_seen_ms = base.window_start_ms;
+                h
+            })
+            .collect::<Vec<_>>()
+    };
+    for (percentile, expected) in [(99.0, 2.0), (99.9, 10.0), (100.0, 10.0)] {
+        let params = WindowParams { percentile, ..base };
+        let report = size_group(&group(hosts(), minutes.clone()), &GroupSizing::default(), &params);
+        let cpu = resource(&report, Resource::Cpu);
+        close(cpu.peak, expected);
+        let first_peak_minute = base.window_start_ms + 3 * DAY_MS + 18 * 60 * MINUTE_MS;
+        let expected_minute = if expected == 2.0 {
+            base.window_start_ms
+        } else {
+            first_peak_minute
+        };
+        assert_eq!(cpu.peak_minute_ms, Some(expected_minute), "p{percentile}");
+    }
+    assert_eq!(config::peak_label(99.9), "p99.9");
+    assert_eq!(config::peak_label(100.0), "max");
+}
+
+#[test]
+fn a_diurnal_ramp_peaks_at_its_nearest_rank() {
+    // One day whose load ramps from 0 to 1439/144 cores minute by minute: the values are m/144 for
+    // m = 0..1439, so p99.9 is rank ⌈0.999 × 1440⌉ = 1439, the value 1438/144 = 9.986 cores, at minute 1438.
+    let minutes: Vec<MinuteSum> = (0..1440u64)
+        .map(|m| MinuteSum {
+            minute_start_ms: START_MS + m * MINUTE_MS,
+            cpu_busy_cores: m as f64 / 144.0,
+            memory_used_bytes: GIB,
+            established_by_port: Vec::new(),
+            hosts_reporting: 3,
+        })
+        .collect();
+    let params = WindowParams {
+        percentile: 99.9,
+        ..params()
+    };
+    let report = size_group(
+        &group(zoned(&[("a", 1), ("b", 1), ("c", 1)], 8.0, 64.0), minutes),
+        &GroupSizing::default(),
+        &params,
+    );
+    let cpu = resource(&report, Resource::Cpu);
+    close(cpu.peak, 1438.0 / 144.0);
+    assert_eq!(cpu.peak_minute_ms, Some(START_MS + 1438 * MINUTE_MS));
+}
+
+#[test]
+fn demo_web_group_binds_on_its_small_host_under_equal_balance() {
+    // The demo's web group: two 8-core hosts per zone, except that sim-web-4 in zone-b has 4 cores.
+    // Busy cores: 2.24 + 2.48 (zone-a), 3.72 + 2.24 (zone-b), 2.72 + 2.96 (zone-c) = 16.36 of 44.
+    let mut hosts = Vec::new();
+    for (name, zone, cores) in [
+        ("sim-web-1", "zone-a", 8.0),
+        ("sim-web-2", "zone-a", 8.0),
+        ("sim-web-4", "zone-b", 4.0),
+        ("sim-web-5", "zone-b", 8.0),
+        ("sim-web-7", "zone-c", 8.0),
+        ("sim-web-8", "zone-c", 8.0),
+    ] {
+        hosts.push(host(name, Some(zone), cores, 16.0));
+    }
+    let minutes = flat_minutes(16.36, 50.0, &[], 6);
+    // Capacity balance: losing zone-a leaves 28 cores, 16.36/28 = 58.4 %: safe.
+    let capacity = size_group(
+        &group(hosts.clone(), minutes.clone()),
+        &GroupSizing::default(),
+        &params(),
+    );
+    assert_eq!(capacity.status, GroupStatus::Safe);
+    close(
+        resource(&capacity, Resource::Cpu).worst.utilisation.unwrap(),
+        16.36 / 28.0,
+    );
+    // Equal balance: losing zone-a leaves four hosts at 16.36/4 = 4.09 cores each, 102 % of sim-web-4.
+    let equal = GroupSizing {
+        balance: Balance::Equal,
+        ..GroupSizing::default()
+    };
+    let report = size_group(&group(hosts, minutes), &equal, &params());
+    let cpu = resource(&report, Resource::Cpu);
+    close(cpu.worst.utilisation.unwrap(), 16.36 / 4.0 / 4.0);
+    assert_eq!(cpu.worst.name, "zone-a");
+    assert_eq!(cpu.worst.binding_hosts, vec!["sim-web-4"]);
+    assert_eq!(report.status, GroupStatus::Unsafe);
+    // Adding 8-core hosts. +1 in zone-b: losing zone-a or zone-c leaves five hosts, 16.36/5 = 3.27 cores,
+    // 81.8 % of sim-web-4 (+1 in zone-c ties at 81.8 % but makes a larger zone). +1 more in zone-b: losing
+    // zone-a leaves six hosts (zone-b's four and zone-c's two), 16.36/6 = 2.73 cores, 68.2 %; losing zone-b
+    // leaves four 8-core hosts at 4.09 cores, 51.1 %; N+1 leaves seven, 2.34 cores, 58.4 %. Two hosts, both
+    // in zone-b beside the small host.
+    assert_eq!(report.hosts_to_add, Some(2), "{:?}", report.placement);
+    let placed: Vec<(Option<&str>, u32)> = report
+        .placement
+        .iter()
+        .map(|p| (p.zone.as_deref(), p.hosts))
+        .collect();
+    assert_eq!(placed, vec![(Some("zone-b"), 2)]);
 }

@@ -11,6 +11,7 @@ pub mod query;
 pub mod rollup;
 pub mod schema;
 pub mod sketch;
+pub mod window_stats;
 pub mod writer;
 
 pub use crate::metrics::Metric;

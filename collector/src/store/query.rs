@@ -194,7 +194,12 @@ impl Store {
             .collect())
     }
 
-    fn host_rollup(&self, host_id: i64, from_ms: u64, to_ms: u64) -> Result<RollupStats, StoreError> {
+    pub(crate) fn host_rollup(
+        &self,
+        host_id: i64,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<RollupStats, StoreError> {
         let err = self.sql_error("read rollups");
         let from = ceil_to(from_ms, MINUTE_MS);
         let to = ceil_to(to_ms, MINUTE_MS);

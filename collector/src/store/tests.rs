@@ -754,7 +754,10 @@ fn a_version_2_database_gains_the_busiest_core_column_and_keeps_its_rows() {
         .unwrap();
     }
     let (mut store, report) = Store::open(&path, T0).unwrap();
-    assert_eq!((report.migrated_from, report.schema_version), (Some(2), schema::SCHEMA_VERSION));
+    assert_eq!(
+        (report.migrated_from, report.schema_version),
+        (Some(2), schema::SCHEMA_VERSION)
+    );
     assert_eq!(
         count(
             &store,

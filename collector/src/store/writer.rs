@@ -6,10 +6,11 @@
 //! falls behind, ingest slows down instead of growing memory.
 
 use super::{CommitOutcome, HostBatch, MaintainReport, Progress, Retention, Store, StoreError};
+use headroom_common::clock::now_ms;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
@@ -187,13 +188,6 @@ pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle
         .spawn(move || run(store, receiver, settings, health))
         .expect("spawning the store writer thread");
     (handle, thread)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn set_health(health: &Mutex<StoreHealth>, result: Result<(), &StoreError>) {

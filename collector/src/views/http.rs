@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use headroom_common::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The fleet state shared between ingest (writer) and the API (reader).
 pub type SharedFleet = Arc<Mutex<FleetState>>;
@@ -46,14 +46,6 @@ pub struct ApiState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    // A clock before 1970 is a broken host; 0 makes every host read as silent rather than panicking.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Locks the fleet. A writer that panicked leaves a state that is still whole (every update is a plain field

@@ -192,7 +192,7 @@ pub async fn handler(
     axum::extract::State(state): axum::extract::State<crate::views::http::ApiState>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let now_ms = crate::views::http::now_ms();
+    let now_ms = headroom_common::clock::now_ms();
     let counts = crate::views::http::lock(&state.fleet).counts(now_ms);
     let mut snapshot = Snapshot {
         connected_agents: counts.connected,

@@ -2,6 +2,7 @@
 //! windowed fleet views and the `sizing` / `report` commands.
 
 pub mod client;
+pub mod end;
 pub mod http;
 pub mod metrics;
 pub mod render;

@@ -30,6 +30,7 @@ use crate::sizing::{
 };
 use crate::store::ports::PortSums;
 use crate::store::{Metric, SampleDetail, Store, StoreError};
+use crate::views::end::{stale_note, EndAt};
 
 /// The group name used for hosts without a group label.
 pub const UNGROUPED: &str = "(no group)";
@@ -109,10 +110,12 @@ pub struct LoadedInput {
 pub struct ReportOptions {
     /// The database file.
     pub db: PathBuf,
-    /// The window, ending now.
+    /// The window's length.
     pub window: Duration,
     /// "Now", Unix ms (the caller reads the clock).
     pub now_ms: u64,
+    /// Where the window ends: now, a given time, or the newest sample.
+    pub end: EndAt,
     /// Show a progress bar on stderr when it is a terminal and the window is long.
     pub progress: bool,
 }
@@ -127,11 +130,20 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
         )));
     }
     let store = Store::open_read_only(&options.db)?;
-    let window = Window::ending_at(options.now_ms, options.window);
+    let newest_ms = store.newest_sample_ms()?;
+    let end_ms = options.end.resolve(options.now_ms, newest_ms).ok_or_else(|| {
+        ReportError::Usage(format!(
+            "--end latest: database {} holds no samples yet (pass --end TIME, or wait for data)",
+            options.db.display()
+        ))
+    })?;
+    let window = Window::ending_at(end_ms, options.window);
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
-    let loaded = load_input(&store, window, &bar)?;
+    let loaded = load_input(&store, window, config.percentile, &bar)?;
     bar.finish_and_clear();
-    Ok(apply_notes(size_fleet(&loaded.input, config), &loaded.notes))
+    let mut report = apply_notes(size_fleet(&loaded.input, config), &loaded.notes);
+    report.notes.extend(stale_note(newest_ms, end_ms));
+    Ok(report)
 }
 
 /// The store keys groups and zones by fixed labels; other labels in `[sizing]` cannot be honoured.
@@ -218,12 +230,25 @@ fn add((a_sum, a_count): SumCount, (b_sum, b_count): SumCount) -> SumCount {
 type RawSums = Vec<(String, u64, MinuteAccumulator)>;
 
 /// Reads hosts, per-minute sums and gaps for `window`. `bar` advances once per day read.
-pub fn load_input(store: &Store, window: Window, bar: &ProgressBar) -> Result<LoadedInput, ReportError> {
+pub fn load_input(
+    store: &Store,
+    window: Window,
+    percentile: f64,
+    bar: &ProgressBar,
+) -> Result<LoadedInput, ReportError> {
     let mut groups: BTreeMap<String, (Vec<HostInput>, BTreeMap<u64, MinuteAccumulator>)> = BTreeMap::new();
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
             continue;
         }
+        // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing).
+        let memory_used_peak_bytes = store.host_percentile(
+            &host.name,
+            Metric::MemUsedBytes,
+            window.start_ms,
+            window.end_ms,
+            percentile / 100.0,
+        )?;
         let (hosts, _) = groups.entry(group_name(&host.group)).or_default();
         hosts.push(HostInput {
             name: host.name,
@@ -232,6 +257,7 @@ pub fn load_input(store: &Store, window: Window, bar: &ProgressBar) -> Result<Lo
             memory_bytes: host.memory_bytes as f64,
             first_seen_ms: host.first_seen_ms.max(window.start_ms),
             last_seen_ms: host.last_seen_ms.min(window.end_ms - 1),
+            memory_used_peak_bytes,
         });
     }
 
@@ -493,12 +519,17 @@ pub fn render_table(report: &SizingReport) -> String {
             hosts_to_add_text(group),
         ]);
     }
-    let mut out = format!(
-        "window {} to {}, peak p{}\n{table}\n",
+    let mut out = String::new();
+    for note in &report.notes {
+        out.push_str(note);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "window {} to {}, peak {} of per-minute group sums\n{table}\n",
         utc(report.window_start_ms),
         utc(report.window_end_ms),
-        report.percentile
-    );
+        report.peak_statistic
+    ));
     for group in &report.groups {
         for note in &group.notes {
             out.push_str(&format!("{}: {note}\n", group.name));
@@ -507,20 +538,14 @@ pub fn render_table(report: &SizingReport) -> String {
     out
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory, so a reader never sees half.
+/// Writes a report atomically ([`headroom_common::files::write_atomic`]) with mode 0644, so a reader never sees
+/// half and whoever the report is for can read it.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
-    let fail = |detail: String| ReportError::Write {
+    use headroom_common::files;
+    files::write_atomic(path, text.as_bytes(), files::PUBLIC_FILE).map_err(|e| ReportError::Write {
         path: path.display().to_string(),
-        detail,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
-    file.persist(path).map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -637,6 +662,20 @@ mod tests {
         group.minutes.clone()
     }
 
+    /// Issue 11, point 7: a report is readable by others (0644) whatever the umask.
+    #[test]
+    fn issue_11_reports_are_written_0644_under_any_umask() {
+        use headroom_common::files::{mode_of, UmaskGuard};
+        let dir = tempfile::tempdir().unwrap();
+        for mask in [0o000, 0o077] {
+            let _umask = UmaskGuard::set(mask);
+            let path = dir.path().join(format!("report-{mask:o}.md"));
+            write_atomically(&path, "# report\n").unwrap();
+            assert_eq!(mode_of(&path).unwrap(), 0o644, "umask {mask:o}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "# report\n");
+        }
+    }
+
     #[test]
     fn window_is_whole_minutes_ending_with_the_current_one() {
         let window = Window::ending_at(T0 + 61_500, Duration::from_secs(3_600));
@@ -649,7 +688,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
+        let loaded = load_input(&store, window, 99.0, &ProgressBar::hidden()).unwrap();
         assert_eq!(
             loaded.rolled_up_through_ms, window.start_ms,
             "nothing is rolled up yet"
@@ -681,7 +720,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = fixture(dir.path());
         let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
-        let load = |store: &Store| load_input(store, window, &ProgressBar::hidden()).unwrap();
+        let load = |store: &Store| load_input(store, window, 99.0, &ProgressBar::hidden()).unwrap();
         let before = load(&store);
         // Minute 0 is finished and 10 s past: it is rolled up; minute 1 is not yet.
         store
@@ -763,7 +802,7 @@ mod tests {
             ))
             .unwrap();
         let window = Window::ending_at(T0 + 130_000, Duration::from_secs(3_600));
-        let loaded = load_input(&store, window, &ProgressBar::hidden()).unwrap();
+        let loaded = load_input(&store, window, 99.0, &ProgressBar::hidden()).unwrap();
         let minutes = minutes_of(&loaded, "web");
         assert_eq!(minutes.len(), 2);
         assert!(
@@ -788,6 +827,7 @@ mod tests {
             db: dir.path().join("headroom.db"),
             window: Duration::from_secs(3_600),
             now_ms: T0 + 100_000,
+            end: EndAt::Now,
             progress: false,
         };
         let report = build_report(&options, &config_with_443()).unwrap();
@@ -804,6 +844,7 @@ mod tests {
             db: PathBuf::from("/nonexistent/headroom.db"),
             window: Duration::from_secs(3_600),
             now_ms: T0,
+            end: EndAt::Now,
             progress: false,
         };
         let error = build_report(&options, &SizingConfig::default()).unwrap_err();

@@ -4,6 +4,9 @@
 //! or relay).
 
 use super::eval::{AlarmEvent, AlarmStatus, Subject};
+use headroom_common::backoff::Backoff;
+use headroom_common::clock::now_ms;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,17 +48,15 @@ fn label_name(name: &str) -> String {
     out
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
+/// Everything but RFC 3986 unreserved characters is percent-encoded in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode_query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 fn is_url(text: &str) -> bool {
@@ -144,15 +145,6 @@ pub fn webhook_body(events: &[AlarmEvent], now_ms: u64, generator_url: &str) -> 
     json!({ "version": 1, "source": "headroom", "sent_at": rfc3339_millis(now_ms), "alarms": alarms })
 }
 
-/// Delay before retry `attempt` (1 for the first retry): base × 2^(attempt−1), never above `cap_ms`, minus
-/// up to half of it as jitter so that many senders do not retry in step. `jitter_unit` is in [0, 1).
-pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, jitter_unit: f64) -> u64 {
-    let exponent = attempt.saturating_sub(1).min(32);
-    let delay_ms = base_ms.saturating_mul(1u64 << exponent).min(cap_ms);
-    let jitter_ms = (delay_ms as f64 / 2.0 * jitter_unit.clamp(0.0, 1.0)) as u64;
-    delay_ms - jitter_ms
-}
-
 /// Where alarms go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -201,6 +193,19 @@ impl Default for SenderSettings {
             timeout_ms: 5_000,
             generator_url: "http://127.0.0.1:9601".to_string(),
         }
+    }
+}
+
+impl SenderSettings {
+    /// Delay before retry `attempt` (1 for the first retry): the shared [`Backoff`], doubling from
+    /// `backoff_base_ms` up to `backoff_cap_ms` with equal jitter, so many senders do not retry in step.
+    /// `jitter_unit` is in [0, 1).
+    pub fn retry_delay(&self, attempt: u32, jitter_unit: f64) -> Duration {
+        let backoff = Backoff {
+            initial: Duration::from_millis(self.backoff_base_ms),
+            cap: Duration::from_millis(self.backoff_cap_ms),
+        };
+        backoff.delay(attempt.saturating_sub(1), jitter_unit)
     }
 }
 
@@ -285,12 +290,6 @@ pub fn delivery_queue(capacity: usize) -> (DeliveryHandle, DeliveryQueue) {
     )
 }
 
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Sends queued batches until `cancel`; then makes one attempt for each batch still queued and returns.
 pub async fn run_sender(
     mut queue: DeliveryQueue,
@@ -327,7 +326,7 @@ async fn deliver_with_retries(
 ) {
     for attempt in 1..=settings.max_attempts.max(1) {
         // The body is built per attempt so a firing alarm's validity counts from the actual send.
-        let now_ms = now_unix_ms();
+        let now_ms = now_ms();
         let body = match target {
             Target::Alertmanager { .. } => alertmanager_body(batch, now_ms, &settings.generator_url),
             Target::Webhook { .. } => webhook_body(batch, now_ms, &settings.generator_url),
@@ -349,12 +348,7 @@ async fn deliver_with_retries(
             stats.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let delay_ms = backoff_ms(
-            attempt,
-            settings.backoff_base_ms,
-            settings.backoff_cap_ms,
-            rng.f64(),
-        );
+        let delay_ms = settings.retry_delay(attempt, rng.f64()).as_millis() as u64;
         tracing::debug!(%error, attempt, delay_ms, "alarm delivery failed, retrying");
         stats.retries.fetch_add(1, Ordering::Relaxed);
         tokio::select! {
@@ -494,6 +488,14 @@ mod tests {
     }
 
     #[test]
+    fn rule_names_in_links_are_percent_encoded() {
+        assert_eq!(
+            generator_link("http://127.0.0.1:9601/", "cpu hot/zone-a_1.5~é&x"),
+            "http://127.0.0.1:9601/alarms?rule=cpu%20hot%2Fzone-a_1.5~%C3%A9%26x"
+        );
+    }
+
+    #[test]
     fn label_names_are_made_valid_and_text_runbooks_are_not_urls() {
         assert_eq!(label_name("service-tier"), "service_tier");
         assert_eq!(label_name("1zone"), "_1zone");
@@ -524,18 +526,20 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_is_capped_and_jitter_only_shortens() {
-        assert_eq!(backoff_ms(1, 500, 30_000, 0.0), 500);
-        assert_eq!(backoff_ms(2, 500, 30_000, 0.0), 1_000);
-        assert_eq!(backoff_ms(4, 500, 30_000, 0.0), 4_000);
+    fn retries_use_the_shared_capped_jittered_backoff() {
+        let settings = SenderSettings::default();
+        let ms = |attempt, unit| settings.retry_delay(attempt, unit).as_millis();
+        // Equal jitter: the delay lies in the upper half of a ceiling that doubles from 500 ms.
+        assert_eq!(ms(1, 1.0), 500);
+        assert_eq!(ms(1, 0.0), 250);
+        assert_eq!(ms(4, 1.0), 4_000);
         // The cap is a ceiling, also for huge attempt numbers.
-        assert_eq!(backoff_ms(10, 500, 30_000, 0.0), 30_000);
-        assert_eq!(backoff_ms(u32::MAX, 500, 30_000, 0.0), 30_000);
+        assert_eq!(ms(10, 1.0), 30_000);
+        assert_eq!(ms(u32::MAX, 1.0), 30_000);
         for unit in [0.0, 0.3, 0.999] {
-            let delay = backoff_ms(10, 500, 30_000, unit);
+            let delay = ms(10, unit);
             assert!((15_000..=30_000).contains(&delay), "{delay}");
         }
-        assert_eq!(backoff_ms(10, 500, 30_000, 0.999), 15_015);
     }
 
     #[test]

@@ -157,21 +157,6 @@ pub struct WindowScores {
     pub skipped: Vec<SkippedGroup>,
 }
 
-/// Median of `values`, reordering them; `None` when empty.
-fn median_in_place(values: &mut [f64]) -> Option<f64> {
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let (lower, upper_middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
-    let upper_middle = *upper_middle;
-    if n % 2 == 1 {
-        return Some(upper_middle);
-    }
-    let lower_middle = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some((lower_middle + upper_middle) / 2.0)
-}
-
 /// Median, MAD and floored spread of a group's values for one metric; `scratch` is reused across calls.
 pub fn group_stats(
     metric: Metric,
@@ -181,11 +166,11 @@ pub fn group_stats(
 ) -> GroupStats {
     scratch.clear();
     scratch.extend_from_slice(values);
-    let median = median_in_place(scratch).unwrap_or(0.0);
+    let median = headroom_common::percentile::median(scratch).unwrap_or(0.0);
     for value in scratch.iter_mut() {
         *value = (*value - median).abs();
     }
-    let mad = median_in_place(scratch).unwrap_or(0.0);
+    let mad = headroom_common::percentile::median(scratch).unwrap_or(0.0);
     let spread = (MAD_TO_SIGMA * mad)
         .max(relative_floor * median.abs())
         .max(metric.outlier_floor().unwrap_or(0.0));

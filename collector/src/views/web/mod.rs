@@ -13,12 +13,13 @@ pub mod model;
 
 use crate::sizing::report::ReportFormat;
 use crate::sizing::{SizingConfig, SizingReport};
-use crate::views::http::{lock, now_ms, ApiState};
+use crate::views::http::{lock, ApiState};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use headroom_common::clock::now_ms;
 use history::FleetHistory;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -120,6 +121,7 @@ fn compute_sizing(state: &ApiState, window: Duration, now_ms: u64) -> Result<Siz
         db: database,
         window,
         now_ms,
+        end: crate::views::end::EndAt::Now,
         progress: false,
     };
     crate::views::report_cli::build_report(&options, &state.web.settings.sizing).map_err(|e| e.to_string())

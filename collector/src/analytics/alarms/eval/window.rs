@@ -2,6 +2,7 @@
 //! (percentile, least-squares slope), computed straight from the ring without allocating.
 
 use crate::outliers::{Metric, MetricValues};
+use headroom_common::percentile::linear_rank;
 use std::ops::Range;
 
 /// The last readings of one host, oldest first, bounded: a ring stored metric by metric, so that a rule
@@ -146,21 +147,10 @@ impl HostHistory {
     }
 }
 
-/// The `quantile_pct` percentile of `values` by linear interpolation between closest ranks; reorders them.
+/// The `quantile_pct` percentile of `values` by linear interpolation between closest ranks (the alarm rules'
+/// definition, [`headroom_common::percentile::linear`]); reorders them.
 pub fn percentile(values: &mut [f64], quantile_pct: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (values.len() - 1) as f64;
-    let lower_rank = rank.floor() as usize;
-    let (_, lower, above) = values.select_nth_unstable_by(lower_rank, f64::total_cmp);
-    let lower = *lower;
-    let fraction = rank - lower_rank as f64;
-    if fraction == 0.0 || above.is_empty() {
-        return Some(lower);
-    }
-    let upper = above.iter().copied().fold(f64::INFINITY, f64::min);
-    Some(lower + (upper - lower) * fraction)
+    headroom_common::percentile::linear(values, quantile_pct / 100.0)
 }
 
 /// Order statistics kept by a single pass when the wanted rank is this close to either end; further in,
@@ -169,11 +159,9 @@ const NEAR_END: usize = 16;
 
 /// Whether the order statistics a percentile of `count` values needs lie within [`NEAR_END`] of an end.
 fn near_an_end(count: usize, quantile_pct: f64) -> bool {
-    if count == 0 {
+    let Some((lower_rank, _)) = linear_rank(count, quantile_pct / 100.0) else {
         return true;
-    }
-    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (count - 1) as f64;
-    let lower_rank = rank.floor() as usize;
+    };
     count - lower_rank <= NEAR_END || lower_rank + 2 <= NEAR_END
 }
 
@@ -195,12 +183,7 @@ pub(super) fn percentile_of(parts: [&[f64]; 2], quantile_pct: f64, scratch: &mut
         .iter()
         .map(|part| part.iter().map(|v| usize::from(!v.is_nan())).sum::<usize>())
         .sum();
-    if count == 0 {
-        return None;
-    }
-    let rank = (quantile_pct / 100.0).clamp(0.0, 1.0) * (count - 1) as f64;
-    let lower_rank = rank.floor() as usize;
-    let fraction = rank - lower_rank as f64;
+    let (lower_rank, fraction) = linear_rank(count, quantile_pct / 100.0)?;
     let wants_upper = fraction != 0.0 && lower_rank + 1 < count;
     let from_top = count - lower_rank;
     let from_bottom = lower_rank + 1 + usize::from(wants_upper);

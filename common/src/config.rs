@@ -1,5 +1,6 @@
 //! Configuration pieces both daemons share: the one-line [`ConfigError`], TOML diagnostics (line numbers, key
-//! suggestions), value checks, and the `[tls]` section.
+//! suggestions), value checks, and the `[tls]` section. Each binary's own config module builds on these; the
+//! collector never reaches into the agent's.
 
 use std::fmt;
 use std::ops::Range;
@@ -263,18 +264,7 @@ pub fn nearest_key<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>)
 
 /// Levenshtein distance counted in characters.
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, a_char) in a.chars().enumerate() {
-        current[0] = i + 1;
-        for (j, b_char) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(a_char != *b_char);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
+    strsim::levenshtein(a, b)
 }
 
 /// Builds an [`ConfigError::Invalid`].
