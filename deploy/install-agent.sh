@@ -22,8 +22,10 @@ options:
   --unit PATH               unit file to install (default: headroom-agent.service next to this script, or
                             systemd/headroom-agent.service in the source tree)
   --example-config PATH     example configuration (default: agent.toml next to this script)
-  --collector HOST:PORT     enroll with this collector (needs --token and --ca-fingerprint too); also
-                            written into a newly installed config
+  --collector HOST:PORT     the collector's streaming address (UDP, 9600 by default): enroll with this
+                            collector (needs --token and --ca-fingerprint too); also written into a newly
+                            installed config
+  --enroll-port PORT        the collector's enrollment port (UDP, its enroll_listen; default 9602)
   --token TOKEN             one-time enrollment token from 'headroom-collector token create'
   --ca-fingerprint SHA256   SHA-256 fingerprint of the collector's CA certificate
   --root DIR                install below DIR instead of / (for packaging); skips the user, ownership and
@@ -64,6 +66,7 @@ example_config=''
 collector=''
 token=''
 ca_fingerprint=''
+enroll_port=9602
 root=/
 start=yes
 
@@ -79,7 +82,7 @@ while [ $# -gt 0 ]; do
             shift
             continue
             ;;
-        --binary | --unit | --example-config | --collector | --token | --ca-fingerprint | --root) ;;
+        --binary | --unit | --example-config | --collector | --enroll-port | --token | --ca-fingerprint | --root) ;;
         *) usage_error "unknown option '$option'" ;;
     esac
     [ $# -ge 2 ] || usage_error "$option needs a value"
@@ -90,6 +93,7 @@ while [ $# -gt 0 ]; do
         --unit) unit=$value ;;
         --example-config) example_config=$value ;;
         --collector) collector=$value ;;
+        --enroll-port) enroll_port=$value ;;
         --token) token=$value ;;
         --ca-fingerprint) ca_fingerprint=$value ;;
         --root) root=$value ;;
@@ -121,6 +125,11 @@ if [ -n "$collector$token$ca_fingerprint" ]; then
         \[*\]) ;;
         *:*) usage_error "--collector '$collector': put an IPv6 address in brackets, like [2001:db8::1]:9600" ;;
     esac
+    case $enroll_port in
+        '' | *[!0-9]*) usage_error "--enroll-port '$enroll_port' is not a port number (the collector's enroll_listen, 9602 by default)" ;;
+    esac
+    # Enrollment has its own listener on the collector; streaming and renewal use --collector's port.
+    enroll_address=$collector_host:$enroll_port
     enroll=yes
 fi
 
@@ -192,9 +201,9 @@ fi
 if [ "$enroll" = yes ]; then
     "$bin_path" enroll --help >/dev/null 2>&1 ||
         fail "$bin_path has no 'enroll' command (install a newer build, or rerun without --collector/--token/--ca-fingerprint and enroll later)"
-    echo "enrolling with $collector"
-    "$bin_path" enroll --config "$config_path" --collector "$collector" --token "$token" \
-        --ca-fingerprint "$ca_fingerprint" || fail "enrollment with $collector failed (see the message above)"
+    echo "enrolling with $enroll_address"
+    "$bin_path" enroll --config "$config_path" --collector "$enroll_address" --token "$token" \
+        --ca-fingerprint "$ca_fingerprint" || fail "enrollment with $enroll_address failed (see the message above)"
     if [ "$on_host" = yes ]; then
         # Enrollment ran as root; the service reads its key and certificate as $SERVICE_USER. -H follows the
         # symlink systemd leaves at /var/lib/headroom-agent once the service has run.

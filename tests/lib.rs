@@ -188,6 +188,8 @@ impl Drop for Process {
 pub struct Collector {
     pub dir: tempfile::TempDir,
     pub quic: SocketAddr,
+    /// The enrollment listener (`enroll_listen`).
+    pub enroll: SocketAddr,
     pub http: SocketAddr,
     pub process: Process,
     restarts: u32,
@@ -247,12 +249,14 @@ impl Collector {
             String::from_utf8_lossy(&out.stderr)
         );
         let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let enroll: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let config = dir.path().join("collector.toml");
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nlisten = \"{quic}\"\nhttp_listen = \"{http}\"\n{extra_config}",
+                "state_dir = \"{}\"\nlisten = \"{quic}\"\nenroll_listen = \"{enroll}\"\nhttp_listen = \"{http}\"\n\
+                 {extra_config}",
                 state.display()
             ),
         )
@@ -272,6 +276,7 @@ impl Collector {
         Collector {
             dir,
             quic,
+            enroll,
             http,
             process,
             restarts: 0,
@@ -309,6 +314,61 @@ impl Collector {
     pub fn start_agent_extra(&self, host: &str, labels: &[(&str, &str)], extra: &str) -> Process {
         let state = self.issue(host);
         start_agent_configured(&state, &self.quic.to_string(), labels, extra, self.dir.path())
+    }
+
+    /// Runs `headroom-collector ARGS --state-dir <this collector's state>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("headroom-collector"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.dir.path().join("collector"))
+            .output()
+            .unwrap()
+    }
+
+    /// `token create EXTRA...` and the token it printed (its first line).
+    pub fn create_token(&self, extra: &[&str]) -> String {
+        let mut args = vec!["token", "create"];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The CA fingerprint agents pin.
+    pub fn ca_pin(&self) -> String {
+        headroom_common::pki::fingerprint_sha256(
+            &std::fs::read_to_string(self.pki_dir().join("ca.pem")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// `headroom-agent enroll` of `host` into `state` with `token`, against the enrollment listener.
+    pub fn enroll_into(&self, state: &Path, host: &str, token: &str) -> std::process::Output {
+        self.enroll_pinned(state, host, token, &self.ca_pin())
+    }
+
+    /// `enroll_into` pinning the CA fingerprint `pin` (a wrong one, to test the pin).
+    pub fn enroll_pinned(&self, state: &Path, host: &str, token: &str, pin: &str) -> std::process::Output {
+        Command::new(binary("headroom-agent"))
+            .args([
+                "enroll",
+                "--collector",
+                &self.enroll.to_string(),
+                "--token",
+                token,
+            ])
+            .args(["--ca-fingerprint", pin, "--host", host])
+            .args(["--server-name", "localhost", "--state-dir"])
+            .arg(state)
+            .output()
+            .unwrap()
     }
 
     pub fn hosts(&self) -> Vec<serde_json::Value> {

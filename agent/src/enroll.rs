@@ -89,6 +89,27 @@ pub fn local_host_name(proc_root: &Path) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The collector's enrollment port (its `enroll_listen`) when `--collector` names none.
+pub const DEFAULT_ENROLL_PORT: u16 = 9602;
+
+/// `collector` with the default enrollment port added when it names only a host ("collector.example",
+/// "10.0.0.5", "[2001:db8::1]").
+pub fn with_default_enroll_port(collector: &str) -> String {
+    let has_port = match collector.rsplit_once(':') {
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    if has_port {
+        collector.to_string()
+    } else {
+        format!("{collector}:{DEFAULT_ENROLL_PORT}")
+    }
+}
+
 /// Enrolls this host: makes the key (0600), sends the request with the token over a pinned connection, and
 /// writes ca.pem and agent.pem. A failed enrollment leaves existing files untouched.
 pub async fn enroll(options: &EnrollOptions) -> Result<Issued, EnrollError> {
@@ -117,7 +138,15 @@ pub async fn enroll(options: &EnrollOptions) -> Result<Issued, EnrollError> {
         token: options.token.trim().to_string(),
         csr_der,
     });
-    let reply = exchange(&options.collector, &options.server_name, tls, &message).await;
+    let reply = exchange(&options.collector, &options.server_name, tls, &message)
+        .await
+        .map_err(|error| match error {
+            EnrollError::Connect(detail) => EnrollError::Connect(format!(
+                "{detail} (enrollment goes to the collector's enrollment port, its enroll_listen, UDP \
+                 {DEFAULT_ENROLL_PORT} by default; the streaming port refuses hosts without a certificate)"
+            )),
+            other => other,
+        });
     if let Some(seen) = observation.mismatch_seen() {
         return Err(EnrollError::PinMismatch {
             collector: options.collector.clone(),
@@ -466,6 +495,24 @@ mod tests {
         assert_eq!(retry_after(30 * 86_400), Duration::from_secs(600));
         assert_eq!(retry_after(30), Duration::from_secs(1));
         assert_eq!(retry_after(6_000), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn enrollment_port_defaults_to_9602() {
+        assert_eq!(
+            with_default_enroll_port("collector.example"),
+            "collector.example:9602"
+        );
+        assert_eq!(
+            with_default_enroll_port("collector.example:7000"),
+            "collector.example:7000"
+        );
+        assert_eq!(with_default_enroll_port("10.0.0.5"), "10.0.0.5:9602");
+        assert_eq!(with_default_enroll_port("[2001:db8::1]"), "[2001:db8::1]:9602");
+        assert_eq!(
+            with_default_enroll_port("[2001:db8::1]:7000"),
+            "[2001:db8::1]:7000"
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct EnrollArgs {
-    /// The collector's QUIC address, HOST:PORT.
+    /// The collector's enrollment address, HOST[:PORT]; the port is its enroll_listen (UDP, 9602 when
+    /// left out), not the streaming port.
     #[arg(long)]
     collector: String,
     /// The one-time token from "headroom-collector token create".
@@ -170,11 +171,12 @@ fn enroll_host(args: EnrollArgs) -> ExitCode {
         Some(host) => host,
         None => return usage_error("cannot read this machine's host name (pass --host NAME)"),
     };
+    let collector = enroll::with_default_enroll_port(&args.collector);
     let options = enroll::EnrollOptions {
         server_name: args
             .server_name
-            .unwrap_or_else(|| enroll::server_name_of(&args.collector)),
-        collector: args.collector,
+            .unwrap_or_else(|| enroll::server_name_of(&collector)),
+        collector,
         token: args.token,
         ca_fingerprint: args.ca_fingerprint,
         host,

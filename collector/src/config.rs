@@ -28,6 +28,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "",
         &[
             "alarms",
+            "enroll_listen",
             "fleet",
             "http_listen",
             "identity",
@@ -82,8 +83,11 @@ const OUTLIER_WINDOW_MAX: Duration = Duration::from_secs(3600);
 pub struct Config {
     /// Directory for the database, the PKI and the enrollment tokens.
     pub state_dir: PathBuf,
-    /// QUIC (UDP) address agents connect to; port 0 picks a free port (tests).
+    /// QUIC (UDP) address agents stream to; port 0 picks a free port (tests).
     pub listen: SocketAddr,
+    /// QUIC (UDP) address of the enrollment listener; `None`: enrollment and renewal are off, and `serve`
+    /// does not read the CA key.
+    pub enroll_listen: Option<SocketAddr>,
     /// Address of the JSON API the command line reads; always a loopback address.
     pub http_listen: SocketAddr,
     /// Certificate files for mutual TLS.
@@ -165,6 +169,7 @@ impl Default for Config {
             tls: TlsPaths::in_dir(&state_dir.join("pki"), "server"),
             state_dir,
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9600)),
+            enroll_listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9602))),
             http_listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 9601)),
             fleet: FleetConfig {
                 stale_after_intervals: 3,
@@ -213,8 +218,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 struct RawConfig {
     /// Directory for the database, PKI and tokens; absolute. Default /var/lib/headroom-collector.
     state_dir: Option<String>,
-    /// QUIC/UDP listen address, like "[::]:9600". Default [::]:9600.
+    /// QUIC/UDP listen address for streaming, like "[::]:9600". Default [::]:9600.
     listen: Option<String>,
+    /// QUIC/UDP listen address for enrollment, like "[::]:9602", or "off". Default [::]:9602.
+    enroll_listen: Option<String>,
     /// JSON API listen address; must be loopback. Default 127.0.0.1:9601.
     http_listen: Option<String>,
     /// Certificate files; default to ca.pem, server.pem and server.key in `state_dir`/pki.
@@ -443,6 +450,18 @@ impl RawConfig {
             None => defaults.listen,
             Some(text) => socket_address(origin, "listen", &text)?,
         };
+        let enroll_listen = match self.enroll_listen.as_deref() {
+            None => defaults.enroll_listen,
+            Some("off") => None,
+            Some(text) => Some(socket_address(origin, "enroll_listen", text)?),
+        };
+        if enroll_listen.is_some_and(|enroll| enroll.port() != 0 && enroll == listen) {
+            return Err(invalid(
+                origin,
+                "enroll_listen",
+                "is the same address as listen (give enrollment its own port, like 9602, or \"off\")",
+            ));
+        }
         let http_listen = match self.http_listen {
             None => defaults.http_listen,
             Some(text) => socket_address(origin, "http_listen", &text)?,
@@ -513,6 +532,7 @@ impl RawConfig {
             retention,
             state_dir,
             listen,
+            enroll_listen,
             http_listen,
             tls,
             fleet: FleetConfig {
@@ -596,6 +616,25 @@ max_connections = 10
                 max_connections: 10,
             }
         );
+    }
+
+    #[test]
+    fn enrollment_has_its_own_port_and_can_be_turned_off() {
+        assert_eq!(
+            parse("enroll_listen = \"127.0.0.1:7602\"\n", ORIGIN)
+                .unwrap()
+                .enroll_listen,
+            Some("127.0.0.1:7602".parse().unwrap())
+        );
+        assert_eq!(
+            parse("enroll_listen = \"off\"\n", ORIGIN).unwrap().enroll_listen,
+            None
+        );
+        assert!(
+            error_of("listen = \"[::]:9600\"\nenroll_listen = \"[::]:9600\"\n")
+                .contains("enroll_listen: is the same")
+        );
+        assert!(error_of("enroll_listen = \"no\"\n").contains("enroll_listen: \"no\" is not an IP address"));
     }
 
     #[test]

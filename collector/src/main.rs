@@ -169,6 +169,10 @@ enum TokenCommand {
         /// Label written into every certificate enrolled with it, KEY=VALUE; repeat for several.
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Enroll only this host, even while it holds a valid certificate (a re-imaged host); its older
+        /// certificates are revoked when it enrolls.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List tokens: id, uses left, expiry, labels (never the secret).
     List {
@@ -201,6 +205,39 @@ struct DatabaseArgs {
     end: EndAt,
 }
 
+/// What-if options of `sizing` and `report`; given together they form one scenario, sized beside the
+/// baseline.
+#[derive(clap::Args)]
+struct WhatIfArgs {
+    /// Load grows by this much, like 20%.
+    #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
+    growth: Option<f64>,
+    /// Another target, like cpu=70% (repeatable: cpu, memory, connections).
+    #[arg(long, value_parser = sizing::Scenario::parse_target)]
+    target: Vec<(sizing::scenario::TargetKind, f64)>,
+    /// Lose this zone, like zone=eu-1a (the only zone loss the scenario sizes).
+    #[arg(long, value_parser = sizing::Scenario::parse_lose)]
+    lose: Option<String>,
+    /// Lose this many hosts at once (N+k; the only host loss the scenario sizes).
+    #[arg(long)]
+    lose_hosts: Option<u32>,
+    /// Add hosts to a group, like group=web,hosts=3 (repeatable); placed to keep zones balanced.
+    #[arg(long, value_parser = sizing::Scenario::parse_add)]
+    add: Vec<(String, u32)>,
+}
+
+impl WhatIfArgs {
+    fn scenario(&self) -> sizing::Scenario {
+        sizing::Scenario {
+            growth: self.growth,
+            targets: self.target.clone(),
+            lose_zone: self.lose.clone(),
+            lose_hosts: self.lose_hosts,
+            add: self.add.clone(),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct SizingArgs {
     /// Window ending now, like "14d" (default: sizing.window from the config).
@@ -210,6 +247,8 @@ struct SizingArgs {
     format: Format,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    what_if: WhatIfArgs,
 }
 
 #[derive(clap::Args)]
@@ -225,6 +264,8 @@ struct ReportArgs {
     out: PathBuf,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    what_if: WhatIfArgs,
 }
 
 #[derive(clap::Args)]
@@ -370,13 +411,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     ttl,
                     uses,
                     labels,
+                    host,
                 },
         } => {
             let labels = identity::admin::parse_labels(&labels).map_err(admin_failure)?;
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
             let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-            let text =
-                identity::admin::token_create(&dir, ttl_s, uses, labels, now_s()).map_err(admin_failure)?;
+            let text = identity::admin::token_create(&dir, ttl_s, uses, labels, host, now_s())
+                .map_err(admin_failure)?;
             print!("{text}");
         }
         Command::Token {
@@ -457,7 +499,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{}", render_fleet(&summary, args.format));
         }
         Command::Sizing(args) => {
-            let report = sizing_report(&args.database, args.window)?;
+            let report = sizing_report(&args.database, &args.what_if, args.window)?;
             let text = match args.format {
                 Format::Table => report_cli::render_table(&report),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
@@ -466,7 +508,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{text}");
         }
         Command::Report(args) => {
-            let report = sizing_report(&args.database, args.window)?;
+            let report = sizing_report(&args.database, &args.what_if, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
                 .map_err(report_failure)?;
             for note in &report.notes {
@@ -510,6 +552,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 /// Reads the config (defaults when absent) and builds the sizing report from the database.
 fn sizing_report(
     database: &DatabaseArgs,
+    what_if: &WhatIfArgs,
     window: Option<Duration>,
 ) -> Result<headroom_collector::sizing::SizingReport, Failure> {
     let config = if database.config.exists() {
@@ -532,6 +575,7 @@ fn sizing_report(
         window,
         now_ms: headroom_common::clock::now_ms(),
         end: database.end,
+        scenarios: vec![what_if.scenario()],
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

@@ -143,29 +143,69 @@ pub trait RevocationCheck: Send + Sync + std::fmt::Debug {
     fn is_revoked(&self, serial_hex: &str) -> bool;
 }
 
-/// Collector side, serving both the streaming protocol (`wire::ALPN`) and enrollment
-/// (`enroll::ENROLL_ALPN`) on one endpoint.
-///
-/// A client certificate is verified when presented (chaining to `ca_pem`, unexpired, serial not revoked:
-/// a revoked one is refused with the `certificate_revoked` alert) but is not required, because an agent that
-/// is enrolling has none yet. Whoever accepts a `wire::ALPN` connection must therefore check that the peer
-/// presented a certificate. The server's own chain is sent with the CA certificates appended, so that an agent
-/// pinning the CA by fingerprint finds it in the chain.
-pub fn server_config_with_enrollment(
+/// Collector side, the streaming listener: a client certificate chaining to `ca_pem`, unexpired and not
+/// revoked, is **required** in the handshake, so a client without one gets a TLS alert and never a
+/// completed handshake (nor the receive windows that come with it). Speaks the streaming protocol
+/// (`wire::ALPN`) and renewal (`enroll::ENROLL_ALPN`), which needs the current certificate anyway.
+pub fn server_config_streaming(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
     revocations: Option<Arc<dyn RevocationCheck>>,
 ) -> Result<ServerConfig, TlsError> {
+    collector_server_config(
+        ca_pem,
+        cert_pem,
+        key_pem,
+        revocations,
+        true,
+        vec![crate::wire::ALPN.to_vec(), crate::enroll::ENROLL_ALPN.to_vec()],
+    )
+}
+
+/// Collector side, the enrollment listener (`enroll::ENROLL_ALPN` only).
+///
+/// A client certificate is verified when presented (chaining to `ca_pem`, unexpired, serial not revoked:
+/// a revoked one is refused with the `certificate_revoked` alert) but is not required, because an agent that
+/// is enrolling has none yet.
+pub fn server_config_enrollment(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    revocations: Option<Arc<dyn RevocationCheck>>,
+) -> Result<ServerConfig, TlsError> {
+    collector_server_config(
+        ca_pem,
+        cert_pem,
+        key_pem,
+        revocations,
+        false,
+        vec![crate::enroll::ENROLL_ALPN.to_vec()],
+    )
+}
+
+/// The two collector configurations. The server's own chain is sent with the CA certificates appended, so
+/// that an agent pinning the CA by fingerprint finds it in the chain.
+fn collector_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    revocations: Option<Arc<dyn RevocationCheck>>,
+    require_client_cert: bool,
+    alpn: Vec<Vec<u8>>,
+) -> Result<ServerConfig, TlsError> {
     let provider = provider();
     let roots = Arc::new(root_store(ca_pem)?);
-    let inner = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|error| TlsError::Config {
-            what: "client certificate verifier",
-            error: error.to_string(),
-        })?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    let builder = if require_client_cert {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    let inner = builder.build().map_err(|error| TlsError::Config {
+        what: "client certificate verifier",
+        error: error.to_string(),
+    })?;
     let verifier = Arc::new(RevokingClientVerifier { inner, revocations });
     let mut chain = certificates(cert_pem, "server certificate")?;
     for ca in certificates(ca_pem, "CA certificate")? {
@@ -183,7 +223,7 @@ pub fn server_config_with_enrollment(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|error| key_error(error, "server", "server TLS config"))?;
-    config.alpn_protocols = vec![crate::wire::ALPN.to_vec(), crate::enroll::ENROLL_ALPN.to_vec()];
+    config.alpn_protocols = alpn;
     config.max_early_data_size = 0;
     no_resumption(&mut config);
     Ok(config)
@@ -898,8 +938,7 @@ mod tests {
         ));
     }
 
-    /// The collector's config that serves enrollment too, with `revoked` serials refused.
-    fn enrolling_server(fleet: &Fleet, revoked: &[String]) -> ServerConnection {
+    fn revocation_list(revoked: &[String]) -> Arc<dyn RevocationCheck> {
         #[derive(Debug)]
         struct List(Vec<String>);
         impl RevocationCheck for List {
@@ -907,12 +946,29 @@ mod tests {
                 self.0.iter().any(|serial| serial == serial_hex)
             }
         }
-        let check: Arc<dyn RevocationCheck> = Arc::new(List(revoked.to_vec()));
-        let config = server_config_with_enrollment(
+        Arc::new(List(revoked.to_vec()))
+    }
+
+    /// The collector's enrollment listener, with `revoked` serials refused.
+    fn enrolling_server(fleet: &Fleet, revoked: &[String]) -> ServerConnection {
+        let check = revocation_list(revoked);
+        let config = server_config_enrollment(
             &fleet.ca.cert_pem,
             &fleet.server.cert_pem,
             &fleet.server.key_pem,
             Some(check),
+        )
+        .unwrap();
+        ServerConnection::new(Arc::new(config)).unwrap()
+    }
+
+    /// The collector's streaming listener, with `revoked` serials refused.
+    fn streaming_server(fleet: &Fleet, revoked: &[String]) -> ServerConnection {
+        let config = server_config_streaming(
+            &fleet.ca.cert_pem,
+            &fleet.server.cert_pem,
+            &fleet.server.key_pem,
+            Some(revocation_list(revoked)),
         )
         .unwrap();
         ServerConnection::new(Arc::new(config)).unwrap()
@@ -979,17 +1035,20 @@ mod tests {
     fn enrolling_server_verifies_presented_certs_and_refuses_revoked_ones() {
         let fleet = fleet();
         let cert = fleet.client_cert(HOST);
-        let (_, server) = handshake(fleet.client(Some(&cert)), enrolling_server(&fleet, &[])).unwrap();
+        let renewing = |cert: &CertAndKey| {
+            let pair = (cert.cert_pem.as_str(), cert.key_pem.as_str());
+            let config =
+                client_config(&fleet.ca.cert_pem, Some(pair), &[crate::enroll::ENROLL_ALPN]).unwrap();
+            ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+        };
+        let (_, server) = handshake(renewing(&cert), enrolling_server(&fleet, &[])).unwrap();
         assert_eq!(
             identity_from_cert(&server.peer_certificates().unwrap()[0]).unwrap(),
             HOST
         );
-        // Without a certificate the streaming ALPN still completes the handshake; ingest refuses it.
-        let (_, server) = handshake(fleet.client(None), enrolling_server(&fleet, &[])).unwrap();
-        assert!(server.peer_certificates().is_none());
 
         let serial = crate::pki::cert_info(&cert.cert_pem).unwrap().serial_hex;
-        let failure = handshake(fleet.client(Some(&cert)), enrolling_server(&fleet, &[serial])).unwrap_err();
+        let failure = handshake(renewing(&cert), enrolling_server(&fleet, &[serial])).unwrap_err();
         assert!(
             matches!(
                 failure,
@@ -998,7 +1057,31 @@ mod tests {
             "{failure:?}"
         );
         let foreign = fleet_named("other fleet ca").client_cert(HOST);
-        assert!(handshake(fleet.client(Some(&foreign)), enrolling_server(&fleet, &[])).is_err());
+        assert!(handshake(renewing(&foreign), enrolling_server(&fleet, &[])).is_err());
+    }
+
+    /// Issue 11: the streaming listener requires a client certificate in the handshake itself; a client
+    /// without one gets an alert, while a certified one (streaming or renewing) gets through.
+    #[test]
+    fn issue_11_streaming_server_requires_a_client_certificate() {
+        let fleet = fleet();
+        let failure = handshake(fleet.client(None), streaming_server(&fleet, &[])).unwrap_err();
+        assert!(
+            matches!(failure, Failure::Server(rustls::Error::NoCertificatesPresented)),
+            "{failure:?}"
+        );
+        let cert = fleet.client_cert(HOST);
+        let (client, server) = handshake(fleet.client(Some(&cert)), streaming_server(&fleet, &[])).unwrap();
+        assert_eq!(client.alpn_protocol(), Some(crate::wire::ALPN));
+        assert!(server.peer_certificates().is_some());
+        let serial = crate::pki::cert_info(&cert.cert_pem).unwrap().serial_hex;
+        assert!(handshake(fleet.client(Some(&cert)), streaming_server(&fleet, &[serial])).is_err());
+        // The enrollment listener speaks only enrollment.
+        let failure = handshake(fleet.client(None), enrolling_server(&fleet, &[])).unwrap_err();
+        assert!(
+            matches!(failure, Failure::Server(rustls::Error::NoApplicationProtocol)),
+            "{failure:?}"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! `identity::enroll_server::handle_enrollment` (hook "route enroll ALPN" in ingest.rs); the revocation test
 //! also needs the hooks "live registry" and "revocation sweeper".
 
-use headroom_common::pki::fingerprint_sha256;
 use headroom_tests::{binary, start_agent_with, wait_for, Collector};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,54 +13,19 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 fn collector_cli(collector: &Collector, args: &[&str]) -> Output {
-    Command::new(binary("headroom-collector"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(collector.dir.path().join("collector"))
-        .output()
-        .unwrap()
+    collector.cli(args)
 }
 
-/// `token create` and the token it printed (its first line).
 fn create_token(collector: &Collector, extra: &[&str]) -> String {
-    let mut args = vec!["token", "create"];
-    args.extend_from_slice(extra);
-    let out = collector_cli(collector, &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .to_string()
+    collector.create_token(extra)
 }
 
 fn pin(collector: &Collector) -> String {
-    fingerprint_sha256(&std::fs::read_to_string(collector.pki_dir().join("ca.pem")).unwrap()).unwrap()
+    collector.ca_pin()
 }
 
 fn enroll(collector: &Collector, state: &Path, host: &str, token: &str, pin: &str) -> Output {
-    Command::new(binary("headroom-agent"))
-        .args([
-            "enroll",
-            "--collector",
-            &collector.quic.to_string(),
-            "--token",
-            token,
-        ])
-        .args([
-            "--ca-fingerprint",
-            pin,
-            "--host",
-            host,
-            "--server-name",
-            "localhost",
-            "--state-dir",
-        ])
-        .arg(state)
-        .output()
-        .unwrap()
+    collector.enroll_pinned(state, host, token, pin)
 }
 
 fn mode_of(path: &Path) -> u32 {

@@ -48,7 +48,7 @@ fn enroll(collector: &Collector, host: &str) -> PathBuf {
         .args([
             "enroll",
             "--collector",
-            &collector.quic.to_string(),
+            &collector.enroll.to_string(),
             "--token",
             &token,
         ])

@@ -124,7 +124,7 @@ fn fresh_install_with_enrollment_writes_the_collector_and_enrolls() {
             format!("check-config --config {config_arg}"),
             "enroll --help".to_string(),
             format!(
-                "enroll --config {config_arg} --collector [::1]:9600 --token tok123 --ca-fingerprint AB:CD"
+                "enroll --config {config_arg} --collector [::1]:9602 --token tok123 --ca-fingerprint AB:CD"
             ),
         ]
     );
@@ -209,6 +209,19 @@ fn partial_or_malformed_enrollment_details_are_usage_errors() {
         (
             &["--collector", "c/x:9600", "--token", "t", "--ca-fingerprint", "f"][..],
             "characters",
+        ),
+        (
+            &[
+                "--collector",
+                "c.example.net:9600",
+                "--enroll-port",
+                "96o2",
+                "--token",
+                "t",
+                "--ca-fingerprint",
+                "f",
+            ][..],
+            "--enroll-port '96o2' is not a port number",
         ),
         (&["--colector", "c:1"][..], "unknown option '--colector'"),
     ] {

@@ -109,6 +109,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     let mut config = Config {
         state_dir: root.join("collector"),
         listen: "127.0.0.1:0".parse().expect("literal address"),
+        enroll_listen: Some("127.0.0.1:0".parse().expect("literal address")),
         http_listen: "127.0.0.1:0".parse().expect("literal address"),
         tls: TlsPaths {
             ca: pki.join("ca.pem"),
@@ -148,6 +149,14 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         }
     };
     println!("collector: QUIC on {}, API on http://{}", bound.quic, bound.http);
+    if let Some(enroll) = bound.enroll {
+        println!(
+            "  enrollment on {enroll}: headroom-collector token create --state-dir {}, then \
+             headroom-agent enroll --collector {enroll} --server-name localhost --ca-fingerprint {} --token ...",
+            root.join("collector").display(),
+            outcome.fingerprint
+        );
+    }
     println!("  try: headroom-collector fleet --api {}", bound.http);
     println!(
         "web view: http://{}/fleet (collector metrics: http://{}/metrics)",

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::fleet::{FleetSettings, FleetState};
 use crate::http::ApiState;
-use crate::identity::enroll_server::EnrollContext;
+use crate::identity::enroll_server::{EnrollContext, Listener};
 use crate::identity::labels::ConflictLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::registry::Registry;
@@ -32,6 +32,8 @@ const STORE_QUEUE: usize = 4096;
 pub struct Bound {
     pub quic: SocketAddr,
     pub http: SocketAddr,
+    /// The enrollment listener, when enrollment is on.
+    pub enroll: Option<SocketAddr>,
 }
 
 /// The collector's database file.
@@ -39,23 +41,31 @@ pub fn database_path(config: &Config) -> PathBuf {
     config.state_dir.join("headroom.db")
 }
 
-/// The TLS server configuration from the files the config names, serving both the streaming and the
-/// enrollment protocol, refusing revoked certificates during the handshake.
-pub fn load_tls(config: &Config, revocations: &Revocations) -> anyhow::Result<rustls::ServerConfig> {
-    load_tls_from(&config.tls, revocations)
-}
-
-/// `load_tls` for the files in `paths` (also used to reload them while running).
-pub fn load_tls_from(
+/// The QUIC server configuration of `listener` from the TLS files in `paths`, refusing revoked
+/// certificates during the handshake (also used to reload them while running).
+pub fn load_server_config(
     paths: &crate::config::TlsPaths,
     revocations: &Revocations,
-) -> anyhow::Result<rustls::ServerConfig> {
+    listener: Listener,
+) -> anyhow::Result<quinn::ServerConfig> {
     let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
     let ca = read_pem(&paths.ca, "CA certificate", fix)?;
     let cert = read_pem(&paths.cert, "server certificate", fix)?;
     let key = read_pem(&paths.key, "server key", fix)?;
-    headroom_common::tls::server_config_with_enrollment(&ca, &cert, &key, Some(Arc::new(revocations.clone())))
-        .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))
+    let revocations: Arc<dyn headroom_common::tls::RevocationCheck> = Arc::new(revocations.clone());
+    let tls = match listener {
+        Listener::Streaming => {
+            headroom_common::tls::server_config_streaming(&ca, &cert, &key, Some(revocations))
+        }
+        Listener::Enrollment => {
+            headroom_common::tls::server_config_enrollment(&ca, &cert, &key, Some(revocations))
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("tls files in the collector config: {e}"))?;
+    match listener {
+        Listener::Streaming => ingest::server_config(tls),
+        Listener::Enrollment => ingest::enroll::enroll_server_config(tls),
+    }
 }
 
 /// Run until `cancel` fires. `bound` learns the bound addresses once both listeners are up.
@@ -87,7 +97,20 @@ pub async fn serve_with_web(
     })?;
     let pki = pki_dir(&config.state_dir);
     let revocations = Revocations::load(&pki)?;
-    let tls = load_tls(&config, &revocations)?;
+    let streaming_config = load_server_config(&config.tls, &revocations, Listener::Streaming)?;
+    // Without enrollment, nothing here signs, so the CA key is never read.
+    let enrollment = match config.enroll_listen {
+        Some(address) => Some((
+            address,
+            load_server_config(&config.tls, &revocations, Listener::Enrollment)?,
+            Arc::new(EnrollContext::load(
+                &pki,
+                revocations.clone(),
+                config.identity.cert_validity,
+            )?),
+        )),
+        None => None,
+    };
     let (store, report) = Store::open(&database_path(&config), now_ms())?;
     if report.check_ok {
         info!("{}", report.line());
@@ -119,11 +142,30 @@ pub async fn serve_with_web(
     }
     let endpoint = quinn::Endpoint::new(
         endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
-        Some(ingest::server_config(tls)?),
+        Some(streaming_config),
         socket,
         Arc::new(quinn::TokioRuntime),
     )
     .with_context(|| format!("cannot start QUIC on udp {}", config.listen))?;
+    let enroll_endpoint = match enrollment {
+        Some((address, server_config, context)) => {
+            let socket = std::net::UdpSocket::bind(address).with_context(|| {
+                format!(
+                    "cannot listen on udp {address} for enrollment: another process may hold it (change \
+                     enroll_listen in the config, or set it to \"off\")"
+                )
+            })?;
+            let endpoint = quinn::Endpoint::new(
+                endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
+                Some(server_config),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .with_context(|| format!("cannot start QUIC on udp {address}"))?;
+            Some((endpoint, context))
+        }
+        None => None,
+    };
     let http_listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| {
@@ -137,6 +179,10 @@ pub async fn serve_with_web(
         http: http_listener
             .local_addr()
             .context("reading the bound tcp address")?,
+        enroll: match &enroll_endpoint {
+            Some((endpoint, _)) => Some(endpoint.local_addr().context("reading the bound udp address")?),
+            None => None,
+        },
     };
     let fleet = Arc::new(Mutex::new(FleetState::new(FleetSettings {
         stale_after_intervals: config.fleet.stale_after_intervals,
@@ -156,23 +202,30 @@ pub async fn serve_with_web(
                 max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
             },
         },
-        enroll: Arc::new(EnrollContext::load(
-            &pki,
-            revocations.clone(),
-            config.identity.cert_validity,
-        )?),
+        enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),
         conflicts: ConflictLog::default(),
         registry: Registry::in_dir(&pki),
         last_seen: Default::default(),
         analytics: analytics.clone(),
     });
-    let reloader = tokio::spawn(crate::reload::run_server_cert_reloader(
-        endpoint.clone(),
+    let mut endpoints = vec![(endpoint.clone(), Listener::Streaming)];
+    if let Some((enroll, _)) = &enroll_endpoint {
+        endpoints.push((enroll.clone(), Listener::Enrollment));
+    }
+    let reloader = tokio::spawn(crate::ingest::reload::run_server_cert_reloader(
+        endpoints,
         config.tls.clone(),
         revocations.clone(),
         cancel.clone(),
     ));
+    let enroll_task = enroll_endpoint.map(|(endpoint, context)| {
+        tokio::spawn(ingest::enroll::serve_enrollment(
+            endpoint,
+            context,
+            cancel.clone(),
+        ))
+    });
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
     let last_seen = tokio::spawn(ingest::run_last_seen_writer(context.clone(), cancel.clone()));
     let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
@@ -189,7 +242,13 @@ pub async fn serve_with_web(
         api,
         cancel.clone().cancelled_owned(),
     ));
-    info!(quic = %addresses.quic, http = %addresses.http, "collector listening");
+    match addresses.enroll {
+        Some(enroll) => info!(quic = %addresses.quic, %enroll, http = %addresses.http, "collector listening"),
+        None => info!(
+            quic = %addresses.quic, http = %addresses.http,
+            "collector listening; enrollment and renewal are off (enroll_listen = \"off\")"
+        ),
+    }
     if let Some(bound) = bound {
         let _ = bound.send(addresses);
     }
@@ -201,6 +260,9 @@ pub async fn serve_with_web(
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
     let _ = ingest.await;
+    if let Some(enroll_task) = enroll_task {
+        let _ = enroll_task.await;
+    }
     let _ = last_seen.await;
     let _ = sweeper.await;
     let _ = analytics_task.await;

@@ -41,8 +41,13 @@ pub fn token_create(
     ttl_s: i64,
     uses: u32,
     labels: BTreeMap<String, String>,
+    host: Option<String>,
     now_s: i64,
 ) -> Result<String, AdminError> {
+    if let Some(host) = &host {
+        headroom_common::pki::validate_host_name(host)
+            .map_err(|e| AdminError::Usage(format!("--host: {e}")))?;
+    }
     if uses == 0 {
         return Err(AdminError::Usage("--uses must be at least 1".to_string()));
     }
@@ -57,9 +62,13 @@ pub fn token_create(
             pki_dir.display()
         )));
     }
-    let new = TokenFile::in_dir(pki_dir).create(uses, ttl_s, labels, now_s)?;
+    let for_host = host
+        .as_ref()
+        .map(|host| format!(" for host {host} only"))
+        .unwrap_or_default();
+    let new = TokenFile::in_dir(pki_dir).create(uses, ttl_s, labels, host, now_s)?;
     Ok(format!(
-        "{}\ntoken {} created: {} uses, expires {}; it is shown only this once\n",
+        "{}\ntoken {} created{for_host}: {} uses, expires {}; it is shown only this once\n",
         new.token,
         new.record.id,
         uses,
@@ -72,7 +81,7 @@ pub fn token_list(pki_dir: &Path, now_s: i64) -> Result<String, AdminError> {
     let list = TokenFile::in_dir(pki_dir).list()?;
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["ID", "USES LEFT", "EXPIRES", "STATE", "LABELS"]);
+    table.set_header(["ID", "USES LEFT", "EXPIRES", "STATE", "HOST", "LABELS"]);
     for token in &list.tokens {
         let state = if token.expires_at_s <= now_s {
             "expired"
@@ -86,6 +95,7 @@ pub fn token_list(pki_dir: &Path, now_s: i64) -> Result<String, AdminError> {
             token.uses_left.to_string(),
             format_time(token.expires_at_s),
             state.to_string(),
+            token.host.clone().unwrap_or_else(|| "any new".to_string()),
             join_labels(&token.labels),
         ]);
     }
@@ -198,7 +208,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.key"), "x").unwrap();
         let labels = parse_labels(&["group=web".to_string(), "zone=eu-1a".to_string()]).unwrap();
-        let created = token_create(dir.path(), 3600, 5, labels, 1_750_000_000).unwrap();
+        let created = token_create(dir.path(), 3600, 5, labels, None, 1_750_000_000).unwrap();
         let token = created.lines().next().unwrap();
         let secret = token.split_once('.').unwrap().1;
         let listed = token_list(dir.path(), 1_750_000_000).unwrap();
@@ -219,7 +229,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            token_create(dir.path(), 3600, 1, BTreeMap::new(), 0),
+            token_create(dir.path(), 3600, 1, BTreeMap::new(), None, 0),
             Err(AdminError::Usage(message)) if message.contains("ca init")
         ));
         assert!(matches!(

@@ -6,7 +6,7 @@
 
 use super::registry::{CertRecord, IssuedBy, Registry};
 use super::renew::authorize_renewal;
-use super::revocation::Revocations;
+use super::revocation::{normalize_serial, Revocations};
 use super::tokens::{TokenFile, TokenRefusal};
 use super::unix_s;
 use headroom_common::enroll::{
@@ -16,6 +16,7 @@ use headroom_common::pki::{cert_info, sign_csr, CertAndKey};
 use headroom_common::wire::{decode_payload, encode_frame, FrameDecoder};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
@@ -33,6 +34,20 @@ pub struct EnrollContext {
     pub revocations: Revocations,
     /// Lifetime of issued certificates.
     pub validity: Duration,
+    /// Held while one request is decided.
+    pub decide_lock: std::sync::Mutex<()>,
+}
+
+impl EnrollContext {
+    /// Serials of `host`'s certificates that are unexpired at `now_s` and not revoked.
+    pub fn valid_serials_of(&self, host: &str, now_s: i64) -> Result<Vec<String>, super::StoreError> {
+        let mut serials = self.registry.list()?.live_serials_of(host, now_s);
+        serials.retain(|serial| !self.revocations.is_revoked(serial));
+        Ok(serials
+            .into_iter()
+            .map(|serial| normalize_serial(&serial))
+            .collect())
+    }
 }
 
 impl EnrollContext {
@@ -49,6 +64,7 @@ impl EnrollContext {
             registry: Registry::in_dir(pki_dir),
             revocations,
             validity,
+            decide_lock: Default::default(),
         })
     }
 }
@@ -62,6 +78,10 @@ pub fn decide(
     now: SystemTime,
 ) -> EnrollReply {
     let now_s = unix_s(now);
+    // Enrollment and renewal read the registry, then sign and record; one at a time, so two requests for
+    // one host cannot both pass the check.
+    let _serialized = ctx.decide_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut superseded: Vec<String> = Vec::new();
     let (host, labels, csr_der, issued_by) = match message {
         EnrollMessage::Enroll(request) => {
             if request.version != ENROLL_VERSION {
@@ -88,13 +108,28 @@ pub fn decide(
                 .split_once('.')
                 .map_or("?", |(id, _)| id)
                 .to_string();
-            let labels = match ctx.tokens.consume(&request.token, now_s) {
-                Ok(Ok(labels)) => labels,
+            let enrolled = match ctx.valid_serials_of(&request.host, now_s) {
+                Ok(serials) => serials,
+                Err(error) => {
+                    warn!(%peer, %error, "enrollment failed: certificate registry");
+                    return internal();
+                }
+            };
+            let admitted = match ctx.tokens.consume(
+                &request.token,
+                &request.host,
+                !enrolled.is_empty(),
+                now_s,
+            ) {
+                Ok(Ok(admitted)) => admitted,
                 Ok(Err(refusal)) => {
                     let reason = match refusal {
                         TokenRefusal::Unknown => RefusalReason::UnknownToken,
                         TokenRefusal::Expired { .. } => RefusalReason::Expired,
                         TokenRefusal::UsedUp { .. } => RefusalReason::UsedUp,
+                        TokenRefusal::OtherHost { .. } | TokenRefusal::HostEnrolled { .. } => {
+                            RefusalReason::NotAuthorized
+                        }
                     };
                     // An unknown token's id is whatever the client sent; it is not logged, only the reason.
                     let logged_id = if reason == RefusalReason::UnknownToken {
@@ -102,7 +137,7 @@ pub fn decide(
                     } else {
                         &token_id
                     };
-                    warn!(%peer, host = %request.host, token_id = logged_id, ?reason, "enrollment refused");
+                    warn!(%peer, host = %request.host, token_id = logged_id, ?reason, %refusal, "enrollment refused");
                     return refused(reason, refusal.to_string());
                 }
                 Err(error) => {
@@ -111,6 +146,12 @@ pub fn decide(
                 }
             };
             info!(%peer, host = %request.host, %token_id, "enrollment token accepted");
+            // A token made for this host replaces its certificates (a re-imaged host): the old ones are revoked
+            // once the new one is recorded, so the host never holds two.
+            if admitted.host_bound {
+                superseded = enrolled;
+            }
+            let labels = admitted.labels;
             (request.host, labels, request.csr_der, IssuedBy::Enroll)
         }
         EnrollMessage::Renew(request) => {
@@ -123,7 +164,7 @@ pub fn decide(
                     ),
                 );
             }
-            let grant = match authorize_renewal(peer_cert, &ctx.revocations) {
+            let grant = match authorize_renewal(peer_cert, &ctx.revocations, now_s) {
                 Ok(grant) => grant,
                 Err(refusal) => {
                     warn!(%peer, reason = %refusal.message, "renewal refused");
@@ -131,6 +172,18 @@ pub fn decide(
                 }
             };
             info!(%peer, host = %grant.host, old_serial = %grant.old_serial, "renewing certificate");
+            // The presented certificate and the new one stay valid; any other (a renewal whose answer never
+            // reached the agent) is revoked, so a host holds at most one certificate beside its current one.
+            superseded = match ctx.valid_serials_of(&grant.host, now_s) {
+                Ok(serials) => serials
+                    .into_iter()
+                    .filter(|serial| *serial != normalize_serial(&grant.old_serial))
+                    .collect(),
+                Err(error) => {
+                    warn!(%peer, %error, "renewal failed: certificate registry");
+                    return internal();
+                }
+            };
             (grant.host, grant.labels, request.csr_der, IssuedBy::Renew)
         }
     };
@@ -158,6 +211,17 @@ pub fn decide(
         // A certificate that is not in the registry could not be revoked by host name; refuse it.
         warn!(%peer, %host, %error, "cannot record the issued certificate");
         return internal();
+    }
+    if !superseded.is_empty() {
+        match ctx.revocations.revoke(&superseded, Some(&host), now_s) {
+            Ok(_) => {
+                info!(%peer, %host, serials = %superseded.join(","), "older certificates of the host revoked")
+            }
+            Err(error) => {
+                warn!(%peer, %host, %error, "cannot revoke the host's older certificates; refusing");
+                return internal();
+            }
+        }
     }
     info!(%peer, %host, serial = %info.serial_hex, not_after_s = info.not_after_s, ?issued_by, "certificate issued");
     EnrollReply::Issued(Issued {
@@ -190,8 +254,17 @@ pub fn peer_cert_der(connection: &quinn::Connection) -> Option<Vec<u8>> {
     chain.first().map(|cert| cert.to_vec())
 }
 
-/// Handles one connection that negotiated `ENROLL_ALPN`: one request, one reply, then close.
-pub async fn handle_enrollment(connection: quinn::Connection, ctx: &EnrollContext) {
+/// Which listener a request arrived on. Enrollment with a token belongs on the enrollment listener; the
+/// streaming listener, which requires a certificate in the handshake, serves renewals only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Streaming,
+    Enrollment,
+}
+
+/// Handles one connection that negotiated `ENROLL_ALPN`: one request, one reply, then close. The decision
+/// (files, signing) runs on a blocking thread.
+pub async fn handle_enrollment(connection: quinn::Connection, ctx: Arc<EnrollContext>, listener: Listener) {
     let peer = connection.remote_address();
     let (mut send, mut recv) = match tokio::time::timeout(REQUEST_TIMEOUT, connection.accept_bi()).await {
         Ok(Ok(stream)) => stream,
@@ -224,7 +297,21 @@ pub async fn handle_enrollment(connection: quinn::Connection, ctx: &EnrollContex
         }
     };
     let peer_cert = peer_cert_der(&connection);
-    let reply = decide(message, peer_cert.as_deref(), peer, ctx, SystemTime::now());
+    let reply = if listener == Listener::Streaming && matches!(message, EnrollMessage::Enroll(_)) {
+        warn!(%peer, "enrollment request on the streaming listener refused");
+        refused(
+            RefusalReason::BadRequest,
+            "enroll on the collector's enrollment port (enroll_listen, UDP 9602 by default), not the streaming \
+             port"
+                .to_string(),
+        )
+    } else {
+        let decided = tokio::task::spawn_blocking(move || {
+            decide(message, peer_cert.as_deref(), peer, &ctx, SystemTime::now())
+        })
+        .await;
+        decided.unwrap_or_else(|_| internal())
+    };
     match encode_frame(&reply) {
         Ok(frame) => {
             let _ = send.write_all(&frame).await;
@@ -279,6 +366,7 @@ mod tests {
             registry: Registry::in_dir(dir.path()),
             revocations: Revocations::load(dir.path()).unwrap(),
             validity: Duration::from_secs(3600),
+            decide_lock: Default::default(),
         };
         Setup { _dir: dir, ctx }
     }
@@ -311,7 +399,7 @@ mod tests {
         let now = SystemTime::now();
         let token = ctx
             .tokens
-            .create(1, 3600, labels.clone(), unix_s(now))
+            .create(1, 3600, labels.clone(), None, unix_s(now))
             .unwrap()
             .token;
         let EnrollReply::Issued(issued) = decide(enroll("web-1", &token), None, peer(), ctx, now) else {
@@ -333,23 +421,109 @@ mod tests {
         assert_eq!(refusal.reason, RefusalReason::UsedUp);
         assert!(!refusal.message.contains(token.split_once('.').unwrap().1));
 
-        // Renewal keeps host and labels and needs the certificate.
+        // Renewal keeps host and labels and needs the certificate; it is due after two thirds of the
+        // lifetime (3600 s, backdated by 360 s).
         let key = generate_key_pem().unwrap();
         let renew = EnrollMessage::Renew(RenewRequest {
             version: ENROLL_VERSION,
             csr_der: create_csr(&key, "web-1").unwrap(),
         });
-        let EnrollReply::Issued(renewed) = decide(renew.clone(), Some(&der), peer(), ctx, now) else {
+        let due = now + Duration::from_secs(2400);
+        let EnrollReply::Issued(renewed) = decide(renew.clone(), Some(&der), peer(), ctx, due) else {
             panic!("renewal refused");
         };
         let renewed_der = der_of(&renewed.cert_pem);
         assert_eq!(labels_from_cert(&renewed_der).unwrap(), labels);
         assert_ne!(renewed.cert_pem, issued.cert_pem);
         assert_eq!(ctx.registry.list().unwrap().certs.len(), 2);
-        let EnrollReply::Refused(refusal) = decide(renew, None, peer(), ctx, now) else {
+        let EnrollReply::Refused(refusal) = decide(renew, None, peer(), ctx, due) else {
             panic!("renewal without a certificate was accepted");
         };
         assert_eq!(refusal.reason, RefusalReason::NotAuthorized);
+    }
+
+    fn serial_of(issued: &Issued) -> String {
+        cert_info(&issued.cert_pem).unwrap().serial_hex
+    }
+
+    /// Issue 11: a second token cannot take over an enrolled host name; a token made for the host can, and
+    /// revokes the host's older certificate; renewing twice from one certificate leaves one extra valid.
+    #[test]
+    fn issue_11_takeover_refused_and_at_most_one_extra_certificate() {
+        let setup = setup();
+        let ctx = &setup.ctx;
+        let now = SystemTime::now();
+        let now_s = unix_s(now);
+        let token = ctx
+            .tokens
+            .create(5, 3600, BTreeMap::new(), None, now_s)
+            .unwrap()
+            .token;
+        let EnrollReply::Issued(first) = decide(enroll("web-1", &token), None, peer(), ctx, now) else {
+            panic!("refused");
+        };
+        let EnrollReply::Refused(refusal) = decide(enroll("web-1", &token), None, peer(), ctx, now) else {
+            panic!("a second enrollment of web-1 was accepted");
+        };
+        assert_eq!(refusal.reason, RefusalReason::NotAuthorized);
+        assert!(
+            refusal.message.contains("cert revoke --host web-1"),
+            "{}",
+            refusal.message
+        );
+        assert_eq!(
+            ctx.valid_serials_of("web-1", now_s).unwrap(),
+            vec![serial_of(&first)]
+        );
+
+        // Revoking the certificate first frees the name.
+        ctx.revocations
+            .revoke(&[serial_of(&first)], Some("web-1"), now_s)
+            .unwrap();
+        let EnrollReply::Issued(second) = decide(enroll("web-1", &token), None, peer(), ctx, now) else {
+            panic!("enrollment after revocation refused");
+        };
+
+        // A token made for web-1 replaces its certificate.
+        let bound = ctx
+            .tokens
+            .create(1, 3600, BTreeMap::new(), Some("web-1".to_string()), now_s)
+            .unwrap()
+            .token;
+        let EnrollReply::Issued(third) = decide(enroll("web-1", &bound), None, peer(), ctx, now) else {
+            panic!("host-bound enrollment refused");
+        };
+        assert!(ctx.revocations.is_revoked(&serial_of(&second)));
+        assert_eq!(
+            ctx.valid_serials_of("web-1", now_s).unwrap(),
+            vec![serial_of(&third)]
+        );
+
+        // Renewal before the window is refused; in it, twice from the same certificate, only the newest
+        // renewal stays valid beside the presented certificate.
+        let third_der = der_of(&third.cert_pem);
+        let key = generate_key_pem().unwrap();
+        let renew = EnrollMessage::Renew(RenewRequest {
+            version: ENROLL_VERSION,
+            csr_der: create_csr(&key, "web-1").unwrap(),
+        });
+        let EnrollReply::Refused(early) = decide(renew.clone(), Some(&third_der), peer(), ctx, now) else {
+            panic!("renewal outside the window accepted");
+        };
+        assert!(early.message.contains("not due"), "{}", early.message);
+        let due = now + Duration::from_secs(2400);
+        let EnrollReply::Issued(lost) = decide(renew.clone(), Some(&third_der), peer(), ctx, due) else {
+            panic!("renewal refused");
+        };
+        let EnrollReply::Issued(kept) = decide(renew, Some(&third_der), peer(), ctx, due) else {
+            panic!("repeated renewal refused");
+        };
+        assert!(ctx.revocations.is_revoked(&serial_of(&lost)));
+        let mut valid = ctx.valid_serials_of("web-1", unix_s(due)).unwrap();
+        valid.sort();
+        let mut expected = vec![serial_of(&third), serial_of(&kept)];
+        expected.sort();
+        assert_eq!(valid, expected);
     }
 
     #[test]
@@ -360,10 +534,14 @@ mod tests {
         let now_s = unix_s(now);
         let expired = ctx
             .tokens
-            .create(5, 10, BTreeMap::new(), now_s - 100)
+            .create(5, 10, BTreeMap::new(), None, now_s - 100)
             .unwrap()
             .token;
-        let good = ctx.tokens.create(5, 3600, BTreeMap::new(), now_s).unwrap().token;
+        let good = ctx
+            .tokens
+            .create(5, 3600, BTreeMap::new(), None, now_s)
+            .unwrap()
+            .token;
         let reason = |message: EnrollMessage| match decide(message, None, peer(), ctx, now) {
             EnrollReply::Refused(refusal) => refusal.reason,
             EnrollReply::Issued(_) => panic!("issued"),
@@ -392,49 +570,78 @@ mod tests {
         assert!(ctx.registry.list().unwrap().certs.is_empty());
     }
 
-    /// The whole exchange over real QUIC on loopback: the agent's enroll (pinned, no certificate), a wrong
-    /// pin, and a renewal authenticated with the enrolled certificate.
+    /// Binds `server` on loopback and serves every connection with `handle_enrollment` as `listener`.
+    fn spawn_listener(
+        server: quinn::ServerConfig,
+        ctx: Arc<EnrollContext>,
+        listener: Listener,
+    ) -> SocketAddr {
+        let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let address = endpoint.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Ok(connection) = incoming.await {
+                        handle_enrollment(connection, ctx, listener).await;
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    /// The whole exchange over real QUIC on loopback: the agent's enroll (pinned, no certificate) on the
+    /// enrollment listener, a wrong pin, the streaming listener refusing a client without a certificate,
+    /// and a renewal authenticated with the enrolled certificate on the streaming listener once it is due.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn agent_enrolls_and_renews_over_quic() {
         use headroom_agent::enroll::{enroll, EnrollError, EnrollOptions, Renewer};
-        let setup = setup();
+        let mut setup = setup();
+        // Renewal is due two thirds into the lifetime: 12 s (backdated by 1 s) makes it due after about 8 s.
+        setup.ctx.validity = Duration::from_secs(12);
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let names = vec!["localhost".to_string()];
         let server =
             headroom_common::pki::issue_server_cert(&setup.ctx.ca, &names, now, Duration::from_secs(3600))
                 .unwrap();
-        let revocations: std::sync::Arc<dyn headroom_common::tls::RevocationCheck> =
-            std::sync::Arc::new(setup.ctx.revocations.clone());
-        let tls = headroom_common::tls::server_config_with_enrollment(
+        let revocations: Arc<dyn headroom_common::tls::RevocationCheck> =
+            Arc::new(setup.ctx.revocations.clone());
+        let enrollment_tls = headroom_common::tls::server_config_enrollment(
+            &setup.ctx.ca.cert_pem,
+            &server.cert_pem,
+            &server.key_pem,
+            Some(revocations.clone()),
+        )
+        .unwrap();
+        let streaming_tls = headroom_common::tls::server_config_streaming(
             &setup.ctx.ca.cert_pem,
             &server.cert_pem,
             &server.key_pem,
             Some(revocations),
         )
         .unwrap();
-        let endpoint = quinn::Endpoint::server(
-            crate::ingest::server_config(tls).unwrap(),
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-        )
-        .unwrap();
-        let address = endpoint.local_addr().unwrap();
-        let ctx = std::sync::Arc::new(setup);
-        let serving = ctx.clone();
-        tokio::spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
-                let ctx = serving.clone();
-                tokio::spawn(async move {
-                    if let Ok(connection) = incoming.await {
-                        handle_enrollment(connection, &ctx.ctx).await;
-                    }
-                });
-            }
-        });
+        let _dir_kept = setup._dir;
+        let ctx = Arc::new(setup.ctx);
+        let address = spawn_listener(
+            crate::ingest::enroll::enroll_server_config(enrollment_tls).unwrap(),
+            ctx.clone(),
+            Listener::Enrollment,
+        );
+        let streaming = spawn_listener(
+            crate::ingest::server_config(streaming_tls).unwrap(),
+            ctx.clone(),
+            Listener::Streaming,
+        );
+        struct Holder {
+            ctx: Arc<EnrollContext>,
+        }
+        let ctx = Holder { ctx };
         let token = ctx
             .ctx
             .tokens
-            .create(1, 3600, BTreeMap::new(), unix_s(now))
+            .create(1, 3600, BTreeMap::new(), None, unix_s(now))
             .unwrap()
             .token;
         let pin = headroom_common::pki::fingerprint_sha256(&ctx.ctx.ca.cert_pem).unwrap();
@@ -464,8 +671,29 @@ mod tests {
             Err(EnrollError::Refused(refusal)) => assert_eq!(refusal.reason, RefusalReason::UsedUp),
             other => panic!("{other:?}"),
         }
-        let renewer = Renewer::from_files(&address.to_string(), "localhost", &options.paths).unwrap();
-        let renewed = renewer.renew_now().await.unwrap();
+        // The streaming listener does not complete a handshake without a client certificate.
+        let streaming_enroll = EnrollOptions {
+            collector: streaming.to_string(),
+            host: "web-2".to_string(),
+            paths: headroom_agent::enroll::default_paths(&dir.path().join("other")),
+            ..options.clone()
+        };
+        assert!(matches!(
+            enroll(&streaming_enroll).await,
+            Err(EnrollError::Connect(_))
+        ));
+        let renewer = Renewer::from_files(&streaming.to_string(), "localhost", &options.paths).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let renewed = loop {
+            match renewer.renew_now().await {
+                Ok(renewed) => break renewed,
+                Err(EnrollError::Refused(refusal)) if tokio::time::Instant::now() < deadline => {
+                    assert!(refusal.message.contains("not due"), "{}", refusal.message);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => panic!("renewal failed: {error:?}"),
+            }
+        };
         assert_ne!(renewed.serial_hex, first_serial);
         let on_disk = std::fs::read_to_string(&options.paths.cert).unwrap();
         assert_eq!(

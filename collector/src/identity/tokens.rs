@@ -26,6 +26,10 @@ pub struct TokenRecord {
     pub expires_at_s: i64,
     /// Labels every certificate enrolled with this token carries.
     pub labels: BTreeMap<String, String>,
+    /// The one host this token may enroll (`token create --host`), even while that host holds a valid
+    /// certificate: the way to enroll a re-imaged host again. Its older certificates are revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The contents of `tokens.json`.
@@ -46,6 +50,17 @@ pub enum TokenRefusal {
         "enrollment token {id} has no uses left (create a new one with \"headroom-collector token create\")"
     )]
     UsedUp { id: String },
+    #[error(
+        "enrollment token {id} was created for host {bound} only, not {host} (create one for {host} with \
+             \"headroom-collector token create --host {host}\")"
+    )]
+    OtherHost { id: String, bound: String, host: String },
+    #[error(
+        "host {host} already has a valid certificate; if it was re-imaged, revoke the old one first \
+             (\"headroom-collector cert revoke --host {host}\") or enroll with a token made for it \
+             (\"headroom-collector token create --host {host}\")"
+    )]
+    HostEnrolled { host: String },
 }
 
 /// A new token: the record to store and the text to show the operator once.
@@ -64,15 +79,20 @@ pub enum TokenError {
     Label(#[from] headroom_common::pki::PkiError),
 }
 
-/// Makes a token with `uses` uses, valid for `ttl_s` seconds from `now_s`, granting `labels`.
+/// Makes a token with `uses` uses, valid for `ttl_s` seconds from `now_s`, granting `labels`, for any host
+/// not enrolled yet or (with `host`) for that one host only.
 pub fn new_token(
     uses: u32,
     ttl_s: i64,
     labels: BTreeMap<String, String>,
+    host: Option<String>,
     now_s: i64,
 ) -> Result<NewToken, TokenError> {
     for (key, value) in &labels {
         headroom_common::pki::validate_label(key, value)?;
+    }
+    if let Some(host) = &host {
+        headroom_common::pki::validate_host_name(host)?;
     }
     let random = ring::rand::SystemRandom::new();
     let mut id = [0u8; 4];
@@ -89,6 +109,7 @@ pub fn new_token(
             created_at_s: now_s,
             expires_at_s: now_s.saturating_add(ttl_s),
             labels,
+            host,
         },
         token: format!("{id}.{secret}"),
     })
@@ -122,16 +143,49 @@ pub fn check(records: &[TokenRecord], presented: &str, now_s: i64) -> Result<usi
     Ok(index)
 }
 
-/// Checks `presented` and, when it admits, takes one use. Returns the labels it grants.
+/// Whether token `record` may enroll `host`, which does (`host_enrolled`) or does not hold a valid,
+/// unrevoked certificate. A token made for one host enrolls only that host, enrolled or not; any other token
+/// enrolls only hosts without a valid certificate, so a token holder cannot take over a host's name.
+pub fn admit_host(record: &TokenRecord, host: &str, host_enrolled: bool) -> Result<(), TokenRefusal> {
+    match &record.host {
+        Some(bound) if bound != host => Err(TokenRefusal::OtherHost {
+            id: record.id.clone(),
+            bound: bound.clone(),
+            host: host.to_string(),
+        }),
+        Some(_) => Ok(()),
+        None if host_enrolled => Err(TokenRefusal::HostEnrolled {
+            host: host.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What a token admitted: the labels it grants, and whether it was made for this host (so the host's older
+/// certificates are to be revoked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub labels: BTreeMap<String, String>,
+    pub host_bound: bool,
+}
+
+/// Checks `presented` for `host` and, when it admits, takes one use. The token is checked before the host,
+/// so only a holder of a valid token learns whether a host name is enrolled.
 pub fn consume(
     list: &mut TokenList,
     presented: &str,
+    host: &str,
+    host_enrolled: bool,
     now_s: i64,
-) -> Result<BTreeMap<String, String>, TokenRefusal> {
+) -> Result<Admitted, TokenRefusal> {
     let index = check(&list.tokens, presented, now_s)?;
     let record = &mut list.tokens[index];
+    admit_host(record, host, host_enrolled)?;
     record.uses_left -= 1;
-    Ok(record.labels.clone())
+    Ok(Admitted {
+        labels: record.labels.clone(),
+        host_bound: record.host.is_some(),
+    })
 }
 
 /// `tokens.json` in the pki directory.
@@ -161,9 +215,10 @@ impl TokenFile {
         uses: u32,
         ttl_s: i64,
         labels: BTreeMap<String, String>,
+        host: Option<String>,
         now_s: i64,
     ) -> Result<NewToken, TokenError> {
-        let new = new_token(uses, ttl_s, labels, now_s)?;
+        let new = new_token(uses, ttl_s, labels, host, now_s)?;
         let _lock = FileLock::acquire(&self.path)?;
         let mut list: TokenList = read_json(&self.path)?;
         list.tokens.push(new.record.clone());
@@ -176,11 +231,13 @@ impl TokenFile {
     pub fn consume(
         &self,
         presented: &str,
+        host: &str,
+        host_enrolled: bool,
         now_s: i64,
-    ) -> Result<Result<BTreeMap<String, String>, TokenRefusal>, StoreError> {
+    ) -> Result<Result<Admitted, TokenRefusal>, StoreError> {
         let _lock = FileLock::acquire(&self.path)?;
         let mut list: TokenList = read_json(&self.path)?;
-        let outcome = consume(&mut list, presented, now_s);
+        let outcome = consume(&mut list, presented, host, host_enrolled, now_s);
         if outcome.is_ok() {
             write_json(&self.path, &list)?;
         }
@@ -222,15 +279,20 @@ mod tests {
 
     #[test]
     fn a_token_admits_until_its_uses_run_out() {
-        let new = new_token(2, DAY_S, labels(), NOW_S).unwrap();
+        let new = new_token(2, DAY_S, labels(), None, NOW_S).unwrap();
         let mut list = TokenList {
             tokens: vec![new.record.clone()],
         };
-        assert_eq!(consume(&mut list, &new.token, NOW_S).unwrap(), labels());
-        assert_eq!(list.tokens[0].uses_left, 1);
-        consume(&mut list, &new.token, NOW_S + 1).unwrap();
         assert_eq!(
-            consume(&mut list, &new.token, NOW_S + 2),
+            consume(&mut list, &new.token, "web-1", false, NOW_S)
+                .unwrap()
+                .labels,
+            labels()
+        );
+        assert_eq!(list.tokens[0].uses_left, 1);
+        consume(&mut list, &new.token, "web-2", false, NOW_S + 1).unwrap();
+        assert_eq!(
+            consume(&mut list, &new.token, "web-3", false, NOW_S + 2),
             Err(TokenRefusal::UsedUp {
                 id: new.record.id.clone()
             })
@@ -240,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_token_expires_at_its_ttl() {
-        let new = new_token(5, DAY_S, labels(), NOW_S).unwrap();
+        let new = new_token(5, DAY_S, labels(), None, NOW_S).unwrap();
         let records = vec![new.record.clone()];
         assert_eq!(check(&records, &new.token, NOW_S + DAY_S - 1), Ok(0));
         assert_eq!(
@@ -253,8 +315,8 @@ mod tests {
 
     #[test]
     fn wrong_secrets_and_ids_are_unknown() {
-        let new = new_token(5, DAY_S, BTreeMap::new(), NOW_S).unwrap();
-        let other = new_token(5, DAY_S, BTreeMap::new(), NOW_S).unwrap();
+        let new = new_token(5, DAY_S, BTreeMap::new(), None, NOW_S).unwrap();
+        let other = new_token(5, DAY_S, BTreeMap::new(), None, NOW_S).unwrap();
         let records = vec![new.record.clone()];
         let (id, secret) = new.token.split_once('.').unwrap();
         let mut flipped = secret.to_string();
@@ -271,6 +333,47 @@ mod tests {
         }
     }
 
+    /// Issue 11: a token holder cannot enroll under the name of a host that holds a valid certificate,
+    /// unless the token was made for that host; a token made for one host enrolls no other, and refusals
+    /// spend no use.
+    #[test]
+    fn issue_11_an_enrolled_host_name_needs_a_token_made_for_it() {
+        let any = new_token(5, DAY_S, labels(), None, NOW_S).unwrap();
+        let bound = new_token(5, DAY_S, labels(), Some("web-1".to_string()), NOW_S).unwrap();
+        let mut list = TokenList {
+            tokens: vec![any.record.clone(), bound.record.clone()],
+        };
+        let refusal = consume(&mut list, &any.token, "web-1", true, NOW_S).unwrap_err();
+        assert_eq!(
+            refusal,
+            TokenRefusal::HostEnrolled {
+                host: "web-1".to_string()
+            }
+        );
+        let message = refusal.to_string();
+        assert!(message.contains("cert revoke --host web-1"), "{message}");
+        assert!(message.contains("token create --host web-1"), "{message}");
+        assert!(matches!(
+            consume(&mut list, &bound.token, "web-2", false, NOW_S),
+            Err(TokenRefusal::OtherHost { .. })
+        ));
+        assert_eq!(list.tokens[0].uses_left, 5);
+        assert_eq!(list.tokens[1].uses_left, 5);
+        let admitted = consume(&mut list, &bound.token, "web-1", true, NOW_S).unwrap();
+        assert!(admitted.host_bound);
+        assert!(
+            !consume(&mut list, &any.token, "web-2", false, NOW_S)
+                .unwrap()
+                .host_bound
+        );
+        // An unknown token learns nothing about which hosts are enrolled.
+        assert_eq!(
+            consume(&mut list, "00000000.00", "web-1", true, NOW_S),
+            Err(TokenRefusal::Unknown)
+        );
+        assert!(new_token(1, DAY_S, labels(), Some("Web_1".to_string()), NOW_S).is_err());
+    }
+
     #[test]
     fn constant_time_comparison_compares() {
         assert!(constant_time_eq(b"abcd", b"abcd"));
@@ -281,19 +384,22 @@ mod tests {
 
     #[test]
     fn the_secret_is_not_stored() {
-        let new = new_token(1, DAY_S, labels(), NOW_S).unwrap();
+        let new = new_token(1, DAY_S, labels(), None, NOW_S).unwrap();
         let secret = new.token.split_once('.').unwrap().1;
         assert_eq!(secret.len(), 2 * SECRET_BYTES);
         let stored = serde_json::to_string(&new.record).unwrap();
         assert!(!stored.contains(secret), "{stored}");
-        assert_ne!(new_token(1, DAY_S, labels(), NOW_S).unwrap().token, new.token);
+        assert_ne!(
+            new_token(1, DAY_S, labels(), None, NOW_S).unwrap().token,
+            new.token
+        );
     }
 
     #[test]
     fn labels_that_cannot_go_into_a_certificate_are_refused() {
         let bad = BTreeMap::from([("group".to_string(), "web=1".to_string())]);
         assert!(matches!(
-            new_token(1, DAY_S, bad, NOW_S),
+            new_token(1, DAY_S, bad, None, NOW_S),
             Err(TokenError::Label(_))
         ));
     }
@@ -303,10 +409,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = TokenFile::in_dir(dir.path());
-        let new = file.create(1, DAY_S, labels(), NOW_S).unwrap();
-        assert_eq!(file.consume(&new.token, NOW_S).unwrap(), Ok(labels()));
+        let new = file.create(1, DAY_S, labels(), None, NOW_S).unwrap();
+        assert_eq!(
+            file.consume(&new.token, "web-1", false, NOW_S).unwrap(),
+            Ok(Admitted {
+                labels: labels(),
+                host_bound: false
+            })
+        );
         assert!(matches!(
-            file.consume(&new.token, NOW_S).unwrap(),
+            file.consume(&new.token, "web-1", false, NOW_S).unwrap(),
             Err(TokenRefusal::UsedUp { .. })
         ));
         assert_eq!(file.list().unwrap().tokens[0].uses_left, 0);

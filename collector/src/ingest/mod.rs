@@ -5,11 +5,13 @@
 //! reason, and never the collector. Samples are acknowledged only after the database committed them; while
 //! a commit is pending the task does not read, so QUIC flow control slows the agent instead of a queue growing.
 
+pub mod admission;
+pub mod enroll;
 pub mod reload;
 pub mod validate;
 
 use crate::fleet::{derive_metrics, FleetState};
-use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext};
+use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext, Listener};
 use crate::identity::labels::ConflictLog;
 use crate::identity::live::{CutReason, LiveConnections};
 use crate::identity::registry::Registry;
@@ -122,7 +124,8 @@ pub struct IngestContext {
     pub fleet: SharedFleet,
     pub store: StoreHandle,
     pub settings: IngestSettings,
-    pub enroll: Arc<EnrollContext>,
+    /// Signing for renewals; `None` when enrollment is off (`enroll_listen = "off"`).
+    pub enroll: Option<Arc<EnrollContext>>,
     pub live: LiveConnections,
     pub conflicts: ConflictLog,
     pub registry: Registry,
@@ -131,7 +134,8 @@ pub struct IngestContext {
     pub analytics: Arc<crate::analytics::Analytics>,
 }
 
-/// The QUIC server configuration: TLS 1.3 with client certificates, small per-connection windows.
+/// The QUIC server configuration of the streaming listener: TLS 1.3 with a required client certificate,
+/// small per-connection windows.
 pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
@@ -201,7 +205,8 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
 
-/// The host identity in the peer's certificate.
+/// The host identity in the peer's certificate. The handshake already required one; this is the second
+/// line of defence.
 fn peer_host(connection: &quinn::Connection) -> Result<String, String> {
     let leaf = peer_cert_der(connection).ok_or("no client certificate (enroll this host first)")?;
     headroom_common::tls::identity_from_cert(&leaf).map_err(|e| e.to_string())
@@ -246,7 +251,16 @@ async fn handle_connection(
     drop(handshake_permit);
     telemetry::global().handshakes.inc();
     if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
-        handle_enrollment(connection, &context.enroll).await;
+        match &context.enroll {
+            Some(enroll) => handle_enrollment(connection, enroll.clone(), Listener::Streaming).await,
+            None => {
+                info!(%peer, "renewal refused: enrollment is off on this collector");
+                connection.close(
+                    close_code::IDENTITY.into(),
+                    b"renewal is off on this collector (enroll_listen = \"off\"); enroll the host again",
+                );
+            }
+        }
         return;
     }
     let host = match peer_host(&connection) {

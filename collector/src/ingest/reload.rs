@@ -5,7 +5,9 @@
 //! open keep streaming on the keys they negotiated. A pair that does not load (a key replaced before its
 //! certificate, a typo) is logged and the running configuration stays.
 
+use crate::app::serve::load_server_config;
 use crate::config::TlsPaths;
+use crate::identity::enroll_server::Listener;
 use crate::identity::revocation::Revocations;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -72,16 +74,21 @@ impl ChangeWatch {
     }
 }
 
-/// Builds a fresh QUIC server configuration from the files and installs it on `endpoint`. Returns a line
-/// describing the certificate now served.
+/// Builds fresh QUIC server configurations from the files and installs them on `endpoints` (the streaming
+/// listener and, when on, the enrollment listener). Returns a line describing the certificate now served.
 pub fn reload_server_config(
-    endpoint: &quinn::Endpoint,
+    endpoints: &[(quinn::Endpoint, Listener)],
     paths: &TlsPaths,
     revocations: &Revocations,
 ) -> anyhow::Result<String> {
-    let tls = crate::serve::load_tls_from(paths, revocations)?;
-    let server = crate::ingest::server_config(tls)?;
-    endpoint.set_server_config(Some(server));
+    // Both are built before either is installed, so the listeners never serve different certificates.
+    let mut built = Vec::with_capacity(endpoints.len());
+    for (endpoint, listener) in endpoints {
+        built.push((endpoint, load_server_config(paths, revocations, *listener)?));
+    }
+    for (endpoint, server) in built {
+        endpoint.set_server_config(Some(server));
+    }
     let cert_pem = std::fs::read_to_string(&paths.cert).unwrap_or_default();
     Ok(match headroom_common::pki::cert_info(&cert_pem) {
         Ok(info) => format!("serial {} valid until unix {}", info.serial_hex, info.not_after_s),
@@ -91,7 +98,7 @@ pub fn reload_server_config(
 
 /// Runs until `cancel`: reloads the server certificate on SIGHUP and when its files change.
 pub async fn run_server_cert_reloader(
-    endpoint: quinn::Endpoint,
+    endpoints: Vec<(quinn::Endpoint, Listener)>,
     paths: TlsPaths,
     revocations: Revocations,
     cancel: CancellationToken,
@@ -126,7 +133,7 @@ pub async fn run_server_cert_reloader(
                 "file change"
             }
         };
-        match reload_server_config(&endpoint, &paths, &revocations) {
+        match reload_server_config(&endpoints, &paths, &revocations) {
             Ok(served) => info!(
                 %trigger, cert = %paths.cert.display(), %served,
                 "server certificate reloaded; new connections use it, open ones continue"

@@ -122,6 +122,7 @@ fn compute_sizing(state: &ApiState, window: Duration, now_ms: u64) -> Result<Siz
         window,
         now_ms,
         end: crate::views::end::EndAt::Now,
+        scenarios: Vec::new(),
         progress: false,
     };
     crate::views::report_cli::build_report(&options, &state.web.settings.sizing).map_err(|e| e.to_string())

@@ -1,0 +1,102 @@
+//! The enrollment listener (`enroll_listen`, UDP 9602 by default): its own QUIC endpoint, so that clients
+//! without a certificate never reach the streaming port. Small flow-control windows (a request is a few
+//! kilobytes), a per-source-address rate limit on new connections, a cap on enrollments in progress, and
+//! the file and signing work on blocking threads, off the async runtime.
+
+use super::admission::SourceRate;
+use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
+use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// New enrollment connections one source address may open at once, and per second after that. A rollout
+/// enrolls each host once; a burst of 20 lets a NAT'd rack enroll together.
+const SOURCE_BURST: u32 = 20;
+const SOURCE_PER_S: f64 = 2.0;
+/// Source addresses remembered by the rate limit.
+const MAX_SOURCES: usize = 10_000;
+/// Enrollment connections served at once; past it, new ones are refused (the agent says so and exits).
+const MAX_IN_PROGRESS: usize = 64;
+/// How often refusals are summarised in the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// QUIC transport of the enrollment listener: one stream, windows just over one request frame, a short
+/// idle timeout. A client holding a connection open gets little memory and not for long.
+pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
+        .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let window = (MAX_ENROLL_FRAME_BYTES + 4) as u32;
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(1u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(10).try_into().expect("10 s fits a varint"),
+    ));
+    transport.stream_receive_window(window.into());
+    transport.receive_window(window.into());
+    transport.send_window(u64::from(window));
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+/// Accepts enrollment connections until `cancel` fires.
+pub async fn serve_enrollment(
+    endpoint: quinn::Endpoint,
+    context: Arc<EnrollContext>,
+    cancel: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let in_progress = Arc::new(tokio::sync::Semaphore::new(MAX_IN_PROGRESS));
+    let mut rate = SourceRate::new(SOURCE_BURST, SOURCE_PER_S, MAX_SOURCES);
+    let mut refused_rate: u64 = 0;
+    let mut refused_busy: u64 = 0;
+    let mut last_log = tokio::time::Instant::now();
+    let started = tokio::time::Instant::now();
+    loop {
+        if (refused_rate > 0 || refused_busy > 0) && last_log.elapsed() >= REFUSAL_LOG_INTERVAL {
+            warn!(
+                refused_rate,
+                refused_busy,
+                "enrollment connections refused in the last interval (per-source rate limit, or too many at once)"
+            );
+            refused_rate = 0;
+            refused_busy = 0;
+            last_log = tokio::time::Instant::now();
+        }
+        let incoming = tokio::select! {
+            _ = cancel.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let now_ms = started.elapsed().as_millis() as u64;
+        if !rate.admit(incoming.remote_address().ip(), now_ms) {
+            refused_rate += 1;
+            incoming.refuse();
+            continue;
+        }
+        let Ok(permit) = in_progress.clone().try_acquire_owned() else {
+            refused_busy += 1;
+            incoming.refuse();
+            continue;
+        };
+        let context = context.clone();
+        tasks.spawn(async move {
+            let peer = incoming.remote_address();
+            match tokio::time::timeout(Duration::from_secs(10), incoming).await {
+                Ok(Ok(connection)) => handle_enrollment(connection, context, Listener::Enrollment).await,
+                Ok(Err(error)) => warn!(%peer, %error, "enrollment handshake failed"),
+                Err(_) => warn!(%peer, "enrollment handshake not finished within 10s; dropped"),
+            }
+            drop(permit);
+        });
+    }
+    tasks.close();
+    endpoint.close(0u32.into(), b"collector stopping");
+    tasks.wait().await;
+}
