@@ -128,10 +128,22 @@ pub struct Process {
 
 impl Process {
     pub fn start(name: &str, binary: &Path, args: &[&str], dir: &Path) -> Process {
+        Self::start_with_env(name, binary, args, &[], dir)
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `LD_PRELOAD` of libfaketime).
+    pub fn start_with_env(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Process {
         let stdout = dir.join(format!("{name}.stdout"));
         let stderr = dir.join(format!("{name}.stderr"));
         let child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .env("HEADROOM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
@@ -156,6 +168,18 @@ impl Process {
 
     pub fn stdout_text(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and assert a clean exit (code 0) within 20 s, showing its log otherwise.
+    pub fn stop_cleanly(&mut self) {
+        let code = self.terminate(Duration::from_secs(20));
+        assert_eq!(
+            code,
+            Some(0),
+            "{} did not stop cleanly:\n{}",
+            self.name,
+            self.stderr_text()
+        );
     }
 
     /// Send SIGTERM and wait up to `timeout` for the exit code.

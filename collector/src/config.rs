@@ -120,7 +120,7 @@ pub struct IdentityConfig {
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
 /// certificate that is never revoked should live.
 const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
-const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
+pub const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
 
 /// Alarm rules and delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,8 @@ pub struct FleetConfig {
     pub stale_after_intervals: u32,
     /// A host is down after this long without a sample.
     pub down_after: Duration,
-    /// Largest difference between a host's clock and ours before its samples are flagged.
+    /// Largest difference between a host's clock and ours before the host is flagged (its samples are still
+    /// stored, at corrected times).
     pub max_clock_skew: Duration,
     /// Most agent connections served at once; more are refused.
     pub max_connections: u32,
@@ -433,7 +434,7 @@ struct RawFleet {
     stale_after_intervals: Option<u32>,
     /// Silence before a host is down, like "60s"; 1s to 1d. Default 60s.
     down_after: Option<String>,
-    /// Clock difference tolerated before samples are flagged; 1s to 1d. Default 5m.
+    /// Clock difference tolerated before the host is flagged; 1s to 1d. Default 5m.
     max_clock_skew: Option<String>,
     /// Concurrent agent connections; 1 to 1000000. Default 50000.
     max_connections: Option<u32>,

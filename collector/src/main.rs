@@ -120,7 +120,7 @@ enum CertCommand {
         /// Where to write agent.pem, agent.key and ca.pem (default: ./<host>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Validity in days.
+        /// Validity in days, 1 to 365 (the longest `identity.cert_validity` enrollment may use).
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
@@ -384,11 +384,17 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     days,
                 },
         } => {
-            if headroom_common::pki::validate_host_name(&host).is_err() || days == 0 {
-                let reason = headroom_common::pki::validate_host_name(&host)
-                    .err()
-                    .map_or("--days must be at least 1".to_string(), |e| e.to_string());
-                return Err(Failure::Usage(reason));
+            if let Err(error) = headroom_common::pki::validate_host_name(&host) {
+                return Err(Failure::Usage(error.to_string()));
+            }
+            // Capped like certificates issued at enrollment: a certificate nobody renews should not outlive
+            // the longest identity.cert_validity.
+            let max_days = config::CERT_VALIDITY_MAX.as_secs() / 86_400;
+            if days == 0 || u64::from(days) > max_days {
+                return Err(Failure::Usage(format!(
+                    "cert issue: --days {days} is outside 1..={max_days} (the longest identity.cert_validity); \
+                     issue a shorter certificate and renew it"
+                )));
             }
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
             let ca = pki_cli::load_ca(&dir)?;

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod clock_offset;
 pub mod config;
 pub mod derive;
 pub mod enroll;

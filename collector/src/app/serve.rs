@@ -187,6 +187,7 @@ pub async fn serve_with_web(
     let fleet = Arc::new(Mutex::new(FleetState::new(FleetSettings {
         stale_after_intervals: config.fleet.stale_after_intervals,
         down_after_ms: config.fleet.down_after.as_millis() as u64,
+        max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
     })));
     let live = LiveConnections::new();
     let analytics =

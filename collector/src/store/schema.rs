@@ -128,7 +128,12 @@ INSERT OR REPLACE INTO meta (key, value) VALUES ('port_minutes_from_ms',
     r#"
 ALTER TABLE samples ADD COLUMN cpu_busiest_core_pct REAL;
 "#,
-    // Version 4: alarm transitions and outlier flags, for the alarms page and the weekly review. Times are
+    // Version 4: samples are stored on the collector's clock; the correction applied to the host's own
+    // timestamp is kept with each. Rows stored before were on the host's clock, uncorrected: 0.
+    r#"
+ALTER TABLE samples ADD COLUMN clock_offset_ms INTEGER NOT NULL DEFAULT 0;
+"#,
+    // Version 5: alarm transitions and outlier flags, for the alarms page and the weekly review. Times are
     // the collector's clock. Rows are few (transitions only), so each table has one time index.
     r#"
 CREATE TABLE alarm_events (

@@ -25,6 +25,7 @@ fn row(seq: u64, ts_ms: u64, cpu: f64) -> SampleRow {
     SampleRow {
         seq,
         ts_ms,
+        clock_offset_ms: 0,
         metrics: metrics(cpu, 1_000 * seq, seq),
         detail: Vec::new(),
     }
@@ -284,6 +285,7 @@ fn group_minutes_sum_three_hosts() {
                 .map(|(i, &c)| SampleRow {
                     seq: i as u64 + 1,
                     ts_ms: T0 + 10_000 * i as u64,
+                    clock_offset_ms: 0,
                     metrics: metrics(c, mem_used, tcp),
                     detail: Vec::new(),
                 })
@@ -725,6 +727,14 @@ fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
     assert_eq!(
         (report.migrated_from, report.schema_version),
         (Some(1), schema::SCHEMA_VERSION)
+    );
+    // Version 4: each sample records the clock correction applied to it.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM pragma_table_info('samples') WHERE name = 'clock_offset_ms'"
+        ),
+        1
     );
     // The first minute after every minute row written before the upgrade.
     assert_eq!(

@@ -617,6 +617,7 @@ mod tests {
         SampleRow {
             seq,
             ts_ms,
+            clock_offset_ms: 0,
             metrics: HostMetrics {
                 cpu_busy_pct: Some(cpu_pct),
                 mem_used_bytes: Some(mem_gib * GIB),
