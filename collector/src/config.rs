@@ -29,6 +29,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &[
             "alarms",
             "enroll_listen",
+            "export",
             "fleet",
             "http_listen",
             "identity",
@@ -69,6 +70,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "window_count",
         ],
     ),
+    crate::export::config::SECTIONS[0],
+    crate::export::config::SECTIONS[1],
     crate::sizing::config::SECTIONS[0],
     crate::sizing::config::SECTIONS[1],
 ];
@@ -104,6 +107,8 @@ pub struct Config {
     pub sizing: crate::sizing::SizingConfig,
     /// How long the database keeps each kind of data.
     pub retention: crate::store::Retention,
+    /// Prometheus remote_write target; `None`: nothing is exported.
+    pub export: Option<crate::export::RemoteWriteConfig>,
 }
 
 /// Retention bounds: an hour of raw data is the least a live view needs; ten years is the most anyone plans on.
@@ -196,6 +201,7 @@ impl Default for Config {
             },
             sizing: crate::sizing::SizingConfig::default(),
             retention: crate::store::Retention::default(),
+            export: None,
         }
     }
 }
@@ -246,6 +252,9 @@ struct RawConfig {
     /// Failover sizing for `sizing` and `report`.
     #[serde(default)]
     sizing: crate::sizing::RawSizing,
+    /// Export to a Prometheus-compatible engine.
+    #[serde(default)]
+    export: crate::export::config::RawExport,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -516,6 +525,7 @@ impl RawConfig {
         let outliers = self.outliers.validate(origin, defaults.outliers)?;
         let sizing = self.sizing.validate(origin)?;
         let retention = self.storage.validate(origin, defaults.retention)?;
+        let export = self.export.validate(origin)?;
         let cert_validity = match self.identity.cert_validity {
             None => defaults.identity.cert_validity,
             Some(text) => duration_in(
@@ -531,6 +541,7 @@ impl RawConfig {
             outliers,
             sizing,
             retention,
+            export,
             state_dir,
             listen,
             enroll_listen,

@@ -534,6 +534,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 Some(gaps) => print!("{}", render::render_hosts_with_gaps(&hosts, &gaps, args.format)),
                 None => print!("{}", render_hosts(&hosts, args.format)),
             }
+            // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
+            let export = client::get(api_address(&args)?, "/api/v1/health")
+                .ok()
+                .and_then(|body| serde_json::from_str::<headroom_collector::http::Health>(&body).ok())
+                .and_then(|health| health.export);
+            if let Some(line) = export.as_ref().and_then(|e| e.loss_line()) {
+                eprintln!("{line}");
+            }
         }
         Command::Outliers { view: args, group } => {
             let path = match &group {

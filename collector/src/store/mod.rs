@@ -5,6 +5,7 @@
 //! One connection writes (owned by the writer thread in `writer`); `maintain` in `rollup` runs on the same
 //! connection between batches; `query` serves reads, usually from a read-only open of a copy.
 
+pub mod export;
 pub mod history;
 pub mod ports;
 pub mod query;

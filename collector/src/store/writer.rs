@@ -67,6 +67,13 @@ enum Message {
         rows: super::history::HistoryRows,
         _permit: OwnedSemaphorePermit,
     },
+    /// The remote acknowledged export rows up to `cursor`; `dropped_rows` were refused for good.
+    ExportProgress {
+        cursor: i64,
+        dropped_rows: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+        _permit: OwnedSemaphorePermit,
+    },
     #[cfg(test)]
     Execute(String, oneshot::Sender<()>),
 }
@@ -93,6 +100,19 @@ impl StoreHandle {
     /// Resolves once the rows are committed (durable). Err when the database refuses (disk full,
     /// read-only): nothing of the batch is stored and the agent must keep it.
     pub async fn commit(&self, batch: HostBatch) -> Result<CommitOutcome, StoreError> {
+        self.submit(|reply, permit| Message::Commit {
+            batch,
+            reply,
+            _permit: permit,
+        })
+        .await?
+    }
+
+    /// Queue a message once a slot is free and wait for the writer's reply.
+    async fn submit<T>(
+        &self,
+        message: impl FnOnce(oneshot::Sender<T>, OwnedSemaphorePermit) -> Message,
+    ) -> Result<T, StoreError> {
         let permit = self
             .slots
             .clone()
@@ -102,19 +122,26 @@ impl StoreHandle {
         let waiting = self.capacity.saturating_sub(self.slots.available_permits());
         crate::telemetry::global().store_queue_depth.set(waiting as i64);
         let (reply, answer) = oneshot::channel();
-        let message = Message::Commit {
-            batch,
-            reply,
-            _permit: permit,
-        };
-        match self.sender.try_send(message) {
+        match self.sender.try_send(message(reply, permit)) {
             Ok(()) => {}
             // A permit guarantees a free slot, so Full cannot happen; treat it like a stopped writer.
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(StoreError::WriterStopped)
             }
         }
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        answer.await.map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// Persist the export cursor (and rows refused for good) on the writer's connection; resolves once durable.
+    /// The exporter waits here, never ingest: it takes one queue slot like a batch does.
+    pub async fn save_export_progress(&self, cursor: i64, dropped_rows: u64) -> Result<(), StoreError> {
+        self.submit(|reply, permit| Message::ExportProgress {
+            cursor,
+            dropped_rows,
+            reply,
+            _permit: permit,
+        })
+        .await?
     }
 
     /// Queues alarm transitions and outlier flags for the writer (waits for a queue slot like `commit`, not
@@ -303,6 +330,18 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
             Message::History { rows, _permit } => {
                 let written = store.record_history(&rows);
                 set_health(health, written.as_ref().map(|_| ()));
+            }
+            Message::ExportProgress {
+                cursor,
+                dropped_rows,
+                reply,
+                _permit,
+            } => {
+                let result = store.save_export_progress(cursor, dropped_rows);
+                if let Err(error) = &result {
+                    warn!(%error, "could not save the export cursor; rows after the last saved one are sent again");
+                }
+                let _ = reply.send(result);
             }
             #[cfg(test)]
             Message::Execute(sql, reply) => {
