@@ -480,54 +480,18 @@ pub fn e2e_required() -> bool {
     std::env::var("HEADROOM_E2E").is_ok_and(|v| v == "1")
 }
 
-/// Debian's Chromium, run headless the way the tests need it.
-pub const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// What one headless Chromium run printed.
-#[derive(Debug, Clone)]
-pub struct BrowserRun {
-    /// Standard output (the DOM with `--dump-dom`).
-    pub stdout: String,
-    /// Console messages the page logged (errors, warnings, CSP refusals), one per line.
-    pub console: Vec<String>,
-    pub success: bool,
-}
-
-/// Runs headless Chromium once on `url` with `extra` arguments (`--dump-dom`, `--screenshot=FILE`), in a
-/// fresh profile directory, with every background service off and console messages logged to stderr.
-pub fn chromium(url: &str, extra: &[&str]) -> BrowserRun {
-    let profile = tempfile::tempdir().unwrap();
-    // A page that never finishes loading must not hang the test run.
-    let mut command = Command::new("timeout");
-    command
-        .args(["120", CHROMIUM])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null());
-    let out = command.output().expect("running chromium");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    BrowserRun {
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        console: stderr
-            .lines()
-            .filter(|line| line.contains(":CONSOLE"))
-            .map(str::to_string)
-            .collect(),
-        success: out.status.success(),
-    }
+/// Starts `bin args`, closes its standard output before reading anything, and returns what it wrote to
+/// standard error once it ended (a command must end quietly when its reader goes away).
+pub fn stderr_with_closed_stdout(bin: &str, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(binary(bin))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for the command");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// GET `path` from a plain HTTP server on loopback: the status and the body (de-chunked), or None when
@@ -718,4 +682,54 @@ pub fn stored_rows_per_host(db: &Path) -> std::collections::BTreeMap<String, u64
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
         .unwrap();
     rows.map(|r| r.unwrap()).collect()
+}
+
+/// Debian's Chromium, run headless the way the tests need it.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// What one headless Chromium run printed.
+#[derive(Debug, Clone)]
+pub struct BrowserRun {
+    /// Standard output (the DOM with `--dump-dom`).
+    pub stdout: String,
+    /// Console messages the page logged (errors, warnings, CSP refusals), one per line.
+    pub console: Vec<String>,
+    pub success: bool,
+}
+
+/// Runs headless Chromium once on `url` with `extra` arguments (`--dump-dom`, `--screenshot=FILE`), in a
+/// fresh profile directory, with every background service off and console messages logged to stderr.
+pub fn chromium(url: &str, extra: &[&str]) -> BrowserRun {
+    let profile = tempfile::tempdir().unwrap();
+    // A page that never finishes loading must not hang the test run.
+    let mut command = Command::new("timeout");
+    command
+        .args(["120", CHROMIUM])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null());
+    let out = command.output().expect("running chromium");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    BrowserRun {
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        console: stderr
+            .lines()
+            .filter(|line| line.contains(":CONSOLE"))
+            .map(str::to_string)
+            .collect(),
+        success: out.status.success(),
+    }
 }
