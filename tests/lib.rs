@@ -678,3 +678,53 @@ pub fn stored_rows_per_host(db: &Path) -> std::collections::BTreeMap<String, u64
         .unwrap();
     rows.map(|r| r.unwrap()).collect()
 }
+
+/// Debian's Chromium, run headless the way the tests need it.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// What one headless Chromium run printed.
+#[derive(Debug, Clone)]
+pub struct BrowserRun {
+    /// Standard output (the DOM with `--dump-dom`).
+    pub stdout: String,
+    /// Console messages the page logged (errors, warnings, CSP refusals), one per line.
+    pub console: Vec<String>,
+    pub success: bool,
+}
+
+/// Runs headless Chromium once on `url` with `extra` arguments (`--dump-dom`, `--screenshot=FILE`), in a
+/// fresh profile directory, with every background service off and console messages logged to stderr.
+pub fn chromium(url: &str, extra: &[&str]) -> BrowserRun {
+    let profile = tempfile::tempdir().unwrap();
+    // A page that never finishes loading must not hang the test run.
+    let mut command = Command::new("timeout");
+    command
+        .args(["120", CHROMIUM])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null());
+    let out = command.output().expect("running chromium");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    BrowserRun {
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        console: stderr
+            .lines()
+            .filter(|line| line.contains(":CONSOLE"))
+            .map(str::to_string)
+            .collect(),
+        success: out.status.success(),
+    }
+}

@@ -339,6 +339,8 @@ pub struct Analytics {
     hosts: Mutex<Hosts>,
     outliers: Mutex<OutlierReport>,
     alarms: Mutex<AlarmReport>,
+    /// Where alarm transitions and new outlier flags are kept; unset in tests without storage.
+    history: std::sync::OnceLock<crate::store::StoreHandle>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -369,11 +371,33 @@ impl Analytics {
             hosts: Mutex::new(Hosts::default()),
             outliers: Mutex::new(outliers),
             alarms: Mutex::new(alarms),
+            history: std::sync::OnceLock::new(),
         })
     }
 
     pub fn settings(&self) -> &AnalyticsSettings {
         &self.settings
+    }
+
+    /// Keep alarm transitions and outlier flags in `store` from now on (the alarms page and the review
+    /// read them back).
+    pub fn keep_history(&self, store: crate::store::StoreHandle) {
+        let _ = self.history.set(store);
+    }
+
+    /// Hands history rows to the store writer without holding up the caller.
+    fn record(&self, rows: crate::store::history::HistoryRows) {
+        let Some(store) = self.history.get().cloned() else {
+            return;
+        };
+        if rows.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(error) = store.record_history(rows).await {
+                warn!(%error, "alarm and outlier history not stored");
+            }
+        });
     }
 
     /// One stored or live sample of `host` (identity from its certificate), received at `now_ms`.
@@ -483,8 +507,34 @@ impl Analytics {
         let window = tracker.observe(&windows, now_ms);
         let mut report = lock(&self.outliers);
         report.last_window_ms = Some(now_ms);
-        report.outliers = tracker.outliers().iter().map(OutlierRow::from).collect();
+        let outliers: Vec<OutlierRow> = tracker.outliers().iter().map(OutlierRow::from).collect();
+        // A (host, metric) not flagged after the previous window is a new flag, kept for the review.
+        let new_flags = outliers
+            .iter()
+            .filter(|o| {
+                !report
+                    .outliers
+                    .iter()
+                    .any(|p| p.host == o.host && p.metric == o.metric)
+            })
+            .map(|o| crate::store::history::OutlierFlagRow {
+                at_ms: now_ms,
+                host: o.host.clone(),
+                group: o.group.clone(),
+                metric: o.metric.clone(),
+                value: o.value,
+                group_median: o.group_median,
+                score: o.score,
+                explanation: o.explanation.clone(),
+            })
+            .collect();
+        report.outliers = outliers;
         report.skipped = window.skipped.iter().map(SkippedRow::from).collect();
+        drop(report);
+        self.record(crate::store::history::HistoryRows {
+            alarms: Vec::new(),
+            outliers: new_flags,
+        });
     }
 
     /// Evaluates every rule at `now_ms`; returns the transitions and updates the alarm report.
@@ -505,6 +555,31 @@ impl Analytics {
         let mut report = lock(&self.alarms);
         report.evaluated_ms = Some(now_ms);
         report.alarms = engine.active().iter().map(AlarmRow::from).collect();
+        drop(report);
+        let alarms = events
+            .iter()
+            .map(|event| {
+                let row = AlarmRow::from(event);
+                crate::store::history::AlarmHistoryRow {
+                    at_ms: now_ms,
+                    rule: row.rule,
+                    kind: row.kind,
+                    severity: row.severity,
+                    subject_type: row.subject_type,
+                    subject: row.subject,
+                    status: row.status,
+                    value: row.value,
+                    active_since_ms: row.active_since_ms,
+                    fired_ms: row.fired_ms,
+                    summary: row.summary,
+                    runbook: row.runbook,
+                }
+            })
+            .collect();
+        self.record(crate::store::history::HistoryRows {
+            alarms,
+            outliers: Vec::new(),
+        });
         events
     }
 }

@@ -7,7 +7,7 @@ use crate::config::{Config, TlsPaths};
 use crate::fleet::HostView;
 use crate::pki_cli::{ca_init, cert_issue, load_ca};
 use crate::render::{render_fleet, Format};
-use crate::serve::{serve, Bound};
+use crate::serve::{serve_with_web, web_settings, Bound};
 use crate::sim::{demo_fleet, SimSource};
 use crate::summary::FleetSummary;
 use anyhow::Context;
@@ -21,6 +21,37 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The demo's outlier window: 5 s instead of a minute, flagged after 3 of the last 6 windows.
+const DEMO_OUTLIER_WINDOW: Duration = Duration::from_secs(5);
+
+const DEMO_NOTICE: &str =
+    "demo: windows are shortened so things happen within a minute: outlier windows of 5 s \
+(flagged after 3 of the last 6), alarms from a demo rules file after 10 s, charts every 5 s, sizing over the \
+last hour. A real collector uses 1-minute outlier windows and your own rules.";
+
+/// Alarm rules of the demo: the hot simulated host trips a threshold rule and an outlier rule.
+const DEMO_RULES: &str = r#"# Demo alarm rules (the collector refuses to start on a mistake in this file).
+[[rule]]
+name = "demo-cpu-hot"
+kind = "threshold"
+severity = "warning"
+for = "10s"
+runbook = "Find the busiest processes (top -o %CPU), compare the host with its group on the group page, then move load off it or add hosts (see the group's sizing)."
+summary = "{host} CPU busy {value} (limit {threshold})"
+scope = { group = "web" }
+metric = "cpu_busy_pct"
+op = ">"
+value = 85.0
+
+[[rule]]
+name = "demo-cpu-unlike-peers"
+kind = "outlier"
+severity = "info"
+for = "0s"
+runbook = "The host works much harder than its peers: check its load balancer weight and what runs only there."
+metric = "cpu_busy_pct"
+"#;
 
 pub struct DemoOptions {
     pub simulated_hosts: usize,
@@ -71,7 +102,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     println!("demo state in {} (removed on exit)", root.display());
     println!("throwaway CA {}", outcome.fingerprint);
 
-    let config = Config {
+    // Shorter windows than a real fleet's, so that within the first minute an outlier is flagged, an alarm
+    // fires and the charts move; the fleet page and the terminal say so.
+    let rules = root.join("demo-alarms.toml");
+    std::fs::write(&rules, DEMO_RULES).context("writing the demo alarm rules")?;
+    let mut config = Config {
         state_dir: root.join("collector"),
         listen: "127.0.0.1:0".parse().expect("literal address"),
         enroll_listen: Some("127.0.0.1:0".parse().expect("literal address")),
@@ -83,10 +118,27 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         },
         ..Config::default()
     };
+    config.outliers.window = DEMO_OUTLIER_WINDOW;
+    config.outliers.window_count = 6;
+    config.outliers.flag_windows = 3;
+    config.alarms.rules = Some(rules.clone());
+    let web = crate::views::web::WebSettings {
+        history_step_ms: 5_000,
+        sizing_refresh_ms: 10_000,
+        sizing_window: Duration::from_secs(3_600),
+        notice: Some(DEMO_NOTICE.to_string()),
+        ..web_settings(&config, &pki)
+    };
     let tasks = TaskTracker::new();
     let (bound_sender, bound_receiver) = tokio::sync::oneshot::channel();
     let collector_cancel = CancellationToken::new();
-    let collector = tokio::spawn(serve(config, collector_cancel.clone(), Some(bound_sender), false));
+    let collector = tokio::spawn(serve_with_web(
+        config,
+        web,
+        collector_cancel.clone(),
+        Some(bound_sender),
+        false,
+    ));
     let bound: Bound = match bound_receiver.await {
         Ok(bound) => bound,
         Err(_) => {
@@ -106,6 +158,12 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         );
     }
     println!("  try: headroom-collector fleet --api {}", bound.http);
+    println!(
+        "web view: http://{}/fleet (collector metrics: http://{}/metrics)",
+        bound.http, bound.http
+    );
+    println!("{DEMO_NOTICE}");
+    println!("demo alarm rules: {}", rules.display());
     let sizing_config = write_sizing_config(root)?;
     println!(
         "  try: headroom-collector sizing --config {} --end latest",
@@ -171,6 +229,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
                     Ok((summary, hosts)) => {
                         println!("\n{}", render_fleet(&summary, Format::Table));
                         println!("{}", host_line(&hosts));
+                        if let Ok(page) = fetch_fleet_page(bound).await {
+                            for line in page_lines(&page) {
+                                println!("{line}");
+                            }
+                        }
                     }
                     Err(e) => eprintln!("demo: {e:#}"),
                 }
@@ -244,6 +307,41 @@ async fn fetch_views(bound: Bound) -> anyhow::Result<(FleetSummary, Vec<HostView
         serde_json::from_str(&fleet).context("decoding the fleet summary")?,
         serde_json::from_str(&hosts).context("decoding the host list")?,
     ))
+}
+
+/// The web view's fleet page as JSON, read like any client would.
+async fn fetch_fleet_page(bound: Bound) -> anyhow::Result<crate::views::web::model::FleetPage> {
+    let body = tokio::task::spawn_blocking(move || client::get(bound.http, "/fleet.json")).await??;
+    serde_json::from_str(&body).context("decoding the fleet page")
+}
+
+/// What the fleet page flags, as terminal lines: outliers, alarms with their runbooks, sizing per group.
+fn page_lines(page: &crate::views::web::model::FleetPage) -> Vec<String> {
+    let mut lines = Vec::new();
+    for outlier in &page.outliers {
+        lines.push(format!("outlier: {}", outlier.explanation));
+    }
+    for alarm in &page.alarms {
+        lines.push(format!(
+            "alarm {} {} on {}: {} (runbook: {})",
+            alarm.status, alarm.rule, alarm.subject, alarm.summary, alarm.runbook
+        ));
+    }
+    for sizing in &page.sizing {
+        lines.push(format!(
+            "sizing {} over {}: {}{}, hosts to add {}",
+            sizing.group,
+            page.sizing_window,
+            sizing.status,
+            sizing
+                .binding
+                .as_ref()
+                .map(|b| format!(", binding {b}"))
+                .unwrap_or_default(),
+            sizing.hosts_to_add
+        ));
+    }
+    lines
 }
 
 /// The demo's collector config for `sizing` and `report`: its database, and the web group's balancer,

@@ -48,6 +48,18 @@ pub async fn serve(
     bound: Option<oneshot::Sender<Bound>>,
     notify_systemd: bool,
 ) -> anyhow::Result<()> {
+    let web = web_settings(&config, &pki_dir(&config.state_dir));
+    serve_with_web(config, web, cancel, bound, notify_systemd).await
+}
+
+/// `serve` with the web view's settings given (the demo shortens its steps).
+pub async fn serve_with_web(
+    config: Config,
+    web: crate::views::web::WebSettings,
+    cancel: CancellationToken,
+    bound: Option<oneshot::Sender<Bound>>,
+    notify_systemd: bool,
+) -> anyhow::Result<()> {
     // The database may be read by the service's group (a planner's report job); the pki directory inside is
     // created 0700 by `ca init`.
     files::create_dir_all(&config.state_dir, files::GROUP_DIR).with_context(|| {
@@ -153,6 +165,7 @@ pub async fn serve(
     let live = LiveConnections::new();
     let analytics =
         crate::analytics::Analytics::new(crate::analytics::AnalyticsSettings::from_config(&config)?);
+    analytics.keep_history(store.clone());
     let analytics_task = tokio::spawn(crate::analytics::run(analytics.clone(), cancel.clone()));
     let context = Arc::new(IngestContext {
         fleet: fleet.clone(),
@@ -206,7 +219,9 @@ pub async fn serve(
         analytics: Some(analytics),
         export: export.as_ref().map(|(_, monitor)| monitor.clone()),
         quic_port: Some(addresses.quic.port()),
+        web: crate::views::web::WebState::new(web),
     };
+    let web_task = tokio::spawn(crate::views::web::run(api.clone(), cancel.clone()));
     let http = tokio::spawn(crate::http::serve(
         http_listener,
         api,
@@ -237,6 +252,7 @@ pub async fn serve(
     let _ = sweeper.await;
     let _ = analytics_task.await;
     let _ = reloader.await;
+    let _ = web_task.await;
     if let Some((task, _)) = export {
         let _ = task.await;
     }
@@ -250,6 +266,15 @@ pub async fn serve(
     }
     info!("collector stopped");
     Ok(())
+}
+
+/// The web view's settings from the config: sizing as `[sizing]` says, the certificate registry in `pki`.
+pub fn web_settings(config: &Config, pki: &std::path::Path) -> crate::views::web::WebSettings {
+    crate::views::web::WebSettings {
+        sizing: config.sizing.clone(),
+        pki_dir: Some(pki.to_path_buf()),
+        ..crate::views::web::WebSettings::default()
+    }
 }
 
 /// Receive buffer asked for on the QUIC socket. Every agent shares this one socket, and the default (about

@@ -11,7 +11,7 @@ mod planner;
 mod render;
 pub mod report;
 pub mod scenario;
-mod svg;
+pub(crate) mod svg;
 #[cfg(test)]
 mod tests;
 

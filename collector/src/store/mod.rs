@@ -6,6 +6,7 @@
 //! connection between batches; `query` serves reads, usually from a read-only open of a copy.
 
 pub mod export;
+pub mod history;
 pub mod ports;
 pub mod query;
 pub mod rollup;

@@ -133,6 +133,38 @@ ALTER TABLE samples ADD COLUMN cpu_busiest_core_pct REAL;
     r#"
 ALTER TABLE samples ADD COLUMN clock_offset_ms INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Version 5: alarm transitions and outlier flags, for the alarms page and the weekly review. Times are
+    // the collector's clock. Rows are few (transitions only), so each table has one time index.
+    r#"
+CREATE TABLE alarm_events (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    value REAL,
+    active_since_ms INTEGER,
+    fired_ms INTEGER,
+    summary TEXT NOT NULL,
+    runbook TEXT NOT NULL
+);
+CREATE INDEX alarm_events_by_time ON alarm_events (at_ms);
+CREATE TABLE outlier_flags (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    group_median REAL NOT NULL,
+    score REAL NOT NULL,
+    explanation TEXT NOT NULL
+);
+CREATE INDEX outlier_flags_by_time ON outlier_flags (at_ms);
+"#,
 ];
 
 /// Schema version this build creates and understands.

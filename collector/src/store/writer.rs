@@ -62,6 +62,11 @@ enum Message {
         reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
         _permit: OwnedSemaphorePermit,
     },
+    /// Alarm transitions and outlier flags; nobody waits for them.
+    History {
+        rows: super::history::HistoryRows,
+        _permit: OwnedSemaphorePermit,
+    },
     /// The remote acknowledged export rows up to `cursor`; `dropped_rows` were refused for good.
     ExportProgress {
         cursor: i64,
@@ -81,6 +86,14 @@ pub struct StoreHandle {
     capacity: usize,
     progress: Progress,
     health: Arc<Mutex<StoreHealth>>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle")
+            .field("queue_capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreHandle {
@@ -129,6 +142,26 @@ impl StoreHandle {
             _permit: permit,
         })
         .await?
+    }
+
+    /// Queues alarm transitions and outlier flags for the writer (waits for a queue slot like `commit`, not
+    /// for the write). A failed write shows in `health` and the log.
+    pub async fn record_history(&self, rows: super::history::HistoryRows) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        self.sender
+            .try_send(Message::History {
+                rows,
+                _permit: permit,
+            })
+            .map_err(|_| StoreError::WriterStopped)
     }
 
     /// Last durably stored seq of `host` if it came from agent instance `instance_id`.
@@ -293,6 +326,10 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
             } => {
                 batches.push(batch);
                 replies.push(reply);
+            }
+            Message::History { rows, _permit } => {
+                let written = store.record_history(&rows);
+                set_health(health, written.as_ref().map(|_| ()));
             }
             Message::ExportProgress {
                 cursor,

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub export: Option<crate::export::ExportMonitor>,
     /// The QUIC socket's port, for its kernel drop count in `/metrics`; absent in unit tests.
     pub quic_port: Option<u16>,
+    /// The web view's settings, fleet history and cached sizing.
+    pub web: Arc<crate::views::web::WebState>,
 }
 
 /// Body of every error response.
@@ -237,6 +239,7 @@ pub fn router(fleet: SharedFleet) -> Router {
         analytics: None,
         export: None,
         quic_port: None,
+        web: Arc::default(),
     })
 }
 
@@ -251,6 +254,7 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/gaps", get(gaps))
         .route("/metrics", get(metrics_handler))
+        .merge(crate::views::web::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -384,6 +388,7 @@ mod tests {
                 analytics: None,
                 export: None,
                 quic_port: None,
+                web: Arc::default(),
             },
             async {
                 let _ = stopped.await;

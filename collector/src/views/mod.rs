@@ -7,6 +7,7 @@ pub mod http;
 pub mod metrics;
 pub mod render;
 pub mod report_cli;
+pub mod web;
 pub mod window;
 
 pub use window::*;
