@@ -71,7 +71,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     println!("demo state in {} (removed on exit)", root.display());
     println!("throwaway CA {}", outcome.fingerprint);
 
-    let config = Config {
+    let mut config = Config {
         state_dir: root.join("collector"),
         listen: "127.0.0.1:0".parse().expect("literal address"),
         enroll_listen: Some("127.0.0.1:0".parse().expect("literal address")),
@@ -83,6 +83,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         },
         ..Config::default()
     };
+    // The simulated hosts' certificates carry no labels; their hellos name group, zone and "simulated".
+    config.identity.hello_label_keys.push("simulated".to_string());
     let tasks = TaskTracker::new();
     let (bound_sender, bound_receiver) = tokio::sync::oneshot::channel();
     let collector_cancel = CancellationToken::new();
