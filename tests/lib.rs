@@ -128,10 +128,22 @@ pub struct Process {
 
 impl Process {
     pub fn start(name: &str, binary: &Path, args: &[&str], dir: &Path) -> Process {
+        Self::start_with_env(name, binary, args, &[], dir)
+    }
+
+    /// Like `start`, with extra environment variables (e.g. `LD_PRELOAD` of libfaketime).
+    pub fn start_with_env(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Process {
         let stdout = dir.join(format!("{name}.stdout"));
         let stderr = dir.join(format!("{name}.stderr"));
         let child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .env("HEADROOM_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
@@ -156,6 +168,18 @@ impl Process {
 
     pub fn stdout_text(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and assert a clean exit (code 0) within 20 s, showing its log otherwise.
+    pub fn stop_cleanly(&mut self) {
+        let code = self.terminate(Duration::from_secs(20));
+        assert_eq!(
+            code,
+            Some(0),
+            "{} did not stop cleanly:\n{}",
+            self.name,
+            self.stderr_text()
+        );
     }
 
     /// Send SIGTERM and wait up to `timeout` for the exit code.
@@ -433,4 +457,194 @@ pub fn start_agent_configured(
 /// True when end-to-end runs must not skip (CI sets HEADROOM_E2E=1).
 pub fn e2e_required() -> bool {
     std::env::var("HEADROOM_E2E").is_ok_and(|v| v == "1")
+}
+
+/// GET `path` from a plain HTTP server on loopback: the status and the body (de-chunked), or None when
+/// unreachable.
+pub fn http_get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let response = http_get(addr, path, &[])?;
+    let body = if response.header("transfer-encoding") == Some("chunked") {
+        dechunk(&response.body)
+    } else {
+        response.body
+    };
+    Some((response.status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub use headroom_common::names::percent_encode as url_encode;
+
+/// Which Prometheus-compatible engine a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Debian's `prometheus`, with its remote-write receiver on and out-of-order ingestion allowed for an
+    /// hour (a batch re-sent after a crash then collapses into the samples already stored).
+    Prometheus,
+    /// Debian's `victoria-metrics`, deduplicating samples of a series that share a timestamp.
+    VictoriaMetrics,
+}
+
+/// A real time-series engine started by the test on 127.0.0.1 in a temp dir, stopped by PID.
+pub struct Engine {
+    pub kind: EngineKind,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub process: Option<Process>,
+    starts: u32,
+}
+
+impl Engine {
+    fn binary_path(kind: EngineKind) -> &'static str {
+        match kind {
+            EngineKind::Prometheus => "/usr/bin/prometheus",
+            EngineKind::VictoriaMetrics => "/usr/bin/victoria-metrics",
+        }
+    }
+
+    /// Start the engine, or None (after printing why) when it is not installed and HEADROOM_E2E is not 1.
+    pub fn start(kind: EngineKind) -> Option<Engine> {
+        let binary = Self::binary_path(kind);
+        if !Path::new(binary).exists() {
+            assert!(
+                !e2e_required(),
+                "{binary} is missing and HEADROOM_E2E=1: install it (.ci/run does)"
+            );
+            eprintln!("skipping: {binary} is not installed (apt-get install it to run this test)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let mut engine = Engine {
+            kind,
+            addr,
+            dir,
+            process: None,
+            starts: 0,
+        };
+        engine.restart();
+        Some(engine)
+    }
+
+    /// (Re)start on the same address and data directory and wait until it answers.
+    pub fn restart(&mut self) {
+        self.starts += 1;
+        let data = self.dir.path().join("data");
+        let listen = self.addr.to_string();
+        let args: Vec<String> = match self.kind {
+            EngineKind::Prometheus => {
+                let config = self.dir.path().join("prometheus.yml");
+                std::fs::write(
+                    &config,
+                    "global: {}\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+                )
+                .unwrap();
+                vec![
+                    format!("--config.file={}", config.display()),
+                    format!("--storage.tsdb.path={}", data.display()),
+                    format!("--web.listen-address={listen}"),
+                    "--web.enable-remote-write-receiver".into(),
+                ]
+            }
+            EngineKind::VictoriaMetrics => vec![
+                format!("-storageDataPath={}", data.display()),
+                format!("-httpListenAddr={listen}"),
+                "-dedup.minScrapeInterval=1ms".into(),
+                "-search.latencyOffset=0s".into(),
+                "-search.disableCache".into(),
+                "-retentionPeriod=1y".into(),
+            ],
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let name = format!("engine-{}", self.starts);
+        self.process = Some(Process::start(
+            &name,
+            Path::new(Self::binary_path(self.kind)),
+            &args,
+            self.dir.path(),
+        ));
+        let ready_path = match self.kind {
+            EngineKind::Prometheus => "/-/ready",
+            EngineKind::VictoriaMetrics => "/health",
+        };
+        let addr = self.addr;
+        let ready = wait_for(Duration::from_secs(60), || {
+            http_get_text(addr, ready_path).filter(|(status, _)| *status == 200)
+        });
+        assert!(
+            ready.is_some(),
+            "{:?} did not become ready on {addr}: {}",
+            self.kind,
+            self.process.as_ref().unwrap().stderr_text()
+        );
+    }
+
+    /// Stop it (SIGTERM, then kill) so a test can simulate an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            if process.terminate(Duration::from_secs(30)).is_none() {
+                let _ = process.child.kill();
+                let _ = process.child.wait();
+            }
+        }
+    }
+
+    /// The remote_write URL for the collector config.
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// The base URL of the query API (`/api/v1/query`, `/api/v1/query_range`).
+    pub fn query_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An instant query at `time_s` (Unix seconds): the `data.result` array, or None on any failure.
+    pub fn query(&self, promql: &str, time_s: f64) -> Option<Vec<serde_json::Value>> {
+        let path = format!("/api/v1/query?query={}&time={time_s:.3}", url_encode(promql));
+        let (status, body) = http_get_text(self.addr, &path)?;
+        if status != 200 {
+            eprintln!("query {promql}: HTTP {status}: {body}");
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+        value["data"]["result"].as_array().cloned()
+    }
+}
+
+/// The collector's export status from `/api/v1/health`, once the exporter has caught up with every stored
+/// row (backlog 0 and nothing newer stored), within `timeout`.
+pub fn wait_export_caught_up(collector: &Collector, timeout: Duration) -> Option<serde_json::Value> {
+    wait_for(timeout, || {
+        let health = api_get(collector.http, "/api/v1/health")?;
+        let export = health.get("export")?.clone();
+        let cursor = export["cursor"].as_i64()?;
+        let newest = export["newest_row"].as_i64()?;
+        (newest > 0 && cursor >= newest && export["state"] == "idle").then_some(export)
+    })
+}
+
+/// Stored rows per host name, read from the collector's database (read-only, while it runs).
+pub fn stored_rows_per_host(db: &Path) -> std::collections::BTreeMap<String, u64> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut statement = conn
+        .prepare("SELECT h.name, COUNT(*) FROM samples s JOIN hosts h ON h.id = s.host_id GROUP BY h.name")
+        .unwrap();
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect()
 }

@@ -5,6 +5,7 @@
 
 use crate::backlog::SharedBacklog;
 use headroom_common::backoff::Backoff;
+use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
 use headroom_common::wire::Hello;
 use std::net::SocketAddr;
@@ -266,6 +267,7 @@ async fn session(
                     Ok(None) => return Err(UplinkError::Connect(format!("collector {peer} ended the stream"))),
                     Err(e) => return Err(UplinkError::Connect(describe_read_error(&e, &connection, peer))),
                 };
+                let received_ms = now_ms();
                 for event in protocol.on_bytes(&buffer[..n])? {
                     match event {
                         AgentEvent::Welcomed { host, last_stored_seq, .. } => {
@@ -290,6 +292,12 @@ async fn session(
                             outbox.with(|b| b.ack(seq));
                             *acked_through = Some(seq).max(*acked_through);
                             ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+                        }
+                        AgentEvent::TimeProbe(probe) => {
+                            // Answered before anything else goes out, so the collector knows our clock before
+                            // it stores the next batch.
+                            let frame = protocol.time_reply_frame(&probe, received_ms, now_ms())?;
+                            write(&mut send, &frame, &connection, peer).await?;
                         }
                     }
                 }

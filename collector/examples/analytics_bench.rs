@@ -303,6 +303,7 @@ fn main() {
             labels: BTreeMap::from([("group".to_string(), group_of(i))]),
             interval_ms: 1_000,
             last_seen_ms: T0_MS,
+            clock_offset_ms: None,
             history: HostHistory::new(HISTORY_SAMPLES),
         })
         .collect();

@@ -29,6 +29,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &[
             "alarms",
             "enroll_listen",
+            "export",
             "fleet",
             "http_listen",
             "identity",
@@ -69,6 +70,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "window_count",
         ],
     ),
+    crate::export::config::SECTIONS[0],
+    crate::export::config::SECTIONS[1],
     crate::sizing::config::SECTIONS[0],
     crate::sizing::config::SECTIONS[1],
 ];
@@ -104,6 +107,8 @@ pub struct Config {
     pub sizing: crate::sizing::SizingConfig,
     /// How long the database keeps each kind of data.
     pub retention: crate::store::Retention,
+    /// Prometheus remote_write target; `None`: nothing is exported.
+    pub export: Option<crate::export::RemoteWriteConfig>,
 }
 
 /// Retention bounds: an hour of raw data is the least a live view needs; ten years is the most anyone plans on.
@@ -127,7 +132,7 @@ pub const DEFAULT_HELLO_LABEL_KEYS: &[&str] = &["env", "group", "role", "service
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
 /// certificate that is never revoked should live.
 const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
-const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
+pub const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
 
 /// Alarm rules and delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +168,8 @@ pub struct FleetConfig {
     pub stale_after_intervals: u32,
     /// A host is down after this long without a sample.
     pub down_after: Duration,
-    /// Largest difference between a host's clock and ours before its samples are flagged.
+    /// Largest difference between a host's clock and ours before the host is flagged (its samples are still
+    /// stored, at corrected times).
     pub max_clock_skew: Duration,
     /// Most agent connections served at once; more are refused.
     pub max_connections: u32,
@@ -203,6 +209,7 @@ impl Default for Config {
             },
             sizing: crate::sizing::SizingConfig::default(),
             retention: crate::store::Retention::default(),
+            export: None,
         }
     }
 }
@@ -253,6 +260,9 @@ struct RawConfig {
     /// Failover sizing for `sizing` and `report`.
     #[serde(default)]
     sizing: crate::sizing::RawSizing,
+    /// Export to a Prometheus-compatible engine.
+    #[serde(default)]
+    export: crate::export::config::RawExport,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -444,7 +454,7 @@ struct RawFleet {
     stale_after_intervals: Option<u32>,
     /// Silence before a host is down, like "60s"; 1s to 1d. Default 60s.
     down_after: Option<String>,
-    /// Clock difference tolerated before samples are flagged; 1s to 1d. Default 5m.
+    /// Clock difference tolerated before the host is flagged; 1s to 1d. Default 5m.
     max_clock_skew: Option<String>,
     /// Concurrent agent connections; 1 to 1000000. Default 50000.
     max_connections: Option<u32>,
@@ -526,6 +536,7 @@ impl RawConfig {
         let outliers = self.outliers.validate(origin, defaults.outliers)?;
         let sizing = self.sizing.validate(origin)?;
         let retention = self.storage.validate(origin, defaults.retention)?;
+        let export = self.export.validate(origin)?;
         let cert_validity = match self.identity.cert_validity {
             None => defaults.identity.cert_validity,
             Some(text) => duration_in(
@@ -560,6 +571,7 @@ impl RawConfig {
             outliers,
             sizing,
             retention,
+            export,
             state_dir,
             listen,
             enroll_listen,

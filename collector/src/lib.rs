@@ -1,10 +1,12 @@
 //! The headroom collector, laid out by layer: `ingest` (QUIC, validation, certificate reload), `store`
 //! (SQLite), `live` (the fleet in memory), `analytics` (outliers, alarms), `sizing`, `views` (HTTP API, CLI
-//! renderers, reports), `identity` (PKI, tokens, enrollment) and `app` (serve, demo) wiring them.
+//! renderers, reports), `export` (Prometheus remote_write), `identity` (PKI, tokens, enrollment) and `app`
+//! (serve, demo) wiring them.
 
 pub mod analytics;
 pub mod app;
 pub mod config;
+pub mod export;
 pub mod identity;
 pub mod ingest;
 pub mod live;

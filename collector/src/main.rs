@@ -120,7 +120,7 @@ enum CertCommand {
         /// Where to write agent.pem, agent.key and ca.pem (default: ./<host>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Validity in days.
+        /// Validity in days, 1 to 365 (the longest `identity.cert_validity` enrollment may use).
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
@@ -205,6 +205,39 @@ struct DatabaseArgs {
     end: EndAt,
 }
 
+/// What-if options of `sizing` and `report`; given together they form one scenario, sized beside the
+/// baseline.
+#[derive(clap::Args)]
+struct WhatIfArgs {
+    /// Load grows by this much, like 20%.
+    #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
+    growth: Option<f64>,
+    /// Another target, like cpu=70% (repeatable: cpu, memory, connections).
+    #[arg(long, value_parser = sizing::Scenario::parse_target)]
+    target: Vec<(sizing::scenario::TargetKind, f64)>,
+    /// Lose this zone, like zone=eu-1a (the only zone loss the scenario sizes).
+    #[arg(long, value_parser = sizing::Scenario::parse_lose)]
+    lose: Option<String>,
+    /// Lose this many hosts at once (N+k; the only host loss the scenario sizes).
+    #[arg(long)]
+    lose_hosts: Option<u32>,
+    /// Add hosts to a group, like group=web,hosts=3 (repeatable); placed to keep zones balanced.
+    #[arg(long, value_parser = sizing::Scenario::parse_add)]
+    add: Vec<(String, u32)>,
+}
+
+impl WhatIfArgs {
+    fn scenario(&self) -> sizing::Scenario {
+        sizing::Scenario {
+            growth: self.growth,
+            targets: self.target.clone(),
+            lose_zone: self.lose.clone(),
+            lose_hosts: self.lose_hosts,
+            add: self.add.clone(),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct SizingArgs {
     /// Window ending now, like "14d" (default: sizing.window from the config).
@@ -214,6 +247,8 @@ struct SizingArgs {
     format: Format,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    what_if: WhatIfArgs,
 }
 
 #[derive(clap::Args)]
@@ -229,6 +264,8 @@ struct ReportArgs {
     out: PathBuf,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    what_if: WhatIfArgs,
 }
 
 #[derive(clap::Args)]
@@ -347,11 +384,17 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     days,
                 },
         } => {
-            if headroom_common::pki::validate_host_name(&host).is_err() || days == 0 {
-                let reason = headroom_common::pki::validate_host_name(&host)
-                    .err()
-                    .map_or("--days must be at least 1".to_string(), |e| e.to_string());
-                return Err(Failure::Usage(reason));
+            if let Err(error) = headroom_common::pki::validate_host_name(&host) {
+                return Err(Failure::Usage(error.to_string()));
+            }
+            // Capped like certificates issued at enrollment: a certificate nobody renews should not outlive
+            // the longest identity.cert_validity.
+            let max_days = config::CERT_VALIDITY_MAX.as_secs() / 86_400;
+            if days == 0 || u64::from(days) > max_days {
+                return Err(Failure::Usage(format!(
+                    "cert issue: --days {days} is outside 1..={max_days} (the longest identity.cert_validity); \
+                     issue a shorter certificate and renew it"
+                )));
             }
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
             let ca = pki_cli::load_ca(&dir)?;
@@ -462,7 +505,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{}", render_fleet(&summary, args.format));
         }
         Command::Sizing(args) => {
-            let report = sizing_report(&args.database, args.window)?;
+            let report = sizing_report(&args.database, &args.what_if, args.window)?;
             let text = match args.format {
                 Format::Table => report_cli::render_table(&report),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
@@ -471,7 +514,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{text}");
         }
         Command::Report(args) => {
-            let report = sizing_report(&args.database, args.window)?;
+            let report = sizing_report(&args.database, &args.what_if, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
                 .map_err(report_failure)?;
             for note in &report.notes {
@@ -490,6 +533,14 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             {
                 Some(gaps) => print!("{}", render::render_hosts_with_gaps(&hosts, &gaps, args.format)),
                 None => print!("{}", render_hosts(&hosts, args.format)),
+            }
+            // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
+            let export = client::get(api_address(&args)?, "/api/v1/health")
+                .ok()
+                .and_then(|body| serde_json::from_str::<headroom_collector::http::Health>(&body).ok())
+                .and_then(|health| health.export);
+            if let Some(line) = export.as_ref().and_then(|e| e.loss_line()) {
+                eprintln!("{line}");
             }
         }
         Command::Outliers { view: args, group } => {
@@ -515,6 +566,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 /// Reads the config (defaults when absent) and builds the sizing report from the database.
 fn sizing_report(
     database: &DatabaseArgs,
+    what_if: &WhatIfArgs,
     window: Option<Duration>,
 ) -> Result<headroom_collector::sizing::SizingReport, Failure> {
     let config = if database.config.exists() {
@@ -537,6 +589,7 @@ fn sizing_report(
         window,
         now_ms: headroom_common::clock::now_ms(),
         end: database.end,
+        scenarios: vec![what_if.scenario()],
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

@@ -1,15 +1,17 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, and TLS/PKI helpers.
+//! both binaries use, the atomic file write, TLS/PKI helpers and small text helpers (`names`).
 //!
 //! Nothing here opens a socket or spawns a task. The protocol, backoff and percentile code never reads the
 //! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
 
 pub mod backoff;
 pub mod clock;
+pub mod clock_offset;
 pub mod config;
 pub mod derive;
 pub mod enroll;
 pub mod files;
+pub mod names;
 pub mod percentile;
 pub mod pki;
 pub mod session;

@@ -5,11 +5,27 @@
 //! the samples are applied. Neither side may send anything else, and a frame that does not decode, is too large
 //! or comes out of turn ends that session (and only that one) with a `SessionError` naming what was wrong.
 //!
+//! From protocol 2 on, the collector also sends a `TimeProbe` right after the welcome and then every
+//! `PROBE_INTERVAL_MS`; the agent answers each at once with a `TimeReply`, and the collector estimates the
+//! agent's clock offset from them (`crate::clock_offset`).
+//!
 //! `Outbox` holds the agent's unacknowledged samples so that a reconnect resumes where the collector left off.
 
+/// Time between two clock probes on one connection.
+pub const PROBE_INTERVAL_MS: u64 = 30_000;
+
+/// A probe unanswered for this long is given up, and the next one may go.
+pub const PROBE_TIMEOUT_MS: u64 = 10_000;
+
+fn speaks(version: u16) -> bool {
+    (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+}
+
+use crate::clock_offset::{ClockEstimator, ClockExchange};
 use crate::wire::{
     decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
-    GapReport, Hello, Refuse, Sample, Welcome, MAX_BATCH_SAMPLES, PROTOCOL_VERSION,
+    GapReport, Hello, Refuse, Sample, TimeProbe, TimeReply, Welcome, MAX_BATCH_SAMPLES, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 
@@ -48,6 +64,8 @@ pub enum AgentEvent {
     },
     /// Everything up to and including this sequence number is stored.
     Acked(u64),
+    /// The collector asks for our clock: answer with `time_reply_frame`, stamped with when the bytes were read.
+    TimeProbe(TimeProbe),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +128,7 @@ impl AgentSession {
                     return Err(self.close(SessionError::Refused(reason)))
                 }
                 (AgentState::AwaitingWelcome, CollectorMessage::Welcome(welcome)) => {
-                    if welcome.protocol_version != PROTOCOL_VERSION {
+                    if !speaks(welcome.protocol_version) {
                         return Err(self.close(SessionError::Version {
                             theirs: welcome.protocol_version,
                             ours: PROTOCOL_VERSION,
@@ -127,11 +145,15 @@ impl AgentSession {
                 (AgentState::Streaming, CollectorMessage::Ack(Ack { through_seq })) => {
                     events.push(AgentEvent::Acked(through_seq))
                 }
+                (AgentState::Streaming, CollectorMessage::TimeProbe(probe)) => {
+                    events.push(AgentEvent::TimeProbe(probe))
+                }
                 (state, message) => {
                     let what = match message {
                         CollectorMessage::Welcome(_) => "welcome",
                         CollectorMessage::Ack(_) => "ack",
                         CollectorMessage::Refuse(_) => "refuse",
+                        CollectorMessage::TimeProbe(_) => "time probe",
                     };
                     let detail = format!("unexpected {what} in state {state:?}");
                     return Err(self.close(SessionError::Protocol(detail)));
@@ -147,6 +169,21 @@ impl AgentSession {
         }
         Ok(encode_frame(&AgentMessage::Batch(Batch {
             samples: samples.to_vec(),
+        }))?)
+    }
+
+    /// The answer to a clock probe: `received_ms` is our clock when its bytes were read, `now_ms` as it leaves.
+    pub fn time_reply_frame(
+        &self,
+        probe: &TimeProbe,
+        received_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, SessionError> {
+        Ok(encode_frame(&AgentMessage::TimeReply(TimeReply {
+            id: probe.id,
+            collector_sent_ms: probe.collector_sent_ms,
+            agent_received_ms: received_ms,
+            agent_sent_ms: now_ms.max(received_ms),
         }))?)
     }
 
@@ -189,6 +226,8 @@ pub enum CollectorEvent {
     Gap(GapReport),
     /// The newest sample, for the live view only (it is stored when the ordered batches reach it).
     Live(Box<Sample>),
+    /// The answer to a clock probe: hand it to `on_time_reply` with the time it arrived.
+    TimeReply(TimeReply),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +249,13 @@ pub struct CollectorSession {
     /// Highest sequence number of a `Live` sample handed to the caller; a repeated or older one is dropped.
     last_live_seq: Option<u64>,
     duplicates_dropped: u64,
+    /// Version the agent said it speaks.
+    peer_version: u16,
+    /// The probe waiting for its reply: (id, collector clock when it left).
+    probe_outstanding: Option<(u32, u64)>,
+    last_probe_ms: Option<u64>,
+    next_probe_id: u32,
+    clock: ClockEstimator,
 }
 
 impl CollectorSession {
@@ -222,7 +268,60 @@ impl CollectorSession {
             last_seq: None,
             last_live_seq: None,
             duplicates_dropped: 0,
+            peer_version: PROTOCOL_VERSION,
+            probe_outstanding: None,
+            last_probe_ms: None,
+            next_probe_id: 1,
+            clock: ClockEstimator::default(),
         }
+    }
+
+    /// How far the agent's clock is ahead of ours (negative: behind), once a probe was answered.
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        self.clock.offset_ms()
+    }
+
+    /// A clock probe to send now, if one is due: right after the welcome, then every `PROBE_INTERVAL_MS`, one
+    /// at a time, and only to agents that speak protocol 2.
+    pub fn probe_frame(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        if self.state != CollectorState::Streaming || self.peer_version < 2 {
+            return None;
+        }
+        if let Some((_, sent_ms)) = self.probe_outstanding {
+            if now_ms.saturating_sub(sent_ms) < PROBE_TIMEOUT_MS {
+                return None;
+            }
+        }
+        if self
+            .last_probe_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) < PROBE_INTERVAL_MS)
+        {
+            return None;
+        }
+        let id = self.next_probe_id;
+        self.next_probe_id = self.next_probe_id.wrapping_add(1);
+        let frame = encode_frame(&CollectorMessage::TimeProbe(TimeProbe {
+            id,
+            collector_sent_ms: now_ms,
+        }))
+        .ok()?;
+        self.probe_outstanding = Some((id, now_ms));
+        self.last_probe_ms = Some(now_ms);
+        Some(frame)
+    }
+
+    /// A reply arrived at `now_ms`: the exchange it completes, if it answers the probe outstanding. A reply
+    /// to no probe, or with stamps no clock produces, is ignored.
+    pub fn on_time_reply(&mut self, reply: &TimeReply, now_ms: u64) -> Option<ClockExchange> {
+        let (id, sent_ms) = self.probe_outstanding?;
+        if reply.id != id || reply.collector_sent_ms != sent_ms {
+            return None;
+        }
+        self.probe_outstanding = None;
+        let exchange =
+            ClockExchange::from_timestamps(sent_ms, reply.agent_received_ms, reply.agent_sent_ms, now_ms)?;
+        self.clock.add(exchange);
+        Some(exchange)
     }
 
     pub fn host(&self) -> &str {
@@ -245,12 +344,13 @@ impl CollectorSession {
             };
             match (self.state, message) {
                 (CollectorState::AwaitingHello, AgentMessage::Hello(hello)) => {
-                    if hello.protocol_version != PROTOCOL_VERSION {
+                    if !speaks(hello.protocol_version) {
                         return Err(self.close(SessionError::Version {
                             theirs: hello.protocol_version,
                             ours: PROTOCOL_VERSION,
                         }));
                     }
+                    self.peer_version = hello.protocol_version;
                     self.state = CollectorState::AwaitingWelcome;
                     events.push(CollectorEvent::Hello(Box::new(hello)));
                 }
@@ -294,6 +394,9 @@ impl CollectorSession {
                         events.push(CollectorEvent::Live(Box::new(sample)));
                     }
                 }
+                (CollectorState::Streaming, AgentMessage::TimeReply(reply)) => {
+                    events.push(CollectorEvent::TimeReply(reply));
+                }
                 (CollectorState::Streaming, AgentMessage::Goodbye) => {
                     self.state = CollectorState::Closed;
                     events.push(CollectorEvent::Goodbye);
@@ -306,6 +409,7 @@ impl CollectorSession {
                         AgentMessage::Goodbye => "goodbye",
                         AgentMessage::Gap(_) => "gap",
                         AgentMessage::Live(_) => "live sample",
+                        AgentMessage::TimeReply(_) => "time reply",
                     };
                     let detail = format!("unexpected {what} in state {state:?}");
                     return Err(self.close(SessionError::Protocol(detail)));
@@ -322,7 +426,8 @@ impl CollectorSession {
         self.state = CollectorState::Streaming;
         self.last_seq = last_stored_seq;
         Ok(encode_frame(&CollectorMessage::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
+            // An older agent checks for its own version: answer in the lower of the two.
+            protocol_version: self.peer_version.min(PROTOCOL_VERSION),
             host: self.host.clone(),
             last_stored_seq,
             max_batch_samples: MAX_BATCH_SAMPLES as u32,
@@ -634,7 +739,66 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "protocol version 9 is not supported (this side speaks 1); upgrade the older side"
+            "protocol version 9 is not supported (this side speaks 2); upgrade the older side"
+        );
+    }
+
+    /// Issue 11 (point 10): the collector probes the agent's clock right after the welcome and estimates how
+    /// far ahead it is; a version-1 agent is welcomed in version 1 and never probed.
+    #[test]
+    fn issue_11_clock_probes_estimate_the_agent_offset_and_spare_version_1_agents() {
+        let mut agent = AgentSession::new();
+        let mut collector = CollectorSession::new("web-1".into());
+        collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        assert_eq!(collector.probe_frame(1_000), None, "no probe before the welcome");
+        let welcome = collector.welcome_frame(None).unwrap();
+        let probe = collector
+            .probe_frame(1_000_000)
+            .expect("a probe right after the welcome");
+        assert_eq!(collector.probe_frame(1_000_001), None, "one probe at a time");
+        let mut bytes = welcome;
+        bytes.extend_from_slice(&probe);
+        let events = agent.on_bytes(&bytes).unwrap();
+        let AgentEvent::TimeProbe(probe) = events[1] else {
+            panic!("{events:?}")
+        };
+        // The agent's clock is 10 minutes ahead; 15 ms each way.
+        let reply = agent
+            .time_reply_frame(&probe, 1_000_015 + 600_000, 1_000_016 + 600_000)
+            .unwrap();
+        let events = collector.on_bytes(&reply).unwrap();
+        let [CollectorEvent::TimeReply(reply)] = events[..] else {
+            panic!("{events:?}")
+        };
+        let exchange = collector.on_time_reply(&reply, 1_000_031).unwrap();
+        assert_eq!((exchange.offset_ms, exchange.delay_ms), (600_000, 30));
+        assert_eq!(collector.clock_offset_ms(), Some(600_000));
+        assert_eq!(collector.on_time_reply(&reply, 1_000_040), None, "answered once");
+        assert_eq!(collector.probe_frame(1_000_000 + PROBE_INTERVAL_MS - 1), None);
+        assert!(collector.probe_frame(1_000_000 + PROBE_INTERVAL_MS).is_some());
+
+        let mut old_agent = hello();
+        old_agent.protocol_version = 1;
+        let mut collector = CollectorSession::new("web-2".into());
+        collector
+            .on_bytes(&AgentSession::new().hello_frame(&old_agent).unwrap())
+            .unwrap();
+        let welcome = collector.welcome_frame(None).unwrap();
+        let decoded: CollectorMessage = decode_payload(&welcome[4..], "welcome").unwrap();
+        assert!(
+            matches!(
+                decoded,
+                CollectorMessage::Welcome(Welcome {
+                    protocol_version: 1,
+                    ..
+                })
+            ),
+            "{decoded:?}"
+        );
+        assert_eq!(
+            collector.probe_frame(1_000_000),
+            None,
+            "a version-1 agent has no TimeReply"
         );
     }
 

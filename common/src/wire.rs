@@ -1,4 +1,4 @@
-//! Wire types of the agent ↔ collector protocol, version 1, and their length-prefixed postcard framing.
+//! Wire types of the agent ↔ collector protocol, version 2, and their length-prefixed postcard framing.
 //!
 //! These types are the only definition of what travels between agent and collector. Counters travel raw (as
 //! the kernel reports them); the collector derives rates. Field order matters to postcard: new fields are only
@@ -7,8 +7,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Protocol version spoken by this build. A collector refuses a hello with another major version.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Protocol version spoken by this build. Version 2 adds the clock probes (`TimeProbe`, `TimeReply`).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Oldest protocol version this build still speaks: a collector serves agents from `MIN_PROTOCOL_VERSION` to
+/// `PROTOCOL_VERSION`, and answers each in the lower of its version and ours, so collectors are upgraded first.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// ALPN identifier of the streaming protocol.
 pub const ALPN: &[u8] = b"headroom/1";
@@ -65,6 +69,8 @@ pub enum AgentMessage {
     /// The newest sample, sent ahead of a backlog so the live view does not wait for catch-up. It is not
     /// stored from this message: it is stored when the ordered batches reach its sequence number.
     Live(Sample),
+    /// Protocol 2: the answer to a `TimeProbe`, with the agent's clock (see `crate::clock_offset`).
+    TimeReply(TimeReply),
 }
 
 /// A run of sequence numbers the agent could not deliver.
@@ -156,6 +162,28 @@ pub enum CollectorMessage {
     Ack(Ack),
     /// The collector refuses the session; the reason is one line meant for the agent's log.
     Refuse(Refuse),
+    /// Protocol 2: the collector's clock, to be answered at once with a `TimeReply`.
+    TimeProbe(TimeProbe),
+}
+
+/// The collector's clock when the probe left, for estimating the agent's clock offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeProbe {
+    /// Chosen by the collector; echoed in the reply.
+    pub id: u32,
+    /// Collector clock, Unix milliseconds.
+    pub collector_sent_ms: u64,
+}
+
+/// A probe echoed with the agent's clock when it read the probe and when it sent this reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeReply {
+    pub id: u32,
+    pub collector_sent_ms: u64,
+    /// Agent clock, Unix milliseconds.
+    pub agent_received_ms: u64,
+    /// Agent clock, Unix milliseconds.
+    pub agent_sent_ms: u64,
 }
 
 /// First message of a session: who the agent says it is (labels, capacity) and what it speaks.

@@ -16,6 +16,44 @@ fn workspace_file(relative: &str) -> String {
     format!("{}/../{relative}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Issue 11 (point 7): `cert issue --days` is capped like enrollment, with a one-line usage error.
+#[test]
+fn issue_11_cert_issue_days_is_capped_like_enrollment() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("collector");
+    let state = state.to_str().unwrap();
+    let (code, _, stderr) = run("headroom-collector", &["ca", "init", "--state-dir", state]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = dir.path().join("web-1");
+    let out = out.to_str().unwrap();
+    let issue = |days: &str| {
+        run(
+            "headroom-collector",
+            &[
+                "cert",
+                "issue",
+                "--host",
+                "web-1",
+                "--days",
+                days,
+                "--state-dir",
+                state,
+                "--out",
+                out,
+            ],
+        )
+    };
+    let (code, _, stderr) = issue("3650");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--days 3650 is outside 1..=365") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!dir.path().join("web-1/agent.pem").exists());
+    let (code, _, stderr) = issue("365");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn agent_sample_prints_this_host_as_json_and_as_a_table() {
     let (code, stdout, stderr) = run("headroom-agent", &["sample", "--format", "json"]);

@@ -63,13 +63,8 @@ fn stop_and_check_gaps(
     host: &str,
     reason: &str,
 ) -> (BTreeSet<u64>, Vec<u64>) {
-    assert_eq!(
-        agent.terminate(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        agent.stderr_text()
-    );
-    assert_eq!(collector.process.terminate(Duration::from_secs(20)), Some(0));
+    agent.stop_cleanly();
+    collector.process.stop_cleanly();
     let last = last_seq_of(state);
     let stored = stored_seqs(&collector.db_path(), host);
     let missing: Vec<u64> = (1..=last).filter(|seq| !stored.contains(seq)).collect();

@@ -145,6 +145,9 @@ fn collector_unit_runs_the_collector_with_the_access_it_needs() {
     );
     assert_directive(unit, &text, "StateDirectory", "headroom-collector");
     assert_directive(unit, &text, "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6");
+    // Issue 11: resource limits, so a runaway collector cannot take the machine down with it.
+    assert_directive(unit, &text, "MemoryMax", "4G");
+    assert_directive(unit, &text, "TasksMax", "1024");
 }
 
 #[test]

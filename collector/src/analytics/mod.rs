@@ -382,6 +382,12 @@ impl Analytics {
         cell.window.add(&values);
     }
 
+    /// A new estimate of how far `host`'s clock is ahead of the collector's, for `clock_skew` rules.
+    pub fn observe_clock(&self, host: &str, labels: &BTreeMap<String, String>, offset_ms: i64, now_ms: u64) {
+        let cell = self.cell(host, labels, now_ms);
+        lock(&cell).input.clock_offset_ms = Some(offset_ms);
+    }
+
     /// The cell of `host`, added when new.
     fn cell(&self, host: &str, labels: &BTreeMap<String, String>, now_ms: u64) -> Arc<Mutex<HostCell>> {
         let mut hosts = lock(&self.hosts);
@@ -395,6 +401,7 @@ impl Analytics {
                 labels: labels.clone(),
                 interval_ms: crate::fleet::DEFAULT_INTERVAL_MS,
                 last_seen_ms: now_ms,
+                clock_offset_ms: None,
                 history: HostHistory::new(self.history_capacity),
             },
             last_sample_ms: 0,

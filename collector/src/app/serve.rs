@@ -175,6 +175,7 @@ pub async fn serve(
     let fleet = Arc::new(Mutex::new(FleetState::new(FleetSettings {
         stale_after_intervals: config.fleet.stale_after_intervals,
         down_after_ms: config.fleet.down_after.as_millis() as u64,
+        max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
     })));
     let live = LiveConnections::new();
     let analytics =
@@ -217,10 +218,21 @@ pub async fn serve(
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
     let last_seen = tokio::spawn(ingest::run_last_seen_writer(context.clone(), cancel.clone()));
     let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
+    // The exporter reads the database on its own connection and task; ingest never waits for it.
+    let export = match config.export.clone() {
+        Some(remote_write) => Some(crate::export::spawn(
+            remote_write,
+            database_path(&config),
+            store.clone(),
+            cancel.clone(),
+        )?),
+        None => None,
+    };
     let api = ApiState {
         fleet,
         store: Some(store.clone()),
         analytics: Some(analytics),
+        export: export.as_ref().map(|(_, monitor)| monitor.clone()),
         quic_port: Some(addresses.quic.port()),
     };
     let http = tokio::spawn(crate::http::serve(
@@ -253,6 +265,9 @@ pub async fn serve(
     let _ = sweeper.await;
     let _ = analytics_task.await;
     let _ = reloader.await;
+    if let Some((task, _)) = export {
+        let _ = task.await;
+    }
     let http_result = http.await;
     // Every connection task has ended, so this is the last handle: the writer commits what is queued and exits.
     drop(store);

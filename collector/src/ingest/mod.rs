@@ -6,6 +6,7 @@
 //! a commit is pending the task does not read, so QUIC flow control slows the agent instead of a queue growing.
 
 pub mod admission;
+pub mod clock;
 pub mod enroll;
 pub mod reload;
 pub mod validate;
@@ -19,6 +20,7 @@ use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
 use crate::validate::{validate_hello, validate_sample, Limits, SampleError};
 use admission::StoreShare;
+use clock::{HostClock, SkewChange};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
@@ -245,6 +247,7 @@ struct Stream {
     interval_ms: u32,
     /// When the last `Live` sample was applied.
     last_live_ms: Option<u64>,
+    clock: HostClock,
 }
 
 async fn handle_connection(
@@ -331,6 +334,7 @@ async fn handle_connection(
         rejected: 0,
         interval_ms: 0,
         last_live_ms: None,
+        clock: HostClock::default(),
     };
     let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
@@ -424,14 +428,15 @@ async fn handle_connection(
                     }
                     catch_up_stored += backlog as u64;
                 }
-                CollectorEvent::Live(sample) => {
+                CollectorEvent::Live(mut sample) => {
                     let now = now_ms();
                     // One live update per half interval at most: more is an agent repeating itself.
                     let min_gap_ms = u64::from(state.interval_ms / 2);
                     if state.last_live_ms.is_some_and(|last| now < last + min_gap_ms) {
                         continue;
                     }
-                    if validate_sample(&sample, state.last_seq, now, &context.settings.limits).is_ok() {
+                    state.clock.place_live(&mut sample, now);
+                    if validate_sample(&sample, state.last_seq).is_ok() {
                         state.last_live_ms = Some(now);
                         lock_fleet(&context.fleet).on_sample(&host, &sample, now);
                         observe_live(&context, &host, &sample, now);
@@ -465,8 +470,20 @@ async fn handle_connection(
                         break;
                     }
                 }
+                CollectorEvent::TimeReply(time) => {
+                    let now = now_ms();
+                    if session.on_time_reply(&time, now).is_some() {
+                        if let Some(offset_ms) = session.clock_offset_ms() {
+                            on_clock(&context, &host, &mut state, offset_ms, now);
+                        }
+                    }
+                }
                 CollectorEvent::Goodbye => goodbye = true,
             }
+        }
+        // Clock probes ride along with whatever goes back: right after the welcome, then every 30 s.
+        if let Some(frame) = session.probe_frame(now_ms()) {
+            reply.extend_from_slice(&frame);
         }
         if !reply.is_empty() {
             if let Err(error) = send.write_all(&reply).await {
@@ -516,9 +533,11 @@ async fn store_samples(
     let now = now_ms();
     let mut rows = Vec::with_capacity(samples.len());
     let mut accepted: Vec<Sample> = Vec::with_capacity(samples.len());
-    for sample in samples {
+    for mut sample in samples {
         let seq = sample.seq;
-        match validate_sample(&sample, state.last_seq, now, &context.settings.limits) {
+        // Onto the collector's clock, whatever the host's clock says: a sample is never refused for its time.
+        let clock_offset_ms = state.clock.place_stored(&mut sample, now);
+        match validate_sample(&sample, state.last_seq) {
             Ok(()) => {
                 // Rates come from the sample before: the previous one of this batch, or the last one stored.
                 let previous = accepted.last().or(state.previous.as_ref());
@@ -528,7 +547,9 @@ async fn store_samples(
                         .analytics
                         .observe(&state.host, &hello.labels, &metrics, sample.timestamp_ms, now);
                 }
-                rows.push(SampleRow::from_sample(&sample, metrics));
+                let mut row = SampleRow::from_sample(&sample, metrics);
+                row.clock_offset_ms = clock_offset_ms;
+                rows.push(row);
                 accepted.push(sample);
             }
             Err(error) => {
@@ -578,6 +599,26 @@ async fn store_samples(
     }
 }
 
+/// A new estimate of the host's clock offset: kept for placing its samples, shown in the fleet view, watched
+/// by the clock-skew alarms, and logged when it crosses `fleet.max_clock_skew`.
+fn on_clock(context: &IngestContext, host: &str, state: &mut Stream, offset_ms: i64, now: u64) {
+    let max_skew_ms = context.settings.limits.max_clock_skew_ms;
+    match state.clock.set_offset(offset_ms, max_skew_ms) {
+        Some(SkewChange::Became { offset_ms }) => warn!(
+            %host, offset_ms, max_skew_ms,
+            "host clock is off; its samples are stored at corrected times (fix the host's clock: NTP)"
+        ),
+        Some(SkewChange::Recovered { offset_ms }) => info!(%host, offset_ms, "host clock is right again"),
+        None => {}
+    }
+    lock_fleet(&context.fleet).on_clock(host, offset_ms, now);
+    if let Some(hello) = &state.hello {
+        context
+            .analytics
+            .observe_clock(host, &hello.labels, offset_ms, now);
+    }
+}
+
 /// Feeds a live sample's derived metrics (from the fleet view, which paired it with the previous live one)
 /// to the analytics. Live samples only flow while an agent catches up, so the copy is rare.
 fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) {
@@ -595,8 +636,6 @@ fn rejection_reason(error: &SampleError) -> &'static str {
         SampleError::Duplicate { .. } => "duplicate",
         SampleError::OutOfOrder { .. } => "out_of_order",
         SampleError::ZeroSeq => "zero_seq",
-        SampleError::TimestampAhead { .. } => "timestamp_ahead",
-        SampleError::TimestampBehind { .. } => "timestamp_behind",
         SampleError::TooMany { .. } => "too_many_entries",
         SampleError::OutOfRange { .. }
         | SampleError::NotNonNegative { .. }

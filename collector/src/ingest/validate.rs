@@ -1,5 +1,8 @@
-//! Validation of what an agent sends before it touches the fleet state or the store: sequence, clock, sizes,
-//! ranges and names of a sample, and labels and capacity of a hello. Pure: the time comes in as `now_ms`.
+//! Validation of what an agent sends before it touches the fleet state or the store: sequence, sizes, ranges
+//! and names of a sample, and labels and capacity of a hello. Pure.
+//!
+//! A sample is never refused for its timestamp: a host with a wrong clock is one an operator wants to see, so
+//! ingest places its samples on the collector's clock (`headroom_common::clock_offset`) and flags the host instead.
 
 use headroom_common::wire::{
     Hello, Sample, MAX_CORES, MAX_INTERFACES, MAX_LABELS, MAX_LABEL_LEN, MAX_LISTENERS,
@@ -13,15 +16,11 @@ pub const MAX_INTERFACE_NAME_BYTES: usize = 64;
 pub const MIN_INTERVAL_MS: u32 = 100;
 pub const MAX_INTERVAL_MS: u32 = 60_000;
 
-/// Most a sample may be behind the collector's clock: a week. Far more than the clock skew, because an agent
-/// replays what it kept on disk while the collector was away, and those samples are old by design.
-pub const MAX_BACKLOG_MS: u64 = 7 * 24 * 3_600_000;
-
-/// How far a sample's timestamp may be from the collector's clock.
+/// How far a host's clock may be from the collector's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most a sample may be ahead of the collector's clock; more is a host clock that is wrong. Samples
-    /// behind the clock are limited by `MAX_BACKLOG_MS` instead.
+    /// Past this offset (either way) a host's clock is wrong: it is logged and flagged in `hosts`; its samples
+    /// are still stored, at corrected times.
     pub max_clock_skew_ms: u64,
 }
 
@@ -42,26 +41,6 @@ pub enum SampleError {
     OutOfOrder { seq: u64, last_seq: u64 },
     #[error("sample seq is 0, sequence numbers start at 1")]
     ZeroSeq,
-    #[error(
-        "sample seq {seq}: timestamp_ms {timestamp_ms} is {ahead_ms} ms ahead of the collector clock \
-         (limit {max_ms} ms): fix the host's clock (NTP)"
-    )]
-    TimestampAhead {
-        seq: u64,
-        timestamp_ms: u64,
-        ahead_ms: u64,
-        max_ms: u64,
-    },
-    #[error(
-        "sample seq {seq}: timestamp_ms {timestamp_ms} is {behind_ms} ms behind the collector clock \
-         (limit {max_ms} ms): fix the host's clock (NTP) or clear its spool"
-    )]
-    TimestampBehind {
-        seq: u64,
-        timestamp_ms: u64,
-        behind_ms: u64,
-        max_ms: u64,
-    },
     #[error("sample seq {seq}: {field} has {count} entries, over the limit of {max}")]
     TooMany {
         seq: u64,
@@ -221,13 +200,8 @@ fn check_not_over(
     Ok(())
 }
 
-/// Checks one sample against the host's last received sequence number and the collector's clock.
-pub fn validate_sample(
-    sample: &Sample,
-    last_seq: Option<u64>,
-    now_ms: u64,
-    limits: &Limits,
-) -> Result<(), SampleError> {
+/// Checks one sample against the host's last received sequence number and the wire limits.
+pub fn validate_sample(sample: &Sample, last_seq: Option<u64>) -> Result<(), SampleError> {
     let seq = sample.seq;
     if seq == 0 {
         return Err(SampleError::ZeroSeq);
@@ -236,24 +210,6 @@ pub fn validate_sample(
         Some(last_seq) if seq == last_seq => return Err(SampleError::Duplicate { seq }),
         Some(last_seq) if seq < last_seq => return Err(SampleError::OutOfOrder { seq, last_seq }),
         _ => {}
-    }
-
-    let timestamp_ms = sample.timestamp_ms;
-    if timestamp_ms > now_ms && timestamp_ms - now_ms > limits.max_clock_skew_ms {
-        return Err(SampleError::TimestampAhead {
-            seq,
-            timestamp_ms,
-            ahead_ms: timestamp_ms - now_ms,
-            max_ms: limits.max_clock_skew_ms,
-        });
-    }
-    if now_ms > timestamp_ms && now_ms - timestamp_ms > MAX_BACKLOG_MS {
-        return Err(SampleError::TimestampBehind {
-            seq,
-            timestamp_ms,
-            behind_ms: now_ms - timestamp_ms,
-            max_ms: MAX_BACKLOG_MS,
-        });
     }
 
     if let Some(cpu) = &sample.cpu {
@@ -456,7 +412,7 @@ mod tests {
     fn sample_error(field: &str, mutate: impl FnOnce(&mut Sample)) -> SampleError {
         let mut sample = good_sample();
         mutate(&mut sample);
-        let error = validate_sample(&sample, Some(9), NOW_MS, &Limits::default()).unwrap_err();
+        let error = validate_sample(&sample, Some(9)).unwrap_err();
         let message = error.to_string();
         assert!(message.contains(field), "{message:?} does not name {field}");
         assert!(!message.contains('\n'), "one line: {message:?}");
@@ -474,28 +430,18 @@ mod tests {
 
     #[test]
     fn good_sample_and_hello_pass() {
-        assert_eq!(
-            validate_sample(&good_sample(), Some(9), NOW_MS, &Limits::default()),
-            Ok(())
-        );
-        assert_eq!(
-            validate_sample(&good_sample(), None, NOW_MS, &Limits::default()),
-            Ok(())
-        );
+        assert_eq!(validate_sample(&good_sample(), Some(9)), Ok(()));
+        assert_eq!(validate_sample(&good_sample(), None), Ok(()));
         // A gap (samples lost to a full spool) is not an error: it is counted elsewhere.
-        assert_eq!(
-            validate_sample(&good_sample(), Some(3), NOW_MS, &Limits::default()),
-            Ok(())
-        );
+        assert_eq!(validate_sample(&good_sample(), Some(3)), Ok(()));
         assert_eq!(validate_hello(&good_hello()), Ok(()));
     }
 
     #[test]
     fn duplicates_and_out_of_order_are_distinguishable() {
-        let limits = Limits::default();
-        let duplicate = validate_sample(&good_sample(), Some(10), NOW_MS, &limits).unwrap_err();
+        let duplicate = validate_sample(&good_sample(), Some(10)).unwrap_err();
         assert_eq!(duplicate, SampleError::Duplicate { seq: 10 });
-        let older = validate_sample(&good_sample(), Some(11), NOW_MS, &limits).unwrap_err();
+        let older = validate_sample(&good_sample(), Some(11)).unwrap_err();
         assert_eq!(
             older,
             SampleError::OutOfOrder {
@@ -510,24 +456,12 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_far_ahead_or_far_behind_are_refused() {
-        let ahead = sample_error("timestamp_ms", |s| s.timestamp_ms = NOW_MS + 300_001);
-        assert!(matches!(
-            ahead,
-            SampleError::TimestampAhead {
-                ahead_ms: 300_001,
-                ..
-            }
-        ));
-        let behind = sample_error("timestamp_ms", |s| s.timestamp_ms = NOW_MS - 8 * 24 * 3_600_000);
-        assert!(matches!(behind, SampleError::TimestampBehind { .. }));
-        // A replayed backlog sample an hour old is fine, and so is a clock just inside the skew.
-        let limits = Limits::default();
-        let mut replayed = good_sample();
-        replayed.timestamp_ms = NOW_MS - 3_600_000;
-        assert_eq!(validate_sample(&replayed, None, NOW_MS, &limits), Ok(()));
-        replayed.timestamp_ms = NOW_MS + 300_000;
-        assert_eq!(validate_sample(&replayed, None, NOW_MS, &limits), Ok(()));
+    fn issue_11_timestamps_far_ahead_or_far_behind_are_not_refused() {
+        for timestamp_ms in [NOW_MS + 600_000, NOW_MS - 600_000, NOW_MS - 8 * 24 * 3_600_000, 0] {
+            let mut sample = good_sample();
+            sample.timestamp_ms = timestamp_ms;
+            assert_eq!(validate_sample(&sample, None), Ok(()), "{timestamp_ms}");
+        }
     }
 
     #[test]
@@ -591,7 +525,7 @@ mod tests {
         assert!(twice.to_string().contains("twice"));
         let mut ok = good_sample();
         ok.network[0].name = "x".repeat(64);
-        assert_eq!(validate_sample(&ok, None, NOW_MS, &Limits::default()), Ok(()));
+        assert_eq!(validate_sample(&ok, None), Ok(()));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct FleetSettings {
     pub stale_after_intervals: u32,
     /// A host is Down once nothing has been heard from it for this long.
     pub down_after_ms: u64,
+    /// A host whose clock is further than this from the collector's, either way, is flagged `clock_skewed`.
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for FleetSettings {
@@ -27,6 +29,7 @@ impl Default for FleetSettings {
         FleetSettings {
             stale_after_intervals: 3,
             down_after_ms: 60_000,
+            max_clock_skew_ms: 300_000,
         }
     }
 }
@@ -90,6 +93,11 @@ pub struct HostView {
     pub last_sample_ms: Option<u64>,
     /// Sequence number of the latest sample.
     pub seq: Option<u64>,
+    /// How far the host's clock is ahead of the collector's (negative: behind), as last estimated; its samples
+    /// are stored at times corrected by it. `None` until an agent speaking protocol 2 answered a probe.
+    pub clock_offset_ms: Option<i64>,
+    /// The offset is past `fleet.max_clock_skew`: the host's clock needs fixing (NTP).
+    pub clock_skewed: bool,
     #[serde(flatten)]
     pub metrics: HostMetrics,
 }
@@ -107,6 +115,7 @@ struct HostEntry {
     /// The latest sample, kept to derive the next step's rates.
     latest: Option<Sample>,
     metrics: HostMetrics,
+    clock_offset_ms: Option<i64>,
 }
 
 impl HostEntry {
@@ -122,6 +131,7 @@ impl HostEntry {
             last_seen_ms: now_ms,
             latest: None,
             metrics: HostMetrics::default(),
+            clock_offset_ms: None,
         }
     }
 }
@@ -225,6 +235,15 @@ impl FleetState {
     /// The host's session closed. Its status then follows from the silence since its last sample, like any
     /// other host's: a close noticed by an idle timeout long after the host went quiet must not count as
     /// having heard from it.
+    /// A new estimate of how far the host's clock is ahead of ours.
+    pub fn on_clock(&mut self, host: &str, offset_ms: i64, now_ms: u64) {
+        let entry = self
+            .hosts
+            .entry(host.to_string())
+            .or_insert_with(|| HostEntry::new(now_ms));
+        entry.clock_offset_ms = Some(offset_ms);
+    }
+
     pub fn on_disconnect(&mut self, host: &str, now_ms: u64) {
         if let Some(entry) = self.hosts.get_mut(host) {
             entry.disconnected_ms = Some(now_ms);
@@ -286,6 +305,10 @@ impl FleetState {
             last_seen_ms: entry.last_seen_ms,
             last_sample_ms: entry.latest.as_ref().map(|s| s.timestamp_ms),
             seq: entry.latest.as_ref().map(|s| s.seq),
+            clock_offset_ms: entry.clock_offset_ms,
+            clock_skewed: entry
+                .clock_offset_ms
+                .is_some_and(|offset| offset.unsigned_abs() > self.settings.max_clock_skew_ms),
             metrics: entry.metrics.clone(),
         }
     }
@@ -343,6 +366,19 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn issue_11_a_host_clock_past_the_skew_limit_is_flagged_with_its_offset() {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        fleet.on_hello("web-1", &hello(&[("group", "web")], 1), T0_MS);
+        let view = fleet.host("web-1", T0_MS).unwrap();
+        assert_eq!((view.clock_offset_ms, view.clock_skewed), (None, false));
+        fleet.on_clock("web-1", -600_000, T0_MS);
+        let view = fleet.host("web-1", T0_MS).unwrap();
+        assert_eq!((view.clock_offset_ms, view.clock_skewed), (Some(-600_000), true));
+        fleet.on_clock("web-1", 1_500, T0_MS);
+        assert!(!fleet.host("web-1", T0_MS).unwrap().clock_skewed);
     }
 
     #[test]

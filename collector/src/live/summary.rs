@@ -164,6 +164,8 @@ mod tests {
             last_seen_ms: 0,
             last_sample_ms: Some(0),
             seq: Some(1),
+            clock_offset_ms: None,
+            clock_skewed: false,
             metrics: HostMetrics {
                 cpu_busy_pct: Some(cpu),
                 mem_used_pct: Some(cpu / 2.0),

@@ -131,31 +131,31 @@ catalogue! {
     CpuBusyPct {
         name: "cpu_busy_pct", help: "share of CPU time spent working (not idle, not iowait), all cores",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busy_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busy_ratio",
         deprecated_names: &[], value: |m| m.cpu_busy_pct,
     }
     CpuUserPct {
         name: "cpu_user_pct", help: "share of CPU time in user mode",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_user_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_user_ratio",
         deprecated_names: &[], value: |m| m.cpu_user_pct,
     }
     CpuSystemPct {
         name: "cpu_system_pct", help: "share of CPU time in kernel mode",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_system_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_system_ratio",
         deprecated_names: &[], value: |m| m.cpu_system_pct,
     }
     CpuIowaitPct {
         name: "cpu_iowait_pct", help: "share of CPU time idle while waiting for IO",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_iowait_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_iowait_ratio",
         deprecated_names: &[], value: |m| m.cpu_iowait_pct,
     }
     CpuStealPct {
         name: "cpu_steal_pct", help: "share of CPU time taken by the hypervisor for other guests",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_steal_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_steal_ratio",
         deprecated_names: &[], value: |m| m.cpu_steal_pct,
     }
     Load1 {
@@ -167,7 +167,7 @@ catalogue! {
     MemUsedPct {
         name: "mem_used_pct", help: "memory in use (total minus available), in percent of total",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_memory_used_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_memory_used_ratio",
         deprecated_names: &[], value: |m| m.mem_used_pct,
     }
     MemUsedBytes {
@@ -185,19 +185,19 @@ catalogue! {
     PsiCpu {
         name: "psi_cpu", help: "CPU pressure: share of time some task waited for a CPU (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_cpu_some_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_cpu_some_ratio",
         deprecated_names: &["psi_cpu_some_avg10"], value: |m| m.psi_cpu,
     }
     PsiMemory {
         name: "psi_memory", help: "memory pressure: share of time some task stalled on memory (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_memory_some_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_memory_some_ratio",
         deprecated_names: &["psi_memory_some_avg10"], value: |m| m.psi_memory,
     }
     PsiIo {
         name: "psi_io", help: "IO pressure: share of time some task stalled on IO (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_pressure_io_some_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_pressure_io_some_ratio",
         deprecated_names: &["psi_io_some_avg10"], value: |m| m.psi_io,
     }
     NetRxBytesPerS {
@@ -248,20 +248,20 @@ catalogue! {
     ConntrackFillPct {
         name: "conntrack_fill_pct", help: "connection tracking table entries in percent of its limit",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_conntrack_fill_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_conntrack_fill_ratio",
         deprecated_names: &[], value: |m| m.conntrack_fill_pct,
     }
     MaxAcceptQueueFillPct {
         name: "max_accept_queue_fill_pct", help: "the fullest listener accept queue, in percent of its limit",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: None, export_name: "headroom_accept_queue_max_fill_percent",
+        storage: Storage::Real, outlier_floor: None, export_name: "headroom_accept_queue_max_fill_ratio",
         deprecated_names: &[], value: |m| m.max_accept_queue_fill_pct,
     }
     CpuBusiestCorePct {
         name: "cpu_busiest_core_pct",
         help: "busy share of the busiest core: one saturated core on a mostly idle host shows here",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
-        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busiest_core_percent",
+        storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busiest_core_ratio",
         deprecated_names: &[], value: |m| m.cpu_busiest_core_pct,
     }
 }

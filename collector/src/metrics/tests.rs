@@ -76,6 +76,7 @@ fn every_metric_is_stored_raw_and_rolled_up_and_shown_by_the_fleet_view() {
         .map(|i| SampleRow {
             seq: i + 1,
             ts_ms: T0_MS + i * 1_000,
+            clock_offset_ms: 0,
             metrics: every_metric(),
             detail: Vec::new(),
         })

@@ -96,6 +96,19 @@ pub struct GroupSizing {
     pub memory_per_load: f64,
     /// How the group's balancer spreads load across hosts of different sizes.
     pub balance: Balance,
+    /// Which zone losses are sized: every zone (the configuration), or one named by a what-if scenario.
+    pub zone_losses: ZoneLosses,
+}
+
+/// The zone losses a sizing considers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneLosses {
+    /// Every failure domain in turn (the configured model).
+    All,
+    /// Only this zone (a what-if `--lose zone=NAME`).
+    Only(String),
+    /// None: only the host loss (a what-if `--lose-hosts K` alone).
+    None,
 }
 
 /// How a group's memory behaves when hosts are lost.
@@ -188,6 +201,7 @@ impl Default for GroupSizing {
             memory: MemoryMode::PerHost,
             memory_per_load: 0.0,
             balance: Balance::Capacity,
+            zone_losses: ZoneLosses::All,
         }
     }
 }
@@ -561,6 +575,7 @@ impl RawGroup {
             memory,
             memory_per_load,
             balance,
+            zone_losses: ZoneLosses::All,
         })
     }
 }

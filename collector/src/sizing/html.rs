@@ -84,18 +84,19 @@ fn status_cell(group: &GroupReport) -> String {
 
 fn summary_table(report: &SizingReport) -> String {
     let mut html = String::from(
-        "<h2>Summary</h2><table><thead><tr><th>group</th><th>status</th><th>hosts</th><th>domains</th>\
+        "<h2>Summary</h2><table><thead><tr><th>group</th><th>scenario</th><th>status</th><th>hosts</th><th>domains</th>\
          <th>binding</th><th>worst case</th><th>now</th><th>after worst loss</th><th>safe level</th>\
          <th>hosts to add</th><th>safe level crossed</th></tr></thead><tbody>",
     );
-    for group in &report.groups {
+    for (scenario, group) in super::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell =
             |value: Option<String>| format!("<td>{}</td>", escape(&value.unwrap_or_else(|| "-".into())));
         html.push_str(&format!(
-            "<tr><td><a href=\"#group-{id}\">{name}</a></td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
+            "<tr><td><a href=\"#group-{id}\">{name}</a></td><td>{scenario}</td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
             id = escape(&anchor(&group.name)),
             name = escape(&group.name),
+            scenario = escape(scenario),
             status = status_cell(group),
             hosts = group.hosts,
             domains = group.domains.len(),

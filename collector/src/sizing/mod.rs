@@ -9,6 +9,7 @@ mod html;
 mod model;
 mod planner;
 pub mod report;
+pub mod scenario;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -17,10 +18,12 @@ use serde::Serialize;
 
 pub use config::{
     parse_section, peak_label, Balance, GroupSizing, LittleLaw, MemoryMode, RawSizing, SizingConfig, Targets,
+    ZoneLosses,
 };
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
 pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
 pub use report::{render, ReportFormat};
+pub use scenario::{size_with_scenarios, Scenario, ScenarioReport};
 
 /// Version of the JSON document [`report::render`] writes; raised whenever a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -106,6 +109,58 @@ pub struct SizingReport {
     pub horizon_days: f64,
     /// One report per group, sorted by name.
     pub groups: Vec<GroupReport>,
+    /// What-if scenarios, each with every group sized under it; empty without `--growth` and friends.
+    pub scenarios: Vec<scenario::ScenarioReport>,
+    /// Groups ranked by days until they stop surviving their worst loss: unsafe now first, then the
+    /// soonest forecast crossing; groups with no crossing in the horizon are left out.
+    pub ranking: Vec<RankedGroup>,
+}
+
+/// One group in the fleet-wide ranking.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedGroup {
+    /// The group.
+    pub group: String,
+    /// 0 when unsafe now, else the forecast days until the safe level is crossed.
+    pub days_until_unsafe: f64,
+    /// The resource whose forecast crosses first (or the binding one when unsafe now).
+    pub resource: Option<Resource>,
+}
+
+/// The ranking of [`SizingReport::ranking`] from the groups' reports.
+pub fn rank_groups(groups: &[GroupReport]) -> Vec<RankedGroup> {
+    let mut ranking: Vec<RankedGroup> = groups
+        .iter()
+        .filter_map(|group| {
+            if group.status == GroupStatus::Unsafe || group.status == GroupStatus::SingleDomain {
+                return Some(RankedGroup {
+                    group: group.name.clone(),
+                    days_until_unsafe: 0.0,
+                    resource: group.binding,
+                });
+            }
+            let (days, resource) = group
+                .resources
+                .iter()
+                .filter_map(|r| match r.forecast.outcome {
+                    ForecastOutcome::Crosses { days, .. } => Some((days, r.resource)),
+                    ForecastOutcome::AlreadyOver => Some((0.0, r.resource)),
+                    _ => None,
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))?;
+            Some(RankedGroup {
+                group: group.name.clone(),
+                days_until_unsafe: days,
+                resource: Some(resource),
+            })
+        })
+        .collect();
+    ranking.sort_by(|a, b| {
+        a.days_until_unsafe
+            .total_cmp(&b.days_until_unsafe)
+            .then(a.group.cmp(&b.group))
+    });
+    ranking
 }
 
 /// How a group stands.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, SizingConfig};
+use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, SizingConfig, ZoneLosses};
 use super::forecast::{forecast, ForecastOutcome};
 use super::planner::{load_factor, per_host_utilisation, within, Pool, PoolResource, RemovableHost, Spread};
 use super::{
@@ -17,8 +17,8 @@ use super::{
 /// reported later than this after the window began has joined it. Ten minutes rides over a restart.
 pub const PRESENCE_GRACE_MS: u64 = 10 * MINUTE_MS;
 
-/// A day needs this many minutes of data to yield a daily peak for the forecast.
-const MIN_MINUTES_PER_DAY: usize = 60;
+/// A day needs data in this many of its 1,440 minutes (95 %) to count as complete for the forecast.
+const MIN_MINUTES_PER_DAY: usize = 1_368;
 
 /// Window and peak settings shared by every group of a report.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +31,8 @@ pub struct WindowParams {
     pub percentile: f64,
     /// Forecast horizon.
     pub horizon_days: f64,
+    /// How far back the trend looks.
+    pub trend_window_ms: u64,
 }
 
 /// Sizes every group of `input` with the settings of `config`; groups come out sorted by name.
@@ -40,6 +42,7 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
         window_end_ms: input.window_end_ms,
         percentile: config.percentile,
         horizon_days: config.horizon.as_secs_f64() / 86_400.0,
+        trend_window_ms: config.trend_window.as_millis() as u64,
     };
     let mut groups: Vec<GroupReport> = input
         .groups
@@ -55,7 +58,9 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
         peak_statistic: super::config::peak_label(config.percentile),
         notes: Vec::new(),
         horizon_days: params.horizon_days,
+        ranking: super::rank_groups(&groups),
         groups,
+        scenarios: Vec::new(),
     }
 }
 
@@ -369,6 +374,8 @@ pub fn size_group(group: &GroupInput, settings: &GroupSizing, params: &WindowPar
             .map(|domain| domain.kind == LossKind::Zone)
             .collect(),
         domain_hosts: domains.iter().map(|domain| domain.hosts.len()).collect(),
+        domain_lossable: layout.lossable.clone(),
+        new_domains_lossable: settings.zone_losses == ZoneLosses::All,
         k: settings.k as usize,
         balance: settings.balance,
     };
@@ -537,6 +544,8 @@ struct Layout<'a> {
     memory_estimated: bool,
     balance: Balance,
     k: usize,
+    /// Per domain, whether its loss is sized (every domain, unless a scenario names one).
+    lossable: Vec<bool>,
     /// Zeros, for resources without per-host ratios.
     zeros: Vec<f64>,
 }
@@ -579,6 +588,14 @@ impl<'a> Layout<'a> {
             memory_estimated: memory_estimated && settings.memory == MemoryMode::PerHost,
             balance: settings.balance,
             k: settings.k as usize,
+            lossable: domains
+                .iter()
+                .map(|domain| match &settings.zone_losses {
+                    ZoneLosses::All => true,
+                    ZoneLosses::Only(zone) => domain.kind == LossKind::Zone && &domain.name == zone,
+                    ZoneLosses::None => false,
+                })
+                .collect(),
             zeros: vec![0.0; hosts.len()],
         }
     }
@@ -785,7 +802,9 @@ fn size_resource(
     let domain_losses: Vec<LossCase> = layout
         .domains
         .iter()
-        .map(|domain| case(domain.kind, domain.name.clone(), &domain.hosts, true))
+        .zip(&layout.lossable)
+        .filter(|(_, lossable)| **lossable)
+        .map(|(domain, _)| case(domain.kind, domain.name.clone(), &domain.hosts, true))
         .collect();
     // The k largest hosts: by this resource, or by cores for per-host memory (the load they drop moves).
     let cores: Vec<f64> = layout.hosts.iter().map(|host| host.cores).collect();
@@ -799,6 +818,8 @@ fn size_resource(
         .collect::<Vec<_>>()
         .join(",");
     let host_loss = case(LossKind::LargestHosts, largest_names, &largest, false);
+    // Without any loss (a scenario that names a zone the group does not have, and no hosts), the worst
+    // case is losing nothing.
     // The worst case leaves the most loaded survivor; among equals the one losing more capacity, a domain
     // over the host case, and the first domain.
     let severity = |loss: &LossCase| loss.utilisation.unwrap_or(f64::INFINITY);
@@ -859,7 +880,8 @@ fn size_resource(
     let distribution = (!series.is_empty() && load_per_utilisation > 0.0)
         .then(|| distribution(&series, load_per_utilisation));
     let forecast = forecast(
-        daily_peaks(&series, minute_starts_ms, load_per_utilisation, params),
+        &daily_peaks(&series, minute_starts_ms, load_per_utilisation, params),
+        params.window_end_ms as f64 / DAY_MS as f64,
         safe_steady_state,
         params.horizon_days,
     );
@@ -1001,30 +1023,35 @@ fn distribution(series: &[f64], capacity: f64) -> Distribution {
     }
 }
 
-/// The peak of each UTC day with enough data, as utilisation, placed at the day's midpoint in days from
-/// the window's end.
+/// The peak of each complete UTC day in the trend window, as utilisation: (day number, peak). A day counts
+/// when it lies wholly inside the window and has data in at least [`MIN_MINUTES_PER_DAY`] of its minutes,
+/// so the answer does not depend on the time of day a report runs and no partial day is placed after "now".
 fn daily_peaks(
     series: &[f64],
     minute_starts_ms: &[u64],
-    capacity: f64,
+    load_per_utilisation: f64,
     params: &WindowParams,
-) -> Vec<(f64, f64)> {
-    if capacity <= 0.0 {
+) -> Vec<(u64, f64)> {
+    if load_per_utilisation <= 0.0 {
         return Vec::new();
     }
+    let trend_from_ms = params
+        .window_end_ms
+        .saturating_sub(params.trend_window_ms)
+        .max(params.window_start_ms);
     let mut days: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for (load, start) in series.iter().zip(minute_starts_ms) {
         days.entry(start / DAY_MS).or_default().push(*load);
     }
     days.into_iter()
-        .filter(|(_, loads)| loads.len() >= MIN_MINUTES_PER_DAY)
+        .filter(|(day, loads)| {
+            loads.len() >= MIN_MINUTES_PER_DAY
+                && day * DAY_MS >= trend_from_ms
+                && (day + 1) * DAY_MS <= params.window_end_ms
+        })
         .filter_map(|(day, mut loads)| {
             let peak = percentile_nearest_rank(&mut loads, params.percentile)?;
-            let midpoint_ms = (day * DAY_MS + DAY_MS / 2) as f64;
-            Some((
-                (midpoint_ms - params.window_end_ms as f64) / DAY_MS as f64,
-                peak / capacity,
-            ))
+            Some((day, peak / load_per_utilisation))
         })
         .collect()
 }

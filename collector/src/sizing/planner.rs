@@ -53,6 +53,10 @@ pub(crate) struct Pool {
     pub domain_is_zone: Vec<bool>,
     /// Hosts per domain.
     pub domain_hosts: Vec<usize>,
+    /// Per domain, whether its loss is sized.
+    pub domain_lossable: Vec<bool>,
+    /// Whether a new unzoned host the planner adds is a loss that is sized.
+    pub new_domains_lossable: bool,
     /// Hosts lost at once in the N+k case.
     pub k: usize,
     /// How the balancer spreads load, which sets how much more load a survivor takes.
@@ -132,6 +136,12 @@ impl Pool {
 
     fn pressure_after(&self, change: Change) -> f64 {
         let domains = self.domain_is_zone.len() + usize::from(matches!(change, Change::Add(None, _)));
+        let lossable = |d: usize| -> bool {
+            self.domain_lossable
+                .get(d)
+                .copied()
+                .unwrap_or(self.new_domains_lossable)
+        };
         let hosts_in = |d: usize| -> usize {
             let base = self.domain_hosts.get(d).copied().unwrap_or(0);
             match change {
@@ -231,19 +241,19 @@ impl Pool {
             let total = total_of(r);
             let value = match resource.spread {
                 Spread::Capacity => {
-                    let largest = (0..domains).map(|d| view(r, d).0).fold(0.0, f64::max);
+                    let largest = (0..domains)
+                        .filter(|&d| lossable(d))
+                        .map(|d| view(r, d).0)
+                        .fold(0.0, f64::max);
                     pressure(resource.peak, resource.target, total - largest.max(top_k_of(r)))
                 }
                 Spread::Equal => {
                     // The smallest and second smallest domain minimum, so "smallest outside d" is O(1).
                     let (low, low_at, second) = smallest_two((0..domains).map(|d| view(r, d).1));
                     let global_min = low;
-                    let mut value = if self.k == 0 {
-                        0.0
-                    } else {
-                        equal_pressure(resource, n.saturating_sub(self.k), global_min)
-                    };
-                    for d in 0..domains {
+                    // With k = 0 the host case loses nothing: every host now.
+                    let mut value = equal_pressure(resource, n.saturating_sub(self.k), global_min);
+                    for d in (0..domains).filter(|&d| lossable(d)) {
                         let outside = if d == low_at { second } else { low };
                         value = value.max(equal_pressure(resource, n - hosts_in(d), outside));
                     }
@@ -260,7 +270,7 @@ impl Pool {
                     } else {
                         per_host_utilisation(high, per_load, load_factor(lost_share(None))) / resource.target
                     };
-                    for d in 0..domains {
+                    for d in (0..domains).filter(|&d| lossable(d)) {
                         if hosts_in(d) == n {
                             value = f64::INFINITY;
                             continue;
@@ -387,6 +397,7 @@ impl Pool {
             None => {
                 self.domain_is_zone.push(false);
                 self.domain_hosts.push(1);
+                self.domain_lossable.push(self.new_domains_lossable);
             }
         }
         for (resource, &size) in self.resources.iter_mut().zip(template) {

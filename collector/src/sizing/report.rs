@@ -35,6 +35,22 @@ impl std::str::FromStr for ReportFormat {
     }
 }
 
+/// Every group's rows in reading order: per group the baseline, then each scenario beside it, with the
+/// scenario's name ("baseline" for the first).
+pub fn rows(report: &SizingReport) -> Vec<(&str, &GroupReport)> {
+    let mut out = Vec::new();
+    for group in &report.groups {
+        out.push(("baseline", group));
+        for scenario in &report.scenarios {
+            if let Some(row) = scenario.groups.iter().find(|g| g.name == group.name) {
+                out.push((scenario.name.as_str(), row));
+            }
+        }
+    }
+    // Groups that exist only in a scenario: none today (scenarios add hosts to existing groups only).
+    out
+}
+
 /// Renders the report in `format`.
 pub fn render(report: &SizingReport, format: ReportFormat) -> String {
     match format {
@@ -135,7 +151,16 @@ pub(crate) fn placement_text(group: &GroupReport) -> String {
 
 pub(crate) fn forecast_text(resource: &ResourceReport) -> String {
     match resource.forecast.outcome {
-        ForecastOutcome::Crosses { days } => format!("in {days:.0} days"),
+        ForecastOutcome::Crosses {
+            earliest_days,
+            latest_days,
+            ..
+        } => match latest_days {
+            Some(latest) => {
+                format!("between {earliest_days:.0} and {latest:.0} days (Theil–Sen, 90 % interval)")
+            }
+            None => format!("in {earliest_days:.0} days or later (Theil–Sen, 90 % interval)"),
+        },
         ForecastOutcome::AlreadyOver => "already over".to_string(),
         ForecastOutcome::NotWithinHorizon => "not within the horizon".to_string(),
         ForecastOutcome::NotEnoughHistory => "not enough history".to_string(),
@@ -173,6 +198,7 @@ pub const CSV_RESOURCE_FIELDS: &[&str] = &[
 
 fn csv_header() -> Vec<String> {
     let mut header: Vec<String> = [
+        "scenario",
         "group",
         "status",
         "hosts",
@@ -218,7 +244,7 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
         return vec![String::new(); CSV_RESOURCE_FIELDS.len()];
     };
     let (outcome, days) = match r.forecast.outcome {
-        ForecastOutcome::Crosses { days } => ("crosses", Some(days)),
+        ForecastOutcome::Crosses { days, .. } => ("crosses", Some(days)),
         ForecastOutcome::AlreadyOver => ("already_over", None),
         ForecastOutcome::NotWithinHorizon => ("not_within_horizon", None),
         ForecastOutcome::NotEnoughHistory => ("not_enough_history", None),
@@ -243,9 +269,10 @@ fn resource_cells(resource: Option<&ResourceReport>) -> Vec<String> {
 fn render_csv(report: &SizingReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(csv_header()).expect("writing to memory");
-    for group in &report.groups {
+    for (scenario, group) in rows(report) {
         let connections = tightest(group, |r| matches!(r, Resource::Connections { .. }));
         let mut row = vec![
+            scenario.to_string(),
             group.name.clone(),
             serde_json::to_value(group.status)
                 .ok()
@@ -303,15 +330,16 @@ fn render_markdown(report: &SizingReport) -> String {
         report.horizon_days
     ));
     out.push_str(
-        "| group | status | hosts | domains | binding | worst case | now | after worst loss | safe level | \
-         hosts to add | safe level crossed |\n",
+        "| group | scenario | status | hosts | domains | binding | worst case | now | after worst loss | \
+         safe level | hosts to add | safe level crossed |\n",
     );
-    out.push_str("|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
-    for group in &report.groups {
+    out.push_str("|---|---|---|--:|--:|---|---|--:|--:|--:|--:|---|\n");
+    for (scenario, group) in rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&group.name),
+            md_cell(scenario),
             status_text(group.status),
             group.hosts,
             group.domains.len(),
@@ -340,6 +368,21 @@ fn render_markdown(report: &SizingReport) -> String {
                 None => "not within the horizon".to_string(),
             },
         ));
+    }
+    if !report.ranking.is_empty() {
+        out.push_str("\n## Days until a group stops surviving its worst loss\n\n| group | days | resource |\n|---|--:|---|\n");
+        for ranked in &report.ranking {
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                md_cell(&ranked.group),
+                if ranked.days_until_unsafe <= 0.0 {
+                    "unsafe now".to_string()
+                } else {
+                    format!("{:.0}", ranked.days_until_unsafe)
+                },
+                ranked.resource.map(|r| r.label()).unwrap_or_else(|| "-".into())
+            ));
+        }
     }
     for group in &report.groups {
         out.push_str(&format!("\n## {}\n\n", md_cell(&group.name)));

@@ -265,7 +265,7 @@ pub(crate) fn trend_chart(resource: &ResourceReport, horizon_days: f64) -> Strin
             x_of(x_max),
             y_of(line.at(x_max))
         ));
-        if let super::ForecastOutcome::Crosses { days } = resource.forecast.outcome {
+        if let super::ForecastOutcome::Crosses { days, .. } = resource.forecast.outcome {
             svg.push_str(&format!(
                 "<circle cx=\"{:.1}\" cy=\"{safe_y:.1}\" r=\"4\" class=\"cross\"><title>crosses in {days:.0} days</title></circle>",
                 x_of(days)

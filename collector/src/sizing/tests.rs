@@ -19,6 +19,7 @@ fn params() -> WindowParams {
         window_end_ms: END_MS,
         percentile: 99.0,
         horizon_days: 90.0,
+        trend_window_ms: 28 * DAY_MS,
     }
 }
 
@@ -414,11 +415,12 @@ proptest! {
     }
 }
 
-/// A fleet with a safe, an unsafe, a single-zone and an empty group, over four days with a rising trend.
+/// A fleet with a safe, an unsafe, a single-zone and an empty group, over eight complete days with a rising
+/// trend.
 fn sample_report() -> SizingReport {
-    let start_ms = START_MS - 3 * DAY_MS;
+    let start_ms = START_MS - 7 * DAY_MS;
     let rising = |base: f64| -> Vec<MinuteSum> {
-        (0..4 * 1440u64)
+        (0..8 * 1440u64)
             .map(|minute| MinuteSum {
                 minute_start_ms: start_ms + minute * MINUTE_MS,
                 cpu_busy_cores: base + minute as f64 / 1440.0,
@@ -560,8 +562,8 @@ fn csv_carries_the_same_numbers_as_the_json() {
 fn markdown_has_a_summary_row_per_group() {
     let markdown = render(&sample_report(), ReportFormat::Markdown);
     assert!(markdown.starts_with("# Failover sizing report\n"));
-    assert!(markdown.contains("| db | cannot survive a zone loss | 1 | 1 |"));
-    assert!(markdown.contains("| idle | empty | 0 | 0 |"));
+    assert!(markdown.contains("| db | baseline | cannot survive a zone loss | 1 | 1 |"));
+    assert!(markdown.contains("| idle | baseline | empty | 0 | 0 |"));
     assert!(markdown.contains("web <&> \"api\""));
 }
 
@@ -895,4 +897,89 @@ fn demo_web_group_binds_on_its_small_host_under_equal_balance() {
         .map(|p| (p.zone.as_deref(), p.hosts))
         .collect();
     assert_eq!(placed, vec![(Some("zone-b"), 2)]);
+}
+
+/// Ten days of minutes from START_MS − 9 days, rising one core a day from 10 cores (each day flat), on
+/// three zones of one 16-core host (48 cores); the window ends at `end_ms`.
+fn rising_days(end_ms: u64) -> GroupReport {
+    let start = START_MS - 9 * DAY_MS;
+    let minutes: Vec<MinuteSum> = (0..(end_ms - start) / MINUTE_MS)
+        .map(|m| MinuteSum {
+            minute_start_ms: start + m * MINUTE_MS,
+            cpu_busy_cores: 10.0 + (m / 1440) as f64,
+            memory_used_bytes: GIB,
+            established_by_port: Vec::new(),
+            hosts_reporting: 3,
+        })
+        .collect();
+    let mut hosts = zoned(&[("a", 1), ("b", 1), ("c", 1)], 16.0, 64.0);
+    for host in &mut hosts {
+        host.first_seen_ms = start;
+        host.last_seen_ms = end_ms - MINUTE_MS;
+    }
+    let params = WindowParams {
+        window_start_ms: start,
+        window_end_ms: end_ms,
+        ..params()
+    };
+    size_group(&group(hosts, minutes), &GroupSizing::default(), &params)
+}
+
+#[test]
+fn forecasts_use_complete_days_only_so_the_time_of_day_does_not_matter() {
+    // Ending at 12:00 on day 11, that day is partial and left out: ten complete days of peaks 10 … 19 cores
+    // (utilisation (10 + d)/48). Ending at 23:00 the same ten days count: the same line. The safe level
+    // is 80 % × 32/48 = 53.3 %, i.e. 25.6 cores: the line rises 1/48 a day, its value at the end of the
+    // window is the last peak carried on to the end, and the crossing date is the same instant.
+    let noon = rising_days(END_MS + 12 * 3_600_000);
+    let evening = rising_days(END_MS + 23 * 3_600_000);
+    let (a, b) = (
+        &resource(&noon, Resource::Cpu).forecast,
+        &resource(&evening, Resource::Cpu).forecast,
+    );
+    assert_eq!(a.daily_peaks.len(), 10);
+    assert_eq!(b.daily_peaks.len(), 10);
+    let (line_a, line_b) = (a.trend.unwrap(), b.trend.unwrap());
+    close(line_a.slope_per_day, 1.0 / 48.0);
+    close(line_b.slope_per_day, 1.0 / 48.0);
+    // The same line, with the origin 11 hours later for the evening report.
+    close(line_b.intercept - line_a.intercept, 11.0 / 24.0 / 48.0);
+    let crossing = |forecast: &Forecast| match forecast.outcome {
+        ForecastOutcome::Crosses { days, .. } => days,
+        other => panic!("{other:?}"),
+    };
+    // Both cross at the same instant: 11 hours sooner from the later report.
+    close(crossing(a) - crossing(b), 11.0 / 24.0);
+    // At 12:00: intercept = 19/48 + 1/48 = 20/48 (the last complete day's midpoint is a day before noon);
+    // (25.6/48 − 20/48)/(1/48) = 5.6 days.
+    close(crossing(a), 5.6);
+    assert_eq!(
+        noon.days_to_safe_target.map(|d| (d * 10.0).round() / 10.0),
+        Some(5.6)
+    );
+}
+
+#[test]
+fn fewer_than_seven_complete_days_is_not_enough_history() {
+    let report = size_group(
+        &group(
+            zoned(&[("a", 1), ("b", 1), ("c", 1)], 16.0, 64.0),
+            flat_minutes(10.0, 1.0, &[], 3),
+        ),
+        &GroupSizing::default(),
+        &params(),
+    );
+    let cpu = resource(&report, Resource::Cpu);
+    assert_eq!(cpu.forecast.daily_peaks.len(), 1);
+    assert_eq!(cpu.forecast.outcome, ForecastOutcome::NotEnoughHistory);
+}
+
+#[test]
+fn the_fleet_ranking_puts_unsafe_groups_first_then_the_soonest_crossing() {
+    let report = sample_report();
+    let names: Vec<&str> = report.ranking.iter().map(|r| r.group.as_str()).collect();
+    // db is a single zone (unsafe now); the web group rises and crosses later; idle is empty.
+    assert_eq!(names[0], "db");
+    assert_eq!(report.ranking[0].days_until_unsafe, 0.0);
+    assert!(!names.contains(&"idle"));
 }

@@ -5,6 +5,7 @@
 //! One connection writes (owned by the writer thread in `writer`); `maintain` in `rollup` runs on the same
 //! connection between batches; `query` serves reads, usually from a read-only open of a copy.
 
+pub mod export;
 pub mod ports;
 pub mod query;
 pub mod rollup;
@@ -144,8 +145,12 @@ impl SampleDetail {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SampleRow {
     pub seq: u64,
-    /// Host clock, Unix milliseconds.
+    /// When the sample was taken on the collector's clock, Unix milliseconds: the host's own timestamp less
+    /// `clock_offset_ms`.
     pub ts_ms: u64,
+    /// The correction applied to the host's timestamp: how far its clock was ahead of the collector's
+    /// (negative: behind), 0 when it agreed.
+    pub clock_offset_ms: i64,
     pub metrics: HostMetrics,
     /// `SampleDetail` encoded; empty stores NULL.
     pub detail: Vec<u8>,
@@ -157,6 +162,7 @@ impl SampleRow {
         SampleRow {
             seq: sample.seq,
             ts_ms: sample.timestamp_ms,
+            clock_offset_ms: 0,
             metrics,
             detail: SampleDetail::of(sample).encode(),
         }
@@ -505,13 +511,15 @@ impl Store {
             let mut outcome = CommitOutcome::default();
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO samples (ts_ms, host_id, seq, {}, detail) VALUES (?1, ?2, ?3, {}, ?{})",
+                    "INSERT INTO samples (ts_ms, host_id, seq, {}, detail, clock_offset_ms) \
+                     VALUES (?1, ?2, ?3, {}, ?{}, ?{})",
                     schema::metric_columns(),
                     (4..4 + Metric::ALL.len())
                         .map(|i| format!("?{i}"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    4 + Metric::ALL.len()
+                    4 + Metric::ALL.len(),
+                    5 + Metric::ALL.len()
                 ))
                 .map_err(err("prepare insert"))?;
             for row in order {
@@ -598,6 +606,7 @@ fn bind_sample(
     }
     let detail = (!row.detail.is_empty()).then_some(row.detail.as_slice());
     insert.raw_bind_parameter(4 + Metric::ALL.len(), detail)?;
+    insert.raw_bind_parameter(5 + Metric::ALL.len(), row.clock_offset_ms)?;
     Ok(())
 }
 

@@ -623,6 +623,7 @@ impl Store {
         .map_err(&err)?;
         let mut raw = 0;
         if let Some(head) = head {
+            super::export::record_retention_gap(&tx, head, raw_before).map_err(&err)?;
             raw = tx
                 .execute(
                     "DELETE FROM samples WHERE id <= ?1 AND ts_ms < ?2",

@@ -128,6 +128,11 @@ INSERT OR REPLACE INTO meta (key, value) VALUES ('port_minutes_from_ms',
     r#"
 ALTER TABLE samples ADD COLUMN cpu_busiest_core_pct REAL;
 "#,
+    // Version 4: samples are stored on the collector's clock; the correction applied to the host's own
+    // timestamp is kept with each. Rows stored before were on the host's clock, uncorrected: 0.
+    r#"
+ALTER TABLE samples ADD COLUMN clock_offset_ms INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Schema version this build creates and understands.

@@ -25,6 +25,7 @@ fn row(seq: u64, ts_ms: u64, cpu: f64) -> SampleRow {
     SampleRow {
         seq,
         ts_ms,
+        clock_offset_ms: 0,
         metrics: metrics(cpu, 1_000 * seq, seq),
         detail: Vec::new(),
     }
@@ -284,6 +285,7 @@ fn group_minutes_sum_three_hosts() {
                 .map(|(i, &c)| SampleRow {
                     seq: i as u64 + 1,
                     ts_ms: T0 + 10_000 * i as u64,
+                    clock_offset_ms: 0,
                     metrics: metrics(c, mem_used, tcp),
                     detail: Vec::new(),
                 })
@@ -726,6 +728,14 @@ fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
         (report.migrated_from, report.schema_version),
         (Some(1), schema::SCHEMA_VERSION)
     );
+    // Version 4: each sample records the clock correction applied to it.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM pragma_table_info('samples') WHERE name = 'clock_offset_ms'"
+        ),
+        1
+    );
     // The first minute after every minute row written before the upgrade.
     assert_eq!(
         store.rollup_marks().unwrap().port_minutes_from_ms,
@@ -735,6 +745,53 @@ fn a_version_1_database_gains_port_sums_from_its_next_unrolled_minute() {
         count(&store, "SELECT COUNT(*) FROM rollup_minute WHERE ports IS NULL"),
         2
     );
+}
+
+#[test]
+fn issue_13_export_reads_after_its_cursor_and_retention_records_unsent_rows_as_a_gap() {
+    let (_dir, mut store) = temp_store();
+    let rows: Vec<SampleRow> = (0..100).map(|i| row(i + 1, T0 + i * MINUTE_MS, 10.0)).collect();
+    store
+        .commit_batches(&[HostBatch {
+            hello: Some(hello("web", "z1", 4, 1 << 30)),
+            ..batch("a", rows)
+        }])
+        .unwrap();
+    // Export never ran: no cursor, and retention records nothing.
+    assert_eq!(store.export_progress().unwrap(), None);
+    let first = store.export_rows_after(0, 10).unwrap();
+    assert_eq!(first.len(), 10);
+    assert!(first.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(first[0].values[Metric::CpuBusyPct.index()], Some(10.0));
+    assert_eq!(first[0].values[Metric::TcpEstablished.index()], Some(1.0));
+    let hosts = store.export_hosts().unwrap();
+    assert_eq!(hosts[&first[0].host_id].group, "web");
+    assert_eq!(hosts[&first[0].host_id].cores, 4);
+
+    // The remote acknowledged the first 70 rows; 2 were refused for good.
+    let acked = store.export_rows_after(0, 70).unwrap().last().unwrap().id;
+    store.save_export_progress(acked, 2).unwrap();
+    store.save_export_progress(acked - 5, 0).unwrap();
+    let progress = store.export_progress().unwrap().unwrap();
+    assert_eq!(
+        (progress.cursor, progress.dropped_rows),
+        (acked, 2),
+        "the cursor never moves back"
+    );
+    assert_eq!(store.export_rows_after(acked, 1000).unwrap().len(), 30);
+
+    // Raw retention deletes minutes 0..80: rows 71..80 were never sent, so they are a gap.
+    let retention = Retention {
+        raw_ms: 30 * MINUTE_MS,
+        minute_rollups_ms: 600 * MINUTE_MS,
+        hour_rollups_ms: 900 * MINUTE_MS,
+    };
+    store.maintain(T0 + 110 * MINUTE_MS, &retention).unwrap();
+    let progress = store.export_progress().unwrap().unwrap();
+    assert_eq!(progress.gap_rows, 10);
+    assert_eq!(progress.gap_from_ms, T0 + 70 * MINUTE_MS);
+    assert_eq!(progress.gap_to_ms, T0 + 79 * MINUTE_MS);
+    assert_eq!(store.export_rows_after(acked, 1000).unwrap().len(), 20);
 }
 
 #[test]
@@ -754,7 +811,10 @@ fn a_version_2_database_gains_the_busiest_core_column_and_keeps_its_rows() {
         .unwrap();
     }
     let (mut store, report) = Store::open(&path, T0).unwrap();
-    assert_eq!((report.migrated_from, report.schema_version), (Some(2), 3));
+    assert_eq!(
+        (report.migrated_from, report.schema_version),
+        (Some(2), schema::SCHEMA_VERSION)
+    );
     assert_eq!(
         count(
             &store,

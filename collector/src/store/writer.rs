@@ -62,6 +62,13 @@ enum Message {
         reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
         _permit: OwnedSemaphorePermit,
     },
+    /// The remote acknowledged export rows up to `cursor`; `dropped_rows` were refused for good.
+    ExportProgress {
+        cursor: i64,
+        dropped_rows: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+        _permit: OwnedSemaphorePermit,
+    },
     #[cfg(test)]
     Execute(String, oneshot::Sender<()>),
 }
@@ -80,6 +87,19 @@ impl StoreHandle {
     /// Resolves once the rows are committed (durable). Err when the database refuses (disk full,
     /// read-only): nothing of the batch is stored and the agent must keep it.
     pub async fn commit(&self, batch: HostBatch) -> Result<CommitOutcome, StoreError> {
+        self.submit(|reply, permit| Message::Commit {
+            batch,
+            reply,
+            _permit: permit,
+        })
+        .await?
+    }
+
+    /// Queue a message once a slot is free and wait for the writer's reply.
+    async fn submit<T>(
+        &self,
+        message: impl FnOnce(oneshot::Sender<T>, OwnedSemaphorePermit) -> Message,
+    ) -> Result<T, StoreError> {
         let permit = self
             .slots
             .clone()
@@ -89,19 +109,26 @@ impl StoreHandle {
         let waiting = self.capacity.saturating_sub(self.slots.available_permits());
         crate::telemetry::global().store_queue_depth.set(waiting as i64);
         let (reply, answer) = oneshot::channel();
-        let message = Message::Commit {
-            batch,
-            reply,
-            _permit: permit,
-        };
-        match self.sender.try_send(message) {
+        match self.sender.try_send(message(reply, permit)) {
             Ok(()) => {}
             // A permit guarantees a free slot, so Full cannot happen; treat it like a stopped writer.
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 return Err(StoreError::WriterStopped)
             }
         }
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        answer.await.map_err(|_| StoreError::WriterStopped)
+    }
+
+    /// Persist the export cursor (and rows refused for good) on the writer's connection; resolves once durable.
+    /// The exporter waits here, never ingest: it takes one queue slot like a batch does.
+    pub async fn save_export_progress(&self, cursor: i64, dropped_rows: u64) -> Result<(), StoreError> {
+        self.submit(|reply, permit| Message::ExportProgress {
+            cursor,
+            dropped_rows,
+            reply,
+            _permit: permit,
+        })
+        .await?
     }
 
     /// Last durably stored seq of `host` if it came from agent instance `instance_id`.
@@ -269,6 +296,18 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
             } => {
                 batches.push(batch);
                 replies.push(reply);
+            }
+            Message::ExportProgress {
+                cursor,
+                dropped_rows,
+                reply,
+                _permit,
+            } => {
+                let result = store.save_export_progress(cursor, dropped_rows);
+                if let Err(error) = &result {
+                    warn!(%error, "could not save the export cursor; rows after the last saved one are sent again");
+                }
+                let _ = reply.send(result);
             }
             #[cfg(test)]
             Message::Execute(sql, reply) => {

@@ -149,7 +149,7 @@ mod tests {
         let telemetry = Telemetry::default();
         telemetry.refused(refusal::BUSY);
         telemetry.refused(refusal::BUSY);
-        telemetry.rejected("timestamp_ahead");
+        telemetry.rejected("duplicate");
         telemetry.samples_ingested.inc_by(5);
         telemetry.observe_ack(Duration::from_millis(3));
         let mut registry = Registry::with_prefix("headroom_collector");
@@ -165,7 +165,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("headroom_collector_samples_rejected_total{reason=\"timestamp_ahead\"} 1"),
+            text.contains("headroom_collector_samples_rejected_total{reason=\"duplicate\"} 1"),
             "{text}"
         );
         assert!(

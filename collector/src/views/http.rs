@@ -26,6 +26,9 @@ pub struct Health {
     /// "ok" or the last storage error as one line.
     #[serde(default)]
     pub storage: String,
+    /// The remote_write exporter, when one is configured: backlog, retries, rows dropped or lost to a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportStatus>,
 }
 
 /// What the API handlers read.
@@ -36,6 +39,8 @@ pub struct ApiState {
     pub store: Option<crate::store::StoreHandle>,
     /// Outliers, alarms and the database path for windowed views; absent in unit tests.
     pub analytics: Option<Arc<crate::analytics::Analytics>>,
+    /// The remote_write exporter's status; absent when export is off.
+    pub export: Option<crate::export::ExportMonitor>,
     /// The QUIC socket's port, for its kernel drop count in `/metrics`; absent in unit tests.
     pub quic_port: Option<u16>,
 }
@@ -183,6 +188,7 @@ async fn health(State(state): State<ApiState>) -> Json<Health> {
         status: status.to_string(),
         hosts,
         storage,
+        export: state.export.as_ref().map(|e| e.status()),
     })
 }
 
@@ -202,6 +208,7 @@ pub fn router(fleet: SharedFleet) -> Router {
         fleet,
         store: None,
         analytics: None,
+        export: None,
         quic_port: None,
     })
 }
@@ -299,6 +306,7 @@ mod tests {
                 fleet: shared_fleet(),
                 store: None,
                 analytics: None,
+                export: None,
                 quic_port: None,
             },
             async {
@@ -315,6 +323,7 @@ mod tests {
                 status: "ok".into(),
                 hosts: 1,
                 storage: "ok".into(),
+                export: None,
             }
         );
 

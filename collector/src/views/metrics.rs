@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub outliers_flagged: u64,
     pub storage_degraded: bool,
     pub version: &'static str,
+    /// The remote_write exporter's status; `None` when export is off.
+    pub export: Option<crate::export::ExportStatus>,
 }
 
 impl Collector for Snapshot {
@@ -119,6 +121,40 @@ impl Collector for Snapshot {
             None,
             self.outliers_flagged as i64,
         )?;
+        if let Some(export) = &self.export {
+            labelled(
+                &mut encoder,
+                "export_rows",
+                "Stored rows by export result: sent (since start), dropped (refused for good by the remote), \
+                 gap (deleted by raw retention before they were sent)",
+                MetricType::Counter,
+                "result",
+                &[
+                    ("sent", export.sent_rows),
+                    ("dropped", export.dropped_rows),
+                    ("gap", export.gap_rows),
+                ],
+            )?;
+            gauge(
+                &mut encoder,
+                "export_backlog_rows",
+                "Stored rows not yet acknowledged by the remote_write receiver",
+                None,
+                export.backlog_rows,
+            )?;
+            counter(
+                &mut encoder,
+                "export_retries",
+                "remote_write requests retried (5xx, 429 or network errors)",
+                export.retries,
+            )?;
+            counter(
+                &mut encoder,
+                "export_sent_bytes",
+                "Compressed remote_write request bytes acknowledged by the receiver",
+                export.sent_bytes,
+            )?;
+        }
         labelled(
             &mut encoder,
             "build_info",
@@ -204,6 +240,7 @@ pub async fn handler(
             state.store.as_ref().map(|s| s.health()),
             Some(crate::store::StoreHealth::Degraded { .. })
         ),
+        export: state.export.as_ref().map(|e| e.status()),
         ..Snapshot::default()
     };
     if let Some(analytics) = &state.analytics {
@@ -330,5 +367,40 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_export_backlog_drops_and_gaps_are_scraped() {
+        let export = crate::export::ExportStatus {
+            sent_rows: 900,
+            dropped_rows: 2,
+            gap_rows: 40,
+            backlog_rows: 15,
+            retries: 3,
+            ..Default::default()
+        };
+        let text = encode(
+            &crate::telemetry::Telemetry::default(),
+            Snapshot {
+                export: Some(export),
+                ..Snapshot::default()
+            },
+        );
+        for line in [
+            "headroom_collector_export_rows_total{result=\"sent\"} 900",
+            "headroom_collector_export_rows_total{result=\"dropped\"} 2",
+            "headroom_collector_export_rows_total{result=\"gap\"} 40",
+            "headroom_collector_export_backlog_rows 15",
+            "headroom_collector_export_retries_total 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        let off = encode(&crate::telemetry::Telemetry::default(), Snapshot::default());
+        assert!(!off.contains("export_"), "nothing about export when it is off");
     }
 }

@@ -219,6 +219,8 @@ pub struct HostCsvRow {
     pub cpu_busiest_core_pct: Option<f64>,
     pub listeners: usize,
     pub failed: String,
+    pub clock_offset_ms: Option<i64>,
+    pub clock_skewed: bool,
 }
 
 impl From<&HostView> for HostCsvRow {
@@ -277,12 +279,14 @@ impl From<&HostView> for HostCsvRow {
             cpu_busiest_core_pct: m.cpu_busiest_core_pct,
             listeners: m.listeners.len(),
             failed: m.failed.join(";"),
+            clock_offset_ms: host.clock_offset_ms,
+            clock_skewed: host.clock_skewed,
         }
     }
 }
 
 /// Columns of the host table (the numbers start at "cpu").
-const HOST_COLUMNS: [&str; 14] = [
+const HOST_COLUMNS: [&str; 15] = [
     "host",
     "status",
     "group",
@@ -296,6 +300,7 @@ const HOST_COLUMNS: [&str; 14] = [
     "time_wait",
     "retrans",
     "overflows",
+    "clock",
     "failed",
 ];
 
@@ -327,12 +332,21 @@ fn host_row(host: &HostView) -> Vec<String> {
         count(m.tcp_time_wait),
         per_s(m.retrans_per_s),
         per_s(m.listen_overflows_per_s),
+        clock_offset(host),
         if m.failed.is_empty() {
             MISSING.to_string()
         } else {
             m.failed.join(",")
         },
     ]
+}
+
+/// The host clock's offset from the collector's in seconds, with "!" when it is past `fleet.max_clock_skew`.
+fn clock_offset(host: &HostView) -> String {
+    or_missing(host.clock_offset_ms, |offset_ms| {
+        let flag = if host.clock_skewed { "!" } else { "" };
+        format!("{:+.1}s{flag}", offset_ms as f64 / 1000.0)
+    })
 }
 
 /// A windowed fleet view: per row and metric, count, mean, percentiles across hosts, max and its host.

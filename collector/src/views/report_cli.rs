@@ -26,7 +26,8 @@ use thiserror::Error;
 
 use crate::sizing::report::{after_loss, case_text, hosts_to_add_text, percent, status_text, utc};
 use crate::sizing::{
-    size_fleet, GroupInput, HostInput, MinuteSum, SizingConfig, SizingInput, SizingReport, DAY_MS, MINUTE_MS,
+    size_with_scenarios, GroupInput, HostInput, MinuteSum, Scenario, SizingConfig, SizingInput, SizingReport,
+    DAY_MS, MINUTE_MS,
 };
 use crate::store::ports::PortSums;
 use crate::store::{Metric, SampleDetail, Store, StoreError};
@@ -116,6 +117,8 @@ pub struct ReportOptions {
     pub now_ms: u64,
     /// Where the window ends: now, a given time, or the newest sample.
     pub end: EndAt,
+    /// What-if scenarios sized beside the baseline.
+    pub scenarios: Vec<Scenario>,
     /// Show a progress bar on stderr when it is a terminal and the window is long.
     pub progress: bool,
 }
@@ -141,7 +144,10 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
     let loaded = load_input(&store, window, config.percentile, &bar)?;
     bar.finish_and_clear();
-    let mut report = apply_notes(size_fleet(&loaded.input, config), &loaded.notes);
+    let mut report = apply_notes(
+        size_with_scenarios(&loaded.input, config, &options.scenarios),
+        &loaded.notes,
+    );
     report.notes.extend(stale_note(newest_ms, end_ms));
     Ok(report)
 }
@@ -176,7 +182,11 @@ fn progress_bar(show: bool, window: Window) -> ProgressBar {
 
 /// Appends `notes` to the groups they name.
 pub fn apply_notes(mut report: SizingReport, notes: &BTreeMap<String, Vec<String>>) -> SizingReport {
-    for group in &mut report.groups {
+    let scenario_groups = report
+        .scenarios
+        .iter_mut()
+        .flat_map(|scenario| scenario.groups.iter_mut());
+    for group in report.groups.iter_mut().chain(scenario_groups) {
         if let Some(extra) = notes.get(&group.name) {
             group.notes.extend(extra.iter().cloned());
         }
@@ -493,6 +503,7 @@ pub fn render_table(report: &SizingReport) -> String {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(vec![
             "group",
+            "scenario",
             "status",
             "hosts",
             "domains",
@@ -503,11 +514,12 @@ pub fn render_table(report: &SizingReport) -> String {
             "safe level",
             "hosts to add",
         ]);
-    for group in &report.groups {
+    for (scenario, group) in crate::sizing::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
         table.add_row(vec![
             group.name.clone(),
+            scenario.to_string(),
             status_text(group.status).to_string(),
             group.hosts.to_string(),
             group.domains.len().to_string(),
@@ -533,6 +545,24 @@ pub fn render_table(report: &SizingReport) -> String {
     for group in &report.groups {
         for note in &group.notes {
             out.push_str(&format!("{}: {note}\n", group.name));
+        }
+    }
+    if !report.ranking.is_empty() {
+        out.push_str("days until a group stops surviving its worst loss (unsafe now first):\n");
+        for ranked in &report.ranking {
+            out.push_str(&format!(
+                "  {}: {}{}\n",
+                ranked.group,
+                if ranked.days_until_unsafe <= 0.0 {
+                    "unsafe now".to_string()
+                } else {
+                    format!("{:.0} days", ranked.days_until_unsafe)
+                },
+                ranked
+                    .resource
+                    .map(|r| format!(" ({})", r.label()))
+                    .unwrap_or_default()
+            ));
         }
     }
     out
@@ -587,6 +617,7 @@ mod tests {
         SampleRow {
             seq,
             ts_ms,
+            clock_offset_ms: 0,
             metrics: HostMetrics {
                 cpu_busy_pct: Some(cpu_pct),
                 mem_used_bytes: Some(mem_gib * GIB),
@@ -828,6 +859,7 @@ mod tests {
             window: Duration::from_secs(3_600),
             now_ms: T0 + 100_000,
             end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let report = build_report(&options, &config_with_443()).unwrap();
@@ -845,6 +877,7 @@ mod tests {
             window: Duration::from_secs(3_600),
             now_ms: T0,
             end: EndAt::Now,
+            scenarios: Vec::new(),
             progress: false,
         };
         let error = build_report(&options, &SizingConfig::default()).unwrap_err();

@@ -6,7 +6,7 @@
 use super::eval::{AlarmEvent, AlarmStatus, Subject};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use headroom_common::names::{label_name, percent_encode as encode_query_value};
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,39 +25,7 @@ pub const RESEND_INTERVAL_MS: u64 = 60_000;
 pub const FIRING_VALIDITY_MS: u64 = 4 * RESEND_INTERVAL_MS;
 
 /// Unix milliseconds as an RFC 3339 UTC time with milliseconds, as Alertmanager expects.
-pub fn rfc3339_millis(unix_ms: u64) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-/// Alertmanager label names are `[a-zA-Z_][a-zA-Z0-9_]*`; anything else becomes `_`.
-fn label_name(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
-/// Everything but RFC 3986 unreserved characters is percent-encoded in a query value.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-fn encode_query_value(text: &str) -> String {
-    utf8_percent_encode(text, QUERY_VALUE).to_string()
-}
+pub use headroom_common::names::rfc3339_millis;
 
 fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")

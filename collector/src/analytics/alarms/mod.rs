@@ -3,8 +3,9 @@
 //!
 //! Kinds: `threshold` (latest value against a limit), `percentile` (a percentile of a host's or a group's
 //! samples over a window), `rate_of_change` (least-squares slope per minute over a window), `outlier` (the
-//! peer-outlier tracker flags the host), `missing` (the host has been silent longer than a grace period) and
-//! `composite` (all or any of other rules firing for the host).
+//! peer-outlier tracker flags the host), `missing` (the host has been silent longer than a grace period),
+//! `clock_skew` (the host's clock is further from the collector's than a limit) and `composite` (all or any of
+//! other rules firing for the host).
 
 pub mod deliver;
 pub mod eval;
@@ -141,6 +142,11 @@ pub enum Condition {
     Missing {
         grace_ms: u64,
     },
+    /// The host's clock is further than this from the collector's, either way (its samples are still stored,
+    /// at corrected times).
+    ClockSkew {
+        limit_ms: u64,
+    },
     Composite {
         /// True: every listed rule must fire; false: any one.
         all: bool,
@@ -157,6 +163,7 @@ impl Condition {
             Condition::RateOfChange { .. } => "rate_of_change",
             Condition::Outlier { .. } => "outlier",
             Condition::Missing { .. } => "missing",
+            Condition::ClockSkew { .. } => "clock_skew",
             Condition::Composite { .. } => "composite",
         }
     }
@@ -168,7 +175,7 @@ impl Condition {
             | Condition::Percentile { metric, .. }
             | Condition::RateOfChange { metric, .. } => Some(*metric),
             Condition::Outlier { metric } => *metric,
-            Condition::Missing { .. } | Condition::Composite { .. } => None,
+            Condition::Missing { .. } | Condition::ClockSkew { .. } | Condition::Composite { .. } => None,
         }
     }
 }
@@ -266,7 +273,7 @@ struct RawFile {
 struct RawRule {
     /// Unique name; becomes the alert's `alertname`.
     name: String,
-    /// threshold | percentile | rate_of_change | outlier | missing | composite.
+    /// threshold | percentile | rate_of_change | outlier | missing | clock_skew | composite.
     kind: String,
     /// info | warning | critical.
     severity: String,
@@ -294,6 +301,8 @@ struct RawRule {
     across: Option<String>,
     /// Silence tolerated before a host counts as missing, like "30s" (missing).
     grace: Option<String>,
+    /// Largest clock offset tolerated, either way, like "5m" (clock_skew).
+    limit: Option<String>,
     /// Names of rules that must all fire (composite).
     all: Option<Vec<String>>,
     /// Names of rules of which one must fire (composite).
@@ -391,6 +400,7 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
         "rate_of_change" => &["metric", "op", "value", "over"],
         "outlier" => &["metric"],
         "missing" => &["grace"],
+        "clock_skew" => &["limit"],
         "composite" => &["all", "any"],
         _ => return None,
     })
@@ -422,7 +432,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             return Err(check.error(
                 "kind",
                 format!(
-                    "unknown kind \"{}\" (use threshold, percentile, rate_of_change, outlier, missing or composite)",
+                    "unknown kind \"{}\" (use threshold, percentile, rate_of_change, outlier, missing, clock_skew or composite)",
                     r.kind
                 ),
             ));
@@ -435,6 +445,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             ("over", r.over.is_some()),
             ("across", r.across.is_some()),
             ("grace", r.grace.is_some()),
+            ("limit", r.limit.is_some()),
             ("all", r.all.is_some()),
             ("any", r.any.is_some()),
         ];
@@ -503,6 +514,9 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             },
             "missing" => Condition::Missing {
                 grace_ms: check.duration("grace", &check.required("grace", kind, r.grace)?, false)?,
+            },
+            "clock_skew" => Condition::ClockSkew {
+                limit_ms: check.duration("limit", &check.required("limit", kind, r.limit)?, false)?,
             },
             _ => {
                 let (all, parts) = match (r.all, r.any) {

@@ -29,6 +29,7 @@ fn host(name: &str, group: &str, last_seen_ms: u64) -> HostInput {
         labels: [("group".to_string(), group.to_string())].into_iter().collect(),
         interval_ms: 1_000,
         last_seen_ms,
+        clock_offset_ms: None,
         history: HostHistory::new(600),
     }
 }
@@ -51,6 +52,7 @@ fn the_deploy_example_is_valid_and_uses_every_kind() {
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         [
+            "clock_skew",
             "composite",
             "missing",
             "outlier",

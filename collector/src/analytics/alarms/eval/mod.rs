@@ -31,6 +31,8 @@ pub struct HostInput {
     pub interval_ms: u32,
     /// When the collector last heard from the host.
     pub last_seen_ms: u64,
+    /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
+    pub clock_offset_ms: Option<i64>,
     pub history: HostHistory,
 }
 
@@ -649,6 +651,13 @@ fn host_condition(
             let silent_ms = now_ms.saturating_sub(host.last_seen_ms);
             (silent_ms > grace_ms, Some(silent_ms as f64 / 1000.0))
         }
+        Condition::ClockSkew { limit_ms } => match host.clock_offset_ms {
+            Some(offset_ms) => (
+                offset_ms.unsigned_abs() > limit_ms,
+                Some(offset_ms as f64 / 1000.0),
+            ),
+            None => (false, None),
+        },
         // Composites are evaluated by the caller from the other rules' states.
         Condition::Composite { .. } => (false, None),
     }
@@ -724,6 +733,14 @@ fn describe(
                 format!(
                     "no data for {value_text} s (grace {}), for {for_text}",
                     duration_text(*grace_ms)
+                ),
+            ),
+            Condition::ClockSkew { limit_ms } => (
+                duration_text(*limit_ms),
+                format!(
+                    "host clock off by {value_text} s (limit {}; its samples are stored at corrected times), \
+                     for {for_text}",
+                    duration_text(*limit_ms)
                 ),
             ),
             Condition::Composite { all, rules: parts } => (
