@@ -53,10 +53,13 @@ pub fn resolve_labels(
     }
 }
 
+/// A host and the labels of its hello that were ignored.
+type IgnoredSet = (String, Vec<(String, String)>);
+
 /// Remembers for which hosts ignored labels were logged.
 #[derive(Default)]
 pub struct IgnoredLabelLog {
-    logged: Mutex<HashSet<(String, Vec<(String, String)>)>>,
+    logged: Mutex<HashSet<IgnoredSet>>,
 }
 
 impl IgnoredLabelLog {
