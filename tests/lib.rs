@@ -260,18 +260,39 @@ impl Collector {
 
     /// Start with extra lines appended to the collector config.
     pub fn start_with(extra_config: &str) -> Collector {
+        Self::start_in(extra_config, None)
+    }
+
+    /// Start another collector that shares `other`'s PKI (CA, server certificate, certificate registry),
+    /// copied into its own state directory: agents enrolled with either are accepted by both.
+    pub fn start_sharing_pki(other: &Collector, extra_config: &str) -> Collector {
+        Self::start_in(extra_config, Some(&other.pki_dir()))
+    }
+
+    fn start_in(extra_config: &str, shared_pki: Option<&Path>) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("collector");
-        let out = Command::new(binary("headroom-collector"))
-            .args(["ca", "init", "--state-dir"])
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ca init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Some(source) = shared_pki {
+            let pki = state.join("pki");
+            std::fs::create_dir_all(&pki).unwrap();
+            for entry in std::fs::read_dir(source).unwrap() {
+                let entry = entry.unwrap();
+                if entry.file_type().unwrap().is_file() {
+                    std::fs::copy(entry.path(), pki.join(entry.file_name())).unwrap();
+                }
+            }
+        } else {
+            let out = Command::new(binary("headroom-collector"))
+                .args(["ca", "init", "--state-dir"])
+                .arg(&state)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "ca init: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let enroll: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();

@@ -44,7 +44,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "tls",
         ],
     ),
-    ("collector", &["address", "server_name"]),
+    ("collector", &["address", "addresses", "server_name"]),
     ("tls", &["ca", "cert", "key"]),
     (
         "sampling",
@@ -92,8 +92,12 @@ pub struct Config {
 /// The collector's QUIC listener and the name its certificate must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectorTarget {
-    /// `host:port` (IPv6 literals in brackets); the port is never 0.
+    /// `host:port` (IPv6 literals in brackets); the port is never 0. The first of `addresses`: where
+    /// certificate renewal goes.
     pub address: String,
+    /// Every collector this host may stream to (`address` alone, or `addresses`); all share the CA and the
+    /// server name.
+    pub addresses: Vec<String>,
     /// TLS server name to verify: a DNS name or an IP address, without brackets.
     pub server_name: String,
 }
@@ -218,8 +222,11 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCollector {
-    /// `host:port` of the collector's QUIC listener; required when the section is present.
+    /// `host:port` of the collector's QUIC listener; this or `addresses` is required when the section is present.
     address: Option<String>,
+    /// Several collectors, like ["c1.example:9600", "c2.example:9600"]: each host streams to one chosen by
+    /// rendezvous hashing on its name and fails over to the next. Instead of `address`.
+    addresses: Option<Vec<String>>,
     /// TLS name to verify; defaults to the host part of `address`.
     server_name: Option<String>,
 }
@@ -409,15 +416,42 @@ fn parse_size(text: &str) -> Option<u64> {
 }
 
 fn validate_collector(origin: &str, raw: RawCollector) -> Result<CollectorTarget, ConfigError> {
-    let Some(address) = raw.address else {
-        return Err(invalid(
+    let addresses = match (raw.address, raw.addresses) {
+        (Some(_), Some(_)) => return Err(invalid(
             origin,
-            "collector.address",
-            "missing (the [collector] section needs address = \"host:port\")",
-        ));
+            "collector.addresses",
+            "set together with collector.address (list every collector in addresses, or use address alone)",
+        )),
+        (Some(address), None) => vec![address],
+        (None, Some(addresses)) if !addresses.is_empty() => addresses,
+        (None, Some(_)) => {
+            return Err(invalid(
+                origin,
+                "collector.addresses",
+                "is empty (list at least one \"host:port\")",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                origin,
+                "collector.address",
+                "missing (the [collector] section needs address = \"host:port\")",
+            ))
+        }
     };
-    let host = collector_host(&address).map_err(|problem| invalid(origin, "collector.address", &problem))?;
-    let server_name = raw.server_name.unwrap_or(host);
+    let key = if addresses.len() > 1 {
+        "collector.addresses"
+    } else {
+        "collector.address"
+    };
+    let mut hosts = Vec::new();
+    for (i, address) in addresses.iter().enumerate() {
+        hosts.push(collector_host(address).map_err(|problem| invalid(origin, key, &problem))?);
+        if addresses[..i].contains(address) {
+            return Err(invalid(origin, key, &format!("\"{address}\" is listed twice")));
+        }
+    }
+    let server_name = raw.server_name.unwrap_or_else(|| hosts[0].clone());
     if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
         return Err(invalid(
             origin,
@@ -425,7 +459,11 @@ fn validate_collector(origin: &str, raw: RawCollector) -> Result<CollectorTarget
             &format!("\"{server_name}\" is not a DNS name or IP address (use the name in the collector's certificate)"),
         ));
     }
-    Ok(CollectorTarget { address, server_name })
+    Ok(CollectorTarget {
+        address: addresses[0].clone(),
+        addresses,
+        server_name,
+    })
 }
 
 /// Checks a `host:port` address and returns its host part, without brackets for IPv6 literals.
@@ -674,7 +712,7 @@ zone = "b"
         );
         assert_eq!(
             error_of("[collector]\naddress = \"c:1\"\nbanana = 1\n"),
-            "config /etc/headroom/agent.toml: line 3: unknown key \"banana\" (known keys: address, server_name)"
+            "config /etc/headroom/agent.toml: line 3: unknown key \"banana\" (known keys: address, addresses, server_name)"
         );
     }
 
@@ -756,6 +794,23 @@ zone = "b"
         assert!(address_error("2001:db8::1:9600").contains("put an IPv6 address in brackets"));
         assert!(address_error("[2001:db8::1:9600").contains("unclosed '['"));
         assert!(address_error("bad host:9600").contains("not a valid host name"));
+        let several = parse(
+            "[collector]\naddresses = [\"c1.example:9600\", \"c2.example:9600\"]\n",
+            ORIGIN,
+        )
+        .unwrap()
+        .collector
+        .unwrap();
+        assert_eq!(several.address, "c1.example:9600");
+        assert_eq!(several.addresses.len(), 2);
+        assert_eq!(several.server_name, "c1.example");
+        assert!(error_of("[collector]\naddresses = []\n").contains("collector.addresses: is empty"));
+        assert!(
+            error_of("[collector]\naddress = \"a:1\"\naddresses = [\"b:1\"]\n")
+                .contains("set together with collector.address")
+        );
+        assert!(error_of("[collector]\naddresses = [\"a:1\", \"a:1\"]\n").contains("listed twice"));
+        assert!(error_of("[collector]\naddresses = [\"a:1\", \"b\"]\n").contains("collector.addresses"));
         assert!(error_of("[collector]\nserver_name = \"x\"\n").contains("collector.address: missing"));
         let config = parse("[collector]\naddress = \"127.0.0.1:9600\"\n", ORIGIN).unwrap();
         assert_eq!(config.collector.unwrap().server_name, "127.0.0.1");

@@ -61,6 +61,16 @@ pub fn tls_from_config(
     Ok((Arc::new(tls), renewer))
 }
 
+/// The name this host's collectors are ranked by: the DNS name in its certificate (its identity), or the
+/// machine's host name when the certificate cannot be read (the handshake will then say why).
+fn rank_name(config: &Config) -> String {
+    std::fs::read_to_string(&config.tls.cert)
+        .ok()
+        .and_then(|pem| headroom_common::pki::cert_info(&pem).ok())
+        .and_then(|info| info.dns_names.into_iter().next())
+        .unwrap_or_else(|| host_facts().1.hostname)
+}
+
 /// Sampler settings from the config.
 pub fn sampler_config(config: &Config) -> SamplerConfig {
     SamplerConfig {
@@ -112,7 +122,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     };
     let settings = StreamSettings {
         uplink: UplinkConfig {
-            collector: target.address,
+            host: rank_name(&config),
+            collectors: target.addresses,
             server_name: target.server_name,
             tls,
             backoff: Backoff::default(),

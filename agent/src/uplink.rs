@@ -4,6 +4,7 @@
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
 use crate::backlog::SharedBacklog;
+use crate::collectors::CollectorChoice;
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
@@ -18,8 +19,11 @@ use tracing::{debug, info, warn};
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct UplinkConfig {
-    /// `host:port` of the collector's QUIC listener; resolved at every attempt.
-    pub collector: String,
+    /// `host:port` of each collector's QUIC listener (at least one); resolved at every attempt. With several,
+    /// the host streams to its rendezvous-hashing choice and fails over in order (`crate::collectors`).
+    pub collectors: Vec<String>,
+    /// The name the collectors are ranked by: the host name from the agent's certificate.
+    pub host: String,
     /// Name the collector's certificate must carry.
     pub server_name: String,
     pub tls: Arc<rustls::ClientConfig>,
@@ -61,6 +65,8 @@ pub struct UplinkReport {
 
 enum Ended {
     Cancelled,
+    /// Left a fallback collector (after flushing) because the preferred one is due to be tried again.
+    Handover,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +95,21 @@ pub async fn run_uplink(
     let mut attempt: u32 = 0;
     let mut last_reason = String::new();
     let endpoints = Endpoints::default();
+    let mut choice = CollectorChoice::new(&config.host, config.collectors.clone());
     loop {
         status.send_replace(UplinkStatus::Connecting);
         let mut welcomed = false;
+        let index = choice.pick(now_ms());
+        let address = choice.address(index).to_string();
+        // On a fallback collector, hand over to a better one once its skip has run out.
+        let handover_at = choice
+            .better_due_ms(index)
+            .map(|due| tokio::time::Instant::now() + Duration::from_millis(due.saturating_sub(now_ms())));
         let result = session(
             &config,
+            &address,
+            choice.len() > 1,
+            handover_at,
             &endpoints,
             &hello,
             outbox,
@@ -105,23 +121,35 @@ pub async fn run_uplink(
         .await;
         if welcomed {
             attempt = 0;
+            choice.succeeded(index);
         }
         match result {
             Ok(Ended::Cancelled) => break,
+            Ok(Ended::Handover) => {
+                info!(from = %address, "handing over to the preferred collector");
+                continue;
+            }
             Err(error) => {
+                choice.failed(index, now_ms());
                 let reason = error.to_string();
                 // Say it once per distinct reason: a collector that is down for an hour is one line, not 3,600.
                 if reason != last_reason {
-                    warn!(collector = %config.collector, %reason, "uplink failed; retrying with backoff");
+                    warn!(collector = %address, %reason, "uplink failed; retrying with backoff");
                     last_reason = reason.clone();
                 } else {
-                    debug!(collector = %config.collector, %reason, "uplink failed again");
+                    debug!(collector = %address, %reason, "uplink failed again");
                 }
                 status.send_replace(UplinkStatus::Failed { reason });
             }
         }
-        let delay = config.backoff.delay(attempt, fastrand::f64());
-        attempt = attempt.saturating_add(1);
+        // Another collector that has not failed recently is tried at once; the same one after a backoff.
+        let delay = if choice.pick(now_ms()) != index {
+            Duration::from_millis(fastrand::u64(0..200))
+        } else {
+            let delay = config.backoff.delay(attempt, fastrand::f64());
+            attempt = attempt.saturating_add(1);
+            delay
+        };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => break,
@@ -196,6 +224,9 @@ fn client_config(config: &UplinkConfig) -> Result<quinn::ClientConfig, UplinkErr
 #[allow(clippy::too_many_arguments)]
 async fn session(
     config: &UplinkConfig,
+    address: &str,
+    several: bool,
+    handover_at: Option<tokio::time::Instant>,
     endpoints: &Endpoints,
     hello: &Hello,
     outbox: &SharedBacklog,
@@ -204,12 +235,13 @@ async fn session(
     cancel: &CancellationToken,
     status: &watch::Sender<UplinkStatus>,
 ) -> Result<Ended, UplinkError> {
-    let peer = resolve(&config.collector).await?;
+    let peer = resolve(address).await?;
     let endpoint = endpoints.for_peer(peer)?;
     let connecting = endpoint
         .connect_with(client_config(config)?, peer, &config.server_name)
         .map_err(|e| UplinkError::Connect(format!("cannot connect to {peer}: {e}")))?;
-    let connect_timeout = Duration::from_secs(10);
+    // With other collectors to go to, a dead one is given up on sooner.
+    let connect_timeout = Duration::from_secs(if several { 5 } else { 10 });
     let connection = tokio::select! {
         _ = cancel.cancelled() => return Ok(Ended::Cancelled),
         result = tokio::time::timeout(connect_timeout, connecting) => result
@@ -232,6 +264,8 @@ async fn session(
     let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
     tokio::pin!(ack_deadline);
     let mut waiting_for_ack = false;
+    let handover = tokio::time::sleep_until(handover_at.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(handover);
     loop {
         // Arm the deadline when samples go out into an empty window; disarm it when the window empties.
         let in_flight = outbox.with(|b| b.in_flight()) > 0;
@@ -250,6 +284,11 @@ async fn session(
                 }
                 connection.close(0u32.into(), b"agent stopping");
                 return Ok(Ended::Cancelled);
+            }
+            _ = &mut handover, if handover_at.is_some() && protocol.is_streaming() => {
+                flush(config, &mut protocol, &mut send, &mut recv, outbox, acked_through, &connection, peer).await;
+                connection.close(0u32.into(), b"agent returning to its preferred collector");
+                return Ok(Ended::Handover);
             }
             _ = &mut welcome_deadline, if !protocol.is_streaming() => {
                 connection.close(1u32.into(), b"no welcome");

@@ -74,6 +74,14 @@ enum Command {
         /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
         #[arg(long)]
         window: Option<String>,
+        /// Per-host statistic over the window: mean, p50, p90, p99, p99.9 or max, from the rollup sketches
+        /// (default p99 beyond 1h, mean of raw rows up to 1h); adds a pooled row per group (every sample,
+        /// merged sketches).
+        #[arg(long)]
+        stat: Option<String>,
+        /// Where the window ends: an RFC 3339 time, or latest (the newest sample); default now.
+        #[arg(long, default_value = "now")]
+        end: EndAt,
     },
     /// Hosts flagged as outliers among their peers, each explained.
     Outliers {
@@ -273,8 +281,9 @@ struct ViewArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
+    /// `fleet` takes it several times and merges the collectors' live views.
     #[arg(long)]
-    api: Option<SocketAddr>,
+    api: Vec<SocketAddr>,
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
 }
@@ -489,15 +498,48 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             view: args,
             by,
             window,
+            stat,
+            end,
         } if by.is_some() || window.is_some() => {
-            let mut path = format!("/api/v1/fleet?window={}", window.as_deref().unwrap_or("live"));
+            let window = window.as_deref().unwrap_or("live");
+            let mut path = format!("/api/v1/fleet?window={window}");
             if let Some(by) = &by {
                 path.push_str(&format!("&by={by}"));
+            }
+            if window != "live" {
+                // Sketches exist for rolled-up minutes; windows of an hour or less read raw rows (means)
+                // unless a statistic is asked for.
+                let short = headroom_collector::views::parse_window(window)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|ms| ms <= headroom_collector::views::RAW_WINDOW_MAX_MS);
+                let stat = stat.as_deref().unwrap_or(if short { "mean" } else { "p99" });
+                stat.parse::<headroom_collector::views::Stat>()
+                    .map_err(|message| Failure::Usage(format!("--stat: {message}")))?;
+                path.push_str(&format!("&stat={stat}"));
+                if let Some(end) = end.query_value() {
+                    path.push_str(&format!("&end={end}"));
+                }
             }
             let body = client::get(api_address(&args)?, &path)?;
             let view: headroom_collector::views::FleetView =
                 serde_json::from_str(&body).context("decoding the fleet view")?;
             print!("{}", render::render_fleet_view(&view, args.format));
+        }
+        Command::Fleet { view: args, .. } if args.api.len() > 1 => {
+            // Each collector's host list, merged (a host that moved shows on both; the newest view wins), then
+            // summarised as one fleet.
+            let mut lists = Vec::new();
+            for api in &args.api {
+                let body = client::get(*api, "/api/v1/hosts")?;
+                let hosts: Vec<headroom_collector::fleet::HostView> = serde_json::from_str(&body)
+                    .with_context(|| format!("decoding the host list of {api}"))?;
+                lists.push(hosts);
+            }
+            let hosts = headroom_collector::live::summary::merge_hosts(lists);
+            let summary =
+                headroom_collector::live::summary::summarize(&hosts, headroom_common::clock::now_ms());
+            print!("{}", render_fleet(&summary, args.format));
         }
         Command::Fleet { view: args, .. } => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
@@ -614,8 +656,15 @@ fn now_s() -> i64 {
 }
 
 fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {
-    if let Some(api) = args.api {
-        return Ok(api);
+    match args.api.as_slice() {
+        [] => {}
+        [api] => return Ok(*api),
+        several => {
+            return Err(Failure::Usage(format!(
+                "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
+                several.len()
+            )))
+        }
     }
     if args.config.exists() {
         return Ok(load_config(&args.config)?.http_listen);

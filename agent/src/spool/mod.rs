@@ -34,7 +34,7 @@
 //! scan moves forward on every step, so it cannot loop.
 
 mod marks;
-mod record;
+pub mod record;
 
 use headroom_common::files;
 use headroom_common::wire::{GapReport, Sample};

@@ -125,6 +125,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         state_dir: local_dir.clone(),
         collector: Some(headroom_agent::config::CollectorTarget {
             address: bound.quic.to_string(),
+            addresses: vec![bound.quic.to_string()],
             server_name: "localhost".into(),
         }),
         tls: headroom_agent::config::TlsPaths::in_dir(&local_dir, "agent"),
@@ -210,7 +211,8 @@ fn sim_settings(
     )?;
     Ok(StreamSettings {
         uplink: UplinkConfig {
-            collector: bound.quic.to_string(),
+            collectors: vec![bound.quic.to_string()],
+            host: spec.host.clone(),
             server_name: "localhost".into(),
             tls: Arc::new(tls),
             backoff: Backoff::default(),

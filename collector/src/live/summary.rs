@@ -122,6 +122,21 @@ fn summarize_group(group: &str, zone: &str, hosts: &[&HostView]) -> GroupSummary
     }
 }
 
+/// Host lists of several collectors as one: a host that moved between collectors is listed by each, and the
+/// view heard from most recently wins (a connected one on a tie). Sorted by host name.
+pub fn merge_hosts(lists: Vec<Vec<HostView>>) -> Vec<HostView> {
+    let mut merged: std::collections::BTreeMap<String, HostView> = std::collections::BTreeMap::new();
+    for view in lists.into_iter().flatten() {
+        match merged.get(&view.host) {
+            Some(kept) if (kept.last_seen_ms, kept.connected) >= (view.last_seen_ms, view.connected) => {}
+            _ => {
+                merged.insert(view.host.clone(), view);
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
 /// The fleet summary of the given hosts (their status already computed) at `now_ms`.
 pub fn summarize(hosts: &[HostView], now_ms: u64) -> FleetSummary {
     let mut rows: BTreeMap<(&str, &str), Vec<&HostView>> = BTreeMap::new();
@@ -176,6 +191,26 @@ mod tests {
                 ..HostMetrics::default()
             },
         }
+    }
+
+    #[test]
+    fn issue_13_host_lists_of_several_collectors_merge_newest_first() {
+        let mut moved_old = host("web-1", "web", "a", HostStatus::Down, 10.0);
+        moved_old.last_seen_ms = 1_000;
+        moved_old.connected = false;
+        let mut moved_new = host("web-1", "web", "a", HostStatus::Up, 90.0);
+        moved_new.last_seen_ms = 5_000;
+        let other = host("db-1", "db", "b", HostStatus::Up, 30.0);
+        let merged = merge_hosts(vec![
+            vec![moved_new.clone(), other.clone()],
+            vec![moved_old.clone()],
+        ]);
+        assert_eq!(merged, vec![other.clone(), moved_new.clone()]);
+        // The order the collectors are given in does not matter.
+        let reversed = merge_hosts(vec![vec![moved_old], vec![other, moved_new.clone()]]);
+        assert_eq!(reversed[1], moved_new);
+        let summary = summarize(&reversed, 6_000);
+        assert_eq!(summary.groups.iter().map(|g| g.hosts).sum::<u32>(), 2);
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl EndAt {
         match self {
             EndAt::Now => Some(now_ms),
             EndAt::At(ms) => Some(ms),
-            EndAt::Latest => newest_ms,
+            // Just past the newest sample, so the window (exclusive at its end) holds it.
+            EndAt::Latest => newest_ms.map(|ms| ms + 1),
         }
     }
 
@@ -95,7 +96,7 @@ mod tests {
             .parse::<EndAt>()
             .unwrap_err()
             .contains("--end \"yesterday\""));
-        assert_eq!(EndAt::Latest.resolve(10, Some(5)), Some(5));
+        assert_eq!(EndAt::Latest.resolve(10, Some(5)), Some(6));
         assert_eq!(EndAt::Now.resolve(10, Some(5)), Some(10));
         assert_eq!(EndAt::Latest.resolve(10, None), None);
     }

@@ -66,6 +66,10 @@ fn error(status: StatusCode, message: String) -> Response {
 struct FleetQuery {
     by: Option<String>,
     window: Option<String>,
+    /// Per-host statistic: mean (default), p50, p90, p99, p99.9, max.
+    stat: Option<String>,
+    /// Unix ms, or latest (the newest sample); default now.
+    end: Option<String>,
 }
 
 /// Query of `/api/v1/outliers`.
@@ -91,6 +95,28 @@ async fn fleet_view(state: ApiState, query: FleetQuery) -> Response {
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let window = query.window.unwrap_or_else(|| "live".to_string());
+    let stat = match query
+        .stat
+        .as_deref()
+        .map(str::parse::<crate::views::Stat>)
+        .transpose()
+    {
+        Ok(stat) => stat,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let end = match query.end.as_deref() {
+        None => crate::views::end::EndAt::Now,
+        Some("latest") => crate::views::end::EndAt::Latest,
+        Some(ms) => match ms.parse::<u64>() {
+            Ok(ms) => crate::views::end::EndAt::At(ms),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("end \"{ms}\" is not Unix milliseconds or latest"),
+                )
+            }
+        },
+    };
     let live = lock(&state.fleet).hosts(now_ms());
     let database = state
         .analytics
@@ -104,7 +130,7 @@ async fn fleet_view(state: ApiState, query: FleetQuery) -> Response {
             }
             _ => None,
         };
-        crate::views::fleet_view(&live, store.as_ref(), by, &window, now_ms())
+        crate::views::fleet_view(&live, store.as_ref(), by, &window, now_ms(), stat, end)
     })
     .await;
     match result {

@@ -373,12 +373,15 @@ pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> Stri
             parts.join(",")
         }
     };
+    let pooled_key = |row: &crate::views::ViewRow| format!("pooled {}", key_of(row));
     let flat: Vec<Flat> = view
         .rows
         .iter()
-        .flat_map(|row| {
+        .map(|row| (key_of(row), row))
+        .chain(view.pooled.iter().map(|row| (pooled_key(row), row)))
+        .flat_map(|(key, row)| {
             row.metrics.iter().map(move |m| Flat {
-                key: key_of(row),
+                key: key.clone(),
                 hosts: row.hosts,
                 metric: m.metric.clone(),
                 count: m.count,
@@ -423,8 +426,9 @@ pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> Stri
             let header = [
                 "row", "metric", "hosts", "mean", "p50", "p90", "p99", "p99.9", "max", "max_host",
             ];
+            let notes: String = view.notes.iter().map(|note| format!("{note}\n")).collect();
             format!(
-                "window {} ({} data); {}\n{}",
+                "{notes}window {} ({} data); {}\n{}",
                 view.window,
                 view.source,
                 view.computed,

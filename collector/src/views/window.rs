@@ -9,8 +9,10 @@
 //! then names how the worst 1 % of hosts ran, which a fleet-wide mean of samples would hide.
 
 use crate::fleet::{HostStatus, HostView};
+use crate::store::sketch::{MetricStats, RollupStats};
 use crate::store::{Metric, Store, StoreError};
 use crate::summary::percentile;
+use crate::views::end::{stale_note, EndAt};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -67,6 +69,143 @@ pub struct FleetView {
     pub by: Vec<String>,
     pub computed: String,
     pub rows: Vec<ViewRow>,
+    /// The per-host statistic over the window (`mean`, `p50`, `p90`, `p99`, `p99.9`, `max`).
+    #[serde(default)]
+    pub stat: String,
+    /// Per row, the distribution of every sample of its hosts over the window (merged sketches): `count` is
+    /// samples, `max_host` the host with the largest sample. Only with a sketch statistic.
+    #[serde(default)]
+    pub pooled: Vec<ViewRow>,
+    /// Statements to read first, like stale data.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// The per-host statistic of a windowed view, from the rollup sketches (or, for `mean`, sums and counts).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    Mean,
+    Quantile(f64),
+    Max,
+}
+
+impl std::str::FromStr for Stat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Stat, String> {
+        match text {
+            "mean" => Ok(Stat::Mean),
+            "p50" => Ok(Stat::Quantile(0.50)),
+            "p90" => Ok(Stat::Quantile(0.90)),
+            "p99" => Ok(Stat::Quantile(0.99)),
+            "p99.9" => Ok(Stat::Quantile(0.999)),
+            "max" => Ok(Stat::Max),
+            other => Err(format!(
+                "stat \"{other}\" is not a per-host statistic (use mean, p50, p90, p99, p99.9 or max)"
+            )),
+        }
+    }
+}
+
+impl Stat {
+    /// As the command line spells it.
+    pub fn label(self) -> String {
+        match self {
+            Stat::Mean => "mean".to_string(),
+            Stat::Quantile(q) => format!("p{}", (q * 1000.0).round() / 10.0),
+            Stat::Max => "max".to_string(),
+        }
+    }
+
+    /// The statistic of one host's merged rollup of a metric.
+    pub fn of(self, stats: &MetricStats) -> Option<f64> {
+        if stats.count == 0 {
+            return None;
+        }
+        match self {
+            Stat::Mean => Some(stats.mean()),
+            Stat::Quantile(q) => stats.quantile(q),
+            Stat::Max => Some(stats.max),
+        }
+    }
+}
+
+/// A host's name and its merged rollup over the window.
+pub type MergedHost = (String, RollupStats);
+
+/// Every host's `stat` of every metric over `[from_ms, to_ms)` from the rollup sketches, and its merged
+/// rollup for the pooled rows.
+pub fn sketch_hosts(
+    store: &Store,
+    from_ms: u64,
+    to_ms: u64,
+    stat: Stat,
+) -> Result<(Vec<HostMeans>, Vec<MergedHost>), StoreError> {
+    let mut hosts = Vec::new();
+    let mut merged = Vec::new();
+    for host in store.host_window_stats(from_ms, to_ms)? {
+        let means = (0..Metric::ALL.len())
+            .map(|index| host.stats.get(index).and_then(|stats| stat.of(stats)))
+            .collect();
+        hosts.push(HostMeans {
+            host: host.host.clone(),
+            labels: host.labels,
+            means,
+        });
+        merged.push((host.host, host.stats));
+    }
+    Ok((hosts, merged))
+}
+
+/// Per row of `by`, the distribution of every sample of its hosts: merged sketches.
+pub fn pooled_rows(hosts: &[HostMeans], merged: &[MergedHost], by: &[String]) -> Vec<ViewRow> {
+    // Per row: hosts, merged rollup, and per metric the largest sample and its host.
+    type Pool = (usize, RollupStats, Vec<Option<(f64, String)>>);
+    let mut groups: BTreeMap<Vec<String>, Pool> = BTreeMap::new();
+    for (host, (name, stats)) in hosts.iter().zip(merged) {
+        let key = by
+            .iter()
+            .map(|label| host.labels.get(label).cloned().unwrap_or_default())
+            .collect();
+        let entry = groups
+            .entry(key)
+            .or_insert_with(|| (0, RollupStats::default(), vec![None; Metric::ALL.len()]));
+        entry.0 += 1;
+        entry.1.merge(stats);
+        for (index, top) in entry.2.iter_mut().enumerate() {
+            if let Some(stats) = stats.get(index).filter(|s| s.count > 0) {
+                if top.as_ref().is_none_or(|(max, _)| stats.max > *max) {
+                    *top = Some((stats.max, name.clone()));
+                }
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, (count, stats, tops))| ViewRow {
+            key: by.iter().cloned().zip(key).collect(),
+            hosts: count,
+            metrics: Metric::ALL
+                .iter()
+                .enumerate()
+                .filter_map(|(index, metric)| {
+                    let pooled = stats.get(index).filter(|s| s.count > 0)?;
+                    let at = |q: f64| pooled.quantile(q).unwrap_or(f64::NAN);
+                    Some(MetricSpread {
+                        metric: metric.name().to_string(),
+                        count: pooled.count as usize,
+                        mean: pooled.mean(),
+                        p50: at(0.50),
+                        p90: at(0.90),
+                        p99: at(0.99),
+                        p999: at(0.999),
+                        max: pooled.max,
+                        max_host: tops[index].as_ref().map(|(_, h)| h.clone()).unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Window length in ms from text like "5m", "1d", "30d"; `None` for "live".
@@ -236,32 +375,67 @@ pub fn compute_rows(hosts: &[HostMeans], by: &[String]) -> Vec<ViewRow> {
         .collect()
 }
 
-/// The view as the API answers it. `store` is needed for windows other than live.
+/// The view as the API answers it. `store` is needed for windows other than live. `stat` is the per-host
+/// statistic (default mean); `end` where the window ends (default now).
 pub fn fleet_view(
     live: &[HostView],
     store: Option<&Store>,
     by: Vec<String>,
     window_text: &str,
     now_ms: u64,
+    stat: Option<Stat>,
+    end: EndAt,
 ) -> Result<FleetView, String> {
     let window_ms = parse_window(window_text)?;
+    let stat = stat.unwrap_or(Stat::Mean);
+    let mut pooled = Vec::new();
+    let mut notes = Vec::new();
+    let mut to_ms = now_ms;
     let (hosts, source, from_ms) = match window_ms {
         None => (live_hosts(live), "live", None),
         Some(window_ms) => {
             let store = store.ok_or("windowed views need the collector database; it is not open")?;
-            let from_ms = now_ms.saturating_sub(window_ms);
-            let (hosts, source) = stored_hosts(store, from_ms, now_ms).map_err(|e| e.to_string())?;
-            (hosts, source, Some(from_ms))
+            let newest_ms = store.newest_sample_ms().map_err(|e| e.to_string())?;
+            to_ms = end
+                .resolve(now_ms, newest_ms)
+                .ok_or("end latest: the database holds no samples yet")?;
+            notes.extend(stale_note(newest_ms, to_ms));
+            let from_ms = to_ms.saturating_sub(window_ms);
+            if stat == Stat::Mean {
+                let (hosts, source) = stored_hosts(store, from_ms, to_ms).map_err(|e| e.to_string())?;
+                (hosts, source, Some(from_ms))
+            } else {
+                let (hosts, merged) = sketch_hosts(store, from_ms, to_ms, stat).map_err(|e| e.to_string())?;
+                pooled = pooled_rows(&hosts, &merged, &by);
+                (hosts, "rollup", Some(from_ms))
+            }
         }
+    };
+    let computed = if window_ms.is_some() {
+        format!(
+            "per host: {} over {window_text}; across hosts: count, mean, nearest-rank p50/p90/p99/p99.9, max \
+             and the host at the max{}",
+            stat.label(),
+            if pooled.is_empty() {
+                ""
+            } else {
+                "; pooled: every sample of the row's hosts (merged sketches, within 1 %)"
+            }
+        )
+    } else {
+        COMPUTED.to_string()
     };
     Ok(FleetView {
         window: window_text.to_string(),
         from_ms,
-        to_ms: now_ms,
+        to_ms,
         source: source.to_string(),
         rows: compute_rows(&hosts, &by),
         by,
-        computed: COMPUTED.to_string(),
+        computed,
+        stat: stat.label(),
+        pooled,
+        notes,
     })
 }
 
@@ -339,5 +513,120 @@ mod tests {
         assert!(parse_window("soon").unwrap_err().contains("not a duration"));
         assert_eq!(parse_by("group, zone").unwrap(), ["group", "zone"]);
         assert!(parse_by("group;drop").is_err());
+    }
+
+    #[test]
+    fn per_host_statistic_from_sketches_and_a_pooled_row() {
+        use crate::fleet::HostMetrics;
+        use crate::store::{HostBatch, HostInfo, Retention, SampleRow};
+        // A Monday at 00:00 UTC.
+        const T0: u64 = 1_700_438_400_000;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("headroom.db"), T0).unwrap();
+        let batch = |host: &str, values: Vec<f64>| HostBatch {
+            host: host.into(),
+            instance_id: 1,
+            received_ms: T0,
+            hello: Some(HostInfo {
+                labels: [("group".to_string(), "web".to_string())].into_iter().collect(),
+                cores: 4,
+                memory_bytes: 1 << 30,
+                interval_ms: 1000,
+                agent_version: "0.1.0".into(),
+            }),
+            rows: values
+                .into_iter()
+                .enumerate()
+                .map(|(i, cpu)| SampleRow {
+                    seq: i as u64 + 1,
+                    ts_ms: T0 + i as u64 * 5_000,
+                    metrics: HostMetrics {
+                        cpu_busy_pct: Some(cpu),
+                        ..HostMetrics::default()
+                    },
+                    clock_offset_ms: 0,
+                    detail: Vec::new(),
+                })
+                .collect(),
+            gaps: Vec::new(),
+        };
+        // web-a: 10, 20, …, 100 % in minute 0; web-b: 50 % ten times.
+        store
+            .commit_batches(&[
+                batch("web-a", (1..=10).map(|i| f64::from(i) * 10.0).collect()),
+                batch("web-b", vec![50.0; 10]),
+            ])
+            .unwrap();
+        store.maintain(T0 + 2 * 60_000, &Retention::default()).unwrap();
+        let by = vec!["group".to_string()];
+        let view = |stat: &str| {
+            fleet_view(
+                &[],
+                Some(&store),
+                by.clone(),
+                "2h",
+                T0 + 2 * 60_000,
+                Some(stat.parse().unwrap()),
+                EndAt::Now,
+            )
+            .unwrap()
+        };
+        let cpu = |rows: &[ViewRow]| {
+            rows[0]
+                .metrics
+                .iter()
+                .find(|m| m.metric == "cpu_busy_pct")
+                .cloned()
+                .unwrap()
+        };
+        // Per host max: 100 and 50; across the two hosts p50 (nearest rank 1 of 2) is 50, max 100 on web-a.
+        let max = view("max");
+        assert_eq!(max.stat, "max");
+        assert!(
+            max.computed.starts_with("per host: max over 2h"),
+            "{}",
+            max.computed
+        );
+        let per_host = cpu(&max.rows);
+        assert_eq!((per_host.count, per_host.p50, per_host.max), (2, 50.0, 100.0));
+        assert_eq!(per_host.max_host, "web-a");
+        // Pooled: the 20 samples 10, 20, 30, 40, 50 ×11, 60, …, 100: mean (550 + 500)/20 = 52.5 exactly,
+        // median (rank 10) 50 within the sketch's 1 %, max 100 on web-a.
+        let pooled = cpu(&max.pooled);
+        assert_eq!(pooled.count, 20);
+        assert!((pooled.mean - 52.5).abs() < 1e-9, "{pooled:?}");
+        assert!((pooled.p50 - 50.0).abs() <= 0.5, "{pooled:?}");
+        assert_eq!((pooled.max, pooled.max_host.as_str()), (100.0, "web-a"));
+        // Per host p50: web-a's 10 values have median rank 5 = 50 (within 1 %), web-b 50.
+        let p50 = cpu(&view("p50").rows);
+        assert!((p50.max - 50.0).abs() <= 0.5, "{p50:?}");
+        assert!("p95"
+            .parse::<Stat>()
+            .unwrap_err()
+            .contains("use mean, p50, p90, p99, p99.9 or max"));
+        // A window ending an hour after the data says so first.
+        let later = fleet_view(
+            &[],
+            Some(&store),
+            by.clone(),
+            "2h",
+            T0 + 3_600_000,
+            Some(Stat::Max),
+            EndAt::Now,
+        )
+        .unwrap();
+        assert!(later.notes[0].starts_with("stale data"), "{:?}", later.notes);
+        let latest = fleet_view(
+            &[],
+            Some(&store),
+            by,
+            "2h",
+            T0 + 3_600_000,
+            Some(Stat::Max),
+            EndAt::Latest,
+        )
+        .unwrap();
+        assert!(latest.notes.is_empty());
+        assert_eq!(cpu(&latest.rows).max, 100.0);
     }
 }
