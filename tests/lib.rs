@@ -480,6 +480,20 @@ pub fn e2e_required() -> bool {
     std::env::var("HEADROOM_E2E").is_ok_and(|v| v == "1")
 }
 
+/// Starts `bin args`, closes its standard output before reading anything, and returns what it wrote to
+/// standard error once it ended (a command must end quietly when its reader goes away).
+pub fn stderr_with_closed_stdout(bin: &str, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(binary(bin))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for the command");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// GET `path` from a plain HTTP server on loopback: the status and the body (de-chunked), or None when
 /// unreachable.
 pub fn http_get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {

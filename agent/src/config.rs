@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::sampler::network::glob_matches;
 
+mod effective;
+
 pub use headroom_common::config::{
     absolute_path, check_section_table, duration_in, edit_distance, human_duration, invalid, line_of,
     nearest_key, read_config_file, ConfigError, KeyHint, RawTls, TlsPaths,

@@ -1,8 +1,8 @@
 //! `headroom-agent`: parse the command line, load the config, call the library, map errors to exit codes.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use headroom_agent::{config, run, sample_view, sampler};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use headroom_agent::{cli_docs, config, run, sample_view, sampler};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,18 +28,31 @@ enum Command {
     },
     /// Take one sample of this host and print it; no network.
     Sample {
+        /// table (human units), json (the raw sample) or csv (raw numbers with their unit).
         #[arg(long, value_enum, default_value_t = SampleFormat::Table)]
         format: SampleFormat,
+        /// Leave out the header row of the table or CSV.
+        #[arg(long)]
+        no_header: bool,
         /// Read this proc root instead of /proc (for captured trees).
         #[arg(long, default_value = "/proc")]
         proc_root: PathBuf,
     },
     /// Get this host's certificate from the collector with a one-time token.
     Enroll(EnrollArgs),
-    /// Check a config file and print what it means.
+    /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        /// toml (reads back as the same configuration) or json.
+        #[arg(long, value_enum, default_value_t = headroom_common::effective::DocumentFormat::Toml)]
+        format: headroom_common::effective::DocumentFormat,
+    },
+    /// Write man pages and shell completions into a directory (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -73,10 +86,14 @@ struct EnrollArgs {
 enum SampleFormat {
     Table,
     Json,
+    Csv,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        exit_quietly_on_closed_pipe();
+    }
     init_logging();
     match cli.command {
         Command::Run { config: path } => {
@@ -96,19 +113,48 @@ fn main() -> ExitCode {
                 Err(e) => runtime_error(e),
             }
         }
-        Command::Sample { format, proc_root } => match sample_once(format, proc_root) {
+        Command::Sample {
+            format,
+            no_header,
+            proc_root,
+        } => match sample_once(format, !no_header, proc_root) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(e),
         },
         Command::Enroll(args) => enroll_host(args),
-        Command::CheckConfig { config: path } => match config::load(&path) {
+        Command::CheckConfig { config: path, format } => match config::load(&path) {
             Ok(config) => {
-                println!("config {}: ok", path.display());
-                println!("{config:#?}");
+                let origin = path.display().to_string();
+                print!(
+                    "{}",
+                    headroom_common::effective::render_document(&config.effective(), &origin, format)
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => usage_error(e),
         },
+        Command::GenerateDocs { out } => match cli_docs::write(Cli::command(), &out) {
+            Ok(files) => {
+                for file in files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => runtime_error(anyhow::anyhow!(
+                "writing man pages and completions into {}: {e}",
+                out.display()
+            )),
+        },
+    }
+}
+
+/// A command whose output goes into `head` or `grep -q` ends silently when the reader goes away, as Unix tools
+/// do, instead of panicking in `println!`. The service keeps Rust's default (SIGPIPE ignored) so that a peer
+/// closing a socket is an error to handle, never a reason to die.
+fn exit_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -134,7 +180,7 @@ async fn wait_for_stop_signal() {
     }
 }
 
-fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
+fn sample_once(format: SampleFormat, header: bool, proc_root: PathBuf) -> anyhow::Result<()> {
     let mut sampler = sampler::Sampler::new(sampler::SamplerConfig {
         proc_root,
         ..Default::default()
@@ -149,7 +195,14 @@ fn sample_once(format: SampleFormat, proc_root: PathBuf) -> anyhow::Result<()> {
             let text = serde_json::to_string_pretty(&after).context("encoding the sample as JSON")?;
             println!("{text}");
         }
-        SampleFormat::Table => print!("{}", sample_view::render_table(&before, &after)),
+        SampleFormat::Table => print!(
+            "{}",
+            sample_view::render_table(&sample_view::readings(&before, &after), header)
+        ),
+        SampleFormat::Csv => print!(
+            "{}",
+            sample_view::render_csv(&sample_view::readings(&before, &after), header)
+        ),
     }
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod effective;
+
 use headroom_common::config::{absolute_path, duration_in, invalid, read_config_file, RawTls};
 pub use headroom_common::config::{ConfigError, KeyHint, TlsPaths};
 

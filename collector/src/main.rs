@@ -1,12 +1,13 @@
 //! `headroom-collector`: parse the command line, load the config, call the library, map errors to exit codes.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use headroom_collector::render::{self, render_fleet, render_hosts, Format};
+use clap::{CommandFactory, Parser, Subcommand};
+use headroom_collector::render::{self, render_fleet, render_hosts, Format, Output};
 use headroom_collector::report_cli;
 use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::views::end::EndAt;
 use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
+use headroom_common::effective::{render_document, DocumentFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,10 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Check a config file and print what it means.
+    /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        /// toml (reads back as the same configuration) or json.
+        #[arg(long, value_enum, default_value_t = DocumentFormat::Toml)]
+        format: DocumentFormat,
     },
     /// Fleet summary per group and zone, from a running collector; with --by or --window, percentiles
     /// across hosts of each host's mean over the window, grouped by any labels.
@@ -99,6 +103,12 @@ enum Command {
     Sizing(SizingArgs),
     /// Write a sizing and capacity report to a file, read from the database file (a copy works).
     Report(ReportArgs),
+    /// Write man pages and shell completions into a directory (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +263,9 @@ struct SizingArgs {
     window: Option<Duration>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Leave out the header row and summary lines of the table or CSV.
+    #[arg(long)]
+    no_header: bool,
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
@@ -280,6 +293,9 @@ struct ReportArgs {
 struct ViewArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Leave out the header row and summary lines of the table or CSV.
+    #[arg(long)]
+    no_header: bool,
     /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
     /// `fleet` takes it several times and merges the collectors' live views.
     #[arg(long)]
@@ -301,6 +317,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        exit_quietly_on_closed_pipe();
+    }
     // The demo prints its own summary; routine connection logs would bury it.
     let quiet = matches!(cli.command, Command::Demo { .. });
     init_logging(if quiet { "warn" } else { "info" });
@@ -313,6 +332,25 @@ fn main() -> ExitCode {
         Err(Failure::Runtime(error)) => {
             eprintln!("headroom-collector: {error:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// A command whose output goes into `head` or `grep -q` ends silently when the reader goes away, as Unix tools
+/// do, instead of panicking in `println!`. The service keeps Rust's default (SIGPIPE ignored) so that a peer
+/// closing a socket is an error to handle, never a reason to die.
+fn exit_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+impl ViewArgs {
+    fn output(&self) -> Output {
+        Output {
+            format: self.format,
+            header: !self.no_header,
         }
     }
 }
@@ -489,10 +527,17 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(admin_failure)?;
             print!("{text}");
         }
-        Command::CheckConfig { config: path } => {
+        Command::CheckConfig { config: path, format } => {
             let config = load_config(&path)?;
-            println!("config {}: ok", path.display());
-            println!("{config:#?}");
+            let origin = path.display().to_string();
+            print!("{}", render_document(&config.effective(), &origin, format));
+        }
+        Command::GenerateDocs { out } => {
+            let files = headroom_agent::cli_docs::write(Cli::command(), &out)
+                .with_context(|| format!("writing man pages and completions into {}", out.display()))?;
+            for file in files {
+                println!("{}", file.display());
+            }
         }
         Command::Fleet {
             view: args,
@@ -524,7 +569,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let body = client::get(api_address(&args)?, &path)?;
             let view: headroom_collector::views::FleetView =
                 serde_json::from_str(&body).context("decoding the fleet view")?;
-            print!("{}", render::render_fleet_view(&view, args.format));
+            print!("{}", render::render_fleet_view(&view, args.output()));
         }
         Command::Fleet { view: args, .. } if args.api.len() > 1 => {
             // Each collector's host list, merged (a host that moved shows on both; the newest view wins), then
@@ -544,14 +589,20 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Fleet { view: args, .. } => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
-            print!("{}", render_fleet(&summary, args.format));
+            print!("{}", render_fleet(&summary, args.output()));
         }
         Command::Sizing(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
+            let header = !args.no_header;
             let text = match args.format {
-                Format::Table => report_cli::render_table(&report),
+                Format::Table => report_cli::render_table(&report, header),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
-                Format::Csv => sizing::render(&report, ReportFormat::Csv),
+                // The sizing CSV has exactly one header line: the column names.
+                Format::Csv if header => sizing::render(&report, ReportFormat::Csv),
+                Format::Csv => sizing::render(&report, ReportFormat::Csv)
+                    .split_once('\n')
+                    .map(|(_, rows)| rows.to_string())
+                    .unwrap_or_default(),
             };
             print!("{text}");
         }
@@ -573,8 +624,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 .ok()
                 .and_then(|body| serde_json::from_str(&body).ok())
             {
-                Some(gaps) => print!("{}", render::render_hosts_with_gaps(&hosts, &gaps, args.format)),
-                None => print!("{}", render_hosts(&hosts, args.format)),
+                Some(gaps) => print!("{}", render::render_hosts_with_gaps(&hosts, &gaps, args.output())),
+                None => print!("{}", render_hosts(&hosts, args.output())),
             }
             // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
             let export = client::get(api_address(&args)?, "/api/v1/health")
@@ -593,13 +644,13 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let body = client::get(api_address(&args)?, &path)?;
             let report: headroom_collector::analytics::OutlierReport =
                 serde_json::from_str(&body).context("decoding the outliers")?;
-            print!("{}", render::render_outliers(&report, args.format));
+            print!("{}", render::render_outliers(&report, args.output()));
         }
         Command::Alarms(args) => {
             let body = client::get(api_address(&args)?, "/api/v1/alarms")?;
             let report: headroom_collector::analytics::AlarmReport =
                 serde_json::from_str(&body).context("decoding the alarms")?;
-            print!("{}", render::render_alarms(&report, args.format));
+            print!("{}", render::render_alarms(&report, args.output()));
         }
     }
     Ok(())

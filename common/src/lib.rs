@@ -1,5 +1,6 @@
-//! Shared core of headroom: wire types, the sans-IO protocol session, backoff, percentiles, the config helpers
-//! both binaries use, the atomic file write, TLS/PKI helpers and small text helpers (`names`).
+//! Shared core of headroom: wire types, the sans-IO protocol session, metric derivation (`derive`), backoff,
+//! percentiles, the config helpers both binaries use, the atomic file write, the effective-configuration
+//! document, human units, TLS/PKI helpers and small text helpers (`names`).
 //!
 //! Nothing here opens a socket or spawns a task. The protocol, backoff and percentile code never reads the
 //! clock: time comes in as an argument; `clock::now_ms` is the one wall-clock read, for the binaries' edges.
@@ -9,6 +10,7 @@ pub mod clock;
 pub mod clock_offset;
 pub mod config;
 pub mod derive;
+pub mod effective;
 pub mod enroll;
 pub mod files;
 pub mod names;
@@ -16,4 +18,5 @@ pub mod percentile;
 pub mod pki;
 pub mod session;
 pub mod tls;
+pub mod units;
 pub mod wire;

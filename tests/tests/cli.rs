@@ -1,6 +1,6 @@
 //! The command-line contract: `sample` without network, `check-config`, exit codes and one-line errors.
 
-use headroom_tests::binary;
+use headroom_tests::{binary, stderr_with_closed_stdout};
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> (Option<i32>, String, String) {
@@ -136,4 +136,137 @@ fn fleet_without_a_running_collector_says_where_it_looked() {
         stderr.contains(&api) && stderr.contains("headroom-collector serve"),
         "{stderr}"
     );
+}
+
+/// Runs `check-config` on `config`, writes what it printed to a file and checks that file again: the printed
+/// effective configuration is itself a valid configuration that prints the same way.
+fn check_config_round_trip(bin: &str, config: &str) {
+    let (code, printed, stderr) = run(bin, &["check-config", "--config", config]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(printed.starts_with(&format!("# {config}: ok")), "{printed}");
+    assert!(!printed.contains("Config {"), "no debug dump: {printed}");
+    let dir = tempfile::tempdir().unwrap();
+    let again_path = dir.path().join("effective.toml");
+    std::fs::write(&again_path, &printed).unwrap();
+    let again_path = again_path.display().to_string();
+    let (code, again, stderr) = run(bin, &["check-config", "--config", &again_path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&again), body(&printed));
+
+    let (code, json, stderr) = run(bin, &["check-config", "--config", config, "--format", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let document: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        document["tls"]["key"].as_str().unwrap().starts_with('/'),
+        "{document}"
+    );
+}
+
+#[test]
+fn issue_15_check_config_prints_the_effective_configuration_as_toml_and_json() {
+    check_config_round_trip("headroom-agent", &workspace_file("deploy/agent.toml"));
+    check_config_round_trip("headroom-collector", &workspace_file("deploy/collector.toml"));
+}
+
+#[test]
+fn issue_15_a_closed_pipe_ends_commands_quietly() {
+    let agent_config = workspace_file("deploy/agent.toml");
+    let collector_config = workspace_file("deploy/collector.toml");
+    for (bin, args) in [
+        ("headroom-agent", vec!["check-config", "--config", &agent_config]),
+        ("headroom-agent", vec!["sample"]),
+        (
+            "headroom-collector",
+            vec!["check-config", "--config", &collector_config],
+        ),
+    ] {
+        let stderr = stderr_with_closed_stdout(bin, &args);
+        assert!(stderr.is_empty(), "{bin} {args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn issue_15_sample_prints_human_units_in_tables_and_raw_numbers_in_csv() {
+    let (code, table, stderr) = run("headroom-agent", &["sample", "--no-header"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!table.contains("family"), "{table}");
+    let total = table
+        .lines()
+        .find(|l| l.contains("memory") && l.contains("total"))
+        .unwrap();
+    assert!(total.trim_end().ends_with("iB"), "{total}");
+    let busy = table.lines().find(|l| l.contains("busy")).unwrap();
+    assert!(busy.trim_end().ends_with('%'), "{busy}");
+
+    let (code, csv, stderr) = run("headroom-agent", &["sample", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(csv.lines().next(), Some("family,metric,value,unit"));
+    let total = csv.lines().find(|l| l.starts_with("memory,total,")).unwrap();
+    let bytes: u64 = total.split(',').nth(2).unwrap().parse().unwrap();
+    assert!(bytes > 1 << 20 && total.ends_with(",bytes"), "{total}");
+}
+
+#[test]
+fn issue_15_man_pages_render_and_completions_cover_every_subcommand() {
+    let has_man = Command::new("man").arg("--version").output().is_ok();
+    if !has_man && headroom_tests::e2e_required() {
+        panic!("man is missing (apt-get install man-db)");
+    }
+    for (bin, subcommands) in [
+        ("headroom-agent", &["run", "sample", "enroll", "check-config"][..]),
+        (
+            "headroom-collector",
+            &[
+                "serve",
+                "demo",
+                "ca",
+                "cert",
+                "token",
+                "check-config",
+                "fleet",
+                "outliers",
+                "alarms",
+                "hosts",
+                "sizing",
+                "report",
+            ][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().display().to_string();
+        let (code, _, stderr) = run(bin, &["generate-docs", "--out", &out]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let read = |relative: &str| std::fs::read_to_string(dir.path().join(relative)).unwrap();
+        let bash = read(&format!("completions/{bin}.bash"));
+        let zsh = read(&format!("completions/_{bin}"));
+        let fish = read(&format!("completions/{bin}.fish"));
+        for sub in subcommands {
+            assert!(
+                dir.path().join(format!("man/{bin}-{sub}.1")).exists(),
+                "no page for {sub}"
+            );
+            assert!(
+                bash.contains(sub) && zsh.contains(sub) && fish.contains(sub),
+                "{sub}"
+            );
+        }
+        if !has_man {
+            println!("skipped rendering: man is not installed");
+            continue;
+        }
+        let page = dir.path().join(format!("man/{bin}.1"));
+        let rendered = Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANWIDTH", "100")
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        assert!(rendered.status.success());
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        for sub in subcommands {
+            assert!(text.contains(&format!("{bin}-{sub}(1)")), "{sub} not in:\n{text}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use headroom_common::pki::{create_ca, issue_client_cert};
 use headroom_common::tls::client_config;
 use headroom_common::wire::ALPN;
-use headroom_tests::{binary, start_agent_with, wait_for, Collector};
+use headroom_tests::{binary, start_agent_configured, start_agent_with, wait_for, Collector};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -240,4 +240,49 @@ fn an_agent_with_a_certificate_from_another_ca_prints_one_clear_line() {
         collector.hosts().is_empty(),
         "the impostor must not appear as a host"
     );
+}
+
+#[test]
+fn the_first_sample_stored_after_a_reconnect_has_its_cpu_percent_issue_9() {
+    let collector = Collector::start();
+    let state = collector.issue("web-1");
+    let quic = collector.quic.to_string();
+    let labels = [("group", "web")];
+    let start = || start_agent_configured(&state, &quic, &labels, "", collector.dir.path());
+    let mut agent = start();
+    collector
+        .wait_host("web-1", 3, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no samples; agent log:\n{}", agent.stderr_text()));
+    agent.terminate(Duration::from_secs(20));
+    // The agent flushed on stop: its last sample is stored and in the live view.
+    let stopped_at = collector
+        .wait_host("web-1", 3, Duration::from_secs(5))
+        .and_then(|h| h["seq"].as_u64())
+        .unwrap();
+    let mut agent = start();
+    collector
+        .wait_host("web-1", stopped_at + 3, Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "no samples after the restart; agent log:\n{}",
+                agent.stderr_text()
+            )
+        });
+    agent.terminate(Duration::from_secs(20));
+    // Every stored row but the very first (which has no sample before it) has CPU %.
+    let db = rusqlite::Connection::open_with_flags(
+        collector.db_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let rows: Vec<(i64, Option<f64>)> = db
+        .prepare("SELECT seq, cpu_busy_pct FROM samples ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() as u64 > stopped_at + 2, "{rows:?}");
+    let without: Vec<i64> = rows.iter().filter(|r| r.1.is_none()).map(|r| r.0).collect();
+    assert_eq!(without, [rows[0].0], "rows without CPU %: {rows:?}");
 }

@@ -1,7 +1,7 @@
 //! End to end: windowed fleet views grouped by labels, the outliers and alarms commands, and data gaps in
 //! the host list, read from a running collector with real agents.
 
-use headroom_tests::{api_get, binary, Collector};
+use headroom_tests::{api_get, binary, stderr_with_closed_stdout, Collector};
 use std::time::Duration;
 
 const FAST: &str = "[sampling]\ninterval = \"200ms\"\n";
@@ -74,6 +74,30 @@ fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
         table.contains("group=web") && table.contains("p99.9") && table.contains("max_host"),
         "{table}"
     );
+    // Issue 15: the windowed table shows units, never raw byte counts.
+    let line = |metric: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(metric))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(line("cpu_busy_pct").contains('%'), "{table}");
+    assert!(line("mem_used_bytes").contains("iB"), "{table}");
+    assert!(line("net_rx_bytes_per_s").contains("B/s"), "{table}");
+    let (ok, rows_only, err) = cli(
+        &collector,
+        &["fleet", "--by", "group", "--window", "5m", "--no-header"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        !rows_only.contains("max_host") && !rows_only.starts_with("window"),
+        "{rows_only}"
+    );
+    assert!(
+        rows_only.lines().all(|l| l.trim_start().starts_with("group=")),
+        "{rows_only}"
+    );
     let (ok, csv, _) = cli(
         &collector,
         &["fleet", "--by", "group,zone", "--window", "1h", "--format", "csv"],
@@ -106,6 +130,16 @@ fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
         hosts.lines().next().unwrap().trim_end().ends_with("gaps"),
         "{hosts}"
     );
+    let (ok, hosts, err) = cli(&collector, &["hosts", "--format", "csv", "--no-header"]);
+    assert!(ok, "{err}");
+    assert_eq!(hosts.lines().count(), 3, "{hosts}");
+    assert!(!hosts.contains("host,status"), "{hosts}");
+
+    // Issue 15: a reader that goes away early ends the command quietly, without a panic.
+    let api = collector.http.to_string();
+    let stderr = stderr_with_closed_stdout("headroom-collector", &["hosts", "--api", &api]);
+    assert!(stderr.is_empty(), "{stderr}");
+
     let (ok, json, _) = cli(&collector, &["hosts", "--format", "json"]);
     let hosts: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(

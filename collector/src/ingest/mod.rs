@@ -397,7 +397,12 @@ async fn handle_connection(
                     state.hello_stored = false;
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);
                     log_hello(&host, peer, &hello, state.last_seq);
-                    lock_fleet(&context.fleet).on_hello(&host, &hello, now_ms());
+                    let mut fleet = lock_fleet(&context.fleet);
+                    fleet.on_hello(&host, &hello, now_ms());
+                    // Rates of the first sample stored on this connection come from the last one stored on
+                    // an earlier connection of the same instance.
+                    state.previous = fleet.stored_previous(&host, hello.instance_id, state.last_seq);
+                    drop(fleet);
                     // The session just reported the hello, so it is waiting for exactly this welcome.
                     if let Ok(frame) = session.welcome_frame(state.last_seq) {
                         reply.extend_from_slice(&frame);

@@ -114,6 +114,10 @@ struct HostEntry {
     last_seen_ms: u64,
     /// The latest sample, kept to derive the next step's rates.
     latest: Option<Sample>,
+    /// The latest sample committed to the database, which may be older than `latest` while a live sample
+    /// is ahead of a backlog. The next connection of the same instance derives its first stored sample's
+    /// rates from it (`stored_previous`).
+    stored: Option<Sample>,
     metrics: HostMetrics,
     clock_offset_ms: Option<i64>,
 }
@@ -130,6 +134,7 @@ impl HostEntry {
             disconnected_ms: None,
             last_seen_ms: now_ms,
             latest: None,
+            stored: None,
             metrics: HostMetrics::default(),
             clock_offset_ms: None,
         }
@@ -143,6 +148,15 @@ pub struct FleetCounts {
     pub up: u64,
     pub stale: u64,
     pub down: u64,
+}
+
+/// Per-core times are dropped from the samples the live state keeps, which keeps a many-core host's entry
+/// small; the price is that the first sample stored after a reconnect has every rate but the busiest core's.
+fn strip_per_core(mut sample: Sample) -> Sample {
+    if let Some(cpu) = &mut sample.cpu {
+        cpu.per_core = Vec::new();
+    }
+    sample
 }
 
 /// Live state of the fleet, one entry per host identity, kept in name order.
@@ -184,6 +198,7 @@ impl FleetState {
         // sample must not be paired with the next one.
         if entry.instance_id.is_some_and(|id| id != hello.instance_id) {
             entry.latest = None;
+            entry.stored = None;
             entry.metrics = HostMetrics::default();
         }
         entry.instance_id = Some(hello.instance_id);
@@ -206,12 +221,45 @@ impl FleetState {
             return;
         }
         let metrics = derive_metrics(latest, sample);
-        self.on_stored(host, sample.clone(), metrics, now_ms);
+        self.update_latest(host, strip_per_core(sample.clone()), metrics, now_ms);
     }
 
-    /// A stored sample whose metrics ingest already derived (from the sample stored before it): it becomes the
-    /// host's latest without a second derivation. Ignored when the live view already holds a newer sample.
-    pub fn on_stored(&mut self, host: &str, mut sample: Sample, metrics: HostMetrics, now_ms: u64) {
+    /// A stored sample whose metrics ingest already derived (from the sample stored before it): it is
+    /// remembered as the host's last stored sample, and becomes the host's latest without a second
+    /// derivation unless the live view already holds a newer sample.
+    pub fn on_stored(&mut self, host: &str, sample: Sample, metrics: HostMetrics, now_ms: u64) {
+        let sample = strip_per_core(sample);
+        let entry = self
+            .hosts
+            .entry(host.to_string())
+            .or_insert_with(|| HostEntry::new(now_ms));
+        if entry.stored.as_ref().is_none_or(|stored| sample.seq > stored.seq) {
+            entry.stored = Some(sample.clone());
+        }
+        self.update_latest(host, sample, metrics, now_ms);
+    }
+
+    /// The sample to derive the first stored sample of a new connection from: the host's last stored
+    /// sample, when it belongs to `instance_id` and is the one the store last committed (`last_stored_seq`).
+    /// Without it the first row after every reconnect would have no CPU % and no rates.
+    pub fn stored_previous(
+        &self,
+        host: &str,
+        instance_id: u64,
+        last_stored_seq: Option<u64>,
+    ) -> Option<Sample> {
+        let entry = self.hosts.get(host)?;
+        if entry.instance_id != Some(instance_id) {
+            return None;
+        }
+        entry
+            .stored
+            .as_ref()
+            .filter(|stored| Some(stored.seq) == last_stored_seq)
+            .cloned()
+    }
+
+    fn update_latest(&mut self, host: &str, sample: Sample, metrics: HostMetrics, now_ms: u64) {
         let entry = self
             .hosts
             .entry(host.to_string())
@@ -222,10 +270,6 @@ impl FleetState {
             .is_some_and(|latest| sample.seq <= latest.seq)
         {
             return;
-        }
-        // Per-core times are not used for rates; dropping them keeps a many-core host's entry small.
-        if let Some(cpu) = &mut sample.cpu {
-            cpu.per_core = Vec::new();
         }
         entry.metrics = metrics;
         entry.latest = Some(sample);
@@ -504,5 +548,40 @@ mod tests {
         );
         let back: Vec<HostView> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, hosts);
+    }
+
+    #[test]
+    fn a_reconnect_derives_from_the_last_stored_sample_even_with_a_live_one_ahead_issue_9() {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        fleet.on_hello("a", &hello(&[], 1), T0_MS);
+        let stored = sample(7, T0_MS, 100, 900, TcpCounters::default());
+        fleet.on_stored("a", stored.clone(), HostMetrics::default(), T0_MS);
+        fleet.on_disconnect("a", T0_MS + 1_000);
+        // The next connection's live sample gets ahead of its backlog.
+        fleet.on_hello("a", &hello(&[], 1), T0_MS + 5_000);
+        fleet.on_sample(
+            "a",
+            &sample(12, T0_MS + 5_000, 600, 1_400, TcpCounters::default()),
+            T0_MS + 5_000,
+        );
+        let previous = fleet
+            .stored_previous("a", 1, Some(7))
+            .expect("seeded from the live state");
+        assert_eq!(previous.seq, 7);
+        let first_after = sample(8, T0_MS + 1_000, 150, 1_350, TcpCounters::default());
+        // Δbusy = 50 of Δtotal = 500.
+        assert_eq!(
+            derive_metrics(Some(&previous), &first_after).cpu_busy_pct,
+            Some(10.0)
+        );
+        // Not when the store committed something else, nor for another instance.
+        assert_eq!(fleet.stored_previous("a", 1, Some(6)), None);
+        assert_eq!(fleet.stored_previous("a", 2, Some(7)), None);
+        fleet.on_hello("a", &hello(&[], 2), T0_MS + 9_000);
+        assert_eq!(
+            fleet.stored_previous("a", 2, Some(7)),
+            None,
+            "a reinstall forgets it"
+        );
     }
 }

@@ -15,6 +15,20 @@ pub enum Format {
     Csv,
 }
 
+/// What the command line asked for: a format, and whether a table or CSV starts with its header (and a
+/// table with its summary lines). `--no-header` leaves only the data rows, for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub format: Format,
+    pub header: bool,
+}
+
+impl From<Format> for Output {
+    fn from(format: Format) -> Output {
+        Output { format, header: true }
+    }
+}
+
 /// Shown in a table cell for a value nobody reported.
 const MISSING: &str = "-";
 
@@ -26,22 +40,19 @@ fn pct(value: Option<f64>) -> String {
     or_missing(value, |v| format!("{v:.1}%"))
 }
 
-/// Bytes per second in binary units, e.g. `512 B/s`, `12.0 KiB/s`, `3.4 MiB/s`.
-pub fn human_bytes_per_s(bytes_per_s: f64) -> String {
-    const UNITS: [&str; 4] = ["KiB/s", "MiB/s", "GiB/s", "TiB/s"];
-    if bytes_per_s.abs() < 1024.0 {
-        return format!("{bytes_per_s:.0} B/s");
+pub use headroom_common::units::human_bytes_per_s;
+
+/// A windowed metric's value with the unit the metric catalogue gives it; bytes in binary units (GiB, MiB/s)
+/// like the other tables. A name the catalogue does not know is printed as a plain number.
+pub fn metric_value(metric: &str, value: f64) -> String {
+    use crate::metrics::{format_in, Metric, Unit};
+    match Metric::from_name(metric).map(|m| m.def().unit) {
+        Some(Unit::Bytes) => headroom_common::units::human_bytes(value),
+        Some(Unit::BytesPerSecond) => human_bytes_per_s(value),
+        Some(unit) => format_in(unit, value),
+        None if value.abs() >= 1000.0 => format!("{value:.0}"),
+        None => format!("{value:.2}"),
     }
-    let mut value = bytes_per_s / 1024.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value.abs() < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    format!("{value:.1} {unit}")
 }
 
 fn bytes_rate(value: Option<f64>) -> String {
@@ -65,15 +76,18 @@ fn label(value: &str) -> &str {
     }
 }
 
-/// A plain table in the style of `kubectl get`: no borders, numbers right-aligned.
-fn table(header: &[&str], rows: Vec<Vec<String>>, numeric_from_column: usize) -> String {
+/// A plain table in the style of `kubectl get`: no borders, numbers right-aligned; the header row when
+/// `show_header`.
+fn table(header: &[&str], rows: Vec<Vec<String>>, numeric_from_column: usize, show_header: bool) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
-    table.set_header(header.to_vec());
+    if show_header {
+        table.set_header(header.to_vec());
+    }
     for row in rows {
         table.add_row(row);
     }
-    for index in numeric_from_column..header.len() {
+    for index in numeric_from_column..header.len().min(table.column_count()) {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
         }
@@ -92,11 +106,16 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
     out
 }
 
-/// One CSV header row and a row per record. With no records the header row is still written, taken from a
-/// default record, so a script reading the file always finds the columns.
-fn csv_rows<T: Serialize + Default>(records: &[T]) -> String {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+/// One CSV header row (when `header`) and a row per record. With no records the header row is still written,
+/// taken from a default record, so a script reading the file always finds the columns.
+fn csv_rows<T: Serialize + Default>(records: &[T], header: bool) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
     if records.is_empty() {
+        if !header {
+            return String::new();
+        }
         writer
             .serialize(T::default())
             .expect("flat records serialize to CSV");
@@ -114,12 +133,13 @@ fn csv_rows<T: Serialize + Default>(records: &[T]) -> String {
 }
 
 /// The fleet summary: a header line with host counts, then one row per group and zone.
-pub fn render_fleet(summary: &FleetSummary, format: Format) -> String {
+pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String {
+    let Output { format, header } = output.into();
     match format {
         Format::Json => json(summary),
-        Format::Csv => csv_rows(&summary.groups),
+        Format::Csv => csv_rows(&summary.groups, header),
         Format::Table => {
-            let header = [
+            let columns = [
                 "group",
                 "zone",
                 "hosts",
@@ -137,12 +157,13 @@ pub fn render_fleet(summary: &FleetSummary, format: Format) -> String {
                 "overflows",
             ];
             let rows = summary.groups.iter().map(fleet_row).collect();
+            let body = table(&columns, rows, 2, header);
+            if !header {
+                return body;
+            }
             format!(
-                "hosts: {} up, {} stale, {} down\n{}",
-                summary.hosts_up,
-                summary.hosts_stale,
-                summary.hosts_down,
-                table(&header, rows, 2)
+                "hosts: {} up, {} stale, {} down\n{body}",
+                summary.hosts_up, summary.hosts_stale, summary.hosts_down,
             )
         }
     }
@@ -305,13 +326,14 @@ const HOST_COLUMNS: [&str; 15] = [
 ];
 
 /// The host list, one row per host in the given order.
-pub fn render_hosts(hosts: &[HostView], format: Format) -> String {
+pub fn render_hosts(hosts: &[HostView], output: impl Into<Output>) -> String {
+    let Output { format, header } = output.into();
     match format {
         Format::Json => json(hosts),
-        Format::Csv => csv_rows(&hosts.iter().map(HostCsvRow::from).collect::<Vec<_>>()),
+        Format::Csv => csv_rows(&hosts.iter().map(HostCsvRow::from).collect::<Vec<_>>(), header),
         Format::Table => {
             let rows = hosts.iter().map(host_row).collect();
-            table(&HOST_COLUMNS, rows, 4)
+            table(&HOST_COLUMNS, rows, 4, header)
         }
     }
 }
@@ -350,7 +372,8 @@ fn clock_offset(host: &HostView) -> String {
 }
 
 /// A windowed fleet view: per row and metric, count, mean, percentiles across hosts, max and its host.
-pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> String {
+pub fn render_fleet_view(view: &crate::views::FleetView, output: impl Into<Output>) -> String {
+    let Output { format, header } = output.into();
     #[derive(Default, Serialize)]
     struct Flat {
         key: String,
@@ -397,18 +420,12 @@ pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> Stri
         .collect();
     match format {
         Format::Json => json(view),
-        Format::Csv => csv_rows(&flat),
+        Format::Csv => csv_rows(&flat, header),
         Format::Table => {
-            let number = |v: f64| {
-                if v.abs() >= 1000.0 {
-                    format!("{v:.0}")
-                } else {
-                    format!("{v:.2}")
-                }
-            };
             let rows = flat
                 .iter()
                 .map(|f| {
+                    let number = |v: f64| metric_value(&f.metric, v);
                     vec![
                         f.key.clone(),
                         f.metric.clone(),
@@ -423,26 +440,43 @@ pub fn render_fleet_view(view: &crate::views::FleetView, format: Format) -> Stri
                     ]
                 })
                 .collect();
-            let header = [
+            let columns = [
                 "row", "metric", "hosts", "mean", "p50", "p90", "p99", "p99.9", "max", "max_host",
             ];
-            let notes: String = view.notes.iter().map(|note| format!("{note}\n")).collect();
+            let body = table(&columns, rows, 2, header);
+            if !header {
+                return body;
+            }
+            let notes: String = view
+                .notes
+                .iter()
+                .map(|note| {
+                    format!(
+                        "{note}
+"
+                    )
+                })
+                .collect();
             format!(
-                "{notes}window {} ({} data); {}\n{}",
-                view.window,
-                view.source,
-                view.computed,
-                table(&header, rows, 2)
+                "{notes}window {} ({} data); {}
+{body}",
+                view.window, view.source, view.computed,
             )
         }
     }
 }
 
 /// Flagged peer outliers, each with its explanation, then the groups that were not scored.
-pub fn render_outliers(report: &crate::analytics::OutlierReport, format: Format) -> String {
+pub fn render_outliers(report: &crate::analytics::OutlierReport, output: impl Into<Output>) -> String {
+    let Output { format, header } = output.into();
     match format {
         Format::Json => json(report),
-        Format::Csv => csv_rows(&report.outliers),
+        Format::Csv => csv_rows(&report.outliers, header),
+        Format::Table if !header => report
+            .outliers
+            .iter()
+            .map(|row| format!("{}\n", row.explanation))
+            .collect(),
         Format::Table => {
             let mut out = String::new();
             if report.last_window_ms.is_none() {
@@ -472,11 +506,15 @@ pub fn render_outliers(report: &crate::analytics::OutlierReport, format: Format)
 }
 
 /// Pending and firing alarms with their runbooks.
-pub fn render_alarms(report: &crate::analytics::AlarmReport, format: Format) -> String {
+pub fn render_alarms(report: &crate::analytics::AlarmReport, output: impl Into<Output>) -> String {
+    let Output { format, header } = output.into();
     match format {
         Format::Json => json(report),
-        Format::Csv => csv_rows(&report.alarms),
+        Format::Csv => csv_rows(&report.alarms, header),
         Format::Table => {
+            if !header && report.alarms.is_empty() {
+                return String::new();
+            }
             if report.rules_file.is_none() {
                 return "alarms are off: set alarms.rules in the collector config (see deploy/alarms.toml)\n"
                     .to_string();
@@ -502,6 +540,7 @@ pub fn render_alarms(report: &crate::analytics::AlarmReport, format: Format) -> 
                 &["status", "severity", "rule", "subject", "summary", "runbook"],
                 rows,
                 6,
+                header,
             )
         }
     }
@@ -511,8 +550,9 @@ pub fn render_alarms(report: &crate::analytics::AlarmReport, format: Format) -> 
 pub fn render_hosts_with_gaps(
     hosts: &[HostView],
     gaps: &std::collections::BTreeMap<String, u64>,
-    format: Format,
+    output: impl Into<Output>,
 ) -> String {
+    let Output { format, header } = output.into();
     let gaps_of = |host: &HostView| gaps.get(&host.host).copied().unwrap_or(0);
     match format {
         Format::Json => {
@@ -530,9 +570,11 @@ pub fn render_hosts_with_gaps(
             let mut text = render_hosts(hosts, Format::Csv);
             let mut out = String::with_capacity(text.len() + 8 * hosts.len());
             let mut lines = text.lines();
-            if let Some(header) = lines.next() {
-                out.push_str(header);
-                out.push_str(",gaps\n");
+            if let Some(first) = lines.next() {
+                if header {
+                    out.push_str(first);
+                    out.push_str(",gaps\n");
+                }
             }
             for (line, host) in lines.zip(hosts) {
                 out.push_str(&format!("{line},{}\n", gaps_of(host)));
@@ -545,8 +587,8 @@ pub fn render_hosts_with_gaps(
             for (row, host) in rows.iter_mut().zip(hosts) {
                 row.push(gaps_of(host).to_string());
             }
-            let header: Vec<&str> = HOST_COLUMNS.iter().copied().chain(["gaps"]).collect();
-            table(&header, rows, 4)
+            let columns: Vec<&str> = HOST_COLUMNS.iter().copied().chain(["gaps"]).collect();
+            table(&columns, rows, 4, header)
         }
     }
 }
@@ -722,10 +764,15 @@ mod tests {
     }
 
     #[test]
-    fn byte_rates_use_binary_units() {
-        assert_eq!(human_bytes_per_s(512.0), "512 B/s");
-        assert_eq!(human_bytes_per_s(12.0 * 1024.0), "12.0 KiB/s");
-        assert_eq!(human_bytes_per_s(3.5 * 1024.0 * 1024.0), "3.5 MiB/s");
-        assert_eq!(human_bytes_per_s(2.0 * 1024.0 * 1024.0 * 1024.0), "2.0 GiB/s");
+    fn issue_15_windowed_values_show_units() {
+        assert_eq!(metric_value("mem_used_bytes", 53_654_838_313.0), "50.0 GiB");
+        assert_eq!(
+            metric_value("net_rx_bytes_per_s", 3.5 * 1024.0 * 1024.0),
+            "3.5 MiB/s"
+        );
+        assert_eq!(metric_value("cpu_busy_pct", 53.04), "53.0%");
+        assert_eq!(metric_value("retrans_per_s", 3.12), "3.1/s");
+        assert_eq!(metric_value("tcp_established", 412.0), "412");
+        assert_eq!(metric_value("no_such_metric", 1.5), "1.50");
     }
 }

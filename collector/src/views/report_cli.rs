@@ -495,13 +495,14 @@ fn raw_minutes(
         .collect())
 }
 
-/// The `sizing` table: one row per group, then each group's notes.
-pub fn render_table(report: &SizingReport) -> String {
+/// The `sizing` table: the window line, one row per group, then each group's notes; only the rows without `header`.
+pub fn render_table(report: &SizingReport, header: bool) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if header {
+        table.set_header(vec![
             "group",
             "scenario",
             "status",
@@ -514,6 +515,7 @@ pub fn render_table(report: &SizingReport) -> String {
             "safe level",
             "hosts to add",
         ]);
+    }
     for (scenario, group) in crate::sizing::report::rows(report) {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
@@ -530,6 +532,9 @@ pub fn render_table(report: &SizingReport) -> String {
             cell(binding.map(|r| percent(r.safe_steady_state))),
             hosts_to_add_text(group),
         ]);
+    }
+    if !header {
+        return format!("{table}\n");
     }
     let mut out = String::new();
     for note in &report.notes {
@@ -865,7 +870,7 @@ mod tests {
         let report = build_report(&options, &config_with_443()).unwrap();
         let names: Vec<&str> = report.groups.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(names, vec![UNGROUPED, "web"]);
-        let table = render_table(&report);
+        let table = render_table(&report, true);
         assert!(table.contains("web"), "{table}");
         assert!(table.contains("web: agents reported data gaps"), "{table}");
     }

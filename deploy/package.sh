@@ -1,0 +1,102 @@
+#!/bin/sh
+# Builds the Debian packages of the agent and the collector from this source tree: the binaries, then the man
+# pages and shell completions generated from the binaries' own command-line definitions, then one .deb each
+# with cargo-deb, checked by lintian when it is installed.
+set -eu
+
+PROGRAM=$(basename "$0")
+ROOT=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+
+usage() {
+    cat <<TEXT
+usage: $PROGRAM [options]
+
+Builds target/debian/headroom-agent_*.deb and headroom-collector_*.deb.
+
+options:
+  --profile NAME      cargo profile to build and package: release (default) or dev
+  --no-build          package the binaries already built for that profile (CI builds them anyway)
+  --deb-version V     package version instead of the one in Cargo.toml (like 0.1.0-2)
+  --out DIR           where to write the packages (default target/debian)
+  --fast              faster, larger compression (for tests)
+  -h, --help          show this text
+
+needs: cargo-deb (cargo install cargo-deb --locked); lintian is run when present
+TEXT
+}
+
+fail() {
+    echo "$PROGRAM: $*" >&2
+    exit 1
+}
+
+usage_error() {
+    echo "$PROGRAM: $*" >&2
+    echo "run '$PROGRAM --help' for usage" >&2
+    exit 2
+}
+
+profile=release
+build=yes
+version=''
+out=$ROOT/target/debian
+fast=''
+while [ $# -gt 0 ]; do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --no-build) build=no; shift; continue ;;
+        --fast) fast=--fast; shift; continue ;;
+        --profile | --deb-version | --out) ;;
+        *) usage_error "unknown option '$1'" ;;
+    esac
+    [ $# -ge 2 ] || usage_error "$1 needs a value"
+    case $1 in
+        --profile) profile=$2 ;;
+        --deb-version) version=$2 ;;
+        --out) out=$2 ;;
+    esac
+    shift 2
+done
+
+case $profile in
+    release) profile_dir=release ;;
+    dev) profile_dir=debug ;;
+    *) usage_error "--profile '$profile': use release or dev" ;;
+esac
+command -v cargo-deb >/dev/null 2>&1 || fail "cargo-deb is missing (install it with: cargo install cargo-deb --locked)"
+
+cd "$ROOT"
+target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+bin_dir=$target_dir/$profile_dir
+if [ "$build" = yes ]; then
+    cargo build --profile "$profile" -p headroom-agent -p headroom-collector --bins
+fi
+
+for name in agent collector; do
+    binary=$bin_dir/headroom-$name
+    [ -x "$binary" ] || fail "$binary is missing (build it, or leave out --no-build)"
+    docs=$bin_dir/headroom-docs/$name
+    rm -rf "$docs"
+    "$binary" generate-docs --out "$docs" >/dev/null ||
+        fail "$binary generate-docs failed (is it an older build? rebuild it)"
+    # Debian policy wants man pages compressed; -n keeps the package reproducible.
+    gzip -9n "$docs"/man/*.1
+done
+
+mkdir -p "$out"
+for package in headroom-agent headroom-collector; do
+    set -- -p "$package" --no-build --profile "$profile" --output "$out"
+    [ -z "$version" ] || set -- "$@" --deb-version "$version"
+    [ -z "$fast" ] || set -- "$@" "$fast"
+    cargo deb "$@"
+done
+
+if command -v lintian >/dev/null 2>&1; then
+    # deploy/debian/lintian.md explains each tag that is expected and why.
+    # Unquoted on purpose: without --deb-version the version part is a glob.
+    # shellcheck disable=SC2086
+    lintian --fail-on error,warning --suppress-tags-from-file "$ROOT/deploy/debian/lintian-suppressed" \
+        "$out"/headroom-agent_${version:-*}_*.deb "$out"/headroom-collector_${version:-*}_*.deb
+else
+    echo "lintian is not installed: packages not checked" >&2
+fi
