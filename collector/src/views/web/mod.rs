@@ -11,7 +11,7 @@ pub mod history;
 pub mod html;
 pub mod model;
 
-use crate::sizing::report::ReportFormat;
+use crate::sizing::ReportFormat;
 use crate::sizing::{SizingConfig, SizingReport};
 use crate::views::http::{lock, ApiState};
 use axum::extract::{Path, Query, State};
@@ -493,7 +493,7 @@ async fn report(
     };
     (
         [(header::CONTENT_TYPE, content_type)],
-        crate::sizing::report::render(&report, format),
+        crate::sizing::render(&report, format),
     )
         .into_response()
 }
