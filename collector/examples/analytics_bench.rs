@@ -5,12 +5,12 @@
 //!
 //! Run: `cargo run --release -p headroom-collector --example analytics_bench`
 
-use headroom_collector::alarms::{self, AlarmEngine, EvalInputs, HostHistory, HostInput};
-use headroom_collector::analytics::{Analytics, AnalyticsSettings};
-use headroom_collector::fleet::HostMetrics;
-use headroom_collector::outliers::{
+use headroom_collector::analytics::alarms::{self, AlarmEngine, EvalInputs, HostHistory, HostInput};
+use headroom_collector::analytics::outliers::{
     score_window, HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker,
 };
+use headroom_collector::analytics::{Analytics, AnalyticsSettings};
+use headroom_collector::live::fleet::HostMetrics;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -158,7 +158,7 @@ pub struct AlarmsConfig {
     pub interval: Duration,
 }
 
-/// Peer-outlier settings; see `crate::outliers` for the score.
+/// Peer-outlier settings; see `crate::analytics::outliers` for the score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutliersConfig {
     /// Label whose value makes hosts peers.

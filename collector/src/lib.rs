@@ -15,11 +15,3 @@ pub mod sizing;
 pub mod store;
 pub mod telemetry;
 pub mod views;
-
-// Paths from the flat layout, kept while callers move to the layered ones.
-pub use analytics::{alarms, outliers};
-pub use app::{demo, serve, sim};
-pub use identity::pki_cli;
-pub use ingest::{reload, validate};
-pub use live::{fleet, summary};
-pub use views::{client, http, render, report_cli};

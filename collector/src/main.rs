@@ -2,11 +2,15 @@
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use headroom_collector::render::{self, render_fleet, render_hosts, Format, Output};
-use headroom_collector::report_cli;
+use headroom_collector::app::{demo, serve};
+use headroom_collector::config;
+use headroom_collector::identity::{self, pki_cli};
+use headroom_collector::live::summary::FleetSummary;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::client;
 use headroom_collector::views::end::EndAt;
-use headroom_collector::{client, config, demo, identity, pki_cli, serve, summary::FleetSummary};
+use headroom_collector::views::render::{self, render_fleet, render_hosts, Format, Output};
+use headroom_collector::views::report_cli;
 use headroom_common::effective::{render_document, DocumentFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -376,7 +380,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let config = load_config(&config)?;
             // A broken rules file is a configuration error: exit 2 before anything starts.
             if let Some(rules) = &config.alarms.rules {
-                headroom_collector::alarms::load(rules).map_err(|e| Failure::Usage(e.to_string()))?;
+                headroom_collector::analytics::alarms::load(rules)
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
             }
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
@@ -578,7 +583,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let mut lists = Vec::new();
             for api in &args.api {
                 let body = client::get(*api, "/api/v1/hosts")?;
-                let hosts: Vec<headroom_collector::fleet::HostView> = serde_json::from_str(&body)
+                let hosts: Vec<headroom_collector::live::fleet::HostView> = serde_json::from_str(&body)
                     .with_context(|| format!("decoding the host list of {api}"))?;
                 lists.push(hosts);
             }
@@ -618,7 +623,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Hosts(args) => {
             let body = client::get(api_address(&args)?, "/api/v1/hosts")?;
-            let hosts: Vec<headroom_collector::fleet::HostView> =
+            let hosts: Vec<headroom_collector::live::fleet::HostView> =
                 serde_json::from_str(&body).context("decoding the host list")?;
             // Gap counts come from the database; a collector without them still lists its hosts.
             match client::get(api_address(&args)?, "/api/v1/gaps")
@@ -631,7 +636,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
             let export = client::get(api_address(&args)?, "/api/v1/health")
                 .ok()
-                .and_then(|body| serde_json::from_str::<headroom_collector::http::Health>(&body).ok())
+                .and_then(|body| serde_json::from_str::<headroom_collector::views::http::Health>(&body).ok())
                 .and_then(|health| health.export);
             if let Some(line) = export.as_ref().and_then(|e| e.loss_line()) {
                 eprintln!("{line}");

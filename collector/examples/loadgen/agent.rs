@@ -4,7 +4,7 @@
 
 use headroom_agent::run::SampleSource;
 use headroom_agent::uplink::ACK_TIMEOUT;
-use headroom_collector::sim::{SimSource, SimSpec};
+use headroom_collector::app::sim::{SimSource, SimSpec};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, Outbox};

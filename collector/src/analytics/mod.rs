@@ -2,7 +2,7 @@
 //! outliers once per window and evaluates the alarm rules once per interval, delivers transitions (and
 //! re-sends firing alarms) to Alertmanager or a webhook, and keeps the latest results for the JSON API.
 //!
-//! The scoring and the state machines are the pure cores in `crate::outliers` and `crate::alarms`; this file
+//! The scoring and the state machines are the pure cores in `crate::analytics::outliers` and `crate::analytics::alarms`; this file
 //! only holds state, reads the clock and moves results between tasks.
 //!
 //! Times in the history are the collector's receive times (see `alarms::eval`). A sample much older than
@@ -12,13 +12,13 @@
 pub mod alarms;
 pub mod outliers;
 
-use crate::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
-use crate::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
-use crate::config::Config;
-use crate::fleet::HostMetrics;
-use crate::outliers::{
+use crate::analytics::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
+use crate::analytics::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
+use crate::analytics::outliers::{
     HostWindow, Metric, MetricValues, Outlier, OutlierSettings, OutlierTracker, SkippedGroup,
 };
+use crate::config::Config;
+use crate::live::fleet::HostMetrics;
 use headroom_common::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -41,7 +41,7 @@ const MAX_HISTORY: usize = 3_600;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error(transparent)]
-    Rules(#[from] crate::alarms::RulesError),
+    Rules(#[from] crate::analytics::alarms::RulesError),
     #[error(
         "alarms.ca {path}: {detail} (give a readable PEM file with the alarm receiver's CA certificate)"
     )]
@@ -76,7 +76,7 @@ impl AnalyticsSettings {
             .alarms
             .rules
             .as_deref()
-            .map(crate::alarms::load)
+            .map(crate::analytics::alarms::load)
             .transpose()?;
         for warning in rules.iter().flat_map(|r| &r.warnings) {
             tracing::warn!("{warning}");
@@ -127,8 +127,8 @@ pub fn history_capacity(rules: Option<&RuleSet>) -> usize {
             .iter()
             .map(|rule| {
                 let window_ms = match rule.condition {
-                    crate::alarms::Condition::Percentile { over_ms, .. }
-                    | crate::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
+                    crate::analytics::alarms::Condition::Percentile { over_ms, .. }
+                    | crate::analytics::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
                     _ => 0,
                 };
                 window_ms.max(rule.for_ms)
@@ -307,8 +307,8 @@ pub struct AlarmRow {
 impl From<&AlarmEvent> for AlarmRow {
     fn from(e: &AlarmEvent) -> Self {
         let (subject_type, subject) = match &e.subject {
-            crate::alarms::Subject::Host(name) => ("host", name.clone()),
-            crate::alarms::Subject::Group(name) => ("group", name.clone()),
+            crate::analytics::alarms::Subject::Host(name) => ("host", name.clone()),
+            crate::analytics::alarms::Subject::Group(name) => ("group", name.clone()),
         };
         let status = match e.status {
             AlarmStatus::Pending => "pending",
@@ -456,7 +456,7 @@ impl Analytics {
             input: HostInput {
                 host: host.to_string(),
                 labels: labels.clone(),
-                interval_ms: crate::fleet::DEFAULT_INTERVAL_MS,
+                interval_ms: crate::live::fleet::DEFAULT_INTERVAL_MS,
                 last_seen_ms: now_ms,
                 clock_offset_ms: None,
                 history: HostHistory::new(self.history_capacity),

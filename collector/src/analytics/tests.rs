@@ -2,13 +2,13 @@
 //! injected clock.
 
 use super::*;
-use crate::alarms::AlarmState;
+use crate::analytics::alarms::AlarmState;
 
 const T0_MS: u64 = 1_700_000_000_000;
 
 fn settings(rules: Option<&str>) -> AnalyticsSettings {
     AnalyticsSettings {
-        rules: rules.map(|text| crate::alarms::parse(text, "test.toml").unwrap()),
+        rules: rules.map(|text| crate::analytics::alarms::parse(text, "test.toml").unwrap()),
         rules_file: None,
         alertmanager: None,
         alarm_ca_pem: None,
@@ -88,7 +88,10 @@ fn a_hot_host_fires_after_its_for_and_a_silent_one_goes_missing() {
         .iter()
         .any(|e| e.rule == "host-silent" && e.status == AlarmStatus::Resolved));
     assert!(matches!(
-        engine.state_of("host-silent", &crate::alarms::Subject::Host("quiet".into())),
+        engine.state_of(
+            "host-silent",
+            &crate::analytics::alarms::Subject::Host("quiet".into())
+        ),
         Some(AlarmState::Resolved { .. })
     ));
 }
@@ -146,7 +149,7 @@ fn windows_are_means_scored_against_peers_and_explained() {
 #[test]
 fn history_holds_the_longest_window_at_one_reading_a_second() {
     assert_eq!(history_capacity(None), MIN_HISTORY);
-    let rules = crate::alarms::parse(
+    let rules = crate::analytics::alarms::parse(
         r#"
 [[rule]]
 name = "retrans"

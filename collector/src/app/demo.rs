@@ -2,14 +2,14 @@
 //! sampling this machine, and simulated hosts (`sim-…`) that connect like real agents. Prints the fleet
 //! summary every few seconds until Ctrl-C (or `--duration`).
 
-use crate::client;
+use crate::app::serve::{serve_with_web, web_settings, Bound};
+use crate::app::sim::{demo_fleet, SimSource};
 use crate::config::{Config, TlsPaths};
-use crate::fleet::HostView;
-use crate::pki_cli::{ca_init, cert_issue, load_ca};
-use crate::render::{render_fleet, Format};
-use crate::serve::{serve_with_web, web_settings, Bound};
-use crate::sim::{demo_fleet, SimSource};
-use crate::summary::FleetSummary;
+use crate::identity::pki_cli::{ca_init, cert_issue, load_ca};
+use crate::live::fleet::HostView;
+use crate::live::summary::FleetSummary;
+use crate::views::client;
+use crate::views::render::{render_fleet, Format};
 use anyhow::Context;
 use headroom_agent::run::{stream, StreamSettings};
 use headroom_agent::uplink::UplinkConfig;
@@ -259,7 +259,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
 
 fn sim_settings(
     dir: &Path,
-    spec: &crate::sim::SimSpec,
+    spec: &crate::app::sim::SimSpec,
     bound: Bound,
     interval: Duration,
 ) -> anyhow::Result<StreamSettings> {

@@ -1,18 +1,18 @@
 //! The collector service: open the database, bind QUIC and the loopback HTTP API, run ingest, stop cleanly.
 
 use crate::config::Config;
-use crate::fleet::{FleetSettings, FleetState};
-use crate::http::ApiState;
 use crate::identity::enroll_server::{EnrollContext, Listener};
 use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
+use crate::identity::pki_cli::pki_dir;
 use crate::identity::registry::Registry;
 use crate::identity::revocation::Revocations;
 use crate::ingest::reload::load_server_config;
+use crate::ingest::validate::Limits;
 use crate::ingest::{self, IngestContext, IngestSettings};
-use crate::pki_cli::pki_dir;
+use crate::live::fleet::{FleetSettings, FleetState};
 use crate::store::{spawn_writer_with, Store, WriterSettings};
-use crate::validate::Limits;
+use crate::views::http::ApiState;
 use anyhow::Context;
 use headroom_common::clock::now_ms;
 use headroom_common::files;
@@ -223,7 +223,7 @@ pub async fn serve_with_web(
         web: crate::views::web::WebState::new(web),
     };
     let web_task = tokio::spawn(crate::views::web::run(api.clone(), cancel.clone()));
-    let http = tokio::spawn(crate::http::serve(
+    let http = tokio::spawn(crate::views::http::serve(
         http_listener,
         api,
         cancel.clone().cancelled_owned(),

@@ -57,9 +57,9 @@ impl EnrollContext {
         pki_dir: &Path,
         revocations: Revocations,
         validity: Duration,
-    ) -> Result<EnrollContext, crate::pki_cli::PkiCommandError> {
+    ) -> Result<EnrollContext, crate::identity::pki_cli::PkiCommandError> {
         Ok(EnrollContext {
-            ca: crate::pki_cli::load_ca(pki_dir)?,
+            ca: crate::identity::pki_cli::load_ca(pki_dir)?,
             tokens: TokenFile::in_dir(pki_dir),
             registry: Registry::in_dir(pki_dir),
             revocations,

@@ -11,14 +11,14 @@ pub mod enroll;
 pub mod reload;
 pub mod validate;
 
-use crate::fleet::{derive_metrics, FleetState};
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext, Listener};
 use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::{CutReason, LiveConnections};
 use crate::identity::registry::Registry;
+use crate::ingest::validate::{validate_hello, validate_sample, Limits, SampleError};
+use crate::live::fleet::{derive_metrics, FleetState};
 use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
-use crate::validate::{validate_hello, validate_sample, Limits, SampleError};
 use admission::StoreShare;
 use clock::{HostClock, SkewChange};
 use headroom_common::clock::now_ms;

@@ -169,7 +169,7 @@ pub fn summarize(hosts: &[HostView], now_ms: u64) -> FleetSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::HostMetrics;
+    use crate::live::fleet::HostMetrics;
 
     fn host(name: &str, group: &str, zone: &str, status: HostStatus, cpu: f64) -> HostView {
         HostView {

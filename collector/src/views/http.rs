@@ -2,7 +2,7 @@
 //!
 //! This is an edge: it reads the wall clock once per request and hands it to the pure fleet code.
 
-use crate::fleet::FleetState;
+use crate::live::fleet::FleetState;
 use crate::views::metrics;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -326,8 +326,8 @@ async fn metrics_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{FleetSettings, HostStatus, HostView};
-    use crate::summary::FleetSummary;
+    use crate::live::fleet::{FleetSettings, HostStatus, HostView};
+    use crate::live::summary::FleetSummary;
     use headroom_common::wire::{Capacity, Hello, HostFacts, MemorySample, Sample};
 
     fn shared_fleet() -> SharedFleet {

@@ -1,8 +1,8 @@
 //! Renders the fleet summary and the host list as a terminal table (human units), CSV (raw numbers in
 //! machine units, one header row) or pretty JSON.
 
-use crate::fleet::{HostStatus, HostView};
-use crate::summary::{FleetSummary, GroupSummary};
+use crate::live::fleet::{HostStatus, HostView};
+use crate::live::summary::{FleetSummary, GroupSummary};
 use comfy_table::{presets, CellAlignment, Table};
 use serde::{Deserialize, Serialize};
 
@@ -596,7 +596,7 @@ pub fn render_hosts_with_gaps(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{FleetSettings, FleetState};
+    use crate::live::fleet::{FleetSettings, FleetState};
     use headroom_common::wire::{
         Capacity, CpuSample, CpuTimes, Family, Hello, HostFacts, InterfaceCounters, MemorySample, Sample,
     };

@@ -586,7 +586,7 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::HostMetrics;
+    use crate::live::fleet::HostMetrics;
     use crate::store::{GapRow, HostBatch, HostInfo, Retention, SampleRow};
     use headroom_common::wire::Listener;
 

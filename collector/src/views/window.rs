@@ -8,10 +8,10 @@
 //! count and sum give the same mean. A host's mean over a window is its typical level; the p99 across hosts
 //! then names how the worst 1 % of hosts ran, which a fleet-wide mean of samples would hide.
 
-use crate::fleet::{HostStatus, HostView};
+use crate::live::fleet::{HostStatus, HostView};
+use crate::live::summary::percentile;
 use crate::store::sketch::{MetricStats, RollupStats};
 use crate::store::{Metric, Store, StoreError};
-use crate::summary::percentile;
 use crate::views::end::{stale_note, EndAt};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -517,7 +517,7 @@ mod tests {
 
     #[test]
     fn per_host_statistic_from_sketches_and_a_pooled_row() {
-        use crate::fleet::HostMetrics;
+        use crate::live::fleet::HostMetrics;
         use crate::store::{HostBatch, HostInfo, Retention, SampleRow};
         // A Monday at 00:00 UTC.
         const T0: u64 = 1_700_438_400_000;

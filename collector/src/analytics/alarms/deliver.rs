@@ -367,7 +367,7 @@ pub async fn post_json(client: &Client, url: &str, body: Vec<u8>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarms::Severity;
+    use crate::analytics::alarms::Severity;
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
 

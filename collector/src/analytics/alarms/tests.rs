@@ -1,7 +1,7 @@
 //! Tests of rule parsing, validation and evaluation, on an injected clock.
 
 use super::*;
-use crate::outliers::{HostWindow, MetricValues, OutlierSettings, OutlierTracker};
+use crate::analytics::outliers::{HostWindow, MetricValues, OutlierSettings, OutlierTracker};
 
 const T0_MS: u64 = 1_700_000_000_000;
 

@@ -13,7 +13,7 @@ mod window;
 
 use super::state::{AlarmState, Transition};
 use super::{render_template, Across, Condition, Rule, RuleSet, Severity};
-use crate::outliers::{Metric, OutlierTracker};
+use crate::analytics::outliers::{Metric, OutlierTracker};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use window::Runs;

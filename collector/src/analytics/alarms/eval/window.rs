@@ -1,7 +1,7 @@
 //! A host's recent readings as a bounded ring, and the window statistics the alarm rules take over it
 //! (percentile, least-squares slope), computed straight from the ring without allocating.
 
-use crate::outliers::{Metric, MetricValues};
+use crate::analytics::outliers::{Metric, MetricValues};
 use headroom_common::percentile::linear_rank;
 use std::ops::Range;
 
