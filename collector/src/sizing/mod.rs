@@ -6,9 +6,11 @@
 pub mod config;
 pub mod forecast;
 mod html;
+mod gaps;
 mod model;
 mod planner;
 mod render;
+mod resource;
 pub mod report;
 pub mod scenario;
 pub(crate) mod svg;
