@@ -2,6 +2,7 @@
 
 use super::*;
 use headroom_common::wire::InterfaceCounters;
+use headroom_common::wire::GapReport;
 
 fn sample(seq: u64) -> Sample {
     Sample {
