@@ -690,7 +690,8 @@ fn sizing_report(
             end: database.end,
             scenarios: vec![what_if.scenario()],
         };
-        return headroom_collector::views::promql::build_report(&options, &config.sizing).map_err(report_failure);
+        return headroom_collector::views::promql::build_report(&options, &config.sizing)
+            .map_err(report_failure);
     }
     let options = report_cli::ReportOptions {
         db: database

@@ -72,7 +72,9 @@ fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
     }
     // Data in at least two minutes, so the sums of several minutes are compared.
     let next_minute_ms = (started_ms / 60_000 + 1) * 60_000;
-    wait_for(Duration::from_secs(120), || (now_ms() > next_minute_ms + 5_000).then_some(()));
+    wait_for(Duration::from_secs(120), || {
+        (now_ms() > next_minute_ms + 5_000).then_some(())
+    });
     for agent in &mut agents {
         assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
     }
@@ -90,7 +92,11 @@ fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
             let count = result.first()?["value"][1].as_str()?.parse::<f64>().ok()? as u64;
             (count == stored[host]).then_some(count)
         });
-        assert!(counted.is_some(), "{host}: the engine does not hold its {} rows", stored[host]);
+        assert!(
+            counted.is_some(),
+            "{host}: the engine does not hold its {} rows",
+            stored[host]
+        );
     }
 
     // The window ends after the last sample and at the same instant for both.
@@ -168,7 +174,13 @@ fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
 fn issue_13_an_unreachable_query_api_is_a_one_line_error_naming_it() {
     let port = headroom_tests::free_tcp_port();
     let out = Command::new(binary("headroom-collector"))
-        .args(["sizing", "--window", "1h", "--config", "/nonexistent/collector.toml"])
+        .args([
+            "sizing",
+            "--window",
+            "1h",
+            "--config",
+            "/nonexistent/collector.toml",
+        ])
         .arg("--source")
         .arg(format!("prometheus=http://127.0.0.1:{port}"))
         .output()
@@ -176,7 +188,10 @@ fn issue_13_an_unreachable_query_api_is_a_one_line_error_naming_it() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("http://127.0.0.1:{port}/api/v1/query")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/api/v1/query")),
+        "{stderr}"
+    );
     let out = Command::new(binary("headroom-collector"))
         .args(["sizing", "--source", "influx=http://127.0.0.1:1"])
         .output()

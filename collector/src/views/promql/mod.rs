@@ -13,7 +13,9 @@ use headroom_common::http::{check_url, BlockingClient, ClientOptions, HttpError}
 use crate::sizing::{size_with_scenarios, Scenario, SizingConfig, SizingInput, SizingReport, DAY_MS};
 use crate::views::end::{stale_note, EndAt};
 use crate::views::report_cli::{ReportError, Window};
-use queries::{api_time, assemble, parse_answer, range_chunks, Answers, HostQuery, Labels, MinuteQuery, Series};
+use queries::{
+    api_time, assemble, parse_answer, range_chunks, Answers, HostQuery, Labels, MinuteQuery, Series,
+};
 
 /// Points per series in one `query_range`: a day of minutes, well under the engines' caps (Prometheus
 /// refuses more than 11,000).
@@ -80,7 +82,9 @@ impl QueryApi {
         match parse_answer(&response.body) {
             Ok(series) if response.status == 200 => Ok(series),
             answer => {
-                let detail = answer.err().unwrap_or_else(|| "an answer with an error status".to_string());
+                let detail = answer
+                    .err()
+                    .unwrap_or_else(|| "an answer with an error status".to_string());
                 Err(ReportError::Source(format!(
                     "prometheus source {url}: HTTP {}: {detail} (query: {promql}; is {} a Prometheus-compatible \
                      query API holding the series of docs/METRICS.md?)",
@@ -129,7 +133,11 @@ pub fn build_report(options: &PromOptions, config: &SizingConfig) -> Result<Sizi
         EndAt::Latest => {
             let until_now = Window::ending_at(options.now_ms, options.window);
             let answer = api.instant(
-                &HostQuery::LastSeen.promql(&labels, until_now.end_ms - until_now.start_ms, config.percentile),
+                &HostQuery::LastSeen.promql(
+                    &labels,
+                    until_now.end_ms - until_now.start_ms,
+                    config.percentile,
+                ),
                 until_now.end_ms - 1,
             )?;
             let newest = newest_seen_ms(&answer).ok_or_else(|| {

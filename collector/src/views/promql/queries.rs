@@ -127,14 +127,10 @@ impl HostQuery {
         let by = format!("host, {group}, {zone}");
         let range = format!("{window_ms}ms");
         match self {
-            HostQuery::Cores => format!(
-                "max by ({by}) (last_over_time({}[{range}]))",
-                HOST_CORES.name
-            ),
-            HostQuery::MemoryBytes => format!(
-                "max by ({by}) (last_over_time({}[{range}]))",
-                HOST_MEMORY.name
-            ),
+            HostQuery::Cores => format!("max by ({by}) (last_over_time({}[{range}]))", HOST_CORES.name),
+            HostQuery::MemoryBytes => {
+                format!("max by ({by}) (last_over_time({}[{range}]))", HOST_MEMORY.name)
+            }
             HostQuery::FirstSeen => format!(
                 "min by (host) (min_over_time(timestamp(count_over_time({}[1m]))[{range}:1m]))",
                 HOST_CORES.name
@@ -196,7 +192,9 @@ pub fn parse_answer(body: &str) -> Result<Vec<Series>, String> {
     let answer: ApiAnswer =
         serde_json::from_str(body).map_err(|e| format!("not a Prometheus API answer ({e})"))?;
     if answer.status != "success" {
-        return Err(answer.error.unwrap_or_else(|| format!("status {}", answer.status)));
+        return Err(answer
+            .error
+            .unwrap_or_else(|| format!("status {}", answer.status)));
     }
     let data = answer.data.ok_or("the answer has no data")?;
     if data.result_type != "vector" && data.result_type != "matrix" {
@@ -313,7 +311,8 @@ pub fn assemble(answers: &Answers, labels: &Labels, window: Window) -> Vec<Group
             let port = series.label("port").parse::<u16>().ok();
             for &(at_ms, value) in &series.points {
                 let minute_start_ms = minute_of_eval(at_ms);
-                if minute_start_ms < window.start_ms || minute_start_ms >= window.end_ms || !value.is_finite() {
+                if minute_start_ms < window.start_ms || minute_start_ms >= window.end_ms || !value.is_finite()
+                {
                     continue;
                 }
                 let sum = minutes
@@ -401,10 +400,13 @@ mod tests {
 
     #[test]
     fn engine_errors_and_bad_bodies_are_reported_in_one_line() {
-        let error = parse_answer(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#)
-            .unwrap_err();
+        let error =
+            parse_answer(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#)
+                .unwrap_err();
         assert_eq!(error, "parse error at char 3");
-        assert!(parse_answer("<html>").unwrap_err().contains("not a Prometheus API answer"));
+        assert!(parse_answer("<html>")
+            .unwrap_err()
+            .contains("not a Prometheus API answer"));
         let scalar = r#"{"status":"success","data":{"resultType":"scalar","result":[]}}"#;
         assert!(parse_answer(scalar).is_err());
     }
