@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 use headroom_collector::config;
 use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::views::end::EndAt;
-use headroom_common::effective::DocumentFormat;
 use headroom_collector::views::render::{Format, Output};
+use headroom_common::effective::DocumentFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,6 +212,11 @@ pub(crate) struct DatabaseArgs {
     /// The database file, or a copy of it (default: <state_dir>/headroom.db from the config).
     #[arg(long)]
     pub(crate) db: Option<PathBuf>,
+    /// Read a Prometheus-compatible query API instead of a database, like prometheus=http://127.0.0.1:9090:
+    /// the same per-minute group sums with PromQL from the series the collectors export (one report for a
+    /// fleet spread over many collectors).
+    #[arg(long, conflicts_with = "db", value_parser = headroom_collector::views::promql::parse_source)]
+    pub(crate) source: Option<String>,
     /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
     #[arg(long, default_value = config::DEFAULT_PATH)]
     pub(crate) config: PathBuf,

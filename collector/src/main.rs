@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 mod cli;
 
-use cli::{CaCommand, CertCommand, Cli, Command, DatabaseArgs, PlaceArgs, TokenCommand, ViewArgs, WhatIfArgs};
-
+use cli::{
+    CaCommand, CertCommand, Cli, Command, DatabaseArgs, PlaceArgs, TokenCommand, ViewArgs, WhatIfArgs,
+};
 
 enum Failure {
     Usage(String),
@@ -63,7 +64,6 @@ fn exit_quietly_on_closed_pipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
-
 
 fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
     config::load(path).map_err(|e| Failure::Usage(e.to_string()))
@@ -382,6 +382,17 @@ fn sizing_report(
             "--window {}: too short (use at least 1m, like 14d)",
             humantime::format_duration(window)
         )));
+    }
+    if let Some(url) = &database.source {
+        let options = headroom_collector::views::promql::PromOptions {
+            url: url.clone(),
+            window,
+            now_ms: headroom_common::clock::now_ms(),
+            end: database.end,
+            scenarios: vec![what_if.scenario()],
+        };
+        return headroom_collector::views::promql::build_report(&options, &config.sizing)
+            .map_err(report_failure);
     }
     let options = report_cli::ReportOptions {
         db: database

@@ -73,7 +73,6 @@ const SEGMENT_SUFFIX: &str = ".seg";
 
 pub use gap::{Gap, GapReason};
 
-
 /// What `open` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolReport {
@@ -580,7 +579,6 @@ impl Spool {
         Ok(out)
     }
 }
-
 
 #[cfg(test)]
 mod tests;

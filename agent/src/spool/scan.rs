@@ -28,7 +28,11 @@ pub(super) fn unacked_range(path: &Path, acked: u64) -> Result<Option<(Mark, Mar
 
 /// Call `visit` with each valid record of a segment from `offset` on, and the offset just past it, until it
 /// returns false. Damaged bytes are skipped as `open` skips them.
-pub(super) fn read_records(path: &Path, offset: u64, mut visit: impl FnMut(Sample, u64) -> bool) -> std::io::Result<()> {
+pub(super) fn read_records(
+    path: &Path,
+    offset: u64,
+    mut visit: impl FnMut(Sample, u64) -> bool,
+) -> std::io::Result<()> {
     let mut file = File::open(path)?;
     let len_bytes = file.metadata()?.len();
     file.seek(SeekFrom::Start(offset))?;
@@ -113,7 +117,12 @@ pub(super) struct Scanner {
 impl Scanner {
     /// Check one segment file, truncating a damaged end. None when it holds nothing worth keeping (and is
     /// deleted).
-    pub(super) fn scan(&mut self, name_seq: u64, path: PathBuf, newest: bool) -> Result<Option<Segment>, SpoolError> {
+    pub(super) fn scan(
+        &mut self,
+        name_seq: u64,
+        path: PathBuf,
+        newest: bool,
+    ) -> Result<Option<Segment>, SpoolError> {
         let bytes = std::fs::read(&path).map_err(file_error(&path))?;
         let mut segment = Segment {
             name_seq,

@@ -1,8 +1,8 @@
 //! Data gaps of one group over the window: minutes with no row and minutes with fewer hosts than the
 //! group had then.
 
-use super::{DataGaps, HostInput, MinuteSum, MINUTE_MS};
 use super::model::WindowParams;
+use super::{DataGaps, HostInput, MinuteSum, MINUTE_MS};
 
 /// Missing minutes (no row at all) and partial ones (fewer hosts reporting than were in the group then).
 pub(super) fn data_gaps(hosts: &[HostInput], minutes: &[&MinuteSum], params: &WindowParams) -> DataGaps {
@@ -58,4 +58,3 @@ pub(super) fn data_gaps(hosts: &[HostInput], minutes: &[&MinuteSum], params: &Wi
         longest_gaps: runs,
     }
 }
-

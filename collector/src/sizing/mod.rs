@@ -5,13 +5,13 @@
 
 pub mod config;
 pub mod forecast;
-mod html;
 mod gaps;
+mod html;
 mod model;
 mod planner;
 mod render;
-mod resource;
 pub mod report;
+mod resource;
 pub mod scenario;
 pub(crate) mod svg;
 #[cfg(test)]

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use super::config::{GroupSizing, MemoryMode, SizingConfig, ZoneLosses};
 use super::forecast::ForecastOutcome;
-use super::planner::{Pool, PoolResource, RemovableHost};
-use super::{
-    DomainSummary, GroupInput, GroupReport, GroupStatus, HostInput, HostShape, HostSpan, LoadSource, LossKind,
-    MinuteSum, Placement, Resource, ResourceReport, SizingInput, SizingReport, MINUTE_MS, SCHEMA_VERSION,
-};
 use super::gaps::data_gaps;
+use super::planner::{Pool, PoolResource, RemovableHost};
 use super::resource::{host_capacity, load_of, size_resource, Layout};
+use super::{
+    DomainSummary, GroupInput, GroupReport, GroupStatus, HostInput, HostShape, HostSpan, LoadSource,
+    LossKind, MinuteSum, Placement, Resource, ResourceReport, SizingInput, SizingReport, MINUTE_MS,
+    SCHEMA_VERSION,
+};
 
 /// A host whose last sample is older than this at the end of the window has left the group; one that first
 /// reported later than this after the window began has joined it. Ten minutes rides over a restart.
@@ -533,7 +534,6 @@ fn memory_statement(settings: &GroupSizing, memory: &ResourceReport) -> String {
         ),
     }
 }
-
 
 fn hosts_phrase(count: usize) -> String {
     if count == 1 {

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, ZoneLosses};
 use super::forecast::forecast;
+use super::model::{percentile_nearest_rank, Domain, WindowParams};
 use super::planner::{load_factor, per_host_utilisation, within, Spread};
 use super::{
-    Distribution, HostInput, LittleFigures, LoadSource, LossCase, LossKind, MinuteSum, Resource, ResourceReport,
-    DAY_MS,
+    Distribution, HostInput, LittleFigures, LoadSource, LossCase, LossKind, MinuteSum, Resource,
+    ResourceReport, DAY_MS,
 };
-use super::model::{percentile_nearest_rank, Domain, WindowParams};
 
 /// A day needs data in this many of its 1,440 minutes (95 %) to count as complete for the forecast.
 const MIN_MINUTES_PER_DAY: usize = 1_368;

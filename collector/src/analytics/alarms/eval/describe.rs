@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use super::super::state::AlarmState;
 use super::super::{render_template, Across, Condition, Rule, RuleSet};
-use crate::analytics::outliers::Metric;
 use super::subjects::Slot;
 use super::{AlarmEvent, AlarmStatus, Subject};
+use crate::analytics::outliers::Metric;
 
 pub(super) fn describe(
     rules: &RuleSet,

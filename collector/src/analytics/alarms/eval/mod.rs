@@ -16,9 +16,9 @@ mod window;
 use super::state::{AlarmState, Transition};
 use super::{Across, Condition, RuleSet, Severity};
 use crate::analytics::outliers::OutlierTracker;
+use describe::describe;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use describe::describe;
 use subjects::{Plan, Slot, Subjects, Visit, NO_GROUP};
 use window::Runs;
 pub use window::{percentile, slope_per_minute, HostHistory};
@@ -91,7 +91,6 @@ pub struct AlarmEvent {
     pub fired_ms: Option<u64>,
     pub resolved_ms: Option<u64>,
 }
-
 
 /// Alarm states for every (rule, host) and (rule, group), stepped by [`AlarmEngine::evaluate`].
 #[derive(Debug, Clone)]
