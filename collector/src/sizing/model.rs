@@ -19,8 +19,6 @@ use super::{
 /// reported later than this after the window began has joined it. Ten minutes rides over a restart.
 pub const PRESENCE_GRACE_MS: u64 = 10 * MINUTE_MS;
 
-/// A day needs data in this many of its 1,440 minutes (95 %) to count as complete for the forecast.
-
 /// Window and peak settings shared by every group of a report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowParams {
