@@ -214,8 +214,7 @@ impl AccessPolicy {
         let Some(name) = host_name(header) else {
             return false;
         };
-        self.names.contains(&name)
-            || (self.any_ip_literal && name.parse::<IpAddr>().is_ok())
+        self.names.contains(&name) || (self.any_ip_literal && name.parse::<IpAddr>().is_ok())
     }
 }
 
