@@ -695,7 +695,7 @@ fn sizing_report(
             window,
             now_ms: headroom_common::clock::now_ms(),
             end: database.end,
-            scenarios: vec![what_if.scenario()],
+            scenarios: what_if.scenarios(),
         };
         return headroom_collector::views::promql::build_report(&options, &config.sizing)
             .map_err(report_failure);

@@ -150,10 +150,12 @@ impl Scenario {
                         value.push(',');
                         value.push_str(piece);
                     }
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "--scenario \"{text}\": \"{piece}\" is not OPTION=VALUE with OPTION one of growth, \
                              target, lose, lose-hosts, add (like growth=20%,lose=zone=eu-1a)"
-                    )),
+                    ))
+                    }
                 },
             }
         }
