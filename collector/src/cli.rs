@@ -4,10 +4,10 @@
 use clap::{Parser, Subcommand};
 use headroom_collector::config;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::client;
 use headroom_collector::views::end::EndAt;
 use headroom_collector::views::render::{Format, Output};
 use headroom_common::effective::DocumentFormat;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -225,36 +225,43 @@ pub(crate) struct DatabaseArgs {
     pub(crate) end: EndAt,
 }
 
-/// What-if options of `sizing` and `report`; given together they form one scenario, sized beside the
-/// baseline.
+/// What-if options of `sizing` and `report`: each one given is a scenario of its own, sized as a row
+/// beside the baseline; `--scenario` combines several into one row.
 #[derive(clap::Args)]
 pub(crate) struct WhatIfArgs {
-    /// Load grows by this much, like 20%.
+    /// Scenario: load grows by this much, like 20% (repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
-    pub(crate) growth: Option<f64>,
-    /// Another target, like cpu=70% (repeatable: cpu, memory, connections).
+    pub(crate) growth: Vec<f64>,
+    /// Scenario: another target, like cpu=70% (cpu, memory, connections; repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_target)]
     pub(crate) target: Vec<(sizing::scenario::TargetKind, f64)>,
-    /// Lose this zone, like zone=eu-1a (the only zone loss the scenario sizes).
+    /// Scenario: lose this zone, like zone=eu-1a (the only loss the row sizes; repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_lose)]
-    pub(crate) lose: Option<String>,
-    /// Lose this many hosts at once (N+k; the only host loss the scenario sizes).
+    pub(crate) lose: Vec<String>,
+    /// Scenario: lose this many hosts at once (N+k, the only loss the row sizes; repeatable, one row each).
     #[arg(long)]
-    pub(crate) lose_hosts: Option<u32>,
-    /// Add hosts to a group, like group=web,hosts=3 (repeatable); placed to keep zones balanced.
+    pub(crate) lose_hosts: Vec<u32>,
+    /// Scenario: add hosts to a group, like group=web,hosts=3, placed to keep zones balanced (repeatable,
+    /// one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_add)]
     pub(crate) add: Vec<(String, u32)>,
+    /// One scenario combining several options, like "growth=20%,lose=zone=eu-1a,add=group=web,hosts=3"
+    /// (OPTION=VALUE items as the options above; repeatable, one row each).
+    #[arg(long, value_parser = sizing::Scenario::parse_combined)]
+    pub(crate) scenario: Vec<sizing::Scenario>,
 }
 
 impl WhatIfArgs {
-    pub(crate) fn scenario(&self) -> sizing::Scenario {
-        sizing::Scenario {
-            growth: self.growth,
+    pub(crate) fn scenarios(&self) -> Vec<sizing::Scenario> {
+        sizing::WhatIfOptions {
+            growth: self.growth.clone(),
             targets: self.target.clone(),
-            lose_zone: self.lose.clone(),
-            lose_hosts: self.lose_hosts,
+            lose_zones: self.lose.clone(),
+            lose_hosts: self.lose_hosts.clone(),
             add: self.add.clone(),
+            combined: self.scenario.clone(),
         }
+        .scenarios()
     }
 }
 
@@ -298,10 +305,17 @@ pub(crate) struct ViewArgs {
     /// Leave out the header row and summary lines of the table or CSV.
     #[arg(long)]
     pub(crate) no_header: bool,
-    /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
-    /// `fleet` takes it several times and merges the collectors' live views.
+    /// The collector's HTTP API: IP:port (plain HTTP) or an https:// URL (default: http_listen from the
+    /// config, else 127.0.0.1:9601). `fleet` takes it several times and merges the collectors' live views.
+    #[arg(long, value_parser = client::Api::parse_base)]
+    pub(crate) api: Vec<String>,
+    /// File holding the API's bearer token (default: http.token_file from the config, when set).
     #[arg(long)]
-    pub(crate) api: Vec<SocketAddr>,
+    pub(crate) token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an https:// API besides the system's store (default: the config's
+    /// tls.ca, the fleet CA, when the API is HTTPS).
+    #[arg(long)]
+    pub(crate) api_ca: Option<PathBuf>,
     #[arg(long, default_value = config::DEFAULT_PATH)]
     pub(crate) config: PathBuf,
 }
