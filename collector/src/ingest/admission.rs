@@ -1,5 +1,6 @@
 //! Admission decisions at the network edge, as plain data: a per-source-address rate limit for new
-//! connections. Time comes in as an argument, so the rules are tested without sockets or clocks.
+//! connections, and each connection's share of the store writer. Time comes in as an argument, so the rules
+//! are tested without sockets or clocks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -71,9 +72,74 @@ impl SourceRate {
     }
 }
 
+/// One connection's share of the store writer: samples no older than the catch-up age are charged here, at
+/// twice the rate the agent's interval implies, with a burst for a reconnect; what an agent sends beyond
+/// that is not refused but waited for (the task stops reading, and QUIC flow control holds the agent back).
+/// Backlog samples have their own, higher pace (the catch-up budget) in ingest.
+#[derive(Debug, Clone)]
+pub struct StoreShare {
+    per_ms: f64,
+    burst: f64,
+    tokens: f64,
+    at_ms: u64,
+}
+
+impl StoreShare {
+    /// Samples of burst beyond the rate.
+    pub const BURST: u32 = 32;
+    /// Headroom over the interval's rate (jitter, a sample resent after a reconnect).
+    pub const RATE_FACTOR: f64 = 2.0;
+
+    pub fn new(interval_ms: u32, now_ms: u64) -> StoreShare {
+        let interval_ms = f64::from(interval_ms.max(1));
+        StoreShare {
+            per_ms: Self::RATE_FACTOR / interval_ms,
+            burst: f64::from(Self::BURST),
+            tokens: f64::from(Self::BURST),
+            at_ms: now_ms,
+        }
+    }
+
+    /// Charges `samples` at `now_ms`; returns how long to wait before reading more (0 when within share).
+    pub fn charge(&mut self, samples: u64, now_ms: u64) -> u64 {
+        let elapsed_ms = now_ms.saturating_sub(self.at_ms) as f64;
+        self.at_ms = self.at_ms.max(now_ms);
+        self.tokens = (self.tokens + elapsed_ms * self.per_ms).min(self.burst) - samples as f64;
+        if self.tokens >= 0.0 {
+            0
+        } else {
+            (-self.tokens / self.per_ms).ceil() as u64
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: an agent at its own rate never waits; one sending 100 times its rate is held to twice it.
+    #[test]
+    fn issue_11_an_agent_gets_its_interval_share_of_the_store() {
+        let mut honest = StoreShare::new(1_000, 0);
+        for second in 1..=600 {
+            assert_eq!(honest.charge(1, second * 1_000), 0);
+        }
+        let mut flooding = StoreShare::new(1_000, 0);
+        let mut now_ms = 0;
+        let mut stored = 0;
+        // 100 samples a second, each read waiting as told.
+        while now_ms < 60_000 {
+            let wait_ms = flooding.charge(100, now_ms);
+            stored += 100;
+            now_ms += 1_000.max(wait_ms);
+        }
+        let rate = stored as f64 / (now_ms as f64 / 1_000.0);
+        assert!(
+            rate <= 2.0 * 1.1 + f64::from(StoreShare::BURST) / 60.0,
+            "{rate} samples/s"
+        );
+        assert!(rate >= 1.5, "{rate} samples/s");
+    }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
