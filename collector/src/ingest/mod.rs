@@ -19,7 +19,7 @@ use crate::ingest::validate::{validate_hello, validate_sample, Limits, SampleErr
 use crate::live::fleet::{derive_metrics, FleetState};
 use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
-use admission::StoreShare;
+use admission::StoreShares;
 use clock::{HostClock, SkewChange};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
@@ -141,6 +141,8 @@ pub struct IngestContext {
     pub live: LiveConnections,
     /// Hello labels ignored in favour of the certificate's, or not in the allow-list; logged once.
     pub ignored_labels: IgnoredLabelLog,
+    /// Each host's share of the store writer, kept across its connections.
+    pub store_shares: Mutex<StoreShares>,
     pub registry: Registry,
     pub last_seen: LastSeen,
     /// Recent readings for outliers and alarms.
@@ -339,7 +341,6 @@ async fn handle_connection(
     let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
-    let mut store_share: Option<StoreShare> = None;
     let mut share_wait_ms: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
@@ -414,9 +415,12 @@ async fn handle_connection(
                         .filter(|s| s.timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms())
                         .count();
                     let fresh = (samples.len() - backlog) as u64;
-                    let share =
-                        store_share.get_or_insert_with(|| StoreShare::new(state.interval_ms, now_ms()));
-                    share_wait_ms = share_wait_ms.max(share.charge(fresh, now_ms()));
+                    let wait_ms = context
+                        .store_shares
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .charge(&host, state.interval_ms, CATCH_UP_AGE_MS, fresh, now_ms());
+                    share_wait_ms = share_wait_ms.max(wait_ms);
                     let arrived = std::time::Instant::now();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
@@ -509,7 +513,13 @@ async fn handle_connection(
             .saturating_sub(elapsed)
             .max(Duration::from_millis(std::mem::take(&mut share_wait_ms)));
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            // The loop's next turn says why, if the wait ended early.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => {}
+                _ = cut.cancelled() => {}
+                _ = &mut expiry => {}
+            }
         }
     };
     match &outcome {
