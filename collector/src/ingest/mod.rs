@@ -353,6 +353,13 @@ async fn handle_connection(
                         return;
                     }
                     state.instance_id = hello.instance_id;
+                    context.analytics.observe_capacity(
+                        &host,
+                        &hello.labels,
+                        hello.capacity.cores,
+                        hello.capacity.memory_bytes,
+                        now_ms(),
+                    );
                     state.hello = Some(HostInfo::from_hello(&hello));
                     state.hello_stored = false;
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);

@@ -11,9 +11,11 @@
 
 mod window;
 
+use super::headroom::{self, ForecastDigest, LiveHost};
 use super::state::{AlarmState, Transition};
 use super::{render_template, Across, Condition, Rule, RuleSet, Severity};
 use crate::analytics::outliers::{Metric, OutlierTracker};
+use crate::sizing::SizingConfig;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use window::Runs;
@@ -33,6 +35,10 @@ pub struct HostInput {
     pub last_seen_ms: u64,
     /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
     pub clock_offset_ms: Option<i64>,
+    /// Logical CPUs and physical memory from the host's hello; 0 until it has sent one (`headroom` rules
+    /// leave such a host out).
+    pub cores: u32,
+    pub memory_bytes: u64,
     pub history: HostHistory,
 }
 
@@ -112,6 +118,8 @@ struct Plan {
     host_rules: Vec<usize>,
     /// Group-wide percentiles.
     group_rules: Vec<usize>,
+    /// Headroom rules (one alarm per group).
+    headroom_rules: Vec<usize>,
     /// Composites, parts before the composites naming them.
     composites: Vec<usize>,
     /// Whether the rule has a scope; a rule without one applies to every host.
@@ -130,13 +138,18 @@ impl Plan {
             )
         };
         let is_composite = |rule: &Rule| matches!(rule.condition, Condition::Composite { .. });
+        let is_headroom = |rule: &Rule| matches!(rule.condition, Condition::Headroom { .. });
         let indices = || rules.rules.iter().enumerate();
         Plan {
             host_rules: indices()
-                .filter(|(_, r)| !is_group(r) && !is_composite(r))
+                .filter(|(_, r)| !is_group(r) && !is_composite(r) && !is_headroom(r))
                 .map(|(i, _)| i)
                 .collect(),
             group_rules: indices().filter(|(_, r)| is_group(r)).map(|(i, _)| i).collect(),
+            headroom_rules: indices()
+                .filter(|(_, r)| is_headroom(r))
+                .map(|(i, _)| i)
+                .collect(),
             composites: rules
                 .order
                 .iter()
@@ -240,6 +253,14 @@ pub struct AlarmEngine {
     /// Per visit, per composite: whether the composite's scope takes the host.
     composite_applies: Vec<bool>,
     scratch: Vec<f64>,
+    /// The sizing settings `headroom` rules size groups with.
+    sizing: SizingConfig,
+    /// The latest forecast digest for `headroom` rules with `within`.
+    forecast: Option<ForecastDigest>,
+    /// Per (interned group, headroom rule): the group's hosts gathered in the current evaluation.
+    headroom_members: BTreeMap<(u32, usize), Vec<LiveHost>>,
+    /// Per (group name, headroom rule): the last verdict's sentence, which the alarm's description carries.
+    headroom_details: HashMap<(String, usize), String>,
 }
 
 impl AlarmEngine {
@@ -256,7 +277,34 @@ impl AlarmEngine {
             previous_hosts: Vec::new(),
             composite_applies: Vec::new(),
             scratch: Vec::new(),
+            sizing: SizingConfig::default(),
+            forecast: None,
+            headroom_members: BTreeMap::new(),
+            headroom_details: HashMap::new(),
         }
+    }
+
+    /// The sizing settings (`[sizing]`: targets, k, balance, memory, peak statistic) `headroom` rules use.
+    pub fn set_sizing(&mut self, sizing: SizingConfig) {
+        self.sizing = sizing;
+    }
+
+    /// A new forecast digest for `headroom` rules with `within`, used until the next one.
+    pub fn set_forecast(&mut self, digest: ForecastDigest) {
+        self.forecast = Some(digest);
+    }
+
+    /// Whether any rule is a `headroom` rule with `within` (the caller then computes forecasts).
+    pub fn wants_forecast(&self) -> bool {
+        self.rules.rules.iter().any(|rule| {
+            matches!(
+                rule.condition,
+                Condition::Headroom {
+                    within_days: Some(_),
+                    ..
+                }
+            )
+        })
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -295,11 +343,76 @@ impl AlarmEngine {
             buffers.iter_mut().for_each(Vec::clear);
         }
         let mut events = Vec::new();
+        self.headroom_members.clear();
         hosts(&mut |host| self.visit(host, outliers, now_ms, &mut events));
         self.step_groups(now_ms, &mut events);
+        self.step_headroom(now_ms, &mut events);
         self.step_composites(now_ms, &mut events);
         self.step_unvisited(now_ms, &mut events);
-        events
+        events.into_iter().map(|event| self.with_detail(event)).collect()
+    }
+
+    /// A headroom alarm carries its verdict's sentence (binding resource, worst loss, hosts to add) as its
+    /// description, and in its summary unless the rule has its own.
+    fn with_detail(&self, mut event: AlarmEvent) -> AlarmEvent {
+        if event.kind != "headroom" {
+            return event;
+        }
+        let Some(index) = self.rules.index_of(&event.rule) else {
+            return event;
+        };
+        if let Some(detail) = self
+            .headroom_details
+            .get(&(event.subject.name().to_string(), index))
+        {
+            event.description.clone_from(detail);
+            if self.rules.rules[index].summary.is_none() {
+                event.summary = format!("{} on {}: {detail}", event.rule, event.subject.name());
+            }
+        }
+        event
+    }
+
+    /// Steps every headroom rule of every group one of whose hosts it applies to: the live variant sizes the
+    /// hosts gathered in this round, the forecast variant reads the digest.
+    fn step_headroom(&mut self, now_ms: u64, events: &mut Vec<AlarmEvent>) {
+        let rule_count = self.rules.rules.len();
+        let members = std::mem::take(&mut self.headroom_members);
+        for ((group, index), hosts) in &members {
+            let at = *group as usize;
+            let Condition::Headroom { over_ms, within_days } = self.rules.rules[*index].condition else {
+                continue;
+            };
+            let name = self.groups.names[at].clone();
+            let verdict = match within_days {
+                Some(days) => headroom::forecast_verdict(self.forecast.as_ref(), &name, days),
+                None => {
+                    let from_ms = now_ms.saturating_sub(over_ms);
+                    match headroom::size_live_group(&name, hosts, from_ms, now_ms, &self.sizing) {
+                        Some(report) => headroom::live_verdict(&report),
+                        None => headroom::Verdict {
+                            holds: false,
+                            value: None,
+                            detail: "no host of the group reported its capacity in the window".to_string(),
+                        },
+                    }
+                }
+            };
+            self.groups.live[at] = true;
+            self.headroom_details
+                .insert((name.clone(), *index), verdict.detail);
+            events.extend(step_slot(
+                &self.rules,
+                *index,
+                || Subject::Group(name.clone()),
+                &mut self.groups.slots[at * rule_count + index],
+                verdict.holds,
+                verdict.value,
+                self.round,
+                now_ms,
+            ));
+        }
+        self.headroom_members = members;
     }
 
     fn visit(
@@ -332,7 +445,7 @@ impl AlarmEngine {
         };
 
         let mut group = NO_GROUP;
-        if !plan.group_rules.is_empty() {
+        if !plan.group_rules.is_empty() || !plan.headroom_rules.is_empty() {
             let name = host.labels.get(&rules.group_label).map_or("", String::as_str);
             let hint = Some(self.host_groups[id as usize]).filter(|&g| g != NO_GROUP);
             group = self.groups.intern_hinted(hint, name, rule_count);
@@ -353,6 +466,24 @@ impl AlarmEngine {
                 let runs = runs_since(now_ms.saturating_sub(over_ms));
                 let [first, second] = host.history.parts(metric, &runs);
                 buffers[slot_in_group].extend(first.iter().chain(second).copied().filter(|v| !v.is_nan()));
+            }
+            for &index in &plan.headroom_rules {
+                let Condition::Headroom { over_ms, within_days } = rules.rules[index].condition else {
+                    continue;
+                };
+                if !applies(index) {
+                    continue;
+                }
+                let members = self.headroom_members.entry((group, index)).or_default();
+                if within_days.is_none() {
+                    let from_ms = now_ms.saturating_sub(over_ms);
+                    members.extend(headroom::live_host(
+                        host,
+                        &self.sizing.zone_label,
+                        from_ms,
+                        self.sizing.percentile,
+                    ));
+                }
             }
         }
 
@@ -553,7 +684,7 @@ impl AlarmEngine {
                     } else {
                         Subject::Group(name.clone())
                     };
-                    out.push(describe(&self.rules, index, &subject, slot, status));
+                    out.push(self.with_detail(describe(&self.rules, index, &subject, slot, status)));
                 }
             }
         }
@@ -658,8 +789,8 @@ fn host_condition(
             ),
             None => (false, None),
         },
-        // Composites are evaluated by the caller from the other rules' states.
-        Condition::Composite { .. } => (false, None),
+        // Composites are evaluated by the caller from the other rules' states, headroom rules per group.
+        Condition::Composite { .. } | Condition::Headroom { .. } => (false, None),
     }
 }
 
@@ -742,6 +873,23 @@ fn describe(
                      for {for_text}",
                     duration_text(*limit_ms)
                 ),
+            ),
+            Condition::Headroom {
+                over_ms,
+                within_days: None,
+            } => (
+                String::new(),
+                format!(
+                    "the group's load over {} would not survive its worst loss, for {for_text}",
+                    duration_text(*over_ms)
+                ),
+            ),
+            Condition::Headroom {
+                within_days: Some(days),
+                ..
+            } => (
+                format!("{days:.0} days"),
+                format!("forecast to stop surviving its worst loss within {days:.0} days"),
             ),
             Condition::Composite { all, rules: parts } => (
                 String::new(),
