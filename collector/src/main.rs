@@ -1,324 +1,27 @@
 //! `headroom-collector`: parse the command line, load the config, call the library, map errors to exit codes.
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use headroom_collector::app::{demo, serve};
 use headroom_collector::config;
 use headroom_collector::identity::{self, pki_cli};
 use headroom_collector::live::summary::FleetSummary;
 use headroom_collector::sizing::{self, ReportFormat};
 use headroom_collector::views::client;
-use headroom_collector::views::end::EndAt;
-use headroom_collector::views::render::{self, render_fleet, render_hosts, Format, Output};
+use headroom_collector::views::render::{self, render_fleet, render_hosts, Format};
 use headroom_collector::views::report_cli;
-use headroom_common::effective::{render_document, DocumentFormat};
+use headroom_common::effective::render_document;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-#[command(
-    name = "headroom-collector",
-    version,
-    about = "headroom collector: fleet ingest, views and PKI"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run the service (systemd runs this).
-    Serve {
-        #[arg(long, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
-    /// Quickstart: throwaway PKI and state, a collector, a real local agent and simulated hosts.
-    Demo {
-        /// How many simulated hosts (named sim-…) to start.
-        #[arg(long, default_value_t = 9)]
-        simulated_hosts: usize,
-        /// Print the fleet summary this often.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        print_every: Duration,
-        /// Stop by itself after this long instead of waiting for Ctrl-C.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
-    },
-    /// Certificate authority.
-    Ca {
-        #[command(subcommand)]
-        command: CaCommand,
-    },
-    /// Agent certificates.
-    Cert {
-        #[command(subcommand)]
-        command: CertCommand,
-    },
-    /// One-time enrollment tokens.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
-    CheckConfig {
-        #[arg(long, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-        /// toml (reads back as the same configuration) or json.
-        #[arg(long, value_enum, default_value_t = DocumentFormat::Toml)]
-        format: DocumentFormat,
-    },
-    /// Fleet summary per group and zone, from a running collector; with --by or --window, percentiles
-    /// across hosts of each host's mean over the window, grouped by any labels.
-    Fleet {
-        #[command(flatten)]
-        view: ViewArgs,
-        /// Labels to group by, comma-separated, like group,zone (default group,zone with --window).
-        #[arg(long)]
-        by: Option<String>,
-        /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
-        #[arg(long)]
-        window: Option<String>,
-        /// Per-host statistic over the window: mean, p50, p90, p99, p99.9 or max, from the rollup sketches
-        /// (default p99 beyond 1h, mean of raw rows up to 1h); adds a pooled row per group (every sample,
-        /// merged sketches).
-        #[arg(long)]
-        stat: Option<String>,
-        /// Where the window ends: an RFC 3339 time, or latest (the newest sample); default now.
-        #[arg(long, default_value = "now")]
-        end: EndAt,
-    },
-    /// Hosts flagged as outliers among their peers, each explained.
-    Outliers {
-        #[command(flatten)]
-        view: ViewArgs,
-        /// Only this group.
-        #[arg(long)]
-        group: Option<String>,
-    },
-    /// Pending and firing alarms with their runbooks.
-    Alarms(ViewArgs),
-    /// One row per host, from a running collector.
-    Hosts(ViewArgs),
-    /// Failover sizing per service group, read from the database file (no collector needs to run).
-    Sizing(SizingArgs),
-    /// Write a sizing and capacity report to a file, read from the database file (a copy works).
-    Report(ReportArgs),
-    /// Write man pages and shell completions into a directory (used when packaging).
-    #[command(hide = true)]
-    GenerateDocs {
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum CaCommand {
-    /// Create the CA and the collector's server certificate in <state_dir>/pki.
-    Init {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
-        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
-        server_names: Vec<String>,
-        /// Replace an existing CA (every agent certificate must then be issued again).
-        #[arg(long)]
-        force: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum CertCommand {
-    /// Issue a certificate for a host that cannot enroll; the private key then travels by hand.
-    Issue {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// The host's identity (lowercase DNS name).
-        #[arg(long)]
-        host: String,
-        /// Where to write agent.pem, agent.key and ca.pem (default: ./<host>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Validity in days, 1 to 365 (the longest `identity.cert_validity` enrollment may use).
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-    },
-    /// Replace the collector's own server certificate (same CA); a running collector picks it up within
-    /// seconds, or at once on SIGHUP, and keeps its agent connections.
-    Server {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
-        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
-        server_names: Vec<String>,
-        /// Validity in days.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-    },
-    /// List issued certificates: host, serial, labels, not-after, last seen.
-    List {
-        #[command(flatten)]
-        place: PlaceArgs,
-    },
-    /// Revoke a host's certificates or one serial; a connected host is cut off within seconds.
-    Revoke {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Revoke every unexpired certificate of this host.
-        #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
-        host: Option<String>,
-        /// Revoke this serial (hex, as "cert list" shows it).
-        #[arg(long)]
-        serial: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create a token and print it (shown only this once).
-    Create {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// How long the token stays valid.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-        /// How many hosts may enroll with it.
-        #[arg(long, default_value_t = 1)]
-        uses: u32,
-        /// Label written into every certificate enrolled with it, KEY=VALUE; repeat for several.
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Enroll only this host, even while it holds a valid certificate (a re-imaged host); its older
-        /// certificates are revoked when it enrolls.
-        #[arg(long)]
-        host: Option<String>,
-    },
-    /// List tokens: id, uses left, expiry, labels (never the secret).
-    List {
-        #[command(flatten)]
-        place: PlaceArgs,
-    },
-}
-
-#[derive(clap::Args)]
-struct PlaceArgs {
-    /// Collector config whose state_dir holds the PKI.
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// State directory to use instead of the config's.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-}
-
-/// Where `sizing` and `report` read from.
-#[derive(clap::Args)]
-struct DatabaseArgs {
-    /// The database file, or a copy of it (default: <state_dir>/headroom.db from the config).
-    #[arg(long)]
-    db: Option<PathBuf>,
-    /// Read a Prometheus-compatible query API instead of a database, like prometheus=http://127.0.0.1:9090:
-    /// the same per-minute group sums with PromQL from the series the collectors export (one report for a
-    /// fleet spread over many collectors).
-    #[arg(long, conflicts_with = "db", value_parser = headroom_collector::views::promql::parse_source)]
-    source: Option<String>,
-    /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Where the window ends: an RFC 3339 time, or latest (the newest sample in the database); default now.
-    #[arg(long, default_value = "now")]
-    end: EndAt,
-}
-
-/// What-if options of `sizing` and `report`: each one given is a scenario of its own, sized as a row
-/// beside the baseline; `--scenario` combines several into one row.
-#[derive(clap::Args)]
-struct WhatIfArgs {
-    /// Scenario: load grows by this much, like 20% (repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
-    growth: Vec<f64>,
-    /// Scenario: another target, like cpu=70% (cpu, memory, connections; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_target)]
-    target: Vec<(sizing::scenario::TargetKind, f64)>,
-    /// Scenario: lose this zone, like zone=eu-1a (the only loss the row sizes; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_lose)]
-    lose: Vec<String>,
-    /// Scenario: lose this many hosts at once (N+k, the only loss the row sizes; repeatable, one row each).
-    #[arg(long)]
-    lose_hosts: Vec<u32>,
-    /// Scenario: add hosts to a group, like group=web,hosts=3, placed to keep zones balanced (repeatable,
-    /// one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_add)]
-    add: Vec<(String, u32)>,
-    /// One scenario combining several options, like "growth=20%,lose=zone=eu-1a,add=group=web,hosts=3"
-    /// (OPTION=VALUE items as the options above; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_combined)]
-    scenario: Vec<sizing::Scenario>,
-}
-
-impl WhatIfArgs {
-    fn scenarios(&self) -> Vec<sizing::Scenario> {
-        sizing::WhatIfOptions {
-            growth: self.growth.clone(),
-            targets: self.target.clone(),
-            lose_zones: self.lose.clone(),
-            lose_hosts: self.lose_hosts.clone(),
-            add: self.add.clone(),
-            combined: self.scenario.clone(),
-        }
-        .scenarios()
-    }
-}
-
-#[derive(clap::Args)]
-struct SizingArgs {
-    /// Window ending now, like "14d" (default: sizing.window from the config).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    window: Option<Duration>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    no_header: bool,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    what_if: WhatIfArgs,
-}
-
-#[derive(clap::Args)]
-struct ReportArgs {
-    /// Window ending now, like "30d" (default: sizing.window from the config).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    window: Option<Duration>,
-    /// html, csv, json or md.
-    #[arg(long, default_value = "html")]
-    format: ReportFormat,
-    /// The file to write.
-    #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    what_if: WhatIfArgs,
-}
-
-#[derive(clap::Args)]
-struct ViewArgs {
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    no_header: bool,
-    /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
-    /// `fleet` takes it several times and merges the collectors' live views.
-    #[arg(long)]
-    api: Vec<SocketAddr>,
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-}
+use cli::{
+    CaCommand, CertCommand, Cli, Command, DatabaseArgs, PlaceArgs, TokenCommand, ViewArgs, WhatIfArgs,
+};
 
 enum Failure {
     Usage(String),
@@ -362,15 +65,6 @@ fn exit_quietly_on_closed_pipe() {
     }
 }
 
-impl ViewArgs {
-    fn output(&self) -> Output {
-        Output {
-            format: self.format,
-            header: !self.no_header,
-        }
-    }
-}
-
 fn load_config(path: &std::path::Path) -> Result<config::Config, Failure> {
     config::load(path).map_err(|e| Failure::Usage(e.to_string()))
 }
@@ -395,6 +89,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 headroom_collector::analytics::alarms::load(rules)
                     .map_err(|e| Failure::Usage(e.to_string()))?;
             }
+            // So is a token or HTTPS file that cannot be read: exit 2 with the key and the fix.
+            headroom_collector::views::access::Access::load(config.http_listen, &config.http)
+                .map_err(Failure::Usage)?;
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
                 spawn_stop_on_signal(cancel.clone());
@@ -584,7 +281,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 }
             }
             let query: Vec<(&str, &str)> = query.iter().map(|(key, value)| (*key, value.as_str())).collect();
-            let body = client::get_with_query(api_address(&args)?, "/api/v1/fleet", &query)?;
+            let body = client::get_with_query(&api_of(&args)?, "/api/v1/fleet", &query)?;
             let view: headroom_collector::views::FleetView =
                 serde_json::from_str(&body).context("decoding the fleet view")?;
             print!("{}", render::render_fleet_view(&view, args.output()));
@@ -593,10 +290,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             // Each collector's host list, merged (a host that moved shows on both; the newest view wins), then
             // summarised as one fleet.
             let mut lists = Vec::new();
-            for api in &args.api {
-                let body = client::get(*api, "/api/v1/hosts")?;
+            for base in &args.api {
+                let api = api_for(&args, Some(base))?;
+                let body = client::get(&api, "/api/v1/hosts")?;
                 let hosts: Vec<headroom_collector::live::fleet::HostView> = serde_json::from_str(&body)
-                    .with_context(|| format!("decoding the host list of {api}"))?;
+                    .with_context(|| format!("decoding the host list of {base}"))?;
                 lists.push(hosts);
             }
             let hosts = headroom_collector::live::summary::merge_hosts(lists);
@@ -605,7 +303,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{}", render_fleet(&summary, args.format));
         }
         Command::Fleet { view: args, .. } => {
-            let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
             print!("{}", render_fleet(&summary, args.output()));
         }
@@ -634,11 +332,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("wrote {} ({} groups)", args.out.display(), report.groups.len());
         }
         Command::Hosts(args) => {
-            let body = client::get(api_address(&args)?, "/api/v1/hosts")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/hosts")?;
             let hosts: Vec<headroom_collector::live::fleet::HostView> =
                 serde_json::from_str(&body).context("decoding the host list")?;
             // Gap counts come from the database; a collector without them still lists its hosts.
-            match client::get(api_address(&args)?, "/api/v1/gaps")
+            match client::get(&api_of(&args)?, "/api/v1/gaps")
                 .ok()
                 .and_then(|body| serde_json::from_str(&body).ok())
             {
@@ -646,7 +344,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 None => print!("{}", render_hosts(&hosts, args.output())),
             }
             // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
-            let export = client::get(api_address(&args)?, "/api/v1/health")
+            let export = client::get(&api_of(&args)?, "/api/v1/health")
                 .ok()
                 .and_then(|body| serde_json::from_str::<headroom_collector::views::http::Health>(&body).ok())
                 .and_then(|health| health.export);
@@ -656,13 +354,13 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Outliers { view: args, group } => {
             let query: Vec<(&str, &str)> = group.iter().map(|group| ("group", group.as_str())).collect();
-            let body = client::get_with_query(api_address(&args)?, "/api/v1/outliers", &query)?;
+            let body = client::get_with_query(&api_of(&args)?, "/api/v1/outliers", &query)?;
             let report: headroom_collector::analytics::OutlierReport =
                 serde_json::from_str(&body).context("decoding the outliers")?;
             print!("{}", render::render_outliers(&report, args.output()));
         }
         Command::Alarms(args) => {
-            let body = client::get(api_address(&args)?, "/api/v1/alarms")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/alarms")?;
             let report: headroom_collector::analytics::AlarmReport =
                 serde_json::from_str(&body).context("decoding the alarms")?;
             print!("{}", render::render_alarms(&report, args.output()));
@@ -732,21 +430,81 @@ fn now_s() -> i64 {
     headroom_collector::identity::unix_s(SystemTime::now())
 }
 
-fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {
-    match args.api.as_slice() {
-        [] => {}
-        [api] => return Ok(*api),
-        several => {
-            return Err(Failure::Usage(format!(
-                "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
-                several.len()
-            )))
+/// The one API a view reads (`--api` at most once).
+fn api_of(args: &ViewArgs) -> Result<client::Api, Failure> {
+    if args.api.len() > 1 {
+        return Err(Failure::Usage(format!(
+            "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
+            args.api.len()
+        )));
+    }
+    api_for(args, args.api.first().map(String::as_str))
+}
+
+/// Where the API is and how to authenticate: `base` (from `--api`), `--token-file` and `--api-ca`, else the
+/// config's `http_listen`, `http.token_file` and (for HTTPS) `tls.ca`.
+fn api_for(args: &ViewArgs, base: Option<&str>) -> Result<client::Api, Failure> {
+    let config = if args.config.exists() {
+        Some(load_config(&args.config)?)
+    } else {
+        None
+    };
+    let base = match base {
+        None => {
+            let config = config.clone().unwrap_or_default();
+            let scheme = if config.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            // A listener on every address is reached on loopback; its certificate must name that address.
+            let address = match config.http_listen.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, config.http_listen.port()))
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, config.http_listen.port()))
+                }
+                _ => config.http_listen,
+            };
+            format!("{scheme}://{address}")
         }
-    }
-    if args.config.exists() {
-        return Ok(load_config(&args.config)?.http_listen);
-    }
-    Ok(config::Config::default().http_listen)
+        Some(base) => base.to_string(),
+    };
+    let token_file = args
+        .token_file
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.http.token_file.clone()));
+    let token = match token_file {
+        None => None,
+        Some(path) => Some(
+            headroom_collector::views::access::read_token(&path).map_err(|message| {
+                Failure::Usage(format!(
+                    "{message}; pass --token-file FILE with a copy you can read"
+                ))
+            })?,
+        ),
+    };
+    let ca_file = args.api_ca.clone().or_else(|| {
+        config
+            .as_ref()
+            .filter(|_| base.starts_with("https://"))
+            .map(|c| c.tls.ca.clone())
+    });
+    let extra_roots_pem = match ca_file {
+        None => None,
+        Some(path) => Some(std::fs::read(&path).map_err(|error| {
+            Failure::Usage(format!(
+                "--api-ca {}: {error} (pass the PEM file of the CA that signed the API's certificate)",
+                path.display()
+            ))
+        })?),
+    };
+    Ok(client::Api {
+        base,
+        token,
+        extra_roots_pem,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

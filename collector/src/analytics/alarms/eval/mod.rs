@@ -9,15 +9,20 @@
 //! [`AlarmEngine::evaluate_each`]), and computes window statistics straight from the ring without
 //! allocating.
 
+mod describe;
+mod headroom_step;
+mod subjects;
 mod window;
 
 use super::headroom::{self, ForecastDigest, LiveHost};
 use super::state::{AlarmState, Transition};
-use super::{render_template, Across, Condition, Rule, RuleSet, Severity};
-use crate::analytics::outliers::{Metric, OutlierTracker};
+use super::{Across, Condition, RuleSet, Severity};
+use crate::analytics::outliers::OutlierTracker;
 use crate::sizing::SizingConfig;
+use describe::describe;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use subjects::{Plan, Slot, Subjects, Visit, NO_GROUP};
 use window::Runs;
 pub use window::{percentile, slope_per_minute, HostHistory};
 
@@ -94,145 +99,6 @@ pub struct AlarmEvent {
     pub resolved_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    state: AlarmState,
-    value: Option<f64>,
-    /// Evaluation round in which the slot was last evaluated with a real condition.
-    round: u64,
-}
-
-const IDLE: Slot = Slot {
-    state: AlarmState::Inactive,
-    value: None,
-    round: 0,
-};
-
-/// No group: the rules name no group-wide percentile, so hosts are not sorted into groups.
-const NO_GROUP: u32 = u32::MAX;
-
-/// Which rules do what, worked out once from the rule set so the per-host loop only walks what applies.
-#[derive(Debug, Clone)]
-struct Plan {
-    /// Rules judged per host from its own readings: everything but composites and group-wide percentiles.
-    host_rules: Vec<usize>,
-    /// Group-wide percentiles.
-    group_rules: Vec<usize>,
-    /// Headroom rules (one alarm per group).
-    headroom_rules: Vec<usize>,
-    /// Composites, parts before the composites naming them.
-    composites: Vec<usize>,
-    /// Whether the rule has a scope; a rule without one applies to every host.
-    scoped: Vec<bool>,
-}
-
-impl Plan {
-    fn new(rules: &RuleSet) -> Plan {
-        let is_group = |rule: &Rule| {
-            matches!(
-                rule.condition,
-                Condition::Percentile {
-                    across: Across::Group,
-                    ..
-                }
-            )
-        };
-        let is_composite = |rule: &Rule| matches!(rule.condition, Condition::Composite { .. });
-        let is_headroom = |rule: &Rule| matches!(rule.condition, Condition::Headroom { .. });
-        let indices = || rules.rules.iter().enumerate();
-        Plan {
-            host_rules: indices()
-                .filter(|(_, r)| !is_group(r) && !is_composite(r) && !is_headroom(r))
-                .map(|(i, _)| i)
-                .collect(),
-            group_rules: indices().filter(|(_, r)| is_group(r)).map(|(i, _)| i).collect(),
-            headroom_rules: indices()
-                .filter(|(_, r)| is_headroom(r))
-                .map(|(i, _)| i)
-                .collect(),
-            composites: rules
-                .order
-                .iter()
-                .copied()
-                .filter(|&i| is_composite(&rules.rules[i]))
-                .collect(),
-            scoped: rules.rules.iter().map(|r| !r.scope.is_empty()).collect(),
-        }
-    }
-}
-
-/// Hosts or groups interned to small numbers, each with one slot per rule in a flat array, so the per-host
-/// work indexes arrays instead of hashing names.
-#[derive(Debug, Clone, Default)]
-struct Subjects {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
-    /// The number is in `index` (a group may be interned only to gather samples).
-    interned: Vec<bool>,
-    /// The subject has alarm states: evaluated at least once and not yet dropped as idle.
-    live: Vec<bool>,
-    free: Vec<u32>,
-    /// `rule_count` slots per number.
-    slots: Vec<Slot>,
-}
-
-impl Subjects {
-    fn intern(&mut self, name: &str, rule_count: usize) -> u32 {
-        if let Some(&id) = self.index.get(name) {
-            return id;
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                let at = id as usize;
-                self.names[at].clear();
-                self.names[at].push_str(name);
-                self.slots[at * rule_count..(at + 1) * rule_count].fill(IDLE);
-                id
-            }
-            None => {
-                self.names.push(name.to_string());
-                self.interned.push(false);
-                self.live.push(false);
-                self.slots.extend(std::iter::repeat_n(IDLE, rule_count));
-                (self.names.len() - 1) as u32
-            }
-        };
-        self.interned[id as usize] = true;
-        self.live[id as usize] = false;
-        self.index.insert(name.to_string(), id);
-        id
-    }
-
-    /// `hint` when it still names `name`, else the interned number of `name`.
-    fn intern_hinted(&mut self, hint: Option<u32>, name: &str, rule_count: usize) -> u32 {
-        match hint {
-            Some(id) if self.interned.get(id as usize) == Some(&true) && self.names[id as usize] == name => {
-                id
-            }
-            _ => self.intern(name, rule_count),
-        }
-    }
-
-    fn forget(&mut self, id: u32) {
-        let at = id as usize;
-        self.index.remove(&self.names[at]);
-        self.interned[at] = false;
-        self.live[at] = false;
-        self.free.push(id);
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied().filter(|&id| self.live[id as usize])
-    }
-}
-
-/// One host visited in the current evaluation, for the composites that run after the groups.
-#[derive(Debug, Clone, Copy)]
-struct Visit {
-    host: u32,
-    group: u32,
-}
-
 /// Alarm states for every (rule, host) and (rule, group), stepped by [`AlarmEngine::evaluate`].
 #[derive(Debug, Clone)]
 pub struct AlarmEngine {
@@ -294,19 +160,6 @@ impl AlarmEngine {
         self.forecast = Some(digest);
     }
 
-    /// Whether any rule is a `headroom` rule with `within` (the caller then computes forecasts).
-    pub fn wants_forecast(&self) -> bool {
-        self.rules.rules.iter().any(|rule| {
-            matches!(
-                rule.condition,
-                Condition::Headroom {
-                    within_days: Some(_),
-                    ..
-                }
-            )
-        })
-    }
-
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
@@ -350,69 +203,6 @@ impl AlarmEngine {
         self.step_composites(now_ms, &mut events);
         self.step_unvisited(now_ms, &mut events);
         events.into_iter().map(|event| self.with_detail(event)).collect()
-    }
-
-    /// A headroom alarm carries its verdict's sentence (binding resource, worst loss, hosts to add) as its
-    /// description, and in its summary unless the rule has its own.
-    fn with_detail(&self, mut event: AlarmEvent) -> AlarmEvent {
-        if event.kind != "headroom" {
-            return event;
-        }
-        let Some(index) = self.rules.index_of(&event.rule) else {
-            return event;
-        };
-        if let Some(detail) = self
-            .headroom_details
-            .get(&(event.subject.name().to_string(), index))
-        {
-            event.description.clone_from(detail);
-            if self.rules.rules[index].summary.is_none() {
-                event.summary = format!("{} on {}: {detail}", event.rule, event.subject.name());
-            }
-        }
-        event
-    }
-
-    /// Steps every headroom rule of every group one of whose hosts it applies to: the live variant sizes the
-    /// hosts gathered in this round, the forecast variant reads the digest.
-    fn step_headroom(&mut self, now_ms: u64, events: &mut Vec<AlarmEvent>) {
-        let rule_count = self.rules.rules.len();
-        let members = std::mem::take(&mut self.headroom_members);
-        for ((group, index), hosts) in &members {
-            let at = *group as usize;
-            let Condition::Headroom { over_ms, within_days } = self.rules.rules[*index].condition else {
-                continue;
-            };
-            let name = self.groups.names[at].clone();
-            let verdict = match within_days {
-                Some(days) => headroom::forecast_verdict(self.forecast.as_ref(), &name, days),
-                None => {
-                    let from_ms = now_ms.saturating_sub(over_ms);
-                    match headroom::size_live_group(&name, hosts, from_ms, now_ms, &self.sizing) {
-                        Some(report) => headroom::live_verdict(&report),
-                        None => headroom::Verdict {
-                            holds: false,
-                            value: None,
-                            detail: "no host of the group reported its capacity in the window".to_string(),
-                        },
-                    }
-                }
-            };
-            self.groups.live[at] = true;
-            self.headroom_details
-                .insert((name.clone(), *index), verdict.detail);
-            events.extend(step_slot(
-                &self.rules,
-                *index,
-                || Subject::Group(name.clone()),
-                &mut self.groups.slots[at * rule_count + index],
-                verdict.holds,
-                verdict.value,
-                self.round,
-                now_ms,
-            ));
-        }
-        self.headroom_members = members;
     }
 
     fn visit(
@@ -789,174 +579,7 @@ fn host_condition(
             ),
             None => (false, None),
         },
-        // Composites are evaluated by the caller from the other rules' states, headroom rules per group.
+        // Composites are evaluated by the caller from the other rules' states.
         Condition::Composite { .. } | Condition::Headroom { .. } => (false, None),
     }
-}
-
-fn describe(
-    rules: &RuleSet,
-    index: usize,
-    subject: &Subject,
-    slot: &Slot,
-    status: AlarmStatus,
-) -> AlarmEvent {
-    let rule: &Rule = &rules.rules[index];
-    let metric = rule.condition.metric();
-    let show = |v: f64| match metric {
-        Some(metric) => metric.format_value(v),
-        None => format!("{v:.1}"),
-    };
-    let value_text = slot.value.map(show).unwrap_or_else(|| "n/a".to_string());
-    let for_text = humantime::format_duration(std::time::Duration::from_millis(rule.for_ms)).to_string();
-    let (threshold_text, description) =
-        match &rule.condition {
-            Condition::Threshold { metric, op, value } => (
-                show(*value),
-                format!(
-                    "{metric} is {value_text} ({} {}), for {for_text}",
-                    op.symbol(),
-                    show(*value)
-                ),
-            ),
-            Condition::Percentile {
-                metric,
-                quantile_pct,
-                over_ms,
-                across,
-                op,
-                value,
-            } => {
-                (
-                    show(*value),
-                    format!(
-                "p{quantile_pct} of {metric} over {} of the {} is {value_text} ({} {}), for {for_text}",
-                duration_text(*over_ms),
-                if *across == Across::Group { "group's hosts" } else { "host's samples" },
-                op.symbol(),
-                show(*value)
-            ),
-                )
-            }
-            Condition::RateOfChange {
-                metric,
-                over_ms,
-                op,
-                per_minute,
-            } => (
-                format!("{per_minute}/min"),
-                format!(
-                    "{metric} changes by {}/min over {} ({} {per_minute}/min), for {for_text}",
-                    slot.value.map_or("n/a".to_string(), |v| format!("{v:.2}")),
-                    duration_text(*over_ms),
-                    op.symbol()
-                ),
-            ),
-            Condition::Outlier { metric } => (
-                String::new(),
-                format!(
-                    "flagged as an outlier among its peers in {}, for {for_text}",
-                    metric.map_or("at least one metric", |m| m.name())
-                ),
-            ),
-            Condition::Missing { grace_ms } => (
-                duration_text(*grace_ms),
-                format!(
-                    "no data for {value_text} s (grace {}), for {for_text}",
-                    duration_text(*grace_ms)
-                ),
-            ),
-            Condition::ClockSkew { limit_ms } => (
-                duration_text(*limit_ms),
-                format!(
-                    "host clock off by {value_text} s (limit {}; its samples are stored at corrected times), \
-                     for {for_text}",
-                    duration_text(*limit_ms)
-                ),
-            ),
-            Condition::Headroom {
-                over_ms,
-                within_days: None,
-            } => (
-                String::new(),
-                format!(
-                    "the group's load over {} would not survive its worst loss, for {for_text}",
-                    duration_text(*over_ms)
-                ),
-            ),
-            Condition::Headroom {
-                within_days: Some(days),
-                ..
-            } => (
-                format!("{days:.0} days"),
-                format!("forecast to stop surviving its worst loss within {days:.0} days"),
-            ),
-            Condition::Composite { all, rules: parts } => (
-                String::new(),
-                format!(
-                    "{} of [{}] firing",
-                    if *all { "all" } else { "any" },
-                    parts
-                        .iter()
-                        .map(|&p| rules.rules[p].name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        };
-    let (host, group) = match subject {
-        Subject::Host(name) => (name.as_str(), ""),
-        Subject::Group(name) => ("", name.as_str()),
-    };
-    let summary = match &rule.summary {
-        Some(template) => render_template(template, |name| match name {
-            "host" => host.to_string(),
-            "group" => group.to_string(),
-            "rule" => rule.name.clone(),
-            "metric" => metric.map(Metric::name).unwrap_or_default().to_string(),
-            "value" => value_text.clone(),
-            "threshold" => threshold_text.clone(),
-            "severity" => rule.severity.name().to_string(),
-            _ => String::new(),
-        }),
-        None => format!("{} on {}: {description}", rule.name, subject.name()),
-    };
-    let mut labels = BTreeMap::new();
-    labels.insert("alertname".to_string(), rule.name.clone());
-    labels.insert("severity".to_string(), rule.severity.name().to_string());
-    match subject {
-        Subject::Host(name) => labels.insert("host".to_string(), name.clone()),
-        Subject::Group(name) => labels.insert(rules.group_label.clone(), name.clone()),
-    };
-    let (active_since_ms, fired_ms, resolved_ms) = match slot.state {
-        AlarmState::Inactive => (None, None, None),
-        AlarmState::Pending { active_since_ms } => (Some(active_since_ms), None, None),
-        AlarmState::Firing {
-            active_since_ms,
-            fired_ms,
-        } => (Some(active_since_ms), Some(fired_ms), None),
-        AlarmState::Resolved {
-            fired_ms,
-            resolved_ms,
-        } => (None, Some(fired_ms), Some(resolved_ms)),
-    };
-    AlarmEvent {
-        rule: rule.name.clone(),
-        kind: rule.condition.kind(),
-        subject: subject.clone(),
-        status,
-        severity: rule.severity,
-        runbook: rule.runbook.clone(),
-        summary,
-        description,
-        value: slot.value,
-        labels,
-        active_since_ms,
-        fired_ms,
-        resolved_ms,
-    }
-}
-
-fn duration_text(ms: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
