@@ -7,6 +7,7 @@ use headroom_collector::config;
 use headroom_collector::identity::{self, pki_cli};
 use headroom_collector::live::summary::FleetSummary;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::admin::{render_certs, render_tokens};
 use headroom_collector::views::client;
 use headroom_collector::views::end::EndAt;
 use headroom_collector::views::render::{self, render_fleet, render_hosts, Format, Output};
@@ -26,7 +27,32 @@ use tokio_util::sync::CancellationToken;
 )]
 struct Cli {
     #[command(subcommand)]
+    command: Invocation,
+}
+
+/// The command line as the man pages and completions show it: every command but the hidden `generate-docs`,
+/// which clap would otherwise still list in completions (it cannot remove a subcommand once declared).
+#[derive(Parser)]
+#[command(
+    name = "headroom-collector",
+    version,
+    about = "headroom collector: fleet ingest, views and PKI"
+)]
+struct DocumentedCli {
+    #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum Invocation {
+    #[command(flatten)]
+    Documented(Command),
+    /// Write man pages and shell completions into a directory (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,12 +133,6 @@ enum Command {
     Sizing(SizingArgs),
     /// Write a sizing and capacity report to a file, read from the database file (a copy works).
     Report(ReportArgs),
-    /// Write man pages and shell completions into a directory (used when packaging).
-    #[command(hide = true)]
-    GenerateDocs {
-        #[arg(long)]
-        out: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +182,8 @@ enum CertCommand {
     List {
         #[command(flatten)]
         place: PlaceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Revoke a host's certificates or one serial; a connected host is cut off within seconds.
     Revoke {
@@ -200,6 +222,8 @@ enum TokenCommand {
     List {
         #[command(flatten)]
         place: PlaceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -265,11 +289,8 @@ struct SizingArgs {
     /// Window ending now, like "14d" (default: sizing.window from the config).
     #[arg(long, value_parser = humantime::parse_duration)]
     window: Option<Duration>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    no_header: bool,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
@@ -293,13 +314,30 @@ struct ReportArgs {
     what_if: WhatIfArgs,
 }
 
+/// How every table command prints: `--format table|json|csv` and `--no-header`.
 #[derive(clap::Args)]
-struct ViewArgs {
+struct OutputArgs {
+    /// table (human units), json (documented in docs/API.md, with schema_version) or csv (raw numbers).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Leave out the header row and summary lines of the table or CSV.
     #[arg(long)]
     no_header: bool,
+}
+
+impl OutputArgs {
+    fn output(&self) -> Output {
+        Output {
+            format: self.format,
+            header: !self.no_header,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ViewArgs {
+    #[command(flatten)]
+    output: OutputArgs,
     /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
     /// `fleet` takes it several times and merges the collectors' live views.
     #[arg(long)]
@@ -320,14 +358,33 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+    let command = match Cli::parse().command {
+        Invocation::Documented(command) => command,
+        Invocation::GenerateDocs { out } => {
+            return match headroom_agent::cli_docs::write(DocumentedCli::command(), &out) {
+                Ok(files) => {
+                    for file in files {
+                        println!("{}", file.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "headroom-collector: writing man pages and completions into {}: {error}",
+                        out.display()
+                    );
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    if !matches!(command, Command::Serve { .. } | Command::Demo { .. }) {
         exit_quietly_on_closed_pipe();
     }
     // The demo prints its own summary; routine connection logs would bury it.
-    let quiet = matches!(cli.command, Command::Demo { .. });
+    let quiet = matches!(command, Command::Demo { .. });
     init_logging(if quiet { "warn" } else { "info" });
-    match dispatch(cli.command) {
+    match dispatch(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("headroom-collector: {message}");
@@ -352,10 +409,7 @@ fn exit_quietly_on_closed_pipe() {
 
 impl ViewArgs {
     fn output(&self) -> Output {
-        Output {
-            format: self.format,
-            header: !self.no_header,
-        }
+        self.output.output()
     }
 }
 
@@ -480,13 +534,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{text}");
         }
         Command::Token {
-            command: TokenCommand::List { place },
+            command: TokenCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::token_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let tokens = identity::admin::token_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_tokens(&tokens, output.output()));
         }
         Command::Cert {
             command:
@@ -516,13 +568,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("a running collector loads it within seconds, or at once on SIGHUP; agent connections stay up");
         }
         Command::Cert {
-            command: CertCommand::List { place },
+            command: CertCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::cert_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let certs = identity::admin::cert_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_certs(&certs, output.output()));
         }
         Command::Cert {
             command: CertCommand::Revoke { place, host, serial },
@@ -536,13 +586,6 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let config = load_config(&path)?;
             let origin = path.display().to_string();
             print!("{}", render_document(&config.effective(), &origin, format));
-        }
-        Command::GenerateDocs { out } => {
-            let files = headroom_agent::cli_docs::write(Cli::command(), &out)
-                .with_context(|| format!("writing man pages and completions into {}", out.display()))?;
-            for file in files {
-                println!("{}", file.display());
-            }
         }
         Command::Fleet {
             view: args,
@@ -590,7 +633,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let hosts = headroom_collector::live::summary::merge_hosts(lists);
             let summary =
                 headroom_collector::live::summary::summarize(&hosts, headroom_common::clock::now_ms());
-            print!("{}", render_fleet(&summary, args.format));
+            print!("{}", render_fleet(&summary, args.output()));
         }
         Command::Fleet { view: args, .. } => {
             let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
@@ -599,8 +642,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Sizing(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
-            let header = !args.no_header;
-            let text = match args.format {
+            let header = !args.output.no_header;
+            let text = match args.output.format {
                 Format::Table => report_cli::render_table(&report, header),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
                 // The sizing CSV has exactly one header line: the column names.
