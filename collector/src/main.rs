@@ -243,6 +243,11 @@ struct DatabaseArgs {
     /// The database file, or a copy of it (default: <state_dir>/headroom.db from the config).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Read a Prometheus-compatible query API instead of a database, like prometheus=http://127.0.0.1:9090:
+    /// the same per-minute group sums with PromQL from the series the collectors export (one report for a
+    /// fleet spread over many collectors).
+    #[arg(long, conflicts_with = "db", value_parser = headroom_collector::views::promql::parse_source)]
+    source: Option<String>,
     /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
@@ -719,6 +724,17 @@ fn sizing_report(
             "--window {}: too short (use at least 1m, like 14d)",
             humantime::format_duration(window)
         )));
+    }
+    if let Some(url) = &database.source {
+        let options = headroom_collector::views::promql::PromOptions {
+            url: url.clone(),
+            window,
+            now_ms: headroom_common::clock::now_ms(),
+            end: database.end,
+            scenarios: vec![what_if.scenario()],
+        };
+        return headroom_collector::views::promql::build_report(&options, &config.sizing)
+            .map_err(report_failure);
     }
     let options = report_cli::ReportOptions {
         db: database

@@ -6,6 +6,7 @@ pub mod client;
 pub mod end;
 pub mod http;
 pub mod metrics;
+pub mod promql;
 pub mod render;
 pub mod report_cli;
 pub mod web;

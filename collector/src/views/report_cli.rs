@@ -59,6 +59,9 @@ pub enum ReportError {
     /// The command line or configuration asks for something the database cannot give.
     #[error("{0}")]
     Usage(String),
+    /// A query API (`--source prometheus=URL`) could not be reached or gave no usable answer.
+    #[error("{0}")]
+    Source(String),
     /// The output file could not be written.
     #[error("writing {path}: {detail} (check that the directory exists and is writable)")]
     Write {
