@@ -43,6 +43,8 @@ struct DocumentedCli {
     command: Command,
 }
 
+// Parsed once per run, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Invocation {
     #[command(flatten)]
