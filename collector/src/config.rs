@@ -33,6 +33,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "enroll_listen",
             "export",
             "fleet",
+            "http",
             "http_listen",
             "identity",
             "listen",
@@ -79,6 +80,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "window_count",
         ],
     ),
+    crate::views::access::SECTION,
     crate::export::config::SECTIONS[0],
     crate::export::config::SECTIONS[1],
     crate::sizing::config::SECTIONS[0],
@@ -100,8 +102,11 @@ pub struct Config {
     /// QUIC (UDP) address of the enrollment listener; `None`: enrollment and renewal are off, and `serve`
     /// does not read the CA key.
     pub enroll_listen: Option<SocketAddr>,
-    /// Address of the JSON API the command line reads; always a loopback address.
+    /// Address of the HTTP listener (JSON API, web view, /metrics); anything but 127.0.0.1 or [::1] needs
+    /// `http` to set TLS and a token.
     pub http_listen: SocketAddr,
+    /// Who may use the HTTP listener: TLS, bearer token, accepted Host names.
+    pub http: crate::views::access::HttpAccessConfig,
     /// Certificate files for mutual TLS.
     pub tls: TlsPaths,
     /// When hosts count as stale or down, and connection limits.
@@ -188,6 +193,7 @@ impl Default for Config {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9600)),
             enroll_listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9602))),
             http_listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 9601)),
+            http: crate::views::access::HttpAccessConfig::default(),
             fleet: FleetConfig {
                 stale_after_intervals: 3,
                 down_after: Duration::from_secs(60),
@@ -241,8 +247,12 @@ struct RawConfig {
     listen: Option<String>,
     /// QUIC/UDP listen address for enrollment, like "[::]:9602", or "off". Default [::]:9602.
     enroll_listen: Option<String>,
-    /// JSON API listen address; must be loopback. Default 127.0.0.1:9601.
+    /// HTTP listen address (API, web view, /metrics). Anything but 127.0.0.1 or [::1] needs [http] with TLS
+    /// and a token. Default 127.0.0.1:9601.
     http_listen: Option<String>,
+    /// Access to the HTTP listener: TLS, bearer token, Host names.
+    #[serde(default)]
+    http: crate::views::access::RawHttp,
     /// Certificate files; default to ca.pem, server.pem and server.key in `state_dir`/pki.
     #[serde(default)]
     tls: RawTls,
@@ -504,16 +514,7 @@ impl RawConfig {
             None => defaults.http_listen,
             Some(text) => socket_address(origin, "http_listen", &text)?,
         };
-        if !http_listen.ip().is_loopback() {
-            // The JSON API has no authentication of its own; the loopback interface is its access control.
-            return Err(invalid(
-                origin,
-                "http_listen",
-                &format!(
-                    "{http_listen} is not a loopback address (the API has no authentication; use 127.0.0.1 or [::1])"
-                ),
-            ));
-        }
+        let http = self.http.validate(origin, http_listen)?;
         let tls = self.tls.resolve(origin, &state_dir.join("pki"), "server")?;
 
         let fleet = self.fleet;
@@ -574,6 +575,7 @@ impl RawConfig {
             listen,
             enroll_listen,
             http_listen,
+            http,
             tls,
             fleet: FleetConfig {
                 stale_after_intervals,
@@ -766,10 +768,12 @@ max_connections = 10
         assert!(error_of("listen = \"collector.example.net:9600\"\n")
             .contains("listen: \"collector.example.net:9600\" is not an IP address and port"));
         assert!(error_of("listen = \":::9600\"\n").contains("listen: "));
-        assert_eq!(
-            error_of("http_listen = \"0.0.0.0:9601\"\n"),
-            "config /etc/headroom/collector.toml: http_listen: 0.0.0.0:9601 is not a loopback address \
-             (the API has no authentication; use 127.0.0.1 or [::1])"
+        let open = error_of("http_listen = \"0.0.0.0:9601\"\n");
+        assert!(
+            open.starts_with(
+                "config /etc/headroom/collector.toml: http.tls_cert: must be set: http_listen 0.0.0.0:9601"
+            ) && !open.contains('\n'),
+            "{open}"
         );
     }
 

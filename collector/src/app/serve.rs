@@ -69,6 +69,9 @@ pub async fn serve_with_web(
         )
     })?;
     let pki = pki_dir(&config.state_dir);
+    // The token and HTTPS files are read before anything binds: a missing one stops the start.
+    let http_access = crate::views::access::Access::load(config.http_listen, &config.http)
+        .map_err(|message| anyhow::anyhow!(message))?;
     let revocations = Revocations::load(&pki)?;
     let streaming_config = load_server_config(&config.tls, &revocations, Listener::Streaming)?;
     // Without enrollment, nothing here signs, so the CA key is never read.
@@ -143,7 +146,8 @@ pub async fn serve_with_web(
         .await
         .with_context(|| {
             format!(
-                "cannot listen on tcp {}: (change http_listen in the config)",
+                "cannot listen on tcp {}: another process may hold it, or the address is not on this host \
+                 (change http_listen in the config)",
                 config.http_listen
             )
         })?;
@@ -225,6 +229,7 @@ pub async fn serve_with_web(
     let http = tokio::spawn(crate::views::http::serve(
         http_listener,
         api,
+        http_access,
         cancel.clone().cancelled_owned(),
     ));
     match addresses.enroll {
