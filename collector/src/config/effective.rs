@@ -135,7 +135,15 @@ impl Config {
             ),
             (
                 "identity",
-                table_of([("cert_validity", Some(duration_value(self.identity.cert_validity)))]),
+                table_of([
+                    ("cert_validity", Some(duration_value(self.identity.cert_validity))),
+                    (
+                        "hello_label_keys",
+                        Some(Value::Array(
+                            self.identity.hello_label_keys.iter().map(string).collect(),
+                        )),
+                    ),
+                ]),
             ),
             (
                 "storage",
