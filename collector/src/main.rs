@@ -232,36 +232,43 @@ struct DatabaseArgs {
     end: EndAt,
 }
 
-/// What-if options of `sizing` and `report`; given together they form one scenario, sized beside the
-/// baseline.
+/// What-if options of `sizing` and `report`: each one given is a scenario of its own, sized as a row
+/// beside the baseline; `--scenario` combines several into one row.
 #[derive(clap::Args)]
 struct WhatIfArgs {
-    /// Load grows by this much, like 20%.
+    /// Scenario: load grows by this much, like 20% (repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
-    growth: Option<f64>,
-    /// Another target, like cpu=70% (repeatable: cpu, memory, connections).
+    growth: Vec<f64>,
+    /// Scenario: another target, like cpu=70% (cpu, memory, connections; repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_target)]
     target: Vec<(sizing::scenario::TargetKind, f64)>,
-    /// Lose this zone, like zone=eu-1a (the only zone loss the scenario sizes).
+    /// Scenario: lose this zone, like zone=eu-1a (the only loss the row sizes; repeatable, one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_lose)]
-    lose: Option<String>,
-    /// Lose this many hosts at once (N+k; the only host loss the scenario sizes).
+    lose: Vec<String>,
+    /// Scenario: lose this many hosts at once (N+k, the only loss the row sizes; repeatable, one row each).
     #[arg(long)]
-    lose_hosts: Option<u32>,
-    /// Add hosts to a group, like group=web,hosts=3 (repeatable); placed to keep zones balanced.
+    lose_hosts: Vec<u32>,
+    /// Scenario: add hosts to a group, like group=web,hosts=3, placed to keep zones balanced (repeatable,
+    /// one row each).
     #[arg(long, value_parser = sizing::Scenario::parse_add)]
     add: Vec<(String, u32)>,
+    /// One scenario combining several options, like "growth=20%,lose=zone=eu-1a,add=group=web,hosts=3"
+    /// (OPTION=VALUE items as the options above; repeatable, one row each).
+    #[arg(long, value_parser = sizing::Scenario::parse_combined)]
+    scenario: Vec<sizing::Scenario>,
 }
 
 impl WhatIfArgs {
-    fn scenario(&self) -> sizing::Scenario {
-        sizing::Scenario {
-            growth: self.growth,
+    fn scenarios(&self) -> Vec<sizing::Scenario> {
+        sizing::WhatIfOptions {
+            growth: self.growth.clone(),
             targets: self.target.clone(),
-            lose_zone: self.lose.clone(),
-            lose_hosts: self.lose_hosts,
+            lose_zones: self.lose.clone(),
+            lose_hosts: self.lose_hosts.clone(),
             add: self.add.clone(),
+            combined: self.scenario.clone(),
         }
+        .scenarios()
     }
 }
 
@@ -757,7 +764,7 @@ fn sizing_report(
             window,
             now_ms: headroom_common::clock::now_ms(),
             end: database.end,
-            scenarios: vec![what_if.scenario()],
+            scenarios: what_if.scenarios(),
         };
         return headroom_collector::views::promql::build_report(&options, &config.sizing)
             .map_err(report_failure);
@@ -770,7 +777,7 @@ fn sizing_report(
         window,
         now_ms: headroom_common::clock::now_ms(),
         end: database.end,
-        scenarios: vec![what_if.scenario()],
+        scenarios: what_if.scenarios(),
         progress: true,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)

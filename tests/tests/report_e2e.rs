@@ -354,6 +354,53 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
         (Some(3), Some(0)),
         "{web}"
     );
+    // Issue 10: each what-if option is a scenario of its own, and --scenario combines several into one row;
+    // a malformed one is a usage error naming it.
+    let what_if = Command::new(binary("headroom-collector"))
+        .args([
+            "sizing",
+            "--window",
+            "1h",
+            "--end",
+            "latest",
+            "--format",
+            "json",
+            "--growth",
+            "20%",
+            "--lose-hosts",
+            "1",
+            "--scenario",
+            "growth=20%,add=group=web,hosts=2",
+            "--db",
+        ])
+        .arg(&copy)
+        .args(["--config", work.path().join("absent.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        what_if.status.success(),
+        "{}",
+        String::from_utf8_lossy(&what_if.stderr)
+    );
+    let what_if: serde_json::Value = serde_json::from_slice(&what_if.stdout).unwrap();
+    let names: Vec<&str> = what_if["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["growth +20 %", "lose 1 host", "growth +20 %, add 2 to web"]
+    );
+    let bad_scenario = Command::new(binary("headroom-collector"))
+        .args(["sizing", "--scenario", "grow=20%", "--db"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(bad_scenario.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_scenario.stderr).contains("--scenario"));
+
     let bad_end = Command::new(binary("headroom-collector"))
         .args(["sizing", "--end", "yesterday", "--db"])
         .arg(&copy)

@@ -3,7 +3,8 @@
 //! would add a proc-macro build for a handful of fixed fragments.
 
 use super::report::{
-    after_loss, amount, case_text, escape, forecast_text, hosts_to_add_text, percent, status_text, utc,
+    after_loss, amount, case_text, days_until_unsafe_text, escape, forecast_text, hosts_to_add_text, percent,
+    status_text, utc,
 };
 use super::svg::{distribution_chart, failover_chart, trend_chart};
 use super::{GroupReport, GroupStatus, LoadSource, SizingReport};
@@ -50,6 +51,7 @@ pub(crate) fn render_html(report: &SizingReport) -> String {
         page.push_str(&format!("<p class=\"notes\">{}</p>", escape(note)));
     }
     page.push_str(&summary_table(report));
+    page.push_str(&ranking_table(report));
     for group in &report.groups {
         page.push_str(&group_section(group, report.horizon_days));
     }
@@ -95,6 +97,30 @@ fn summary_table(report: &SizingReport) -> String {
                 Some(days) => format!("in {days:.0} days"),
                 None => "not within the horizon".to_string(),
             })),
+        ));
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// The fleet-wide ranking: groups by days until they stop surviving their worst loss, unsafe ones first.
+fn ranking_table(report: &SizingReport) -> String {
+    let mut html = String::from("<h2>Days until a group stops surviving its worst loss</h2>");
+    if report.ranking.is_empty() {
+        html.push_str("<p>No group is unsafe or forecast to become unsafe within the horizon.</p>");
+        return html;
+    }
+    html.push_str(
+        "<table><thead><tr><th>rank</th><th>group</th><th>days until unsafe</th><th>resource</th></tr></thead><tbody>",
+    );
+    for (index, ranked) in report.ranking.iter().enumerate() {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td><a href=\"#group-{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
+            index + 1,
+            escape(&anchor(&ranked.group)),
+            escape(&ranked.group),
+            days_until_unsafe_text(ranked),
+            escape(&ranked.resource.map(|r| r.label()).unwrap_or_else(|| "-".into()))
         ));
     }
     html.push_str("</tbody></table>");

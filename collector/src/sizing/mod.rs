@@ -24,7 +24,7 @@ pub use config::{
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
 pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
 pub use render::{render, ReportFormat};
-pub use scenario::{size_with_scenarios, Scenario, ScenarioReport};
+pub use scenario::{size_with_scenarios, Scenario, ScenarioReport, WhatIfOptions};
 
 /// Version of the JSON document [`render`] writes; raised whenever a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;

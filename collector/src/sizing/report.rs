@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use super::forecast::ForecastOutcome;
-use super::{GroupReport, GroupStatus, LoadSource, LossCase, Resource, ResourceReport, SizingReport};
+use super::{
+    GroupReport, GroupStatus, LoadSource, LossCase, RankedGroup, Resource, ResourceReport, SizingReport,
+};
 
 /// Every group's rows in reading order: per group the baseline, then each scenario beside it, with the
 /// scenario's name ("baseline" for the first).
@@ -21,6 +23,33 @@ pub fn rows(report: &SizingReport) -> Vec<(&str, &GroupReport)> {
     }
     // Groups that exist only in a scenario: none today (scenarios add hosts to existing groups only).
     out
+}
+
+/// The ranking that goes with a row of [`rows`]: the baseline's, or the scenario's of that name.
+pub fn ranking_of<'a>(report: &'a SizingReport, scenario: &str) -> &'a [RankedGroup] {
+    report
+        .scenarios
+        .iter()
+        .find(|s| s.name == scenario)
+        .map(|s| s.ranking.as_slice())
+        .unwrap_or(&report.ranking)
+}
+
+/// A group's place in a ranking (1 is the soonest unsafe) and its days, or `None` when it is not ranked.
+pub fn rank_of(ranking: &[RankedGroup], group: &str) -> Option<(usize, f64)> {
+    ranking
+        .iter()
+        .position(|r| r.group == group)
+        .map(|index| (index + 1, ranking[index].days_until_unsafe))
+}
+
+/// Days until unsafe as the ranking says it: "unsafe now" or "41 days".
+pub fn days_until_unsafe_text(ranked: &RankedGroup) -> String {
+    if ranked.days_until_unsafe <= 0.0 {
+        "unsafe now".to_string()
+    } else {
+        format!("{:.0} days", ranked.days_until_unsafe)
+    }
 }
 
 pub(super) fn render_json(report: &SizingReport) -> String {
@@ -178,6 +207,8 @@ fn csv_header() -> Vec<String> {
         "partial_minutes",
         "connections_port",
         "connections_load_source",
+        "unsafe_rank",
+        "days_until_unsafe",
     ]
     .iter()
     .map(|name| name.to_string())
@@ -265,6 +296,9 @@ pub(super) fn render_csv(report: &SizingReport) -> String {
                 .unwrap_or_default()
                 .to_string(),
         ];
+        let rank = rank_of(ranking_of(report, scenario), &group.name);
+        row.push(rank.map(|(place, _)| place.to_string()).unwrap_or_default());
+        row.push(optional(rank.map(|(_, days)| days)));
         row.extend(resource_cells(tightest(group, |r| r == Resource::Cpu)));
         row.extend(resource_cells(tightest(group, |r| r == Resource::Memory)));
         row.extend(resource_cells(connections));
@@ -332,16 +366,12 @@ pub(super) fn render_markdown(report: &SizingReport) -> String {
         ));
     }
     if !report.ranking.is_empty() {
-        out.push_str("\n## Days until a group stops surviving its worst loss\n\n| group | days | resource |\n|---|--:|---|\n");
+        out.push_str("\n## Days until a group stops surviving its worst loss\n\n| group | days until unsafe | resource |\n|---|--:|---|\n");
         for ranked in &report.ranking {
             out.push_str(&format!(
                 "| {} | {} | {} |\n",
                 md_cell(&ranked.group),
-                if ranked.days_until_unsafe <= 0.0 {
-                    "unsafe now".to_string()
-                } else {
-                    format!("{:.0}", ranked.days_until_unsafe)
-                },
+                days_until_unsafe_text(ranked),
                 ranked.resource.map(|r| r.label()).unwrap_or_else(|| "-".into())
             ));
         }

@@ -41,6 +41,8 @@ pub struct ScenarioReport {
     pub name: String,
     /// One report per group, sorted by name, as in the baseline.
     pub groups: Vec<GroupReport>,
+    /// The groups ranked by days until unsafe under this scenario, as the baseline's `ranking`.
+    pub ranking: Vec<super::RankedGroup>,
 }
 
 fn percent_of(text: &str, what: &str) -> Result<f64, String> {
@@ -126,6 +128,64 @@ impl Scenario {
         }
     }
 
+    /// `--scenario growth=20%,lose=zone=eu-1a,add=group=web,hosts=3`: several what-ifs applied together
+    /// as one scenario. Each item is `OPTION=VALUE` with the option's name and value exactly as on the
+    /// command line (`growth`, `target`, `lose`, `lose-hosts`, `add`), separated by commas or semicolons;
+    /// a comma-separated piece that does not start with an option's name continues the previous value, so
+    /// `add=group=web,hosts=3` keeps its comma. `target` and `add` may repeat; the others may not.
+    pub fn parse_combined(text: &str) -> Result<Scenario, String> {
+        const OPTIONS: [&str; 5] = ["growth", "target", "lose", "lose-hosts", "add"];
+        let mut items: Vec<(String, String)> = Vec::new();
+        for piece in text.split([',', ';']) {
+            let piece = piece.trim();
+            if piece.is_empty() {
+                continue;
+            }
+            match piece.split_once('=') {
+                Some((option, value)) if OPTIONS.contains(&option.trim()) => {
+                    items.push((option.trim().to_string(), value.trim().to_string()))
+                }
+                _ => match items.last_mut() {
+                    Some((option, value)) if option == "add" => {
+                        value.push(',');
+                        value.push_str(piece);
+                    }
+                    _ => {
+                        return Err(format!(
+                        "--scenario \"{text}\": \"{piece}\" is not OPTION=VALUE with OPTION one of growth, \
+                             target, lose, lose-hosts, add (like growth=20%,lose=zone=eu-1a)"
+                    ))
+                    }
+                },
+            }
+        }
+        let mut scenario = Scenario::default();
+        let once =
+            |option: &str| format!("--scenario \"{text}\": {option} given twice (give it once per scenario)");
+        for (option, value) in items {
+            match option.as_str() {
+                "growth" if scenario.growth.is_some() => return Err(once("growth")),
+                "growth" => scenario.growth = Some(Self::parse_growth(&value)?),
+                "target" => scenario.targets.push(Self::parse_target(&value)?),
+                "lose" if scenario.lose_zone.is_some() => return Err(once("lose")),
+                "lose" => scenario.lose_zone = Some(Self::parse_lose(&value)?),
+                "lose-hosts" if scenario.lose_hosts.is_some() => return Err(once("lose-hosts")),
+                "lose-hosts" => {
+                    scenario.lose_hosts = Some(value.parse::<u32>().map_err(|_| {
+                        format!("--scenario \"{text}\": lose-hosts=\"{value}\" is not a host count (like lose-hosts=2)")
+                    })?)
+                }
+                _ => scenario.add.push(Self::parse_add(&value)?),
+            }
+        }
+        if scenario.is_empty() {
+            return Err(format!(
+                "--scenario \"{text}\" changes nothing (like growth=20%,lose=zone=eu-1a)"
+            ));
+        }
+        Ok(scenario)
+    }
+
     /// What the scenario changes, in words.
     pub fn name(&self) -> String {
         let mut parts = Vec::new();
@@ -144,7 +204,7 @@ impl Scenario {
             parts.push(format!("lose zone {zone}"));
         }
         if let Some(hosts) = self.lose_hosts {
-            parts.push(format!("lose {hosts} hosts"));
+            parts.push(format!("lose {hosts} host{}", if hosts == 1 { "" } else { "s" }));
         }
         for (group, hosts) in &self.add {
             parts.push(format!("add {hosts} to {group}"));
@@ -268,6 +328,55 @@ fn add_hosts(group: &mut super::GroupInput, count: u32, start_ms: u64, end_ms: u
     }
 }
 
+/// The what-if options of one `sizing` or `report` run: every `--growth`, `--target`, `--lose`,
+/// `--lose-hosts` and `--add` is a scenario of its own, and every `--scenario` is one combined scenario.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WhatIfOptions {
+    /// Each `--growth`.
+    pub growth: Vec<f64>,
+    /// Each `--target`.
+    pub targets: Vec<(TargetKind, f64)>,
+    /// Each `--lose zone=NAME`.
+    pub lose_zones: Vec<String>,
+    /// Each `--lose-hosts K`.
+    pub lose_hosts: Vec<u32>,
+    /// Each `--add group=G,hosts=N`.
+    pub add: Vec<(String, u32)>,
+    /// Each `--scenario`, already combined.
+    pub combined: Vec<Scenario>,
+}
+
+impl WhatIfOptions {
+    /// The scenarios in a fixed order: the single options in the order growth, target, lose, lose-hosts,
+    /// add (each in the order given), then the combined ones.
+    pub fn scenarios(&self) -> Vec<Scenario> {
+        let single = Scenario::default;
+        let mut out: Vec<Scenario> = Vec::new();
+        out.extend(self.growth.iter().map(|&growth| Scenario {
+            growth: Some(growth),
+            ..single()
+        }));
+        out.extend(self.targets.iter().map(|&target| Scenario {
+            targets: vec![target],
+            ..single()
+        }));
+        out.extend(self.lose_zones.iter().map(|zone| Scenario {
+            lose_zone: Some(zone.clone()),
+            ..single()
+        }));
+        out.extend(self.lose_hosts.iter().map(|&hosts| Scenario {
+            lose_hosts: Some(hosts),
+            ..single()
+        }));
+        out.extend(self.add.iter().map(|add| Scenario {
+            add: vec![add.clone()],
+            ..single()
+        }));
+        out.extend(self.combined.iter().cloned());
+        out
+    }
+}
+
 /// Sizes the baseline and each scenario; the report carries the scenarios beside the baseline.
 pub fn size_with_scenarios(
     input: &SizingInput,
@@ -277,9 +386,11 @@ pub fn size_with_scenarios(
     let mut report = size_fleet(input, config);
     for scenario in scenarios.iter().filter(|scenario| !scenario.is_empty()) {
         let (input, config) = scenario.apply(input, config);
+        let sized = size_fleet(&input, &config);
         report.scenarios.push(ScenarioReport {
             name: scenario.name(),
-            groups: size_fleet(&input, &config).groups,
+            groups: sized.groups,
+            ranking: sized.ranking,
         });
     }
     report
@@ -451,5 +562,126 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&render(&report, ReportFormat::Json)).unwrap();
         assert_eq!(json["scenarios"][0]["name"], "growth +20 %, add 2 to web");
         assert_eq!(json["scenarios"][0]["groups"][0]["hosts"], 8);
+    }
+
+    /// Three what-ifs on the command line: two single options and one combined, sized as three rows.
+    pub(crate) fn three_scenarios() -> Vec<Scenario> {
+        WhatIfOptions {
+            growth: vec![0.2],
+            lose_hosts: vec![2],
+            combined: vec![Scenario::parse_combined("growth=20%,add=group=web,hosts=2").unwrap()],
+            ..WhatIfOptions::default()
+        }
+        .scenarios()
+    }
+
+    #[test]
+    fn a_combined_scenario_parses_with_its_errors() {
+        let scenario = Scenario::parse_combined(
+            "growth=20%, target=cpu=70%; lose=zone=b,lose-hosts=2,add=group=web,hosts=3,add=group=db,hosts=1",
+        )
+        .unwrap();
+        assert_eq!(
+            scenario,
+            Scenario {
+                growth: Some(0.2),
+                targets: vec![(TargetKind::Cpu, 0.7)],
+                lose_zone: Some("b".into()),
+                lose_hosts: Some(2),
+                add: vec![("web".into(), 3), ("db".into(), 1)],
+            }
+        );
+        assert!(Scenario::parse_combined("growth=20%,growth=30%")
+            .unwrap_err()
+            .contains("growth given twice"));
+        assert!(Scenario::parse_combined("grow=20%")
+            .unwrap_err()
+            .contains("\"grow=20%\" is not OPTION=VALUE"));
+        assert!(Scenario::parse_combined("lose-hosts=two")
+            .unwrap_err()
+            .contains("lose-hosts=\"two\""));
+        assert!(Scenario::parse_combined(" , ")
+            .unwrap_err()
+            .contains("changes nothing"));
+        assert!(Scenario::parse_combined("add=group=web").is_err());
+    }
+
+    #[test]
+    fn issue_10_each_what_if_is_a_row_of_its_own_in_every_format() {
+        let scenarios = three_scenarios();
+        let names: Vec<String> = scenarios.iter().map(Scenario::name).collect();
+        assert_eq!(
+            names,
+            ["growth +20 %", "lose 2 hosts", "growth +20 %, add 2 to web"]
+        );
+        let report = size_with_scenarios(&input(), &SizingConfig::default(), &scenarios);
+        assert_eq!(report.scenarios.len(), 3);
+        // growth alone: 28.8/32 = 90 % after a zone loss, unsafe; 2 hosts lost (no zone case): 24/32 = 75 %;
+        // growth with 2 hosts added: 72 %, safe.
+        let worst: Vec<f64> = report
+            .scenarios
+            .iter()
+            .map(|s| cpu_after_worst(&s.groups[0]))
+            .collect();
+        for (got, want) in worst.iter().zip([0.9, 0.75, 0.72]) {
+            assert!((got - want).abs() < 1e-9, "{worst:?}");
+        }
+        use crate::sizing::{render, ReportFormat};
+        let csv = render(&report, ReportFormat::Csv);
+        let first_cells: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|line| {
+                line.rsplit_once(",web,")
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            first_cells,
+            [
+                "baseline",
+                "growth +20 %",
+                "lose 2 hosts",
+                "\"growth +20 %, add 2 to web\""
+            ],
+            "{csv}"
+        );
+        assert!(
+            csv.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("growth +20 %,web,unsafe,"),
+            "{csv}"
+        );
+        let md = render(&report, ReportFormat::Markdown);
+        for row in [
+            "| web | baseline | safe |",
+            "| web | growth +20 % | unsafe |",
+            "| web | lose 2 hosts | safe |",
+            "| web | growth +20 %, add 2 to web | safe |",
+        ] {
+            assert!(md.contains(row), "{row} in {md}");
+        }
+        let html = render(&report, ReportFormat::Html);
+        for name in [
+            "baseline",
+            "growth +20 %",
+            "lose 2 hosts",
+            "growth +20 %, add 2 to web",
+        ] {
+            assert!(html.contains(&format!("<td>{name}</td>")), "{name}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&render(&report, ReportFormat::Json)).unwrap();
+        let json_names: Vec<&str> = json["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(json_names, names);
+        assert_eq!(json["scenarios"][0]["groups"][0]["status"], "unsafe");
+        assert_eq!(json["scenarios"][1]["groups"][0]["k"], 2);
+        assert_eq!(json["scenarios"][2]["groups"][0]["hosts"], 8);
     }
 }

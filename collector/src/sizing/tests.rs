@@ -983,3 +983,53 @@ fn the_fleet_ranking_puts_unsafe_groups_first_then_the_soonest_crossing() {
     assert_eq!(report.ranking[0].days_until_unsafe, 0.0);
     assert!(!names.contains(&"idle"));
 }
+
+#[test]
+fn issue_10_the_ranking_is_in_every_format() {
+    let report = sample_report();
+    assert!(report.ranking.len() >= 2, "{:?}", report.ranking);
+    let first = &report.ranking[0];
+    let second = &report.ranking[1];
+    let html = render(&report, ReportFormat::Html);
+    let section = html
+        .split("<h2>Days until a group stops surviving its worst loss</h2>")
+        .nth(1)
+        .expect("the ranking section");
+    let section = &section[..section.find("</table>").unwrap()];
+    for (index, ranked) in report.ranking.iter().enumerate() {
+        let row = format!(
+            "<tr><td>{}</td><td><a href=\"#group-{}\">{}</a></td><td>{}</td>",
+            index + 1,
+            report::escape(&ranked.group.replace(|c: char| !c.is_ascii_alphanumeric(), "-")),
+            report::escape(&ranked.group),
+            report::days_until_unsafe_text(ranked),
+        );
+        assert!(section.contains(&row), "{row} in {section}");
+    }
+    let md = render(&report, ReportFormat::Markdown);
+    assert!(md.contains(&format!("| {} | unsafe now |", first.group)), "{md}");
+    let json: serde_json::Value = serde_json::from_str(&render(&report, ReportFormat::Json)).unwrap();
+    assert_eq!(json["ranking"][1]["group"], second.group.as_str());
+    let csv = render(&report, ReportFormat::Csv);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let row_of = |group: &str| {
+        rows.iter()
+            .find(|r| &r[column("group")] == group)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(&row_of(&first.group)[column("unsafe_rank")], "1");
+    assert_eq!(&row_of(&first.group)[column("days_until_unsafe")], "0");
+    assert_eq!(&row_of(&second.group)[column("unsafe_rank")], "2");
+    assert_eq!(
+        row_of(&second.group)[column("days_until_unsafe")]
+            .parse::<f64>()
+            .unwrap(),
+        second.days_until_unsafe
+    );
+    // A group that is not ranked (never unsafe within the horizon) has empty cells.
+    assert_eq!(&row_of("idle")[column("unsafe_rank")], "");
+}

@@ -561,11 +561,7 @@ pub fn render_table(report: &SizingReport, header: bool) -> String {
             out.push_str(&format!(
                 "  {}: {}{}\n",
                 ranked.group,
-                if ranked.days_until_unsafe <= 0.0 {
-                    "unsafe now".to_string()
-                } else {
-                    format!("{:.0} days", ranked.days_until_unsafe)
-                },
+                crate::sizing::report::days_until_unsafe_text(ranked),
                 ranked
                     .resource
                     .map(|r| format!(" ({})", r.label()))
@@ -876,6 +872,50 @@ mod tests {
         let table = render_table(&report, true);
         assert!(table.contains("web"), "{table}");
         assert!(table.contains("web: agents reported data gaps"), "{table}");
+    }
+
+    #[test]
+    fn issue_10_each_what_if_is_a_row_of_the_sizing_table() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(fixture(dir.path()));
+        let options = ReportOptions {
+            db: dir.path().join("headroom.db"),
+            window: Duration::from_secs(3_600),
+            now_ms: T0 + 100_000,
+            end: EndAt::Now,
+            scenarios: crate::sizing::WhatIfOptions {
+                growth: vec![0.5],
+                lose_hosts: vec![1],
+                combined: vec![Scenario::parse_combined("growth=50%,lose-hosts=1").unwrap()],
+                ..Default::default()
+            }
+            .scenarios(),
+            progress: false,
+        };
+        let report = build_report(&options, &config_with_443()).unwrap();
+        let table = render_table(&report, false);
+        let web_rows: Vec<Vec<String>> = table
+            .lines()
+            .filter(|line| line.contains(" web "))
+            .map(|line| {
+                line.split(['│', '┆'])
+                    .map(|cell| cell.trim().to_string())
+                    .filter(|cell| !cell.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert!(web_rows.iter().all(|row| row.len() > 1), "{table}");
+        let scenarios: Vec<&str> = web_rows.iter().map(|row| row[1].as_str()).collect();
+        assert_eq!(
+            scenarios,
+            [
+                "baseline",
+                "growth +50 %",
+                "lose 1 host",
+                "growth +50 %, lose 1 host"
+            ],
+            "{table}"
+        );
     }
 
     #[test]
