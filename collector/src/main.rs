@@ -639,7 +639,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Report(args) if args.kind == ReportKind::Review => {
             let review = review_report(&args)?;
-            let text = headroom_collector::views::review::render(&review, args.format).map_err(report_failure)?;
+            let text =
+                headroom_collector::views::review::render(&review, args.format).map_err(report_failure)?;
             report_cli::write_atomically(&args.out, &text).map_err(report_failure)?;
             for note in &review.notes {
                 println!("{note}");
@@ -708,9 +709,9 @@ fn review_report(args: &ReportArgs) -> Result<headroom_collector::views::review:
                 .to_string(),
         ));
     }
-    if args.what_if.scenario() != sizing::Scenario::default() {
+    if !args.what_if.scenarios().is_empty() {
         return Err(Failure::Usage(
-            "report --kind review takes no what-if options (--growth, --target, --lose, --lose-hosts, --add); \
+            "report --kind review takes no what-if options (--growth, --target, --lose, --lose-hosts, --add, --scenario); \
              use report --kind sizing for those"
                 .to_string(),
         ));

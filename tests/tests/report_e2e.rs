@@ -426,7 +426,9 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
     let review_of = |format: &str| {
         let out = work.path().join(format!("review.{format}"));
         let output = Command::new(binary("headroom-collector"))
-            .args(["report", "--kind", "review", "--window", "7d", "--format", format, "--db"])
+            .args([
+                "report", "--kind", "review", "--window", "7d", "--format", format, "--db",
+            ])
             .arg(&copy)
             .arg("--out")
             .arg(&out)
@@ -436,7 +438,11 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
         (output, out)
     };
     let (output, out) = review_of("json");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let review: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
     let mut added: Vec<&str> = review["hosts_added"]["rows"]
         .as_array()
@@ -451,8 +457,14 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
     assert!(headroom.iter().all(|g| g["status_before"].is_null()), "{review}");
     assert_eq!(review["alarms"]["look_at"], "No alarm fired in the window.");
     let (output, out) = review_of("md");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(std::fs::read_to_string(out).unwrap().starts_with("# Weekly operational review"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::read_to_string(out)
+        .unwrap()
+        .starts_with("# Weekly operational review"));
     let (output, _) = review_of("csv");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("use html, md or json"));

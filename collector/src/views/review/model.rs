@@ -231,7 +231,12 @@ fn alarm_counts(alarms: &[AlarmHistoryRow]) -> Section<AlarmCount> {
         }
     }
     let mut rows: Vec<AlarmCount> = counts.into_values().filter(|c| c.fired > 0).collect();
-    rows.sort_by(|a, b| b.fired.cmp(&a.fired).then(a.rule.cmp(&b.rule)).then(a.subject.cmp(&b.subject)));
+    rows.sort_by(|a, b| {
+        b.fired
+            .cmp(&a.fired)
+            .then(a.rule.cmp(&b.rule))
+            .then(a.subject.cmp(&b.subject))
+    });
     let still: Vec<String> = rows
         .iter()
         .filter(|r| r.firing_at_end)

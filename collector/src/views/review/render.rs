@@ -24,7 +24,15 @@ fn tables(review: &Review) -> Vec<Table> {
     out.push(Table {
         title: review.alarms.title,
         look_at: review.alarms.look_at.clone(),
-        headers: &["rule", "severity", "subject", "fired", "resolved", "firing at end", "runbook"],
+        headers: &[
+            "rule",
+            "severity",
+            "subject",
+            "fired",
+            "resolved",
+            "firing at end",
+            "runbook",
+        ],
         rows: review
             .alarms
             .rows
@@ -164,7 +172,14 @@ fn tables(review: &Review) -> Vec<Table> {
             rows: section
                 .rows
                 .iter()
-                .map(|r| vec![r.host.clone(), r.group.clone(), r.zone.clone(), time_text(r.at_ms)])
+                .map(|r| {
+                    vec![
+                        r.host.clone(),
+                        r.group.clone(),
+                        r.zone.clone(),
+                        time_text(r.at_ms),
+                    ]
+                })
                 .collect(),
         });
     }

@@ -16,7 +16,14 @@ const END: u64 = T0 + 14 * DAY;
 const START: u64 = END - 7 * DAY;
 const GIB: u64 = 1 << 30;
 
-fn batch(host: &str, labels: (&str, &str), at_ms: u64, seq: u64, cpu_pct: f64, gaps: Vec<GapRow>) -> HostBatch {
+fn batch(
+    host: &str,
+    labels: (&str, &str),
+    at_ms: u64,
+    seq: u64,
+    cpu_pct: f64,
+    gaps: Vec<GapRow>,
+) -> HostBatch {
     HostBatch {
         host: host.into(),
         instance_id: 1,
@@ -97,7 +104,14 @@ fn database(dir: &std::path::Path) -> PathBuf {
     let web = |zone| ("web", zone);
     let batches = vec![
         batch("old-1", ("batch", "a"), START - 3_600_000, 1, 10.0, Vec::new()),
-        batch("web-1", web("a"), START - 30 * MIN, 1, 20.0, vec![gap(START - DAY, 7, "spool full")]),
+        batch(
+            "web-1",
+            web("a"),
+            START - 30 * MIN,
+            1,
+            20.0,
+            vec![gap(START - DAY, 7, "spool full")],
+        ),
         batch("web-2", web("b"), START - 30 * MIN, 1, 20.0, Vec::new()),
         batch("old-1", ("batch", "a"), START + 3_600_000, 2, 10.0, Vec::new()),
         batch("api-1", ("api", "c"), END - 2 * DAY, 1, 10.0, Vec::new()),
@@ -107,7 +121,10 @@ fn database(dir: &std::path::Path) -> PathBuf {
             END - DAY,
             2,
             35.0,
-            vec![gap(START + DAY, 10, "spool full"), gap(START + 2 * DAY, 5, "spool_write_failed")],
+            vec![
+                gap(START + DAY, 10, "spool full"),
+                gap(START + 2 * DAY, 5, "spool_write_failed"),
+            ],
         ),
         batch("web-1", web("a"), END - 5 * MIN, 2, 35.0, Vec::new()),
         batch("web-2", web("b"), END - 5 * MIN, 3, 35.0, Vec::new()),
@@ -123,9 +140,21 @@ fn database(dir: &std::path::Path) -> PathBuf {
                 // Before the window: not counted.
                 alarm("cpu-hot", "web-1", "firing", START - h, Some(START - h)),
                 alarm("cpu-hot", "web-1", "firing", START + h, Some(START + h)),
-                alarm("cpu-hot", "web-1", "resolved", START + h + 2 * MIN, Some(START + h)),
+                alarm(
+                    "cpu-hot",
+                    "web-1",
+                    "resolved",
+                    START + h + 2 * MIN,
+                    Some(START + h),
+                ),
                 alarm("cpu-hot", "web-1", "firing", START + 2 * h, Some(START + 2 * h)),
-                alarm("cpu-hot", "web-1", "resolved", START + 2 * h + 3 * MIN, Some(START + 2 * h)),
+                alarm(
+                    "cpu-hot",
+                    "web-1",
+                    "resolved",
+                    START + 2 * h + 3 * MIN,
+                    Some(START + 2 * h),
+                ),
                 alarm("cpu-hot", "web-1", "firing", START + 3 * h, Some(START + 3 * h)),
                 alarm("cpu-hot", "web-1", "resolved", START + 4 * h, Some(START + 3 * h)),
                 alarm("cpu-hot", "web-1", "firing", START + 5 * h, Some(START + 5 * h)),
@@ -133,7 +162,13 @@ fn database(dir: &std::path::Path) -> PathBuf {
                 alarm("mem-high", "web-2", "pending", START + 6 * h, None),
                 alarm("mem-high", "web-2", "resolved", START + 6 * h + MIN, None),
                 alarm("mem-high", "web-2", "firing", START + 7 * h, Some(START + 7 * h)),
-                alarm("mem-high", "web-2", "resolved", START + 7 * h + 20 * MIN, Some(START + 7 * h)),
+                alarm(
+                    "mem-high",
+                    "web-2",
+                    "resolved",
+                    START + 7 * h + 20 * MIN,
+                    Some(START + 7 * h),
+                ),
             ],
             outliers: vec![
                 flag("web-2", "cpu_busy_pct", START + h),
@@ -167,14 +202,32 @@ fn issue_14_review_counts_alarms_resolve_times_and_noisy_rules() {
         .alarms
         .rows
         .iter()
-        .map(|r| (r.rule.as_str(), r.subject.as_str(), r.fired, r.resolved, r.firing_at_end))
+        .map(|r| {
+            (
+                r.rule.as_str(),
+                r.subject.as_str(),
+                r.fired,
+                r.resolved,
+                r.firing_at_end,
+            )
+        })
         .collect();
     assert_eq!(
         alarms,
-        vec![("cpu-hot", "web-1", 4, 3, true), ("mem-high", "web-2", 1, 1, false)]
+        vec![
+            ("cpu-hot", "web-1", 4, 3, true),
+            ("mem-high", "web-2", 1, 1, false)
+        ]
     );
-    assert!(review.alarms.look_at.contains("cpu-hot on web-1 (4 firings)"), "{}", review.alarms.look_at);
-    assert!(review.alarms.look_at.contains("Still firing at the end: cpu-hot on web-1"));
+    assert!(
+        review.alarms.look_at.contains("cpu-hot on web-1 (4 firings)"),
+        "{}",
+        review.alarms.look_at
+    );
+    assert!(review
+        .alarms
+        .look_at
+        .contains("Still firing at the end: cpu-hot on web-1"));
 
     // cpu-hot resolved after 2, 3 and 60 minutes; mem-high after 20. Nearest rank: p50 of all four
     // (2, 3, 20, 60) is the 2nd, 3 min; p90 the 4th, 60 min.
@@ -182,7 +235,15 @@ fn issue_14_review_counts_alarms_resolve_times_and_noisy_rules() {
         .resolve_times
         .rows
         .iter()
-        .map(|r| (r.rule.as_str(), r.resolved, r.p50_ms / MIN, r.p90_ms / MIN, r.max_ms / MIN))
+        .map(|r| {
+            (
+                r.rule.as_str(),
+                r.resolved,
+                r.p50_ms / MIN,
+                r.p90_ms / MIN,
+                r.max_ms / MIN,
+            )
+        })
         .collect();
     assert_eq!(
         times,
@@ -199,7 +260,10 @@ fn issue_14_review_counts_alarms_resolve_times_and_noisy_rules() {
     let noisy = &review.noisy_rules.rows[0];
     assert_eq!((noisy.rule.as_str(), noisy.fired, noisy.short), ("cpu-hot", 4, 2));
     assert_eq!(noisy.short_share, 0.5);
-    assert!(review.noisy_rules.look_at.contains("Candidates to tune: cpu-hot resolved 2 of 4"));
+    assert!(review
+        .noisy_rules
+        .look_at
+        .contains("Candidates to tune: cpu-hot resolved 2 of 4"));
 }
 
 #[test]
@@ -215,20 +279,35 @@ fn issue_14_review_lists_outliers_gaps_and_hosts_added_and_removed() {
     assert_eq!(
         outliers,
         vec![
-            ("web-2", 3, vec!["cpu_busy_pct".to_string(), "mem_used_pct".to_string()]),
+            (
+                "web-2",
+                3,
+                vec!["cpu_busy_pct".to_string(), "mem_used_pct".to_string()]
+            ),
             ("web-1", 1, vec!["cpu_busy_pct".to_string()]),
         ]
     );
-    assert_eq!(review.outlier_hosts.rows[0].latest, format!("web-2 cpu_busy_pct at {}", START + 4 * 3_600_000));
+    assert_eq!(
+        review.outlier_hosts.rows[0].latest,
+        format!("web-2 cpu_busy_pct at {}", START + 4 * 3_600_000)
+    );
 
     // Only web-2's two gaps fall in the window: 15 samples; web-1's is a day before it.
     assert_eq!(review.gaps.rows.len(), 1, "{:?}", review.gaps.rows);
     let gaps = &review.gaps.rows[0];
     assert_eq!((gaps.host.as_str(), gaps.gaps, gaps.samples), ("web-2", 2, 15));
     assert_eq!(gaps.reasons, vec!["spool full", "spool_write_failed"]);
-    assert_eq!((gaps.first_ms, gaps.last_ms), (START + DAY, START + 2 * DAY + 5_000));
+    assert_eq!(
+        (gaps.first_ms, gaps.last_ms),
+        (START + DAY, START + 2 * DAY + 5_000)
+    );
 
-    let added: Vec<(&str, u64)> = review.hosts_added.rows.iter().map(|r| (r.host.as_str(), r.at_ms)).collect();
+    let added: Vec<(&str, u64)> = review
+        .hosts_added
+        .rows
+        .iter()
+        .map(|r| (r.host.as_str(), r.at_ms))
+        .collect();
     assert_eq!(added, vec![("api-1", END - 2 * DAY)]);
     let removed: Vec<(&str, &str, u64)> = review
         .hosts_removed
@@ -256,8 +335,22 @@ fn issue_14_review_compares_headroom_now_with_a_week_ago() {
     let api = review.headroom.rows.iter().find(|r| r.group == "api").unwrap();
     assert_eq!(api.status_now, GroupStatus::SingleDomain);
     assert_eq!(api.status_before, None);
-    assert!(review.headroom.look_at.contains("Cannot survive their worst loss now: api"), "{}", review.headroom.look_at);
-    assert!(review.headroom.look_at.contains("web lost the most headroom this window: -15.0 %"), "{}", review.headroom.look_at);
+    assert!(
+        review
+            .headroom
+            .look_at
+            .contains("Cannot survive their worst loss now: api"),
+        "{}",
+        review.headroom.look_at
+    );
+    assert!(
+        review
+            .headroom
+            .look_at
+            .contains("web lost the most headroom this window: -15.0 %"),
+        "{}",
+        review.headroom.look_at
+    );
 }
 
 #[test]
@@ -280,11 +373,15 @@ fn issue_14_review_renders_every_section_with_what_to_look_at() {
         assert!(html.contains(&format!("<h2>{title}")), "{title}");
     }
     assert_eq!(md.matches("*What to look at:*").count(), 8, "{md}");
-    assert!(md.contains("| cpu-hot | warning | host web-1 | 4 | 3 | yes |"), "{md}");
+    assert!(
+        md.contains("| cpu-hot | warning | host web-1 | 4 | 3 | yes |"),
+        "{md}"
+    );
     assert!(html.contains("<th scope=\"col\">rule</th>"));
     assert!(html.contains("<main>") && html.contains("<header>"));
     assert!(!html.contains("<script"));
-    let json: serde_json::Value = serde_json::from_str(&render(&review, ReportFormat::Json).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&render(&review, ReportFormat::Json).unwrap()).unwrap();
     assert_eq!(json["alarms"]["rows"][0]["fired"], 4);
     assert_eq!(json["headroom"]["rows"].as_array().unwrap().len(), 3);
     let error = render(&review, ReportFormat::Csv).unwrap_err();
@@ -300,5 +397,10 @@ fn issue_14_review_of_a_missing_database_names_it() {
         end: EndAt::Now,
     };
     let error = build_review(&options, &SizingConfig::default()).unwrap_err();
-    assert!(error.to_string().contains("/nonexistent/headroom.db: file not found"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("/nonexistent/headroom.db: file not found"),
+        "{error}"
+    );
 }
