@@ -87,8 +87,15 @@ impl HttpResponse {
 
 /// GET `path` with extra request header lines (`"Accept: application/json"`); None when unreachable.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpResponse> {
+    url_get(&format!("http://{addr}{path}"), headers, None)
+}
+
+/// GET a full URL (`https://…` too) with extra header lines (`"Authorization: Bearer …"`), trusting `ca_pem`
+/// besides the system's store; None when unreachable (refused, or the TLS handshake failed).
+pub fn url_get(url: &str, headers: &[&str], ca_pem: Option<&[u8]>) -> Option<HttpResponse> {
     let client = BlockingClient::new(&ClientOptions {
         timeout: Duration::from_secs(10),
+        extra_roots_pem: ca_pem.map(<[u8]>::to_vec),
         ..ClientOptions::default()
     })
     .ok()?;
@@ -97,9 +104,7 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[&str]) -> Option<HttpRe
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim(), value.trim()))
         .collect();
-    let response = client
-        .get_with_headers(&format!("http://{addr}{path}"), &[], &headers)
-        .ok()?;
+    let response = client.get_with_headers(url, &[], &headers).ok()?;
     let head = response
         .headers
         .iter()

@@ -33,6 +33,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "enroll_listen",
             "export",
             "fleet",
+            "http",
             "http_listen",
             "identity",
             "listen",
@@ -48,7 +49,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &["hour_retention", "minute_retention", "raw_retention"],
     ),
     ("tls", &["ca", "cert", "key"]),
-    ("identity", &["cert_validity"]),
+    ("identity", &["cert_validity", "hello_label_keys"]),
     (
         "fleet",
         &[
@@ -79,6 +80,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "window_count",
         ],
     ),
+    crate::views::access::SECTION,
     crate::export::config::SECTIONS[0],
     crate::export::config::SECTIONS[1],
     crate::sizing::config::SECTIONS[0],
@@ -100,8 +102,11 @@ pub struct Config {
     /// QUIC (UDP) address of the enrollment listener; `None`: enrollment and renewal are off, and `serve`
     /// does not read the CA key.
     pub enroll_listen: Option<SocketAddr>,
-    /// Address of the JSON API the command line reads; always a loopback address.
+    /// Address of the HTTP listener (JSON API, web view, /metrics); anything but 127.0.0.1 or [::1] needs
+    /// `http` to set TLS and a token.
     pub http_listen: SocketAddr,
+    /// Who may use the HTTP listener: TLS, bearer token, accepted Host names.
+    pub http: crate::views::access::HttpAccessConfig,
     /// Certificate files for mutual TLS.
     pub tls: TlsPaths,
     /// When hosts count as stale or down, and connection limits.
@@ -129,7 +134,14 @@ const RETENTION_MAX: Duration = Duration::from_secs(3650 * 86_400);
 pub struct IdentityConfig {
     /// Lifetime of certificates issued at enrollment and renewal; agents renew after two thirds of it.
     pub cert_validity: Duration,
+    /// Label keys an agent's hello may set when its certificate carries no labels (`cert issue`); a
+    /// certificate with labels always wins whole.
+    pub hello_label_keys: Vec<String>,
 }
+
+/// The label keys the collector itself reads (sizing groups and zones, alarm scopes), allowed from hellos by
+/// default.
+pub const DEFAULT_HELLO_LABEL_KEYS: &[&str] = &["env", "group", "role", "service", "zone"];
 
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
 /// certificate that is never revoked should live.
@@ -188,6 +200,7 @@ impl Default for Config {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9600)),
             enroll_listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9602))),
             http_listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 9601)),
+            http: crate::views::access::HttpAccessConfig::default(),
             fleet: FleetConfig {
                 stale_after_intervals: 3,
                 down_after: Duration::from_secs(60),
@@ -196,6 +209,7 @@ impl Default for Config {
             },
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
+                hello_label_keys: DEFAULT_HELLO_LABEL_KEYS.iter().map(|k| k.to_string()).collect(),
             },
             alarms: AlarmsConfig {
                 rules: None,
@@ -241,8 +255,12 @@ struct RawConfig {
     listen: Option<String>,
     /// QUIC/UDP listen address for enrollment, like "[::]:9602", or "off". Default [::]:9602.
     enroll_listen: Option<String>,
-    /// JSON API listen address; must be loopback. Default 127.0.0.1:9601.
+    /// HTTP listen address (API, web view, /metrics). Anything but 127.0.0.1 or [::1] needs [http] with TLS
+    /// and a token. Default 127.0.0.1:9601.
     http_listen: Option<String>,
+    /// Access to the HTTP listener: TLS, bearer token, Host names.
+    #[serde(default)]
+    http: crate::views::access::RawHttp,
     /// Certificate files; default to ca.pem, server.pem and server.key in `state_dir`/pki.
     #[serde(default)]
     tls: RawTls,
@@ -315,6 +333,9 @@ impl RawStorage {
 struct RawIdentity {
     /// Lifetime of agent certificates from enrollment and renewal, like "30d"; 10s to 365d. Default 30d.
     cert_validity: Option<String>,
+    /// Label keys taken from an agent's hello when its certificate carries no labels. Default
+    /// ["env", "group", "role", "service", "zone"].
+    hello_label_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,16 +525,7 @@ impl RawConfig {
             None => defaults.http_listen,
             Some(text) => socket_address(origin, "http_listen", &text)?,
         };
-        if !http_listen.ip().is_loopback() {
-            // The JSON API has no authentication of its own; the loopback interface is its access control.
-            return Err(invalid(
-                origin,
-                "http_listen",
-                &format!(
-                    "{http_listen} is not a loopback address (the API has no authentication; use 127.0.0.1 or [::1])"
-                ),
-            ));
-        }
+        let http = self.http.validate(origin, http_listen)?;
         let tls = self.tls.resolve(origin, &state_dir.join("pki"), "server")?;
 
         let fleet = self.fleet;
@@ -563,8 +575,27 @@ impl RawConfig {
                 CERT_VALIDITY_MIN..=CERT_VALIDITY_MAX,
             )?,
         };
+        let hello_label_keys = match self.identity.hello_label_keys {
+            None => defaults.identity.hello_label_keys,
+            Some(keys) => {
+                if let Some(bad) = keys.iter().find(|key| !headroom_common::wire::is_label_key(key)) {
+                    return Err(invalid(
+                        origin,
+                        "identity.hello_label_keys",
+                        &format!(
+                            "\"{bad}\" is not a valid label key (use 1 to {} of a-z, 0-9 and _, like \"zone\")",
+                            headroom_common::wire::MAX_LABEL_KEY_LEN
+                        ),
+                    ));
+                }
+                keys
+            }
+        };
         Ok(Config {
-            identity: IdentityConfig { cert_validity },
+            identity: IdentityConfig {
+                cert_validity,
+                hello_label_keys,
+            },
             alarms,
             outliers,
             sizing,
@@ -574,6 +605,7 @@ impl RawConfig {
             listen,
             enroll_listen,
             http_listen,
+            http,
             tls,
             fleet: FleetConfig {
                 stale_after_intervals,
@@ -694,6 +726,15 @@ max_connections = 10
                 .contains("enroll_listen: is the same")
         );
         assert!(error_of("enroll_listen = \"no\"\n").contains("enroll_listen: \"no\" is not an IP address"));
+        assert_eq!(
+            parse("[identity]\nhello_label_keys = [\"rack\"]\n", ORIGIN)
+                .unwrap()
+                .identity
+                .hello_label_keys,
+            vec!["rack".to_string()]
+        );
+        assert!(error_of("[identity]\nhello_label_keys = [\"Rack\"]\n")
+            .contains("\"Rack\" is not a valid label key"));
     }
 
     #[test]
@@ -766,10 +807,12 @@ max_connections = 10
         assert!(error_of("listen = \"collector.example.net:9600\"\n")
             .contains("listen: \"collector.example.net:9600\" is not an IP address and port"));
         assert!(error_of("listen = \":::9600\"\n").contains("listen: "));
-        assert_eq!(
-            error_of("http_listen = \"0.0.0.0:9601\"\n"),
-            "config /etc/headroom/collector.toml: http_listen: 0.0.0.0:9601 is not a loopback address \
-             (the API has no authentication; use 127.0.0.1 or [::1])"
+        let open = error_of("http_listen = \"0.0.0.0:9601\"\n");
+        assert!(
+            open.starts_with(
+                "config /etc/headroom/collector.toml: http.tls_cert: must be set: http_listen 0.0.0.0:9601"
+            ) && !open.contains('\n'),
+            "{open}"
         );
     }
 

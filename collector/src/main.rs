@@ -325,10 +325,17 @@ struct ViewArgs {
     /// Leave out the header row and summary lines of the table or CSV.
     #[arg(long)]
     no_header: bool,
-    /// Address of the collector's HTTP API (default: http_listen from the config, else 127.0.0.1:9601).
-    /// `fleet` takes it several times and merges the collectors' live views.
+    /// The collector's HTTP API: IP:port (plain HTTP) or an https:// URL (default: http_listen from the
+    /// config, else 127.0.0.1:9601). `fleet` takes it several times and merges the collectors' live views.
+    #[arg(long, value_parser = client::Api::parse_base)]
+    api: Vec<String>,
+    /// File holding the API's bearer token (default: http.token_file from the config, when set).
     #[arg(long)]
-    api: Vec<SocketAddr>,
+    token_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for an https:// API besides the system's store (default: the config's
+    /// tls.ca, the fleet CA, when the API is HTTPS).
+    #[arg(long)]
+    api_ca: Option<PathBuf>,
     #[arg(long, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
 }
@@ -408,6 +415,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 headroom_collector::analytics::alarms::load(rules)
                     .map_err(|e| Failure::Usage(e.to_string()))?;
             }
+            // So is a token or HTTPS file that cannot be read: exit 2 with the key and the fix.
+            headroom_collector::views::access::Access::load(config.http_listen, &config.http)
+                .map_err(Failure::Usage)?;
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
                 spawn_stop_on_signal(cancel.clone());
@@ -597,7 +607,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 }
             }
             let query: Vec<(&str, &str)> = query.iter().map(|(key, value)| (*key, value.as_str())).collect();
-            let body = client::get_with_query(api_address(&args)?, "/api/v1/fleet", &query)?;
+            let body = client::get_with_query(&api_of(&args)?, "/api/v1/fleet", &query)?;
             let view: headroom_collector::views::FleetView =
                 serde_json::from_str(&body).context("decoding the fleet view")?;
             print!("{}", render::render_fleet_view(&view, args.output()));
@@ -606,10 +616,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             // Each collector's host list, merged (a host that moved shows on both; the newest view wins), then
             // summarised as one fleet.
             let mut lists = Vec::new();
-            for api in &args.api {
-                let body = client::get(*api, "/api/v1/hosts")?;
+            for base in &args.api {
+                let api = api_for(&args, Some(base))?;
+                let body = client::get(&api, "/api/v1/hosts")?;
                 let hosts: Vec<headroom_collector::live::fleet::HostView> = serde_json::from_str(&body)
-                    .with_context(|| format!("decoding the host list of {api}"))?;
+                    .with_context(|| format!("decoding the host list of {base}"))?;
                 lists.push(hosts);
             }
             let hosts = headroom_collector::live::summary::merge_hosts(lists);
@@ -618,7 +629,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{}", render_fleet(&summary, args.format));
         }
         Command::Fleet { view: args, .. } => {
-            let body = client::get(api_address(&args)?, "/api/v1/fleet")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/fleet")?;
             let summary: FleetSummary = serde_json::from_str(&body).context("decoding the fleet summary")?;
             print!("{}", render_fleet(&summary, args.output()));
         }
@@ -662,11 +673,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("wrote {} ({} groups)", args.out.display(), report.groups.len());
         }
         Command::Hosts(args) => {
-            let body = client::get(api_address(&args)?, "/api/v1/hosts")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/hosts")?;
             let hosts: Vec<headroom_collector::live::fleet::HostView> =
                 serde_json::from_str(&body).context("decoding the host list")?;
             // Gap counts come from the database; a collector without them still lists its hosts.
-            match client::get(api_address(&args)?, "/api/v1/gaps")
+            match client::get(&api_of(&args)?, "/api/v1/gaps")
                 .ok()
                 .and_then(|body| serde_json::from_str(&body).ok())
             {
@@ -674,7 +685,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 None => print!("{}", render_hosts(&hosts, args.output())),
             }
             // Export losses are never silent; on stderr so JSON and CSV on stdout stay parseable.
-            let export = client::get(api_address(&args)?, "/api/v1/health")
+            let export = client::get(&api_of(&args)?, "/api/v1/health")
                 .ok()
                 .and_then(|body| serde_json::from_str::<headroom_collector::views::http::Health>(&body).ok())
                 .and_then(|health| health.export);
@@ -684,13 +695,13 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Outliers { view: args, group } => {
             let query: Vec<(&str, &str)> = group.iter().map(|group| ("group", group.as_str())).collect();
-            let body = client::get_with_query(api_address(&args)?, "/api/v1/outliers", &query)?;
+            let body = client::get_with_query(&api_of(&args)?, "/api/v1/outliers", &query)?;
             let report: headroom_collector::analytics::OutlierReport =
                 serde_json::from_str(&body).context("decoding the outliers")?;
             print!("{}", render::render_outliers(&report, args.output()));
         }
         Command::Alarms(args) => {
-            let body = client::get(api_address(&args)?, "/api/v1/alarms")?;
+            let body = client::get(&api_of(&args)?, "/api/v1/alarms")?;
             let report: headroom_collector::analytics::AlarmReport =
                 serde_json::from_str(&body).context("decoding the alarms")?;
             print!("{}", render::render_alarms(&report, args.output()));
@@ -802,21 +813,81 @@ fn now_s() -> i64 {
     headroom_collector::identity::unix_s(SystemTime::now())
 }
 
-fn api_address(args: &ViewArgs) -> Result<SocketAddr, Failure> {
-    match args.api.as_slice() {
-        [] => {}
-        [api] => return Ok(*api),
-        several => {
-            return Err(Failure::Usage(format!(
-                "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
-                several.len()
-            )))
+/// The one API a view reads (`--api` at most once).
+fn api_of(args: &ViewArgs) -> Result<client::Api, Failure> {
+    if args.api.len() > 1 {
+        return Err(Failure::Usage(format!(
+            "--api given {} times: only the live `fleet` view merges several collectors (give one --api)",
+            args.api.len()
+        )));
+    }
+    api_for(args, args.api.first().map(String::as_str))
+}
+
+/// Where the API is and how to authenticate: `base` (from `--api`), `--token-file` and `--api-ca`, else the
+/// config's `http_listen`, `http.token_file` and (for HTTPS) `tls.ca`.
+fn api_for(args: &ViewArgs, base: Option<&str>) -> Result<client::Api, Failure> {
+    let config = if args.config.exists() {
+        Some(load_config(&args.config)?)
+    } else {
+        None
+    };
+    let base = match base {
+        None => {
+            let config = config.clone().unwrap_or_default();
+            let scheme = if config.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            // A listener on every address is reached on loopback; its certificate must name that address.
+            let address = match config.http_listen.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, config.http_listen.port()))
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, config.http_listen.port()))
+                }
+                _ => config.http_listen,
+            };
+            format!("{scheme}://{address}")
         }
-    }
-    if args.config.exists() {
-        return Ok(load_config(&args.config)?.http_listen);
-    }
-    Ok(config::Config::default().http_listen)
+        Some(base) => base.to_string(),
+    };
+    let token_file = args
+        .token_file
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.http.token_file.clone()));
+    let token = match token_file {
+        None => None,
+        Some(path) => Some(
+            headroom_collector::views::access::read_token(&path).map_err(|message| {
+                Failure::Usage(format!(
+                    "{message}; pass --token-file FILE with a copy you can read"
+                ))
+            })?,
+        ),
+    };
+    let ca_file = args.api_ca.clone().or_else(|| {
+        config
+            .as_ref()
+            .filter(|_| base.starts_with("https://"))
+            .map(|c| c.tls.ca.clone())
+    });
+    let extra_roots_pem = match ca_file {
+        None => None,
+        Some(path) => Some(std::fs::read(&path).map_err(|error| {
+            Failure::Usage(format!(
+                "--api-ca {}: {error} (pass the PEM file of the CA that signed the API's certificate)",
+                path.display()
+            ))
+        })?),
+    };
+    Ok(client::Api {
+        base,
+        token,
+        extra_roots_pem,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

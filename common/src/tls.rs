@@ -75,6 +75,25 @@ pub fn server_config(
     Ok(config)
 }
 
+/// An HTTPS server (the collector's HTTP listener when it is not on loopback): presents cert/key, asks for
+/// no client certificate (the API's callers authenticate with a bearer token), HTTP/1.1 over TLS 1.3.
+pub fn https_server_config(cert_pem: &str, key_pem: &str) -> Result<ServerConfig, TlsError> {
+    let certs = certificates(cert_pem, "HTTPS certificate")?;
+    let key = private_key(key_pem, "HTTPS certificate")?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Config {
+            what: "HTTPS server config",
+            error: error.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|error| key_error(error, "HTTPS", "HTTPS server config"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.max_early_data_size = 0;
+    Ok(config)
+}
+
 /// Agent side: trusts only `ca_pem` as root, presents the client cert/key (None = no client cert).
 ///
 /// An empty `alpn` means `crate::wire::ALPN`.

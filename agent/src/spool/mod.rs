@@ -68,33 +68,8 @@ const MAX_PENDING_GAPS: usize = 1024;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 
-/// Why samples are missing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GapReason {
-    /// The spool reached its cap and its oldest samples were deleted.
-    SpoolFull,
-    /// The spool's files were damaged and these samples could not be read back.
-    Corrupt,
-    /// The spool could not be written (a full or failing disk) and the in-memory queue that stands in for it
-    /// was full too.
-    WriteFailed,
-}
-
-impl GapReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            GapReason::SpoolFull => "spool_full",
-            GapReason::Corrupt => "corrupt",
-            GapReason::WriteFailed => "spool_write_failed",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<GapReason> {
-        [GapReason::SpoolFull, GapReason::Corrupt, GapReason::WriteFailed]
-            .into_iter()
-            .find(|reason| reason.name() == name)
-    }
-}
+/// Why samples are missing: the wire's enum, so the agent and the collector name reasons alike.
+pub use headroom_common::wire::GapReason;
 
 /// A run of samples that will never reach the collector.
 ///
@@ -119,7 +94,7 @@ impl From<Gap> for GapReport {
             from_ms: gap.from_ms,
             to_ms: gap.to_ms,
             count: gap.count,
-            reason: gap.reason.name().to_string(),
+            reason: gap.reason,
         }
     }
 }

@@ -118,6 +118,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         },
         ..Config::default()
     };
+    // The simulated hosts' certificates carry no labels; their hellos name group, zone and "simulated".
+    config.identity.hello_label_keys.push("simulated".to_string());
     config.outliers.window = DEMO_OUTLIER_WINDOW;
     config.outliers.window_count = 6;
     config.outliers.flag_windows = 3;
@@ -296,10 +298,11 @@ fn sim_settings(
 
 /// The fleet summary and the host list, read through the HTTP API exactly as the `fleet` command reads them.
 async fn fetch_views(bound: Bound) -> anyhow::Result<(FleetSummary, Vec<HostView>)> {
+    let api = client::Api::plain(bound.http);
     let (fleet, hosts) = tokio::task::spawn_blocking(move || {
         Ok::<_, client::ClientError>((
-            client::get(bound.http, "/api/v1/fleet")?,
-            client::get(bound.http, "/api/v1/hosts")?,
+            client::get(&api, "/api/v1/fleet")?,
+            client::get(&api, "/api/v1/hosts")?,
         ))
     })
     .await??;
@@ -311,7 +314,9 @@ async fn fetch_views(bound: Bound) -> anyhow::Result<(FleetSummary, Vec<HostView
 
 /// The web view's fleet page as JSON, read like any client would.
 async fn fetch_fleet_page(bound: Bound) -> anyhow::Result<crate::views::web::model::FleetPage> {
-    let body = tokio::task::spawn_blocking(move || client::get(bound.http, "/fleet.json")).await??;
+    let body =
+        tokio::task::spawn_blocking(move || client::get(&client::Api::plain(bound.http), "/fleet.json"))
+            .await??;
     serde_json::from_str(&body).context("decoding the fleet page")
 }
 

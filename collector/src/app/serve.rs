@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::identity::enroll_server::{EnrollContext, Listener};
-use crate::identity::labels::ConflictLog;
+use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::pki_cli::pki_dir;
 use crate::identity::registry::Registry;
@@ -69,6 +69,9 @@ pub async fn serve_with_web(
         )
     })?;
     let pki = pki_dir(&config.state_dir);
+    // The token and HTTPS files are read before anything binds: a missing one stops the start.
+    let http_access = crate::views::access::Access::load(config.http_listen, &config.http)
+        .map_err(|message| anyhow::anyhow!(message))?;
     let revocations = Revocations::load(&pki)?;
     let streaming_config = load_server_config(&config.tls, &revocations, Listener::Streaming)?;
     // Without enrollment, nothing here signs, so the CA key is never read.
@@ -143,7 +146,8 @@ pub async fn serve_with_web(
         .await
         .with_context(|| {
             format!(
-                "cannot listen on tcp {}: (change http_listen in the config)",
+                "cannot listen on tcp {}: another process may hold it, or the address is not on this host \
+                 (change http_listen in the config)",
                 config.http_listen
             )
         })?;
@@ -172,13 +176,15 @@ pub async fn serve_with_web(
         store: store.clone(),
         settings: IngestSettings {
             max_connections: config.fleet.max_connections,
+            hello_label_keys: config.identity.hello_label_keys.clone(),
             limits: Limits {
                 max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
             },
         },
         enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),
-        conflicts: ConflictLog::default(),
+        ignored_labels: IgnoredLabelLog::default(),
+        store_shares: Default::default(),
         registry: Registry::in_dir(&pki),
         last_seen: Default::default(),
         analytics: analytics.clone(),
@@ -225,6 +231,7 @@ pub async fn serve_with_web(
     let http = tokio::spawn(crate::views::http::serve(
         http_listener,
         api,
+        http_access,
         cancel.clone().cancelled_owned(),
     ));
     match addresses.enroll {

@@ -119,8 +119,31 @@ impl Config {
                 ]),
             ),
             (
+                "http",
+                table_of([
+                    (
+                        "tls_cert",
+                        self.http.tls.as_ref().map(|tls| path_value(&tls.cert)),
+                    ),
+                    ("tls_key", self.http.tls.as_ref().map(|tls| path_value(&tls.key))),
+                    ("token_file", self.http.token_file.as_deref().map(path_value)),
+                    (
+                        "host_names",
+                        Some(Value::Array(self.http.host_names.iter().map(string).collect())),
+                    ),
+                ]),
+            ),
+            (
                 "identity",
-                table_of([("cert_validity", Some(duration_value(self.identity.cert_validity)))]),
+                table_of([
+                    ("cert_validity", Some(duration_value(self.identity.cert_validity))),
+                    (
+                        "hello_label_keys",
+                        Some(Value::Array(
+                            self.identity.hello_label_keys.iter().map(string).collect(),
+                        )),
+                    ),
+                ]),
             ),
             (
                 "storage",
@@ -181,6 +204,12 @@ mod tests {
     const CUSTOM: &str = r#"
 state_dir = "/srv/collector"
 listen = "0.0.0.0:9700"
+http_listen = "0.0.0.0:9701"
+[http]
+tls_cert = "/etc/headroom/http.pem"
+tls_key = "/etc/headroom/http.key"
+token_file = "/etc/headroom/api.token"
+host_names = ["collector.example.net"]
 [tls]
 cert = "other/server.pem"
 [storage]

@@ -247,7 +247,7 @@ impl TokenFile {
 
 /// Compares two byte strings in time that depends only on their lengths (here both are SHA-256 hex, 64
 /// bytes), never on where they first differ.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
         return false;
     }

@@ -1,4 +1,5 @@
-//! Loopback JSON API over the live fleet state: the fleet summary, the host list and a health check.
+//! The JSON API over the live fleet state: the fleet summary, the host list and a health check; served on
+//! loopback, or over HTTPS with a bearer token (`views::access`).
 //!
 //! This is an edge: it reads the wall clock once per request and hands it to the pure fleet code.
 
@@ -259,15 +260,25 @@ pub fn router_with(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serve until `shutdown` resolves. Binds exactly the given listener (the caller passes 127.0.0.1:PORT).
+/// Serve until `shutdown` resolves, on exactly the given listener: every request passes `access` (Host
+/// header, bearer token) first, and with a TLS config the connections are HTTPS.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    access: crate::views::access::Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router_with(state).layer(axum::middleware::from_fn_with_state(
+        access.policy.clone(),
+        crate::views::access::check,
+    ));
+    match access.tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(tls) => {
+            let listener = crate::views::access::TlsListener::new(listener, tls)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+    }
 }
 
 /// `GET /metrics`. The database reads run on a blocking thread.
@@ -390,6 +401,7 @@ mod tests {
                 quic_port: None,
                 web: Arc::default(),
             },
+            crate::views::access::Access::loopback(address),
             async {
                 let _ = stopped.await;
             },

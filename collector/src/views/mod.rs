@@ -1,6 +1,7 @@
-//! What people and scripts read: the loopback HTTP API, its client, the table / JSON / CSV renderers, the
+//! What people and scripts read: the HTTP API (loopback, or HTTPS with a token: `access`), its client, the table / JSON / CSV renderers, the
 //! windowed fleet views and the `sizing` / `report` commands.
 
+pub mod access;
 pub mod client;
 pub mod end;
 pub mod http;
