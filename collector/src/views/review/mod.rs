@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::sizing::{ReportFormat, SizingConfig};
-use crate::store::Store;
 use crate::views::end::{stale_note, EndAt};
-use crate::views::report_cli::{build_report, ReportError, ReportOptions, Window};
+use crate::views::report_cli::{
+    build_report, open_database, OpenedDatabase, ReportError, ReportOptions, Window,
+};
 pub use model::Review;
 
 /// The review's window when the command line gives none.
@@ -30,20 +31,11 @@ pub struct ReviewOptions {
 
 /// Opens the database read-only and builds the review.
 pub fn build_review(options: &ReviewOptions, sizing: &SizingConfig) -> Result<Review, ReportError> {
-    if !options.db.exists() {
-        return Err(ReportError::Usage(format!(
-            "database {}: file not found (pass --db FILE, or --config with the collector's state_dir)",
-            options.db.display()
-        )));
-    }
-    let store = Store::open_read_only(&options.db)?;
-    let newest_ms = store.newest_sample_ms()?;
-    let end_ms = options.end.resolve(options.now_ms, newest_ms).ok_or_else(|| {
-        ReportError::Usage(format!(
-            "--end latest: database {} holds no samples yet (pass --end TIME, or wait for data)",
-            options.db.display()
-        ))
-    })?;
+    let OpenedDatabase {
+        store,
+        newest_ms,
+        end_ms,
+    } = open_database(&options.db, options.now_ms, options.end)?;
     let window = Window::ending_at(end_ms, options.window);
     let alarms = store.alarm_history(window.start_ms, window.end_ms)?;
     let outliers = store.outlier_history(window.start_ms, window.end_ms)?;

@@ -6,7 +6,7 @@ use super::*;
 use crate::live::fleet::HostMetrics;
 use crate::sizing::GroupStatus;
 use crate::store::history::{AlarmHistoryRow, HistoryRows, OutlierFlagRow};
-use crate::store::{GapRow, HostBatch, HostInfo, SampleRow};
+use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, Store};
 
 /// A Monday at 00:00 UTC; the review ends two weeks later.
 const T0: u64 = 1_700_438_400_000;
