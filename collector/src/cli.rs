@@ -19,7 +19,34 @@ use std::time::Duration;
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
+    pub(crate) command: Invocation,
+}
+
+/// The command line as the man pages and completions show it: every command but the hidden `generate-docs`,
+/// which clap would otherwise still list in completions (it cannot remove a subcommand once declared).
+#[derive(Parser)]
+#[command(
+    name = "headroom-collector",
+    version,
+    about = "headroom collector: fleet ingest, views and PKI"
+)]
+pub(crate) struct DocumentedCli {
+    #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+// Parsed once per run, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub(crate) enum Invocation {
+    #[command(flatten)]
+    Documented(Command),
+    /// Write man pages and shell completions into a directory (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,12 +127,6 @@ pub(crate) enum Command {
     Sizing(SizingArgs),
     /// Write a sizing and capacity report to a file, read from the database file (a copy works).
     Report(ReportArgs),
-    /// Write man pages and shell completions into a directory (used when packaging).
-    #[command(hide = true)]
-    GenerateDocs {
-        #[arg(long)]
-        out: PathBuf,
-    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +176,8 @@ pub(crate) enum CertCommand {
     List {
         #[command(flatten)]
         place: PlaceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Revoke a host's certificates or one serial; a connected host is cut off within seconds.
     Revoke {
@@ -193,6 +216,8 @@ pub(crate) enum TokenCommand {
     List {
         #[command(flatten)]
         place: PlaceArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -270,11 +295,8 @@ pub(crate) struct SizingArgs {
     /// Window ending now, like "14d" (default: sizing.window from the config).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) window: Option<Duration>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub(crate) format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    pub(crate) no_header: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
     #[command(flatten)]
     pub(crate) database: DatabaseArgs,
     #[command(flatten)]
@@ -311,13 +333,30 @@ pub(crate) struct ReportArgs {
     pub(crate) what_if: WhatIfArgs,
 }
 
+/// How every table command prints: `--format table|json|csv` and `--no-header`.
 #[derive(clap::Args)]
-pub(crate) struct ViewArgs {
+pub(crate) struct OutputArgs {
+    /// table (human units), json (documented in docs/API.md, with schema_version) or csv (raw numbers).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
     /// Leave out the header row and summary lines of the table or CSV.
     #[arg(long)]
     pub(crate) no_header: bool,
+}
+
+impl OutputArgs {
+    pub(crate) fn output(&self) -> Output {
+        Output {
+            format: self.format,
+            header: !self.no_header,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ViewArgs {
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
     /// The collector's HTTP API: IP:port (plain HTTP) or an https:// URL (default: http_listen from the
     /// config, else 127.0.0.1:9601). `fleet` takes it several times and merges the collectors' live views.
     #[arg(long, value_parser = client::Api::parse_base)]
@@ -335,9 +374,6 @@ pub(crate) struct ViewArgs {
 
 impl ViewArgs {
     pub(crate) fn output(&self) -> Output {
-        Output {
-            format: self.format,
-            header: !self.no_header,
-        }
+        self.output.output()
     }
 }

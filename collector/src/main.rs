@@ -7,6 +7,7 @@ use headroom_collector::config;
 use headroom_collector::identity::{self, pki_cli};
 use headroom_collector::live::summary::FleetSummary;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::admin::{render_certs, render_tokens};
 use headroom_collector::views::client;
 use headroom_collector::views::render::{self, render_fleet, render_hosts, Format};
 use headroom_collector::views::report_cli;
@@ -20,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 
 use cli::{
-    CaCommand, CertCommand, Cli, Command, DatabaseArgs, PlaceArgs, ReportArgs, ReportKind, TokenCommand,
-    ViewArgs, WhatIfArgs,
+    CaCommand, CertCommand, Cli, Command, DatabaseArgs, DocumentedCli, Invocation, PlaceArgs, ReportArgs,
+    ReportKind, TokenCommand, ViewArgs, WhatIfArgs,
 };
 
 enum Failure {
@@ -36,14 +37,33 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+    let command = match Cli::parse().command {
+        Invocation::Documented(command) => command,
+        Invocation::GenerateDocs { out } => {
+            return match headroom_agent::cli_docs::write(DocumentedCli::command(), &out) {
+                Ok(files) => {
+                    for file in files {
+                        println!("{}", file.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "headroom-collector: writing man pages and completions into {}: {error}",
+                        out.display()
+                    );
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    if !matches!(command, Command::Serve { .. } | Command::Demo { .. }) {
         exit_quietly_on_closed_pipe();
     }
     // The demo prints its own summary; routine connection logs would bury it.
-    let quiet = matches!(cli.command, Command::Demo { .. });
+    let quiet = matches!(command, Command::Demo { .. });
     init_logging(if quiet { "warn" } else { "info" });
-    match dispatch(cli.command) {
+    match dispatch(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("headroom-collector: {message}");
@@ -190,13 +210,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{text}");
         }
         Command::Token {
-            command: TokenCommand::List { place },
+            command: TokenCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::token_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let tokens = identity::admin::token_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_tokens(&tokens, output.output()));
         }
         Command::Cert {
             command:
@@ -226,13 +244,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("a running collector loads it within seconds, or at once on SIGHUP; agent connections stay up");
         }
         Command::Cert {
-            command: CertCommand::List { place },
+            command: CertCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::cert_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let certs = identity::admin::cert_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_certs(&certs, output.output()));
         }
         Command::Cert {
             command: CertCommand::Revoke { place, host, serial },
@@ -246,13 +262,6 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let config = load_config(&path)?;
             let origin = path.display().to_string();
             print!("{}", render_document(&config.effective(), &origin, format));
-        }
-        Command::GenerateDocs { out } => {
-            let files = headroom_agent::cli_docs::write(Cli::command(), &out)
-                .with_context(|| format!("writing man pages and completions into {}", out.display()))?;
-            for file in files {
-                println!("{}", file.display());
-            }
         }
         Command::Fleet {
             view: args,
@@ -301,7 +310,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let hosts = headroom_collector::live::summary::merge_hosts(lists);
             let summary =
                 headroom_collector::live::summary::summarize(&hosts, headroom_common::clock::now_ms());
-            print!("{}", render_fleet(&summary, args.format));
+            print!("{}", render_fleet(&summary, args.output()));
         }
         Command::Fleet { view: args, .. } => {
             let body = client::get(&api_of(&args)?, "/api/v1/fleet")?;
@@ -310,8 +319,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Sizing(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
-            let header = !args.no_header;
-            let text = match args.format {
+            let header = !args.output.no_header;
+            let text = match args.output.format {
                 Format::Table => report_cli::render_table(&report, header),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
                 // The sizing CSV has exactly one header line: the column names.
