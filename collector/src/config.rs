@@ -49,7 +49,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &["hour_retention", "minute_retention", "raw_retention"],
     ),
     ("tls", &["ca", "cert", "key"]),
-    ("identity", &["cert_validity"]),
+    ("identity", &["cert_validity", "signer_socket"]),
     (
         "fleet",
         &[
@@ -134,6 +134,9 @@ const RETENTION_MAX: Duration = Duration::from_secs(3650 * 86_400);
 pub struct IdentityConfig {
     /// Lifetime of certificates issued at enrollment and renewal; agents renew after two thirds of it.
     pub cert_validity: Duration,
+    /// The Unix socket of a signer run by its own unit (`headroom-collector signer --socket`); `None`: `serve`
+    /// starts the signer as a child process. Either way only the signer reads the CA key.
+    pub signer_socket: Option<PathBuf>,
 }
 
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
@@ -202,6 +205,7 @@ impl Default for Config {
             },
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
+                signer_socket: None,
             },
             alarms: AlarmsConfig {
                 rules: None,
@@ -325,6 +329,9 @@ impl RawStorage {
 struct RawIdentity {
     /// Lifetime of agent certificates from enrollment and renewal, like "30d"; 10s to 365d. Default 30d.
     cert_validity: Option<String>,
+    /// Unix socket of a signer run by its own unit, absolute path. Default none: serve starts the signer as a
+    /// child process.
+    signer_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -564,8 +571,16 @@ impl RawConfig {
                 CERT_VALIDITY_MIN..=CERT_VALIDITY_MAX,
             )?,
         };
+        let signer_socket = self
+            .identity
+            .signer_socket
+            .map(|text| absolute_path(origin, "identity.signer_socket", &text))
+            .transpose()?;
         Ok(Config {
-            identity: IdentityConfig { cert_validity },
+            identity: IdentityConfig {
+                cert_validity,
+                signer_socket,
+            },
             alarms,
             outliers,
             sizing,

@@ -63,6 +63,15 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The CA key's only reader: signs agent certificates for `serve`. Started by `serve` as a child on
+    /// its stdin/stdout, or with --socket by its own unit (then set identity.signer_socket).
+    Signer {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// Listen on this Unix socket (made 0660) instead of stdin/stdout.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]
@@ -553,6 +562,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let text = identity::admin::cert_revoke(&dir, host.as_deref(), serial.as_deref(), now_s())
                 .map_err(admin_failure)?;
             print!("{text}");
+        }
+        Command::Signer { place, socket } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            headroom_collector::identity::signer::run_signer(&dir, socket.as_deref())?;
         }
         Command::CheckConfig { config: path, format } => {
             let config = load_config(&path)?;

@@ -135,7 +135,13 @@ impl Config {
             ),
             (
                 "identity",
-                table_of([("cert_validity", Some(duration_value(self.identity.cert_validity)))]),
+                table_of([
+                    ("cert_validity", Some(duration_value(self.identity.cert_validity))),
+                    (
+                        "signer_socket",
+                        self.identity.signer_socket.as_deref().map(path_value),
+                    ),
+                ]),
             ),
             (
                 "storage",
@@ -204,6 +210,8 @@ token_file = "/etc/headroom/api.token"
 host_names = ["collector.example.net"]
 [tls]
 cert = "other/server.pem"
+[identity]
+signer_socket = "/run/headroom-collector-signer/signer.sock"
 [storage]
 raw_retention = "72h"
 [alarms]
