@@ -524,17 +524,13 @@ fn validate_labels(
         ));
     }
     for (key, value) in &labels {
-        let key_ok = !key.is_empty()
-            && key.chars().count() <= MAX_LABEL_CHARS
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !key_ok {
+        if !headroom_common::wire::is_label_key(key) {
             return Err(invalid(
                 origin,
                 &format!("labels.{key}"),
                 &format!(
-                    "\"{key}\" is not a valid label key (use 1 to {MAX_LABEL_CHARS} of a-z, 0-9 and _, like \"zone\")"
+                    "\"{key}\" is not a valid label key (use 1 to {} of a-z, 0-9 and _, like \"zone\")",
+                    headroom_common::wire::MAX_LABEL_KEY_LEN
                 ),
             ));
         }
@@ -774,7 +770,7 @@ zone = "b"
         assert_eq!(
             error_of("[labels]\nZone = \"a\"\n"),
             "config /etc/headroom/agent.toml: labels.Zone: \"Zone\" is not a valid label key \
-             (use 1 to 128 of a-z, 0-9 and _, like \"zone\")"
+             (use 1 to 63 of a-z, 0-9 and _, like \"zone\")"
         );
         assert!(error_of("[labels]\n\"rack-id\" = \"a\"\n").contains("labels.rack-id:"));
         assert!(error_of(&format!("[labels]\nzone = \"{}\"\n", "x".repeat(129))).contains("labels.zone:"));

@@ -49,7 +49,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &["hour_retention", "minute_retention", "raw_retention"],
     ),
     ("tls", &["ca", "cert", "key"]),
-    ("identity", &["cert_validity", "signer_socket"]),
+    (
+        "identity",
+        &["cert_validity", "hello_label_keys", "signer_socket"],
+    ),
     (
         "fleet",
         &[
@@ -134,10 +137,17 @@ const RETENTION_MAX: Duration = Duration::from_secs(3650 * 86_400);
 pub struct IdentityConfig {
     /// Lifetime of certificates issued at enrollment and renewal; agents renew after two thirds of it.
     pub cert_validity: Duration,
+    /// Label keys an agent's hello may set when its certificate carries no labels (`cert issue`); a
+    /// certificate with labels always wins whole.
+    pub hello_label_keys: Vec<String>,
     /// The Unix socket of a signer run by its own unit (`headroom-collector signer --socket`); `None`: `serve`
     /// starts the signer as a child process. Either way only the signer reads the CA key.
     pub signer_socket: Option<PathBuf>,
 }
+
+/// The label keys the collector itself reads (sizing groups and zones, alarm scopes), allowed from hellos by
+/// default.
+pub const DEFAULT_HELLO_LABEL_KEYS: &[&str] = &["env", "group", "role", "service", "zone"];
 
 /// Shortest and longest `identity.cert_validity`: seconds are for trying renewal out, a year is the most a
 /// certificate that is never revoked should live.
@@ -205,6 +215,7 @@ impl Default for Config {
             },
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
+                hello_label_keys: DEFAULT_HELLO_LABEL_KEYS.iter().map(|k| k.to_string()).collect(),
                 signer_socket: None,
             },
             alarms: AlarmsConfig {
@@ -329,6 +340,9 @@ impl RawStorage {
 struct RawIdentity {
     /// Lifetime of agent certificates from enrollment and renewal, like "30d"; 10s to 365d. Default 30d.
     cert_validity: Option<String>,
+    /// Label keys taken from an agent's hello when its certificate carries no labels. Default
+    /// ["env", "group", "role", "service", "zone"].
+    hello_label_keys: Option<Vec<String>>,
     /// Unix socket of a signer run by its own unit, absolute path. Default none: serve starts the signer as a
     /// child process.
     signer_socket: Option<String>,
@@ -576,9 +590,26 @@ impl RawConfig {
             .signer_socket
             .map(|text| absolute_path(origin, "identity.signer_socket", &text))
             .transpose()?;
+        let hello_label_keys = match self.identity.hello_label_keys {
+            None => defaults.identity.hello_label_keys,
+            Some(keys) => {
+                if let Some(bad) = keys.iter().find(|key| !headroom_common::wire::is_label_key(key)) {
+                    return Err(invalid(
+                        origin,
+                        "identity.hello_label_keys",
+                        &format!(
+                            "\"{bad}\" is not a valid label key (use 1 to {} of a-z, 0-9 and _, like \"zone\")",
+                            headroom_common::wire::MAX_LABEL_KEY_LEN
+                        ),
+                    ));
+                }
+                keys
+            }
+        };
         Ok(Config {
             identity: IdentityConfig {
                 cert_validity,
+                hello_label_keys,
                 signer_socket,
             },
             alarms,
@@ -711,6 +742,15 @@ max_connections = 10
                 .contains("enroll_listen: is the same")
         );
         assert!(error_of("enroll_listen = \"no\"\n").contains("enroll_listen: \"no\" is not an IP address"));
+        assert_eq!(
+            parse("[identity]\nhello_label_keys = [\"rack\"]\n", ORIGIN)
+                .unwrap()
+                .identity
+                .hello_label_keys,
+            vec!["rack".to_string()]
+        );
+        assert!(error_of("[identity]\nhello_label_keys = [\"Rack\"]\n")
+            .contains("\"Rack\" is not a valid label key"));
     }
 
     #[test]

@@ -423,25 +423,34 @@ pub const LABEL_URI_PREFIX: &str = "urn:headroom:label:";
 /// Longest label key or value written into a certificate.
 pub const MAX_CERT_LABEL_LEN: usize = 63;
 
-/// Checks a label key or value for a certificate: 1..=63 characters of `[A-Za-z0-9._-]`, so that it fits a
-/// SAN URI without escaping and cannot smuggle a '=' into the key.
+/// Checks a label for a certificate: the key in the one label-key character set (`wire::is_label_key`:
+/// 1..=63 of `a-z`, `0-9`, `_`), the value 1..=63 characters of `[A-Za-z0-9._-]`, so that it fits a SAN URI
+/// without escaping and cannot smuggle a '=' into the key.
 pub fn validate_label(key: &str, value: &str) -> Result<(), PkiError> {
-    for (what, text) in [("key", key), ("value", value)] {
-        let reason = if text.is_empty() {
-            Some("is empty".to_string())
-        } else if text.len() > MAX_CERT_LABEL_LEN {
-            Some(format!("is longer than {MAX_CERT_LABEL_LEN} characters"))
-        } else {
-            text.chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-                .map(|bad| format!("contains {bad:?} (only A-Z, a-z, 0-9, '.', '_' and '-' are allowed)"))
-        };
-        if let Some(reason) = reason {
-            return Err(PkiError::InvalidLabel {
-                label: format!("{key}={value}"),
-                reason: format!("the {what} {reason}"),
-            });
-        }
+    if !crate::wire::is_label_key(key) {
+        return Err(PkiError::InvalidLabel {
+            label: format!("{key}={value}"),
+            reason: format!(
+                "the key must be 1 to {} of a-z, 0-9 and _, like \"zone\"",
+                crate::wire::MAX_LABEL_KEY_LEN
+            ),
+        });
+    }
+    let reason = if value.is_empty() {
+        Some("is empty".to_string())
+    } else if value.len() > MAX_CERT_LABEL_LEN {
+        Some(format!("is longer than {MAX_CERT_LABEL_LEN} characters"))
+    } else {
+        value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .map(|bad| format!("contains {bad:?} (only A-Z, a-z, 0-9, '.', '_' and '-' are allowed)"))
+    };
+    if let Some(reason) = reason {
+        return Err(PkiError::InvalidLabel {
+            label: format!("{key}={value}"),
+            reason: format!("the value {reason}"),
+        });
     }
     Ok(())
 }

@@ -246,6 +246,8 @@ pub struct CollectorSession {
     decoder: FrameDecoder,
     /// Highest sequence number handed to the caller in this session or stored before it.
     last_seq: Option<u64>,
+    /// Highest sequence number of a `Live` sample handed to the caller; a repeated or older one is dropped.
+    last_live_seq: Option<u64>,
     duplicates_dropped: u64,
     /// Version the agent said it speaks.
     peer_version: u16,
@@ -264,6 +266,7 @@ impl CollectorSession {
             state: CollectorState::AwaitingHello,
             decoder: FrameDecoder::default(),
             last_seq: None,
+            last_live_seq: None,
             duplicates_dropped: 0,
             peer_version: PROTOCOL_VERSION,
             probe_outstanding: None,
@@ -383,8 +386,11 @@ impl CollectorSession {
                     events.push(CollectorEvent::Gap(gap));
                 }
                 (CollectorState::Streaming, AgentMessage::Live(sample)) => {
-                    // Only a sample newer than everything stored can update the live view.
-                    if self.last_seq.is_none_or(|last| sample.seq > last) {
+                    // Only a sample newer than everything stored, and than the last live one, can update the
+                    // live view: a repeated `Live` is dropped here, at no cost to the fleet view.
+                    let newest = self.last_seq.max(self.last_live_seq);
+                    if newest.is_none_or(|last| sample.seq > last) {
+                        self.last_live_seq = Some(sample.seq);
                         events.push(CollectorEvent::Live(Box::new(sample)));
                     }
                 }
@@ -515,7 +521,7 @@ impl Outbox {
                     from_ms: sample.timestamp_ms,
                     to_ms: sample.timestamp_ms,
                     count: 1,
-                    reason: "outbox_full".into(),
+                    reason: crate::wire::GapReason::OutboxFull,
                 })
             }
         }
@@ -660,7 +666,7 @@ mod tests {
             from_ms: 3000,
             to_ms: 5000,
             count: 3,
-            reason: "spool_full".into(),
+            reason: crate::wire::GapReason::SpoolFull,
         };
         let events = collector.on_bytes(&agent.gap_frame(&gap).unwrap()).unwrap();
         assert_eq!(events, vec![CollectorEvent::Gap(gap)]);
@@ -668,6 +674,13 @@ mod tests {
             .on_bytes(&agent.live_frame(&sample(50)).unwrap())
             .unwrap();
         assert_eq!(events, vec![CollectorEvent::Live(Box::new(sample(50)))]);
+        // Issue 11: the same live sample again, or an older one, is dropped.
+        for repeated in [50, 49] {
+            assert!(collector
+                .on_bytes(&agent.live_frame(&sample(repeated)).unwrap())
+                .unwrap()
+                .is_empty());
+        }
         // A live sample older than what is stored would move the live view backwards: dropped.
         assert!(collector
             .on_bytes(&agent.live_frame(&sample(9)).unwrap())
@@ -687,7 +700,7 @@ mod tests {
             from_ms: 0,
             to_ms: 0,
             count: 1,
-            reason: "corrupt".into(),
+            reason: crate::wire::GapReason::Corrupt,
         };
         assert!(collector.on_bytes(&agent.gap_frame(&bad).unwrap()).is_err());
     }

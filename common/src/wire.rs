@@ -36,6 +36,23 @@ pub const MAX_CORES: usize = 4096;
 pub const MAX_LABELS: usize = 32;
 pub const MAX_LABEL_LEN: usize = 128;
 
+/// Longest label key.
+pub const MAX_LABEL_KEY_LEN: usize = 63;
+
+/// Most entries of `Sample::failed` (there are fewer families than this).
+pub const MAX_FAILED_FAMILIES: usize = 32;
+
+/// The one character set of label keys, wherever a label comes from (agent config, hello, enrollment
+/// token, certificate): 1 to 63 of `a-z`, `0-9` and `_`. Keys become column values, Prometheus label names
+/// and SAN URIs, and one rule keeps a key valid in all of them.
+pub fn is_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_LABEL_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A message from the agent to the collector.
 ///
 /// Variants differ in size (a sample versus a goodbye); each message lives only while it is encoded or
@@ -64,8 +81,78 @@ pub struct GapReport {
     pub from_ms: u64,
     pub to_ms: u64,
     pub count: u64,
-    /// Why: "spool_full", "corrupt" or "spool_write_failed".
-    pub reason: String,
+    /// Why. Travels as its name (a string, as in the first release); a name outside the enum fails the
+    /// frame, so an agent cannot store arbitrary text as a reason.
+    pub reason: GapReason,
+}
+
+/// Why samples are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GapReason {
+    /// The spool reached its cap and its oldest samples were deleted.
+    SpoolFull,
+    /// The spool's files were damaged and these samples could not be read back.
+    Corrupt,
+    /// The spool could not be written (a full or failing disk) and the in-memory queue that stands in for it
+    /// was full too.
+    WriteFailed,
+    /// An in-memory backlog (no spool) was full and dropped its oldest samples.
+    OutboxFull,
+}
+
+impl GapReason {
+    pub const ALL: [GapReason; 4] = [
+        GapReason::SpoolFull,
+        GapReason::Corrupt,
+        GapReason::WriteFailed,
+        GapReason::OutboxFull,
+    ];
+
+    /// The name on the wire, in the database and in views.
+    pub fn name(self) -> &'static str {
+        match self {
+            GapReason::SpoolFull => "spool_full",
+            GapReason::Corrupt => "corrupt",
+            GapReason::WriteFailed => "spool_write_failed",
+            GapReason::OutboxFull => "outbox_full",
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.name()
+    }
+
+    pub fn from_name(name: &str) -> Option<GapReason> {
+        GapReason::ALL.into_iter().find(|reason| reason.name() == name)
+    }
+}
+
+impl std::fmt::Display for GapReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for GapReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for GapReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<GapReason, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = GapReason;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a gap reason (spool_full, corrupt, spool_write_failed or outbox_full)")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<GapReason, E> {
+                GapReason::from_name(name).ok_or_else(|| E::custom("unknown gap reason"))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 /// A message from the collector to the agent.
@@ -111,6 +198,7 @@ pub struct Hello {
     /// Sampling interval in milliseconds.
     pub interval_ms: u32,
     /// Labels from the agent's config, e.g. group=web, zone=eu-1a.
+    #[serde(deserialize_with = "bounded::labels")]
     pub labels: BTreeMap<String, String>,
     pub capacity: Capacity,
     pub facts: HostFacts,
@@ -147,6 +235,7 @@ pub struct Welcome {
 /// Samples in sequence order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
+    #[serde(deserialize_with = "bounded::samples")]
     pub samples: Vec<Sample>,
 }
 
@@ -171,9 +260,11 @@ pub struct Sample {
     pub cpu: Option<CpuSample>,
     pub memory: Option<MemorySample>,
     pub pressure: Option<Pressure>,
+    #[serde(deserialize_with = "bounded::interfaces")]
     pub network: Vec<InterfaceCounters>,
     pub sockets: Option<SocketSample>,
     /// Families that failed to read this tick; the rest of the sample is intact.
+    #[serde(deserialize_with = "bounded::families")]
     pub failed: Vec<Family>,
 }
 
@@ -227,20 +318,24 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    /// Every tick counted, busy or not.
+    /// Every tick counted, busy or not. Saturating: the values come from agents, and absurd ones must
+    /// not overflow (a panic in ingest, or a wrapped total in release builds).
     pub fn total(&self) -> u64 {
-        self.busy() + self.idle + self.iowait
+        self.busy().saturating_add(self.idle).saturating_add(self.iowait)
     }
 
     /// Ticks spent doing work (iowait counts as idle: the CPU was free to run something else).
     pub fn busy(&self) -> u64 {
-        self.user + self.nice + self.system + self.irq + self.softirq + self.steal
+        [self.nice, self.system, self.irq, self.softirq, self.steal]
+            .into_iter()
+            .fold(self.user, u64::saturating_add)
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuSample {
     pub total: CpuTimes,
+    #[serde(deserialize_with = "bounded::cores")]
     pub per_core: Vec<CpuTimes>,
     pub cores: u32,
     /// Load averages over 1, 5 and 15 minutes; absent when /proc/loadavg could not be read.
@@ -448,11 +543,111 @@ pub struct SocketSample {
     pub tcp_states_age_ms: u32,
     pub source: SocketSource,
     /// Listening ports, sorted by port.
+    #[serde(deserialize_with = "bounded::listeners")]
     pub listeners: Vec<Listener>,
     pub sockstat: Option<Sockstat>,
     pub tcp: Option<TcpCounters>,
     pub conntrack: Option<Conntrack>,
     pub ephemeral_ports: Option<PortRange>,
+}
+
+/// Deserializers that check a list's length while decoding, before its entries are built: postcard states
+/// the length first, so a frame that claims more entries than the limit fails at once, and a 1 MiB frame of
+/// tiny samples can never become hundreds of megabytes of decoded structs. The encoding is unchanged.
+mod bounded {
+    use super::*;
+    use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::marker::PhantomData;
+
+    struct BoundedVec<T> {
+        max: usize,
+        what: &'static str,
+        entries: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVec<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {} {}", self.max, self.what)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            if claimed > self.max {
+                return Err(A::Error::invalid_length(claimed, &self));
+            }
+            let mut entries = Vec::with_capacity(claimed);
+            while let Some(entry) = seq.next_element()? {
+                if entries.len() == self.max {
+                    return Err(A::Error::invalid_length(self.max + 1, &self));
+                }
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+
+    fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        deserializer: D,
+        max: usize,
+        what: &'static str,
+    ) -> Result<Vec<T>, D::Error> {
+        deserializer.deserialize_seq(BoundedVec {
+            max,
+            what,
+            entries: PhantomData,
+        })
+    }
+
+    pub fn samples<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Sample>, D::Error> {
+        vec(d, MAX_BATCH_SAMPLES, "samples in a batch")
+    }
+
+    pub fn interfaces<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<InterfaceCounters>, D::Error> {
+        vec(d, MAX_INTERFACES, "network interfaces")
+    }
+
+    pub fn families<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Family>, D::Error> {
+        vec(d, MAX_FAILED_FAMILIES, "failed families")
+    }
+
+    pub fn cores<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CpuTimes>, D::Error> {
+        vec(d, MAX_CORES, "per-core CPU entries")
+    }
+
+    pub fn listeners<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Listener>, D::Error> {
+        vec(d, MAX_LISTENERS, "listening ports")
+    }
+
+    struct BoundedLabels;
+
+    impl<'de> Visitor<'de> for BoundedLabels {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {MAX_LABELS} labels")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let claimed = map.size_hint().unwrap_or(0);
+            if claimed > MAX_LABELS {
+                return Err(A::Error::invalid_length(claimed, &self));
+            }
+            let mut labels = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if labels.len() == MAX_LABELS {
+                    return Err(A::Error::invalid_length(MAX_LABELS + 1, &self));
+                }
+                labels.insert(key, value);
+            }
+            Ok(labels)
+        }
+    }
+
+    pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        d.deserialize_map(BoundedLabels)
+    }
 }
 
 /// Errors from encoding or decoding a frame.
@@ -613,10 +808,88 @@ mod tests {
         );
     }
 
+    /// Issue 11: a batch claiming more samples than the limit fails while decoding, before the samples are
+    /// built; so do over-long lists inside a sample and a hello with too many labels.
+    #[test]
+    fn issue_11_list_lengths_are_checked_while_decoding() {
+        let empty = Sample::default();
+        let over = AgentMessage::Batch(Batch {
+            samples: vec![empty.clone(); MAX_BATCH_SAMPLES + 1],
+        });
+        let payload = postcard::to_stdvec(&over).unwrap();
+        let error = decode_payload::<AgentMessage>(&payload, "agent message").unwrap_err();
+        assert!(matches!(error, FrameError::Malformed { .. }), "{error}");
+        let at_limit = AgentMessage::Batch(Batch {
+            samples: vec![empty.clone(); MAX_BATCH_SAMPLES],
+        });
+        let payload = postcard::to_stdvec(&at_limit).unwrap();
+        assert_eq!(
+            decode_payload::<AgentMessage>(&payload, "agent message").unwrap(),
+            at_limit
+        );
+
+        // A length prefix far beyond what follows is refused from the prefix alone.
+        let mut forged = postcard::to_stdvec(&AgentMessage::Batch(Batch::default())).unwrap();
+        forged.truncate(1);
+        forged.extend_from_slice(&[0xff, 0xff, 0x0f]);
+        assert!(decode_payload::<AgentMessage>(&forged, "agent message").is_err());
+
+        let mut failed = empty.clone();
+        failed.failed = vec![Family::Cpu; MAX_FAILED_FAMILIES + 1];
+        let payload = postcard::to_stdvec(&AgentMessage::Live(failed)).unwrap();
+        assert!(decode_payload::<AgentMessage>(&payload, "agent message").is_err());
+        let mut interfaces = empty.clone();
+        interfaces.network = vec![InterfaceCounters::default(); MAX_INTERFACES + 1];
+        let payload = postcard::to_stdvec(&AgentMessage::Live(interfaces)).unwrap();
+        assert!(decode_payload::<AgentMessage>(&payload, "agent message").is_err());
+        let mut listeners = empty;
+        listeners.sockets = Some(SocketSample {
+            listeners: vec![Listener::default(); MAX_LISTENERS + 1],
+            ..Default::default()
+        });
+        let payload = postcard::to_stdvec(&AgentMessage::Live(listeners)).unwrap();
+        assert!(decode_payload::<AgentMessage>(&payload, "agent message").is_err());
+    }
+
+    #[test]
+    fn gap_reasons_travel_as_their_names_and_unknown_ones_fail() {
+        let gap = GapReport {
+            from_seq: 1,
+            to_seq: 2,
+            from_ms: 3,
+            to_ms: 4,
+            count: 2,
+            reason: GapReason::WriteFailed,
+        };
+        let payload = postcard::to_stdvec(&gap).unwrap();
+        assert!(payload.windows(18).any(|w| w == b"spool_write_failed"));
+        assert_eq!(decode_payload::<GapReport>(&payload, "gap").unwrap(), gap);
+        let mut forged = payload.clone();
+        let at = forged
+            .windows(18)
+            .position(|w| w == b"spool_write_failed")
+            .unwrap();
+        forged[at] = b'x';
+        assert!(decode_payload::<GapReport>(&forged, "gap").is_err());
+    }
+
     #[test]
     fn garbage_payload_is_a_malformed_error() {
         let err = decode_payload::<AgentMessage>(&[0xff, 0xff, 0xff], "agent message").unwrap_err();
         assert!(matches!(err, FrameError::Malformed { .. }), "{err}");
+    }
+
+    /// Issue 11: counters from agent data never overflow the sums.
+    #[test]
+    fn issue_11_cpu_totals_saturate() {
+        let times = CpuTimes {
+            user: u64::MAX,
+            idle: u64::MAX,
+            steal: 5,
+            ..Default::default()
+        };
+        assert_eq!(times.busy(), u64::MAX);
+        assert_eq!(times.total(), u64::MAX);
     }
 
     #[test]

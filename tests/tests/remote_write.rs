@@ -12,7 +12,8 @@ fn export_config(engine: &Engine, batch_size: usize) -> String {
     format!(
         "[export.remote_write]\nurl = \"{}\"\nbatch_size = {batch_size}\nbatch_wait = \"200ms\"\n\
          min_backoff = \"100ms\"\nmax_backoff = \"2s\"\ntimeout = \"5s\"\n\
-         [export.remote_write.labels]\ncollector = \"c1\"\n",
+         [export.remote_write.labels]\ncollector = \"c1\"\n\
+         [identity]\nhello_label_keys = [\"group\", \"zone\", \"rack\"]\n",
         engine.write_url()
     )
 }

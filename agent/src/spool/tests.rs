@@ -1,6 +1,7 @@
 //! Unit tests of the spool's bookkeeping: reads from memory and disk, acks, the cap and its gaps.
 
 use super::*;
+use headroom_common::wire::GapReport;
 use headroom_common::wire::InterfaceCounters;
 
 fn sample(seq: u64) -> Sample {
@@ -208,7 +209,7 @@ fn gaps_become_wire_reports_with_the_reason_names_the_collector_stores() {
         reason: GapReason::Corrupt,
     });
     assert_eq!((report.from_seq, report.to_seq, report.count), (5, 9, 5));
-    assert_eq!(report.reason, "corrupt");
+    assert_eq!(report.reason.name(), "corrupt");
     assert_eq!(GapReason::from_name("spool_full"), Some(GapReason::SpoolFull));
 }
 

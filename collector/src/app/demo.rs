@@ -118,6 +118,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         },
         ..Config::default()
     };
+    // The simulated hosts' certificates carry no labels; their hellos name group, zone and "simulated".
+    config.identity.hello_label_keys.push("simulated".to_string());
     config.outliers.window = DEMO_OUTLIER_WINDOW;
     config.outliers.window_count = 6;
     config.outliers.flag_windows = 3;

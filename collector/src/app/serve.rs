@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::identity::enroll_server::{EnrollContext, Listener};
-use crate::identity::labels::ConflictLog;
+use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::pki_cli::pki_dir;
 use crate::identity::registry::Registry;
@@ -182,13 +182,15 @@ pub async fn serve_with_web(
         store: store.clone(),
         settings: IngestSettings {
             max_connections: config.fleet.max_connections,
+            hello_label_keys: config.identity.hello_label_keys.clone(),
             limits: Limits {
                 max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
             },
         },
         enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),
-        conflicts: ConflictLog::default(),
+        ignored_labels: IgnoredLabelLog::default(),
+        store_shares: Default::default(),
         registry: Registry::in_dir(&pki),
         last_seen: Default::default(),
         analytics: analytics.clone(),

@@ -138,6 +138,12 @@ impl Config {
                 table_of([
                     ("cert_validity", Some(duration_value(self.identity.cert_validity))),
                     (
+                        "hello_label_keys",
+                        Some(Value::Array(
+                            self.identity.hello_label_keys.iter().map(string).collect(),
+                        )),
+                    ),
+                    (
                         "signer_socket",
                         self.identity.signer_socket.as_deref().map(path_value),
                     ),

@@ -12,13 +12,14 @@ pub mod reload;
 pub mod validate;
 
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext, Listener};
-use crate::identity::labels::ConflictLog;
+use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::{CutReason, LiveConnections};
 use crate::identity::registry::Registry;
 use crate::ingest::validate::{validate_hello, validate_sample, Limits, SampleError};
 use crate::live::fleet::{derive_metrics, FleetState};
 use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
+use admission::StoreShares;
 use clock::{HostClock, SkewChange};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
@@ -41,6 +42,7 @@ pub mod close_code {
     pub const REVOKED: u32 = 6;
     pub const REPLACED: u32 = 7;
     pub const STORAGE: u32 = 8;
+    pub const EXPIRED: u32 = 9;
 }
 
 /// How long a new connection may take to open its stream and say hello.
@@ -116,10 +118,18 @@ pub async fn run_last_seen_writer(context: Arc<IngestContext>, cancel: Cancellat
 #[derive(Clone)]
 pub struct IngestSettings {
     pub max_connections: u32,
+    /// Label keys taken from a hello when the certificate carries no labels.
+    pub hello_label_keys: Vec<String>,
     pub limits: Limits,
 }
 
 pub type SharedFleet = Arc<Mutex<FleetState>>;
+
+/// The fleet view, even if a task panicked while holding it: one agent's data must never take ingest
+/// down for everyone (the view is per-host state that the next sample overwrites).
+pub fn lock_fleet(fleet: &SharedFleet) -> std::sync::MutexGuard<'_, FleetState> {
+    fleet.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// What every connection task shares.
 pub struct IngestContext {
@@ -129,7 +139,10 @@ pub struct IngestContext {
     /// Signing for renewals; `None` when enrollment is off (`enroll_listen = "off"`).
     pub enroll: Option<Arc<EnrollContext>>,
     pub live: LiveConnections,
-    pub conflicts: ConflictLog,
+    /// Hello labels ignored in favour of the certificate's, or not in the allow-list; logged once.
+    pub ignored_labels: IgnoredLabelLog,
+    /// Each host's share of the store writer, kept across its connections.
+    pub store_shares: Mutex<StoreShares>,
     pub registry: Registry,
     pub last_seen: LastSeen,
     /// Recent readings for outliers and alarms.
@@ -232,6 +245,10 @@ struct Stream {
     previous: Option<Sample>,
     last_seq: Option<u64>,
     rejected: u64,
+    /// The hello's sampling interval.
+    interval_ms: u32,
+    /// When the last `Live` sample was applied.
+    last_live_ms: Option<u64>,
     clock: HostClock,
 }
 
@@ -279,9 +296,21 @@ async fn handle_connection(
     let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
     let (cut, live_guard) = context.live.register(&host, &serial, peer);
     context.last_seen.note(&serial, (now_ms() / 1000) as i64);
+    // The handshake checked validity once; a certificate that expires later ends the connection then, as
+    // revocation does, and the agent reconnects with its renewed certificate (or is refused).
+    let not_after_s = headroom_common::pki::cert_info_der(&cert)
+        .map(|info| info.not_after_s)
+        .unwrap_or(0);
+    let valid_for = Duration::from_secs(u64::try_from(not_after_s - (now_ms() / 1000) as i64).unwrap_or(0));
+    let expiry = tokio::time::sleep(valid_for);
+    tokio::pin!(expiry);
     let stream = tokio::select! {
         _ = cancel.cancelled() => return,
         _ = cut.cancelled() => return,
+        _ = &mut expiry => {
+            connection.close(close_code::EXPIRED.into(), b"certificate expired");
+            return;
+        }
         stream = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()) => stream,
     };
     let (mut send, mut recv) = match stream {
@@ -305,11 +334,14 @@ async fn handle_connection(
         previous: None,
         last_seq: None,
         rejected: 0,
+        interval_ms: 0,
+        last_live_ms: None,
         clock: HostClock::default(),
     };
     let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
+    let mut share_wait_ms: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
             _ = cancel.cancelled() => break Ok("collector stopping"),
@@ -320,6 +352,10 @@ async fn handle_connection(
                 };
                 break Err((code, reason.to_string()));
             }
+            _ = &mut expiry => break Err((
+                close_code::EXPIRED,
+                "certificate expired (the agent renews before this; enroll the host again)".to_string(),
+            )),
             read = recv.read(&mut buffer) => read,
         };
         let n = match read {
@@ -340,9 +376,7 @@ async fn handle_connection(
         for event in events {
             match event {
                 CollectorEvent::Hello(mut hello) => {
-                    // Labels granted by the enrollment token live in the certificate and win over the config's.
-                    let granted = headroom_common::pki::labels_from_cert(&cert).unwrap_or_default();
-                    context.conflicts.apply(&host, &mut hello.labels, &granted);
+                    // Every value is checked before any of it is logged or kept.
                     if let Err(error) = validate_hello(&hello) {
                         let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
                         let _ = send.finish();
@@ -352,12 +386,19 @@ async fn handle_connection(
                         telemetry::global().refused(refusal::HELLO);
                         return;
                     }
+                    // Labels come from the certificate; the hello's count only where it grants none.
+                    let granted = headroom_common::pki::labels_from_cert(&cert).unwrap_or_default();
+                    hello.labels = context
+                        .ignored_labels
+                        .resolve(&host, &hello.labels, &granted, &context.settings.hello_label_keys)
+                        .labels;
                     state.instance_id = hello.instance_id;
+                    state.interval_ms = hello.interval_ms;
                     state.hello = Some(HostInfo::from_hello(&hello));
                     state.hello_stored = false;
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);
                     log_hello(&host, peer, &hello, state.last_seq);
-                    let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
+                    let mut fleet = lock_fleet(&context.fleet);
                     fleet.on_hello(&host, &hello, now_ms());
                     // Rates of the first sample stored on this connection come from the last one stored on
                     // an earlier connection of the same instance.
@@ -371,8 +412,15 @@ async fn handle_connection(
                 CollectorEvent::Samples(samples) => {
                     let backlog = samples
                         .iter()
-                        .filter(|s| s.timestamp_ms + CATCH_UP_AGE_MS < now_ms())
+                        .filter(|s| s.timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms())
                         .count();
+                    let fresh = (samples.len() - backlog) as u64;
+                    let wait_ms = context
+                        .store_shares
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .charge(&host, state.interval_ms, CATCH_UP_AGE_MS, fresh, now_ms());
+                    share_wait_ms = share_wait_ms.max(wait_ms);
                     let arrived = std::time::Instant::now();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
@@ -391,13 +439,15 @@ async fn handle_connection(
                 }
                 CollectorEvent::Live(mut sample) => {
                     let now = now_ms();
+                    // One live update per half interval at most: more is an agent repeating itself.
+                    let min_gap_ms = u64::from(state.interval_ms / 2);
+                    if state.last_live_ms.is_some_and(|last| now < last + min_gap_ms) {
+                        continue;
+                    }
                     state.clock.place_live(&mut sample, now);
                     if validate_sample(&sample, state.last_seq).is_ok() {
-                        context
-                            .fleet
-                            .lock()
-                            .expect("fleet lock poisoned")
-                            .on_sample(&host, &sample, now);
+                        state.last_live_ms = Some(now);
+                        lock_fleet(&context.fleet).on_sample(&host, &sample, now);
                         observe_live(&context, &host, &sample, now);
                     }
                 }
@@ -421,7 +471,7 @@ async fn handle_connection(
                             from_ms: gap.from_ms,
                             to_ms: gap.to_ms,
                             count: gap.count,
-                            reason: gap.reason,
+                            reason: gap.reason.name().to_string(),
                         }],
                     };
                     if let Err(error) = context.store.commit(batch).await {
@@ -455,11 +505,21 @@ async fn handle_connection(
         if goodbye {
             break Ok("agent said goodbye");
         }
-        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate.
+        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate,
+        // and fresh samples until they fit the agent's share of the store writer.
         let due = Duration::from_secs_f64(catch_up_stored as f64 / CATCH_UP_SAMPLES_PER_S);
         let elapsed = catch_up_started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
+        let wait = due
+            .saturating_sub(elapsed)
+            .max(Duration::from_millis(std::mem::take(&mut share_wait_ms)));
+        if !wait.is_zero() {
+            // The loop's next turn says why, if the wait ended early.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => {}
+                _ = cut.cancelled() => {}
+                _ = &mut expiry => {}
+            }
         }
     };
     match &outcome {
@@ -474,11 +534,7 @@ async fn handle_connection(
         }
     }
     if state.hello.is_some() {
-        context
-            .fleet
-            .lock()
-            .expect("fleet lock poisoned")
-            .on_disconnect(&host, now_ms());
+        lock_fleet(&context.fleet).on_disconnect(&host, now_ms());
     }
     drop(live_guard);
 }
@@ -549,7 +605,7 @@ async fn store_samples(
             state.hello_stored = true;
             if let (Some(last), Some(metrics)) = (accepted.pop(), last_metrics) {
                 state.previous = Some(last.clone());
-                let mut fleet = context.fleet.lock().expect("fleet lock poisoned");
+                let mut fleet = lock_fleet(&context.fleet);
                 fleet.on_stored(&state.host, last, metrics, now);
             }
             Ok(state.last_seq)
@@ -570,11 +626,7 @@ fn on_clock(context: &IngestContext, host: &str, state: &mut Stream, offset_ms: 
         Some(SkewChange::Recovered { offset_ms }) => info!(%host, offset_ms, "host clock is right again"),
         None => {}
     }
-    context
-        .fleet
-        .lock()
-        .expect("fleet lock poisoned")
-        .on_clock(host, offset_ms, now);
+    lock_fleet(&context.fleet).on_clock(host, offset_ms, now);
     if let Some(hello) = &state.hello {
         context
             .analytics
@@ -585,7 +637,7 @@ fn on_clock(context: &IngestContext, host: &str, state: &mut Stream, offset_ms: 
 /// Feeds a live sample's derived metrics (from the fleet view, which paired it with the previous live one)
 /// to the analytics. Live samples only flow while an agent catches up, so the copy is rare.
 fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) {
-    let view = context.fleet.lock().expect("fleet lock poisoned").host(host, now);
+    let view = lock_fleet(&context.fleet).host(host, now);
     if let Some(view) = view {
         context
             .analytics
@@ -645,7 +697,7 @@ mod tests {
             from_ms: from_seq * 100,
             to_ms: to_seq * 100,
             count,
-            reason: "spool_full".into(),
+            reason: headroom_common::wire::GapReason::SpoolFull,
         }
     }
 

@@ -78,7 +78,7 @@ pub enum SampleError {
     },
     #[error("hello: {count} labels, over the limit of {max}")]
     TooManyLabels { count: usize, max: usize },
-    #[error("hello: label key {key:?} must be non-empty and only a-z, 0-9 and _")]
+    #[error("hello: label key {key:?} must be 1 to 63 of a-z, 0-9 and _")]
     BadLabelKey { key: String },
     #[error("hello: label {key:?}: {what} is {len} bytes, over the limit of {max}")]
     LabelTooLong {
@@ -97,6 +97,12 @@ pub enum SampleError {
     Interval { interval_ms: u32, min: u32, max: u32 },
     #[error("hello: agent_version {version:?} is empty, over {max} bytes or has a control character")]
     BadAgentVersion { version: String, max: usize },
+    #[error("hello: facts.{field} {value:?} is over {max} bytes or has a control character")]
+    BadFact {
+        field: &'static str,
+        value: String,
+        max: usize,
+    },
 }
 
 impl SampleError {
@@ -278,11 +284,7 @@ pub fn validate_hello(hello: &Hello) -> Result<(), SampleError> {
         if key.len() > MAX_LABEL_LEN {
             return Err(too_long("key", key.len()));
         }
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !headroom_common::wire::is_label_key(key) {
             return Err(SampleError::BadLabelKey { key: shortened(key) });
         }
         if value.len() > MAX_LABEL_LEN {
@@ -319,6 +321,21 @@ pub fn validate_hello(hello: &Hello) -> Result<(), SampleError> {
             version: shortened(version),
             max: MAX_LABEL_LEN,
         });
+    }
+    // Facts are shown in `hosts` and stored with the host: the same bounds as label values.
+    let facts = &hello.facts;
+    for (field, value) in [
+        ("hostname", &facts.hostname),
+        ("os", &facts.os),
+        ("kernel", &facts.kernel),
+    ] {
+        if value.len() > MAX_LABEL_LEN || value.chars().any(char::is_control) {
+            return Err(SampleError::BadFact {
+                field,
+                value: shortened(value),
+                max: MAX_LABEL_LEN,
+            });
+        }
     }
     Ok(())
 }
@@ -521,6 +538,9 @@ mod tests {
         hello_error("label key \"Group\"", |h| {
             h.labels.insert("Group".into(), "web".into());
         });
+        hello_error("facts.os", |h| {
+            h.facts.os = "Debian\n2026-12-03 INFO forged line".to_string();
+        });
         hello_error("label key \"\"", |h| {
             h.labels.insert(String::new(), "web".into());
         });
@@ -545,9 +565,18 @@ mod tests {
         let mut edge = good_hello();
         edge.interval_ms = 100;
         edge.capacity.cores = MAX_CORES as u32;
-        edge.labels
-            .insert("k".repeat(MAX_LABEL_LEN), "v".repeat(MAX_LABEL_LEN));
+        edge.labels.insert(
+            "k".repeat(headroom_common::wire::MAX_LABEL_KEY_LEN),
+            "v".repeat(MAX_LABEL_LEN),
+        );
         assert_eq!(validate_hello(&edge), Ok(()));
+        // Issue 11: one character set for label keys, here as in tokens and certificates.
+        hello_error("label key", |h| {
+            h.labels.insert(
+                "k".repeat(headroom_common::wire::MAX_LABEL_KEY_LEN + 1),
+                "v".to_string(),
+            );
+        });
     }
 
     #[test]

@@ -174,7 +174,10 @@ impl StoreHandle {
     }
 
     pub fn health(&self) -> StoreHealth {
-        self.health.lock().expect("health lock poisoned").clone()
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Run SQL on the writer's connection between batches (fault injection in tests).
@@ -218,7 +221,7 @@ pub fn spawn_writer_with(store: Store, settings: WriterSettings) -> (StoreHandle
 }
 
 fn set_health(health: &Mutex<StoreHealth>, result: Result<(), &StoreError>) {
-    let mut health = health.lock().expect("health lock poisoned");
+    let mut health = health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match (result, &*health) {
         (Ok(()), StoreHealth::Ok) => {}
         (Ok(()), StoreHealth::Degraded { .. }) => {

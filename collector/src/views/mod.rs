@@ -2,6 +2,7 @@
 //! windowed fleet views and the `sizing` / `report` commands.
 
 pub mod access;
+pub mod admin;
 pub mod client;
 pub mod end;
 pub mod http;
