@@ -3,7 +3,8 @@
 //! key is found in the signer's memory but nowhere in `serve`'s.
 
 use headroom_tests::{
-    api_get, binary, free_tcp_port, free_udp_port, start_agent_with, wait_for, Collector, Process,
+    api_get, binary, collector_ok, free_tcp_port, free_udp_port, start_agent_with, wait_for, Collector,
+    Process,
 };
 use std::os::unix::fs::FileExt;
 use std::process::Command;
@@ -14,17 +15,7 @@ fn issue_11_serve_runs_without_the_ca_key_when_enrollment_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("collector");
     let agent = dir.path().join("web-1");
-    let run = |args: &[&str]| {
-        let out = Command::new(binary("headroom-collector"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = collector_ok;
     run(&["ca", "init", "--state-dir", state.to_str().unwrap()]);
     run(&[
         "cert",
@@ -180,18 +171,7 @@ fn issue_11_a_signer_on_its_own_socket_signs_for_a_collector_without_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("collector");
     let signer_state = dir.path().join("signer");
-    let cli = |args: &[&str]| {
-        let out = Command::new(binary("headroom-collector"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let cli = collector_ok;
     cli(&["ca", "init", "--state-dir", state.to_str().unwrap()]);
     // The key moves to the signer's own directory; the collector keeps only the certificate.
     std::fs::create_dir_all(signer_state.join("pki")).unwrap();
