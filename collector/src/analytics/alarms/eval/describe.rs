@@ -88,6 +88,23 @@ pub(super) fn describe(
                     duration_text(*limit_ms)
                 ),
             ),
+            Condition::Headroom {
+                over_ms,
+                within_days: None,
+            } => (
+                String::new(),
+                format!(
+                    "the group's load over {} would not survive its worst loss, for {for_text}",
+                    duration_text(*over_ms)
+                ),
+            ),
+            Condition::Headroom {
+                within_days: Some(days),
+                ..
+            } => (
+                format!("{days:.0} days"),
+                format!("forecast to stop surviving its worst loss within {days:.0} days"),
+            ),
             Condition::Composite { all, rules: parts } => (
                 String::new(),
                 format!(

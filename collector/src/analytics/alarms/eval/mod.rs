@@ -10,15 +10,18 @@
 //! allocating.
 
 mod describe;
+mod headroom_step;
 mod subjects;
 mod window;
 
+use super::headroom::{self, ForecastDigest, LiveHost};
 use super::state::{AlarmState, Transition};
 use super::{Across, Condition, RuleSet, Severity};
 use crate::analytics::outliers::OutlierTracker;
+use crate::sizing::SizingConfig;
 use describe::describe;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use subjects::{Plan, Slot, Subjects, Visit, NO_GROUP};
 use window::Runs;
 pub use window::{percentile, slope_per_minute, HostHistory};
@@ -37,6 +40,10 @@ pub struct HostInput {
     pub last_seen_ms: u64,
     /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
     pub clock_offset_ms: Option<i64>,
+    /// Logical CPUs and physical memory from the host's hello; 0 until it has sent one (`headroom` rules
+    /// leave such a host out).
+    pub cores: u32,
+    pub memory_bytes: u64,
     pub history: HostHistory,
 }
 
@@ -112,6 +119,14 @@ pub struct AlarmEngine {
     /// Per visit, per composite: whether the composite's scope takes the host.
     composite_applies: Vec<bool>,
     scratch: Vec<f64>,
+    /// The sizing settings `headroom` rules size groups with.
+    sizing: SizingConfig,
+    /// The latest forecast digest for `headroom` rules with `within`.
+    forecast: Option<ForecastDigest>,
+    /// Per (interned group, headroom rule): the group's hosts gathered in the current evaluation.
+    headroom_members: BTreeMap<(u32, usize), Vec<LiveHost>>,
+    /// Per (group name, headroom rule): the last verdict's sentence, which the alarm's description carries.
+    headroom_details: HashMap<(String, usize), String>,
 }
 
 impl AlarmEngine {
@@ -128,7 +143,21 @@ impl AlarmEngine {
             previous_hosts: Vec::new(),
             composite_applies: Vec::new(),
             scratch: Vec::new(),
+            sizing: SizingConfig::default(),
+            forecast: None,
+            headroom_members: BTreeMap::new(),
+            headroom_details: HashMap::new(),
         }
+    }
+
+    /// The sizing settings (`[sizing]`: targets, k, balance, memory, peak statistic) `headroom` rules use.
+    pub fn set_sizing(&mut self, sizing: SizingConfig) {
+        self.sizing = sizing;
+    }
+
+    /// A new forecast digest for `headroom` rules with `within`, used until the next one.
+    pub fn set_forecast(&mut self, digest: ForecastDigest) {
+        self.forecast = Some(digest);
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -167,11 +196,13 @@ impl AlarmEngine {
             buffers.iter_mut().for_each(Vec::clear);
         }
         let mut events = Vec::new();
+        self.headroom_members.clear();
         hosts(&mut |host| self.visit(host, outliers, now_ms, &mut events));
         self.step_groups(now_ms, &mut events);
+        self.step_headroom(now_ms, &mut events);
         self.step_composites(now_ms, &mut events);
         self.step_unvisited(now_ms, &mut events);
-        events
+        events.into_iter().map(|event| self.with_detail(event)).collect()
     }
 
     fn visit(
@@ -204,7 +235,7 @@ impl AlarmEngine {
         };
 
         let mut group = NO_GROUP;
-        if !plan.group_rules.is_empty() {
+        if !plan.group_rules.is_empty() || !plan.headroom_rules.is_empty() {
             let name = host.labels.get(&rules.group_label).map_or("", String::as_str);
             let hint = Some(self.host_groups[id as usize]).filter(|&g| g != NO_GROUP);
             group = self.groups.intern_hinted(hint, name, rule_count);
@@ -225,6 +256,24 @@ impl AlarmEngine {
                 let runs = runs_since(now_ms.saturating_sub(over_ms));
                 let [first, second] = host.history.parts(metric, &runs);
                 buffers[slot_in_group].extend(first.iter().chain(second).copied().filter(|v| !v.is_nan()));
+            }
+            for &index in &plan.headroom_rules {
+                let Condition::Headroom { over_ms, within_days } = rules.rules[index].condition else {
+                    continue;
+                };
+                if !applies(index) {
+                    continue;
+                }
+                let members = self.headroom_members.entry((group, index)).or_default();
+                if within_days.is_none() {
+                    let from_ms = now_ms.saturating_sub(over_ms);
+                    members.extend(headroom::live_host(
+                        host,
+                        &self.sizing.zone_label,
+                        from_ms,
+                        self.sizing.percentile,
+                    ));
+                }
             }
         }
 
@@ -425,7 +474,7 @@ impl AlarmEngine {
                     } else {
                         Subject::Group(name.clone())
                     };
-                    out.push(describe(&self.rules, index, &subject, slot, status));
+                    out.push(self.with_detail(describe(&self.rules, index, &subject, slot, status)));
                 }
             }
         }
@@ -531,6 +580,6 @@ fn host_condition(
             None => (false, None),
         },
         // Composites are evaluated by the caller from the other rules' states.
-        Condition::Composite { .. } => (false, None),
+        Condition::Composite { .. } | Condition::Headroom { .. } => (false, None),
     }
 }

@@ -30,6 +30,8 @@ pub(super) struct Plan {
     pub(super) host_rules: Vec<usize>,
     /// Group-wide percentiles.
     pub(super) group_rules: Vec<usize>,
+    /// Headroom rules (one alarm per group).
+    pub(super) headroom_rules: Vec<usize>,
     /// Composites, parts before the composites naming them.
     pub(super) composites: Vec<usize>,
     /// Whether the rule has a scope; a rule without one applies to every host.
@@ -48,13 +50,18 @@ impl Plan {
             )
         };
         let is_composite = |rule: &Rule| matches!(rule.condition, Condition::Composite { .. });
+        let is_headroom = |rule: &Rule| matches!(rule.condition, Condition::Headroom { .. });
         let indices = || rules.rules.iter().enumerate();
         Plan {
             host_rules: indices()
-                .filter(|(_, r)| !is_group(r) && !is_composite(r))
+                .filter(|(_, r)| !is_group(r) && !is_composite(r) && !is_headroom(r))
                 .map(|(i, _)| i)
                 .collect(),
             group_rules: indices().filter(|(_, r)| is_group(r)).map(|(i, _)| i).collect(),
+            headroom_rules: indices()
+                .filter(|(_, r)| is_headroom(r))
+                .map(|(i, _)| i)
+                .collect(),
             composites: rules
                 .order
                 .iter()
