@@ -303,9 +303,22 @@ pub(crate) struct SizingArgs {
     pub(crate) what_if: WhatIfArgs,
 }
 
+/// What `report` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportKind {
+    /// Failover sizing and capacity per group.
+    Sizing,
+    /// The weekly operational review: alarms, time to resolve, noisy rules, outliers, gaps, headroom now
+    /// and a window earlier, hosts added and removed.
+    Review,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct ReportArgs {
-    /// Window ending now, like "30d" (default: sizing.window from the config).
+    /// sizing, or review (the weekly operational review; html, md or json).
+    #[arg(long, value_enum, default_value_t = ReportKind::Sizing)]
+    pub(crate) kind: ReportKind,
+    /// Window ending now, like "30d" (default: sizing.window from the config; 7d for a review).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) window: Option<Duration>,
     /// html, csv, json or md.

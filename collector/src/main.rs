@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 
 use cli::{
-    CaCommand, CertCommand, Cli, Command, DatabaseArgs, DocumentedCli, Invocation, PlaceArgs, TokenCommand,
-    ViewArgs, WhatIfArgs,
+    CaCommand, CertCommand, Cli, Command, DatabaseArgs, DocumentedCli, Invocation, PlaceArgs, ReportArgs,
+    ReportKind, TokenCommand, ViewArgs, WhatIfArgs,
 };
 
 enum Failure {
@@ -332,6 +332,21 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             };
             print!("{text}");
         }
+        Command::Report(args) if args.kind == ReportKind::Review => {
+            let review = review_report(&args)?;
+            let text =
+                headroom_collector::views::review::render(&review, args.format).map_err(report_failure)?;
+            report_cli::write_atomically(&args.out, &text).map_err(report_failure)?;
+            for note in &review.notes {
+                println!("{note}");
+            }
+            println!(
+                "wrote {} (review of {} alarm firings, {} groups)",
+                args.out.display(),
+                review.alarms.rows.iter().map(|r| r.fired).sum::<u32>(),
+                review.headroom.rows.len()
+            );
+        }
         Command::Report(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
             report_cli::write_atomically(&args.out, &sizing::render(&report, args.format))
@@ -377,6 +392,48 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Reads the config (defaults when absent) and builds the weekly review from the database.
+fn review_report(args: &ReportArgs) -> Result<headroom_collector::views::review::Review, Failure> {
+    use headroom_collector::views::review;
+    if args.database.source.is_some() {
+        return Err(Failure::Usage(
+            "report --kind review reads a collector's database (alarm and outlier history are not exported); \
+             pass --db FILE instead of --source"
+                .to_string(),
+        ));
+    }
+    if !args.what_if.scenarios().is_empty() {
+        return Err(Failure::Usage(
+            "report --kind review takes no what-if options (--growth, --target, --lose, --lose-hosts, --add, --scenario); \
+             use report --kind sizing for those"
+                .to_string(),
+        ));
+    }
+    let config = if args.database.config.exists() {
+        load_config(&args.database.config)?
+    } else {
+        config::Config::default()
+    };
+    let window = args.window.unwrap_or(review::DEFAULT_WINDOW);
+    if window < Duration::from_secs(3_600) {
+        return Err(Failure::Usage(format!(
+            "--window {}: too short for a review (use at least 1h, like 7d)",
+            humantime::format_duration(window)
+        )));
+    }
+    let options = review::ReviewOptions {
+        db: args
+            .database
+            .db
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("headroom.db")),
+        window,
+        now_ms: headroom_common::clock::now_ms(),
+        end: args.database.end,
+    };
+    review::build_review(&options, &config.sizing).map_err(report_failure)
 }
 
 /// Reads the config (defaults when absent) and builds the sizing report from the database.

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod promql;
 pub mod render;
 pub mod report_cli;
+pub mod review;
 pub mod web;
 pub mod window;
 
