@@ -143,6 +143,10 @@ impl Config {
                             self.identity.hello_label_keys.iter().map(string).collect(),
                         )),
                     ),
+                    (
+                        "signer_socket",
+                        self.identity.signer_socket.as_deref().map(path_value),
+                    ),
                 ]),
             ),
             (
@@ -185,6 +189,11 @@ impl Config {
                     ("flag_windows", Some(integer(self.outliers.flag_windows))),
                     ("window_count", Some(integer(self.outliers.window_count))),
                     ("window", Some(duration_value(self.outliers.window))),
+                    (
+                        "min_group_hosts",
+                        Some(integer(self.outliers.min_group_hosts as i64)),
+                    ),
+                    ("relative_floor", Some(float(self.outliers.relative_floor))),
                 ]),
             ),
             ("sizing", sizing(&self.sizing)),
@@ -212,6 +221,8 @@ token_file = "/etc/headroom/api.token"
 host_names = ["collector.example.net"]
 [tls]
 cert = "other/server.pem"
+[identity]
+signer_socket = "/run/headroom-collector-signer/signer.sock"
 [storage]
 raw_retention = "72h"
 [alarms]
