@@ -16,7 +16,32 @@ use tokio_util::sync::CancellationToken;
 )]
 struct Cli {
     #[command(subcommand)]
+    command: Invocation,
+}
+
+/// The command line as the man pages and completions show it: every command but the hidden `generate-docs`,
+/// which clap would otherwise still list in completions (it cannot remove a subcommand once declared).
+#[derive(Parser)]
+#[command(
+    name = "headroom-agent",
+    version,
+    about = "headroom host agent: samples this host and streams it to the collector"
+)]
+struct DocumentedCli {
+    #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum Invocation {
+    #[command(flatten)]
+    Documented(Command),
+    /// Write man pages and shell completions into a directory (used when packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -47,12 +72,6 @@ enum Command {
         /// toml (reads back as the same configuration) or json.
         #[arg(long, value_enum, default_value_t = headroom_common::effective::DocumentFormat::Toml)]
         format: headroom_common::effective::DocumentFormat,
-    },
-    /// Write man pages and shell completions into a directory (used when packaging).
-    #[command(hide = true)]
-    GenerateDocs {
-        #[arg(long)]
-        out: PathBuf,
     },
 }
 
@@ -90,12 +109,15 @@ enum SampleFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. }) {
+    let command = match Cli::parse().command {
+        Invocation::Documented(command) => command,
+        Invocation::GenerateDocs { out } => return generate_docs(&out),
+    };
+    if !matches!(command, Command::Run { .. }) {
         exit_quietly_on_closed_pipe();
     }
     init_logging();
-    match cli.command {
+    match command {
         Command::Run { config: path } => {
             let config = match config::load(&path) {
                 Ok(config) => config,
@@ -133,18 +155,21 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::GenerateDocs { out } => match cli_docs::write(Cli::command(), &out) {
-            Ok(files) => {
-                for file in files {
-                    println!("{}", file.display());
-                }
-                ExitCode::SUCCESS
+    }
+}
+
+fn generate_docs(out: &std::path::Path) -> ExitCode {
+    match cli_docs::write(DocumentedCli::command(), out) {
+        Ok(files) => {
+            for file in files {
+                println!("{}", file.display());
             }
-            Err(e) => runtime_error(anyhow::anyhow!(
-                "writing man pages and completions into {}: {e}",
-                out.display()
-            )),
-        },
+            ExitCode::SUCCESS
+        }
+        Err(e) => runtime_error(anyhow::anyhow!(
+            "writing man pages and completions into {}: {e}",
+            out.display()
+        )),
     }
 }
 

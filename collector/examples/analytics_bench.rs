@@ -304,6 +304,8 @@ fn main() {
             interval_ms: 1_000,
             last_seen_ms: T0_MS,
             clock_offset_ms: None,
+            cores: 8,
+            memory_bytes: 32 << 30,
             history: HostHistory::new(HISTORY_SAMPLES),
         })
         .collect();
@@ -346,6 +348,7 @@ fn main() {
         outliers: OutlierSettings::default(),
         database: None,
         api_url: "http://127.0.0.1:9601".to_string(),
+        sizing: headroom_collector::sizing::SizingConfig::default(),
     };
     let analytics = Analytics::new(settings.clone());
     let mut engine = AlarmEngine::new(settings.rules.clone().expect("rules set above"));

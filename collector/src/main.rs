@@ -1,331 +1,29 @@
 //! `headroom-collector`: parse the command line, load the config, call the library, map errors to exit codes.
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use headroom_collector::app::{demo, serve};
 use headroom_collector::config;
 use headroom_collector::identity::{self, pki_cli};
 use headroom_collector::live::summary::FleetSummary;
 use headroom_collector::sizing::{self, ReportFormat};
+use headroom_collector::views::admin::{render_certs, render_tokens};
 use headroom_collector::views::client;
-use headroom_collector::views::end::EndAt;
-use headroom_collector::views::render::{self, render_fleet, render_hosts, Format, Output};
+use headroom_collector::views::render::{self, render_fleet, render_hosts, Format};
 use headroom_collector::views::report_cli;
-use headroom_common::effective::{render_document, DocumentFormat};
+use headroom_common::effective::render_document;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-#[command(
-    name = "headroom-collector",
-    version,
-    about = "headroom collector: fleet ingest, views and PKI"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run the service (systemd runs this).
-    Serve {
-        #[arg(long, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
-    /// Quickstart: throwaway PKI and state, a collector, a real local agent and simulated hosts.
-    Demo {
-        /// How many simulated hosts (named sim-…) to start.
-        #[arg(long, default_value_t = 9)]
-        simulated_hosts: usize,
-        /// Print the fleet summary this often.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        print_every: Duration,
-        /// Stop by itself after this long instead of waiting for Ctrl-C.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<Duration>,
-    },
-    /// Certificate authority.
-    Ca {
-        #[command(subcommand)]
-        command: CaCommand,
-    },
-    /// Agent certificates.
-    Cert {
-        #[command(subcommand)]
-        command: CertCommand,
-    },
-    /// One-time enrollment tokens.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
-    CheckConfig {
-        #[arg(long, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-        /// toml (reads back as the same configuration) or json.
-        #[arg(long, value_enum, default_value_t = DocumentFormat::Toml)]
-        format: DocumentFormat,
-    },
-    /// Fleet summary per group and zone, from a running collector; with --by or --window, percentiles
-    /// across hosts of each host's mean over the window, grouped by any labels.
-    Fleet {
-        #[command(flatten)]
-        view: ViewArgs,
-        /// Labels to group by, comma-separated, like group,zone (default group,zone with --window).
-        #[arg(long)]
-        by: Option<String>,
-        /// live, or a window like 5m, 1h, 1d, 7d, 30d (raw rows up to 1h, rollups beyond).
-        #[arg(long)]
-        window: Option<String>,
-        /// Per-host statistic over the window: mean, p50, p90, p99, p99.9 or max, from the rollup sketches
-        /// (default p99 beyond 1h, mean of raw rows up to 1h); adds a pooled row per group (every sample,
-        /// merged sketches).
-        #[arg(long)]
-        stat: Option<String>,
-        /// Where the window ends: an RFC 3339 time, or latest (the newest sample); default now.
-        #[arg(long, default_value = "now")]
-        end: EndAt,
-    },
-    /// Hosts flagged as outliers among their peers, each explained.
-    Outliers {
-        #[command(flatten)]
-        view: ViewArgs,
-        /// Only this group.
-        #[arg(long)]
-        group: Option<String>,
-    },
-    /// Pending and firing alarms with their runbooks.
-    Alarms(ViewArgs),
-    /// One row per host, from a running collector.
-    Hosts(ViewArgs),
-    /// Failover sizing per service group, read from the database file (no collector needs to run).
-    Sizing(SizingArgs),
-    /// Write a sizing and capacity report to a file, read from the database file (a copy works).
-    Report(ReportArgs),
-    /// Write man pages and shell completions into a directory (used when packaging).
-    #[command(hide = true)]
-    GenerateDocs {
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum CaCommand {
-    /// Create the CA and the collector's server certificate in <state_dir>/pki.
-    Init {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
-        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
-        server_names: Vec<String>,
-        /// Replace an existing CA (every agent certificate must then be issued again).
-        #[arg(long)]
-        force: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum CertCommand {
-    /// Issue a certificate for a host that cannot enroll; the private key then travels by hand.
-    Issue {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// The host's identity (lowercase DNS name).
-        #[arg(long)]
-        host: String,
-        /// Where to write agent.pem, agent.key and ca.pem (default: ./<host>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Validity in days, 1 to 365 (the longest `identity.cert_validity` enrollment may use).
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-    },
-    /// Replace the collector's own server certificate (same CA); a running collector picks it up within
-    /// seconds, or at once on SIGHUP, and keeps its agent connections.
-    Server {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Names agents use to reach the collector (DNS names or IPs); repeat for several.
-        #[arg(long = "server-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
-        server_names: Vec<String>,
-        /// Validity in days.
-        #[arg(long, default_value_t = 365)]
-        days: u32,
-    },
-    /// List issued certificates: host, serial, labels, not-after, last seen.
-    List {
-        #[command(flatten)]
-        place: PlaceArgs,
-    },
-    /// Revoke a host's certificates or one serial; a connected host is cut off within seconds.
-    Revoke {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// Revoke every unexpired certificate of this host.
-        #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
-        host: Option<String>,
-        /// Revoke this serial (hex, as "cert list" shows it).
-        #[arg(long)]
-        serial: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create a token and print it (shown only this once).
-    Create {
-        #[command(flatten)]
-        place: PlaceArgs,
-        /// How long the token stays valid.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-        /// How many hosts may enroll with it.
-        #[arg(long, default_value_t = 1)]
-        uses: u32,
-        /// Label written into every certificate enrolled with it, KEY=VALUE; repeat for several.
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Enroll only this host, even while it holds a valid certificate (a re-imaged host); its older
-        /// certificates are revoked when it enrolls.
-        #[arg(long)]
-        host: Option<String>,
-    },
-    /// List tokens: id, uses left, expiry, labels (never the secret).
-    List {
-        #[command(flatten)]
-        place: PlaceArgs,
-    },
-}
-
-#[derive(clap::Args)]
-struct PlaceArgs {
-    /// Collector config whose state_dir holds the PKI.
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// State directory to use instead of the config's.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-}
-
-/// Where `sizing` and `report` read from.
-#[derive(clap::Args)]
-struct DatabaseArgs {
-    /// The database file, or a copy of it (default: <state_dir>/headroom.db from the config).
-    #[arg(long)]
-    db: Option<PathBuf>,
-    /// Read a Prometheus-compatible query API instead of a database, like prometheus=http://127.0.0.1:9090:
-    /// the same per-minute group sums with PromQL from the series the collectors export (one report for a
-    /// fleet spread over many collectors).
-    #[arg(long, conflicts_with = "db", value_parser = headroom_collector::views::promql::parse_source)]
-    source: Option<String>,
-    /// Collector config: its state_dir and [sizing] section (defaults apply when the file is absent).
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Where the window ends: an RFC 3339 time, or latest (the newest sample in the database); default now.
-    #[arg(long, default_value = "now")]
-    end: EndAt,
-}
-
-/// What-if options of `sizing` and `report`: each one given is a scenario of its own, sized as a row
-/// beside the baseline; `--scenario` combines several into one row.
-#[derive(clap::Args)]
-struct WhatIfArgs {
-    /// Scenario: load grows by this much, like 20% (repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_growth, allow_hyphen_values = true)]
-    growth: Vec<f64>,
-    /// Scenario: another target, like cpu=70% (cpu, memory, connections; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_target)]
-    target: Vec<(sizing::scenario::TargetKind, f64)>,
-    /// Scenario: lose this zone, like zone=eu-1a (the only loss the row sizes; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_lose)]
-    lose: Vec<String>,
-    /// Scenario: lose this many hosts at once (N+k, the only loss the row sizes; repeatable, one row each).
-    #[arg(long)]
-    lose_hosts: Vec<u32>,
-    /// Scenario: add hosts to a group, like group=web,hosts=3, placed to keep zones balanced (repeatable,
-    /// one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_add)]
-    add: Vec<(String, u32)>,
-    /// One scenario combining several options, like "growth=20%,lose=zone=eu-1a,add=group=web,hosts=3"
-    /// (OPTION=VALUE items as the options above; repeatable, one row each).
-    #[arg(long, value_parser = sizing::Scenario::parse_combined)]
-    scenario: Vec<sizing::Scenario>,
-}
-
-impl WhatIfArgs {
-    fn scenarios(&self) -> Vec<sizing::Scenario> {
-        sizing::WhatIfOptions {
-            growth: self.growth.clone(),
-            targets: self.target.clone(),
-            lose_zones: self.lose.clone(),
-            lose_hosts: self.lose_hosts.clone(),
-            add: self.add.clone(),
-            combined: self.scenario.clone(),
-        }
-        .scenarios()
-    }
-}
-
-#[derive(clap::Args)]
-struct SizingArgs {
-    /// Window ending now, like "14d" (default: sizing.window from the config).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    window: Option<Duration>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    no_header: bool,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    what_if: WhatIfArgs,
-}
-
-#[derive(clap::Args)]
-struct ReportArgs {
-    /// Window ending now, like "30d" (default: sizing.window from the config).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    window: Option<Duration>,
-    /// html, csv, json or md.
-    #[arg(long, default_value = "html")]
-    format: ReportFormat,
-    /// The file to write.
-    #[arg(long)]
-    out: PathBuf,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    what_if: WhatIfArgs,
-}
-
-#[derive(clap::Args)]
-struct ViewArgs {
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Leave out the header row and summary lines of the table or CSV.
-    #[arg(long)]
-    no_header: bool,
-    /// The collector's HTTP API: IP:port (plain HTTP) or an https:// URL (default: http_listen from the
-    /// config, else 127.0.0.1:9601). `fleet` takes it several times and merges the collectors' live views.
-    #[arg(long, value_parser = client::Api::parse_base)]
-    api: Vec<String>,
-    /// File holding the API's bearer token (default: http.token_file from the config, when set).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// PEM CA certificates trusted for an https:// API besides the system's store (default: the config's
-    /// tls.ca, the fleet CA, when the API is HTTPS).
-    #[arg(long)]
-    api_ca: Option<PathBuf>,
-    #[arg(long, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-}
+use cli::{
+    CaCommand, CertCommand, Cli, Command, DatabaseArgs, DocumentedCli, Invocation, PlaceArgs, ReportArgs,
+    ReportKind, TokenCommand, ViewArgs, WhatIfArgs,
+};
 
 enum Failure {
     Usage(String),
@@ -339,14 +37,33 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+    let command = match Cli::parse().command {
+        Invocation::Documented(command) => command,
+        Invocation::GenerateDocs { out } => {
+            return match headroom_agent::cli_docs::write(DocumentedCli::command(), &out) {
+                Ok(files) => {
+                    for file in files {
+                        println!("{}", file.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "headroom-collector: writing man pages and completions into {}: {error}",
+                        out.display()
+                    );
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
+    if !matches!(command, Command::Serve { .. } | Command::Demo { .. }) {
         exit_quietly_on_closed_pipe();
     }
     // The demo prints its own summary; routine connection logs would bury it.
-    let quiet = matches!(cli.command, Command::Demo { .. });
+    let quiet = matches!(command, Command::Demo { .. });
     init_logging(if quiet { "warn" } else { "info" });
-    match dispatch(cli.command) {
+    match dispatch(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("headroom-collector: {message}");
@@ -366,15 +83,6 @@ fn exit_quietly_on_closed_pipe() {
     // SAFETY: restoring the default disposition of one signal before any thread is started.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-impl ViewArgs {
-    fn output(&self) -> Output {
-        Output {
-            format: self.format,
-            header: !self.no_header,
-        }
     }
 }
 
@@ -502,13 +210,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{text}");
         }
         Command::Token {
-            command: TokenCommand::List { place },
+            command: TokenCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::token_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let tokens = identity::admin::token_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_tokens(&tokens, output.output()));
         }
         Command::Cert {
             command:
@@ -538,13 +244,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             println!("a running collector loads it within seconds, or at once on SIGHUP; agent connections stay up");
         }
         Command::Cert {
-            command: CertCommand::List { place },
+            command: CertCommand::List { place, output },
         } => {
             let dir = pki_cli::pki_dir(&state_dir(&place)?);
-            print!(
-                "{}",
-                identity::admin::cert_list(&dir, now_s()).map_err(admin_failure)?
-            );
+            let certs = identity::admin::cert_rows(&dir, now_s()).map_err(admin_failure)?;
+            print!("{}", render_certs(&certs, output.output()));
         }
         Command::Cert {
             command: CertCommand::Revoke { place, host, serial },
@@ -558,13 +262,6 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let config = load_config(&path)?;
             let origin = path.display().to_string();
             print!("{}", render_document(&config.effective(), &origin, format));
-        }
-        Command::GenerateDocs { out } => {
-            let files = headroom_agent::cli_docs::write(Cli::command(), &out)
-                .with_context(|| format!("writing man pages and completions into {}", out.display()))?;
-            for file in files {
-                println!("{}", file.display());
-            }
         }
         Command::Fleet {
             view: args,
@@ -613,7 +310,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             let hosts = headroom_collector::live::summary::merge_hosts(lists);
             let summary =
                 headroom_collector::live::summary::summarize(&hosts, headroom_common::clock::now_ms());
-            print!("{}", render_fleet(&summary, args.format));
+            print!("{}", render_fleet(&summary, args.output()));
         }
         Command::Fleet { view: args, .. } => {
             let body = client::get(&api_of(&args)?, "/api/v1/fleet")?;
@@ -622,8 +319,8 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Sizing(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
-            let header = !args.no_header;
-            let text = match args.format {
+            let header = !args.output.no_header;
+            let text = match args.output.format {
                 Format::Table => report_cli::render_table(&report, header),
                 Format::Json => sizing::render(&report, ReportFormat::Json),
                 // The sizing CSV has exactly one header line: the column names.
@@ -634,6 +331,21 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                     .unwrap_or_default(),
             };
             print!("{text}");
+        }
+        Command::Report(args) if args.kind == ReportKind::Review => {
+            let review = review_report(&args)?;
+            let text =
+                headroom_collector::views::review::render(&review, args.format).map_err(report_failure)?;
+            report_cli::write_atomically(&args.out, &text).map_err(report_failure)?;
+            for note in &review.notes {
+                println!("{note}");
+            }
+            println!(
+                "wrote {} (review of {} alarm firings, {} groups)",
+                args.out.display(),
+                review.alarms.rows.iter().map(|r| r.fired).sum::<u32>(),
+                review.headroom.rows.len()
+            );
         }
         Command::Report(args) => {
             let report = sizing_report(&args.database, &args.what_if, args.window)?;
@@ -680,6 +392,48 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Reads the config (defaults when absent) and builds the weekly review from the database.
+fn review_report(args: &ReportArgs) -> Result<headroom_collector::views::review::Review, Failure> {
+    use headroom_collector::views::review;
+    if args.database.source.is_some() {
+        return Err(Failure::Usage(
+            "report --kind review reads a collector's database (alarm and outlier history are not exported); \
+             pass --db FILE instead of --source"
+                .to_string(),
+        ));
+    }
+    if !args.what_if.scenarios().is_empty() {
+        return Err(Failure::Usage(
+            "report --kind review takes no what-if options (--growth, --target, --lose, --lose-hosts, --add, --scenario); \
+             use report --kind sizing for those"
+                .to_string(),
+        ));
+    }
+    let config = if args.database.config.exists() {
+        load_config(&args.database.config)?
+    } else {
+        config::Config::default()
+    };
+    let window = args.window.unwrap_or(review::DEFAULT_WINDOW);
+    if window < Duration::from_secs(3_600) {
+        return Err(Failure::Usage(format!(
+            "--window {}: too short for a review (use at least 1h, like 7d)",
+            humantime::format_duration(window)
+        )));
+    }
+    let options = review::ReviewOptions {
+        db: args
+            .database
+            .db
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("headroom.db")),
+        window,
+        now_ms: headroom_common::clock::now_ms(),
+        end: args.database.end,
+    };
+    review::build_review(&options, &config.sizing).map_err(report_failure)
 }
 
 /// Reads the config (defaults when absent) and builds the sizing report from the database.

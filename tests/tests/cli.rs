@@ -270,3 +270,173 @@ fn issue_15_man_pages_render_and_completions_cover_every_subcommand() {
         }
     }
 }
+
+/// Every command of `bin` as its argument list (`["cert", "list"]`), read from the man pages it generates:
+/// one page per visible command.
+fn every_command(bin: &str) -> Vec<Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(bin, &["generate-docs", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut commands: Vec<Vec<String>> = std::fs::read_dir(dir.path().join("man"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let words = name
+                .strip_prefix(&format!("{bin}-"))?
+                .strip_suffix(".1")?
+                .to_string();
+            Some(words.split('-').map(str::to_string).collect())
+        })
+        .collect();
+    // Page names join words with '-', like command names do: put multi-word commands back together.
+    for command in &mut commands {
+        if command.len() == 2 && command[0] == "check" {
+            *command = vec!["check-config".to_string()];
+        }
+    }
+    commands.sort();
+    commands
+}
+
+/// Issue 15: every table command takes `--format table|json|csv` and `--no-header` (the walk finds each
+/// command offering a table), and `cert list` / `token list` print all three.
+#[test]
+fn issue_15_every_table_command_takes_format_and_no_header() {
+    let mut table_commands = Vec::new();
+    for bin in ["headroom-agent", "headroom-collector"] {
+        for command in every_command(bin) {
+            let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+            args.push("--help");
+            let (code, help, stderr) = run(bin, &args);
+            assert_eq!(code, Some(0), "{bin} {args:?}: {stderr}");
+            let offers_table = help
+                .lines()
+                .any(|line| line.contains("--format") && help.contains("possible values: table"));
+            if offers_table {
+                assert!(
+                    help.contains("[possible values: table, json, csv]") && help.contains("--no-header"),
+                    "{bin} {command:?}:\n{help}"
+                );
+                table_commands.push(command.join(" "));
+            }
+        }
+    }
+    for expected in [
+        "sample",
+        "fleet",
+        "hosts",
+        "outliers",
+        "alarms",
+        "sizing",
+        "cert list",
+        "token list",
+    ] {
+        assert!(
+            table_commands.iter().any(|c| c == expected),
+            "{expected} not among {table_commands:?}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("collector");
+    let state = state.to_str().unwrap();
+    let (code, _, stderr) = run("headroom-collector", &["ca", "init", "--state-dir", state]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = dir.path().join("web-1");
+    let (code, _, stderr) = run(
+        "headroom-collector",
+        &[
+            "cert",
+            "issue",
+            "--host",
+            "web-1",
+            "--state-dir",
+            state,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, token, stderr) = run(
+        "headroom-collector",
+        &[
+            "token",
+            "create",
+            "--uses",
+            "3",
+            "--label",
+            "group=web",
+            "--state-dir",
+            state,
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let token_id = token.split_once('.').unwrap().0.to_string();
+    for (list, key, first) in [("cert", "certs", "web-1"), ("token", "tokens", token_id.as_str())] {
+        let print = |extra: &[&str]| {
+            let mut args = vec![list, "list", "--state-dir", state];
+            args.extend_from_slice(extra);
+            let (code, stdout, stderr) = run("headroom-collector", &args);
+            assert_eq!(code, Some(0), "{list} list {extra:?}: {stderr}");
+            stdout
+        };
+        let table = print(&[]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        let bare = print(&["--no-header"]);
+        let words = |text: &str| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(words(&bare), words(table.lines().nth(1).unwrap()), "{bare}");
+        assert!(bare.trim_start().starts_with(first), "{bare}");
+        let csv = print(&["--format", "csv"]);
+        assert_eq!(csv.lines().count(), 2, "{csv}");
+        assert!(
+            csv.lines().nth(1).unwrap().starts_with(&format!("{first},")),
+            "{csv}"
+        );
+        assert_eq!(
+            print(&["--format", "csv", "--no-header"]),
+            csv.lines().nth(1).unwrap().to_string() + "\n"
+        );
+        let json: serde_json::Value = serde_json::from_str(&print(&["--format", "json"])).unwrap();
+        assert_eq!(json["schema_version"], 1, "{json}");
+        assert_eq!(json[key].as_array().unwrap().len(), 1, "{json}");
+    }
+    assert!(
+        !print_contains_secret(state, &token),
+        "token list printed the secret"
+    );
+}
+
+/// Whether any format of `token list` shows the secret part of `token`.
+fn print_contains_secret(state: &str, token: &str) -> bool {
+    let secret = token.trim().split_once('.').unwrap().1;
+    ["table", "json", "csv"].iter().any(|format| {
+        let (_, stdout, _) = run(
+            "headroom-collector",
+            &["token", "list", "--state-dir", state, "--format", format],
+        );
+        stdout.contains(secret)
+    })
+}
+
+/// Issue 15: the packaging command `generate-docs` is hidden from `--help`, the man pages and every shell's
+/// completions.
+#[test]
+fn issue_15_generate_docs_is_in_no_completion_or_man_page() {
+    for bin in ["headroom-agent", "headroom-collector"] {
+        let (_, help, _) = run(bin, &["--help"]);
+        assert!(!help.contains("generate-docs"), "{help}");
+        let dir = tempfile::tempdir().unwrap();
+        let (code, listed, stderr) = run(bin, &["generate-docs", "--out", dir.path().to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let files: Vec<&str> = listed.lines().collect();
+        assert!(files.len() >= 6, "{listed}");
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(
+                !text.contains("generate-docs") && !text.contains("generate__subcmd__docs"),
+                "{file} mentions the hidden command"
+            );
+            assert!(!file.contains("generate"), "{file}");
+        }
+    }
+}

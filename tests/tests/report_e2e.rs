@@ -420,4 +420,52 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/headroom.db: file not found"));
+
+    // Issue 14, point 3: the weekly review of the same copy. Every host joined inside the window, no alarm
+    // rules were loaded, and both groups are sized now and a week ago (when they did not exist yet).
+    let review_of = |format: &str| {
+        let out = work.path().join(format!("review.{format}"));
+        let output = Command::new(binary("headroom-collector"))
+            .args([
+                "report", "--kind", "review", "--window", "7d", "--format", format, "--db",
+            ])
+            .arg(&copy)
+            .arg("--out")
+            .arg(&out)
+            .args(["--config", work.path().join("absent.toml").to_str().unwrap()])
+            .output()
+            .unwrap();
+        (output, out)
+    };
+    let (output, out) = review_of("json");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let review: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let mut added: Vec<&str> = review["hosts_added"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    added.sort_unstable();
+    assert_eq!(added, vec!["db-1", "web-1", "web-2", "web-3"], "{review}");
+    let headroom = review["headroom"]["rows"].as_array().unwrap();
+    assert_eq!(headroom.len(), 2, "{review}");
+    assert!(headroom.iter().all(|g| g["status_before"].is_null()), "{review}");
+    assert_eq!(review["alarms"]["look_at"], "No alarm fired in the window.");
+    let (output, out) = review_of("md");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::read_to_string(out)
+        .unwrap()
+        .starts_with("# Weekly operational review"));
+    let (output, _) = review_of("csv");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("use html, md or json"));
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the spool's bookkeeping: reads from memory and disk, acks, the cap and its gaps.
 
 use super::*;
+use headroom_common::wire::GapReport;
 use headroom_common::wire::InterfaceCounters;
 
 fn sample(seq: u64) -> Sample {

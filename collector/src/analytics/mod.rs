@@ -29,6 +29,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// How often the forecast behind `headroom` rules with `within` is recomputed from the database: forecasts
+/// move by the day, and a report over the sizing window reads every group minute of it.
+pub const FORECAST_REFRESH_MS: u64 = 3_600_000;
+
 /// A sample older than this on arrival is catch-up and stays out of the history.
 pub const CATCH_UP_AGE_MS: u64 = 10_000;
 
@@ -66,6 +70,8 @@ pub struct AnalyticsSettings {
     pub database: Option<PathBuf>,
     /// The API's base URL, for the alerts' generatorURL.
     pub api_url: String,
+    /// The `[sizing]` settings `headroom` rules size groups with.
+    pub sizing: crate::sizing::SizingConfig,
 }
 
 impl AnalyticsSettings {
@@ -116,6 +122,7 @@ impl AnalyticsSettings {
             outliers,
             database: Some(config.state_dir.join("headroom.db")),
             api_url: format!("http://{}", config.http_listen),
+            sizing: config.sizing.clone(),
         })
     }
 }
@@ -129,6 +136,10 @@ pub fn history_capacity(rules: Option<&RuleSet>) -> usize {
                 let window_ms = match rule.condition {
                     crate::analytics::alarms::Condition::Percentile { over_ms, .. }
                     | crate::analytics::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
+                    crate::analytics::alarms::Condition::Headroom {
+                        over_ms,
+                        within_days: None,
+                    } => over_ms,
                     _ => 0,
                 };
                 window_ms.max(rule.for_ms)
@@ -341,6 +352,8 @@ pub struct Analytics {
     alarms: Mutex<AlarmReport>,
     /// Where alarm transitions and new outlier flags are kept; unset in tests without storage.
     history: std::sync::OnceLock<crate::store::StoreHandle>,
+    /// A forecast digest not yet handed to the alarm engine.
+    forecast: Mutex<Option<crate::analytics::alarms::headroom::ForecastDigest>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -372,6 +385,7 @@ impl Analytics {
             outliers: Mutex::new(outliers),
             alarms: Mutex::new(alarms),
             history: std::sync::OnceLock::new(),
+            forecast: Mutex::new(None),
         })
     }
 
@@ -439,6 +453,44 @@ impl Analytics {
         cell.window.add(&values);
     }
 
+    /// The capacity `host` announced in its hello (cores, memory), for `headroom` rules.
+    pub fn observe_capacity(
+        &self,
+        host: &str,
+        labels: &BTreeMap<String, String>,
+        cores: u32,
+        memory_bytes: u64,
+        now_ms: u64,
+    ) {
+        let cell = self.cell(host, labels, now_ms);
+        let mut cell = lock(&cell);
+        cell.input.cores = cores;
+        cell.input.memory_bytes = memory_bytes;
+    }
+
+    /// A sizing report computed from the database (every [`FORECAST_REFRESH_MS`] by whoever owns the
+    /// database), digested for `headroom` rules with `within`; the next evaluation picks it up.
+    pub fn set_forecast(&self, report: &crate::sizing::SizingReport, now_ms: u64) {
+        *lock(&self.forecast) = Some(crate::analytics::alarms::headroom::forecast_digest(
+            report, now_ms,
+        ));
+    }
+
+    /// Whether a `headroom` rule with `within` needs forecasts.
+    pub fn wants_forecast(&self) -> bool {
+        self.settings.rules.as_ref().is_some_and(|rules| {
+            rules.rules.iter().any(|rule| {
+                matches!(
+                    rule.condition,
+                    crate::analytics::alarms::Condition::Headroom {
+                        within_days: Some(_),
+                        ..
+                    }
+                )
+            })
+        })
+    }
+
     /// A new estimate of how far `host`'s clock is ahead of the collector's, for `clock_skew` rules.
     pub fn observe_clock(&self, host: &str, labels: &BTreeMap<String, String>, offset_ms: i64, now_ms: u64) {
         let cell = self.cell(host, labels, now_ms);
@@ -459,6 +511,8 @@ impl Analytics {
                 interval_ms: crate::live::fleet::DEFAULT_INTERVAL_MS,
                 last_seen_ms: now_ms,
                 clock_offset_ms: None,
+                cores: 0,
+                memory_bytes: 0,
                 history: HostHistory::new(self.history_capacity),
             },
             last_sample_ms: 0,
@@ -546,6 +600,9 @@ impl Analytics {
         tracker: &OutlierTracker,
         now_ms: u64,
     ) -> Vec<AlarmEvent> {
+        if let Some(digest) = lock(&self.forecast).take() {
+            engine.set_forecast(digest);
+        }
         let cells = self.cells();
         let events = engine.evaluate_each(Some(tracker), now_ms, |visit| {
             for cell in cells.iter() {
@@ -588,7 +645,11 @@ impl Analytics {
 pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
     let settings = analytics.settings.clone();
     let mut tracker = OutlierTracker::new(settings.outliers.clone());
-    let mut engine = settings.rules.clone().map(AlarmEngine::new);
+    let mut engine = settings.rules.clone().map(|rules| {
+        let mut engine = AlarmEngine::new(rules);
+        engine.set_sizing(settings.sizing.clone());
+        engine
+    });
     let sender_settings = SenderSettings {
         generator_url: settings.api_url.clone(),
         extra_roots_pem: settings.alarm_ca_pem.clone(),

@@ -22,6 +22,7 @@ fn settings(rules: Option<&str>) -> AnalyticsSettings {
         },
         database: None,
         api_url: "http://127.0.0.1:9601".to_string(),
+        sizing: crate::sizing::SizingConfig::default(),
     }
 }
 
@@ -197,4 +198,128 @@ fn observe_is_not_held_up_by_a_host_being_evaluated() {
     let cells = analytics.cells();
     assert_eq!(cells.len(), 3);
     assert_eq!(lock(&cells[1]).input.history.len(), 2);
+}
+
+const HEADROOM_RULES: &str = r#"
+[[rule]]
+name = "group-headroom"
+kind = "headroom"
+severity = "warning"
+for = "30s"
+over = "15m"
+runbook = "add the hosts named in the alarm, in the zones named, before the load grows further"
+
+[[rule]]
+name = "group-headroom-forecast"
+kind = "headroom"
+severity = "info"
+for = "0s"
+within = "30d"
+runbook = "plan the hosts the sizing report names"
+"#;
+
+/// Issue 10: three 8-core hosts, one per zone, fed through the runtime as ingest feeds it. At 50 % busy (12
+/// cores of 24) losing a zone puts 12 cores on 16: 75 %, safe under 80 %. At 60 % (14.4 cores) it would be
+/// 90 %: the headroom alarm goes pending, fires after its `for`, and names the binding resource, the worst
+/// loss and the hosts to add: one host in zone a leaves losing a at 14.4/16 = 90 %; a second in b makes
+/// the worst loss a 16-core zone, 14.4/24 = 60 %.
+#[test]
+fn issue_10_the_headroom_alarm_fires_from_the_live_load_and_names_what_to_add() {
+    let analytics = Analytics::new(settings(Some(HEADROOM_RULES)));
+    let mut engine = AlarmEngine::new(analytics.settings().rules.clone().unwrap());
+    engine.set_sizing(analytics.settings().sizing.clone());
+    let tracker = OutlierTracker::new(analytics.settings().outliers.clone());
+    let hosts = [("web-a", "a"), ("web-b", "b"), ("web-c", "c")];
+    let mut labelled = Vec::new();
+    for (host, zone) in hosts {
+        let mut labels = labels("web");
+        labels.insert("zone".to_string(), zone.to_string());
+        analytics.observe_capacity(host, &labels, 8, 32 << 30, T0_MS);
+        labelled.push((host, labels));
+    }
+    let run = |engine: &mut AlarmEngine, from_s: u64, to_s: u64, busy_pct: f64| {
+        let mut events = Vec::new();
+        for second in from_s..to_s {
+            let now = T0_MS + second * 1_000;
+            for (host, labels) in &labelled {
+                analytics.observe(host, labels, &cpu(busy_pct), now, now);
+            }
+            if second % 10 == 0 {
+                events.extend(analytics.evaluate(engine, &tracker, now));
+            }
+        }
+        events
+    };
+    let quiet = run(&mut engine, 0, 300, 50.0);
+    assert!(quiet.iter().all(|e| e.rule != "group-headroom"), "{quiet:?}");
+    let hot = run(&mut engine, 300, 600, 60.0);
+    let fired: Vec<&AlarmEvent> = hot
+        .iter()
+        .filter(|e| e.rule == "group-headroom" && e.status == AlarmStatus::Firing)
+        .collect();
+    assert_eq!(fired.len(), 1, "{hot:?}");
+    assert_eq!(
+        fired[0].subject,
+        crate::analytics::alarms::Subject::Group("web".into())
+    );
+    assert_eq!(fired[0].kind, "headroom");
+    assert_eq!(fired[0].labels.get("group").map(String::as_str), Some("web"));
+    // Five minutes at 60 %: the peak minute is wholly hot, and the alarm as it stands says so.
+    let report = analytics.alarm_report();
+    let row = report
+        .alarms
+        .iter()
+        .find(|a| a.rule == "group-headroom")
+        .expect("the headroom alarm");
+    assert_eq!(row.status, "firing");
+    assert!((row.value.unwrap() - 90.0).abs() < 1e-6, "{row:?}");
+    assert_eq!(
+        row.summary,
+        "group-headroom on web: cpu would run at 90.0 % after losing zone \"a\" (target 80.0 %; now 60.0 %, \
+         safe level 53.3 %); hosts to add: 2 (+1 in a, +1 in b)"
+    );
+
+    // The forecast variant waits for a forecast, then fires on a group the digest calls unsafe within 30
+    // days, and stays quiet for one beyond it.
+    assert!(!report.alarms.iter().any(|a| a.rule == "group-headroom-forecast"));
+    let sized = crate::sizing::SizingReport {
+        schema_version: 2,
+        window_start_ms: T0_MS,
+        window_end_ms: T0_MS,
+        percentile: 99.9,
+        peak_statistic: "p99.9".into(),
+        notes: Vec::new(),
+        horizon_days: 90.0,
+        groups: Vec::new(),
+        scenarios: Vec::new(),
+        ranking: vec![crate::sizing::RankedGroup {
+            group: "web".into(),
+            days_until_unsafe: 12.0,
+            resource: Some(crate::sizing::Resource::Cpu),
+        }],
+    };
+    let mut digest = crate::analytics::alarms::headroom::forecast_digest(&sized, T0_MS);
+    assert!(digest.groups.is_empty(), "only groups in the report are digested");
+    digest.groups.insert(
+        "web".into(),
+        crate::analytics::alarms::headroom::GroupForecast {
+            days_until_unsafe: Some(12.0),
+            detail: "cpu: crosses in 12 days".into(),
+        },
+    );
+    engine.set_forecast(digest);
+    let events = run(&mut engine, 600, 601, 60.0);
+    let forecast = events
+        .iter()
+        .find(|e| e.rule == "group-headroom-forecast")
+        .expect("the forecast alarm");
+    assert_eq!(forecast.status, AlarmStatus::Firing);
+    assert_eq!(forecast.value, Some(12.0));
+    assert!(
+        forecast
+            .summary
+            .contains("cpu: crosses in 12 days (alarm within 30 days)"),
+        "{}",
+        forecast.summary
+    );
 }

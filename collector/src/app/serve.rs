@@ -171,6 +171,14 @@ pub async fn serve_with_web(
         crate::analytics::Analytics::new(crate::analytics::AnalyticsSettings::from_config(&config)?);
     analytics.keep_history(store.clone());
     let analytics_task = tokio::spawn(crate::analytics::run(analytics.clone(), cancel.clone()));
+    let forecast_task = analytics.wants_forecast().then(|| {
+        tokio::spawn(refresh_forecasts(
+            analytics.clone(),
+            config.sizing.clone(),
+            database_path(&config),
+            cancel.clone(),
+        ))
+    });
     let context = Arc::new(IngestContext {
         fleet: fleet.clone(),
         store: store.clone(),
@@ -258,6 +266,9 @@ pub async fn serve_with_web(
     let _ = last_seen.await;
     let _ = sweeper.await;
     let _ = analytics_task.await;
+    if let Some(task) = forecast_task {
+        let _ = task.await;
+    }
     let _ = reloader.await;
     let _ = web_task.await;
     if let Some((task, _)) = export {
@@ -291,6 +302,42 @@ const UDP_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
 /// Ask for `bytes` of receive buffer; returns what the kernel granted (it caps the request at
 /// net.core.rmem_max and reports double the usable size, so the answer is halved back).
+/// Computes the sizing report over the sizing window from the database at start-up and then every
+/// [`crate::analytics::FORECAST_REFRESH_MS`], on a blocking thread with a read-only connection, and hands it
+/// to the analytics for `headroom` rules with `within`: the alarm evaluation itself never reads the database.
+async fn refresh_forecasts(
+    analytics: Arc<crate::analytics::Analytics>,
+    sizing: crate::sizing::SizingConfig,
+    database: PathBuf,
+    cancel: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(crate::analytics::FORECAST_REFRESH_MS));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = now_ms();
+        let options = crate::views::report_cli::ReportOptions {
+            db: database.clone(),
+            window: sizing.window,
+            now_ms: now,
+            end: crate::views::end::EndAt::Now,
+            scenarios: Vec::new(),
+            progress: false,
+        };
+        let for_task = sizing.clone();
+        match tokio::task::spawn_blocking(move || crate::views::report_cli::build_report(&options, &for_task))
+            .await
+        {
+            Ok(Ok(report)) => analytics.set_forecast(&report, now),
+            Ok(Err(error)) => warn!(%error, "forecast for headroom alarms not computed"),
+            Err(error) => warn!(%error, "forecast for headroom alarms failed"),
+        }
+    }
+}
+
 fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();

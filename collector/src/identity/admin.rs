@@ -1,5 +1,5 @@
-//! The operator's identity commands: `token create|list`, `cert list`, `cert revoke`. Each returns the text
-//! to print; `main.rs` only parses arguments.
+//! The operator's identity commands: `token create|list`, `cert list`, `cert revoke`. `create` and `revoke`
+//! return the text to print, the lists return rows that `views::admin` renders; `main.rs` only parses arguments.
 
 use super::registry::Registry;
 use super::revocation::{normalize_serial, Revocations};
@@ -76,57 +76,82 @@ pub fn token_create(
     ))
 }
 
-/// `token list`: id, uses left, expiry and labels; never the secret (only its hash is stored anyway).
-pub fn token_list(pki_dir: &Path, now_s: i64) -> Result<String, AdminError> {
+/// One enrollment token as `token list` shows it; never the secret (only its hash is stored anyway).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub uses_left: u32,
+    /// RFC 3339, UTC.
+    pub expires: String,
+    /// valid, used up or expired.
+    pub state: String,
+    /// The one host the token may enroll; `None`: any host not enrolled yet.
+    pub host: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `token list`: id, uses left, expiry, state, host and labels of every token.
+pub fn token_rows(pki_dir: &Path, now_s: i64) -> Result<Vec<TokenRow>, AdminError> {
     let list = TokenFile::in_dir(pki_dir).list()?;
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["ID", "USES LEFT", "EXPIRES", "STATE", "HOST", "LABELS"]);
-    for token in &list.tokens {
-        let state = if token.expires_at_s <= now_s {
-            "expired"
-        } else if token.uses_left == 0 {
-            "used up"
-        } else {
-            "valid"
-        };
-        table.add_row([
-            token.id.clone(),
-            token.uses_left.to_string(),
-            format_time(token.expires_at_s),
-            state.to_string(),
-            token.host.clone().unwrap_or_else(|| "any new".to_string()),
-            join_labels(&token.labels),
-        ]);
-    }
-    Ok(format!("{table}\n"))
+    Ok(list
+        .tokens
+        .into_iter()
+        .map(|token| TokenRow {
+            state: if token.expires_at_s <= now_s {
+                "expired"
+            } else if token.uses_left == 0 {
+                "used up"
+            } else {
+                "valid"
+            }
+            .to_string(),
+            id: token.id,
+            uses_left: token.uses_left,
+            expires: format_time(token.expires_at_s),
+            host: token.host,
+            labels: token.labels,
+        })
+        .collect())
+}
+
+/// One issued certificate as `cert list` shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CertRow {
+    pub host: String,
+    /// Lowercase hex, as `cert revoke --serial` takes it.
+    pub serial: String,
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339, UTC.
+    pub not_after: String,
+    /// The last connection made with this certificate, RFC 3339; `None`: never.
+    pub last_seen: Option<String>,
+    /// valid, expired or revoked.
+    pub state: String,
 }
 
 /// `cert list`: host, serial, labels, not-after, last seen, and whether it is revoked.
-pub fn cert_list(pki_dir: &Path, now_s: i64) -> Result<String, AdminError> {
+pub fn cert_rows(pki_dir: &Path, now_s: i64) -> Result<Vec<CertRow>, AdminError> {
     let list = Registry::in_dir(pki_dir).list()?;
     let revoked = Revocations::load(pki_dir)?;
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["HOST", "SERIAL", "LABELS", "NOT AFTER", "LAST SEEN", "STATE"]);
-    for cert in &list.certs {
-        let state = if revoked.is_revoked(&cert.serial) {
-            "revoked"
-        } else if cert.not_after_s <= now_s {
-            "expired"
-        } else {
-            "valid"
-        };
-        table.add_row([
-            cert.host.clone(),
-            cert.serial.clone(),
-            join_labels(&cert.labels),
-            format_time(cert.not_after_s),
-            cert.last_seen_s.map_or("never".to_string(), format_time),
-            state.to_string(),
-        ]);
-    }
-    Ok(format!("{table}\n"))
+    Ok(list
+        .certs
+        .into_iter()
+        .map(|cert| CertRow {
+            state: if revoked.is_revoked(&cert.serial) {
+                "revoked"
+            } else if cert.not_after_s <= now_s {
+                "expired"
+            } else {
+                "valid"
+            }
+            .to_string(),
+            host: cert.host,
+            serial: cert.serial,
+            labels: cert.labels,
+            not_after: format_time(cert.not_after_s),
+            last_seen: cert.last_seen_s.map(format_time),
+        })
+        .collect())
 }
 
 /// `cert revoke --host NAME | --serial S`: persists the revocation; a running collector cuts the
@@ -183,17 +208,6 @@ pub fn cert_revoke(
     ))
 }
 
-fn join_labels(labels: &BTreeMap<String, String>) -> String {
-    if labels.is_empty() {
-        return "-".to_string();
-    }
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn format_time(unix_s: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_s.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
@@ -211,12 +225,14 @@ mod tests {
         let created = token_create(dir.path(), 3600, 5, labels, None, 1_750_000_000).unwrap();
         let token = created.lines().next().unwrap();
         let secret = token.split_once('.').unwrap().1;
-        let listed = token_list(dir.path(), 1_750_000_000).unwrap();
-        assert!(!listed.contains(secret), "{listed}");
-        assert!(listed.contains(token.split_once('.').unwrap().0), "{listed}");
-        assert!(listed.contains("group=web,zone=eu-1a"), "{listed}");
-        assert!(listed.contains("valid"), "{listed}");
-        assert!(token_list(dir.path(), 1_750_003_600).unwrap().contains("expired"));
+        let listed = token_rows(dir.path(), 1_750_000_000).unwrap();
+        let printed = format!("{listed:?}");
+        assert!(!printed.contains(secret), "{printed}");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, token.split_once('.').unwrap().0);
+        assert_eq!(listed[0].labels.get("zone").map(String::as_str), Some("eu-1a"));
+        assert_eq!((listed[0].uses_left, listed[0].state.as_str()), (5, "valid"));
+        assert_eq!(token_rows(dir.path(), 1_750_003_600).unwrap()[0].state, "expired");
     }
 
     #[test]

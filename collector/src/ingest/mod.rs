@@ -397,6 +397,13 @@ async fn handle_connection(
                         .resolve(&host, &hello.labels, &granted, &context.settings.hello_label_keys)
                         .labels;
                     state.instance_id = hello.instance_id;
+                    context.analytics.observe_capacity(
+                        &host,
+                        &hello.labels,
+                        hello.capacity.cores,
+                        hello.capacity.memory_bytes,
+                        now_ms(),
+                    );
                     state.interval_ms = hello.interval_ms;
                     state.hello = Some(HostInfo::from_hello(&hello));
                     state.hello_stored = false;

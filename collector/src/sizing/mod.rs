@@ -5,11 +5,13 @@
 
 pub mod config;
 pub mod forecast;
+mod gaps;
 mod html;
 mod model;
 mod planner;
 mod render;
 pub mod report;
+mod resource;
 pub mod scenario;
 pub(crate) mod svg;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! windowed fleet views and the `sizing` / `report` commands.
 
 pub mod access;
+pub mod admin;
 pub mod client;
 pub mod end;
 pub mod http;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod promql;
 pub mod render;
 pub mod report_cli;
+pub mod review;
 pub mod web;
 pub mod window;
 

@@ -6,6 +6,10 @@ use crate::live::summary::{FleetSummary, GroupSummary};
 use comfy_table::{presets, CellAlignment, Table};
 use serde::{Deserialize, Serialize};
 
+/// The version of every JSON document the command line prints (`schema_version`, `docs/API.md`): fields are
+/// only added within a version; a renamed, removed or retyped field raises it.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// Output format of the command-line views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
@@ -78,7 +82,12 @@ fn label(value: &str) -> &str {
 
 /// A plain table in the style of `kubectl get`: no borders, numbers right-aligned; the header row when
 /// `show_header`.
-fn table(header: &[&str], rows: Vec<Vec<String>>, numeric_from_column: usize, show_header: bool) -> String {
+pub(crate) fn table(
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+    numeric_from_column: usize,
+    show_header: bool,
+) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     if show_header {
@@ -99,7 +108,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>, numeric_from_column: usize, sh
         .collect()
 }
 
-fn json<T: Serialize + ?Sized>(value: &T) -> String {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> String {
     // These types have string map keys and derived serializers only, so serialization cannot fail.
     let mut out = serde_json::to_string_pretty(value).expect("views serialize to JSON");
     out.push('\n');
@@ -108,7 +117,7 @@ fn json<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// One CSV header row (when `header`) and a row per record. With no records the header row is still written,
 /// taken from a default record, so a script reading the file always finds the columns.
-fn csv_rows<T: Serialize + Default>(records: &[T], header: bool) -> String {
+pub(crate) fn csv_rows<T: Serialize + Default>(records: &[T], header: bool) -> String {
     let mut writer = csv::WriterBuilder::new()
         .has_headers(header)
         .from_writer(Vec::new());

@@ -126,23 +126,45 @@ pub struct ReportOptions {
     pub progress: bool,
 }
 
+/// A database opened read-only for a report, with its newest sample and where the report's window ends.
+pub struct OpenedDatabase {
+    pub store: Store,
+    pub newest_ms: Option<u64>,
+    pub end_ms: u64,
+}
+
+/// Opens `db` read-only and resolves `end` against its newest sample; a missing file or `--end latest` on
+/// an empty database is a usage error naming the file.
+pub fn open_database(db: &Path, now_ms: u64, end: EndAt) -> Result<OpenedDatabase, ReportError> {
+    if !db.exists() {
+        return Err(ReportError::Usage(format!(
+            "database {}: file not found (pass --db FILE, or --config with the collector's state_dir)",
+            db.display()
+        )));
+    }
+    let store = Store::open_read_only(db)?;
+    let newest_ms = store.newest_sample_ms()?;
+    let end_ms = end.resolve(now_ms, newest_ms).ok_or_else(|| {
+        ReportError::Usage(format!(
+            "--end latest: database {} holds no samples yet (pass --end TIME, or wait for data)",
+            db.display()
+        ))
+    })?;
+    Ok(OpenedDatabase {
+        store,
+        newest_ms,
+        end_ms,
+    })
+}
+
 /// Opens the database read-only, reads the window and runs the model.
 pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<SizingReport, ReportError> {
     check_labels(config)?;
-    if !options.db.exists() {
-        return Err(ReportError::Usage(format!(
-            "database {}: file not found (pass --db FILE, or --config with the collector's state_dir)",
-            options.db.display()
-        )));
-    }
-    let store = Store::open_read_only(&options.db)?;
-    let newest_ms = store.newest_sample_ms()?;
-    let end_ms = options.end.resolve(options.now_ms, newest_ms).ok_or_else(|| {
-        ReportError::Usage(format!(
-            "--end latest: database {} holds no samples yet (pass --end TIME, or wait for data)",
-            options.db.display()
-        ))
-    })?;
+    let OpenedDatabase {
+        store,
+        newest_ms,
+        end_ms,
+    } = open_database(&options.db, options.now_ms, options.end)?;
     let window = Window::ending_at(end_ms, options.window);
     let bar = progress_bar(options.progress && options.window > PROGRESS_AFTER, window);
     let loaded = load_input(&store, window, config.percentile, &bar)?;

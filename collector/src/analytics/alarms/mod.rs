@@ -4,11 +4,13 @@
 //! Kinds: `threshold` (latest value against a limit), `percentile` (a percentile of a host's or a group's
 //! samples over a window), `rate_of_change` (least-squares slope per minute over a window), `outlier` (the
 //! peer-outlier tracker flags the host), `missing` (the host has been silent longer than a grace period),
-//! `clock_skew` (the host's clock is further from the collector's than a limit) and `composite` (all or any of
-//! other rules firing for the host).
+//! `clock_skew` (the host's clock is further from the collector's than a limit), `headroom` (a group's live
+//! load is past the level at which it survives its worst loss, or the forecast says it will be within N days)
+//! and `composite` (all or any of other rules firing for the host).
 
 pub mod deliver;
 pub mod eval;
+pub mod headroom;
 pub mod state;
 
 use crate::metrics::{Lookup, Metric};
@@ -147,6 +149,12 @@ pub enum Condition {
     ClockSkew {
         limit_ms: u64,
     },
+    /// The group's load would no longer survive its worst loss: sized live over `over_ms`, or, with
+    /// `within_days`, forecast to become unsafe within that many days (from a cached sizing report).
+    Headroom {
+        over_ms: u64,
+        within_days: Option<f64>,
+    },
     Composite {
         /// True: every listed rule must fire; false: any one.
         all: bool,
@@ -164,6 +172,7 @@ impl Condition {
             Condition::Outlier { .. } => "outlier",
             Condition::Missing { .. } => "missing",
             Condition::ClockSkew { .. } => "clock_skew",
+            Condition::Headroom { .. } => "headroom",
             Condition::Composite { .. } => "composite",
         }
     }
@@ -175,7 +184,10 @@ impl Condition {
             | Condition::Percentile { metric, .. }
             | Condition::RateOfChange { metric, .. } => Some(*metric),
             Condition::Outlier { metric } => *metric,
-            Condition::Missing { .. } | Condition::ClockSkew { .. } | Condition::Composite { .. } => None,
+            Condition::Missing { .. }
+            | Condition::ClockSkew { .. }
+            | Condition::Headroom { .. }
+            | Condition::Composite { .. } => None,
         }
     }
 }
@@ -273,7 +285,7 @@ struct RawFile {
 struct RawRule {
     /// Unique name; becomes the alert's `alertname`.
     name: String,
-    /// threshold | percentile | rate_of_change | outlier | missing | clock_skew | composite.
+    /// threshold | percentile | rate_of_change | outlier | missing | clock_skew | headroom | composite.
     kind: String,
     /// info | warning | critical.
     severity: String,
@@ -295,8 +307,10 @@ struct RawRule {
     value: Option<f64>,
     /// Percentile in percent, like 99.9 (percentile).
     quantile: Option<f64>,
-    /// Window, like "5m" (percentile, rate_of_change).
+    /// Window, like "5m" (percentile, rate_of_change; headroom: the live load's window, default "15m").
     over: Option<String>,
+    /// Forecast horizon of a headroom rule, like "30d": fires when the group becomes unsafe within it.
+    within: Option<String>,
     /// host | group (percentile). Default host.
     across: Option<String>,
     /// Silence tolerated before a host counts as missing, like "30s" (missing).
@@ -401,6 +415,7 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
         "outlier" => &["metric"],
         "missing" => &["grace"],
         "clock_skew" => &["limit"],
+        "headroom" => &["over", "within"],
         "composite" => &["all", "any"],
         _ => return None,
     })
@@ -432,7 +447,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             return Err(check.error(
                 "kind",
                 format!(
-                    "unknown kind \"{}\" (use threshold, percentile, rate_of_change, outlier, missing, clock_skew or composite)",
+                    "unknown kind \"{}\" (use threshold, percentile, rate_of_change, outlier, missing, clock_skew, headroom or composite)",
                     r.kind
                 ),
             ));
@@ -446,6 +461,7 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             ("across", r.across.is_some()),
             ("grace", r.grace.is_some()),
             ("limit", r.limit.is_some()),
+            ("within", r.within.is_some()),
             ("all", r.all.is_some()),
             ("any", r.any.is_some()),
         ];
@@ -518,6 +534,41 @@ fn validate(raw: RawFile, text: &str, origin: &str) -> Result<RuleSet, RulesErro
             "clock_skew" => Condition::ClockSkew {
                 limit_ms: check.duration("limit", &check.required("limit", kind, r.limit)?, false)?,
             },
+            "headroom" => {
+                if r.over.is_some() && r.within.is_some() {
+                    return Err(check.error(
+                        "within",
+                        "a headroom rule watches the live load (over) or the forecast (within), not both; \
+                         write two rules",
+                    ));
+                }
+                let within_days = match &r.within {
+                    None => None,
+                    Some(text) => {
+                        let days = humantime::parse_duration(text)
+                            .map_err(|e| {
+                                check.error(
+                                    "within",
+                                    format!("\"{text}\" is not a duration ({e}); write it like \"30d\""),
+                                )
+                            })?
+                            .as_secs_f64()
+                            / 86_400.0;
+                        if !(1.0..=3650.0).contains(&days) {
+                            return Err(check
+                                .error("within", format!("\"{text}\" is out of range (use 1d to 3650d)")));
+                        }
+                        Some(days)
+                    }
+                };
+                Condition::Headroom {
+                    over_ms: match &r.over {
+                        Some(text) => check.duration("over", text, false)?,
+                        None => headroom::DEFAULT_OVER_MS,
+                    },
+                    within_days,
+                }
+            }
             _ => {
                 let (all, parts) = match (r.all, r.any) {
                     (Some(parts), None) => (true, parts),

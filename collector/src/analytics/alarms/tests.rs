@@ -30,6 +30,8 @@ fn host(name: &str, group: &str, last_seen_ms: u64) -> HostInput {
         interval_ms: 1_000,
         last_seen_ms,
         clock_offset_ms: None,
+        cores: 0,
+        memory_bytes: 0,
         history: HostHistory::new(600),
     }
 }
@@ -54,6 +56,7 @@ fn the_deploy_example_is_valid_and_uses_every_kind() {
         [
             "clock_skew",
             "composite",
+            "headroom",
             "missing",
             "outlier",
             "percentile",
@@ -412,4 +415,51 @@ fn outlier_rules_follow_the_tracker_and_composites_follow_their_parts() {
     assert_eq!(events.len(), 4);
     assert!(events.iter().all(|e| e.status == AlarmStatus::Resolved));
     assert!(engine.active().is_empty());
+}
+
+#[test]
+fn issue_10_headroom_rules_parse_with_their_errors() {
+    let live = rules(&format!(
+        "[[rule]]\nname = \"h\"\nkind = \"headroom\"\n{RULE_HEAD}"
+    ));
+    assert_eq!(
+        live.rules[0].condition,
+        Condition::Headroom {
+            over_ms: 15 * 60_000,
+            within_days: None
+        }
+    );
+    let forecast = rules(&format!(
+        "[[rule]]\nname = \"h\"\nkind = \"headroom\"\n{RULE_HEAD}within = \"30d\"\n"
+    ));
+    assert_eq!(
+        forecast.rules[0].condition,
+        Condition::Headroom {
+            over_ms: 15 * 60_000,
+            within_days: Some(30.0)
+        }
+    );
+    let both = error_of(&format!(
+        "[[rule]]\nname = \"h\"\nkind = \"headroom\"\n{RULE_HEAD}over = \"5m\"\nwithin = \"30d\"\n"
+    ));
+    assert!(
+        both.contains(
+            "within: a headroom rule watches the live load (over) or the forecast (within), not both"
+        ),
+        "{both}"
+    );
+    let far = error_of(&format!(
+        "[[rule]]\nname = \"h\"\nkind = \"headroom\"\n{RULE_HEAD}within = \"20years\"\n"
+    ));
+    assert!(
+        far.contains("within: \"20years\" is out of range (use 1d to 3650d)"),
+        "{far}"
+    );
+    let metric = error_of(&format!(
+        "[[rule]]\nname = \"h\"\nkind = \"headroom\"\n{RULE_HEAD}metric = \"cpu_busy_pct\"\n"
+    ));
+    assert!(
+        metric.contains("metric: does not apply to a headroom rule"),
+        "{metric}"
+    );
 }

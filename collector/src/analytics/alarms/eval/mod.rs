@@ -9,13 +9,20 @@
 //! [`AlarmEngine::evaluate_each`]), and computes window statistics straight from the ring without
 //! allocating.
 
+mod describe;
+mod headroom_step;
+mod subjects;
 mod window;
 
+use super::headroom::{self, ForecastDigest, LiveHost};
 use super::state::{AlarmState, Transition};
-use super::{render_template, Across, Condition, Rule, RuleSet, Severity};
-use crate::analytics::outliers::{Metric, OutlierTracker};
+use super::{Across, Condition, RuleSet, Severity};
+use crate::analytics::outliers::OutlierTracker;
+use crate::sizing::SizingConfig;
+use describe::describe;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use subjects::{Plan, Slot, Subjects, Visit, NO_GROUP};
 use window::Runs;
 pub use window::{percentile, slope_per_minute, HostHistory};
 
@@ -33,6 +40,10 @@ pub struct HostInput {
     pub last_seen_ms: u64,
     /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
     pub clock_offset_ms: Option<i64>,
+    /// Logical CPUs and physical memory from the host's hello; 0 until it has sent one (`headroom` rules
+    /// leave such a host out).
+    pub cores: u32,
+    pub memory_bytes: u64,
     pub history: HostHistory,
 }
 
@@ -88,138 +99,6 @@ pub struct AlarmEvent {
     pub resolved_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    state: AlarmState,
-    value: Option<f64>,
-    /// Evaluation round in which the slot was last evaluated with a real condition.
-    round: u64,
-}
-
-const IDLE: Slot = Slot {
-    state: AlarmState::Inactive,
-    value: None,
-    round: 0,
-};
-
-/// No group: the rules name no group-wide percentile, so hosts are not sorted into groups.
-const NO_GROUP: u32 = u32::MAX;
-
-/// Which rules do what, worked out once from the rule set so the per-host loop only walks what applies.
-#[derive(Debug, Clone)]
-struct Plan {
-    /// Rules judged per host from its own readings: everything but composites and group-wide percentiles.
-    host_rules: Vec<usize>,
-    /// Group-wide percentiles.
-    group_rules: Vec<usize>,
-    /// Composites, parts before the composites naming them.
-    composites: Vec<usize>,
-    /// Whether the rule has a scope; a rule without one applies to every host.
-    scoped: Vec<bool>,
-}
-
-impl Plan {
-    fn new(rules: &RuleSet) -> Plan {
-        let is_group = |rule: &Rule| {
-            matches!(
-                rule.condition,
-                Condition::Percentile {
-                    across: Across::Group,
-                    ..
-                }
-            )
-        };
-        let is_composite = |rule: &Rule| matches!(rule.condition, Condition::Composite { .. });
-        let indices = || rules.rules.iter().enumerate();
-        Plan {
-            host_rules: indices()
-                .filter(|(_, r)| !is_group(r) && !is_composite(r))
-                .map(|(i, _)| i)
-                .collect(),
-            group_rules: indices().filter(|(_, r)| is_group(r)).map(|(i, _)| i).collect(),
-            composites: rules
-                .order
-                .iter()
-                .copied()
-                .filter(|&i| is_composite(&rules.rules[i]))
-                .collect(),
-            scoped: rules.rules.iter().map(|r| !r.scope.is_empty()).collect(),
-        }
-    }
-}
-
-/// Hosts or groups interned to small numbers, each with one slot per rule in a flat array, so the per-host
-/// work indexes arrays instead of hashing names.
-#[derive(Debug, Clone, Default)]
-struct Subjects {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
-    /// The number is in `index` (a group may be interned only to gather samples).
-    interned: Vec<bool>,
-    /// The subject has alarm states: evaluated at least once and not yet dropped as idle.
-    live: Vec<bool>,
-    free: Vec<u32>,
-    /// `rule_count` slots per number.
-    slots: Vec<Slot>,
-}
-
-impl Subjects {
-    fn intern(&mut self, name: &str, rule_count: usize) -> u32 {
-        if let Some(&id) = self.index.get(name) {
-            return id;
-        }
-        let id = match self.free.pop() {
-            Some(id) => {
-                let at = id as usize;
-                self.names[at].clear();
-                self.names[at].push_str(name);
-                self.slots[at * rule_count..(at + 1) * rule_count].fill(IDLE);
-                id
-            }
-            None => {
-                self.names.push(name.to_string());
-                self.interned.push(false);
-                self.live.push(false);
-                self.slots.extend(std::iter::repeat_n(IDLE, rule_count));
-                (self.names.len() - 1) as u32
-            }
-        };
-        self.interned[id as usize] = true;
-        self.live[id as usize] = false;
-        self.index.insert(name.to_string(), id);
-        id
-    }
-
-    /// `hint` when it still names `name`, else the interned number of `name`.
-    fn intern_hinted(&mut self, hint: Option<u32>, name: &str, rule_count: usize) -> u32 {
-        match hint {
-            Some(id) if self.interned.get(id as usize) == Some(&true) && self.names[id as usize] == name => {
-                id
-            }
-            _ => self.intern(name, rule_count),
-        }
-    }
-
-    fn forget(&mut self, id: u32) {
-        let at = id as usize;
-        self.index.remove(&self.names[at]);
-        self.interned[at] = false;
-        self.live[at] = false;
-        self.free.push(id);
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied().filter(|&id| self.live[id as usize])
-    }
-}
-
-/// One host visited in the current evaluation, for the composites that run after the groups.
-#[derive(Debug, Clone, Copy)]
-struct Visit {
-    host: u32,
-    group: u32,
-}
-
 /// Alarm states for every (rule, host) and (rule, group), stepped by [`AlarmEngine::evaluate`].
 #[derive(Debug, Clone)]
 pub struct AlarmEngine {
@@ -240,6 +119,14 @@ pub struct AlarmEngine {
     /// Per visit, per composite: whether the composite's scope takes the host.
     composite_applies: Vec<bool>,
     scratch: Vec<f64>,
+    /// The sizing settings `headroom` rules size groups with.
+    sizing: SizingConfig,
+    /// The latest forecast digest for `headroom` rules with `within`.
+    forecast: Option<ForecastDigest>,
+    /// Per (interned group, headroom rule): the group's hosts gathered in the current evaluation.
+    headroom_members: BTreeMap<(u32, usize), Vec<LiveHost>>,
+    /// Per (group name, headroom rule): the last verdict's sentence, which the alarm's description carries.
+    headroom_details: HashMap<(String, usize), String>,
 }
 
 impl AlarmEngine {
@@ -256,7 +143,21 @@ impl AlarmEngine {
             previous_hosts: Vec::new(),
             composite_applies: Vec::new(),
             scratch: Vec::new(),
+            sizing: SizingConfig::default(),
+            forecast: None,
+            headroom_members: BTreeMap::new(),
+            headroom_details: HashMap::new(),
         }
+    }
+
+    /// The sizing settings (`[sizing]`: targets, k, balance, memory, peak statistic) `headroom` rules use.
+    pub fn set_sizing(&mut self, sizing: SizingConfig) {
+        self.sizing = sizing;
+    }
+
+    /// A new forecast digest for `headroom` rules with `within`, used until the next one.
+    pub fn set_forecast(&mut self, digest: ForecastDigest) {
+        self.forecast = Some(digest);
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -295,11 +196,13 @@ impl AlarmEngine {
             buffers.iter_mut().for_each(Vec::clear);
         }
         let mut events = Vec::new();
+        self.headroom_members.clear();
         hosts(&mut |host| self.visit(host, outliers, now_ms, &mut events));
         self.step_groups(now_ms, &mut events);
+        self.step_headroom(now_ms, &mut events);
         self.step_composites(now_ms, &mut events);
         self.step_unvisited(now_ms, &mut events);
-        events
+        events.into_iter().map(|event| self.with_detail(event)).collect()
     }
 
     fn visit(
@@ -332,7 +235,7 @@ impl AlarmEngine {
         };
 
         let mut group = NO_GROUP;
-        if !plan.group_rules.is_empty() {
+        if !plan.group_rules.is_empty() || !plan.headroom_rules.is_empty() {
             let name = host.labels.get(&rules.group_label).map_or("", String::as_str);
             let hint = Some(self.host_groups[id as usize]).filter(|&g| g != NO_GROUP);
             group = self.groups.intern_hinted(hint, name, rule_count);
@@ -353,6 +256,24 @@ impl AlarmEngine {
                 let runs = runs_since(now_ms.saturating_sub(over_ms));
                 let [first, second] = host.history.parts(metric, &runs);
                 buffers[slot_in_group].extend(first.iter().chain(second).copied().filter(|v| !v.is_nan()));
+            }
+            for &index in &plan.headroom_rules {
+                let Condition::Headroom { over_ms, within_days } = rules.rules[index].condition else {
+                    continue;
+                };
+                if !applies(index) {
+                    continue;
+                }
+                let members = self.headroom_members.entry((group, index)).or_default();
+                if within_days.is_none() {
+                    let from_ms = now_ms.saturating_sub(over_ms);
+                    members.extend(headroom::live_host(
+                        host,
+                        &self.sizing.zone_label,
+                        from_ms,
+                        self.sizing.percentile,
+                    ));
+                }
             }
         }
 
@@ -553,7 +474,7 @@ impl AlarmEngine {
                     } else {
                         Subject::Group(name.clone())
                     };
-                    out.push(describe(&self.rules, index, &subject, slot, status));
+                    out.push(self.with_detail(describe(&self.rules, index, &subject, slot, status)));
                 }
             }
         }
@@ -659,156 +580,6 @@ fn host_condition(
             None => (false, None),
         },
         // Composites are evaluated by the caller from the other rules' states.
-        Condition::Composite { .. } => (false, None),
+        Condition::Composite { .. } | Condition::Headroom { .. } => (false, None),
     }
-}
-
-fn describe(
-    rules: &RuleSet,
-    index: usize,
-    subject: &Subject,
-    slot: &Slot,
-    status: AlarmStatus,
-) -> AlarmEvent {
-    let rule: &Rule = &rules.rules[index];
-    let metric = rule.condition.metric();
-    let show = |v: f64| match metric {
-        Some(metric) => metric.format_value(v),
-        None => format!("{v:.1}"),
-    };
-    let value_text = slot.value.map(show).unwrap_or_else(|| "n/a".to_string());
-    let for_text = humantime::format_duration(std::time::Duration::from_millis(rule.for_ms)).to_string();
-    let (threshold_text, description) =
-        match &rule.condition {
-            Condition::Threshold { metric, op, value } => (
-                show(*value),
-                format!(
-                    "{metric} is {value_text} ({} {}), for {for_text}",
-                    op.symbol(),
-                    show(*value)
-                ),
-            ),
-            Condition::Percentile {
-                metric,
-                quantile_pct,
-                over_ms,
-                across,
-                op,
-                value,
-            } => {
-                (
-                    show(*value),
-                    format!(
-                "p{quantile_pct} of {metric} over {} of the {} is {value_text} ({} {}), for {for_text}",
-                duration_text(*over_ms),
-                if *across == Across::Group { "group's hosts" } else { "host's samples" },
-                op.symbol(),
-                show(*value)
-            ),
-                )
-            }
-            Condition::RateOfChange {
-                metric,
-                over_ms,
-                op,
-                per_minute,
-            } => (
-                format!("{per_minute}/min"),
-                format!(
-                    "{metric} changes by {}/min over {} ({} {per_minute}/min), for {for_text}",
-                    slot.value.map_or("n/a".to_string(), |v| format!("{v:.2}")),
-                    duration_text(*over_ms),
-                    op.symbol()
-                ),
-            ),
-            Condition::Outlier { metric } => (
-                String::new(),
-                format!(
-                    "flagged as an outlier among its peers in {}, for {for_text}",
-                    metric.map_or("at least one metric", |m| m.name())
-                ),
-            ),
-            Condition::Missing { grace_ms } => (
-                duration_text(*grace_ms),
-                format!(
-                    "no data for {value_text} s (grace {}), for {for_text}",
-                    duration_text(*grace_ms)
-                ),
-            ),
-            Condition::ClockSkew { limit_ms } => (
-                duration_text(*limit_ms),
-                format!(
-                    "host clock off by {value_text} s (limit {}; its samples are stored at corrected times), \
-                     for {for_text}",
-                    duration_text(*limit_ms)
-                ),
-            ),
-            Condition::Composite { all, rules: parts } => (
-                String::new(),
-                format!(
-                    "{} of [{}] firing",
-                    if *all { "all" } else { "any" },
-                    parts
-                        .iter()
-                        .map(|&p| rules.rules[p].name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        };
-    let (host, group) = match subject {
-        Subject::Host(name) => (name.as_str(), ""),
-        Subject::Group(name) => ("", name.as_str()),
-    };
-    let summary = match &rule.summary {
-        Some(template) => render_template(template, |name| match name {
-            "host" => host.to_string(),
-            "group" => group.to_string(),
-            "rule" => rule.name.clone(),
-            "metric" => metric.map(Metric::name).unwrap_or_default().to_string(),
-            "value" => value_text.clone(),
-            "threshold" => threshold_text.clone(),
-            "severity" => rule.severity.name().to_string(),
-            _ => String::new(),
-        }),
-        None => format!("{} on {}: {description}", rule.name, subject.name()),
-    };
-    let mut labels = BTreeMap::new();
-    labels.insert("alertname".to_string(), rule.name.clone());
-    labels.insert("severity".to_string(), rule.severity.name().to_string());
-    match subject {
-        Subject::Host(name) => labels.insert("host".to_string(), name.clone()),
-        Subject::Group(name) => labels.insert(rules.group_label.clone(), name.clone()),
-    };
-    let (active_since_ms, fired_ms, resolved_ms) = match slot.state {
-        AlarmState::Inactive => (None, None, None),
-        AlarmState::Pending { active_since_ms } => (Some(active_since_ms), None, None),
-        AlarmState::Firing {
-            active_since_ms,
-            fired_ms,
-        } => (Some(active_since_ms), Some(fired_ms), None),
-        AlarmState::Resolved {
-            fired_ms,
-            resolved_ms,
-        } => (None, Some(fired_ms), Some(resolved_ms)),
-    };
-    AlarmEvent {
-        rule: rule.name.clone(),
-        kind: rule.condition.kind(),
-        subject: subject.clone(),
-        status,
-        severity: rule.severity,
-        runbook: rule.runbook.clone(),
-        summary,
-        description,
-        value: slot.value,
-        labels,
-        active_since_ms,
-        fired_ms,
-        resolved_ms,
-    }
-}
-
-fn duration_text(ms: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
