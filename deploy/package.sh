@@ -91,6 +91,13 @@ for package in headroom-agent headroom-collector; do
     cargo deb "$@"
 done
 
+# Checksums for deploy/install-agent.sh, which refuses a package without a matching line.
+(
+    cd "$out"
+    # shellcheck disable=SC2086
+    sha256sum headroom-agent_${version:-*}_*.deb headroom-collector_${version:-*}_*.deb >SHA256SUMS
+)
+
 if command -v lintian >/dev/null 2>&1; then
     # deploy/debian/lintian.md explains each tag that is expected and why.
     # Unquoted on purpose: without --deb-version the version part is a glob.

@@ -733,3 +733,23 @@ pub fn chromium(url: &str, extra: &[&str]) -> BrowserRun {
         success: out.status.success(),
     }
 }
+
+/// Debian's promtool (package `prometheus`).
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `promtool check metrics` over `text`; returns (success, output).
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut output = String::from_utf8_lossy(&out.stdout).to_string();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), output)
+}

@@ -81,9 +81,14 @@ struct EnrollArgs {
     /// left out), not the streaming port.
     #[arg(long)]
     collector: String,
-    /// The one-time token from "headroom-collector token create".
+    /// The one-time token from "headroom-collector token create". A command line shows in `ps`: prefer
+    /// --token-file or the HEADROOM_TOKEN environment variable.
+    #[arg(long, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the one-time token from this file (its first line); without --token or --token-file the token
+    /// comes from the HEADROOM_TOKEN environment variable.
     #[arg(long)]
-    token: String,
+    token_file: Option<PathBuf>,
     /// The CA fingerprint "headroom-collector ca init" printed (SHA256:...).
     #[arg(long)]
     ca_fingerprint: String,
@@ -249,13 +254,21 @@ fn enroll_host(args: EnrollArgs) -> ExitCode {
         Some(host) => host,
         None => return usage_error("cannot read this machine's host name (pass --host NAME)"),
     };
+    let token = match enrollment_token(
+        args.token,
+        args.token_file.as_deref(),
+        std::env::var("HEADROOM_TOKEN").ok(),
+    ) {
+        Ok(token) => token,
+        Err(message) => return usage_error(message),
+    };
     let collector = enroll::with_default_enroll_port(&args.collector);
     let options = enroll::EnrollOptions {
         server_name: args
             .server_name
             .unwrap_or_else(|| enroll::server_name_of(&collector)),
         collector,
-        token: args.token,
+        token,
         ca_fingerprint: args.ca_fingerprint,
         host,
         paths,
@@ -292,6 +305,42 @@ fn enroll_host(args: EnrollArgs) -> ExitCode {
     }
 }
 
+/// The enrollment token: `--token`, else the first line of `--token-file`, else `HEADROOM_TOKEN`.
+fn enrollment_token(
+    argument: Option<String>,
+    file: Option<&std::path::Path>,
+    environment: Option<String>,
+) -> Result<String, String> {
+    let (token, origin) = match (argument, file) {
+        (Some(token), _) => (token, "--token".to_string()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!("--token-file {}: {e} (write the token from 'headroom-collector token create' there)", path.display())
+            })?;
+            (
+                text.lines().next().unwrap_or_default().to_string(),
+                format!("--token-file {}", path.display()),
+            )
+        }
+        (None, None) => match environment {
+            Some(token) => (token, "HEADROOM_TOKEN".to_string()),
+            None => {
+                return Err(
+                    "no enrollment token: pass --token-file FILE or set HEADROOM_TOKEN (from 'headroom-collector token create')"
+                        .to_string(),
+                )
+            }
+        },
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(format!(
+            "{origin}: the enrollment token is empty (from 'headroom-collector token create')"
+        ));
+    }
+    Ok(token)
+}
+
 /// Logs at the level HEADROOM_LOG names (error, warn, info, debug, trace; default info). The agent takes a
 /// level only, not per-module directives: the directive parser is a regular-expression engine the agent
 /// would otherwise carry on every host.
@@ -319,4 +368,37 @@ fn usage_error(error: impl std::fmt::Display) -> ExitCode {
 fn runtime_error(error: anyhow::Error) -> ExitCode {
     eprintln!("headroom-agent: {error:#}");
     ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enrollment_token;
+
+    #[test]
+    fn issue_15_the_token_comes_from_the_argument_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "abc.def\n").unwrap();
+        let env = Some("env.token".to_string());
+        assert_eq!(
+            enrollment_token(Some("arg.t".into()), None, env.clone()).unwrap(),
+            "arg.t"
+        );
+        assert_eq!(
+            enrollment_token(None, Some(&file), env.clone()).unwrap(),
+            "abc.def"
+        );
+        assert_eq!(enrollment_token(None, None, env).unwrap(), "env.token");
+        let missing = enrollment_token(None, None, None).unwrap_err();
+        assert!(
+            missing.contains("--token-file") && missing.contains("HEADROOM_TOKEN"),
+            "{missing}"
+        );
+        std::fs::write(&file, "\n").unwrap();
+        assert!(enrollment_token(None, Some(&file), None)
+            .unwrap_err()
+            .contains("empty"));
+        let absent = enrollment_token(None, Some(&dir.path().join("nope")), None).unwrap_err();
+        assert!(absent.contains("nope"), "{absent}");
+    }
 }

@@ -2,15 +2,15 @@
 //! exposition, a real Prometheus (Debian `prometheus`, started here on loopback) scrapes it and can query the
 //! ingest counters, and `promtool check rules` accepts `deploy/collector-alerts.yml`.
 
-use headroom_tests::{e2e_required, free_tcp_port, http_get, wait_for, Collector, Process};
-use std::io::Write;
+use headroom_tests::{
+    e2e_required, free_tcp_port, http_get, promtool_check_metrics, wait_for, Collector, Process, PROMTOOL,
+};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
 const FAST: &str = "[sampling]\ninterval = \"200ms\"\n";
 
 fn tools_present() -> bool {
@@ -23,22 +23,6 @@ fn tools_present() -> bool {
         eprintln!("skipped: Debian package prometheus is not installed");
     }
     present
-}
-
-/// `promtool check metrics` over `text`; returns (success, output).
-fn promtool_check_metrics(text: &str) -> (bool, String) {
-    let mut child = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running promtool");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let mut output = String::from_utf8_lossy(&out.stdout).to_string();
-    output.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), output)
 }
 
 /// The first value of an instant query, as a number.

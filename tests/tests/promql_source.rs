@@ -1,4 +1,4 @@
-//! Issue 13, point 5: `sizing --source prometheus=URL` computes the group minute sums with PromQL from the
+//! Issue 13, point 5 (and issue 14, point 2: the export lag on /metrics): `sizing --source prometheus=URL` computes the group minute sums with PromQL from the
 //! series a collector exported, and the report agrees with the one built from the collector's database:
 //! same groups, hosts and zones, same verdicts, and peaks within 1e-6 (relative) of each other — both
 //! sides average the same stored samples over the same minutes, so only floating-point summation order
@@ -6,7 +6,8 @@
 //! other; they feed the memory loss cases, whose verdicts must agree.
 
 use headroom_tests::{
-    binary, stored_rows_per_host, wait_export_caught_up, wait_for, Collector, Engine, EngineKind, Process,
+    binary, http_get, promtool_check_metrics, stored_rows_per_host, wait_export_caught_up, wait_for,
+    Collector, Engine, EngineKind, Process, PROMTOOL,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -81,6 +82,24 @@ fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
     let export = wait_export_caught_up(&collector, Duration::from_secs(120))
         .unwrap_or_else(|| panic!("export did not catch up: {}", collector.process.stderr_text()));
     assert_eq!(export["dropped_rows"], 0, "{export}");
+    // Issue 14, point 2: caught up, /metrics says the export is 0 s and 0 rows behind, with no gap, and
+    // promtool accepts the exposition with the export metrics in it.
+    let scrape = http_get(collector.http, "/metrics", &[]).expect("scraping /metrics");
+    for line in [
+        "headroom_collector_export_lag_seconds 0.0",
+        "headroom_collector_export_backlog_rows 0",
+        "headroom_collector_export_rows_total{result=\"gap\"} 0",
+    ] {
+        assert!(
+            scrape.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            scrape.body
+        );
+    }
+    if std::path::Path::new(PROMTOOL).exists() {
+        let (ok, output) = promtool_check_metrics(&scrape.body);
+        assert!(ok, "promtool check metrics: {output}");
+    }
     let stored = stored_rows_per_host(&collector.db_path());
     let at_s = now_ms() as f64 / 1000.0 + 1.0;
     for (host, _, _) in hosts {

@@ -54,9 +54,18 @@ pub struct ExportStatus {
     pub gap_to_ms: u64,
     /// Collector CPU time spent reading and encoding batches, in microseconds (the sending is not counted).
     pub prepare_cpu_us: u64,
+    /// Sample time of the oldest stored row the remote has not acknowledged; `None` when caught up.
+    #[serde(default)]
+    pub oldest_unsent_ms: Option<u64>,
 }
 
 impl ExportStatus {
+    /// How far behind the export is at `now_ms`: the age of the oldest unacknowledged row, 0 when caught up.
+    pub fn lag_seconds(&self, now_ms: u64) -> f64 {
+        self.oldest_unsent_ms
+            .map_or(0.0, |oldest| now_ms.saturating_sub(oldest) as f64 / 1000.0)
+    }
+
     /// One line about rows that will never reach the remote, or None when nothing was lost.
     pub fn loss_line(&self) -> Option<String> {
         if self.gap_rows == 0 && self.dropped_rows == 0 {
@@ -102,6 +111,8 @@ impl ExportMonitor {
 /// A batch ready to send.
 struct Prepared {
     body: Vec<u8>,
+    /// Sample time of the batch's first row: the oldest unsent while it is on the way.
+    first_ts_ms: u64,
     rows: usize,
     samples: usize,
     last_id: i64,
@@ -110,8 +121,8 @@ struct Prepared {
 
 /// What one read of the queue found.
 enum Read {
-    /// Fewer rows than a batch, not built yet: the caller may wait for more.
-    Partial,
+    /// Fewer rows than a batch, not built yet: the caller may wait for more. The first row's sample time.
+    Partial(u64),
     Empty,
     Batch(Prepared),
 }
@@ -173,8 +184,9 @@ impl Reader {
         if rows.is_empty() {
             return Ok(Read::Empty);
         }
+        let first_ts_ms = rows[0].ts_ms;
         if rows.len() < batch_size && !build_partial {
-            return Ok(Read::Partial);
+            return Ok(Read::Partial(first_ts_ms));
         }
         if self.builder.needs_hosts(&rows) {
             let hosts = self.store()?.export_hosts().map_err(|e| e.to_string())?;
@@ -183,6 +195,7 @@ impl Reader {
         let batch = self.builder.build(&rows);
         Ok(Read::Batch(Prepared {
             body: proto::encode_body(&batch.request),
+            first_ts_ms,
             rows: batch.rows,
             samples: batch.samples,
             last_id: batch.last_id,
@@ -402,7 +415,10 @@ async fn run(
                 continue;
             }
             Ok(Read::Empty) => {
-                monitor.update(|s| s.state = "idle".into());
+                monitor.update(|s| {
+                    s.state = "idle".into();
+                    s.oldest_unsent_ms = None;
+                });
                 waited = false;
                 if !pause(config.batch_wait, &cancel).await {
                     break;
@@ -410,20 +426,22 @@ async fn run(
                 next = spawn_read(reader, cursor, false, monitor.clone());
                 continue;
             }
-            Ok(Read::Partial) if !waited => {
+            Ok(Read::Partial(first_ts_ms)) if !waited => {
                 waited = true;
+                monitor.update(|s| s.oldest_unsent_ms = Some(first_ts_ms));
                 if !pause(config.batch_wait, &cancel).await {
                     break;
                 }
                 next = spawn_read(reader, cursor, true, monitor.clone());
                 continue;
             }
-            Ok(Read::Partial) => {
+            Ok(Read::Partial(_)) => {
                 next = spawn_read(reader, cursor, true, monitor.clone());
                 continue;
             }
             Ok(Read::Batch(prepared)) => prepared,
         };
+        monitor.update(|s| s.oldest_unsent_ms = Some(prepared.first_ts_ms));
         waited = false;
         // Read and encode the next batch while this one is on the wire.
         next = spawn_read(reader, prepared.last_id, false, monitor.clone());

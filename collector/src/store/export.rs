@@ -4,22 +4,16 @@
 //!
 //! The exporter reads on its own read-only connection, so a slow remote never holds the writer.
 
-use super::rollup::{get_meta, set_meta};
+use super::meta::{
+    find_meta, get_meta, set_meta, META_EXPORT_CURSOR, META_EXPORT_DROPPED_ROWS, META_EXPORT_GAP_FROM,
+    META_EXPORT_GAP_ROWS, META_EXPORT_GAP_TO,
+};
 use super::schema::metric_columns;
 use super::{SampleDetail, Store, StoreError};
 use crate::metrics::{Metric, Storage};
 use headroom_common::wire::Listener;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
-
-/// Last `samples.id` the remote acknowledged; absent while export was never enabled.
-pub(crate) const META_EXPORT_CURSOR: &str = "export_cursor";
-/// Rows retention deleted before the exporter sent them, and the time span they covered.
-const META_EXPORT_GAP_ROWS: &str = "export_gap_rows";
-const META_EXPORT_GAP_FROM: &str = "export_gap_from_ms";
-const META_EXPORT_GAP_TO: &str = "export_gap_to_ms";
-/// Rows in batches the remote refused for good (a 4xx that must not be retried).
-const META_EXPORT_DROPPED_ROWS: &str = "export_dropped_rows";
 
 /// One stored sample as the exporter needs it: which host, when, every scalar metric and the listeners.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,14 +150,7 @@ impl Store {
 }
 
 fn read_progress(conn: &Connection) -> rusqlite::Result<Option<ExportProgress>> {
-    let cursor: Option<i64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [META_EXPORT_CURSOR],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(cursor) = cursor else {
+    let Some(cursor) = find_meta(conn, META_EXPORT_CURSOR)? else {
         return Ok(None);
     };
     Ok(Some(ExportProgress {

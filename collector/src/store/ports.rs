@@ -116,6 +116,11 @@ impl PortContributions {
         }
     }
 
+    /// The changes gathered: (minute, group, zone, port) → (hosts, established).
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (&(u64, String, String, u16), &(i64, f64))> {
+        self.rows.iter()
+    }
+
     pub(crate) fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         let mut upsert = tx.prepare_cached(
             "INSERT INTO group_port_minutes (minute_ms, group_name, zone, port, established, hosts) \
@@ -133,6 +138,15 @@ impl PortContributions {
 }
 
 impl Store {
+    /// Leaves the database as the upgrade step that added per-port sums leaves one whose minutes before
+    /// `from_ms` were rolled up earlier: no port sums for them, and the mark saying so.
+    #[cfg(test)]
+    pub(crate) fn forget_port_sums_before(&self, from_ms: u64) -> rusqlite::Result<()> {
+        self.conn
+            .execute_batch("DELETE FROM group_port_minutes; UPDATE rollup_minute SET ports = NULL;")?;
+        super::meta::set_meta(&self.conn, super::meta::META_PORT_MINUTES_FROM, from_ms as i64)
+    }
+
     /// `group_port_minutes` rows with `from_ms <= minute_ms < to_ms`, in time, group, zone, port order.
     pub fn group_port_minutes(&self, from_ms: u64, to_ms: u64) -> Result<Vec<GroupPortMinute>, StoreError> {
         let err = self.sql_error("read group_port_minutes");

@@ -5,8 +5,9 @@
 //! ends rounded up to the minute. Whole hours come from `rollup_hour` (one indexed range read per host),
 //! the ragged ends and hours not yet built from `rollup_minute`.
 
+use super::meta::{get_meta, META_HOUR_BUILT, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID};
 use super::ports::{read_ports, PortSums};
-use super::rollup::{get_meta, HOUR_MS, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID, MINUTE_MS};
+use super::rollup::{HOUR_MS, MINUTE_MS};
 use super::sketch::{MetricStats, RollupStats};
 use super::{Store, StoreError};
 use crate::metrics::Metric;
@@ -207,7 +208,7 @@ impl Store {
         if from >= to {
             return Ok(total);
         }
-        let hour_built = get_meta(&self.conn, "rollup_hour_built_through_ms").map_err(&err)? as u64;
+        let hour_built = get_meta(&self.conn, META_HOUR_BUILT).map_err(&err)? as u64;
         let hours_from = ceil_to(from, HOUR_MS);
         let hours_to = (to - to % HOUR_MS).min(hour_built - hour_built % HOUR_MS);
         let mut minute_ranges = vec![(from, to)];

@@ -12,22 +12,16 @@
 //! minutes of every host in memory, then flushes them in chunks; each minute row is stamped with the pass
 //! that wrote it, so a flush interrupted by a crash is redone without counting anything twice.
 
+use super::group_sums::{Contribution, MinuteEntry};
+use super::meta::{
+    get_meta, set_meta, META_HOSTS_SYNCED_ROWID, META_HOUR_BUILT, META_HOUR_NEXT_HOST, META_PASS_CUTOFF,
+    META_PASS_END, META_RAW_CUTOFF, META_RAW_ROWID,
+};
 use super::ports::{read_ports, PortContributions, PortSums};
 use super::sketch::RollupStats;
-use super::{query_i64, HostRecord, SampleDetail, Store, StoreError};
-use crate::metrics::Metric;
+use super::{query_i64, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
-
-pub(crate) const META_HOSTS_SYNCED_ROWID: &str = "hosts_synced_rowid";
-pub(crate) const META_RAW_ROWID: &str = "rollup_raw_rowid";
-const META_PASS_END: &str = "rollup_pass_end_rowid";
-const META_PASS_CUTOFF: &str = "rollup_pass_cutoff_ms";
-pub(crate) const META_RAW_CUTOFF: &str = "rollup_raw_cutoff_ms";
-/// First minute whose rollup kept per-port sums (set by the schema step that added them).
-pub(crate) const META_PORT_MINUTES_FROM: &str = "port_minutes_from_ms";
-const META_HOUR_BUILT: &str = "rollup_hour_built_through_ms";
-const META_HOUR_NEXT_HOST: &str = "rollup_hour_next_host";
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 3_600_000;
@@ -41,7 +35,6 @@ const SCAN_CHUNK_ROWS: usize = 5_000;
 const MAX_PASS_ENTRIES: usize = 50_000;
 const FLUSH_CHUNK_ENTRIES: usize = 500;
 const HOUR_BUILD_CHUNK_HOSTS: usize = 200;
-const DELETE_CHUNK_ROWS: i64 = 5_000;
 /// How often maintenance writes each host's last seq to `hosts`; rows stored since are read back on open.
 const HOST_SYNC_INTERVAL_MS: u64 = 10_000;
 
@@ -90,13 +83,6 @@ struct Pass {
     entries: BTreeMap<(u64, i64), MinuteEntry>,
 }
 
-/// What a pass gathered for one (minute, host): metric statistics and per-port established sums.
-#[derive(Debug)]
-struct MinuteEntry {
-    stats: RollupStats,
-    ports: PortSums,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct RollupState {
     pass: Option<Pass>,
@@ -106,58 +92,8 @@ pub(crate) struct RollupState {
     last_sync_ms: Option<u64>,
 }
 
-pub(crate) fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
-    Ok(query_i64(conn, "SELECT value FROM meta WHERE key = ?1", [key])?.unwrap_or(0))
-}
-
-pub(crate) fn set_meta(conn: &Connection, key: &str, value: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
-    )?
-    .execute(params![key, value])?;
-    Ok(())
-}
-
 fn floor_to(ms: u64, step: u64) -> u64 {
     ms - ms % step
-}
-
-/// What one host adds to its group's row of `group_minutes` for one minute.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Contribution {
-    hosts: i64,
-    cpu_busy_cores: f64,
-    cores: i64,
-    mem_used_bytes: f64,
-    mem_bytes: i64,
-    tcp_established: f64,
-}
-
-impl Contribution {
-    fn of(stats: Option<&RollupStats>, host: &HostRecord) -> Contribution {
-        let Some(stats) = stats else {
-            return Contribution::default();
-        };
-        let mean = |m: Metric| stats.get(m.index()).map(|s| s.mean()).unwrap_or(0.0);
-        Contribution {
-            hosts: 1,
-            cpu_busy_cores: mean(Metric::CpuBusyPct) / 100.0 * f64::from(host.cores),
-            cores: i64::from(host.cores),
-            mem_used_bytes: mean(Metric::MemUsedBytes),
-            mem_bytes: host.memory_bytes as i64,
-            tcp_established: mean(Metric::TcpEstablished),
-        }
-    }
-
-    fn add(&mut self, other: Contribution, sign: f64) {
-        let s = sign as i64;
-        self.hosts += s * other.hosts;
-        self.cpu_busy_cores += sign * other.cpu_busy_cores;
-        self.cores += s * other.cores;
-        self.mem_used_bytes += sign * other.mem_used_bytes;
-        self.mem_bytes += s * other.mem_bytes;
-        self.tcp_established += sign * other.tcp_established;
-    }
 }
 
 fn read_stats(path: &str, blob: Vec<u8>) -> Result<RollupStats, StoreError> {
@@ -356,20 +292,11 @@ impl Store {
                     break;
                 }
             }
-            let entry = pass.entries.entry(key).or_insert_with(|| MinuteEntry {
-                stats: RollupStats::with_len(Metric::ALL.len()),
-                ports: PortSums::default(),
-            });
-            for (i, _) in Metric::ALL.iter().enumerate() {
-                if let Some(value) = row.get::<_, Option<f64>>(3 + i).map_err(err)? {
-                    entry.stats.add(i, value);
-                }
-            }
-            // A detail blob that does not decode loses its per-port counts only, as in the raw reading.
-            let detail = row.get_ref(3 + Metric::ALL.len()).map_err(err)?.as_blob_or_null();
-            if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
-                entry.ports.add_listeners(&detail.listeners);
-            }
+            pass.entries
+                .entry(key)
+                .or_insert_with(MinuteEntry::new)
+                .add_row(row, 3, true)
+                .map_err(err)?;
             pass.scanned_to = id;
             report.raw_rows_rolled += 1;
         }
@@ -470,8 +397,7 @@ impl Store {
                 let group = groups
                     .entry((minute, host.group.clone(), host.zone.clone()))
                     .or_default();
-                group.add(Contribution::of(Some(&merged), host), 1.0);
-                group.add(Contribution::of(old.as_ref(), host), -1.0);
+                group.add(Contribution::replacing(old.as_ref(), &merged, host), 1.0);
                 // Like the other gauges, the host's old mean for the minute is replaced by the new one.
                 port_groups.replace(minute, &host.group, &host.zone, &old_ports, &merged_ports);
             }
@@ -594,80 +520,6 @@ impl Store {
         }
         tx.commit().map_err(err)?;
         Ok(true)
-    }
-
-    /// Delete one chunk of each kind of expired data; `true` if anything was deleted.
-    ///
-    /// Raw rows and hourly rows are deleted from the head of rowid order (the order they were written):
-    /// no time index is needed, and a row stored late for an old time (catch-up) is deleted once the head
-    /// reaches it. Raw rows are never deleted before they are rolled up and their host's seq is synced.
-    fn retention_chunk(
-        &mut self,
-        now_ms: u64,
-        retention: &Retention,
-        report: &mut MaintainReport,
-    ) -> Result<bool, StoreError> {
-        let err = self.sql_error("delete expired data");
-        let raw_before = now_ms.saturating_sub(retention.raw_ms) as i64;
-        let minute_before = now_ms.saturating_sub(retention.minute_rollups_ms) as i64;
-        let hour_before = now_ms.saturating_sub(retention.hour_rollups_ms) as i64;
-        let tx = self.conn.unchecked_transaction().map_err(&err)?;
-        let limit = get_meta(&tx, META_RAW_ROWID)
-            .map_err(&err)?
-            .min(get_meta(&tx, META_HOSTS_SYNCED_ROWID).map_err(&err)?);
-        let head = query_i64(
-            &tx,
-            "SELECT MAX(id) FROM (SELECT id FROM samples WHERE id <= ?1 ORDER BY id LIMIT ?2)",
-            params![limit, DELETE_CHUNK_ROWS],
-        )
-        .map_err(&err)?;
-        let mut raw = 0;
-        if let Some(head) = head {
-            super::export::record_retention_gap(&tx, head, raw_before).map_err(&err)?;
-            raw = tx
-                .execute(
-                    "DELETE FROM samples WHERE id <= ?1 AND ts_ms < ?2",
-                    params![head, raw_before],
-                )
-                .map_err(&err)?;
-        }
-        let mut rollups = tx
-            .execute(
-                "DELETE FROM rollup_minute WHERE id IN \
-                 (SELECT id FROM rollup_minute WHERE bucket_ms < ?1 LIMIT ?2)",
-                params![minute_before, DELETE_CHUNK_ROWS],
-            )
-            .map_err(&err)?;
-        let hour_head = query_i64(
-            &tx,
-            "SELECT MAX(id) FROM (SELECT id FROM rollup_hour ORDER BY id LIMIT ?1)",
-            [DELETE_CHUNK_ROWS],
-        )
-        .map_err(&err)?;
-        if let Some(head) = hour_head {
-            rollups += tx
-                .execute(
-                    "DELETE FROM rollup_hour WHERE id <= ?1 AND bucket_ms < ?2",
-                    params![head, hour_before],
-                )
-                .map_err(&err)?;
-        }
-        rollups += tx
-            .execute("DELETE FROM group_minutes WHERE minute_ms < ?1", [hour_before])
-            .map_err(&err)?;
-        rollups += tx
-            .execute(
-                "DELETE FROM group_port_minutes WHERE minute_ms < ?1",
-                [hour_before],
-            )
-            .map_err(&err)?;
-        rollups += tx
-            .execute("DELETE FROM gaps WHERE to_ms < ?1", [hour_before])
-            .map_err(&err)?;
-        tx.commit().map_err(&err)?;
-        report.raw_rows_deleted += raw as u64;
-        report.rollup_rows_deleted += rollups as u64;
-        Ok(raw + rollups > 0)
     }
 }
 

@@ -833,3 +833,118 @@ fn a_version_2_database_gains_the_busiest_core_column_and_keeps_its_rows() {
         1
     );
 }
+
+/// Issue 9: a report's raw-tail step is the rollup's own arithmetic. What `raw_group_minutes` says raw rows
+/// past the rollup add (a late row merged into a finished minute, and a minute not rolled up yet) is exactly
+/// what the next rollup pass adds to `group_minutes` and `group_port_minutes`.
+#[test]
+fn issue_9_raw_rows_past_the_rollup_add_what_the_next_pass_adds() {
+    let (_dir, mut store) = temp_store();
+    let mut a = batch(
+        "a",
+        vec![
+            row_with_ports(1, T0 + 1_000, 20.0, &[(443, 100)]),
+            row_with_ports(2, T0 + 20_000, 40.0, &[(443, 300)]),
+        ],
+    );
+    a.hello = Some(hello("web", "z1", 4, 8_000));
+    let mut b = batch("b", vec![row_with_ports(1, T0 + 2_000, 10.0, &[(443, 50)])]);
+    b.hello = Some(hello("web", "z2", 8, 8_000));
+    store.commit_batches(&[a, b]).unwrap();
+    store
+        .maintain(T0 + MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    // A late row of a for the finished minute 0, and minute 1 of both hosts.
+    store
+        .commit_batches(&[
+            batch(
+                "a",
+                vec![
+                    row_with_ports(3, T0 + 40_000, 90.0, &[(443, 800), (8080, 7)]),
+                    row_with_ports(4, T0 + MINUTE_MS + 1_000, 50.0, &[(443, 10)]),
+                ],
+            ),
+            batch(
+                "b",
+                vec![row_with_ports(2, T0 + MINUTE_MS + 2_000, 30.0, &[(443, 20)])],
+            ),
+        ])
+        .unwrap();
+    let window = (T0, T0 + 2 * MINUTE_MS);
+    // Per minute: hosts, busy cores, used memory, established by port, summed over zones.
+    type Sums = BTreeMap<u64, (i64, f64, f64, BTreeMap<u16, f64>)>;
+    let tables = |store: &Store| -> Sums {
+        let mut sums = Sums::new();
+        for row in store.group_minutes(window.0, window.1).unwrap() {
+            let sum = sums.entry(row.minute_ms).or_default();
+            sum.0 += row.hosts as i64;
+            sum.1 += row.cpu_busy_cores;
+            sum.2 += row.mem_used_bytes;
+        }
+        for row in store.group_port_minutes(window.0, window.1).unwrap() {
+            *sums
+                .entry(row.minute_ms)
+                .or_default()
+                .3
+                .entry(row.port)
+                .or_default() += row.established;
+        }
+        sums
+    };
+    let before = tables(&store);
+    let marks = store.rollup_marks().unwrap();
+    let mut expected = before.clone();
+    for raw in store
+        .raw_group_minutes(
+            window.0,
+            window.1,
+            marks.rolled_up_through_ms,
+            marks.raw_rowid,
+            marks.port_minutes_from_ms,
+        )
+        .unwrap()
+    {
+        assert_eq!(raw.group, "web");
+        let sum = expected.entry(raw.minute_ms).or_default();
+        sum.0 += raw.hosts;
+        sum.1 += raw.cpu_busy_cores;
+        sum.2 += raw.mem_used_bytes;
+        for (port, established) in raw.established_by_port {
+            *sum.3.entry(port).or_default() += established;
+        }
+    }
+    // Minute 0 changes only a's means (no new host); minute 1 is new.
+    assert_eq!(expected[&T0].0, 2);
+    assert_eq!(expected[&(T0 + MINUTE_MS)].0, 2);
+    assert_ne!(expected[&T0].1, before[&T0].1);
+    store
+        .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let after = tables(&store);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (minute, want) in &expected {
+        let got = &after[minute];
+        assert_eq!(got.0, want.0, "hosts in minute {minute}");
+        assert!(
+            (got.1 - want.1).abs() < 1e-9,
+            "busy cores in minute {minute}: {got:?} vs {want:?}"
+        );
+        assert!(
+            (got.2 - want.2).abs() < 1e-6,
+            "memory in minute {minute}: {got:?} vs {want:?}"
+        );
+        assert_eq!(
+            got.3.keys().collect::<Vec<_>>(),
+            want.3.keys().collect::<Vec<_>>()
+        );
+        for (port, established) in &want.3 {
+            assert!(
+                (got.3[port] - established).abs() < 1e-9,
+                "port {port} in minute {minute}"
+            );
+        }
+    }
+}

@@ -4,7 +4,9 @@
 
 use super::sketch::RollupStats;
 use super::{Store, StoreError};
-use std::collections::BTreeMap;
+use crate::metrics::Metric;
+use rusqlite::params;
+use std::collections::{BTreeMap, HashMap};
 
 /// One host's merged rollup over a window.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,37 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every host's mean of each metric ([`Metric::ALL`] order) over the raw rows in `[from_ms, to_ms)`, by
+    /// host name; hosts without a row in the window are absent.
+    pub fn host_raw_means(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<HashMap<String, Vec<Option<f64>>>, StoreError> {
+        let averages: String = Metric::ALL
+            .iter()
+            .map(|m| format!("AVG({})", m.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT h.name, {averages} FROM samples s JOIN hosts h ON h.id = s.host_id \
+             WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.host_id"
+        );
+        let err = self.sql_error("read samples for a fleet view");
+        let mut statement = self.conn.prepare(&sql).map_err(&err)?;
+        let means = statement
+            .query_map(params![from_ms as i64, to_ms as i64], |row| {
+                let mut means = Vec::with_capacity(Metric::ALL.len());
+                for index in 0..Metric::ALL.len() {
+                    means.push(row.get::<_, Option<f64>>(index + 1)?);
+                }
+                Ok((row.get::<_, String>(0)?, means))
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(&err)?;
+        Ok(means)
     }
 
     /// The newest sample time any host reported (Unix ms); `None` for an empty database.

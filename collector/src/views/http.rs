@@ -301,6 +301,7 @@ async fn metrics_handler(
         export: state.export.as_ref().map(|e| e.status()),
         ..metrics::Snapshot::default()
     };
+    snapshot.export_lag_seconds = snapshot.export.as_ref().map_or(0.0, |e| e.lag_seconds(now_ms));
     if let Some(analytics) = &state.analytics {
         let alarms = analytics.alarm_report();
         snapshot.alarm_deliveries = alarms.delivered_batches;

@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub version: &'static str,
     /// The remote_write exporter's status; `None` when export is off.
     pub export: Option<crate::export::ExportStatus>,
+    /// Age of the oldest stored row the remote has not acknowledged (0 when caught up); with `export`.
+    pub export_lag_seconds: f64,
 }
 
 impl Collector for Snapshot {
@@ -134,6 +136,13 @@ impl Collector for Snapshot {
                     ("dropped", export.dropped_rows),
                     ("gap", export.gap_rows),
                 ],
+            )?;
+            gauge(
+                &mut encoder,
+                "export_lag",
+                "Age of the oldest stored row the remote_write receiver has not acknowledged; 0 when caught up",
+                Some(&Unit::Seconds),
+                self.export_lag_seconds,
             )?;
             gauge(
                 &mut encoder,
@@ -329,12 +338,22 @@ mod export_tests {
             gap_rows: 40,
             backlog_rows: 15,
             retries: 3,
+            oldest_unsent_ms: Some(1_700_000_000_000),
             ..Default::default()
         };
+        // The oldest unsent row is 90.5 s old at the scrape.
+        let lag = export.lag_seconds(1_700_000_090_500);
+        assert_eq!(lag, 90.5);
+        assert_eq!(
+            crate::export::ExportStatus::default().lag_seconds(1_700_000_090_500),
+            0.0,
+            "caught up"
+        );
         let text = encode(
             &crate::telemetry::Telemetry::default(),
             Snapshot {
                 export: Some(export),
+                export_lag_seconds: lag,
                 ..Snapshot::default()
             },
         );
@@ -343,6 +362,7 @@ mod export_tests {
             "headroom_collector_export_rows_total{result=\"dropped\"} 2",
             "headroom_collector_export_rows_total{result=\"gap\"} 40",
             "headroom_collector_export_backlog_rows 15",
+            "headroom_collector_export_lag_seconds 90.5",
             "headroom_collector_export_retries_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

@@ -13,9 +13,8 @@ use crate::live::summary::percentile;
 use crate::store::sketch::{MetricStats, RollupStats};
 use crate::store::{Metric, Store, StoreError};
 use crate::views::end::{stale_note, EndAt};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Longest window answered from raw rows; longer windows use rollups.
 pub const RAW_WINDOW_MAX_MS: u64 = 3_600_000;
@@ -263,33 +262,13 @@ pub fn stored_hosts(
     from_ms: u64,
     to_ms: u64,
 ) -> Result<(Vec<HostMeans>, &'static str), StoreError> {
-    let hosts = store.hosts()?;
     if to_ms.saturating_sub(from_ms) <= RAW_WINDOW_MAX_MS {
-        let averages: String = Metric::ALL
-            .iter()
-            .map(|m| format!("AVG({})", m.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT h.name, {averages} FROM samples s JOIN hosts h ON h.id = s.host_id \
-             WHERE s.ts_ms >= ?1 AND s.ts_ms < ?2 GROUP BY s.host_id"
-        );
-        let err = store.sql_error("read samples for a fleet view");
-        let mut statement = store.conn.prepare(&sql).map_err(&err)?;
-        let means: HashMap<String, Vec<Option<f64>>> = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |row| {
-                let mut means = Vec::with_capacity(Metric::ALL.len());
-                for index in 0..Metric::ALL.len() {
-                    means.push(row.get::<_, Option<f64>>(index + 1)?);
-                }
-                Ok((row.get::<_, String>(0)?, means))
-            })
-            .and_then(|rows| rows.collect::<Result<_, _>>())
-            .map_err(&err)?;
-        let out = hosts
+        let mut means = store.host_raw_means(from_ms, to_ms)?;
+        let out = store
+            .hosts()?
             .into_iter()
             .filter_map(|h| {
-                let means = means.get(&h.name)?.clone();
+                let means = means.remove(&h.name)?;
                 Some(HostMeans {
                     host: h.name,
                     labels: h.labels,
@@ -299,21 +278,24 @@ pub fn stored_hosts(
             .collect();
         return Ok((out, "raw"));
     }
-    let mut out = Vec::with_capacity(hosts.len());
-    for host in hosts {
-        let mut means = Vec::with_capacity(Metric::ALL.len());
-        for metric in Metric::ALL {
-            let stats = store.host_stats(&host.name, metric, from_ms, to_ms)?;
-            means.push(stats.filter(|s| s.count > 0).map(|s| s.sum / s.count as f64));
-        }
-        if means.iter().any(Option::is_some) {
-            out.push(HostMeans {
-                host: host.name,
-                labels: host.labels,
-                means,
-            });
-        }
-    }
+    // One merged rollup per host carries every metric: each host's rollups are read once.
+    let out = store
+        .host_window_stats(from_ms, to_ms)?
+        .into_iter()
+        .map(|host| HostMeans {
+            host: host.host,
+            labels: host.labels,
+            means: (0..Metric::ALL.len())
+                .map(|index| {
+                    host.stats
+                        .get(index)
+                        .filter(|s| s.count > 0)
+                        .map(|s| s.sum / s.count as f64)
+                })
+                .collect(),
+        })
+        .filter(|host| host.means.iter().any(Option::is_some))
+        .collect();
     Ok((out, "rollup"))
 }
 
