@@ -118,6 +118,20 @@ pub fn url_get(url: &str, headers: &[&str], ca_pem: Option<&[u8]>) -> Option<Htt
     })
 }
 
+/// Runs `headroom-collector ARGS`, asserts it succeeded and returns its stdout.
+pub fn collector_ok(args: &[&str]) -> String {
+    let out = Command::new(binary("headroom-collector"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// A child process that is killed when dropped, with its output captured to files.
 pub struct Process {
     pub child: Child,

@@ -83,6 +83,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The CA key's only reader: signs agent certificates for `serve`. Started by `serve` as a child on
+    /// its stdin/stdout, or with --socket by its own unit (then set identity.signer_socket).
+    Signer {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// Listen on this Unix socket (made 0660) instead of stdin/stdout.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Check a config file and print the effective configuration (defaults filled in, paths resolved).
     CheckConfig {
         #[arg(long, default_value = config::DEFAULT_PATH)]

@@ -49,7 +49,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
         &["hour_retention", "minute_retention", "raw_retention"],
     ),
     ("tls", &["ca", "cert", "key"]),
-    ("identity", &["cert_validity", "hello_label_keys"]),
+    (
+        "identity",
+        &["cert_validity", "hello_label_keys", "signer_socket"],
+    ),
     (
         "fleet",
         &[
@@ -137,6 +140,9 @@ pub struct IdentityConfig {
     /// Label keys an agent's hello may set when its certificate carries no labels (`cert issue`); a
     /// certificate with labels always wins whole.
     pub hello_label_keys: Vec<String>,
+    /// The Unix socket of a signer run by its own unit (`headroom-collector signer --socket`); `None`: `serve`
+    /// starts the signer as a child process. Either way only the signer reads the CA key.
+    pub signer_socket: Option<PathBuf>,
 }
 
 /// The label keys the collector itself reads (sizing groups and zones, alarm scopes), allowed from hellos by
@@ -210,6 +216,7 @@ impl Default for Config {
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
                 hello_label_keys: DEFAULT_HELLO_LABEL_KEYS.iter().map(|k| k.to_string()).collect(),
+                signer_socket: None,
             },
             alarms: AlarmsConfig {
                 rules: None,
@@ -336,6 +343,9 @@ struct RawIdentity {
     /// Label keys taken from an agent's hello when its certificate carries no labels. Default
     /// ["env", "group", "role", "service", "zone"].
     hello_label_keys: Option<Vec<String>>,
+    /// Unix socket of a signer run by its own unit, absolute path. Default none: serve starts the signer as a
+    /// child process.
+    signer_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -575,6 +585,11 @@ impl RawConfig {
                 CERT_VALIDITY_MIN..=CERT_VALIDITY_MAX,
             )?,
         };
+        let signer_socket = self
+            .identity
+            .signer_socket
+            .map(|text| absolute_path(origin, "identity.signer_socket", &text))
+            .transpose()?;
         let hello_label_keys = match self.identity.hello_label_keys {
             None => defaults.identity.hello_label_keys,
             Some(keys) => {
@@ -595,6 +610,7 @@ impl RawConfig {
             identity: IdentityConfig {
                 cert_validity,
                 hello_label_keys,
+                signer_socket,
             },
             alarms,
             outliers,

@@ -258,6 +258,10 @@ fn dispatch(command: Command) -> Result<(), Failure> {
                 .map_err(admin_failure)?;
             print!("{text}");
         }
+        Command::Signer { place, socket } => {
+            let dir = pki_cli::pki_dir(&state_dir(&place)?);
+            headroom_collector::identity::signer::run_signer(&dir, socket.as_deref())?;
+        }
         Command::CheckConfig { config: path, format } => {
             let config = load_config(&path)?;
             let origin = path.display().to_string();

@@ -2,7 +2,9 @@
 //! refuses to start off loopback without TLS and a token, and over HTTPS on 127.0.0.2 (loopback range, but
 //! not one of the two addresses served without authentication) wants the bearer token.
 
-use headroom_tests::{binary, free_tcp_port, free_udp_port, http_get, url_get, wait_for, Collector, Process};
+use headroom_tests::{
+    binary, collector_ok, free_tcp_port, free_udp_port, http_get, url_get, wait_for, Collector, Process,
+};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,26 +108,14 @@ fn issue_14_an_api_off_loopback_without_tls_and_token_does_not_start() {
     );
 }
 
-fn run_ok(args: &[&str]) {
-    let out = Command::new(binary("headroom-collector"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn issue_14_https_with_a_bearer_token_on_127_0_0_2() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let state_arg = state.to_str().unwrap();
-    run_ok(&["ca", "init", "--state-dir", state_arg]);
+    collector_ok(&["ca", "init", "--state-dir", state_arg]);
     // The server certificate, signed by the fleet CA, names the address the API is reached on.
-    run_ok(&[
+    collector_ok(&[
         "cert",
         "server",
         "--state-dir",

@@ -151,6 +151,38 @@ fn collector_unit_runs_the_collector_with_the_access_it_needs() {
 }
 
 #[test]
+fn issue_11_signer_unit_holds_the_key_with_no_network() {
+    let unit = "headroom-collector-signer.service";
+    let text = unit_text(unit);
+    assert_directive(
+        unit,
+        &text,
+        "ExecStart",
+        "/usr/bin/headroom-collector signer --state-dir /var/lib/headroom-collector-signer --socket \
+         /run/headroom-collector-signer/signer.sock",
+    );
+    for (key, expected) in [
+        ("Type", "notify"),
+        ("Restart", "on-failure"),
+        ("RestartPreventExitStatus", "2"),
+        ("DynamicUser", "yes"),
+        ("User", "headroom-collector-signer"),
+        // The socket is 0660 for the collector's group.
+        ("Group", "headroom-collector"),
+        ("StateDirectoryMode", "0700"),
+        ("RuntimeDirectory", "headroom-collector-signer"),
+        ("PrivateNetwork", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("CapabilityBoundingSet", ""),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+    ] {
+        assert_directive(unit, &text, key, expected);
+    }
+    assert_exposure_at_most_limit(unit);
+}
+
+#[test]
 fn agent_unit_exposure_is_at_most_two() {
     assert_exposure_at_most_limit("headroom-agent.service");
 }

@@ -74,17 +74,23 @@ pub async fn serve_with_web(
         .map_err(|message| anyhow::anyhow!(message))?;
     let revocations = Revocations::load(&pki)?;
     let streaming_config = load_server_config(&config.tls, &revocations, Listener::Streaming)?;
-    // Without enrollment, nothing here signs, so the CA key is never read.
+    // This process never reads the CA key: with enrollment on, the signer (a child process, or one run by its
+    // own unit on a socket) holds it and signs; without enrollment nothing signs at all.
     let enrollment = match config.enroll_listen {
-        Some(address) => Some((
-            address,
-            load_server_config(&config.tls, &revocations, Listener::Enrollment)?,
-            Arc::new(EnrollContext::load(
-                &pki,
-                revocations.clone(),
-                config.identity.cert_validity,
-            )?),
-        )),
+        Some(address) => {
+            let (signer, ca_pem) = start_signer(&config).await?;
+            Some((
+                address,
+                load_server_config(&config.tls, &revocations, Listener::Enrollment)?,
+                Arc::new(EnrollContext::new(
+                    &pki,
+                    signer,
+                    ca_pem,
+                    revocations.clone(),
+                    config.identity.cert_validity,
+                )),
+            ))
+        }
         None => None,
     };
     let (store, report) = Store::open(&database_path(&config), now_ms())?;
@@ -284,6 +290,27 @@ pub async fn serve_with_web(
     }
     info!("collector stopped");
     Ok(())
+}
+
+/// The signer on `identity.signer_socket`, or a child started from this executable.
+async fn start_signer(config: &Config) -> anyhow::Result<(crate::identity::signer::Signer, String)> {
+    use crate::identity::signer::Signer;
+    let socket = config.identity.signer_socket.clone();
+    let state_dir = config.state_dir.clone();
+    let started = tokio::task::spawn_blocking(move || match socket {
+        Some(path) => Signer::connect(&path),
+        None => {
+            let program = std::env::current_exe().map_err(|error| {
+                crate::identity::signer::SignerError::Unavailable(format!(
+                    "cannot find this executable: {error}"
+                ))
+            })?;
+            Signer::spawn(&program, &state_dir)
+        }
+    })
+    .await
+    .context("starting the signer")?;
+    Ok(started?)
 }
 
 /// The web view's settings from the config: sizing as `[sizing]` says, the certificate registry in `pki`.

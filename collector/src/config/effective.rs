@@ -143,6 +143,10 @@ impl Config {
                             self.identity.hello_label_keys.iter().map(string).collect(),
                         )),
                     ),
+                    (
+                        "signer_socket",
+                        self.identity.signer_socket.as_deref().map(path_value),
+                    ),
                 ]),
             ),
             (
@@ -212,6 +216,8 @@ token_file = "/etc/headroom/api.token"
 host_names = ["collector.example.net"]
 [tls]
 cert = "other/server.pem"
+[identity]
+signer_socket = "/run/headroom-collector-signer/signer.sock"
 [storage]
 raw_retention = "72h"
 [alarms]

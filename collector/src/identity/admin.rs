@@ -56,7 +56,8 @@ pub fn token_create(
             "--ttl must be longer than 0s (e.g. 24h)".to_string(),
         ));
     }
-    if !pki_dir.join("ca.key").exists() {
+    // The CA certificate, not its key: the key may live only with a signer run by its own unit.
+    if !pki_dir.join("ca.pem").exists() {
         return Err(AdminError::Usage(format!(
             "no CA in {} (run \"headroom-collector ca init\" first)",
             pki_dir.display()
@@ -220,7 +221,7 @@ mod tests {
     #[test]
     fn token_list_never_shows_the_secret() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.key"), "x").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
         let labels = parse_labels(&["group=web".to_string(), "zone=eu-1a".to_string()]).unwrap();
         let created = token_create(dir.path(), 3600, 5, labels, None, 1_750_000_000).unwrap();
         let token = created.lines().next().unwrap();

@@ -7,12 +7,13 @@
 use super::registry::{CertRecord, IssuedBy, Registry};
 use super::renew::authorize_renewal;
 use super::revocation::{normalize_serial, Revocations};
+use super::signer::{SignRequest, Signer, SignerError};
 use super::tokens::{TokenFile, TokenRefusal};
 use super::unix_s;
 use headroom_common::enroll::{
     EnrollMessage, EnrollReply, Issued, Refusal, RefusalReason, ENROLL_VERSION, MAX_ENROLL_FRAME_BYTES,
 };
-use headroom_common::pki::{cert_info, sign_csr, CertAndKey};
+use headroom_common::pki::cert_info;
 use headroom_common::wire::{decode_payload, encode_frame, FrameDecoder};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,9 +27,12 @@ pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
 /// How long an enrolling client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What enrollment needs: the CA to sign with and the identity files.
+/// What enrollment needs: the signer (the only holder of the CA key), the CA certificate it signs with, and
+/// the identity files.
 pub struct EnrollContext {
-    pub ca: CertAndKey,
+    pub signer: Signer,
+    /// The CA certificate (PEM) as the signer reported it, handed to enrolled agents.
+    pub ca_pem: String,
     pub tokens: TokenFile,
     pub registry: Registry,
     pub revocations: Revocations,
@@ -51,21 +55,24 @@ impl EnrollContext {
 }
 
 impl EnrollContext {
-    /// The context for the pki directory `pki_dir` (ca.pem, ca.key, tokens.json, certs.json), sharing
-    /// `revocations` with the TLS verifier and ingest.
-    pub fn load(
+    /// The context for the pki directory `pki_dir` (tokens.json, certs.json), signing through `signer` with
+    /// the CA certificate `ca_pem`, sharing `revocations` with the TLS verifier and ingest.
+    pub fn new(
         pki_dir: &Path,
+        signer: Signer,
+        ca_pem: String,
         revocations: Revocations,
         validity: Duration,
-    ) -> Result<EnrollContext, crate::identity::pki_cli::PkiCommandError> {
-        Ok(EnrollContext {
-            ca: crate::identity::pki_cli::load_ca(pki_dir)?,
+    ) -> EnrollContext {
+        EnrollContext {
+            signer,
+            ca_pem,
             tokens: TokenFile::in_dir(pki_dir),
             registry: Registry::in_dir(pki_dir),
             revocations,
             validity,
             decide_lock: Default::default(),
-        })
+        }
     }
 }
 
@@ -187,11 +194,21 @@ pub fn decide(
             (grant.host, grant.labels, request.csr_der, IssuedBy::Renew)
         }
     };
-    let cert_pem = match sign_csr(&ctx.ca, &csr_der, &host, &labels, now, ctx.validity) {
+    let request = SignRequest {
+        csr_der,
+        host: host.clone(),
+        labels: labels.clone(),
+        validity_s: ctx.validity.as_secs(),
+    };
+    let cert_pem = match ctx.signer.sign(&request) {
         Ok(pem) => pem,
-        Err(error) => {
-            warn!(%peer, %host, %error, "certificate request refused");
-            return refused(RefusalReason::BadRequest, error.to_string());
+        Err(SignerError::Refused(message)) => {
+            warn!(%peer, %host, %message, "certificate request refused");
+            return refused(RefusalReason::BadRequest, message);
+        }
+        Err(error @ SignerError::Unavailable(_)) => {
+            warn!(%peer, %host, %error, "cannot sign");
+            return internal();
         }
     };
     let info = match cert_info(&cert_pem) {
@@ -227,7 +244,7 @@ pub fn decide(
     EnrollReply::Issued(Issued {
         host,
         cert_pem,
-        ca_pem: ctx.ca.cert_pem.clone(),
+        ca_pem: ctx.ca_pem.clone(),
         labels,
         not_after_s: info.not_after_s,
     })
@@ -354,6 +371,7 @@ mod tests {
 
     struct Setup {
         _dir: tempfile::TempDir,
+        ca: headroom_common::pki::CertAndKey,
         ctx: EnrollContext,
     }
 
@@ -361,14 +379,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = create_ca("test ca", SystemTime::now(), 30).unwrap();
         let ctx = EnrollContext {
-            ca,
+            signer: Signer::InProcess(ca.clone()),
+            ca_pem: ca.cert_pem.clone(),
             tokens: TokenFile::in_dir(dir.path()),
             registry: Registry::in_dir(dir.path()),
             revocations: Revocations::load(dir.path()).unwrap(),
             validity: Duration::from_secs(3600),
             decide_lock: Default::default(),
         };
-        Setup { _dir: dir, ctx }
+        Setup { _dir: dir, ca, ctx }
     }
 
     fn peer() -> SocketAddr {
@@ -409,7 +428,7 @@ mod tests {
         let der = der_of(&issued.cert_pem);
         assert_eq!(headroom_common::tls::identity_from_cert(&der).unwrap(), "web-1");
         assert_eq!(labels_from_cert(&der).unwrap(), labels);
-        assert_eq!(issued.ca_pem, ctx.ca.cert_pem);
+        assert_eq!(issued.ca_pem, ctx.ca_pem);
         let certs = ctx.registry.list().unwrap().certs;
         assert_eq!(certs.len(), 1);
         assert_eq!(certs[0].issued_by, IssuedBy::Enroll);
@@ -604,19 +623,19 @@ mod tests {
         let now = SystemTime::now();
         let names = vec!["localhost".to_string()];
         let server =
-            headroom_common::pki::issue_server_cert(&setup.ctx.ca, &names, now, Duration::from_secs(3600))
+            headroom_common::pki::issue_server_cert(&setup.ca, &names, now, Duration::from_secs(3600))
                 .unwrap();
         let revocations: Arc<dyn headroom_common::tls::RevocationCheck> =
             Arc::new(setup.ctx.revocations.clone());
         let enrollment_tls = headroom_common::tls::server_config_enrollment(
-            &setup.ctx.ca.cert_pem,
+            &setup.ctx.ca_pem,
             &server.cert_pem,
             &server.key_pem,
             Some(revocations.clone()),
         )
         .unwrap();
         let streaming_tls = headroom_common::tls::server_config_streaming(
-            &setup.ctx.ca.cert_pem,
+            &setup.ctx.ca_pem,
             &server.cert_pem,
             &server.key_pem,
             Some(revocations),
@@ -644,7 +663,7 @@ mod tests {
             .create(1, 3600, BTreeMap::new(), None, unix_s(now))
             .unwrap()
             .token;
-        let pin = headroom_common::pki::fingerprint_sha256(&ctx.ctx.ca.cert_pem).unwrap();
+        let pin = headroom_common::pki::fingerprint_sha256(&ctx.ctx.ca_pem).unwrap();
         let options = EnrollOptions {
             collector: address.to_string(),
             server_name: "localhost".to_string(),

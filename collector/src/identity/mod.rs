@@ -13,6 +13,7 @@ pub mod pki_cli;
 pub mod registry;
 pub mod renew;
 pub mod revocation;
+pub mod signer;
 pub mod tokens;
 
 use headroom_common::files;
