@@ -14,7 +14,8 @@ usage: $PROGRAM [options]
 Builds target/debian/headroom-agent_*.deb and headroom-collector_*.deb.
 
 options:
-  --profile NAME      cargo profile to build and package: release (default) or dev
+  --profile NAME      release (default): the agent with the size-optimised agent profile and the
+                      collector with release; dev: both from the debug build (for tests)
   --no-build          package the binaries already built for that profile (CI builds them anyway)
   --deb-version V     package version instead of the one in Cargo.toml (like 0.1.0-2)
   --out DIR           where to write the packages (default target/debian)
@@ -58,21 +59,37 @@ while [ $# -gt 0 ]; do
     shift 2
 done
 
+# The agent runs on every host, so a release package carries the agent profile's build (smaller, see
+# Cargo.toml); the collector's is the release profile's.
 case $profile in
-    release) profile_dir=release ;;
-    dev) profile_dir=debug ;;
+    release)
+        agent_profile=agent
+        collector_profile=release
+        ;;
+    dev)
+        agent_profile=dev
+        collector_profile=dev
+        ;;
     *) usage_error "--profile '$profile': use release or dev" ;;
 esac
+profile_dir() {
+    case $1 in
+        dev) echo debug ;;
+        *) echo "$1" ;;
+    esac
+}
 command -v cargo-deb >/dev/null 2>&1 || fail "cargo-deb is missing (install it with: cargo install cargo-deb --locked)"
 
 cd "$ROOT"
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
-bin_dir=$target_dir/$profile_dir
 if [ "$build" = yes ]; then
-    cargo build --profile "$profile" -p headroom-agent -p headroom-collector --bins
+    cargo build --profile "$agent_profile" -p headroom-agent --bins
+    cargo build --profile "$collector_profile" -p headroom-collector --bins
 fi
 
 for name in agent collector; do
+    eval "package_profile=\$${name}_profile"
+    bin_dir=$target_dir/$(profile_dir "$package_profile")
     binary=$bin_dir/headroom-$name
     [ -x "$binary" ] || fail "$binary is missing (build it, or leave out --no-build)"
     docs=$bin_dir/headroom-docs/$name
@@ -84,8 +101,9 @@ for name in agent collector; do
 done
 
 mkdir -p "$out"
-for package in headroom-agent headroom-collector; do
-    set -- -p "$package" --no-build --profile "$profile" --output "$out"
+for name in agent collector; do
+    eval "package_profile=\$${name}_profile"
+    set -- -p "headroom-$name" --no-build --profile "$package_profile" --output "$out"
     [ -z "$version" ] || set -- "$@" --deb-version "$version"
     [ -z "$fast" ] || set -- "$@" "$fast"
     cargo deb "$@"
@@ -99,7 +117,7 @@ done
 )
 
 if command -v lintian >/dev/null 2>&1; then
-    # deploy/debian/lintian.md explains each tag that is expected and why.
+    # deploy/debian/lintian-suppressed lists each tag that does not apply, and why.
     # Unquoted on purpose: without --deb-version the version part is a glob.
     # shellcheck disable=SC2086
     lintian --fail-on error,warning --suppress-tags-from-file "$ROOT/deploy/debian/lintian-suppressed" \

@@ -1,17 +1,22 @@
-//! Writes a synthetic collector database for the capacity-report benchmark: HOSTS hosts in 20 service
-//! groups over 3 zones, and `group_minutes` for every minute of DAYS days ending now, with a daily cycle and
-//! a slow upward trend. Usage: `report_db_bench FILE [HOSTS] [DAYS]`; bench/report_bench.sh times
-//! `headroom-collector report` on the result.
+//! Writes a synthetic collector database for the capacity-report and windowed-fleet benchmarks: HOSTS hosts
+//! in 20 service groups over 3 zones, `group_minutes` and `group_port_minutes` for every minute of DAYS days
+//! ending now, with a daily cycle and a slow upward trend, and every host's hourly rollup (`rollup_hour`,
+//! with sketches of CPU busy %, memory used % and bytes from one value a minute) that per-host memory
+//! sizing and `fleet --window W --stat S` read. Usage: `report_db_bench FILE [HOSTS] [DAYS]`;
+//! bench/report_bench.sh times `headroom-collector report` and the windowed fleet view on the result.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use headroom_collector::metrics::Metric;
+use headroom_collector::store::sketch::RollupStats;
 use headroom_collector::store::Store;
 use rusqlite::params;
 
 const GROUPS: usize = 20;
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
 const GIB: u64 = 1 << 30;
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +39,8 @@ fn main() -> anyhow::Result<()> {
     let tx = conn.transaction()?;
     // Per group and zone: hosts, cores and memory, for the per-minute capacity columns.
     let mut cells = vec![(0u64, 0u64, 0u64); GROUPS * ZONES.len()];
+    // Per host: its row id, group and memory, for the hourly rollups.
+    let mut host_rows: Vec<(i64, usize, u64)> = Vec::with_capacity(hosts);
     {
         let mut insert = tx.prepare(
             "INSERT INTO hosts (name, labels, group_name, zone, cores, memory_bytes, first_seen_ms, \
@@ -59,6 +66,7 @@ fn main() -> anyhow::Result<()> {
                 start_ms as i64,
                 now_ms as i64
             ])?;
+            host_rows.push((tx.last_insert_rowid(), group, memory));
             let cell = &mut cells[group * ZONES.len() + zone];
             *cell = (cell.0 + 1, cell.1 + cores, cell.2 + memory);
         }
@@ -111,6 +119,42 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let hourly_rollups = {
+        // Each host's hour: one value a minute of the group's daily cycle and trend with its own noise.
+        let mut insert = tx.prepare(
+            "INSERT INTO rollup_hour (bucket_ms, host_id, samples, stats) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut rng = fastrand::Rng::with_seed(11);
+        let first_hour_ms = start_ms.div_ceil(HOUR_MS) * HOUR_MS;
+        let total_minutes = (end_ms - start_ms) / MINUTE_MS;
+        let mut hour_ms = first_hour_ms;
+        let mut written = 0u64;
+        while hour_ms + HOUR_MS <= end_ms {
+            for &(host_id, group, memory) in &host_rows {
+                let mut stats = RollupStats::with_len(Metric::COUNT);
+                for minute in 0..60 {
+                    let minute_ms = hour_ms + minute * MINUTE_MS;
+                    let day_phase = (minute_ms % 86_400_000) as f64 / 86_400_000.0 * std::f64::consts::TAU;
+                    let trend =
+                        1.0 + 0.2 * ((minute_ms - start_ms) / MINUTE_MS) as f64 / total_minutes as f64;
+                    let busy =
+                        (0.15 + 0.02 * group as f64 + 0.1 * day_phase.sin() + 0.03 * rng.f64()) * trend;
+                    let used = 0.4 + 0.1 * rng.f64();
+                    stats.add(Metric::CpuBusyPct.index(), busy * 100.0);
+                    stats.add(Metric::MemUsedPct.index(), used * 100.0);
+                    stats.add(Metric::MemUsedBytes.index(), used * memory as f64);
+                }
+                insert.execute(params![hour_ms as i64, host_id, 60i64, stats.encode()])?;
+                written += 1;
+            }
+            hour_ms += HOUR_MS;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_hour_built_through_ms', ?1)",
+            [(end_ms - end_ms % HOUR_MS) as i64],
+        )?;
+        written
+    };
     // Every minute is rolled up: the report reads group_minutes and group_port_minutes only, as it would on a
     // long-running collector.
     tx.execute(
@@ -123,8 +167,10 @@ fn main() -> anyhow::Result<()> {
     let rows = GROUPS as u64 * ZONES.len() as u64 * (end_ms - start_ms) / MINUTE_MS;
     let size_bytes = std::fs::metadata(&path)?.len();
     println!(
-        "wrote {} with {hosts} hosts and {rows} group_minutes rows over {days} days: {:.1} MiB in {:.1} s",
+        "wrote {} with {hosts} hosts, {rows} group_minutes rows and {} hourly rollups over {days} days: \
+         {:.1} MiB in {:.1} s",
         path.display(),
+        hourly_rollups,
         size_bytes as f64 / (1u64 << 20) as f64,
         started.elapsed().as_secs_f64()
     );

@@ -77,7 +77,9 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "outliers",
         &[
             "flag_windows",
+            "min_group_hosts",
             "peer_label",
+            "relative_floor",
             "threshold",
             "window",
             "window_count",
@@ -181,6 +183,10 @@ pub struct OutliersConfig {
     pub window_count: u32,
     /// Length of one scoring window.
     pub window: Duration,
+    /// Groups (and each cluster of a two-cluster group) with fewer hosts are not scored.
+    pub min_group_hosts: usize,
+    /// The spread is at least this share of |median|.
+    pub relative_floor: f64,
 }
 
 /// Liveness and admission settings for the fleet view.
@@ -231,6 +237,8 @@ impl Default for Config {
                 flag_windows: 5,
                 window_count: 10,
                 window: Duration::from_secs(60),
+                min_group_hosts: 5,
+                relative_floor: 0.05,
             },
             sizing: crate::sizing::SizingConfig::default(),
             retention: crate::store::Retention::default(),
@@ -379,6 +387,10 @@ struct RawOutliers {
     window_count: Option<u32>,
     /// Length of one window, like "1m"; 1s to 1h. Default 1m.
     window: Option<String>,
+    /// Fewest hosts a group (or a cluster of a two-cluster group) needs to be scored; 3 to 1000. Default 5.
+    min_group_hosts: Option<usize>,
+    /// Least spread as a share of the median, like 0.05; 0 to 1. Default 0.05.
+    relative_floor: Option<f64>,
 }
 
 impl RawAlarms {
@@ -485,12 +497,30 @@ impl RawOutliers {
                 OUTLIER_WINDOW_MIN..=OUTLIER_WINDOW_MAX,
             )?,
         };
+        let min_group_hosts = self.min_group_hosts.unwrap_or(defaults.min_group_hosts);
+        if !(3..=1000).contains(&min_group_hosts) {
+            return Err(invalid(
+                origin,
+                "outliers.min_group_hosts",
+                &format!("{min_group_hosts} is out of range (use 3 to 1000)"),
+            ));
+        }
+        let relative_floor = self.relative_floor.unwrap_or(defaults.relative_floor);
+        if !(0.0..=1.0).contains(&relative_floor) {
+            return Err(invalid(
+                origin,
+                "outliers.relative_floor",
+                &format!("{relative_floor} is out of range (use 0 to 1, like 0.05 for 5 % of the median)"),
+            ));
+        }
         Ok(OutliersConfig {
             peer_label,
             threshold,
             flag_windows,
             window_count,
             window,
+            min_group_hosts,
+            relative_floor,
         })
     }
 }
@@ -947,6 +977,10 @@ window = "30s"
             error_of("[alarms]\nrules = \"/a.toml\"\nalertmanager = \"localhost:9093\"\n")
                 .contains("alarms.alertmanager: \"localhost:9093\" is not an IP address and port")
         );
+        assert!(error_of("[outliers]\nmin_group_hosts = 2\n")
+            .contains("outliers.min_group_hosts: 2 is out of range (use 3 to 1000)"));
+        assert!(error_of("[outliers]\nrelative_floor = 2.0\n")
+            .contains("outliers.relative_floor: 2 is out of range"));
         assert!(error_of("[outliers]\nflag_windows = 11\n")
             .contains("outliers.flag_windows: 11 is out of range (use 1 to window_count, 10)"));
         assert!(

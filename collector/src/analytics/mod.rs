@@ -110,7 +110,8 @@ impl AnalyticsSettings {
             flag_windows: config.outliers.flag_windows,
             clear_windows: config.outliers.flag_windows,
             window_ms: config.outliers.window.as_millis() as u64,
-            ..OutlierSettings::default()
+            min_group_hosts: config.outliers.min_group_hosts,
+            relative_floor: config.outliers.relative_floor,
         };
         Ok(AnalyticsSettings {
             rules,

@@ -189,6 +189,11 @@ impl Config {
                     ("flag_windows", Some(integer(self.outliers.flag_windows))),
                     ("window_count", Some(integer(self.outliers.window_count))),
                     ("window", Some(duration_value(self.outliers.window))),
+                    (
+                        "min_group_hosts",
+                        Some(integer(self.outliers.min_group_hosts as i64)),
+                    ),
+                    ("relative_floor", Some(float(self.outliers.relative_floor))),
                 ]),
             ),
             ("sizing", sizing(&self.sizing)),

@@ -11,6 +11,14 @@
 //! difference from the median is the least that can count; the absolute floor (the catalogue's `outlier_floor`)
 //! is the smallest difference an operator cares about when the median is near zero, e.g. 1 retransmit/s.
 //!
+//! A group whose values of a metric form two clusters with a wide gap (a primary and its replicas, a
+//! leader and followers) would otherwise flag one cluster forever. [`two_clusters`] splits the sorted values
+//! at the widest gap that leaves each side at least max(2, n/4) hosts, and calls the group bimodal when that
+//! gap is at least [`BIMODAL_SEPARATION`] times the wider cluster's own spread (with the same floors). A
+//! bimodal metric is scored within each cluster when both have `min_group_hosts`, and otherwise not scored,
+//! with the reason in `skipped` (shown by `headroom-collector outliers`). A lone host far from its peers is
+//! never a cluster (a side needs two hosts), so it is still scored, and flagged.
+//!
 //! The default threshold is a score of 5, not the 3.5 often quoted for modified z-scores: that figure assumes
 //! normally distributed values, and host metrics are skewed and heavy-tailed (traffic, connection counts), so
 //! 3.5 flags ordinary busy hosts. A flag is acted on by a person; 5 spreads is a difference nobody argues with.
@@ -177,6 +185,46 @@ pub fn group_stats(
     GroupStats { median, mad, spread }
 }
 
+/// A gap between two clusters at least this many times the wider cluster's spread makes a group bimodal.
+pub const BIMODAL_SEPARATION: f64 = 6.0;
+
+/// Two clusters of a group's values for one metric, split at the widest gap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clusters {
+    /// Values at or below this belong to the low cluster.
+    pub split: f64,
+    pub low: GroupStats,
+    pub low_hosts: usize,
+    pub high: GroupStats,
+    pub high_hosts: usize,
+    pub gap: f64,
+}
+
+/// The two clusters of `values` when the group is bimodal for `metric`, else `None`.
+pub fn two_clusters(metric: Metric, values: &[f64], relative_floor: f64) -> Option<Clusters> {
+    let n = values.len();
+    let min_side = 2.max(n.div_ceil(4));
+    if n < 2 * min_side {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (at, gap) = (min_side - 1..n - min_side)
+        .map(|i| (i, sorted[i + 1] - sorted[i]))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let mut scratch = Vec::new();
+    let low = group_stats(metric, &sorted[..=at], relative_floor, &mut scratch);
+    let high = group_stats(metric, &sorted[at + 1..], relative_floor, &mut scratch);
+    (gap > 0.0 && gap >= BIMODAL_SEPARATION * low.spread.max(high.spread)).then_some(Clusters {
+        split: sorted[at],
+        low,
+        low_hosts: at + 1,
+        high,
+        high_hosts: n - at - 1,
+        gap,
+    })
+}
+
 /// Scores every host of one window against its group, per metric.
 pub fn score_window(hosts: &[HostWindow], settings: &OutlierSettings) -> WindowScores {
     let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -225,8 +273,35 @@ pub fn score_window(hosts: &[HostWindow], settings: &OutlierSettings) -> WindowS
             }
             let stats = group_stats(metric, &values, settings.relative_floor, &mut scratch);
             group_stats_row[metric.index()] = Some(stats);
+            let clusters = two_clusters(metric, &values, settings.relative_floor);
+            if let Some(c) = clusters {
+                if c.low_hosts.min(c.high_hosts) < settings.min_group_hosts {
+                    out.skipped.push(SkippedGroup {
+                        group: group.to_string(),
+                        metric: Some(metric),
+                        hosts: values.len(),
+                        reason: format!(
+                            "{metric} forms two clusters ({} hosts around {}, {} around {}; gap {}): too few \
+                             hosts in a cluster to score within it (need {} each)",
+                            c.low_hosts,
+                            metric.format_value(c.low.median),
+                            c.high_hosts,
+                            metric.format_value(c.high.median),
+                            metric.format_value(c.gap),
+                            settings.min_group_hosts
+                        ),
+                    });
+                    continue;
+                }
+            }
             for &i in &members {
                 if let Some(value) = hosts[i].values.get(metric) {
+                    // Within its own cluster when the group is bimodal.
+                    let stats = match clusters {
+                        Some(c) if value <= c.split => c.low,
+                        Some(c) => c.high,
+                        None => stats,
+                    };
                     let score = (value - stats.median).abs() / stats.spread;
                     out.scores[i][metric.index()] = Some(Score { value, stats, score });
                 }

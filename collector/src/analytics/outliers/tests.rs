@@ -297,3 +297,171 @@ fn metric_names_round_trip_and_values_format_with_units() {
     }]);
     assert_eq!(mean.get(Metric::TcpEstablished), Some(16.0));
 }
+
+/// The kind of awkward group a seeded trial draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Awkward {
+    /// 5 to 7 hosts around 50 % busy; the broken host runs 40 points hotter.
+    Small,
+    /// 6 primaries around 20 % and 6 replicas around 70 %; the broken host is a primary that dropped to 0.
+    Bimodal,
+    /// 10 hosts around 40 % that all move together by a shared shift of σ 15 points per window, plus their
+    /// own σ 3; the broken host runs 30 points hotter than its peers.
+    Correlated,
+}
+
+/// One window of one group: CPU busy % per host, and the index of the broken host when there is one.
+fn awkward_group(rng: &mut fastrand::Rng, kind: Awkward, broken: bool) -> (Vec<HostWindow>, Option<usize>) {
+    let (values, broken_value): (Vec<f64>, Box<dyn Fn(f64) -> f64>) = match kind {
+        Awkward::Small => {
+            let n = 5 + rng.usize(0..3);
+            (
+                (0..n).map(|_| 50.0 + 3.0 * normal(rng)).collect(),
+                Box::new(|v| v + 40.0),
+            )
+        }
+        Awkward::Bimodal => (
+            (0..12)
+                .map(|i| {
+                    if i < 6 {
+                        20.0 + 2.0 * normal(rng)
+                    } else {
+                        70.0 + 3.0 * normal(rng)
+                    }
+                })
+                .collect(),
+            Box::new(|_| 0.0),
+        ),
+        Awkward::Correlated => {
+            let shared = 15.0 * normal(rng);
+            (
+                (0..10).map(|_| 40.0 + shared + 3.0 * normal(rng)).collect(),
+                Box::new(|v| v + 30.0),
+            )
+        }
+    };
+    let broken_index = broken.then(|| rng.usize(0..if kind == Awkward::Bimodal { 6 } else { values.len() }));
+    let windows = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let value = if Some(i) == broken_index {
+                broken_value(v)
+            } else {
+                v
+            };
+            let mut values = MetricValues::default();
+            values.set(Metric::CpuBusyPct, Some(value.clamp(0.0, 100.0)));
+            HostWindow {
+                host: format!("h{i}"),
+                group: "g".into(),
+                values,
+            }
+        })
+        .collect();
+    (windows, broken_index)
+}
+
+#[test]
+fn issue_10_small_bimodal_and_correlated_groups_detection_and_false_positive_rates() {
+    let settings = OutlierSettings::default();
+    let mut rng = fastrand::Rng::with_seed(10);
+    for kind in [Awkward::Small, Awkward::Bimodal, Awkward::Correlated] {
+        let trials = 2_000;
+        let (mut detected, mut broken_trials, mut false_positives, mut healthy_hosts) = (0, 0, 0, 0);
+        for trial in 0..trials {
+            let (group, broken) = awkward_group(&mut rng, kind, trial % 2 == 0);
+            let scores = score_window(&group, &settings);
+            assert!(scores.skipped.is_empty(), "{kind:?}: {:?}", scores.skipped);
+            for (i, row) in scores.scores.iter().enumerate() {
+                let outlying =
+                    row[Metric::CpuBusyPct.index()].is_some_and(|s| s.score >= settings.threshold_score);
+                if Some(i) == broken {
+                    broken_trials += 1;
+                    detected += usize::from(outlying);
+                } else {
+                    healthy_hosts += 1;
+                    false_positives += usize::from(outlying);
+                }
+            }
+        }
+        let detection = detected as f64 / broken_trials as f64;
+        let false_positive = false_positives as f64 / healthy_hosts as f64;
+        println!(
+            "{kind:?}: detection {:.1} % ({detected} of {broken_trials}), false positives {:.2} % \
+             ({false_positives} of {healthy_hosts} healthy host-windows)",
+            detection * 100.0,
+            false_positive * 100.0
+        );
+        // Each cluster of the bimodal group is itself a 6-host group, whose MAD is a noisy estimate: a
+        // 20-point drop (10 σ) scores under 5 in about one window in thirteen. A flag needs k of n windows,
+        // so a broken host is still flagged within a few minutes.
+        let least = if kind == Awkward::Bimodal { 0.90 } else { 0.95 };
+        assert!(detection >= least, "{kind:?}: detection {detection}");
+        assert!(
+            false_positive <= 0.01,
+            "{kind:?}: false positives {false_positive}"
+        );
+    }
+}
+
+#[test]
+fn issue_10_a_bimodal_group_is_scored_within_clusters_or_refused_with_a_reason() {
+    let group = |values: &[f64]| -> Vec<HostWindow> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let mut values = MetricValues::default();
+                values.set(Metric::CpuBusyPct, Some(v));
+                HostWindow {
+                    host: format!("h{i}"),
+                    group: "db".into(),
+                    values,
+                }
+            })
+            .collect()
+    };
+    // 5 primaries at 80 %, 5 replicas at 20 %: without clusters the group median is 50 % and every host
+    // would score 30/2.5 = 12; within clusters every host scores 0.
+    let scores = score_window(
+        &group(&[80.0, 80.0, 80.0, 80.0, 80.0, 20.0, 20.0, 20.0, 20.0, 20.0]),
+        &OutlierSettings::default(),
+    );
+    assert!(scores
+        .scores
+        .iter()
+        .all(|row| row[Metric::CpuBusyPct.index()].unwrap().score == 0.0));
+    // 2 primaries and 4 replicas: clusters too small to score within; refused with the reason.
+    let scores = score_window(
+        &group(&[80.0, 80.0, 20.0, 20.0, 21.0, 19.0]),
+        &OutlierSettings::default(),
+    );
+    assert!(scores
+        .scores
+        .iter()
+        .all(|row| row[Metric::CpuBusyPct.index()].is_none()));
+    assert_eq!(scores.skipped.len(), 1);
+    assert_eq!(
+        scores.skipped[0].reason,
+        "cpu_busy_pct forms two clusters (4 hosts around 20.0%, 2 around 80.0%; gap 59.0%): too few hosts \
+         in a cluster to score within it (need 5 each)"
+    );
+    // A lone host far from five peers is no cluster: it is scored, and outlying.
+    let scores = score_window(
+        &group(&[50.0, 51.0, 49.0, 50.0, 50.0, 95.0]),
+        &OutlierSettings::default(),
+    );
+    assert!(scores.scores[5][Metric::CpuBusyPct.index()].unwrap().score >= 5.0);
+    // A smaller minimum group size scores the 2 + 4 group within its clusters.
+    let settings = OutlierSettings {
+        min_group_hosts: 2,
+        ..OutlierSettings::default()
+    };
+    let scores = score_window(&group(&[80.0, 80.0, 20.0, 20.0, 21.0, 19.0]), &settings);
+    assert!(scores.skipped.is_empty());
+    assert!(scores
+        .scores
+        .iter()
+        .all(|row| row[Metric::CpuBusyPct.index()].unwrap().score < 5.0));
+}
