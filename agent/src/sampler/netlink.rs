@@ -160,7 +160,9 @@ pub fn parse_datagram(
                     continue;
                 }
                 // The kernel sends a negated errno; i32::MIN from a damaged reply has no negation.
-                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(code.saturating_neg())));
+                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
+                    code.saturating_neg(),
+                )));
             }
             _ => {
                 if payload.len() < DIAG_MSG_BYTES {
