@@ -21,7 +21,7 @@ const MIN_INDEXABLE: f64 = 1e-9;
 const MAX_INDEXABLE: f64 = 1e18;
 
 /// Version byte at the start of a stats blob, bumped if the encoding ever changes.
-const STATS_FORMAT: u8 = 1;
+pub(super) const STATS_FORMAT: u8 = 1;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("rollup blob does not decode: {0}")]
@@ -101,6 +101,14 @@ impl Sketch {
         None
     }
 
+    /// A sketch from its zero count and its (index, count) buckets.
+    pub(super) fn from_parts(zero_count: u64, buckets: impl IntoIterator<Item = (i32, u64)>) -> Sketch {
+        Sketch {
+            zero_count,
+            buckets: buckets.into_iter().collect(),
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         put_varint(out, self.zero_count);
         put_varint(out, self.buckets.len() as u64);
@@ -118,23 +126,32 @@ impl Sketch {
 
     fn decode(input: &mut &[u8]) -> Result<Sketch, DecodeError> {
         let zero_count = get_varint(input)?;
-        let len = get_varint(input)?;
         let mut buckets = BTreeMap::new();
-        let mut previous: Option<i32> = None;
-        for _ in 0..len {
-            let raw = get_varint(input)?;
-            let index = match previous {
-                Some(p) => i32::try_from(raw)
-                    .ok()
-                    .and_then(|step| p.checked_add(step))
-                    .ok_or(DecodeError("bucket index out of range"))?,
-                None => unzigzag(raw)?,
-            };
-            buckets.insert(index, get_varint(input)?);
-            previous = Some(index);
-        }
+        read_buckets(input, |index, count| {
+            buckets.insert(index, count);
+        })?;
         Ok(Sketch { zero_count, buckets })
     }
+}
+
+/// Reads an encoded sketch's bucket list (its length, then each index step and count), calling `each`
+/// with every (index, count) in order.
+pub(super) fn read_buckets(input: &mut &[u8], mut each: impl FnMut(i32, u64)) -> Result<(), DecodeError> {
+    let len = get_varint(input)?;
+    let mut previous: Option<i32> = None;
+    for _ in 0..len {
+        let raw = get_varint(input)?;
+        let index = match previous {
+            Some(p) => i32::try_from(raw)
+                .ok()
+                .and_then(|step| p.checked_add(step))
+                .ok_or(DecodeError("bucket index out of range"))?,
+            None => unzigzag(raw)?,
+        };
+        each(index, get_varint(input)?);
+        previous = Some(index);
+    }
+    Ok(())
 }
 
 /// Count, sum, min, max and sketch of one metric over one bucket of time.
@@ -311,7 +328,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
+pub(super) fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = take(input, 1)?[0];
@@ -323,12 +340,12 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     Err(DecodeError("varint too long"))
 }
 
-fn get_f64(input: &mut &[u8]) -> Result<f64, DecodeError> {
+pub(super) fn get_f64(input: &mut &[u8]) -> Result<f64, DecodeError> {
     let bytes = take(input, 8)?;
     Ok(f64::from_le_bytes(bytes.try_into().expect("took 8 bytes")))
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+pub(super) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
     if input.len() < n {
         return Err(DecodeError("truncated"));
     }
