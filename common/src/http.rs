@@ -129,6 +129,7 @@ macro_rules! build {
             .use_rustls_tls()
             .connect_timeout(options.timeout)
             .timeout(options.timeout)
+            .user_agent(concat!("headroom/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         for root in roots(options)? {
             builder = builder.add_root_certificate(root);
@@ -162,11 +163,21 @@ impl Client {
 
     /// POST a JSON body to `url`.
     pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<Response, HttpError> {
-        let request = self
-            .inner
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+        self.post(url, &[("Content-Type", "application/json")], body)
+            .await
+    }
+
+    /// POST `body` to `url` with these request headers (name, value).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        let mut request = self.inner.post(url).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         self.send(url, request).await
     }
 

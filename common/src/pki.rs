@@ -311,6 +311,17 @@ pub fn cert_info_der(der: &[u8]) -> Result<CertInfo, PkiError> {
     })
 }
 
+impl CertInfo {
+    /// When the certificate was issued (unix seconds): `not_before` undoes the backdating of
+    /// `NOT_BEFORE_BACKDATE` (ten minutes, or a tenth of the validity for short ones, so a tenth of the
+    /// validity plus backdate is an eleventh of the whole span).
+    pub fn issued_s(&self) -> i64 {
+        let span_s = self.not_after_s.saturating_sub(self.not_before_s).max(0);
+        let backdate_s = (NOT_BEFORE_BACKDATE.as_secs() as i64).min(span_s / 11);
+        self.not_before_s.saturating_add(backdate_s)
+    }
+}
+
 fn first_cert_der(cert_pem: &str) -> Result<CertificateDer<'static>, PkiError> {
     CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|error| match error {
         rustls_pki_types::pem::Error::NoItemsFound => {
@@ -734,6 +745,7 @@ mod tests {
         let now_s = unix_seconds(now()).unwrap();
         assert_eq!(info.not_after_s, now_s + 7 * 86_400);
         assert_eq!(info.not_before_s, now_s - NOT_BEFORE_BACKDATE.as_secs() as i64);
+        assert_eq!(info.issued_s(), now_s);
         assert_eq!(info.dns_names, vec!["web-17.eu-1a".to_string()]);
         assert_eq!(info.serial_hex.len(), 2 * SERIAL_LEN_BYTES, "{}", info.serial_hex);
 
@@ -741,6 +753,7 @@ mod tests {
         let short = issue_client_cert(&ca, "web-17.eu-1a", now(), Duration::from_secs(30)).unwrap();
         let short_info = cert_info(&short.cert_pem).unwrap();
         assert_eq!(short_info.not_before_s, now_s - 3);
+        assert_eq!(short_info.issued_s(), now_s);
         assert!(matches!(
             crate::enroll::renewal_state(short_info.not_before_s, short_info.not_after_s, now_s),
             crate::enroll::RenewalState::NotYet { .. }

@@ -2,6 +2,7 @@
 //! and removes itself (linked by a veth pair, addressed only inside those namespaces). The link is cut for
 //! minutes' worth of samples and healed: every sample arrives, exactly once, in order.
 
+use headroom_agent::spool::record::{parse_record, Parsed};
 use headroom_tests::{agent_config_text, binary, e2e_required, wait_for, Process};
 use std::path::Path;
 use std::process::Command;
@@ -113,6 +114,26 @@ fn stored(db: &Path, host: &str) -> Option<(u64, u64, u64, u64, u64)> {
         .filter(|stored: &(u64, u64, u64, u64, u64)| stored.0 > 0)
 }
 
+/// The newest sample in the agent's spool segments, read as they are (a record being written is not yet
+/// counted) and never modified.
+fn newest_spooled(spool: &Path) -> Option<u64> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(spool).ok()?.flatten() {
+        if entry.path().extension().and_then(|e| e.to_str()) != Some("seg") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let mut at = 0;
+        while let Parsed::Record { sample, len_bytes } = parse_record(&bytes[at..]) {
+            newest = newest.max(Some(sample.seq));
+            at += len_bytes;
+        }
+    }
+    newest
+}
+
 /// Sequence numbers in 1..=last that are not stored, as ranges.
 fn missing(db: &Path, host: &str, last: u64) -> Vec<(u64, u64)> {
     let connection =
@@ -194,7 +215,7 @@ fn a_partition_heals_and_every_sample_arrives_in_order() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // 100 ms sampling: a 25 s cut holds 250 samples, four minutes' worth at the default 1 Hz.
+    // 100 ms sampling, so a cut of 250 samples takes about 25 s.
     let agent_config = agent_state.join("agent.toml");
     let mut text = agent_config_text(
         &agent_state,
@@ -224,9 +245,20 @@ fn a_partition_heals_and_every_sample_arrives_in_order() {
     );
 
     link.set_agent_link(false);
-    std::thread::sleep(Duration::from_secs(25));
+    // The cut lasts until the agent has spooled 250 samples past the last one stored when it began (four
+    // minutes' worth at the default 1 Hz), however slowly a loaded machine runs it.
+    let cut_at = stored(&db, "island").unwrap().3;
+    let spool = agent_state.join(headroom_agent::spool::SPOOL_DIR_NAME);
+    let spooled = wait_for(Duration::from_secs(180), || {
+        newest_spooled(&spool).filter(|&seq| seq >= cut_at + 250)
+    });
     let during = stored(&db, "island").unwrap();
     link.set_agent_link(true);
+    assert!(
+        spooled.is_some(),
+        "the agent spooled no 250 samples during the cut; agent:\n{}",
+        agent.stderr_text()
+    );
 
     // After healing, the backlog catches up; then a clean stop flushes the rest.
     let caught_up = wait_for(Duration::from_secs(60), || {

@@ -159,7 +159,10 @@ pub fn parse_datagram(
                     // An acknowledgement; a dump ends with NLMSG_DONE, so keep reading.
                     continue;
                 }
-                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(-code)));
+                // The kernel sends a negated errno; i32::MIN from a damaged reply has no negation.
+                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
+                    code.saturating_neg(),
+                )));
             }
             _ => {
                 if payload.len() < DIAG_MSG_BYTES {
@@ -342,6 +345,16 @@ mod tests {
             out.push(0);
         }
         out
+    }
+
+    /// Found by the netlink_dump fuzz target: an error message whose code is i32::MIN overflowed when negated.
+    #[test]
+    fn issue_11_an_error_code_of_i32_min_is_a_refusal_not_a_panic() {
+        let datagram = message(libc::NLMSG_ERROR as u16, 1, &i32::MIN.to_ne_bytes());
+        assert!(matches!(
+            parse_datagram(&datagram, 1, &mut |_| {}),
+            Err(NetlinkError::Refused(_))
+        ));
     }
 
     fn diag_msg(state: u8, port: u16, rqueue: u32, wqueue: u32) -> Vec<u8> {

@@ -17,6 +17,7 @@ pub use config::{RemoteAuth, RemoteWriteConfig};
 
 use crate::store::{Store, StoreHandle};
 use headroom_common::backoff::Backoff;
+use headroom_common::http::{Client, ClientOptions};
 use serde::{Deserialize, Serialize};
 use series::{SeriesBuilder, Verdict};
 use std::path::PathBuf;
@@ -236,28 +237,30 @@ pub fn spawn(
     Ok((task, monitor))
 }
 
-fn http_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .user_agent(concat!("headroom-collector/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &config.tls_ca {
-        let pem = std::fs::read(path).map_err(|e| {
+/// The exporter's client: the shared one (`headroom_common::http`), trusting `tls_ca` besides the system's
+/// store, with the configured timeout. Response bodies are bounded: only an error's first lines are shown.
+fn http_client(config: &RemoteWriteConfig) -> anyhow::Result<Client> {
+    let extra_roots_pem = match &config.tls_ca {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
             anyhow::anyhow!(
                 "export.remote_write.tls_ca {}: {e} (point it at the receiver's CA certificate, PEM)",
                 path.display()
             )
-        })?;
-        let certificate = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            anyhow::anyhow!(
-                "export.remote_write.tls_ca {}: not a PEM certificate ({e})",
-                path.display()
-            )
-        })?;
-        builder = builder.add_root_certificate(certificate);
-    }
-    builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("export.remote_write: cannot build the HTTP client: {e}"))
+        })?),
+    };
+    Client::new(&ClientOptions {
+        timeout: config.timeout,
+        extra_roots_pem,
+        max_body_bytes: 64 * 1024,
+    })
+    .map_err(|e| match &config.tls_ca {
+        Some(path) => anyhow::anyhow!(
+            "export.remote_write.tls_ca {}: not a PEM certificate ({e})",
+            path.display()
+        ),
+        None => anyhow::anyhow!("export.remote_write: cannot build the HTTP client: {e}"),
+    })
 }
 
 /// The Authorization header value, read from its file now so a rotated secret is picked up.
@@ -300,27 +303,27 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// One POST of a batch: Ok(status) or the transport error as one line.
-async fn post(
-    client: &reqwest::Client,
-    config: &RemoteWriteConfig,
-    body: &[u8],
-) -> Result<(u16, String), String> {
-    let mut request = client
-        .post(&config.url)
-        .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .body(body.to_vec());
-    if let Some(value) = authorization(&config.auth)? {
-        request = request.header("Authorization", value);
+async fn post(client: &Client, config: &RemoteWriteConfig, body: &[u8]) -> Result<(u16, String), String> {
+    let authorization = authorization(&config.auth)?;
+    let mut headers = vec![
+        ("Content-Encoding", "snappy"),
+        ("Content-Type", "application/x-protobuf"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    if let Some(value) = &authorization {
+        headers.push(("Authorization", value));
     }
-    let response = request.send().await.map_err(|e| format!("{}: {e}", config.url))?;
-    let status = response.status().as_u16();
-    let text = if (200..300).contains(&status) {
+    let response = client
+        .post(&config.url, &headers, body.to_vec())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status;
+    let text = if response.is_success() {
         String::new()
     } else {
-        let body = response.text().await.unwrap_or_default();
-        body.split_whitespace()
+        response
+            .body
+            .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
             .chars()
@@ -349,7 +352,7 @@ fn spawn_read(mut reader: Reader, cursor: i64, build_partial: bool, monitor: Exp
 
 async fn run(
     config: RemoteWriteConfig,
-    client: reqwest::Client,
+    client: Client,
     db: PathBuf,
     store: StoreHandle,
     monitor: ExportMonitor,
@@ -476,7 +479,7 @@ async fn run(
 
 /// Send one batch until the remote takes it (Sent) or refuses it for good (Drop); None when cancelled.
 async fn send(
-    client: &reqwest::Client,
+    client: &Client,
     config: &RemoteWriteConfig,
     backoff: &Backoff,
     batch: &Prepared,

@@ -298,9 +298,11 @@ async fn handle_connection(
     context.last_seen.note(&serial, (now_ms() / 1000) as i64);
     // The handshake checked validity once; a certificate that expires later ends the connection then, as
     // revocation does, and the agent reconnects with its renewed certificate (or is refused).
-    let not_after_s = headroom_common::pki::cert_info_der(&cert)
-        .map(|info| info.not_after_s)
-        .unwrap_or(0);
+    let (issued_s, not_after_s) = headroom_common::pki::cert_info_der(&cert)
+        .map(|info| (info.issued_s(), info.not_after_s))
+        .unwrap_or((0, 0));
+    // A host never stored here can have sampled at most since its certificate was issued.
+    let issued_ms = u64::try_from(issued_s).unwrap_or(0).saturating_mul(1000);
     let valid_for = Duration::from_secs(u64::try_from(not_after_s - (now_ms() / 1000) as i64).unwrap_or(0));
     let expiry = tokio::time::sleep(valid_for);
     tokio::pin!(expiry);
@@ -341,9 +343,10 @@ async fn handle_connection(
     let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
-    let mut share_wait_ms: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
+            // Stop, cut and expiry come before more data: a wait they ended early lands here.
+            biased;
             _ = cancel.cancelled() => break Ok("collector stopping"),
             _ = cut.cancelled() => {
                 let (code, reason) = match live_guard.cut_reason() {
@@ -373,6 +376,7 @@ async fn handle_connection(
         let mut reply = Vec::new();
         let mut goodbye = false;
         let mut failure = None;
+        let mut interrupted = false;
         for event in events {
             match event {
                 CollectorEvent::Hello(mut hello) => {
@@ -421,13 +425,32 @@ async fn handle_connection(
                         .iter()
                         .filter(|s| s.timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms())
                         .count();
-                    let fresh = (samples.len() - backlog) as u64;
+                    let now = now_ms();
+                    let away_ms = now.saturating_sub(context.store.last_seen_ms(&host).unwrap_or(issued_ms));
+                    let count = samples.len() as u64;
                     let wait_ms = context
                         .store_shares
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .charge(&host, state.interval_ms, CATCH_UP_AGE_MS, fresh, now_ms());
-                    share_wait_ms = share_wait_ms.max(wait_ms);
+                        .charge(&host, state.interval_ms, (CATCH_UP_AGE_MS, away_ms), count, now);
+                    if wait_ms > 0 {
+                        // Over its share of the store writer: these samples wait before they are stored
+                        // (never acknowledged unstored), the stream is not read meanwhile, and QUIC flow
+                        // control holds the agent back. What is already owed goes out first.
+                        if !reply.is_empty() {
+                            if let Err(error) = send.write_all(&std::mem::take(&mut reply)).await {
+                                failure = Some((close_code::PROTOCOL, format!("write failed: {error}")));
+                                break;
+                            }
+                        }
+                        telemetry::global().samples_held_back.inc_by(count);
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                            _ = cancel.cancelled() => { interrupted = true; break; }
+                            _ = cut.cancelled() => { interrupted = true; break; }
+                            _ = &mut expiry => { interrupted = true; break; }
+                        }
+                    }
                     let arrived = std::time::Instant::now();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
@@ -438,7 +461,7 @@ async fn handle_connection(
                         }
                         Ok(None) => {}
                         Err(reason) => {
-                            failure = Some(reason);
+                            failure = Some((close_code::STORAGE, reason));
                             break;
                         }
                     }
@@ -482,7 +505,7 @@ async fn handle_connection(
                         }],
                     };
                     if let Err(error) = context.store.commit(batch).await {
-                        failure = Some(format!("storage unavailable: {error}"));
+                        failure = Some((close_code::STORAGE, format!("storage unavailable: {error}")));
                         break;
                     }
                 }
@@ -506,19 +529,20 @@ async fn handle_connection(
                 break Err((close_code::PROTOCOL, format!("write failed: {error}")));
             }
         }
-        if let Some(reason) = failure {
-            break Err((close_code::STORAGE, reason));
+        if interrupted {
+            // The loop's next turn says why (stop, cut or expiry); the samples held back were not stored
+            // and are not acknowledged, so the agent sends them again.
+            continue;
+        }
+        if let Some(failure) = failure {
+            break Err(failure);
         }
         if goodbye {
             break Ok("agent said goodbye");
         }
-        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate,
-        // and fresh samples until they fit the agent's share of the store writer.
+        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate.
         let due = Duration::from_secs_f64(catch_up_stored as f64 / CATCH_UP_SAMPLES_PER_S);
-        let elapsed = catch_up_started.elapsed();
-        let wait = due
-            .saturating_sub(elapsed)
-            .max(Duration::from_millis(std::mem::take(&mut share_wait_ms)));
+        let wait = due.saturating_sub(catch_up_started.elapsed());
         if !wait.is_zero() {
             // The loop's next turn says why, if the wait ended early.
             tokio::select! {

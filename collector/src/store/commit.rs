@@ -119,7 +119,14 @@ impl Store {
         tx.commit().map_err(err("commit"))?;
         let mut progress = self.progress.write().expect("progress lock poisoned");
         for (name, record) in staged {
-            progress.insert(name.clone(), (record.instance_id, record.last_seq));
+            progress.insert(
+                name.clone(),
+                HostProgress {
+                    instance_id: record.instance_id,
+                    last_seq: record.last_seq,
+                    last_seen_ms: record.last_seen_ms,
+                },
+            );
             self.names_by_id.insert(record.id, name.clone());
             self.hosts.insert(name, record);
         }

@@ -258,7 +258,16 @@ pub(crate) struct HostRecord {
 }
 
 /// Last stored seq per host name, with the instance it belongs to; shared with `StoreHandle`.
-pub(crate) type Progress = Arc<RwLock<HashMap<String, (u64, Option<u64>)>>>;
+pub(crate) type Progress = Arc<RwLock<HashMap<String, HostProgress>>>;
+
+/// What ingest needs to know of a host without asking the database: its instance, last stored sequence and
+/// when the collector last stored anything of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostProgress {
+    pub instance_id: u64,
+    pub last_seq: Option<u64>,
+    pub last_seen_ms: u64,
+}
 
 /// An open headroom database.
 pub struct Store {
@@ -446,7 +455,14 @@ impl Store {
         }
         let mut progress = self.progress.write().expect("progress lock poisoned");
         for (name, record) in &self.hosts {
-            progress.insert(name.clone(), (record.instance_id, record.last_seq));
+            progress.insert(
+                name.clone(),
+                HostProgress {
+                    instance_id: record.instance_id,
+                    last_seq: record.last_seq,
+                    last_seen_ms: record.last_seen_ms,
+                },
+            );
         }
         Ok(())
     }

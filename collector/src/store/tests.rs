@@ -948,3 +948,36 @@ fn issue_9_raw_rows_past_the_rollup_add_what_the_next_pass_adds() {
         }
     }
 }
+
+/// Issue 9: SQLite stays behind the store's API. No source file outside `src/store/` names the SQLite crate,
+/// so every other layer reads through named functions that return typed rows.
+#[test]
+fn issue_9_only_the_store_touches_sqlite() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    assert!(files.len() > 50, "walked {}", src.display());
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|path| !path.starts_with(src.join("store")))
+        .filter(|path| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .contains(concat!("rus", "qlite"))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "SQLite used outside the store: {offenders:?}"
+    );
+}

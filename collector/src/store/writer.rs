@@ -169,8 +169,17 @@ impl StoreHandle {
         let progress = self.progress.read().expect("progress lock poisoned");
         progress
             .get(host)
-            .filter(|(instance, _)| *instance == instance_id)
-            .and_then(|(_, seq)| *seq)
+            .filter(|p| p.instance_id == instance_id)
+            .and_then(|p| p.last_seq)
+    }
+
+    /// When the collector last stored anything of `host` (any instance), on its own clock.
+    pub fn last_seen_ms(&self, host: &str) -> Option<u64> {
+        let progress = self
+            .progress
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        progress.get(host).map(|p| p.last_seen_ms)
     }
 
     pub fn health(&self) -> StoreHealth {

@@ -52,6 +52,8 @@ pub struct Telemetry {
     pub refusals: Family<Reason, Counter>,
     pub samples_ingested: Counter,
     pub samples_rejected: Family<Reason, Counter>,
+    /// Fresh samples an agent sent beyond its share of the store writer, stored after a wait.
+    pub samples_held_back: Counter,
     /// From a batch's arrival to its acknowledgement being written (validation, commit, live update).
     pub ack_latency: Histogram,
     /// One group commit of the store writer.
@@ -67,6 +69,7 @@ impl Default for Telemetry {
             refusals: Family::default(),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
+            samples_held_back: Counter::default(),
             ack_latency: Histogram::new(latency_buckets()),
             store_commit: Histogram::new(latency_buckets()),
             store_queue_depth: Gauge::default(),
@@ -113,6 +116,11 @@ impl Telemetry {
             "samples_rejected",
             "Samples that failed validation (acknowledged and dropped), by reason",
             self.samples_rejected.clone(),
+        );
+        registry.register(
+            "samples_held_back",
+            "Samples beyond an agent's share of the store writer, stored after a wait (the agent is slowed)",
+            self.samples_held_back.clone(),
         );
         registry.register_with_unit(
             "ack_latency",

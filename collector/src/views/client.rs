@@ -103,11 +103,11 @@ mod tests {
 
     #[test]
     fn a_closed_port_names_the_address_and_the_fix() {
-        // Bind and drop to find a port nobody listens on.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // A socket bound but never listening holds its port for the whole test, so no other test can take it,
+        // and a connection to it is refused.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = held.local_addr().unwrap();
         let err = get(&Api::plain(addr), "/api/v1/fleet").unwrap_err().to_string();
         assert!(
             err.contains(&addr.to_string()) && err.contains("headroom-collector serve"),
