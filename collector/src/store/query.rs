@@ -5,10 +5,11 @@
 //! ends rounded up to the minute. Whole hours come from `rollup_hour` (one indexed range read per host),
 //! the ragged ends and hours not yet built from `rollup_minute`.
 
+use super::merge::{RollupMerger, Wanted};
 use super::meta::{get_meta, META_HOUR_BUILT, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID};
 use super::ports::{read_ports, PortSums};
 use super::rollup::{HOUR_MS, MINUTE_MS};
-use super::sketch::{MetricStats, RollupStats};
+use super::sketch::{DecodeError, MetricStats, RollupStats};
 use super::{Store, StoreError};
 use crate::metrics::Metric;
 use rusqlite::{params, OptionalExtension};
@@ -139,7 +140,7 @@ impl Store {
         let Some(record) = self.hosts.get(host) else {
             return Ok(None);
         };
-        let all = self.host_rollup(record.id, from_ms, to_ms)?;
+        let all = self.host_rollup(record.id, from_ms, to_ms, Wanted::One(metric.index()))?;
         Ok(all.get(metric.index()).cloned())
     }
 
@@ -168,7 +169,7 @@ impl Store {
         let mut groups: BTreeMap<&str, (usize, Option<MetricStats>)> = BTreeMap::new();
         for record in self.hosts.values() {
             let Some(stats) = self
-                .host_rollup(record.id, from_ms, to_ms)?
+                .host_rollup(record.id, from_ms, to_ms, Wanted::One(metric.index()))?
                 .get(metric.index())
                 .cloned()
             else {
@@ -195,19 +196,21 @@ impl Store {
             .collect())
     }
 
+    /// `host_id`'s rollups in the window merged into one, keeping the `wanted` metrics.
     pub(crate) fn host_rollup(
         &self,
         host_id: i64,
         from_ms: u64,
         to_ms: u64,
+        wanted: Wanted,
     ) -> Result<RollupStats, StoreError> {
         let err = self.sql_error("read rollups");
         let from = ceil_to(from_ms, MINUTE_MS);
         let to = ceil_to(to_ms, MINUTE_MS);
-        let mut total = RollupStats::default();
         if from >= to {
-            return Ok(total);
+            return Ok(RollupStats::default());
         }
+        let mut total = RollupMerger::new(wanted);
         let hour_built = get_meta(&self.conn, META_HOUR_BUILT).map_err(&err)? as u64;
         let hours_from = ceil_to(from, HOUR_MS);
         let hours_to = (to - to % HOUR_MS).min(hour_built - hour_built % HOUR_MS);
@@ -220,14 +223,13 @@ impl Store {
                     "SELECT stats FROM rollup_hour WHERE host_id = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
                 )
                 .map_err(&err)?;
-            let blobs = statement
-                .query_map(params![host_id, hours_from as i64, hours_to as i64], |r| {
-                    r.get::<_, Vec<u8>>(0)
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            // Each blob is summed where SQLite holds it: no copy, no sketch per blob.
+            let mut rows = statement
+                .query(params![host_id, hours_from as i64, hours_to as i64])
                 .map_err(&err)?;
-            for blob in blobs {
-                total.merge(&self.decode_stats(&blob)?);
+            while let Some(row) = rows.next().map_err(&err)? {
+                let blob = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
+                total.add_encoded(blob).map_err(|e| self.bad_stats(e))?;
             }
         }
         let mut lookup = self
@@ -241,19 +243,23 @@ impl Store {
                     .optional()
                     .map_err(&err)?;
                 if let Some(blob) = blob {
-                    total.merge(&self.decode_stats(&blob)?);
+                    total.add_encoded(&blob).map_err(|e| self.bad_stats(e))?;
                 }
             }
         }
-        Ok(total)
+        Ok(total.finish())
     }
 
-    fn decode_stats(&self, blob: &[u8]) -> Result<RollupStats, StoreError> {
-        RollupStats::decode(blob).map_err(|e| StoreError::BadBlob {
+    fn bad_stats(&self, e: DecodeError) -> StoreError {
+        StoreError::BadBlob {
             path: self.path.clone(),
             what: "rollup stats",
             detail: e.to_string(),
-        })
+        }
+    }
+
+    fn decode_stats(&self, blob: &[u8]) -> Result<RollupStats, StoreError> {
+        RollupStats::decode(blob).map_err(|e| self.bad_stats(e))
     }
 
     /// `group_minutes` rows with `from_ms <= minute_ms < to_ms`, in time then group order.

@@ -21,7 +21,7 @@ const MIN_INDEXABLE: f64 = 1e-9;
 const MAX_INDEXABLE: f64 = 1e18;
 
 /// Version byte at the start of a stats blob, bumped if the encoding ever changes.
-const STATS_FORMAT: u8 = 1;
+pub(super) const STATS_FORMAT: u8 = 1;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("rollup blob does not decode: {0}")]
@@ -99,6 +99,14 @@ impl Sketch {
             }
         }
         None
+    }
+
+    /// A sketch from its zero count and its (index, count) buckets.
+    pub(super) fn from_parts(zero_count: u64, buckets: impl IntoIterator<Item = (i32, u64)>) -> Sketch {
+        Sketch {
+            zero_count,
+            buckets: buckets.into_iter().collect(),
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -298,7 +306,7 @@ fn zigzag(value: i32) -> u64 {
     u64::from(((value << 1) ^ (value >> 31)) as u32)
 }
 
-fn unzigzag(raw: u64) -> Result<i32, DecodeError> {
+pub(super) fn unzigzag(raw: u64) -> Result<i32, DecodeError> {
     let raw = u32::try_from(raw).map_err(|_| DecodeError("bucket index out of range"))?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
@@ -311,7 +319,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
+pub(super) fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = take(input, 1)?[0];
@@ -323,12 +331,12 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, DecodeError> {
     Err(DecodeError("varint too long"))
 }
 
-fn get_f64(input: &mut &[u8]) -> Result<f64, DecodeError> {
+pub(super) fn get_f64(input: &mut &[u8]) -> Result<f64, DecodeError> {
     let bytes = take(input, 8)?;
     Ok(f64::from_le_bytes(bytes.try_into().expect("took 8 bytes")))
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+pub(super) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
     if input.len() < n {
         return Err(DecodeError("truncated"));
     }

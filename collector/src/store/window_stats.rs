@@ -2,6 +2,7 @@
 //! (`fleet --window W --stat S`) and per-host memory sizing read. One merged rollup per host, so a 30-day
 //! window costs about 720 hour blobs per host and never a scan of raw samples.
 
+use super::merge::Wanted;
 use super::sketch::RollupStats;
 use super::{Store, StoreError};
 use crate::metrics::Metric;
@@ -30,7 +31,7 @@ impl Store {
             let Some(record) = self.hosts.get(&host.name) else {
                 continue;
             };
-            let stats = self.host_rollup(record.id, from_ms, to_ms)?;
+            let stats = self.host_rollup(record.id, from_ms, to_ms, Wanted::All)?;
             if stats.metrics.iter().any(Option::is_some) {
                 out.push(HostWindowStats {
                     host: host.name,
