@@ -8,7 +8,7 @@
 //! in the same order, the same min, max and buckets).
 
 use super::sketch::{
-    get_f64, get_varint, take, unzigzag, DecodeError, MetricStats, RollupStats, Sketch, STATS_FORMAT,
+    get_f64, get_varint, read_buckets, take, DecodeError, MetricStats, RollupStats, Sketch, STATS_FORMAT,
 };
 use std::collections::BTreeMap;
 
@@ -138,23 +138,11 @@ impl RollupMerger {
                         total.max = total.max.max(max);
                         total.zero_count += zero_count;
                     }
-                    let buckets = get_varint(&mut input)?;
-                    let mut previous: Option<i32> = None;
-                    for _ in 0..buckets {
-                        let raw = get_varint(&mut input)?;
-                        let bucket = match previous {
-                            Some(p) => i32::try_from(raw)
-                                .ok()
-                                .and_then(|step| p.checked_add(step))
-                                .ok_or(DecodeError("bucket index out of range"))?,
-                            None => unzigzag(raw)?,
-                        };
-                        let count = get_varint(&mut input)?;
+                    read_buckets(&mut input, |bucket, count| {
                         if let Some(total) = total.as_deref_mut() {
                             total.add_bucket(bucket, count);
                         }
-                        previous = Some(bucket);
-                    }
+                    })?;
                 }
                 _ => return Err(DecodeError("bad presence byte")),
             }

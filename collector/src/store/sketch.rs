@@ -126,23 +126,32 @@ impl Sketch {
 
     fn decode(input: &mut &[u8]) -> Result<Sketch, DecodeError> {
         let zero_count = get_varint(input)?;
-        let len = get_varint(input)?;
         let mut buckets = BTreeMap::new();
-        let mut previous: Option<i32> = None;
-        for _ in 0..len {
-            let raw = get_varint(input)?;
-            let index = match previous {
-                Some(p) => i32::try_from(raw)
-                    .ok()
-                    .and_then(|step| p.checked_add(step))
-                    .ok_or(DecodeError("bucket index out of range"))?,
-                None => unzigzag(raw)?,
-            };
-            buckets.insert(index, get_varint(input)?);
-            previous = Some(index);
-        }
+        read_buckets(input, |index, count| {
+            buckets.insert(index, count);
+        })?;
         Ok(Sketch { zero_count, buckets })
     }
+}
+
+/// Reads an encoded sketch's bucket list (its length, then each index step and count), calling `each`
+/// with every (index, count) in order.
+pub(super) fn read_buckets(input: &mut &[u8], mut each: impl FnMut(i32, u64)) -> Result<(), DecodeError> {
+    let len = get_varint(input)?;
+    let mut previous: Option<i32> = None;
+    for _ in 0..len {
+        let raw = get_varint(input)?;
+        let index = match previous {
+            Some(p) => i32::try_from(raw)
+                .ok()
+                .and_then(|step| p.checked_add(step))
+                .ok_or(DecodeError("bucket index out of range"))?,
+            None => unzigzag(raw)?,
+        };
+        each(index, get_varint(input)?);
+        previous = Some(index);
+    }
+    Ok(())
 }
 
 /// Count, sum, min, max and sketch of one metric over one bucket of time.
@@ -306,7 +315,7 @@ fn zigzag(value: i32) -> u64 {
     u64::from(((value << 1) ^ (value >> 31)) as u32)
 }
 
-pub(super) fn unzigzag(raw: u64) -> Result<i32, DecodeError> {
+fn unzigzag(raw: u64) -> Result<i32, DecodeError> {
     let raw = u32::try_from(raw).map_err(|_| DecodeError("bucket index out of range"))?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
