@@ -23,6 +23,9 @@ const CLOCK_SKEW_MIN: Duration = Duration::from_secs(1);
 const CLOCK_SKEW_MAX: Duration = Duration::from_secs(86_400);
 const STALE_AFTER_INTERVALS_MAX: u32 = 1000;
 const MAX_CONNECTIONS_MAX: u32 = 1_000_000;
+const HANDSHAKE_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+const HANDSHAKE_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+const HANDSHAKES_PER_SOURCE_MAX: u32 = 256;
 
 /// Every key the file accepts, by section ("" is the top level), to point a misplaced key to its section.
 const SECTIONS: &[(&str, &[&str])] = &[
@@ -57,6 +60,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "fleet",
         &[
             "down_after",
+            "handshake_timeout",
+            "handshakes_per_source",
             "max_clock_skew",
             "max_connections",
             "stale_after_intervals",
@@ -201,6 +206,10 @@ pub struct FleetConfig {
     pub max_clock_skew: Duration,
     /// Most agent connections served at once; more are refused.
     pub max_connections: u32,
+    /// How long a QUIC handshake may take before its slot is taken back.
+    pub handshake_timeout: Duration,
+    /// QUIC handshakes in progress at once from one source address.
+    pub handshakes_per_source: u32,
 }
 
 impl Default for Config {
@@ -218,6 +227,8 @@ impl Default for Config {
                 down_after: Duration::from_secs(60),
                 max_clock_skew: Duration::from_secs(300),
                 max_connections: 50_000,
+                handshake_timeout: Duration::from_secs(5),
+                handshakes_per_source: 8,
             },
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,
@@ -536,6 +547,10 @@ struct RawFleet {
     max_clock_skew: Option<String>,
     /// Concurrent agent connections; 1 to 1000000. Default 50000.
     max_connections: Option<u32>,
+    /// Time a QUIC handshake may take, like "5s"; 1s to 60s. Default 5s.
+    handshake_timeout: Option<String>,
+    /// QUIC handshakes in progress at once from one source address; 1 to 256. Default 8.
+    handshakes_per_source: Option<u32>,
 }
 
 impl RawConfig {
@@ -587,6 +602,25 @@ impl RawConfig {
                 &format!("{max_connections} is out of range (use 1 to {MAX_CONNECTIONS_MAX})"),
             ));
         }
+        let handshakes_per_source = fleet
+            .handshakes_per_source
+            .unwrap_or(defaults.fleet.handshakes_per_source);
+        if !(1..=HANDSHAKES_PER_SOURCE_MAX).contains(&handshakes_per_source) {
+            return Err(invalid(
+                origin,
+                "fleet.handshakes_per_source",
+                &format!("{handshakes_per_source} is out of range (use 1 to {HANDSHAKES_PER_SOURCE_MAX})"),
+            ));
+        }
+        let handshake_timeout = match fleet.handshake_timeout {
+            None => defaults.fleet.handshake_timeout,
+            Some(text) => duration_in(
+                origin,
+                "fleet.handshake_timeout",
+                &text,
+                HANDSHAKE_TIMEOUT_MIN..=HANDSHAKE_TIMEOUT_MAX,
+            )?,
+        };
         let down_after = match fleet.down_after {
             None => defaults.fleet.down_after,
             Some(text) => duration_in(origin, "fleet.down_after", &text, DOWN_AFTER_MIN..=DOWN_AFTER_MAX)?,
@@ -658,6 +692,8 @@ impl RawConfig {
                 down_after,
                 max_clock_skew,
                 max_connections,
+                handshake_timeout,
+                handshakes_per_source,
             },
         })
     }
@@ -736,6 +772,8 @@ stale_after_intervals = 5
 down_after = "2m"
 max_clock_skew = "30s"
 max_connections = 10
+handshake_timeout = "3s"
+handshakes_per_source = 4
 "#;
         let config = parse(text, ORIGIN).unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/srv/collector"));
@@ -751,6 +789,8 @@ max_connections = 10
                 down_after: Duration::from_secs(120),
                 max_clock_skew: Duration::from_secs(30),
                 max_connections: 10,
+                handshake_timeout: Duration::from_secs(3),
+                handshakes_per_source: 4,
             }
         );
     }

@@ -7,6 +7,7 @@ use crate::identity::live::{run_revocation_sweeper, LiveConnections};
 use crate::identity::pki_cli::pki_dir;
 use crate::identity::registry::Registry;
 use crate::identity::revocation::Revocations;
+use crate::ingest::handshake::HandshakeLimits;
 use crate::ingest::reload::load_server_config;
 use crate::ingest::validate::Limits;
 use crate::ingest::{self, IngestContext, IngestSettings};
@@ -194,6 +195,11 @@ pub async fn serve_with_web(
             limits: Limits {
                 max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
             },
+            handshakes: HandshakeLimits {
+                per_source: config.fleet.handshakes_per_source as usize,
+                timeout: config.fleet.handshake_timeout,
+                ..HandshakeLimits::with_slots(ingest::MAX_HANDSHAKES_IN_PROGRESS)
+            },
         },
         enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),
@@ -213,10 +219,16 @@ pub async fn serve_with_web(
         revocations.clone(),
         cancel.clone(),
     ));
+    let enroll_handshakes = HandshakeLimits {
+        per_source: config.fleet.handshakes_per_source as usize,
+        timeout: config.fleet.handshake_timeout,
+        ..HandshakeLimits::with_slots(ingest::enroll::MAX_IN_PROGRESS)
+    };
     let enroll_task = enroll_endpoint.map(|(endpoint, context)| {
         tokio::spawn(ingest::enroll::serve_enrollment(
             endpoint,
             context,
+            enroll_handshakes,
             cancel.clone(),
         ))
     });

@@ -167,6 +167,14 @@ impl Config {
                     ("down_after", Some(duration_value(self.fleet.down_after))),
                     ("max_clock_skew", Some(duration_value(self.fleet.max_clock_skew))),
                     ("max_connections", Some(integer(self.fleet.max_connections))),
+                    (
+                        "handshake_timeout",
+                        Some(duration_value(self.fleet.handshake_timeout)),
+                    ),
+                    (
+                        "handshakes_per_source",
+                        Some(integer(self.fleet.handshakes_per_source)),
+                    ),
                 ]),
             ),
             (

@@ -4,6 +4,8 @@
 //! the file and signing work on blocking threads, off the async runtime.
 
 use super::admission::SourceRate;
+use super::admit;
+use super::handshake::{HandshakeLimits, InProgress};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
 use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ const SOURCE_PER_S: f64 = 2.0;
 /// Source addresses remembered by the rate limit.
 const MAX_SOURCES: usize = 10_000;
 /// Enrollment connections served at once; past it, new ones are refused (the agent says so and exits).
-const MAX_IN_PROGRESS: usize = 64;
+pub const MAX_IN_PROGRESS: usize = 64;
 /// How often refusals are summarised in the log.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -47,24 +49,30 @@ pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::
 pub async fn serve_enrollment(
     endpoint: quinn::Endpoint,
     context: Arc<EnrollContext>,
+    limits: HandshakeLimits,
     cancel: CancellationToken,
 ) {
     let tasks = TaskTracker::new();
-    let in_progress = Arc::new(tokio::sync::Semaphore::new(MAX_IN_PROGRESS));
+    let serving = Arc::new(tokio::sync::Semaphore::new(MAX_IN_PROGRESS));
+    let in_progress = InProgress::default();
+    let mut retried: u64 = 0;
     let mut rate = SourceRate::new(SOURCE_BURST, SOURCE_PER_S, MAX_SOURCES);
     let mut refused_rate: u64 = 0;
     let mut refused_busy: u64 = 0;
     let mut last_log = tokio::time::Instant::now();
     let started = tokio::time::Instant::now();
     loop {
-        if (refused_rate > 0 || refused_busy > 0) && last_log.elapsed() >= REFUSAL_LOG_INTERVAL {
+        if (refused_rate > 0 || refused_busy > 0 || retried > 0) && last_log.elapsed() >= REFUSAL_LOG_INTERVAL
+        {
             warn!(
                 refused_rate,
                 refused_busy,
-                "enrollment connections refused in the last interval (per-source rate limit, or too many at once)"
+                retried,
+                "enrollment connections refused or sent a Retry in the last interval (per-source limits, or too many at once)"
             );
             refused_rate = 0;
             refused_busy = 0;
+            retried = 0;
             last_log = tokio::time::Instant::now();
         }
         let incoming = tokio::select! {
@@ -80,7 +88,11 @@ pub async fn serve_enrollment(
             incoming.refuse();
             continue;
         }
-        let Ok(permit) = in_progress.clone().try_acquire_owned() else {
+        let Some((incoming, slot)) = admit(incoming, &limits, &in_progress, &mut retried, &mut refused_busy)
+        else {
+            continue;
+        };
+        let Ok(permit) = serving.clone().try_acquire_owned() else {
             refused_busy += 1;
             incoming.refuse();
             continue;
@@ -88,10 +100,16 @@ pub async fn serve_enrollment(
         let context = context.clone();
         tasks.spawn(async move {
             let peer = incoming.remote_address();
-            match tokio::time::timeout(Duration::from_secs(10), incoming).await {
-                Ok(Ok(connection)) => handle_enrollment(connection, context, Listener::Enrollment).await,
+            match tokio::time::timeout(limits.timeout, incoming).await {
+                Ok(Ok(connection)) => {
+                    drop(slot);
+                    handle_enrollment(connection, context, Listener::Enrollment).await;
+                }
                 Ok(Err(error)) => warn!(%peer, %error, "enrollment handshake failed"),
-                Err(_) => warn!(%peer, "enrollment handshake not finished within 10s; dropped"),
+                Err(_) => {
+                    warn!(%peer, timeout = ?limits.timeout, "enrollment handshake not finished in time; dropped");
+                    crate::telemetry::global().refused(crate::telemetry::refusal::TIMEOUT);
+                }
             }
             drop(permit);
         });

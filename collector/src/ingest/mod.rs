@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod clock;
 pub mod enroll;
+pub mod handshake;
 pub mod reload;
 pub mod validate;
 
@@ -21,6 +22,7 @@ use crate::store::{GapRow, HostBatch, HostInfo, SampleRow, StoreHandle};
 use crate::telemetry::{self, refusal};
 use admission::StoreShares;
 use clock::{HostClock, SkewChange};
+use handshake::{Admit, HandshakeLimits, InProgress, Slot};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
@@ -121,6 +123,8 @@ pub struct IngestSettings {
     /// Label keys taken from a hello when the certificate carries no labels.
     pub hello_label_keys: Vec<String>,
     pub limits: Limits,
+    /// Handshake slots: Retry threshold, per-source cap, timeout.
+    pub handshakes: HandshakeLimits,
 }
 
 pub type SharedFleet = Arc<Mutex<FleetState>>;
@@ -172,21 +176,28 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
 /// Accept connections until `cancel` fires, then close them all and wait for their tasks.
 pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES_IN_PROGRESS));
+    let limits = context.settings.handshakes;
+    let in_progress = InProgress::default();
     let mut refused_busy: u64 = 0;
     let mut refused_full: u64 = 0;
+    let mut retried: u64 = 0;
     let mut last_load_log = tokio::time::Instant::now();
     loop {
-        if (refused_busy > 0 || refused_full > 0) && last_load_log.elapsed() >= LOAD_LOG_INTERVAL {
+        if (refused_busy > 0 || refused_full > 0 || retried > 0)
+            && last_load_log.elapsed() >= LOAD_LOG_INTERVAL
+        {
             warn!(
                 refused_busy,
                 refused_full,
+                retried,
                 max_handshakes = MAX_HANDSHAKES_IN_PROGRESS,
+                per_source = limits.per_source,
                 max_connections = context.settings.max_connections,
-                "connections refused for load in the last interval; agents retry with backoff"
+                "connections refused or sent a Retry for load in the last interval; agents retry with backoff"
             );
             refused_busy = 0;
             refused_full = 0;
+            retried = 0;
             last_load_log = tokio::time::Instant::now();
         }
         let incoming = tokio::select! {
@@ -202,22 +213,61 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
             incoming.refuse();
             continue;
         }
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            refused_busy += 1;
-            telemetry::global().refused(refusal::BUSY);
-            incoming.refuse();
+        let Some(slot) = admit(incoming, &limits, &in_progress, &mut retried, &mut refused_busy) else {
             continue;
         };
+        let (incoming, slot) = slot;
         let context = context.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            handle_connection(incoming, permit, context, cancel).await;
+            handle_connection(incoming, slot, limits.timeout, context, cancel).await;
         });
     }
     tasks.close();
     endpoint.close(close_code::STOPPING.into(), b"collector stopping");
     tasks.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+/// Applies [`handshake::decide`] to one new connection: sends the Retry, refusal or nothing it calls for and
+/// counts it, or returns the connection with its handshake slot.
+pub(crate) fn admit(
+    incoming: quinn::Incoming,
+    limits: &HandshakeLimits,
+    in_progress: &InProgress,
+    retried: &mut u64,
+    refused: &mut u64,
+) -> Option<(quinn::Incoming, Slot)> {
+    let source = incoming.remote_address().ip();
+    let (total, from_source) = in_progress.counts(source);
+    match handshake::decide(limits, total, from_source, incoming.remote_address_validated()) {
+        Admit::Accept => Some((incoming, in_progress.begin(source))),
+        Admit::Retry => {
+            *retried += 1;
+            match incoming.retry() {
+                Ok(()) => {
+                    telemetry::global().handshake_retries.inc();
+                }
+                // Only an already validated address cannot be retried, and those are never sent here.
+                Err(error) => {
+                    error.into_incoming().ignore();
+                }
+            }
+            None
+        }
+        Admit::Refuse(reason) => {
+            *refused += 1;
+            telemetry::global().refused(reason);
+            incoming.refuse();
+            None
+        }
+        Admit::Ignore(reason) => {
+            *refused += 1;
+            telemetry::global().refused(reason);
+            incoming.ignore();
+            None
+        }
+    }
 }
 
 /// The host identity in the peer's certificate. The handshake already required one; this is the second
@@ -254,21 +304,34 @@ struct Stream {
 
 async fn handle_connection(
     incoming: quinn::Incoming,
-    handshake_permit: tokio::sync::OwnedSemaphorePermit,
+    handshake_slot: Slot,
+    handshake_timeout: Duration,
     context: Arc<IngestContext>,
     cancel: CancellationToken,
 ) {
     let peer = incoming.remote_address();
-    let connection = match incoming.await {
-        Ok(connection) => connection,
-        Err(error) => {
+    let handshake = async {
+        match incoming.accept() {
+            Ok(connecting) => connecting.await,
+            Err(error) => Err(error),
+        }
+    };
+    let connection = match tokio::time::timeout(handshake_timeout, handshake).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
             // Most often a client without a certificate, with one from another CA, or a revoked one.
             warn!(%peer, %error, "handshake failed; connection refused");
             telemetry::global().refused(refusal::HANDSHAKE);
             return;
         }
+        Err(_) => {
+            // Dropping the unfinished connection closes it and frees its state.
+            debug!(%peer, timeout = ?handshake_timeout, "handshake not finished in time; dropped");
+            telemetry::global().refused(refusal::TIMEOUT);
+            return;
+        }
     };
-    drop(handshake_permit);
+    drop(handshake_slot);
     telemetry::global().handshakes.inc();
     if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
         match &context.enroll {

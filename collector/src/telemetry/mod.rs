@@ -26,6 +26,10 @@ pub struct Reason {
 pub mod refusal {
     /// Too many handshakes in progress at once.
     pub const BUSY: &str = "handshakes_busy";
+    /// Too many handshakes in progress from one source address.
+    pub const PER_SOURCE: &str = "handshakes_per_source";
+    /// The handshake did not finish within the handshake timeout.
+    pub const TIMEOUT: &str = "handshake_timeout";
     /// `fleet.max_connections` reached.
     pub const FULL: &str = "max_connections";
     /// The TLS handshake failed (no client certificate, another CA, a revoked certificate, a timeout).
@@ -49,6 +53,8 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 pub struct Telemetry {
     /// TLS handshakes that completed (streaming and enrollment).
     pub handshakes: Counter,
+    /// QUIC Retry packets sent to unvalidated source addresses while handshakes were busy.
+    pub handshake_retries: Counter,
     pub refusals: Family<Reason, Counter>,
     pub samples_ingested: Counter,
     pub samples_rejected: Family<Reason, Counter>,
@@ -66,6 +72,7 @@ impl Default for Telemetry {
     fn default() -> Self {
         Telemetry {
             handshakes: Counter::default(),
+            handshake_retries: Counter::default(),
             refusals: Family::default(),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
@@ -101,6 +108,11 @@ impl Telemetry {
             "handshakes",
             "TLS handshakes completed (agents streaming or enrolling)",
             self.handshakes.clone(),
+        );
+        registry.register(
+            "handshake_retries",
+            "QUIC Retry packets sent to make a source address prove itself while many handshakes were in progress",
+            self.handshake_retries.clone(),
         );
         registry.register(
             "connections_refused",

@@ -1,0 +1,203 @@
+//! Which new QUIC connections get a handshake slot, as plain data.
+//!
+//! A handshake holds collector state (TLS, transport, a task) until it ends, so a peer that starts many and
+//! never finishes them could take every slot. The rules: past a threshold of handshakes in progress, an
+//! unvalidated source address is sent a QUIC Retry (it must prove it receives our packets before it gets a
+//! slot); one source address holds at most a few slots; the last quarter of the slots is kept for validated
+//! addresses; and the caller bounds each handshake with a timeout. The table of handshakes in progress per
+//! address lives here too; each slot is released when its guard drops (handshake done, failed or timed out).
+
+use crate::telemetry::refusal;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The thresholds of [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeLimits {
+    /// Handshakes in progress at once, all addresses together.
+    pub max_in_progress: usize,
+    /// Past this many in progress, an unvalidated address is sent a Retry first.
+    pub retry_above: usize,
+    /// Handshakes in progress from one source address.
+    pub per_source: usize,
+    /// Slots at the top only validated addresses may take.
+    pub reserved_validated: usize,
+    /// How long one handshake may take before its slot is taken back.
+    pub timeout: Duration,
+}
+
+impl HandshakeLimits {
+    /// The limits for `max_in_progress` slots: Retry past 32 (or an eighth, if smaller), 8 per address, the
+    /// last 25 % for validated addresses, 5 s per handshake.
+    pub fn with_slots(max_in_progress: usize) -> HandshakeLimits {
+        let max_in_progress = max_in_progress.max(1);
+        HandshakeLimits {
+            max_in_progress,
+            retry_above: 32.min(max_in_progress / 8),
+            per_source: 8,
+            reserved_validated: max_in_progress / 4,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What to do with one new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Start the handshake.
+    Accept,
+    /// Send a QUIC Retry: the client comes back with a token proving its address.
+    Retry,
+    /// Send a refusal; the reason is a `connections_refused` label.
+    Refuse(&'static str),
+    /// Drop the packet silently: the address is unproven, so answering it could reflect traffic at a victim.
+    Ignore(&'static str),
+}
+
+/// The decision for a new connection, given the handshakes in progress overall and from its source address,
+/// and whether its address is validated (it came back with a Retry token).
+pub fn decide(limits: &HandshakeLimits, in_progress: usize, from_source: usize, validated: bool) -> Admit {
+    let shared_slots = limits.max_in_progress.saturating_sub(limits.reserved_validated);
+    if !validated && (in_progress > limits.retry_above || in_progress >= shared_slots) {
+        return Admit::Retry;
+    }
+    if from_source >= limits.per_source {
+        return if validated {
+            Admit::Refuse(refusal::PER_SOURCE)
+        } else {
+            Admit::Ignore(refusal::PER_SOURCE)
+        };
+    }
+    if in_progress >= limits.max_in_progress {
+        return Admit::Refuse(refusal::BUSY);
+    }
+    Admit::Accept
+}
+
+/// Handshakes in progress, overall and per source address.
+#[derive(Debug, Clone, Default)]
+pub struct InProgress {
+    inner: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    by_source: HashMap<IpAddr, usize>,
+}
+
+impl InProgress {
+    /// (overall, from `source`) right now.
+    pub fn counts(&self, source: IpAddr) -> (usize, usize) {
+        let counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (counts.total, counts.by_source.get(&source).copied().unwrap_or(0))
+    }
+
+    /// Takes a slot for `source`, released when the returned guard drops.
+    pub fn begin(&self, source: IpAddr) -> Slot {
+        let mut counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_add(1);
+        let entry = counts.by_source.entry(source).or_insert(0);
+        *entry = entry.saturating_add(1);
+        Slot {
+            table: self.inner.clone(),
+            source,
+        }
+    }
+}
+
+/// One handshake in progress; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Slot {
+    table: Arc<Mutex<Counts>>,
+    source: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.by_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HandshakeLimits {
+        HandshakeLimits::with_slots(256)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_thresholds() {
+        let l = limits();
+        assert_eq!((l.retry_above, l.per_source, l.reserved_validated), (32, 8, 64));
+        assert_eq!(l.timeout, Duration::from_secs(5));
+        assert_eq!(HandshakeLimits::with_slots(64).retry_above, 8);
+    }
+
+    #[test]
+    fn a_quiet_collector_accepts_without_retry() {
+        assert_eq!(decide(&limits(), 0, 0, false), Admit::Accept);
+        assert_eq!(decide(&limits(), 32, 7, false), Admit::Accept);
+    }
+
+    #[test]
+    fn issue_11_unvalidated_addresses_are_retried_past_the_threshold() {
+        assert_eq!(decide(&limits(), 33, 0, false), Admit::Retry);
+        // Once validated, the same load is accepted.
+        assert_eq!(decide(&limits(), 33, 0, true), Admit::Accept);
+    }
+
+    #[test]
+    fn issue_11_one_address_holds_at_most_per_source_slots() {
+        assert_eq!(decide(&limits(), 10, 8, true), Admit::Refuse(refusal::PER_SOURCE));
+        // An unproven address is not answered: a refusal could be reflected at a spoofed victim.
+        assert_eq!(
+            decide(&limits(), 10, 8, false),
+            Admit::Ignore(refusal::PER_SOURCE)
+        );
+    }
+
+    #[test]
+    fn issue_11_the_last_quarter_is_for_validated_addresses() {
+        let no_early_retry = HandshakeLimits {
+            retry_above: usize::MAX,
+            ..limits()
+        };
+        assert_eq!(decide(&no_early_retry, 191, 0, false), Admit::Accept);
+        assert_eq!(decide(&no_early_retry, 192, 0, false), Admit::Retry);
+        assert_eq!(decide(&no_early_retry, 192, 0, true), Admit::Accept);
+    }
+
+    #[test]
+    fn all_slots_taken_refuses_even_validated_addresses() {
+        assert_eq!(decide(&limits(), 256, 0, true), Admit::Refuse(refusal::BUSY));
+        assert_eq!(decide(&limits(), 255, 0, true), Admit::Accept);
+    }
+
+    #[test]
+    fn slots_are_counted_per_address_and_released_on_drop() {
+        let table = InProgress::default();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.1".parse().unwrap();
+        let first = table.begin(a);
+        let second = table.begin(a);
+        let other = table.begin(b);
+        assert_eq!(table.counts(a), (3, 2));
+        drop(first);
+        assert_eq!(table.counts(a), (2, 1));
+        drop(second);
+        drop(other);
+        assert_eq!(table.counts(a), (0, 0));
+        assert!(table.inner.lock().unwrap().by_source.is_empty());
+    }
+}
