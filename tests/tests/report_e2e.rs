@@ -1,11 +1,12 @@
 //! End to end: real agents stream to a real collector, the collector stops, and `headroom-collector report`
 //! reads a copy of its database file with nothing running, in every format; the HTML is well-formed and the
-//! CSV carries the same numbers as the JSON.
+//! CSV carries the same numbers as the JSON; headless Chromium shows the HTML fits a 1280 px screen and
+//! prints on A4.
 //!
 //! Rollups cover only minutes that ended 10 s ago, so after ~15 s most or all of the data is still raw; the
 //! report reads raw rows past the rollup watermark for that part, which this test relies on.
 
-use headroom_tests::{binary, wait_for, Collector};
+use headroom_tests::{binary, chromium, e2e_required, wait_for, Collector, CHROMIUM};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -93,6 +94,80 @@ fn balanced_tags(html: &str) -> Vec<String> {
     }
     assert!(stack.is_empty(), "unclosed elements: {stack:?}");
     seen
+}
+
+/// Issue 15: the HTML report fits a 1280 px laptop screen (the page never scrolls sideways and the summary
+/// table needs no scrolling of its own) and prints on A4. Headless Chromium renders the report; a copy of it
+/// gets one inline script that writes the measured widths into the DOM, which `--dump-dom` then prints.
+fn check_layout_in_chromium(html: &str, dir: &Path) {
+    if !Path::new(CHROMIUM).exists() {
+        assert!(
+            !e2e_required(),
+            "{CHROMIUM} is required (apt-get install chromium)"
+        );
+        eprintln!("layout not checked: Debian package chromium is not installed");
+        return;
+    }
+    let page = dir.join("report.html");
+    std::fs::write(&page, html).unwrap();
+    let url = format!("file://{}", page.display());
+    let measure = "<script>const s=document.getElementById('summary');document.body.setAttribute('data-widths',\
+                   [document.documentElement.scrollWidth,s.scrollWidth,s.clientWidth].join(' '))</script></body>";
+    let measured = dir.join("measured.html");
+    std::fs::write(&measured, html.replacen("</body>", measure, 1)).unwrap();
+    let run = chromium(
+        &format!("file://{}", measured.display()),
+        &["--window-size=1280,900", "--dump-dom"],
+    );
+    assert!(run.success, "chromium --dump-dom failed: {:?}", run.console);
+    let widths: Vec<u32> = run
+        .stdout
+        .split("data-widths=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no widths in the DOM: {}", run.stdout))
+        .split(' ')
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let (page_width, summary_width, summary_visible) = (widths[0], widths[1], widths[2]);
+    assert!(
+        page_width <= 1280,
+        "the page scrolls sideways at 1280 px: {page_width} px wide"
+    );
+    assert!(
+        summary_width <= summary_visible,
+        "the summary scrolls at 1280 px: {summary_width} px in {summary_visible} px"
+    );
+
+    let pdf = dir.join("report.pdf");
+    let run = chromium(&url, &[&format!("--print-to-pdf={}", pdf.display())]);
+    assert!(
+        run.success && pdf.exists(),
+        "chromium --print-to-pdf failed: {:?}",
+        run.console
+    );
+    let bytes = std::fs::read(&pdf).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let boxes: Vec<Vec<f64>> = text
+        .split("/MediaBox [")
+        .skip(1)
+        .map(|rest| {
+            rest.split(']')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(!boxes.is_empty(), "no page in the PDF");
+    for media in boxes {
+        // A4 is 595 x 842 pt; Chromium writes it as 594.96 x 841.92.
+        assert!(
+            (media[2] - media[0] - 595.0).abs() < 1.0 && (media[3] - media[1] - 842.0).abs() < 1.0,
+            "a page is not A4: MediaBox {media:?}"
+        );
+    }
 }
 
 /// RFC 4180 CSV: quoted fields may hold commas, quotes (doubled) and newlines.
@@ -287,6 +362,7 @@ fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
         "external asset"
     );
     assert!(html.contains("web") && html.contains("db"));
+    check_layout_in_chromium(&html, work.path());
 
     let md = report(&copy, work.path(), "md");
     assert!(md.starts_with("# Failover sizing report"), "{md}");

@@ -9,15 +9,22 @@ use super::report::{
 use super::svg::{distribution_chart, failover_chart, trend_chart};
 use super::{GroupReport, GroupStatus, LoadSource, SizingReport};
 
+/// Screen: the page is at most 1200 px wide, so the summary fits a 1280 px laptop screen without scrolling;
+/// a table wider than the page (many resources, long names) scrolls inside its own `.wide` container,
+/// never the page, and names (group, host, domain) wrap anywhere. Print: A4 pages, rows never cut across
+/// pages, table headers repeated on each page, and only black or grey ink where a light colour or a
+/// background would vanish on paper (the status is always spelled out, never shown by colour alone).
 const STYLE: &str = "\
-body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a202c;margin:0 auto;max-width:1100px;padding:1.5rem}\
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a202c;margin:0 auto;max-width:1200px;padding:1rem}\
 h1{font-size:1.6rem;margin:0 0 .3rem}h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:2px solid #e2e8f0}\
 h3{font-size:1rem;margin:1.2rem 0 .4rem}\
+.wide{max-width:100%;overflow-x:auto}\
 table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums}\
-th,td{border:1px solid #e2e8f0;padding:.25rem .5rem;text-align:right}td{white-space:nowrap}th{background:#f7fafc}\
-td:first-child,th:first-child{text-align:left}\
+th,td{border:1px solid #e2e8f0;padding:.25rem .4rem;text-align:right}td{white-space:nowrap}th{background:#f7fafc}\
+td:first-child,th:first-child{text-align:left;white-space:normal;overflow-wrap:anywhere;min-width:6em}\
+td.text{white-space:normal;text-align:left;min-width:7em}\
 .safe-status{color:#276749;font-weight:600}.unsafe-status{color:#c53030;font-weight:600}\
-.notes{background:#fffbea;border-left:4px solid #d69e2e;padding:.4rem .8rem;margin:.5rem 0}\
+.notes{background:#fffbea;border-left:4px solid #d69e2e;padding:.4rem .8rem;margin:.5rem 0;overflow-wrap:anywhere}\
 .charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{max-width:100%;height:auto}\
 .chart .label{font-size:12px;font-weight:600}.chart .small{font-size:10px;fill:#4a5568}\
 .chart .axis{stroke:#4a5568}.chart .grid{stroke:#e2e8f0}\
@@ -26,8 +33,13 @@ td:first-child,th:first-child{text-align:left}\
 .chart .trend{stroke:#805ad5;stroke-width:2}.chart .cross{fill:#c53030}\
 .chart rect.over{stroke:#c53030;stroke-width:1.5}\
 .meta{color:#4a5568}section.group{break-inside:avoid-page}\
-@media print{body{max-width:none;padding:0;font-size:11pt}h2{break-before:auto}\
-section.group{break-before:page}section.group:first-of-type{break-before:auto}a{color:inherit}}";
+@page{size:A4;margin:14mm 12mm}\
+@media print{body{max-width:none;padding:0;font-size:9pt;color:#000}h2{break-before:auto;border-bottom-color:#666}\
+h2,h3{break-after:avoid}section.group{break-before:page}section.group:first-of-type{break-before:auto}a{color:inherit}\
+.wide{overflow:visible}table{width:100%}thead{display:table-header-group}tr,.chart{break-inside:avoid}\
+th,td{border-color:#666;white-space:normal;padding:.15rem .3rem}th{background:none}\
+.safe-status,.unsafe-status,.meta{color:#000}.notes{background:none;border:1px solid #666;border-left-width:4px}\
+.chart .grid{stroke:#aaa}}";
 
 /// Renders the whole page.
 pub(crate) fn render_html(report: &SizingReport) -> String {
@@ -65,12 +77,12 @@ fn status_cell(group: &GroupReport) -> String {
     } else {
         "unsafe-status"
     };
-    format!("<td class=\"{class}\">{}</td>", status_text(group.status))
+    format!("<td class=\"{class} text\">{}</td>", status_text(group.status))
 }
 
 fn summary_table(report: &SizingReport) -> String {
     let mut html = String::from(
-        "<h2>Summary</h2><table><thead><tr><th>group</th><th>scenario</th><th>status</th><th>hosts</th><th>domains</th>\
+        "<h2>Summary</h2><div class=\"wide\" id=\"summary\"><table><thead><tr><th>group</th><th>scenario</th><th>status</th><th>hosts</th><th>domains</th>\
          <th>binding</th><th>worst case</th><th>now</th><th>after worst loss</th><th>safe level</th>\
          <th>hosts to add</th><th>safe level crossed</th></tr></thead><tbody>",
     );
@@ -78,6 +90,8 @@ fn summary_table(report: &SizingReport) -> String {
         let binding = group.resources.iter().find(|r| Some(r.resource) == group.binding);
         let cell =
             |value: Option<String>| format!("<td>{}</td>", escape(&value.unwrap_or_else(|| "-".into())));
+        // Words may wrap so that the summary fits a laptop screen; numbers stay on one line.
+        let text_cell = |value: String| format!("<td class=\"text\">{}</td>", escape(&value));
         html.push_str(&format!(
             "<tr><td><a href=\"#group-{id}\">{name}</a></td><td>{scenario}</td>{status}<td>{hosts}</td><td>{domains}</td>{binding}{case}{now}{after}{safe}{add}{cross}</tr>",
             id = escape(&anchor(&group.name)),
@@ -87,19 +101,19 @@ fn summary_table(report: &SizingReport) -> String {
             hosts = group.hosts,
             domains = group.domains.len(),
             binding = cell(group.binding.map(|b| b.label())),
-            case = cell(group.worst_case.as_ref().map(case_text)),
+            case = text_cell(group.worst_case.as_ref().map(case_text).unwrap_or_else(|| "-".into())),
             now = cell(binding.map(|r| percent(r.current_utilisation))),
             after = cell(binding.map(|r| after_loss(&r.worst))),
             safe = cell(binding.map(|r| percent(r.safe_steady_state))),
-            add = cell(Some(hosts_to_add_text(group))),
-            cross = cell(Some(match group.days_to_safe_target {
+            add = text_cell(hosts_to_add_text(group)),
+            cross = text_cell(match group.days_to_safe_target {
                 Some(days) if days <= 0.0 => "already over".to_string(),
                 Some(days) => format!("in {days:.0} days"),
                 None => "not within the horizon".to_string(),
-            })),
+            }),
         ));
     }
-    html.push_str("</tbody></table>");
+    html.push_str("</tbody></table></div>");
     html
 }
 
@@ -111,7 +125,7 @@ fn ranking_table(report: &SizingReport) -> String {
         return html;
     }
     html.push_str(
-        "<table><thead><tr><th>rank</th><th>group</th><th>days until unsafe</th><th>resource</th></tr></thead><tbody>",
+        "<div class=\"wide\"><table><thead><tr><th>rank</th><th>group</th><th>days until unsafe</th><th>resource</th></tr></thead><tbody>",
     );
     for (index, ranked) in report.ranking.iter().enumerate() {
         html.push_str(&format!(
@@ -123,7 +137,7 @@ fn ranking_table(report: &SizingReport) -> String {
             escape(&ranked.resource.map(|r| r.label()).unwrap_or_else(|| "-".into()))
         ));
     }
-    html.push_str("</tbody></table>");
+    html.push_str("</tbody></table></div>");
     html
 }
 
@@ -171,7 +185,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
     }
     if !group.resources.is_empty() {
         html.push_str(
-            "<h3>Resources</h3><table><thead><tr><th>resource</th><th>peak</th><th>capacity</th><th>now</th>\
+            "<h3>Resources</h3><div class=\"wide\"><table><thead><tr><th>resource</th><th>peak</th><th>capacity</th><th>now</th>\
              <th>worst loss</th><th>after it</th><th>target</th><th>safe level</th><th>headroom</th>\
              <th>trend</th></tr></thead><tbody>",
         );
@@ -193,7 +207,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
                 forecast_text(r)
             ));
         }
-        html.push_str("</tbody></table>");
+        html.push_str("</tbody></table></div>");
         html.push_str("<h3>What if this fails</h3><div class=\"charts\">");
         html.push_str(&failover_chart(group));
         html.push_str("</div><h3>Utilisation over the window</h3><div class=\"charts\">");
@@ -210,7 +224,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
         }
     }
     if !group.domains.is_empty() {
-        html.push_str("<h3>Failure domains</h3><table><thead><tr><th>domain</th><th>kind</th><th>hosts</th></tr></thead><tbody>");
+        html.push_str("<h3>Failure domains</h3><div class=\"wide\"><table><thead><tr><th>domain</th><th>kind</th><th>hosts</th></tr></thead><tbody>");
         for domain in group.domains.iter().take(50) {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -223,7 +237,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
                 domain.hosts
             ));
         }
-        html.push_str("</tbody></table>");
+        html.push_str("</tbody></table></div>");
         if group.domains.len() > 50 {
             html.push_str(&format!("<p>and {} more domains.</p>", group.domains.len() - 50));
         }
@@ -239,7 +253,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
         group.left.len()
     ));
     if !gaps.longest_gaps.is_empty() {
-        html.push_str("<table><thead><tr><th>gap from</th><th>to</th><th>minutes</th></tr></thead><tbody>");
+        html.push_str("<div class=\"wide\"><table><thead><tr><th>gap from</th><th>to</th><th>minutes</th></tr></thead><tbody>");
         for (from, to) in &gaps.longest_gaps {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -248,7 +262,7 @@ fn group_section(group: &GroupReport, horizon_days: f64) -> String {
                 (to - from) / super::MINUTE_MS
             ));
         }
-        html.push_str("</tbody></table>");
+        html.push_str("</tbody></table></div>");
     }
     html.push_str("</section>");
     html
