@@ -10,6 +10,7 @@ pub mod clock;
 pub mod enroll;
 pub mod handshake;
 pub mod reload;
+pub mod transport;
 pub mod validate;
 
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, EnrollContext, Listener};
@@ -154,22 +155,12 @@ pub struct IngestContext {
 }
 
 /// The QUIC server configuration of the streaming listener: TLS 1.3 with a required client certificate,
-/// small per-connection windows.
+/// per-connection windows sized from the frame limit (`transport`).
 pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    // An agent opens exactly one bidirectional stream; refusing more bounds per-connection state.
-    transport.max_concurrent_bidi_streams(1u32.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(
-        Duration::from_secs(30).try_into().expect("30 s fits a varint"),
-    ));
-    transport.stream_receive_window((1u32 << 20).into());
-    transport.receive_window((2u32 << 20).into());
-    transport.send_window(256 * 1024);
-    server.transport_config(Arc::new(transport));
+    server.transport_config(Arc::new(transport::streaming_transport()));
     Ok(server)
 }
 
@@ -403,7 +394,6 @@ async fn handle_connection(
         last_live_ms: None,
         clock: HostClock::default(),
     };
-    let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
@@ -422,14 +412,15 @@ async fn handle_connection(
                 close_code::EXPIRED,
                 "certificate expired (the agent renews before this; enroll the host again)".to_string(),
             )),
-            read = recv.read(&mut buffer) => read,
+            // Chunks come straight from quinn's receive buffers: no read buffer of our own per connection.
+            read = recv.read_chunk(usize::MAX, true) => read,
         };
-        let n = match read {
-            Ok(Some(n)) => n,
+        let chunk = match read {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => break Ok("agent ended the stream"),
             Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
         };
-        let events = match session.on_bytes(&buffer[..n]) {
+        let events = match session.on_bytes(&chunk) {
             Ok(events) => events,
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
