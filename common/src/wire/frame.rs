@@ -94,7 +94,8 @@ impl FrameDecoder {
         self.buffer.drain(..4 + len);
         // A catch-up batch grows the buffer to its size; a connection that is live again must not keep that
         // for as long as it lasts (thousands of them after a reconnect storm).
-        if self.buffer.capacity() > FRAME_DECODER_KEEP_BYTES && self.buffer.len() <= FRAME_DECODER_KEEP_BYTES {
+        if self.buffer.capacity() > FRAME_DECODER_KEEP_BYTES && self.buffer.len() <= FRAME_DECODER_KEEP_BYTES
+        {
             self.buffer.shrink_to(FRAME_DECODER_KEEP_BYTES);
         }
         Ok(Some(payload))
@@ -178,7 +179,10 @@ mod tests {
         // What followed the large frame is kept.
         decoder.push(&small[2..]);
         let goodbye = decoder.next_frame().unwrap().unwrap();
-        assert_eq!(decode_payload::<AgentMessage>(&goodbye, "m").unwrap(), AgentMessage::Goodbye);
+        assert_eq!(
+            decode_payload::<AgentMessage>(&goodbye, "m").unwrap(),
+            AgentMessage::Goodbye
+        );
     }
 
     #[test]
