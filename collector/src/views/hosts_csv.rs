@@ -151,4 +151,3 @@ pub fn render(hosts: &[HostView], header: bool) -> String {
     }
     String::from_utf8(writer.into_inner().expect("writing to memory")).expect("csv is utf-8")
 }
-
