@@ -1,11 +1,11 @@
 //! Renders the fleet summary and the host list as a terminal table (human units), CSV (raw numbers in
 //! machine units, one header row) or pretty JSON.
 
-use crate::live::fleet::{HostStatus, HostView};
+use crate::live::fleet::HostView;
 use crate::live::summary::FleetSummary;
 use crate::metrics::{summary_columns, Metric};
 use comfy_table::{presets, CellAlignment, Table};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The version of every JSON document the command line prints (`schema_version`, `docs/API.md`): fields are
 /// only added within a version; a renamed, removed or retyped field raises it.
