@@ -108,27 +108,20 @@ impl Store {
         to_ms: u64,
         sums: &mut GroupMinuteSums,
     ) -> Result<(), StoreError> {
-        let err = self.sql_error("read group_minutes");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT minute_ms, group_name, hosts, cpu_busy_cores, mem_used_bytes FROM group_minutes \
-                 WHERE minute_ms >= ?1 AND minute_ms < ?2 ORDER BY minute_ms, group_name, zone",
-            )
-            .map_err(&err)?;
-        let mut rows = statement
-            .query(params![from_ms as i64, to_ms as i64])
-            .map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let minute_ms = row.get::<_, i64>(0).map_err(&err)? as u64;
-            let group = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&err)?;
-            let hosts = row.get::<_, i64>(2).map_err(&err)? as u32;
-            let cpu_busy_cores: f64 = row.get(3).map_err(&err)?;
-            let mem_used_bytes: f64 = row.get(4).map_err(&err)?;
-            sums.group(group)
-                .add_minute(minute_ms, hosts, cpu_busy_cores, mem_used_bytes);
-        }
-        Ok(())
+        let sql = "SELECT minute_ms, group_name, hosts, cpu_busy_cores, mem_used_bytes FROM group_minutes \
+                   WHERE minute_ms >= ?1 AND minute_ms < ?2 ORDER BY minute_ms, group_name, zone";
+        self.each_minute_row(
+            "read group_minutes",
+            sql,
+            from_ms,
+            to_ms,
+            |minute_ms, group, row| {
+                let hosts = row.get::<_, i64>(2)? as u32;
+                sums.group(group)
+                    .add_minute(minute_ms, hosts, row.get(3)?, row.get(4)?);
+                Ok(())
+            },
+        )
     }
 
     /// Adds the `group_port_minutes` rows with `from_ms <= minute_ms < to_ms` to `sums`, each group's
@@ -139,23 +132,39 @@ impl Store {
         to_ms: u64,
         sums: &mut GroupMinuteSums,
     ) -> Result<(), StoreError> {
-        let err = self.sql_error("read group_port_minutes");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT minute_ms, group_name, port, established FROM group_port_minutes \
-                 WHERE minute_ms >= ?1 AND minute_ms < ?2 ORDER BY minute_ms, group_name, zone, port",
-            )
-            .map_err(&err)?;
+        let sql = "SELECT minute_ms, group_name, port, established FROM group_port_minutes \
+                   WHERE minute_ms >= ?1 AND minute_ms < ?2 ORDER BY minute_ms, group_name, zone, port";
+        self.each_minute_row(
+            "read group_port_minutes",
+            sql,
+            from_ms,
+            to_ms,
+            |minute_ms, group, row| {
+                sums.group(group).add_port(minute_ms, row.get(2)?, row.get(3)?);
+                Ok(())
+            },
+        )
+    }
+
+    /// Runs `sql` (whose first two columns are `minute_ms` and `group_name`) over `[from_ms, to_ms)` and
+    /// hands each row to `add` with its minute and its group name borrowed from the row.
+    fn each_minute_row(
+        &self,
+        what: &'static str,
+        sql: &str,
+        from_ms: u64,
+        to_ms: u64,
+        mut add: impl FnMut(u64, &str, &rusqlite::Row<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        let err = self.sql_error(what);
+        let mut statement = self.conn.prepare_cached(sql).map_err(&err)?;
         let mut rows = statement
             .query(params![from_ms as i64, to_ms as i64])
             .map_err(&err)?;
         while let Some(row) = rows.next().map_err(&err)? {
             let minute_ms = row.get::<_, i64>(0).map_err(&err)? as u64;
             let group = row.get_ref(1).and_then(|v| Ok(v.as_str()?)).map_err(&err)?;
-            let port: u16 = row.get(2).map_err(&err)?;
-            let established: f64 = row.get(3).map_err(&err)?;
-            sums.group(group).add_port(minute_ms, port, established);
+            add(minute_ms, group, row).map_err(&err)?;
         }
         Ok(())
     }

@@ -23,8 +23,16 @@ pub const DEFAULT_OVER_MS: u64 = 15 * MINUTE_MS;
 /// host's mean over the samples that measured it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PortMinutes {
-    /// Oldest first: the minute's start and, in port order, (port, Σ established, samples).
-    minutes: VecDeque<(u64, Vec<(u16, u64, u32)>)>,
+    /// Oldest first: the minute's start and its ports, in port order.
+    minutes: VecDeque<(u64, Vec<PortCount>)>,
+}
+
+/// One port's established connections over a minute's samples that listed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PortCount {
+    port: u16,
+    established_sum: u64,
+    samples: u32,
 }
 
 impl PortMinutes {
@@ -50,12 +58,19 @@ impl PortMinutes {
         }
         let (_, ports) = self.minutes.back_mut().expect("a minute was just ensured");
         for (port, established) in listeners {
-            match ports.binary_search_by_key(&port, |(p, _, _)| *p) {
+            match ports.binary_search_by_key(&port, |count| count.port) {
                 Ok(at) => {
-                    ports[at].1 += u64::from(established);
-                    ports[at].2 += 1;
+                    ports[at].established_sum += u64::from(established);
+                    ports[at].samples += 1;
                 }
-                Err(at) => ports.insert(at, (port, u64::from(established), 1)),
+                Err(at) => ports.insert(
+                    at,
+                    PortCount {
+                        port,
+                        established_sum: u64::from(established),
+                        samples: 1,
+                    },
+                ),
             }
         }
     }
@@ -70,7 +85,12 @@ impl PortMinutes {
             .map(|(minute_ms, ports)| {
                 let means = ports
                     .iter()
-                    .map(|&(port, sum, samples)| (port, sum as f64 / f64::from(samples)))
+                    .map(|count| {
+                        (
+                            count.port,
+                            count.established_sum as f64 / f64::from(count.samples),
+                        )
+                    })
                     .collect();
                 (*minute_ms, means)
             })

@@ -67,44 +67,36 @@ fn add_to_minute(
 /// (a minute with port sums only has zero CPU and memory), in minute order.
 fn minutes_from_columns(columns: GroupColumns) -> Vec<MinuteSum> {
     let mut minutes = Vec::with_capacity(columns.minute_ms.len());
-    let mut next_port = 0;
-    let port_count = columns.port_minute_ms.len();
-    let ports_of = |minute_ms: u64, next_port: &mut usize| {
-        let first = *next_port;
-        while *next_port < port_count && columns.port_minute_ms[*next_port] == minute_ms {
-            *next_port += 1;
-        }
-        (first..*next_port)
-            .map(|i| (columns.port[i], columns.established[i]))
-            .collect::<Vec<_>>()
-    };
-    for (i, &minute_ms) in columns.minute_ms.iter().enumerate() {
-        while next_port < port_count && columns.port_minute_ms[next_port] < minute_ms {
-            let port_minute_ms = columns.port_minute_ms[next_port];
-            minutes.push(MinuteSum {
-                minute_start_ms: port_minute_ms,
-                cpu_busy_cores: 0.0,
-                memory_used_bytes: 0.0,
-                established_by_port: ports_of(port_minute_ms, &mut next_port),
-                hosts_reporting: 0,
-            });
+    let (mut next_minute, mut next_port) = (0, 0);
+    loop {
+        let sums_at = columns.minute_ms.get(next_minute).copied();
+        let ports_at = columns.port_minute_ms.get(next_port).copied();
+        let Some(minute_ms) = sums_at.into_iter().chain(ports_at).min() else {
+            break;
+        };
+        let (cpu_busy_cores, memory_used_bytes, hosts_reporting) = if sums_at == Some(minute_ms) {
+            next_minute += 1;
+            let i = next_minute - 1;
+            (
+                columns.cpu_busy_cores[i],
+                columns.mem_used_bytes[i],
+                columns.hosts[i],
+            )
+        } else {
+            (0.0, 0.0, 0)
+        };
+        let first_port = next_port;
+        while columns.port_minute_ms.get(next_port) == Some(&minute_ms) {
+            next_port += 1;
         }
         minutes.push(MinuteSum {
             minute_start_ms: minute_ms,
-            cpu_busy_cores: columns.cpu_busy_cores[i],
-            memory_used_bytes: columns.mem_used_bytes[i],
-            established_by_port: ports_of(minute_ms, &mut next_port),
-            hosts_reporting: columns.hosts[i],
-        });
-    }
-    while next_port < port_count {
-        let port_minute_ms = columns.port_minute_ms[next_port];
-        minutes.push(MinuteSum {
-            minute_start_ms: port_minute_ms,
-            cpu_busy_cores: 0.0,
-            memory_used_bytes: 0.0,
-            established_by_port: ports_of(port_minute_ms, &mut next_port),
-            hosts_reporting: 0,
+            cpu_busy_cores,
+            memory_used_bytes,
+            established_by_port: (first_port..next_port)
+                .map(|i| (columns.port[i], columns.established[i]))
+                .collect(),
+            hosts_reporting,
         });
     }
     minutes

@@ -367,22 +367,23 @@ fn row_by_row_minutes(store: &Store, window: Window) -> BTreeMap<String, Vec<Min
         ports: BTreeMap<u16, f64>,
         hosts: u32,
     }
-    let name = |stored: &str| {
-        if stored.is_empty() {
-            UNGROUPED.to_string()
-        } else {
-            stored.to_string()
-        }
-    };
+    fn at<'a>(
+        groups: &'a mut BTreeMap<String, BTreeMap<u64, Sum>>,
+        stored: &str,
+        minute_ms: u64,
+    ) -> &'a mut Sum {
+        let name = if stored.is_empty() { UNGROUPED } else { stored };
+        groups
+            .entry(name.to_string())
+            .or_default()
+            .entry(minute_ms)
+            .or_default()
+    }
     let marks = store.rollup_marks().unwrap();
     let through = marks.rolled_up_through_ms.clamp(window.start_ms, window.end_ms);
     let mut groups: BTreeMap<String, BTreeMap<u64, Sum>> = BTreeMap::new();
     for row in store.group_minutes(window.start_ms, through).unwrap() {
-        let sum = groups
-            .entry(name(&row.group))
-            .or_default()
-            .entry(row.minute_ms)
-            .or_default();
+        let sum = at(&mut groups, &row.group, row.minute_ms);
         sum.cpu += row.cpu_busy_cores;
         sum.memory += row.mem_used_bytes;
         sum.hosts += row.hosts as u32;
@@ -392,11 +393,7 @@ fn row_by_row_minutes(store: &Store, window: Window) -> BTreeMap<String, Vec<Min
         .group_port_minutes(ports_from, through.max(ports_from))
         .unwrap()
     {
-        let sum = groups
-            .entry(name(&row.group))
-            .or_default()
-            .entry(row.minute_ms)
-            .or_default();
+        let sum = at(&mut groups, &row.group, row.minute_ms);
         *sum.ports.entry(row.port).or_default() += row.established;
     }
     let raw = store
@@ -409,11 +406,7 @@ fn row_by_row_minutes(store: &Store, window: Window) -> BTreeMap<String, Vec<Min
         )
         .unwrap();
     for row in raw {
-        let sum = groups
-            .entry(name(&row.group))
-            .or_default()
-            .entry(row.minute_ms)
-            .or_default();
+        let sum = at(&mut groups, &row.group, row.minute_ms);
         sum.cpu += row.cpu_busy_cores;
         sum.memory += row.mem_used_bytes;
         sum.hosts = (i64::from(sum.hosts) + row.hosts).max(0) as u32;
