@@ -241,6 +241,7 @@ fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
             cores: 4,
             memory_bytes: 8 << 30,
             history,
+            ports: Default::default(),
         }];
         let events = AlarmEngine::new(rules).evaluate(
             EvalInputs {
