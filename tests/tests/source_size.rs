@@ -64,7 +64,8 @@ fn issue_9_no_source_file_has_more_than_650_lines_of_non_test_code() {
         .iter()
         .filter(|path| path.file_name().is_some_and(|name| name != "tests.rs"))
         .filter_map(|path| {
-            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
             let lines = non_test_lines(&text);
             let name = path.strip_prefix(root).unwrap_or(path).display().to_string();
             (lines > MAX_NON_TEST_LINES).then(|| format!("{name}: {lines} lines of non-test code"))
