@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: start the real binaries on loopback in temp dirs, wait for
 //! conditions, read the collector's HTTP API, and stop processes by PID.
 
+pub mod flood;
+
 use headroom_common::http::{BlockingClient, ClientOptions};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -116,6 +118,14 @@ pub fn url_get(url: &str, headers: &[&str], ca_pem: Option<&[u8]>) -> Option<Htt
         head,
         body: response.body,
     })
+}
+
+/// The value of the sample line `name` (with its labels, `name{reason="x"}`) in a Prometheus text scrape, 0
+/// when absent.
+pub fn scraped_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Runs `headroom-collector ARGS`, asserts it succeeded and returns its stdout.
