@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: start the real binaries on loopback in temp dirs, wait for
 //! conditions, read the collector's HTTP API, and stop processes by PID.
 
+pub mod api_doc;
+
 use headroom_common::http::{BlockingClient, ClientOptions};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
