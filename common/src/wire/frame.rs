@@ -1,0 +1,169 @@
+//! The frame codec: a 4-byte big-endian length, then the postcard payload.
+
+use super::bounds::MAX_FRAME_BYTES;
+use serde::{Deserialize, Serialize};
+
+/// Errors from encoding or decoding a frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {len} bytes is over the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame does not decode as a {what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+}
+
+/// Encode a message as a frame: a 4-byte big-endian length, then the postcard payload.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    let payload = postcard::to_stdvec(message).map_err(|e| FrameError::Malformed {
+        what: "message",
+        detail: e.to_string(),
+    })?;
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: payload.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// Decode one frame payload (without its length prefix).
+pub fn decode_payload<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+    what: &'static str,
+) -> Result<T, FrameError> {
+    postcard::from_bytes(payload).map_err(|e| FrameError::Malformed {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Splits a byte stream into frame payloads. Bytes go in with `push`; whole payloads come out of `next_frame`.
+///
+/// Memory stays bounded: a length prefix over `max` is an error before any of its payload is buffered.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buffer: Vec<u8>,
+    max: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder::new(MAX_FRAME_BYTES)
+    }
+}
+
+impl FrameDecoder {
+    pub fn new(max: usize) -> Self {
+        FrameDecoder {
+            buffer: Vec::new(),
+            max,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The length a reader should try to fill next, so it never reads past a frame it cannot take.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The next whole payload, `Ok(None)` if more bytes are needed, or an error for an oversized length.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        if self.buffer.len() < 4 {
+            return Ok(None);
+        }
+        let len =
+            u32::from_be_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]) as usize;
+        if len > self.max {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        if self.buffer.len() < 4 + len {
+            return Ok(None);
+        }
+        let payload = self.buffer[4..4 + len].to_vec();
+        self.buffer.drain(..4 + len);
+        Ok(Some(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::wire::*;
+
+    fn sample(seq: u64) -> Sample {
+        Sample {
+            seq,
+            timestamp_ms: 1_700_000_000_000 + seq * 1000,
+            cpu: Some(CpuSample {
+                total: CpuTimes {
+                    user: 10,
+                    idle: 90,
+                    ..Default::default()
+                },
+                per_core: vec![CpuTimes::default(); 2],
+                cores: 2,
+                load: Some(LoadAverage {
+                    one: 0.5,
+                    five: 0.25,
+                    fifteen: 0.1,
+                }),
+            }),
+            network: vec![InterfaceCounters {
+                name: "eth0".into(),
+                rx_bytes: 1234,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_through_a_split_stream() {
+        let a = encode_frame(&AgentMessage::Batch(Batch {
+            samples: vec![sample(1), sample(2)],
+        }))
+        .unwrap();
+        let b = encode_frame(&AgentMessage::Goodbye).unwrap();
+        let mut stream = a.clone();
+        stream.extend_from_slice(&b);
+        let mut decoder = FrameDecoder::default();
+        let mut got = Vec::new();
+        // Feed one byte at a time: frames must come out whole regardless of how the stream is cut.
+        for byte in stream {
+            decoder.push(&[byte]);
+            while let Some(payload) = decoder.next_frame().unwrap() {
+                got.push(decode_payload::<AgentMessage>(&payload, "agent message").unwrap());
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            AgentMessage::Batch(Batch {
+                samples: vec![sample(1), sample(2)]
+            })
+        );
+        assert_eq!(got[1], AgentMessage::Goodbye);
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering_the_payload() {
+        let mut decoder = FrameDecoder::new(100);
+        decoder.push(&101u32.to_be_bytes());
+        assert_eq!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        );
+    }
+
+    #[test]
+    fn garbage_payload_is_a_malformed_error() {
+        let err = decode_payload::<AgentMessage>(&[0xff, 0xff, 0xff], "agent message").unwrap_err();
+        assert!(matches!(err, FrameError::Malformed { .. }), "{err}");
+    }
+}
