@@ -3,48 +3,13 @@
 //! compared with its documented fields both ways, and the `Headroom-Schema` header on every JSON response.
 
 use headroom_tests::api_doc::ApiDoc;
-use headroom_tests::{binary, http_get, wait_for, Process};
+use headroom_tests::{binary, http_get, wait_for, Demo};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const HOT: &str = "sim-web-4";
-
-/// What the demo printed: its web address and its state directory.
-struct Demo {
-    process: Process,
-    addr: SocketAddr,
-    state: PathBuf,
-}
-
-fn start_demo(dir: &Path) -> Demo {
-    let process = Process::start(
-        "demo",
-        &binary("headroom-collector"),
-        &["demo", "--duration", "600s", "--print-every", "60s"],
-        dir,
-    );
-    let (addr, state) = wait_for(Duration::from_secs(60), || {
-        let out = process.stdout_text();
-        let addr = out
-            .lines()
-            .find_map(|l| l.strip_prefix("web view: http://"))?
-            .split('/')
-            .next()?
-            .parse::<SocketAddr>()
-            .ok()?;
-        let state = out
-            .lines()
-            .find_map(|l| l.strip_prefix("demo state in "))?
-            .split(' ')
-            .next()?
-            .to_string();
-        Some((addr, PathBuf::from(state)))
-    })
-    .unwrap_or_else(|| panic!("demo printed no address: {}", process.stderr_text()));
-    Demo { process, addr, state }
-}
 
 /// GET `path`: 200, a JSON body and the schema header.
 fn get_json(addr: SocketAddr, path: &str) -> Value {
@@ -88,7 +53,7 @@ fn run_json(bin: &str, args: &[String], out: Option<&Path>) -> Value {
 fn issue_15_every_documented_route_and_command_prints_exactly_the_documented_fields() {
     let doc = ApiDoc::load();
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = start_demo(dir.path());
+    let mut demo = Demo::start(dir.path(), "600s", "60s");
     let addr = demo.addr;
     // Wait until the arrays the doc describes have members: an outlier, a firing alarm, sized groups.
     let ready = wait_for(Duration::from_secs(240), || {
