@@ -15,8 +15,9 @@
 #                                [--bin-dir DIR] [--agent-bin FILE] [--collector-bin FILE] [--keep DIR]
 # Needs: root (namespaces), python3, curl, iproute2, prometheus-node-exporter, and the binaries: by default the
 # release ones (cargo build --release --workspace --bins); --agent-bin measures another agent build, such as
-# the size-optimised one (cargo build --profile agent -p headroom-agent: target/agent/headroom-agent), and
-# --collector-bin takes any collector build (its cost is not measured here).
+# the one that ships (deploy/build-agent.sh: size-optimised, static, musl; its path is what
+# deploy/build-agent.sh --print-dir prints), and --collector-bin takes any collector build (its cost is not
+# measured here).
 set -euo pipefail
 
 duration_s=60
@@ -37,7 +38,7 @@ while [[ $# -gt 0 ]]; do
         --agent-bin) agent_bin="$2"; shift 2 ;;
         --collector-bin) collector_bin="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "footprint.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done

@@ -14,15 +14,17 @@ usage: $PROGRAM [options]
 Builds target/debian/headroom-agent_*.deb and headroom-collector_*.deb.
 
 options:
-  --profile NAME      release (default): the agent with the size-optimised agent profile and the
-                      collector with release; dev: both from the debug build (for tests)
+  --profile NAME      release (default): the agent as deploy/build-agent.sh builds it (size-optimised,
+                      static, musl) and the collector with release; dev: both from the debug build
+                      (for tests)
   --no-build          package the binaries already built for that profile (CI builds them anyway)
   --deb-version V     package version instead of the one in Cargo.toml (like 0.1.0-2)
   --out DIR           where to write the packages (default target/debian)
   --fast              faster, larger compression (for tests)
   -h, --help          show this text
 
-needs: cargo-deb (cargo install cargo-deb --locked); lintian is run when present
+needs: cargo-deb (cargo install cargo-deb --locked); lintian is run when present; for release, what
+deploy/build-agent.sh needs (the musl target and musl-tools)
 TEXT
 }
 
@@ -59,37 +61,41 @@ while [ $# -gt 0 ]; do
     shift 2
 done
 
-# The agent runs on every host, so a release package carries the agent profile's build (smaller, see
-# Cargo.toml); the collector's is the release profile's.
-case $profile in
-    release)
-        agent_profile=agent
-        collector_profile=release
-        ;;
-    dev)
-        agent_profile=dev
-        collector_profile=dev
-        ;;
-    *) usage_error "--profile '$profile': use release or dev" ;;
-esac
-profile_dir() {
-    case $1 in
-        dev) echo debug ;;
-        *) echo "$1" ;;
-    esac
-}
 command -v cargo-deb >/dev/null 2>&1 || fail "cargo-deb is missing (install it with: cargo install cargo-deb --locked)"
 
 cd "$ROOT"
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+# The agent runs on every host, so a release package carries the build of deploy/build-agent.sh: the agent
+# profile (smaller, see Cargo.toml), statically linked against musl, from its own target directory; the
+# collector's is the release profile's. `agent_target` is the --target cargo-deb needs to find that build.
+case $profile in
+    release)
+        agent_profile=agent
+        agent_target=$(sh "$ROOT/deploy/build-agent.sh" --print-target)
+        agent_dir=$(sh "$ROOT/deploy/build-agent.sh" --print-dir)
+        collector_profile=release
+        collector_dir=$target_dir/release
+        ;;
+    dev)
+        agent_profile=dev
+        agent_target=''
+        agent_dir=$target_dir/debug
+        collector_profile=dev
+        collector_dir=$target_dir/debug
+        ;;
+    *) usage_error "--profile '$profile': use release or dev" ;;
+esac
 if [ "$build" = yes ]; then
-    cargo build --profile "$agent_profile" -p headroom-agent --bins
+    if [ "$profile" = release ]; then
+        sh "$ROOT/deploy/build-agent.sh" >/dev/null
+    else
+        cargo build --profile "$agent_profile" -p headroom-agent --bins
+    fi
     cargo build --profile "$collector_profile" -p headroom-collector --bins
 fi
 
 for name in agent collector; do
-    eval "package_profile=\$${name}_profile"
-    bin_dir=$target_dir/$(profile_dir "$package_profile")
+    eval "bin_dir=\$${name}_dir"
     binary=$bin_dir/headroom-$name
     [ -x "$binary" ] || fail "$binary is missing (build it, or leave out --no-build)"
     docs=$bin_dir/headroom-docs/$name
@@ -104,6 +110,7 @@ mkdir -p "$out"
 for name in agent collector; do
     eval "package_profile=\$${name}_profile"
     set -- -p "headroom-$name" --no-build --profile "$package_profile" --output "$out"
+    [ "$name" = collector ] || [ -z "$agent_target" ] || set -- "$@" --target "$agent_target"
     [ -z "$version" ] || set -- "$@" --deb-version "$version"
     [ -z "$fast" ] || set -- "$@" "$fast"
     cargo deb "$@"

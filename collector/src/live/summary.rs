@@ -7,6 +7,8 @@
 //! briefly lagging host vanish from capacity figures.
 
 use crate::live::fleet::{FleetState, HostStatus, HostView};
+use crate::metrics::{summary_columns, Metric, Stat, Storage};
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -30,8 +32,11 @@ pub struct FleetSummary {
     pub groups: Vec<GroupSummary>,
 }
 
-/// One (group, zone) pair. Every metric is `None` when no live host of the row reported it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One (group, zone) pair: host counts, then one value per column of the catalogue's live summary
+/// ([`summary_columns`]), each `None` when no live host of the row reported its metric. JSON and CSV carry
+/// the columns flat under their catalogue keys (`cpu_busy_p99`, `tcp_established_sum`, …), in catalogue
+/// order, integers for metrics stored as integers.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupSummary {
     /// The "group" label; "" for hosts without one.
     pub group: String,
@@ -42,22 +47,98 @@ pub struct GroupSummary {
     pub hosts_up: u32,
     pub hosts_stale: u32,
     pub hosts_down: u32,
-    pub cpu_busy_mean: Option<f64>,
-    pub cpu_busy_p50: Option<f64>,
-    pub cpu_busy_p99: Option<f64>,
-    pub cpu_busy_max: Option<f64>,
-    pub mem_used_pct_mean: Option<f64>,
-    pub mem_used_pct_p50: Option<f64>,
-    pub mem_used_pct_p99: Option<f64>,
-    pub mem_used_pct_max: Option<f64>,
-    /// Sum over the row's live hosts.
-    pub net_rx_bytes_per_s: Option<f64>,
-    /// Sum over the row's live hosts.
-    pub net_tx_bytes_per_s: Option<f64>,
-    pub tcp_established_sum: Option<u64>,
-    pub tcp_established_max: Option<u64>,
-    /// Sum over the row's live hosts.
-    pub listen_overflows_per_s: Option<f64>,
+    /// Indexed like [`summary_columns`]; shorter (a default row) reads as `None`.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Position of a column of the summary in [`GroupSummary::values`].
+fn column_index(metric: Metric, stat: Stat) -> Option<usize> {
+    summary_columns().position(|(m, column)| m == metric && column.stat == stat)
+}
+
+impl GroupSummary {
+    /// The row's value of `stat` across hosts of `metric`; `None` when no live host reported it or the
+    /// summary has no such column.
+    pub fn value(&self, metric: Metric, stat: Stat) -> Option<f64> {
+        column_index(metric, stat).and_then(|index| self.values.get(index).copied().flatten())
+    }
+
+    /// Sets one column's value (tests and generated fleets).
+    ///
+    /// # Panics
+    /// When the catalogue declares no such summary column: a caller naming one is a programming error.
+    pub fn set(&mut self, metric: Metric, stat: Stat, value: Option<f64>) {
+        let index = column_index(metric, stat)
+            .unwrap_or_else(|| panic!("the live summary has no {stat:?} column of {metric}"));
+        if self.values.len() <= index {
+            self.values.resize(summary_columns().count(), None);
+        }
+        self.values[index] = value;
+    }
+}
+
+/// The fixed columns ahead of the metric columns.
+const HOST_COLUMNS: [&str; 6] = ["group", "zone", "hosts", "hosts_up", "hosts_stale", "hosts_down"];
+
+impl Serialize for GroupSummary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let columns: Vec<_> = summary_columns().collect();
+        let mut out = serializer.serialize_struct("GroupSummary", HOST_COLUMNS.len() + columns.len())?;
+        out.serialize_field("group", &self.group)?;
+        out.serialize_field("zone", &self.zone)?;
+        out.serialize_field("hosts", &self.hosts)?;
+        out.serialize_field("hosts_up", &self.hosts_up)?;
+        out.serialize_field("hosts_stale", &self.hosts_stale)?;
+        out.serialize_field("hosts_down", &self.hosts_down)?;
+        for (index, (metric, column)) in columns.into_iter().enumerate() {
+            let value = self.values.get(index).copied().flatten();
+            match metric.def().storage {
+                Storage::Integer => out.serialize_field(column.key, &value.map(|v| v.round() as u64))?,
+                Storage::Real => out.serialize_field(column.key, &value)?,
+            }
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for GroupSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = GroupSummary;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a fleet summary row")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<GroupSummary, A::Error> {
+                let keys: Vec<&str> = summary_columns().map(|(_, column)| column.key).collect();
+                let mut row = GroupSummary {
+                    values: vec![None; keys.len()],
+                    ..GroupSummary::default()
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "group" => row.group = map.next_value()?,
+                        "zone" => row.zone = map.next_value()?,
+                        "hosts" => row.hosts = map.next_value()?,
+                        "hosts_up" => row.hosts_up = map.next_value()?,
+                        "hosts_stale" => row.hosts_stale = map.next_value()?,
+                        "hosts_down" => row.hosts_down = map.next_value()?,
+                        other => match keys.iter().position(|k| *k == other) {
+                            Some(index) => row.values[index] = map.next_value()?,
+                            // A column a newer collector added: skipped, as fields are only added.
+                            None => {
+                                map.next_value::<serde::de::IgnoredAny>()?;
+                            }
+                        },
+                    }
+                }
+                Ok(row)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// Exact percentile of already sorted values, `q` in 0.0..=1.0: headroom's nearest-rank definition
@@ -104,9 +185,25 @@ fn summarize_group(group: &str, zone: &str, hosts: &[&HostView]) -> GroupSummary
         .copied()
         .filter(|h| h.status != HostStatus::Down)
         .collect();
-    let cpu = spread(live.iter().filter_map(|h| h.metrics.cpu_busy_pct).collect());
-    let mem = spread(live.iter().filter_map(|h| h.metrics.mem_used_pct).collect());
-    let established: Vec<u64> = live.iter().filter_map(|h| h.metrics.tcp_established).collect();
+    // Each metric's spread is computed once, however many of its columns the summary shows.
+    let mut spreads: BTreeMap<Metric, Spread> = BTreeMap::new();
+    let values = summary_columns()
+        .map(|(metric, column)| {
+            let of_hosts = || live.iter().map(|h| metric.value(&h.metrics));
+            let mut spread_of = || {
+                *spreads
+                    .entry(metric)
+                    .or_insert_with(|| spread(of_hosts().flatten().collect()))
+            };
+            match column.stat {
+                Stat::Mean => spread_of().mean,
+                Stat::P50 => spread_of().p50,
+                Stat::P99 => spread_of().p99,
+                Stat::Max => spread_of().max,
+                Stat::Sum => sum_present(of_hosts()),
+            }
+        })
+        .collect();
     GroupSummary {
         group: group.to_string(),
         zone: zone.to_string(),
@@ -114,19 +211,7 @@ fn summarize_group(group: &str, zone: &str, hosts: &[&HostView]) -> GroupSummary
         hosts_up: count(HostStatus::Up),
         hosts_stale: count(HostStatus::Stale),
         hosts_down: count(HostStatus::Down),
-        cpu_busy_mean: cpu.mean,
-        cpu_busy_p50: cpu.p50,
-        cpu_busy_p99: cpu.p99,
-        cpu_busy_max: cpu.max,
-        mem_used_pct_mean: mem.mean,
-        mem_used_pct_p50: mem.p50,
-        mem_used_pct_p99: mem.p99,
-        mem_used_pct_max: mem.max,
-        net_rx_bytes_per_s: sum_present(live.iter().map(|h| h.metrics.net_rx_bytes_per_s)),
-        net_tx_bytes_per_s: sum_present(live.iter().map(|h| h.metrics.net_tx_bytes_per_s)),
-        tcp_established_sum: (!established.is_empty()).then(|| established.iter().sum()),
-        tcp_established_max: established.iter().copied().max(),
-        listen_overflows_per_s: sum_present(live.iter().map(|h| h.metrics.listen_overflows_per_s)),
+        values,
     }
 }
 
@@ -271,16 +356,16 @@ mod tests {
         );
         let row = &summary.groups[0];
         assert_eq!(row.hosts, 3);
-        assert_eq!(row.cpu_busy_mean, Some(20.0));
-        assert_eq!(row.cpu_busy_p50, Some(20.0));
-        assert_eq!(row.cpu_busy_p99, Some(30.0));
-        assert_eq!(row.cpu_busy_max, Some(30.0));
-        assert_eq!(row.mem_used_pct_max, Some(15.0));
-        assert_eq!(row.net_rx_bytes_per_s, Some(3_000.0));
-        assert_eq!(row.net_tx_bytes_per_s, Some(30.0));
-        assert_eq!(row.tcp_established_sum, Some(60));
-        assert_eq!(row.tcp_established_max, Some(30));
-        assert_eq!(row.listen_overflows_per_s, Some(1.5));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::Mean), Some(20.0));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::P50), Some(20.0));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::P99), Some(30.0));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::Max), Some(30.0));
+        assert_eq!(row.value(Metric::MemUsedPct, Stat::Max), Some(15.0));
+        assert_eq!(row.value(Metric::NetRxBytesPerS, Stat::Sum), Some(3_000.0));
+        assert_eq!(row.value(Metric::NetTxBytesPerS, Stat::Sum), Some(30.0));
+        assert_eq!(row.value(Metric::TcpEstablished, Stat::Sum), Some(60.0));
+        assert_eq!(row.value(Metric::TcpEstablished, Stat::Max), Some(30.0));
+        assert_eq!(row.value(Metric::ListenOverflowsPerS, Stat::Sum), Some(1.5));
     }
 
     #[test]
@@ -300,17 +385,46 @@ mod tests {
         let unlabelled = &summary.groups[0];
         assert_eq!((unlabelled.group.as_str(), unlabelled.zone.as_str()), ("", ""));
         assert_eq!(unlabelled.hosts_down, 1);
-        assert_eq!(unlabelled.cpu_busy_max, None, "only a down host: no live data");
-        assert_eq!(unlabelled.net_rx_bytes_per_s, None, "no data is not zero traffic");
-        assert_eq!(unlabelled.tcp_established_sum, None);
+        assert_eq!(
+            unlabelled.value(Metric::CpuBusyPct, Stat::Max),
+            None,
+            "only a down host: no live data"
+        );
+        assert_eq!(
+            unlabelled.value(Metric::NetRxBytesPerS, Stat::Sum),
+            None,
+            "no data is not zero traffic"
+        );
+        assert_eq!(unlabelled.value(Metric::TcpEstablished, Stat::Sum), None);
         let web = &summary.groups[1];
         assert_eq!(
             (web.hosts, web.hosts_up, web.hosts_stale, web.hosts_down),
             (3, 1, 1, 1)
         );
-        assert_eq!(web.cpu_busy_max, Some(20.0));
-        assert_eq!(web.cpu_busy_mean, Some(15.0));
-        assert_eq!(web.net_rx_bytes_per_s, Some(2_000.0));
+        assert_eq!(web.value(Metric::CpuBusyPct, Stat::Max), Some(20.0));
+        assert_eq!(web.value(Metric::CpuBusyPct, Stat::Mean), Some(15.0));
+        assert_eq!(web.value(Metric::NetRxBytesPerS, Stat::Sum), Some(2_000.0));
+    }
+
+    #[test]
+    fn issue_9_summary_columns_keep_their_names_and_types() {
+        let summary = summarize(&[host("a", "web", "z1", HostStatus::Up, 12.0)], 7);
+        let json = serde_json::to_string(&summary.groups[0]).unwrap();
+        assert_eq!(
+            json,
+            "{\"group\":\"web\",\"zone\":\"z1\",\"hosts\":1,\"hosts_up\":1,\"hosts_stale\":0,\"hosts_down\":0,\
+             \"cpu_busy_mean\":12.0,\"cpu_busy_p50\":12.0,\"cpu_busy_p99\":12.0,\"cpu_busy_max\":12.0,\
+             \"mem_used_pct_mean\":6.0,\"mem_used_pct_p50\":6.0,\"mem_used_pct_p99\":6.0,\"mem_used_pct_max\":6.0,\
+             \"net_rx_bytes_per_s\":1000.0,\"net_tx_bytes_per_s\":10.0,\"tcp_established_sum\":12,\
+             \"tcp_established_max\":12,\"listen_overflows_per_s\":0.5}"
+        );
+        // A key this release does not know is skipped; one it knows but missing reads as no data.
+        let row: GroupSummary =
+            serde_json::from_str("{\"group\":\"db\",\"hosts\":2,\"cpu_busy_p99\":50.0,\"later_key\":[1]}")
+                .unwrap();
+        assert_eq!((row.group.as_str(), row.hosts), ("db", 2));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::P99), Some(50.0));
+        assert_eq!(row.value(Metric::CpuBusyPct, Stat::Max), None);
     }
 
     #[test]

@@ -98,6 +98,43 @@ pub struct MetricDef {
     pub deprecated_names: &'static [&'static str],
     /// The value in a sample's derived metrics, `None` when not measured.
     pub value: fn(&HostMetrics) -> Option<f64>,
+    /// The columns of the live fleet summary (`fleet`, one row per group and zone) this metric gives, in
+    /// order; empty when the summary leaves it out (`fleet --by` and `fleet --window` show every metric).
+    pub summary: &'static [SummaryColumn],
+}
+
+/// A statistic across the live hosts of one summary row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Mean,
+    /// Nearest-rank percentiles across hosts.
+    P50,
+    P99,
+    Max,
+    /// The hosts' values added up: traffic and events the row carries as a whole
+    /// ([`AcrossHosts::SpreadAndSum`]).
+    Sum,
+}
+
+/// One column of the live fleet summary: a statistic of one metric across a row's hosts.
+#[derive(Debug)]
+pub struct SummaryColumn {
+    pub stat: Stat,
+    /// The JSON key and CSV header of the column (names users' scripts rely on: never renamed).
+    pub key: &'static str,
+    /// The terminal table's header; `None` leaves the column to JSON and CSV.
+    pub header: Option<&'static str>,
+}
+
+const fn col(stat: Stat, key: &'static str, header: Option<&'static str>) -> SummaryColumn {
+    SummaryColumn { stat, key, header }
+}
+
+/// Every column of the live fleet summary with its metric, in catalogue order.
+pub fn summary_columns() -> impl Iterator<Item = (Metric, &'static SummaryColumn)> {
+    CATALOGUE
+        .iter()
+        .flat_map(|def| def.summary.iter().map(move |column| (def.metric, column)))
 }
 
 fn count(value: Option<u64>) -> Option<f64> {
@@ -133,136 +170,152 @@ catalogue! {
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busy_ratio",
         deprecated_names: &[], value: |m| m.cpu_busy_pct,
+        summary: &[
+            col(Stat::Mean, "cpu_busy_mean", None),
+            col(Stat::P50, "cpu_busy_p50", Some("cpu p50")),
+            col(Stat::P99, "cpu_busy_p99", Some("cpu p99")),
+            col(Stat::Max, "cpu_busy_max", Some("cpu max")),
+        ],
     }
     CpuUserPct {
         name: "cpu_user_pct", help: "share of CPU time in user mode",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_user_ratio",
-        deprecated_names: &[], value: |m| m.cpu_user_pct,
+        deprecated_names: &[], value: |m| m.cpu_user_pct, summary: &[],
     }
     CpuSystemPct {
         name: "cpu_system_pct", help: "share of CPU time in kernel mode",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_system_ratio",
-        deprecated_names: &[], value: |m| m.cpu_system_pct,
+        deprecated_names: &[], value: |m| m.cpu_system_pct, summary: &[],
     }
     CpuIowaitPct {
         name: "cpu_iowait_pct", help: "share of CPU time idle while waiting for IO",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_iowait_ratio",
-        deprecated_names: &[], value: |m| m.cpu_iowait_pct,
+        deprecated_names: &[], value: |m| m.cpu_iowait_pct, summary: &[],
     }
     CpuStealPct {
         name: "cpu_steal_pct", help: "share of CPU time taken by the hypervisor for other guests",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_steal_ratio",
-        deprecated_names: &[], value: |m| m.cpu_steal_pct,
+        deprecated_names: &[], value: |m| m.cpu_steal_pct, summary: &[],
     }
     Load1 {
         name: "load1", help: "1-minute load average",
         unit: Unit::Load, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(0.1), export_name: "headroom_load1",
-        deprecated_names: &[], value: |m| m.load1,
+        deprecated_names: &[], value: |m| m.load1, summary: &[],
     }
     MemUsedPct {
         name: "mem_used_pct", help: "memory in use (total minus available), in percent of total",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_memory_used_ratio",
         deprecated_names: &[], value: |m| m.mem_used_pct,
+        summary: &[
+            col(Stat::Mean, "mem_used_pct_mean", None),
+            col(Stat::P50, "mem_used_pct_p50", Some("mem p50")),
+            col(Stat::P99, "mem_used_pct_p99", None),
+            col(Stat::Max, "mem_used_pct_max", Some("mem max")),
+        ],
     }
     MemUsedBytes {
         name: "mem_used_bytes", help: "memory in use (total minus available)",
         unit: Unit::Bytes, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Integer, outlier_floor: None, export_name: "headroom_memory_used_bytes",
-        deprecated_names: &[], value: |m| count(m.mem_used_bytes),
+        deprecated_names: &[], value: |m| count(m.mem_used_bytes), summary: &[],
     }
     SwapUsedBytes {
         name: "swap_used_bytes", help: "swap in use",
         unit: Unit::Bytes, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Integer, outlier_floor: None, export_name: "headroom_swap_used_bytes",
-        deprecated_names: &[], value: |m| count(m.swap_used_bytes),
+        deprecated_names: &[], value: |m| count(m.swap_used_bytes), summary: &[],
     }
     PsiCpu {
         name: "psi_cpu", help: "CPU pressure: share of time some task waited for a CPU (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_cpu_some_ratio",
-        deprecated_names: &["psi_cpu_some_avg10"], value: |m| m.psi_cpu,
+        deprecated_names: &["psi_cpu_some_avg10"], value: |m| m.psi_cpu, summary: &[],
     }
     PsiMemory {
         name: "psi_memory", help: "memory pressure: share of time some task stalled on memory (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_memory_some_ratio",
-        deprecated_names: &["psi_memory_some_avg10"], value: |m| m.psi_memory,
+        deprecated_names: &["psi_memory_some_avg10"], value: |m| m.psi_memory, summary: &[],
     }
     PsiIo {
         name: "psi_io", help: "IO pressure: share of time some task stalled on IO (PSI some avg10)",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_pressure_io_some_ratio",
-        deprecated_names: &["psi_io_some_avg10"], value: |m| m.psi_io,
+        deprecated_names: &["psi_io_some_avg10"], value: |m| m.psi_io, summary: &[],
     }
     NetRxBytesPerS {
         name: "net_rx_bytes_per_s", help: "bytes received per second, all interfaces",
         unit: Unit::BytesPerSecond, kind: Kind::Rate, over_time: OverTime::Mean,
         across_hosts: AcrossHosts::SpreadAndSum, storage: Storage::Real, outlier_floor: Some(10_000.0),
         export_name: "headroom_network_receive_bytes_per_second", deprecated_names: &[],
-        value: |m| m.net_rx_bytes_per_s,
+        value: |m| m.net_rx_bytes_per_s, summary: &[col(Stat::Sum, "net_rx_bytes_per_s", Some("rx"))],
     }
     NetTxBytesPerS {
         name: "net_tx_bytes_per_s", help: "bytes transmitted per second, all interfaces",
         unit: Unit::BytesPerSecond, kind: Kind::Rate, over_time: OverTime::Mean,
         across_hosts: AcrossHosts::SpreadAndSum, storage: Storage::Real, outlier_floor: Some(10_000.0),
         export_name: "headroom_network_transmit_bytes_per_second", deprecated_names: &[],
-        value: |m| m.net_tx_bytes_per_s,
+        value: |m| m.net_tx_bytes_per_s, summary: &[col(Stat::Sum, "net_tx_bytes_per_s", Some("tx"))],
     }
     TcpEstablished {
         name: "tcp_established", help: "TCP connections in ESTABLISHED",
         unit: Unit::Count, kind: Kind::Count, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Integer, outlier_floor: Some(5.0), export_name: "headroom_tcp_established",
         deprecated_names: &[], value: |m| count(m.tcp_established),
+        summary: &[
+            col(Stat::Sum, "tcp_established_sum", Some("tcp estab")),
+            col(Stat::Max, "tcp_established_max", Some("estab max")),
+        ],
     }
     TcpTimeWait {
         name: "tcp_time_wait", help: "TCP connections in TIME_WAIT",
         unit: Unit::Count, kind: Kind::Count, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Integer, outlier_floor: Some(10.0), export_name: "headroom_tcp_time_wait",
-        deprecated_names: &[], value: |m| count(m.tcp_time_wait),
+        deprecated_names: &[], value: |m| count(m.tcp_time_wait), summary: &[],
     }
     RetransPerS {
         name: "retrans_per_s", help: "TCP segments retransmitted per second",
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_tcp_retransmits_per_second",
-        deprecated_names: &[], value: |m| m.retrans_per_s,
+        deprecated_names: &[], value: |m| m.retrans_per_s, summary: &[],
     }
     ListenOverflowsPerS {
         name: "listen_overflows_per_s", help: "connections refused per second because an accept queue was full",
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: Some(1.0),
         export_name: "headroom_tcp_listen_overflows_per_second", deprecated_names: &[],
-        value: |m| m.listen_overflows_per_s,
+        value: |m| m.listen_overflows_per_s, summary: &[col(Stat::Sum, "listen_overflows_per_s", Some("overflows"))],
     }
     ListenDropsPerS {
         name: "listen_drops_per_s", help: "incoming connections dropped per second by listeners, any reason",
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_tcp_listen_drops_per_second",
-        deprecated_names: &[], value: |m| m.listen_drops_per_s,
+        deprecated_names: &[], value: |m| m.listen_drops_per_s, summary: &[],
     }
     ConntrackFillPct {
         name: "conntrack_fill_pct", help: "connection tracking table entries in percent of its limit",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_conntrack_fill_ratio",
-        deprecated_names: &[], value: |m| m.conntrack_fill_pct,
+        deprecated_names: &[], value: |m| m.conntrack_fill_pct, summary: &[],
     }
     MaxAcceptQueueFillPct {
         name: "max_accept_queue_fill_pct", help: "the fullest listener accept queue, in percent of its limit",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_accept_queue_max_fill_ratio",
-        deprecated_names: &[], value: |m| m.max_accept_queue_fill_pct,
+        deprecated_names: &[], value: |m| m.max_accept_queue_fill_pct, summary: &[],
     }
     CpuBusiestCorePct {
         name: "cpu_busiest_core_pct",
         help: "busy share of the busiest core: one saturated core on a mostly idle host shows here",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busiest_core_ratio",
-        deprecated_names: &[], value: |m| m.cpu_busiest_core_pct,
+        deprecated_names: &[], value: |m| m.cpu_busiest_core_pct, summary: &[],
     }
 }
 

@@ -447,7 +447,10 @@ mod tests {
         let summary: FleetSummary = serde_json::from_str(&body).unwrap();
         assert_eq!(summary.hosts_up, 1);
         assert_eq!(summary.groups[0].group, "web");
-        assert_eq!(summary.groups[0].mem_used_pct_max, Some(25.0));
+        assert_eq!(
+            summary.groups[0].value(crate::metrics::Metric::MemUsedPct, crate::metrics::Stat::Max),
+            Some(25.0)
+        );
 
         let (status, body) = get(address, "/api/v1/hosts").await;
         assert_eq!(status, 200);

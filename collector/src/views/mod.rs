@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod client;
 pub mod end;
+pub mod hosts_csv;
 pub mod http;
 pub mod metrics;
 pub mod promql;

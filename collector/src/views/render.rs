@@ -1,10 +1,11 @@
 //! Renders the fleet summary and the host list as a terminal table (human units), CSV (raw numbers in
 //! machine units, one header row) or pretty JSON.
 
-use crate::live::fleet::{HostStatus, HostView};
-use crate::live::summary::{FleetSummary, GroupSummary};
+use crate::live::fleet::HostView;
+use crate::live::summary::FleetSummary;
+use crate::metrics::{summary_columns, Metric};
 use comfy_table::{presets, CellAlignment, Table};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use headroom_common::schema::versioned;
 pub use headroom_common::schema::SCHEMA_VERSION;
@@ -140,31 +141,41 @@ pub(crate) fn csv_rows<T: Serialize + Default>(records: &[T], header: bool) -> S
     String::from_utf8(writer.into_inner().expect("writing to memory")).expect("csv is utf-8")
 }
 
-/// The fleet summary: a header line with host counts, then one row per group and zone.
+/// The fleet summary: a header line with host counts, then one row per group and zone. The metric columns
+/// are the catalogue's live summary columns that have a table header, each value in its metric's unit.
 pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String {
     let Output { format, header } = output.into();
     match format {
         Format::Json => json(&versioned(summary)),
         Format::Csv => csv_rows(&summary.groups, header),
         Format::Table => {
-            let columns = [
-                "group",
-                "zone",
-                "hosts",
-                "stale",
-                "down",
-                "cpu p50",
-                "cpu p99",
-                "cpu max",
-                "mem p50",
-                "mem max",
-                "rx",
-                "tx",
-                "tcp estab",
-                "estab max",
-                "overflows",
-            ];
-            let rows = summary.groups.iter().map(fleet_row).collect();
+            let shown: Vec<(usize, Metric, &str)> = summary_columns()
+                .enumerate()
+                .filter_map(|(index, (metric, column))| column.header.map(|h| (index, metric, h)))
+                .collect();
+            let columns: Vec<&str> = ["group", "zone", "hosts", "stale", "down"]
+                .into_iter()
+                .chain(shown.iter().map(|(_, _, h)| *h))
+                .collect();
+            let rows = summary
+                .groups
+                .iter()
+                .map(|group| {
+                    let counts = [
+                        label(&group.group).to_string(),
+                        label(&group.zone).to_string(),
+                        group.hosts.to_string(),
+                        group.hosts_stale.to_string(),
+                        group.hosts_down.to_string(),
+                    ];
+                    let values = shown.iter().map(|(index, metric, _)| {
+                        or_missing(group.values.get(*index).copied().flatten(), |v| {
+                            metric_value(metric.name(), v)
+                        })
+                    });
+                    counts.into_iter().chain(values).collect()
+                })
+                .collect();
             let body = table(&columns, rows, 2, header);
             if !header {
                 return body;
@@ -173,143 +184,6 @@ pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String
                 "hosts: {} up, {} stale, {} down\n{body}",
                 summary.hosts_up, summary.hosts_stale, summary.hosts_down,
             )
-        }
-    }
-}
-
-fn fleet_row(group: &GroupSummary) -> Vec<String> {
-    vec![
-        label(&group.group).to_string(),
-        label(&group.zone).to_string(),
-        group.hosts.to_string(),
-        group.hosts_stale.to_string(),
-        group.hosts_down.to_string(),
-        pct(group.cpu_busy_p50),
-        pct(group.cpu_busy_p99),
-        pct(group.cpu_busy_max),
-        pct(group.mem_used_pct_p50),
-        pct(group.mem_used_pct_max),
-        bytes_rate(group.net_rx_bytes_per_s),
-        bytes_rate(group.net_tx_bytes_per_s),
-        count(group.tcp_established_sum),
-        count(group.tcp_established_max),
-        per_s(group.listen_overflows_per_s),
-    ]
-}
-
-/// One host as a flat CSV record: nested values are joined (`labels` as `key=value;…`, `failed` as
-/// `cpu;network`) and listeners are counted, so every column is a single raw value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HostCsvRow {
-    pub host: String,
-    pub status: Option<HostStatus>,
-    pub connected: bool,
-    pub group: String,
-    pub zone: String,
-    pub labels: String,
-    pub cores: u32,
-    pub memory_bytes: u64,
-    pub interval_ms: u32,
-    pub agent_version: String,
-    pub last_seen_ms: u64,
-    pub last_sample_ms: Option<u64>,
-    pub seq: Option<u64>,
-    pub cpu_busy_pct: Option<f64>,
-    pub cpu_user_pct: Option<f64>,
-    pub cpu_nice_pct: Option<f64>,
-    pub cpu_system_pct: Option<f64>,
-    pub cpu_idle_pct: Option<f64>,
-    pub cpu_iowait_pct: Option<f64>,
-    pub cpu_irq_pct: Option<f64>,
-    pub cpu_softirq_pct: Option<f64>,
-    pub cpu_steal_pct: Option<f64>,
-    pub load1: Option<f64>,
-    pub load5: Option<f64>,
-    pub load15: Option<f64>,
-    pub mem_used_pct: Option<f64>,
-    pub mem_used_bytes: Option<u64>,
-    pub mem_available_bytes: Option<u64>,
-    pub swap_used_bytes: Option<u64>,
-    pub psi_cpu: Option<f64>,
-    pub psi_memory: Option<f64>,
-    pub psi_io: Option<f64>,
-    pub net_rx_bytes_per_s: Option<f64>,
-    pub net_tx_bytes_per_s: Option<f64>,
-    pub tcp_established: Option<u64>,
-    pub tcp_time_wait: Option<u64>,
-    pub tcp_states_age_ms: Option<u32>,
-    pub retrans_per_s: Option<f64>,
-    pub listen_overflows_per_s: Option<f64>,
-    pub listen_drops_per_s: Option<f64>,
-    pub active_opens_per_s: Option<f64>,
-    pub passive_opens_per_s: Option<f64>,
-    pub conntrack_fill_pct: Option<f64>,
-    pub max_accept_queue_fill_pct: Option<f64>,
-    pub cpu_busiest_core_pct: Option<f64>,
-    pub listeners: usize,
-    pub failed: String,
-    pub clock_offset_ms: Option<i64>,
-    pub clock_skewed: bool,
-}
-
-impl From<&HostView> for HostCsvRow {
-    fn from(host: &HostView) -> Self {
-        let m = &host.metrics;
-        HostCsvRow {
-            host: host.host.clone(),
-            status: Some(host.status),
-            connected: host.connected,
-            group: host.group.clone(),
-            zone: host.zone.clone(),
-            labels: host
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(";"),
-            cores: host.cores,
-            memory_bytes: host.memory_bytes,
-            interval_ms: host.interval_ms,
-            agent_version: host.agent_version.clone(),
-            last_seen_ms: host.last_seen_ms,
-            last_sample_ms: host.last_sample_ms,
-            seq: host.seq,
-            cpu_busy_pct: m.cpu_busy_pct,
-            cpu_user_pct: m.cpu_user_pct,
-            cpu_nice_pct: m.cpu_nice_pct,
-            cpu_system_pct: m.cpu_system_pct,
-            cpu_idle_pct: m.cpu_idle_pct,
-            cpu_iowait_pct: m.cpu_iowait_pct,
-            cpu_irq_pct: m.cpu_irq_pct,
-            cpu_softirq_pct: m.cpu_softirq_pct,
-            cpu_steal_pct: m.cpu_steal_pct,
-            load1: m.load1,
-            load5: m.load5,
-            load15: m.load15,
-            mem_used_pct: m.mem_used_pct,
-            mem_used_bytes: m.mem_used_bytes,
-            mem_available_bytes: m.mem_available_bytes,
-            swap_used_bytes: m.swap_used_bytes,
-            psi_cpu: m.psi_cpu,
-            psi_memory: m.psi_memory,
-            psi_io: m.psi_io,
-            net_rx_bytes_per_s: m.net_rx_bytes_per_s,
-            net_tx_bytes_per_s: m.net_tx_bytes_per_s,
-            tcp_established: m.tcp_established,
-            tcp_time_wait: m.tcp_time_wait,
-            tcp_states_age_ms: m.tcp_states_age_ms,
-            retrans_per_s: m.retrans_per_s,
-            listen_overflows_per_s: m.listen_overflows_per_s,
-            listen_drops_per_s: m.listen_drops_per_s,
-            active_opens_per_s: m.active_opens_per_s,
-            passive_opens_per_s: m.passive_opens_per_s,
-            conntrack_fill_pct: m.conntrack_fill_pct,
-            max_accept_queue_fill_pct: m.max_accept_queue_fill_pct,
-            cpu_busiest_core_pct: m.cpu_busiest_core_pct,
-            listeners: m.listeners.len(),
-            failed: m.failed.join(";"),
-            clock_offset_ms: host.clock_offset_ms,
-            clock_skewed: host.clock_skewed,
         }
     }
 }
@@ -338,7 +212,7 @@ pub fn render_hosts(hosts: &[HostView], output: impl Into<Output>) -> String {
     let Output { format, header } = output.into();
     match format {
         Format::Json => json(hosts),
-        Format::Csv => csv_rows(&hosts.iter().map(HostCsvRow::from).collect::<Vec<_>>(), header),
+        Format::Csv => crate::views::hosts_csv::render(hosts, header),
         Format::Table => {
             let rows = hosts.iter().map(host_row).collect();
             table(&HOST_COLUMNS, rows, 4, header)
@@ -605,9 +479,12 @@ pub fn render_hosts_with_gaps(
 mod tests {
     use super::*;
     use crate::live::fleet::{FleetSettings, FleetState};
+    use crate::live::summary::GroupSummary;
+    use crate::metrics::Stat;
     use headroom_common::wire::{
         Capacity, CpuSample, CpuTimes, Family, Hello, HostFacts, InterfaceCounters, MemorySample, Sample,
     };
+    use std::collections::BTreeMap;
 
     const T0_MS: u64 = 1_700_000_000_000;
 
@@ -709,11 +586,15 @@ mod tests {
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let rows: Vec<GroupSummary> = reader.deserialize().collect::<Result<_, _>>().unwrap();
         assert_eq!(rows, summary.groups);
-        assert_eq!(rows[1].net_rx_bytes_per_s, Some(f64::from(3 << 20)));
-        assert_eq!(rows[1].hosts_down, 1);
-        assert_eq!(rows[0].cpu_busy_p99, Some(12.5));
         assert_eq!(
-            rows[2].tcp_established_sum, None,
+            rows[1].value(Metric::NetRxBytesPerS, Stat::Sum),
+            Some(f64::from(3 << 20))
+        );
+        assert_eq!(rows[1].hosts_down, 1);
+        assert_eq!(rows[0].value(Metric::CpuBusyPct, Stat::P99), Some(12.5));
+        assert_eq!(
+            rows[2].value(Metric::TcpEstablished, Stat::Sum),
+            None,
             "missing stays missing, not zero"
         );
     }
@@ -724,25 +605,45 @@ mod tests {
         let text = render_hosts(&hosts, Format::Csv);
         assert_eq!(text.lines().count(), 1 + hosts.len());
         let mut reader = csv::Reader::from_reader(text.as_bytes());
-        let rows: Vec<HostCsvRow> = reader.deserialize().collect::<Result<_, _>>().unwrap();
-        let expected: Vec<HostCsvRow> = hosts.iter().map(HostCsvRow::from).collect();
-        assert_eq!(rows, expected);
-        let lone = rows.iter().find(|r| r.host == "lone").unwrap();
-        assert_eq!(lone.cpu_busy_pct, Some(12.5));
-        assert_eq!(lone.net_rx_bytes_per_s, Some(100.0));
-        assert_eq!(lone.failed, "pressure");
-        let gone = rows.iter().find(|r| r.host == "sim-gone").unwrap();
-        assert_eq!(gone.status, Some(HostStatus::Down));
-        assert_eq!(gone.labels, "group=web;zone=a");
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header.join(","),
+            HOSTS_CSV_HEADER,
+            "the columns users' scripts read"
+        );
+        let rows: Vec<BTreeMap<String, String>> = reader.deserialize().collect::<Result<_, _>>().unwrap();
+        let lone = rows.iter().find(|r| r["host"] == "lone").unwrap();
+        assert_eq!(lone["cpu_busy_pct"], "12.5");
+        assert_eq!(lone["net_rx_bytes_per_s"], "100.0");
+        assert_eq!(lone["failed"], "pressure");
+        assert_eq!(lone["psi_io"], "", "not measured is empty");
+        let gone = rows.iter().find(|r| r["host"] == "sim-gone").unwrap();
+        assert_eq!(gone["status"], "down");
+        assert_eq!(gone["labels"], "group=web;zone=a");
+        assert_eq!(gone["clock_skewed"], "false");
+        for (row, host) in rows.iter().zip(&hosts) {
+            assert_eq!(row["host"], host.host);
+            assert_eq!(row["listeners"], host.metrics.listeners.len().to_string());
+            for metric in Metric::ALL {
+                let shown = row[metric.name()].parse::<f64>().ok();
+                assert_eq!(shown, metric.value(&host.metrics), "{metric} of {}", host.host);
+            }
+        }
     }
+
+    /// The hosts CSV header as released: a change here breaks users' scripts.
+    const HOSTS_CSV_HEADER: &str = "host,status,connected,group,zone,labels,cores,memory_bytes,interval_ms,\
+        agent_version,last_seen_ms,last_sample_ms,seq,cpu_busy_pct,cpu_user_pct,cpu_nice_pct,cpu_system_pct,\
+        cpu_idle_pct,cpu_iowait_pct,cpu_irq_pct,cpu_softirq_pct,cpu_steal_pct,load1,load5,load15,mem_used_pct,\
+        mem_used_bytes,mem_available_bytes,swap_used_bytes,psi_cpu,psi_memory,psi_io,net_rx_bytes_per_s,\
+        net_tx_bytes_per_s,tcp_established,tcp_time_wait,tcp_states_age_ms,retrans_per_s,listen_overflows_per_s,\
+        listen_drops_per_s,active_opens_per_s,passive_opens_per_s,conntrack_fill_pct,max_accept_queue_fill_pct,\
+        cpu_busiest_core_pct,listeners,failed,clock_offset_ms,clock_skewed";
 
     #[test]
     fn empty_csv_still_has_its_header_row() {
         let text = render_hosts(&[], Format::Csv);
-        assert!(
-            text.starts_with("host,status,connected,group,zone,labels,"),
-            "{text}"
-        );
+        assert_eq!(text, format!("{HOSTS_CSV_HEADER}\n"));
         assert_eq!(text.lines().count(), 1);
         let text = render_fleet(&FleetSummary::default(), Format::Csv);
         assert!(text.starts_with("group,zone,hosts,"), "{text}");

@@ -3,6 +3,7 @@
 //! bounded ring. Pure: the caller passes the summary and `now_ms`.
 
 use crate::live::summary::FleetSummary;
+use crate::metrics::{Metric, Stat};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -56,9 +57,9 @@ impl FleetHistory {
                 .or_default();
             points.push_back(HistoryPoint {
                 at_ms: now_ms,
-                cpu_busy_p99: row.cpu_busy_p99,
-                mem_used_pct_p99: row.mem_used_pct_p99,
-                tcp_established_sum: row.tcp_established_sum,
+                cpu_busy_p99: row.value(Metric::CpuBusyPct, Stat::P99),
+                mem_used_pct_p99: row.value(Metric::MemUsedPct, Stat::P99),
+                tcp_established_sum: row.value(Metric::TcpEstablished, Stat::Sum).map(|v| v as u64),
             });
             while points.len() > self.capacity {
                 points.pop_front();
@@ -84,13 +85,14 @@ mod tests {
     use crate::live::summary::GroupSummary;
 
     fn summary(cpu: f64) -> FleetSummary {
+        let mut row = GroupSummary {
+            group: "web".into(),
+            zone: "a".into(),
+            ..GroupSummary::default()
+        };
+        row.set(Metric::CpuBusyPct, Stat::P99, Some(cpu));
         FleetSummary {
-            groups: vec![GroupSummary {
-                group: "web".into(),
-                zone: "a".into(),
-                cpu_busy_p99: Some(cpu),
-                ..GroupSummary::default()
-            }],
+            groups: vec![row],
             ..FleetSummary::default()
         }
     }

@@ -7,6 +7,7 @@ use crate::analytics::{AlarmReport, AlarmRow, OutlierReport, OutlierRow};
 use crate::identity::registry::CertRecord;
 use crate::live::fleet::{HostStatus, HostView};
 use crate::live::summary::summarize;
+use crate::metrics::{Metric, Stat};
 use crate::sizing::{GroupReport, SizingReport};
 use crate::store::history::{HourPoint, RecentPoint};
 use crate::store::query::StoredGap;
@@ -140,9 +141,9 @@ pub fn fleet_page(hosts: &[HostView], inputs: FleetInputs<'_>, now_ms: u64) -> F
                 hosts_up: row.hosts_up,
                 hosts_stale: row.hosts_stale,
                 hosts_down: row.hosts_down,
-                cpu_busy_p99: row.cpu_busy_p99,
-                mem_used_pct_p99: row.mem_used_pct_p99,
-                tcp_established_sum: row.tcp_established_sum,
+                cpu_busy_p99: row.value(Metric::CpuBusyPct, Stat::P99),
+                mem_used_pct_p99: row.value(Metric::MemUsedPct, Stat::P99),
+                tcp_established_sum: row.value(Metric::TcpEstablished, Stat::Sum).map(|v| v as u64),
                 named_hosts,
                 history: inputs.history.row(&row.group, &row.zone),
             }

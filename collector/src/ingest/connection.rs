@@ -1,0 +1,409 @@
+//! One agent connection: identity from the certificate, the hello, then the session's events until it ends,
+//! with catch-up pacing. Whatever the agent sends ends this connection only, with a logged reason.
+
+use super::clock::HostClock;
+use super::context::{lock_fleet, IngestContext};
+use super::handshake::Slot;
+use super::stored::{on_clock, store_samples, trim_gap, Stream};
+use super::validate::{validate_hello, validate_sample};
+use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, Listener};
+use crate::identity::live::CutReason;
+use crate::store::{GapRow, HostBatch, HostInfo};
+use crate::telemetry::{self, refusal};
+use headroom_common::clock::now_ms;
+use headroom_common::enroll::ENROLL_ALPN;
+use headroom_common::session::{CollectorEvent, CollectorSession};
+use headroom_common::wire::{Hello, Sample};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Application close codes the collector uses.
+pub mod close_code {
+    pub const STOPPING: u32 = 0;
+    pub const PROTOCOL: u32 = 2;
+    pub const IDENTITY: u32 = 3;
+    pub const OVERLOADED: u32 = 4;
+    pub const TIMEOUT: u32 = 5;
+    pub const REVOKED: u32 = 6;
+    pub const REPLACED: u32 = 7;
+    pub const STORAGE: u32 = 8;
+    pub const EXPIRED: u32 = 9;
+}
+
+/// How long a new connection may take to open its stream and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Backlog samples one connection may store per second. Live samples are not held back (they are newer than
+/// this bound's horizon), so an agent catching up on hours of spool cannot crowd out the rest of the fleet,
+/// and its own live view is kept current by `Live` messages meanwhile.
+const CATCH_UP_SAMPLES_PER_S: f64 = 2_000.0;
+
+/// A sample older than this when it arrives counts as catch-up.
+const CATCH_UP_AGE_MS: u64 = 10_000;
+
+/// The host identity in the peer's certificate. The handshake already required one; this is the second
+/// line of defence.
+fn peer_host(connection: &quinn::Connection) -> Result<String, String> {
+    let leaf = peer_cert_der(connection).ok_or("no client certificate (enroll this host first)")?;
+    headroom_common::tls::identity_from_cert(&leaf).map_err(|e| e.to_string())
+}
+
+fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+}
+
+pub(super) async fn handle_connection(
+    incoming: quinn::Incoming,
+    handshake_slot: Slot,
+    handshake_timeout: Duration,
+    context: Arc<IngestContext>,
+    cancel: CancellationToken,
+) {
+    let peer = incoming.remote_address();
+    let handshake = async {
+        match incoming.accept() {
+            Ok(connecting) => connecting.await,
+            Err(error) => Err(error),
+        }
+    };
+    let connection = match tokio::time::timeout(handshake_timeout, handshake).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            // Most often a client without a certificate, with one from another CA, or a revoked one.
+            warn!(%peer, %error, "handshake failed; connection refused");
+            telemetry::global().refused(refusal::HANDSHAKE);
+            return;
+        }
+        Err(_) => {
+            // Dropping the unfinished connection closes it and frees its state.
+            debug!(%peer, timeout = ?handshake_timeout, "handshake not finished in time; dropped");
+            telemetry::global().refused(refusal::TIMEOUT);
+            return;
+        }
+    };
+    drop(handshake_slot);
+    telemetry::global().handshakes.inc();
+    if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
+        match &context.enroll {
+            Some(enroll) => handle_enrollment(connection, enroll.clone(), Listener::Streaming).await,
+            None => {
+                info!(%peer, "renewal refused: enrollment is off on this collector");
+                connection.close(
+                    close_code::IDENTITY.into(),
+                    b"renewal is off on this collector (enroll_listen = \"off\"); enroll the host again",
+                );
+            }
+        }
+        return;
+    }
+    let host = match peer_host(&connection) {
+        Ok(host) => host,
+        Err(reason) => {
+            warn!(%peer, %reason, "no usable identity in the client certificate; connection refused");
+            telemetry::global().refused(refusal::IDENTITY);
+            connection.close(close_code::IDENTITY.into(), reason.as_bytes());
+            return;
+        }
+    };
+    let cert = peer_cert_der(&connection).unwrap_or_default();
+    let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
+    let (cut, live_guard) = context.live.register(&host, &serial, peer);
+    context.last_seen.note(&serial, (now_ms() / 1000) as i64);
+    // The handshake checked validity once; a certificate that expires later ends the connection then, as
+    // revocation does, and the agent reconnects with its renewed certificate (or is refused).
+    let (issued_s, not_after_s) = headroom_common::pki::cert_info_der(&cert)
+        .map(|info| (info.issued_s(), info.not_after_s))
+        .unwrap_or((0, 0));
+    // A host never stored here can have sampled at most since its certificate was issued.
+    let issued_ms = u64::try_from(issued_s).unwrap_or(0).saturating_mul(1000);
+    let valid_for = Duration::from_secs(u64::try_from(not_after_s - (now_ms() / 1000) as i64).unwrap_or(0));
+    let expiry = tokio::time::sleep(valid_for);
+    tokio::pin!(expiry);
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = cut.cancelled() => return,
+        _ = &mut expiry => {
+            connection.close(close_code::EXPIRED.into(), b"certificate expired");
+            return;
+        }
+        stream = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()) => stream,
+    };
+    let (mut send, mut recv) = match stream {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            debug!(%host, %peer, %error, "connection ended before opening its stream");
+            return;
+        }
+        Err(_) => {
+            warn!(%host, %peer, "no stream within {HELLO_TIMEOUT:?}; closing");
+            connection.close(close_code::TIMEOUT.into(), b"no hello");
+            return;
+        }
+    };
+    let mut session = CollectorSession::new(host.clone());
+    let mut state = Stream {
+        host: host.clone(),
+        instance_id: 0,
+        hello: None,
+        hello_stored: false,
+        previous: None,
+        last_seq: None,
+        rejected: 0,
+        interval_ms: 0,
+        last_live_ms: None,
+        clock: HostClock::default(),
+    };
+    let mut buffer = vec![0u8; 64 * 1024];
+    let catch_up_started = tokio::time::Instant::now();
+    let mut catch_up_stored: u64 = 0;
+    let outcome: Result<&'static str, (u32, String)> = loop {
+        let read = tokio::select! {
+            // Stop, cut and expiry come before more data: a wait they ended early lands here.
+            biased;
+            _ = cancel.cancelled() => break Ok("collector stopping"),
+            _ = cut.cancelled() => {
+                let (code, reason) = match live_guard.cut_reason() {
+                    Some(CutReason::Revoked) => (close_code::REVOKED, "certificate revoked (enroll this host again)"),
+                    _ => (close_code::REPLACED, "replaced by a newer connection with the same identity"),
+                };
+                break Err((code, reason.to_string()));
+            }
+            _ = &mut expiry => break Err((
+                close_code::EXPIRED,
+                "certificate expired (the agent renews before this; enroll the host again)".to_string(),
+            )),
+            read = recv.read(&mut buffer) => read,
+        };
+        let n = match read {
+            Ok(Some(n)) => n,
+            Ok(None) => break Ok("agent ended the stream"),
+            Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
+        };
+        let events = match session.on_bytes(&buffer[..n]) {
+            Ok(events) => events,
+            Err(error) => {
+                let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
+                break Err((close_code::PROTOCOL, error.to_string()));
+            }
+        };
+        let mut reply = Vec::new();
+        let mut goodbye = false;
+        let mut failure = None;
+        let mut interrupted = false;
+        for event in events {
+            match event {
+                CollectorEvent::Hello(mut hello) => {
+                    // Every value is checked before any of it is logged or kept.
+                    if let Err(error) = validate_hello(&hello) {
+                        let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
+                        let _ = send.finish();
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        connection.close(close_code::PROTOCOL.into(), b"bad hello");
+                        warn!(%host, %peer, %error, "hello refused");
+                        telemetry::global().refused(refusal::HELLO);
+                        return;
+                    }
+                    // Labels come from the certificate; the hello's count only where it grants none.
+                    let granted = headroom_common::pki::labels_from_cert(&cert).unwrap_or_default();
+                    hello.labels = context
+                        .ignored_labels
+                        .resolve(&host, &hello.labels, &granted, &context.settings.hello_label_keys)
+                        .labels;
+                    state.instance_id = hello.instance_id;
+                    context.analytics.observe_capacity(
+                        &host,
+                        &hello.labels,
+                        hello.capacity.cores,
+                        hello.capacity.memory_bytes,
+                        now_ms(),
+                    );
+                    state.interval_ms = hello.interval_ms;
+                    state.hello = Some(HostInfo::from_hello(&hello));
+                    state.hello_stored = false;
+                    state.last_seq = context.store.last_seq(&host, hello.instance_id);
+                    log_hello(&host, peer, &hello, state.last_seq);
+                    let mut fleet = lock_fleet(&context.fleet);
+                    fleet.on_hello(&host, &hello, now_ms());
+                    // Rates of the first sample stored on this connection come from the last one stored on
+                    // an earlier connection of the same instance.
+                    state.previous = fleet.stored_previous(&host, hello.instance_id, state.last_seq);
+                    drop(fleet);
+                    // The session just reported the hello, so it is waiting for exactly this welcome.
+                    if let Ok(frame) = session.welcome_frame(state.last_seq) {
+                        reply.extend_from_slice(&frame);
+                    }
+                }
+                CollectorEvent::Samples(samples) => {
+                    let backlog = samples
+                        .iter()
+                        .filter(|s| s.timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms())
+                        .count();
+                    let now = now_ms();
+                    let away_ms = now.saturating_sub(context.store.last_seen_ms(&host).unwrap_or(issued_ms));
+                    let count = samples.len() as u64;
+                    let wait_ms = context
+                        .store_shares
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .charge(&host, state.interval_ms, (CATCH_UP_AGE_MS, away_ms), count, now);
+                    if wait_ms > 0 {
+                        // Over its share of the store writer: these samples wait before they are stored
+                        // (never acknowledged unstored), the stream is not read meanwhile, and QUIC flow
+                        // control holds the agent back. What is already owed goes out first.
+                        if !reply.is_empty() {
+                            if let Err(error) = send.write_all(&std::mem::take(&mut reply)).await {
+                                failure = Some((close_code::PROTOCOL, format!("write failed: {error}")));
+                                break;
+                            }
+                        }
+                        telemetry::global().samples_held_back.inc_by(count);
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                            _ = cancel.cancelled() => { interrupted = true; break; }
+                            _ = cut.cancelled() => { interrupted = true; break; }
+                            _ = &mut expiry => { interrupted = true; break; }
+                        }
+                    }
+                    let arrived = std::time::Instant::now();
+                    match store_samples(&context, &mut state, samples).await {
+                        Ok(Some(seq)) => {
+                            if let Ok(frame) = session.ack_frame(seq) {
+                                reply.extend_from_slice(&frame);
+                            }
+                            telemetry::global().observe_ack(arrived.elapsed());
+                        }
+                        Ok(None) => {}
+                        Err(reason) => {
+                            failure = Some((close_code::STORAGE, reason));
+                            break;
+                        }
+                    }
+                    catch_up_stored += backlog as u64;
+                }
+                CollectorEvent::Live(mut sample) => {
+                    let now = now_ms();
+                    // One live update per half interval at most: more is an agent repeating itself.
+                    let min_gap_ms = u64::from(state.interval_ms / 2);
+                    if state.last_live_ms.is_some_and(|last| now < last + min_gap_ms) {
+                        continue;
+                    }
+                    state.clock.place_live(&mut sample, now);
+                    if validate_sample(&sample, state.last_seq).is_ok() {
+                        state.last_live_ms = Some(now);
+                        lock_fleet(&context.fleet).on_sample(&host, &sample, now);
+                        observe_live(&context, &host, &sample, now);
+                    }
+                }
+                CollectorEvent::Gap(gap) => {
+                    // The agent counts what it dropped unacknowledged; some of it may have been stored here
+                    // with the acknowledgement lost on the way back. Report only what is really missing.
+                    let Some(gap) = trim_gap(gap, state.last_seq) else {
+                        continue;
+                    };
+                    warn!(%host, from_seq = gap.from_seq, to_seq = gap.to_seq, count = gap.count,
+                          reason = %gap.reason, "agent reports samples it could not keep");
+                    let batch = HostBatch {
+                        host: host.clone(),
+                        instance_id: state.instance_id,
+                        received_ms: now_ms(),
+                        hello: state.hello.clone(),
+                        rows: Vec::new(),
+                        gaps: vec![GapRow {
+                            from_seq: gap.from_seq,
+                            to_seq: gap.to_seq,
+                            from_ms: gap.from_ms,
+                            to_ms: gap.to_ms,
+                            count: gap.count,
+                            reason: gap.reason.name().to_string(),
+                        }],
+                    };
+                    if let Err(error) = context.store.commit(batch).await {
+                        failure = Some((close_code::STORAGE, format!("storage unavailable: {error}")));
+                        break;
+                    }
+                }
+                CollectorEvent::TimeReply(time) => {
+                    let now = now_ms();
+                    if session.on_time_reply(&time, now).is_some() {
+                        if let Some(offset_ms) = session.clock_offset_ms() {
+                            on_clock(&context, &host, &mut state, offset_ms, now);
+                        }
+                    }
+                }
+                CollectorEvent::Goodbye => goodbye = true,
+            }
+        }
+        // Clock probes ride along with whatever goes back: right after the welcome, then every 30 s.
+        if let Some(frame) = session.probe_frame(now_ms()) {
+            reply.extend_from_slice(&frame);
+        }
+        if !reply.is_empty() {
+            if let Err(error) = send.write_all(&reply).await {
+                break Err((close_code::PROTOCOL, format!("write failed: {error}")));
+            }
+        }
+        if interrupted {
+            // The loop's next turn says why (stop, cut or expiry); the samples held back were not stored
+            // and are not acknowledged, so the agent sends them again.
+            continue;
+        }
+        if let Some(failure) = failure {
+            break Err(failure);
+        }
+        if goodbye {
+            break Ok("agent said goodbye");
+        }
+        // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate.
+        let due = Duration::from_secs_f64(catch_up_stored as f64 / CATCH_UP_SAMPLES_PER_S);
+        let wait = due.saturating_sub(catch_up_started.elapsed());
+        if !wait.is_zero() {
+            // The loop's next turn says why, if the wait ended early.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => {}
+                _ = cut.cancelled() => {}
+                _ = &mut expiry => {}
+            }
+        }
+    };
+    match &outcome {
+        Ok(reason) => {
+            info!(%host, %peer, reason, "agent disconnected");
+            let _ = send.finish();
+            connection.close(close_code::STOPPING.into(), reason.as_bytes());
+        }
+        Err((code, reason)) => {
+            warn!(%host, %peer, %reason, "closing connection");
+            connection.close((*code).into(), reason.as_bytes());
+        }
+    }
+    if state.hello.is_some() {
+        lock_fleet(&context.fleet).on_disconnect(&host, now_ms());
+    }
+    drop(live_guard);
+}
+
+/// Feeds a live sample's derived metrics (from the fleet view, which paired it with the previous live one)
+/// to the analytics. Live samples only flow while an agent catches up, so the copy is rare.
+fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) {
+    let view = lock_fleet(&context.fleet).host(host, now);
+    if let Some(view) = view {
+        context
+            .analytics
+            .observe(host, &view.labels, &view.metrics, sample.timestamp_ms, now);
+    }
+}
+
+fn log_hello(host: &str, peer: SocketAddr, hello: &Hello, last_seq: Option<u64>) {
+    let labels: Vec<String> = hello.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    info!(
+        %host, %peer, agent = %hello.agent_version, labels = %labels.join(","),
+        cores = hello.capacity.cores, ?last_seq, "agent connected"
+    );
+}

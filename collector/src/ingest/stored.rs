@@ -1,0 +1,185 @@
+//! The ordered, stored path of one connection: validate, derive rates, commit, then apply to the live view;
+//! clock estimates; gaps trimmed to what is not stored yet.
+
+use super::clock::{HostClock, SkewChange};
+use super::context::{lock_fleet, IngestContext};
+use super::validate::{validate_sample, SampleError};
+use crate::live::fleet::derive_metrics;
+use crate::store::{HostBatch, HostInfo, SampleRow};
+use crate::telemetry;
+use headroom_common::clock::now_ms;
+use headroom_common::wire::{GapReport, Sample};
+use tracing::{info, warn};
+
+/// Per-connection state of the ordered (stored) path.
+pub(super) struct Stream {
+    pub(super) host: String,
+    pub(super) instance_id: u64,
+    pub(super) hello: Option<HostInfo>,
+    /// True once the hello went to the database with a batch.
+    pub(super) hello_stored: bool,
+    /// The last stored sample, to derive rates for the next one.
+    pub(super) previous: Option<Sample>,
+    pub(super) last_seq: Option<u64>,
+    pub(super) rejected: u64,
+    /// The hello's sampling interval.
+    pub(super) interval_ms: u32,
+    /// When the last `Live` sample was applied.
+    pub(super) last_live_ms: Option<u64>,
+    pub(super) clock: HostClock,
+}
+
+/// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
+pub(super) async fn store_samples(
+    context: &IngestContext,
+    state: &mut Stream,
+    samples: Vec<Sample>,
+) -> Result<Option<u64>, String> {
+    let now = now_ms();
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut accepted: Vec<Sample> = Vec::with_capacity(samples.len());
+    for mut sample in samples {
+        let seq = sample.seq;
+        // Onto the collector's clock, whatever the host's clock says: a sample is never refused for its time.
+        let clock_offset_ms = state.clock.place_stored(&mut sample, now);
+        match validate_sample(&sample, state.last_seq) {
+            Ok(()) => {
+                // Rates come from the sample before: the previous one of this batch, or the last one stored.
+                let previous = accepted.last().or(state.previous.as_ref());
+                let metrics = derive_metrics(previous, &sample);
+                if let Some(hello) = &state.hello {
+                    context
+                        .analytics
+                        .observe(&state.host, &hello.labels, &metrics, sample.timestamp_ms, now);
+                }
+                let mut row = SampleRow::from_sample(&sample, metrics);
+                row.clock_offset_ms = clock_offset_ms;
+                rows.push(row);
+                accepted.push(sample);
+            }
+            Err(error) => {
+                state.rejected += 1;
+                telemetry::global().rejected(rejection_reason(&error));
+                // Log the first and then every hundredth, so a broken agent cannot flood the log.
+                if state.rejected == 1 || state.rejected % 100 == 0 {
+                    warn!(host = %state.host, seq, %error, rejected = state.rejected, "sample rejected");
+                }
+            }
+        }
+        // The session hands over only sequence numbers above the last one; a rejected sample is acknowledged
+        // too, or the agent would resend it forever.
+        state.last_seq = state.last_seq.max(Some(seq));
+    }
+    if rows.is_empty() {
+        return Ok(state.last_seq);
+    }
+    // The live view needs only the newest sample of the batch, with the metrics already derived for it.
+    let last_metrics = rows.last().map(|row: &SampleRow| row.metrics.clone());
+    let stored_count = rows.len() as u64;
+    let batch = HostBatch {
+        host: state.host.clone(),
+        instance_id: state.instance_id,
+        received_ms: now,
+        // The host's row needs the hello once per connection, not with every batch.
+        hello: if state.hello_stored {
+            None
+        } else {
+            state.hello.clone()
+        },
+        rows,
+        gaps: Vec::new(),
+    };
+    match context.store.commit(batch).await {
+        Ok(_outcome) => {
+            telemetry::global().samples_ingested.inc_by(stored_count);
+            state.hello_stored = true;
+            if let (Some(last), Some(metrics)) = (accepted.pop(), last_metrics) {
+                state.previous = Some(last.clone());
+                let mut fleet = lock_fleet(&context.fleet);
+                fleet.on_stored(&state.host, last, metrics, now);
+            }
+            Ok(state.last_seq)
+        }
+        Err(error) => Err(format!("storage unavailable, not acknowledging: {error}")),
+    }
+}
+
+/// A new estimate of the host's clock offset: kept for placing its samples, shown in the fleet view, watched
+/// by the clock-skew alarms, and logged when it crosses `fleet.max_clock_skew`.
+pub(super) fn on_clock(context: &IngestContext, host: &str, state: &mut Stream, offset_ms: i64, now: u64) {
+    let max_skew_ms = context.settings.limits.max_clock_skew_ms;
+    match state.clock.set_offset(offset_ms, max_skew_ms) {
+        Some(SkewChange::Became { offset_ms }) => warn!(
+            %host, offset_ms, max_skew_ms,
+            "host clock is off; its samples are stored at corrected times (fix the host's clock: NTP)"
+        ),
+        Some(SkewChange::Recovered { offset_ms }) => info!(%host, offset_ms, "host clock is right again"),
+        None => {}
+    }
+    lock_fleet(&context.fleet).on_clock(host, offset_ms, now);
+    if let Some(hello) = &state.hello {
+        context
+            .analytics
+            .observe_clock(host, &hello.labels, offset_ms, now);
+    }
+}
+
+/// The `reason` label of a rejected sample in `/metrics`.
+fn rejection_reason(error: &SampleError) -> &'static str {
+    match error {
+        SampleError::Duplicate { .. } => "duplicate",
+        SampleError::OutOfOrder { .. } => "out_of_order",
+        SampleError::ZeroSeq => "zero_seq",
+        SampleError::TooMany { .. } => "too_many_entries",
+        SampleError::OutOfRange { .. }
+        | SampleError::NotNonNegative { .. }
+        | SampleError::OverTotal { .. } => "value_out_of_range",
+        SampleError::BadInterfaceName { .. } => "bad_interface_name",
+        _ => "invalid",
+    }
+}
+
+/// The part of a contiguous gap above `last_stored`, with its start time interpolated; None if all of it is
+/// stored. A gap that merged several runs (count below its span) cannot be split and is kept as reported.
+pub(super) fn trim_gap(mut gap: GapReport, last_stored: Option<u64>) -> Option<GapReport> {
+    let Some(last) = last_stored else { return Some(gap) };
+    if gap.to_seq <= last {
+        return None;
+    }
+    let span = gap.to_seq - gap.from_seq + 1;
+    if gap.from_seq <= last && gap.count == span {
+        let trimmed = last + 1 - gap.from_seq;
+        let step_ms = (gap.to_ms.saturating_sub(gap.from_ms)) / (span - 1).max(1);
+        gap.from_seq = last + 1;
+        gap.from_ms += step_ms * trimmed;
+        gap.count -= trimmed;
+    }
+    Some(gap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gap(from_seq: u64, to_seq: u64, count: u64) -> GapReport {
+        GapReport {
+            from_seq,
+            to_seq,
+            from_ms: from_seq * 100,
+            to_ms: to_seq * 100,
+            count,
+            reason: headroom_common::wire::GapReason::SpoolFull,
+        }
+    }
+
+    #[test]
+    fn a_gap_is_trimmed_to_what_is_not_stored() {
+        assert_eq!(trim_gap(gap(6, 153, 148), None), Some(gap(6, 153, 148)));
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(3)), Some(gap(6, 153, 148)));
+        // Sample 6 was stored but its acknowledgement never reached the agent.
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(6)), Some(gap(7, 153, 147)));
+        assert_eq!(trim_gap(gap(6, 153, 148), Some(200)), None);
+        // Merged runs cannot be split: kept as reported.
+        assert_eq!(trim_gap(gap(6, 153, 100), Some(6)), Some(gap(6, 153, 100)));
+    }
+}
