@@ -2,6 +2,7 @@
 //! conditions, read the collector's HTTP API, and stop processes by PID.
 
 pub mod api_doc;
+pub mod flood;
 
 use headroom_common::http::{BlockingClient, ClientOptions};
 use std::net::{SocketAddr, UdpSocket};
@@ -118,6 +119,14 @@ pub fn url_get(url: &str, headers: &[&str], ca_pem: Option<&[u8]>) -> Option<Htt
         head,
         body: response.body,
     })
+}
+
+/// The value of the sample line `name` (with its labels, `name{reason="x"}`) in a Prometheus text scrape, 0
+/// when absent.
+pub fn scraped_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Runs `headroom-collector ARGS`, asserts it succeeded and returns its stdout.

@@ -307,6 +307,7 @@ fn main() {
             cores: 8,
             memory_bytes: 32 << 30,
             history: HostHistory::new(HISTORY_SAMPLES),
+            ports: Default::default(),
         })
         .collect();
     let mut now_ms = T0_MS;

@@ -1,6 +1,8 @@
 //! End to end with a real Alertmanager on loopback: one host goes silent (its agent stops) and another goes
 //! hot (the test opens hundreds of loopback TCP connections, so its established-connection count crosses a
 //! threshold); both alerts reach Alertmanager with their runbooks, and both resolve when the hosts recover.
+//! And a `headroom` rule with `within` fires from the forecast the collector computes from its database: a
+//! group whose daily peaks grow a core a day.
 
 use headroom_tests::{e2e_required, free_tcp_port, wait_for, Collector, Process};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -210,4 +212,111 @@ runbook = "check the agent with systemctl status headroom-agent"
         alerts(am_addr)
     );
     alertmanager.terminate(Duration::from_secs(10));
+}
+
+/// Writes into the stopped collector's database a group `web` of three 16-core hosts, one per zone a, b
+/// and c, with ten complete UTC days of per-minute sums ending at the last midnight whose load rises by a
+/// core a day from 10 cores, and marks those minutes rolled up. Losing a zone leaves 32 cores, so the
+/// group stops surviving it at 80 % × 32 = 25.6 cores: about six days after the last day's 19.
+fn seed_growing_group(db: &Path, now_ms: u64) {
+    const DAY_MS: u64 = 86_400_000;
+    const MINUTE_MS: u64 = 60_000;
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let tx = conn.transaction().unwrap();
+    let end_ms = now_ms - now_ms % DAY_MS;
+    let start_ms = end_ms - 10 * DAY_MS;
+    for zone in ["a", "b", "c"] {
+        tx.execute(
+            "INSERT INTO hosts (name, labels, group_name, zone, cores, memory_bytes, first_seen_ms, last_seen_ms) \
+             VALUES (?1, ?2, 'web', ?3, 16, 68719476736, ?4, ?5)",
+            rusqlite::params![
+                format!("web-{zone}"),
+                format!("{{\"group\":\"web\",\"zone\":\"{zone}\"}}"),
+                zone,
+                start_ms as i64,
+                now_ms as i64
+            ],
+        )
+        .unwrap();
+    }
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO group_minutes (minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, \
+                 mem_used_bytes, mem_bytes, tcp_established) VALUES (?1, 'web', ?2, 1, ?3, 16, 2e10, \
+                 68719476736, 0)",
+            )
+            .unwrap();
+        for minute_ms in (start_ms..end_ms).step_by(MINUTE_MS as usize) {
+            let day = (minute_ms - start_ms) / DAY_MS;
+            for zone in ["a", "b", "c"] {
+                insert
+                    .execute(rusqlite::params![
+                        minute_ms as i64,
+                        zone,
+                        (10.0 + day as f64) / 3.0
+                    ])
+                    .unwrap();
+            }
+        }
+    }
+    let cutoff_ms = now_ms - now_ms % MINUTE_MS;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_raw_cutoff_ms', ?1)",
+        [cutoff_ms as i64],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn issue_10_a_headroom_forecast_rule_fires_from_the_forecast_refreshed_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alarms.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rule]]
+name = "web-unsafe-soon"
+kind = "headroom"
+severity = "warning"
+for = "0s"
+runbook = "add hosts to the group before the date the forecast gives"
+within = "30d"
+scope = { group = "web" }
+"#,
+    )
+    .unwrap();
+    let mut collector = Collector::start_with(&format!(
+        "[alarms]\nrules = \"{}\"\ninterval = \"200ms\"\n",
+        rules.display()
+    ));
+    collector.process.stop_cleanly();
+    seed_growing_group(&collector.db_path(), headroom_common::clock::now_ms());
+    collector.restart();
+    // A live host of the group puts it in the rule's scope; the forecast is computed from the database.
+    let _agent = collector.start_agent_extra("web-live", &[("group", "web"), ("zone", "a")], FAST);
+    let firing = wait_for(Duration::from_secs(90), || {
+        let alarms = headroom_tests::api_get(collector.http, "/api/v1/alarms")?;
+        alarms["alarms"]
+            .as_array()?
+            .iter()
+            .find(|a| a["rule"] == "web-unsafe-soon" && a["subject"] == "web" && a["status"] == "firing")
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the forecast rule never fired; collector alarms: {:?}; log: {}",
+            headroom_tests::api_get(collector.http, "/api/v1/alarms"),
+            collector.process.stderr_text()
+        )
+    });
+    // The value is the days until unsafe: the line reaches 25.6 cores about six days after the last day.
+    let days = firing["value"].as_f64().unwrap();
+    assert!((4.0..8.0).contains(&days), "{firing}");
+    let summary = firing["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("forecast of") && summary.contains("cpu: between"),
+        "{summary}"
+    );
 }

@@ -1,100 +1,194 @@
-//! Issue 11, end to end on loopback: a flood of stalled QUIC handshakes from 127.0.0.2 (Initial packets of
-//! new connections that are never continued) while agents from 127.0.0.1 connect and stream. The per-source
-//! cap and the Retry threshold keep the flooder to a few handshake slots, so the agents get theirs.
+//! Issue 11, end to end on loopback: floods of stalled QUIC handshakes from 127.0.0.2 (Initial packets of new
+//! connections that are never continued) against both listeners at once, the streaming port and the
+//! enrollment port, while from 127.0.0.1 a new host enrolls, twenty agents connect and stream, and one of them
+//! renews its certificate and comes back with it. The per-source cap, the Retry threshold, the handshake
+//! timeout and the enrollment listener's per-source rate keep the flooder to a few slots, so the agents get
+//! theirs.
 
+use headroom_common::enroll::ENROLL_ALPN;
+use headroom_common::pki::cert_info;
 use headroom_common::wire::ALPN;
-use headroom_tests::{http_get, Collector};
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use headroom_tests::flood::{Flood, FloodSpec};
+use headroom_tests::{http_get, scraped_value, start_agent_with, stored_rows_per_host, wait_for, Collector};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Sends the first datagram (the Initial) of a new QUIC connection to `target` every `every`, from
-/// `source`, and never answers: each is a handshake the collector holds open until it gives up.
-fn flood(
-    source: &str,
-    target: SocketAddr,
-    ca_pem: String,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) {
-    let socket = UdpSocket::bind(format!("{source}:0")).expect("bind the flooding address");
-    let tls = headroom_common::tls::client_config(&ca_pem, None, &[ALPN]).unwrap();
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
-    let client = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut endpoint = quinn_proto::Endpoint::new(
-        Arc::new(quinn_proto::EndpointConfig::default()),
-        None,
-        false,
-        None,
-    );
-    let mut buf = Vec::with_capacity(1500);
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let (_, mut connection) = endpoint
-            .connect(now, client.clone(), target, "localhost")
-            .expect("a new client connection");
-        buf.clear();
-        if let Some(transmit) = connection.poll_transmit(now, 1, &mut buf) {
-            if socket.send_to(&buf[..transmit.size], target).is_ok() {
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        std::thread::sleep(every);
-    }
+/// Agents streaming through the flood, the renewing one included (the issue's figure).
+const AGENTS: usize = 20;
+
+/// Enrolled certificates live 20 s, so the enrolled agent renews about 13 s after enrolling and its first
+/// certificate's expiry cuts its connection 7 s later: it must come back through the flood with the new one.
+/// The other agents hold hand-issued 30-day certificates.
+const SHORT_CERTS: &str = "[identity]\ncert_validity = \"20s\"\n";
+
+/// Stalled handshakes per second on each port. Without the limits, 256 of them (half a second of this) would
+/// fill every streaming slot until the 30 s idle timeout, and 64 every enrollment slot.
+const FLOOD_PER_S: f64 = 500.0;
+
+const RENEWER: &str = "renew-1";
+
+fn unix_now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// The value of a sample line `name` in a /metrics scrape, 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+fn cert_of(state: &Path) -> headroom_common::pki::CertInfo {
+    cert_info(&std::fs::read_to_string(state.join("agent.pem")).unwrap()).unwrap()
+}
+
+/// Every host in `hosts` has more than `floor[host]` rows stored.
+fn all_above(db: &Path, hosts: &[String], floor: &BTreeMap<String, u64>) -> Option<BTreeMap<String, u64>> {
+    let rows = stored_rows_per_host(db);
+    hosts
+        .iter()
+        .all(|host| rows.get(host).copied().unwrap_or(0) > floor.get(host).copied().unwrap_or(0))
+        .then_some(rows)
 }
 
 #[test]
 fn issue_11_a_flood_of_stalled_handshakes_from_one_address_does_not_lock_out_agents() {
-    let collector = Collector::start();
+    let collector = Collector::start_with(SHORT_CERTS);
+    let db = collector.db_path();
     let ca_pem = std::fs::read_to_string(collector.pki_dir().join("ca.pem")).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let flooder = {
-        let (stop, sent, target) = (stop.clone(), sent.clone(), collector.quic);
-        std::thread::spawn(move || flood("127.0.0.2", target, ca_pem, Duration::from_millis(2), stop, sent))
-    };
-    // Without limits, 256 stalled handshakes (under a second of this flood) would fill every slot until
-    // the 30 s idle timeout.
-    let flooding = headroom_tests::wait_for(Duration::from_secs(30), || {
-        (sent.load(Ordering::Relaxed) >= 600).then_some(())
-    });
-    assert!(flooding.is_some(), "the flooder did not get going");
-
-    let hosts = ["calm-1", "calm-2", "calm-3"];
-    let _agents: Vec<_> = hosts
-        .iter()
-        .map(|host| collector.start_agent(host, &[]))
+    let issued: Vec<(String, std::path::PathBuf)> = (1..AGENTS)
+        .map(|i| format!("calm-{i:02}"))
+        .map(|host| {
+            let state = collector.issue(&host);
+            (host, state)
+        })
         .collect();
-    for host in hosts {
-        assert!(
-            collector.wait_host(host, 2, Duration::from_secs(30)).is_some(),
-            "{host} did not stream during the flood ({} Initials sent): {}",
-            sent.load(Ordering::Relaxed),
+    let token = collector.create_token(&[]);
+
+    let flooder = "127.0.0.2".parse().unwrap();
+    let streaming_flood = Flood::start(FloodSpec {
+        target: collector.quic,
+        sources: vec![flooder],
+        per_s: FLOOD_PER_S,
+        alpn: ALPN.to_vec(),
+        ca_pem: ca_pem.clone(),
+    });
+    let enrollment_flood = Flood::start(FloodSpec {
+        target: collector.enroll,
+        sources: vec![flooder],
+        per_s: FLOOD_PER_S,
+        alpn: ENROLL_ALPN.to_vec(),
+        ca_pem,
+    });
+    let flooding = wait_for(Duration::from_secs(30), || {
+        (streaming_flood.sent() >= 600 && enrollment_flood.sent() >= 600).then_some(())
+    });
+    assert!(flooding.is_some(), "the flooders did not get going");
+    let flood_started = (streaming_flood.sent(), enrollment_flood.sent());
+    let started = std::time::Instant::now();
+
+    // A new host enrolls through the flooded enrollment port with a valid token.
+    let renewer_state = collector.dir.path().join("agents").join(RENEWER);
+    let out = collector.enroll_into(&renewer_state, RENEWER, &token);
+    assert!(
+        out.status.success(),
+        "enrollment during the flood failed: {}\ncollector log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        collector.process.stderr_text()
+    );
+    let first_cert = cert_of(&renewer_state);
+    assert!(
+        first_cert.not_after_s - first_cert.not_before_s <= 30,
+        "identity.cert_validity not applied: {first_cert:?}"
+    );
+
+    // Twenty agents connect through the flooded streaming port.
+    let renewer = start_agent_with(&renewer_state, collector.quic, &[], collector.dir.path());
+    let _agents: Vec<_> = issued
+        .iter()
+        .map(|(_, state)| start_agent_with(state, collector.quic, &[], collector.dir.path()))
+        .collect();
+    let hosts: Vec<String> = issued
+        .iter()
+        .map(|(host, _)| host.clone())
+        .chain([RENEWER.to_string()])
+        .collect();
+    let connected = wait_for(Duration::from_secs(60), || {
+        all_above(&db, &hosts, &BTreeMap::new())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not every agent streamed during the flood: stored {:?}\ncollector log: {}",
+            stored_rows_per_host(&db),
             collector.process.stderr_text()
+        )
+    });
+    // ... and keeps streaming: every host's stored count rises while the flood goes on.
+    let rising = wait_for(Duration::from_secs(30), || all_above(&db, &hosts, &connected));
+    assert!(
+        rising.is_some(),
+        "stored counts stopped rising during the flood: before {connected:?}, now {:?}",
+        stored_rows_per_host(&db)
+    );
+
+    // The enrolled agent renews during the flood, its first certificate's expiry cuts its connection, and it
+    // is back streaming with the renewed one.
+    let renewed = wait_for(Duration::from_secs(40), || {
+        let now = cert_of(&renewer_state);
+        (now.serial_hex != first_cert.serial_hex).then_some(now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no renewal during the flood; agent log: {}",
+            renewer.stderr_text()
+        )
+    });
+    assert!(renewed.not_after_s > first_cert.not_after_s);
+    let expired = wait_for(Duration::from_secs(30), || {
+        (unix_now_s() > first_cert.not_after_s + 1).then(|| stored_rows_per_host(&db))
+    })
+    .unwrap();
+    let back = wait_for(Duration::from_secs(40), || {
+        let rows = stored_rows_per_host(&db);
+        (rows.get(RENEWER).copied().unwrap_or(0) >= expired.get(RENEWER).copied().unwrap_or(0) + 3)
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "{RENEWER} did not stream with its renewed certificate after the first expired: stored {:?}\n\
+         agent log: {}",
+        stored_rows_per_host(&db),
+        renewer.stderr_text()
+    );
+
+    // The floods were on all along: at least half the intended rate over the whole test.
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let streaming_sent = streaming_flood.stop() - flood_started.0;
+    let enrollment_sent = enrollment_flood.stop() - flood_started.1;
+    for (port, sent) in [("streaming", streaming_sent), ("enrollment", enrollment_sent)] {
+        assert!(
+            sent as f64 >= FLOOD_PER_S / 2.0 * elapsed_s,
+            "the {port} flood slowed down: {sent} Initials in {elapsed_s:.0} s"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    flooder.join().unwrap();
 
     let scrape = http_get(collector.http, "/metrics", &[])
         .expect("GET /metrics")
         .body;
-    let per_source = metric(
-        &scrape,
-        "headroom_collector_connections_refused_total{reason=\"handshakes_per_source\"}",
-    );
-    let retries = metric(&scrape, "headroom_collector_handshake_retries_total");
+    let refused = |reason: &str| {
+        scraped_value(
+            &scrape,
+            &format!("headroom_collector_connections_refused_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    let retries = scraped_value(&scrape, "headroom_collector_handshake_retries_total");
     assert!(
-        per_source + retries >= 100.0,
-        "the flooder's handshakes were not capped (per_source {per_source}, retries {retries}):\n{scrape}"
+        refused("handshakes_per_source") + retries >= 100.0,
+        "the streaming flood was not capped:\n{scrape}"
+    );
+    assert!(
+        refused("enrollment_rate") >= 100.0,
+        "the enrollment flood was not rate limited:\n{scrape}"
+    );
+    eprintln!(
+        "flood of {streaming_sent} + {enrollment_sent} Initials over {elapsed_s:.0} s: per-source refusals {}, \
+         retries {retries}, enrollment rate refusals {}, handshake timeouts {}",
+        refused("handshakes_per_source"),
+        refused("enrollment_rate"),
+        refused("handshake_timeout")
     );
 }

@@ -151,6 +151,24 @@ pub fn history_capacity(rules: Option<&RuleSet>) -> usize {
     ((longest_ms / 1000) as usize + 2).clamp(MIN_HISTORY, MAX_HISTORY)
 }
 
+/// How long each host's per-port connection minutes are kept: the longest window of a live `headroom`
+/// rule, or 0 (not kept) without one.
+pub fn port_minutes_kept_ms(rules: Option<&RuleSet>) -> u64 {
+    rules.map_or(0, |set| {
+        set.rules
+            .iter()
+            .filter_map(|rule| match rule.condition {
+                crate::analytics::alarms::Condition::Headroom {
+                    over_ms,
+                    within_days: None,
+                } => Some(over_ms),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 /// Per-metric sum and count of one host's readings in the current outlier window.
 #[derive(Debug, Clone, Copy)]
 struct WindowSums {
@@ -218,6 +236,8 @@ struct Hosts {
 pub struct Analytics {
     settings: AnalyticsSettings,
     history_capacity: usize,
+    /// [`port_minutes_kept_ms`] of the rules.
+    port_minutes_kept_ms: u64,
     hosts: Mutex<Hosts>,
     outliers: Mutex<OutlierReport>,
     alarms: Mutex<AlarmReport>,
@@ -235,6 +255,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Analytics {
     pub fn new(settings: AnalyticsSettings) -> Arc<Analytics> {
         let history_capacity = history_capacity(settings.rules.as_ref());
+        let port_minutes_kept_ms = port_minutes_kept_ms(settings.rules.as_ref());
         let outliers = OutlierReport {
             window_ms: settings.outliers.window_ms,
             flag_windows: settings.outliers.flag_windows,
@@ -252,6 +273,7 @@ impl Analytics {
         Arc::new(Analytics {
             settings,
             history_capacity,
+            port_minutes_kept_ms,
             hosts: Mutex::new(Hosts::default()),
             outliers: Mutex::new(outliers),
             alarms: Mutex::new(alarms),
@@ -289,7 +311,9 @@ impl Analytics {
     ///
     /// A sample not newer than the last one observed (a live sample stored again later, a replay) only
     /// counts as hearing from the host. Allocates only for a host seen for the first time or whose labels
-    /// changed. Holds the host list's lock for one lookup, then only this host's lock.
+    /// changed, and, with a live `headroom` rule, for a new listening port or the first minutes of per-port
+    /// counts (a minute's list is reused once the oldest is forgotten). Holds the host list's lock for one
+    /// lookup, then only this host's lock.
     pub fn observe(
         &self,
         host: &str,
@@ -321,6 +345,10 @@ impl Analytics {
         let values = MetricValues::from_metrics(metrics);
         let at_ms = now_ms.max(input.history.latest_ms().unwrap_or(0));
         input.history.push(at_ms, values);
+        if self.port_minutes_kept_ms > 0 {
+            let listeners = metrics.listeners.iter().map(|l| (l.port, l.established));
+            input.ports.add(at_ms, listeners, self.port_minutes_kept_ms);
+        }
         cell.window.add(&values);
     }
 
@@ -339,12 +367,28 @@ impl Analytics {
         cell.input.memory_bytes = memory_bytes;
     }
 
-    /// A sizing report computed from the database (every [`FORECAST_REFRESH_MS`] by whoever owns the
-    /// database), digested for `headroom` rules with `within`; the next evaluation picks it up.
-    pub fn set_forecast(&self, report: &crate::sizing::SizingReport, now_ms: u64) {
+    /// A sizing report computed from the database at `computed_ms` (by whoever owns the database, as
+    /// [`alarms::forecast_refresh::ForecastRefresh`] plans), digested for `headroom` rules with `within`;
+    /// the next evaluation picks it up.
+    pub fn set_forecast(&self, report: &crate::sizing::SizingReport, computed_ms: u64) {
         *lock(&self.forecast) = Some(crate::analytics::alarms::headroom::forecast_digest(
-            report, now_ms,
+            report,
+            computed_ms,
         ));
+    }
+
+    /// The groups a `headroom` rule with `within` watches now: those with a host in its scope.
+    pub fn forecast_groups(&self) -> std::collections::BTreeSet<String> {
+        let Some(rules) = self.settings.rules.as_ref() else {
+            return std::collections::BTreeSet::new();
+        };
+        let mut groups = std::collections::BTreeSet::new();
+        for cell in self.cells().iter() {
+            let cell = lock(cell);
+            let group = alarms::forecast_refresh::watched_group(rules, &cell.input.labels);
+            alarms::forecast_refresh::add_group(&mut groups, group);
+        }
+        groups
     }
 
     /// Whether a `headroom` rule with `within` needs forecasts.
@@ -385,6 +429,7 @@ impl Analytics {
                 cores: 0,
                 memory_bytes: 0,
                 history: HostHistory::new(self.history_capacity),
+                ports: Default::default(),
             },
             last_sample_ms: 0,
             window: WindowSums::default(),

@@ -339,18 +339,19 @@ pub fn web_settings(config: &Config, pki: &std::path::Path) -> crate::views::web
 /// or a moment the runtime is busy); 4 MiB holds about 3,000 full datagrams.
 const UDP_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
-/// Ask for `bytes` of receive buffer; returns what the kernel granted (it caps the request at
-/// net.core.rmem_max and reports double the usable size, so the answer is halved back).
-/// Computes the sizing report over the sizing window from the database at start-up and then every
-/// [`crate::analytics::FORECAST_REFRESH_MS`], on a blocking thread with a read-only connection, and hands it
-/// to the analytics for `headroom` rules with `within`: the alarm evaluation itself never reads the database.
+/// Computes the sizing report of the groups `headroom` rules with `within` watch, over the sizing window,
+/// from the database, on a blocking thread with a read-only connection, and hands it to the analytics: the
+/// alarm evaluation itself never reads the database. When, and for which groups, is
+/// [`crate::analytics::alarms::forecast_refresh::ForecastRefresh::plan`]'s decision, asked every [`FORECAST_POLL_MS`].
 async fn refresh_forecasts(
     analytics: Arc<crate::analytics::Analytics>,
     sizing: crate::sizing::SizingConfig,
     database: PathBuf,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(crate::analytics::FORECAST_REFRESH_MS));
+    use crate::analytics::alarms::forecast_refresh::ForecastRefresh;
+    let mut refresh = ForecastRefresh::new(crate::analytics::FORECAST_REFRESH_MS);
+    let mut ticker = tokio::time::interval(Duration::from_millis(FORECAST_POLL_MS));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -358,6 +359,9 @@ async fn refresh_forecasts(
             _ = ticker.tick() => {}
         }
         let now = now_ms();
+        let Some(groups) = refresh.plan(now, &analytics.forecast_groups()) else {
+            continue;
+        };
         let options = crate::views::report_cli::ReportOptions {
             db: database.clone(),
             window: sizing.window,
@@ -367,16 +371,34 @@ async fn refresh_forecasts(
             progress: false,
         };
         let for_task = sizing.clone();
-        match tokio::task::spawn_blocking(move || crate::views::report_cli::build_report(&options, &for_task))
-            .await
-        {
-            Ok(Ok(report)) => analytics.set_forecast(&report, now),
-            Ok(Err(error)) => warn!(%error, "forecast for headroom alarms not computed"),
-            Err(error) => warn!(%error, "forecast for headroom alarms failed"),
-        }
+        let wanted = groups.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            crate::views::report_cli::build_report_of(&options, &for_task, Some(&wanted))
+        })
+        .await;
+        let succeeded = match outcome {
+            Ok(Ok(report)) => {
+                analytics.set_forecast(&report, now);
+                true
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "forecast for headroom alarms not computed");
+                false
+            }
+            Err(error) => {
+                warn!(%error, "forecast for headroom alarms failed");
+                false
+            }
+        };
+        refresh.record(now, groups, succeeded);
     }
 }
 
+/// How often the forecast task asks whether a refresh is due (cheap: it reads the hosts' labels).
+const FORECAST_POLL_MS: u64 = 10_000;
+
+/// Ask for `bytes` of receive buffer; returns what the kernel granted (it caps the request at
+/// net.core.rmem_max and reports double the usable size, so the answer is halved back).
 fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();

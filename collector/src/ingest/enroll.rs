@@ -7,12 +7,13 @@ use super::admission::SourceRate;
 use super::admit;
 use super::handshake::{HandshakeLimits, InProgress};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
+use crate::telemetry::{self, refusal};
 use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// New enrollment connections one source address may open at once, and per second after that. A rollout
 /// enrolls each host once; a burst of 20 lets a NAT'd rack enroll together.
@@ -54,7 +55,7 @@ pub async fn serve_enrollment(
 ) {
     let tasks = TaskTracker::new();
     let serving = Arc::new(tokio::sync::Semaphore::new(MAX_IN_PROGRESS));
-    let in_progress = InProgress::default();
+    let in_progress = InProgress::reporting("enrollment");
     let mut retried: u64 = 0;
     let mut rate = SourceRate::new(SOURCE_BURST, SOURCE_PER_S, MAX_SOURCES);
     let mut refused_rate: u64 = 0;
@@ -85,6 +86,7 @@ pub async fn serve_enrollment(
         let now_ms = started.elapsed().as_millis() as u64;
         if !rate.admit(incoming.remote_address().ip(), now_ms) {
             refused_rate += 1;
+            telemetry::global().refused(refusal::ENROLL_RATE);
             incoming.refuse();
             continue;
         }
@@ -94,6 +96,7 @@ pub async fn serve_enrollment(
         };
         let Ok(permit) = serving.clone().try_acquire_owned() else {
             refused_busy += 1;
+            telemetry::global().refused(refusal::BUSY);
             incoming.refuse();
             continue;
         };
@@ -107,8 +110,9 @@ pub async fn serve_enrollment(
                 }
                 Ok(Err(error)) => warn!(%peer, %error, "enrollment handshake failed"),
                 Err(_) => {
-                    warn!(%peer, timeout = ?limits.timeout, "enrollment handshake not finished in time; dropped");
-                    crate::telemetry::global().refused(crate::telemetry::refusal::TIMEOUT);
+                    // A flood of these is counted, not logged one by one.
+                    debug!(%peer, timeout = ?limits.timeout, "enrollment handshake not finished in time; dropped");
+                    telemetry::global().refused(refusal::TIMEOUT);
                 }
             }
             drop(permit);

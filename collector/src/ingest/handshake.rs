@@ -7,7 +7,8 @@
 //! addresses; and the caller bounds each handshake with a timeout. The table of handshakes in progress per
 //! address lives here too; each slot is released when its guard drops (handshake done, failed or timed out).
 
-use crate::telemetry::refusal;
+use crate::telemetry::{self, refusal, ListenerLabel};
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,6 +81,8 @@ pub fn decide(limits: &HandshakeLimits, in_progress: usize, from_source: usize, 
 #[derive(Debug, Clone, Default)]
 pub struct InProgress {
     inner: Arc<Mutex<Counts>>,
+    /// The same total, exported on `/metrics`.
+    gauge: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +92,17 @@ struct Counts {
 }
 
 impl InProgress {
+    /// An empty table whose total is `headroom_collector_handshakes_in_progress{listener}`.
+    pub fn reporting(listener: &'static str) -> InProgress {
+        InProgress {
+            inner: Arc::default(),
+            gauge: telemetry::global()
+                .handshakes_in_progress
+                .get_or_create(&ListenerLabel { listener })
+                .clone(),
+        }
+    }
+
     /// (overall, from `source`) right now.
     pub fn counts(&self, source: IpAddr) -> (usize, usize) {
         let counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -101,8 +115,10 @@ impl InProgress {
         counts.total = counts.total.saturating_add(1);
         let entry = counts.by_source.entry(source).or_insert(0);
         *entry = entry.saturating_add(1);
+        self.gauge.inc();
         Slot {
             table: self.inner.clone(),
+            gauge: self.gauge.clone(),
             source,
         }
     }
@@ -112,11 +128,13 @@ impl InProgress {
 #[derive(Debug)]
 pub struct Slot {
     table: Arc<Mutex<Counts>>,
+    gauge: Gauge,
     source: IpAddr,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.gauge.dec();
         let mut counts = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.by_source.get_mut(&self.source) {
@@ -193,11 +211,13 @@ mod tests {
         let second = table.begin(a);
         let other = table.begin(b);
         assert_eq!(table.counts(a), (3, 2));
+        assert_eq!(table.gauge.get(), 3);
         drop(first);
         assert_eq!(table.counts(a), (2, 1));
         drop(second);
         drop(other);
         assert_eq!(table.counts(a), (0, 0));
+        assert_eq!(table.gauge.get(), 0);
         assert!(table.inner.lock().unwrap().by_source.is_empty());
     }
 }

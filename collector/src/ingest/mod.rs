@@ -62,7 +62,7 @@ pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerC
 pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
     let limits = context.settings.handshakes;
-    let in_progress = InProgress::default();
+    let in_progress = InProgress::reporting("streaming");
     let mut refused_busy: u64 = 0;
     let mut refused_full: u64 = 0;
     let mut retried: u64 = 0;

@@ -7,6 +7,7 @@
 
 mod commit;
 pub mod export;
+pub mod group_columns;
 pub mod group_sums;
 pub mod history;
 pub mod merge;
@@ -348,7 +349,9 @@ impl Store {
         // Hour rollups are stored hour by hour, so one host's 30 days touch about 720 pages that the next
         // hosts touch again. SQLite's default 2 MiB cache is smaller than that and rereads every page for
         // every host; 64 MiB (as the writer uses) keeps them between hosts.
-        conn.execute_batch("PRAGMA cache_size = -65536;")
+        // Reports read hundreds of MiB of minute sums once, in order: mapping the file lets SQLite read the
+        // pages where the kernel holds them instead of copying each into its cache first.
+        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
             .map_err(|e| StoreError::from_sqlite(&name, "set cache_size", e))?;
         let version = check_identity(&conn, &name)?;
         if version != schema::SCHEMA_VERSION {

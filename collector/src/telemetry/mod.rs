@@ -38,6 +38,14 @@ pub mod refusal {
     pub const IDENTITY: &str = "no_identity";
     /// The hello failed validation.
     pub const HELLO: &str = "bad_hello";
+    /// The enrollment listener's per-source-address rate of new connections was exceeded.
+    pub const ENROLL_RATE: &str = "enrollment_rate";
+}
+
+/// A `listener` label: `streaming` (`listen`) or `enrollment` (`enroll_listen`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: &'static str,
 }
 
 /// Buckets for latencies from a millisecond to ten seconds.
@@ -56,6 +64,8 @@ pub struct Telemetry {
     /// QUIC Retry packets sent to unvalidated source addresses while handshakes were busy.
     pub handshake_retries: Counter,
     pub refusals: Family<Reason, Counter>,
+    /// QUIC handshakes holding a slot right now, by listener.
+    pub handshakes_in_progress: Family<ListenerLabel, Gauge>,
     pub samples_ingested: Counter,
     pub samples_rejected: Family<Reason, Counter>,
     /// Fresh samples an agent sent beyond its share of the store writer, stored after a wait.
@@ -74,6 +84,7 @@ impl Default for Telemetry {
             handshakes: Counter::default(),
             handshake_retries: Counter::default(),
             refusals: Family::default(),
+            handshakes_in_progress: Family::default(),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
             samples_held_back: Counter::default(),
@@ -118,6 +129,11 @@ impl Telemetry {
             "connections_refused",
             "Connections refused, by reason",
             self.refusals.clone(),
+        );
+        registry.register(
+            "handshakes_in_progress",
+            "QUIC handshakes started and not yet finished, failed or timed out, by listener",
+            self.handshakes_in_progress.clone(),
         );
         registry.register(
             "samples_ingested",
@@ -171,6 +187,12 @@ mod tests {
         telemetry.refused(refusal::BUSY);
         telemetry.rejected("duplicate");
         telemetry.samples_ingested.inc_by(5);
+        telemetry
+            .handshakes_in_progress
+            .get_or_create(&ListenerLabel {
+                listener: "enrollment",
+            })
+            .set(3);
         telemetry.observe_ack(Duration::from_millis(3));
         let mut registry = Registry::with_prefix("headroom_collector");
         telemetry.register(&mut registry);
@@ -178,6 +200,10 @@ mod tests {
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains("headroom_collector_connections_refused_total{reason=\"handshakes_busy\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("headroom_collector_handshakes_in_progress{listener=\"enrollment\"} 3"),
             "{text}"
         );
         assert!(

@@ -10,6 +10,7 @@
 
 pub mod deliver;
 pub mod eval;
+pub mod forecast_refresh;
 pub mod headroom;
 mod rules;
 pub mod state;

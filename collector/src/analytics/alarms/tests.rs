@@ -33,6 +33,7 @@ fn host(name: &str, group: &str, last_seen_ms: u64) -> HostInput {
         cores: 0,
         memory_bytes: 0,
         history: HostHistory::new(600),
+        ports: Default::default(),
     }
 }
 

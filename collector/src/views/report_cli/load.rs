@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 use super::{LoadedInput, ReportError, Window, UNGROUPED};
 use crate::sizing::report::utc;
 use crate::sizing::{GroupInput, HostInput, MinuteSum, SizingInput, DAY_MS};
+use crate::store::group_columns::{GroupColumns, GroupMinuteSums};
 use crate::store::{Metric, Store};
 
 /// How much of `group_minutes` and `group_port_minutes` one query reads, so the progress bar moves and
@@ -26,13 +27,79 @@ fn group_name(stored: &str) -> String {
     }
 }
 
-/// A group's sums for one minute while they are being added up.
-#[derive(Debug, Default)]
-struct MinuteAccumulator {
-    cpu_busy_cores: f64,
-    memory_used_bytes: f64,
-    established_by_port: BTreeMap<u16, f64>,
-    hosts_reporting: u32,
+/// Adds `cpu`, `memory`, `hosts` and `ports` to the minute starting at `minute_ms` of the minute-ordered
+/// `minutes`, inserting the minute where it belongs when it is not there yet.
+fn add_to_minute(
+    minutes: &mut Vec<MinuteSum>,
+    minute_ms: u64,
+    (cpu_busy_cores, memory_used_bytes, hosts): (f64, f64, i64),
+    ports: impl IntoIterator<Item = (u16, f64)>,
+) {
+    let at = match minutes.binary_search_by_key(&minute_ms, |m| m.minute_start_ms) {
+        Ok(at) => at,
+        Err(at) => {
+            minutes.insert(
+                at,
+                MinuteSum {
+                    minute_start_ms: minute_ms,
+                    cpu_busy_cores: 0.0,
+                    memory_used_bytes: 0.0,
+                    established_by_port: Vec::new(),
+                    hosts_reporting: 0,
+                },
+            );
+            at
+        }
+    };
+    let total = &mut minutes[at];
+    total.cpu_busy_cores += cpu_busy_cores;
+    total.memory_used_bytes += memory_used_bytes;
+    total.hosts_reporting = (i64::from(total.hosts_reporting) + hosts).max(0) as u32;
+    for (port, count) in ports {
+        match total.established_by_port.binary_search_by_key(&port, |(p, _)| *p) {
+            Ok(i) => total.established_by_port[i].1 += count,
+            Err(i) => total.established_by_port.insert(i, (port, 0.0 + count)),
+        }
+    }
+}
+
+/// One group's minutes from its columns: each `group_minutes` sum with the port sums of the same minute
+/// (a minute with port sums only has zero CPU and memory), in minute order.
+fn minutes_from_columns(columns: GroupColumns) -> Vec<MinuteSum> {
+    let mut minutes = Vec::with_capacity(columns.minute_ms.len());
+    let (mut next_minute, mut next_port) = (0, 0);
+    loop {
+        let sums_at = columns.minute_ms.get(next_minute).copied();
+        let ports_at = columns.port_minute_ms.get(next_port).copied();
+        let Some(minute_ms) = sums_at.into_iter().chain(ports_at).min() else {
+            break;
+        };
+        let (cpu_busy_cores, memory_used_bytes, hosts_reporting) = if sums_at == Some(minute_ms) {
+            next_minute += 1;
+            let i = next_minute - 1;
+            (
+                columns.cpu_busy_cores[i],
+                columns.mem_used_bytes[i],
+                columns.hosts[i],
+            )
+        } else {
+            (0.0, 0.0, 0)
+        };
+        let first_port = next_port;
+        while columns.port_minute_ms.get(next_port) == Some(&minute_ms) {
+            next_port += 1;
+        }
+        minutes.push(MinuteSum {
+            minute_start_ms: minute_ms,
+            cpu_busy_cores,
+            memory_used_bytes,
+            established_by_port: (first_port..next_port)
+                .map(|i| (columns.port[i], columns.established[i]))
+                .collect(),
+            hosts_reporting,
+        });
+    }
+    minutes
 }
 
 /// Reads hosts, per-minute sums and gaps for `window`. `bar` advances once per day read.
@@ -42,7 +109,7 @@ pub fn load_input(
     percentile: f64,
     bar: &ProgressBar,
 ) -> Result<LoadedInput, ReportError> {
-    let mut groups: BTreeMap<String, (Vec<HostInput>, BTreeMap<u64, MinuteAccumulator>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (Vec<HostInput>, Vec<MinuteSum>)> = BTreeMap::new();
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
             continue;
@@ -73,30 +140,50 @@ pub fn load_input(
     let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut without_ports: BTreeSet<String> = BTreeSet::new();
 
-    // Finished minutes from `group_minutes` and `group_port_minutes`, a day at a time.
+    // Finished minutes from `group_minutes` and `group_port_minutes`, a day at a time, into compact
+    // per-group columns.
+    let mut sums = GroupMinuteSums::default();
     let mut from_ms = window.start_ms;
     while from_ms < rolled_up_through_ms {
         let to_ms = (from_ms + READ_CHUNK_MS).min(rolled_up_through_ms);
-        for row in store.group_minutes(from_ms, to_ms)? {
-            let name = group_name(&row.group);
-            if row.minute_ms < ports_from_ms {
-                without_ports.insert(name.clone());
-            }
-            let (_, minutes) = groups.entry(name).or_default();
-            let sum = minutes.entry(row.minute_ms).or_default();
-            sum.cpu_busy_cores += row.cpu_busy_cores;
-            sum.memory_used_bytes += row.mem_used_bytes;
-            sum.hosts_reporting += row.hosts as u32;
-        }
+        store.add_group_minutes(from_ms, to_ms, &mut sums)?;
         // Minutes rolled up before the database kept per-port sums may hold partial ones (late rows merged
         // since): none is better than an undercount.
-        for row in store.group_port_minutes(from_ms.max(ports_from_ms), to_ms)? {
-            let (_, minutes) = groups.entry(group_name(&row.group)).or_default();
-            let sum = minutes.entry(row.minute_ms).or_default();
-            *sum.established_by_port.entry(row.port).or_default() += row.established;
+        let ports_from = from_ms.max(ports_from_ms);
+        if ports_from < to_ms {
+            store.add_group_port_minutes(ports_from, to_ms, &mut sums)?;
         }
         bar.inc(1);
         from_ms = to_ms;
+    }
+    for (stored, columns) in sums.groups {
+        let name = group_name(&stored);
+        if columns
+            .minute_ms
+            .first()
+            .is_some_and(|&first| first < ports_from_ms)
+        {
+            without_ports.insert(name.clone());
+        }
+        let minutes = minutes_from_columns(columns);
+        let (_, existing) = groups.entry(name).or_default();
+        if existing.is_empty() {
+            *existing = minutes;
+        } else {
+            // Two stored names for one group ("" and the name hosts without a group are shown under).
+            for minute in minutes {
+                add_to_minute(
+                    existing,
+                    minute.minute_start_ms,
+                    (
+                        minute.cpu_busy_cores,
+                        minute.memory_used_bytes,
+                        i64::from(minute.hosts_reporting),
+                    ),
+                    minute.established_by_port,
+                );
+            }
+        }
     }
     for group in without_ports {
         notes.entry(group).or_default().push(format!(
@@ -114,13 +201,12 @@ pub fn load_input(
         ports_from_ms,
     )? {
         let (_, minutes) = groups.entry(group_name(&raw.group)).or_default();
-        let total = minutes.entry(raw.minute_ms).or_default();
-        total.cpu_busy_cores += raw.cpu_busy_cores;
-        total.memory_used_bytes += raw.mem_used_bytes;
-        total.hosts_reporting = (i64::from(total.hosts_reporting) + raw.hosts).max(0) as u32;
-        for (port, count) in raw.established_by_port {
-            *total.established_by_port.entry(port).or_default() += count;
-        }
+        add_to_minute(
+            minutes,
+            raw.minute_ms,
+            (raw.cpu_busy_cores, raw.mem_used_bytes, raw.hosts),
+            raw.established_by_port,
+        );
     }
     bar.inc(1);
 
@@ -157,20 +243,7 @@ pub fn load_input(
 
     let groups = groups
         .into_iter()
-        .map(|(name, (hosts, minutes))| GroupInput {
-            name,
-            hosts,
-            minutes: minutes
-                .into_iter()
-                .map(|(minute_start_ms, sum)| MinuteSum {
-                    minute_start_ms,
-                    cpu_busy_cores: sum.cpu_busy_cores,
-                    memory_used_bytes: sum.memory_used_bytes,
-                    established_by_port: sum.established_by_port.into_iter().collect(),
-                    hosts_reporting: sum.hosts_reporting,
-                })
-                .collect(),
-        })
+        .map(|(name, (hosts, minutes))| GroupInput { name, hosts, minutes })
         .collect();
     Ok(LoadedInput {
         input: SizingInput {

@@ -18,7 +18,7 @@ mod load;
 mod progress;
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -147,6 +147,16 @@ pub fn open_database(db: &Path, now_ms: u64, end: EndAt) -> Result<OpenedDatabas
 
 /// Opens the database read-only, reads the window and runs the model.
 pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<SizingReport, ReportError> {
+    build_report_of(options, config, None)
+}
+
+/// [`build_report`] for the groups named in `groups` only (as stored: `""` for hosts without a group), or
+/// every group when `None`.
+pub fn build_report_of(
+    options: &ReportOptions,
+    config: &SizingConfig,
+    groups: Option<&BTreeSet<String>>,
+) -> Result<SizingReport, ReportError> {
     check_labels(config)?;
     let OpenedDatabase {
         store,
@@ -158,8 +168,14 @@ pub fn build_report(options: &ReportOptions, config: &SizingConfig) -> Result<Si
         options.progress && options.window > progress::PROGRESS_AFTER,
         window,
     );
-    let loaded = load_input(&store, window, config.percentile, &bar)?;
+    let mut loaded = load_input(&store, window, config.percentile, &bar)?;
     bar.finish_and_clear();
+    if let Some(groups) = groups {
+        loaded
+            .input
+            .groups
+            .retain(|group| groups.contains(&group.name) || (group.name == UNGROUPED && groups.contains("")));
+    }
     let mut report = apply_notes(
         size_with_scenarios(&loaded.input, config, &options.scenarios),
         &loaded.notes,

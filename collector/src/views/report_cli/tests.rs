@@ -355,3 +355,166 @@ fn a_missing_database_or_foreign_labels_are_usage_errors() {
         "{error}"
     );
 }
+
+/// The sizing input as the report read it before the columnar read: every `group_minutes` and
+/// `group_port_minutes` row (all columns) added into per-minute maps, then the raw tail. The reference the
+/// faster read must match bit for bit.
+fn row_by_row_minutes(store: &Store, window: Window) -> BTreeMap<String, Vec<MinuteSum>> {
+    #[derive(Default)]
+    struct Sum {
+        cpu: f64,
+        memory: f64,
+        ports: BTreeMap<u16, f64>,
+        hosts: u32,
+    }
+    fn at<'a>(
+        groups: &'a mut BTreeMap<String, BTreeMap<u64, Sum>>,
+        stored: &str,
+        minute_ms: u64,
+    ) -> &'a mut Sum {
+        let name = if stored.is_empty() { UNGROUPED } else { stored };
+        groups
+            .entry(name.to_string())
+            .or_default()
+            .entry(minute_ms)
+            .or_default()
+    }
+    let marks = store.rollup_marks().unwrap();
+    let through = marks.rolled_up_through_ms.clamp(window.start_ms, window.end_ms);
+    let mut groups: BTreeMap<String, BTreeMap<u64, Sum>> = BTreeMap::new();
+    for row in store.group_minutes(window.start_ms, through).unwrap() {
+        let sum = at(&mut groups, &row.group, row.minute_ms);
+        sum.cpu += row.cpu_busy_cores;
+        sum.memory += row.mem_used_bytes;
+        sum.hosts += row.hosts as u32;
+    }
+    let ports_from = window.start_ms.max(marks.port_minutes_from_ms);
+    for row in store
+        .group_port_minutes(ports_from, through.max(ports_from))
+        .unwrap()
+    {
+        let sum = at(&mut groups, &row.group, row.minute_ms);
+        *sum.ports.entry(row.port).or_default() += row.established;
+    }
+    let raw = store
+        .raw_group_minutes(
+            window.start_ms,
+            window.end_ms,
+            through,
+            marks.raw_rowid,
+            marks.port_minutes_from_ms,
+        )
+        .unwrap();
+    for row in raw {
+        let sum = at(&mut groups, &row.group, row.minute_ms);
+        sum.cpu += row.cpu_busy_cores;
+        sum.memory += row.mem_used_bytes;
+        sum.hosts = (i64::from(sum.hosts) + row.hosts).max(0) as u32;
+        for (port, count) in row.established_by_port {
+            *sum.ports.entry(port).or_default() += count;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(group, minutes)| {
+            let minutes = minutes
+                .into_iter()
+                .map(|(minute_start_ms, sum)| MinuteSum {
+                    minute_start_ms,
+                    cpu_busy_cores: sum.cpu,
+                    memory_used_bytes: sum.memory,
+                    established_by_port: sum.ports.into_iter().collect(),
+                    hosts_reporting: sum.hosts,
+                })
+                .collect();
+            (group, minutes)
+        })
+        .collect()
+}
+
+/// Issue 10 (report speed): the group sums are now read in one ordered pass into per-group columns; the
+/// answer is bit for bit the row-by-row one, over three groups (one unlabelled) of six hosts in three
+/// zones with uneven values, ports that come and go, rolled-up minutes, a late row and a raw tail.
+#[test]
+fn issue_10_the_columnar_read_gives_the_row_by_row_answer_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = Store::open(&dir.path().join("headroom.db"), T0).unwrap();
+    let mut random = fastrand::Rng::with_seed(10);
+    let hosts: Vec<(String, HostInfo)> = ["web", "db", ""]
+        .iter()
+        .flat_map(|group| {
+            ["a", "b", "c"].iter().flat_map(move |zone| {
+                (0..2).map(move |i| (format!("{group}-{zone}{i}"), hello(group, zone, 2 + 2 * i)))
+            })
+        })
+        .collect();
+    let mut seq = 0;
+    let mut batches = Vec::new();
+    for (host, info) in &hosts {
+        let mut rows = Vec::new();
+        for step in 0..90u64 {
+            seq += 1;
+            let mut row = sample(
+                seq,
+                T0 + step * 20_000 + random.u64(0..999),
+                random.f64() * 100.0,
+                1,
+                0,
+            );
+            row.metrics.mem_used_bytes = Some(random.u64(1..8 * GIB));
+            let mut listeners = Vec::new();
+            for port in [443u16, 80, 8080] {
+                if random.bool() {
+                    listeners.push(Listener {
+                        port,
+                        established: random.u32(0..5_000),
+                        accept_queue: 0,
+                        accept_queue_limit: 128,
+                    });
+                }
+            }
+            row.detail = SampleDetail {
+                listeners,
+                ..SampleDetail::default()
+            }
+            .encode();
+            rows.push(row);
+        }
+        batches.push(HostBatch {
+            host: host.clone(),
+            instance_id: 1,
+            received_ms: T0,
+            hello: Some(info.clone()),
+            rows,
+            gaps: Vec::new(),
+        });
+    }
+    store.commit_batches(&batches).unwrap();
+    // Minutes 0 to 19 rolled up, 20 to 29 raw; then a late row for minute 3.
+    store
+        .maintain(T0 + 20 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let mut late = sample(10_000, T0 + 3 * MINUTE_MS + 5_000, 99.0, 7, 4_321);
+    late.metrics.mem_used_bytes = Some(3 * GIB + 12_345);
+    store
+        .commit_batches(&[HostBatch {
+            host: "web-a0".into(),
+            instance_id: 1,
+            received_ms: T0 + 21 * MINUTE_MS,
+            hello: None,
+            rows: vec![late],
+            gaps: Vec::new(),
+        }])
+        .unwrap();
+    let window = Window::ending_at(T0 + 30 * MINUTE_MS - 1, Duration::from_secs(3_600));
+    let loaded = load_input(&store, window, 99.9, &ProgressBar::hidden()).unwrap();
+    assert_eq!(loaded.rolled_up_through_ms, T0 + 20 * MINUTE_MS);
+    let expected = row_by_row_minutes(&store, window);
+    assert_eq!(expected.len(), 3);
+    for group in &loaded.input.groups {
+        assert_eq!(group.minutes.len(), 30, "{}", group.name);
+        assert!(group.minutes.iter().any(|m| m.established_by_port.len() == 3));
+        // MinuteSum's equality compares every f64 exactly.
+        assert_eq!(group.minutes, expected[&group.name], "{}", group.name);
+    }
+}

@@ -40,7 +40,7 @@ impl AlarmEngine {
             };
             let name = self.groups.names[at].clone();
             let verdict = match within_days {
-                Some(days) => headroom::forecast_verdict(self.forecast.as_ref(), &name, days),
+                Some(days) => headroom::forecast_verdict(self.forecast.as_ref(), &name, days, now_ms),
                 None => {
                     let from_ms = now_ms.saturating_sub(over_ms);
                     match headroom::size_live_group(&name, hosts, from_ms, now_ms, &self.sizing) {

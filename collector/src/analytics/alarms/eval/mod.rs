@@ -45,6 +45,9 @@ pub struct HostInput {
     pub cores: u32,
     pub memory_bytes: u64,
     pub history: HostHistory,
+    /// Established connections per listening port, per minute, for live `headroom` rules (kept only
+    /// when such a rule exists).
+    pub ports: super::headroom::PortMinutes,
 }
 
 /// Everything one evaluation reads.
