@@ -323,3 +323,79 @@ fn issue_10_the_headroom_alarm_fires_from_the_live_load_and_names_what_to_add() 
         forecast.summary
     );
 }
+
+/// Issue 10: connections through the runtime as ingest feeds them. Three 8-core hosts, one per zone, at
+/// 25 % busy (6 cores of 24: 6/16 = 37.5 % after a zone loss), each with 800 established connections on
+/// 443 against MaxConnections 1,000: 2,400 on the 2,000 left after a zone loss is 120 %. The live rule
+/// fires on connections and names the port; a host without a group label is forecast under the name
+/// reports give it.
+#[test]
+fn issue_10_the_live_headroom_rule_sizes_connections_fed_by_ingest() {
+    let analytics = Analytics::new(settings(Some(HEADROOM_RULES)));
+    let mut engine = AlarmEngine::new(analytics.settings().rules.clone().unwrap());
+    let mut sizing = analytics.settings().sizing.clone();
+    sizing.defaults.max_connections.insert(443, 1_000);
+    engine.set_sizing(sizing);
+    let tracker = OutlierTracker::new(analytics.settings().outliers.clone());
+    let mut metrics = cpu(25.0);
+    metrics.listeners = vec![headroom_common::wire::Listener {
+        port: 443,
+        established: 800,
+        accept_queue: 0,
+        accept_queue_limit: 128,
+    }];
+    let mut labelled = Vec::new();
+    for (host, zone) in [("web-a", "a"), ("web-b", "b"), ("web-c", "c")] {
+        let mut labels = labels("web");
+        labels.insert("zone".to_string(), zone.to_string());
+        analytics.observe_capacity(host, &labels, 8, 32 << 30, T0_MS);
+        labelled.push((host, labels));
+    }
+    let mut events = Vec::new();
+    for second in 0..300 {
+        let now = T0_MS + second * 1_000;
+        for (host, labels) in &labelled {
+            analytics.observe(host, labels, &metrics, now, now);
+        }
+        if second % 10 == 0 {
+            events.extend(analytics.evaluate(&mut engine, &tracker, now));
+        }
+    }
+    let fired = events
+        .iter()
+        .find(|e| e.rule == "group-headroom" && e.status == AlarmStatus::Firing)
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!((fired.value.unwrap() - 120.0).abs() < 1e-9, "{fired:?}");
+    assert!(
+        fired
+            .summary
+            .starts_with("group-headroom on web: connections on port 443 would run at 120.0 % after losing")
+            && fired
+                .summary
+                .ends_with("or raise port 443's connection limit (sizing.max_connections)"),
+        "{}",
+        fired.summary
+    );
+
+    // Hosts without a group label: reports call their group "(no group)", and so does the forecast.
+    let ungrouped = BTreeMap::new();
+    analytics.observe("lone", &ungrouped, &cpu(10.0), T0_MS + 300_000, T0_MS + 300_000);
+    let mut digest = crate::analytics::alarms::headroom::ForecastDigest {
+        computed_ms: T0_MS,
+        ..Default::default()
+    };
+    digest.groups.insert(
+        crate::sizing::UNGROUPED.into(),
+        crate::analytics::alarms::headroom::GroupForecast {
+            days_until_unsafe: Some(3.0),
+            detail: "cpu: crosses in 3 days".into(),
+        },
+    );
+    engine.set_forecast(digest);
+    let events = analytics.evaluate(&mut engine, &tracker, T0_MS + 301_000);
+    let lone = events
+        .iter()
+        .find(|e| e.rule == "group-headroom-forecast")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(lone.value, Some(3.0));
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use headroom_common::effective::{duration_value, path_value, table_of};
 use toml::{Table, Value};
 
-use super::Config;
+use super::sections::Config;
 use crate::sizing::config::{peak_label, Balance, MemoryMode};
 use crate::sizing::{GroupSizing, SizingConfig};
 
@@ -268,7 +268,7 @@ latency_ms = 150
     fn every_key_is_printed() {
         let config = parse(CUSTOM, "collector.toml").unwrap();
         let mut missing =
-            headroom_common::effective::missing_keys(&config.effective(), super::super::SECTIONS);
+            headroom_common::effective::missing_keys(&config.effective(), super::super::raw::SECTIONS);
         // `percentile` is the older spelling of `peak`, which is printed instead (the two may not be combined).
         missing.retain(|key| key != "sizing.percentile");
         // The optional [export.remote_write] section is not printed yet.

@@ -33,6 +33,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// Milliseconds in a minute and in a day; minute rows and daily peaks are aligned to these (UTC).
 pub const MINUTE_MS: u64 = 60_000;
+
+/// The name reports give the group of hosts without a group label.
+pub const UNGROUPED: &str = "(no group)";
 /// See [`MINUTE_MS`].
 pub const DAY_MS: u64 = 86_400_000;
 

@@ -32,7 +32,7 @@ pub use load::load_input;
 pub use table::render_table;
 
 /// The group name used for hosts without a group label.
-pub const UNGROUPED: &str = "(no group)";
+pub use crate::sizing::UNGROUPED;
 
 /// The labels the store keys `hosts.group_name`, `hosts.zone` and `group_minutes` by.
 const STORED_GROUP_LABEL: &str = "group";

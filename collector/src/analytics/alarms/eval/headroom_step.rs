@@ -40,7 +40,15 @@ impl AlarmEngine {
             };
             let name = self.groups.names[at].clone();
             let verdict = match within_days {
-                Some(days) => headroom::forecast_verdict(self.forecast.as_ref(), &name, days, now_ms),
+                Some(days) => {
+                    // Reports name the hosts without a group label as a group of their own.
+                    let reported = if name.is_empty() {
+                        crate::sizing::UNGROUPED
+                    } else {
+                        &name
+                    };
+                    headroom::forecast_verdict(self.forecast.as_ref(), reported, days, now_ms)
+                }
                 None => {
                     let from_ms = now_ms.saturating_sub(over_ms);
                     match headroom::size_live_group(&name, hosts, from_ms, now_ms, &self.sizing) {
