@@ -1,5 +1,5 @@
 //! The catalogue walk: every metric is stored, shown by `fleet` (live and windowed), exportable and usable in
-//! an alarm rule, under one name.
+//! an alarm rule, under one name; and the catalogue's own consistency.
 
 use super::*;
 use crate::store::{HostBatch, HostInfo, Retention, SampleRow, Store};
@@ -68,8 +68,32 @@ fn every_metric_is_exportable_under_a_valid_unique_prometheus_name() {
     }
 }
 
+/// The catalogue walk. For every metric: (a) the store keeps it and gives it back (raw rows, the export
+/// queue's rows, and the minute and hour rollups through the windowed view); (b) `fleet` shows it (a row of
+/// `fleet --by` and `fleet --window`, as a table and as JSON, and every live-summary column the catalogue
+/// gives it in the table header and as a JSON key); (c) the remote_write exporter sends it under its series
+/// name; (d) an alarm rule naming it parses and, evaluated on a sample carrying it, goes pending with the
+/// sample's value. Every path is the one production uses, so a metric dropped from any of them is listed.
 #[test]
-fn every_metric_is_stored_raw_and_rolled_up_and_shown_by_the_fleet_view() {
+fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
+    use crate::analytics::alarms::{AlarmEngine, AlarmStatus, EvalInputs, HostHistory, HostInput};
+    use crate::analytics::outliers::MetricValues;
+    use crate::export::series::{export_name, SeriesBuilder};
+    use crate::live::fleet::{FleetSettings, FleetState};
+    use crate::views::render::{render_fleet, render_fleet_view, Format};
+    use crate::views::window::live_hosts;
+    use crate::views::FleetView;
+
+    let mut missing: Vec<String> = Vec::new();
+    let mut check = |ok: bool, metric: Metric, what: &str| {
+        if !ok {
+            missing.push(format!("{metric}: {what}"));
+        }
+    };
+    let close =
+        |shown: Option<f64>, metric: Metric| shown.is_some_and(|v| (v - expected(metric)).abs() < 1e-9);
+
+    // (a) Stored and read back.
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = Store::open(&dir.path().join("headroom.db"), T0_MS).unwrap();
     let rows = (0..3)
@@ -98,33 +122,28 @@ fn every_metric_is_stored_raw_and_rolled_up_and_shown_by_the_fleet_view() {
             gaps: Vec::new(),
         }])
         .unwrap();
-    let check = |store: &Store, source: &str, from_ms: u64, to_ms: u64| {
-        let (hosts, used) = stored_hosts(store, from_ms, to_ms).unwrap();
-        assert_eq!(used, source);
-        let rows = compute_rows(&hosts, &["group".to_string()]);
-        assert_eq!(rows.len(), 1);
-        for metric in Metric::ALL {
-            let shown = rows[0]
-                .metrics
-                .iter()
-                .find(|s| s.metric == metric.name())
-                .unwrap_or_else(|| panic!("{metric} not shown by the {source} fleet view"));
-            assert!(
-                (shown.mean - expected(metric)).abs() < 1e-9,
-                "{metric}: {shown:?}"
-            );
-        }
-    };
-    check(&store, "raw", T0_MS, T0_MS + 60_000);
+    let queued = store.export_rows_after(0, 10).unwrap();
+    assert_eq!(queued.len(), 3);
+    for metric in Metric::ALL {
+        let stored = queued[0].values.get(metric.index()).copied().flatten();
+        check(
+            close(stored, metric),
+            metric,
+            "not read back from the samples table",
+        );
+    }
+
+    // (b) Shown by `fleet`: the windowed view over raw rows and over rollups, the live `fleet --by`, and
+    // the live summary's columns.
+    let mut views = Vec::new();
+    let (hosts, used) = stored_hosts(&store, T0_MS, T0_MS + 60_000).unwrap();
+    views.push((used, compute_rows(&hosts, &["group".to_string()])));
     store
         .maintain(T0_MS + 3 * 3_600_000, &Retention::default())
         .unwrap();
-    check(&store, "rollup", T0_MS - 3_600_000, T0_MS + 3 * 3_600_000);
-}
-
-#[test]
-fn every_metric_is_shown_by_the_live_fleet_view() {
-    use crate::live::fleet::{FleetSettings, FleetState};
+    let (hosts, used) = stored_hosts(&store, T0_MS - 3_600_000, T0_MS + 3 * 3_600_000).unwrap();
+    assert_eq!(used, "rollup");
+    views.push((used, compute_rows(&hosts, &["group".to_string()])));
     let mut fleet = FleetState::new(FleetSettings::default());
     let sample = headroom_common::wire::Sample {
         seq: 1,
@@ -132,24 +151,125 @@ fn every_metric_is_shown_by_the_live_fleet_view() {
         ..Default::default()
     };
     fleet.on_stored("web-1", sample, every_metric(), T0_MS);
-    let rows = compute_rows(&crate::views::window::live_hosts(&fleet.hosts(T0_MS)), &[]);
-    for metric in Metric::ALL {
-        let shown = rows[0].metrics.iter().find(|s| s.metric == metric.name());
-        assert_eq!(shown.map(|s| s.max), Some(expected(metric)), "{metric}");
+    views.push(("live", compute_rows(&live_hosts(&fleet.hosts(T0_MS)), &[])));
+    for (source, rows) in views {
+        let view = FleetView {
+            rows,
+            ..FleetView::default()
+        };
+        let table = render_fleet_view(&view, Format::Table);
+        let json: serde_json::Value = serde_json::from_str(&render_fleet_view(&view, Format::Json)).unwrap();
+        for metric in Metric::ALL {
+            let in_table = table
+                .lines()
+                .any(|line| line.split_whitespace().nth(1) == Some(metric.name()));
+            check(in_table, metric, &format!("no row of the {source} fleet table"));
+            let entry = json["rows"][0]["metrics"]
+                .as_array()
+                .and_then(|all| all.iter().find(|m| m["metric"] == metric.name()));
+            check(
+                close(entry.and_then(|m| m["mean"].as_f64()), metric),
+                metric,
+                &format!("not in the {source} fleet JSON with its value"),
+            );
+        }
     }
+    let summary = fleet.summary(T0_MS);
+    let table = render_fleet(&summary, Format::Table);
+    let header = table.lines().nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&render_fleet(&summary, Format::Json)).unwrap();
+    for (metric, column) in summary_columns() {
+        if let Some(title) = column.header {
+            check(
+                header.contains(title),
+                metric,
+                &format!("no \"{title}\" column in the fleet table"),
+            );
+        }
+        check(
+            close(json["groups"][0][column.key].as_f64(), metric),
+            metric,
+            &format!("no {} key with its value in the fleet JSON", column.key),
+        );
+    }
+
+    // (c) Exportable: the exporter's series from the export queue's rows.
+    let mut builder = SeriesBuilder::new(&Default::default());
+    builder.set_hosts(store.export_hosts().unwrap());
+    let batch = builder.build(&queued);
+    for metric in Metric::ALL {
+        let name = export_name(metric);
+        let series = batch.request.timeseries.iter().find(|s| {
+            s.labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == name.name)
+        });
+        let value = series
+            .and_then(|s| s.samples.first())
+            .map(|s| s.value / name.scale);
+        check(
+            close(value, metric),
+            metric,
+            &format!("not exported as {}", name.name),
+        );
+    }
+
+    // (d) Usable in an alarm rule: parsed, then evaluated on the sample as ingest feeds it.
+    for metric in Metric::ALL {
+        let text = format!(
+            "[[rule]]\nname = \"r\"\nkind = \"threshold\"\nseverity = \"warning\"\nfor = \"1m\"\n\
+             runbook = \"x\"\nmetric = \"{metric}\"\nop = \">\"\nvalue = {}\n",
+            expected(metric) - 1.0
+        );
+        let rules = match crate::analytics::alarms::parse(&text, "rules.toml") {
+            Ok(rules) if rules.warnings.is_empty() && rules.rules[0].condition.metric() == Some(metric) => {
+                rules
+            }
+            _ => {
+                check(false, metric, "an alarm rule naming it does not parse");
+                continue;
+            }
+        };
+        let mut history = HostHistory::new(8);
+        history.push(T0_MS, MetricValues::from_metrics(&every_metric()));
+        let hosts = [HostInput {
+            host: "web-1".into(),
+            labels: [("group".to_string(), "web".to_string())].into(),
+            interval_ms: 1_000,
+            last_seen_ms: T0_MS,
+            clock_offset_ms: None,
+            cores: 4,
+            memory_bytes: 8 << 30,
+            history,
+            ports: Default::default(),
+        }];
+        let events = AlarmEngine::new(rules).evaluate(
+            EvalInputs {
+                hosts: &hosts,
+                outliers: None,
+            },
+            T0_MS,
+        );
+        let pending = events
+            .iter()
+            .find(|e| e.status == AlarmStatus::Pending)
+            .and_then(|e| e.value);
+        check(
+            close(pending, metric),
+            metric,
+            "an alarm rule on it does not go pending",
+        );
+    }
+
+    assert!(
+        missing.is_empty(),
+        "the catalogue walk found gaps:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
-fn every_metric_can_be_used_in_an_alarm_rule_and_old_names_warn() {
-    for metric in Metric::ALL {
-        let text = format!(
-            "[[rule]]\nname = \"r\"\nkind = \"threshold\"\nseverity = \"warning\"\nfor = \"0s\"\n\
-             runbook = \"x\"\nmetric = \"{metric}\"\nop = \">\"\nvalue = 1.0\n"
-        );
-        let rules = crate::analytics::alarms::parse(&text, "rules.toml").unwrap();
-        assert_eq!(rules.rules[0].condition.metric(), Some(metric));
-        assert!(rules.warnings.is_empty());
-    }
+fn old_alarm_rule_names_still_work_with_a_warning() {
     let text = "[[rule]]\nname = \"pressure\"\nkind = \"percentile\"\nseverity = \"warning\"\nfor = \"0s\"\n\
                 runbook = \"x\"\nmetric = \"psi_cpu_some_avg10\"\nop = \">\"\nvalue = 10.0\n\
                 quantile = 99.0\nover = \"5m\"\n";
