@@ -159,7 +159,6 @@ pub(super) async fn handle_connection(
         last_live_ms: None,
         clock: HostClock::default(),
     };
-    let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
@@ -178,14 +177,15 @@ pub(super) async fn handle_connection(
                 close_code::EXPIRED,
                 "certificate expired (the agent renews before this; enroll the host again)".to_string(),
             )),
-            read = recv.read(&mut buffer) => read,
+            // Chunks come straight from quinn's receive buffers: no read buffer of our own per connection.
+            read = recv.read_chunk(usize::MAX, true) => read,
         };
-        let n = match read {
-            Ok(Some(n)) => n,
+        let chunk = match read {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => break Ok("agent ended the stream"),
             Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
         };
-        let events = match session.on_bytes(&buffer[..n]) {
+        let events = match session.on_bytes(&chunk) {
             Ok(events) => events,
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
