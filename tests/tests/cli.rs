@@ -400,35 +400,15 @@ fn issue_15_every_table_command_takes_format_and_no_header() {
         assert_eq!(json["schema_version"], 1, "{json}");
         assert_eq!(json[key].as_array().unwrap().len(), 1, "{json}");
         // docs/API.md documents exactly these fields.
-        let documented = documented_fields(&format!("headroom-collector {list} list --format json"));
-        let object = json[key][0].as_object().unwrap();
-        let printed: Vec<&str> = object.keys().map(String::as_str).collect();
-        let mut documented_sorted: Vec<&str> = documented.iter().map(String::as_str).collect();
-        documented_sorted.sort();
-        assert_eq!(printed, documented_sorted, "{list} list");
+        let heading = format!("headroom-collector {list} list --format json");
+        if let Err(errors) = headroom_tests::api_doc::ApiDoc::load().check(&heading, &json) {
+            panic!("{}", errors.join("\n"));
+        }
     }
     assert!(
         !print_contains_secret(state, &token),
         "token list printed the secret"
     );
-}
-
-/// The fields docs/API.md lists in the table under the heading that names `command`.
-fn documented_fields(command: &str) -> Vec<String> {
-    let doc = std::fs::read_to_string(workspace_file("docs/API.md")).unwrap();
-    let section = doc
-        .split("\n## ")
-        .find(|section| section.starts_with(&format!("`{command}`")))
-        .unwrap_or_else(|| panic!("docs/API.md has no section for {command}"));
-    assert!(section.contains("(schema_version 1)"), "{section}");
-    section
-        .lines()
-        .filter_map(|line| {
-            line.strip_prefix("| `")?
-                .split_once('`')
-                .map(|(field, _)| field.to_string())
-        })
-        .collect()
 }
 
 /// Whether any format of `token list` shows the secret part of `token`.
