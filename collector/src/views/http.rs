@@ -389,7 +389,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        fleet.on_sample("web-1", &sample, now);
+        fleet.on_sample("web-1", sample, now);
         Arc::new(Mutex::new(fleet))
     }
 

@@ -554,7 +554,7 @@ mod tests {
                     },
                     ..Default::default()
                 };
-                fleet.on_sample(name, &sample, start_ms + step * 1_000);
+                fleet.on_sample(name, sample, start_ms + step * 1_000);
             }
         }
         fleet
