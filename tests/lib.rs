@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: start the real binaries on loopback in temp dirs, wait for
 //! conditions, read the collector's HTTP API, and stop processes by PID.
 
+pub mod api_doc;
 pub mod flood;
 
 use headroom_common::http::{BlockingClient, ClientOptions};
@@ -497,6 +498,51 @@ pub fn start_agent_configured(
         &["run", "--config", config.to_str().unwrap()],
         logs,
     )
+}
+
+/// `headroom-collector demo` running in `dir`, with what it printed at start: the web view's (and API's)
+/// address, its state directory and the real agent's host name.
+pub struct Demo {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub state: PathBuf,
+    pub local_host: String,
+}
+
+impl Demo {
+    /// Starts the demo with `--duration duration --print-every print_every` and waits for its start lines.
+    pub fn start(dir: &Path, duration: &str, print_every: &str) -> Demo {
+        let process = Process::start(
+            "demo",
+            &binary("headroom-collector"),
+            &["demo", "--duration", duration, "--print-every", print_every],
+            dir,
+        );
+        let word_after = |out: &str, prefix: &str| -> Option<String> {
+            let rest = out.lines().find_map(|l| l.strip_prefix(prefix))?;
+            rest.split([' ', '/']).next().map(str::to_string)
+        };
+        let (addr, state, local_host) = wait_for(Duration::from_secs(60), || {
+            let out = process.stdout_text();
+            let addr = word_after(&out, "web view: http://")?
+                .parse::<SocketAddr>()
+                .ok()?;
+            let state = out
+                .lines()
+                .find_map(|l| l.strip_prefix("demo state in "))?
+                .split(' ')
+                .next()
+                .map(PathBuf::from)?;
+            Some((addr, state, word_after(&out, "real agent: ")?))
+        })
+        .unwrap_or_else(|| panic!("demo printed no web view address: {}", process.stderr_text()));
+        Demo {
+            process,
+            addr,
+            state,
+            local_host,
+        }
+    }
 }
 
 /// True when end-to-end runs must not skip (CI sets HEADROOM_E2E=1).

@@ -247,7 +247,7 @@ struct RawSampling {
     /// Longest time between full socket dumps; 1s to 1h and at least `interval`. Default 30s.
     full_dump_interval: Option<String>,
     /// Share of one core the full socket dumps may use, like "0.03%"; "0%" dumps every sample. Each dump's
-    /// CPU time is measured and the next waits cost / share. Default 0.03%.
+    /// CPU time is measured and the next waits cost / share. Default 0.01%.
     full_dump_cpu: Option<String>,
 }
 

@@ -53,7 +53,7 @@ enum Command {
     },
     /// Take one sample of this host and print it; no network.
     Sample {
-        /// table (human units), json (the raw sample) or csv (raw numbers with their unit).
+        /// table (human units), json (the raw sample with schema_version, docs/API.md) or csv (raw numbers with their unit).
         #[arg(long, value_enum, default_value_t = SampleFormat::Table)]
         format: SampleFormat,
         /// Leave out the header row of the table or CSV.
@@ -222,7 +222,8 @@ fn sample_once(format: SampleFormat, header: bool, proc_root: PathBuf) -> anyhow
     let after = sampler.sample(2, now_ms(), Instant::now());
     match format {
         SampleFormat::Json => {
-            let text = serde_json::to_string_pretty(&after).context("encoding the sample as JSON")?;
+            let text = serde_json::to_string_pretty(&headroom_common::schema::versioned(&after))
+                .context("encoding the sample as JSON")?;
             println!("{text}");
         }
         SampleFormat::Table => print!(

@@ -17,11 +17,14 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const CONNECTIONS: usize = 50;
 
 /// A sampler that makes a full dump every tick: these tests check the dump itself (the counts between dumps
-/// are checked in `between_full_dumps.rs`).
+/// are checked in `between_full_dumps.rs`). No socket-count cap either: on a host that holds more sockets than
+/// the default cap (another workload with 100,000 connections), the dump would otherwise wait its longest
+/// interval and these tests would read stale counts.
 fn sampler(netlink: bool) -> Sampler {
     Sampler::new(SamplerConfig {
         netlink,
         full_dump_cpu_ppm: 0,
+        full_dump_max_sockets: u32::MAX,
         ..SamplerConfig::default()
     })
 }

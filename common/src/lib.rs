@@ -1,6 +1,6 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, metric derivation (`derive`), backoff,
 //! percentiles, the config helpers both binaries use, the atomic file write, the effective-configuration
-//! document, human units, TLS/PKI helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
+//! document, human units, the JSON schema version (`schema`), TLS/PKI helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
 //!
 //! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The
 //! protocol, backoff and percentile code never reads the clock: time comes in as an argument;
@@ -19,6 +19,7 @@ pub mod http;
 pub mod names;
 pub mod percentile;
 pub mod pki;
+pub mod schema;
 pub mod session;
 pub mod tls;
 pub mod units;

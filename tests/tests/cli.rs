@@ -400,35 +400,15 @@ fn issue_15_every_table_command_takes_format_and_no_header() {
         assert_eq!(json["schema_version"], 1, "{json}");
         assert_eq!(json[key].as_array().unwrap().len(), 1, "{json}");
         // docs/API.md documents exactly these fields.
-        let documented = documented_fields(&format!("headroom-collector {list} list --format json"));
-        let object = json[key][0].as_object().unwrap();
-        let printed: Vec<&str> = object.keys().map(String::as_str).collect();
-        let mut documented_sorted: Vec<&str> = documented.iter().map(String::as_str).collect();
-        documented_sorted.sort();
-        assert_eq!(printed, documented_sorted, "{list} list");
+        let heading = format!("headroom-collector {list} list --format json");
+        if let Err(errors) = headroom_tests::api_doc::ApiDoc::load().check(&heading, &json) {
+            panic!("{}", errors.join("\n"));
+        }
     }
     assert!(
         !print_contains_secret(state, &token),
         "token list printed the secret"
     );
-}
-
-/// The fields docs/API.md lists in the table under the heading that names `command`.
-fn documented_fields(command: &str) -> Vec<String> {
-    let doc = std::fs::read_to_string(workspace_file("docs/API.md")).unwrap();
-    let section = doc
-        .split("\n## ")
-        .find(|section| section.starts_with(&format!("`{command}`")))
-        .unwrap_or_else(|| panic!("docs/API.md has no section for {command}"));
-    assert!(section.contains("(schema_version 1)"), "{section}");
-    section
-        .lines()
-        .filter_map(|line| {
-            line.strip_prefix("| `")?
-                .split_once('`')
-                .map(|(field, _)| field.to_string())
-        })
-        .collect()
 }
 
 /// Whether any format of `token list` shows the secret part of `token`.
@@ -462,6 +442,50 @@ fn issue_15_generate_docs_is_in_no_completion_or_man_page() {
                 "{file} mentions the hidden command"
             );
             assert!(!file.contains("generate"), "{file}");
+        }
+    }
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Issue 15: `cargo deb -p NAME` packages the man pages and completions kept in deploy/docs/, so they must be
+/// what the binary's command line generates today: same files, same bytes.
+#[test]
+fn issue_15_the_packaged_man_pages_and_completions_match_the_command_line() {
+    for (bin, name) in [("headroom-agent", "agent"), ("headroom-collector", "collector")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, _, stderr) = run(bin, &["generate-docs", "--out", dir.path().to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let kept = std::path::PathBuf::from(workspace_file(&format!("deploy/docs/{name}")));
+        let generated = files_under(dir.path());
+        assert!(!generated.is_empty());
+        assert_eq!(
+            generated,
+            files_under(&kept),
+            "deploy/docs/{name} lists other files than {bin} generates: run deploy/gen-docs.sh and commit"
+        );
+        for file in &generated {
+            assert!(
+                std::fs::read(dir.path().join(file)).unwrap() == std::fs::read(kept.join(file)).unwrap(),
+                "deploy/docs/{name}/{} differs from what {bin} generates: run deploy/gen-docs.sh and commit",
+                file.display()
+            );
         }
     }
 }

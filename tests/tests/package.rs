@@ -1,7 +1,8 @@
 //! Issue 15: the Debian packages as a sysadmin meets them. Builds both packages with deploy/package.sh from the
 //! binaries the workspace build made (lintian checks them), installs them on this machine (the agent through
-//! deploy/install-agent.sh), checks files, owners and modes, runs the installed binaries, upgrades to a
-//! rebuilt package with a higher version and checks nothing was lost, then removes and purges them.
+//! deploy/install-agent.sh), checks files, owners and modes (the collector's signer unit shipped, not
+//! enabled), runs the installed binaries, upgrades to a rebuilt package with a higher version and checks
+//! nothing was lost, then removes and purges them.
 //! Needs root, dpkg, cargo-deb and lintian: skipped with a reason otherwise, failed when HEADROOM_E2E=1.
 
 use headroom_tests::{binary, e2e_required};
@@ -221,6 +222,32 @@ fn issue_15_packages_install_upgrade_keep_state_and_purge() {
     assert_eq!(
         std::fs::read(unit).unwrap(),
         std::fs::read(repo_file("systemd/headroom-agent.service")).unwrap()
+    );
+    // The collector's units: the service and the signer (the CA key under its own user), neither enabled,
+    // and the postinst names the signer's unit.
+    let collector_files = ok("dpkg", &["--listfiles", "headroom-collector"]);
+    for name in ["headroom-collector.service", "headroom-collector-signer.service"] {
+        let unit = collector_files
+            .lines()
+            .find(|line| line.ends_with(&format!("/systemd/system/{name}")))
+            .unwrap_or_else(|| panic!("no {name} in the package:\n{collector_files}"));
+        assert_eq!(owner_and_mode(unit), (0, 0, 0o644), "{unit}");
+        assert_eq!(
+            std::fs::read(unit).unwrap(),
+            std::fs::read(repo_file(&format!("systemd/{name}"))).unwrap(),
+            "{unit}"
+        );
+        let enabled = run("systemctl", &["is-enabled", name]);
+        assert_eq!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "disabled",
+            "{name}: {}",
+            text(&enabled)
+        );
+    }
+    assert!(
+        collector_out.contains("headroom-collector-signer.service"),
+        "{collector_out}"
     );
     for package in PACKAGES {
         let conffiles = std::fs::read_to_string(format!("/var/lib/dpkg/info/{package}.conffiles")).unwrap();

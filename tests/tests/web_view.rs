@@ -6,7 +6,7 @@
 //! (language, landmarks, one h1, captioned tables with column headers; contrast is checked on the
 //! stylesheet in `views::web::html`).
 
-use headroom_tests::{binary, chromium, e2e_required, http_get, wait_for, HttpResponse, Process, CHROMIUM};
+use headroom_tests::{chromium, e2e_required, http_get, wait_for, Demo, HttpResponse, CHROMIUM};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -85,31 +85,12 @@ fn every_page_loads_in_chromium_flags_the_hot_host_and_answers_as_json() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Process::start(
-        "demo",
-        &binary("headroom-collector"),
-        &["demo", "--duration", "400s", "--print-every", "2s"],
-        dir.path(),
-    );
-    // The demo prints the web view's address and the real agent's name.
-    let (addr, local) = wait_for(Duration::from_secs(60), || {
-        let out = demo.stdout_text();
-        let addr = out
-            .lines()
-            .find_map(|l| l.strip_prefix("web view: http://"))?
-            .split('/')
-            .next()?
-            .parse::<SocketAddr>()
-            .ok()?;
-        let local = out
-            .lines()
-            .find_map(|l| l.strip_prefix("real agent: "))?
-            .split(' ')
-            .next()?
-            .to_string();
-        Some((addr, local))
-    })
-    .unwrap_or_else(|| panic!("demo printed no web view address: {}", demo.stderr_text()));
+    let Demo {
+        process: mut demo,
+        addr,
+        local_host: local,
+        ..
+    } = Demo::start(dir.path(), "400s", "2s");
 
     // Within the demo's first minute or so (generous: the machine is shared): the hot host is an outlier,
     // a demo rule fires on it with its runbook, and every group has a sizing verdict.

@@ -5,8 +5,8 @@
 //! established table). The full pass, which counts every other socket by state and ESTABLISHED sockets per
 //! listening port, costs the kernel a walk of every bucket of the established hash whatever the socket count
 //! (about 1 ms with 262,144 buckets), so it runs only as often as a CPU budget allows: each pass's own CPU
-//! time is measured, and the next one waits `cost / budget` (a 1 ms pass under a 0.03 % budget runs every
-//! 3.3 s), never longer than `full_dump_interval`, and always `full_dump_interval` once the last pass saw more
+//! time is measured, and the next one waits `cost / budget` (a 1 ms pass under the default 0.01 % budget runs
+//! every 10 s), never longer than `full_dump_interval`, and always `full_dump_interval` once the last pass saw more
 //! than `full_dump_max_sockets` sockets. Between full passes the last counts are reported with their age (the
 //! sampler refreshes ESTABLISHED and TIME_WAIT from the kernel's own counters, see `tcp_table::refresh`).
 

@@ -250,6 +250,7 @@ fn window_figures(before: &Snapshot, after: &Snapshot) -> Value {
         "ingest_per_s": samples as f64 / seconds,
         "collector_cpu_pct_of_core": collector_cpu_us / seconds / 1e4,
         "collector_cpu_us_per_sample": collector_cpu_us / samples.max(1) as f64,
+        "collector_rss_start_mib": before.collector.rss_kib as f64 / 1024.0,
         "collector_rss_mib": after.collector.rss_kib as f64 / 1024.0,
         "collector_peak_rss_mib": after.collector.peak_rss_kib as f64 / 1024.0,
         "collector_written_bytes_per_sample": written as f64 / samples.max(1) as f64,
@@ -438,6 +439,7 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
 
     Ok(json!({
         "agents": count,
+        "warmup_s": args.warmup_s,
         "sockets": sockets,
         "connect": {
             "per_s_requested": args.connect_per_s,

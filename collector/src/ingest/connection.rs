@@ -13,7 +13,7 @@ use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
-use headroom_common::wire::{Hello, Sample};
+use headroom_common::wire::Hello;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,7 +159,6 @@ pub(super) async fn handle_connection(
         last_live_ms: None,
         clock: HostClock::default(),
     };
-    let mut buffer = vec![0u8; 64 * 1024];
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
     let outcome: Result<&'static str, (u32, String)> = loop {
@@ -178,14 +177,15 @@ pub(super) async fn handle_connection(
                 close_code::EXPIRED,
                 "certificate expired (the agent renews before this; enroll the host again)".to_string(),
             )),
-            read = recv.read(&mut buffer) => read,
+            // Chunks come straight from quinn's receive buffers: no read buffer of our own per connection.
+            read = recv.read_chunk(usize::MAX, true) => read,
         };
-        let n = match read {
-            Ok(Some(n)) => n,
+        let chunk = match read {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => break Ok("agent ended the stream"),
             Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
         };
-        let events = match session.on_bytes(&buffer[..n]) {
+        let events = match session.on_bytes(&chunk) {
             Ok(events) => events,
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
@@ -296,8 +296,9 @@ pub(super) async fn handle_connection(
                     state.clock.place_live(&mut sample, now);
                     if validate_sample(&sample, state.last_seq).is_ok() {
                         state.last_live_ms = Some(now);
-                        lock_fleet(&context.fleet).on_sample(&host, &sample, now);
-                        observe_live(&context, &host, &sample, now);
+                        let sample_ms = sample.timestamp_ms;
+                        lock_fleet(&context.fleet).on_sample(&host, *sample, now);
+                        observe_live(&context, &host, sample_ms, now);
                     }
                 }
                 CollectorEvent::Gap(gap) => {
@@ -391,12 +392,12 @@ pub(super) async fn handle_connection(
 
 /// Feeds a live sample's derived metrics (from the fleet view, which paired it with the previous live one)
 /// to the analytics. Live samples only flow while an agent catches up, so the copy is rare.
-fn observe_live(context: &IngestContext, host: &str, sample: &Sample, now: u64) {
+fn observe_live(context: &IngestContext, host: &str, sample_ms: u64, now: u64) {
     let view = lock_fleet(&context.fleet).host(host, now);
     if let Some(view) = view {
         context
             .analytics
-            .observe(host, &view.labels, &view.metrics, sample.timestamp_ms, now);
+            .observe(host, &view.labels, &view.metrics, sample_ms, now);
     }
 }
 

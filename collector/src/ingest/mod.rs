@@ -13,6 +13,7 @@ pub mod clock;
 pub mod enroll;
 pub mod handshake;
 pub mod reload;
+pub mod transport;
 pub mod validate;
 
 mod connection;
@@ -39,22 +40,12 @@ pub const MAX_HANDSHAKES_IN_PROGRESS: usize = 256;
 const LOAD_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The QUIC server configuration of the streaming listener: TLS 1.3 with a required client certificate,
-/// small per-connection windows.
+/// per-connection windows sized from the frame limit (`transport`).
 pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    // An agent opens exactly one bidirectional stream; refusing more bounds per-connection state.
-    transport.max_concurrent_bidi_streams(1u32.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    transport.max_idle_timeout(Some(
-        Duration::from_secs(30).try_into().expect("30 s fits a varint"),
-    ));
-    transport.stream_receive_window((1u32 << 20).into());
-    transport.receive_window((2u32 << 20).into());
-    transport.send_window(256 * 1024);
-    server.transport_config(Arc::new(transport));
+    server.transport_config(Arc::new(transport::streaming_transport()));
     Ok(server)
 }
 

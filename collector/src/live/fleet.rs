@@ -5,6 +5,7 @@
 use headroom_common::wire::{Hello, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 // Derivation moved to `headroom_common::derive`; these paths stay while callers move.
 pub use headroom_common::derive::{derive_metrics, HostMetrics};
@@ -112,11 +113,11 @@ struct HostEntry {
     disconnected_ms: Option<u64>,
     last_seen_ms: u64,
     /// The latest sample, kept to derive the next step's rates.
-    latest: Option<Sample>,
+    latest: Option<Arc<Sample>>,
     /// The latest sample committed to the database, which may be older than `latest` while a live sample
     /// is ahead of a backlog. The next connection of the same instance derives its first stored sample's
     /// rates from it (`stored_previous`).
-    stored: Option<Sample>,
+    stored: Option<Arc<Sample>>,
     metrics: HostMetrics,
     clock_offset_ms: Option<i64>,
 }
@@ -214,26 +215,27 @@ impl FleetState {
     ///
     /// A sample not newer (by sequence number) than the latest one is ignored: the live view never moves
     /// backwards, whatever order a replay arrives in.
-    pub fn on_sample(&mut self, host: &str, sample: &Sample, now_ms: u64) {
-        let latest = self.hosts.get(host).and_then(|entry| entry.latest.as_ref());
+    pub fn on_sample(&mut self, host: &str, sample: Sample, now_ms: u64) {
+        let latest = self.hosts.get(host).and_then(|entry| entry.latest.as_deref());
         if latest.is_some_and(|latest| sample.seq <= latest.seq) {
             return;
         }
-        let metrics = derive_metrics(latest, sample);
-        self.update_latest(host, strip_per_core(sample.clone()), metrics, now_ms);
+        let metrics = derive_metrics(latest, &sample);
+        self.update_latest(host, Arc::new(strip_per_core(sample)), metrics, now_ms);
     }
 
     /// A stored sample whose metrics ingest already derived (from the sample stored before it): it is
     /// remembered as the host's last stored sample, and becomes the host's latest without a second
     /// derivation unless the live view already holds a newer sample.
     pub fn on_stored(&mut self, host: &str, sample: Sample, metrics: HostMetrics, now_ms: u64) {
-        let sample = strip_per_core(sample);
+        // One copy serves as both the last stored and the latest sample.
+        let sample = Arc::new(strip_per_core(sample));
         let entry = self
             .hosts
             .entry(host.to_string())
             .or_insert_with(|| HostEntry::new(now_ms));
         if entry.stored.as_ref().is_none_or(|stored| sample.seq > stored.seq) {
-            entry.stored = Some(sample.clone());
+            entry.stored = Some(Arc::clone(&sample));
         }
         self.update_latest(host, sample, metrics, now_ms);
     }
@@ -255,10 +257,10 @@ impl FleetState {
             .stored
             .as_ref()
             .filter(|stored| Some(stored.seq) == last_stored_seq)
-            .cloned()
+            .map(|stored| Sample::clone(stored))
     }
 
-    fn update_latest(&mut self, host: &str, sample: Sample, metrics: HostMetrics, now_ms: u64) {
+    fn update_latest(&mut self, host: &str, sample: Arc<Sample>, metrics: HostMetrics, now_ms: u64) {
         let entry = self
             .hosts
             .entry(host.to_string())
@@ -432,7 +434,7 @@ mod tests {
         assert_eq!(view.metrics.cpu_busy_pct, metrics.cpu_busy_pct);
         // A live sample got ahead; a stored batch that ends before it must not replace it.
         let live = sample(5, T0_MS + 4_000, 700, 2_100, TcpCounters::default());
-        fleet.on_sample("web-1", &live, T0_MS + 4_000);
+        fleet.on_sample("web-1", live, T0_MS + 4_000);
         fleet.on_stored(
             "web-1",
             sample(3, T0_MS + 2_000, 500, 1_800, TcpCounters::default()),
@@ -446,7 +448,7 @@ mod tests {
     fn status_goes_up_then_stale_then_down() {
         let mut fleet = FleetState::new(FleetSettings::default());
         fleet.on_hello("web-1", &hello(&[("group", "web"), ("zone", "a")], 7), T0_MS);
-        fleet.on_sample("web-1", &sample(1, T0_MS, 0, 0, TcpCounters::default()), T0_MS);
+        fleet.on_sample("web-1", sample(1, T0_MS, 0, 0, TcpCounters::default()), T0_MS);
         let status = |fleet: &FleetState, now_ms: u64| fleet.hosts(now_ms)[0].status;
         assert_eq!(status(&fleet, T0_MS + 2_999), HostStatus::Up);
         assert_eq!(status(&fleet, T0_MS + 3_000), HostStatus::Stale);
@@ -456,7 +458,7 @@ mod tests {
         // A fresh sample brings it back up.
         fleet.on_sample(
             "web-1",
-            &sample(2, T0_MS + 70_000, 0, 0, TcpCounters::default()),
+            sample(2, T0_MS + 70_000, 0, 0, TcpCounters::default()),
             T0_MS + 70_000,
         );
         assert_eq!(status(&fleet, T0_MS + 70_500), HostStatus::Up);
@@ -484,15 +486,15 @@ mod tests {
         let mut fleet = FleetState::new(FleetSettings::default());
         fleet.on_hello("b", &hello(&[], 1), T0_MS);
         fleet.on_hello("a", &hello(&[], 1), T0_MS);
-        fleet.on_sample("a", &sample(5, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
+        fleet.on_sample("a", sample(5, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
         fleet.on_sample(
             "a",
-            &sample(6, T0_MS + 1_000, 20, 20, TcpCounters::default()),
+            sample(6, T0_MS + 1_000, 20, 20, TcpCounters::default()),
             T0_MS + 1_000,
         );
         fleet.on_sample(
             "a",
-            &sample(4, T0_MS + 2_000, 0, 0, TcpCounters::default()),
+            sample(4, T0_MS + 2_000, 0, 0, TcpCounters::default()),
             T0_MS + 2_000,
         );
         let hosts = fleet.hosts(T0_MS + 2_000);
@@ -511,12 +513,12 @@ mod tests {
     fn a_reinstall_does_not_pair_samples_across_instances() {
         let mut fleet = FleetState::new(FleetSettings::default());
         fleet.on_hello("a", &hello(&[], 1), T0_MS);
-        fleet.on_sample("a", &sample(900, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
+        fleet.on_sample("a", sample(900, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
         fleet.on_hello("a", &hello(&[], 2), T0_MS + 1_000);
         // The new instance restarts at seq 1; it must be accepted and must not produce a rate.
         fleet.on_sample(
             "a",
-            &sample(1, T0_MS + 1_000, 500, 500, TcpCounters::default()),
+            sample(1, T0_MS + 1_000, 500, 500, TcpCounters::default()),
             T0_MS + 1_000,
         );
         let view = fleet.host("a", T0_MS + 1_000).unwrap();
@@ -528,10 +530,10 @@ mod tests {
     fn host_view_round_trips_through_json() {
         let mut fleet = FleetState::new(FleetSettings::default());
         fleet.on_hello("a", &hello(&[("group", "db")], 1), T0_MS);
-        fleet.on_sample("a", &sample(1, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
+        fleet.on_sample("a", sample(1, T0_MS, 10, 10, TcpCounters::default()), T0_MS);
         fleet.on_sample(
             "a",
-            &sample(2, T0_MS + 1_000, 30, 20, TcpCounters::default()),
+            sample(2, T0_MS + 1_000, 30, 20, TcpCounters::default()),
             T0_MS + 1_000,
         );
         let hosts = fleet.hosts(T0_MS + 1_000);
@@ -556,7 +558,7 @@ mod tests {
         fleet.on_hello("a", &hello(&[], 1), T0_MS + 5_000);
         fleet.on_sample(
             "a",
-            &sample(12, T0_MS + 5_000, 600, 1_400, TcpCounters::default()),
+            sample(12, T0_MS + 5_000, 600, 1_400, TcpCounters::default()),
             T0_MS + 5_000,
         );
         let previous = fleet

@@ -269,14 +269,11 @@ fn run(
         match receiver.recv_timeout(timeout) {
             Ok(first) => {
                 let mut group = vec![first];
-                let linger_until = Instant::now() + Duration::from_millis(settings.group_linger_ms);
-                while group.len() < settings.max_group_batches {
-                    let left = linger_until.saturating_duration_since(Instant::now());
-                    match receiver.recv_timeout(left) {
-                        Ok(message) => group.push(message),
-                        Err(_) => break,
-                    }
-                }
+                // Sleep through the linger and then take what queued meanwhile, rather than waiting on the
+                // queue: a waiting receiver makes every submitter's send a futex wake-up of this thread,
+                // one per batch, while a sleeping one is woken by nobody.
+                std::thread::sleep(Duration::from_millis(settings.group_linger_ms));
+                gather(&receiver, &mut group, settings.max_group_batches);
                 commit_group(&mut store, group, &health);
                 // Sustained ingest must not starve retention and rollups: a cycle that is due starts even
                 // when the queue never runs dry, and then takes a step at least every max_wait.
@@ -308,6 +305,16 @@ fn run(
     // Every handle is gone and the queue is drained: leave hosts.last_seq current for a fast next open.
     if let Err(error) = store.sync_hosts() {
         warn!(%error, "could not record last sequence numbers at shutdown; they are recovered on next open");
+    }
+}
+
+/// Moves what is queued into `group`, up to `max` messages in all, without waiting.
+fn gather(receiver: &Receiver<Message>, group: &mut Vec<Message>, max: usize) {
+    while group.len() < max {
+        match receiver.try_recv() {
+            Ok(message) => group.push(message),
+            Err(_) => break,
+        }
     }
 }
 
@@ -394,5 +401,43 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
                 let _ = reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(sender: &SyncSender<Message>, sql: &str) {
+        let (reply, _answer) = oneshot::channel();
+        sender
+            .send(Message::Execute(sql.to_string(), reply))
+            .expect("queue open");
+    }
+
+    #[test]
+    fn issue_12_a_group_takes_what_queued_during_the_linger_up_to_its_limit() {
+        let (sender, receiver) = sync_channel(8);
+        for n in 0..5 {
+            queued(&sender, &format!("SELECT {n}"));
+        }
+        let mut group = Vec::new();
+        gather(&receiver, &mut group, 3);
+        assert_eq!(group.len(), 3);
+        gather(&receiver, &mut group, 10);
+        assert_eq!(group.len(), 5);
+        // An empty queue ends the group at once; the order is the queue's.
+        gather(&receiver, &mut group, 10);
+        let order: Vec<String> = group
+            .iter()
+            .map(|message| match message {
+                Message::Execute(sql, _) => sql.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["SELECT 0", "SELECT 1", "SELECT 2", "SELECT 3", "SELECT 4"]
+        );
     }
 }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use headroom_common::clock::now_ms;
+use headroom_common::schema::{versioned, SCHEMA_HEADER, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -90,7 +91,7 @@ async fn fleet_summary(
         return fleet_view(state, query).await;
     }
     let summary = lock(&state.fleet).summary(now_ms());
-    Json(summary).into_response()
+    Json(versioned(&summary)).into_response()
 }
 
 async fn fleet_view(state: ApiState, query: FleetQuery) -> Response {
@@ -138,7 +139,7 @@ async fn fleet_view(state: ApiState, query: FleetQuery) -> Response {
     })
     .await;
     match result {
-        Ok(Ok(view)) => Json(view).into_response(),
+        Ok(Ok(view)) => Json(versioned(&view)).into_response(),
         Ok(Err(message)) => error(StatusCode::BAD_REQUEST, message),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -152,7 +153,7 @@ async fn outliers(
     axum::extract::Query(query): axum::extract::Query<OutlierQuery>,
 ) -> Response {
     match &state.analytics {
-        Some(analytics) => Json(analytics.outlier_report(query.group.as_deref())).into_response(),
+        Some(analytics) => Json(versioned(&analytics.outlier_report(query.group.as_deref()))).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "outliers are not computed here".to_string(),
@@ -162,7 +163,7 @@ async fn outliers(
 
 async fn alarms(State(state): State<ApiState>) -> Response {
     match &state.analytics {
-        Some(analytics) => Json(analytics.alarm_report()).into_response(),
+        Some(analytics) => Json(versioned(&analytics.alarm_report())).into_response(),
         None => error(StatusCode::NOT_FOUND, "alarms are not evaluated here".to_string()),
     }
 }
@@ -199,7 +200,7 @@ async fn hosts(State(state): State<ApiState>) -> Response {
 async fn host(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     let view = lock(&state.fleet).host(&name, now_ms());
     match view {
-        Some(view) => Json(view).into_response(),
+        Some(view) => Json(versioned(&view)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!("unknown host {name:?}: see /api/v1/hosts"),
@@ -207,19 +208,20 @@ async fn host(State(state): State<ApiState>, Path(name): Path<String>) -> Respon
     }
 }
 
-async fn health(State(state): State<ApiState>) -> Json<Health> {
+async fn health(State(state): State<ApiState>) -> Response {
     let hosts = lock(&state.fleet).len() as u64;
     let storage = match state.store.as_ref().map(|store| store.health()) {
         Some(crate::store::StoreHealth::Degraded { error, .. }) => error,
         _ => "ok".to_string(),
     };
     let status = if storage == "ok" { "ok" } else { "degraded" };
-    Json(Health {
+    let health = Health {
         status: status.to_string(),
         hosts,
         storage,
         export: state.export.as_ref().map(|e| e.status()),
-    })
+    };
+    Json(versioned(&health)).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -268,10 +270,13 @@ pub async fn serve(
     access: crate::views::access::Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with(state).layer(axum::middleware::from_fn_with_state(
-        access.policy.clone(),
-        crate::views::access::check,
-    ));
+    // The schema header goes outermost, so the access check's refusals carry it too.
+    let app = router_with(state)
+        .layer(axum::middleware::from_fn_with_state(
+            access.policy.clone(),
+            crate::views::access::check,
+        ))
+        .layer(axum::middleware::map_response(schema_header));
     match access.tls {
         None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
         Some(tls) => {
@@ -279,6 +284,21 @@ pub async fn serve(
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await
         }
     }
+}
+
+/// Every JSON response says which version of `docs/API.md` its body follows, arrays and errors included.
+async fn schema_header(mut response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if is_json {
+        response
+            .headers_mut()
+            .insert(SCHEMA_HEADER, axum::http::HeaderValue::from(SCHEMA_VERSION));
+    }
+    response
 }
 
 /// `GET /metrics`. The database reads run on a blocking thread.
@@ -369,7 +389,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        fleet.on_sample("web-1", &sample, now);
+        fleet.on_sample("web-1", sample, now);
         Arc::new(Mutex::new(fleet))
     }
 
@@ -384,6 +404,7 @@ mod tests {
             "{:?}",
             response.headers
         );
+        assert_eq!(response.header("headroom-schema"), Some("1"), "{path}");
         (response.status, response.body)
     }
 

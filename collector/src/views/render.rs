@@ -7,9 +7,8 @@ use crate::metrics::{summary_columns, Metric};
 use comfy_table::{presets, CellAlignment, Table};
 use serde::Serialize;
 
-/// The version of every JSON document the command line prints (`schema_version`, `docs/API.md`): fields are
-/// only added within a version; a renamed, removed or retyped field raises it.
-pub const SCHEMA_VERSION: u32 = 1;
+use headroom_common::schema::versioned;
+pub use headroom_common::schema::SCHEMA_VERSION;
 
 /// Output format of the command-line views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -147,7 +146,7 @@ pub(crate) fn csv_rows<T: Serialize + Default>(records: &[T], header: bool) -> S
 pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String {
     let Output { format, header } = output.into();
     match format {
-        Format::Json => json(summary),
+        Format::Json => json(&versioned(summary)),
         Format::Csv => csv_rows(&summary.groups, header),
         Format::Table => {
             let shown: Vec<(usize, Metric, &str)> = summary_columns()
@@ -302,7 +301,7 @@ pub fn render_fleet_view(view: &crate::views::FleetView, output: impl Into<Outpu
         })
         .collect();
     match format {
-        Format::Json => json(view),
+        Format::Json => json(&versioned(view)),
         Format::Csv => csv_rows(&flat, header),
         Format::Table => {
             let rows = flat
@@ -353,7 +352,7 @@ pub fn render_fleet_view(view: &crate::views::FleetView, output: impl Into<Outpu
 pub fn render_outliers(report: &crate::analytics::OutlierReport, output: impl Into<Output>) -> String {
     let Output { format, header } = output.into();
     match format {
-        Format::Json => json(report),
+        Format::Json => json(&versioned(report)),
         Format::Csv => csv_rows(&report.outliers, header),
         Format::Table if !header => report
             .outliers
@@ -392,7 +391,7 @@ pub fn render_outliers(report: &crate::analytics::OutlierReport, output: impl In
 pub fn render_alarms(report: &crate::analytics::AlarmReport, output: impl Into<Output>) -> String {
     let Output { format, header } = output.into();
     match format {
-        Format::Json => json(report),
+        Format::Json => json(&versioned(report)),
         Format::Csv => csv_rows(&report.alarms, header),
         Format::Table => {
             if !header && report.alarms.is_empty() {
@@ -555,7 +554,7 @@ mod tests {
                     },
                     ..Default::default()
                 };
-                fleet.on_sample(name, &sample, start_ms + step * 1_000);
+                fleet.on_sample(name, sample, start_ms + step * 1_000);
             }
         }
         fleet

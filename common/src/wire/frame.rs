@@ -41,9 +41,13 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(
     })
 }
 
+/// Buffer capacity a `FrameDecoder` keeps between frames: a few live samples' worth.
+pub const FRAME_DECODER_KEEP_BYTES: usize = 16 * 1024;
+
 /// Splits a byte stream into frame payloads. Bytes go in with `push`; whole payloads come out of `next_frame`.
 ///
-/// Memory stays bounded: a length prefix over `max` is an error before any of its payload is buffered.
+/// Memory stays bounded: a length prefix over `max` is an error before any of its payload is buffered, and
+/// the buffer shrinks back to `FRAME_DECODER_KEEP_BYTES` once a large frame has been taken.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buffer: Vec<u8>,
@@ -88,6 +92,12 @@ impl FrameDecoder {
         }
         let payload = self.buffer[4..4 + len].to_vec();
         self.buffer.drain(..4 + len);
+        // A catch-up batch grows the buffer to its size; a connection that is live again must not keep that
+        // for as long as it lasts (thousands of them after a reconnect storm).
+        if self.buffer.capacity() > FRAME_DECODER_KEEP_BYTES && self.buffer.len() <= FRAME_DECODER_KEEP_BYTES
+        {
+            self.buffer.shrink_to(FRAME_DECODER_KEEP_BYTES);
+        }
         Ok(Some(payload))
     }
 }
@@ -149,6 +159,30 @@ mod tests {
             })
         );
         assert_eq!(got[1], AgentMessage::Goodbye);
+    }
+
+    #[test]
+    fn issue_12_the_decoder_gives_back_a_large_frames_buffer() {
+        let batch = AgentMessage::Batch(Batch {
+            samples: (1..=400).map(sample).collect(),
+        });
+        let large = encode_frame(&batch).unwrap();
+        assert!(large.len() > FRAME_DECODER_KEEP_BYTES, "{} bytes", large.len());
+        let small = encode_frame(&AgentMessage::Goodbye).unwrap();
+        let mut decoder = FrameDecoder::default();
+        decoder.push(&large);
+        decoder.push(&small[..2]);
+        assert!(decoder.buffer.capacity() >= large.len());
+        let payload = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(decode_payload::<AgentMessage>(&payload, "m").unwrap(), batch);
+        assert!(decoder.buffer.capacity() <= FRAME_DECODER_KEEP_BYTES);
+        // What followed the large frame is kept.
+        decoder.push(&small[2..]);
+        let goodbye = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(
+            decode_payload::<AgentMessage>(&goodbye, "m").unwrap(),
+            AgentMessage::Goodbye
+        );
     }
 
     #[test]

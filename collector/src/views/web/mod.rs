@@ -205,7 +205,8 @@ fn strip_json(name: &str) -> (&str, bool) {
 fn respond<T: Serialize>(json: bool, page: &T, render: fn(&T) -> String) -> Response {
     let no_store = (header::CACHE_CONTROL, "no-store");
     if json {
-        let body = serde_json::to_string(page).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let body = serde_json::to_string(&headroom_common::schema::versioned(page))
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         ([(header::CONTENT_TYPE, "application/json"), no_store], body).into_response()
     } else {
         (
