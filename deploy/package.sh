@@ -1,7 +1,7 @@
 #!/bin/sh
-# Builds the Debian packages of the agent and the collector from this source tree: the binaries, then the man
-# pages and shell completions generated from the binaries' own command-line definitions, then one .deb each
-# with cargo-deb, checked by lintian when it is installed.
+# Builds the Debian packages of the agent and the collector from this source tree: the binaries, a check that
+# the man pages and shell completions in deploy/docs/ match the binaries' own command-line definitions, then
+# one .deb each with cargo-deb, checked by lintian when it is installed.
 set -eu
 
 PROGRAM=$(basename "$0")
@@ -94,16 +94,21 @@ if [ "$build" = yes ]; then
     cargo build --profile "$collector_profile" -p headroom-collector --bins
 fi
 
+# The man pages and completions are kept in deploy/docs/ (deploy/gen-docs.sh writes them), so that
+# `cargo deb -p NAME` works from a clean tree too; cargo-deb compresses the man pages. Refuse to package pages
+# that no longer match the binary's command line.
 for name in agent collector; do
     eval "bin_dir=\$${name}_dir"
     binary=$bin_dir/headroom-$name
     [ -x "$binary" ] || fail "$binary is missing (build it, or leave out --no-build)"
-    docs=$bin_dir/headroom-docs/$name
-    rm -rf "$docs"
-    "$binary" generate-docs --out "$docs" >/dev/null ||
-        fail "$binary generate-docs failed (is it an older build? rebuild it)"
-    # Debian policy wants man pages compressed; -n keeps the package reproducible.
-    gzip -9n "$docs"/man/*.1
+    fresh=$(mktemp -d)
+    "$binary" generate-docs --out "$fresh" >/dev/null ||
+        { rm -rf "$fresh"; fail "$binary generate-docs failed (is it an older build? rebuild it)"; }
+    if ! diff -r "$fresh" "$ROOT/deploy/docs/$name" >/dev/null; then
+        rm -rf "$fresh"
+        fail "deploy/docs/$name does not match $binary's command line (run deploy/gen-docs.sh and commit)"
+    fi
+    rm -rf "$fresh"
 done
 
 mkdir -p "$out"

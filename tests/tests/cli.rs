@@ -445,3 +445,47 @@ fn issue_15_generate_docs_is_in_no_completion_or_man_page() {
         }
     }
 }
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Issue 15: `cargo deb -p NAME` packages the man pages and completions kept in deploy/docs/, so they must be
+/// what the binary's command line generates today: same files, same bytes.
+#[test]
+fn issue_15_the_packaged_man_pages_and_completions_match_the_command_line() {
+    for (bin, name) in [("headroom-agent", "agent"), ("headroom-collector", "collector")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, _, stderr) = run(bin, &["generate-docs", "--out", dir.path().to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let kept = std::path::PathBuf::from(workspace_file(&format!("deploy/docs/{name}")));
+        let generated = files_under(dir.path());
+        assert!(!generated.is_empty());
+        assert_eq!(
+            generated,
+            files_under(&kept),
+            "deploy/docs/{name} lists other files than {bin} generates: run deploy/gen-docs.sh and commit"
+        );
+        for file in &generated {
+            assert!(
+                std::fs::read(dir.path().join(file)).unwrap() == std::fs::read(kept.join(file)).unwrap(),
+                "deploy/docs/{name}/{} differs from what {bin} generates: run deploy/gen-docs.sh and commit",
+                file.display()
+            );
+        }
+    }
+}

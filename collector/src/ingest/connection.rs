@@ -4,6 +4,7 @@
 use super::clock::HostClock;
 use super::context::{lock_fleet, IngestContext};
 use super::handshake::Slot;
+use super::log_budget::{admit_shared, LogBudget, LogVerdict};
 use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, Listener};
@@ -58,6 +59,10 @@ fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|data| data.protocol)
 }
 
+/// Failed handshakes get at most 20 warning lines a minute: a client that fails handshakes as fast as it can
+/// must not fill the disk with the log.
+static HANDSHAKE_WARNINGS: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget::new(20, 60_000));
+
 pub(super) async fn handle_connection(
     incoming: quinn::Incoming,
     handshake_slot: Slot,
@@ -76,7 +81,17 @@ pub(super) async fn handle_connection(
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             // Most often a client without a certificate, with one from another CA, or a revoked one.
-            warn!(%peer, %error, "handshake failed; connection refused");
+            match admit_shared(&HANDSHAKE_WARNINGS, now_ms()) {
+                LogVerdict::Write { left_out: 0 } => {
+                    warn!(%peer, %error, "handshake failed; connection refused")
+                }
+                LogVerdict::Write { left_out } => warn!(
+                    %peer, %error, left_out,
+                    "handshake failed; connection refused (left_out earlier failures were not logged; all are \
+                     counted in headroom_collector_connections_refused_total)"
+                ),
+                LogVerdict::LeaveOut => {}
+            }
             telemetry::global().refused(refusal::HANDSHAKE);
             return;
         }

@@ -6,6 +6,7 @@
 use super::admission::SourceRate;
 use super::admit;
 use super::handshake::{HandshakeLimits, InProgress};
+use super::log_budget::{admit_shared, LogBudget, LogVerdict};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
 use crate::telemetry::{self, refusal};
 use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
@@ -14,6 +15,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+
+/// Failed enrollment handshakes get at most 20 warning lines a minute, like those on the streaming port.
+static ENROLL_WARNINGS: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget::new(20, 60_000));
 
 /// New enrollment connections one source address may open at once, and per second after that. A rollout
 /// enrolls each host once; a burst of 20 lets a NAT'd rack enroll together.
@@ -108,7 +112,18 @@ pub async fn serve_enrollment(
                     drop(slot);
                     handle_enrollment(connection, context, Listener::Enrollment).await;
                 }
-                Ok(Err(error)) => warn!(%peer, %error, "enrollment handshake failed"),
+                Ok(Err(error)) => {
+                    telemetry::global().refused(refusal::HANDSHAKE);
+                    match admit_shared(&ENROLL_WARNINGS, now_ms) {
+                        LogVerdict::Write { left_out: 0 } => warn!(%peer, %error, "enrollment handshake failed"),
+                        LogVerdict::Write { left_out } => warn!(
+                            %peer, %error, left_out,
+                            "enrollment handshake failed (left_out earlier failures were not logged; all are \
+                             counted in headroom_collector_connections_refused_total)"
+                        ),
+                        LogVerdict::LeaveOut => {}
+                    }
+                }
                 Err(_) => {
                     // A flood of these is counted, not logged one by one.
                     debug!(%peer, timeout = ?limits.timeout, "enrollment handshake not finished in time; dropped");

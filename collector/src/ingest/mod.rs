@@ -12,6 +12,7 @@ pub mod admission;
 pub mod clock;
 pub mod enroll;
 pub mod handshake;
+pub mod log_budget;
 pub mod reload;
 pub mod transport;
 pub mod validate;

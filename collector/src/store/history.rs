@@ -267,16 +267,13 @@ impl Store {
 
     /// Alarm transitions with `from_ms <= at_ms < to_ms`, oldest first.
     pub fn alarm_history(&self, from_ms: u64, to_ms: u64) -> Result<Vec<AlarmHistoryRow>, StoreError> {
-        let err = self.sql_error("read alarm_events");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT at_ms, rule, kind, severity, subject_type, subject, status, value, active_since_ms, \
+        self.rows_between(
+            "read alarm_events",
+            "SELECT at_ms, rule, kind, severity, subject_type, subject, status, value, active_since_ms, \
                  fired_ms, summary, runbook FROM alarm_events WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id",
-            )
-            .map_err(&err)?;
-        let rows = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+            from_ms,
+            to_ms,
+            |r| {
                 Ok(AlarmHistoryRow {
                     at_ms: r.get::<_, i64>(0)? as u64,
                     rule: r.get(1)?,
@@ -291,24 +288,19 @@ impl Store {
                     summary: r.get(10)?,
                     runbook: r.get(11)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(&err)?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Outlier flags with `from_ms <= at_ms < to_ms`, oldest first.
     pub fn outlier_history(&self, from_ms: u64, to_ms: u64) -> Result<Vec<OutlierFlagRow>, StoreError> {
-        let err = self.sql_error("read outlier_flags");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT at_ms, host, group_name, metric, value, group_median, score, explanation \
+        self.rows_between(
+            "read outlier_flags",
+            "SELECT at_ms, host, group_name, metric, value, group_median, score, explanation \
                  FROM outlier_flags WHERE at_ms >= ?1 AND at_ms < ?2 ORDER BY at_ms, id",
-            )
-            .map_err(&err)?;
-        let rows = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+            from_ms,
+            to_ms,
+            |r| {
                 Ok(OutlierFlagRow {
                     at_ms: r.get::<_, i64>(0)? as u64,
                     host: r.get(1)?,
@@ -319,10 +311,8 @@ impl Store {
                     score: r.get(6)?,
                     explanation: r.get(7)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(&err)?;
-        Ok(rows)
+            },
+        )
     }
 }
 

@@ -385,6 +385,25 @@ impl Store {
         move |e| StoreError::from_sqlite(&self.path, context, e)
     }
 
+    /// Every row `sql` returns for the window `[from_ms, to_ms)`, bound as `?1` and `?2`, each read by `row`:
+    /// the shape of the store's time-range queries.
+    pub(crate) fn rows_between<T>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        from_ms: u64,
+        to_ms: u64,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let err = self.sql_error(context);
+        let mut statement = self.conn.prepare_cached(sql).map_err(&err)?;
+        let rows = statement
+            .query_map(rusqlite::params![from_ms as i64, to_ms as i64], row)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(&err)?;
+        Ok(rows)
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }

@@ -149,16 +149,13 @@ impl Store {
 
     /// `group_port_minutes` rows with `from_ms <= minute_ms < to_ms`, in time, group, zone, port order.
     pub fn group_port_minutes(&self, from_ms: u64, to_ms: u64) -> Result<Vec<GroupPortMinute>, StoreError> {
-        let err = self.sql_error("read group_port_minutes");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT minute_ms, group_name, zone, port, established, hosts FROM group_port_minutes \
+        self.rows_between(
+            "read group_port_minutes",
+            "SELECT minute_ms, group_name, zone, port, established, hosts FROM group_port_minutes \
                  WHERE minute_ms >= ?1 AND minute_ms < ?2 ORDER BY minute_ms, group_name, zone, port",
-            )
-            .map_err(&err)?;
-        let rows = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+            from_ms,
+            to_ms,
+            |r| {
                 Ok(GroupPortMinute {
                     minute_ms: r.get::<_, i64>(0)? as u64,
                     group: r.get(1)?,
@@ -167,10 +164,8 @@ impl Store {
                     established: r.get(4)?,
                     hosts: r.get::<_, i64>(5)? as u64,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(&err)?;
-        Ok(rows)
+            },
+        )
     }
 }
 

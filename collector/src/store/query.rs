@@ -264,17 +264,14 @@ impl Store {
 
     /// `group_minutes` rows with `from_ms <= minute_ms < to_ms`, in time then group order.
     pub fn group_minutes(&self, from_ms: u64, to_ms: u64) -> Result<Vec<GroupMinute>, StoreError> {
-        let err = self.sql_error("read group_minutes");
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, mem_used_bytes, mem_bytes, \
+        self.rows_between(
+            "read group_minutes",
+            "SELECT minute_ms, group_name, zone, hosts, cpu_busy_cores, cores, mem_used_bytes, mem_bytes, \
                  tcp_established FROM group_minutes WHERE minute_ms >= ?1 AND minute_ms < ?2 \
                  ORDER BY minute_ms, group_name, zone",
-            )
-            .map_err(&err)?;
-        let rows = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+            from_ms,
+            to_ms,
+            |r| {
                 Ok(GroupMinute {
                     minute_ms: r.get::<_, i64>(0)? as u64,
                     group: r.get(1)?,
@@ -286,10 +283,8 @@ impl Store {
                     mem_bytes: r.get::<_, i64>(7)? as u64,
                     tcp_established: r.get(8)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(&err)?;
-        Ok(rows)
+            },
+        )
     }
 
     /// The rollup's progress marks.
@@ -328,17 +323,14 @@ impl Store {
 
     /// Gaps overlapping `[from_ms, to_ms)`, by host then time.
     pub fn gaps(&self, from_ms: u64, to_ms: u64) -> Result<Vec<StoredGap>, StoreError> {
-        let err = self.sql_error("read gaps");
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT h.name, g.instance_id, g.from_seq, g.to_seq, g.from_ms, g.to_ms, g.count, g.reason \
+        self.rows_between(
+            "read gaps",
+            "SELECT h.name, g.instance_id, g.from_seq, g.to_seq, g.from_ms, g.to_ms, g.count, g.reason \
                  FROM gaps g JOIN hosts h ON h.id = g.host_id WHERE g.to_ms >= ?1 AND g.from_ms < ?2 \
                  ORDER BY h.name, g.from_ms",
-            )
-            .map_err(&err)?;
-        let rows = statement
-            .query_map(params![from_ms as i64, to_ms as i64], |r| {
+            from_ms,
+            to_ms,
+            |r| {
                 Ok(StoredGap {
                     host: r.get(0)?,
                     instance_id: r.get::<_, i64>(1)? as u64,
@@ -349,9 +341,7 @@ impl Store {
                     count: r.get::<_, i64>(6)? as u64,
                     reason: r.get(7)?,
                 })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(&err)?;
-        Ok(rows)
+            },
+        )
     }
 }

@@ -4,7 +4,7 @@
 
 use maud::{html, PreEscaped, DOCTYPE};
 
-use super::model::{duration_text, time_text, Review};
+use super::model::{duration_text, time_text, HostChange, Review, Section};
 use crate::sizing::report::{percent, status_text};
 
 /// One section laid out as a table.
@@ -19,25 +19,36 @@ fn optional_percent(value: Option<f64>) -> String {
     value.map(percent).unwrap_or_else(|| "-".to_string())
 }
 
+/// A section of the review as a table: its title and what to look at, the headers, and one row of cells per
+/// item of the section.
+fn table_of<T>(
+    section: &Section<T>,
+    headers: &'static [&'static str],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Table {
+    Table {
+        title: section.title,
+        look_at: section.look_at.clone(),
+        headers,
+        rows: section.rows.iter().map(cells).collect(),
+    }
+}
+
 fn tables(review: &Review) -> Vec<Table> {
-    let mut out = Vec::new();
-    out.push(Table {
-        title: review.alarms.title,
-        look_at: review.alarms.look_at.clone(),
-        headers: &[
-            "rule",
-            "severity",
-            "subject",
-            "fired",
-            "resolved",
-            "firing at end",
-            "runbook",
-        ],
-        rows: review
-            .alarms
-            .rows
-            .iter()
-            .map(|r| {
+    let dash = || "-".to_string();
+    vec![
+        table_of(
+            &review.alarms,
+            &[
+                "rule",
+                "severity",
+                "subject",
+                "fired",
+                "resolved",
+                "firing at end",
+                "runbook",
+            ],
+            |r| {
                 vec![
                     r.rule.clone(),
                     r.severity.clone(),
@@ -47,18 +58,12 @@ fn tables(review: &Review) -> Vec<Table> {
                     if r.firing_at_end { "yes" } else { "no" }.to_string(),
                     r.runbook.clone(),
                 ]
-            })
-            .collect(),
-    });
-    out.push(Table {
-        title: review.resolve_times.title,
-        look_at: review.resolve_times.look_at.clone(),
-        headers: &["rule", "resolved", "p50", "p90", "max"],
-        rows: review
-            .resolve_times
-            .rows
-            .iter()
-            .map(|r| {
+            },
+        ),
+        table_of(
+            &review.resolve_times,
+            &["rule", "resolved", "p50", "p90", "max"],
+            |r| {
                 vec![
                     r.rule.clone(),
                     r.resolved.to_string(),
@@ -66,36 +71,24 @@ fn tables(review: &Review) -> Vec<Table> {
                     duration_text(r.p90_ms),
                     duration_text(r.max_ms),
                 ]
-            })
-            .collect(),
-    });
-    out.push(Table {
-        title: review.noisy_rules.title,
-        look_at: review.noisy_rules.look_at.clone(),
-        headers: &["rule", "fired", "resolved within 5 min", "share"],
-        rows: review
-            .noisy_rules
-            .rows
-            .iter()
-            .map(|r| {
+            },
+        ),
+        table_of(
+            &review.noisy_rules,
+            &["rule", "fired", "resolved within 5 min", "share"],
+            |r| {
                 vec![
                     r.rule.clone(),
                     r.fired.to_string(),
                     r.short.to_string(),
                     percent(r.short_share),
                 ]
-            })
-            .collect(),
-    });
-    out.push(Table {
-        title: review.outlier_hosts.title,
-        look_at: review.outlier_hosts.look_at.clone(),
-        headers: &["host", "group", "flags", "metrics", "latest"],
-        rows: review
-            .outlier_hosts
-            .rows
-            .iter()
-            .map(|r| {
+            },
+        ),
+        table_of(
+            &review.outlier_hosts,
+            &["host", "group", "flags", "metrics", "latest"],
+            |r| {
                 vec![
                     r.host.clone(),
                     r.group.clone(),
@@ -103,18 +96,12 @@ fn tables(review: &Review) -> Vec<Table> {
                     r.metrics.join(", "),
                     r.latest.clone(),
                 ]
-            })
-            .collect(),
-    });
-    out.push(Table {
-        title: review.gaps.title,
-        look_at: review.gaps.look_at.clone(),
-        headers: &["host", "gaps", "samples lost", "from", "to", "reasons"],
-        rows: review
-            .gaps
-            .rows
-            .iter()
-            .map(|r| {
+            },
+        ),
+        table_of(
+            &review.gaps,
+            &["host", "gaps", "samples lost", "from", "to", "reasons"],
+            |r| {
                 vec![
                     r.host.clone(),
                     r.gaps.to_string(),
@@ -123,27 +110,21 @@ fn tables(review: &Review) -> Vec<Table> {
                     time_text(r.last_ms),
                     r.reasons.join(", "),
                 ]
-            })
-            .collect(),
-    });
-    out.push(Table {
-        title: review.headroom.title,
-        look_at: review.headroom.look_at.clone(),
-        headers: &[
-            "group",
-            "status now",
-            "status before",
-            "tightest",
-            "headroom now",
-            "headroom before",
-            "hosts to add",
-            "forecast",
-        ],
-        rows: review
-            .headroom
-            .rows
-            .iter()
-            .map(|r| {
+            },
+        ),
+        table_of(
+            &review.headroom,
+            &[
+                "group",
+                "status now",
+                "status before",
+                "tightest",
+                "headroom now",
+                "headroom before",
+                "hosts to add",
+                "forecast",
+            ],
+            |r| {
                 vec![
                     r.group.clone(),
                     status_text(r.status_now).to_string(),
@@ -151,39 +132,30 @@ fn tables(review: &Review) -> Vec<Table> {
                         .map(status_text)
                         .unwrap_or("(not there)")
                         .to_string(),
-                    r.tightest_now.clone().unwrap_or_else(|| "-".to_string()),
+                    r.tightest_now.clone().unwrap_or_else(dash),
                     optional_percent(r.headroom_now),
                     optional_percent(r.headroom_before),
-                    r.hosts_to_add_now
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "-".to_string()),
+                    r.hosts_to_add_now.map(|n| n.to_string()).unwrap_or_else(dash),
                     r.days_to_safe_target
                         .map(|d| format!("safe level crossed in {d:.0} days"))
                         .unwrap_or_else(|| "no crossing forecast".to_string()),
                 ]
-            })
-            .collect(),
-    });
-    for section in [&review.hosts_added, &review.hosts_removed] {
-        out.push(Table {
-            title: section.title,
-            look_at: section.look_at.clone(),
-            headers: &["host", "group", "zone", "at"],
-            rows: section
-                .rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.host.clone(),
-                        r.group.clone(),
-                        r.zone.clone(),
-                        time_text(r.at_ms),
-                    ]
-                })
-                .collect(),
-        });
-    }
-    out
+            },
+        ),
+        table_of(&review.hosts_added, HOST_CHANGE_HEADERS, host_change_cells),
+        table_of(&review.hosts_removed, HOST_CHANGE_HEADERS, host_change_cells),
+    ]
+}
+
+const HOST_CHANGE_HEADERS: &[&str] = &["host", "group", "zone", "at"];
+
+fn host_change_cells(r: &HostChange) -> Vec<String> {
+    vec![
+        r.host.clone(),
+        r.group.clone(),
+        r.zone.clone(),
+        time_text(r.at_ms),
+    ]
 }
 
 fn md_cell(text: &str) -> String {
