@@ -4,7 +4,7 @@
 use super::clock::HostClock;
 use super::context::{lock_fleet, IngestContext};
 use super::handshake::Slot;
-use super::log_budget::{admit_shared, LogBudget, LogVerdict};
+use super::log_budget::{warn_handshake_failed, LogBudget};
 use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
 use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, Listener};
@@ -81,17 +81,13 @@ pub(super) async fn handle_connection(
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             // Most often a client without a certificate, with one from another CA, or a revoked one.
-            match admit_shared(&HANDSHAKE_WARNINGS, now_ms()) {
-                LogVerdict::Write { left_out: 0 } => {
-                    warn!(%peer, %error, "handshake failed; connection refused")
-                }
-                LogVerdict::Write { left_out } => warn!(
-                    %peer, %error, left_out,
-                    "handshake failed; connection refused (left_out earlier failures were not logged; all are \
-                     counted in headroom_collector_connections_refused_total)"
-                ),
-                LogVerdict::LeaveOut => {}
-            }
+            warn_handshake_failed(
+                &HANDSHAKE_WARNINGS,
+                now_ms(),
+                peer,
+                &error,
+                "handshake failed; connection refused",
+            );
             telemetry::global().refused(refusal::HANDSHAKE);
             return;
         }

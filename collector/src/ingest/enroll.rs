@@ -6,7 +6,7 @@
 use super::admission::SourceRate;
 use super::admit;
 use super::handshake::{HandshakeLimits, InProgress};
-use super::log_budget::{admit_shared, LogBudget, LogVerdict};
+use super::log_budget::{warn_handshake_failed, LogBudget};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
 use crate::telemetry::{self, refusal};
 use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
@@ -114,15 +114,13 @@ pub async fn serve_enrollment(
                 }
                 Ok(Err(error)) => {
                     telemetry::global().refused(refusal::HANDSHAKE);
-                    match admit_shared(&ENROLL_WARNINGS, now_ms) {
-                        LogVerdict::Write { left_out: 0 } => warn!(%peer, %error, "enrollment handshake failed"),
-                        LogVerdict::Write { left_out } => warn!(
-                            %peer, %error, left_out,
-                            "enrollment handshake failed (left_out earlier failures were not logged; all are \
-                             counted in headroom_collector_connections_refused_total)"
-                        ),
-                        LogVerdict::LeaveOut => {}
-                    }
+                    warn_handshake_failed(
+                        &ENROLL_WARNINGS,
+                        now_ms,
+                        peer,
+                        &error,
+                        "enrollment handshake failed",
+                    );
                 }
                 Err(_) => {
                     // A flood of these is counted, not logged one by one.

@@ -53,11 +53,32 @@ impl LogBudget {
 }
 
 /// `admit` on a budget shared by tasks; a poisoned lock still decides.
-pub fn admit_shared(budget: &std::sync::Mutex<LogBudget>, now_ms: u64) -> LogVerdict {
+fn admit_shared(budget: &std::sync::Mutex<LogBudget>, now_ms: u64) -> LogVerdict {
     budget
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .admit(now_ms)
+}
+
+/// The warning for a handshake from `peer` that failed with `error`, as `what` (like "handshake failed;
+/// connection refused"), if `budget` allows one at `now_ms`; the first line after some were left out says how
+/// many.
+pub fn warn_handshake_failed(
+    budget: &std::sync::Mutex<LogBudget>,
+    now_ms: u64,
+    peer: std::net::SocketAddr,
+    error: &dyn std::fmt::Display,
+    what: &str,
+) {
+    match admit_shared(budget, now_ms) {
+        LogVerdict::Write { left_out: 0 } => tracing::warn!(%peer, %error, "{what}"),
+        LogVerdict::Write { left_out } => tracing::warn!(
+            %peer, %error, left_out,
+            "{what} (left_out earlier failures were not logged; all are counted in \
+             headroom_collector_connections_refused_total)"
+        ),
+        LogVerdict::LeaveOut => {}
+    }
 }
 
 #[cfg(test)]
