@@ -9,9 +9,11 @@
 //! width is unknown), so it would report a number that looks precise and is not. One missing step is honest;
 //! the next step has a correct rate again.
 
-use crate::wire::{CpuTimes, Family, InterfaceCounters, Listener, Sample, TcpState};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use crate::wire::{CpuTimes, Family, InterfaceCounters, Listener, Sample, TcpState, TcpStates};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 
 /// Values derived from a host's latest sample and the one before it.
 ///
@@ -50,8 +52,8 @@ pub struct HostMetrics {
     pub net_tx_bytes_per_s: Option<f64>,
     pub tcp_established: Option<u64>,
     pub tcp_time_wait: Option<u64>,
-    /// Count per TCP state name; empty when the per-state dump failed.
-    pub tcp_states: BTreeMap<String, u32>,
+    /// Count per TCP state; empty when the per-state dump failed. Serialized as a map of state names.
+    pub tcp_states: TcpStateCounts,
     /// How old the per-state and per-port counts were when the sample was taken.
     pub tcp_states_age_ms: Option<u32>,
     pub retrans_per_s: Option<f64>,
@@ -68,6 +70,94 @@ pub struct HostMetrics {
     pub listeners: Vec<Listener>,
     /// Names of the families that failed in the latest sample.
     pub failed: Vec<String>,
+}
+
+/// Count per TCP state as `HostMetrics` keeps it: the sample's fixed array, indexed by `TcpState`, so deriving
+/// and copying it allocates nothing. The names appear only when it is serialized: a map from state name to
+/// count in name order (`{}` when the per-state dump failed), the shape the API has always had.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpStateCounts(Option<TcpStates>);
+
+/// `TcpState::ALL` in the order of their names, as a map keyed by name lists them.
+const STATES_BY_NAME: [TcpState; 12] = [
+    TcpState::Close,
+    TcpState::CloseWait,
+    TcpState::Closing,
+    TcpState::Established,
+    TcpState::FinWait1,
+    TcpState::FinWait2,
+    TcpState::LastAck,
+    TcpState::Listen,
+    TcpState::NewSynRecv,
+    TcpState::SynRecv,
+    TcpState::SynSent,
+    TcpState::TimeWait,
+];
+
+impl TcpStateCounts {
+    pub fn new(states: Option<TcpStates>) -> Self {
+        TcpStateCounts(states)
+    }
+
+    /// The count in one state; `None` when the per-state dump failed.
+    pub fn get(&self, state: TcpState) -> Option<u32> {
+        self.0.map(|states| states.get(state))
+    }
+
+    /// True when the per-state dump failed (no counts at all, not zero counts).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Number of states with a count: 12, or 0 when the dump failed.
+    pub fn len(&self) -> usize {
+        if self.0.is_some() {
+            STATES_BY_NAME.len()
+        } else {
+            0
+        }
+    }
+
+    /// (state name, count) in name order, as serialized.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        self.0
+            .iter()
+            .flat_map(|states| STATES_BY_NAME.iter().map(move |&s| (s.name(), states.get(s))))
+    }
+}
+
+impl Serialize for TcpStateCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, count) in self.iter() {
+            map.serialize_entry(name, &count)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TcpStateCounts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountsVisitor;
+        impl<'de> Visitor<'de> for CountsVisitor {
+            type Value = TcpStateCounts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map from TCP state name to count")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut states: Option<TcpStates> = None;
+                while let Some((name, count)) = map.next_entry::<String, u32>()? {
+                    let states = states.get_or_insert_with(TcpStates::default);
+                    // A state this version does not know (a newer collector's) is left out, not an error.
+                    if let Some(&state) = TcpState::ALL.iter().find(|s| s.name() == name) {
+                        states.counts[state as usize - 1] = count;
+                    }
+                }
+                Ok(TcpStateCounts(states))
+            }
+        }
+        deserializer.deserialize_map(CountsVisitor)
+    }
 }
 
 /// Per-second rate of a counter between two readings `elapsed_ms` apart; `None` across a reset.
@@ -154,11 +244,22 @@ pub fn network_rates(
     current: &[InterfaceCounters],
     elapsed_ms: u64,
 ) -> (Option<f64>, Option<f64>) {
-    let before: HashMap<&str, &InterfaceCounters> = previous.iter().map(|i| (i.name.as_str(), i)).collect();
+    // Interfaces nearly always come in the same order as last time, so the same position is tried first;
+    // a name index is built only when that fails on a long list.
+    let mut by_name: Option<HashMap<&str, &InterfaceCounters>> = None;
     let mut rx_per_s: Option<f64> = None;
     let mut tx_per_s: Option<f64> = None;
-    for interface in current {
-        let Some(old) = before.get(interface.name.as_str()) else {
+    for (position, interface) in current.iter().enumerate() {
+        let name = interface.name.as_str();
+        let old = match previous.get(position).filter(|old| old.name == name) {
+            Some(old) => Some(old),
+            None if previous.len() <= 16 => previous.iter().find(|old| old.name == name),
+            None => by_name
+                .get_or_insert_with(|| previous.iter().map(|i| (i.name.as_str(), i)).collect())
+                .get(name)
+                .copied(),
+        };
+        let Some(old) = old else {
             continue;
         };
         let rx = counter_rate(old.rx_bytes, interface.rx_bytes, elapsed_ms);
@@ -175,10 +276,40 @@ pub fn network_rates(
     (rx_per_s, tx_per_s)
 }
 
+impl HostMetrics {
+    /// Makes `self` equal to `source`, reusing the lists' allocations: the live view overwrites a host's
+    /// metrics in place every sample rather than dropping them and cloning new ones.
+    pub fn copy_from(&mut self, source: &HostMetrics) {
+        let mut listeners = std::mem::take(&mut self.listeners);
+        let mut failed = std::mem::take(&mut self.failed);
+        listeners.clone_from(&source.listeners);
+        failed.clone_from(&source.failed);
+        *self = HostMetrics {
+            listeners,
+            failed,
+            ..*source
+        };
+    }
+}
+
 /// Everything derivable from the latest sample and, for rates, the one before it.
 pub fn derive_metrics(previous: Option<&Sample>, current: &Sample) -> HostMetrics {
-    let mut metrics = HostMetrics {
-        failed: current.failed.iter().map(|f| f.name().to_string()).collect(),
+    let mut metrics = HostMetrics::default();
+    derive_metrics_into(previous, current, &mut metrics);
+    metrics
+}
+
+/// `derive_metrics` into `metrics`, whatever it held, reusing its lists' allocations (ingest derives every
+/// sample into a row it reuses).
+pub fn derive_metrics_into(previous: Option<&Sample>, current: &Sample, metrics: &mut HostMetrics) {
+    let mut listeners = std::mem::take(&mut metrics.listeners);
+    let mut failed = std::mem::take(&mut metrics.failed);
+    listeners.clear();
+    failed.clear();
+    failed.extend(current.failed.iter().map(|f| f.name().to_string()));
+    *metrics = HostMetrics {
+        listeners,
+        failed,
         ..HostMetrics::default()
     };
     // Rates need the samples' own timestamps to move forward; a host clock stepped back gives no rates.
@@ -239,17 +370,14 @@ pub fn derive_metrics(previous: Option<&Sample>, current: &Sample) -> HostMetric
         if let Some(states) = &sockets.tcp_states {
             metrics.tcp_established = Some(u64::from(states.get(TcpState::Established)));
             metrics.tcp_time_wait = Some(u64::from(states.get(TcpState::TimeWait)));
-            metrics.tcp_states = TcpState::ALL
-                .iter()
-                .map(|&s| (s.name().to_string(), states.get(s)))
-                .collect();
+            metrics.tcp_states = TcpStateCounts::new(Some(*states));
             metrics.tcp_states_age_ms = Some(sockets.tcp_states_age_ms);
         } else if let Some(sockstat) = &sockets.sockstat {
             // sockstat counts TIME_WAIT even when the per-state dump failed.
             metrics.tcp_time_wait = Some(sockstat.tcp_time_wait);
         }
         metrics.max_accept_queue_fill_pct = max_accept_queue_fill_pct(&sockets.listeners);
-        metrics.listeners = sockets.listeners.clone();
+        metrics.listeners.extend_from_slice(&sockets.listeners);
         if let Some(conntrack) = sockets.conntrack {
             if conntrack.max > 0 {
                 metrics.conntrack_fill_pct = Some(conntrack.count as f64 * 100.0 / conntrack.max as f64);
@@ -265,7 +393,6 @@ pub fn derive_metrics(previous: Option<&Sample>, current: &Sample) -> HostMetric
             metrics.passive_opens_per_s = counter_rate(old.passive_opens, tcp.passive_opens, elapsed_ms);
         }
     }
-    metrics
 }
 
 #[cfg(test)]
@@ -436,6 +563,33 @@ mod tests {
     }
 
     #[test]
+    fn issue_12_long_interface_lists_match_by_name_in_any_order() {
+        let previous: Vec<InterfaceCounters> =
+            (0..40).map(|i| interface(&format!("veth{i}"), 0, 0)).collect();
+        // Reversed, one gone and one new: every survivor is still paired with its own counters.
+        let mut current: Vec<InterfaceCounters> = (1..40)
+            .rev()
+            .map(|i| interface(&format!("veth{i}"), 1_000 * i, 10 * i))
+            .collect();
+        current.push(interface("veth99", 1 << 40, 1 << 40));
+        let rx: u64 = (1..40).map(|i| 1_000 * i).sum();
+        let tx: u64 = (1..40).map(|i| 10 * i).sum();
+        assert_eq!(
+            network_rates(&previous, &current, 1_000),
+            (Some(rx as f64), Some(tx as f64))
+        );
+        let short_reordered = [interface("b", 5, 5), interface("a", 7, 7)];
+        assert_eq!(
+            network_rates(
+                &[interface("a", 1, 1), interface("b", 1, 1)],
+                &short_reordered,
+                1_000
+            ),
+            (Some(10.0), Some(10.0))
+        );
+    }
+
+    #[test]
     fn failed_network_family_is_not_zero_traffic() {
         let mut first = sample(1, T0_MS, 0, 0, TcpCounters::default());
         first.network = vec![interface("eth0", 0, 0)];
@@ -459,10 +613,63 @@ mod tests {
         let metrics = derive_metrics(None, &current);
         assert_eq!(metrics.tcp_established, Some(42));
         assert_eq!(metrics.tcp_time_wait, Some(7));
-        assert_eq!(metrics.tcp_states.get("time_wait"), Some(&7));
+        assert_eq!(metrics.tcp_states.get(TcpState::TimeWait), Some(7));
         assert_eq!(metrics.tcp_states.len(), 12);
         assert_eq!(metrics.tcp_states_age_ms, Some(4_000));
         assert_eq!(metrics.conntrack_fill_pct, Some(25.0));
+    }
+
+    #[test]
+    fn issue_12_deriving_into_a_used_row_gives_what_a_fresh_derivation_gives() {
+        let mut first = sample(1, T0_MS, 100, 900, TcpCounters::default());
+        first.failed = vec![Family::Pressure];
+        let sockets = first.sockets.as_mut().unwrap();
+        sockets.listeners = vec![Listener::default(); 3];
+        let mut states = TcpStates::default();
+        states.add(TcpState::Listen, 3);
+        sockets.tcp_states = Some(states);
+        let second = sample(2, T0_MS + 1_000, 150, 1_850, TcpCounters::default());
+
+        let mut reused = derive_metrics(None, &first);
+        assert_eq!((reused.listeners.len(), reused.failed.len()), (3, 1));
+        derive_metrics_into(Some(&first), &second, &mut reused);
+        assert_eq!(reused, derive_metrics(Some(&first), &second));
+        assert!(reused.listeners.is_empty() && reused.failed.is_empty() && reused.tcp_states.is_empty());
+
+        let mut copy = derive_metrics(Some(&first), &second);
+        copy.copy_from(&derive_metrics(None, &first));
+        assert_eq!(copy, derive_metrics(None, &first));
+    }
+
+    #[test]
+    fn issue_12_tcp_states_serialize_as_the_map_of_names_they_always_were() {
+        let mut states = TcpStates::default();
+        for (i, &state) in TcpState::ALL.iter().enumerate() {
+            states.add(state, 100 + i as u32);
+        }
+        let counts = TcpStateCounts::new(Some(states));
+        // The shape before the fixed array: a map of owned names, serialized in name order.
+        let as_map: std::collections::BTreeMap<String, u32> = TcpState::ALL
+            .iter()
+            .map(|&s| (s.name().to_string(), states.get(s)))
+            .collect();
+        let json = serde_json::to_string(&counts).unwrap();
+        assert_eq!(json, serde_json::to_string(&as_map).unwrap());
+        assert_eq!(serde_json::from_str::<TcpStateCounts>(&json).unwrap(), counts);
+        assert_eq!(counts.get(TcpState::Listen), Some(109));
+
+        let failed = TcpStateCounts::default();
+        assert_eq!(serde_json::to_string(&failed).unwrap(), "{}");
+        assert_eq!(serde_json::from_str::<TcpStateCounts>("{}").unwrap(), failed);
+        assert_eq!((failed.len(), failed.get(TcpState::Established)), (0, None));
+        // Inside HostMetrics the field keeps its name and shape.
+        let metrics = HostMetrics {
+            tcp_states: counts,
+            ..HostMetrics::default()
+        };
+        let value = serde_json::to_value(&metrics).unwrap();
+        assert_eq!(value["tcp_states"]["time_wait"], 105);
+        assert_eq!(serde_json::from_value::<HostMetrics>(value).unwrap(), metrics);
     }
 
     #[test]

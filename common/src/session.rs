@@ -23,7 +23,7 @@ fn speaks(version: u16) -> bool {
 
 use crate::clock_offset::{ClockEstimator, ClockExchange};
 use crate::wire::{
-    decode_payload, encode_frame, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
+    encode_frame, encode_frame_into, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
     GapReport, Hello, Refuse, Sample, TimeProbe, TimeReply, Welcome, MAX_BATCH_SAMPLES, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };
@@ -47,10 +47,7 @@ fn next_message<T: serde::de::DeserializeOwned>(
     decoder: &mut FrameDecoder,
     what: &'static str,
 ) -> Result<Option<T>, SessionError> {
-    match decoder.next_frame()? {
-        Some(payload) => Ok(Some(decode_payload(&payload, what)?)),
-        None => Ok(None),
-    }
+    Ok(decoder.next_message(what)?)
 }
 
 /// What the agent learns from the collector.
@@ -362,15 +359,16 @@ impl CollectorSession {
                         );
                         return Err(self.close(SessionError::Protocol(detail)));
                     }
-                    let mut fresh = Vec::with_capacity(batch.samples.len());
-                    for sample in batch.samples {
+                    // Filtered in place: the decoded list is the one handed on.
+                    let mut fresh = batch.samples;
+                    fresh.retain(|sample| {
                         if self.last_seq.is_some_and(|last| sample.seq <= last) {
                             self.duplicates_dropped += 1;
-                            continue;
+                            return false;
                         }
                         self.last_seq = Some(sample.seq);
-                        fresh.push(sample);
-                    }
+                        true
+                    });
                     if !fresh.is_empty() {
                         events.push(CollectorEvent::Samples(fresh));
                     }
@@ -437,6 +435,14 @@ impl CollectorSession {
     /// Acknowledge everything through `seq`, once it is applied.
     pub fn ack_frame(&self, through_seq: u64) -> Result<Vec<u8>, SessionError> {
         Ok(encode_frame(&CollectorMessage::Ack(Ack { through_seq }))?)
+    }
+
+    /// `ack_frame` appended to `out`, the bytes about to be written, without a buffer of its own.
+    pub fn push_ack_frame(&self, through_seq: u64, out: &mut Vec<u8>) -> Result<(), SessionError> {
+        Ok(encode_frame_into(
+            &CollectorMessage::Ack(Ack { through_seq }),
+            out,
+        )?)
     }
 
     /// A refusal to send before closing; the reason is one line for the agent's log.
@@ -586,7 +592,26 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Capacity, GapReport, HostFacts};
+    use crate::wire::{decode_payload, Capacity, GapReport, HostFacts};
+
+    #[test]
+    fn issue_12_acks_appended_to_a_reply_are_the_ack_frames() {
+        let collector = CollectorSession::new("web-1".into());
+        let mut reply = b"earlier".to_vec();
+        collector.push_ack_frame(7, &mut reply).unwrap();
+        collector.push_ack_frame(1 << 40, &mut reply).unwrap();
+        let mut expected = b"earlier".to_vec();
+        expected.extend(collector.ack_frame(7).unwrap());
+        expected.extend(collector.ack_frame(1 << 40).unwrap());
+        assert_eq!(reply, expected);
+        let mut decoder = FrameDecoder::default();
+        decoder.push(&reply[7..]);
+        for seq in [7, 1 << 40] {
+            let ack: CollectorMessage = decoder.next_message("ack").unwrap().unwrap();
+            assert_eq!(ack, CollectorMessage::Ack(Ack { through_seq: seq }));
+        }
+        assert_eq!(decoder.next_message::<CollectorMessage>("ack"), Ok(None));
+    }
 
     fn hello() -> Hello {
         Hello {

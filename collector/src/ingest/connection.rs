@@ -169,9 +169,12 @@ pub(super) async fn handle_connection(
         interval_ms: 0,
         last_live_ms: None,
         clock: HostClock::default(),
+        spare: HostBatch::default(),
     };
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
+    // What goes back after each read, all in one write; the buffer is kept from read to read.
+    let mut reply = Vec::new();
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
             // Stop, cut and expiry come before more data: a wait they ended early lands here.
@@ -203,7 +206,7 @@ pub(super) async fn handle_connection(
                 break Err((close_code::PROTOCOL, error.to_string()));
             }
         };
-        let mut reply = Vec::new();
+        reply.clear();
         let mut goodbye = false;
         let mut failure = None;
         let mut interrupted = false;
@@ -268,7 +271,9 @@ pub(super) async fn handle_connection(
                         // (never acknowledged unstored), the stream is not read meanwhile, and QUIC flow
                         // control holds the agent back. What is already owed goes out first.
                         if !reply.is_empty() {
-                            if let Err(error) = send.write_all(&std::mem::take(&mut reply)).await {
+                            let written = send.write_all(&reply).await;
+                            reply.clear();
+                            if let Err(error) = written {
                                 failure = Some((close_code::PROTOCOL, format!("write failed: {error}")));
                                 break;
                             }
@@ -284,9 +289,8 @@ pub(super) async fn handle_connection(
                     let arrived = std::time::Instant::now();
                     match store_samples(&context, &mut state, samples).await {
                         Ok(Some(seq)) => {
-                            if let Ok(frame) = session.ack_frame(seq) {
-                                reply.extend_from_slice(&frame);
-                            }
+                            // An ack of a few bytes always encodes.
+                            let _ = session.push_ack_frame(seq, &mut reply);
                             telemetry::global().observe_ack(arrived.elapsed());
                         }
                         Ok(None) => {}

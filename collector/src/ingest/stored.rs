@@ -4,11 +4,12 @@
 use super::clock::{HostClock, SkewChange};
 use super::context::{lock_fleet, IngestContext};
 use super::validate::{validate_sample, SampleError};
-use crate::live::fleet::derive_metrics;
 use crate::store::{HostBatch, HostInfo, SampleRow};
 use crate::telemetry;
 use headroom_common::clock::now_ms;
+use headroom_common::derive::derive_metrics_into;
 use headroom_common::wire::{GapReport, Sample};
+use std::sync::Arc;
 use tracing::{info, warn};
 
 /// Per-connection state of the ordered (stored) path.
@@ -18,8 +19,8 @@ pub(super) struct Stream {
     pub(super) hello: Option<HostInfo>,
     /// True once the hello went to the database with a batch.
     pub(super) hello_stored: bool,
-    /// The last stored sample, to derive rates for the next one.
-    pub(super) previous: Option<Sample>,
+    /// The last stored sample, to derive rates for the next one; the live view shares it.
+    pub(super) previous: Option<Arc<Sample>>,
     pub(super) last_seq: Option<u64>,
     pub(super) rejected: u64,
     /// The hello's sampling interval.
@@ -27,7 +28,14 @@ pub(super) struct Stream {
     /// When the last `Live` sample was applied.
     pub(super) last_live_ms: Option<u64>,
     pub(super) clock: HostClock,
+    /// The last batch, back from the store: its rows (metrics lists, detail buffers) are filled again rather
+    /// than allocated for every sample.
+    pub(super) spare: HostBatch,
 }
+
+/// Rows a connection keeps for reuse between batches: a live agent sends one sample at a time, and a
+/// catch-up batch's hundreds of rows must not stay with the connection afterwards.
+const SPARE_ROWS: usize = 4;
 
 /// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
 pub(super) async fn store_samples(
@@ -36,26 +44,35 @@ pub(super) async fn store_samples(
     samples: Vec<Sample>,
 ) -> Result<Option<u64>, String> {
     let now = now_ms();
-    let mut rows = Vec::with_capacity(samples.len());
-    let mut accepted: Vec<Sample> = Vec::with_capacity(samples.len());
+    let mut batch = std::mem::take(&mut state.spare);
+    let mut used = 0;
+    // The newest accepted sample of this batch, the one the next derives its rates from.
+    let mut newest: Option<Sample> = None;
     for mut sample in samples {
         let seq = sample.seq;
         // Onto the collector's clock, whatever the host's clock says: a sample is never refused for its time.
         let clock_offset_ms = state.clock.place_stored(&mut sample, now);
         match validate_sample(&sample, state.last_seq) {
             Ok(()) => {
-                // Rates come from the sample before: the previous one of this batch, or the last one stored.
-                let previous = accepted.last().or(state.previous.as_ref());
-                let metrics = derive_metrics(previous, &sample);
-                if let Some(hello) = &state.hello {
-                    context
-                        .analytics
-                        .observe(&state.host, &hello.labels, &metrics, sample.timestamp_ms, now);
+                if used == batch.rows.len() {
+                    batch.rows.push(SampleRow::default());
                 }
-                let mut row = SampleRow::from_sample(&sample, metrics);
-                row.clock_offset_ms = clock_offset_ms;
-                rows.push(row);
-                accepted.push(sample);
+                let row = &mut batch.rows[used];
+                used += 1;
+                // Rates come from the sample before: the previous one of this batch, or the last one stored.
+                let previous = newest.as_ref().or(state.previous.as_deref());
+                derive_metrics_into(previous, &sample, &mut row.metrics);
+                if let Some(hello) = &state.hello {
+                    context.analytics.observe(
+                        &state.host,
+                        &hello.labels,
+                        &row.metrics,
+                        sample.timestamp_ms,
+                        now,
+                    );
+                }
+                row.fill_from(&sample, clock_offset_ms);
+                newest = Some(sample);
             }
             Err(error) => {
                 state.rejected += 1;
@@ -70,34 +87,40 @@ pub(super) async fn store_samples(
         // too, or the agent would resend it forever.
         state.last_seq = state.last_seq.max(Some(seq));
     }
-    if rows.is_empty() {
+    batch.rows.truncate(used);
+    let Some(newest) = newest else {
+        state.spare = batch;
         return Ok(state.last_seq);
-    }
-    // The live view needs only the newest sample of the batch, with the metrics already derived for it.
-    let last_metrics = rows.last().map(|row: &SampleRow| row.metrics.clone());
-    let stored_count = rows.len() as u64;
-    let batch = HostBatch {
-        host: state.host.clone(),
-        instance_id: state.instance_id,
-        received_ms: now,
-        // The host's row needs the hello once per connection, not with every batch.
-        hello: if state.hello_stored {
-            None
-        } else {
-            state.hello.clone()
-        },
-        rows,
-        gaps: Vec::new(),
     };
-    match context.store.commit(batch).await {
-        Ok(_outcome) => {
+    let stored_count = used as u64;
+    if batch.host != state.host {
+        batch.host.clone_from(&state.host);
+    }
+    batch.instance_id = state.instance_id;
+    batch.received_ms = now;
+    // The host's row needs the hello once per connection, not with every batch.
+    batch.hello = if state.hello_stored {
+        None
+    } else {
+        state.hello.clone()
+    };
+    batch.gaps.clear();
+    match context.store.commit_returning(batch).await {
+        Ok((_outcome, mut batch)) => {
             telemetry::global().samples_ingested.inc_by(stored_count);
             state.hello_stored = true;
-            if let (Some(last), Some(metrics)) = (accepted.pop(), last_metrics) {
-                state.previous = Some(last.clone());
-                let mut fleet = lock_fleet(&context.fleet);
-                fleet.on_stored(&state.host, last, metrics, now);
+            let newest = Arc::new(newest);
+            state.previous = Some(Arc::clone(&newest));
+            // The live view needs only the newest sample of the batch, with the metrics already derived for
+            // it in the batch's last row.
+            if let Some(row) = batch.rows.last() {
+                lock_fleet(&context.fleet).on_stored(&state.host, newest, &row.metrics, now);
             }
+            if batch.rows.capacity() > SPARE_ROWS {
+                batch.rows.truncate(SPARE_ROWS);
+                batch.rows.shrink_to(SPARE_ROWS);
+            }
+            state.spare = batch;
             Ok(state.last_seq)
         }
         Err(error) => Err(format!("storage unavailable, not acknowledging: {error}")),

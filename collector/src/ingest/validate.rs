@@ -247,11 +247,18 @@ pub fn validate_sample(sample: &Sample, last_seq: Option<u64>) -> Result<(), Sam
     }
 
     check_count(seq, "network", sample.network.len(), MAX_INTERFACES)?;
-    let mut names = HashSet::with_capacity(sample.network.len());
-    for interface in &sample.network {
+    // A name sent twice would be counted twice in the fleet's traffic. A host has a handful of interfaces,
+    // compared pairwise; a set is built only for long lists.
+    let mut names = (sample.network.len() > 16).then(|| HashSet::with_capacity(sample.network.len()));
+    for (position, interface) in sample.network.iter().enumerate() {
         check_interface_name(seq, &interface.name)?;
-        // A name sent twice would be counted twice in the fleet's traffic.
-        if !names.insert(interface.name.as_str()) {
+        let repeated = match &mut names {
+            Some(names) => !names.insert(interface.name.as_str()),
+            None => sample.network[..position]
+                .iter()
+                .any(|earlier| earlier.name == interface.name),
+        };
+        if repeated {
             return Err(SampleError::BadInterfaceName {
                 seq,
                 name: interface.name.clone(),
@@ -523,6 +530,22 @@ mod tests {
         sample_error("network interface name", rename("eth 0".into()));
         let twice = sample_error("network interface name", |s| s.network.push(s.network[0].clone()));
         assert!(twice.to_string().contains("twice"));
+        // A long list is checked through a set: the same verdicts.
+        let veths = |s: &mut Sample| {
+            for i in 0..30 {
+                let mut veth = s.network[0].clone();
+                veth.name = format!("veth{i}");
+                s.network.push(veth);
+            }
+        };
+        let long_twice = sample_error("network interface name", |s| {
+            veths(s);
+            s.network.push(s.network[7].clone());
+        });
+        assert!(long_twice.to_string().contains("twice"));
+        let mut many = good_sample();
+        veths(&mut many);
+        assert_eq!(validate_sample(&many, None), Ok(()));
         let mut ok = good_sample();
         ok.network[0].name = "x".repeat(64);
         assert_eq!(validate_sample(&ok, None), Ok(()));

@@ -159,6 +159,29 @@ fn strip_per_core(mut sample: Sample) -> Sample {
     sample
 }
 
+/// `strip_per_core` of a shared sample: copied only when it has per-core times to drop.
+fn strip_shared_per_core(sample: Arc<Sample>) -> Arc<Sample> {
+    if sample.cpu.as_ref().is_none_or(|cpu| cpu.per_core.is_empty()) {
+        return sample;
+    }
+    Arc::new(strip_per_core(Arc::unwrap_or_clone(sample)))
+}
+
+/// Makes `sample` the host's latest, with its metrics copied into the entry's in place, unless the entry
+/// already holds a newer one.
+fn update_latest(entry: &mut HostEntry, sample: Arc<Sample>, metrics: &HostMetrics, now_ms: u64) {
+    if entry
+        .latest
+        .as_ref()
+        .is_some_and(|latest| sample.seq <= latest.seq)
+    {
+        return;
+    }
+    entry.metrics.copy_from(metrics);
+    entry.latest = Some(sample);
+    entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+}
+
 /// Live state of the fleet, one entry per host identity, kept in name order.
 #[derive(Debug, Clone)]
 pub struct FleetState {
@@ -221,23 +244,31 @@ impl FleetState {
             return;
         }
         let metrics = derive_metrics(latest, &sample);
-        self.update_latest(host, Arc::new(strip_per_core(sample)), metrics, now_ms);
+        let entry = self.entry(host, now_ms);
+        update_latest(entry, Arc::new(strip_per_core(sample)), &metrics, now_ms);
     }
 
     /// A stored sample whose metrics ingest already derived (from the sample stored before it): it is
     /// remembered as the host's last stored sample, and becomes the host's latest without a second
     /// derivation unless the live view already holds a newer sample.
-    pub fn on_stored(&mut self, host: &str, sample: Sample, metrics: HostMetrics, now_ms: u64) {
-        // One copy serves as both the last stored and the latest sample.
-        let sample = Arc::new(strip_per_core(sample));
-        let entry = self
-            .hosts
-            .entry(host.to_string())
-            .or_insert_with(|| HostEntry::new(now_ms));
+    ///
+    /// The sample is shared with the connection that stored it (its next sample's rates come from it), so
+    /// nothing is copied; its per-core times are dropped when the connection closes (`on_disconnect`).
+    pub fn on_stored(&mut self, host: &str, sample: Arc<Sample>, metrics: &HostMetrics, now_ms: u64) {
+        let entry = self.entry(host, now_ms);
         if entry.stored.as_ref().is_none_or(|stored| sample.seq > stored.seq) {
             entry.stored = Some(Arc::clone(&sample));
         }
-        self.update_latest(host, sample, metrics, now_ms);
+        update_latest(entry, sample, metrics, now_ms);
+    }
+
+    /// The host's entry, created on first sight; the name is copied only then.
+    fn entry(&mut self, host: &str, now_ms: u64) -> &mut HostEntry {
+        // Looked up first so that the common case, a known host, allocates no key.
+        if !self.hosts.contains_key(host) {
+            self.hosts.insert(host.to_string(), HostEntry::new(now_ms));
+        }
+        self.hosts.get_mut(host).expect("inserted above")
     }
 
     /// The sample to derive the first stored sample of a new connection from: the host's last stored
@@ -248,7 +279,7 @@ impl FleetState {
         host: &str,
         instance_id: u64,
         last_stored_seq: Option<u64>,
-    ) -> Option<Sample> {
+    ) -> Option<Arc<Sample>> {
         let entry = self.hosts.get(host)?;
         if entry.instance_id != Some(instance_id) {
             return None;
@@ -257,24 +288,7 @@ impl FleetState {
             .stored
             .as_ref()
             .filter(|stored| Some(stored.seq) == last_stored_seq)
-            .map(|stored| Sample::clone(stored))
-    }
-
-    fn update_latest(&mut self, host: &str, sample: Arc<Sample>, metrics: HostMetrics, now_ms: u64) {
-        let entry = self
-            .hosts
-            .entry(host.to_string())
-            .or_insert_with(|| HostEntry::new(now_ms));
-        if entry
-            .latest
-            .as_ref()
-            .is_some_and(|latest| sample.seq <= latest.seq)
-        {
-            return;
-        }
-        entry.metrics = metrics;
-        entry.latest = Some(sample);
-        entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+            .cloned()
     }
 
     /// The host's session closed. Its status then follows from the silence since its last sample, like any
@@ -292,6 +306,19 @@ impl FleetState {
     pub fn on_disconnect(&mut self, host: &str, now_ms: u64) {
         if let Some(entry) = self.hosts.get_mut(host) {
             entry.disconnected_ms = Some(now_ms);
+            // While connected, the entry shared its samples with the connection; kept beyond it, they drop
+            // their per-core times, which keeps a many-core host's entry small. One copy still serves as
+            // both the latest and the last stored sample when they are the same.
+            let same = match (&entry.latest, &entry.stored) {
+                (Some(latest), Some(stored)) => Arc::ptr_eq(latest, stored),
+                _ => false,
+            };
+            entry.latest = entry.latest.take().map(strip_shared_per_core);
+            entry.stored = if same {
+                entry.latest.clone()
+            } else {
+                entry.stored.take().map(strip_shared_per_core)
+            };
         }
     }
 
@@ -428,7 +455,7 @@ mod tests {
         let first = sample(1, T0_MS, 100, 900, TcpCounters::default());
         let second = sample(2, T0_MS + 1_000, 400, 1_500, TcpCounters::default());
         let metrics = derive_metrics(Some(&first), &second);
-        fleet.on_stored("web-1", second.clone(), metrics.clone(), T0_MS + 1_000);
+        fleet.on_stored("web-1", Arc::new(second.clone()), &metrics, T0_MS + 1_000);
         let view = fleet.host("web-1", T0_MS + 1_000).unwrap();
         assert_eq!(view.seq, Some(2));
         assert_eq!(view.metrics.cpu_busy_pct, metrics.cpu_busy_pct);
@@ -437,8 +464,8 @@ mod tests {
         fleet.on_sample("web-1", live, T0_MS + 4_000);
         fleet.on_stored(
             "web-1",
-            sample(3, T0_MS + 2_000, 500, 1_800, TcpCounters::default()),
-            metrics,
+            Arc::new(sample(3, T0_MS + 2_000, 500, 1_800, TcpCounters::default())),
+            &metrics,
             T0_MS + 4_000,
         );
         assert_eq!(fleet.host("web-1", T0_MS + 4_000).unwrap().seq, Some(5));
@@ -548,11 +575,41 @@ mod tests {
     }
 
     #[test]
+    fn issue_12_a_stored_sample_is_shared_not_copied_until_its_connection_closes() {
+        let mut fleet = FleetState::new(FleetSettings::default());
+        fleet.on_hello("a", &hello(&[], 1), T0_MS);
+        let mut stored = sample(7, T0_MS, 100, 900, TcpCounters::default());
+        stored.cpu.as_mut().unwrap().per_core = vec![CpuTimes::default(); 4];
+        let shared = Arc::new(stored);
+        fleet.on_stored("a", Arc::clone(&shared), &HostMetrics::default(), T0_MS);
+        let previous = fleet.stored_previous("a", 1, Some(7)).unwrap();
+        assert!(
+            Arc::ptr_eq(&previous, &shared),
+            "the connection's own copy, per-core times and all"
+        );
+        drop(previous);
+
+        fleet.on_disconnect("a", T0_MS + 1_000);
+        let kept = fleet.stored_previous("a", 1, Some(7)).unwrap();
+        assert!(!Arc::ptr_eq(&kept, &shared));
+        assert!(
+            kept.cpu.as_ref().unwrap().per_core.is_empty(),
+            "kept beyond the connection: stripped"
+        );
+        assert_eq!(kept.seq, 7);
+        let latest = fleet.hosts.get("a").unwrap().latest.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&kept, &latest),
+            "one copy serves as latest and stored"
+        );
+    }
+
+    #[test]
     fn a_reconnect_derives_from_the_last_stored_sample_even_with_a_live_one_ahead_issue_9() {
         let mut fleet = FleetState::new(FleetSettings::default());
         fleet.on_hello("a", &hello(&[], 1), T0_MS);
         let stored = sample(7, T0_MS, 100, 900, TcpCounters::default());
-        fleet.on_stored("a", stored.clone(), HostMetrics::default(), T0_MS);
+        fleet.on_stored("a", Arc::new(stored.clone()), &HostMetrics::default(), T0_MS);
         fleet.on_disconnect("a", T0_MS + 1_000);
         // The next connection's live sample gets ahead of its backlog.
         fleet.on_hello("a", &hello(&[], 1), T0_MS + 5_000);
@@ -568,7 +625,7 @@ mod tests {
         let first_after = sample(8, T0_MS + 1_000, 150, 1_350, TcpCounters::default());
         // Δbusy = 50 of Δtotal = 500.
         assert_eq!(
-            derive_metrics(Some(&previous), &first_after).cpu_busy_pct,
+            derive_metrics(Some(&*previous), &first_after).cpu_busy_pct,
             Some(10.0)
         );
         // Not when the store committed something else, nor for another instance.

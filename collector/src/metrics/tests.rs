@@ -150,7 +150,7 @@ fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
         timestamp_ms: T0_MS,
         ..Default::default()
     };
-    fleet.on_stored("web-1", sample, every_metric(), T0_MS);
+    fleet.on_stored("web-1", std::sync::Arc::new(sample), &every_metric(), T0_MS);
     views.push(("live", compute_rows(&live_hosts(&fleet.hosts(T0_MS)), &[])));
     for (source, rows) in views {
         let view = FleetView {

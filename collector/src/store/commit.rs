@@ -14,18 +14,26 @@ impl Store {
             let path = path.clone();
             move |e| StoreError::from_sqlite(&path, context, e)
         };
-        let mut staged: HashMap<String, HostRecord> = HashMap::new();
+        // What the transaction changes of each host, applied to the in-memory records only once it committed.
+        // Keyed by the batches' own names and without the records' strings, so staging allocates nothing
+        // per batch; a hello's group and zone are taken from it at the end.
+        let mut staged: HashMap<&str, (HostRecord, Option<&HostInfo>)> =
+            HashMap::with_capacity(batches.len());
         let mut outcomes = Vec::with_capacity(batches.len());
         let tx = self.conn.transaction().map_err(err("begin"))?;
         for batch in batches {
-            let record = match staged.get_mut(&batch.host) {
-                Some(record) => record,
+            let (record, latest_hello) = match staged.get_mut(batch.host.as_str()) {
+                Some(staged) => staged,
                 None => {
                     let record = match self.hosts.get(&batch.host) {
-                        Some(record) => record.clone(),
+                        Some(record) => HostRecord {
+                            group: String::new(),
+                            zone: String::new(),
+                            ..*record
+                        },
                         None => insert_host(&tx, batch).map_err(err("insert host"))?,
                     };
-                    staged.entry(batch.host.clone()).or_insert(record)
+                    staged.entry(batch.host.as_str()).or_insert((record, None))
                 }
             };
             if record.instance_id != batch.instance_id {
@@ -59,27 +67,22 @@ impl Store {
                     ])
                 })
                 .map_err(err("update host"))?;
-                record.group = info.label("group");
-                record.zone = info.label("zone");
                 record.cores = info.cores;
                 record.memory_bytes = info.memory_bytes;
+                *latest_hello = Some(info);
             }
-            let mut order: Vec<&SampleRow> = batch.rows.iter().collect();
-            order.sort_by_key(|r| r.seq);
             let mut outcome = CommitOutcome::default();
             let mut insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO samples (ts_ms, host_id, seq, {}, detail, clock_offset_ms) \
-                     VALUES (?1, ?2, ?3, {}, ?{}, ?{})",
-                    schema::metric_columns(),
-                    (4..4 + Metric::ALL.len())
-                        .map(|i| format!("?{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    4 + Metric::ALL.len(),
-                    5 + Metric::ALL.len()
-                ))
+                .prepare_cached(insert_sample_sql())
                 .map_err(err("prepare insert"))?;
+            // Rows arrive in order from ingest; sorting is needed (and a list allocated) only when not.
+            let in_order = batch.rows.is_sorted_by_key(|r| r.seq);
+            let mut sorted: Vec<&SampleRow> = Vec::new();
+            if !in_order {
+                sorted.extend(&batch.rows);
+                sorted.sort_by_key(|r| r.seq);
+            }
+            let order = batch.rows.iter().filter(|_| in_order).chain(sorted);
             for row in order {
                 if record.last_seq.is_some_and(|last| row.seq <= last) {
                     outcome.duplicates += 1;
@@ -118,20 +121,57 @@ impl Store {
         }
         tx.commit().map_err(err("commit"))?;
         let mut progress = self.progress.write().expect("progress lock poisoned");
-        for (name, record) in staged {
-            progress.insert(
-                name.clone(),
-                HostProgress {
-                    instance_id: record.instance_id,
-                    last_seq: record.last_seq,
-                    last_seen_ms: record.last_seen_ms,
-                },
-            );
-            self.names_by_id.insert(record.id, name.clone());
-            self.hosts.insert(name, record);
+        for (name, (staged, hello)) in staged {
+            let now = HostProgress {
+                instance_id: staged.instance_id,
+                last_seq: staged.last_seq,
+                last_seen_ms: staged.last_seen_ms,
+            };
+            match progress.get_mut(name) {
+                Some(entry) => *entry = now,
+                None => {
+                    progress.insert(name.to_string(), now);
+                }
+            }
+            self.names_by_id
+                .entry(staged.id)
+                .or_insert_with(|| name.to_string());
+            let record = match self.hosts.get_mut(name) {
+                Some(record) => {
+                    *record = HostRecord {
+                        group: std::mem::take(&mut record.group),
+                        zone: std::mem::take(&mut record.zone),
+                        ..staged
+                    };
+                    record
+                }
+                None => self.hosts.entry(name.to_string()).or_insert(staged),
+            };
+            if let Some(info) = hello {
+                record.group = info.label("group");
+                record.zone = info.label("zone");
+            }
         }
         Ok(outcomes)
     }
+}
+
+/// The statement inserting one sample row, built once from the metric catalogue.
+fn insert_sample_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO samples (ts_ms, host_id, seq, {}, detail, clock_offset_ms) \
+             VALUES (?1, ?2, ?3, {}, ?{}, ?{})",
+            schema::metric_columns(),
+            (4..4 + Metric::ALL.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            4 + Metric::ALL.len(),
+            5 + Metric::ALL.len()
+        )
+    })
 }
 
 fn insert_host(tx: &rusqlite::Transaction<'_>, batch: &HostBatch) -> rusqlite::Result<HostRecord> {

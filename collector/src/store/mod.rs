@@ -143,6 +143,26 @@ impl SampleDetail {
         postcard::to_stdvec(self).expect("postcard encodes plain structs")
     }
 
+    /// `SampleDetail::of(sample).encode()` written into `out` (cleared first) straight from the sample: no
+    /// copy of its lists, and no allocation once `out` has grown to a sample's size.
+    pub fn encode_sample_into(sample: &Sample, out: &mut Vec<u8>) {
+        /// `SampleDetail` borrowing the sample's lists: postcard encodes a slice exactly as a `Vec`.
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            interfaces: &'a [InterfaceCounters],
+            listeners: &'a [Listener],
+            tcp_states: Option<TcpStates>,
+        }
+        let sockets = sample.sockets.as_ref();
+        let detail = Borrowed {
+            interfaces: &sample.network,
+            listeners: sockets.map_or(&[], |s| s.listeners.as_slice()),
+            tcp_states: sockets.and_then(|s| s.tcp_states),
+        };
+        out.clear();
+        postcard::to_io(&detail, &mut *out).expect("postcard encodes plain structs");
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<SampleDetail, postcard::Error> {
         postcard::from_bytes(bytes)
     }
@@ -166,13 +186,21 @@ pub struct SampleRow {
 impl SampleRow {
     /// The row for a sample whose metrics were derived at ingest (`headroom_common::derive::derive_metrics`).
     pub fn from_sample(sample: &Sample, metrics: HostMetrics) -> Self {
-        SampleRow {
-            seq: sample.seq,
-            ts_ms: sample.timestamp_ms,
-            clock_offset_ms: 0,
+        let mut row = SampleRow {
             metrics,
-            detail: SampleDetail::of(sample).encode(),
-        }
+            ..SampleRow::default()
+        };
+        row.fill_from(sample, 0);
+        row
+    }
+
+    /// Makes this row the one for `sample`, keeping `metrics` (derived into the row beforehand with
+    /// `derive_metrics_into`) and reusing the detail buffer: ingest keeps its rows from batch to batch.
+    pub fn fill_from(&mut self, sample: &Sample, clock_offset_ms: i64) {
+        self.seq = sample.seq;
+        self.ts_ms = sample.timestamp_ms;
+        self.clock_offset_ms = clock_offset_ms;
+        SampleDetail::encode_sample_into(sample, &mut self.detail);
     }
 }
 

@@ -501,6 +501,17 @@ fn detail_blobs_round_trip() {
     let detail = SampleDetail::decode(&row.detail).unwrap();
     assert_eq!(detail, SampleDetail::of(&sample));
     assert_eq!(detail.listeners[0].port, 443);
+    // Encoded straight from the sample, the bytes are those of the owned detail, whatever the reused
+    // buffer held before; a sample without sockets too.
+    assert_eq!(row.detail, SampleDetail::of(&sample).encode());
+    let mut reused = SampleRow::from_sample(&sample, HostMetrics::default());
+    let bare = Sample {
+        seq: 2,
+        ..Default::default()
+    };
+    reused.fill_from(&bare, -5);
+    assert_eq!(reused.detail, SampleDetail::of(&bare).encode());
+    assert_eq!((reused.seq, reused.clock_offset_ms), (2, -5));
 }
 
 #[tokio::test]

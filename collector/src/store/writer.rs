@@ -59,7 +59,8 @@ pub enum StoreHealth {
 enum Message {
     Commit {
         batch: HostBatch,
-        reply: oneshot::Sender<Result<CommitOutcome, StoreError>>,
+        /// The batch comes back with the outcome, so that its submitter can reuse its buffers.
+        reply: oneshot::Sender<(Result<CommitOutcome, StoreError>, HostBatch)>,
         _permit: OwnedSemaphorePermit,
     },
     /// Alarm transitions and outlier flags; nobody waits for them.
@@ -100,12 +101,20 @@ impl StoreHandle {
     /// Resolves once the rows are committed (durable). Err when the database refuses (disk full,
     /// read-only): nothing of the batch is stored and the agent must keep it.
     pub async fn commit(&self, batch: HostBatch) -> Result<CommitOutcome, StoreError> {
-        self.submit(|reply, permit| Message::Commit {
-            batch,
-            reply,
-            _permit: permit,
-        })
-        .await?
+        self.commit_returning(batch).await.map(|(outcome, _)| outcome)
+    }
+
+    /// `commit`, handing the batch back once it is stored, so that the caller can fill it again without
+    /// allocating its rows anew (and the writer frees nothing either).
+    pub async fn commit_returning(&self, batch: HostBatch) -> Result<(CommitOutcome, HostBatch), StoreError> {
+        let (result, batch) = self
+            .submit(|reply, permit| Message::Commit {
+                batch,
+                reply,
+                _permit: permit,
+            })
+            .await?;
+        result.map(|outcome| (outcome, batch))
     }
 
     /// Queue a message once a slot is free and wait for the writer's reply.
@@ -378,8 +387,8 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
     match committed {
         Ok(outcomes) => {
             set_health(health, Ok(()));
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+            for ((reply, outcome), batch) in replies.into_iter().zip(outcomes).zip(batches) {
+                let _ = reply.send((Ok(outcome), batch));
             }
         }
         Err(error)
@@ -392,13 +401,13 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
                     .commit_batches(std::slice::from_ref(&batch))
                     .map(|mut o| o.remove(0));
                 set_health(health, result.as_ref().map(|_| ()));
-                let _ = reply.send(result);
+                let _ = reply.send((result, batch));
             }
         }
         Err(error) => {
             set_health(health, Err(&error));
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
+            for (reply, batch) in replies.into_iter().zip(batches) {
+                let _ = reply.send((Err(error.clone()), batch));
             }
         }
     }

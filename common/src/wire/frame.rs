@@ -1,6 +1,7 @@
 //! The frame codec: a 4-byte big-endian length, then the postcard payload.
 
 use super::bounds::MAX_FRAME_BYTES;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Errors from encoding or decoding a frame.
@@ -14,20 +15,34 @@ pub enum FrameError {
 
 /// Encode a message as a frame: a 4-byte big-endian length, then the postcard payload.
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
-    let payload = postcard::to_stdvec(message).map_err(|e| FrameError::Malformed {
-        what: "message",
-        detail: e.to_string(),
-    })?;
-    if payload.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            len: payload.len(),
-            max: MAX_FRAME_BYTES,
-        });
-    }
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
+    let mut frame = Vec::new();
+    encode_frame_into(message, &mut frame)?;
     Ok(frame)
+}
+
+/// Appends a message's frame to `out` (many frames can share one write); on an error `out` is unchanged.
+pub fn encode_frame_into<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let encoded = postcard::to_io(message, &mut *out).map(|_| ());
+    let len = out.len() - start - 4;
+    let failure = match encoded {
+        Err(e) => Some(FrameError::Malformed {
+            what: "message",
+            detail: e.to_string(),
+        }),
+        Ok(()) if len > MAX_FRAME_BYTES => Some(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        }),
+        Ok(()) => None,
+    };
+    if let Some(failure) = failure {
+        out.truncate(start);
+        return Err(failure);
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
 }
 
 /// Decode one frame payload (without its length prefix).
@@ -79,6 +94,27 @@ impl FrameDecoder {
 
     /// The next whole payload, `Ok(None)` if more bytes are needed, or an error for an oversized length.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        let Some(len) = self.whole_frame()? else {
+            return Ok(None);
+        };
+        let payload = self.buffer[4..4 + len].to_vec();
+        self.consume(len);
+        Ok(Some(payload))
+    }
+
+    /// The next whole frame decoded as a `T` straight from the buffer (no copy of its payload), `Ok(None)` if
+    /// more bytes are needed. The frame is consumed whether or not it decodes.
+    pub fn next_message<T: DeserializeOwned>(&mut self, what: &'static str) -> Result<Option<T>, FrameError> {
+        let Some(len) = self.whole_frame()? else {
+            return Ok(None);
+        };
+        let message = decode_payload(&self.buffer[4..4 + len], what);
+        self.consume(len);
+        message.map(Some)
+    }
+
+    /// The payload length of the frame at the front, if all of it is buffered.
+    fn whole_frame(&self) -> Result<Option<usize>, FrameError> {
         if self.buffer.len() < 4 {
             return Ok(None);
         }
@@ -90,7 +126,10 @@ impl FrameDecoder {
         if self.buffer.len() < 4 + len {
             return Ok(None);
         }
-        let payload = self.buffer[4..4 + len].to_vec();
+        Ok(Some(len))
+    }
+
+    fn consume(&mut self, len: usize) {
         self.buffer.drain(..4 + len);
         // A catch-up batch grows the buffer to its size; a connection that is live again must not keep that
         // for as long as it lasts (thousands of them after a reconnect storm).
@@ -98,7 +137,6 @@ impl FrameDecoder {
         {
             self.buffer.shrink_to(FRAME_DECODER_KEEP_BYTES);
         }
-        Ok(Some(payload))
     }
 }
 
