@@ -177,10 +177,12 @@ impl StoreShares {
         if self.shares.len() > self.tidy_at.max(Self::TIDY_ABOVE) {
             self.tidy(now_ms);
         }
-        let share = self
-            .shares
-            .entry(host.to_string())
-            .or_insert_with(|| StoreShare::new(interval_ms, window_ms, away_ms, now_ms));
+        // Looked up before inserting, so that charging a known host (every batch) copies no name.
+        if !self.shares.contains_key(host) {
+            let share = StoreShare::new(interval_ms, window_ms, away_ms, now_ms);
+            self.shares.insert(host.to_string(), share);
+        }
+        let share = self.shares.get_mut(host).expect("inserted above");
         // A new hello may change the interval: the rate follows it, the tokens (or the debt) stay.
         if share.interval_ms != interval_ms {
             share.refill(now_ms);
