@@ -175,12 +175,17 @@ pub(super) async fn handle_connection(
     let mut catch_up_stored: u64 = 0;
     // What goes back after each read, all in one write; the buffer is kept from read to read.
     let mut reply = Vec::new();
+    // Waited on by every turn of the loop: made once, so a turn does not register and unregister a waiter
+    // with each token (a polled `cancelled()` may be polled again once ready; it stays ready).
+    let stopping = cancel.cancelled();
+    let cut_off = cut.cancelled();
+    tokio::pin!(stopping, cut_off);
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
             // Stop, cut and expiry come before more data: a wait they ended early lands here.
             biased;
-            _ = cancel.cancelled() => break Ok("collector stopping"),
-            _ = cut.cancelled() => {
+            _ = &mut stopping => break Ok("collector stopping"),
+            _ = &mut cut_off => {
                 let (code, reason) = match live_guard.cut_reason() {
                     Some(CutReason::Revoked) => (close_code::REVOKED, "certificate revoked (enroll this host again)"),
                     _ => (close_code::REPLACED, "replaced by a newer connection with the same identity"),
@@ -281,8 +286,8 @@ pub(super) async fn handle_connection(
                         telemetry::global().samples_held_back.inc_by(count);
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                            _ = cancel.cancelled() => { interrupted = true; break; }
-                            _ = cut.cancelled() => { interrupted = true; break; }
+                            _ = &mut stopping => { interrupted = true; break; }
+                            _ = &mut cut_off => { interrupted = true; break; }
                             _ = &mut expiry => { interrupted = true; break; }
                         }
                     }
@@ -382,8 +387,8 @@ pub(super) async fn handle_connection(
             // The loop's next turn says why, if the wait ended early.
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => {}
-                _ = cut.cancelled() => {}
+                _ = &mut stopping => {}
+                _ = &mut cut_off => {}
                 _ = &mut expiry => {}
             }
         }

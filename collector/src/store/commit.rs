@@ -21,6 +21,10 @@ impl Store {
             HashMap::with_capacity(batches.len());
         let mut outcomes = Vec::with_capacity(batches.len());
         let tx = self.conn.transaction().map_err(err("begin"))?;
+        // Looked up once per group: finding a cached statement hashes its text, a long one.
+        let mut insert = tx
+            .prepare_cached(insert_sample_sql())
+            .map_err(err("prepare insert"))?;
         for batch in batches {
             let (record, latest_hello) = match staged.get_mut(batch.host.as_str()) {
                 Some(staged) => staged,
@@ -72,9 +76,6 @@ impl Store {
                 *latest_hello = Some(info);
             }
             let mut outcome = CommitOutcome::default();
-            let mut insert = tx
-                .prepare_cached(insert_sample_sql())
-                .map_err(err("prepare insert"))?;
             // Rows arrive in order from ingest; sorting is needed (and a list allocated) only when not.
             let in_order = batch.rows.is_sorted_by_key(|r| r.seq);
             let mut sorted: Vec<&SampleRow> = Vec::new();
@@ -93,7 +94,6 @@ impl Store {
                 record.last_seq = Some(row.seq);
                 outcome.stored += 1;
             }
-            drop(insert);
             for gap in &batch.gaps {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO gaps (host_id, instance_id, from_seq, to_seq, from_ms, to_ms, count, \
@@ -119,6 +119,7 @@ impl Store {
             outcome.last_seq = record.last_seq;
             outcomes.push(outcome);
         }
+        drop(insert);
         tx.commit().map_err(err("commit"))?;
         let mut progress = self.progress.write().expect("progress lock poisoned");
         for (name, (staged, hello)) in staged {

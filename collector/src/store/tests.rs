@@ -155,6 +155,45 @@ fn repeated_sequence_numbers_are_stored_once() {
 }
 
 #[test]
+fn issue_12_rows_out_of_order_are_stored_in_order_and_a_hello_counts_once_committed() {
+    let (_dir, mut store) = temp_store();
+    let mut first = batch("a", [3, 1, 2].map(|s| row(s, T0 + s * 1000, 1.0)).to_vec());
+    first.hello = Some(hello("web", "z1", 4, 8 << 30));
+    let second = batch("a", vec![row(4, T0 + 4_000, 1.0), row(2, T0 + 2_000, 1.0)]);
+    let outcomes = store.commit_batches(&[first, second]).unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            CommitOutcome {
+                stored: 3,
+                duplicates: 0,
+                last_seq: Some(3)
+            },
+            CommitOutcome {
+                stored: 1,
+                duplicates: 1,
+                last_seq: Some(4)
+            }
+        ]
+    );
+    let record = &store.hosts["a"];
+    assert_eq!(
+        (record.group.as_str(), record.zone.as_str(), record.cores),
+        ("web", "z1", 4)
+    );
+    // A batch without a hello keeps what the last one said.
+    store
+        .commit_batches(&[batch("a", vec![row(5, T0 + 5_000, 1.0)])])
+        .unwrap();
+    assert_eq!(
+        (store.hosts["a"].group.as_str(), store.hosts["a"].zone.as_str()),
+        ("web", "z1")
+    );
+    assert_eq!(store.last_seq("a", 7), Some(5));
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 5);
+}
+
+#[test]
 fn reopening_keeps_the_last_seq_with_or_without_a_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headroom.db");
