@@ -33,6 +33,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn counting_stops_at_the_test_module() {
+    let _suite = headroom_tests::shared();
     let text = "//! a\nfn a() {}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
     assert_eq!(non_test_lines(text), 3);
     assert_eq!(non_test_lines("fn a() {}\n#[cfg(test)]\nmod tests;\n"), 1);
@@ -42,6 +43,7 @@ fn counting_stops_at_the_test_module() {
 
 #[test]
 fn issue_9_no_source_file_has_more_than_650_lines_of_non_test_code() {
+    let _suite = headroom_tests::shared();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate sits in the workspace");

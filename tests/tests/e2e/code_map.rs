@@ -49,6 +49,7 @@ fn is_mapped(doc: &str, path: &[&str]) -> bool {
 
 #[test]
 fn issue_9_the_code_map_names_every_module() {
+    let _suite = headroom_tests::shared();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace");
@@ -75,6 +76,7 @@ fn issue_9_the_code_map_names_every_module() {
 
 #[test]
 fn a_module_the_map_does_not_name_is_found() {
+    let _suite = headroom_tests::shared();
     let doc = "| `collector/src/store/` | `mod.rs`, `history.rs` |\n| `agent/src/sampler/cpu.rs` |";
     assert!(is_mapped(doc, &["collector", "src", "store", "history.rs"]));
     assert!(is_mapped(doc, &["collector", "src", "store", "mod.rs"]));
