@@ -17,6 +17,7 @@ fn non_test_lines(text: &str) -> usize {
 
 #[test]
 fn counting_stops_at_the_test_module() {
+    let _suite = headroom_tests::shared();
     let text = "//! a\nfn a() {}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
     assert_eq!(non_test_lines(text), 3);
     assert_eq!(non_test_lines("fn a() {}\n#[cfg(test)]\nmod tests;\n"), 1);
@@ -26,6 +27,7 @@ fn counting_stops_at_the_test_module() {
 
 #[test]
 fn issue_9_no_source_file_has_more_than_650_lines_of_non_test_code() {
+    let _suite = headroom_tests::shared();
     let root = &source::workspace();
     let mut files = Vec::new();
     for entry in std::fs::read_dir(root).expect("reading the workspace") {

@@ -31,6 +31,7 @@ fn is_mapped(doc: &str, path: &[&str]) -> bool {
 
 #[test]
 fn issue_9_the_code_map_names_every_module() {
+    let _suite = headroom_tests::shared();
     let root = &workspace();
     let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut missing = Vec::new();
@@ -55,6 +56,7 @@ fn issue_9_the_code_map_names_every_module() {
 
 #[test]
 fn a_module_the_map_does_not_name_is_found() {
+    let _suite = headroom_tests::shared();
     let doc = "| `collector/src/store/` | `mod.rs`, `history.rs` |\n| `agent/src/sampler/cpu.rs` |";
     assert!(is_mapped(doc, &["collector", "src", "store", "history.rs"]));
     assert!(is_mapped(doc, &["collector", "src", "store", "mod.rs"]));
