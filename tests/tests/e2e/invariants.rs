@@ -189,6 +189,67 @@ fn issue_9_every_test_the_docs_name_exists() {
     );
 }
 
+/// Source files and scripts the docs name (`store/history.rs`, `tests/tests/e2e/signer.rs`, `bench/flood.sh`)
+/// exist, by their full path or as the tail of one.
+#[test]
+fn issue_9_every_source_file_the_docs_name_exists() {
+    let _suite = headroom_tests::shared();
+    let root = workspace();
+    let mut files = Vec::new();
+    for dir in ["common", "agent", "collector", "tests", "bench", "deploy", "fuzz"] {
+        let mut pending = vec![root.join(dir)];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                if path.is_dir() && name != "target" && name != "corpus" && name != "artifacts" {
+                    pending.push(path);
+                } else {
+                    files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let mut docs = vec![
+        root.join("ARCHITECTURE.md"),
+        root.join("SECURITY.md"),
+        root.join("README.md"),
+    ];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    let mut missing = Vec::new();
+    for doc in docs.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            // A path broken across lines in the doc is one path.
+            let joined: String = quoted.lines().map(str::trim).collect();
+            let quoted = joined.as_str();
+            let is_path = (quoted.ends_with(".rs") || quoted.ends_with(".sh"))
+                && quoted.contains('/')
+                && !quoted.contains([' ', '*', '<', '{']);
+            let found = files
+                .iter()
+                .any(|f| f == quoted || f.ends_with(&format!("/{quoted}")));
+            if is_path && !found {
+                missing.push(format!(
+                    "{}: {quoted}",
+                    doc.strip_prefix(&root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(files.len() > 200, "only {} files found", files.len());
+    assert!(
+        missing.is_empty(),
+        "docs name files that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn the_invariant_checker_reads_bullets_and_citations() {
     let _suite = headroom_tests::shared();
@@ -439,6 +500,28 @@ fn issue_9_web_pages_carry_no_script_and_no_external_asset() {
             );
         }
     }
+}
+
+/// SECURITY.md: "a poisoned lock does not stop ingest". No lock in the collector is unwrapped: a thread that
+/// panicked while holding one leaves a state that is still whole, and the others take it as it is.
+#[test]
+fn issue_9_a_poisoned_lock_does_not_stop_the_collector() {
+    let _suite = headroom_tests::shared();
+    let mut unwrapped = Vec::new();
+    for (path, text) in code_under("collector/src/") {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        for lock in [".lock()", ".read()", ".write()"] {
+            for then in [".unwrap()", ".expect("] {
+                if compact.contains(&format!("{lock}{then}")) {
+                    unwrapped.push(format!("{path}: {lock}{then}"));
+                }
+            }
+        }
+    }
+    assert!(
+        unwrapped.is_empty(),
+        "locks unwrapped (take a poisoned lock with `unwrap_or_else(|p| p.into_inner())`): {unwrapped:?}"
+    );
 }
 
 #[test]
