@@ -250,6 +250,71 @@ fn issue_9_every_source_file_the_docs_name_exists() {
     );
 }
 
+/// ARCHITECTURE.md's "Follow one value" names real code hop by hop: every backticked type (`CpuTimes`),
+/// function (`derive_metrics(previous, current)`), method (`FleetState::stored_previous`) and field or table
+/// name (`cpu_busy_pct`) is defined or used in the crates' code (paths are checked with the other docs').
+#[test]
+fn issue_9_the_follow_one_value_section_names_code_that_exists() {
+    let _suite = headroom_tests::shared();
+    let doc = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    let section = doc
+        .split("\n## Follow one value")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a \"Follow one value\" section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let code: String = crate_code().into_iter().map(|(_, text)| text).collect();
+    // `needle` as a whole identifier at its end (`CpuTime` is not `CpuTimes`).
+    let has = |needle: &str| {
+        code.match_indices(needle).any(|(at, _)| {
+            !code[at + needle.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    let defines = |name: &str| {
+        ["struct ", "enum ", "trait ", "type ", "fn ", "mod "]
+            .iter()
+            .any(|item| has(&format!("{item}{name}")))
+    };
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for quoted in section.split('`').skip(1).step_by(2) {
+        if quoted.contains('/') || quoted.contains(' ') && !quoted.contains('(') {
+            continue;
+        }
+        let name = quoted.split('(').next().unwrap_or(quoted);
+        if !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ':') || name.is_empty() {
+            continue;
+        }
+        let segments: Vec<&str> = name.split("::").collect();
+        let last = segments[segments.len() - 1];
+        if last.starts_with("issue_") {
+            // A cited test, checked with the invariants' citations.
+            continue;
+        }
+        checked += 1;
+        let found = match segments.as_slice() {
+            // `Type::method`: both exist.
+            [.., owner, method] if owner.starts_with(char::is_uppercase) => {
+                defines(owner) && code.contains(&format!("fn {method}("))
+            }
+            _ if quoted.contains('(') => code.contains(&format!("fn {last}(")),
+            _ if last.starts_with(char::is_uppercase) => defines(last),
+            // A field, column or table name.
+            _ => has(last),
+        };
+        if !found {
+            missing.push(quoted.to_string());
+        }
+    }
+    assert!(checked > 10, "only {checked} names checked in the section");
+    assert!(
+        missing.is_empty(),
+        "\"Follow one value\" names code that does not exist: {missing:?}"
+    );
+}
+
 #[test]
 fn the_invariant_checker_reads_bullets_and_citations() {
     let _suite = headroom_tests::shared();
