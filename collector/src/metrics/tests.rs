@@ -68,34 +68,31 @@ fn every_metric_is_exportable_under_a_valid_unique_prometheus_name() {
     }
 }
 
-/// The catalogue walk. For every metric: (a) the store keeps it and gives it back (raw rows, the export
-/// queue's rows, and the minute and hour rollups through the windowed view); (b) `fleet` shows it (a row of
-/// `fleet --by` and `fleet --window`, as a table and as JSON, and every live-summary column the catalogue
-/// gives it in the table header and as a JSON key); (c) the remote_write exporter sends it under its series
-/// name; (d) an alarm rule naming it parses and, evaluated on a sample carrying it, goes pending with the
-/// sample's value. Every path is the one production uses, so a metric dropped from any of them is listed.
-#[test]
-fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
-    use crate::analytics::alarms::{AlarmEngine, AlarmStatus, EvalInputs, HostHistory, HostInput};
-    use crate::analytics::outliers::MetricValues;
-    use crate::export::series::{export_name, SeriesBuilder};
-    use crate::live::fleet::{FleetSettings, FleetState};
-    use crate::views::render::{render_fleet, render_fleet_view, Format};
-    use crate::views::window::live_hosts;
-    use crate::views::FleetView;
+/// Whether a shown value is the one [`every_metric`] gave `metric`.
+fn close(shown: Option<f64>, metric: Metric) -> bool {
+    shown.is_some_and(|v| (v - expected(metric)).abs() < 1e-9)
+}
 
-    let mut missing: Vec<String> = Vec::new();
-    let mut check = |ok: bool, metric: Metric, what: &str| {
+/// What a walk found wrong, one line per metric and path, reported together.
+#[derive(Default)]
+struct Findings(Vec<String>);
+
+impl Findings {
+    fn check(&mut self, ok: bool, metric: Metric, what: &str) {
         if !ok {
-            missing.push(format!("{metric}: {what}"));
+            self.0.push(format!("{metric}: {what}"));
         }
-    };
-    let close =
-        |shown: Option<f64>, metric: Metric| shown.is_some_and(|v| (v - expected(metric)).abs() < 1e-9);
+    }
 
-    // (a) Stored and read back.
-    let dir = tempfile::tempdir().unwrap();
-    let (mut store, _) = Store::open(&dir.path().join("headroom.db"), T0_MS).unwrap();
+    fn assert_none(self, heading: &str) {
+        assert!(self.0.is_empty(), "{heading}:\n{}", self.0.join("\n"));
+    }
+}
+
+/// A database in `dir` holding three samples of host `web-1` (group `web`), one a second from [`T0_MS`],
+/// each carrying every metric.
+fn store_with_every_metric(dir: &std::path::Path) -> Store {
+    let (mut store, _) = Store::open(&dir.join("headroom.db"), T0_MS).unwrap();
     let rows = (0..3)
         .map(|i| SampleRow {
             seq: i + 1,
@@ -122,6 +119,31 @@ fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
             gaps: Vec::new(),
         }])
         .unwrap();
+    store
+}
+
+/// The catalogue walk. For every metric: (a) the store keeps it and gives it back (raw rows, the export
+/// queue's rows, and the minute and hour rollups through the windowed view); (b) `fleet` shows it (a row of
+/// `fleet --by` and `fleet --window`, as a table and as JSON, and every live-summary column the catalogue
+/// gives it in the table header and as a JSON key); (c) the remote_write exporter sends it under its series
+/// name; (d) an alarm rule naming it parses and, evaluated on a sample carrying it, goes pending with the
+/// sample's value. Every path is the one production uses, so a metric dropped from any of them is listed.
+#[test]
+fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
+    use crate::analytics::alarms::{AlarmEngine, AlarmStatus, EvalInputs, HostHistory, HostInput};
+    use crate::analytics::outliers::MetricValues;
+    use crate::export::series::{export_name, SeriesBuilder};
+    use crate::live::fleet::{FleetSettings, FleetState};
+    use crate::views::render::{render_fleet, render_fleet_view, Format};
+    use crate::views::window::live_hosts;
+    use crate::views::FleetView;
+
+    let mut found = Findings::default();
+    let mut check = |ok: bool, metric: Metric, what: &str| found.check(ok, metric, what);
+
+    // (a) Stored and read back.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = store_with_every_metric(dir.path());
     let queued = store.export_rows_after(0, 10).unwrap();
     assert_eq!(queued.len(), 3);
     for metric in Metric::ALL {
@@ -261,11 +283,7 @@ fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
         );
     }
 
-    assert!(
-        missing.is_empty(),
-        "the catalogue walk found gaps:\n{}",
-        missing.join("\n")
-    );
+    found.assert_none("the catalogue walk found gaps");
 }
 
 #[test]
@@ -347,14 +365,8 @@ fn issue_9_every_metric_shows_where_its_catalogue_entry_places_it() {
     use crate::views::web::history::FleetHistory;
     use crate::views::web::{html, model};
 
-    let mut wrong: Vec<String> = Vec::new();
-    let mut check = |ok: bool, metric: Metric, what: &str| {
-        if !ok {
-            wrong.push(format!("{metric}: {what}"));
-        }
-    };
-    let close =
-        |shown: Option<f64>, metric: Metric| shown.is_some_and(|v| (v - expected(metric)).abs() < 1e-9);
+    let mut found = Findings::default();
+    let mut check = |ok: bool, metric: Metric, what: &str| found.check(ok, metric, what);
     let placed = |metric: Metric, kind: Place| metrics_in(kind).contains(&metric);
 
     let mut fleet = FleetState::new(FleetSettings::default());
@@ -537,32 +549,7 @@ fn issue_9_every_metric_shows_where_its_catalogue_entry_places_it() {
     // The host page: charts of the raw samples of the last hour and of the hourly rollups, read from the
     // store with the metrics the catalogue places there.
     let dir = tempfile::tempdir().unwrap();
-    let (mut store, _) = Store::open(&dir.path().join("headroom.db"), T0_MS).unwrap();
-    let rows = (0..3)
-        .map(|i| SampleRow {
-            seq: i + 1,
-            ts_ms: T0_MS + i * 1_000,
-            clock_offset_ms: 0,
-            metrics: every_metric(),
-            detail: Vec::new(),
-        })
-        .collect();
-    store
-        .commit_batches(&[HostBatch {
-            host: "web-1".into(),
-            instance_id: 1,
-            received_ms: T0_MS,
-            hello: Some(HostInfo {
-                labels: hello.labels.clone(),
-                cores: 4,
-                memory_bytes: 8 << 30,
-                interval_ms: 1000,
-                agent_version: "0.1.0".into(),
-            }),
-            rows,
-            gaps: Vec::new(),
-        }])
-        .unwrap();
+    let mut store = store_with_every_metric(dir.path());
     store
         .maintain(T0_MS + 3 * 3_600_000, &Retention::default())
         .unwrap();
@@ -636,11 +623,7 @@ fn issue_9_every_metric_shows_where_its_catalogue_entry_places_it() {
         }
     }
 
-    assert!(
-        wrong.is_empty(),
-        "the views disagree with the catalogue:\n{}",
-        wrong.join("\n")
-    );
+    found.assert_none("the views disagree with the catalogue");
 }
 
 /// Where a catalogue name (current or deprecated) may be spelled in a string literal outside the catalogue
