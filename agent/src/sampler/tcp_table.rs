@@ -99,6 +99,16 @@ impl ConnectionTally {
         self.states.counts[TcpState::Established as usize - 1] = u32::try_from(total).unwrap_or(u32::MAX);
     }
 
+    /// ESTABLISHED sockets on no port that was listening when this pass started.
+    pub fn established_off_listeners(&self) -> u64 {
+        let on_listeners: u64 = self
+            .established_by_port
+            .iter()
+            .map(|&(_, count)| u64::from(count))
+            .sum();
+        u64::from(self.states.get(TcpState::Established)).saturating_sub(on_listeners)
+    }
+
     /// ESTABLISHED sockets on a port that was listening when this pass started.
     pub fn established_on(&self, port: u16) -> Option<u32> {
         self.established_by_port
@@ -222,6 +232,7 @@ mod tests {
         assert_eq!(tally.states.get(TcpState::Established), 9);
         assert_eq!(tally.sockets, 11);
         assert_eq!(combine(&set, &tally).listeners[0].established, 2);
+        assert_eq!(tally.established_off_listeners(), 7);
         // A CurrEstab read before sockets opened is never below what the pass saw on listeners.
         let mut tally = ConnectionTally::default();
         tally.start(&set);
