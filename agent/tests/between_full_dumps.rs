@@ -182,8 +182,11 @@ fn listening_ports_scenario() {
     assert_eq!(seen, CONNECTIONS);
 
     let mut busy = sampler_for_busy_hosts();
+    // Both ends of the half-closed connections settled: CLOSE_WAIT on the server, FIN_WAIT2 on the client.
     let exact = full_dump_until(|s| {
-        s.get(TcpState::Established) == 4 * CONNECTIONS && s.get(TcpState::CloseWait) == 2
+        s.get(TcpState::Established) == 4 * CONNECTIONS
+            && s.get(TcpState::CloseWait) == 2
+            && s.get(TcpState::FinWait2) == 2
     });
     let _ = sockets(&mut busy);
     let filtered = sockets(&mut busy);
