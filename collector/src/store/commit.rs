@@ -121,7 +121,7 @@ impl Store {
         }
         drop(insert);
         tx.commit().map_err(err("commit"))?;
-        let mut progress = self.progress.write().expect("progress lock poisoned");
+        let mut progress = self.progress.write().unwrap_or_else(|p| p.into_inner());
         for (name, (staged, hello)) in staged {
             let now = HostProgress {
                 instance_id: staged.instance_id,
