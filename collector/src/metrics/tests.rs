@@ -388,7 +388,7 @@ fn issue_9_every_metric_shows_where_its_catalogue_entry_places_it() {
         timestamp_ms: T0_MS,
         ..Default::default()
     };
-    fleet.on_stored("web-1", sample, every_metric(), T0_MS);
+    fleet.on_stored("web-1", std::sync::Arc::new(sample), &every_metric(), T0_MS);
     let hosts = fleet.hosts(T0_MS);
 
     // The `hosts` table: a column under the short name with the value; the JSON and CSV carry every metric.
