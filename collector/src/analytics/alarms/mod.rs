@@ -20,7 +20,9 @@ use rules::{line_of, validate, RawFile};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, Subject};
+pub use eval::{
+    AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, KeptMetrics, Subject,
+};
 pub use state::{AlarmState, Transition};
 
 /// Placeholders a summary template may use.
