@@ -517,11 +517,8 @@ impl OutlierTracker {
                 self.scored
                     .iter()
                     .zip(&*entry.tracks)
-                    .filter_map(move |(&metric, track)| {
-                        track
-                            .flagged
-                            .then(|| explain(host, &entry.group, metric, track, &self.settings))
-                    })
+                    .filter(|(_, track)| track.flagged)
+                    .map(move |(&metric, track)| explain(host, &entry.group, metric, track, &self.settings))
             })
             .collect();
         out.sort_by(|a, b| (&a.host, a.metric).cmp(&(&b.host, b.metric)));
