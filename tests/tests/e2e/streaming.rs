@@ -290,3 +290,50 @@ fn the_first_sample_stored_after_a_reconnect_has_its_cpu_percent_issue_9() {
     let without: Vec<i64> = rows.iter().filter(|r| r.1.is_none()).map(|r| r.0).collect();
     assert_eq!(without, [rows[0].0], "rows without CPU %: {rows:?}");
 }
+
+/// Issue 9 (ARCHITECTURE.md, "A collector that vanishes"): a collector that goes silent (stopped: its socket
+/// is there but nothing answers) is given up by the agent on its ack deadline, 5 s of unacknowledged data,
+/// not after QUIC's 30 s idle timeout; once the collector answers again the agent reconnects and streams on.
+#[test]
+fn issue_9_a_silent_collector_is_given_up_on_the_ack_deadline_not_the_idle_timeout() {
+    let _suite = headroom_tests::shared();
+    let collector = Collector::start();
+    let agent = collector.start_agent("quiet-1", &[("group", "web"), ("zone", "zone-a")]);
+    let before = collector
+        .wait_host("quiet-1", 3, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("quiet-1 never reported; agent log:\n{}", agent.stderr_text()));
+    let seq_before = before["seq"].as_u64().unwrap();
+    let pid = collector.process.pid();
+    // SAFETY: signals to the collector this test started; SIGCONT below (or the drop's SIGKILL) ends the stop.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = std::time::Instant::now();
+    let given_up = wait_for(Duration::from_secs(28), || {
+        agent
+            .stderr_text()
+            .contains("acknowledged nothing for 5s")
+            .then(std::time::Instant::now)
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let given_up = given_up.unwrap_or_else(|| {
+        panic!(
+            "the agent did not give up the silent collector within 28 s; agent log:\n{}",
+            agent.stderr_text()
+        )
+    });
+    let after = given_up - stopped;
+    assert!(
+        after >= Duration::from_secs(5),
+        "given up after {after:?}, before its 5 s ack deadline"
+    );
+    assert!(
+        after < Duration::from_secs(25),
+        "given up after {after:?}: that is the idle timeout's doing, not the ack deadline's"
+    );
+    let resumed = collector.wait_host("quiet-1", seq_before + 5, Duration::from_secs(60));
+    assert!(
+        resumed.is_some(),
+        "the agent did not stream again after the collector came back; agent log:\n{}",
+        agent.stderr_text()
+    );
+}
