@@ -337,3 +337,47 @@ fn issue_9_a_silent_collector_is_given_up_on_the_ack_deadline_not_the_idle_timeo
         agent.stderr_text()
     );
 }
+
+/// Issue 9 (ARCHITECTURE.md, "A collector that vanishes"): the stateless-reset key and the connection-ID
+/// key are derived from the server key, so they survive a crash. An agent whose collector was killed and
+/// started again learns from the next sample it sends to the new process that its connection is gone ("reset
+/// by peer") and reconnects, without waiting for its ack deadline or the idle timeout. (A reset must be
+/// smaller than the packet that incites it, so a bare keep-alive may get none; a sample's packet does.)
+#[test]
+fn issue_9_a_restarted_collector_resets_the_old_connection_at_once() {
+    let _suite = headroom_tests::shared();
+    let mut collector = Collector::start();
+    let agent = collector.start_agent_extra(
+        "reset-1",
+        &[("group", "web"), ("zone", "zone-a")],
+        "[sampling]\ninterval = \"6s\"\n",
+    );
+    // The first sample is stored and acknowledged, so nothing waits for an ack when the collector dies.
+    let first = collector
+        .wait_host("reset-1", 1, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("reset-1 never reported; agent log:\n{}", agent.stderr_text()));
+    let seq = first["seq"].as_u64().unwrap_or(1);
+    collector.kill9();
+    collector.restart();
+    // The agent's next sample (within 6 s) reaches the new process.
+    let reset = wait_for(Duration::from_secs(25), || {
+        let log = agent.stderr_text();
+        log.contains("reset by peer").then_some(log)
+    });
+    let log = reset.unwrap_or_else(|| {
+        panic!(
+            "no stateless reset reached the agent after the restart; agent log:\n{}",
+            agent.stderr_text()
+        )
+    });
+    assert!(
+        !log.contains("acknowledged nothing") && !log.contains("did not answer"),
+        "the agent waited out a deadline instead of taking the reset:\n{log}"
+    );
+    let back = collector.wait_host("reset-1", seq + 1, Duration::from_secs(60));
+    assert!(
+        back.is_some(),
+        "the agent did not stream to the restarted collector; agent log:\n{}",
+        agent.stderr_text()
+    );
+}
