@@ -958,6 +958,34 @@ fn issue_9_collector_layers_import_one_way() {
     );
 }
 
+/// Alarm transitions and outlier flags reach the database through the store writer: the analytics layer
+/// names nothing of the store but the writer's handle (`StoreHandle`) and the history rows it hands over.
+#[test]
+fn issue_9_analytics_reaches_the_store_only_through_the_writer() {
+    let _suite = headroom_tests::shared();
+    let mut seen = 0;
+    let mut other = BTreeSet::new();
+    for (module, code) in collector_modules()
+        .into_iter()
+        .filter(|(m, _)| m[0] == "analytics")
+    {
+        for target in references(&module, &code).into_iter().filter(|t| t[0] == "store") {
+            seen += 1;
+            if !matches!(target.get(1).map(String::as_str), Some("StoreHandle" | "history")) {
+                other.insert(format!("{} uses {}", module.join("/"), target.join("::")));
+            }
+        }
+    }
+    assert!(
+        seen > 0,
+        "analytics names no store type: is the history still kept?"
+    );
+    assert!(
+        other.is_empty(),
+        "analytics reaches the store past its writer: {other:?}"
+    );
+}
+
 #[test]
 fn issue_9_no_import_cycles_between_collector_modules() {
     let _suite = headroom_tests::shared();
