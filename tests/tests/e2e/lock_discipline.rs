@@ -72,3 +72,14 @@ fn a_test_without_the_lock_is_found() {
                 let x = 1;\n}\n\n#[test]\nfn c() {\n    let _suite = headroom_tests::exclusive();\n}\n";
     assert_eq!(tests_without_the_lock(text), ["b"]);
 }
+
+#[test]
+fn issue_9_the_harness_has_threads_for_the_shared_tests_and_the_waiting_exclusive_ones() {
+    let _suite = headroom_tests::shared();
+    // Set before `main` by this binary unless the environment had it (main.rs).
+    let threads: usize = std::env::var("RUST_TEST_THREADS")
+        .expect("RUST_TEST_THREADS is set for this binary")
+        .parse()
+        .expect("a number");
+    assert!(threads > 0, "{threads}");
+}
