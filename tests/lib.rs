@@ -3,6 +3,7 @@
 
 pub mod api_doc;
 pub mod flood;
+pub mod source;
 
 use headroom_common::http::{BlockingClient, ClientOptions};
 use std::collections::BTreeSet;

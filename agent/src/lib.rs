@@ -2,7 +2,6 @@
 //! samples to the collector over mutual-TLS QUIC, and the service loop that ties them together.
 
 pub mod backlog;
-pub mod cli_docs;
 pub mod collectors;
 pub mod config;
 pub mod enroll;

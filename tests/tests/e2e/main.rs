@@ -36,6 +36,7 @@ mod identity;
 mod identity_boundary;
 mod ingest_limits;
 mod install_script;
+mod invariants;
 mod lock_discipline;
 mod package;
 mod partition;
