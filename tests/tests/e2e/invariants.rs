@@ -123,7 +123,6 @@ fn cited_tests(invariant: &str) -> Vec<String> {
 #[test]
 fn issue_9_every_invariant_names_a_test_that_exists() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let doc = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
     let tests = test_functions();
     let bullets = invariants(&doc);
@@ -154,7 +153,6 @@ fn issue_9_every_invariant_names_a_test_that_exists() {
 /// pointing at nothing.
 #[test]
 fn issue_9_every_test_the_docs_name_exists() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let root = workspace();
     let tests = test_functions();
@@ -193,7 +191,6 @@ fn issue_9_every_test_the_docs_name_exists() {
 
 #[test]
 fn the_invariant_checker_reads_bullets_and_citations() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let doc = "## Invariants\n- **A.** one\n  two (test: `store::tests::a`).\n- B (tests: `x::b`, `y::c`)\n\n## Next\n- not one";
     let bullets = invariants(&format!("# Title\n{doc}"));
@@ -250,7 +247,6 @@ fn only_these_name(code: &[(String, String)], needles: &[&str], allowed: &[&str]
 #[test]
 fn issue_9_common_has_no_tokio_and_no_sockets() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let manifest = std::fs::read_to_string(workspace().join("common/Cargo.toml")).unwrap();
     let dependencies = manifest.split("[dependencies]").nth(1).unwrap();
     let dependencies = dependencies.split("\n[").next().unwrap();
@@ -292,7 +288,6 @@ fn issue_9_common_has_no_tokio_and_no_sockets() {
 #[test]
 fn issue_9_common_reads_the_clock_only_in_clock_rs() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let code = code_under("common/");
     let needles = [
         "SystemTime::now",
@@ -310,7 +305,6 @@ fn issue_9_common_reads_the_clock_only_in_clock_rs() {
 
 #[test]
 fn issue_9_files_are_written_whole_only_through_write_atomic() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let code = crate_code();
     // Files written whole go through `write_atomic`; these hold files open or append to them.
@@ -358,7 +352,6 @@ fn issue_9_files_are_written_whole_only_through_write_atomic() {
 #[test]
 fn issue_9_only_the_listed_files_know_quic() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let allowed = [
         "agent/src/uplink.rs",
         "agent/src/enroll.rs",
@@ -381,7 +374,6 @@ fn issue_9_only_the_listed_files_know_quic() {
 #[test]
 fn issue_9_the_collector_uses_the_agent_library_only_to_run_an_agent_in_the_demo() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let code = code_under("collector/");
     let allowed = ["collector/src/app/demo.rs", "collector/src/app/sim.rs"];
     only_these_name(
@@ -399,7 +391,6 @@ fn issue_9_the_collector_uses_the_agent_library_only_to_run_an_agent_in_the_demo
 
 #[test]
 fn issue_9_samplers_read_only_through_the_injected_proc_root() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let code = code_under("agent/src/sampler/");
     assert!(code.len() > 10, "the sampler files were not found");
@@ -425,7 +416,6 @@ fn issue_9_samplers_read_only_through_the_injected_proc_root() {
 
 #[test]
 fn issue_9_web_pages_carry_no_script_and_no_external_asset() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let code = code_under("collector/src/views/web/");
     assert!(code.len() >= 5, "the web view's files were not found");
@@ -453,7 +443,6 @@ fn issue_9_web_pages_carry_no_script_and_no_external_asset() {
 
 #[test]
 fn issue_9_serve_never_reads_the_ca_key() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let code = crate_code();
     let pki_cli = &code
@@ -572,7 +561,6 @@ fn calls(code: &str, name: &str) -> bool {
 #[test]
 fn issue_9_nothing_on_a_connections_async_path_writes_a_file() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let code = crate_code();
     // The identity files' writers: functions under identity/ that write a file, and those that call them.
     let identity: Vec<(String, String)> = code
@@ -637,7 +625,6 @@ fn issue_9_nothing_on_a_connections_async_path_writes_a_file() {
 
 #[test]
 fn the_async_path_checker_sees_writes_outside_blocking_calls_only() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let code = "fn decide() { write_json(x) }\nasync fn handle() { let d = spawn_blocking(move || decide(a, f(b))).await; }\nfn sync() { decide() }";
     let regions = async_regions(code);
@@ -792,7 +779,6 @@ fn references(module: &[String], code: &str) -> Vec<Vec<String>> {
 #[test]
 fn issue_9_collector_layers_import_one_way() {
     let _suite = headroom_tests::shared();
-    let _suite = headroom_tests::shared();
     let allowed: BTreeMap<&str, &[&str]> = LAYERS.into_iter().collect();
     // The table itself has no cycle: every layer uses only layers listed before it.
     for (index, (layer, uses)) in LAYERS.iter().enumerate() {
@@ -826,7 +812,6 @@ fn issue_9_collector_layers_import_one_way() {
 
 #[test]
 fn issue_9_no_import_cycles_between_collector_modules() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let modules = collector_modules();
     let known: BTreeSet<Vec<String>> = modules.iter().map(|(m, _)| m.clone()).collect();
@@ -912,7 +897,6 @@ fn find_cycle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
 
 #[test]
 fn the_import_checkers_resolve_paths_and_find_cycles() {
-    let _suite = headroom_tests::shared();
     let _suite = headroom_tests::shared();
     let module = ["live".to_string(), "summary".to_string()];
     let refs = references(
