@@ -189,6 +189,132 @@ fn issue_9_every_test_the_docs_name_exists() {
     );
 }
 
+/// Source files and scripts the docs name (`store/history.rs`, `tests/tests/e2e/signer.rs`, `bench/flood.sh`)
+/// exist, by their full path or as the tail of one.
+#[test]
+fn issue_9_every_source_file_the_docs_name_exists() {
+    let _suite = headroom_tests::shared();
+    let root = workspace();
+    let mut files = Vec::new();
+    for dir in ["common", "agent", "collector", "tests", "bench", "deploy", "fuzz"] {
+        let mut pending = vec![root.join(dir)];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                if path.is_dir() && name != "target" && name != "corpus" && name != "artifacts" {
+                    pending.push(path);
+                } else {
+                    files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    let mut docs = vec![
+        root.join("ARCHITECTURE.md"),
+        root.join("SECURITY.md"),
+        root.join("README.md"),
+    ];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    let mut missing = Vec::new();
+    for doc in docs.iter().filter(|p| p.extension().is_some_and(|e| e == "md")) {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            // A path broken across lines in the doc is one path.
+            let joined: String = quoted.lines().map(str::trim).collect();
+            let quoted = joined.as_str();
+            let is_path = (quoted.ends_with(".rs") || quoted.ends_with(".sh"))
+                && quoted.contains('/')
+                && !quoted.contains([' ', '*', '<', '{']);
+            let found = files
+                .iter()
+                .any(|f| f == quoted || f.ends_with(&format!("/{quoted}")));
+            if is_path && !found {
+                missing.push(format!(
+                    "{}: {quoted}",
+                    doc.strip_prefix(&root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(files.len() > 200, "only {} files found", files.len());
+    assert!(
+        missing.is_empty(),
+        "docs name files that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// ARCHITECTURE.md's "Follow one value" names real code hop by hop: every backticked type (`CpuTimes`),
+/// function (`derive_metrics(previous, current)`), method (`FleetState::stored_previous`) and field or table
+/// name (`cpu_busy_pct`) is defined or used in the crates' code (paths are checked with the other docs').
+#[test]
+fn issue_9_the_follow_one_value_section_names_code_that_exists() {
+    let _suite = headroom_tests::shared();
+    let doc = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    let section = doc
+        .split("\n## Follow one value")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a \"Follow one value\" section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let code: String = crate_code().into_iter().map(|(_, text)| text).collect();
+    // `needle` as a whole identifier at its end (`CpuTime` is not `CpuTimes`).
+    let has = |needle: &str| {
+        code.match_indices(needle).any(|(at, _)| {
+            !code[at + needle.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    let defines = |name: &str| {
+        ["struct ", "enum ", "trait ", "type ", "fn ", "mod "]
+            .iter()
+            .any(|item| has(&format!("{item}{name}")))
+    };
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for quoted in section.split('`').skip(1).step_by(2) {
+        if quoted.contains('/') || quoted.contains(' ') && !quoted.contains('(') {
+            continue;
+        }
+        let name = quoted.split('(').next().unwrap_or(quoted);
+        if !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ':') || name.is_empty() {
+            continue;
+        }
+        let segments: Vec<&str> = name.split("::").collect();
+        let last = segments[segments.len() - 1];
+        if last.starts_with("issue_") {
+            // A cited test, checked with the invariants' citations.
+            continue;
+        }
+        checked += 1;
+        let found = match segments.as_slice() {
+            // `Type::method`: both exist.
+            [.., owner, method] if owner.starts_with(char::is_uppercase) => {
+                defines(owner) && code.contains(&format!("fn {method}("))
+            }
+            _ if quoted.contains('(') => code.contains(&format!("fn {last}(")),
+            _ if last.starts_with(char::is_uppercase) => defines(last),
+            // A field, column or table name.
+            _ => has(last),
+        };
+        if !found {
+            missing.push(quoted.to_string());
+        }
+    }
+    assert!(checked > 10, "only {checked} names checked in the section");
+    assert!(
+        missing.is_empty(),
+        "\"Follow one value\" names code that does not exist: {missing:?}"
+    );
+}
+
 #[test]
 fn the_invariant_checker_reads_bullets_and_citations() {
     let _suite = headroom_tests::shared();
@@ -439,6 +565,28 @@ fn issue_9_web_pages_carry_no_script_and_no_external_asset() {
             );
         }
     }
+}
+
+/// SECURITY.md: "a poisoned lock does not stop ingest". No lock in the collector is unwrapped: a thread that
+/// panicked while holding one leaves a state that is still whole, and the others take it as it is.
+#[test]
+fn issue_9_a_poisoned_lock_does_not_stop_the_collector() {
+    let _suite = headroom_tests::shared();
+    let mut unwrapped = Vec::new();
+    for (path, text) in code_under("collector/src/") {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        for lock in [".lock()", ".read()", ".write()"] {
+            for then in [".unwrap()", ".expect("] {
+                if compact.contains(&format!("{lock}{then}")) {
+                    unwrapped.push(format!("{path}: {lock}{then}"));
+                }
+            }
+        }
+    }
+    assert!(
+        unwrapped.is_empty(),
+        "locks unwrapped (take a poisoned lock with `unwrap_or_else(|p| p.into_inner())`): {unwrapped:?}"
+    );
 }
 
 #[test]
