@@ -197,17 +197,8 @@ fn issue_9_every_source_file_the_docs_name_exists() {
     let root = workspace();
     let mut files = Vec::new();
     for dir in ["common", "agent", "collector", "tests", "bench", "deploy", "fuzz"] {
-        let mut pending = vec![root.join(dir)];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                let name = entry.file_name();
-                if path.is_dir() && name != "target" && name != "corpus" && name != "artifacts" {
-                    pending.push(path);
-                } else {
-                    files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
-                }
-            }
+        for path in source::files_below(&root.join(dir), &["target", "corpus", "artifacts"]) {
+            files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
         }
     }
     let mut docs = vec![
