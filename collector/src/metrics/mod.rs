@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod show;
-pub use show::{format_number, metrics_in, shown_in, Key, Place, Show, Values};
+pub use show::{fleet_page_columns, format_number, metrics_in, Key, Place, Show, Values};
 
 /// What a value measures, which fixes how it is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,13 @@ macro_rules! catalogue {
 catalogue! {
     CpuBusyPct {
         name: "cpu_busy_pct", help: "share of CPU time spent working (not idle, not iowait), all cores",
-        show: show("cpu", "CPU busy %", 1, &[Place::HostsTable, Place::FleetPage(Stat::P99), Place::GroupPage, Place::HostLastHour, Place::HostDays]),
+        show: show("cpu", "CPU busy %", 1, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::P99),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busy_ratio",
         deprecated_names: &[], value: |m| m.cpu_busy_pct,
@@ -231,7 +237,13 @@ catalogue! {
     }
     MemUsedPct {
         name: "mem_used_pct", help: "memory in use (total minus available), in percent of total",
-        show: show("mem", "Memory used %", 2, &[Place::HostsTable, Place::FleetPage(Stat::P99), Place::GroupPage, Place::HostLastHour, Place::HostDays]),
+        show: show("mem", "Memory used %", 2, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::P99),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_memory_used_ratio",
         deprecated_names: &[], value: |m| m.mem_used_pct,
@@ -295,7 +307,13 @@ catalogue! {
     }
     TcpEstablished {
         name: "tcp_established", help: "TCP connections in ESTABLISHED",
-        show: show("estab", "Established connections", 6, &[Place::HostsTable, Place::FleetPage(Stat::Sum), Place::GroupPage, Place::HostLastHour, Place::HostDays]),
+        show: show("estab", "Established connections", 6, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::Sum),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Count, kind: Kind::Count, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Integer, outlier_floor: Some(5.0), export_name: "headroom_tcp_established",
         deprecated_names: &[], value: |m| count(m.tcp_established),

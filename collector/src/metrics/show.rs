@@ -51,7 +51,7 @@ impl Place {
 
 /// The metrics shown in `place` (a place of that kind: a [`Place::FleetPage`] of any statistic), in display
 /// order, each with the place as declared.
-pub fn shown_in(place: Place) -> Vec<(Metric, Place)> {
+fn shown_in(place: Place) -> Vec<(Metric, Place)> {
     let mut shown: Vec<(Metric, Place)> = CATALOGUE
         .iter()
         .flat_map(|def| {
@@ -64,6 +64,18 @@ pub fn shown_in(place: Place) -> Vec<(Metric, Place)> {
         .collect();
     shown.sort_by_key(|(metric, _)| metric.def().show.order);
     shown
+}
+
+/// The fleet page's columns: each metric placed there with its statistic across a row's hosts, in display
+/// order.
+pub fn fleet_page_columns() -> Vec<(Metric, Stat)> {
+    shown_in(Place::FleetPage(Stat::P99))
+        .into_iter()
+        .filter_map(|(metric, place)| match place {
+            Place::FleetPage(stat) => Some((metric, stat)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The metrics shown in `place`, in display order.

@@ -455,12 +455,14 @@ fn issue_9_every_metric_shows_where_its_catalogue_entry_places_it() {
     );
     let page_html = html::fleet(&page);
     let page_json = serde_json::to_value(&page).unwrap();
-    let on_fleet_page = shown_in(Place::FleetPage(Stat::P99));
     for metric in Metric::ALL {
-        let stats: Vec<Stat> = on_fleet_page
+        let stats: Vec<Stat> = metric
+            .def()
+            .show
+            .places
             .iter()
-            .filter_map(|(m, place)| match place {
-                Place::FleetPage(stat) if *m == metric => Some(*stat),
+            .filter_map(|place| match place {
+                Place::FleetPage(stat) => Some(*stat),
                 _ => None,
             })
             .collect();

@@ -4,7 +4,7 @@
 //! passes the summary and `now_ms`.
 
 use crate::live::summary::{FleetSummary, GroupSummary};
-use crate::metrics::{shown_in, Key, Place, Values};
+use crate::metrics::{fleet_page_columns, Key, Values};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -20,12 +20,9 @@ pub struct HistoryPoint {
 /// A summary row's values of the fleet page's columns, in display order.
 pub fn fleet_page_values(row: &GroupSummary) -> Values {
     Values(
-        shown_in(Place::FleetPage(crate::metrics::Stat::P99))
+        fleet_page_columns()
             .into_iter()
-            .filter_map(|(metric, place)| match place {
-                Place::FleetPage(stat) => Some((Key::stat(metric, stat), row.value(metric, stat))),
-                _ => None,
-            })
+            .map(|(metric, stat)| (Key::stat(metric, stat), row.value(metric, stat)))
             .collect(),
     )
 }

@@ -7,7 +7,7 @@ use super::model::{AlarmsPage, FleetPage, GapLine, GroupPage, HostName, HostPage
 use crate::analytics::outliers::rfc3339_seconds;
 use crate::analytics::{AlarmRow, OutlierRow};
 use crate::live::fleet::HostStatus;
-use crate::metrics::{format_number, metrics_in, shown_in, Key, Metric, Place, Stat};
+use crate::metrics::{fleet_page_columns, format_number, metrics_in, Key, Metric, Place, Stat};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 const STYLE: &str = "
@@ -97,11 +97,8 @@ fn metric_chart(
 }
 
 /// The heading of a fleet-page column: the metric's title and the statistic across the row's hosts.
-fn fleet_heading(metric: Metric, place: Place) -> String {
-    match place {
-        Place::FleetPage(stat) => format!("{}, {}", metric.def().show.title, stat.name()),
-        _ => metric.def().show.title.to_string(),
-    }
+fn fleet_heading(metric: Metric, stat: Stat) -> String {
+    format!("{}, {}", metric.def().show.title, stat.name())
 }
 
 fn host_link(host: &str) -> Markup {
@@ -228,7 +225,7 @@ fn sizing_table(lines: &[SizingLine], window: &str) -> Markup {
 
 pub fn fleet(page: &FleetPage) -> String {
     let step_s = page.history_step_ms / 1000;
-    let columns = shown_in(Place::FleetPage(Stat::P99));
+    let columns = fleet_page_columns();
     let body = html! {
         h1 { "Fleet" }
         @if let Some(notice) = &page.notice { p class="notice" role="note" { (notice) } }
@@ -255,7 +252,7 @@ pub fn fleet(page: &FleetPage) -> String {
                     thead { tr {
                         th scope="col" { "Group" } th scope="col" { "Zone" } th scope="col" { "Hosts" }
                         th scope="col" { "Up / stale / down" }
-                        @for (metric, place) in &columns { th scope="col" { (fleet_heading(*metric, *place)) } }
+                        @for (metric, stat) in &columns { th scope="col" { (fleet_heading(*metric, *stat)) } }
                         th scope="col" { "Hosts named" }
                     } }
                     tbody {
@@ -265,12 +262,12 @@ pub fn fleet(page: &FleetPage) -> String {
                                 td { (row.zone) }
                                 td class="n" { (row.hosts) }
                                 td { (row.hosts_up) " / " (row.hosts_stale) " / " (row.hosts_down) }
-                                @for (metric, place) in &columns {
-                                    @let key = match place { Place::FleetPage(stat) => Key::stat(*metric, *stat), _ => Key::of(*metric) };
+                                @for (metric, stat) in &columns {
+                                    @let key = Key::stat(*metric, *stat);
                                     @let points: Vec<(u64, Option<f64>)> = row.history.iter().map(|p| (p.at_ms, p.values.get(key))).collect();
                                     td {
                                         (cell(*metric, row.values.get(key)))
-                                        (metric_chart(*metric, &points, (120, 26), &fleet_heading(*metric, *place)))
+                                        (metric_chart(*metric, &points, (120, 26), &fleet_heading(*metric, *stat)))
                                     }
                                 }
                                 td {
