@@ -2,7 +2,7 @@
 # Writes the man pages and shell completions of both binaries into deploy/docs/, from the binaries' own
 # command-line definitions (their hidden `generate-docs` command). The files are kept in the source tree so
 # that `cargo deb -p headroom-agent` and `cargo deb -p headroom-collector` package them from a clean checkout;
-# a test (tests/tests/cli.rs) fails when they no longer match the command line. Run this after changing a
+# a test (tests/tests/e2e/cli.rs) fails when they no longer match the command line. Run this after changing a
 # command, an option or its help text, and commit the result.
 set -eu
 

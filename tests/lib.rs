@@ -3,11 +3,14 @@
 
 pub mod api_doc;
 pub mod flood;
+pub mod source;
 
 use headroom_common::http::{BlockingClient, ClientOptions};
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary, built next to the test executable (`cargo build --bins` first).
@@ -24,22 +27,58 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free loopback UDP port (bound and released; a small race is acceptable in tests).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The lock every end-to-end test takes first: shared by the tests that can run beside others, exclusive for
+/// those that must run alone (they install packages, flood the listeners, cut links or measure timing).
+static SUITE: RwLock<()> = RwLock::new(());
+
+/// Take at the start of a test that can run concurrently with the others: it waits while an exclusive test
+/// runs. A test that panicked while holding the lock does not stop the rest.
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    SUITE.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A free loopback TCP port.
+/// Take at the start of a test that must run alone in this process: it waits until the running tests have
+/// finished, and the others wait for it (std's RwLock lets no new reader in while a writer waits).
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SUITE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every port handed out by `free_udp_port` and `free_tcp_port` in this process, so that two tests running at
+/// once never get the same one.
+static HANDED_OUT: Mutex<BTreeSet<(bool, u16)>> = Mutex::new(BTreeSet::new());
+
+/// A port the kernel chose for `bind` and that this process has not handed out before.
+fn unused_port(tcp: bool, bind: impl Fn() -> u16) -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = bind();
+        if handed_out.insert((tcp, port)) {
+            return port;
+        }
+    }
+}
+
+/// A free loopback UDP port (bound and released; another process may take it meanwhile, a small race that
+/// is acceptable in tests; this process never hands it out twice).
+pub fn free_udp_port() -> u16 {
+    unused_port(false, || {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    })
+}
+
+/// A free loopback TCP port (as `free_udp_port`).
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    unused_port(true, || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    })
 }
 
 /// Poll `check` every 100 ms until it returns Some or `timeout` passes.

@@ -3,7 +3,6 @@
 
 pub mod ack_watch;
 pub mod backlog;
-pub mod cli_docs;
 pub mod collectors;
 pub mod config;
 pub mod enroll;

@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use headroom_agent::{cli_docs, config, run, sample_view, sampler};
+use headroom_agent::{config, run, sample_view, sampler};
+use headroom_common::cli_docs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

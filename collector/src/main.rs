@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let command = match Cli::parse().command {
         Invocation::Documented(command) => command,
         Invocation::GenerateDocs { out } => {
-            return match headroom_agent::cli_docs::write(DocumentedCli::command(), &out) {
+            return match headroom_common::cli_docs::write(DocumentedCli::command(), &out) {
                 Ok(files) => {
                     for file in files {
                         println!("{}", file.display());

@@ -1,5 +1,5 @@
 //! Shared core of headroom: wire types, the sans-IO protocol session, metric derivation (`derive`), backoff,
-//! percentiles, the config helpers both binaries use, the atomic file write, the effective-configuration
+//! percentiles, the config helpers both binaries use, man pages and completions (`cli_docs`), the atomic file write, the effective-configuration
 //! document, human units, the JSON schema version (`schema`), TLS/PKI helpers, small text helpers (`names`) and (feature `http`) the HTTP client.
 //!
 //! Nothing here opens a socket or spawns a task, except the HTTP client behind the `http` feature. The
@@ -7,6 +7,7 @@
 //! `clock::now_ms` is the one wall-clock read, for the binaries' edges.
 
 pub mod backoff;
+pub mod cli_docs;
 pub mod clock;
 pub mod clock_offset;
 pub mod config;

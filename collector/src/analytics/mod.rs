@@ -18,7 +18,6 @@ pub use report::{AlarmReport, AlarmRow, OutlierReport, OutlierRow, SkippedRow};
 use crate::analytics::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
 use crate::analytics::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
 use crate::analytics::outliers::{HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker};
-use crate::config::Config;
 use crate::live::fleet::HostMetrics;
 use headroom_common::clock::now_ms;
 use std::collections::{BTreeMap, HashMap};
@@ -72,60 +71,6 @@ pub struct AnalyticsSettings {
     pub api_url: String,
     /// The `[sizing]` settings `headroom` rules size groups with.
     pub sizing: crate::sizing::SizingConfig,
-}
-
-impl AnalyticsSettings {
-    /// Settings from the validated config; reads the rules file and the alarm receivers' CA file (the only IO
-    /// here), and checks that the delivery client can be built with that CA.
-    pub fn from_config(config: &Config) -> Result<AnalyticsSettings, SettingsError> {
-        let rules = config
-            .alarms
-            .rules
-            .as_deref()
-            .map(crate::analytics::alarms::load)
-            .transpose()?;
-        for warning in rules.iter().flat_map(|r| &r.warnings) {
-            tracing::warn!("{warning}");
-        }
-        let alarm_ca_pem = match &config.alarms.ca {
-            None => None,
-            Some(path) => {
-                let ca_error = |detail: String| SettingsError::Ca {
-                    path: path.clone(),
-                    detail,
-                };
-                let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-                let settings = SenderSettings {
-                    extra_roots_pem: Some(pem.clone()),
-                    ..SenderSettings::default()
-                };
-                deliver::delivery_client(&settings).map_err(|e| ca_error(e.to_string()))?;
-                Some(pem)
-            }
-        };
-        let outliers = OutlierSettings {
-            peer_label: config.outliers.peer_label.clone(),
-            threshold_score: config.outliers.threshold,
-            window_count: config.outliers.window_count,
-            flag_windows: config.outliers.flag_windows,
-            clear_windows: config.outliers.flag_windows,
-            window_ms: config.outliers.window.as_millis() as u64,
-            min_group_hosts: config.outliers.min_group_hosts,
-            relative_floor: config.outliers.relative_floor,
-        };
-        Ok(AnalyticsSettings {
-            rules,
-            rules_file: config.alarms.rules.clone(),
-            alertmanager: config.alarms.alertmanager.clone(),
-            webhook: config.alarms.webhook.clone(),
-            alarm_ca_pem,
-            alarm_interval_ms: config.alarms.interval.as_millis() as u64,
-            outliers,
-            database: Some(config.state_dir.join("headroom.db")),
-            api_url: format!("http://{}", config.http_listen),
-            sizing: config.sizing.clone(),
-        })
-    }
 }
 
 /// Readings per host the rules need: the longest window or `for`, at one reading a second, plus slack.

@@ -14,6 +14,7 @@ use anyhow::Context;
 use headroom_agent::run::{stream, StreamSettings};
 use headroom_agent::uplink::UplinkConfig;
 use headroom_common::backoff::Backoff;
+use headroom_common::files;
 use headroom_common::session::Outbox;
 use headroom_common::wire::{Hello, PROTOCOL_VERSION};
 use std::path::Path;
@@ -105,7 +106,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     // Shorter windows than a real fleet's, so that within the first minute an outlier is flagged, an alarm
     // fires and the charts move; the fleet page and the terminal say so.
     let rules = root.join("demo-alarms.toml");
-    std::fs::write(&rules, DEMO_RULES).context("writing the demo alarm rules")?;
+    files::write_atomic(&rules, DEMO_RULES.as_bytes(), files::PUBLIC_FILE)
+        .context("writing the demo alarm rules")?;
     let mut config = Config {
         state_dir: root.join("collector"),
         listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -358,7 +360,8 @@ fn write_sizing_config(root: &std::path::Path) -> anyhow::Result<std::path::Path
         "state_dir = \"{}\"\n\n[sizing.groups.web]\nbalance = \"equal\"\n",
         root.join("collector").display()
     );
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    files::write_atomic(&path, text.as_bytes(), files::PUBLIC_FILE)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

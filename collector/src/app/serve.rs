@@ -1,5 +1,11 @@
 //! The collector service: open the database, bind QUIC and the loopback HTTP API, run ingest, stop cleanly.
 
+use crate::analytics::alarms::{
+    self,
+    deliver::{self, SenderSettings},
+};
+use crate::analytics::outliers::OutlierSettings;
+use crate::analytics::{AnalyticsSettings, SettingsError};
 use crate::config::Config;
 use crate::identity::enroll_server::{EnrollContext, Listener};
 use crate::identity::labels::IgnoredLabelLog;
@@ -174,8 +180,7 @@ pub async fn serve_with_web(
         max_clock_skew_ms: config.fleet.max_clock_skew.as_millis() as u64,
     })));
     let live = LiveConnections::new();
-    let analytics =
-        crate::analytics::Analytics::new(crate::analytics::AnalyticsSettings::from_config(&config)?);
+    let analytics = crate::analytics::Analytics::new(analytics_settings(&config)?);
     analytics.keep_history(store.clone());
     let analytics_task = tokio::spawn(crate::analytics::run(analytics.clone(), cancel.clone()));
     let forecast_task = analytics.wants_forecast().then(|| {
@@ -446,4 +451,52 @@ fn notify_ready_and_watchdog(cancel: &CancellationToken) {
             }
         });
     }
+}
+
+/// The analytics runtime's settings from the validated config (here, so that analytics does not depend on the
+/// config layer); reads the rules file and the alarm receivers' CA file (the only IO
+/// here), and checks that the delivery client can be built with that CA.
+pub fn analytics_settings(config: &Config) -> Result<AnalyticsSettings, SettingsError> {
+    let rules = config.alarms.rules.as_deref().map(alarms::load).transpose()?;
+    for warning in rules.iter().flat_map(|r| &r.warnings) {
+        tracing::warn!("{warning}");
+    }
+    let alarm_ca_pem = match &config.alarms.ca {
+        None => None,
+        Some(path) => {
+            let ca_error = |detail: String| SettingsError::Ca {
+                path: path.clone(),
+                detail,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let settings = SenderSettings {
+                extra_roots_pem: Some(pem.clone()),
+                ..SenderSettings::default()
+            };
+            deliver::delivery_client(&settings).map_err(|e| ca_error(e.to_string()))?;
+            Some(pem)
+        }
+    };
+    let outliers = OutlierSettings {
+        peer_label: config.outliers.peer_label.clone(),
+        threshold_score: config.outliers.threshold,
+        window_count: config.outliers.window_count,
+        flag_windows: config.outliers.flag_windows,
+        clear_windows: config.outliers.flag_windows,
+        window_ms: config.outliers.window.as_millis() as u64,
+        min_group_hosts: config.outliers.min_group_hosts,
+        relative_floor: config.outliers.relative_floor,
+    };
+    Ok(AnalyticsSettings {
+        rules,
+        rules_file: config.alarms.rules.clone(),
+        alertmanager: config.alarms.alertmanager.clone(),
+        webhook: config.alarms.webhook.clone(),
+        alarm_ca_pem,
+        alarm_interval_ms: config.alarms.interval.as_millis() as u64,
+        outliers,
+        database: Some(config.state_dir.join("headroom.db")),
+        api_url: format!("http://{}", config.http_listen),
+        sizing: config.sizing.clone(),
+    })
 }

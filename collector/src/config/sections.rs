@@ -59,8 +59,7 @@ pub struct IdentityConfig {
 /// default.
 pub const DEFAULT_HELLO_LABEL_KEYS: &[&str] = &["env", "group", "role", "service", "zone"];
 
-/// Longest `identity.cert_validity`: a year is the most a certificate that is never revoked should live.
-pub const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
+pub use crate::identity::signer::CERT_VALIDITY_MAX;
 
 /// Alarm rules and delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]

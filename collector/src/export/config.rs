@@ -2,7 +2,7 @@
 //! engine. Parsed as part of the collector's file (raw form here, validated without IO into
 //! [`RemoteWriteConfig`]).
 
-use headroom_agent::config::{absolute_path, duration_in, invalid, ConfigError};
+use headroom_common::config::{absolute_path, duration_in, invalid, ConfigError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -46,6 +46,17 @@ const CATCH_UP_SAMPLES_PER_S: f64 = 2_000.0;
 /// A sample older than this when it arrives counts as catch-up.
 const CATCH_UP_AGE_MS: u64 = 10_000;
 
+/// Whether a sample stamped `timestamp_ms` is catch-up (backlog) when it arrives at `now_ms`.
+fn is_catch_up(timestamp_ms: u64, now_ms: u64) -> bool {
+    timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms
+}
+
+/// How long to hold the connection's next read so that the `stored` catch-up samples since pacing started
+/// `elapsed` ago stay within `CATCH_UP_SAMPLES_PER_S`.
+fn catch_up_wait(stored: u64, elapsed: Duration) -> Duration {
+    Duration::from_secs_f64(stored as f64 / CATCH_UP_SAMPLES_PER_S).saturating_sub(elapsed)
+}
+
 /// The host identity in the peer's certificate. The handshake already required one; this is the second
 /// line of defence.
 fn peer_host(connection: &quinn::Connection) -> Result<String, String> {
@@ -269,11 +280,11 @@ pub(super) async fn handle_connection(
                     }
                 }
                 CollectorEvent::Samples(samples) => {
+                    let now = now_ms();
                     let backlog = samples
                         .iter()
-                        .filter(|s| s.timestamp_ms.saturating_add(CATCH_UP_AGE_MS) < now_ms())
+                        .filter(|s| is_catch_up(s.timestamp_ms, now))
                         .count();
-                    let now = now_ms();
                     let away_ms = now.saturating_sub(context.store.last_seen_ms(&host).unwrap_or(issued_ms));
                     let count = samples.len() as u64;
                     let wait_ms = context
@@ -390,8 +401,7 @@ pub(super) async fn handle_connection(
             break Ok("agent said goodbye");
         }
         // Pace catch-up: hold the next read until the backlog stored so far fits the per-connection rate.
-        let due = Duration::from_secs_f64(catch_up_stored as f64 / CATCH_UP_SAMPLES_PER_S);
-        let wait = due.saturating_sub(catch_up_started.elapsed());
+        let wait = catch_up_wait(catch_up_stored, catch_up_started.elapsed());
         if !wait.is_zero() {
             // The loop's next turn says why, if the wait ended early.
             tokio::select! {
@@ -436,4 +446,41 @@ fn log_hello(host: &str, peer: SocketAddr, hello: &Hello, last_seq: Option<u64>)
         %host, %peer, agent = %hello.agent_version, labels = %labels.join(","),
         cores = hello.capacity.cores, ?last_seq, "agent connected"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9: the catch-up pace ARCHITECTURE.md states. Samples more than 10 s old are backlog; backlog is
+    /// stored at most 2,000 a second per connection, and a connection that stays under that pace is not held.
+    #[test]
+    fn issue_9_catch_up_is_paced_at_2000_samples_a_second_per_connection() {
+        let now_ms = 1_000_000;
+        assert!(is_catch_up(now_ms - 10_001, now_ms));
+        assert!(!is_catch_up(now_ms - 10_000, now_ms));
+        assert!(
+            !is_catch_up(now_ms + 5_000, now_ms),
+            "a clock ahead is live, not backlog"
+        );
+        // 6,000 backlog samples stored within the first second: the next read waits until 3 s have passed.
+        assert_eq!(
+            catch_up_wait(6_000, Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            catch_up_wait(2_000, Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+        // At or under the pace nothing waits.
+        assert_eq!(catch_up_wait(2_000, Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(catch_up_wait(0, Duration::ZERO), Duration::ZERO);
+        // Over a long catch-up the stored count follows the elapsed time at exactly the pace.
+        let stored = 2_000 * 3_600;
+        assert_eq!(catch_up_wait(stored, Duration::from_secs(3_600)), Duration::ZERO);
+        assert_eq!(
+            catch_up_wait(stored + 2_000, Duration::from_secs(3_600)),
+            Duration::from_secs(1)
+        );
+    }
 }

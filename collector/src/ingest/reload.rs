@@ -5,10 +5,10 @@
 //! open keep streaming on the keys they negotiated. A pair that does not load (a key replaced before its
 //! certificate, a typo) is logged and the running configuration stays.
 
-use crate::config::TlsPaths;
 use crate::identity::enroll_server::Listener;
 use crate::identity::revocation::Revocations;
 use crate::ingest;
+use headroom_common::config::TlsPaths;
 use headroom_common::pki::read_pem;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl ChangeWatch {
 /// The QUIC server configuration of `listener` from the TLS files in `paths`, refusing revoked
 /// certificates during the handshake (also used to reload them while running).
 pub fn load_server_config(
-    paths: &crate::config::TlsPaths,
+    paths: &TlsPaths,
     revocations: &Revocations,
     listener: Listener,
 ) -> anyhow::Result<quinn::ServerConfig> {

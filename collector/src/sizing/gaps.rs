@@ -1,8 +1,7 @@
 //! Data gaps of one group over the window: minutes with no row and minutes with fewer hosts than the
 //! group had then.
 
-use super::model::WindowParams;
-use super::{DataGaps, HostInput, MinuteSum, MINUTE_MS};
+use super::{DataGaps, HostInput, MinuteSum, WindowParams, MINUTE_MS};
 
 /// Missing minutes (no row at all) and partial ones (fewer hosts reporting than were in the group then).
 pub(super) fn data_gaps(hosts: &[HostInput], minutes: &[&MinuteSum], params: &WindowParams) -> DataGaps {

@@ -24,9 +24,25 @@ pub use config::{
     ZoneLosses,
 };
 pub use forecast::{theil_sen, Forecast, ForecastOutcome, TrendLine};
-pub use model::{percentile_nearest_rank, size_fleet, size_group, WindowParams, PRESENCE_GRACE_MS};
+pub use model::{size_fleet, size_group, PRESENCE_GRACE_MS};
 pub use render::{render, ReportFormat};
+pub use resource::percentile_nearest_rank;
 pub use scenario::{size_with_scenarios, Scenario, ScenarioReport, WhatIfOptions};
+
+/// Window and peak settings shared by every group of a report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowParams {
+    /// First millisecond of the window.
+    pub window_start_ms: u64,
+    /// End of the window, exclusive: "now".
+    pub window_end_ms: u64,
+    /// Percentile of per-minute sums that is the peak.
+    pub percentile: f64,
+    /// Forecast horizon.
+    pub horizon_days: f64,
+    /// How far back the trend looks.
+    pub trend_window_ms: u64,
+}
 
 /// Version of the JSON document [`render`] writes; raised whenever a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 2;

@@ -8,31 +8,16 @@ use super::config::{GroupSizing, MemoryMode, SizingConfig, ZoneLosses};
 use super::forecast::ForecastOutcome;
 use super::gaps::data_gaps;
 use super::planner::{Pool, PoolResource, RemovableHost};
-use super::resource::{host_capacity, load_of, size_resource, Layout};
+use super::resource::{host_capacity, load_of, percentile_nearest_rank, size_resource, Domain, Layout};
 use super::{
     DomainSummary, GroupInput, GroupReport, GroupStatus, HostInput, HostShape, HostSpan, LoadSource,
-    LossKind, MinuteSum, Placement, Resource, ResourceReport, SizingInput, SizingReport, MINUTE_MS,
-    SCHEMA_VERSION,
+    LossKind, MinuteSum, Placement, Resource, ResourceReport, SizingInput, SizingReport, WindowParams,
+    MINUTE_MS, SCHEMA_VERSION,
 };
 
 /// A host whose last sample is older than this at the end of the window has left the group; one that first
 /// reported later than this after the window began has joined it. Ten minutes rides over a restart.
 pub const PRESENCE_GRACE_MS: u64 = 10 * MINUTE_MS;
-
-/// Window and peak settings shared by every group of a report.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WindowParams {
-    /// First millisecond of the window.
-    pub window_start_ms: u64,
-    /// End of the window, exclusive: "now".
-    pub window_end_ms: u64,
-    /// Percentile of per-minute sums that is the peak.
-    pub percentile: f64,
-    /// Forecast horizon.
-    pub horizon_days: f64,
-    /// How far back the trend looks.
-    pub trend_window_ms: u64,
-}
 
 /// Sizes every group of `input` with the settings of `config`; groups come out sorted by name.
 pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
@@ -61,19 +46,6 @@ pub fn size_fleet(input: &SizingInput, config: &SizingConfig) -> SizingReport {
         groups,
         scenarios: Vec::new(),
     }
-}
-
-/// The nearest-rank percentile ([`headroom_common::percentile`]) with `percentile` in 0..=100: the smallest
-/// value with at least `percentile` % of values at or below it. Reorders `values`; `None` when empty.
-pub fn percentile_nearest_rank(values: &mut [f64], percentile: f64) -> Option<f64> {
-    headroom_common::percentile::nearest_rank(values, (percentile / 100.0).clamp(0.0, 1.0))
-}
-
-/// A failure domain while it is being built: its label and the present hosts in it.
-pub(super) struct Domain {
-    pub(super) name: String,
-    pub(super) kind: LossKind,
-    pub(super) hosts: Vec<usize>,
 }
 
 /// Sizes one group.

@@ -5,12 +5,25 @@ use std::collections::BTreeMap;
 
 use super::config::{Balance, GroupSizing, LittleLaw, MemoryMode, ZoneLosses};
 use super::forecast::forecast;
-use super::model::{percentile_nearest_rank, Domain, WindowParams};
 use super::planner::{load_factor, per_host_utilisation, within, Spread};
+use super::WindowParams;
 use super::{
     Distribution, HostInput, LittleFigures, LoadSource, LossCase, LossKind, MinuteSum, Resource,
     ResourceReport, DAY_MS,
 };
+
+/// The nearest-rank percentile ([`headroom_common::percentile`]) with `percentile` in 0..=100: the smallest
+/// value with at least `percentile` % of values at or below it. Reorders `values`; `None` when empty.
+pub fn percentile_nearest_rank(values: &mut [f64], percentile: f64) -> Option<f64> {
+    headroom_common::percentile::nearest_rank(values, (percentile / 100.0).clamp(0.0, 1.0))
+}
+
+/// A failure domain while it is being built: its label and the present hosts in it.
+pub(super) struct Domain {
+    pub(super) name: String,
+    pub(super) kind: LossKind,
+    pub(super) hosts: Vec<usize>,
+}
 
 /// A day needs data in this many of its 1,440 minutes (95 %) to count as complete for the forecast.
 const MIN_MINUTES_PER_DAY: usize = 1_368;

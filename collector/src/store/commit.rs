@@ -117,7 +117,7 @@ impl Store {
             outcomes.push(outcome);
         }
         tx.commit().map_err(err("commit"))?;
-        let mut progress = self.progress.write().expect("progress lock poisoned");
+        let mut progress = self.progress.write().unwrap_or_else(|p| p.into_inner());
         for (name, record) in staged {
             progress.insert(
                 name.clone(),

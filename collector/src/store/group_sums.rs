@@ -12,6 +12,9 @@ use crate::metrics::Metric;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
+/// One minute: the step of the minute rollups and of the per-group minute sums.
+pub const MINUTE_MS: u64 = 60_000;
+
 /// What one host gathered in one minute: metric statistics and per-port established sums.
 #[derive(Debug)]
 pub(crate) struct MinuteEntry {
@@ -143,7 +146,7 @@ impl Store {
         while let Some(row) = rows.next().map_err(&err)? {
             let host_id: i64 = row.get(0).map_err(&err)?;
             let ts_ms = row.get::<_, i64>(1).map_err(&err)?.max(0) as u64;
-            let minute = ts_ms - ts_ms % super::rollup::MINUTE_MS;
+            let minute = ts_ms - ts_ms % MINUTE_MS;
             per_host
                 .entry((minute, host_id))
                 .or_insert_with(MinuteEntry::new)

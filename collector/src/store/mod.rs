@@ -259,7 +259,9 @@ pub(crate) struct HostRecord {
     pub dirty: bool,
 }
 
-/// Last stored seq per host name, with the instance it belongs to; shared with `StoreHandle`.
+/// Last stored seq per host name, with the instance it belongs to; shared with `StoreHandle`. Every update is
+/// one map insert, so a thread that panicked while holding the lock leaves it whole: readers and writers take
+/// a poisoned lock as it is, and a panic elsewhere does not stop ingest.
 pub(crate) type Progress = Arc<RwLock<HashMap<String, HostProgress>>>;
 
 /// What ingest needs to know of a host without asking the database: its instance, last stored sequence and
@@ -481,7 +483,7 @@ impl Store {
                 record.dirty = true;
             }
         }
-        let mut progress = self.progress.write().expect("progress lock poisoned");
+        let mut progress = self.progress.write().unwrap_or_else(|p| p.into_inner());
         for (name, record) in &self.hosts {
             progress.insert(
                 name.clone(),

@@ -23,7 +23,7 @@ use super::{query_i64, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 
-pub const MINUTE_MS: u64 = 60_000;
+pub use super::group_sums::MINUTE_MS;
 pub const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 

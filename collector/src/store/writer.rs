@@ -166,7 +166,7 @@ impl StoreHandle {
 
     /// Last durably stored seq of `host` if it came from agent instance `instance_id`.
     pub fn last_seq(&self, host: &str, instance_id: u64) -> Option<u64> {
-        let progress = self.progress.read().expect("progress lock poisoned");
+        let progress = self.progress.read().unwrap_or_else(|p| p.into_inner());
         progress
             .get(host)
             .filter(|p| p.instance_id == instance_id)

@@ -267,7 +267,7 @@ pub async fn run_sender(
     let client = match delivery_client(&settings) {
         Ok(client) => client,
         Err(error) => {
-            // Checked when the collector starts (`AnalyticsSettings::from_config`), so this is not expected.
+            // Checked when the collector starts (`app::serve::analytics_settings`), so this is not expected.
             tracing::error!(%error, url = %target.url(), "alarm delivery off: no HTTP client");
             return;
         }

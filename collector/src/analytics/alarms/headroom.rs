@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::eval::HostInput;
+use super::HostInput;
 use crate::metrics::Metric;
 use crate::sizing::report::{case_text, forecast_text, hosts_to_add_text, percent};
 use crate::sizing::{

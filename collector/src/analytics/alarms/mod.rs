@@ -20,8 +20,28 @@ use rules::{line_of, validate, RawFile};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, HostInput, Subject};
+pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, Subject};
 pub use state::{AlarmState, Transition};
+
+/// What evaluation knows about one host.
+#[derive(Debug, Clone)]
+pub struct HostInput {
+    pub host: String,
+    pub labels: BTreeMap<String, String>,
+    pub interval_ms: u32,
+    /// When the collector last heard from the host.
+    pub last_seen_ms: u64,
+    /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
+    pub clock_offset_ms: Option<i64>,
+    /// Logical CPUs and physical memory from the host's hello; 0 until it has sent one (`headroom` rules
+    /// leave such a host out).
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub history: HostHistory,
+    /// Established connections per listening port, per minute, for live `headroom` rules (kept only
+    /// when such a rule exists).
+    pub ports: headroom::PortMinutes,
+}
 
 /// Placeholders a summary template may use.
 pub const SUMMARY_PLACEHOLDERS: &[&str] = &[

@@ -25,6 +25,8 @@ use std::time::{Duration, SystemTime};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most labels one certificate carries.
 pub const MAX_LABELS: usize = 32;
+/// Longest `identity.cert_validity`: a year is the most a certificate that is never revoked should live.
+pub const CERT_VALIDITY_MAX: Duration = Duration::from_secs(365 * 86_400);
 
 /// The signer's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +54,11 @@ pub enum SignReply {
 /// Checks a request within the signer's caps and signs it; the refusal is one line for the collector's log.
 pub fn check_and_sign(ca: &CertAndKey, request: &SignRequest, now: SystemTime) -> Result<String, String> {
     let validity = Duration::from_secs(request.validity_s);
-    if validity.is_zero() || validity > crate::config::CERT_VALIDITY_MAX {
+    if validity.is_zero() || validity > CERT_VALIDITY_MAX {
         return Err(format!(
             "lifetime of {} s is outside 1 s to {} s",
             request.validity_s,
-            crate::config::CERT_VALIDITY_MAX.as_secs()
+            CERT_VALIDITY_MAX.as_secs()
         ));
     }
     if request.labels.len() > MAX_LABELS {

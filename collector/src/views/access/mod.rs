@@ -338,11 +338,7 @@ pub async fn check(State(policy): State<Arc<AccessPolicy>>, request: Request, ne
         policy.decide(host.as_deref(), header_text(header::AUTHORIZATION))
     };
     let refuse = |status: StatusCode, message: String| {
-        (
-            status,
-            axum::Json(crate::views::http::ApiError { error: message }),
-        )
-            .into_response()
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
     };
     match verdict {
         Verdict::Allow => next.run(request).await,

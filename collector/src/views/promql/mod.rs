@@ -14,7 +14,8 @@ use crate::sizing::{size_with_scenarios, Scenario, SizingConfig, SizingInput, Si
 use crate::views::end::{stale_note, EndAt};
 use crate::views::report_cli::{ReportError, Window};
 use queries::{
-    api_time, assemble, parse_answer, range_chunks, Answers, HostQuery, Labels, MinuteQuery, Series,
+    api_time, assemble, parse_answer, range_chunks, Answers, EdgeProbe, HostQuery, Labels, MinuteQuery,
+    RangeEdges, Series,
 };
 
 /// Points per series in one `query_range`: a day of minutes, well under the engines' caps (Prometheus
@@ -125,6 +126,17 @@ fn newest_seen_ms(answer: &[Series]) -> Option<u64> {
         .max()
 }
 
+/// Whether the engine's ranges include their left end, probed on its data near `at_ms` (`EdgeProbe`); an
+/// engine with no sample there has no minute to get wrong either.
+fn range_edges(api: &QueryApi, at_ms: u64) -> Result<RangeEdges, ReportError> {
+    let newest = api.instant(&EdgeProbe::newest_sample_query(), at_ms)?;
+    let Some((labels, probe_ms)) = EdgeProbe::target(&newest) else {
+        return Ok(RangeEdges::LeftOpen);
+    };
+    let counted = api.instant(&EdgeProbe::count_query(), probe_ms)?;
+    Ok(EdgeProbe::edges(labels, &counted))
+}
+
 /// Reads the window from the query API and runs the model, as `report_cli::build_report` does from a file.
 pub fn build_report(options: &PromOptions, config: &SizingConfig) -> Result<SizingReport, ReportError> {
     let api = QueryApi::new(&options.url)?;
@@ -162,20 +174,21 @@ pub fn build_report(options: &PromOptions, config: &SizingConfig) -> Result<Sizi
         )?;
         answers.hosts.push((query, answer));
     }
-    for query in MinuteQuery::ALL {
-        let promql = query.promql(&labels);
-        let mut series = Vec::new();
-        for (first_ms, last_ms) in range_chunks(window, CHUNK_MINUTES) {
-            series.extend(api.range(&promql, first_ms, last_ms)?);
-        }
-        answers.minutes.insert(query, series);
-    }
     let newest_ms = answers
         .hosts
         .iter()
         .find(|(query, _)| *query == HostQuery::LastSeen)
         .and_then(|(_, answer)| newest_seen_ms(answer));
 
+    let edges = range_edges(&api, newest_ms.unwrap_or(window.end_ms - 1))?;
+    for query in MinuteQuery::ALL {
+        let promql = query.promql(&labels, edges);
+        let mut series = Vec::new();
+        for (first_ms, last_ms) in range_chunks(window, CHUNK_MINUTES) {
+            series.extend(api.range(&promql, first_ms, last_ms)?);
+        }
+        answers.minutes.insert(query, series);
+    }
     let input = SizingInput {
         window_start_ms: window.start_ms,
         window_end_ms: window.end_ms,

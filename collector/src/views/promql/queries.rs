@@ -3,9 +3,11 @@
 //! model's input. No IO: `mod.rs` sends the queries and hands the answers here.
 //!
 //! The database's `group_minutes` hold, per group and minute `[m, m + 60 s)`, the sum over the hosts that
-//! reported of each host's mean over the minute. A range vector `x[1m]` evaluated at `t` covers `(t - 60 s, t]`,
-//! so the queries are evaluated at `t = m + 60 s - 1 ms`: the range is then `[m, m + 60 s)` for the
-//! millisecond timestamps the exporter writes, the same minute the rollup uses.
+//! reported of each host's mean over the minute. The queries are evaluated at `t = m + 60 s - 1 ms`, the
+//! minute's last millisecond, with a range that then holds exactly the minute's samples for the
+//! millisecond timestamps the exporter writes, the same minute the rollup uses. Engines disagree on the
+//! range's left end (`RangeEdges`): Prometheus before 3.0 includes it, so `x[1m]` there would also take a
+//! sample stamped at the previous minute's last millisecond and count it in two minutes.
 
 use crate::export::series::{export_name, label_name, HOST_CORES, HOST_MEMORY, PORT_ESTABLISHED};
 use crate::metrics::Metric;
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 /// One step of `query_range`: a minute.
 pub const STEP_S: u64 = 60;
 
-/// How far before the end of a minute its evaluation instant lies, so `[1m]` covers exactly that minute.
+/// How far before the end of a minute its evaluation instant lies: the minute's last millisecond.
 const EVAL_BEFORE_END_MS: u64 = 1;
 
 /// The labels the group and zone are read from (the `[sizing]` labels, as the exporter writes label names).
@@ -51,6 +53,73 @@ pub fn api_time(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
+/// Which samples a range selector `x[r]` evaluated at `t` holds: Prometheus before 3.0 takes `[t - r, t]`
+/// (both ends), Prometheus 3 `(t - r, t]`. `mod.rs` asks the engine which (`EdgeProbe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeEdges {
+    Closed,
+    LeftOpen,
+}
+
+impl RangeEdges {
+    /// The range that, evaluated at a minute's last millisecond (`eval_ms`), holds exactly that minute's
+    /// samples `[m, m + 60 s)`.
+    pub fn minute_range(self) -> String {
+        let range_ms = match self {
+            RangeEdges::Closed => MINUTE_MS - 1,
+            RangeEdges::LeftOpen => MINUTE_MS,
+        };
+        format!("{range_ms}ms")
+    }
+}
+
+/// Finding an engine's `RangeEdges` from its data: take one series' newest sample at or before an instant
+/// (`timestamp(x)`), then count that series' samples in `x[1ms]` evaluated 1 ms after it. With both ends
+/// included the sample is counted; with the left end open it is not (the series has no sample 1 ms later:
+/// it is the newest one, and agents sample at most every 100 ms).
+pub struct EdgeProbe;
+
+impl EdgeProbe {
+    /// The instant query that finds each series' newest sample time (as the value, in seconds).
+    pub fn newest_sample_query() -> String {
+        format!("timestamp({})", HOST_CORES.name)
+    }
+
+    /// The series to probe and the instant (Unix ms) to evaluate `count_query` at: 1 ms after its sample.
+    /// None when the engine holds no sample before the instant asked.
+    pub fn target(newest: &[Series]) -> Option<(&BTreeMap<String, String>, u64)> {
+        let series = newest.iter().find(|s| !s.points.is_empty())?;
+        let sample_ms = (series.points[0].1 * 1000.0).round() as u64;
+        Some((&series.labels, sample_ms + 1))
+    }
+
+    /// The instant query that counts each series' samples in the millisecond before it.
+    pub fn count_query() -> String {
+        format!("count_over_time({}[1ms])", HOST_CORES.name)
+    }
+
+    /// The edges, from `count_query`'s answer for the series `target` chose (compared without the metric
+    /// name, which engines keep or drop differently).
+    pub fn edges(labels: &BTreeMap<String, String>, counted: &[Series]) -> RangeEdges {
+        let without_name = |labels: &BTreeMap<String, String>| {
+            labels
+                .iter()
+                .filter(|(name, _)| *name != "__name__")
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let wanted = without_name(labels);
+        let holds_the_sample = counted
+            .iter()
+            .any(|s| without_name(&s.labels) == wanted && s.points.iter().any(|(_, count)| *count >= 1.0));
+        if holds_the_sample {
+            RangeEdges::Closed
+        } else {
+            RangeEdges::LeftOpen
+        }
+    }
+}
+
 /// The per-minute group sums, each one `query_range` with a 60 s step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MinuteQuery {
@@ -74,24 +143,26 @@ impl MinuteQuery {
 
     /// The PromQL. Series are first reduced to one per host (`max`/`avg by (host, group)`), so a host whose
     /// series also carry a collector's extra labels, or that moved between collectors, counts once.
-    pub fn promql(self, labels: &Labels) -> String {
+    /// `edges` picks the range that holds exactly one minute on this engine.
+    pub fn promql(self, labels: &Labels, edges: RangeEdges) -> String {
         let group = &labels.group;
         let cores = HOST_CORES.name;
+        let minute = edges.minute_range();
         match self {
             MinuteQuery::CpuBusyCores => format!(
-                "sum by ({group}) (avg by (host, {group}) (avg_over_time({busy}[1m])) \
-                 * on (host, {group}) max by (host, {group}) (max_over_time({cores}[1m])))",
+                "sum by ({group}) (avg by (host, {group}) (avg_over_time({busy}[{minute}])) \
+                 * on (host, {group}) max by (host, {group}) (max_over_time({cores}[{minute}])))",
                 busy = export_name(Metric::CpuBusyPct).name
             ),
             MinuteQuery::MemoryUsedBytes => format!(
-                "sum by ({group}) (avg by (host, {group}) (avg_over_time({used}[1m])))",
+                "sum by ({group}) (avg by (host, {group}) (avg_over_time({used}[{minute}])))",
                 used = export_name(Metric::MemUsedBytes).name
             ),
             MinuteQuery::HostsReporting => {
-                format!("count by ({group}) (max by (host, {group}) (count_over_time({cores}[1m])))")
+                format!("count by ({group}) (max by (host, {group}) (count_over_time({cores}[{minute}])))")
             }
             MinuteQuery::EstablishedByPort => format!(
-                "sum by ({group}, port) (avg by (host, {group}, port) (avg_over_time({port}[1m])))",
+                "sum by ({group}, port) (avg by (host, {group}, port) (avg_over_time({port}[{minute}])))",
                 port = PORT_ESTABLISHED.name
             ),
         }
@@ -383,11 +454,11 @@ mod tests {
     #[test]
     fn queries_group_by_the_sizing_labels_and_reduce_to_one_series_per_host() {
         let labels = Labels::new("service", "zone");
-        let cpu = MinuteQuery::CpuBusyCores.promql(&labels);
+        let cpu = MinuteQuery::CpuBusyCores.promql(&labels, RangeEdges::LeftOpen);
         assert_eq!(
             cpu,
-            "sum by (service) (avg by (host, service) (avg_over_time(headroom_cpu_busy_ratio[1m])) * on \
-             (host, service) max by (host, service) (max_over_time(headroom_host_cpu_cores[1m])))"
+            "sum by (service) (avg by (host, service) (avg_over_time(headroom_cpu_busy_ratio[60000ms])) * on \
+             (host, service) max by (host, service) (max_over_time(headroom_host_cpu_cores[60000ms])))"
         );
         let peak = HostQuery::MemoryUsedPeak.promql(&labels, 3_600_000, 99.9);
         assert_eq!(
@@ -396,6 +467,55 @@ mod tests {
         );
         // A label the exporter would rename is looked up under its exported name.
         assert_eq!(Labels::new("team-name", "zone").group, "team_name");
+    }
+
+    #[test]
+    fn issue_9_a_minute_range_takes_no_sample_of_the_previous_minute_on_either_engine() {
+        // A range evaluated at the minute's last millisecond reaches back to the minute's first millisecond
+        // on both kinds of engine, never to the previous minute's last one (counted twice otherwise).
+        for (edges, range_ms) in [
+            (RangeEdges::Closed, MINUTE_MS - 1),
+            (RangeEdges::LeftOpen, MINUTE_MS),
+        ] {
+            let first_held_ms = match edges {
+                RangeEdges::Closed => eval_ms(T0) - range_ms,
+                RangeEdges::LeftOpen => eval_ms(T0) - range_ms + 1,
+            };
+            assert_eq!(first_held_ms, T0, "{edges:?}");
+            assert_eq!(edges.minute_range(), format!("{range_ms}ms"));
+            for query in MinuteQuery::ALL {
+                let text = query.promql(&Labels::new("group", "zone"), edges);
+                assert!(
+                    text.contains(&format!("[{range_ms}ms]")) && !text.contains("[1m]"),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_edge_probe_reads_closed_when_the_sample_is_counted_and_left_open_when_not() {
+        let newest = parse_answer(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"host":"a"},"value":[1700000100.5,"1700000099.999"]}]}}"#,
+        )
+        .unwrap();
+        let (labels, at_ms) = EdgeProbe::target(&newest).unwrap();
+        assert_eq!(at_ms, 1_700_000_100_000);
+        let counted = |body: &str| parse_answer(body).unwrap();
+        let closed = counted(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"host":"b"},"value":[1700000100,"1"]},
+                {"metric":{"__name__":"headroom_host_cpu_cores","host":"a"},"value":[1700000100,"1"]}]}}"#,
+        );
+        assert_eq!(EdgeProbe::edges(labels, &closed), RangeEdges::Closed);
+        // Another series' sample in that millisecond says nothing about this one.
+        let open = counted(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"host":"b"},"value":[1700000100,"1"]}]}}"#,
+        );
+        assert_eq!(EdgeProbe::edges(labels, &open), RangeEdges::LeftOpen);
+        assert!(EdgeProbe::target(&[]).is_none());
     }
 
     #[test]

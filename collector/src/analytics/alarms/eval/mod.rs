@@ -16,7 +16,7 @@ mod window;
 
 use super::headroom::{self, ForecastDigest, LiveHost};
 use super::state::{AlarmState, Transition};
-use super::{Across, Condition, RuleSet, Severity};
+use super::{Across, Condition, HostInput, RuleSet, Severity};
 use crate::analytics::outliers::OutlierTracker;
 use crate::sizing::SizingConfig;
 use describe::describe;
@@ -29,26 +29,6 @@ pub use window::{percentile, slope_per_minute, HostHistory};
 /// A threshold compares the latest sample only while it is at most this many of the host's intervals old; a
 /// silent host's last value is not a current value (the missing-data rule covers silence).
 pub const FRESH_INTERVALS: u64 = 3;
-
-/// What evaluation knows about one host.
-#[derive(Debug, Clone)]
-pub struct HostInput {
-    pub host: String,
-    pub labels: BTreeMap<String, String>,
-    pub interval_ms: u32,
-    /// When the collector last heard from the host.
-    pub last_seen_ms: u64,
-    /// How far the host's clock is ahead of the collector's (negative: behind), once estimated.
-    pub clock_offset_ms: Option<i64>,
-    /// Logical CPUs and physical memory from the host's hello; 0 until it has sent one (`headroom` rules
-    /// leave such a host out).
-    pub cores: u32,
-    pub memory_bytes: u64,
-    pub history: HostHistory,
-    /// Established connections per listening port, per minute, for live `headroom` rules (kept only
-    /// when such a rule exists).
-    pub ports: super::headroom::PortMinutes,
-}
 
 /// Everything one evaluation reads.
 #[derive(Debug, Clone, Copy)]

@@ -39,6 +39,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
+    let _suite = headroom_tests::shared();
     let Some(engine) = Engine::start(EngineKind::Prometheus) else {
         return;
     };
@@ -191,6 +192,7 @@ fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
 
 #[test]
 fn issue_13_an_unreachable_query_api_is_a_one_line_error_naming_it() {
+    let _suite = headroom_tests::shared();
     let port = headroom_tests::free_tcp_port();
     let out = Command::new(binary("headroom-collector"))
         .args([

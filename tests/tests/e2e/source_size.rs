@@ -4,7 +4,7 @@
 //! Non-test code is every line of a `.rs` file under a crate's `src/` before its `#[cfg(test)]` test module;
 //! files named `tests.rs` hold only tests and are not counted.
 
-use std::path::{Path, PathBuf};
+use headroom_tests::source;
 
 /// The most non-test lines a file may have: the ~600 of the house style plus a margin, so that a small
 /// change to a file near the limit does not fail the build before it can be split.
@@ -12,27 +12,12 @@ const MAX_NON_TEST_LINES: usize = 650;
 
 /// Lines before the `#[cfg(test)]` attribute of the file's test module (`mod tests {` or `mod tests;`).
 fn non_test_lines(text: &str) -> usize {
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .windows(2)
-        .position(|pair| pair[0].trim() == "#[cfg(test)]" && pair[1].trim_start().starts_with("mod tests"))
-        .unwrap_or(lines.len())
-}
-
-fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("a directory entry").path();
-        if path.is_dir() {
-            rust_files(&path, found);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            found.push(path);
-        }
-    }
+    source::test_module_line(text).unwrap_or(text.lines().count())
 }
 
 #[test]
 fn counting_stops_at_the_test_module() {
+    let _suite = headroom_tests::shared();
     let text = "//! a\nfn a() {}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
     assert_eq!(non_test_lines(text), 3);
     assert_eq!(non_test_lines("fn a() {}\n#[cfg(test)]\nmod tests;\n"), 1);
@@ -42,14 +27,13 @@ fn counting_stops_at_the_test_module() {
 
 #[test]
 fn issue_9_no_source_file_has_more_than_650_lines_of_non_test_code() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace");
+    let _suite = headroom_tests::shared();
+    let root = &source::workspace();
     let mut files = Vec::new();
     for entry in std::fs::read_dir(root).expect("reading the workspace") {
         let src = entry.expect("a directory entry").path().join("src");
         if src.is_dir() {
-            rust_files(&src, &mut files);
+            files.extend(source::rust_files(&src));
         }
     }
     // The walk must see the crates, or the check below would pass on nothing.

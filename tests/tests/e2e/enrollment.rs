@@ -40,6 +40,7 @@ fn stderr_line(out: &Output) -> String {
 
 #[test]
 fn enroll_help_exits_zero() {
+    let _suite = headroom_tests::shared();
     let out = Command::new(binary("headroom-agent"))
         .args(["enroll", "--help"])
         .output()
@@ -54,6 +55,7 @@ fn enroll_help_exits_zero() {
 // Needs hook "route enroll ALPN".
 #[test]
 fn enrolled_host_gets_private_key_and_certificate_with_token_labels_and_streams() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let token = create_token(
         &collector,
@@ -104,6 +106,7 @@ fn enrolled_host_gets_private_key_and_certificate_with_token_labels_and_streams(
 // Needs hook "route enroll ALPN".
 #[test]
 fn unknown_expired_and_used_up_tokens_fail_with_one_line_and_exit_1() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let pin = pin(&collector);
     let dir = collector.dir.path();
@@ -165,6 +168,7 @@ fn unknown_expired_and_used_up_tokens_fail_with_one_line_and_exit_1() {
 // Needs hooks "server TLS config" and "route enroll ALPN".
 #[test]
 fn a_wrong_pin_sends_nothing_and_names_the_fingerprint_seen() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let token = create_token(&collector, &["--uses", "1"]);
     let wrong = format!("SHA256:{}", "ab".repeat(32));
@@ -188,6 +192,7 @@ fn a_wrong_pin_sends_nothing_and_names_the_fingerprint_seen() {
 
 #[test]
 fn token_list_never_shows_the_secret() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let token = create_token(
         &collector,
@@ -210,6 +215,7 @@ fn token_list_never_shows_the_secret() {
 // Needs hooks "route enroll ALPN", "live registry" and "revocation sweeper".
 #[test]
 fn a_revoked_host_is_cut_off_and_refused_afterwards() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let token = create_token(&collector, &["--uses", "1"]);
     let state = collector.dir.path().join("agents/web-9");

@@ -85,6 +85,7 @@ fn alerts(addr: SocketAddr) -> Vec<(String, String, String, String)> {
 
 #[test]
 fn a_silent_host_and_a_hot_host_reach_alertmanager_with_runbooks_and_resolve() {
+    let _suite = headroom_tests::shared();
     if !Path::new(ALERTMANAGER).exists() {
         let reason = format!("{ALERTMANAGER} is missing (apt-get install prometheus-alertmanager)");
         assert!(!e2e_required(), "{reason}");
@@ -271,6 +272,7 @@ fn seed_growing_group(db: &Path, now_ms: u64) {
 
 #[test]
 fn issue_10_a_headroom_forecast_rule_fires_from_the_forecast_refreshed_from_the_database() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("alarms.toml");
     std::fs::write(

@@ -191,11 +191,13 @@ fn values_read_back_equal_the_store(kind: EngineKind) {
 
 #[test]
 fn issue_13_prometheus_reads_back_what_the_store_holds() {
+    let _suite = headroom_tests::shared();
     values_read_back_equal_the_store(EngineKind::Prometheus);
 }
 
 #[test]
 fn issue_13_victoria_metrics_reads_back_what_the_store_holds() {
+    let _suite = headroom_tests::shared();
     values_read_back_equal_the_store(EngineKind::VictoriaMetrics);
 }
 
@@ -222,6 +224,7 @@ pub fn engine_counts(engine: &Engine, hosts: &[String]) -> BTreeMap<String, u64>
 
 #[test]
 fn issue_13_kill_9_mid_export_and_a_30s_receiver_outage_lose_nothing() {
+    let _suite = headroom_tests::shared();
     let Some(mut engine) = Engine::start(EngineKind::Prometheus) else {
         return;
     };

@@ -111,6 +111,7 @@ fn assert_exposure_at_most_limit(name: &str) {
 
 #[test]
 fn agent_unit_runs_the_agent_with_the_access_it_needs() {
+    let _suite = headroom_tests::shared();
     let unit = "headroom-agent.service";
     let text = unit_text(unit);
     assert_common_directives(unit, &text);
@@ -134,6 +135,7 @@ fn agent_unit_runs_the_agent_with_the_access_it_needs() {
 
 #[test]
 fn collector_unit_runs_the_collector_with_the_access_it_needs() {
+    let _suite = headroom_tests::shared();
     let unit = "headroom-collector.service";
     let text = unit_text(unit);
     assert_common_directives(unit, &text);
@@ -152,6 +154,7 @@ fn collector_unit_runs_the_collector_with_the_access_it_needs() {
 
 #[test]
 fn issue_11_signer_unit_holds_the_key_with_no_network() {
+    let _suite = headroom_tests::shared();
     let unit = "headroom-collector-signer.service";
     let text = unit_text(unit);
     assert_directive(
@@ -184,16 +187,19 @@ fn issue_11_signer_unit_holds_the_key_with_no_network() {
 
 #[test]
 fn agent_unit_exposure_is_at_most_two() {
+    let _suite = headroom_tests::shared();
     assert_exposure_at_most_limit("headroom-agent.service");
 }
 
 #[test]
 fn collector_unit_exposure_is_at_most_two() {
+    let _suite = headroom_tests::shared();
     assert_exposure_at_most_limit("headroom-collector.service");
 }
 
 #[test]
 fn exposure_line_is_read() {
+    let _suite = headroom_tests::shared();
     let output = "  ✗ PrivateNetwork=   Service has access   0.5\n\n\
                   → Overall exposure level for headroom-agent.service: 1.3 OK 🙂\n";
     assert_eq!(overall_exposure(output), Some(1.3));

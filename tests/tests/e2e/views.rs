@@ -21,6 +21,7 @@ fn cli(collector: &Collector, args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn fleet_views_by_labels_and_window_outliers_alarms_and_gaps() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let _agents = [
         collector.start_agent_extra("web-1", &[("group", "web"), ("zone", "a")], FAST),

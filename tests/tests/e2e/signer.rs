@@ -12,6 +12,7 @@ use std::time::Duration;
 
 #[test]
 fn issue_11_serve_runs_without_the_ca_key_when_enrollment_is_off() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("collector");
     let agent = dir.path().join("web-1");
@@ -131,6 +132,7 @@ fn children(pid: i32) -> Vec<i32> {
 
 #[test]
 fn issue_11_only_the_signer_holds_the_ca_key_and_hosts_enroll_through_it() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let token = collector.create_token(&[]);
     let state = collector.dir.path().join("enrolled");
@@ -168,6 +170,7 @@ fn issue_11_only_the_signer_holds_the_ca_key_and_hosts_enroll_through_it() {
 
 #[test]
 fn issue_11_a_signer_on_its_own_socket_signs_for_a_collector_without_the_key() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("collector");
     let signer_state = dir.path().join("signer");

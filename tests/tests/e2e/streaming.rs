@@ -18,6 +18,7 @@ fn labels_of(host: &serde_json::Value) -> (String, String) {
 
 #[test]
 fn three_agents_show_up_as_three_hosts_with_their_labels_and_stop_cleanly() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let mut agents = vec![
         collector.start_agent("web-1", &[("group", "web"), ("zone", "zone-a")]),
@@ -151,6 +152,7 @@ fn read(path: std::path::PathBuf) -> String {
 
 #[test]
 fn bad_clients_are_refused_and_cut_off_while_a_good_agent_keeps_reporting() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let mut good = collector.start_agent("steady-1", &[("group", "web"), ("zone", "zone-a")]);
     let first = collector
@@ -216,6 +218,7 @@ fn bad_clients_are_refused_and_cut_off_while_a_good_agent_keeps_reporting() {
 
 #[test]
 fn an_agent_with_a_certificate_from_another_ca_prints_one_clear_line() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let dir = collector.dir.path().join("agents/impostor");
     std::fs::create_dir_all(&dir).unwrap();
@@ -244,6 +247,7 @@ fn an_agent_with_a_certificate_from_another_ca_prints_one_clear_line() {
 
 #[test]
 fn the_first_sample_stored_after_a_reconnect_has_its_cpu_percent_issue_9() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let state = collector.issue("web-1");
     let quic = collector.quic.to_string();

@@ -2,25 +2,7 @@
 //! examples) appears by its path, by its path within its crate's `src/`, or by its file name beside its
 //! folder; a folder's `mod.rs` by the folder.
 
-use std::path::{Path, PathBuf};
-
-/// Every `.rs` file below `dir`, sorted.
-fn sources(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use headroom_tests::source::{rust_files as sources, workspace};
 
 /// Whether the code map names `path` (components relative to the workspace, like
 /// `["collector", "src", "store", "history.rs"]`).
@@ -49,9 +31,8 @@ fn is_mapped(doc: &str, path: &[&str]) -> bool {
 
 #[test]
 fn issue_9_the_code_map_names_every_module() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace");
+    let _suite = headroom_tests::shared();
+    let root = &workspace();
     let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut missing = Vec::new();
     let mut seen = 0;
@@ -75,6 +56,7 @@ fn issue_9_the_code_map_names_every_module() {
 
 #[test]
 fn a_module_the_map_does_not_name_is_found() {
+    let _suite = headroom_tests::shared();
     let doc = "| `collector/src/store/` | `mod.rs`, `history.rs` |\n| `agent/src/sampler/cpu.rs` |";
     assert!(is_mapped(doc, &["collector", "src", "store", "history.rs"]));
     assert!(is_mapped(doc, &["collector", "src", "store", "mod.rs"]));

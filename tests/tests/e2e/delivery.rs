@@ -117,6 +117,7 @@ fn restart_agent(collector: &Collector, host: &str) -> Process {
 
 #[test]
 fn collector_killed_three_times_loses_and_duplicates_nothing() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let hosts = ["kill-a", "kill-b", "kill-c"];
     let mut agents: Vec<Process> = hosts
@@ -180,6 +181,7 @@ fn collector_killed_three_times_loses_and_duplicates_nothing() {
 
 #[test]
 fn agent_killed_mid_batch_resumes_without_loss_or_duplicates() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let mut agent = collector.start_agent_extra("crashy", &[("group", "web")], FAST);
     assert!(collector

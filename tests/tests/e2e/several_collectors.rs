@@ -60,6 +60,7 @@ fn stored(collector: &Collector) -> BTreeMap<String, BTreeSet<(u64, i64)>> {
 
 #[test]
 fn issue_13_three_collectors_twenty_agents_one_killed_hosts_move_and_nothing_is_lost() {
+    let _suite = headroom_tests::exclusive();
     let Some(engine) = Engine::start(EngineKind::VictoriaMetrics) else {
         return;
     };

@@ -109,6 +109,7 @@ fn wait_until_caught_up(collector: &Collector, host: &str) {
 
 #[test]
 fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
     assert!(collector
@@ -144,6 +145,7 @@ fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
 
 #[test]
 fn a_damaged_spool_tail_is_repaired_with_one_warning_and_the_agent_goes_on() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let mut agent = collector.start_agent_extra(
         "torn-1",
@@ -251,6 +253,7 @@ fn fill(path: &Path) {
 
 #[test]
 fn issue_11_a_full_spool_disk_loses_nothing_held_in_memory_and_reports_the_rest() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let state = collector.issue("diskfull-1");
     // The spool gets its own 1 MiB volume; a 20-sample in-memory queue stands in for it once it is full.

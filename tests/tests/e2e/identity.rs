@@ -153,6 +153,7 @@ fn strip_colours(line: &str) -> String {
 
 #[test]
 fn renewal_with_a_short_lifetime_keeps_every_sequence_number() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start_with(SHORT_CERTS);
     let state = enroll(&collector, "renew-1");
     let first_serial = serial_of_pem(&state.join("agent.pem"));
@@ -275,6 +276,7 @@ fn served_serial(collector: &Collector, state: &Path) -> String {
 
 #[test]
 fn the_collector_certificate_is_replaced_while_agents_stream() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let agents: Vec<_> = ["keep-1", "keep-2"]
         .iter()
@@ -346,6 +348,7 @@ fn the_collector_certificate_is_replaced_while_agents_stream() {
 
 #[test]
 fn two_agents_with_one_identity_newest_wins_and_it_is_logged() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let original = collector.issue("twin");
     let clone = collector.dir.path().join("agents/twin-clone");
@@ -380,6 +383,7 @@ fn two_agents_with_one_identity_newest_wins_and_it_is_logged() {
 
 #[test]
 fn every_private_file_is_readable_by_its_owner_only() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let enrolled = enroll(&collector, "modes-1");
     let issued = collector.issue("modes-2");

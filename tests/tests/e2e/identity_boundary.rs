@@ -31,6 +31,7 @@ fn certs_of(collector: &Collector, host: &str) -> Vec<(String, String)> {
 
 #[test]
 fn issue_11_token_takeover_refused() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let dir = collector.dir.path().join("agents");
     let token = collector.create_token(&["--uses", "5"]);
@@ -116,6 +117,7 @@ fn connect(
 
 #[test]
 fn issue_11_certless_client_refused_in_the_tls_handshake() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     for alpn in [&b"headroom/1"[..], &b"headroom-enroll/1"[..]] {
         let error = connect(&collector, collector.quic, None, alpn)

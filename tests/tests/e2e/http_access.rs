@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn issue_14_a_request_naming_another_host_is_refused() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let port = collector.http.port();
     for host in ["rebind.example", &format!("rebind.example:{port}"), "127.0.0.2"] {
@@ -57,6 +58,7 @@ fn serve_refused(dir: &Path, config_text: &str) -> (Option<i32>, String) {
 
 #[test]
 fn issue_14_an_api_off_loopback_without_tls_and_token_does_not_start() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let head = format!(
@@ -110,6 +112,7 @@ fn issue_14_an_api_off_loopback_without_tls_and_token_does_not_start() {
 
 #[test]
 fn issue_14_https_with_a_bearer_token_on_127_0_0_2() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let state_arg = state.to_str().unwrap();

@@ -115,6 +115,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn issue_11_a_frame_of_empty_samples_closes_one_connection_with_bounded_memory() {
+    let _suite = headroom_tests::shared();
     let collector = Collector::start();
     let state = collector.issue("hostile-1");
     let pid = collector.process.pid();
@@ -214,6 +215,7 @@ const ACK_LATENCY_TARGET: Duration = Duration::from_secs(1);
 
 #[test]
 fn issue_11_an_agent_sending_100_times_its_rate_is_slowed_and_others_keep_their_latency() {
+    let _suite = headroom_tests::exclusive();
     let collector = Collector::start();
     let issued = Instant::now();
     let flooder = collector.issue("flood-1");
@@ -275,6 +277,7 @@ fn issue_11_an_agent_sending_100_times_its_rate_is_slowed_and_others_keep_their_
 
 #[test]
 fn issue_11_certificate_expiry_cuts_a_live_connection() {
+    let _suite = headroom_tests::shared();
     // Enrolled certificates live 12 s here; the raw client never renews.
     let collector = Collector::start_with("[identity]\ncert_validity = \"12s\"\n");
     let token = collector.create_token(&[]);

@@ -65,6 +65,7 @@ fn stored(db: &Path, host: &str) -> (i64, i64, i64, i64, i64) {
 
 #[test]
 fn issue_11_agents_ten_minutes_ahead_and_behind_are_stored_in_the_right_minutes_and_flagged() {
+    let _suite = headroom_tests::shared();
     let Some(lib) = libfaketime() else {
         assert!(
             !e2e_required(),

@@ -19,6 +19,7 @@ fn workspace_file(relative: &str) -> String {
 /// Issue 11 (point 7): `cert issue --days` is capped like enrollment, with a one-line usage error.
 #[test]
 fn issue_11_cert_issue_days_is_capped_like_enrollment() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("collector");
     let state = state.to_str().unwrap();
@@ -56,6 +57,7 @@ fn issue_11_cert_issue_days_is_capped_like_enrollment() {
 
 #[test]
 fn agent_sample_prints_this_host_as_json_and_as_a_table() {
+    let _suite = headroom_tests::shared();
     let (code, stdout, stderr) = run("headroom-agent", &["sample", "--format", "json"]);
     assert_eq!(code, Some(0), "{stderr}");
     let sample: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -78,6 +80,7 @@ fn agent_sample_prints_this_host_as_json_and_as_a_table() {
 
 #[test]
 fn example_configs_pass_check_config() {
+    let _suite = headroom_tests::shared();
     let (code, stdout, stderr) = run(
         "headroom-agent",
         &["check-config", "--config", &workspace_file("deploy/agent.toml")],
@@ -97,6 +100,7 @@ fn example_configs_pass_check_config() {
 
 #[test]
 fn a_bad_config_exits_2_with_one_line_naming_file_line_and_fix() {
+    let _suite = headroom_tests::shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, "[sampling]\nintervl = \"1s\"\n").unwrap();
@@ -128,6 +132,7 @@ fn a_bad_config_exits_2_with_one_line_naming_file_line_and_fix() {
 
 #[test]
 fn fleet_without_a_running_collector_says_where_it_looked() {
+    let _suite = headroom_tests::shared();
     let port = headroom_tests::free_tcp_port();
     let api = format!("127.0.0.1:{port}");
     let (code, _, stderr) = run("headroom-collector", &["fleet", "--api", &api]);
@@ -165,12 +170,14 @@ fn check_config_round_trip(bin: &str, config: &str) {
 
 #[test]
 fn issue_15_check_config_prints_the_effective_configuration_as_toml_and_json() {
+    let _suite = headroom_tests::shared();
     check_config_round_trip("headroom-agent", &workspace_file("deploy/agent.toml"));
     check_config_round_trip("headroom-collector", &workspace_file("deploy/collector.toml"));
 }
 
 #[test]
 fn issue_15_a_closed_pipe_ends_commands_quietly() {
+    let _suite = headroom_tests::shared();
     let agent_config = workspace_file("deploy/agent.toml");
     let collector_config = workspace_file("deploy/collector.toml");
     for (bin, args) in [
@@ -188,6 +195,7 @@ fn issue_15_a_closed_pipe_ends_commands_quietly() {
 
 #[test]
 fn issue_15_sample_prints_human_units_in_tables_and_raw_numbers_in_csv() {
+    let _suite = headroom_tests::shared();
     let (code, table, stderr) = run("headroom-agent", &["sample", "--no-header"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!table.contains("family"), "{table}");
@@ -209,6 +217,7 @@ fn issue_15_sample_prints_human_units_in_tables_and_raw_numbers_in_csv() {
 
 #[test]
 fn issue_15_man_pages_render_and_completions_cover_every_subcommand() {
+    let _suite = headroom_tests::shared();
     let has_man = Command::new("man").arg("--version").output().is_ok();
     if !has_man && headroom_tests::e2e_required() {
         panic!("man is missing (apt-get install man-db)");
@@ -302,6 +311,7 @@ fn every_command(bin: &str) -> Vec<Vec<String>> {
 /// command offering a table), and `cert list` / `token list` print all three.
 #[test]
 fn issue_15_every_table_command_takes_format_and_no_header() {
+    let _suite = headroom_tests::shared();
     let mut table_commands = Vec::new();
     for bin in ["headroom-agent", "headroom-collector"] {
         for command in every_command(bin) {
@@ -427,6 +437,7 @@ fn print_contains_secret(state: &str, token: &str) -> bool {
 /// completions.
 #[test]
 fn issue_15_generate_docs_is_in_no_completion_or_man_page() {
+    let _suite = headroom_tests::shared();
     for bin in ["headroom-agent", "headroom-collector"] {
         let (_, help, _) = run(bin, &["--help"]);
         assert!(!help.contains("generate-docs"), "{help}");
@@ -468,6 +479,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// what the binary's command line generates today: same files, same bytes.
 #[test]
 fn issue_15_the_packaged_man_pages_and_completions_match_the_command_line() {
+    let _suite = headroom_tests::shared();
     for (bin, name) in [("headroom-agent", "agent"), ("headroom-collector", "collector")] {
         let dir = tempfile::tempdir().unwrap();
         let (code, _, stderr) = run(bin, &["generate-docs", "--out", dir.path().to_str().unwrap()]);

@@ -35,6 +35,7 @@ fn query(prometheus: SocketAddr, encoded_query: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_scrapes_the_collector_metrics_and_promtool_accepts_them() {
+    let _suite = headroom_tests::shared();
     if !tools_present() {
         return;
     }
@@ -113,6 +114,7 @@ fn prometheus_scrapes_the_collector_metrics_and_promtool_accepts_them() {
 
 #[test]
 fn the_collector_alert_rules_pass_promtool() {
+    let _suite = headroom_tests::shared();
     if !tools_present() {
         return;
     }

@@ -114,6 +114,7 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn fresh_install_with_enrollment_writes_the_collector_and_enrolls() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     let token_file = install.token_file("tok123");
@@ -178,6 +179,7 @@ fn fresh_install_with_enrollment_writes_the_collector_and_enrolls() {
 
 #[test]
 fn existing_config_is_kept_and_nothing_is_enrolled_without_details() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     let config_path = install.path("etc/headroom/agent.toml");
@@ -199,6 +201,7 @@ fn existing_config_is_kept_and_nothing_is_enrolled_without_details() {
 
 #[test]
 fn binary_without_enroll_fails_clearly() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), false);
     let output = install.run(
@@ -221,6 +224,7 @@ fn binary_without_enroll_fails_clearly() {
 
 #[test]
 fn partial_or_malformed_enrollment_details_are_usage_errors() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     for (args, expected) in [
@@ -298,6 +302,7 @@ fn partial_or_malformed_enrollment_details_are_usage_errors() {
 
 #[test]
 fn help_prints_usage() {
+    let _suite = headroom_tests::shared();
     let output = Command::new("sh")
         .arg(repo_file("deploy/install-agent.sh"))
         .arg("--help")
@@ -317,6 +322,7 @@ fn help_prints_usage() {
 /// neither the agent's arguments nor any other command the script runs (checked in the script's text).
 #[test]
 fn issue_15_the_token_comes_from_the_environment_and_is_never_an_argument() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     let output = install.run_with_env(
@@ -349,6 +355,7 @@ fn issue_15_the_token_comes_from_the_environment_and_is_never_an_argument() {
 /// again (its token was one-time).
 #[test]
 fn issue_15_a_second_run_changes_nothing_and_says_so() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     let token_file = install.token_file("tok1");
@@ -395,6 +402,7 @@ fn issue_15_a_second_run_changes_nothing_and_says_so() {
 /// checksum at all; nothing is installed.
 #[test]
 fn issue_15_a_checksum_mismatch_is_refused() {
+    let _suite = headroom_tests::shared();
     let install = Install::new();
     let agent = fake_agent(install.root.path(), true);
     let wrong = "0".repeat(64);

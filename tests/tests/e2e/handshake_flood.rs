@@ -47,6 +47,7 @@ fn all_above(db: &Path, hosts: &[String], floor: &BTreeMap<String, u64>) -> Opti
 
 #[test]
 fn issue_11_a_flood_of_stalled_handshakes_from_one_address_does_not_lock_out_agents() {
+    let _suite = headroom_tests::exclusive();
     let collector = Collector::start_with(SHORT_CERTS);
     let db = collector.db_path();
     let ca_pem = std::fs::read_to_string(collector.pki_dir().join("ca.pem")).unwrap();

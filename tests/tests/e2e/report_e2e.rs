@@ -209,6 +209,7 @@ fn number(cell: &str) -> f64 {
 
 #[test]
 fn report_from_a_copied_database_in_every_format_with_matching_numbers() {
+    let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let mut agents = vec![
         collector.start_agent_extra("web-1", &[("group", "web"), ("zone", "zone-a")], FAST),
