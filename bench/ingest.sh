@@ -147,13 +147,17 @@ http_listen = "127.0.0.1:$http_port"
 CONF
     "$work/start-collector.sh" || die "the collector did not start; see $work/collector.log (use --keep DIR)"
     storm_args=()
+    source_args=()
+    if (( sources > 1 )); then
+        source_args=(--source-addresses "$sources")
+    fi
     if [[ $storm -eq 1 && "$agents" == "$largest" ]]; then
         storm_args=(--storm-restart "$work/start-collector.sh")
     fi
     echo "== $agents agents: connect at $connect_per_s/s, warm up ${warmup_s} s, measure ${duration_s} s" >&2
     "${generator_pin[@]}" "$loadgen_bin" --state-dir "$state" --server "127.0.0.1:$quic_port" --pid-file "$pidfile" \
         --agents "$agents" --connect-per-s "$connect_per_s" --warmup-s "$warmup_s" --duration-s "$duration_s" \
-        --source-addresses "$sources" "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
+        "${source_args[@]}" "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
     results+=("$work/result-$agents.json")
     cp "$work/collector.log" "$work/collector-$agents.log"
     stop_collector
