@@ -209,12 +209,16 @@ if [[ ",$runs," == *",sockets,"* ]]; then
         sleep 0.2
     done
     (( ready == holders )) || die "only $ready of $holders connection holders came up: $(cat "$work"/holder-*.log | tail -3)"
-    # Above full_dump_max_sockets the agent's per-state counts come from a full dump every 30 s (default
-    # full_dump_interval); wait past one so the streamed counts describe the connections now held.
+    # The agent's next full dump (within 10 s under the default full_dump_cpu) sees the connections; above
+    # full_dump_max_sockets the following ones come every 30 s (full_dump_interval) or, under
+    # full_dump_cpu_ceiling, every cost / 0.2 %. Wait past the first so the streamed per-port counts describe
+    # the connections now held; the windows then see the steady state.
     echo "footprint: $(ss -s | grep '^TCP:'); settling 35 s" >&2
     sleep 35
+    listen_ports=($(sed -n 's/^ready port=\([0-9]*\) .*/\1/p' "$work"/holder-*.log))
     for index in $(seq "$repeat"); do
-        window sockets "$index" --socket-check --agent-bin "$agent_bin" --collector-url "$host_url"
+        window sockets "$index" --socket-check --agent-bin "$agent_bin" --collector-url "$host_url" \
+            --listen-ports "${listen_ports[@]}"
     done
 fi
 

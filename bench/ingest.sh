@@ -8,14 +8,15 @@
 # With --pin the collector runs on core 0 and the load generator on core 1 (taskset), so the collector's own
 # capacity is measured rather than the machine's. --steady MIN streams MIN minutes before measuring and then
 # measures 10 minutes, so per-host memory is read after the histories filled and its growth is visible.
-# The table ends with issue 12's targets for each run, met or missed.
+# The table ends with issue 12's targets for each run, met or missed. --rules FILE gives the collector an
+# alarm rules file (e.g. deploy/alarms.toml), whose windows decide how much history each host keeps.
 # --sources N spreads the load generator's sockets over N loopback source addresses (127.0.0.1 ...): a real
 # fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
 # --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
 #
 # Usage: bench/ingest.sh [--agents 1000,5000,20000] [--duration S] [--warmup S] [--connect-per-s N]
-#                        [--storm] [--storm-perf FILE] [--sources N] [--pin] [--steady MIN] [--bin-dir DIR]
-#                        [--keep DIR]
+#                        [--storm] [--storm-perf FILE] [--sources N] [--pin] [--steady MIN] [--rules FILE]
+#                        [--bin-dir DIR] [--keep DIR]
 # Needs: release builds of the collector and the load generator:
 #   cargo build --release -p headroom-collector --bins --example loadgen
 # Only 127.0.0.1 is used. Every loop is bounded; the trap stops every process it started, by PID.
@@ -28,6 +29,7 @@ connect_per_s=1000
 storm=0
 pin=0
 steady_min=""
+rules_file=""
 bin_dir=""
 keep_dir=""
 sources=1
@@ -43,9 +45,10 @@ while [[ $# -gt 0 ]]; do
         --sources) sources="$2"; shift 2 ;;
         --pin) pin=1; shift ;;
         --steady) steady_min="$2"; shift 2 ;;
+        --rules) rules_file="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -61,6 +64,10 @@ die() { echo "ingest.sh: $*" >&2; exit 1; }
 [[ -x "$collector_bin" && -x "$loadgen_bin" ]] || die "no release binaries in $bin_dir: run" \
     "cargo build --release -p headroom-collector --bins --example loadgen, or pass --bin-dir"
 command -v python3 >/dev/null || die "python3 is missing (it prints the table)"
+if [[ -n "$rules_file" ]]; then
+    [[ -r "$rules_file" ]] || die "--rules $rules_file: not a readable file (try deploy/alarms.toml)"
+    rules_file="$(realpath "$rules_file")"
+fi
 if [[ -n "$steady_min" ]]; then
     [[ "$steady_min" =~ ^[0-9]+$ ]] && (( steady_min >= 1 && steady_min <= 10 )) \
         || die "--steady $steady_min: give whole minutes, 1 to 10"
@@ -145,6 +152,9 @@ state_dir = "$state"
 listen = "127.0.0.1:$quic_port"
 http_listen = "127.0.0.1:$http_port"
 CONF
+    if [[ -n "$rules_file" ]]; then
+        printf '\n[alarms]\nrules = "%s"\n' "$rules_file" >>"$work/collector.toml"
+    fi
     "$work/start-collector.sh" || die "the collector did not start; see $work/collector.log (use --keep DIR)"
     storm_args=()
     source_args=()

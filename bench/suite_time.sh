@@ -11,6 +11,10 @@
 # HEADROOM_E2E=1 as CI does. The temporary worktree and its target directory are removed at exit.
 #
 # SUITE_BUILD and SUITE_TEST replace the build and test commands (to try the script out with cheap ones).
+# SUITE_LOCK names a lock file that each timed run holds (with flock) and nothing else does, so that on a
+# shared machine the runs take turns with other measurements while the builds do not hold it.
+# The old side's target directory starts as hard links to this checkout's debug build (without its
+# incremental state), so only what differs between the two commits is compiled again.
 set -euo pipefail
 
 old_commit=${1:?usage: bench/suite_time.sh OLD_COMMIT [PAIRS]}
@@ -28,6 +32,12 @@ cleanup() {
 trap cleanup EXIT
 
 git -C "$new_dir" worktree add --detach "$old_dir" "$old_commit" >/dev/null
+if [ -d "$new_dir/target/debug" ]; then
+    mkdir -p "$old_dir/target/debug"
+    for entry in "$new_dir"/target/debug/*; do
+        [ "$(basename "$entry")" = incremental ] || cp -al "$entry" "$old_dir/target/debug/"
+    done
+fi
 echo "old: $(git -C "$old_dir" log -1 --format='%h %s')"
 echo "new: $(git -C "$new_dir" log -1 --format='%h %s')"
 
@@ -44,10 +54,18 @@ declare -a old_times new_times
 run() {
     local side=$1 dir=$2 log="$scratch/run.log"
     local load start end status=0
+    if [ -n "${SUITE_LOCK:-}" ]; then
+        exec 9>>"$SUITE_LOCK"
+        flock 9
+    fi
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     start=$(date +%s.%N)
     (cd "$dir" && HEADROOM_E2E=1 bash -c "$test_command") >"$log" 2>&1 || status=$?
     end=$(date +%s.%N)
+    if [ -n "${SUITE_LOCK:-}" ]; then
+        flock -u 9
+        exec 9>&-
+    fi
     local seconds
     seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')
     local failed

@@ -21,6 +21,7 @@ options:
   --deb-version V     package version instead of the one in Cargo.toml (like 0.1.0-2)
   --out DIR           where to write the packages (default target/debian)
   --fast              faster, larger compression (for tests)
+  --no-lintian        do not run lintian (for a test's second build of packages it already checked)
   -h, --help          show this text
 
 needs: cargo-deb (cargo install cargo-deb --locked); lintian is run when present; for release, what
@@ -44,11 +45,13 @@ build=yes
 version=''
 out=$ROOT/target/debian
 fast=''
+lintian=yes
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --no-build) build=no; shift; continue ;;
         --fast) fast=--fast; shift; continue ;;
+        --no-lintian) lintian=no; shift; continue ;;
         --profile | --deb-version | --out) ;;
         *) usage_error "unknown option '$1'" ;;
     esac
@@ -128,7 +131,9 @@ done
     sha256sum headroom-agent_${version:-*}_*.deb headroom-collector_${version:-*}_*.deb >SHA256SUMS
 )
 
-if command -v lintian >/dev/null 2>&1; then
+if [ "$lintian" = no ]; then
+    echo "packages not checked with lintian (--no-lintian)" >&2
+elif command -v lintian >/dev/null 2>&1; then
     # deploy/debian/lintian-suppressed lists each tag that does not apply, and why.
     # Unquoted on purpose: without --deb-version the version part is a glob.
     # shellcheck disable=SC2086

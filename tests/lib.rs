@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary, built next to the test executable (`cargo build --bins` first).
@@ -27,20 +27,86 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// The lock every end-to-end test takes first: shared by the tests that can run beside others, exclusive for
-/// those that must run alone (they install packages, flood the listeners, cut links or measure timing).
-static SUITE: RwLock<()> = RwLock::new(());
+/// How many tests holding the shared suite lock run at once. Most end-to-end tests wait on real binaries,
+/// peers and deadlines rather than compute, so six at once finish far sooner than one per core on a 2-core
+/// machine, while the CPU-heavy and timing-sensitive ones run alone (`exclusive`).
+pub const MAX_SHARED: usize = 6;
 
-/// Take at the start of a test that can run concurrently with the others: it waits while an exclusive test
-/// runs. A test that panicked while holding the lock does not stop the rest.
-pub fn shared() -> RwLockReadGuard<'static, ()> {
-    SUITE.read().unwrap_or_else(PoisonError::into_inner)
+/// The suite lock every end-to-end test takes first (`shared` or `exclusive`).
+struct SuiteLock {
+    state: Mutex<SuiteState>,
+    changed: Condvar,
 }
 
-/// Take at the start of a test that must run alone in this process: it waits until the running tests have
-/// finished, and the others wait for it (std's RwLock lets no new reader in while a writer waits).
-pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    SUITE.write().unwrap_or_else(PoisonError::into_inner)
+struct SuiteState {
+    shared: usize,
+    exclusive: bool,
+}
+
+static SUITE: SuiteLock = SuiteLock {
+    state: Mutex::new(SuiteState {
+        shared: 0,
+        exclusive: false,
+    }),
+    changed: Condvar::new(),
+};
+
+impl SuiteLock {
+    /// Waits until `free(state)` holds, then lets `take` change the state. A test that panicked while
+    /// holding the lock does not stop the rest.
+    fn acquire(&self, free: impl Fn(&SuiteState) -> bool, take: impl FnOnce(&mut SuiteState)) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .changed
+            .wait_while(state, |state| !free(state))
+            .unwrap_or_else(PoisonError::into_inner);
+        take(&mut state);
+    }
+
+    fn release(&self, give_back: impl FnOnce(&mut SuiteState)) {
+        give_back(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_all();
+    }
+}
+
+/// Held by a test that runs beside others (`shared`).
+pub struct SharedTest(());
+
+impl Drop for SharedTest {
+    fn drop(&mut self) {
+        SUITE.release(|state| state.shared -= 1);
+    }
+}
+
+/// Held by a test that runs alone (`exclusive`).
+pub struct ExclusiveTest(());
+
+impl Drop for ExclusiveTest {
+    fn drop(&mut self) {
+        SUITE.release(|state| state.exclusive = false);
+    }
+}
+
+/// Take at the start of a test that can run beside others: it waits while an exclusive test runs or
+/// `MAX_SHARED` shared ones do.
+pub fn shared() -> SharedTest {
+    SUITE.acquire(
+        |state| !state.exclusive && state.shared < MAX_SHARED,
+        |state| state.shared += 1,
+    );
+    SharedTest(())
+}
+
+/// Take at the start of a test that must run alone in this process (it installs packages, floods the
+/// listeners, cuts links, measures latency or loads the machine): it waits until no other test holds the
+/// lock. Shared tests are let in first, so the exclusive ones run one after another once the shared ones
+/// are done, rather than each waiting for a different set of shared tests to drain.
+pub fn exclusive() -> ExclusiveTest {
+    SUITE.acquire(
+        |state| !state.exclusive && state.shared == 0,
+        |state| state.exclusive = true,
+    );
+    ExclusiveTest(())
 }
 
 /// Every port handed out by `free_udp_port` and `free_tcp_port` in this process, so that two tests running at
@@ -861,4 +927,38 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
     let mut output = String::from_utf8_lossy(&out.stdout).to_string();
     output.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), output)
+}
+
+#[cfg(test)]
+mod suite_lock_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn at_most_max_shared_run_at_once_and_an_exclusive_test_runs_alone() {
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let exclusive_saw = AtomicUsize::new(usize::MAX);
+        std::thread::scope(|scope| {
+            for i in 0..3 * MAX_SHARED {
+                let (running, most, exclusive_saw) = (&running, &most, &exclusive_saw);
+                scope.spawn(move || {
+                    if i == MAX_SHARED {
+                        let _test = exclusive();
+                        exclusive_saw.store(running.load(Ordering::SeqCst), Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        return;
+                    }
+                    let _test = shared();
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=MAX_SHARED).contains(&most), "{most} shared tests at once");
+        assert_eq!(exclusive_saw.load(Ordering::SeqCst), 0);
+    }
 }

@@ -14,6 +14,13 @@ pub fn workspace() -> PathBuf {
 
 /// Every `.rs` file below `dir`, sorted.
 pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = files_below(dir, &[]);
+    found.retain(|path| path.extension().is_some_and(|ext| ext == "rs"));
+    found
+}
+
+/// Every file below `dir`, sorted, leaving out folders named in `skip` (build output, fuzz corpora).
+pub fn files_below(dir: &Path, skip: &[&str]) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -21,8 +28,13 @@ pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
         for entry in entries {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                if !path
+                    .file_name()
+                    .is_some_and(|name| skip.iter().any(|s| name == *s))
+                {
+                    pending.push(path);
+                }
+            } else {
                 found.push(path);
             }
         }

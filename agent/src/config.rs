@@ -52,6 +52,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "sampling",
         &[
             "full_dump_cpu",
+            "full_dump_cpu_ceiling",
             "full_dump_interval",
             "full_dump_max_sockets",
             "interval",
@@ -120,6 +121,9 @@ pub struct Sampling {
     pub full_dump_interval: Duration,
     /// Share of one core the full dumps may use, in parts per million; 0 runs one every sample.
     pub full_dump_cpu_ppm: u32,
+    /// Above `full_dump_max_sockets`, the most of one core the full dumps may use, in parts per million; 0
+    /// is no ceiling.
+    pub full_dump_cpu_ceiling_ppm: u32,
 }
 
 /// Interface name filter: an interface counts when it matches an `include` pattern (or `include` is empty) and
@@ -154,6 +158,7 @@ impl Default for Config {
                 full_dump_max_sockets: 20_000,
                 full_dump_interval: Duration::from_secs(30),
                 full_dump_cpu_ppm: crate::sampler::DEFAULT_FULL_DUMP_CPU_PPM,
+                full_dump_cpu_ceiling_ppm: crate::sampler::DEFAULT_FULL_DUMP_CPU_CEILING_PPM,
             },
             network: NetworkFilter {
                 include: Vec::new(),
@@ -249,6 +254,10 @@ struct RawSampling {
     /// Share of one core the full socket dumps may use, like "0.03%"; "0%" dumps every sample. Each dump's
     /// CPU time is measured and the next waits cost / share. Default 0.01%.
     full_dump_cpu: Option<String>,
+    /// Above `full_dump_max_sockets`, the most of one core the full dumps may use, like "0.2%": a dump
+    /// that costs more than this share of `full_dump_interval` waits cost / share instead. "0%" sets no
+    /// ceiling. Default 0.2%.
+    full_dump_cpu_ceiling: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,16 +377,18 @@ impl RawConfig {
                     .full_dump_max_sockets
                     .unwrap_or(defaults.sampling.full_dump_max_sockets),
                 full_dump_interval,
-                full_dump_cpu_ppm: match sampling.full_dump_cpu {
-                    None => defaults.sampling.full_dump_cpu_ppm,
-                    Some(text) => parse_share_ppm(&text).ok_or_else(|| {
-                        invalid(
-                            origin,
-                            "sampling.full_dump_cpu",
-                            &format!("\"{text}\" is not a share of a core (use 0% to 100%, like \"0.03%\")"),
-                        )
-                    })?,
-                },
+                full_dump_cpu_ppm: share_or(
+                    origin,
+                    "sampling.full_dump_cpu",
+                    sampling.full_dump_cpu,
+                    defaults.sampling.full_dump_cpu_ppm,
+                )?,
+                full_dump_cpu_ceiling_ppm: share_or(
+                    origin,
+                    "sampling.full_dump_cpu_ceiling",
+                    sampling.full_dump_cpu_ceiling,
+                    defaults.sampling.full_dump_cpu_ceiling_ppm,
+                )?,
             },
             network,
             labels: validate_labels(origin, self.labels)?,
@@ -385,7 +396,20 @@ impl RawConfig {
     }
 }
 
-/// A size like "64MiB", "512KiB", "1GiB" or a plain number of bytes.
+/// The share of a core under `key` in parts per million, or `default` when the key is absent.
+fn share_or(origin: &str, key: &str, text: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(text) => parse_share_ppm(&text).ok_or_else(|| {
+            invalid(
+                origin,
+                key,
+                &format!("\"{text}\" is not a share of a core (use 0% to 100%, like \"0.03%\")"),
+            )
+        }),
+    }
+}
+
 /// "0.03%" as parts per million (300); 0 % to 100 %, at most four decimals.
 fn parse_share_ppm(text: &str) -> Option<u32> {
     let number = text.trim().strip_suffix('%')?.trim();
@@ -402,6 +426,7 @@ fn parse_share_ppm(text: &str) -> Option<u32> {
     (ppm <= 1_000_000).then_some(ppm)
 }
 
+/// A size like "64MiB", "512KiB", "1GiB" or a plain number of bytes.
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -642,6 +667,10 @@ mod tests {
             error.contains("sampling.full_dump_cpu") && error.contains("0.03%"),
             "{error}"
         );
+        let error = parse("[sampling]\nfull_dump_cpu_ceiling = \"200%\"\n", ORIGIN)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("sampling.full_dump_cpu_ceiling"), "{error}");
     }
 
     #[test]
@@ -660,6 +689,7 @@ netlink = false
 full_dump_max_sockets = 5
 full_dump_interval = "2m"
 full_dump_cpu = "0.5%"
+full_dump_cpu_ceiling = "1%"
 [network]
 include = ["eth*", "en?1"]
 exclude = []
@@ -681,6 +711,7 @@ zone = "b"
         assert!(!config.sampling.netlink);
         assert_eq!(config.sampling.full_dump_max_sockets, 5);
         assert_eq!(config.sampling.full_dump_cpu_ppm, 5_000);
+        assert_eq!(config.sampling.full_dump_cpu_ceiling_ppm, 10_000);
         assert_eq!(config.sampling.full_dump_interval, Duration::from_secs(120));
         assert!(config.network.exclude.is_empty());
         assert!(config.network.admits("ens1") && config.network.admits("eth0"));

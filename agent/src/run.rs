@@ -83,6 +83,7 @@ pub fn sampler_config(config: &Config) -> SamplerConfig {
         full_dump_max_sockets: config.sampling.full_dump_max_sockets,
         full_dump_interval: config.sampling.full_dump_interval,
         full_dump_cpu_ppm: config.sampling.full_dump_cpu_ppm,
+        full_dump_cpu_ceiling_ppm: config.sampling.full_dump_cpu_ceiling_ppm,
     }
 }
 

@@ -233,8 +233,19 @@ def socket_check(args):
         if view.returncode == 0 and view.stdout:
             host = json.loads(view.stdout)
             result["collector_view"] = {key: host.get(key) for key in (
-                "seq", "tcp_established", "tcp_time_wait", "tcp_states", "tcp_states_age_ms")}
+                "seq", "tcp_established", "tcp_time_wait", "tcp_states", "tcp_states_age_ms", "listeners")}
+    # ESTABLISHED per listening port of the holders, from ss, to set beside the streamed per-port counts.
+    result["ss_established_by_port"] = {}
+    for port in args.listen_ports:
+        listing = subprocess.run(["ss", "-Htn", "state", "established", "sport", "=", f":{port}"],
+                                 capture_output=True, text=True, timeout=120, check=False)
+        result["ss_established_by_port"][str(port)] = len(listing.stdout.splitlines())
     return result
+
+
+def read_load_average():
+    with open("/proc/loadavg") as loadavg:
+        return float(loadavg.read().split()[0])
 
 
 def window(args):
@@ -243,6 +254,7 @@ def window(args):
     scrape_out = os.path.join(os.path.dirname(args.out), "scrape-" + os.path.basename(args.out))
     here = os.path.abspath(__file__)
 
+    load_start = read_load_average()
     start_ticks = {name: read_cpu_ticks(pid) for name, pid in pids.items()}
     start_runtime_ns = {name: read_runtime_ns(pid) for name, pid in pids.items()}
     start_status = {name: read_status(pid) for name, pid in pids.items()}
@@ -307,7 +319,9 @@ def window(args):
         "series_per_scrape": scrape_result["series_per_scrape"],
         "socket_metrics": scrape_result["socket_metrics"],
     })
-    result = {"label": args.label, "wall_s": wall_s, "processes": processes}
+    result = {"label": args.label, "wall_s": wall_s, "processes": processes,
+              "load_average": [load_start, read_load_average()],
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - wall_s))}
     if check is not None:
         result["socket_check"] = check
     with open(args.out, "w") as out:
@@ -369,6 +383,7 @@ def report(args):
                 limit = fmt(target) if key.endswith("_kib") else f"{target:g}"
                 target_text = f"≤ {limit} {'met' if agent <= target else 'MISSED'}"
             print(f"| {title} | {fmt(agent)} | {fmt(exporter)} | {ratio} | {target_text} |")
+        print_cpu_windows(runs, cpu_target)
         http = median_of(runs, "exporter", "http_payload_bytes_per_s")
         gz = median_of(runs, "exporter", "body_gzip_bytes_median")
         plain = median_of(runs, "exporter", "body_plain_bytes_median")
@@ -381,6 +396,25 @@ def report(args):
         for index, w in enumerate(runs, 1):
             if "socket_check" in w:
                 print_socket_check(index, w)
+
+
+def print_cpu_windows(runs, cpu_target):
+    """Each window's schedstat CPU of both processes and the load average around it, and the spread."""
+    print("\n| window | started (UTC) | load average (start, end) | agent CPU % | node_exporter CPU % | ratio |")
+    print("|---|---|---|---:|---:|---:|")
+    agent_values = []
+    for index, w in enumerate(runs, 1):
+        agent = w["processes"]["agent"]["cpu_schedstat_pct"]
+        exporter = w["processes"]["exporter"]["cpu_schedstat_pct"]
+        agent_values.append(agent)
+        load = w.get("load_average") or ["?", "?"]
+        print(f"| {index} | {w.get('started', '?')} | {load[0]}, {load[1]} | {agent:.3f} | {exporter:.3f} | "
+              f"{exporter / agent:.1f}× |" if agent else f"| {index} | | | 0 | {exporter:.3f} | – |")
+    median = statistics.median(agent_values)
+    print(f"\nagent CPU: median {median:.3f} % of a core, spread {min(agent_values):.3f}–{max(agent_values):.3f} "
+          f"over {len(agent_values)} window(s); target ≤ {cpu_target:g} %: "
+          f"{'met' if median <= cpu_target else 'MISSED'}"
+          f"{'' if max(agent_values) <= cpu_target else ' (not in every window)'}")
 
 
 def print_socket_check(index, w):
@@ -408,6 +442,11 @@ def print_socket_check(index, w):
           f"{exporter('node_sockstat_TCP_alloc')} |")
     print(f"| TIME_WAIT | {states.get('time_wait')} (sockstat tw {sockstat.get('tcp_time_wait')}) | "
           f"`ss -s` timewait: {ss_summary.get('timewait')} | {exporter('node_sockstat_TCP_tw')} |")
+    streamed = {str(listener["port"]): listener.get("established") for listener in view.get("listeners") or []}
+    for port, ss_count in sorted(check.get("ss_established_by_port", {}).items()):
+        print(f"| ESTABLISHED on listening port {port} | streamed: {streamed.get(port)} "
+              f"(age {view.get('tcp_states_age_ms')} ms) | `ss -Htn state established sport = :{port}`: "
+              f"{ss_count} | – |")
     print(f"\nagent sample source {sample.get('source')}, states age {sample.get('tcp_states_age_ms')} ms; "
           f"other states: " + ", ".join(f"{k} {v}" for k, v in states.items() if v and k != "established"))
 
@@ -441,6 +480,8 @@ def main():
     p.add_argument("--socket-check", action="store_true", help="compare socket counts at mid-window")
     p.add_argument("--agent-bin", default="headroom-agent")
     p.add_argument("--collector-url", default="", help="the collector's /api/v1/hosts/<host>, in --netns")
+    p.add_argument("--listen-ports", type=int, nargs="*", default=[],
+                   help="listening ports whose ESTABLISHED count is checked against ss")
     p.add_argument("--out", required=True)
     p.set_defaults(run=window)
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use headroom_collector::analytics::{AlarmReport, OutlierReport, OutlierRow};
 use headroom_collector::live::fleet::{HostMetrics, HostStatus, HostView};
 use headroom_collector::live::summary::summarize;
+use headroom_collector::metrics::{metrics_in, Key, Place, Stat, Values};
 use headroom_collector::store::history::{HourPoint, RecentPoint};
 use headroom_collector::views::web::history::FleetHistory;
 use headroom_collector::views::web::{html, model};
@@ -166,22 +167,36 @@ fn main() {
     );
 
     // One host: 3,600 samples of the last hour and 720 hourly rollups of the last 30 days.
+    // Every metric the host page charts, each with its own wave.
     let last_hour: Vec<RecentPoint> = (0..3_600u64)
         .map(|s| RecentPoint {
             ts_ms: NOW_MS - (3_600 - s) * 1000,
-            cpu_busy_pct: Some(20.0 + 30.0 * spread(s as usize, 7)),
-            mem_used_pct: Some(55.0),
-            tcp_established: Some(800.0 + 100.0 * spread(s as usize, 8)),
-            max_accept_queue_fill_pct: Some(0.0),
+            values: Values(
+                metrics_in(Place::HostLastHour)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| (Key::of(m), Some(20.0 + 30.0 * spread(s as usize, 7 + i as u64))))
+                    .collect(),
+            ),
         })
         .collect();
     let last_30_days: Vec<HourPoint> = (0..720u64)
         .map(|h| HourPoint {
             bucket_ms: NOW_MS - (720 - h) * 3_600_000,
-            cpu_busy_mean: Some(30.0 + 10.0 * spread(h as usize, 9)),
-            cpu_busy_max: Some(70.0),
-            mem_used_pct_mean: Some(55.0),
-            tcp_established_mean: Some(850.0),
+            values: Values(
+                metrics_in(Place::HostDays)
+                    .into_iter()
+                    .flat_map(|m| {
+                        [
+                            (
+                                Key::stat(m, Stat::Mean),
+                                Some(30.0 + 10.0 * spread(h as usize, 9)),
+                            ),
+                            (Key::stat(m, Stat::Max), Some(70.0)),
+                        ]
+                    })
+                    .collect(),
+            ),
         })
         .collect();
     let one = hosts[1].clone();

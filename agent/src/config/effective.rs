@@ -6,6 +6,11 @@ use toml::{Table, Value};
 use super::Config;
 use headroom_common::effective::{duration_value, path_value, strings_value, table_of};
 
+/// A share of a core, in parts per million, as the config file writes it ("0.01%").
+fn share_value(ppm: u32) -> Value {
+    Value::String(format!("{}%", f64::from(ppm) / 10_000.0))
+}
+
 /// A byte count the way `spool.max_size` reads it: the largest binary unit that divides it exactly.
 fn size_text(bytes: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
@@ -54,12 +59,10 @@ impl Config {
                 "full_dump_interval",
                 Some(duration_value(sampling.full_dump_interval)),
             ),
+            ("full_dump_cpu", Some(share_value(sampling.full_dump_cpu_ppm))),
             (
-                "full_dump_cpu",
-                Some(Value::String(format!(
-                    "{}%",
-                    f64::from(sampling.full_dump_cpu_ppm) / 10_000.0
-                ))),
+                "full_dump_cpu_ceiling",
+                Some(share_value(sampling.full_dump_cpu_ceiling_ppm)),
             ),
         ]);
         document.insert("sampling".into(), Value::Table(sampling));
@@ -100,6 +103,7 @@ key = "keys/agent.key"
 interval = "500ms"
 full_dump_interval = "2m"
 full_dump_cpu = "0.5%"
+full_dump_cpu_ceiling = "0%"
 netlink = false
 [network]
 include = ["eth*"]

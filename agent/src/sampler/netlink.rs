@@ -47,6 +47,88 @@ pub const fn state_mask(states: &[headroom_common::wire::TcpState]) -> u32 {
 pub const ALL_STATES: u32 = 0xFFF << 1;
 /// LISTEN (10) alone: the kernel then skips the established hash table entirely.
 pub const LISTEN_ONLY: u32 = 1 << 10;
+/// ESTABLISHED (1) alone.
+pub const ESTABLISHED_ONLY: u32 = 1 << 1;
+
+/// `nlattr` type of a filter program attached to a dump request (INET_DIAG_REQ_BYTECODE).
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Filter program opcodes (INET_DIAG_BC_* in include/uapi/linux/inet_diag.h). Only comparisons that every
+/// kernel with inet_diag knows are used (an equality test came later).
+const BC_JMP: u8 = 1;
+const BC_S_GE: u8 = 2;
+const BC_S_LE: u8 = 3;
+/// One `struct inet_diag_bc_op`: code (u8), yes (u8), no (u16). A port comparison is two of them, the
+/// second holding the port in `no`.
+const BC_OP_BYTES: usize = 4;
+/// Program bytes per range of ports: local port >= low, local port <= high, and a jump to the end.
+const BC_RANGE_BYTES: usize = 5 * BC_OP_BYTES;
+/// Ranges one program may hold, as a jump's offset is a u16; a sample reports at most `MAX_LISTENERS`
+/// listening ports, far fewer.
+pub const MAX_FILTER_RANGES: usize = (u16::MAX as usize - BC_OP_BYTES) / BC_RANGE_BYTES;
+
+/// Runs of consecutive ports in `ports` (sorted ascending) as (low, high), highest run first.
+fn port_ranges_descending(ports: &[u16]) -> impl Iterator<Item = (u16, u16)> + '_ {
+    let mut rest = ports;
+    std::iter::from_fn(move || {
+        let (&high, head) = rest.split_last()?;
+        let mut low = high;
+        rest = head;
+        while let Some((&next, head)) = rest.split_last() {
+            if next < low.saturating_sub(1) {
+                break;
+            }
+            low = low.min(next);
+            rest = head;
+        }
+        Some((low, high))
+    })
+}
+
+/// Writes into `program` a sock_diag filter that accepts a socket whose local port is one of `ports` (sorted
+/// ascending, as listeners are kept) and rejects every other, so that the kernel fills no message for the
+/// sockets it rejects. Consecutive ports become one range. Returns false, with `program` empty, when there
+/// is no port or more ranges than one program holds; an empty program filters nothing.
+///
+/// The kernel runs the program from its start: a true comparison moves on by `yes` bytes, a false one by
+/// `no` bytes, a jump always by `no`; landing exactly on the end accepts, going past it rejects. Every op is
+/// reached by `yes` steps from the start and every `no` lands on an op or 4 bytes past the end, which is
+/// what the kernel's audit of a program checks. Ranges go highest first and a port above a range is
+/// rejected at once, so the client side of an outgoing connection (an ephemeral port, above the services'
+/// ports as a rule) costs the kernel one comparison.
+pub fn local_port_filter(ports: &[u16], program: &mut Vec<u8>) -> bool {
+    program.clear();
+    let ranges = port_ranges_descending(ports).count();
+    if ranges == 0 || ranges > MAX_FILTER_RANGES {
+        return false;
+    }
+    // The last range has no jump: its second comparison accepts by reaching the end.
+    let total = ranges * BC_RANGE_BYTES - BC_OP_BYTES;
+    let reject = total + BC_OP_BYTES;
+    let mut op = |code: u8, yes: usize, no: usize| {
+        program.push(code);
+        program.push(yes as u8);
+        program.extend_from_slice(&(no as u16).to_ne_bytes());
+    };
+    for (index, (low, high)) in port_ranges_descending(ports).enumerate() {
+        let at = index * BC_RANGE_BYTES;
+        let last = index + 1 == ranges;
+        // Above this range means above every range left: reject.
+        op(BC_S_LE, 2 * BC_OP_BYTES, reject - at);
+        op(0, 0, usize::from(high));
+        // Below it: on to the next (lower) range, or past the end (reject) after the last one.
+        let second = at + 2 * BC_OP_BYTES;
+        let below = if last { reject } else { at + BC_RANGE_BYTES };
+        op(BC_S_GE, 2 * BC_OP_BYTES, below - second);
+        op(0, 0, usize::from(low));
+        if !last {
+            // Inside the range: jump to the end, which accepts.
+            let jump = at + 4 * BC_OP_BYTES;
+            op(BC_JMP, BC_OP_BYTES, total - jump);
+        }
+    }
+    debug_assert_eq!(program.len(), total);
+    true
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -196,6 +278,8 @@ pub struct DiagSocket {
     seq: u32,
     /// None until the first dump found out whether the legacy request works.
     legacy_works: Option<bool>,
+    /// The attribute that follows the request of the dump in progress (a filter program), reused.
+    filter_attribute: Vec<u8>,
 }
 
 impl DiagSocket {
@@ -235,6 +319,7 @@ impl DiagSocket {
             buffer: vec![0; RECEIVE_BUFFER_BYTES],
             seq: 0,
             legacy_works: None,
+            filter_attribute: Vec::new(),
         })
     }
 
@@ -246,6 +331,28 @@ impl DiagSocket {
     /// Dumps every TCP socket (IPv4 and IPv6) whose state is in `states` (a mask: bit N is state N) and
     /// calls `visit` for each. Returns the number of sockets visited.
     pub fn dump(&mut self, states: u32, visit: &mut dyn FnMut(&DiagSocketInfo)) -> Result<u64, NetlinkError> {
+        self.dump_filtered(states, &[], visit)
+    }
+
+    /// Like `dump`, for the sockets the filter `program` accepts (see `local_port_filter`); an empty
+    /// program filters nothing.
+    pub fn dump_filtered(
+        &mut self,
+        states: u32,
+        program: &[u8],
+        visit: &mut dyn FnMut(&DiagSocketInfo),
+    ) -> Result<u64, NetlinkError> {
+        self.filter_attribute.clear();
+        if !program.is_empty() {
+            let attribute_bytes = 4 + program.len();
+            let attribute_len = u16::try_from(attribute_bytes)
+                .map_err(|_| NetlinkError::Malformed(format!("a filter of {} bytes", program.len())))?;
+            self.filter_attribute
+                .extend_from_slice(&attribute_len.to_ne_bytes());
+            self.filter_attribute
+                .extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+            self.filter_attribute.extend_from_slice(program);
+        }
         let mut count = 0u64;
         let mut counting = |socket: &DiagSocketInfo| {
             count += 1;
@@ -283,10 +390,29 @@ impl DiagSocket {
         self.seq = self.seq.wrapping_add(1);
         let mut request = [0u8; 128];
         let len = encode_request(kind, states, self.seq, &mut request);
+        // The filter attribute, if any, follows the request in the same message (both are 4-byte aligned).
+        let message_len = len + self.filter_attribute.len();
+        request[0..4].copy_from_slice(&(message_len as u32).to_ne_bytes());
+        let parts = [
+            libc::iovec {
+                iov_base: request.as_mut_ptr().cast(),
+                iov_len: len,
+            },
+            libc::iovec {
+                iov_base: self.filter_attribute.as_mut_ptr().cast(),
+                iov_len: self.filter_attribute.len(),
+            },
+        ];
         loop {
-            // SAFETY: `request[..len]` is initialised memory we own; send(2) to an unconnected netlink
-            // socket goes to the kernel.
-            let sent = unsafe { libc::send(self.fd.as_raw_fd(), request.as_ptr().cast(), len, 0) };
+            // SAFETY: both iovecs point at initialised memory we own that outlives the call, and `message`
+            // is a zeroed msghdr with only the iovec fields set; sendmsg(2) to an unconnected netlink socket
+            // goes to the kernel.
+            let sent = unsafe {
+                let mut message: libc::msghdr = std::mem::zeroed();
+                message.msg_iov = parts.as_ptr().cast_mut();
+                message.msg_iovlen = if self.filter_attribute.is_empty() { 1 } else { 2 };
+                libc::sendmsg(self.fd.as_raw_fd(), &message, 0)
+            };
             if sent >= 0 {
                 break;
             }
@@ -330,7 +456,7 @@ impl DiagSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_common::wire::TcpState;
+    use headroom_common::wire::{TcpState, MAX_LISTENERS};
 
     fn message(message_type: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let len = NLMSG_HEADER_BYTES + payload.len();
@@ -420,6 +546,114 @@ mod tests {
         );
         let done = message(libc::NLMSG_DONE as u16, 3, &0i32.to_ne_bytes());
         assert_eq!(parse_datagram(&done, 3, &mut |_| {}).unwrap(), Progress::Done);
+    }
+
+    /// The kernel's reading of a filter program (inet_diag_bc_run in net/ipv4/inet_diag.c), for the source
+    /// port comparisons and jumps this module writes: true when the socket on `port` is reported.
+    fn kernel_accepts(program: &[u8], port: u16) -> bool {
+        kernel_run(program, port).0
+    }
+
+    /// Whether the socket on `port` is reported, and how many ops the kernel ran to decide.
+    fn kernel_run(program: &[u8], port: u16) -> (bool, usize) {
+        let len = program.len() as isize;
+        let mut at = 0isize;
+        let mut steps = 0;
+        while at < len {
+            steps += 1;
+            let op = &program[at as usize..];
+            let (yes, no) = (op[1] as isize, u16::from_ne_bytes([op[2], op[3]]) as isize);
+            let operand = || u16::from_ne_bytes([op[6], op[7]]);
+            let taken = match op[0] {
+                BC_JMP => false,
+                BC_S_GE => port >= operand(),
+                BC_S_LE => port <= operand(),
+                code => panic!("unexpected op {code}"),
+            };
+            at += if taken { yes } else { no };
+        }
+        (at == len, steps)
+    }
+
+    /// The kernel's audit of a program (inet_diag_bc_audit and valid_cc): every op reached by `yes` steps,
+    /// each step at least one op (two for a comparison) and 4-byte aligned, every `no` at most 4 bytes past
+    /// the end and, when inside the program, onto an op the `yes` steps reach.
+    fn kernel_audit(program: &[u8]) -> Result<(), String> {
+        let len = program.len();
+        let mut reached = Vec::new();
+        let mut at = 0;
+        while at < len {
+            reached.push(at);
+            at += program[at + 1] as usize;
+        }
+        if at != len {
+            return Err(format!("yes steps end at {at}, not {len}"));
+        }
+        for &at in &reached {
+            let remaining = len - at;
+            let (code, yes, no) = (
+                program[at],
+                program[at + 1] as usize,
+                u16::from_ne_bytes([program[at + 2], program[at + 3]]) as usize,
+            );
+            let min_len = match code {
+                BC_JMP => BC_OP_BYTES,
+                BC_S_GE | BC_S_LE if remaining >= 2 * BC_OP_BYTES => 2 * BC_OP_BYTES,
+                _ => return Err(format!("bad op {code} at {at}")),
+            };
+            if no < min_len || no > remaining + 4 || no % 4 != 0 {
+                return Err(format!("no {no} at {at}"));
+            }
+            if no < remaining && !reached.contains(&(at + no)) {
+                return Err(format!("no {no} at {at} lands inside an op"));
+            }
+            if yes < min_len || yes > remaining + 4 || yes % 4 != 0 {
+                return Err(format!("yes {yes} at {at}"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn issue_12_the_port_filter_accepts_exactly_the_listening_ports() {
+        let cases: [&[u16]; 6] = [
+            &[443],
+            &[22, 80, 443],
+            &[80, 81, 82, 8080],
+            &[0, 1, 65535],
+            &[1000, 1002, 1003, 1005, 65534, 65535],
+            &[5, 5, 6],
+        ];
+        let mut program = Vec::new();
+        for ports in cases {
+            assert!(local_port_filter(ports, &mut program));
+            kernel_audit(&program).unwrap_or_else(|e| panic!("{ports:?}: {e}"));
+            for port in 0..=u16::MAX {
+                assert_eq!(
+                    kernel_accepts(&program, port),
+                    ports.contains(&port),
+                    "{ports:?}, port {port}"
+                );
+            }
+        }
+        // Two runs of ports: a range with a jump and a last one without.
+        assert!(local_port_filter(&[80, 81, 82, 8080], &mut program));
+        assert_eq!(program.len(), 2 * BC_RANGE_BYTES - BC_OP_BYTES);
+        // The client side of an outgoing connection, on an ephemeral port above every listener, is
+        // rejected by the first comparison.
+        assert_eq!(kernel_run(&program, 45_000), (false, 1));
+    }
+
+    #[test]
+    fn issue_12_a_filter_for_every_reported_listener_fits() {
+        // The worst case: every reported listener on a port of its own, none adjacent.
+        let ports: Vec<u16> = (0..MAX_LISTENERS as u16).map(|i| 1 + 2 * i).collect();
+        let mut program = Vec::new();
+        assert!(local_port_filter(&ports, &mut program));
+        kernel_audit(&program).unwrap();
+        assert!(kernel_accepts(&program, 2047) && !kernel_accepts(&program, 2048));
+        assert!(!local_port_filter(&[], &mut program));
+        assert!(program.is_empty());
     }
 
     #[test]

@@ -88,6 +88,27 @@ impl ConnectionTally {
         }
     }
 
+    /// Ends a pass that was given only the ESTABLISHED sockets on listening ports: the ESTABLISHED total
+    /// becomes `curr_estab` (/proc/net/snmp's CurrEstab: ESTABLISHED plus CLOSE_WAIT) less this pass's
+    /// CLOSE_WAIT count, and never less than the sockets the pass saw on listening ports.
+    pub fn established_total(&mut self, curr_estab: u64) {
+        let counted = u64::from(self.states.get(TcpState::Established));
+        let close_wait = u64::from(self.states.get(TcpState::CloseWait));
+        let total = curr_estab.saturating_sub(close_wait).max(counted);
+        self.sockets = self.sockets - counted + total;
+        self.states.counts[TcpState::Established as usize - 1] = u32::try_from(total).unwrap_or(u32::MAX);
+    }
+
+    /// ESTABLISHED sockets on no port that was listening when this pass started.
+    pub fn established_off_listeners(&self) -> u64 {
+        let on_listeners: u64 = self
+            .established_by_port
+            .iter()
+            .map(|&(_, count)| u64::from(count))
+            .sum();
+        u64::from(self.states.get(TcpState::Established)).saturating_sub(on_listeners)
+    }
+
     /// ESTABLISHED sockets on a port that was listening when this pass started.
     pub fn established_on(&self, port: u16) -> Option<u32> {
         self.established_by_port
@@ -194,6 +215,32 @@ mod tests {
         assert_eq!(table.states.get(TcpState::TimeWait), 1);
         assert_eq!(table.states.get(TcpState::Listen), 1);
         assert_eq!(tally.sockets, 4);
+    }
+
+    #[test]
+    fn issue_12_a_pass_over_listening_ports_takes_the_established_total_from_curr_estab() {
+        let mut set = ListenerSet::default();
+        set.add(443, 0, 0);
+        let mut tally = ConnectionTally::default();
+        tally.start(&set);
+        tally.add(TcpState::CloseWait, 50000);
+        tally.add(TcpState::TimeWait, 50001);
+        tally.add(TcpState::Established, 443);
+        tally.add(TcpState::Established, 443);
+        // 2 sockets on the listener; CurrEstab says 10 ESTABLISHED or CLOSE_WAIT in all, one of them CLOSE_WAIT.
+        tally.established_total(10);
+        assert_eq!(tally.states.get(TcpState::Established), 9);
+        assert_eq!(tally.sockets, 11);
+        assert_eq!(combine(&set, &tally).listeners[0].established, 2);
+        assert_eq!(tally.established_off_listeners(), 7);
+        // A CurrEstab read before sockets opened is never below what the pass saw on listeners.
+        let mut tally = ConnectionTally::default();
+        tally.start(&set);
+        tally.add(TcpState::Established, 443);
+        tally.add(TcpState::Established, 443);
+        tally.established_total(1);
+        assert_eq!(tally.states.get(TcpState::Established), 2);
+        assert_eq!(tally.sockets, 2);
     }
 
     #[test]

@@ -16,7 +16,9 @@ mod report;
 pub use report::{AlarmReport, AlarmRow, OutlierReport, OutlierRow, SkippedRow};
 
 use crate::analytics::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
-use crate::analytics::alarms::{AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, RuleSet};
+use crate::analytics::alarms::{
+    AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, KeptMetrics, RuleSet,
+};
 use crate::analytics::outliers::{HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker};
 use crate::live::fleet::HostMetrics;
 use headroom_common::clock::now_ms;
@@ -73,22 +75,20 @@ pub struct AnalyticsSettings {
     pub sizing: crate::sizing::SizingConfig,
 }
 
-/// Readings per host the rules need: the longest window or `for`, at one reading a second, plus slack.
+/// Readings per host the rules need: the longest window, at one reading a second, plus slack. A rule's
+/// `for` needs no readings (its state machine keeps when the condition began).
 pub fn history_capacity(rules: Option<&RuleSet>) -> usize {
     let longest_ms = rules.map_or(0, |set| {
         set.rules
             .iter()
-            .map(|rule| {
-                let window_ms = match rule.condition {
-                    crate::analytics::alarms::Condition::Percentile { over_ms, .. }
-                    | crate::analytics::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
-                    crate::analytics::alarms::Condition::Headroom {
-                        over_ms,
-                        within_days: None,
-                    } => over_ms,
-                    _ => 0,
-                };
-                window_ms.max(rule.for_ms)
+            .map(|rule| match rule.condition {
+                crate::analytics::alarms::Condition::Percentile { over_ms, .. }
+                | crate::analytics::alarms::Condition::RateOfChange { over_ms, .. } => over_ms,
+                crate::analytics::alarms::Condition::Headroom {
+                    over_ms,
+                    within_days: None,
+                } => over_ms,
+                _ => 0,
             })
             .max()
             .unwrap_or(0)
@@ -181,6 +181,8 @@ struct Hosts {
 pub struct Analytics {
     settings: AnalyticsSettings,
     history_capacity: usize,
+    /// The metrics the rules read, the only ones each host's history keeps.
+    kept_metrics: KeptMetrics,
     /// [`port_minutes_kept_ms`] of the rules.
     port_minutes_kept_ms: u64,
     hosts: Mutex<Hosts>,
@@ -201,6 +203,7 @@ impl Analytics {
     pub fn new(settings: AnalyticsSettings) -> Arc<Analytics> {
         let history_capacity = history_capacity(settings.rules.as_ref());
         let port_minutes_kept_ms = port_minutes_kept_ms(settings.rules.as_ref());
+        let kept_metrics = KeptMetrics::for_rules(settings.rules.as_ref());
         let outliers = OutlierReport {
             window_ms: settings.outliers.window_ms,
             flag_windows: settings.outliers.flag_windows,
@@ -218,6 +221,7 @@ impl Analytics {
         Arc::new(Analytics {
             settings,
             history_capacity,
+            kept_metrics,
             port_minutes_kept_ms,
             hosts: Mutex::new(Hosts::default()),
             outliers: Mutex::new(outliers),
@@ -373,7 +377,7 @@ impl Analytics {
                 clock_offset_ms: None,
                 cores: 0,
                 memory_bytes: 0,
-                history: HostHistory::new(self.history_capacity),
+                history: HostHistory::keeping(self.history_capacity, self.kept_metrics),
                 ports: Default::default(),
             },
             last_sample_ms: 0,

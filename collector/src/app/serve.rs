@@ -423,16 +423,27 @@ fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
     usize::try_from(granted).unwrap_or(0) / 2
 }
 
-/// Endpoint settings whose stateless-reset key survives restarts. After a crash, an agent's packets for its
-/// old connection reach the new process, which answers with a reset the agent can verify; the agent then
-/// reconnects at once instead of waiting out its idle timeout. The key is derived from the server's private
-/// key, which only the collector holds.
+/// Endpoint settings that survive restarts. After a crash, an agent's packets for its old connection reach
+/// the new process, which must recognise their connection IDs as its own (quinn drops packets whose ID fails
+/// its generator's check, and a generator keyed at random per process would fail them all) and answers with
+/// a stateless reset the agent can verify; the agent then reconnects at once instead of waiting for its ack
+/// deadline or idle timeout. Both keys are derived from the server's private key, which only the collector
+/// holds.
 fn endpoint_config(server_key: &[u8]) -> quinn::EndpointConfig {
-    let mut material = b"headroom stateless reset v1".to_vec();
-    material.extend_from_slice(server_key);
-    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref());
-    quinn::EndpointConfig::new(Arc::new(key))
+    let derived = |purpose: &[u8]| {
+        let mut material = purpose.to_vec();
+        material.extend_from_slice(server_key);
+        ring::digest::digest(&ring::digest::SHA256, &material)
+    };
+    let reset = derived(b"headroom stateless reset v1");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
+    let ids = derived(b"headroom connection ids v1");
+    let mut id_key = [0u8; 8];
+    id_key.copy_from_slice(&ids.as_ref()[..8]);
+    let id_key = u64::from_le_bytes(id_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(key));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(id_key)));
+    config
 }
 
 fn notify_ready_and_watchdog(cancel: &CancellationToken) {

@@ -36,6 +36,12 @@ pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(enroll_transport()));
+    Ok(server)
+}
+
+/// The enrollment listener's QUIC transport (see [`enroll_server_config`]).
+fn enroll_transport() -> quinn::TransportConfig {
     let window = (MAX_ENROLL_FRAME_BYTES + 4) as u32;
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(1u32.into());
@@ -46,8 +52,7 @@ pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::
     transport.stream_receive_window(window.into());
     transport.receive_window(window.into());
     transport.send_window(u64::from(window));
-    server.transport_config(Arc::new(transport));
-    Ok(server)
+    transport
 }
 
 /// Accepts enrollment connections until `cancel` fires.
@@ -134,4 +139,29 @@ pub async fn serve_enrollment(
     tasks.close();
     endpoint.close(0u32.into(), b"collector stopping");
     tasks.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9: SECURITY.md's promise for UDP 9602. One stream whose windows hold one 64 KiB request (and its
+    /// 4-byte length), no other streams, a 10 s idle timeout; 20 new connections per source address at once
+    /// and 2 a second after that; 64 enrollments in progress.
+    #[test]
+    fn issue_9_the_enrollment_listener_has_the_documented_limits() {
+        let text = format!("{:?}", enroll_transport());
+        let window = 64 * 1024 + 4;
+        for expected in [
+            format!("stream_receive_window: {window}"),
+            format!("receive_window: {window}"),
+            format!("send_window: {window}"),
+            "max_concurrent_bidi_streams: 1".to_string(),
+            "max_concurrent_uni_streams: 0".to_string(),
+            "max_idle_timeout: Some(10000)".to_string(),
+        ] {
+            assert!(text.contains(&expected), "{expected} not in {text}");
+        }
+        assert_eq!((SOURCE_BURST, SOURCE_PER_S, MAX_IN_PROGRESS), (20, 2.0, 64));
+    }
 }

@@ -44,6 +44,10 @@ pub fn streaming_transport() -> quinn::TransportConfig {
     transport.receive_window(CONNECTION_RECEIVE_WINDOW_BYTES.into());
     transport.send_window(SEND_WINDOW_BYTES);
     transport.datagram_receive_buffer_size(None);
+    // With segmentation offload quinn keeps a send buffer of ten datagrams (~14 KiB) per connection for
+    // the whole connection's life; the collector sends a few small frames a second per agent, never a
+    // burst worth batching, so one datagram's buffer (~1.5 KiB) is all a connection needs (issue 12).
+    transport.enable_segmentation_offload(false);
     transport
 }
 
@@ -86,5 +90,13 @@ mod tests {
         ] {
             assert!(text.contains(&expected), "{expected} not in {text}");
         }
+    }
+
+    #[test]
+    fn issue_12_a_connection_keeps_a_send_buffer_of_one_datagram() {
+        // quinn sizes each connection's lasting send buffer by the datagrams one segmentation-offload send
+        // may carry (ten); without offload it holds one.
+        let text = format!("{:?}", streaming_transport());
+        assert!(text.contains("enable_segmentation_offload: false"), "{text}");
     }
 }

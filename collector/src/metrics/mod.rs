@@ -4,8 +4,10 @@
 //! help line, its unit and kind, how it aggregates over time and across hosts, the outlier floor (metrics
 //! without one are not scored for outliers), the Prometheus export name and how the value is read from a
 //! sample's derived metrics (`headroom_common::derive::HostMetrics`, whose field names are the catalogue
-//! names). The store, the windowed fleet views, the outlier scorer and the alarm rules all iterate
-//! [`CATALOGUE`]; adding a metric is one entry here plus its derivation.
+//! names), and how the views show it (`show.rs`: short header, web title, display order, and the views that
+//! list only some metrics: the `hosts` table, the web pages' columns and charts, the host history rows). The
+//! store, the views, the outlier scorer and the alarm rules all iterate [`CATALOGUE`]; adding a metric is
+//! one entry here plus its derivation.
 //!
 //! The order is the order of entries in rollup blobs and of the metric columns of `samples`: only ever
 //! append, and a new metric needs a schema migration adding its column.
@@ -13,6 +15,9 @@
 use headroom_common::derive::HostMetrics;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+mod show;
+pub use show::{fleet_page_columns, format_number, metrics_in, Key, Place, Show, Values};
 
 /// What a value measures, which fixes how it is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +106,8 @@ pub struct MetricDef {
     /// The columns of the live fleet summary (`fleet`, one row per group and zone) this metric gives, in
     /// order; empty when the summary leaves it out (`fleet --by` and `fleet --window` show every metric).
     pub summary: &'static [SummaryColumn],
+    /// How the views show it: short header, web title, display order and the views that list it.
+    pub show: Show,
 }
 
 /// A statistic across the live hosts of one summary row.
@@ -124,6 +131,15 @@ pub struct SummaryColumn {
     pub key: &'static str,
     /// The terminal table's header; `None` leaves the column to JSON and CSV.
     pub header: Option<&'static str>,
+}
+
+const fn show(short: &'static str, title: &'static str, order: u8, places: &'static [Place]) -> Show {
+    Show {
+        short,
+        title,
+        order,
+        places,
+    }
 }
 
 const fn col(stat: Stat, key: &'static str, header: Option<&'static str>) -> SummaryColumn {
@@ -167,6 +183,13 @@ macro_rules! catalogue {
 catalogue! {
     CpuBusyPct {
         name: "cpu_busy_pct", help: "share of CPU time spent working (not idle, not iowait), all cores",
+        show: show("cpu", "CPU busy %", 1, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::P99),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busy_ratio",
         deprecated_names: &[], value: |m| m.cpu_busy_pct,
@@ -179,36 +202,48 @@ catalogue! {
     }
     CpuUserPct {
         name: "cpu_user_pct", help: "share of CPU time in user mode",
+        show: show("user", "CPU user %", 13, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_user_ratio",
         deprecated_names: &[], value: |m| m.cpu_user_pct, summary: &[],
     }
     CpuSystemPct {
         name: "cpu_system_pct", help: "share of CPU time in kernel mode",
+        show: show("system", "CPU system %", 14, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_system_ratio",
         deprecated_names: &[], value: |m| m.cpu_system_pct, summary: &[],
     }
     CpuIowaitPct {
         name: "cpu_iowait_pct", help: "share of CPU time idle while waiting for IO",
+        show: show("iowait", "CPU iowait %", 15, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_iowait_ratio",
         deprecated_names: &[], value: |m| m.cpu_iowait_pct, summary: &[],
     }
     CpuStealPct {
         name: "cpu_steal_pct", help: "share of CPU time taken by the hypervisor for other guests",
+        show: show("steal", "CPU steal %", 16, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_cpu_steal_ratio",
         deprecated_names: &[], value: |m| m.cpu_steal_pct, summary: &[],
     }
     Load1 {
         name: "load1", help: "1-minute load average",
+        show: show("load1", "Load 1m", 3, &[Place::HostsTable, Place::GroupPage]),
         unit: Unit::Load, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(0.1), export_name: "headroom_load1",
         deprecated_names: &[], value: |m| m.load1, summary: &[],
     }
     MemUsedPct {
         name: "mem_used_pct", help: "memory in use (total minus available), in percent of total",
+        show: show("mem", "Memory used %", 2, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::P99),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_memory_used_ratio",
         deprecated_names: &[], value: |m| m.mem_used_pct,
@@ -221,36 +256,42 @@ catalogue! {
     }
     MemUsedBytes {
         name: "mem_used_bytes", help: "memory in use (total minus available)",
+        show: show("mem_bytes", "Memory used B", 17, &[]),
         unit: Unit::Bytes, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Integer, outlier_floor: None, export_name: "headroom_memory_used_bytes",
         deprecated_names: &[], value: |m| count(m.mem_used_bytes), summary: &[],
     }
     SwapUsedBytes {
         name: "swap_used_bytes", help: "swap in use",
+        show: show("swap", "Swap used B", 18, &[]),
         unit: Unit::Bytes, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Integer, outlier_floor: None, export_name: "headroom_swap_used_bytes",
         deprecated_names: &[], value: |m| count(m.swap_used_bytes), summary: &[],
     }
     PsiCpu {
         name: "psi_cpu", help: "CPU pressure: share of time some task waited for a CPU (PSI some avg10)",
+        show: show("psi_cpu", "CPU pressure %", 19, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_cpu_some_ratio",
         deprecated_names: &["psi_cpu_some_avg10"], value: |m| m.psi_cpu, summary: &[],
     }
     PsiMemory {
         name: "psi_memory", help: "memory pressure: share of time some task stalled on memory (PSI some avg10)",
+        show: show("psi_mem", "Memory pressure %", 20, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_pressure_memory_some_ratio",
         deprecated_names: &["psi_memory_some_avg10"], value: |m| m.psi_memory, summary: &[],
     }
     PsiIo {
         name: "psi_io", help: "IO pressure: share of time some task stalled on IO (PSI some avg10)",
+        show: show("psi_io", "IO pressure %", 21, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_pressure_io_some_ratio",
         deprecated_names: &["psi_io_some_avg10"], value: |m| m.psi_io, summary: &[],
     }
     NetRxBytesPerS {
         name: "net_rx_bytes_per_s", help: "bytes received per second, all interfaces",
+        show: show("rx", "Rx B/s", 4, &[Place::HostsTable, Place::GroupPage]),
         unit: Unit::BytesPerSecond, kind: Kind::Rate, over_time: OverTime::Mean,
         across_hosts: AcrossHosts::SpreadAndSum, storage: Storage::Real, outlier_floor: Some(10_000.0),
         export_name: "headroom_network_receive_bytes_per_second", deprecated_names: &[],
@@ -258,6 +299,7 @@ catalogue! {
     }
     NetTxBytesPerS {
         name: "net_tx_bytes_per_s", help: "bytes transmitted per second, all interfaces",
+        show: show("tx", "Tx B/s", 5, &[Place::HostsTable, Place::GroupPage]),
         unit: Unit::BytesPerSecond, kind: Kind::Rate, over_time: OverTime::Mean,
         across_hosts: AcrossHosts::SpreadAndSum, storage: Storage::Real, outlier_floor: Some(10_000.0),
         export_name: "headroom_network_transmit_bytes_per_second", deprecated_names: &[],
@@ -265,6 +307,13 @@ catalogue! {
     }
     TcpEstablished {
         name: "tcp_established", help: "TCP connections in ESTABLISHED",
+        show: show("estab", "Established connections", 6, &[
+            Place::HostsTable,
+            Place::FleetPage(Stat::Sum),
+            Place::GroupPage,
+            Place::HostLastHour,
+            Place::HostDays,
+        ]),
         unit: Unit::Count, kind: Kind::Count, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Integer, outlier_floor: Some(5.0), export_name: "headroom_tcp_established",
         deprecated_names: &[], value: |m| count(m.tcp_established),
@@ -275,18 +324,21 @@ catalogue! {
     }
     TcpTimeWait {
         name: "tcp_time_wait", help: "TCP connections in TIME_WAIT",
+        show: show("time_wait", "TIME_WAIT connections", 8, &[Place::HostsTable]),
         unit: Unit::Count, kind: Kind::Count, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Integer, outlier_floor: Some(10.0), export_name: "headroom_tcp_time_wait",
         deprecated_names: &[], value: |m| count(m.tcp_time_wait), summary: &[],
     }
     RetransPerS {
         name: "retrans_per_s", help: "TCP segments retransmitted per second",
+        show: show("retrans", "Retransmits /s", 9, &[Place::HostsTable]),
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_tcp_retransmits_per_second",
         deprecated_names: &[], value: |m| m.retrans_per_s, summary: &[],
     }
     ListenOverflowsPerS {
         name: "listen_overflows_per_s", help: "connections refused per second because an accept queue was full",
+        show: show("overflows", "Listen overflows /s", 10, &[Place::HostsTable]),
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: Some(1.0),
         export_name: "headroom_tcp_listen_overflows_per_second", deprecated_names: &[],
@@ -294,24 +346,28 @@ catalogue! {
     }
     ListenDropsPerS {
         name: "listen_drops_per_s", help: "incoming connections dropped per second by listeners, any reason",
+        show: show("drops", "Listen drops /s", 11, &[]),
         unit: Unit::PerSecond, kind: Kind::Rate, over_time: OverTime::Mean, across_hosts: AcrossHosts::SpreadAndSum,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_tcp_listen_drops_per_second",
         deprecated_names: &[], value: |m| m.listen_drops_per_s, summary: &[],
     }
     ConntrackFillPct {
         name: "conntrack_fill_pct", help: "connection tracking table entries in percent of its limit",
+        show: show("conntrack", "Conntrack table fill %", 22, &[]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_conntrack_fill_ratio",
         deprecated_names: &[], value: |m| m.conntrack_fill_pct, summary: &[],
     }
     MaxAcceptQueueFillPct {
         name: "max_accept_queue_fill_pct", help: "the fullest listener accept queue, in percent of its limit",
+        show: show("accept", "Fullest accept queue %", 7, &[Place::GroupPage, Place::HostLastHour]),
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: None, export_name: "headroom_accept_queue_max_fill_ratio",
         deprecated_names: &[], value: |m| m.max_accept_queue_fill_pct, summary: &[],
     }
     CpuBusiestCorePct {
         name: "cpu_busiest_core_pct",
+        show: show("core_max", "Busiest core %", 12, &[]),
         help: "busy share of the busiest core: one saturated core on a mostly idle host shows here",
         unit: Unit::Percent, kind: Kind::Gauge, over_time: OverTime::Mean, across_hosts: AcrossHosts::Spread,
         storage: Storage::Real, outlier_floor: Some(1.0), export_name: "headroom_cpu_busiest_core_ratio",

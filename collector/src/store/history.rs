@@ -8,27 +8,24 @@
 
 use super::sketch::RollupStats;
 use super::{Store, StoreError};
-use crate::metrics::Metric;
+use crate::metrics::{Key, Metric, Stat, Values};
 use rusqlite::{params, OptionalExtension};
 
-/// One raw sample, reduced to what the host page charts.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// One raw sample, reduced to the metrics asked for (the host page's charts), each under its name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecentPoint {
     pub ts_ms: u64,
-    pub cpu_busy_pct: Option<f64>,
-    pub mem_used_pct: Option<f64>,
-    pub tcp_established: Option<f64>,
-    pub max_accept_queue_fill_pct: Option<f64>,
+    #[serde(flatten)]
+    pub values: Values,
 }
 
-/// One hour of one host: means and maxima from the hourly rollup.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// One hour of one host: the mean and the highest sample of each metric asked for, from the hourly
+/// rollup (`cpu_busy_mean`, `cpu_busy_max`, …).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HourPoint {
     pub bucket_ms: u64,
-    pub cpu_busy_mean: Option<f64>,
-    pub cpu_busy_max: Option<f64>,
-    pub mem_used_pct_mean: Option<f64>,
-    pub tcp_established_mean: Option<f64>,
+    #[serde(flatten)]
+    pub values: Values,
 }
 
 impl Store {
@@ -66,8 +63,14 @@ impl Store {
         Ok(Some(low))
     }
 
-    /// `host`'s raw samples with `ts_ms >= from_ms`, oldest first; empty for an unknown host.
-    pub fn host_recent(&self, host: &str, from_ms: u64) -> Result<Vec<RecentPoint>, StoreError> {
+    /// `host`'s raw samples with `ts_ms >= from_ms`, oldest first, with the values of `metrics`; empty for
+    /// an unknown host.
+    pub fn host_recent(
+        &self,
+        host: &str,
+        from_ms: u64,
+        metrics: &[Metric],
+    ) -> Result<Vec<RecentPoint>, StoreError> {
         let Some(record) = self.hosts.get(host) else {
             return Ok(Vec::new());
         };
@@ -75,21 +78,24 @@ impl Store {
             return Ok(Vec::new());
         };
         let err = self.sql_error("read recent samples");
+        // The columns of `samples` are the catalogue's names.
+        let columns: String = metrics.iter().map(|m| format!(", {}", m.name())).collect();
         let mut statement = self
             .conn
-            .prepare_cached(
-                "SELECT ts_ms, cpu_busy_pct, mem_used_pct, tcp_established, max_accept_queue_fill_pct \
-                 FROM samples WHERE id >= ?1 AND host_id = ?2 AND ts_ms >= ?3 ORDER BY id",
-            )
+            .prepare_cached(&format!(
+                "SELECT ts_ms{columns} FROM samples WHERE id >= ?1 AND host_id = ?2 AND ts_ms >= ?3 ORDER BY id"
+            ))
             .map_err(&err)?;
         let rows = statement
             .query_map(params![first, record.id, from_ms as i64], |r| {
+                let values = metrics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| Ok((Key::of(*m), r.get::<_, Option<f64>>(i + 1)?)))
+                    .collect::<Result<Vec<_>, rusqlite::Error>>()?;
                 Ok(RecentPoint {
                     ts_ms: r.get::<_, i64>(0)? as u64,
-                    cpu_busy_pct: r.get(1)?,
-                    mem_used_pct: r.get(2)?,
-                    tcp_established: r.get::<_, Option<f64>>(3)?,
-                    max_accept_queue_fill_pct: r.get(4)?,
+                    values: Values(values),
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -99,8 +105,15 @@ impl Store {
         Ok(rows)
     }
 
-    /// `host`'s hourly rollups with `from_ms <= bucket_ms < to_ms`, oldest first.
-    pub fn host_hours(&self, host: &str, from_ms: u64, to_ms: u64) -> Result<Vec<HourPoint>, StoreError> {
+    /// `host`'s hourly rollups with `from_ms <= bucket_ms < to_ms`, oldest first, with the mean and the
+    /// highest sample of each of `metrics`.
+    pub fn host_hours(
+        &self,
+        host: &str,
+        from_ms: u64,
+        to_ms: u64,
+        metrics: &[Metric],
+    ) -> Result<Vec<HourPoint>, StoreError> {
         let Some(record) = self.hosts.get(host) else {
             return Ok(Vec::new());
         };
@@ -125,16 +138,19 @@ impl Store {
                     what: "rollup stats",
                     detail: e.to_string(),
                 })?;
-                let mean = |m: Metric| stats.get(m.index()).filter(|s| s.count > 0).map(|s| s.mean());
+                let values = metrics
+                    .iter()
+                    .flat_map(|m| {
+                        let seen = stats.get(m.index()).filter(|s| s.count > 0);
+                        [
+                            (Key::stat(*m, Stat::Mean), seen.map(|s| s.mean())),
+                            (Key::stat(*m, Stat::Max), seen.map(|s| s.max)),
+                        ]
+                    })
+                    .collect();
                 Ok(HourPoint {
                     bucket_ms,
-                    cpu_busy_mean: mean(Metric::CpuBusyPct),
-                    cpu_busy_max: stats
-                        .get(Metric::CpuBusyPct.index())
-                        .filter(|s| s.count > 0)
-                        .map(|s| s.max),
-                    mem_used_pct_mean: mean(Metric::MemUsedPct),
-                    tcp_established_mean: mean(Metric::TcpEstablished),
+                    values: Values(values),
                 })
             })
             .collect()

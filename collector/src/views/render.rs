@@ -3,7 +3,7 @@
 
 use crate::live::fleet::HostView;
 use crate::live::summary::FleetSummary;
-use crate::metrics::{summary_columns, Metric};
+use crate::metrics::{metrics_in, summary_columns, Metric, Place};
 use comfy_table::{presets, CellAlignment, Table};
 use serde::Serialize;
 
@@ -40,35 +40,27 @@ fn or_missing<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
     value.map(show).unwrap_or_else(|| MISSING.to_string())
 }
 
-fn pct(value: Option<f64>) -> String {
-    or_missing(value, |v| format!("{v:.1}%"))
-}
-
 pub use headroom_common::units::human_bytes_per_s;
 
 /// A windowed metric's value with the unit the metric catalogue gives it; bytes in binary units (GiB, MiB/s)
 /// like the other tables. A name the catalogue does not know is printed as a plain number.
 pub fn metric_value(metric: &str, value: f64) -> String {
-    use crate::metrics::{format_in, Metric, Unit};
-    match Metric::from_name(metric).map(|m| m.def().unit) {
-        Some(Unit::Bytes) => headroom_common::units::human_bytes(value),
-        Some(Unit::BytesPerSecond) => human_bytes_per_s(value),
-        Some(unit) => format_in(unit, value),
+    match Metric::from_name(metric) {
+        Some(metric) => table_value(metric, value),
         None if value.abs() >= 1000.0 => format!("{value:.0}"),
         None => format!("{value:.2}"),
     }
 }
 
-fn bytes_rate(value: Option<f64>) -> String {
-    or_missing(value, human_bytes_per_s)
-}
-
-fn per_s(value: Option<f64>) -> String {
-    or_missing(value, |v| format!("{v:.1}/s"))
-}
-
-fn count(value: Option<u64>) -> String {
-    or_missing(value, |v| v.to_string())
+/// A metric's value as the terminal tables print it: the catalogue's format for its unit, bytes in binary
+/// units.
+pub fn table_value(metric: Metric, value: f64) -> String {
+    use crate::metrics::{format_in, Unit};
+    match metric.def().unit {
+        Unit::Bytes => headroom_common::units::human_bytes(value),
+        Unit::BytesPerSecond => human_bytes_per_s(value),
+        unit => format_in(unit, value),
+    }
 }
 
 /// A label value as a table shows it: "" (no label) becomes "-".
@@ -170,7 +162,7 @@ pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String
                     ];
                     let values = shown.iter().map(|(index, metric, _)| {
                         or_missing(group.values.get(*index).copied().flatten(), |v| {
-                            metric_value(metric.name(), v)
+                            table_value(*metric, v)
                         })
                     });
                     counts.into_iter().chain(values).collect()
@@ -188,24 +180,23 @@ pub fn render_fleet(summary: &FleetSummary, output: impl Into<Output>) -> String
     }
 }
 
-/// Columns of the host table (the numbers start at "cpu").
-const HOST_COLUMNS: [&str; 15] = [
-    "host",
-    "status",
-    "group",
-    "zone",
-    "cpu",
-    "mem",
-    "load1",
-    "rx",
-    "tx",
-    "estab",
-    "time_wait",
-    "retrans",
-    "overflows",
-    "clock",
-    "failed",
-];
+/// The host table's columns ahead of its metrics, and after them (the numbers start at the first metric).
+const HOST_FACTS: [&str; 4] = ["host", "status", "group", "zone"];
+const HOST_TRAILER: [&str; 2] = ["clock", "failed"];
+
+/// Columns of the host table: the facts, every metric the catalogue puts in the `hosts` table (its short
+/// header, in display order), then the clock and the failed families.
+fn host_columns() -> Vec<&'static str> {
+    HOST_FACTS
+        .into_iter()
+        .chain(
+            metrics_in(Place::HostsTable)
+                .into_iter()
+                .map(|m| m.def().show.short),
+        )
+        .chain(HOST_TRAILER)
+        .collect()
+}
 
 /// The host list, one row per host in the given order.
 pub fn render_hosts(hosts: &[HostView], output: impl Into<Output>) -> String {
@@ -215,34 +206,32 @@ pub fn render_hosts(hosts: &[HostView], output: impl Into<Output>) -> String {
         Format::Csv => crate::views::hosts_csv::render(hosts, header),
         Format::Table => {
             let rows = hosts.iter().map(host_row).collect();
-            table(&HOST_COLUMNS, rows, 4, header)
+            table(&host_columns(), rows, HOST_FACTS.len(), header)
         }
     }
 }
 
 fn host_row(host: &HostView) -> Vec<String> {
     let m = &host.metrics;
-    vec![
+    let facts = [
         host.host.clone(),
         host.status.name().to_string(),
         label(&host.group).to_string(),
         label(&host.zone).to_string(),
-        pct(m.cpu_busy_pct),
-        pct(m.mem_used_pct),
-        or_missing(m.load1, |v| format!("{v:.2}")),
-        bytes_rate(m.net_rx_bytes_per_s),
-        bytes_rate(m.net_tx_bytes_per_s),
-        count(m.tcp_established),
-        count(m.tcp_time_wait),
-        per_s(m.retrans_per_s),
-        per_s(m.listen_overflows_per_s),
-        clock_offset(host),
-        if m.failed.is_empty() {
-            MISSING.to_string()
-        } else {
-            m.failed.join(",")
-        },
-    ]
+    ];
+    let values = metrics_in(Place::HostsTable)
+        .into_iter()
+        .map(|metric| or_missing(metric.value(m), |v| table_value(metric, v)));
+    let failed = if m.failed.is_empty() {
+        MISSING.to_string()
+    } else {
+        m.failed.join(",")
+    };
+    facts
+        .into_iter()
+        .chain(values)
+        .chain([clock_offset(host), failed])
+        .collect()
 }
 
 /// The host clock's offset from the collector's in seconds, with "!" when it is past `fleet.max_clock_skew`.
@@ -469,8 +458,8 @@ pub fn render_hosts_with_gaps(
             for (row, host) in rows.iter_mut().zip(hosts) {
                 row.push(gaps_of(host).to_string());
             }
-            let columns: Vec<&str> = HOST_COLUMNS.iter().copied().chain(["gaps"]).collect();
-            table(&columns, rows, 4, header)
+            let columns: Vec<&str> = host_columns().into_iter().chain(["gaps"]).collect();
+            table(&columns, rows, HOST_FACTS.len(), header)
         }
     }
 }

@@ -344,6 +344,23 @@ fn the_collector_certificate_is_replaced_while_agents_stream() {
     assert!(collector
         .wait_host("keep-1", seq + 5, Duration::from_secs(20))
         .is_some());
+
+    // A pair that does not load (here a key file that is not a key) is logged with the file, and the
+    // previous certificate stays in use (SECURITY.md, "Replacing the collector's certificate").
+    let key_path = collector.pki_dir().join("server.key");
+    let good_key = std::fs::read(&key_path).unwrap();
+    std::fs::write(&key_path, "not a key\n").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(collector.process.child.id() as i32, libc::SIGHUP) };
+    let refused = wait_for(Duration::from_secs(15), || {
+        let log = strip_colours(&collector.process.stderr_text());
+        log.lines()
+            .any(|line| line.contains("server certificate not reloaded") && line.contains("server.key"))
+            .then_some(())
+    });
+    assert!(refused.is_some(), "{}", collector.process.stderr_text());
+    assert_eq!(served_serial(&collector, &probe), new_serial);
+    std::fs::write(&key_path, good_key).unwrap();
 }
 
 #[test]

@@ -197,17 +197,8 @@ fn issue_9_every_source_file_the_docs_name_exists() {
     let root = workspace();
     let mut files = Vec::new();
     for dir in ["common", "agent", "collector", "tests", "bench", "deploy", "fuzz"] {
-        let mut pending = vec![root.join(dir)];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                let name = entry.file_name();
-                if path.is_dir() && name != "target" && name != "corpus" && name != "artifacts" {
-                    pending.push(path);
-                } else {
-                    files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
-                }
-            }
+        for path in source::files_below(&root.join(dir), &["target", "corpus", "artifacts"]) {
+            files.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
         }
     }
     let mut docs = vec![
@@ -955,6 +946,34 @@ fn issue_9_collector_layers_import_one_way() {
         broken.is_empty(),
         "imports against the layering:\n{}",
         broken.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Alarm transitions and outlier flags reach the database through the store writer: the analytics layer
+/// names nothing of the store but the writer's handle (`StoreHandle`) and the history rows it hands over.
+#[test]
+fn issue_9_analytics_reaches_the_store_only_through_the_writer() {
+    let _suite = headroom_tests::shared();
+    let mut seen = 0;
+    let mut other = BTreeSet::new();
+    for (module, code) in collector_modules()
+        .into_iter()
+        .filter(|(m, _)| m[0] == "analytics")
+    {
+        for target in references(&module, &code).into_iter().filter(|t| t[0] == "store") {
+            seen += 1;
+            if !matches!(target.get(1).map(String::as_str), Some("StoreHandle" | "history")) {
+                other.insert(format!("{} uses {}", module.join("/"), target.join("::")));
+            }
+        }
+    }
+    assert!(
+        seen > 0,
+        "analytics names no store type: is the history still kept?"
+    );
+    assert!(
+        other.is_empty(),
+        "analytics reaches the store past its writer: {other:?}"
     );
 }
 

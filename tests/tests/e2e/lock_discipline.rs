@@ -24,8 +24,16 @@ fn tests_without_the_lock(text: &str) -> Vec<String> {
         let locked = ["shared", "exclusive"]
             .iter()
             .any(|kind| first == format!("let _suite = headroom_tests::{kind}();"));
+        let again = lines.get(i + 3 + offset).is_some_and(|l| {
+            let l = l.trim();
+            l.starts_with("let _")
+                && (l.ends_with("headroom_tests::shared();") || l.ends_with("headroom_tests::exclusive();"))
+        });
         if !locked {
             missing.push(name.to_string());
+        } else if again {
+            // A second take of the bounded lock by the same test can wait forever.
+            missing.push(format!("{name} (takes the lock twice)"));
         }
     }
     missing
@@ -69,6 +77,18 @@ fn issue_9_every_end_to_end_test_takes_the_suite_lock_and_every_file_is_a_module
 fn a_test_without_the_lock_is_found() {
     let _suite = headroom_tests::shared();
     let text = "#[test]\nfn a() {\n    let _suite = headroom_tests::shared();\n}\n\n#[test]\n#[ignore]\nfn b() {\n    \
-                let x = 1;\n}\n\n#[test]\nfn c() {\n    let _suite = headroom_tests::exclusive();\n}\n";
-    assert_eq!(tests_without_the_lock(text), ["b"]);
+                let x = 1;\n}\n\n#[test]\nfn c() {\n    let _suite = headroom_tests::exclusive();\n}\n\n#[test]\n\
+                fn d() {\n    let _suite = headroom_tests::shared();\n    let _suite = headroom_tests::shared();\n}\n";
+    assert_eq!(tests_without_the_lock(text), ["b", "d (takes the lock twice)"]);
+}
+
+#[test]
+fn issue_9_the_harness_has_threads_for_the_shared_tests_and_the_waiting_exclusive_ones() {
+    let _suite = headroom_tests::shared();
+    // Set before `main` by this binary unless the environment had it (main.rs).
+    let threads: usize = std::env::var("RUST_TEST_THREADS")
+        .expect("RUST_TEST_THREADS is set for this binary")
+        .parse()
+        .expect("a number");
+    assert!(threads > 0, "{threads}");
 }

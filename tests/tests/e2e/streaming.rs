@@ -290,3 +290,94 @@ fn the_first_sample_stored_after_a_reconnect_has_its_cpu_percent_issue_9() {
     let without: Vec<i64> = rows.iter().filter(|r| r.1.is_none()).map(|r| r.0).collect();
     assert_eq!(without, [rows[0].0], "rows without CPU %: {rows:?}");
 }
+
+/// Issue 9 (ARCHITECTURE.md, "A collector that vanishes"): a collector that goes silent (stopped: its socket
+/// is there but nothing answers) is given up by the agent on its ack deadline, 5 s of unacknowledged data,
+/// not after QUIC's 30 s idle timeout; once the collector answers again the agent reconnects and streams on.
+#[test]
+fn issue_9_a_silent_collector_is_given_up_on_the_ack_deadline_not_the_idle_timeout() {
+    let _suite = headroom_tests::shared();
+    let collector = Collector::start();
+    let agent = collector.start_agent("quiet-1", &[("group", "web"), ("zone", "zone-a")]);
+    let before = collector
+        .wait_host("quiet-1", 3, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("quiet-1 never reported; agent log:\n{}", agent.stderr_text()));
+    let seq_before = before["seq"].as_u64().unwrap();
+    let pid = collector.process.pid();
+    // SAFETY: signals to the collector this test started; SIGCONT below (or the drop's SIGKILL) ends the stop.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = std::time::Instant::now();
+    let given_up = wait_for(Duration::from_secs(28), || {
+        agent
+            .stderr_text()
+            .contains("acknowledged nothing for 5s")
+            .then(std::time::Instant::now)
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let given_up = given_up.unwrap_or_else(|| {
+        panic!(
+            "the agent did not give up the silent collector within 28 s; agent log:\n{}",
+            agent.stderr_text()
+        )
+    });
+    let after = given_up - stopped;
+    assert!(
+        after >= Duration::from_secs(5),
+        "given up after {after:?}, before its 5 s ack deadline"
+    );
+    assert!(
+        after < Duration::from_secs(25),
+        "given up after {after:?}: that is the idle timeout's doing, not the ack deadline's"
+    );
+    let resumed = collector.wait_host("quiet-1", seq_before + 5, Duration::from_secs(60));
+    assert!(
+        resumed.is_some(),
+        "the agent did not stream again after the collector came back; agent log:\n{}",
+        agent.stderr_text()
+    );
+}
+
+/// Issue 9 (ARCHITECTURE.md, "A collector that vanishes"): the stateless-reset key and the connection-ID
+/// key are derived from the server key, so they survive a crash. An agent whose collector was killed and
+/// started again learns from the next sample it sends to the new process that its connection is gone ("reset
+/// by peer") and reconnects, without waiting for its ack deadline or the idle timeout. (A reset must be
+/// smaller than the packet that incites it, so a bare keep-alive may get none; a sample's packet does.)
+#[test]
+fn issue_9_a_restarted_collector_resets_the_old_connection_at_once() {
+    let _suite = headroom_tests::shared();
+    let mut collector = Collector::start();
+    let agent = collector.start_agent_extra(
+        "reset-1",
+        &[("group", "web"), ("zone", "zone-a")],
+        "[sampling]\ninterval = \"6s\"\n",
+    );
+    // The first sample is stored and acknowledged, so nothing waits for an ack when the collector dies.
+    let first = collector
+        .wait_host("reset-1", 1, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("reset-1 never reported; agent log:\n{}", agent.stderr_text()));
+    let seq = first["seq"].as_u64().unwrap_or(1);
+    collector.kill9();
+    collector.restart();
+    // The agent's next sample (within 6 s) reaches the new process.
+    let reset = wait_for(Duration::from_secs(25), || {
+        let log = agent.stderr_text();
+        log.contains("reset by peer").then_some(log)
+    });
+    let log = reset.unwrap_or_else(|| {
+        panic!(
+            "no stateless reset reached the agent after the restart; agent log:\n{}",
+            agent.stderr_text()
+        )
+    });
+    assert!(
+        !log.contains("acknowledged nothing") && !log.contains("did not answer"),
+        "the agent waited out a deadline instead of taking the reset:\n{log}"
+    );
+    let back = collector.wait_host("reset-1", seq + 1, Duration::from_secs(60));
+    assert!(
+        back.is_some(),
+        "the agent did not stream to the restarted collector; agent log:\n{}",
+        agent.stderr_text()
+    );
+}

@@ -20,7 +20,7 @@ use rules::{line_of, validate, RawFile};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, Subject};
+pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, KeptMetrics, Subject};
 pub use state::{AlarmState, Transition};
 
 /// What evaluation knows about one host.

@@ -392,7 +392,9 @@ struct Track {
 #[derive(Debug, Clone)]
 struct HostTrack {
     group: String,
-    tracks: [Track; Metric::COUNT],
+    /// One per scored metric (`Metric::outlier_metrics`, in that order): only those can ever be flagged,
+    /// so a host does not carry tracks of the others (issue 12).
+    tracks: Box<[Track]>,
     /// Windows in a row in which the host was absent; the host is forgotten after `window_count` of them.
     absent_windows: u32,
 }
@@ -419,6 +421,8 @@ pub struct OutlierTracker {
     settings: OutlierSettings,
     hosts: HashMap<String, HostTrack>,
     last_window_ms: Option<u64>,
+    /// The scored metrics, in track order.
+    scored: Vec<Metric>,
 }
 
 impl OutlierTracker {
@@ -431,6 +435,7 @@ impl OutlierTracker {
             settings,
             hosts: HashMap::new(),
             last_window_ms: None,
+            scored: Metric::outlier_metrics().collect(),
         }
     }
 
@@ -445,6 +450,7 @@ impl OutlierTracker {
     pub fn observe(&mut self, hosts: &[HostWindow], window_end_ms: u64) -> WindowReport {
         let scores = score_window(hosts, &self.settings);
         let settings = &self.settings;
+        let scored = &self.scored;
         let window_mask = if settings.window_count == 32 {
             u32::MAX
         } else {
@@ -460,17 +466,17 @@ impl OutlierTracker {
         for (host, row) in hosts.iter().zip(&scores.scores) {
             let entry = self.hosts.entry(host.host.clone()).or_insert_with(|| HostTrack {
                 group: host.group.clone(),
-                tracks: [Track::default(); Metric::COUNT],
+                tracks: vec![Track::default(); scored.len()].into_boxed_slice(),
                 absent_windows: 0,
             });
             entry.absent_windows = 0;
             entry.group.clone_from(&host.group);
-            for metric in Metric::ALL {
+            for (slot, &metric) in scored.iter().enumerate() {
                 let score = row[metric.index()];
                 let outlying = score.is_some_and(|s| s.score >= settings.threshold_score);
                 report.scored += usize::from(score.is_some());
                 report.outlying += usize::from(outlying);
-                let track = &mut entry.tracks[metric.index()];
+                let track = &mut entry.tracks[slot];
                 if score.is_some() {
                     track.latest = score;
                 }
@@ -490,8 +496,7 @@ impl OutlierTracker {
         }
         // Hosts absent from this window: a clean verdict each, and forgotten once nothing is remembered.
         for (name, entry) in self.hosts.iter_mut().filter(|(_, e)| e.absent_windows > 0) {
-            for metric in Metric::ALL {
-                let track = &mut entry.tracks[metric.index()];
+            for (track, &metric) in entry.tracks.iter_mut().zip(scored) {
                 if let Some(Change::Cleared) = step(track, false, window_mask, window_end_ms, settings) {
                     report.cleared.push((name.clone(), metric));
                 }
@@ -509,12 +514,11 @@ impl OutlierTracker {
             .hosts
             .iter()
             .flat_map(|(host, entry)| {
-                Metric::ALL.into_iter().filter_map(move |metric| {
-                    let track = &entry.tracks[metric.index()];
-                    track
-                        .flagged
-                        .then(|| explain(host, &entry.group, metric, track, &self.settings))
-                })
+                self.scored
+                    .iter()
+                    .zip(&*entry.tracks)
+                    .filter(|(_, track)| track.flagged)
+                    .map(move |(&metric, track)| explain(host, &entry.group, metric, track, &self.settings))
             })
             .collect();
         out.sort_by(|a, b| (&a.host, a.metric).cmp(&(&b.host, b.metric)));
@@ -524,7 +528,8 @@ impl OutlierTracker {
     pub fn is_flagged(&self, host: &str, metric: Metric) -> bool {
         self.hosts
             .get(host)
-            .is_some_and(|entry| entry.tracks[metric.index()].flagged)
+            .zip(self.scored.iter().position(|&m| m == metric))
+            .is_some_and(|(entry, slot)| entry.tracks[slot].flagged)
     }
 
     /// Whether any metric of the host is flagged.

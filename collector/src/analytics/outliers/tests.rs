@@ -184,6 +184,22 @@ fn absent_hosts_are_forgotten() {
     assert_eq!(tracker.hosts.len(), 5);
 }
 
+/// Issue 12: the tracker keeps per host one track per scored metric and nothing for the metrics that are
+/// never scored, so a host costs its name, its group and one small allocation of tracks.
+#[test]
+fn issue_12_a_host_carries_tracks_of_the_scored_metrics_only() {
+    let mut tracker = OutlierTracker::new(OutlierSettings::default());
+    tracker.observe(&window(&[1.0; 6]), T0_MS);
+    let scored = Metric::outlier_metrics().count();
+    assert!(scored < Metric::COUNT);
+    for entry in tracker.hosts.values() {
+        assert_eq!(entry.tracks.len(), scored);
+    }
+    let track_bytes = scored * std::mem::size_of::<Track>();
+    assert!(track_bytes <= 1_024, "{track_bytes} bytes of tracks per host");
+    assert!(std::mem::size_of::<HostTrack>() <= 48);
+}
+
 #[test]
 fn generated_fleet_flags_a_step_a_ramp_and_a_flapping_host() {
     let mut rng = fastrand::Rng::with_seed(0x6865_6164);

@@ -1,19 +1,30 @@
-//! The fleet page's last hour per group × zone: p99 CPU and memory across the row's hosts and the sum of
-//! their established connections, recorded from the live summary every step (a minute by default) into a
-//! bounded ring. Pure: the caller passes the summary and `now_ms`.
+//! The fleet page's last hour per group × zone: the statistics across the row's hosts that the catalogue
+//! puts on the fleet page (`Place::FleetPage`: p99 CPU and memory, the sum of established connections),
+//! recorded from the live summary every step (a minute by default) into a bounded ring. Pure: the caller
+//! passes the summary and `now_ms`.
 
-use crate::live::summary::FleetSummary;
-use crate::metrics::{Metric, Stat};
+use crate::live::summary::{FleetSummary, GroupSummary};
+use crate::metrics::{fleet_page_columns, Key, Values};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// One step of one row.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPoint {
     pub at_ms: u64,
-    pub cpu_busy_p99: Option<f64>,
-    pub mem_used_pct_p99: Option<f64>,
-    pub tcp_established_sum: Option<u64>,
+    /// The fleet page's values (`cpu_busy_p99`, …).
+    #[serde(flatten)]
+    pub values: Values,
+}
+
+/// A summary row's values of the fleet page's columns, in display order.
+pub fn fleet_page_values(row: &GroupSummary) -> Values {
+    Values(
+        fleet_page_columns()
+            .into_iter()
+            .map(|(metric, stat)| (Key::stat(metric, stat), row.value(metric, stat)))
+            .collect(),
+    )
 }
 
 /// Rows keyed by (group, zone), each at most `capacity` points `step_ms` apart.
@@ -57,9 +68,7 @@ impl FleetHistory {
                 .or_default();
             points.push_back(HistoryPoint {
                 at_ms: now_ms,
-                cpu_busy_p99: row.value(Metric::CpuBusyPct, Stat::P99),
-                mem_used_pct_p99: row.value(Metric::MemUsedPct, Stat::P99),
-                tcp_established_sum: row.value(Metric::TcpEstablished, Stat::Sum).map(|v| v as u64),
+                values: fleet_page_values(row),
             });
             while points.len() > self.capacity {
                 points.pop_front();
@@ -74,7 +83,7 @@ impl FleetHistory {
     pub fn row(&self, group: &str, zone: &str) -> Vec<HistoryPoint> {
         self.rows
             .get(&(group.to_string(), zone.to_string()))
-            .map(|points| points.iter().copied().collect())
+            .map(|points| points.iter().cloned().collect())
             .unwrap_or_default()
     }
 }
@@ -82,7 +91,7 @@ impl FleetHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::summary::GroupSummary;
+    use crate::metrics::{Metric, Stat};
 
     fn summary(cpu: f64) -> FleetSummary {
         let mut row = GroupSummary {
@@ -108,7 +117,10 @@ mod tests {
         assert!(history.due(5 * 60_000));
         let row = history.row("web", "a");
         assert_eq!(row.len(), 3);
-        assert_eq!(row[0].cpu_busy_p99, Some(2.0));
+        assert_eq!(
+            row[0].values.get(Key::stat(Metric::CpuBusyPct, Stat::P99)),
+            Some(2.0)
+        );
         assert_eq!(row[2].at_ms, 240_000);
         assert!(history.row("web", "b").is_empty());
         // A row that stops appearing ages out after a window.

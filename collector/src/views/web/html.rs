@@ -7,6 +7,7 @@ use super::model::{AlarmsPage, FleetPage, GapLine, GroupPage, HostName, HostPage
 use crate::analytics::outliers::rfc3339_seconds;
 use crate::analytics::{AlarmRow, OutlierRow};
 use crate::live::fleet::HostStatus;
+use crate::metrics::{fleet_page_columns, format_number, metrics_in, Key, Metric, Place, Stat};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 const STYLE: &str = "
@@ -74,18 +75,30 @@ fn pct(value: Option<f64>) -> String {
     value.map_or("–".to_string(), |v| format!("{v:.1}"))
 }
 
-fn count(value: Option<u64>) -> String {
-    value.map_or("–".to_string(), |v| v.to_string())
+/// A metric's value as a bare number in its catalogue unit (the heading names the unit), "–" when missing.
+fn cell(metric: Metric, value: Option<f64>) -> String {
+    value.map_or("–".to_string(), |v| format_number(metric.def().unit, v))
 }
 
-fn rate(value: Option<f64>) -> String {
-    match value {
-        None => "–".to_string(),
-        Some(v) if v >= 1e9 => format!("{:.1} G", v / 1e9),
-        Some(v) if v >= 1e6 => format!("{:.1} M", v / 1e6),
-        Some(v) if v >= 1e3 => format!("{:.1} k", v / 1e3),
-        Some(v) => format!("{v:.0}"),
-    }
+/// A chart of one metric's values over time, scaled as its unit asks, titled in words.
+fn metric_chart(
+    metric: Metric,
+    points: &[(u64, Option<f64>)],
+    size: (u32, u32),
+    label: &str,
+) -> PreEscaped<String> {
+    PreEscaped(line_chart(
+        points,
+        size.0,
+        size.1,
+        metric.def().unit.chart_floor(),
+        label,
+    ))
+}
+
+/// The heading of a fleet-page column: the metric's title and the statistic across the row's hosts.
+fn fleet_heading(metric: Metric, stat: Stat) -> String {
+    format!("{}, {}", metric.def().show.title, stat.name())
 }
 
 fn host_link(host: &str) -> Markup {
@@ -212,6 +225,7 @@ fn sizing_table(lines: &[SizingLine], window: &str) -> Markup {
 
 pub fn fleet(page: &FleetPage) -> String {
     let step_s = page.history_step_ms / 1000;
+    let columns = fleet_page_columns();
     let body = html! {
         h1 { "Fleet" }
         @if let Some(notice) = &page.notice { p class="notice" role="note" { (notice) } }
@@ -230,39 +244,31 @@ pub fn fleet(page: &FleetPage) -> String {
         section aria-labelledby="groups-h" {
             h2 id="groups-h" { "Groups and zones" }
             p class="muted" {
-                "Charts: the last hour, one point every " (step_s) " s; p99 across the row's hosts for CPU and "
-                "memory, the sum for established connections."
+                "Charts: the last hour, one point every " (step_s) " s, of each statistic across the row's hosts."
             }
             div class="scroll" {
                 table {
-                    caption { "Hosts per group and zone, with p99 across hosts" }
+                    caption { "Hosts per group and zone, with statistics across hosts" }
                     thead { tr {
                         th scope="col" { "Group" } th scope="col" { "Zone" } th scope="col" { "Hosts" }
-                        th scope="col" { "Up / stale / down" } th scope="col" { "CPU p99 %" }
-                        th scope="col" { "Memory p99 %" } th scope="col" { "Connections" }
+                        th scope="col" { "Up / stale / down" }
+                        @for (metric, stat) in &columns { th scope="col" { (fleet_heading(*metric, *stat)) } }
                         th scope="col" { "Hosts named" }
                     } }
                     tbody {
                         @for row in &page.rows {
-                            @let points = |f: fn(&super::history::HistoryPoint) -> Option<f64>| -> Vec<(u64, Option<f64>)> {
-                                row.history.iter().map(|p| (p.at_ms, f(p))).collect()
-                            };
                             tr {
                                 td { a href={ "/groups/" (row.group) } { (row.group) } }
                                 td { (row.zone) }
                                 td class="n" { (row.hosts) }
                                 td { (row.hosts_up) " / " (row.hosts_stale) " / " (row.hosts_down) }
-                                td {
-                                    (pct(row.cpu_busy_p99))
-                                    (PreEscaped(line_chart(&points(|p| p.cpu_busy_p99), 120, 26, 100.0, "CPU p99 %")))
-                                }
-                                td {
-                                    (pct(row.mem_used_pct_p99))
-                                    (PreEscaped(line_chart(&points(|p| p.mem_used_pct_p99), 120, 26, 100.0, "memory p99 %")))
-                                }
-                                td {
-                                    (count(row.tcp_established_sum))
-                                    (PreEscaped(line_chart(&points(|p| p.tcp_established_sum.map(|v| v as f64)), 120, 26, 1.0, "established connections")))
+                                @for (metric, stat) in &columns {
+                                    @let key = Key::stat(*metric, *stat);
+                                    @let points: Vec<(u64, Option<f64>)> = row.history.iter().map(|p| (p.at_ms, p.values.get(key))).collect();
+                                    td {
+                                        (cell(*metric, row.values.get(key)))
+                                        (metric_chart(*metric, &points, (120, 26), &fleet_heading(*metric, *stat)))
+                                    }
                                 }
                                 td {
                                     @for (index, name) in row.named_hosts.iter().enumerate() {
@@ -328,13 +334,7 @@ pub fn group(page: &GroupPage) -> String {
                                 }
                                 td { (host.zone) }
                                 td { (status_badge(host.status)) }
-                                td class="n" { (pct(host.cpu_busy_pct)) }
-                                td class="n" { (pct(host.mem_used_pct)) }
-                                td class="n" { (host.load1.map_or("–".to_string(), |v| format!("{v:.2}"))) }
-                                td class="n" { (count(host.tcp_established)) }
-                                td class="n" { (pct(host.max_accept_queue_fill_pct)) }
-                                td class="n" { (rate(host.net_rx_bytes_per_s)) }
-                                td class="n" { (rate(host.net_tx_bytes_per_s)) }
+                                @for (key, value) in &host.values.0 { td class="n" { (cell(key.metric, *value)) } }
                             }
                         }
                     }
@@ -373,11 +373,17 @@ pub fn group(page: &GroupPage) -> String {
 
 pub fn host(page: &HostPage) -> String {
     let view = &page.host;
-    let recent = |f: fn(&crate::store::history::RecentPoint) -> Option<f64>| -> Vec<(u64, Option<f64>)> {
-        page.last_hour.iter().map(|p| (p.ts_ms, f(p))).collect()
+    let recent = |key: Key| -> Vec<(u64, Option<f64>)> {
+        page.last_hour
+            .iter()
+            .map(|p| (p.ts_ms, p.values.get(key)))
+            .collect()
     };
-    let hours = |f: fn(&crate::store::history::HourPoint) -> Option<f64>| -> Vec<(u64, Option<f64>)> {
-        page.last_30_days.iter().map(|p| (p.bucket_ms, f(p))).collect()
+    let hours = |key: Key| -> Vec<(u64, Option<f64>)> {
+        page.last_30_days
+            .iter()
+            .map(|p| (p.bucket_ms, p.values.get(key)))
+            .collect()
     };
     let body = html! {
         h1 { "Host " (view.host) }
@@ -396,15 +402,19 @@ pub fn host(page: &HostPage) -> String {
         }
         section aria-labelledby="hour-h" {
             h2 id="hour-h" { "Last hour (" (page.last_hour.len()) " samples)" }
-            h3 { "CPU busy %" } (PreEscaped(line_chart(&recent(|p| p.cpu_busy_pct), 600, 90, 100.0, "CPU busy % over the last hour")))
-            h3 { "Memory used %" } (PreEscaped(line_chart(&recent(|p| p.mem_used_pct), 600, 90, 100.0, "memory used % over the last hour")))
-            h3 { "Established connections" } (PreEscaped(line_chart(&recent(|p| p.tcp_established), 600, 90, 1.0, "established connections over the last hour")))
-            h3 { "Fullest accept queue %" } (PreEscaped(line_chart(&recent(|p| p.max_accept_queue_fill_pct), 600, 90, 100.0, "fullest accept queue % over the last hour")))
+            @for metric in metrics_in(Place::HostLastHour) {
+                @let title = metric.def().show.title;
+                h3 { (title) }
+                (metric_chart(metric, &recent(Key::of(metric)), (600, 90), &format!("{title} over the last hour")))
+            }
         }
         section aria-labelledby="days-h" {
             h2 id="days-h" { "Last 30 days (" (page.last_30_days.len()) " hourly rollups)" }
-            h3 { "CPU busy %, hourly mean" } (PreEscaped(line_chart(&hours(|p| p.cpu_busy_mean), 600, 90, 100.0, "hourly mean CPU busy % over 30 days")))
-            h3 { "Memory used %, hourly mean" } (PreEscaped(line_chart(&hours(|p| p.mem_used_pct_mean), 600, 90, 100.0, "hourly mean memory used % over 30 days")))
+            @for metric in metrics_in(Place::HostDays) {
+                @let title = metric.def().show.title;
+                h3 { (title) ", hourly mean" }
+                (metric_chart(metric, &hours(Key::stat(metric, Stat::Mean)), (600, 90), &format!("hourly mean {title} over 30 days")))
+            }
         }
         section aria-labelledby="ports-h" {
             h2 id="ports-h" { "Listening ports" }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod html;
 pub mod model;
 
+use crate::metrics::{metrics_in, Place};
 use crate::sizing::ReportFormat;
 use crate::sizing::{SizingConfig, SizingReport};
 use crate::views::http::{lock, ApiState};
@@ -355,10 +356,19 @@ fn host_rows(
         return (Vec::new(), Vec::new(), Vec::new(), certificates);
     };
     let recent = store
-        .host_recent(host, now.saturating_sub(HISTORY_WINDOW_MS))
+        .host_recent(
+            host,
+            now.saturating_sub(HISTORY_WINDOW_MS),
+            &metrics_in(Place::HostLastHour),
+        )
         .unwrap_or_default();
     let hours = store
-        .host_hours(host, now.saturating_sub(30 * DAY_MS), now)
+        .host_hours(
+            host,
+            now.saturating_sub(30 * DAY_MS),
+            now,
+            &metrics_in(Place::HostDays),
+        )
         .unwrap_or_default();
     let gaps = store
         .gaps(now.saturating_sub(30 * DAY_MS), now.saturating_add(1))

@@ -2,12 +2,12 @@
 //! analytics reports, the store's rows and the sizing report, with `now_ms` passed in. The JSON form of a
 //! page is this data serialized; the HTML form (`html.rs`) renders the same value.
 
-use super::history::HistoryPoint;
+use super::history::{fleet_page_values, HistoryPoint};
 use crate::analytics::{AlarmReport, AlarmRow, OutlierReport, OutlierRow};
 use crate::identity::registry::CertRecord;
 use crate::live::fleet::{HostStatus, HostView};
 use crate::live::summary::summarize;
-use crate::metrics::{Metric, Stat};
+use crate::metrics::{metrics_in, Key, Place, Values};
 use crate::sizing::{GroupReport, SizingReport};
 use crate::store::history::{HourPoint, RecentPoint};
 use crate::store::query::StoredGap;
@@ -34,9 +34,9 @@ pub struct FleetRow {
     pub hosts_up: u32,
     pub hosts_stale: u32,
     pub hosts_down: u32,
-    pub cpu_busy_p99: Option<f64>,
-    pub mem_used_pct_p99: Option<f64>,
-    pub tcp_established_sum: Option<u64>,
+    /// The catalogue's fleet-page statistics across the row's hosts (`cpu_busy_p99`, …), flat.
+    #[serde(flatten)]
+    pub values: Values,
     /// The row's hosts by name when there are at most [`NAMES_PER_ROW`]; flagged hosts always.
     pub named_hosts: Vec<HostName>,
     /// The last hour, one point per history step.
@@ -141,9 +141,7 @@ pub fn fleet_page(hosts: &[HostView], inputs: FleetInputs<'_>, now_ms: u64) -> F
                 hosts_up: row.hosts_up,
                 hosts_stale: row.hosts_stale,
                 hosts_down: row.hosts_down,
-                cpu_busy_p99: row.value(Metric::CpuBusyPct, Stat::P99),
-                mem_used_pct_p99: row.value(Metric::MemUsedPct, Stat::P99),
-                tcp_established_sum: row.value(Metric::TcpEstablished, Stat::Sum).map(|v| v as u64),
+                values: fleet_page_values(row),
                 named_hosts,
                 history: inputs.history.row(&row.group, &row.zone),
             }
@@ -172,8 +170,8 @@ pub struct Column {
     pub numeric: bool,
 }
 
-/// The group page's columns, in order; every one sorts.
-pub const COLUMNS: [Column; 10] = [
+/// The group page's columns ahead of its metrics.
+const FACT_COLUMNS: [Column; 3] = [
     Column {
         key: "host",
         heading: "Host",
@@ -189,42 +187,23 @@ pub const COLUMNS: [Column; 10] = [
         heading: "Status",
         numeric: false,
     },
-    Column {
-        key: "cpu",
-        heading: "CPU busy %",
-        numeric: true,
-    },
-    Column {
-        key: "mem",
-        heading: "Memory used %",
-        numeric: true,
-    },
-    Column {
-        key: "load1",
-        heading: "Load 1m",
-        numeric: true,
-    },
-    Column {
-        key: "conns",
-        heading: "Established",
-        numeric: true,
-    },
-    Column {
-        key: "accept",
-        heading: "Accept queue %",
-        numeric: true,
-    },
-    Column {
-        key: "rx",
-        heading: "Rx B/s",
-        numeric: true,
-    },
-    Column {
-        key: "tx",
-        heading: "Tx B/s",
-        numeric: true,
-    },
 ];
+
+/// The group page's columns, in order; every one sorts. After the host's facts come the metrics the
+/// catalogue puts on the group page, keyed by their short name, headed by their title.
+pub fn columns() -> Vec<Column> {
+    FACT_COLUMNS
+        .into_iter()
+        .chain(metrics_in(Place::GroupPage).into_iter().map(|metric| {
+            let show = &metric.def().show;
+            Column {
+                key: show.short,
+                heading: show.title,
+                numeric: true,
+            }
+        }))
+        .collect()
+}
 
 /// One host of the group page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -233,27 +212,19 @@ pub struct HostRow {
     pub zone: String,
     pub status: HostStatus,
     pub flagged: bool,
-    pub cpu_busy_pct: Option<f64>,
-    pub mem_used_pct: Option<f64>,
-    pub load1: Option<f64>,
-    pub tcp_established: Option<u64>,
-    pub max_accept_queue_fill_pct: Option<f64>,
-    pub net_rx_bytes_per_s: Option<f64>,
-    pub net_tx_bytes_per_s: Option<f64>,
+    /// The group page's metrics under their names, in column order.
+    #[serde(flatten)]
+    pub values: Values,
 }
 
 impl HostRow {
+    /// The value in the metric column whose key is `key`.
     fn number(&self, key: &str) -> Option<f64> {
-        match key {
-            "cpu" => self.cpu_busy_pct,
-            "mem" => self.mem_used_pct,
-            "load1" => self.load1,
-            "conns" => self.tcp_established.map(|v| v as f64),
-            "accept" => self.max_accept_queue_fill_pct,
-            "rx" => self.net_rx_bytes_per_s,
-            "tx" => self.net_tx_bytes_per_s,
-            _ => None,
-        }
+        self.values
+            .0
+            .iter()
+            .find(|(k, _)| k.metric.def().show.short == key)
+            .and_then(|(_, v)| *v)
     }
 }
 
@@ -286,12 +257,13 @@ pub struct GroupPage {
     pub report_csv: String,
 }
 
-/// The sort a request asked for, checked against [`COLUMNS`]: unknown keys sort by host.
+/// The sort a request asked for, checked against [`columns`]: unknown keys sort by host.
 pub fn parse_sort(sort: Option<&str>, order: Option<&str>) -> (String, bool) {
+    let columns = columns();
     let key = sort
-        .filter(|key| COLUMNS.iter().any(|c| c.key == *key))
+        .filter(|key| columns.iter().any(|c| c.key == *key))
         .unwrap_or("host");
-    let numeric = COLUMNS.iter().any(|c| c.key == key && c.numeric);
+    let numeric = columns.iter().any(|c| c.key == key && c.numeric);
     // Numbers read best largest first, names in alphabetical order, unless the request says otherwise.
     let descending = match order {
         Some("asc") => false,
@@ -317,6 +289,7 @@ pub fn group_page(
     now_ms: u64,
 ) -> GroupPage {
     let flagged = flagged_hosts(inputs.outliers);
+    let shown = metrics_in(Place::GroupPage);
     let mut rows: Vec<HostRow> = hosts
         .iter()
         .filter(|h| h.group == group)
@@ -325,13 +298,7 @@ pub fn group_page(
             zone: h.zone.clone(),
             status: h.status,
             flagged: flagged.contains(h.host.as_str()),
-            cpu_busy_pct: h.metrics.cpu_busy_pct,
-            mem_used_pct: h.metrics.mem_used_pct,
-            load1: h.metrics.load1,
-            tcp_established: h.metrics.tcp_established,
-            max_accept_queue_fill_pct: crate::metrics::Metric::MaxAcceptQueueFillPct.value(&h.metrics),
-            net_rx_bytes_per_s: h.metrics.net_rx_bytes_per_s,
-            net_tx_bytes_per_s: h.metrics.net_tx_bytes_per_s,
+            values: Values(shown.iter().map(|m| (Key::of(*m), m.value(&h.metrics))).collect()),
         })
         .collect();
     let (key, descending) = sort;
@@ -380,7 +347,7 @@ pub fn group_page(
         group: group.to_string(),
         sort: key,
         descending,
-        columns: COLUMNS.to_vec(),
+        columns: columns(),
         hosts: rows,
         outliers: inputs
             .outliers

@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use subjects::{Plan, Slot, Subjects, Visit, NO_GROUP};
 use window::Runs;
-pub use window::{percentile, slope_per_minute, HostHistory};
+pub use window::{percentile, slope_per_minute, HostHistory, KeptMetrics};
 
 /// A threshold compares the latest sample only while it is at most this many of the host's intervals old; a
 /// silent host's last value is not a current value (the missing-data rule covers silence).
