@@ -19,7 +19,7 @@
 #                        [--bin-dir DIR] [--keep DIR]
 # Needs: release builds of the collector and the load generator:
 #   cargo build --release -p headroom-collector --bins --example loadgen
-# Only 127.0.0.1 is used. Every loop is bounded; the trap stops every process it started, by PID.
+# Only loopback addresses (127.0.0.0/8) are used. Every loop is bounded; the trap stops every process it started, by PID.
 set -euo pipefail
 
 agents_list="1000,5000,20000"
@@ -48,7 +48,7 @@ while [[ $# -gt 0 ]]; do
         --rules) rules_file="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
