@@ -10,12 +10,16 @@
 # measures 10 minutes, so per-host memory is read after the histories filled and its growth is visible.
 # The table ends with issue 12's targets for each run, met or missed. --rules FILE gives the collector an
 # alarm rules file (e.g. deploy/alarms.toml), whose windows decide how much history each host keeps.
+# --sources N spreads the load generator's sockets over N loopback source addresses (127.0.0.1 ...): a real
+# fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
+# --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
 #
 # Usage: bench/ingest.sh [--agents 1000,5000,20000] [--duration S] [--warmup S] [--connect-per-s N]
-#                        [--storm] [--pin] [--steady MIN] [--rules FILE] [--bin-dir DIR] [--keep DIR]
+#                        [--storm] [--storm-perf FILE] [--sources N] [--pin] [--steady MIN] [--rules FILE]
+#                        [--bin-dir DIR] [--keep DIR]
 # Needs: release builds of the collector and the load generator:
 #   cargo build --release -p headroom-collector --bins --example loadgen
-# Only 127.0.0.1 is used. Every loop is bounded; the trap stops every process it started, by PID.
+# Only loopback addresses (127.0.0.0/8) are used. Every loop is bounded; the trap stops every process it started, by PID.
 set -euo pipefail
 
 agents_list="1000,5000,20000"
@@ -28,6 +32,8 @@ steady_min=""
 rules_file=""
 bin_dir=""
 keep_dir=""
+sources=1
+storm_perf=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --agents) agents_list="$2"; shift 2 ;;
@@ -35,12 +41,14 @@ while [[ $# -gt 0 ]]; do
         --warmup) warmup_s="$2"; shift 2 ;;
         --connect-per-s) connect_per_s="$2"; shift 2 ;;
         --storm) storm=1; shift ;;
+        --storm-perf) storm_perf="$2"; shift 2 ;;
+        --sources) sources="$2"; shift 2 ;;
         --pin) pin=1; shift ;;
         --steady) steady_min="$2"; shift 2 ;;
         --rules) rules_file="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -65,6 +73,11 @@ if [[ -n "$steady_min" ]]; then
         || die "--steady $steady_min: give whole minutes, 1 to 10"
     warmup_s=$(( steady_min * 60 ))
     duration_s=600
+fi
+[[ "$sources" =~ ^[0-9]+$ ]] && (( sources >= 1 && sources <= 250 )) || die "--sources $sources: give 1 to 250"
+if [[ -n "$storm_perf" ]]; then
+    command -v perf >/dev/null || die "--storm-perf needs perf (linux-perf)"
+    storm_perf="$(realpath -m "$storm_perf")"
 fi
 collector_pin=()
 generator_pin=()
@@ -109,6 +122,10 @@ before=\$(grep -c "collector listening" "$work/collector.log" 2>/dev/null || tru
 ${collector_pin[*]} "$collector_bin" serve --config "$work/collector.toml" >>"$work/collector.log" 2>&1 &
 pid=\$!
 echo \$pid >"$pidfile"
+# A restart (the storm) with --storm-perf: profile the new process for its first 15 s.
+if [[ -n "$storm_perf" && \${before:-0} -gt 0 ]]; then
+    perf record -F 999 -g -o "$storm_perf" -p \$pid -- sleep 15 >"$work/perf.log" 2>&1 &
+fi
 for _ in \$(seq 300); do
     now=\$(grep -c "collector listening" "$work/collector.log" 2>/dev/null || true)
     if (( \${now:-0} > \${before:-0} )); then exit 0; fi
@@ -140,13 +157,17 @@ CONF
     fi
     "$work/start-collector.sh" || die "the collector did not start; see $work/collector.log (use --keep DIR)"
     storm_args=()
+    source_args=()
+    if (( sources > 1 )); then
+        source_args=(--source-addresses "$sources")
+    fi
     if [[ $storm -eq 1 && "$agents" == "$largest" ]]; then
         storm_args=(--storm-restart "$work/start-collector.sh")
     fi
     echo "== $agents agents: connect at $connect_per_s/s, warm up ${warmup_s} s, measure ${duration_s} s" >&2
     "${generator_pin[@]}" "$loadgen_bin" --state-dir "$state" --server "127.0.0.1:$quic_port" --pid-file "$pidfile" \
         --agents "$agents" --connect-per-s "$connect_per_s" --warmup-s "$warmup_s" --duration-s "$duration_s" \
-        "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
+        "${source_args[@]}" "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
     results+=("$work/result-$agents.json")
     cp "$work/collector.log" "$work/collector-$agents.log"
     stop_collector

@@ -3,6 +3,7 @@
 //! This is one of the two places in headroom that know QUIC (the other is the collector's ingest). The
 //! protocol itself lives in `headroom_common::session`; this file only moves its frames and waits.
 
+use crate::ack_watch::{AckVerdict, AckWatch, CHECK_EVERY, SILENCE_TIMEOUT, STALLED_TIMEOUT};
 use crate::backlog::SharedBacklog;
 use crate::collectors::CollectorChoice;
 use headroom_common::backoff::Backoff;
@@ -34,11 +35,6 @@ pub struct UplinkConfig {
 
 /// Most samples sent and not yet acknowledged.
 pub const MAX_IN_FLIGHT: usize = 1024;
-
-/// With samples in flight, a collector that acknowledges nothing for this long is taken as gone (crashed,
-/// or a path that silently drops packets): the agent drops the connection and reconnects rather than waiting
-/// for the QUIC idle timeout.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the uplink is doing, for whoever wants to watch (tests, the demo, readiness).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,21 +256,23 @@ async fn session(
     // the welcome proves we are in: until then, a close from the server is a refusal of us.
     let welcome_deadline = tokio::time::sleep(Duration::from_secs(15));
     tokio::pin!(welcome_deadline);
-    // Restarted whenever acknowledgements make progress or the window empties.
-    let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
-    tokio::pin!(ack_deadline);
-    let mut waiting_for_ack = false;
+    // With samples in flight, a collector that sends nothing back is taken as gone, and one that answers
+    // packets but is slow to acknowledge is waited for (`ack_watch`): checked every second while waiting.
+    let mut ack_watch = AckWatch::new(now_ms());
+    let ack_check = tokio::time::sleep(CHECK_EVERY);
+    tokio::pin!(ack_check);
     let handover = tokio::time::sleep_until(handover_at.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(handover);
     loop {
-        // Arm the deadline when samples go out into an empty window; disarm it when the window empties.
-        let in_flight = outbox.with(|b| b.in_flight()) > 0;
-        if in_flight && !waiting_for_ack {
-            ack_deadline
+        // The clock starts when samples go out into an empty window and stops when the window empties.
+        let was_waiting = ack_watch.waiting();
+        ack_watch.in_flight(outbox.with(|b| b.in_flight()) > 0, now_ms());
+        let waiting_for_ack = ack_watch.waiting();
+        if waiting_for_ack && !was_waiting {
+            ack_check
                 .as_mut()
-                .reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+                .reset(tokio::time::Instant::now() + CHECK_EVERY);
         }
-        waiting_for_ack = in_flight;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => {
@@ -294,11 +292,23 @@ async fn session(
                 connection.close(1u32.into(), b"no welcome");
                 return Err(UplinkError::Timeout(Duration::from_secs(15)));
             }
-            _ = &mut ack_deadline, if waiting_for_ack => {
+            _ = &mut ack_check, if waiting_for_ack => {
+                let now = now_ms();
+                ack_watch.datagrams_received(connection.stats().udp_rx.datagrams, now);
+                let reason = match ack_watch.verdict(now) {
+                    AckVerdict::Keep => {
+                        ack_check.as_mut().reset(tokio::time::Instant::now() + CHECK_EVERY);
+                        continue;
+                    }
+                    AckVerdict::Silent => format!(
+                        "collector {peer} sent nothing for {SILENCE_TIMEOUT:?} with samples in flight; reconnecting"
+                    ),
+                    AckVerdict::Stalled => format!(
+                        "collector {peer} answered but acknowledged nothing for {STALLED_TIMEOUT:?}; reconnecting"
+                    ),
+                };
                 connection.close(1u32.into(), b"no acknowledgement");
-                return Err(UplinkError::Connect(format!(
-                    "collector {peer} acknowledged nothing for {ACK_TIMEOUT:?}; reconnecting"
-                )));
+                return Err(UplinkError::Connect(reason));
             }
             read = recv.read(&mut buffer) => {
                 let n = match read {
@@ -330,7 +340,7 @@ async fn session(
                         AgentEvent::Acked(seq) => {
                             outbox.with(|b| b.ack(seq));
                             *acked_through = Some(seq).max(*acked_through);
-                            ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+                            ack_watch.acked(now_ms());
                         }
                         AgentEvent::TimeProbe(probe) => {
                             // Answered before anything else goes out, so the collector knows our clock before

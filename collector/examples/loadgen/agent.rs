@@ -1,9 +1,9 @@
 //! One simulated agent: a distinct host with its own certificate and QUIC connection, sampling once a second
 //! through `SimSource` and streaming through `AgentSession` and `Outbox`, as the real uplink does, with the
-//! same reconnect backoff. It records when each sample left and when its ack came back.
+//! same reconnect backoff and the same decision to give up on late acknowledgements (`ack_watch`). It records when each sample left and when its ack came back.
 
+use headroom_agent::ack_watch::{AckVerdict, AckWatch, CHECK_EVERY};
 use headroom_agent::run::SampleSource;
-use headroom_agent::uplink::ACK_TIMEOUT;
 use headroom_collector::app::sim::{SimSource, SimSpec};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
@@ -156,7 +156,17 @@ pub async fn run(spec: AgentSpec, endpoint: quinn::Endpoint, shared: Arc<Shared>
                     local.on_ack(&shared, index, seq);
                 }
                 local.sent_at.clear();
-                let ended = stream(&mut local, &shared, index, &mut ticker, send, recv, session).await;
+                let ended = stream(
+                    &connection,
+                    &mut local,
+                    &shared,
+                    index,
+                    &mut ticker,
+                    send,
+                    recv,
+                    session,
+                )
+                .await;
                 if ended {
                     connection.close(0u32.into(), b"load generator done");
                     return;
@@ -225,7 +235,9 @@ async fn connect(
 }
 
 /// Stream samples and read acks until the connection fails (false) or the run stops (true).
+#[allow(clippy::too_many_arguments)]
 async fn stream(
+    connection: &quinn::Connection,
     local: &mut Local,
     shared: &Shared,
     index: usize,
@@ -239,19 +251,31 @@ async fn stream(
     if send_unsent(local, &mut send, &session).await.is_err() {
         return false;
     }
-    // As the agent's uplink: with samples in flight, a collector that acknowledges nothing for ACK_TIMEOUT is
-    // taken as gone and the connection is replaced.
-    let ack_deadline = tokio::time::sleep(ACK_TIMEOUT);
-    tokio::pin!(ack_deadline);
+    // As the agent's uplink: with samples in flight, a collector that sends nothing back is taken as gone,
+    // one that answers packets but acknowledges slowly is waited for.
+    let mut ack_watch = AckWatch::new(now_ms());
+    let ack_check = tokio::time::sleep(CHECK_EVERY);
+    tokio::pin!(ack_check);
     loop {
-        let waiting_for_ack = !local.sent_at.is_empty();
+        let was_waiting = ack_watch.waiting();
+        ack_watch.in_flight(!local.sent_at.is_empty(), now_ms());
+        let waiting_for_ack = ack_watch.waiting();
+        if waiting_for_ack && !was_waiting {
+            ack_check
+                .as_mut()
+                .reset(tokio::time::Instant::now() + CHECK_EVERY);
+        }
         tokio::select! {
             _ = shared.stop.cancelled() => return true,
-            _ = &mut ack_deadline, if waiting_for_ack => return false,
-            _ = ticker.tick() => {
-                if !waiting_for_ack {
-                    ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+            _ = &mut ack_check, if waiting_for_ack => {
+                let now = now_ms();
+                ack_watch.datagrams_received(connection.stats().udp_rx.datagrams, now);
+                match ack_watch.verdict(now) {
+                    AckVerdict::Keep => ack_check.as_mut().reset(tokio::time::Instant::now() + CHECK_EVERY),
+                    AckVerdict::Silent | AckVerdict::Stalled => return false,
                 }
+            }
+            _ = ticker.tick() => {
                 local.take_sample(shared, index);
                 if send_unsent(local, &mut send, &session).await.is_err() {
                     return false;
@@ -267,7 +291,7 @@ async fn stream(
                         for event in events {
                             if let AgentEvent::Acked(seq) = event {
                                 local.on_ack(shared, index, seq);
-                                ack_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_TIMEOUT);
+                                ack_watch.acked(now_ms());
                             }
                         }
                     }

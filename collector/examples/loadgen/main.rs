@@ -46,6 +46,11 @@ struct Args {
     /// Agents sharing one UDP socket.
     #[arg(long, default_value_t = 2000)]
     agents_per_socket: usize,
+    /// Loopback source addresses the sockets are spread over (127.0.0.1, 127.0.0.2, ...), 1 to 250. A
+    /// real fleet comes from as many addresses as hosts, and the collector limits handshakes in progress
+    /// per source address; with one address that limit, not the collector's capacity, paces a storm.
+    #[arg(long, default_value_t = 1)]
+    source_addresses: u8,
     /// New connections per second while the fleet starts.
     #[arg(long, default_value_t = 1000)]
     connect_per_s: u32,
@@ -88,8 +93,13 @@ fn main() -> anyhow::Result<()> {
         || args.agents_per_socket == 0
         || args.connect_per_s == 0
         || !(1..=16).contains(&args.threads)
+        || !(1..=250).contains(&args.source_addresses)
+        || (args.source_addresses > 1 && !args.server.is_ipv4())
     {
-        anyhow::bail!("--agents 1..50000, --duration-s 5..600, --warmup-s and --storm-timeout-s at most 600");
+        anyhow::bail!(
+            "--agents 1..50000, --duration-s 5..600, --warmup-s and --storm-timeout-s at most 600, \
+             --source-addresses 1..250 (more than one only towards an IPv4 server)"
+        );
     }
     let ca = load_ca(&pki_dir(&args.state_dir)).context("loading the collector's CA")?;
 
@@ -302,14 +312,16 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         stop: CancellationToken::new(),
     });
     let sockets = count.div_ceil(args.agents_per_socket);
-    let bind: SocketAddr = if args.server.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
-    }
-    .parse()?;
+    let bind = |socket: usize| -> SocketAddr {
+        if args.server.is_ipv4() {
+            let last = 1 + (socket % usize::from(args.source_addresses)) as u8;
+            SocketAddr::from(([127, 0, 0, last], 0))
+        } else {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        }
+    };
     let endpoints = (0..sockets)
-        .map(|_| quinn::Endpoint::client(bind))
+        .map(|socket| quinn::Endpoint::client(bind(socket)))
         .collect::<Result<Vec<_>, _>>()
         .context("binding the load generator's UDP sockets")?;
 
@@ -441,6 +453,7 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         "agents": count,
         "warmup_s": args.warmup_s,
         "sockets": sockets,
+        "source_addresses": args.source_addresses.min(sockets.min(250) as u8),
         "connect": {
             "per_s_requested": args.connect_per_s,
             "connected": connected,

@@ -208,6 +208,7 @@ pub async fn serve_with_web(
         },
         enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),
+        revocations: revocations.clone(),
         ignored_labels: IgnoredLabelLog::default(),
         store_shares: Default::default(),
         registry: Registry::in_dir(&pki),

@@ -14,6 +14,7 @@ use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
+use headroom_common::tls::ClientCertNow;
 use headroom_common::wire::Hello;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,6 +112,23 @@ pub(super) async fn handle_connection(
     };
     drop(handshake_slot);
     telemetry::global().handshakes.inc();
+    // A resumed TLS session carries the certificate of the full handshake it resumes, unverified since:
+    // check now that it is still valid and not revoked, whichever kind of handshake this was.
+    let leaf = peer_cert_der(&connection).unwrap_or_default();
+    let revocations: &dyn headroom_common::tls::RevocationCheck = &context.revocations;
+    if let Err(refused) =
+        headroom_common::tls::check_client_cert_now(&leaf, (now_ms() / 1000) as i64, Some(revocations))
+    {
+        let code = match refused {
+            ClientCertNow::Revoked => close_code::REVOKED,
+            ClientCertNow::Expired | ClientCertNow::NotYetValid => close_code::EXPIRED,
+            ClientCertNow::Unreadable(_) => close_code::IDENTITY,
+        };
+        warn!(%peer, reason = %refused, "client certificate refused after the handshake");
+        telemetry::global().refused(refusal::HANDSHAKE);
+        connection.close(code.into(), refused.to_string().as_bytes());
+        return;
+    }
     if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
         match &context.enroll {
             Some(enroll) => handle_enrollment(connection, enroll.clone(), Listener::Streaming).await,
@@ -133,7 +151,7 @@ pub(super) async fn handle_connection(
             return;
         }
     };
-    let cert = peer_cert_der(&connection).unwrap_or_default();
+    let cert = leaf;
     let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
     let (cut, live_guard) = context.live.register(&host, &serial, peer);
     context.last_seen.note(&serial, (now_ms() / 1000) as i64);

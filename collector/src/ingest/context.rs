@@ -8,6 +8,7 @@ use crate::identity::enroll_server::EnrollContext;
 use crate::identity::labels::IgnoredLabelLog;
 use crate::identity::live::LiveConnections;
 use crate::identity::registry::Registry;
+use crate::identity::revocation::Revocations;
 use crate::live::fleet::FleetState;
 use crate::store::StoreHandle;
 use std::sync::{Arc, Mutex};
@@ -95,6 +96,9 @@ pub struct IngestContext {
     /// Signing for renewals; `None` when enrollment is off (`enroll_listen = "off"`).
     pub enroll: Option<Arc<EnrollContext>>,
     pub live: LiveConnections,
+    /// The revocation list, checked again after every handshake: a resumed TLS session does not verify the
+    /// certificate it carries (`headroom_common::tls::check_client_cert_now`).
+    pub revocations: Revocations,
     /// Hello labels ignored in favour of the certificate's, or not in the allow-list; logged once.
     pub ignored_labels: IgnoredLabelLog,
     /// Each host's share of the store writer, kept across its connections.

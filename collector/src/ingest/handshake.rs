@@ -51,25 +51,26 @@ pub enum Admit {
     Accept,
     /// Send a QUIC Retry: the client comes back with a token proving its address.
     Retry,
-    /// Send a refusal; the reason is a `connections_refused` label.
+    /// Send a refusal; the reason is a `connections_refused` label. Only validated addresses are refused.
     Refuse(&'static str),
-    /// Drop the packet silently: the address is unproven, so answering it could reflect traffic at a victim.
-    Ignore(&'static str),
 }
 
 /// The decision for a new connection, given the handshakes in progress overall and from its source address,
 /// and whether its address is validated (it came back with a Retry token).
+///
+/// An unvalidated address over its per-source share is sent a Retry rather than silence: many agents behind
+/// one address (a NAT, or a load generator) reconnecting at once after a collector restart would otherwise
+/// each wait out QUIC's retransmission timers and their own connect timeout before backing off. A Retry is
+/// smaller than the Initial it answers (no amplification) and holds no state; the validated attempt is then
+/// refused at once if the address still holds its share, and the agent backs off with jitter.
 pub fn decide(limits: &HandshakeLimits, in_progress: usize, from_source: usize, validated: bool) -> Admit {
     let shared_slots = limits.max_in_progress.saturating_sub(limits.reserved_validated);
-    if !validated && (in_progress > limits.retry_above || in_progress >= shared_slots) {
+    let over_source_share = from_source >= limits.per_source;
+    if !validated && (in_progress > limits.retry_above || in_progress >= shared_slots || over_source_share) {
         return Admit::Retry;
     }
-    if from_source >= limits.per_source {
-        return if validated {
-            Admit::Refuse(refusal::PER_SOURCE)
-        } else {
-            Admit::Ignore(refusal::PER_SOURCE)
-        };
+    if over_source_share {
+        return Admit::Refuse(refusal::PER_SOURCE);
     }
     if in_progress >= limits.max_in_progress {
         return Admit::Refuse(refusal::BUSY);
@@ -178,11 +179,25 @@ mod tests {
     #[test]
     fn issue_11_one_address_holds_at_most_per_source_slots() {
         assert_eq!(decide(&limits(), 10, 8, true), Admit::Refuse(refusal::PER_SOURCE));
-        // An unproven address is not answered: a refusal could be reflected at a spoofed victim.
-        assert_eq!(
-            decide(&limits(), 10, 8, false),
-            Admit::Ignore(refusal::PER_SOURCE)
-        );
+        // An unproven address gets no refusal (it could be reflected at a spoofed victim), only a Retry.
+        assert_eq!(decide(&limits(), 10, 8, false), Admit::Retry);
+    }
+
+    #[test]
+    fn issue_12_many_agents_behind_one_address_are_answered_not_left_to_time_out() {
+        // A fleet behind one address reconnecting at once: every attempt past the address's share gets an
+        // answer at once (a Retry, then a refusal once validated), so each agent backs off with its own
+        // jitter instead of waiting for its connect timeout.
+        let limits = limits();
+        for from_source in limits.per_source..limits.per_source * 4 {
+            for in_progress in [from_source, limits.max_in_progress - 1] {
+                assert_eq!(decide(&limits, in_progress, from_source, false), Admit::Retry);
+                assert_eq!(
+                    decide(&limits, in_progress, from_source, true),
+                    Admit::Refuse(refusal::PER_SOURCE)
+                );
+            }
+        }
     }
 
     #[test]

@@ -138,11 +138,5 @@ pub(crate) fn admit(
             incoming.refuse();
             None
         }
-        Admit::Ignore(reason) => {
-            *refused += 1;
-            telemetry::global().refused(reason);
-            incoming.ignore();
-            None
-        }
     }
 }

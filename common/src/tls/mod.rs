@@ -16,6 +16,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::sync::Arc;
 
+mod resumption;
+
+pub use resumption::{check_client_cert_now, ClientCertNow};
+
 /// Everything that can go wrong building a TLS configuration or reading a peer's identity.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -244,12 +248,15 @@ fn collector_server_config(
         .map_err(|error| key_error(error, "server", "server TLS config"))?;
     config.alpn_protocols = alpn;
     config.max_early_data_size = 0;
-    no_resumption(&mut config);
+    if require_client_cert {
+        resumption::with_tickets(&mut config)?;
+    } else {
+        no_resumption(&mut config);
+    }
     Ok(config)
 }
 
-/// Every connection gets a full handshake. A resumed TLS 1.3 session carries the client certificate of the
-/// original one without verifying it again, so a certificate revoked in between would get back in.
+/// Every connection gets a full handshake.
 fn no_resumption(config: &mut ServerConfig) {
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -455,15 +462,21 @@ impl ServerCertVerifier for PinnedCaVerifier {
 
 /// The agent's client certificate, replaceable while connections use it: a renewed certificate is put in
 /// with `replace` and every later handshake presents it, without rebuilding the TLS config or restarting.
+///
+/// It also holds the sessions the collector's tickets let the agent resume: a ticket carries the
+/// certificate of the handshake that earned it, so replacing the certificate forgets them, and the next
+/// connection is a full handshake with the renewed one.
 #[derive(Debug)]
 pub struct ReloadableClientCert {
     current: std::sync::RwLock<Arc<CertifiedKey>>,
+    sessions: Arc<resumption::SessionsOfOneCert>,
 }
 
 impl ReloadableClientCert {
     pub fn new(cert_pem: &str, key_pem: &str) -> Result<Arc<ReloadableClientCert>, TlsError> {
         Ok(Arc::new(ReloadableClientCert {
             current: std::sync::RwLock::new(certified_key(cert_pem, key_pem)?),
+            sessions: Arc::new(resumption::SessionsOfOneCert::new()),
         }))
     }
 
@@ -476,6 +489,8 @@ impl ReloadableClientCert {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *current = next;
+        // Tickets carry the old certificate: a resumed session would present it again.
+        self.sessions.forget();
         Ok(())
     }
 
@@ -525,7 +540,8 @@ pub fn client_config_reloadable(
             error: error.to_string(),
         })?
         .with_root_certificates(root_store(ca_pem)?)
-        .with_client_cert_resolver(cert);
+        .with_client_cert_resolver(cert.clone());
+    config.resumption = rustls::client::Resumption::store(cert.sessions.clone());
     config.alpn_protocols = alpn_list(alpn);
     config.enable_early_data = false;
     Ok(config)
@@ -1107,6 +1123,197 @@ mod tests {
             matches!(failure, Failure::Server(rustls::Error::NoApplicationProtocol)),
             "{failure:?}"
         );
+    }
+
+    /// A revocation list that can grow while a server config uses it, as the collector's does.
+    #[derive(Debug, Default)]
+    struct GrowingList(std::sync::Mutex<Vec<String>>);
+
+    impl RevocationCheck for GrowingList {
+        fn is_revoked(&self, serial_hex: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|serial| serial == serial_hex)
+        }
+    }
+
+    /// A handshake that must succeed; `handshake` delivers the ticket the server sends after it.
+    fn handshake_ok(client: ClientConnection, server: ServerConnection) -> (Connection, Connection) {
+        handshake(client, server).unwrap()
+    }
+
+    #[test]
+    fn issue_12_streaming_sessions_resume_with_the_client_identity_of_the_full_handshake() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let revoked = Arc::new(GrowingList::default());
+        let server = Arc::new(
+            server_config_streaming(
+                &fleet.ca.cert_pem,
+                &fleet.server.cert_pem,
+                &fleet.server.key_pem,
+                Some(revoked.clone()),
+            )
+            .unwrap(),
+        );
+        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let client = Arc::new(client_config(&fleet.ca.cert_pem, pair, &[]).unwrap());
+        let connect =
+            || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let accept = || ServerConnection::new(server.clone()).unwrap();
+
+        let (_, first) = handshake_ok(connect(), accept());
+        assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        let identity = first.peer_certificates().unwrap()[0].clone();
+
+        // The resumed handshake skips the certificates and signatures, and the server sees the client
+        // certificate of the full handshake: the identity is bound to the ticket.
+        let (resumed_client, resumed) = handshake_ok(connect(), accept());
+        assert_eq!(resumed.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        assert_eq!(
+            resumed_client.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        assert_eq!(resumed.peer_certificates().unwrap()[0], identity);
+        assert_eq!(
+            identity_from_cert(&resumed.peer_certificates().unwrap()[0]).unwrap(),
+            HOST
+        );
+        assert_eq!(
+            check_client_cert_now(&identity, now_s(), Some(revoked.as_ref())),
+            Ok(())
+        );
+
+        // Revoked in between: rustls resumes anyway (its verifier is not called again), which is why the
+        // collector checks every handshake's certificate with `check_client_cert_now`.
+        let serial = crate::pki::cert_info(&cert.cert_pem).unwrap().serial_hex;
+        revoked.0.lock().unwrap().push(serial);
+        let (_, after_revocation) = handshake(connect(), accept()).unwrap();
+        assert_eq!(
+            after_revocation.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        let presented = after_revocation.peer_certificates().unwrap()[0].clone();
+        assert_eq!(
+            check_client_cert_now(&presented, now_s(), Some(revoked.as_ref())),
+            Err(ClientCertNow::Revoked)
+        );
+        // Without a ticket (another agent process with the same key), the full handshake refuses it in the
+        // verifier.
+        let fresh = client_config(&fleet.ca.cert_pem, pair, &[]).unwrap();
+        let fresh =
+            ClientConnection::new(Arc::new(fresh), ServerName::try_from("localhost").unwrap()).unwrap();
+        let failure = handshake(fresh, accept()).unwrap_err();
+        assert!(
+            matches!(
+                failure,
+                Failure::Server(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[test]
+    fn issue_12_a_new_server_config_or_another_listener_makes_a_full_handshake() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let streaming = || {
+            let config = server_config_streaming(
+                &fleet.ca.cert_pem,
+                &fleet.server.cert_pem,
+                &fleet.server.key_pem,
+                None,
+            )
+            .unwrap();
+            Arc::new(config)
+        };
+        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let client = Arc::new(client_config(&fleet.ca.cert_pem, pair, &[]).unwrap());
+        let connect =
+            || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let before_restart = streaming();
+        handshake_ok(connect(), ServerConnection::new(before_restart).unwrap());
+        // A restarted or reloaded collector has a new ticket key: the ticket is refused, the handshake is
+        // full and the certificate verified again.
+        let (_, server) = handshake_ok(connect(), ServerConnection::new(streaming()).unwrap());
+        assert_eq!(server.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        // The enrollment listener issues no tickets at all.
+        let enrolling = enrolling_server(&fleet, &[]);
+        let renewing =
+            Arc::new(client_config(&fleet.ca.cert_pem, pair, &[crate::enroll::ENROLL_ALPN]).unwrap());
+        let connect =
+            || ClientConnection::new(renewing.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        handshake_ok(connect(), enrolling);
+        let (_, again) = handshake_ok(connect(), enrolling_server(&fleet, &[]));
+        assert_eq!(again.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    }
+
+    #[test]
+    fn issue_12_a_renewed_certificate_forgets_the_tickets_of_the_old_one() {
+        let fleet = fleet();
+        let first = fleet.client_cert("web-1");
+        let second = fleet.client_cert("web-2");
+        let server = Arc::new(
+            server_config_streaming(
+                &fleet.ca.cert_pem,
+                &fleet.server.cert_pem,
+                &fleet.server.key_pem,
+                None,
+            )
+            .unwrap(),
+        );
+        let cert = ReloadableClientCert::new(&first.cert_pem, &first.key_pem).unwrap();
+        let client = Arc::new(client_config_reloadable(&fleet.ca.cert_pem, cert.clone(), &[]).unwrap());
+        let connect = || {
+            let client =
+                ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+            let (_, server) = handshake_ok(client, ServerConnection::new(server.clone()).unwrap());
+            let identity = identity_from_cert(&server.peer_certificates().unwrap()[0]).unwrap();
+            (server.handshake_kind(), identity)
+        };
+        assert_eq!(
+            connect(),
+            (Some(rustls::HandshakeKind::Full), "web-1".to_string())
+        );
+        assert_eq!(
+            connect(),
+            (Some(rustls::HandshakeKind::Resumed), "web-1".to_string())
+        );
+        cert.replace(&second.cert_pem, &second.key_pem).unwrap();
+        assert_eq!(
+            connect(),
+            (Some(rustls::HandshakeKind::Full), "web-2".to_string())
+        );
+        assert_eq!(
+            connect(),
+            (Some(rustls::HandshakeKind::Resumed), "web-2".to_string())
+        );
+    }
+
+    #[test]
+    fn issue_12_a_certificate_is_checked_against_its_validity_now() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let der = certificates(&cert.cert_pem, "client certificate").unwrap()[0].to_vec();
+        let info = crate::pki::cert_info_der(&der).unwrap();
+        assert_eq!(check_client_cert_now(&der, info.not_after_s, None), Ok(()));
+        assert_eq!(
+            check_client_cert_now(&der, info.not_after_s + 1, None),
+            Err(ClientCertNow::Expired)
+        );
+        assert_eq!(
+            check_client_cert_now(&der, info.not_before_s - 1, None),
+            Err(ClientCertNow::NotYetValid)
+        );
+        assert!(matches!(
+            check_client_cert_now(b"garbage", info.not_before_s, None),
+            Err(ClientCertNow::Unreadable(_))
+        ));
+    }
+
+    fn now_s() -> i64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
     }
 
     #[test]
