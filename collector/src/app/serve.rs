@@ -259,7 +259,10 @@ pub async fn serve_with_web(
         quic_port: Some(addresses.quic.port()),
         web: crate::views::web::WebState::new(web),
     };
-    let web_task = tokio::spawn(crate::views::web::run(api.clone(), cancel.clone()));
+    let web_task = tokio::spawn(crate::views::web::run(
+        axum::extract::FromRef::from_ref(&api),
+        cancel.clone(),
+    ));
     let http = tokio::spawn(crate::views::http::serve(
         http_listener,
         api,

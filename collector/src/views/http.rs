@@ -5,6 +5,7 @@
 
 use crate::live::fleet::FleetState;
 use crate::views::metrics;
+use crate::views::render::ApiError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,10 +51,14 @@ pub struct ApiState {
     pub web: Arc<crate::views::web::WebState>,
 }
 
-/// Body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    pub error: String,
+impl axum::extract::FromRef<ApiState> for crate::views::web::WebContext {
+    fn from_ref(state: &ApiState) -> Self {
+        crate::views::web::WebContext {
+            fleet: state.fleet.clone(),
+            analytics: state.analytics.clone(),
+            web: state.web.clone(),
+        }
+    }
 }
 
 /// Locks the fleet. A writer that panicked leaves a state that is still whole (every update is a plain field

@@ -10,6 +10,12 @@ use serde::Serialize;
 use headroom_common::schema::versioned;
 pub use headroom_common::schema::SCHEMA_VERSION;
 
+/// Body of every error response of the JSON API (and of the web pages' JSON form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
 /// Output format of the command-line views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {

@@ -11,10 +11,11 @@ pub mod history;
 pub mod html;
 pub mod model;
 
+use crate::live::fleet::FleetState;
 use crate::metrics::{metrics_in, Place};
 use crate::sizing::ReportFormat;
 use crate::sizing::{SizingConfig, SizingReport};
-use crate::views::http::{lock, ApiState};
+use axum::extract::FromRef;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -58,6 +59,17 @@ impl Default for WebSettings {
             notice: None,
         }
     }
+}
+
+/// What the pages read: the live fleet, the analytics (outliers, alarms, the database for sizing) and the
+/// web view's own state. The HTTP listener's state gives one (`FromRef`), so the pages know nothing of the
+/// JSON API's state.
+#[derive(Clone)]
+pub struct WebContext {
+    pub fleet: Arc<Mutex<FleetState>>,
+    /// Absent in unit tests.
+    pub analytics: Option<Arc<crate::analytics::Analytics>>,
+    pub web: Arc<WebState>,
 }
 
 /// The web view's state: its settings, the fleet history and the latest sizing report.
@@ -112,7 +124,7 @@ impl Default for WebState {
 }
 
 /// Runs the sizing model over the window ending now, from the database (a read-only connection).
-fn compute_sizing(state: &ApiState, window: Duration, now_ms: u64) -> Result<SizingReport, String> {
+fn compute_sizing(state: &WebContext, window: Duration, now_ms: u64) -> Result<SizingReport, String> {
     let database = state
         .analytics
         .as_ref()
@@ -130,7 +142,7 @@ fn compute_sizing(state: &ApiState, window: Duration, now_ms: u64) -> Result<Siz
 }
 
 /// Recomputes the cached sizing report when it is stale; returns it or why not.
-async fn refresh_sizing(state: &ApiState) -> Result<Arc<SizingReport>, String> {
+async fn refresh_sizing(state: &WebContext) -> Result<Arc<SizingReport>, String> {
     let now = now_ms();
     if !state.web.sizing_stale(now) {
         if let Some(report) = state.web.cached_sizing() {
@@ -148,7 +160,7 @@ async fn refresh_sizing(state: &ApiState) -> Result<Arc<SizingReport>, String> {
 }
 
 /// Records the fleet history every step and refreshes the sizing report, until `cancel`.
-pub async fn run(state: ApiState, cancel: CancellationToken) {
+pub async fn run(state: WebContext, cancel: CancellationToken) {
     let tick_ms = state
         .web
         .settings
@@ -164,7 +176,7 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
         }
         let now = now_ms();
         if guard(&state.web.history).due(now) {
-            let summary = lock(&state.fleet).summary(now);
+            let summary = guard(&state.fleet).summary(now);
             guard(&state.web.history).record(&summary, now);
         }
         if state.analytics.is_some() && state.web.sizing_stale(now) {
@@ -231,7 +243,7 @@ fn not_found(json: bool, message: String) -> Response {
     if json {
         (
             StatusCode::NOT_FOUND,
-            axum::Json(crate::views::http::ApiError { error: message }),
+            axum::Json(crate::views::render::ApiError { error: message }),
         )
             .into_response()
     } else {
@@ -249,7 +261,7 @@ fn not_found(json: bool, message: String) -> Response {
     }
 }
 
-fn reports(state: &ApiState) -> (crate::analytics::OutlierReport, crate::analytics::AlarmReport) {
+fn reports(state: &WebContext) -> (crate::analytics::OutlierReport, crate::analytics::AlarmReport) {
     match &state.analytics {
         Some(analytics) => (analytics.outlier_report(None), analytics.alarm_report()),
         None => Default::default(),
@@ -257,8 +269,8 @@ fn reports(state: &ApiState) -> (crate::analytics::OutlierReport, crate::analyti
 }
 
 /// The fleet page's model at `now_ms` (also what the benchmark renders).
-pub fn fleet_model(state: &ApiState, now: u64) -> model::FleetPage {
-    let hosts = lock(&state.fleet).hosts(now);
+pub fn fleet_model(state: &WebContext, now: u64) -> model::FleetPage {
+    let hosts = guard(&state.fleet).hosts(now);
     let (outliers, alarms) = reports(state);
     let history = guard(&state.web.history).clone();
     let sizing = state.web.cached_sizing();
@@ -276,11 +288,11 @@ pub fn fleet_model(state: &ApiState, now: u64) -> model::FleetPage {
     )
 }
 
-async fn fleet_json(State(state): State<ApiState>) -> Response {
+async fn fleet_json(State(state): State<WebContext>) -> Response {
     respond(true, &fleet_model(&state, now_ms()), html::fleet)
 }
 
-async fn fleet(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+async fn fleet(State(state): State<WebContext>, headers: HeaderMap) -> Response {
     respond(
         wants_json(&headers, false),
         &fleet_model(&state, now_ms()),
@@ -295,7 +307,7 @@ struct SortQuery {
 }
 
 async fn group(
-    State(state): State<ApiState>,
+    State(state): State<WebContext>,
     Path(name): Path<String>,
     Query(query): Query<SortQuery>,
     headers: HeaderMap,
@@ -303,7 +315,7 @@ async fn group(
     let (name, suffix) = strip_json(&name);
     let json = wants_json(&headers, suffix);
     let now = now_ms();
-    let hosts = lock(&state.fleet).hosts(now);
+    let hosts = guard(&state.fleet).hosts(now);
     if !hosts.iter().any(|h| h.group == name) {
         return not_found(json, format!("no host in group {name:?}: see /fleet"));
     }
@@ -330,7 +342,7 @@ async fn group(
 
 /// What the host page reads from the database and the registry, on a blocking thread.
 fn host_rows(
-    state: &ApiState,
+    state: &WebContext,
     host: &str,
     now: u64,
 ) -> (
@@ -380,8 +392,8 @@ fn host_rows(
 }
 
 /// The host page's model (also what the benchmark renders); `None` for an unknown host.
-pub fn host_model(state: &ApiState, name: &str, now: u64) -> Option<model::HostPage> {
-    let view = lock(&state.fleet).host(name, now)?;
+pub fn host_model(state: &WebContext, name: &str, now: u64) -> Option<model::HostPage> {
+    let view = guard(&state.fleet).host(name, now)?;
     let (outliers, alarms) = reports(state);
     let (last_hour, last_30_days, gaps, certificates) = host_rows(state, name, now);
     Some(model::host_page(
@@ -398,7 +410,7 @@ pub fn host_model(state: &ApiState, name: &str, now: u64) -> Option<model::HostP
     ))
 }
 
-async fn host(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn host(State(state): State<WebContext>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let (name, suffix) = strip_json(&name);
     let json = wants_json(&headers, suffix);
     let name = name.to_string();
@@ -417,7 +429,7 @@ async fn host(State(state): State<ApiState>, Path(name): Path<String>, headers: 
 }
 
 /// The alarms page's model: resolved alarms and gaps of the last day come from the database.
-fn alarms_model(state: &ApiState, now: u64) -> model::AlarmsPage {
+fn alarms_model(state: &WebContext, now: u64) -> model::AlarmsPage {
     const DAY_MS: u64 = 86_400_000;
     let (outliers, alarms) = reports(state);
     let database = state
@@ -450,7 +462,7 @@ fn alarms_model(state: &ApiState, now: u64) -> model::AlarmsPage {
     model::alarms_page(&alarms, &outliers, resolved, &gaps, now)
 }
 
-async fn alarms_page(State(state): State<ApiState>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+async fn alarms_page(State(state): State<WebContext>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let json = wants_json(&headers, uri.path().ends_with(".json"));
     let for_task = state.clone();
     match tokio::task::spawn_blocking(move || alarms_model(&for_task, now_ms())).await {
@@ -470,7 +482,7 @@ struct ReportQuery {
 
 /// The full sizing report over `?window=` (default: the web view's sizing window), as HTML or CSV.
 async fn report(
-    State(state): State<ApiState>,
+    State(state): State<WebContext>,
     Query(query): Query<ReportQuery>,
     uri: axum::http::Uri,
 ) -> Response {
@@ -509,8 +521,12 @@ async fn report(
         .into_response()
 }
 
-/// The web view's routes.
-pub fn routes() -> Router<ApiState> {
+/// The web view's routes, for a router whose state gives a [`WebContext`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    WebContext: FromRef<S>,
+{
     Router::new()
         .route("/", get(|| async { Redirect::to("/fleet") }))
         .route("/fleet", get(fleet))
