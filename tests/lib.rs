@@ -32,6 +32,12 @@ pub fn binary(name: &str) -> PathBuf {
 /// machine, while the CPU-heavy and timing-sensitive ones run alone (`exclusive`).
 pub const MAX_SHARED: usize = 6;
 
+/// Test threads of the end-to-end binary: more than its tests wait on the suite lock at any moment after the
+/// first seconds, so that the lock decides what runs. The harness hands tests to threads in name order; with
+/// a thread per slot of the lock, the waiting exclusive tests held threads and a long shared test late in
+/// that order (`web_view`) started only once the others were done, and then ran alone.
+pub const HARNESS_THREADS: usize = 64;
+
 /// The suite lock every end-to-end test takes first (`shared` or `exclusive`).
 struct SuiteLock {
     state: Mutex<SuiteState>,
@@ -97,8 +103,8 @@ pub fn shared() -> SharedTest {
     SharedTest(())
 }
 
-/// Take at the start of a test that must run alone in this process (it installs packages, floods the
-/// listeners, cuts links, measures latency or loads the machine): it waits until no other test holds the
+/// Take at the start of a test that must run alone in this process (it floods the listeners, measures
+/// latency, or loads the machine with many agents): it waits until no other test holds the
 /// lock. Shared tests are let in first, so the exclusive ones run one after another once the shared ones
 /// are done, rather than each waiting for a different set of shared tests to drain.
 pub fn exclusive() -> ExclusiveTest {

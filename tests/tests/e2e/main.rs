@@ -4,17 +4,16 @@
 //! the few that must run alone (`lock_discipline` checks that each test takes one).
 //!
 //! The lock decides what runs at once, so the test harness needs more threads than the default of one per
-//! core: `MAX_SHARED` for the shared tests plus room for the exclusive ones, which wait on a thread of their
-//! own until the shared tests are done. This binary sets `RUST_TEST_THREADS` for itself before the harness
-//! reads it, unless it is set already; `--test-threads N` still wins. Set here rather than for the whole
+//! core: enough that every test is soon waiting on the lock (`HARNESS_THREADS`), the exclusive ones until
+//! the shared tests are done. This binary sets `RUST_TEST_THREADS` for itself before the harness reads it,
+//! unless it is set already; `--test-threads N` still wins. Set here rather than for the whole
 //! workspace (`.cargo/config.toml`), the unit tests of the other crates keep the default.
 
 /// Runs before `main` (the ELF `.init_array`), while the process has one thread, so that changing the
 /// environment races with nothing.
 extern "C" fn set_test_threads() {
     if std::env::var_os("RUST_TEST_THREADS").is_none() {
-        let threads = 2 * headroom_tests::MAX_SHARED;
-        std::env::set_var("RUST_TEST_THREADS", threads.to_string());
+        std::env::set_var("RUST_TEST_THREADS", headroom_tests::HARNESS_THREADS.to_string());
     }
 }
 
