@@ -116,41 +116,79 @@ pub fn exclusive() -> ExclusiveTest {
 }
 
 /// Every port handed out by `free_udp_port` and `free_tcp_port` in this process, so that two tests running at
-/// once never get the same one.
-static HANDED_OUT: Mutex<BTreeSet<(bool, u16)>> = Mutex::new(BTreeSet::new());
+/// once never get the same one, and where the next search starts.
+static HANDED_OUT: Mutex<(BTreeSet<(bool, u16)>, u16)> = Mutex::new((BTreeSet::new(), 0));
 
-/// A port the kernel chose for `bind` and that this process has not handed out before.
-fn unused_port(tcp: bool, bind: impl Fn() -> u16) -> u16 {
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+/// The ports the tests hand out: the 12,000 below the kernel's ephemeral range. The kernel gives those to
+/// nobody on its own (a socket bound to port 0, an agent's QUIC endpoint or an HTTP client's connection, gets
+/// one from the ephemeral range), so a port chosen here cannot be taken by a concurrent test's process
+/// between the moment it is chosen and the moment its server binds it, nor while a killed collector restarts.
+pub fn port_range() -> std::ops::Range<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    ephemeral_low.saturating_sub(12_000).max(1_024)..ephemeral_low
+}
+
+/// A port of `port_range` that `can_bind` and that this process has not handed out before; the search starts
+/// at a place given by the process ID, so that runs on one machine at the same time rarely meet. When the
+/// range has none (a system with its ephemeral range set low), a port the kernel chooses.
+fn unused_port(tcp: bool, can_bind: impl Fn(u16) -> bool, kernel_choice: impl Fn() -> u16) -> u16 {
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let (handed_out, cursor) = &mut *guard;
+    let range = port_range();
+    let len = range.end.saturating_sub(range.start);
+    if len > 0 {
+        if *cursor == 0 {
+            *cursor = (std::process::id() % u32::from(len)) as u16;
+        }
+        for _ in 0..len {
+            let port = range.start + *cursor % len;
+            *cursor = (*cursor + 1) % len;
+            if !handed_out.contains(&(tcp, port)) && can_bind(port) {
+                handed_out.insert((tcp, port));
+                return port;
+            }
+        }
+    }
     loop {
-        let port = bind();
+        let port = kernel_choice();
         if handed_out.insert((tcp, port)) {
             return port;
         }
     }
 }
 
-/// A free loopback UDP port (bound and released; another process may take it meanwhile, a small race that
-/// is acceptable in tests; this process never hands it out twice).
+/// A free loopback UDP port (bound and released; this process never hands it out twice, and no process gets
+/// it from the kernel by chance: `port_range`).
 pub fn free_udp_port() -> u16 {
-    unused_port(false, || {
-        UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    })
+    unused_port(
+        false,
+        |port| UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        || {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        },
+    )
 }
 
 /// A free loopback TCP port (as `free_udp_port`).
 pub fn free_tcp_port() -> u16 {
-    unused_port(true, || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    })
+    unused_port(
+        true,
+        |port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        },
+    )
 }
 
 /// Poll `check` every 100 ms until it returns Some or `timeout` passes.
@@ -933,6 +971,46 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
     let mut output = String::from_utf8_lossy(&out.stdout).to_string();
     output.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), output)
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    /// The ports handed out lie below the ephemeral range (where no process gets one by chance), are free
+    /// when handed out, and are never handed out twice, even with the port held by nobody afterwards.
+    #[test]
+    fn ports_come_from_below_the_ephemeral_range_once_each() {
+        let range = port_range();
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(range.end, ephemeral_low);
+        let mut seen = BTreeSet::new();
+        for _ in 0..50 {
+            let udp = free_udp_port();
+            let tcp = free_tcp_port();
+            for port in [udp, tcp] {
+                assert!(range.contains(&port), "{port} outside {range:?}");
+            }
+            assert!(seen.insert((false, udp)), "UDP port {udp} handed out twice");
+            assert!(seen.insert((true, tcp)), "TCP port {tcp} handed out twice");
+            UdpSocket::bind(("127.0.0.1", udp)).expect("a handed-out UDP port is free");
+        }
+        // A port someone holds is skipped.
+        let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let held_port = held.local_addr().unwrap().port();
+        let chosen = unused_port(
+            true,
+            |port| port != held_port && range.contains(&port),
+            || held_port,
+        );
+        assert_ne!(chosen, held_port);
+    }
 }
 
 #[cfg(test)]
