@@ -32,11 +32,12 @@ pub fn binary(name: &str) -> PathBuf {
 /// machine, while the CPU-heavy and timing-sensitive ones run alone (`exclusive`).
 pub const MAX_SHARED: usize = 6;
 
-/// Test threads of the end-to-end binary: more than its tests wait on the suite lock at any moment after the
-/// first seconds, so that the lock decides what runs. The harness hands tests to threads in name order; with
-/// a thread per slot of the lock, the waiting exclusive tests held threads and a long shared test late in
-/// that order (`web_view`) started only once the others were done, and then ran alone.
-pub const HARNESS_THREADS: usize = 64;
+/// Test threads of the end-to-end binary: more than it has tests, so that every test starts at once and
+/// waits on the suite lock, and the lock, not the harness's name order, decides what runs. The harness
+/// hands tests to threads in name order; with fewer threads than tests, a long test late in that order
+/// (`web_view`) started only when earlier ones were done and then ran on alone at the end. A waiting test's
+/// thread sleeps on the lock's condition variable and costs nothing but its stack.
+pub const HARNESS_THREADS: usize = 256;
 
 /// The suite lock every end-to-end test takes first (`shared` or `exclusive`).
 struct SuiteLock {
@@ -47,31 +48,54 @@ struct SuiteLock {
 struct SuiteState {
     shared: usize,
     exclusive: bool,
+    /// Long shared tests waiting for a slot: while there are any, a free slot goes to one of them.
+    long_waiting: usize,
 }
 
 static SUITE: SuiteLock = SuiteLock {
     state: Mutex::new(SuiteState {
         shared: 0,
         exclusive: false,
+        long_waiting: 0,
     }),
     changed: Condvar::new(),
 };
 
 impl SuiteLock {
-    /// Waits until `free(state)` holds, then lets `take` change the state. A test that panicked while
-    /// holding the lock does not stop the rest.
-    fn acquire(&self, free: impl Fn(&SuiteState) -> bool, take: impl FnOnce(&mut SuiteState)) {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Lets `queue` note the waiting test, waits until `free(state)` holds, then lets `take` change the
+    /// state. A test that panicked while holding the lock does not stop the rest.
+    fn acquire(
+        &self,
+        queue: impl FnOnce(&mut SuiteState),
+        free: impl Fn(&SuiteState) -> bool,
+        take: impl FnOnce(&mut SuiteState),
+    ) {
+        trace("wait");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        queue(&mut state);
         let mut state = self
             .changed
             .wait_while(state, |state| !free(state))
             .unwrap_or_else(PoisonError::into_inner);
         take(&mut state);
+        trace("run");
     }
 
     fn release(&self, give_back: impl FnOnce(&mut SuiteState)) {
+        trace("done");
         give_back(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
         self.changed.notify_all();
+    }
+}
+
+/// With `HEADROOM_SUITE_TRACE` set, each test's wait for the suite lock, its start and its end go to stderr
+/// with the milliseconds since the first test asked, to see where the suite's wall time goes.
+fn trace(event: &str) {
+    static FIRST: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    if std::env::var_os("HEADROOM_SUITE_TRACE").is_some() {
+        let at = FIRST.get_or_init(Instant::now).elapsed().as_millis();
+        let thread = std::thread::current();
+        eprintln!("suite {at} {event} {}", thread.name().unwrap_or("?"));
     }
 }
 
@@ -93,12 +117,29 @@ impl Drop for ExclusiveTest {
     }
 }
 
-/// Take at the start of a test that can run beside others: it waits while an exclusive test runs or
-/// `MAX_SHARED` shared ones do.
+/// Take at the start of a test that can run beside others: it waits while an exclusive test runs,
+/// `MAX_SHARED` shared ones do, or a long shared test waits for a slot.
 pub fn shared() -> SharedTest {
     SUITE.acquire(
-        |state| !state.exclusive && state.shared < MAX_SHARED,
+        |_| {},
+        |state| !state.exclusive && state.shared < MAX_SHARED && state.long_waiting == 0,
         |state| state.shared += 1,
+    );
+    SharedTest(())
+}
+
+/// Take at the start of a shared test that runs for half a minute or more of wall time (it waits for a
+/// minute boundary, an outage or a certificate's lifetime, or builds packages): it gets the next free slot
+/// before the short tests, so that it starts early and the suite does not end waiting on it alone, the
+/// short ones filling the slots around it.
+pub fn long_shared() -> SharedTest {
+    SUITE.acquire(
+        |state| state.long_waiting += 1,
+        |state| !state.exclusive && state.shared < MAX_SHARED,
+        |state| {
+            state.long_waiting -= 1;
+            state.shared += 1;
+        },
     );
     SharedTest(())
 }
@@ -109,6 +150,7 @@ pub fn shared() -> SharedTest {
 /// are done, rather than each waiting for a different set of shared tests to drain.
 pub fn exclusive() -> ExclusiveTest {
     SUITE.acquire(
+        |_| {},
         |state| !state.exclusive && state.shared == 0,
         |state| state.exclusive = true,
     );
@@ -1044,5 +1086,42 @@ mod suite_lock_tests {
         let most = most.load(Ordering::SeqCst);
         assert!((1..=MAX_SHARED).contains(&most), "{most} shared tests at once");
         assert_eq!(exclusive_saw.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_waiting_long_test_gets_the_next_slot_before_waiting_short_ones() {
+        let order = Mutex::new(Vec::new());
+        let long_queued = || (SUITE.state.lock().unwrap().long_waiting == 1).then_some(());
+        std::thread::scope(|scope| {
+            // Every slot taken; short tests and then a long one wait.
+            let mut held: Vec<SharedTest> = (0..MAX_SHARED).map(|_| shared()).collect();
+            let order = &order;
+            for i in 0..3 {
+                scope.spawn(move || {
+                    let _test = shared();
+                    order.lock().unwrap().push(format!("short {i}"));
+                });
+            }
+            scope.spawn(move || {
+                let _test = long_shared();
+                order.lock().unwrap().push("long".to_string());
+            });
+            assert!(
+                wait_for(Duration::from_secs(10), long_queued).is_some(),
+                "the long test never queued"
+            );
+            // One slot comes free: the long test takes it; the short ones only get in once it is done.
+            held.pop();
+            assert!(
+                wait_for(Duration::from_secs(10), || (!order.lock().unwrap().is_empty())
+                    .then_some(()))
+                .is_some(),
+                "nothing got the free slot"
+            );
+            drop(held);
+        });
+        let order = order.into_inner().unwrap();
+        assert_eq!(order.len(), 4, "{order:?}");
+        assert_eq!(order[0], "long", "{order:?}");
     }
 }

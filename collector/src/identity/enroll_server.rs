@@ -617,8 +617,9 @@ mod tests {
     async fn agent_enrolls_and_renews_over_quic() {
         use headroom_agent::enroll::{enroll, EnrollError, EnrollOptions, Renewer};
         let mut setup = setup();
-        // Renewal is due two thirds into the lifetime: 12 s (backdated by 1 s) makes it due after about 8 s.
-        setup.ctx.validity = Duration::from_secs(12);
+        // Renewal is due two thirds into the lifetime: 8 s (backdated by 1 s) makes it due after about 5 s,
+        // 3 s before the first certificate expires.
+        setup.ctx.validity = Duration::from_secs(8);
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let names = vec!["localhost".to_string()];

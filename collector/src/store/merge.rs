@@ -227,6 +227,10 @@ mod tests {
                         "seed {seed} metric {index} q {q}"
                     );
                 }
+                // One metric alone, on a few of the seeds: a merge per metric is the test's longest part.
+                if seed >= 4 {
+                    continue;
+                }
                 let mut one = RollupMerger::new(Wanted::One(index));
                 for blob in &input {
                     one.add_encoded(blob).unwrap();

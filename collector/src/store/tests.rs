@@ -620,13 +620,13 @@ async fn concurrent_submitters_are_committed_and_shutdown_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headroom.db");
     let (store, _) = Store::open(&path, T0).unwrap();
-    // A queue of 2 with 20 submitters: most wait for a slot, none is lost.
+    // A queue of 2 with 10 submitters: most wait for a slot, none is lost.
     let (handle, thread) = spawn_writer(store, 2);
     let mut tasks = Vec::new();
-    for h in 0..20 {
+    for h in 0..10 {
         let handle = handle.clone();
         tasks.push(tokio::spawn(async move {
-            for s in 1..=25u64 {
+            for s in 1..=10u64 {
                 let outcome = handle
                     .commit(batch(&format!("host-{h}"), vec![row(s, T0 + s, 1.0)]))
                     .await
@@ -638,20 +638,20 @@ async fn concurrent_submitters_are_committed_and_shutdown_keeps_everything() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(handle.last_seq("host-3", 7), Some(25));
+    assert_eq!(handle.last_seq("host-3", 7), Some(10));
     drop(handle);
     thread.join().unwrap();
     let store = Store::open_read_only(&path).unwrap();
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 500);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 100);
     assert_eq!(
         count(
             &store,
             "SELECT COUNT(*) FROM (SELECT DISTINCT host_id, seq FROM samples)"
         ),
-        500
+        100
     );
     // The writer synced hosts on its way out.
-    assert_eq!(count(&store, "SELECT MIN(last_seq) FROM hosts"), 25);
+    assert_eq!(count(&store, "SELECT MIN(last_seq) FROM hosts"), 10);
 }
 
 /// A sample of `cpu` % busy whose detail lists `(port, established)` listeners.

@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Agents streaming through the flood, the renewing one included (the figure).
 const AGENTS: usize = 20;
 
-/// Enrolled certificates live 20 s, so the enrolled agent renews about 13 s after enrolling and its first
-/// certificate's expiry cuts its connection 7 s later: it must come back through the flood with the new one.
-/// The other agents hold hand-issued 30-day certificates.
-const SHORT_CERTS: &str = "[identity]\ncert_validity = \"20s\"\n";
+/// Enrolled certificates live 12 s, so the enrolled agent renews 8 s after enrolling (two thirds of the
+/// lifetime) and its first certificate's expiry cuts its connection 4 s later: it must come back through the
+/// flood with the new one. The other agents hold hand-issued 30-day certificates.
+const SHORT_CERTS: &str = "[identity]\ncert_validity = \"12s\"\n";
 
 /// Stalled handshakes per second on each port. Without the limits, 256 of them (half a second of this) would
 /// fill every streaming slot until the 30 s idle timeout, and 64 every enrollment slot.

@@ -153,7 +153,7 @@ fn strip_colours(line: &str) -> String {
 
 #[test]
 fn renewal_with_a_short_lifetime_keeps_every_sequence_number() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let collector = Collector::start_with(SHORT_CERTS);
     let state = enroll(&collector, "renew-1");
     let first_serial = serial_of_pem(&state.join("agent.pem"));

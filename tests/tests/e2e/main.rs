@@ -1,11 +1,12 @@
 //! The end-to-end tests, one module per area, in one test binary: it links once, and its tests run
 //! concurrently (they mostly wait on real binaries). Every test first takes the suite lock from the tests'
-//! library: `headroom_tests::shared()`, at most `MAX_SHARED` at once, or `headroom_tests::exclusive()` for
-//! the few that must run alone (`lock_discipline` checks that each test takes one).
+//! library: `headroom_tests::shared()` or `long_shared()`, at most `MAX_SHARED` at once, or
+//! `headroom_tests::exclusive()` for the few that must run alone (`lock_discipline` checks that each test takes one).
 //!
 //! The lock decides what runs at once, so the test harness needs more threads than the default of one per
-//! core: enough that every test is soon waiting on the lock (`HARNESS_THREADS`), the exclusive ones until
-//! the shared tests are done. This binary sets `RUST_TEST_THREADS` for itself before the harness reads it,
+//! core: one for every test, so that every test waits on the lock from the start (`HARNESS_THREADS`), the
+//! long shared ones (`long_shared()`) are let in first, and the exclusive ones wait until the shared tests
+//! are done. This binary sets `RUST_TEST_THREADS` for itself before the harness reads it,
 //! unless it is set already; `--test-threads N` still wins. Set here rather than for the whole
 //! workspace (`.cargo/config.toml`), the unit tests of the other crates keep the default.
 

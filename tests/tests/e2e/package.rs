@@ -165,7 +165,7 @@ fn agent_running() -> bool {
 
 #[test]
 fn issue_15_packages_install_upgrade_keep_state_and_purge() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let root = unsafe { libc::geteuid() } == 0;
     let tools = [
         ("dpkg", tool_exists("dpkg", &["--version"])),

@@ -160,7 +160,7 @@ fn missing(db: &Path, host: &str, last: u64) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_partition_heals_and_every_sample_arrives_in_order() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let has_ip = Command::new("ip").arg("-V").output().is_ok();

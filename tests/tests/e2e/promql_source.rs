@@ -39,7 +39,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn issue_13_promql_built_report_agrees_with_the_database_built_one() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let Some(engine) = Engine::start(EngineKind::Prometheus) else {
         return;
     };

@@ -224,7 +224,7 @@ pub fn engine_counts(engine: &Engine, hosts: &[String]) -> BTreeMap<String, u64>
 
 #[test]
 fn issue_13_kill_9_mid_export_and_a_30s_receiver_outage_lose_nothing() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let Some(mut engine) = Engine::start(EngineKind::Prometheus) else {
         return;
     };

@@ -81,7 +81,7 @@ fn links(dom: &str) -> Vec<String> {
 
 #[test]
 fn every_page_loads_in_chromium_flags_the_hot_host_and_answers_as_json() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     if !chromium_present() {
         return;
     }
