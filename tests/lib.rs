@@ -131,7 +131,8 @@ pub fn shared() -> SharedTest {
 /// Take at the start of a shared test that runs for half a minute or more of wall time (it waits for a
 /// minute boundary, an outage or a certificate's lifetime, or builds packages): it gets the next free slot
 /// before the short tests, so that it starts early and the suite does not end waiting on it alone, the
-/// short ones filling the slots around it.
+/// short ones filling the slots around it. At most `MAX_SHARED` tests take it, so that all of them start
+/// at once.
 pub fn long_shared() -> SharedTest {
     SUITE.acquire(
         |state| state.long_waiting += 1,

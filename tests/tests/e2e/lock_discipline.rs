@@ -93,19 +93,27 @@ fn a_test_without_the_lock_is_found() {
 }
 
 #[test]
-fn issue_9_the_harness_has_a_thread_for_every_test() {
+fn issue_9_the_harness_has_a_thread_for_every_test_and_the_long_ones_start_together() {
     let _suite = headroom_tests::shared();
     // Set before `main` by this binary unless the environment had it (main.rs).
     let threads: usize = std::env::var("RUST_TEST_THREADS")
         .expect("RUST_TEST_THREADS is set for this binary")
         .parse()
         .expect("a number");
-    let mut tests = 0;
+    let (mut tests, mut long) = (0, 0);
     for entry in std::fs::read_dir(suite_dir()).expect("reading tests/e2e") {
         let text = std::fs::read_to_string(entry.expect("a directory entry").path()).unwrap_or_default();
         tests += text.lines().filter(|l| *l == "#[test]").count();
+        long += text
+            .lines()
+            .filter(|l| l.trim() == "let _suite = headroom_tests::long_shared();")
+            .count();
     }
     assert!(tests > 50, "only {tests} tests found");
+    assert!(
+        (1..=headroom_tests::MAX_SHARED).contains(&long),
+        "{long} tests take long_shared(): more than MAX_SHARED cannot all start at once"
+    );
     assert!(
         threads >= tests,
         "{threads} test threads for {tests} tests: a long test late in name order would start late and end the \
