@@ -32,6 +32,10 @@ pub fn binary(name: &str) -> PathBuf {
 /// machine, while the CPU-heavy and timing-sensitive ones run alone (`exclusive`).
 pub const MAX_SHARED: usize = 6;
 
+/// How many tests may take `long_shared()`: the slots and two more, so that the last of them starts when
+/// one of the first ends, about half a minute in, and the suite's shared part does not end on it alone.
+pub const MAX_LONG: usize = MAX_SHARED + 2;
+
 /// Test threads of the end-to-end binary: more than it has tests, so that every test starts at once and
 /// waits on the suite lock, and the lock, not the harness's name order, decides what runs. The harness
 /// hands tests to threads in name order; with fewer threads than tests, a long test late in that order
@@ -128,11 +132,10 @@ pub fn shared() -> SharedTest {
     SharedTest(())
 }
 
-/// Take at the start of a shared test that runs for half a minute or more of wall time (it waits for a
+/// Take at the start of a shared test that runs for twenty seconds or more of wall time (it waits for a
 /// minute boundary, an outage or a certificate's lifetime, or builds packages): it gets the next free slot
 /// before the short tests, so that it starts early and the suite does not end waiting on it alone, the
-/// short ones filling the slots around it. At most `MAX_SHARED` tests take it, so that all of them start
-/// at once.
+/// short ones filling the slots around it. At most `MAX_LONG` tests take it.
 pub fn long_shared() -> SharedTest {
     SUITE.acquire(
         |state| state.long_waiting += 1,

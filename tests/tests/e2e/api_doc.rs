@@ -51,7 +51,7 @@ fn run_json(bin: &str, args: &[String], out: Option<&Path>) -> Value {
 
 #[test]
 fn issue_15_every_documented_route_and_command_prints_exactly_the_documented_fields() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let doc = ApiDoc::load();
     let dir = tempfile::tempdir().unwrap();
     let mut demo = Demo::start(dir.path(), "600s", "60s");

@@ -109,7 +109,7 @@ fn wait_until_caught_up(collector: &Collector, host: &str) {
 
 #[test]
 fn a_full_spool_during_an_outage_is_reported_as_an_exact_gap() {
-    let _suite = headroom_tests::shared();
+    let _suite = headroom_tests::long_shared();
     let mut collector = Collector::start();
     let mut agent = collector.start_agent_extra("outage-1", &[("group", "web")], TINY);
     assert!(collector
