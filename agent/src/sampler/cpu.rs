@@ -14,6 +14,11 @@ pub fn parse_stat(text: &str) -> Result<CpuSample, ParseError> {
     let mut cores = 0u32;
     for (index, line) in text.lines().enumerate() {
         let Some(rest) = line.strip_prefix("cpu") else {
+            // The kernel lists the cpu lines first, together; what follows (the interrupt counts can run
+            // to tens of kilobytes) is not needed.
+            if total.is_some() {
+                break;
+            }
             continue;
         };
         let line_number = index + 1;

@@ -186,6 +186,38 @@ fn read_parse<T>(
     parse(file.text()?).map_err(|source| SampleError::parse(root, source))
 }
 
+/// How often the load average is read: the kernel recomputes it every 5 s (`LOAD_FREQ`), so a read in
+/// between returns the same figures.
+const LOAD_AVERAGE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the ephemeral port range is read: a sysctl an administrator changes, not a figure that moves.
+const PORT_RANGE_EVERY: Duration = Duration::from_secs(60);
+
+/// A figure re-read only once `every` has passed since its last good read; in between, that read's value is
+/// used again. A failed read is not kept, so the next tick tries again.
+#[derive(Debug)]
+struct Seldom<T> {
+    every: Duration,
+    last: Option<(Instant, T)>,
+}
+
+impl<T: Clone> Seldom<T> {
+    fn new(every: Duration) -> Seldom<T> {
+        Seldom { every, last: None }
+    }
+
+    fn get(&mut self, now: Instant, read: impl FnOnce() -> Result<T, SampleError>) -> Result<T, SampleError> {
+        if let Some((at, value)) = &self.last {
+            if now.saturating_duration_since(*at) < self.every {
+                return Ok(value.clone());
+            }
+        }
+        let value = read();
+        self.last = value.as_ref().ok().map(|value| (now, value.clone()));
+        value
+    }
+}
+
 /// Samples this host. Holds its /proc files open between ticks.
 #[derive(Debug)]
 pub struct Sampler {
@@ -203,6 +235,8 @@ pub struct Sampler {
     conntrack_count: ProcFile,
     conntrack_max: ProcFile,
     port_range: ProcFile,
+    seldom_load: Seldom<headroom_common::wire::LoadAverage>,
+    seldom_ports: Seldom<headroom_common::wire::PortRange>,
     tcp: TcpSampler,
     health: Health,
 }
@@ -212,13 +246,14 @@ const PRESSURE_FILES: [&str; 3] = ["pressure/cpu", "pressure/memory", "pressure/
 impl Sampler {
     pub fn new(config: SamplerConfig) -> Sampler {
         let root = config.proc_root;
-        let file = |relative: &str| ProcFile::new(root.join(relative));
+        let file = |relative: &str| ProcFile::whole_per_read(root.join(relative));
         Sampler {
             stat: file("stat"),
             loadavg: file("loadavg"),
             meminfo: file("meminfo"),
             pressure: PRESSURE_FILES.map(file),
-            net_dev: file("net/dev"),
+            // One record per interface, handed out a page or so per read.
+            net_dev: ProcFile::new(root.join("net/dev")),
             sockstat: file("net/sockstat"),
             sockstat6: file("net/sockstat6"),
             snmp: file("net/snmp"),
@@ -226,6 +261,8 @@ impl Sampler {
             conntrack_count: file("sys/net/netfilter/nf_conntrack_count"),
             conntrack_max: file("sys/net/netfilter/nf_conntrack_max"),
             port_range: file("sys/net/ipv4/ip_local_port_range"),
+            seldom_load: Seldom::new(LOAD_AVERAGE_EVERY),
+            seldom_ports: Seldom::new(PORT_RANGE_EVERY),
             tcp: TcpSampler::new(
                 &root,
                 config.netlink,
@@ -251,7 +288,10 @@ impl Sampler {
 
         let stat = read_parse(&mut self.stat, root, cpu::parse_stat);
         let mut cpu = health.check(Family::Cpu, stat, &mut failed);
-        let load = read_parse(&mut self.loadavg, root, cpu::parse_loadavg);
+        let loadavg = &mut self.loadavg;
+        let load = self
+            .seldom_load
+            .get(now, || read_parse(loadavg, root, cpu::parse_loadavg));
         let load = health.check(Family::LoadAverage, load, &mut failed);
         if let Some(cpu) = cpu.as_mut() {
             cpu.load = load;
@@ -359,7 +399,10 @@ impl Sampler {
         let conntrack = Self::read_conntrack(&mut self.conntrack_count, &mut self.conntrack_max, root);
         let conntrack = health.check(Family::Conntrack, conntrack, failed).flatten();
 
-        let ports = read_parse(&mut self.port_range, root, misc::parse_port_range);
+        let port_range = &mut self.port_range;
+        let ports = self
+            .seldom_ports
+            .get(now, || read_parse(port_range, root, misc::parse_port_range));
         let ephemeral_ports = health.check(Family::PortRange, ports, failed);
 
         let any = tcp_states.is_some()
@@ -392,5 +435,66 @@ impl Sampler {
         misc::parse_conntrack(count, max)
             .map(Some)
             .map_err(|source| SampleError::parse(root, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seldom_figure_is_reread_after_its_interval_and_a_failed_read_is_not_kept() {
+        let t0 = Instant::now();
+        let mut seldom = Seldom::new(Duration::from_secs(5));
+        let mut reads = 0;
+        let mut read = |value: Result<u32, ()>| {
+            reads += 1;
+            value.map_err(|()| SampleError::io(Path::new("loadavg"), &std::io::Error::other("gone")))
+        };
+        assert_eq!(seldom.get(t0, || read(Ok(1))).unwrap(), 1);
+        assert_eq!(
+            seldom.get(t0 + Duration::from_secs(4), || read(Ok(2))).unwrap(),
+            1
+        );
+        assert_eq!(
+            seldom.get(t0 + Duration::from_secs(5), || read(Ok(3))).unwrap(),
+            3
+        );
+        assert!(seldom
+            .get(t0 + Duration::from_secs(10), || read(Err(())))
+            .is_err());
+        assert_eq!(
+            seldom.get(t0 + Duration::from_secs(11), || read(Ok(4))).unwrap(),
+            4
+        );
+        assert_eq!(reads, 4);
+    }
+
+    #[test]
+    fn the_load_average_is_read_once_per_kernel_update() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("stat"),
+            "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n",
+        )
+        .unwrap();
+        let loadavg = |one: &str| {
+            std::fs::write(root.path().join("loadavg"), format!("{one} 0.20 0.30 1/100 42\n")).unwrap();
+        };
+        loadavg("0.10");
+        let mut sampler = Sampler::new(SamplerConfig {
+            proc_root: root.path().to_path_buf(),
+            netlink: false,
+            ..SamplerConfig::default()
+        });
+        let one = |sample: Sample| sample.cpu.and_then(|cpu| cpu.load).map(|load| load.one);
+        let t0 = Instant::now();
+        assert_eq!(one(sampler.sample(1, 0, t0)), Some(0.10));
+        loadavg("0.50");
+        assert_eq!(
+            one(sampler.sample(2, 1_000, t0 + Duration::from_secs(1))),
+            Some(0.10)
+        );
+        assert_eq!(one(sampler.sample(6, 5_000, t0 + LOAD_AVERAGE_EVERY)), Some(0.50));
     }
 }

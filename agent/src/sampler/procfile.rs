@@ -2,6 +2,12 @@
 //!
 //! Opening a /proc file costs a path walk and an allocation in the kernel; pread at offset 0 on an open
 //! seq_file restarts it from the first record, so the agent opens each file once and re-reads it.
+//!
+//! Most files the agent reads are produced whole by one call in the kernel: `single_open` seq files
+//! (/proc/stat, meminfo, loadavg, pressure/*, net/snmp, net/netstat, net/sockstat) and sysctls. A read of
+//! such a file that returns less than the buffer holds has returned all of it, so `whole_per_read` files
+//! skip the read that would only see the end of the file: a syscall less per file per tick. Files listed a
+//! record at a time (net/dev, net/tcp), which the kernel hands out a page or so per read, are read to the end.
 
 use super::SampleError;
 use std::fs::File;
@@ -22,15 +28,32 @@ pub(crate) struct ProcFile {
     /// Zero-initialised storage; only `filled` bytes of it belong to the last read.
     buffer: Vec<u8>,
     filled: usize,
+    /// A read shorter than the buffer is the whole file (see the module's notes).
+    whole_per_read: bool,
+    /// Read calls made, for the tests.
+    #[cfg(test)]
+    reads: usize,
 }
 
 impl ProcFile {
+    /// A file read to its end every time.
     pub(crate) fn new(path: PathBuf) -> ProcFile {
         ProcFile {
             path,
             file: None,
             buffer: Vec::new(),
             filled: 0,
+            whole_per_read: false,
+            #[cfg(test)]
+            reads: 0,
+        }
+    }
+
+    /// A file the kernel produces whole in one read call (a `single_open` seq file or a sysctl).
+    pub(crate) fn whole_per_read(path: PathBuf) -> ProcFile {
+        ProcFile {
+            whole_per_read: true,
+            ..ProcFile::new(path)
         }
     }
 
@@ -104,6 +127,10 @@ impl ProcFile {
                 let grown = self.buffer.len() * 2;
                 self.buffer.resize(grown, 0);
             }
+            #[cfg(test)]
+            {
+                self.reads += 1;
+            }
             let read = match file.read_at(&mut self.buffer[self.filled..], self.filled as u64) {
                 Ok(read) => read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -113,6 +140,9 @@ impl ProcFile {
                 return Ok(());
             }
             self.filled += read;
+            if self.whole_per_read && self.filled < self.buffer.len() {
+                return Ok(());
+            }
             since_check += read;
             if since_check >= PREFIX_CHUNK_BYTES {
                 since_check = 0;
@@ -174,6 +204,29 @@ mod tests {
             text.len()
         );
         assert_eq!(file.read().unwrap().len(), 500_000);
+    }
+
+    #[test]
+    fn a_file_produced_whole_takes_one_read_and_others_read_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meminfo");
+        std::fs::write(&path, "MemTotal: 1 kB\n").unwrap();
+        let mut whole = ProcFile::whole_per_read(path.clone());
+        let mut records = ProcFile::new(path.clone());
+        for tick in 1..=3 {
+            assert_eq!(whole.read().unwrap(), "MemTotal: 1 kB\n");
+            assert_eq!(records.read().unwrap(), "MemTotal: 1 kB\n");
+            assert_eq!((whole.reads, records.reads), (tick, 2 * tick));
+        }
+        // One bigger than the buffer is still read whole, over several calls.
+        let big = "y".repeat(3 * INITIAL_BUFFER_BYTES) + "\n";
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(whole.read().unwrap(), big);
+        // The real thing: the kernel's /proc/meminfo in one read.
+        let mut live = ProcFile::whole_per_read(PathBuf::from("/proc/meminfo"));
+        let text = live.read().unwrap().to_string();
+        assert_eq!(live.reads, 1);
+        assert!(text.starts_with("MemTotal:") && text.ends_with('\n'), "{text}");
     }
 
     #[test]

@@ -52,17 +52,27 @@ fn lookup<const N: usize>(
         ));
     };
     let line_number = index + 1;
-    let header_count = header.split_whitespace().count();
-    let value_count = values.split_whitespace().count();
-    if header_count != value_count {
-        return Err(ParseError::at(
-            file,
-            line_number,
-            format!("{prefix} has {value_count} values for {header_count} names"),
-        ));
-    }
+    // One pass over both lines (TcpExt has over a hundred fields); they must end together.
     let mut found = [None; N];
-    for (name, value) in header.split_whitespace().zip(values.split_whitespace()).skip(1) {
+    let (mut header_words, mut value_words) = (header.split_whitespace(), values.split_whitespace());
+    let mut first = true;
+    loop {
+        let (name, value) = match (header_words.next(), value_words.next()) {
+            (Some(name), Some(value)) => (name, value),
+            (None, None) => break,
+            _ => {
+                let header_count = header.split_whitespace().count();
+                let value_count = values.split_whitespace().count();
+                return Err(ParseError::at(
+                    file,
+                    line_number,
+                    format!("{prefix} has {value_count} values for {header_count} names"),
+                ));
+            }
+        };
+        if std::mem::take(&mut first) {
+            continue;
+        }
         let Some(slot) = names.iter().position(|wanted| *wanted == name) else {
             continue;
         };
@@ -88,6 +98,19 @@ mod tests {
     use super::*;
 
     const NETSTAT_OK: &str = "TcpExt: ListenOverflows ListenDrops\nTcpExt: 1 2\n";
+
+    #[test]
+    fn header_and_value_lines_of_different_lengths_are_an_error() {
+        let snmp = "Tcp: ActiveOpens PassiveOpens CurrEstab RetransSegs InErrs OutRsts\nTcp: 1 2 3 4 5 6\n";
+        for netstat in [
+            "TcpExt: ListenOverflows ListenDrops\nTcpExt: 1\n",
+            "TcpExt: ListenOverflows ListenDrops\nTcpExt: 1 2 3\n",
+        ] {
+            let error = parse_tcp_counters(snmp, netstat).unwrap_err().to_string();
+            assert!(error.starts_with("net/netstat: line 2: TcpExt: has "), "{error}");
+            assert!(error.ends_with("values for 3 names"), "{error}");
+        }
+    }
 
     #[test]
     fn fields_are_found_by_name_whatever_their_order() {
