@@ -55,7 +55,9 @@ fn lookup<const N: usize>(
     // One pass over both lines (TcpExt has over a hundred fields); they must end together.
     let mut found = [None; N];
     let (mut header_words, mut value_words) = (header.split_whitespace(), values.split_whitespace());
-    let mut first = true;
+    // Both lines start with `prefix`, which names no field.
+    header_words.next();
+    value_words.next();
     loop {
         let (name, value) = match (header_words.next(), value_words.next()) {
             (Some(name), Some(value)) => (name, value),
@@ -70,9 +72,6 @@ fn lookup<const N: usize>(
                 ));
             }
         };
-        if std::mem::take(&mut first) {
-            continue;
-        }
         let Some(slot) = names.iter().position(|wanted| *wanted == name) else {
             continue;
         };
