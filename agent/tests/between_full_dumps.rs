@@ -210,6 +210,139 @@ fn listening_ports_scenario() {
     drop((first, second));
 }
 
+/// One tick, and whether its listeners came from per-socket lookups (true) or from a LISTEN dump (false).
+fn tick(sampler: &mut Sampler) -> (SocketSample, bool) {
+    let (lookups_before, dumps_before) = sampler.listener_ticks();
+    let sample = sockets(sampler);
+    let (lookups, dumps) = sampler.listener_ticks();
+    assert_eq!(
+        lookups + dumps,
+        lookups_before + dumps_before + 1,
+        "one source a tick"
+    );
+    (sample, lookups > lookups_before)
+}
+
+fn listener(sockets: &SocketSample, port: u16) -> Option<headroom_common::wire::Listener> {
+    sockets.listeners.iter().find(|l| l.port == port).cloned()
+}
+
+fn port(listener: &TcpListener) -> u16 {
+    listener.local_addr().unwrap().port()
+}
+
+/// A listener on 127.0.0.1:`port` (0: any) with SO_REUSEPORT set and the given backlog.
+fn reuseport_listener(port: u16, backlog: i32) -> TcpListener {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns until TcpListener takes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let one: libc::c_int = 1;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
+        let address = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let bound = libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::listen(fd, backlog),
+            0,
+            "listen: {}",
+            std::io::Error::last_os_error()
+        );
+        TcpListener::from_raw_fd(fd)
+    }
+}
+
+/// Issue 12: between LISTEN dumps, listeners come from looking each known listening socket up by itself,
+/// and say what a dump would; a new listener, a closed one and a group that lookups cannot tell apart all
+/// bring the dump back.
+fn listener_lookups_scenario() {
+    let mut sampler = sampler_with_rare_dumps();
+    let first = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(!looked_up, "the first tick dumps");
+    assert_eq!(listener(&sample, port(&first)).unwrap().accept_queue, 0);
+
+    // Nothing moved: the next tick looks the listener up.
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(looked_up, "nothing moved, yet the tick dumped");
+    let limit = listener(&sample, port(&first)).unwrap().accept_queue_limit;
+    assert!(limit > 0, "a lookup reports the backlog");
+
+    // Three connections wait in the accept queue. Connections do not move the hint (they are ESTABLISHED
+    // on both sides), so lookups go on, and report the queue.
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port(&first))).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (sample, looked_up) = tick(&mut sampler);
+        if looked_up && listener(&sample, port(&first)).unwrap().accept_queue == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lookups never showed the accept queue of 3"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(looked_up);
+    let found = listener(&sample, port(&first)).unwrap();
+    assert_eq!((found.accept_queue, found.accept_queue_limit), (3, limit));
+
+    // A new listener moves the hint: that tick dumps and finds it, the next looks both up.
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(!looked_up, "a new listener must bring a dump");
+    assert!(listener(&sample, port(&second)).is_some());
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(looked_up);
+    assert!(listener(&sample, port(&first)).is_some() && listener(&sample, port(&second)).is_some());
+
+    // One listener closes as another opens: the hint holds still, but the closed one's lookup finds
+    // nothing, and the same tick dumps.
+    let second_port = port(&second);
+    drop(second);
+    let third = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (sample, looked_up) = tick(&mut sampler);
+    assert!(!looked_up);
+    assert!(
+        listener(&sample, second_port).is_none(),
+        "a closed listener is reported"
+    );
+    assert!(listener(&sample, port(&third)).is_some());
+
+    // Two sockets of an SO_REUSEPORT group share address and port: a lookup would find only one of them, so
+    // every tick dumps, and the port's queue limit is the sum of both backlogs.
+    let group = reuseport_listener(0, 7);
+    let partner = reuseport_listener(port(&group), 9);
+    for _ in 0..3 {
+        let (sample, looked_up) = tick(&mut sampler);
+        assert!(!looked_up, "a reuseport group was looked up");
+        assert_eq!(listener(&sample, port(&group)).unwrap().accept_queue_limit, 16);
+    }
+    drop((clients, first, third, group, partner));
+}
+
 /// Runs `scenario` on a thread in a network namespace of its own; skips with a reason when the namespace
 /// cannot be made (not root) unless HEADROOM_E2E=1.
 fn in_private_network(scenario: fn()) {
@@ -240,4 +373,9 @@ fn issue_12_counts_between_full_dumps_agree_with_the_dump() {
 #[test]
 fn issue_12_the_pass_over_listening_ports_counts_like_the_full_pass() {
     in_private_network(listening_ports_scenario);
+}
+
+#[test]
+fn issue_12_listeners_are_looked_up_between_listen_dumps() {
+    in_private_network(listener_lookups_scenario);
 }

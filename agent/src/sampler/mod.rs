@@ -325,6 +325,12 @@ impl Sampler {
         }
     }
 
+    /// Ticks since start whose listeners came from looking up the known listening sockets one by one, and
+    /// from a LISTEN dump (see `sockets`).
+    pub fn listener_ticks(&self) -> (u64, u64) {
+        self.tcp.listener_ticks()
+    }
+
     /// How many ticks each family has failed since start; families that never failed are absent.
     pub fn failure_counts(&self) -> &BTreeMap<Family, u64> {
         &self.health.counts
@@ -356,7 +362,18 @@ impl Sampler {
             snmp::parse_tcp_counters(snmp, netstat).map_err(|source| SampleError::parse(root, source))
         })();
         let curr_estab = tcp.as_ref().ok().map(|counters| counters.curr_estab);
-        let outcome = self.tcp.sample(now, curr_estab);
+        let sockstat = (|| {
+            let sockstat6 = self.sockstat6.optional_text()?;
+            let sockstat = self.sockstat.text()?;
+            sockstat::parse_sockstat(sockstat, sockstat6).map_err(|source| SampleError::parse(root, source))
+        })();
+        let listener_hint = match (&sockstat, curr_estab) {
+            (Ok(sockstat), Some(curr_estab)) => {
+                Some((sockstat.tcp_inuse + sockstat.tcp6_inuse).wrapping_sub(curr_estab))
+            }
+            _ => None,
+        };
+        let outcome = self.tcp.sample(now, curr_estab, listener_hint);
         let listeners_read = outcome.listeners_error.is_none();
         let mut tcp_states = None;
         let mut listeners = Vec::new();
@@ -380,11 +397,6 @@ impl Sampler {
             }
         }
 
-        let sockstat = (|| {
-            let sockstat6 = self.sockstat6.optional_text()?;
-            let sockstat = self.sockstat.text()?;
-            sockstat::parse_sockstat(sockstat, sockstat6).map_err(|source| SampleError::parse(root, source))
-        })();
         let sockstat = health.check(Family::Sockstat, sockstat, failed);
 
         let tcp = health.check(Family::Snmp, tcp, failed);

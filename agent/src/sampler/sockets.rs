@@ -1,8 +1,13 @@
 //! TCP per-state counts and listeners, each tick: from netlink sock_diag when it works, else from
 //! /proc/net/tcp{,6}; with the expensive full pass over every socket throttled on hosts with many sockets.
 //!
-//! Every tick a LISTEN-only pass gives each listening port's accept queue (cheap: the kernel skips the
-//! established table). The full pass, which counts every other socket by state and ESTABLISHED sockets per
+//! Every tick gives each listening port's accept queue. A LISTEN-only dump finds the listening sockets (the
+//! kernel skips the established table, but walks every bucket of the listening one: about 0.1 ms with
+//! 16,384 buckets). On the ticks after it, netlink asks for each of those sockets by itself, which the
+//! kernel answers by hash lookup, as long as nothing hints at a new listener (`KnownListeners`): a dump
+//! runs again when a socket is gone, when the count of hashed TCP sockets that are neither ESTABLISHED nor
+//! CLOSE_WAIT (listeners among them, from /proc/net/sockstat and snmp) has moved, with every full pass, and
+//! at least every `LISTEN_DUMP_EVERY`. The full pass, which counts every other socket by state and ESTABLISHED sockets per
 //! listening port, costs the kernel a walk of every bucket of the established hash whatever the socket count
 //! (about 1 ms with 262,144 buckets) plus about a microsecond per socket it reports, so it runs only as often
 //! as a CPU budget allows: each pass's own CPU time is measured, and the next one waits `cost / budget` (a
@@ -17,7 +22,9 @@
 //! kernel's own counter (`CurrEstab` less CLOSE_WAIT) read in the same tick (see `FullPassPolicy::pass_kind`). Between full passes the last counts are reported with their age (the
 //! sampler refreshes ESTABLISHED and TIME_WAIT from the kernel's own counters, see `tcp_table::refresh`).
 
-use super::netlink::{self, DiagSocket, NetlinkError, ALL_STATES, ESTABLISHED_ONLY, LISTEN_ONLY};
+use super::netlink::{
+    self, DiagSocket, NetlinkError, SocketId, ALL_STATES, ESTABLISHED_ONLY, LISTEN_ONLY, MAX_LOOKUPS,
+};
 use super::procfile::{is_absent, ProcFile};
 use super::procnet::{self, past_listening_section};
 use super::tcp_table::{self, ConnectionTally, ListenerSet, TcpTable};
@@ -25,6 +32,47 @@ use super::SampleError;
 use headroom_common::wire::{SocketSource, TcpState, MAX_LISTENERS};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// The longest that lookups stand in for a LISTEN dump: a listener opened while another socket in the
+/// hinted states closed, so that the hint did not move, shows up within this long.
+pub(crate) const LISTEN_DUMP_EVERY: Duration = Duration::from_secs(10);
+
+/// The listening sockets the last LISTEN dump found, asked for one by one on the ticks after it.
+#[derive(Debug, Default)]
+struct KnownListeners {
+    sockets: Vec<SocketId>,
+    /// When the dump that found them ran; None when lookups cannot stand in for it (too many sockets, or
+    /// two that a lookup cannot tell apart).
+    at: Option<Instant>,
+    /// The hint (see `TcpSampler::sample`) when that dump ran.
+    hint: Option<u64>,
+    /// The kernel refused a lookup: a LISTEN dump every tick from then on.
+    refused: bool,
+    /// Ticks whose listeners came from lookups, and from dumps (for tests and the curious).
+    lookup_ticks: u64,
+    dump_ticks: u64,
+}
+
+impl KnownListeners {
+    fn stand_in(&self, now: Instant, hint: Option<u64>) -> bool {
+        !self.refused
+            && hint.is_some()
+            && hint == self.hint
+            && self
+                .at
+                .is_some_and(|at| now.saturating_duration_since(at) < LISTEN_DUMP_EVERY)
+    }
+
+    /// After a LISTEN dump that found `self.sockets`.
+    fn dumped(&mut self, now: Instant, hint: Option<u64>) {
+        self.dump_ticks += 1;
+        self.hint = hint;
+        let mut keys: Vec<_> = self.sockets.iter().map(SocketId::listener_key).collect();
+        keys.sort_unstable();
+        let distinct = keys.windows(2).all(|pair| pair[0] != pair[1]);
+        self.at = (self.sockets.len() <= MAX_LOOKUPS && distinct).then_some(now);
+    }
+}
 
 /// What one tick learned about TCP sockets.
 #[derive(Debug)]
@@ -163,6 +211,7 @@ pub(crate) struct TcpSampler {
     port_filter: Vec<u8>,
     /// The listening ports that program was made for.
     filtered_ports: Vec<u16>,
+    known: KnownListeners,
 }
 
 impl TcpSampler {
@@ -181,18 +230,31 @@ impl TcpSampler {
             pass_started_cpu: Duration::ZERO,
             port_filter: Vec::new(),
             filtered_ports: Vec::new(),
+            known: KnownListeners::default(),
         }
     }
 
+    /// Ticks whose listeners came from per-socket lookups, and from LISTEN dumps, since start.
+    pub(crate) fn listener_ticks(&self) -> (u64, u64) {
+        (self.known.lookup_ticks, self.known.dump_ticks)
+    }
+
     /// One tick. `curr_estab` is /proc/net/snmp's `CurrEstab` read this tick, if it could be: with it, a full
-    /// pass on a host with many sockets need not report every ESTABLISHED socket.
-    pub(crate) fn sample(&mut self, now: Instant, curr_estab: Option<u64>) -> TcpOutcome {
+    /// pass on a host with many sockets need not report every ESTABLISHED socket. `listener_hint` is the
+    /// count of hashed TCP sockets (sockstat's TCP and TCP6 `inuse`) less `CurrEstab`: listeners and sockets
+    /// opening or closing. While it holds still, the listeners the last dump found are looked up one by one.
+    pub(crate) fn sample(
+        &mut self,
+        now: Instant,
+        curr_estab: Option<u64>,
+        listener_hint: Option<u64>,
+    ) -> TcpOutcome {
         let full_due = self.policy.due(self.last_full, now);
         let use_netlink = self.netlink_enabled && self.netlink_retry_at.is_none_or(|at| now >= at);
         let mut source = SocketSource::ProcNet;
         let mut errors = None;
         if use_netlink {
-            match self.sample_netlink(full_due, now, curr_estab) {
+            match self.sample_netlink(full_due, now, curr_estab, listener_hint) {
                 Ok(()) => {
                     if self.netlink_retry_at.take().is_some() {
                         tracing::info!("netlink sock_diag works again; tcp sockets come from it");
@@ -239,6 +301,7 @@ impl TcpSampler {
         full_due: bool,
         now: Instant,
         curr_estab: Option<u64>,
+        listener_hint: Option<u64>,
     ) -> Result<(), NetlinkError> {
         let diag = match &mut self.diag {
             Some(diag) => diag,
@@ -246,11 +309,38 @@ impl TcpSampler {
         };
         self.listeners.clear();
         let listeners = &mut self.listeners;
-        diag.dump(LISTEN_ONLY, &mut |socket| {
-            if socket.state == TcpState::Listen as u8 {
+        let known = &mut self.known;
+        let mut looked_up = false;
+        if !full_due && known.stand_in(now, listener_hint) {
+            let mut listening = true;
+            match diag.lookup(&known.sockets, &mut |socket| {
+                listening &= socket.state == TcpState::Listen as u8;
                 listeners.add(socket.local_port, socket.receive_queue, socket.send_queue);
+            }) {
+                Ok(0) if listening => looked_up = true,
+                // A socket closed (or was replaced): this tick's dump finds what listens now.
+                Ok(_) => listeners.clear(),
+                Err(NetlinkError::Refused(error)) => {
+                    tracing::info!(%error, "the kernel refused a sock_diag lookup; listeners come from dumps");
+                    known.refused = true;
+                    listeners.clear();
+                }
+                Err(error) => return Err(error),
             }
-        })?;
+        }
+        if looked_up {
+            known.lookup_ticks += 1;
+        } else {
+            known.sockets.clear();
+            let sockets = &mut known.sockets;
+            diag.dump(LISTEN_ONLY, &mut |socket| {
+                if socket.state == TcpState::Listen as u8 {
+                    listeners.add(socket.local_port, socket.receive_queue, socket.send_queue);
+                    sockets.push(socket.id);
+                }
+            })?;
+            known.dumped(now, listener_hint);
+        }
         if full_due {
             // LISTEN is left out: this tick's listening pass already counted those sockets, and leaving it
             // out spares the kernel a second walk of the listening table. NEW_SYN_RECV (bit 12) is in.
