@@ -150,6 +150,46 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     Ok(report)
 }
 
+/// The watchdog timeout systemd set for this process (WatchdogSec= in the unit), if any.
+fn watchdog_timeout() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+}
+
+/// When to ping systemd's watchdog: once half its timeout has passed since the last ping, on a sample tick
+/// (a tick that does not come, because the agent hangs, is what the watchdog is for). Not every tick: each
+/// ping is a socket, a datagram and a wake-up of the service manager, every second on every host.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchdogPacer {
+    every: Option<Duration>,
+    last: Option<Instant>,
+}
+
+impl WatchdogPacer {
+    /// `timeout`: the watchdog's (None: no watchdog, never a ping).
+    pub fn new(timeout: Option<Duration>) -> WatchdogPacer {
+        WatchdogPacer {
+            every: timeout.map(|timeout| timeout / 2),
+            last: None,
+        }
+    }
+
+    /// Whether to ping at `now`; true counts as a ping.
+    pub fn due(&mut self, now: Instant) -> bool {
+        let Some(every) = self.every else {
+            return false;
+        };
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < every)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
 /// Sample every interval and stream until cancelled. Returns the uplink's report and the next unused
 /// sequence number.
 pub async fn stream<S: SampleSource>(
@@ -168,6 +208,9 @@ pub async fn stream<S: SampleSource>(
         status_sender,
     ));
 
+    // Only under a service manager that asked for them: no environment lookup or socket per tick otherwise.
+    let notify_systemd = settings.notify_systemd && std::env::var_os("NOTIFY_SOCKET").is_some();
+    let mut watchdog = WatchdogPacer::new(notify_systemd.then(watchdog_timeout).flatten());
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut seq = first_seq;
@@ -186,21 +229,43 @@ pub async fn stream<S: SampleSource>(
                 seq += 1;
                 // Straight into the spool: the sample is durable before the uplink ever sees it.
                 backlog.push(sample);
-                if settings.notify_systemd {
-                    if !ready_sent {
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                        ready_sent = true;
-                        info!("first sample taken; ready");
-                    }
+                if notify_systemd && !ready_sent {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                    ready_sent = true;
+                    info!("first sample taken; ready");
+                }
+                if watchdog.due(Instant::now()) {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
             }
         }
     }
-    if settings.notify_systemd {
+    if notify_systemd {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
     // The uplink saw the same cancellation: it flushes what it has and says goodbye.
     let report = uplink.await.unwrap_or_default();
     (report, seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WatchdogPacer;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_watchdog_is_pinged_at_half_its_timeout_not_every_tick() {
+        let start = Instant::now();
+        let mut pacer = WatchdogPacer::new(Some(Duration::from_secs(30)));
+        let pings: Vec<u64> = (0..61)
+            .filter(|&second| pacer.due(start + Duration::from_secs(second)))
+            .collect();
+        assert_eq!(pings, [0, 15, 30, 45, 60]);
+    }
+
+    #[test]
+    fn without_a_watchdog_there_is_no_ping() {
+        let mut pacer = WatchdogPacer::new(None);
+        assert!(!pacer.due(Instant::now()));
+    }
 }

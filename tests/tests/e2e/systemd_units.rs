@@ -205,3 +205,66 @@ fn exposure_line_is_read() {
     assert_eq!(overall_exposure(output), Some(1.3));
     assert_eq!(overall_exposure("no summary here"), None);
 }
+
+/// Issue 12: under systemd (WatchdogSec= in the unit), the agent says READY after its first sample and pings
+/// the watchdog at half its timeout, not on every tick: each ping is a socket, a datagram and a wake-up of
+/// the service manager. systemd's side is played by a datagram socket; `exec` keeps the shell's PID, which
+/// WATCHDOG_PID must name.
+#[test]
+fn issue_12_the_agent_pings_the_watchdog_at_half_its_timeout() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+    let _suite = headroom_tests::shared();
+    let collector = headroom_tests::Collector::start();
+    let state = collector.issue("watched");
+    let config = state.join("agent.toml");
+    let text = headroom_tests::agent_config_text(&state, &collector.quic.to_string(), &[], "");
+    std::fs::write(&config, text).unwrap();
+    let socket_path = state.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut agent = Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\"")
+        .arg(headroom_tests::binary("headroom-agent"))
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "4000000")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(state.join("agent.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+
+    let mut ready_at = None;
+    let mut pings = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buffer = [0u8; 256];
+    while Instant::now() < deadline
+        && ready_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(7))
+    {
+        let Ok(len) = socket.recv(&mut buffer) else {
+            continue;
+        };
+        let message = String::from_utf8_lossy(&buffer[..len]).to_string();
+        if message.contains("READY=1") {
+            ready_at.get_or_insert_with(Instant::now);
+        }
+        if message.contains("WATCHDOG=1") {
+            pings.push(Instant::now());
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        ready_at.is_some(),
+        "no READY=1: {}",
+        std::fs::read_to_string(state.join("agent.stderr")).unwrap_or_default()
+    );
+    // Seven seconds at one sample a second: a ping every 2 s gives 3 or 4, one a tick would give 7.
+    assert!((2..=4).contains(&pings.len()), "{} pings in 7 s", pings.len());
+    for pair in pings.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(1500), "pings {gap:?} apart");
+    }
+}
