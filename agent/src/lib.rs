@@ -11,4 +11,5 @@ pub mod sample_view;
 pub mod sampler;
 pub mod spool;
 pub mod state;
+pub mod timer;
 pub mod uplink;

@@ -150,6 +150,45 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<Up
     Ok(report)
 }
 
+/// The sampling tick: a timerfd (`timer::Ticker`, one wake-up a tick), or tokio's interval where a timerfd
+/// cannot be had.
+enum Tick {
+    Fd(crate::timer::Ticker, Duration),
+    Tokio(tokio::time::Interval),
+}
+
+impl Tick {
+    fn new(period: Duration) -> Tick {
+        match crate::timer::Ticker::new(period) {
+            Ok(ticker) => Tick::Fd(ticker, period),
+            Err(error) => {
+                tracing::debug!(%error, "no timerfd for the tick; using tokio's interval");
+                Tick::tokio(period)
+            }
+        }
+    }
+
+    fn tokio(period: Duration) -> Tick {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Tick::Tokio(interval)
+    }
+
+    async fn tick(&mut self) {
+        match self {
+            Tick::Fd(ticker, period) => {
+                if let Err(error) = ticker.tick().await {
+                    tracing::warn!(%error, "the tick's timerfd failed; using tokio's interval");
+                    *self = Tick::tokio(*period);
+                }
+            }
+            Tick::Tokio(interval) => {
+                interval.tick().await;
+            }
+        }
+    }
+}
+
 /// The watchdog timeout systemd set for this process (WatchdogSec= in the unit), if any.
 fn watchdog_timeout() -> Option<Duration> {
     let mut usec = 0;
@@ -211,8 +250,7 @@ pub async fn stream<S: SampleSource>(
     // Only under a service manager that asked for them: no environment lookup or socket per tick otherwise.
     let notify_systemd = settings.notify_systemd && std::env::var_os("NOTIFY_SOCKET").is_some();
     let mut watchdog = WatchdogPacer::new(notify_systemd.then(watchdog_timeout).flatten());
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticker = Tick::new(settings.interval);
     let mut seq = first_seq;
     let mut ready_sent = false;
     loop {

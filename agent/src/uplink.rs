@@ -187,7 +187,7 @@ impl Endpoints {
         if let Some(endpoint) = slot.as_ref() {
             return Ok(endpoint.clone());
         }
-        let endpoint = quinn::Endpoint::client(bind)
+        let endpoint = crate::timer::client_endpoint(bind)
             .map_err(|e| UplinkError::Connect(format!("cannot open a UDP socket on {bind}: {e}")))?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)
@@ -259,8 +259,8 @@ async fn session(
     // With samples in flight, a collector that sends nothing back is taken as gone, and one that answers
     // packets but is slow to acknowledge is waited for (`ack_watch`): checked every second while waiting.
     let mut ack_watch = AckWatch::new(now_ms());
-    let ack_check = tokio::time::sleep(CHECK_EVERY);
-    tokio::pin!(ack_check);
+    // Cleared whenever nothing waits for an acknowledgement, so that it wakes the agent only when it checks.
+    let mut ack_check = crate::timer::Deadline::new();
     let handover = tokio::time::sleep_until(handover_at.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(handover);
     loop {
@@ -269,9 +269,9 @@ async fn session(
         ack_watch.in_flight(outbox.with(|b| b.in_flight()) > 0, now_ms());
         let waiting_for_ack = ack_watch.waiting();
         if waiting_for_ack && !was_waiting {
-            ack_check
-                .as_mut()
-                .reset(tokio::time::Instant::now() + CHECK_EVERY);
+            ack_check.set(std::time::Instant::now() + CHECK_EVERY);
+        } else if !waiting_for_ack {
+            ack_check.clear();
         }
         tokio::select! {
             biased;
@@ -292,12 +292,12 @@ async fn session(
                 connection.close(1u32.into(), b"no welcome");
                 return Err(UplinkError::Timeout(Duration::from_secs(15)));
             }
-            _ = &mut ack_check, if waiting_for_ack => {
+            _ = ack_check.fired(), if waiting_for_ack => {
                 let now = now_ms();
                 ack_watch.datagrams_received(connection.stats().udp_rx.datagrams, now);
                 let reason = match ack_watch.verdict(now) {
                     AckVerdict::Keep => {
-                        ack_check.as_mut().reset(tokio::time::Instant::now() + CHECK_EVERY);
+                        ack_check.set(std::time::Instant::now() + CHECK_EVERY);
                         continue;
                     }
                     AckVerdict::Silent => format!(

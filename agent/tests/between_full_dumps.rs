@@ -233,20 +233,26 @@ fn port(listener: &TcpListener) -> u16 {
 
 /// A listener on 127.0.0.1:`port` (0: any) with SO_REUSEPORT set and the given backlog.
 fn reuseport_listener(port: u16, backlog: i32) -> TcpListener {
+    listener_with(port, backlog, true)
+}
+
+/// A listener on 127.0.0.1:`port` (0: any) with the given backlog, in an SO_REUSEPORT group or not.
+fn listener_with(port: u16, backlog: i32, reuseport: bool) -> TcpListener {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket calls on a descriptor this function owns until TcpListener takes it.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
         let one: libc::c_int = 1;
-        let set = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEPORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(set, 0, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
+        let set = !reuseport
+            || libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEPORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0;
+        assert!(set, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
         let address = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: port.to_be(),
@@ -343,6 +349,81 @@ fn listener_lookups_scenario() {
     drop((clients, first, third, group, partner));
 }
 
+/// ListenOverflows and ListenDrops as the kernel has them now, from this thread's namespace.
+fn kernel_listen_counters() -> (u64, u64) {
+    let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap();
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let value = |wanted: &str| {
+        let at = names.split_whitespace().position(|name| name == wanted).unwrap();
+        values.split_whitespace().nth(at).unwrap().parse::<u64>().unwrap()
+    };
+    (value("ListenOverflows"), value("ListenDrops"))
+}
+
+fn sampled_listen_counters(sockets: &SocketSample) -> (u64, u64) {
+    let tcp = sockets.tcp.expect("tcp counters");
+    (tcp.listen_overflows, tcp.listen_drops)
+}
+
+/// Issue 12: /proc/net/netstat, the costliest file of a tick, is read for ListenOverflows and ListenDrops
+/// only when a listening socket's own drop count moved (or its listeners changed); in between, the last
+/// values stand, and they are still the kernel's.
+fn listen_counters_scenario() {
+    let mut sampler = sampler_with_rare_dumps();
+    let listener = listener_with(0, 1, false);
+    let address = listener.local_addr().unwrap();
+    let (first, looked_up) = tick(&mut sampler);
+    assert!(!looked_up);
+    assert_eq!(sampled_listen_counters(&first), kernel_listen_counters());
+    let reads = sampler.netstat_reads();
+    for _ in 0..3 {
+        let (sample, looked_up) = tick(&mut sampler);
+        assert!(looked_up);
+        assert_eq!(sampled_listen_counters(&sample), kernel_listen_counters());
+    }
+    assert_eq!(
+        sampler.netstat_reads(),
+        reads,
+        "quiet ticks read /proc/net/netstat"
+    );
+
+    // A backlog of 1 holds two connections; the SYNs of the others overflow the accept queue.
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        if let Ok(client) = TcpStream::connect_timeout(&address, Duration::from_millis(100)) {
+            clients.push(client);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kernel_listen_counters().0 == 0 {
+        assert!(Instant::now() < deadline, "the accept queue never overflowed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the connections that did not make it go, so that the listeners stay the same from here.
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = kernel_listen_counters();
+        let reads = sampler.netstat_reads();
+        let (sample, looked_up) = tick(&mut sampler);
+        let after = kernel_listen_counters();
+        if looked_up && before == after {
+            // Read this tick (its drops moved) or not (they did not): the kernel's values either way.
+            assert_eq!(sampled_listen_counters(&sample), after);
+            if sampler.netstat_reads() == reads {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ticks never went quiet after the overflow"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(listener);
+}
+
 /// Runs `scenario` on a thread in a network namespace of its own; skips with a reason when the namespace
 /// cannot be made (not root) unless HEADROOM_E2E=1.
 fn in_private_network(scenario: fn()) {
@@ -378,4 +459,9 @@ fn issue_12_the_pass_over_listening_ports_counts_like_the_full_pass() {
 #[test]
 fn issue_12_listeners_are_looked_up_between_listen_dumps() {
     in_private_network(listener_lookups_scenario);
+}
+
+#[test]
+fn issue_12_netstat_is_read_when_a_listener_dropped() {
+    in_private_network(listen_counters_scenario);
 }

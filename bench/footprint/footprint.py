@@ -161,16 +161,20 @@ def read_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def read_runtime_ns(pid):
-    """Time on CPU of the live threads in nanoseconds, from schedstat: finer than the 10 ms ticks of stat."""
+def read_schedstat(pid):
+    """Time on CPU of the live threads in nanoseconds (finer than the 10 ms ticks of stat), and how many times
+    they were put on a CPU (schedstat's third field: for a process that sleeps between events, its wake-ups)."""
     total_ns = 0
+    slices = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
-                total_ns += int(schedstat.read().split()[0])
+                fields = schedstat.read().split()
+                total_ns += int(fields[0])
+                slices += int(fields[2])
         except FileNotFoundError:
             pass  # The thread ended between the listing and the read.
-    return total_ns
+    return total_ns, slices
 
 
 def read_status(pid):
@@ -256,7 +260,7 @@ def window(args):
 
     load_start = read_load_average()
     start_ticks = {name: read_cpu_ticks(pid) for name, pid in pids.items()}
-    start_runtime_ns = {name: read_runtime_ns(pid) for name, pid in pids.items()}
+    start_sched = {name: read_schedstat(pid) for name, pid in pids.items()}
     start_status = {name: read_status(pid) for name, pid in pids.items()}
     readings = [(time.monotonic(), {name: read_link_counters(link) for name, link in links.items()})]
     start_s = readings[0][0]
@@ -274,7 +278,7 @@ def window(args):
     end_s = time.monotonic()
     end_links = {name: read_link_counters(link) for name, link in links.items()}
     end_ticks = {name: read_cpu_ticks(pid) for name, pid in pids.items()}
-    end_runtime_ns = {name: read_runtime_ns(pid) for name, pid in pids.items()}
+    end_sched = {name: read_schedstat(pid) for name, pid in pids.items()}
     end_status = {name: read_status(pid) for name, pid in pids.items()}
     wall_s = end_s - start_s
 
@@ -294,7 +298,8 @@ def window(args):
             "cpu_pct": 100.0 * cpu_s / wall_s,
             "cpu_s": cpu_s,
             # Threads that ended inside the window drop out of this sum; stat above still counts them.
-            "cpu_schedstat_pct": 100.0 * (end_runtime_ns[name] - start_runtime_ns[name]) / 1e9 / wall_s,
+            "cpu_schedstat_pct": 100.0 * (end_sched[name][0] - start_sched[name][0]) / 1e9 / wall_s,
+            "wakeups_per_s": (end_sched[name][1] - start_sched[name][1]) / wall_s,
             "rss_start_kib": start_status[name]["VmRSS"],
             "rss_kib": end_status[name]["VmRSS"],
             "hwm_kib": end_status[name]["VmHWM"],
@@ -340,6 +345,7 @@ ROWS = [
     ("threads", "threads", lambda v: f"{v:.0f}", None),
     ("CPU (% of one core), schedstat, live threads", "cpu_schedstat_pct", lambda v: f"{v:.3f}", "cpu"),
     ("  same from utime+stime", "cpu_pct", lambda v: f"{v:.3f}", None),
+    ("wake-ups/s (times put on a CPU, schedstat)", "wakeups_per_s", lambda v: f"{v:.1f}", None),
     ("wire bytes/s, veth L2, both ways", "wire_bytes_per_s", lambda v: f"{v:.0f}",
      AGENT_WIRE_TARGET_BYTES_PER_S),
     ("  median of 1 s intervals", "wire_bytes_per_s_median", lambda v: f"{v:.0f}", None),

@@ -193,6 +193,43 @@ const LOAD_AVERAGE_EVERY: Duration = Duration::from_secs(5);
 /// How often the ephemeral port range is read: a sysctl an administrator changes, not a figure that moves.
 const PORT_RANGE_EVERY: Duration = Duration::from_secs(60);
 
+/// The longest that ListenOverflows and ListenDrops go without a read of /proc/net/netstat while the
+/// listeners' own drop counts stand still: a bound for drops on a listener that opened and closed between
+/// two ticks, which no lookup sees.
+const NETSTAT_EVERY: Duration = Duration::from_secs(10);
+
+/// ListenOverflows and ListenDrops. /proc/net/netstat is the costliest file of a tick (the kernel formats over
+/// a hundred TcpExt fields and the MPTcpExt ones on every read, for these two), so it is read only when they
+/// may have moved since the last read: not on a tick whose listening sockets are the last tick's with the
+/// same drop counts (`TcpSampler::listen_drops_quiet`), for up to `NETSTAT_EVERY`.
+#[derive(Debug, Default)]
+struct ListenCounters {
+    /// The last read, and when.
+    last: Option<(Instant, [u64; 2])>,
+    reads: u64,
+}
+
+impl ListenCounters {
+    fn read(
+        &mut self,
+        netstat: &mut ProcFile,
+        root: &Path,
+        quiet: bool,
+        now: Instant,
+    ) -> Result<[u64; 2], SampleError> {
+        if let Some((at, values)) = self.last {
+            if quiet && now.saturating_duration_since(at) < NETSTAT_EVERY {
+                return Ok(values);
+            }
+        }
+        let text = netstat.text()?;
+        let values = snmp::parse_listen_counters(text).map_err(|source| SampleError::parse(root, source))?;
+        self.last = Some((now, values));
+        self.reads += 1;
+        Ok(values)
+    }
+}
+
 /// A figure re-read only once `every` has passed since its last good read; in between, that read's value is
 /// used again. A failed read is not kept, so the next tick tries again.
 #[derive(Debug)]
@@ -237,6 +274,7 @@ pub struct Sampler {
     port_range: ProcFile,
     seldom_load: Seldom<headroom_common::wire::LoadAverage>,
     seldom_ports: Seldom<headroom_common::wire::PortRange>,
+    listen: ListenCounters,
     tcp: TcpSampler,
     health: Health,
 }
@@ -263,6 +301,7 @@ impl Sampler {
             port_range: file("sys/net/ipv4/ip_local_port_range"),
             seldom_load: Seldom::new(LOAD_AVERAGE_EVERY),
             seldom_ports: Seldom::new(PORT_RANGE_EVERY),
+            listen: ListenCounters::default(),
             tcp: TcpSampler::new(
                 &root,
                 config.netlink,
@@ -358,8 +397,7 @@ impl Sampler {
         // client side of outgoing connections (see `sockets`).
         let tcp = (|| {
             let snmp = self.snmp.text()?;
-            let netstat = self.netstat.text()?;
-            snmp::parse_tcp_counters(snmp, netstat).map_err(|source| SampleError::parse(root, source))
+            snmp::parse_snmp_counters(snmp, [0, 0]).map_err(|source| SampleError::parse(root, source))
         })();
         let curr_estab = tcp.as_ref().ok().map(|counters| counters.curr_estab);
         let sockstat = (|| {
@@ -374,6 +412,13 @@ impl Sampler {
             _ => None,
         };
         let outcome = self.tcp.sample(now, curr_estab, listener_hint);
+        let listen = self
+            .listen
+            .read(&mut self.netstat, root, self.tcp.listen_drops_quiet(), now);
+        let tcp = tcp.and_then(|mut counters| {
+            [counters.listen_overflows, counters.listen_drops] = listen?;
+            Ok(counters)
+        });
         let listeners_read = outcome.listeners_error.is_none();
         let mut tcp_states = None;
         let mut listeners = Vec::new();
@@ -433,6 +478,11 @@ impl Sampler {
             conntrack,
             ephemeral_ports,
         })
+    }
+
+    /// Reads of /proc/net/netstat since start.
+    pub fn netstat_reads(&self) -> u64 {
+        self.listen.reads
     }
 
     /// Conntrack counters exist only while the nf_conntrack module is loaded.

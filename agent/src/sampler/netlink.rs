@@ -4,8 +4,10 @@
 //! The preferred request is the legacy TCPDIAG_GETSOCK with `struct inet_diag_req`: the kernel answers it
 //! as a dump of family AF_UNSPEC, walking the TCP hash tables once for IPv4 and IPv6 together. Kernels that
 //! refuse it get SOCK_DIAG_BY_FAMILY with `struct inet_diag_req_v2`, once for AF_INET and once for AF_INET6.
-//! No extensions are requested: the fixed part of each reply has all we use, and for a LISTEN socket the
-//! kernel puts the accept-queue length in idiag_rqueue and the backlog in idiag_wqueue.
+//! For a LISTEN socket the kernel puts the accept-queue length in idiag_rqueue and the backlog in
+//! idiag_wqueue. Listener requests also ask for the socket's memory figures (INET_DIAG_SKMEMINFO) for one of
+//! them: the socket's drop count, which every listen drop and overflow raises (`tcp_listendrop`). Other
+//! requests ask for no extension: the fixed part of each reply has all they need.
 //!
 //! A dump makes the kernel walk every bucket of a hash table, whatever is in it: the listening table has
 //! 16,384 buckets on a 24 GiB host (`tcp_listen_portaddr_hash` in the boot log), about 0.1 ms a walk. A socket
@@ -54,6 +56,13 @@ pub const ALL_STATES: u32 = 0xFFF << 1;
 pub const LISTEN_ONLY: u32 = 1 << 10;
 /// ESTABLISHED (1) alone.
 pub const ESTABLISHED_ONLY: u32 = 1 << 1;
+
+/// INET_DIAG_SKMEMINFO: the reply attribute of a socket's memory figures (`u32` each, SK_MEMINFO_*), and its
+/// bit in a request's extension mask (`1 << (type - 1)`).
+const INET_DIAG_SKMEMINFO: u16 = 7;
+pub const EXT_MEMINFO: u8 = 1 << (INET_DIAG_SKMEMINFO - 1);
+/// Index of SK_MEMINFO_DROPS among those figures (include/uapi/linux/sock_diag.h).
+const SK_MEMINFO_DROPS: usize = 8;
 
 /// `nlattr` type of a filter program attached to a dump request (INET_DIAG_REQ_BYTECODE).
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
@@ -191,6 +200,9 @@ pub struct DiagSocketInfo {
     pub receive_queue: u32,
     /// LISTEN: the backlog (accept-queue limit). Others: bytes not yet acknowledged by the peer.
     pub send_queue: u32,
+    /// Packets the socket dropped (SK_MEMINFO_DROPS), when the request asked for `EXT_MEMINFO` and the
+    /// kernel has the figure.
+    pub drops: Option<u32>,
 }
 
 /// Which request shape to send.
@@ -203,7 +215,7 @@ pub enum RequestKind {
 }
 
 /// Writes one dump request into `out` and returns its length.
-pub fn encode_request(kind: RequestKind, states: u32, seq: u32, out: &mut [u8; 128]) -> usize {
+pub fn encode_request(kind: RequestKind, states: u32, ext: u8, seq: u32, out: &mut [u8; 128]) -> usize {
     out.fill(0);
     let (message_type, payload_bytes) = match kind {
         RequestKind::Legacy => (TCPDIAG_GETSOCK, LEGACY_REQUEST_BYTES),
@@ -221,12 +233,14 @@ pub fn encode_request(kind: RequestKind, states: u32, seq: u32, out: &mut [u8; 1
         RequestKind::Legacy => {
             // Family is ignored by the kernel for this request (it dumps AF_UNSPEC); the id stays zero.
             payload[0] = libc::AF_INET as u8;
+            payload[3] = ext;
             let states_at = 4 + SOCKID_BYTES;
             payload[states_at..states_at + 4].copy_from_slice(&states.to_ne_bytes());
         }
         RequestKind::ByFamily(family) => {
             payload[0] = family;
             payload[1] = libc::IPPROTO_TCP as u8;
+            payload[2] = ext;
             payload[4..8].copy_from_slice(&states.to_ne_bytes());
         }
     }
@@ -298,6 +312,26 @@ fn diag_message(payload: &[u8]) -> Result<DiagSocketInfo, NetlinkError> {
         |at: usize| u32::from_ne_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]]);
     let mut id = [0u8; SOCKID_BYTES];
     id.copy_from_slice(&payload[4..4 + SOCKID_BYTES]);
+    // Attributes follow the fixed part, each 4-byte aligned; only the memory figures are read.
+    let mut drops = None;
+    let mut attributes = &payload[DIAG_MSG_BYTES..];
+    while attributes.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
+        if len < 4 || len > attributes.len() {
+            return Err(NetlinkError::Malformed(format!(
+                "attribute length {len} with {} bytes left",
+                attributes.len()
+            )));
+        }
+        if kind == INET_DIAG_SKMEMINFO {
+            let at = 4 + SK_MEMINFO_DROPS * 4;
+            drops = attributes[..len]
+                .get(at..at + 4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        }
+        attributes = &attributes[((len + 3) & !3).min(attributes.len())..];
+    }
     Ok(DiagSocketInfo {
         id: SocketId::new(payload[0], id),
         family: payload[0],
@@ -306,6 +340,7 @@ fn diag_message(payload: &[u8]) -> Result<DiagSocketInfo, NetlinkError> {
         local_port: u16::from_be_bytes([payload[4], payload[5]]),
         receive_queue: u32_at(4 + SOCKID_BYTES + 4),
         send_queue: u32_at(4 + SOCKID_BYTES + 8),
+        drops,
     })
 }
 
@@ -327,7 +362,7 @@ pub fn encode_lookups(sockets: &[SocketId], first_seq: u32, out: &mut Vec<u8>) {
         out.extend_from_slice(&seq.to_ne_bytes());
         out.extend_from_slice(&0u32.to_ne_bytes());
         // struct inet_diag_req_v2: family, protocol, ext, pad, states, id.
-        out.extend_from_slice(&[socket.family, libc::IPPROTO_TCP as u8, 0, 0]);
+        out.extend_from_slice(&[socket.family, libc::IPPROTO_TCP as u8, EXT_MEMINFO, 0]);
         out.extend_from_slice(&LISTEN_ONLY.to_ne_bytes());
         out.extend_from_slice(&socket.id);
     }
@@ -403,6 +438,8 @@ pub struct DiagSocket {
     filter_attribute: Vec<u8>,
     /// The requests of the last `lookup`, reused.
     lookup_requests: Vec<u8>,
+    /// Extensions the dump in progress asks for.
+    ext: u8,
 }
 
 impl DiagSocket {
@@ -444,6 +481,7 @@ impl DiagSocket {
             legacy_works: None,
             filter_attribute: Vec::new(),
             lookup_requests: Vec::new(),
+            ext: 0,
         })
     }
 
@@ -456,6 +494,14 @@ impl DiagSocket {
     /// calls `visit` for each. Returns the number of sockets visited.
     pub fn dump(&mut self, states: u32, visit: &mut dyn FnMut(&DiagSocketInfo)) -> Result<u64, NetlinkError> {
         self.dump_filtered(states, &[], visit)
+    }
+
+    /// Dumps every listening TCP socket with its drop count (`DiagSocketInfo::drops`).
+    pub fn dump_listeners(&mut self, visit: &mut dyn FnMut(&DiagSocketInfo)) -> Result<u64, NetlinkError> {
+        self.ext = EXT_MEMINFO;
+        let result = self.dump_filtered(LISTEN_ONLY, &[], visit);
+        self.ext = 0;
+        result
     }
 
     /// Like `dump`, for the sockets the filter `program` accepts (see `local_port_filter`); an empty
@@ -506,7 +552,7 @@ impl DiagSocket {
     }
 
     /// Asks the kernel for each of `sockets` (at most `MAX_LOOKUPS`) by itself, all requests in one
-    /// datagram, and calls `visit` for each one it still has. Returns how many it no longer has: a socket
+    /// datagram, with its drop count, and calls `visit` for each one it still has. Returns how many it no longer has: a socket
     /// closed since the dump that named it, or one that a lookup cannot single out (see
     /// `SocketId::listener_key`).
     pub fn lookup(
@@ -593,7 +639,7 @@ impl DiagSocket {
     ) -> Result<(), NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let mut request = [0u8; 128];
-        let len = encode_request(kind, states, self.seq, &mut request);
+        let len = encode_request(kind, states, self.ext, self.seq, &mut request);
         // The filter attribute, if any, follows the request in the same message (both are 4-byte aligned).
         let message_len = len + self.filter_attribute.len();
         request[0..4].copy_from_slice(&(message_len as u32).to_ne_bytes());
@@ -688,21 +734,24 @@ mod tests {
     #[test]
     fn requests_have_the_kernel_layout() {
         let mut out = [0u8; 128];
-        let len = encode_request(RequestKind::Legacy, LISTEN_ONLY, 7, &mut out);
+        let len = encode_request(RequestKind::Legacy, LISTEN_ONLY, EXT_MEMINFO, 7, &mut out);
         assert_eq!(len, 16 + 60);
         assert_eq!(u32::from_ne_bytes(out[0..4].try_into().unwrap()), 76);
         assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), 18);
         assert_eq!(u16::from_ne_bytes(out[6..8].try_into().unwrap()), 0x301);
         assert_eq!(u32::from_ne_bytes(out[8..12].try_into().unwrap()), 7);
+        // struct inet_diag_req's idiag_ext: the memory figures.
+        assert_eq!(out[19], 0x40);
         assert_eq!(
             u32::from_ne_bytes(out[16 + 52..16 + 56].try_into().unwrap()),
             1 << 10
         );
-        let len = encode_request(RequestKind::ByFamily(10), ALL_STATES, 8, &mut out);
+        let len = encode_request(RequestKind::ByFamily(10), ALL_STATES, 0, 8, &mut out);
         assert_eq!(len, 16 + 56);
         assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), 20);
         assert_eq!(out[16], 10);
         assert_eq!(out[17], 6);
+        assert_eq!(out[18], 0, "no extension asked for");
         assert_eq!(u32::from_ne_bytes(out[20..24].try_into().unwrap()), 0x1FFE);
     }
 
@@ -727,7 +776,8 @@ mod tests {
                 state: 10,
                 local_port: 8080,
                 receive_queue: 5,
-                send_queue: 4
+                send_queue: 4,
+                drops: None,
             }
         );
         let done = message(libc::NLMSG_DONE as u16, 3, &0i32.to_ne_bytes());
@@ -753,6 +803,7 @@ mod tests {
             assert_eq!(seq, u32::MAX.wrapping_add(index as u32));
             assert_eq!(request[16], sockets[index].family);
             assert_eq!(request[17], 6);
+            assert_eq!(request[18], EXT_MEMINFO);
             assert_eq!(&request[24..72], &sockets[index].id[..]);
         }
     }
@@ -784,6 +835,31 @@ mod tests {
             parse_lookup_replies(&short, 5, 1, &mut progress, &mut |_| {}),
             Err(NetlinkError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn issue_12_the_drop_count_comes_from_the_memory_figures() {
+        let attribute = |kind: u16, figures: &[u32]| {
+            let mut out = Vec::new();
+            out.extend_from_slice(&((4 + 4 * figures.len()) as u16).to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            for figure in figures {
+                out.extend_from_slice(&figure.to_ne_bytes());
+            }
+            out
+        };
+        let mut payload = diag_msg(10, 80, 0, 128);
+        // An attribute of another kind first (INET_DIAG_SHUTDOWN, one byte, padded), then the nine figures.
+        payload.extend_from_slice(&[5, 0, 8, 0, 0, 0, 0, 0]);
+        payload.extend(attribute(INET_DIAG_SKMEMINFO, &[0, 1, 2, 3, 4, 5, 6, 7, 42]));
+        assert_eq!(diag_message(&payload).unwrap().drops, Some(42));
+        // A kernel with fewer figures has no drop count.
+        let mut payload = diag_msg(10, 80, 0, 128);
+        payload.extend(attribute(INET_DIAG_SKMEMINFO, &[0, 1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(diag_message(&payload).unwrap().drops, None);
+        let mut payload = diag_msg(10, 80, 0, 128);
+        payload.extend_from_slice(&[200, 0, 7, 0]);
+        assert!(matches!(diag_message(&payload), Err(NetlinkError::Malformed(_))));
     }
 
     #[test]

@@ -9,7 +9,14 @@ use headroom_common::wire::TcpCounters;
 const SNMP: &str = "net/snmp";
 const NETSTAT: &str = "net/netstat";
 
-pub fn parse_tcp_counters(snmp: &str, netstat: &str) -> Result<TcpCounters, ParseError> {
+/// ListenOverflows and ListenDrops from /proc/net/netstat's TcpExt lines.
+pub fn parse_listen_counters(netstat: &str) -> Result<[u64; 2], ParseError> {
+    lookup(netstat, NETSTAT, "TcpExt:", ["ListenOverflows", "ListenDrops"])
+}
+
+/// The Tcp counters of /proc/net/snmp, with ListenOverflows and ListenDrops from `listen` (see
+/// `parse_listen_counters`).
+pub fn parse_snmp_counters(snmp: &str, listen: [u64; 2]) -> Result<TcpCounters, ParseError> {
     let tcp = [
         "ActiveOpens",
         "PassiveOpens",
@@ -20,8 +27,7 @@ pub fn parse_tcp_counters(snmp: &str, netstat: &str) -> Result<TcpCounters, Pars
     ];
     let [active_opens, passive_opens, curr_estab, retrans_segs, in_errs, out_rsts] =
         lookup(snmp, SNMP, "Tcp:", tcp)?;
-    let [listen_overflows, listen_drops] =
-        lookup(netstat, NETSTAT, "TcpExt:", ["ListenOverflows", "ListenDrops"])?;
+    let [listen_overflows, listen_drops] = listen;
     Ok(TcpCounters {
         active_opens,
         passive_opens,
@@ -32,6 +38,11 @@ pub fn parse_tcp_counters(snmp: &str, netstat: &str) -> Result<TcpCounters, Pars
         listen_overflows,
         listen_drops,
     })
+}
+
+/// Both files at once.
+pub fn parse_tcp_counters(snmp: &str, netstat: &str) -> Result<TcpCounters, ParseError> {
+    parse_snmp_counters(snmp, parse_listen_counters(netstat)?)
 }
 
 /// The values of `names` in the `prefix` header/value line pair.

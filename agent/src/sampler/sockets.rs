@@ -212,6 +212,10 @@ pub(crate) struct TcpSampler {
     /// The listening ports that program was made for.
     filtered_ports: Vec<u16>,
     known: KnownListeners,
+    /// The drop count summed over this tick's listening sockets, when the kernel gave every one.
+    listener_drops: Option<u64>,
+    /// This tick looked up the same listening sockets as the last, and their drops did not move.
+    listen_drops_quiet: bool,
 }
 
 impl TcpSampler {
@@ -231,7 +235,17 @@ impl TcpSampler {
             port_filter: Vec::new(),
             filtered_ports: Vec::new(),
             known: KnownListeners::default(),
+            listener_drops: None,
+            listen_drops_quiet: false,
         }
+    }
+
+    /// Whether the kernel's ListenDrops and ListenOverflows (/proc/net/netstat) cannot have moved since the
+    /// last tick: every listen drop, overflows included, raises the listening socket's own drop count
+    /// (`tcp_listendrop`), and this tick found the same listening sockets as the last with the same sum of
+    /// those counts. False whenever it cannot tell (a dump, /proc/net/tcp, a kernel without the figure).
+    pub(crate) fn listen_drops_quiet(&self) -> bool {
+        self.listen_drops_quiet
     }
 
     /// Ticks whose listeners came from per-socket lookups, and from LISTEN dumps, since start.
@@ -249,6 +263,7 @@ impl TcpSampler {
         curr_estab: Option<u64>,
         listener_hint: Option<u64>,
     ) -> TcpOutcome {
+        self.listen_drops_quiet = false;
         let full_due = self.policy.due(self.last_full, now);
         let use_netlink = self.netlink_enabled && self.netlink_retry_at.is_none_or(|at| now >= at);
         let mut source = SocketSource::ProcNet;
@@ -311,11 +326,20 @@ impl TcpSampler {
         let listeners = &mut self.listeners;
         let known = &mut self.known;
         let mut looked_up = false;
+        let drops = std::cell::Cell::new(Some(0u64));
+        let count_drops = |socket: &netlink::DiagSocketInfo| {
+            let sum = drops
+                .get()
+                .zip(socket.drops)
+                .map(|(sum, more)| sum + u64::from(more));
+            drops.set(sum);
+        };
         if !full_due && known.stand_in(now, listener_hint) {
             let mut listening = true;
             match diag.lookup(&known.sockets, &mut |socket| {
                 listening &= socket.state == TcpState::Listen as u8;
                 listeners.add(socket.local_port, socket.receive_queue, socket.send_queue);
+                count_drops(socket);
             }) {
                 Ok(0) if listening => looked_up = true,
                 // A socket closed (or was replaced): this tick's dump finds what listens now.
@@ -331,16 +355,22 @@ impl TcpSampler {
         if looked_up {
             known.lookup_ticks += 1;
         } else {
+            drops.set(Some(0));
             known.sockets.clear();
             let sockets = &mut known.sockets;
-            diag.dump(LISTEN_ONLY, &mut |socket| {
+            diag.dump_listeners(&mut |socket| {
                 if socket.state == TcpState::Listen as u8 {
                     listeners.add(socket.local_port, socket.receive_queue, socket.send_queue);
                     sockets.push(socket.id);
+                    count_drops(socket);
                 }
             })?;
             known.dumped(now, listener_hint);
         }
+        // Same sockets as the last tick (looked up, not dumped) and the same drops: no listen drop since.
+        let drops = drops.get();
+        self.listen_drops_quiet = looked_up && drops.is_some() && drops == self.listener_drops;
+        self.listener_drops = drops;
         if full_due {
             // LISTEN is left out: this tick's listening pass already counted those sockets, and leaving it
             // out spares the kernel a second walk of the listening table. NEW_SYN_RECV (bit 12) is in.
@@ -402,6 +432,7 @@ impl TcpSampler {
 
     /// Returns the errors of the listening pass and of the full pass.
     fn sample_procnet(&mut self, full_due: bool, now: Instant) -> (Option<SampleError>, Option<SampleError>) {
+        self.listener_drops = None;
         self.listeners.clear();
         if full_due {
             self.pass_started_cpu = thread_cpu_time();
