@@ -98,6 +98,10 @@ impl TimerFd {
             // SAFETY: reads at most 8 bytes into a buffer of 8 that we own.
             let read = unsafe { libc::read(self.fd.get_ref().as_raw_fd(), count.as_mut_ptr().cast(), 8) };
             if read == 8 {
+                // A read takes every expiration: the timer is not readable again until it fires again,
+                // which epoll reports as a new event. Forgetting the readiness now spares the next poll a
+                // read that could only fail.
+                guard.clear_ready();
                 return Poll::Ready(Ok(u64::from_ne_bytes(count)));
             }
             let error = io::Error::last_os_error();
