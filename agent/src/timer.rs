@@ -1,5 +1,6 @@
-//! Timers on timerfd(2) for the agent's two steady timers: the sampling tick and the QUIC connection's timer
-//! (acknowledgement delay, loss detection, keep-alive, idle timeout).
+//! Timers on timerfd(2) for the agent's steady timers: the sampling tick, the QUIC connection's timer
+//! (acknowledgement delay, loss detection, keep-alive, idle timeout; see `uplink::QuicRuntime`) and the
+//! acknowledgement check.
 //!
 //! tokio's timer wheel, the default for both, wakes a sleeping runtime twice for most deadlines: once at the
 //! start of the wheel slot that holds it (slots are 64 ms wide for deadlines 64 ms to 4 s away, and levels
@@ -13,7 +14,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
@@ -212,72 +212,6 @@ impl Ticker {
     pub async fn tick(&self) -> io::Result<()> {
         self.timer.fired().await.map(|_| ())
     }
-}
-
-/// quinn's runtime for the agent's endpoints: tokio for tasks and sockets, a timerfd for each connection's
-/// timer (tokio's timer where a timerfd cannot be had).
-#[derive(Debug)]
-pub struct QuicRuntime;
-
-impl quinn::Runtime for QuicRuntime {
-    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn quinn::AsyncTimer>> {
-        match TimerFd::new().and_then(|timer| timer.set(deadline, None).map(|()| timer)) {
-            Ok(timer) => Box::pin(QuicTimer { timer }),
-            Err(error) => {
-                tracing::debug!(%error, "no timerfd for a QUIC connection; using tokio's timer");
-                quinn::TokioRuntime.new_timer(deadline)
-            }
-        }
-    }
-
-    fn spawn(&self, future: Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-        quinn::TokioRuntime.spawn(future);
-    }
-
-    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
-        quinn::TokioRuntime.wrap_udp_socket(socket)
-    }
-}
-
-#[derive(Debug)]
-struct QuicTimer {
-    timer: TimerFd,
-}
-
-impl quinn::AsyncTimer for QuicTimer {
-    fn reset(self: Pin<&mut Self>, deadline: Instant) {
-        if let Err(error) = self.timer.set(deadline, None) {
-            // Cannot happen with a valid descriptor and setting; the idle timeout still ends a stuck
-            // connection from the collector's side.
-            tracing::warn!(%error, "cannot set the QUIC connection's timer");
-        }
-    }
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context) -> Poll<()> {
-        // An error (not expected of a timerfd) counts as expiry: the connection re-checks its own timers.
-        self.timer.poll_fired(cx).map(|_| ())
-    }
-}
-
-/// A QUIC client endpoint bound to `bind` (dual-stack when it is IPv6) on `QuicRuntime`.
-pub fn client_endpoint(bind: std::net::SocketAddr) -> io::Result<quinn::Endpoint> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(bind),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    if bind.is_ipv6() {
-        if let Err(error) = socket.set_only_v6(false) {
-            tracing::debug!(%error, "cannot make the UDP socket dual-stack");
-        }
-    }
-    socket.bind(&bind.into())?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket.into(),
-        Arc::new(QuicRuntime),
-    )
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl Endpoints {
         if let Some(endpoint) = slot.as_ref() {
             return Ok(endpoint.clone());
         }
-        let endpoint = crate::timer::client_endpoint(bind)
+        let endpoint = client_endpoint(bind)
             .map_err(|e| UplinkError::Connect(format!("cannot open a UDP socket on {bind}: {e}")))?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)
@@ -202,6 +202,76 @@ impl Endpoints {
             let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         }
     }
+}
+
+/// quinn's runtime for the uplink's endpoints: tokio for tasks and sockets, a timerfd for each connection's
+/// timer, so that it wakes the agent once at each deadline (see `crate::timer`); tokio's timer where a
+/// timerfd cannot be had.
+#[derive(Debug)]
+pub struct QuicRuntime;
+
+impl quinn::Runtime for QuicRuntime {
+    fn new_timer(&self, deadline: std::time::Instant) -> std::pin::Pin<Box<dyn quinn::AsyncTimer>> {
+        match crate::timer::TimerFd::new().and_then(|timer| timer.set(deadline, None).map(|()| timer)) {
+            Ok(timer) => Box::pin(QuicTimer { timer }),
+            Err(error) => {
+                tracing::debug!(%error, "no timerfd for a QUIC connection; using tokio's timer");
+                quinn::TokioRuntime.new_timer(deadline)
+            }
+        }
+    }
+
+    fn spawn(&self, future: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        quinn::TokioRuntime.spawn(future);
+    }
+
+    fn wrap_udp_socket(
+        &self,
+        socket: std::net::UdpSocket,
+    ) -> std::io::Result<Arc<dyn quinn::AsyncUdpSocket>> {
+        quinn::TokioRuntime.wrap_udp_socket(socket)
+    }
+}
+
+#[derive(Debug)]
+struct QuicTimer {
+    timer: crate::timer::TimerFd,
+}
+
+impl quinn::AsyncTimer for QuicTimer {
+    fn reset(self: std::pin::Pin<&mut Self>, deadline: std::time::Instant) {
+        if let Err(error) = self.timer.set(deadline, None) {
+            // Cannot happen with a valid descriptor and setting; the idle timeout still ends a stuck
+            // connection from the collector's side.
+            tracing::warn!(%error, "cannot set the QUIC connection's timer");
+        }
+    }
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context) -> std::task::Poll<()> {
+        // An error (not expected of a timerfd) counts as expiry: the connection re-checks its own timers.
+        self.timer.poll_fired(cx).map(|_| ())
+    }
+}
+
+/// A QUIC client endpoint bound to `bind` (dual-stack when it is IPv6) on `QuicRuntime`.
+fn client_endpoint(bind: std::net::SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if bind.is_ipv6() {
+        if let Err(error) = socket.set_only_v6(false) {
+            tracing::debug!(%error, "cannot make the UDP socket dual-stack");
+        }
+    }
+    socket.bind(&bind.into())?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket.into(),
+        Arc::new(QuicRuntime),
+    )
 }
 
 fn client_config(config: &UplinkConfig) -> Result<quinn::ClientConfig, UplinkError> {

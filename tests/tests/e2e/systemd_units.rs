@@ -212,9 +212,9 @@ fn exposure_line_is_read() {
 /// WATCHDOG_PID must name.
 #[test]
 fn issue_12_the_agent_pings_the_watchdog_at_half_its_timeout() {
+    let _suite = headroom_tests::shared();
     use std::os::unix::net::UnixDatagram;
     use std::time::{Duration, Instant};
-    let _suite = headroom_tests::shared();
     let collector = headroom_tests::Collector::start();
     let state = collector.issue("watched");
     let config = state.join("agent.toml");

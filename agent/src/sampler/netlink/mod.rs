@@ -14,6 +14,9 @@
 //! a dump named can also be asked for by itself (`lookup`): the kernel finds it by hash, as it does for an
 //! arriving packet, and answers for it alone.
 
+mod lookup;
+
+pub use lookup::{encode_lookups, parse_lookup_replies, LookupProgress, SocketId, MAX_LOOKUPS};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -160,34 +163,6 @@ pub enum NetlinkError {
     Malformed(String),
 }
 
-/// A socket as a dump reply named it: its family and its `struct inet_diag_sockid` as the kernel wrote it
-/// (ports and addresses in network byte order, the cookie that tells this socket from a later one with the
-/// same address). Enough to ask the kernel for this one socket again (`DiagSocket::lookup`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketId {
-    pub family: u8,
-    id: [u8; SOCKID_BYTES],
-}
-
-impl SocketId {
-    pub fn new(family: u8, id: [u8; SOCKID_BYTES]) -> SocketId {
-        SocketId { family, id }
-    }
-
-    /// What the kernel's lookup of a listening socket goes by: family, local port, local address and
-    /// bound interface. Two listening sockets with one key (an SO_REUSEPORT group) cannot be told apart by a
-    /// lookup: the kernel picks one member of the group, and the other's cookie does not match it.
-    pub fn listener_key(&self) -> (u8, [u8; 2], [u8; 16], [u8; 4]) {
-        let mut port = [0u8; 2];
-        let mut address = [0u8; 16];
-        let mut interface = [0u8; 4];
-        port.copy_from_slice(&self.id[0..2]);
-        address.copy_from_slice(&self.id[4..20]);
-        interface.copy_from_slice(&self.id[36..40]);
-        (self.family, port, address, interface)
-    }
-}
-
 /// The fields of one `inet_diag_msg` this agent uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiagSocketInfo {
@@ -301,7 +276,7 @@ pub fn parse_datagram(
 }
 
 /// The fixed part of one `inet_diag_msg`.
-fn diag_message(payload: &[u8]) -> Result<DiagSocketInfo, NetlinkError> {
+pub(crate) fn diag_message(payload: &[u8]) -> Result<DiagSocketInfo, NetlinkError> {
     if payload.len() < DIAG_MSG_BYTES {
         return Err(NetlinkError::Malformed(format!(
             "inet_diag_msg of {} bytes, expected at least {DIAG_MSG_BYTES}",
@@ -342,88 +317,6 @@ fn diag_message(payload: &[u8]) -> Result<DiagSocketInfo, NetlinkError> {
         send_queue: u32_at(4 + SOCKID_BYTES + 8),
         drops,
     })
-}
-
-/// Most sockets one `lookup` asks for. Each costs the kernel a hash lookup and a reply, and this agent a
-/// receive: past a few dozen, a dump of the listening table is cheaper.
-pub const MAX_LOOKUPS: usize = 32;
-
-/// One `SOCK_DIAG_BY_FAMILY` request for a single socket (no NLM_F_DUMP).
-const LOOKUP_REQUEST_BYTES: usize = NLMSG_HEADER_BYTES + V2_REQUEST_BYTES;
-
-/// Writes the requests for `sockets`, numbered from `first_seq`, into `out` (cleared first).
-pub fn encode_lookups(sockets: &[SocketId], first_seq: u32, out: &mut Vec<u8>) {
-    out.clear();
-    for (index, socket) in sockets.iter().enumerate() {
-        let seq = first_seq.wrapping_add(index as u32);
-        out.extend_from_slice(&(LOOKUP_REQUEST_BYTES as u32).to_ne_bytes());
-        out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        out.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-        out.extend_from_slice(&seq.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        // struct inet_diag_req_v2: family, protocol, ext, pad, states, id.
-        out.extend_from_slice(&[socket.family, libc::IPPROTO_TCP as u8, EXT_MEMINFO, 0]);
-        out.extend_from_slice(&LISTEN_ONLY.to_ne_bytes());
-        out.extend_from_slice(&socket.id);
-    }
-}
-
-/// What the replies to one `lookup` said so far.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LookupProgress {
-    /// Requests answered, found or not.
-    pub answered: usize,
-    /// Requests answered "no such socket" (closed, or another socket now has its address).
-    pub gone: usize,
-}
-
-/// Reads one datagram of replies to `count` lookups numbered from `first_seq`: a found socket is visited, a
-/// missing one (ENOENT) counted as gone, any other error is a refusal. Messages of other numbers (left over
-/// from an abandoned request) are skipped.
-pub fn parse_lookup_replies(
-    bytes: &[u8],
-    first_seq: u32,
-    count: usize,
-    progress: &mut LookupProgress,
-    visit: &mut dyn FnMut(&DiagSocketInfo),
-) -> Result<(), NetlinkError> {
-    let mut rest = bytes;
-    while rest.len() >= NLMSG_HEADER_BYTES {
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let message_type = u16::from_ne_bytes([rest[4], rest[5]]);
-        let message_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < NLMSG_HEADER_BYTES || len > rest.len() {
-            return Err(NetlinkError::Malformed(format!(
-                "message length {len} with {} bytes left",
-                rest.len()
-            )));
-        }
-        let payload = &rest[NLMSG_HEADER_BYTES..len];
-        let aligned = (len + 3) & !3;
-        rest = &rest[aligned.min(rest.len())..];
-        if message_seq.wrapping_sub(first_seq) as usize >= count {
-            continue;
-        }
-        if message_type == libc::NLMSG_ERROR as u16 {
-            let code = payload
-                .get(0..4)
-                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| NetlinkError::Malformed("error message without a code".into()))?;
-            match code {
-                0 => continue,
-                code if code == -libc::ENOENT => progress.gone += 1,
-                code => {
-                    return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
-                        code.saturating_neg(),
-                    )))
-                }
-            }
-        } else {
-            visit(&diag_message(payload)?);
-        }
-        progress.answered += 1;
-    }
-    Ok(())
 }
 
 /// An open NETLINK_SOCK_DIAG socket with its receive buffer.
@@ -551,57 +444,8 @@ impl DiagSocket {
         Ok(count)
     }
 
-    /// Asks the kernel for each of `sockets` (at most `MAX_LOOKUPS`) by itself, all requests in one
-    /// datagram, with its drop count, and calls `visit` for each one it still has. Returns how many it no longer has: a socket
-    /// closed since the dump that named it, or one that a lookup cannot single out (see
-    /// `SocketId::listener_key`).
-    pub fn lookup(
-        &mut self,
-        sockets: &[SocketId],
-        visit: &mut dyn FnMut(&DiagSocketInfo),
-    ) -> Result<usize, NetlinkError> {
-        let count = sockets.len();
-        if count == 0 {
-            return Ok(0);
-        }
-        if count > MAX_LOOKUPS {
-            return Err(NetlinkError::Malformed(format!(
-                "{count} lookups in one request, at most {MAX_LOOKUPS}"
-            )));
-        }
-        let first_seq = self.seq.wrapping_add(1);
-        self.seq = self.seq.wrapping_add(count as u32);
-        encode_lookups(sockets, first_seq, &mut self.lookup_requests);
-        loop {
-            // SAFETY: the buffer is initialised memory we own, valid for its length during the call;
-            // send(2) on an unconnected netlink socket goes to the kernel.
-            let sent = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    self.lookup_requests.as_ptr().cast(),
-                    self.lookup_requests.len(),
-                    0,
-                )
-            };
-            if sent >= 0 {
-                break;
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(NetlinkError::Send(error));
-            }
-        }
-        // Each request gets exactly one answer: the socket, or an error message.
-        let mut progress = LookupProgress::default();
-        while progress.answered < count {
-            let received = self.receive()?;
-            parse_lookup_replies(&self.buffer[..received], first_seq, count, &mut progress, visit)?;
-        }
-        Ok(progress.gone)
-    }
-
     /// One datagram into the buffer; returns its length.
-    fn receive(&mut self) -> Result<usize, NetlinkError> {
+    pub(crate) fn receive(&mut self) -> Result<usize, NetlinkError> {
         loop {
             // SAFETY: the buffer is valid for writes of its length; MSG_TRUNC makes the kernel report a
             // datagram's full length even when it did not fit, so truncation is detected below.
