@@ -3,8 +3,8 @@
 //! the listening sockets a LISTEN dump found (see `sampler::sockets`).
 
 use super::{
-    diag_message, DiagSocket, DiagSocketInfo, NetlinkError, EXT_MEMINFO, LISTEN_ONLY, NLMSG_HEADER_BYTES,
-    SOCKID_BYTES, SOCK_DIAG_BY_FAMILY, V2_REQUEST_BYTES,
+    diag_message, error_code, messages, refusal, DiagSocket, DiagSocketInfo, NetlinkError, EXT_MEMINFO,
+    LISTEN_ONLY, NLMSG_HEADER_BYTES, SOCKID_BYTES, SOCK_DIAG_BY_FAMILY, V2_REQUEST_BYTES,
 };
 use std::io;
 use std::os::fd::AsRawFd;
@@ -80,39 +80,19 @@ pub fn parse_lookup_replies(
     progress: &mut LookupProgress,
     visit: &mut dyn FnMut(&DiagSocketInfo),
 ) -> Result<(), NetlinkError> {
-    let mut rest = bytes;
-    while rest.len() >= NLMSG_HEADER_BYTES {
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let message_type = u16::from_ne_bytes([rest[4], rest[5]]);
-        let message_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < NLMSG_HEADER_BYTES || len > rest.len() {
-            return Err(NetlinkError::Malformed(format!(
-                "message length {len} with {} bytes left",
-                rest.len()
-            )));
-        }
-        let payload = &rest[NLMSG_HEADER_BYTES..len];
-        let aligned = (len + 3) & !3;
-        rest = &rest[aligned.min(rest.len())..];
-        if message_seq.wrapping_sub(first_seq) as usize >= count {
+    for message in messages(bytes) {
+        let message = message?;
+        if message.seq.wrapping_sub(first_seq) as usize >= count {
             continue;
         }
-        if message_type == libc::NLMSG_ERROR as u16 {
-            let code = payload
-                .get(0..4)
-                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| NetlinkError::Malformed("error message without a code".into()))?;
-            match code {
+        if message.kind == libc::NLMSG_ERROR as u16 {
+            match error_code(message.payload)? {
                 0 => continue,
                 code if code == -libc::ENOENT => progress.gone += 1,
-                code => {
-                    return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
-                        code.saturating_neg(),
-                    )))
-                }
+                code => return Err(refusal(code)),
             }
         } else {
-            visit(&diag_message(payload)?);
+            visit(&diag_message(message.payload)?);
         }
         progress.answered += 1;
     }

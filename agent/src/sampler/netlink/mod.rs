@@ -229,6 +229,52 @@ pub enum Progress {
     Done,
 }
 
+/// One netlink message of a datagram: its type, sequence number and payload.
+pub(crate) struct Message<'a> {
+    pub kind: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// The messages of one datagram, in order; a length that does not fit ends them with an error.
+pub(crate) fn messages(bytes: &[u8]) -> impl Iterator<Item = Result<Message<'_>, NetlinkError>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.len() < NLMSG_HEADER_BYTES {
+            return None;
+        }
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < NLMSG_HEADER_BYTES || len > rest.len() {
+            let error =
+                NetlinkError::Malformed(format!("message length {len} with {} bytes left", rest.len()));
+            rest = &[];
+            return Some(Err(error));
+        }
+        let message = Message {
+            kind: u16::from_ne_bytes([rest[4], rest[5]]),
+            seq: u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]),
+            payload: &rest[NLMSG_HEADER_BYTES..len],
+        };
+        let aligned = (len + 3) & !3;
+        rest = &rest[aligned.min(rest.len())..];
+        Some(Ok(message))
+    })
+}
+
+/// The code of an NLMSG_ERROR message: 0 for an acknowledgement, else a negated errno.
+pub(crate) fn error_code(payload: &[u8]) -> Result<i32, NetlinkError> {
+    payload
+        .get(0..4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| NetlinkError::Malformed("error message without a code".into()))
+}
+
+/// The refusal an error code stands for. The kernel sends a negated errno; i32::MIN from a damaged reply has
+/// no negation.
+pub(crate) fn refusal(code: i32) -> NetlinkError {
+    NetlinkError::Refused(io::Error::from_raw_os_error(code.saturating_neg()))
+}
+
 /// Visits every socket in one datagram of a dump reply. Messages for another sequence number (left over
 /// from an abandoned dump) are skipped.
 pub fn parse_datagram(
@@ -236,40 +282,19 @@ pub fn parse_datagram(
     seq: u32,
     visit: &mut dyn FnMut(&DiagSocketInfo),
 ) -> Result<Progress, NetlinkError> {
-    let mut rest = bytes;
-    while rest.len() >= NLMSG_HEADER_BYTES {
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let message_type = u16::from_ne_bytes([rest[4], rest[5]]);
-        let message_seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < NLMSG_HEADER_BYTES || len > rest.len() {
-            return Err(NetlinkError::Malformed(format!(
-                "message length {len} with {} bytes left",
-                rest.len()
-            )));
-        }
-        let payload = &rest[NLMSG_HEADER_BYTES..len];
-        let aligned = (len + 3) & !3;
-        rest = &rest[aligned.min(rest.len())..];
-        if message_seq != seq {
+    for message in messages(bytes) {
+        let message = message?;
+        if message.seq != seq {
             continue;
         }
-        match message_type {
+        match message.kind {
             t if t == libc::NLMSG_DONE as u16 => return Ok(Progress::Done),
-            t if t == libc::NLMSG_ERROR as u16 => {
-                let code = payload
-                    .get(0..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                    .ok_or_else(|| NetlinkError::Malformed("error message without a code".into()))?;
-                if code == 0 {
-                    // An acknowledgement; a dump ends with NLMSG_DONE, so keep reading.
-                    continue;
-                }
-                // The kernel sends a negated errno; i32::MIN from a damaged reply has no negation.
-                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
-                    code.saturating_neg(),
-                )));
-            }
-            _ => visit(&diag_message(payload)?),
+            t if t == libc::NLMSG_ERROR as u16 => match error_code(message.payload)? {
+                // An acknowledgement; a dump ends with NLMSG_DONE, so keep reading.
+                0 => continue,
+                code => return Err(refusal(code)),
+            },
+            _ => visit(&diag_message(message.payload)?),
         }
     }
     Ok(Progress::More)
