@@ -356,6 +356,8 @@ impl TcpSampler {
             known.lookup_ticks += 1;
         } else {
             drops.set(Some(0));
+            // Until this dump completes, lookups have nothing whole to stand in for.
+            known.at = None;
             known.sockets.clear();
             let sockets = &mut known.sockets;
             diag.dump_listeners(&mut |socket| {
@@ -504,6 +506,43 @@ fn root_of(tcp_path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listener(port: u16, cookie: u8) -> SocketId {
+        let mut id = [0u8; 48];
+        id[0..2].copy_from_slice(&port.to_be_bytes());
+        id[40] = cookie;
+        SocketId::new(libc::AF_INET as u8, id)
+    }
+
+    #[test]
+    fn issue_12_lookups_stand_in_only_for_a_whole_recent_dump_under_the_same_hint() {
+        let start = Instant::now();
+        let mut known = KnownListeners::default();
+        assert!(!known.stand_in(start, Some(1)), "no dump yet");
+        known.sockets = vec![listener(22, 1), listener(80, 2)];
+        known.dumped(start, Some(1));
+        assert!(known.stand_in(start + Duration::from_secs(9), Some(1)));
+        assert!(
+            !known.stand_in(start + Duration::from_secs(1), Some(2)),
+            "the hint moved"
+        );
+        assert!(!known.stand_in(start + Duration::from_secs(1), None), "no hint");
+        assert!(!known.stand_in(start + LISTEN_DUMP_EVERY, Some(1)), "too old");
+        // Two members of one SO_REUSEPORT group (same port and address, other cookies).
+        known.sockets = vec![listener(80, 1), listener(80, 2)];
+        known.dumped(start, Some(1));
+        assert!(!known.stand_in(start, Some(1)));
+        known.sockets = (0..=MAX_LOOKUPS as u16).map(|port| listener(port, 0)).collect();
+        known.dumped(start, Some(1));
+        assert!(
+            !known.stand_in(start, Some(1)),
+            "more sockets than one lookup takes"
+        );
+        known.sockets = vec![listener(22, 1)];
+        known.dumped(start, Some(1));
+        known.refused = true;
+        assert!(!known.stand_in(start, Some(1)), "the kernel refused lookups");
+    }
 
     fn policy(cpu_budget_ppm: u32) -> FullPassPolicy {
         FullPassPolicy {
