@@ -2,14 +2,14 @@
 //! (acknowledgement delay, loss detection, keep-alive, idle timeout; see `uplink::QuicRuntime`) and the
 //! acknowledgement check.
 //!
-//! tokio's timer wheel, the default for both, wakes a sleeping runtime twice for most deadlines: once at the
+//! tokio's timer wheel, the default for all three, wakes a sleeping runtime twice for most deadlines: once at the
 //! start of the wheel slot that holds it (slots are 64 ms wide for deadlines 64 ms to 4 s away, and levels
 //! are aligned to absolute time, so a 25 ms deadline crossing a 64 ms boundary counts too), and again at the
 //! deadline, which it may also reach in two sleeps when the millisecond rounding of epoll's timeout wakes it
 //! a little early. An idle agent's second has three things to wake for (the tick, the collector's reply, the
 //! acknowledgement it owes the collector 25 ms later); tokio made that seven wake-ups. A timerfd wakes
 //! the runtime once, at its deadline, through the same epoll the sockets use, and each wake-up of a sleeping
-//! process costs about 45 µs of CPU on this project's benchmark machine (`bench/RESULTS.md`).
+//! process costs 50–65 µs of CPU on this project's benchmark machine (`bench/RESULTS.md`, "Fewer wake-ups").
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -60,27 +60,21 @@ impl TimerFd {
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_nanos(1));
-        let setting = libc::itimerspec {
-            it_interval: timespec(period.unwrap_or(Duration::ZERO)),
-            it_value: timespec(wait),
-        };
-        // SAFETY: `setting` is a valid itimerspec for the duration of the call; the old value is not asked for.
-        let status = unsafe {
-            libc::timerfd_settime(self.fd.get_ref().as_raw_fd(), 0, &setting, std::ptr::null_mut())
-        };
-        if status != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.settime(timespec(wait), timespec(period.unwrap_or(Duration::ZERO)))
     }
 
     /// Disarms the timer: it will not fire until set again.
     pub fn disarm(&self) -> io::Result<()> {
+        // A zero value disarms.
+        self.settime(timespec(Duration::ZERO), timespec(Duration::ZERO))
+    }
+
+    fn settime(&self, value: libc::timespec, interval: libc::timespec) -> io::Result<()> {
         let setting = libc::itimerspec {
-            it_interval: timespec(Duration::ZERO),
-            it_value: timespec(Duration::ZERO),
+            it_interval: interval,
+            it_value: value,
         };
-        // SAFETY: as in `set`.
+        // SAFETY: `setting` is a valid itimerspec for the duration of the call; the old value is not asked for.
         let status = unsafe {
             libc::timerfd_settime(self.fd.get_ref().as_raw_fd(), 0, &setting, std::ptr::null_mut())
         };
@@ -161,7 +155,6 @@ impl Deadline {
             return;
         }
         match &mut self.timer {
-            // A zero setting disarms a timerfd.
             Ok(timer) => {
                 let _ = timer.disarm();
             }
@@ -178,10 +171,9 @@ impl Deadline {
             return std::future::pending().await;
         }
         match &mut self.timer {
+            // An error (not expected of a timerfd) counts as firing rather than hanging.
             Ok(timer) => {
-                if timer.fired().await.is_err() {
-                    // Not expected of a timerfd; fire rather than hang.
-                }
+                let _ = timer.fired().await;
             }
             Err(sleep) => sleep.as_mut().await,
         }
