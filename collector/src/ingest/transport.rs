@@ -48,9 +48,15 @@ pub fn streaming_transport() -> quinn::TransportConfig {
     // the whole connection's life; the collector sends a few small frames a second per agent, never a
     // burst worth batching, so one datagram's buffer (~1.5 KiB) is all a connection needs (issue 12).
     transport.enable_segmentation_offload(false);
-    // No ACK_FREQUENCY request: asking agents to acknowledge at once (threshold 0) spares each agent the
-    // wake-up of its delayed ACK, about a tenth of an idle agent's CPU, but cost the collector more CPU per
-    // sample at 5,000 agents in four of five alternating runs (bench/RESULTS.md, "Fewer wake-ups").
+    // Every acknowledgement the collector sends is a packet the agent must acknowledge in turn. Left to its
+    // default, the agent waits its max_ack_delay (25 ms) for more to acknowledge together, and there never
+    // is more: one more wake-up of the agent a sample, on every host. ACK_FREQUENCY with a threshold of 0
+    // asks it to acknowledge at once, in the wake-up that received the packet (issue 12). The collector
+    // receives as many packets either way; with jemalloc its CPU per sample was no higher with the request
+    // in three alternating pairs (bench/RESULTS.md, "ACK_FREQUENCY again").
+    let mut ack_frequency = quinn::AckFrequencyConfig::default();
+    ack_frequency.ack_eliciting_threshold(0u32.into());
+    transport.ack_frequency_config(Some(ack_frequency));
     transport
 }
 
@@ -93,6 +99,15 @@ mod tests {
         ] {
             assert!(text.contains(&expected), "{expected} not in {text}");
         }
+    }
+
+    #[test]
+    fn issue_12_agents_are_asked_to_acknowledge_at_once() {
+        let text = format!("{:?}", streaming_transport());
+        assert!(
+            text.contains("ack_frequency_config: Some(AckFrequencyConfig { ack_eliciting_threshold: 0"),
+            "{text}"
+        );
     }
 
     #[test]

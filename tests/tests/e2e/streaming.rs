@@ -146,6 +146,37 @@ fn send_and_get_closed(tls: rustls::ClientConfig, collector: SocketAddr, bytes: 
     })
 }
 
+/// Issue 12: the collector asks each agent, with an ACK_FREQUENCY frame, to acknowledge its packets at
+/// once, so that the acknowledgement an agent owes for each of the collector's does not cost it a wake-up of
+/// its own 25 ms later.
+#[test]
+fn issue_12_the_collector_asks_agents_to_acknowledge_at_once() {
+    let _suite = headroom_tests::shared();
+    let collector = Collector::start();
+    let agent = collector.issue("prompt");
+    let ca_pem = read(collector.pki_dir().join("ca.pem"));
+    let tls = client_config(
+        &ca_pem,
+        Some((&read(agent.join("agent.pem")), &read(agent.join("agent.key")))),
+        &[ALPN],
+    )
+    .unwrap();
+    let (runtime, endpoint, config) = raw_client(tls);
+    let frames = runtime.block_on(async move {
+        let connection = endpoint
+            .connect_with(config, collector.quic, "localhost")
+            .unwrap()
+            .await
+            .expect("handshake");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while connection.stats().frame_rx.ack_frequency == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        connection.stats().frame_rx.ack_frequency
+    });
+    assert!(frames >= 1, "no ACK_FREQUENCY frame from the collector");
+}
+
 fn read(path: std::path::PathBuf) -> String {
     std::fs::read_to_string(path).unwrap()
 }
