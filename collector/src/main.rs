@@ -13,8 +13,9 @@ mod cli;
 mod commands;
 
 /// jemalloc for the whole process (the `unprefixed_malloc_on_supported_platforms` feature makes it the C
-/// `malloc` too, so SQLite's page cache and ring share it): less CPU per sample and less memory held per host
-/// than glibc's allocator at thousands of connections (`bench/RESULTS.md`, "jemalloc").
+/// `malloc` too, so SQLite's page cache and ring share it): at the median of alternating runs with thousands
+/// of connections, less CPU per sample and less memory per host than glibc's allocator (`bench/RESULTS.md`,
+/// "jemalloc, ACK_FREQUENCY again").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
