@@ -12,15 +12,15 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 mod commands;
 
+use cli::{Cli, Command, DocumentedCli, Invocation};
+use commands::support::{load_config, Failure};
+
 /// jemalloc for the whole process (the `unprefixed_malloc_on_supported_platforms` feature makes it the C
 /// `malloc` too, so SQLite's page cache and ring share it): at the median of alternating runs with thousands
 /// of connections, less CPU per sample and less memory per host than glibc's allocator (`bench/RESULTS.md`,
 /// "jemalloc, ACK_FREQUENCY again").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-use cli::{Cli, Command, DocumentedCli, Invocation};
-use commands::support::{load_config, Failure};
 
 fn main() -> ExitCode {
     let command = match Cli::parse().command {
