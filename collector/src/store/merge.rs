@@ -45,15 +45,15 @@ struct Total {
     min: f64,
     max: f64,
     zero_count: u64,
-    /// Count per bucket index `DENSE_LOW + i`.
+    /// Count per bucket index `DENSE_LOW + i`; empty for a sparse merger.
     dense: Vec<u64>,
-    /// Buckets outside the dense range.
+    /// Buckets outside the dense range (every bucket of a sparse merger).
     sparse: BTreeMap<i32, u64>,
 }
 
 impl Total {
     fn add_bucket(&mut self, index: i32, count: u64) {
-        if (DENSE_LOW..DENSE_HIGH).contains(&index) {
+        if !self.dense.is_empty() && (DENSE_LOW..DENSE_HIGH).contains(&index) {
             self.dense[(index - DENSE_LOW) as usize] += count;
         } else {
             *self.sparse.entry(index).or_insert(0) += count;
@@ -82,6 +82,9 @@ impl Total {
 pub struct RollupMerger {
     wanted: Wanted,
     totals: Vec<Option<Total>>,
+    /// Whether each kept metric's buckets go to a dense array (many blobs into one total) or all to the
+    /// map (a few blobs each into many totals held at once, where 25 KiB per total would add up).
+    dense: bool,
 }
 
 impl RollupMerger {
@@ -89,6 +92,16 @@ impl RollupMerger {
         RollupMerger {
             wanted,
             totals: Vec::new(),
+            dense: true,
+        }
+    }
+
+    /// A merger that keeps its buckets in a map: small when it sees few blobs, slower when it sees many.
+    /// Its answers are those of [`RollupMerger::new`].
+    pub fn sparse(wanted: Wanted) -> Self {
+        RollupMerger {
+            dense: false,
+            ..RollupMerger::new(wanted)
         }
     }
 
@@ -115,6 +128,7 @@ impl RollupMerger {
                     let sum = get_f64(&mut input)?;
                     let min = get_f64(&mut input)?;
                     let max = get_f64(&mut input)?;
+                    let dense = self.dense;
                     let mut total = if self.wanted.keeps(index) {
                         Some(self.totals[index].get_or_insert_with(|| Total {
                             count: 0,
@@ -122,7 +136,11 @@ impl RollupMerger {
                             min,
                             max,
                             zero_count: 0,
-                            dense: vec![0; (DENSE_HIGH - DENSE_LOW) as usize],
+                            dense: if dense {
+                                vec![0; (DENSE_HIGH - DENSE_LOW) as usize]
+                            } else {
+                                Vec::new()
+                            },
                             sparse: BTreeMap::new(),
                         }))
                     } else {
@@ -207,11 +225,14 @@ mod tests {
             let input = blobs(seed, 720);
             let expected = merged_one_by_one(&input);
             let mut merger = RollupMerger::new(Wanted::All);
+            let mut sparse = RollupMerger::sparse(Wanted::All);
             for blob in &input {
                 merger.add_encoded(blob).unwrap();
+                sparse.add_encoded(blob).unwrap();
             }
             let got = merger.finish();
             assert_eq!(got, expected, "seed {seed}");
+            assert_eq!(sparse.finish(), expected, "seed {seed}, sparse");
             for (index, stats) in expected.metrics.iter().enumerate() {
                 let Some(stats) = stats else { continue };
                 let mine = got.get(index).unwrap();

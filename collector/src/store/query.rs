@@ -3,7 +3,9 @@
 //!
 //! Windows are whole minutes: a rollup bucket counts when its start lies in `[from_ms, to_ms)`, with both
 //! ends rounded up to the minute. Whole hours come from `rollup_hour` (one indexed range read per host),
-//! the ragged ends and hours not yet built from `rollup_minute`.
+//! the ragged ends and hours not yet built from `rollup_minute`, only between its first and last minute
+//! (`Store::rollup_plan`). One host's minutes are point lookups; every host's at once
+//! (`Store::hosts_metric_stats`, the sizing report's per-host memory) is one range read per end.
 
 use super::merge::{RollupMerger, Wanted};
 use super::meta::{get_meta, META_HOUR_BUILT, META_PORT_MINUTES_FROM, META_RAW_CUTOFF, META_RAW_ROWID};
@@ -13,7 +15,16 @@ use super::sketch::{DecodeError, MetricStats, RollupStats};
 use super::{Store, StoreError};
 use crate::metrics::Metric;
 use rusqlite::{params, OptionalExtension};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The rollups that cover a window: see [`Store::rollup_plan`].
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct RollupPlan {
+    /// Whole hours read from `rollup_hour`.
+    pub(super) hours: Option<(u64, u64)>,
+    /// Minute ranges read from `rollup_minute`, each within the minutes that hold rows.
+    pub(super) minutes: Vec<(u64, u64)>,
+}
 
 /// A host as stored in `hosts`.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +207,48 @@ impl Store {
             .collect())
     }
 
+    /// Which rollups cover `[from_ms, to_ms)`: hour rows for the whole hours already built, minute rows for
+    /// the rest, with the minute ranges cut to the minutes that hold rows at all (two indexed reads), so a
+    /// day's window over a database a few minutes old looks up a few minutes, not 1,440 per host.
+    pub(super) fn rollup_plan(&self, from_ms: u64, to_ms: u64) -> Result<RollupPlan, StoreError> {
+        let err = self.sql_error("read rollups");
+        let from = ceil_to(from_ms, MINUTE_MS);
+        let to = ceil_to(to_ms, MINUTE_MS);
+        if from >= to {
+            return Ok(RollupPlan::default());
+        }
+        let hour_built = get_meta(&self.conn, META_HOUR_BUILT).map_err(&err)? as u64;
+        let hours_from = ceil_to(from, HOUR_MS);
+        let hours_to = (to - to % HOUR_MS).min(hour_built - hour_built % HOUR_MS);
+        let (hours, ranges) = if hours_from < hours_to {
+            (
+                Some((hours_from, hours_to)),
+                vec![(from, hours_from), (hours_to, to)],
+            )
+        } else {
+            (None, vec![(from, to)])
+        };
+        let bound = |sql: &str| -> Result<Option<u64>, StoreError> {
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
+                .map(|v| v.map(|v| v as u64))
+                .map_err(&err)
+        };
+        let minutes = match (
+            bound("SELECT MIN(bucket_ms) FROM rollup_minute")?,
+            bound("SELECT MAX(bucket_ms) FROM rollup_minute")?,
+        ) {
+            (Some(first), Some(last)) => ranges
+                .into_iter()
+                .map(|(start, end)| (start.max(first), end.min(last + MINUTE_MS)))
+                .filter(|(start, end)| start < end)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(RollupPlan { hours, minutes })
+    }
+
     /// `host_id`'s rollups in the window merged into one, keeping the `wanted` metrics.
     pub(crate) fn host_rollup(
         &self,
@@ -204,39 +257,17 @@ impl Store {
         to_ms: u64,
         wanted: Wanted,
     ) -> Result<RollupStats, StoreError> {
-        let err = self.sql_error("read rollups");
-        let from = ceil_to(from_ms, MINUTE_MS);
-        let to = ceil_to(to_ms, MINUTE_MS);
-        if from >= to {
-            return Ok(RollupStats::default());
-        }
+        let plan = self.rollup_plan(from_ms, to_ms)?;
         let mut total = RollupMerger::new(wanted);
-        let hour_built = get_meta(&self.conn, META_HOUR_BUILT).map_err(&err)? as u64;
-        let hours_from = ceil_to(from, HOUR_MS);
-        let hours_to = (to - to % HOUR_MS).min(hour_built - hour_built % HOUR_MS);
-        let mut minute_ranges = vec![(from, to)];
-        if hours_from < hours_to {
-            minute_ranges = vec![(from, hours_from), (hours_to, to)];
-            let mut statement = self
-                .conn
-                .prepare_cached(
-                    "SELECT stats FROM rollup_hour WHERE host_id = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
-                )
-                .map_err(&err)?;
-            // Each blob is summed where SQLite holds it: no copy, no sketch per blob.
-            let mut rows = statement
-                .query(params![host_id, hours_from as i64, hours_to as i64])
-                .map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let blob = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
-                total.add_encoded(blob).map_err(|e| self.bad_stats(e))?;
-            }
+        if let Some((hours_from, hours_to)) = plan.hours {
+            self.add_hour_rollups(host_id, hours_from, hours_to, &mut total)?;
         }
+        let err = self.sql_error("read rollups");
         let mut lookup = self
             .conn
             .prepare_cached("SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
             .map_err(&err)?;
-        for (start, end) in minute_ranges {
+        for (start, end) in plan.minutes {
             for minute in (start..end).step_by(MINUTE_MS as usize) {
                 let blob = lookup
                     .query_row(params![minute as i64, host_id], |r| r.get::<_, Vec<u8>>(0))
@@ -248,6 +279,91 @@ impl Store {
             }
         }
         Ok(total.finish())
+    }
+
+    /// `host_id`'s hour rollups in `[hours_from, hours_to)` summed into `total`.
+    fn add_hour_rollups(
+        &self,
+        host_id: i64,
+        hours_from: u64,
+        hours_to: u64,
+        total: &mut RollupMerger,
+    ) -> Result<(), StoreError> {
+        let err = self.sql_error("read rollups");
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT stats FROM rollup_hour WHERE host_id = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
+            )
+            .map_err(&err)?;
+        // Each blob is summed where SQLite holds it: no copy, no sketch per blob.
+        let mut rows = statement
+            .query(params![host_id, hours_from as i64, hours_to as i64])
+            .map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let blob = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
+            total.add_encoded(blob).map_err(|e| self.bad_stats(e))?;
+        }
+        Ok(())
+    }
+
+    /// `metric` over `[from_ms, to_ms)` for every host with rollups there, by host name: what
+    /// [`Store::host_stats`] gives host by host (the same counts, extremes and sketch; the sum may differ in
+    /// its last bits, being added in another order), with the minute rollups read in one range per end of
+    /// the window for all hosts instead of one lookup per host and minute. What the sizing report reads for
+    /// every host's memory.
+    pub fn hosts_metric_stats(
+        &self,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<HashMap<String, MetricStats>, StoreError> {
+        let plan = self.rollup_plan(from_ms, to_ms)?;
+        let wanted = Wanted::One(metric.index());
+        let err = self.sql_error("read rollups");
+        // A sparse merger per host: thousands are held at once, each seeing a few blobs.
+        let mut minutes: HashMap<i64, RollupMerger> = HashMap::new();
+        let mut scan = self
+            .conn
+            .prepare_cached(
+                "SELECT host_id, stats FROM rollup_minute WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
+            )
+            .map_err(&err)?;
+        for (start, end) in plan.minutes {
+            let mut rows = scan.query(params![start as i64, end as i64]).map_err(&err)?;
+            while let Some(row) = rows.next().map_err(&err)? {
+                let host_id: i64 = row.get(0).map_err(&err)?;
+                let blob = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
+                minutes
+                    .entry(host_id)
+                    .or_insert_with(|| RollupMerger::sparse(wanted))
+                    .add_encoded(blob)
+                    .map_err(|e| self.bad_stats(e))?;
+            }
+        }
+        let mut out = HashMap::new();
+        for (name, record) in &self.hosts {
+            let mut stats: Option<MetricStats> = None;
+            if let Some((hours_from, hours_to)) = plan.hours {
+                let mut total = RollupMerger::new(wanted);
+                self.add_hour_rollups(record.id, hours_from, hours_to, &mut total)?;
+                stats = total.finish().get(metric.index()).cloned();
+            }
+            let minute_part = minutes
+                .remove(&record.id)
+                .and_then(|merger| merger.finish().get(metric.index()).cloned());
+            let merged = match (stats, minute_part) {
+                (Some(mut hours), Some(minutes)) => {
+                    hours.merge(&minutes);
+                    Some(hours)
+                }
+                (hours, minutes) => hours.or(minutes),
+            };
+            if let Some(merged) = merged {
+                out.insert(name.clone(), merged);
+            }
+        }
+        Ok(out)
     }
 
     fn bad_stats(&self, e: DecodeError) -> StoreError {

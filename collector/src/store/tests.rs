@@ -1031,3 +1031,101 @@ fn issue_9_only_the_store_touches_sqlite() {
         "SQLite used outside the store: {offenders:?}"
     );
 }
+
+/// Three hosts over about three hours: one throughout, one that stopped after the first hour, one that
+/// started in the last minutes; hour rollups built for the first two hours only.
+fn three_hosts_three_hours() -> (tempfile::TempDir, Store) {
+    let (dir, mut store) = temp_store();
+    let mut rng = fastrand::Rng::with_seed(12);
+    let spans = [("a", 0, 170 * 60), ("b", 0, 61 * 60), ("c", 160 * 60, 170 * 60)];
+    for (host, first_s, end_s) in spans {
+        let mut seq = 0;
+        for chunk_start in (first_s..end_s).step_by(600) {
+            let rows = (chunk_start..(chunk_start + 600).min(end_s))
+                .map(|s| {
+                    seq += 1;
+                    let mut r = row(seq, T0 + s * 1000, rng.f64() * 100.0);
+                    r.metrics.mem_used_bytes = Some(rng.u64(1 << 30..4 << 30));
+                    r
+                })
+                .collect();
+            store.commit_batches(&[batch(host, rows)]).unwrap();
+        }
+    }
+    store
+        .maintain(T0 + 2 * HOUR_MS + 30 * MINUTE_MS, &Retention::default())
+        .unwrap();
+    store
+        .maintain(T0 + 171 * MINUTE_MS, &Retention::default())
+        .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn issue_12_a_window_reads_only_the_minutes_that_hold_rollups() {
+    let (_dir, store) = three_hosts_three_hours();
+    let first = count(&store, "SELECT MIN(bucket_ms) FROM rollup_minute") as u64;
+    let last = count(&store, "SELECT MAX(bucket_ms) FROM rollup_minute") as u64;
+    assert_eq!(first, T0);
+    assert!(
+        last >= T0 + 160 * MINUTE_MS,
+        "minutes rolled up to {}",
+        (last - T0) / MINUTE_MS
+    );
+    let built = count(&store, "SELECT MAX(bucket_ms) FROM rollup_hour") as u64 + HOUR_MS;
+    // A day's window ending now: whole hours from the hour table (one indexed range per host, however
+    // long), minutes only where minute rows exist, not the 1,440 minutes of the day.
+    let from = T0 + 3 * HOUR_MS - 86_400_000;
+    let plan = store.rollup_plan(from, T0 + 3 * HOUR_MS).unwrap();
+    assert_eq!(plan.hours, Some((from, built)));
+    assert_eq!(plan.minutes, vec![(built, last + MINUTE_MS)]);
+    // Before the first minute, and an empty database: no minute to look up.
+    assert!(store.rollup_plan(T0 - 86_400_000, T0).unwrap().minutes.is_empty());
+    let (_empty_dir, empty) = temp_store();
+    let plan = empty.rollup_plan(T0, T0 + 86_400_000).unwrap();
+    assert!(plan.hours.is_none() && plan.minutes.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn issue_12_every_hosts_statistics_in_one_read_answer_like_one_host_at_a_time() {
+    let (_dir, store) = three_hosts_three_hours();
+    let windows = [
+        (T0 + 3 * HOUR_MS - 86_400_000, T0 + 3 * HOUR_MS),
+        (T0 + 17 * MINUTE_MS, T0 + 150 * MINUTE_MS),
+        (T0 + 30 * MINUTE_MS, T0 + 50 * MINUTE_MS),
+        (T0 + 2 * HOUR_MS, T0 + 3 * HOUR_MS),
+        (T0 - HOUR_MS, T0),
+    ];
+    for (from, to) in windows {
+        for metric in [Metric::MemUsedBytes, Metric::CpuBusyPct] {
+            let all = store.hosts_metric_stats(metric, from, to).unwrap();
+            for host in ["a", "b", "c"] {
+                let one = store.host_stats(host, metric, from, to).unwrap();
+                let bulk = all.get(host);
+                let what = format!("{host} {metric:?} {from}..{to}");
+                match (one, bulk) {
+                    (None, None) => {}
+                    (Some(one), Some(bulk)) => {
+                        assert_eq!(
+                            (bulk.count, bulk.min, bulk.max),
+                            (one.count, one.min, one.max),
+                            "{what}"
+                        );
+                        assert_eq!(bulk.sketch, one.sketch, "{what}");
+                        assert!((bulk.sum - one.sum).abs() <= one.sum.abs() * 1e-12, "{what}");
+                        for q in [0.5, 0.95, 0.99] {
+                            assert_eq!(bulk.quantile(q), one.quantile(q), "{what} q {q}");
+                        }
+                    }
+                    (one, bulk) => panic!("{what}: one at a time {one:?}, all at once {bulk:?}"),
+                }
+            }
+            assert!(all.keys().all(|h| ["a", "b", "c"].contains(&h.as_str())));
+        }
+    }
+    // The windows above saw each host at least once.
+    let day = store
+        .hosts_metric_stats(Metric::MemUsedBytes, T0 - HOUR_MS, T0 + 4 * HOUR_MS)
+        .unwrap();
+    assert_eq!(day.len(), 3);
+}

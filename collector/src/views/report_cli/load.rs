@@ -110,18 +110,16 @@ pub fn load_input(
     bar: &ProgressBar,
 ) -> Result<LoadedInput, ReportError> {
     let mut groups: BTreeMap<String, (Vec<HostInput>, Vec<MinuteSum>)> = BTreeMap::new();
+    // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing), all
+    // hosts in one read.
+    let memory = store.hosts_metric_stats(Metric::MemUsedBytes, window.start_ms, window.end_ms)?;
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
             continue;
         }
-        // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing).
-        let memory_used_peak_bytes = store.host_percentile(
-            &host.name,
-            Metric::MemUsedBytes,
-            window.start_ms,
-            window.end_ms,
-            percentile / 100.0,
-        )?;
+        let memory_used_peak_bytes = memory
+            .get(&host.name)
+            .and_then(|stats| stats.quantile(percentile / 100.0));
         let (hosts, _) = groups.entry(group_name(&host.group)).or_default();
         hosts.push(HostInput {
             name: host.name,
