@@ -1,8 +1,9 @@
 //! Writes a synthetic collector database for the capacity-report and windowed-fleet benchmarks: HOSTS hosts
 //! in 20 service groups over 3 zones, `group_minutes` and `group_port_minutes` for every minute of DAYS days
 //! ending now, with a daily cycle and a slow upward trend, and every host's hourly rollup (`rollup_hour`,
-//! with sketches of CPU busy %, memory used % and bytes from one value a minute) that per-host memory
-//! sizing and `fleet --window W --stat S` read. Usage: `report_db_bench FILE [HOSTS] [DAYS]`;
+//! with sketches of CPU busy %, memory used % and bytes from one value a minute, up to the hour before the
+//! current one) and minute rollups at the window's ragged ends, which per-host memory sizing and
+//! `fleet --window W --stat S` read. Usage: `report_db_bench FILE [HOSTS] [DAYS]`;
 //! bench/report_bench.sh times `headroom-collector report` and the windowed fleet view on the result.
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ fn main() -> anyhow::Result<()> {
     let end_ms = now_ms - now_ms % MINUTE_MS;
     let start_ms = end_ms - days * 86_400_000;
     let started = Instant::now();
+    // Hours are built once their minutes are: the last hour built is the one before the current hour.
+    let hour_built_ms = (end_ms - end_ms % HOUR_MS).saturating_sub(HOUR_MS).max(start_ms);
 
     // The store creates the schema, so the file is exactly what a collector would have made.
     drop(Store::open(&path, now_ms)?);
@@ -129,7 +132,7 @@ fn main() -> anyhow::Result<()> {
         let total_minutes = (end_ms - start_ms) / MINUTE_MS;
         let mut hour_ms = first_hour_ms;
         let mut written = 0u64;
-        while hour_ms + HOUR_MS <= end_ms {
+        while hour_ms + HOUR_MS <= hour_built_ms {
             for &(host_id, group, memory) in &host_rows {
                 let mut stats = RollupStats::with_len(Metric::COUNT);
                 for minute in 0..60 {
@@ -151,8 +154,35 @@ fn main() -> anyhow::Result<()> {
         }
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_hour_built_through_ms', ?1)",
-            [(end_ms - end_ms % HOUR_MS) as i64],
+            [hour_built_ms as i64],
         )?;
+        written
+    };
+    // The minutes at both ragged ends of the window, as a running collector holds them: before the first
+    // whole hour, and since the last hour built (the current hour, and the one before it while the rollup
+    // is still ROLLUP_DELAY past its end).
+    let minute_rollups = {
+        let mut insert = tx.prepare(
+            "INSERT INTO rollup_minute (bucket_ms, host_id, samples, stats, pass_rowid) \
+             VALUES (?1, ?2, 60, ?3, 0)",
+        )?;
+        let mut rng = fastrand::Rng::with_seed(13);
+        let first_hour_ms = start_ms.div_ceil(HOUR_MS) * HOUR_MS;
+        let mut written = 0u64;
+        let minutes = |from: u64, to: u64| (from..to).step_by(MINUTE_MS as usize);
+        for minute_ms in minutes(start_ms, first_hour_ms).chain(minutes(hour_built_ms, end_ms)) {
+            for &(host_id, group, memory) in &host_rows {
+                let mut stats = RollupStats::with_len(Metric::COUNT);
+                for _ in 0..60 {
+                    let used = 0.4 + 0.1 * rng.f64();
+                    stats.add(Metric::CpuBusyPct.index(), (0.15 + 0.02 * group as f64) * 100.0);
+                    stats.add(Metric::MemUsedPct.index(), used * 100.0);
+                    stats.add(Metric::MemUsedBytes.index(), used * memory as f64);
+                }
+                insert.execute(params![minute_ms as i64, host_id, stats.encode()])?;
+                written += 1;
+            }
+        }
         written
     };
     // Every minute is rolled up: the report reads group_minutes and group_port_minutes only, as it would on a
@@ -167,10 +197,11 @@ fn main() -> anyhow::Result<()> {
     let rows = GROUPS as u64 * ZONES.len() as u64 * (end_ms - start_ms) / MINUTE_MS;
     let size_bytes = std::fs::metadata(&path)?.len();
     println!(
-        "wrote {} with {hosts} hosts, {rows} group_minutes rows and {} hourly rollups over {days} days: \
-         {:.1} MiB in {:.1} s",
+        "wrote {} with {hosts} hosts, {rows} group_minutes rows, {} hourly and {} minute rollups over \
+         {days} days: {:.1} MiB in {:.1} s",
         path.display(),
         hourly_rollups,
+        minute_rollups,
         size_bytes as f64 / (1u64 << 20) as f64,
         started.elapsed().as_secs_f64()
     );

@@ -374,6 +374,9 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
     shared.latencies_us.lock().expect("latency lock poisoned").clear();
     shared.recording.store(true, Ordering::Relaxed);
     let mut previous = snapshot(pid, port, &shared);
+    // The collector's RSS at every progress line: a single reading can land in a rollup pass's transient
+    // memory, so flatness is judged on the readings of the window's first and last minutes (bench/ingest.sh).
+    let mut rss_readings_mib = vec![before.collector.rss_kib as f64 / 1024.0];
     let window_end = Instant::now() + Duration::from_secs(args.duration_s);
     while Instant::now() < window_end {
         let step = window_end
@@ -390,6 +393,7 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
             step_figures["collector_rss_mib"].as_f64().unwrap_or(0.0),
             step_figures["udp_rcvbuf_errors"]
         );
+        rss_readings_mib.push(now.collector.rss_kib as f64 / 1024.0);
         previous = now;
     }
     shared.recording.store(false, Ordering::Relaxed);
@@ -399,6 +403,7 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
     let samples_in_window = after.samples_acked - before.samples_acked;
     steady["database_growth_bytes_per_sample"] =
         json!(db_after.saturating_sub(db_before) as f64 / samples_in_window.max(1) as f64);
+    steady["collector_rss_readings_mib"] = json!(rss_readings_mib);
     let latency = {
         let mut latencies = std::mem::take(&mut *shared.latencies_us.lock().expect("latency lock poisoned"));
         latency_figures(&mut latencies)
