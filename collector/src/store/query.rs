@@ -177,6 +177,18 @@ impl Store {
         to_ms: u64,
         q: f64,
     ) -> Result<Vec<GroupPercentile>, StoreError> {
+        self.in_read_snapshot("read rollups", || {
+            self.group_percentiles_now(metric, from_ms, to_ms, q)
+        })
+    }
+
+    fn group_percentiles_now(
+        &self,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+        q: f64,
+    ) -> Result<Vec<GroupPercentile>, StoreError> {
         let mut groups: BTreeMap<&str, (usize, Option<MetricStats>)> = BTreeMap::new();
         for record in self.hosts.values() {
             let Some(stats) = self
@@ -269,12 +281,15 @@ impl Store {
             .map_err(&err)?;
         for (start, end) in plan.minutes {
             for minute in (start..end).step_by(MINUTE_MS as usize) {
-                let blob = lookup
-                    .query_row(params![minute as i64, host_id], |r| r.get::<_, Vec<u8>>(0))
+                // Summed where SQLite holds the blob, as the hour rows are.
+                let added = lookup
+                    .query_row(params![minute as i64, host_id], |r| {
+                        Ok(total.add_encoded(r.get_ref(0)?.as_blob()?))
+                    })
                     .optional()
                     .map_err(&err)?;
-                if let Some(blob) = blob {
-                    total.add_encoded(&blob).map_err(|e| self.bad_stats(e))?;
+                if let Some(added) = added {
+                    added.map_err(|e| self.bad_stats(e))?;
                 }
             }
         }
@@ -313,6 +328,17 @@ impl Store {
     /// the window for all hosts instead of one lookup per host and minute. What the sizing report reads for
     /// every host's memory.
     pub fn hosts_metric_stats(
+        &self,
+        metric: Metric,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<HashMap<String, MetricStats>, StoreError> {
+        self.in_read_snapshot("read rollups", || {
+            self.hosts_metric_stats_now(metric, from_ms, to_ms)
+        })
+    }
+
+    fn hosts_metric_stats_now(
         &self,
         metric: Metric,
         from_ms: u64,

@@ -1129,3 +1129,32 @@ fn issue_12_every_hosts_statistics_in_one_read_answer_like_one_host_at_a_time() 
         .unwrap();
     assert_eq!(day.len(), 3);
 }
+
+#[test]
+fn issue_12_a_read_snapshot_ends_its_transaction_and_nests_in_an_open_one() {
+    let (_dir, store) = three_hosts_three_hours();
+    // Many reads in one transaction: the same answers, and the connection back in autocommit after.
+    let in_one = store
+        .in_read_snapshot("test", || store.host_window_stats(T0, T0 + 3 * HOUR_MS))
+        .unwrap();
+    assert_eq!(in_one, store.host_window_stats(T0, T0 + 3 * HOUR_MS).unwrap());
+    assert!(store.conn.is_autocommit());
+    // A failed read ends the transaction too and reports the read's own error.
+    let failed: Result<(), StoreError> = store.in_read_snapshot("test", || {
+        Err(StoreError::BadBlob {
+            path: "x".into(),
+            what: "rollup stats",
+            detail: "damaged".into(),
+        })
+    });
+    assert!(matches!(failed, Err(StoreError::BadBlob { .. })), "{failed:?}");
+    assert!(store.conn.is_autocommit());
+    // Inside a transaction the caller opened, the read runs in it and leaves it open.
+    store.conn.execute_batch("BEGIN").unwrap();
+    let hosts = store
+        .hosts_metric_stats(Metric::MemUsedBytes, T0, T0 + 3 * HOUR_MS)
+        .unwrap();
+    assert_eq!(hosts.len(), 3);
+    assert!(!store.conn.is_autocommit());
+    store.conn.execute_batch("COMMIT").unwrap();
+}

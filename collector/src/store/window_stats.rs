@@ -23,6 +23,10 @@ pub struct HostWindowStats {
 impl Store {
     /// Every host with rolled-up data in `[from_ms, to_ms)`, by name.
     pub fn host_window_stats(&self, from_ms: u64, to_ms: u64) -> Result<Vec<HostWindowStats>, StoreError> {
+        self.in_read_snapshot("read rollups", || self.host_window_stats_now(from_ms, to_ms))
+    }
+
+    fn host_window_stats_now(&self, from_ms: u64, to_ms: u64) -> Result<Vec<HostWindowStats>, StoreError> {
         let mut out = Vec::new();
         for host in self.hosts()? {
             if host.last_seen_ms < from_ms || host.first_seen_ms >= to_ms {
