@@ -44,6 +44,28 @@ impl MinuteEntry {
                 self.stats.add(index, value);
             }
         }
+        self.add_ports(row, first, ports)
+    }
+
+    /// [`MinuteEntry::add_row`] for what a [`Contribution`] reads only: the means of
+    /// [`Contribution::METRICS`] (with the rollup's own arithmetic, so that they come out bit for bit the
+    /// same) and the ports; no sketch is built and no other metric read.
+    pub(crate) fn add_row_for_sums(
+        &mut self,
+        row: &rusqlite::Row<'_>,
+        first: usize,
+        ports: bool,
+    ) -> rusqlite::Result<()> {
+        for metric in Contribution::METRICS {
+            let index = metric.index();
+            if let Some(value) = row.get::<_, Option<f64>>(first + index)? {
+                self.stats.add_unsketched(index, value);
+            }
+        }
+        self.add_ports(row, first, ports)
+    }
+
+    fn add_ports(&mut self, row: &rusqlite::Row<'_>, first: usize, ports: bool) -> rusqlite::Result<()> {
         if ports {
             let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
             if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
@@ -66,12 +88,22 @@ pub(crate) struct Contribution {
 }
 
 impl Contribution {
+    /// The only metrics a contribution reads (their means over the minute).
+    pub(crate) const METRICS: [Metric; 3] =
+        [Metric::CpuBusyPct, Metric::MemUsedBytes, Metric::TcpEstablished];
+
     /// The host's contribution with `stats` for the minute; nothing without them.
     fn of(stats: Option<&RollupStats>, host: &HostRecord) -> Contribution {
         let Some(stats) = stats else {
             return Contribution::default();
         };
-        let mean = |m: Metric| stats.get(m.index()).map(|s| s.mean()).unwrap_or(0.0);
+        let mean = |m: Metric| {
+            debug_assert!(
+                Contribution::METRICS.contains(&m),
+                "{m:?} is not in Contribution::METRICS"
+            );
+            stats.get(m.index()).map(|s| s.mean()).unwrap_or(0.0)
+        };
         Contribution {
             hosts: 1,
             cpu_busy_cores: mean(Metric::CpuBusyPct) / 100.0 * f64::from(host.cores),
@@ -150,7 +182,7 @@ impl Store {
             per_host
                 .entry((minute, host_id))
                 .or_insert_with(MinuteEntry::new)
-                .add_row(row, 2, minute >= ports_from_ms)
+                .add_row_for_sums(row, 2, minute >= ports_from_ms)
                 .map_err(&err)?;
         }
         drop(rows);

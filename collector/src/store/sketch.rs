@@ -178,11 +178,17 @@ impl MetricStats {
     }
 
     pub fn add(&mut self, value: f64) {
+        self.add_unsketched(value);
+        self.sketch.add(value);
+    }
+
+    /// Count, sum, min and max as [`MetricStats::add`] keeps them (the same arithmetic, in the same order),
+    /// leaving the sketch alone: for readers that need only means.
+    pub fn add_unsketched(&mut self, value: f64) {
         self.count += 1;
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        self.sketch.add(value);
     }
 
     pub fn merge(&mut self, other: &MetricStats) {
@@ -236,6 +242,25 @@ impl RollupStats {
         match &mut self.metrics[index] {
             Some(stats) => stats.add(value),
             slot => *slot = Some(MetricStats::of(value)),
+        }
+    }
+
+    /// [`RollupStats::add`] without the sketch: count, sum, min and max only.
+    pub fn add_unsketched(&mut self, index: usize, value: f64) {
+        if self.metrics.len() <= index {
+            self.metrics.resize(index + 1, None);
+        }
+        match &mut self.metrics[index] {
+            Some(stats) => stats.add_unsketched(value),
+            slot => {
+                *slot = Some(MetricStats {
+                    count: 1,
+                    sum: value,
+                    min: value,
+                    max: value,
+                    sketch: Sketch::new(),
+                })
+            }
         }
     }
 
@@ -357,6 +382,27 @@ pub(super) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], Decod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_12_unsketched_totals_are_bit_for_bit_those_of_add() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let values: Vec<f64> = (0..1_000)
+            .map(|_| rng.f64() * 10f64.powi(rng.i32(-3..=9)))
+            .collect();
+        let (mut full, mut light) = (RollupStats::default(), RollupStats::default());
+        for &value in &values {
+            full.add(2, value);
+            light.add_unsketched(2, value);
+        }
+        let (full, light) = (full.get(2).unwrap(), light.get(2).unwrap());
+        assert_eq!(
+            (light.count, light.min, light.max),
+            (full.count, full.min, full.max)
+        );
+        assert_eq!(light.sum.to_bits(), full.sum.to_bits());
+        assert_eq!(light.mean().to_bits(), full.mean().to_bits());
+        assert!(light.sketch.is_empty() && !full.sketch.is_empty());
+    }
 
     fn exact_quantile(values: &[f64], q: f64) -> f64 {
         let mut sorted = values.to_vec();
