@@ -8,7 +8,6 @@
 //! metric headroom stores is non-negative; values at or below `MIN_INDEXABLE` (and negative values, which
 //! would be a bug upstream) count in a zero bucket that reports exactly 0.
 
-use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Relative accuracy of every quantile the sketch returns: the answer is within 1 % of the exact value.
@@ -35,8 +34,10 @@ fn gamma_ln() -> f64 {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sketch {
     zero_count: u64,
-    /// Bucket index → count. Sparse, because a minute of one metric usually touches a handful of buckets.
-    buckets: BTreeMap<i32, u64>,
+    /// (bucket index, count), sorted by index, each index once. Sparse, because a minute of one metric
+    /// usually touches a handful of buckets; a sorted vector holds a handful in one small allocation (a
+    /// rollup pass holds a sketch per metric of every host for its minute).
+    buckets: Vec<(i32, u64)>,
 }
 
 impl Sketch {
@@ -45,7 +46,19 @@ impl Sketch {
     }
 
     pub fn count(&self) -> u64 {
-        self.zero_count + self.buckets.values().sum::<u64>()
+        self.zero_count + self.buckets.iter().map(|&(_, count)| count).sum::<u64>()
+    }
+
+    /// The count of bucket `index`, made (at 0) if the sketch has none yet.
+    fn slot(&mut self, index: i32) -> &mut u64 {
+        let at = match self.buckets.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.buckets.insert(at, (index, 0));
+                at
+            }
+        };
+        &mut self.buckets[at].1
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,13 +80,13 @@ impl Sketch {
         }
         let clamped = value.min(MAX_INDEXABLE);
         let index = (clamped.ln() / gamma_ln()).ceil() as i32;
-        *self.buckets.entry(index).or_insert(0) += 1;
+        *self.slot(index) += 1;
     }
 
     pub fn merge(&mut self, other: &Sketch) {
         self.zero_count += other.zero_count;
-        for (&index, &count) in &other.buckets {
-            *self.buckets.entry(index).or_insert(0) += count;
+        for &(index, count) in &other.buckets {
+            *self.slot(index) += count;
         }
     }
 
@@ -90,7 +103,7 @@ impl Sketch {
         }
         let mut seen = self.zero_count;
         let gamma_ln = gamma_ln();
-        for (&index, &count) in &self.buckets {
+        for &(index, count) in &self.buckets {
             seen += count;
             if seen > rank {
                 // 2γ^k / (γ + 1), computed in log space to stay finite near the clamp.
@@ -102,18 +115,23 @@ impl Sketch {
     }
 
     /// A sketch from its zero count and its (index, count) buckets.
+    /// A bucket given twice keeps its last count.
     pub(super) fn from_parts(zero_count: u64, buckets: impl IntoIterator<Item = (i32, u64)>) -> Sketch {
-        Sketch {
+        let mut sketch = Sketch {
             zero_count,
-            buckets: buckets.into_iter().collect(),
+            buckets: Vec::new(),
+        };
+        for (index, count) in buckets {
+            *sketch.slot(index) = count;
         }
+        sketch
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
         put_varint(out, self.zero_count);
         put_varint(out, self.buckets.len() as u64);
         let mut previous: Option<i32> = None;
-        for (&index, &count) in &self.buckets {
+        for &(index, count) in &self.buckets {
             match previous {
                 // Bucket indexes are sorted, so after the first only the (small, positive) step is stored.
                 Some(p) => put_varint(out, (index - p) as u64),
@@ -125,12 +143,13 @@ impl Sketch {
     }
 
     fn decode(input: &mut &[u8]) -> Result<Sketch, DecodeError> {
-        let zero_count = get_varint(input)?;
-        let mut buckets = BTreeMap::new();
-        read_buckets(input, |index, count| {
-            buckets.insert(index, count);
-        })?;
-        Ok(Sketch { zero_count, buckets })
+        let mut sketch = Sketch {
+            zero_count: get_varint(input)?,
+            buckets: Vec::new(),
+        };
+        // In order, so each lands at the end; a damaged blob's repeated index keeps its last count.
+        read_buckets(input, |index, count| *sketch.slot(index) = count)?;
+        Ok(sketch)
     }
 }
 
