@@ -151,7 +151,8 @@ impl Store {
         let Some(record) = self.hosts.get(host) else {
             return Ok(None);
         };
-        let all = self.host_rollup(record.id, from_ms, to_ms, Wanted::One(metric.index()))?;
+        let plan = self.rollup_plan(from_ms, to_ms)?;
+        let all = self.host_rollup(record.id, &plan, Wanted::One(metric.index()))?;
         Ok(all.get(metric.index()).cloned())
     }
 
@@ -189,10 +190,11 @@ impl Store {
         to_ms: u64,
         q: f64,
     ) -> Result<Vec<GroupPercentile>, StoreError> {
+        let plan = self.rollup_plan(from_ms, to_ms)?;
         let mut groups: BTreeMap<&str, (usize, Option<MetricStats>)> = BTreeMap::new();
         for record in self.hosts.values() {
             let Some(stats) = self
-                .host_rollup(record.id, from_ms, to_ms, Wanted::One(metric.index()))?
+                .host_rollup(record.id, &plan, Wanted::One(metric.index()))?
                 .get(metric.index())
                 .cloned()
             else {
@@ -261,15 +263,14 @@ impl Store {
         Ok(RollupPlan { hours, minutes })
     }
 
-    /// `host_id`'s rollups in the window merged into one, keeping the `wanted` metrics.
-    pub(crate) fn host_rollup(
+    /// `host_id`'s rollups in the window `plan` covers ([`Store::rollup_plan`], made once for every host of
+    /// a read) merged into one, keeping the `wanted` metrics.
+    pub(super) fn host_rollup(
         &self,
         host_id: i64,
-        from_ms: u64,
-        to_ms: u64,
+        plan: &RollupPlan,
         wanted: Wanted,
     ) -> Result<RollupStats, StoreError> {
-        let plan = self.rollup_plan(from_ms, to_ms)?;
         let mut total = RollupMerger::new(wanted);
         if let Some((hours_from, hours_to)) = plan.hours {
             self.add_hour_rollups(host_id, hours_from, hours_to, &mut total)?;
@@ -279,7 +280,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2")
             .map_err(&err)?;
-        for (start, end) in plan.minutes {
+        for &(start, end) in &plan.minutes {
             for minute in (start..end).step_by(MINUTE_MS as usize) {
                 // Summed where SQLite holds the blob, as the hour rows are.
                 let added = lookup

@@ -27,6 +27,7 @@ impl Store {
     }
 
     fn host_window_stats_now(&self, from_ms: u64, to_ms: u64) -> Result<Vec<HostWindowStats>, StoreError> {
+        let plan = self.rollup_plan(from_ms, to_ms)?;
         let mut out = Vec::new();
         for host in self.hosts()? {
             if host.last_seen_ms < from_ms || host.first_seen_ms >= to_ms {
@@ -35,7 +36,7 @@ impl Store {
             let Some(record) = self.hosts.get(&host.name) else {
                 continue;
             };
-            let stats = self.host_rollup(record.id, from_ms, to_ms, Wanted::All)?;
+            let stats = self.host_rollup(record.id, &plan, Wanted::All)?;
             if stats.metrics.iter().any(Option::is_some) {
                 out.push(HostWindowStats {
                     host: host.name,
