@@ -18,6 +18,7 @@ use crate::ingest::reload::load_server_config;
 use crate::ingest::validate::Limits;
 use crate::ingest::{self, IngestContext, IngestSettings};
 use crate::live::fleet::{FleetSettings, FleetState};
+use crate::quic;
 use crate::store::{spawn_writer_with, Store, WriterSettings};
 use crate::views::http::ApiState;
 use anyhow::Context;
@@ -129,11 +130,10 @@ pub async fn serve_with_web(
             "udp receive buffer capped by net.core.rmem_max; raise it (sysctl) so bursts are not dropped"
         );
     }
-    let endpoint = quinn::Endpoint::new(
+    let endpoint = quic::Endpoint::new(
         endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
-        Some(streaming_config),
+        streaming_config,
         socket,
-        Arc::new(quinn::TokioRuntime),
     )
     .with_context(|| format!("cannot start QUIC on udp {}", config.listen))?;
     let enroll_endpoint = match enrollment {
@@ -144,11 +144,10 @@ pub async fn serve_with_web(
                      enroll_listen in the config, or set it to \"off\")"
                 )
             })?;
-            let endpoint = quinn::Endpoint::new(
+            let endpoint = quic::Endpoint::new(
                 endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
-                Some(server_config),
+                server_config,
                 socket,
-                Arc::new(quinn::TokioRuntime),
             )
             .with_context(|| format!("cannot start QUIC on udp {address}"))?;
             Some((endpoint, context))
@@ -432,7 +431,7 @@ fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
 /// a stateless reset the agent can verify; the agent then reconnects at once instead of waiting for its ack
 /// deadline or idle timeout. Both keys are derived from the server's private key, which only the collector
 /// holds.
-fn endpoint_config(server_key: &[u8]) -> quinn::EndpointConfig {
+fn endpoint_config(server_key: &[u8]) -> quic::EndpointConfig {
     let derived = |purpose: &[u8]| {
         let mut material = purpose.to_vec();
         material.extend_from_slice(server_key);
@@ -444,8 +443,8 @@ fn endpoint_config(server_key: &[u8]) -> quinn::EndpointConfig {
     let mut id_key = [0u8; 8];
     id_key.copy_from_slice(&ids.as_ref()[..8]);
     let id_key = u64::from_le_bytes(id_key);
-    let mut config = quinn::EndpointConfig::new(Arc::new(key));
-    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(id_key)));
+    let mut config = quic::EndpointConfig::new(Arc::new(key));
+    config.cid_generator(move || Box::new(quic::HashedConnectionIdGenerator::from_key(id_key)));
     config
 }
 

@@ -10,6 +10,7 @@ use super::revocation::{normalize_serial, Revocations};
 use super::signer::{SignRequest, Signer, SignerError};
 use super::tokens::{TokenFile, TokenRefusal};
 use super::unix_s;
+use crate::quic::{Connection, RecvStream};
 use headroom_common::enroll::{
     EnrollMessage, EnrollReply, Issued, Refusal, RefusalReason, ENROLL_VERSION, MAX_ENROLL_FRAME_BYTES,
 };
@@ -262,15 +263,6 @@ fn internal() -> EnrollReply {
     )
 }
 
-/// The peer's leaf certificate (DER), if it presented one.
-pub fn peer_cert_der(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    let identity = connection.peer_identity()?;
-    let chain = identity
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    chain.first().map(|cert| cert.to_vec())
-}
-
 /// Which listener a request arrived on. Enrollment with a token belongs on the enrollment listener; the
 /// streaming listener, which requires a certificate in the handshake, serves renewals only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +273,7 @@ pub enum Listener {
 
 /// Handles one connection that negotiated `ENROLL_ALPN`: one request, one reply, then close. The decision
 /// (files, signing) runs on a blocking thread.
-pub async fn handle_enrollment(connection: quinn::Connection, ctx: Arc<EnrollContext>, listener: Listener) {
+pub async fn handle_enrollment(connection: Connection, ctx: Arc<EnrollContext>, listener: Listener) {
     let peer = connection.remote_address();
     let (mut send, mut recv) = match tokio::time::timeout(REQUEST_TIMEOUT, connection.accept_bi()).await {
         Ok(Ok(stream)) => stream,
@@ -291,7 +283,7 @@ pub async fn handle_enrollment(connection: quinn::Connection, ctx: Arc<EnrollCon
         }
         Err(_) => {
             warn!(%peer, "no enrollment request within {REQUEST_TIMEOUT:?}; closing");
-            connection.close(1u32.into(), b"no request");
+            connection.close(1, b"no request");
             return;
         }
     };
@@ -309,11 +301,11 @@ pub async fn handle_enrollment(connection: quinn::Connection, ctx: Arc<EnrollCon
         }
         Err(_) => {
             warn!(%peer, "enrollment request incomplete after {REQUEST_TIMEOUT:?}; closing");
-            connection.close(1u32.into(), b"request timeout");
+            connection.close(1, b"request timeout");
             return;
         }
     };
-    let peer_cert = peer_cert_der(&connection);
+    let peer_cert = connection.peer_cert_der();
     let reply = if listener == Listener::Streaming && matches!(message, EnrollMessage::Enroll(_)) {
         warn!(%peer, "enrollment request on the streaming listener refused");
         refused(
@@ -341,7 +333,7 @@ pub async fn handle_enrollment(connection: quinn::Connection, ctx: Arc<EnrollCon
 }
 
 /// Reads exactly one request frame; the request is small, so anything over the limit is refused unread.
-async fn read_request(recv: &mut quinn::RecvStream) -> Result<EnrollMessage, String> {
+async fn read_request(recv: &mut RecvStream) -> Result<EnrollMessage, String> {
     let mut decoder = FrameDecoder::new(MAX_ENROLL_FRAME_BYTES);
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -591,17 +583,22 @@ mod tests {
 
     /// Binds `server` on loopback and serves every connection with `handle_enrollment` as `listener`.
     fn spawn_listener(
-        server: quinn::ServerConfig,
+        server: crate::quic::ServerConfig,
         ctx: Arc<EnrollContext>,
         listener: Listener,
     ) -> SocketAddr {
-        let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let socket = std::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let config = crate::quic::EndpointConfig::default();
+        let endpoint = crate::quic::Endpoint::new(config, server, socket).unwrap();
         let address = endpoint.local_addr().unwrap();
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    if let Ok(connection) = incoming.await {
+                    let Ok(connecting) = incoming.accept() else {
+                        return;
+                    };
+                    if let Ok(connection) = connecting.await {
                         handle_enrollment(connection, ctx, listener).await;
                     }
                 });

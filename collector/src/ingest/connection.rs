@@ -7,8 +7,9 @@ use super::handshake::Slot;
 use super::log_budget::{warn_handshake_failed, LogBudget};
 use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
-use crate::identity::enroll_server::{handle_enrollment, peer_cert_der, Listener};
+use crate::identity::enroll_server::{handle_enrollment, Listener};
 use crate::identity::live::CutReason;
+use crate::quic::{Connection, Incoming};
 use crate::store::{GapRow, HostBatch, HostInfo};
 use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
@@ -59,16 +60,11 @@ fn catch_up_wait(stored: u64, elapsed: Duration) -> Duration {
 
 /// The host identity in the peer's certificate. The handshake already required one; this is the second
 /// line of defence.
-fn peer_host(connection: &quinn::Connection) -> Result<String, String> {
-    let leaf = peer_cert_der(connection).ok_or("no client certificate (enroll this host first)")?;
+fn peer_host(connection: &Connection) -> Result<String, String> {
+    let leaf = connection
+        .peer_cert_der()
+        .ok_or("no client certificate (enroll this host first)")?;
     headroom_common::tls::identity_from_cert(&leaf).map_err(|e| e.to_string())
-}
-
-fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
-    connection
-        .handshake_data()
-        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|data| data.protocol)
 }
 
 /// Failed handshakes get at most 20 warning lines a minute: a client that fails handshakes as fast as it can
@@ -76,7 +72,7 @@ fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
 static HANDSHAKE_WARNINGS: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget::new(20, 60_000));
 
 pub(super) async fn handle_connection(
-    incoming: quinn::Incoming,
+    incoming: Incoming,
     handshake_slot: Slot,
     handshake_timeout: Duration,
     context: Arc<IngestContext>,
@@ -116,7 +112,7 @@ pub(super) async fn handle_connection(
     telemetry::global().handshakes.inc();
     // A resumed TLS session carries the certificate of the full handshake it resumes, unverified since:
     // check now that it is still valid and not revoked, whichever kind of handshake this was.
-    let leaf = peer_cert_der(&connection).unwrap_or_default();
+    let leaf = connection.peer_cert_der().unwrap_or_default();
     let revocations: &dyn headroom_common::tls::RevocationCheck = &context.revocations;
     if let Err(refused) =
         headroom_common::tls::check_client_cert_now(&leaf, (now_ms() / 1000) as i64, Some(revocations))
@@ -128,10 +124,10 @@ pub(super) async fn handle_connection(
         };
         warn!(%peer, reason = %refused, "client certificate refused after the handshake");
         telemetry::global().refused(refusal::HANDSHAKE);
-        connection.close(code.into(), refused.to_string().as_bytes());
+        connection.close(code, refused.to_string().as_bytes());
         return;
     }
-    if negotiated_alpn(&connection).as_deref() == Some(ENROLL_ALPN) {
+    if connection.alpn().as_deref() == Some(ENROLL_ALPN) {
         match &context.enroll {
             Some(enroll) => {
                 Box::pin(handle_enrollment(connection, enroll.clone(), Listener::Streaming)).await
@@ -139,7 +135,7 @@ pub(super) async fn handle_connection(
             None => {
                 info!(%peer, "renewal refused: enrollment is off on this collector");
                 connection.close(
-                    close_code::IDENTITY.into(),
+                    close_code::IDENTITY,
                     b"renewal is off on this collector (enroll_listen = \"off\"); enroll the host again",
                 );
             }
@@ -151,7 +147,7 @@ pub(super) async fn handle_connection(
         Err(reason) => {
             warn!(%peer, %reason, "no usable identity in the client certificate; connection refused");
             telemetry::global().refused(refusal::IDENTITY);
-            connection.close(close_code::IDENTITY.into(), reason.as_bytes());
+            connection.close(close_code::IDENTITY, reason.as_bytes());
             return;
         }
     };
@@ -173,7 +169,7 @@ pub(super) async fn handle_connection(
         _ = cancel.cancelled() => return,
         _ = cut.cancelled() => return,
         _ = &mut expiry => {
-            connection.close(close_code::EXPIRED.into(), b"certificate expired");
+            connection.close(close_code::EXPIRED, b"certificate expired");
             return;
         }
         stream = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()) => stream,
@@ -186,7 +182,7 @@ pub(super) async fn handle_connection(
         }
         Err(_) => {
             warn!(%host, %peer, "no stream within {HELLO_TIMEOUT:?}; closing");
-            connection.close(close_code::TIMEOUT.into(), b"no hello");
+            connection.close(close_code::TIMEOUT, b"no hello");
             return;
         }
     };
@@ -229,8 +225,8 @@ pub(super) async fn handle_connection(
                 close_code::EXPIRED,
                 "certificate expired (the agent renews before this; enroll the host again)".to_string(),
             )),
-            // Chunks come straight from quinn's receive buffers: no read buffer of our own per connection.
-            read = recv.read_chunk(usize::MAX, true) => read,
+            // Chunks come straight from quinn-proto's receive buffers: no read buffer of our own per connection.
+            read = recv.read_chunk(usize::MAX) => read,
         };
         let chunk = match read {
             Ok(Some(chunk)) => chunk.bytes,
@@ -256,7 +252,7 @@ pub(super) async fn handle_connection(
                         let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
                         let _ = send.finish();
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        connection.close(close_code::PROTOCOL.into(), b"bad hello");
+                        connection.close(close_code::PROTOCOL, b"bad hello");
                         warn!(%host, %peer, %error, "hello refused");
                         telemetry::global().refused(refusal::HELLO);
                         return;
@@ -431,11 +427,11 @@ pub(super) async fn handle_connection(
         Ok(reason) => {
             info!(%host, %peer, reason, "agent disconnected");
             let _ = send.finish();
-            connection.close(close_code::STOPPING.into(), reason.as_bytes());
+            connection.close(close_code::STOPPING, reason.as_bytes());
         }
         Err((code, reason)) => {
             warn!(%host, %peer, %reason, "closing connection");
-            connection.close((*code).into(), reason.as_bytes());
+            connection.close(*code, reason.as_bytes());
         }
     }
     if state.hello.is_some() {

@@ -8,6 +8,7 @@ use super::admit;
 use super::handshake::{HandshakeLimits, InProgress};
 use super::log_budget::{warn_handshake_failed, LogBudget};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
+use crate::quic::{Endpoint, QuicServerConfig, ServerConfig, TransportConfig};
 use crate::telemetry::{self, refusal};
 use headroom_common::enroll::MAX_ENROLL_FRAME_BYTES;
 use std::sync::Arc;
@@ -32,18 +33,18 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// QUIC transport of the enrollment listener: one stream, windows just over one request frame, a short
 /// idle timeout. A client holding a connection open gets little memory and not for long.
-pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
+pub fn enroll_server_config(tls: rustls::ServerConfig) -> anyhow::Result<ServerConfig> {
+    let crypto = QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut server = ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(enroll_transport()));
     Ok(server)
 }
 
 /// The enrollment listener's QUIC transport (see [`enroll_server_config`]).
-fn enroll_transport() -> quinn::TransportConfig {
+fn enroll_transport() -> TransportConfig {
     let window = (MAX_ENROLL_FRAME_BYTES + 4) as u32;
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = TransportConfig::default();
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     transport.max_idle_timeout(Some(
@@ -57,7 +58,7 @@ fn enroll_transport() -> quinn::TransportConfig {
 
 /// Accepts enrollment connections until `cancel` fires.
 pub async fn serve_enrollment(
-    endpoint: quinn::Endpoint,
+    endpoint: Endpoint,
     context: Arc<EnrollContext>,
     limits: HandshakeLimits,
     cancel: CancellationToken,
@@ -112,7 +113,15 @@ pub async fn serve_enrollment(
         let context = context.clone();
         tasks.spawn(async move {
             let peer = incoming.remote_address();
-            match tokio::time::timeout(limits.timeout, incoming).await {
+            let connecting = match incoming.accept() {
+                Ok(connecting) => connecting,
+                Err(error) => {
+                    telemetry::global().refused(refusal::HANDSHAKE);
+                    warn_handshake_failed(&ENROLL_WARNINGS, now_ms, peer, &error, "enrollment handshake failed");
+                    return;
+                }
+            };
+            match tokio::time::timeout(limits.timeout, connecting).await {
                 Ok(Ok(connection)) => {
                     drop(slot);
                     handle_enrollment(connection, context, Listener::Enrollment).await;
@@ -137,7 +146,7 @@ pub async fn serve_enrollment(
         });
     }
     tasks.close();
-    endpoint.close(0u32.into(), b"collector stopping");
+    endpoint.close(0, b"collector stopping");
     tasks.wait().await;
 }
 

@@ -24,6 +24,7 @@ mod stored;
 pub use connection::close_code;
 pub use context::{lock_fleet, run_last_seen_writer, IngestContext, IngestSettings, LastSeen, SharedFleet};
 
+use crate::quic::{Endpoint, Incoming, QuicServerConfig, ServerConfig};
 use crate::telemetry::{self, refusal};
 use connection::handle_connection;
 use handshake::{Admit, HandshakeLimits, InProgress, Slot};
@@ -42,16 +43,16 @@ const LOAD_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The QUIC server configuration of the streaming listener: TLS 1.3 with a required client certificate,
 /// per-connection windows sized from the frame limit (`transport`).
-pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<quinn::ServerConfig> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(tls))
+pub fn server_config(tls: rustls::ServerConfig) -> anyhow::Result<ServerConfig> {
+    let crypto = QuicServerConfig::try_from(Arc::new(tls))
         .map_err(|e| anyhow::anyhow!("tls configuration unusable for QUIC: {e}"))?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut server = ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport::streaming_transport()));
     Ok(server)
 }
 
 /// Accept connections until `cancel` fires, then close them all and wait for their tasks.
-pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
+pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: CancellationToken) {
     let tasks = TaskTracker::new();
     let limits = context.settings.handshakes;
     let in_progress = InProgress::reporting("streaming");
@@ -101,7 +102,7 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
         });
     }
     tasks.close();
-    endpoint.close(close_code::STOPPING.into(), b"collector stopping");
+    endpoint.close(close_code::STOPPING, b"collector stopping");
     tasks.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
@@ -109,12 +110,12 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<IngestContext>, cance
 /// Applies [`handshake::decide`] to one new connection: sends the Retry, refusal or nothing it calls for and
 /// counts it, or returns the connection with its handshake slot.
 pub(crate) fn admit(
-    incoming: quinn::Incoming,
+    incoming: Incoming,
     limits: &HandshakeLimits,
     in_progress: &InProgress,
     retried: &mut u64,
     refused: &mut u64,
-) -> Option<(quinn::Incoming, Slot)> {
+) -> Option<(Incoming, Slot)> {
     let source = incoming.remote_address().ip();
     let (total, from_source) = in_progress.counts(source);
     match handshake::decide(limits, total, from_source, incoming.remote_address_validated()) {
@@ -126,9 +127,7 @@ pub(crate) fn admit(
                     telemetry::global().handshake_retries.inc();
                 }
                 // Only an already validated address cannot be retried, and those are never sent here.
-                Err(error) => {
-                    error.into_incoming().ignore();
-                }
+                Err(incoming) => incoming.ignore(),
             }
             None
         }

@@ -1,13 +1,14 @@
 //! Picks up a replaced server certificate without dropping agent connections: on SIGHUP, or when the CA,
 //! certificate or key file changes on disk, the TLS configuration is rebuilt and handed to the QUIC endpoint.
 //!
-//! `quinn::Endpoint::set_server_config` only affects handshakes that start afterwards, so connections already
+//! `Endpoint::set_server_config` only affects handshakes that start afterwards, so connections already
 //! open keep streaming on the keys they negotiated. A pair that does not load (a key replaced before its
 //! certificate, a typo) is logged and the running configuration stays.
 
 use crate::identity::enroll_server::Listener;
 use crate::identity::revocation::Revocations;
 use crate::ingest;
+use crate::quic::{Endpoint, ServerConfig};
 use headroom_common::config::TlsPaths;
 use headroom_common::pki::read_pem;
 use std::path::Path;
@@ -82,7 +83,7 @@ pub fn load_server_config(
     paths: &TlsPaths,
     revocations: &Revocations,
     listener: Listener,
-) -> anyhow::Result<quinn::ServerConfig> {
+) -> anyhow::Result<ServerConfig> {
     let fix = "run \"headroom-collector ca init\" or set tls.* in the collector config";
     let ca = read_pem(&paths.ca, "CA certificate", fix)?;
     let cert = read_pem(&paths.cert, "server certificate", fix)?;
@@ -106,7 +107,7 @@ pub fn load_server_config(
 /// Builds fresh QUIC server configurations from the files and installs them on `endpoints` (the streaming
 /// listener and, when on, the enrollment listener). Returns a line describing the certificate now served.
 pub fn reload_server_config(
-    endpoints: &[(quinn::Endpoint, Listener)],
+    endpoints: &[(Endpoint, Listener)],
     paths: &TlsPaths,
     revocations: &Revocations,
 ) -> anyhow::Result<String> {
@@ -116,7 +117,7 @@ pub fn reload_server_config(
         built.push((endpoint, load_server_config(paths, revocations, *listener)?));
     }
     for (endpoint, server) in built {
-        endpoint.set_server_config(Some(server));
+        endpoint.set_server_config(server);
     }
     let cert_pem = std::fs::read_to_string(&paths.cert).unwrap_or_default();
     Ok(match headroom_common::pki::cert_info(&cert_pem) {
@@ -127,7 +128,7 @@ pub fn reload_server_config(
 
 /// Runs until `cancel`: reloads the server certificate on SIGHUP and when its files change.
 pub async fn run_server_cert_reloader(
-    endpoints: Vec<(quinn::Endpoint, Listener)>,
+    endpoints: Vec<(Endpoint, Listener)>,
     paths: TlsPaths,
     revocations: Revocations,
     cancel: CancellationToken,

@@ -5,6 +5,7 @@
 //! held back). An agent sends a few hundred bytes a second, and more only while it catches up, so the windows
 //! are what decides memory when thousands of agents reconnect with a backlog at once.
 
+use crate::quic::{AckFrequencyConfig, TransportConfig};
 use headroom_common::wire::MAX_FRAME_BYTES;
 use std::time::Duration;
 
@@ -33,10 +34,10 @@ pub const SEND_WINDOW_BYTES: u64 = 64 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The streaming listener's transport: one bidirectional stream, no unidirectional streams and no unreliable
-/// datagrams (the protocol uses none, and quinn would otherwise buffer up to 1.25 MB of unread datagrams per
+/// datagrams (the protocol uses none, and quinn-proto would otherwise buffer up to 1.25 MB of unread datagrams per
 /// connection), and the windows above.
-pub fn streaming_transport() -> quinn::TransportConfig {
-    let mut transport = quinn::TransportConfig::default();
+pub fn streaming_transport() -> TransportConfig {
+    let mut transport = TransportConfig::default();
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("30 s fits a varint")));
@@ -44,7 +45,7 @@ pub fn streaming_transport() -> quinn::TransportConfig {
     transport.receive_window(CONNECTION_RECEIVE_WINDOW_BYTES.into());
     transport.send_window(SEND_WINDOW_BYTES);
     transport.datagram_receive_buffer_size(None);
-    // With segmentation offload quinn keeps a send buffer of ten datagrams (~14 KiB) per connection for
+    // With segmentation offload quinn-proto keeps a send buffer of ten datagrams (~14 KiB) per connection for
     // the whole connection's life; the collector sends a few small frames a second per agent, never a
     // burst worth batching, so one datagram's buffer (~1.5 KiB) is all a connection needs (issue 12).
     transport.enable_segmentation_offload(false);
@@ -54,7 +55,7 @@ pub fn streaming_transport() -> quinn::TransportConfig {
     // asks it to acknowledge at once, in the wake-up that received the packet (issue 12). The collector
     // receives as many packets either way; with jemalloc its CPU per sample was no higher with the request
     // in three alternating pairs (bench/RESULTS.md, "ACK_FREQUENCY again").
-    let mut ack_frequency = quinn::AckFrequencyConfig::default();
+    let mut ack_frequency = AckFrequencyConfig::default();
     ack_frequency.ack_eliciting_threshold(0u32.into());
     transport.ack_frequency_config(Some(ack_frequency));
     transport
@@ -112,7 +113,7 @@ mod tests {
 
     #[test]
     fn issue_12_a_connection_keeps_a_send_buffer_of_one_datagram() {
-        // quinn sizes each connection's lasting send buffer by the datagrams one segmentation-offload send
+        // quinn-proto sizes each connection's lasting send buffer by the datagrams one segmentation-offload send
         // may carry (ten); without offload it holds one.
         let text = format!("{:?}", streaming_transport());
         assert!(text.contains("enable_segmentation_offload: false"), "{text}");

@@ -1,0 +1,412 @@
+//! The driver task of one endpoint and the table it drives: datagrams in, connections' packets and timers out.
+
+use super::{EndpointConfig, ServerConfig};
+use bytes::BytesMut;
+use quinn_proto::{ConnectionError, ConnectionHandle, DatagramEvent, Dir, Event, StreamEvent, StreamId};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Instant;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+use tracing::debug;
+
+/// Receive buffers per read call (one `recvmmsg`). Each holds one datagram, or with receive offload several
+/// from one peer.
+const RECV_BUFFERS: usize = 16;
+
+/// Bytes per receive buffer: the largest UDP payload, which is also the most receive offload coalesces.
+const RECV_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Read calls per wake-up before the driver looks at its timers and the connections' writes again.
+const RECV_CALLS_PER_TURN: usize = 8;
+
+/// Packets one connection may send per turn, so that one peer cannot hold the lock for long.
+const TRANSMITS_PER_TURN: usize = 16;
+
+/// What an endpoint's handles and its driver share.
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    /// Wakes the driver: a handle changed a connection that may now have packets to send.
+    pub(super) driver: Notify,
+    socket: tokio::net::UdpSocket,
+    udp: quinn_udp::UdpSocketState,
+    pub(super) local: SocketAddr,
+}
+
+pub(super) struct State {
+    pub(super) endpoint: quinn_proto::Endpoint,
+    pub(super) server_config: Arc<ServerConfig>,
+    /// Indexed by quinn-proto's connection handle; a slot's generation tells a reused handle from the old one.
+    pub(super) slots: Vec<Slot>,
+    /// Live connections in `slots`.
+    pub(super) connections: usize,
+    pub(super) incoming: VecDeque<quinn_proto::Incoming>,
+    pub(super) accept_waker: Option<Waker>,
+    pub(super) idle_waker: Option<Waker>,
+    pub(super) closed: bool,
+    /// Connections to drive on the driver's next turn.
+    dirty: Vec<usize>,
+    /// Earliest deadline queued per connection; entries whose deadline moved are skipped when they come up.
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Wakers to wake once the lock is released.
+    pub(super) to_wake: Vec<Waker>,
+    send_buf: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(super) struct Slot {
+    pub(super) generation: u32,
+    pub(super) conn: Option<Box<Conn>>,
+}
+
+/// One connection: quinn-proto's state and what its handles wait for.
+pub(super) struct Conn {
+    pub(super) proto: quinn_proto::Connection,
+    /// Handles alive (the connecting future, the connection, its streams). At zero it is closed.
+    pub(super) handles: u32,
+    pub(super) connected: bool,
+    pub(super) lost: Option<ConnectionError>,
+    pub(super) stream: Option<StreamId>,
+    /// Handshake, accepting the stream, reads.
+    pub(super) read_waker: Option<Waker>,
+    /// Writes, waiting for the close.
+    pub(super) write_waker: Option<Waker>,
+    dirty: bool,
+    queued_timer: Option<Instant>,
+}
+
+impl Conn {
+    fn wake(&mut self, to_wake: &mut Vec<Waker>) {
+        to_wake.extend(self.read_waker.take());
+        to_wake.extend(self.write_waker.take());
+    }
+}
+
+impl Shared {
+    pub(super) fn new(
+        config: EndpointConfig,
+        server: ServerConfig,
+        socket: std::net::UdpSocket,
+    ) -> std::io::Result<Arc<Shared>> {
+        socket.set_nonblocking(true)?;
+        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        let local = socket.local_addr()?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let server = Arc::new(server);
+        let endpoint = quinn_proto::Endpoint::new(Arc::new(config), Some(server.clone()), true, None);
+        Ok(Arc::new(Shared {
+            state: Mutex::new(State {
+                endpoint,
+                server_config: server,
+                slots: Vec::new(),
+                connections: 0,
+                incoming: VecDeque::new(),
+                accept_waker: None,
+                idle_waker: None,
+                closed: false,
+                dirty: Vec::new(),
+                timers: BinaryHeap::new(),
+                to_wake: Vec::new(),
+                send_buf: Vec::with_capacity(1500),
+            }),
+            driver: Notify::new(),
+            socket,
+            udp,
+            local,
+        }))
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends one packet now. A full socket buffer drops it, as the network might: QUIC sends it again.
+    pub(super) fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
+        let packet = quinn_udp::Transmit {
+            destination: transmit.destination,
+            ecn: transmit
+                .ecn
+                .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
+            contents: &buf[..transmit.size],
+            segment_size: transmit.segment_size,
+            src_ip: transmit.src_ip,
+        };
+        let sent = self.socket.try_io(Interest::WRITABLE, || {
+            self.udp.send((&self.socket).into(), &packet)
+        });
+        if let Err(error) = sent {
+            debug!(%error, destination = %transmit.destination, "udp send failed; QUIC retransmits");
+        }
+    }
+}
+
+impl State {
+    /// Takes in a connection quinn-proto just accepted; returns its index, generation and peer.
+    pub(super) fn insert(
+        &mut self,
+        handle: usize,
+        proto: quinn_proto::Connection,
+    ) -> (usize, u32, SocketAddr) {
+        if self.slots.len() <= handle {
+            self.slots.resize_with(handle + 1, Slot::default);
+        }
+        let remote = proto.remote_address();
+        let slot = &mut self.slots[handle];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.conn = Some(Box::new(Conn {
+            proto,
+            handles: 1,
+            connected: false,
+            lost: None,
+            stream: None,
+            read_waker: None,
+            write_waker: None,
+            dirty: false,
+            queued_timer: None,
+        }));
+        let generation = slot.generation;
+        self.connections += 1;
+        self.mark_dirty(handle);
+        (handle, generation, remote)
+    }
+
+    /// The connection at `index` if it is still the one of `generation`.
+    pub(super) fn conn(&mut self, index: usize, generation: u32) -> Option<&mut Conn> {
+        let slot = self.slots.get_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.conn.as_deref_mut()
+    }
+
+    /// Queues the connection for the driver's next turn (the caller wakes the driver).
+    pub(super) fn mark_dirty(&mut self, index: usize) {
+        if let Some(conn) = self.slots.get_mut(index).and_then(|s| s.conn.as_deref_mut()) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    /// Runs one connection: its endpoint events, application events, packets and timer.
+    fn drive(&mut self, index: usize, now: Instant, shared: &Shared) {
+        let State {
+            endpoint,
+            slots,
+            timers,
+            to_wake,
+            send_buf,
+            connections,
+            idle_waker,
+            dirty,
+            ..
+        } = self;
+        let slot = &mut slots[index];
+        let Some(conn) = slot.conn.as_deref_mut() else {
+            return;
+        };
+        conn.dirty = false;
+        let handle = ConnectionHandle(index);
+        let mut woke = false;
+        for _ in 0..2 {
+            while let Some(event) = conn.proto.poll_endpoint_events() {
+                if let Some(back) = endpoint.handle_event(handle, event) {
+                    conn.proto.handle_event(back);
+                }
+            }
+            while let Some(event) = conn.proto.poll() {
+                match event {
+                    Event::Connected => conn.connected = true,
+                    Event::ConnectionLost { reason } => conn.lost = Some(reason),
+                    Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => continue,
+                    Event::HandshakeDataReady
+                    | Event::DatagramReceived
+                    | Event::DatagramsUnblocked
+                    | Event::Stream(_) => {}
+                }
+                woke = true;
+            }
+            let mut sent_all = false;
+            for _ in 0..TRANSMITS_PER_TURN {
+                send_buf.clear();
+                match conn.proto.poll_transmit(now, 1, send_buf) {
+                    Some(transmit) => shared.send(&transmit, send_buf),
+                    None => {
+                        sent_all = true;
+                        break;
+                    }
+                }
+            }
+            if !sent_all && !conn.dirty {
+                // More to send: the rest goes on the next turn, after the other connections'.
+                conn.dirty = true;
+                dirty.push(index);
+                shared.driver.notify_one();
+            }
+            if !conn.proto.is_drained() {
+                break;
+            }
+        }
+        if woke {
+            conn.wake(to_wake);
+        }
+        if conn.proto.is_drained() {
+            if conn.lost.is_none() {
+                conn.lost = Some(ConnectionError::LocallyClosed);
+            }
+            conn.wake(to_wake);
+            slot.conn = None;
+            slot.generation = slot.generation.wrapping_add(1);
+            *connections -= 1;
+            if *connections == 0 {
+                to_wake.extend(idle_waker.take());
+            }
+            return;
+        }
+        if let Some(deadline) = conn.proto.poll_timeout() {
+            if conn.queued_timer.is_none_or(|queued| deadline < queued) {
+                conn.queued_timer = Some(deadline);
+                timers.push(Reverse((deadline, index, slot.generation)));
+            }
+        }
+    }
+
+    /// Fires the timers that are due.
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((deadline, index, generation))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conn(index, generation) else {
+                continue;
+            };
+            if conn.queued_timer != Some(deadline) {
+                continue;
+            }
+            conn.queued_timer = None;
+            if conn.proto.poll_timeout().is_some_and(|due| due <= now) {
+                conn.proto.handle_timeout(now);
+            }
+            // Driven either way: a deadline that moved later is queued again.
+            self.mark_dirty(index);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// Hands one received datagram to quinn-proto.
+    fn on_datagram(&mut self, now: Instant, meta: &quinn_udp::RecvMeta, data: BytesMut, shared: &Shared) {
+        let ecn = meta
+            .ecn
+            .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8));
+        let mut response = Vec::new();
+        match self
+            .endpoint
+            .handle(now, meta.addr, meta.dst_ip, ecn, data, &mut response)
+        {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                if let Some(conn) = self.slots.get_mut(handle.0).and_then(|s| s.conn.as_deref_mut()) {
+                    conn.proto.handle_event(event);
+                    self.mark_dirty(handle.0);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                if self.closed {
+                    let transmit = self.endpoint.refuse(incoming, &mut response);
+                    shared.send(&transmit, &response);
+                } else {
+                    self.incoming.push_back(incoming);
+                    self.to_wake.extend(self.accept_waker.take());
+                }
+            }
+            Some(DatagramEvent::Response(transmit)) => shared.send(&transmit, &response),
+            None => {}
+        }
+    }
+}
+
+/// The driver: runs until the endpoint is closed and its last connection has drained.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut buffers = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
+    let mut metas = [quinn_udp::RecvMeta::default(); RECV_BUFFERS];
+    let mut wake: Vec<Waker> = Vec::new();
+    let mut dirty: Vec<usize> = Vec::new();
+    loop {
+        let deadline = {
+            let state = shared.lock();
+            if state.closed && state.connections == 0 {
+                break;
+            }
+            state.next_deadline()
+        };
+        let sleep = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shared.driver.notified() => {}
+            _ = shared.socket.readable() => {}
+            _ = sleep => {}
+        }
+        for _ in 0..RECV_CALLS_PER_TURN {
+            let received = {
+                let mut slices: Vec<IoSliceMut> = buffers
+                    .chunks_mut(RECV_BUFFER_BYTES)
+                    .map(IoSliceMut::new)
+                    .collect();
+                shared.socket.try_io(Interest::READABLE, || {
+                    shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
+                })
+            };
+            let count = match received {
+                Ok(count) => count,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    debug!(%error, "udp receive failed");
+                    break;
+                }
+            };
+            let now = Instant::now();
+            let mut state = shared.lock();
+            for (meta, buffer) in metas.iter().zip(buffers.chunks(RECV_BUFFER_BYTES)).take(count) {
+                let stride = meta.stride.max(1);
+                for datagram in buffer[..meta.len].chunks(stride) {
+                    state.on_datagram(now, meta, BytesMut::from(datagram), &shared);
+                }
+            }
+            drive_dirty(&mut state, now, &shared, &mut dirty);
+            wake.append(&mut state.to_wake);
+            drop(state);
+            wake.drain(..).for_each(Waker::wake);
+            if count < RECV_BUFFERS {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let mut state = shared.lock();
+        state.run_timers(now);
+        drive_dirty(&mut state, now, &shared, &mut dirty);
+        wake.append(&mut state.to_wake);
+        drop(state);
+        wake.drain(..).for_each(Waker::wake);
+    }
+}
+
+fn drive_dirty(state: &mut State, now: Instant, shared: &Shared, dirty: &mut Vec<usize>) {
+    // Driving a connection can make another dirty only through a handle, which waits for the lock.
+    std::mem::swap(&mut state.dirty, dirty);
+    for index in dirty.drain(..) {
+        state.drive(index, now, shared);
+    }
+}

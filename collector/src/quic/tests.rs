@@ -1,0 +1,196 @@
+//! The endpoint against quinn's client, as agents connect, over loopback: streams both ways, the timers,
+//! closing by code and by dropping every handle, Retry and refusal, and the driver ending after `close`.
+
+use super::*;
+use headroom_common::pki::{create_ca, issue_client_cert, issue_server_cert};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Pair {
+    server: Endpoint,
+    client: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+}
+
+/// Our endpoint with the streaming listener's TLS (client certificate required) and `transport`, and a quinn
+/// client with a certificate from the same CA.
+fn pair(transport: TransportConfig) -> Pair {
+    let now = std::time::SystemTime::now();
+    let ca = create_ca("test ca", now, 30).unwrap();
+    let names = vec!["localhost".to_string()];
+    let server_cert = issue_server_cert(&ca, &names, now, Duration::from_secs(3600)).unwrap();
+    let client_cert = issue_client_cert(&ca, "web-1", now, Duration::from_secs(3600)).unwrap();
+    let tls = headroom_common::tls::server_config_streaming(
+        &ca.cert_pem,
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+        None,
+    )
+    .unwrap();
+    let mut server = ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(Arc::new(tls)).unwrap()));
+    server.transport_config(Arc::new(transport));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = Endpoint::new(EndpointConfig::default(), server, socket).unwrap();
+    let client_tls = headroom_common::tls::client_config(
+        &ca.cert_pem,
+        Some((&client_cert.cert_pem, &client_cert.key_pem)),
+        &[],
+    )
+    .unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client_tls)).unwrap();
+    let client_config = quinn::ClientConfig::new(Arc::new(crypto));
+    let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    Pair {
+        server,
+        client,
+        client_config,
+    }
+}
+
+impl Pair {
+    fn connect(&self) -> quinn::Connecting {
+        let address = self.server.local_addr().unwrap();
+        self.client
+            .connect_with(self.client_config.clone(), address, "localhost")
+            .unwrap()
+    }
+
+    async fn accept(&self) -> Connection {
+        let incoming = self.server.accept().await.expect("an incoming connection");
+        incoming.accept().expect("accepted").await.expect("handshake")
+    }
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .expect("within the deadline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_streams_both_ways_and_its_certificate_is_seen() {
+    let pair = pair(TransportConfig::default());
+    let connecting = pair.connect();
+    let (client, server) = within(async { tokio::join!(connecting, pair.accept()) }).await;
+    let client = client.unwrap();
+    assert_eq!(pair.server.open_connections(), 1);
+    let leaf = server.peer_cert_der().expect("the client's certificate");
+    assert_eq!(headroom_common::tls::identity_from_cert(&leaf).unwrap(), "web-1");
+    assert_eq!(server.alpn().as_deref(), Some(headroom_common::wire::ALPN));
+    // More than one packet each way, and more than one read: 300 KiB through the default windows.
+    let payload: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let sent = payload.clone();
+    let client_side = async move {
+        let (mut send, mut recv) = client.open_bi().await.unwrap();
+        send.write_all(&sent).await.unwrap();
+        send.finish().unwrap();
+        let echoed = recv.read_to_end(1 << 20).await.unwrap();
+        (client, echoed)
+    };
+    let server_side = async {
+        let (mut send, mut recv) = server.accept_bi().await.unwrap();
+        let mut received = Vec::new();
+        let mut reads = 0;
+        while let Some(chunk) = recv.read_chunk(usize::MAX).await.unwrap() {
+            received.extend_from_slice(&chunk.bytes);
+            reads += 1;
+        }
+        send.write_all(&received).await.unwrap();
+        send.finish().unwrap();
+        reads
+    };
+    let ((client, echoed), reads) = within(async { tokio::join!(client_side, server_side) }).await;
+    assert!(reads > 1, "{reads} reads");
+    assert!(echoed == payload, "the bytes came back unchanged");
+    // The client closes: the server's handle sees it, and the connection drains out of the table.
+    client.close(7u32.into(), b"done");
+    within(server.closed()).await;
+    drop(server);
+    within(pair.server.wait_idle()).await;
+    assert_eq!(pair.server.open_connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_ends_on_the_idle_timeout() {
+    let mut transport = TransportConfig::default();
+    transport.max_idle_timeout(Some(Duration::from_millis(600).try_into().unwrap()));
+    let pair = pair(transport);
+    let connecting = pair.connect();
+    let (client, server) = within(async { tokio::join!(connecting, pair.accept()) }).await;
+    let client = client.unwrap();
+    // Nothing is sent after the handshake: only the driver's timers can end it.
+    let started = std::time::Instant::now();
+    let reason = within(client.closed()).await;
+    assert!(matches!(reason, quinn::ConnectionError::TimedOut), "{reason}");
+    within(server.closed()).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_closes_the_connection_and_so_does_dropping_every_handle() {
+    let pair = pair(TransportConfig::default());
+    let (first, server) = within(async { tokio::join!(pair.connect(), pair.accept()) }).await;
+    server.close(9, b"revoked");
+    match within(first.unwrap().closed()).await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(u64::from(close.error_code), 9);
+            assert_eq!(&close.reason[..], b"revoked");
+        }
+        other => panic!("{other}"),
+    }
+    let (second, server) = within(async { tokio::join!(pair.connect(), pair.accept()) }).await;
+    drop(server);
+    match within(second.unwrap().closed()).await {
+        quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(u64::from(close.error_code), 0),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_validates_the_address_and_refusal_is_seen_by_the_client() {
+    let pair = pair(TransportConfig::default());
+    let connecting = pair.connect();
+    let server_side = async {
+        let first = pair.server.accept().await.unwrap();
+        assert!(!first.remote_address_validated());
+        assert!(first.retry().is_ok());
+        // The client comes back with the token: validated now, and a second Retry is not allowed.
+        let second = pair.server.accept().await.unwrap();
+        assert!(second.remote_address_validated());
+        let second = second
+            .retry()
+            .expect_err("a validated address is not sent a second Retry");
+        second.accept().unwrap().await.unwrap()
+    };
+    let (client, _server) = within(async { tokio::join!(connecting, server_side) }).await;
+    client.unwrap();
+    let refused = pair.connect();
+    let server_side = async { pair.server.accept().await.unwrap().refuse() };
+    let (client, ()) = within(async { tokio::join!(refused, server_side) }).await;
+    assert!(
+        matches!(client, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{client:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_endpoint_ends_accept_closes_connections_and_drains() {
+    let pair = pair(TransportConfig::default());
+    let (client, server) = within(async { tokio::join!(pair.connect(), pair.accept()) }).await;
+    let client = client.unwrap();
+    pair.server.close(0, b"stopping");
+    assert!(within(pair.server.accept()).await.is_none());
+    assert!(matches!(
+        within(client.closed()).await,
+        quinn::ConnectionError::ApplicationClosed(_)
+    ));
+    within(server.closed()).await;
+    within(pair.server.wait_idle()).await;
+    // A handle used after its connection drained answers with an error, not a panic or a hang.
+    assert!(within(server.accept_bi()).await.is_err());
+}
