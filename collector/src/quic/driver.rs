@@ -55,6 +55,10 @@ pub(super) struct State {
     /// Wakers to wake once the lock is released.
     pub(super) to_wake: Vec<Waker>,
     send_buf: Vec<u8>,
+    /// The deadline the driver sleeps until, and whether a timer queued since is earlier (the driver must
+    /// then be woken to sleep less).
+    armed: Option<Instant>,
+    rearm: bool,
 }
 
 #[derive(Default)]
@@ -112,6 +116,8 @@ impl Shared {
                 timers: BinaryHeap::new(),
                 to_wake: Vec::new(),
                 send_buf: Vec::with_capacity(1500),
+                armed: None,
+                rearm: false,
             }),
             driver: Notify::new(),
             socket,
@@ -193,6 +199,15 @@ impl State {
         }
     }
 
+    /// Runs one connection at once, from a handle that just changed it (a write, a read that returned flow
+    /// control credit, a close): its packets go out now rather than on the driver's next turn, which would
+    /// cost a wake-up of the driver per acknowledgement. Returns whether the driver must be woken to re-arm
+    /// its timer.
+    pub(super) fn drive_now(&mut self, index: usize, shared: &Shared) -> bool {
+        self.drive(index, Instant::now(), shared);
+        std::mem::take(&mut self.rearm)
+    }
+
     /// Runs one connection: its endpoint events, application events, packets and timer.
     fn drive(&mut self, index: usize, now: Instant, shared: &Shared) {
         let State {
@@ -204,6 +219,8 @@ impl State {
             connections,
             idle_waker,
             dirty,
+            armed,
+            rearm,
             ..
         } = self;
         let slot = &mut slots[index];
@@ -272,6 +289,9 @@ impl State {
             if conn.queued_timer.is_none_or(|queued| deadline < queued) {
                 conn.queued_timer = Some(deadline);
                 timers.push(Reverse((deadline, index, slot.generation)));
+                if armed.is_none_or(|armed| deadline < armed) {
+                    *rearm = true;
+                }
             }
         }
     }
@@ -341,11 +361,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut dirty: Vec<usize> = Vec::new();
     loop {
         let deadline = {
-            let state = shared.lock();
+            let mut state = shared.lock();
             if state.closed && state.connections == 0 {
                 break;
             }
-            state.next_deadline()
+            state.armed = state.next_deadline();
+            state.rearm = false;
+            state.armed
         };
         let sleep = async {
             match deadline {

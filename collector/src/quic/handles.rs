@@ -9,7 +9,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 /// One counted reference to a connection. The last one dropped closes it (code 0), as an unused QUIC
@@ -37,16 +37,21 @@ impl ConnRef {
         ConnRef::new(self.shared.clone(), self.index, self.generation, self.remote)
     }
 
-    /// Runs `f` on the table; wakes the driver afterwards when `f` says the connection has work for it.
+    /// Runs `f` on the table; when `f` says the connection has packets to send, they are sent before the
+    /// lock is released.
     fn locked<R>(&self, f: impl FnOnce(&mut State, usize, u32) -> (R, bool)) -> R {
+        let mut wake = Vec::new();
         let (result, wake_driver) = {
             let mut state = self.shared.lock();
-            let (result, dirty) = f(&mut state, self.index, self.generation);
-            if dirty {
-                state.mark_dirty(self.index);
+            let (result, changed) = f(&mut state, self.index, self.generation);
+            let mut wake_driver = false;
+            if changed {
+                wake_driver = state.drive_now(self.index, &self.shared);
+                std::mem::swap(&mut state.to_wake, &mut wake);
             }
-            (result, dirty)
+            (result, wake_driver)
         };
+        wake.into_iter().for_each(Waker::wake);
         if wake_driver {
             self.shared.driver.notify_one();
         }
