@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Batches that may wait for the database writer before `commit` waits (one per connection at most).
 const STORE_QUEUE: usize = 4096;
@@ -229,7 +229,7 @@ pub async fn serve_with_web(
         timeout: config.fleet.handshake_timeout,
         ..HandshakeLimits::with_slots(ingest::enroll::MAX_IN_PROGRESS)
     };
-    let enroll_task = enroll_endpoint.map(|(endpoint, context)| {
+    let mut enroll_task = enroll_endpoint.map(|(endpoint, context)| {
         tokio::spawn(ingest::enroll::serve_enrollment(
             endpoint,
             context,
@@ -239,7 +239,7 @@ pub async fn serve_with_web(
     });
     let sweeper = tokio::spawn(run_revocation_sweeper(live, revocations, cancel.clone()));
     let last_seen = tokio::spawn(ingest::run_last_seen_writer(context.clone(), cancel.clone()));
-    let ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
+    let mut ingest = tokio::spawn(ingest::serve(endpoint, context, cancel.clone()));
     // The exporter reads the database on its own connection and task; ingest never waits for it.
     let export = match config.export.clone() {
         Some(remote_write) => Some(crate::export::spawn(
@@ -281,12 +281,41 @@ pub async fn serve_with_web(
     if notify_systemd {
         notify_ready_and_watchdog(&cancel);
     }
-    cancel.cancelled().await;
+    // A listener ends by itself only when its endpoint failed (`quic::Endpoint::has_failed`, logged there):
+    // the collector then stops and exits with an error, for its service manager to restart it, rather than
+    // keep running with a port that no longer answers.
+    let (mut ingest_done, mut enroll_done) = (false, false);
+    let failed_listener = tokio::select! {
+        // A stop asked for ends the listeners too: it is looked at first, so that is not taken for a failure.
+        biased;
+        _ = cancel.cancelled() => None,
+        _ = &mut ingest => {
+            ingest_done = true;
+            Some(addresses.quic)
+        }
+        _ = async {
+            match enroll_task.as_mut() {
+                Some(task) => {
+                    let _ = task.await;
+                }
+                None => std::future::pending().await,
+            }
+        } => {
+            enroll_done = true;
+            addresses.enroll
+        }
+    };
+    if let Some(address) = failed_listener {
+        error!(%address, "a QUIC listener stopped; stopping the collector so that it is restarted");
+        cancel.cancel();
+    }
     if notify_systemd {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     }
-    let _ = ingest.await;
-    if let Some(enroll_task) = enroll_task {
+    if !ingest_done {
+        let _ = ingest.await;
+    }
+    if let Some(enroll_task) = enroll_task.filter(|_| !enroll_done) {
         let _ = enroll_task.await;
     }
     let _ = last_seen.await;
@@ -307,6 +336,9 @@ pub async fn serve_with_web(
     match http_result {
         Ok(result) => result.context("http api")?,
         Err(e) => anyhow::bail!("http api task failed: {e}"),
+    }
+    if let Some(address) = failed_listener {
+        anyhow::bail!("the QUIC listener on udp {address} stopped (its error is logged above); start the collector again");
     }
     info!("collector stopped");
     Ok(())

@@ -12,7 +12,7 @@ use std::task::Waker;
 use std::time::Instant;
 use tokio::io::Interest;
 use tokio::sync::Notify;
-use tracing::debug;
+use tracing::{debug, error};
 
 /// Receive buffers per read call (one `recvmmsg`). Each holds one datagram, or with receive offload several
 /// from one peer.
@@ -35,6 +35,9 @@ pub(super) struct Shared {
     socket: tokio::net::UdpSocket,
     udp: quinn_udp::UdpSocketState,
     pub(super) local: SocketAddr,
+    /// The driver task, for tests that stop it.
+    #[cfg(test)]
+    pub(super) driver_abort: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 pub(super) struct State {
@@ -48,6 +51,8 @@ pub(super) struct State {
     pub(super) accept_waker: Option<Waker>,
     pub(super) idle_waker: Option<Waker>,
     pub(super) closed: bool,
+    /// The driver ended without `close`: the endpoint serves nothing any more.
+    pub(super) failed: bool,
     /// Connections to drive on the driver's next turn.
     dirty: Vec<usize>,
     /// Earliest deadline queued per connection; entries whose deadline moved are skipped when they come up.
@@ -112,6 +117,7 @@ impl Shared {
                 accept_waker: None,
                 idle_waker: None,
                 closed: false,
+                failed: false,
                 dirty: Vec::new(),
                 timers: BinaryHeap::new(),
                 to_wake: Vec::new(),
@@ -123,6 +129,8 @@ impl Shared {
             socket,
             udp,
             local,
+            #[cfg(test)]
+            driver_abort: std::sync::OnceLock::new(),
         }))
     }
 
@@ -279,7 +287,7 @@ impl State {
             conn.wake(to_wake);
             slot.conn = None;
             slot.generation = slot.generation.wrapping_add(1);
-            *connections -= 1;
+            *connections = connections.saturating_sub(1);
             if *connections == 0 {
                 to_wake.extend(idle_waker.take());
             }
@@ -351,6 +359,40 @@ impl State {
             None => {}
         }
     }
+}
+
+/// Waits for the driver. If it ends other than after `close` (a panic in the QUIC stack, or the runtime
+/// stopping it), the endpoint is marked failed and closed, and every wait on it ends: `accept` returns
+/// `None`, each connection's handles see it lost. The listener then stops instead of holding a port that
+/// no longer answers, and the collector can exit for its service manager to restart it.
+pub(super) async fn watch(shared: Arc<Shared>, driver: tokio::task::JoinHandle<()>) {
+    let outcome = driver.await;
+    let Err(error) = outcome else {
+        return;
+    };
+    let mut wake = Vec::new();
+    {
+        let mut state = shared.lock();
+        if state.closed && state.connections == 0 {
+            return;
+        }
+        error!(local = %shared.local, %error, "the QUIC endpoint's driver ended; the listener stops");
+        state.failed = true;
+        state.closed = true;
+        for slot in &mut state.slots {
+            if let Some(conn) = slot.conn.as_deref_mut() {
+                if conn.lost.is_none() {
+                    conn.lost = Some(ConnectionError::LocallyClosed);
+                }
+                conn.wake(&mut wake);
+            }
+        }
+        wake.extend(state.accept_waker.take());
+        wake.extend(state.idle_waker.take());
+        // Nothing drains connections any more: waiting for them to go idle would never end.
+        state.connections = 0;
+    }
+    wake.into_iter().for_each(Waker::wake);
 }
 
 /// The driver: runs until the endpoint is closed and its last connection has drained.

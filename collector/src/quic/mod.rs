@@ -46,7 +46,10 @@ impl Endpoint {
         socket: std::net::UdpSocket,
     ) -> std::io::Result<Endpoint> {
         let shared = Shared::new(config, server, socket)?;
-        tokio::spawn(driver::run(shared.clone()));
+        let driver = tokio::spawn(driver::run(shared.clone()));
+        #[cfg(test)]
+        let _ = shared.driver_abort.set(driver.abort_handle());
+        tokio::spawn(driver::watch(shared.clone(), driver));
         Ok(Endpoint { shared })
     }
 
@@ -71,6 +74,11 @@ impl Endpoint {
             Poll::Pending
         })
         .await
+    }
+
+    /// Whether the endpoint stopped because its driver ended (see `driver::watch`), not because of `close`.
+    pub fn has_failed(&self) -> bool {
+        self.shared.lock().failed
     }
 
     /// Connections handshaking, open or closing.

@@ -194,3 +194,31 @@ async fn closing_the_endpoint_ends_accept_closes_connections_and_drains() {
     // A handle used after its connection drained answers with an error, not a panic or a hang.
     assert!(within(server.accept_bi()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_whose_driver_dies_stops_instead_of_holding_a_dead_port() {
+    let pair = pair(TransportConfig::default());
+    let (client, server) = within(async { tokio::join!(pair.connect(), pair.accept()) }).await;
+    client.unwrap();
+    assert!(!pair.server.has_failed());
+    let waiting = tokio::spawn({
+        let endpoint = pair.server.clone();
+        async move { endpoint.accept().await.is_none() }
+    });
+    pair.server
+        .shared
+        .driver_abort
+        .get()
+        .expect("the driver's handle")
+        .abort();
+    assert!(within(waiting).await.unwrap(), "accept ends");
+    within(server.closed()).await;
+    assert!(within(server.accept_bi()).await.is_err());
+    assert!(pair.server.has_failed());
+    within(pair.server.wait_idle()).await;
+    // An endpoint closed on purpose has not failed.
+    let other = self::pair(TransportConfig::default());
+    other.server.close(0, b"stopping");
+    within(other.server.wait_idle()).await;
+    assert!(!other.server.has_failed());
+}
