@@ -318,11 +318,19 @@ impl State {
                 continue;
             }
             conn.queued_timer = None;
-            if conn.proto.poll_timeout().is_some_and(|due| due <= now) {
-                conn.proto.handle_timeout(now);
+            match conn.proto.poll_timeout() {
+                Some(due) if due <= now => {
+                    conn.proto.handle_timeout(now);
+                    self.mark_dirty(index);
+                }
+                // The deadline moved later (most often an acknowledgement stopped a retransmission timer):
+                // queued again as it is, without running the connection.
+                Some(due) => {
+                    conn.queued_timer = Some(due);
+                    self.timers.push(Reverse((due, index, generation)));
+                }
+                None => {}
             }
-            // Driven either way: a deadline that moved later is queued again.
-            self.mark_dirty(index);
         }
     }
 
