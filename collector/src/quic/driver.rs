@@ -2,7 +2,7 @@
 
 use super::{EndpointConfig, ServerConfig};
 use bytes::BytesMut;
-use quinn_proto::{ConnectionError, ConnectionHandle, DatagramEvent, Dir, Event, StreamEvent, StreamId};
+use quinn_proto::{ConnectionError, ConnectionHandle, DatagramEvent, Dir, Event, StreamEvent};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::IoSliceMut;
@@ -79,7 +79,6 @@ pub(super) struct Conn {
     pub(super) handles: u32,
     pub(super) connected: bool,
     pub(super) lost: Option<ConnectionError>,
-    pub(super) stream: Option<StreamId>,
     /// Handshake, accepting the stream, reads.
     pub(super) read_waker: Option<Waker>,
     /// Writes, waiting for the close.
@@ -176,7 +175,6 @@ impl State {
             handles: 1,
             connected: false,
             lost: None,
-            stream: None,
             read_waker: None,
             write_waker: None,
             dirty: false,

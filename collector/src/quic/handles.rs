@@ -153,7 +153,6 @@ impl Connection {
                     return (Poll::Ready(Err(gone())), false);
                 };
                 if let Some(id) = c.proto.streams().accept(Dir::Bi) {
-                    c.stream = Some(id);
                     c.handles += 2;
                     let send = SendStream {
                         conn: self.conn.adopt(),
