@@ -81,11 +81,14 @@ if [[ -n "$storm_perf" ]]; then
 fi
 collector_pin=()
 generator_pin=()
+generator_threads=2
 if [[ $pin -eq 1 ]]; then
     command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
     (( $(nproc) >= 2 )) || die "--pin needs two cores; this machine has $(nproc)"
     collector_pin=(taskset -c 0)
     generator_pin=(taskset -c 1)
+    # One core for the generator: a second worker thread on it would only add context switches.
+    generator_threads=1
 fi
 
 quic_port=9711
@@ -167,7 +170,7 @@ CONF
     echo "== $agents agents: connect at $connect_per_s/s, warm up ${warmup_s} s, measure ${duration_s} s" >&2
     "${generator_pin[@]}" "$loadgen_bin" --state-dir "$state" --server "127.0.0.1:$quic_port" --pid-file "$pidfile" \
         --agents "$agents" --connect-per-s "$connect_per_s" --warmup-s "$warmup_s" --duration-s "$duration_s" \
-        "${source_args[@]}" "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
+        --threads "$generator_threads" "${source_args[@]}" "${storm_args[@]}" --json "$work/result-$agents.json" >/dev/null
     results+=("$work/result-$agents.json")
     cp "$work/collector.log" "$work/collector-$agents.log"
     stop_collector

@@ -1,7 +1,16 @@
-//! One simulated agent: a distinct host with its own certificate and QUIC connection, sampling once a second
-//! through `SimSource` and streaming through `AgentSession` and `Outbox`, as the real uplink does, with the
-//! same reconnect backoff and the same decision to give up on late acknowledgements (`ack_watch`). It records when each sample left and when its ack came back.
+//! The simulated agents of one UDP socket, run as one event loop over quinn-proto's state machines.
+//!
+//! Each agent is a distinct host with its own certificate and QUIC connection, sampling once a second through
+//! `SimSource` and streaming through `AgentSession` and `Outbox`, as the real uplink does, with the same
+//! handshake and welcome timeouts, the same reconnect backoff and the same decision to give up on late
+//! acknowledgements (`AckWatch`). It records when each sample left and when its ack came back.
+//!
+//! The agents are plain state: one task per socket reads datagrams in batches, routes each to its agent's
+//! connection, and runs every agent's deadlines (its tick, its connection's timer, its timeouts) from one heap.
+//! With a task, timers and a connection driver per agent, the generator needed as much CPU per sample as the
+//! collector it measures, and could not offer 20,000 agents from one core (bench/RESULTS.md).
 
+use bytes::BytesMut;
 use headroom_agent::ack_watch::{AckVerdict, AckWatch, CHECK_EVERY};
 use headroom_agent::run::SampleSource;
 use headroom_collector::app::sim::{SimSource, SimSpec};
@@ -9,12 +18,17 @@ use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, Outbox};
 use headroom_common::wire::{Hello, PROTOCOL_VERSION};
-use std::collections::VecDeque;
+use quinn_proto::{
+    ConnectionHandle, DatagramEvent, Dir, Event, ReadError, StreamEvent, StreamId, WriteError,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::time::MissedTickBehavior;
+use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 
 /// Unacknowledged samples one agent keeps, as the real agent's in-memory outbox (an hour at 1 Hz).
@@ -24,6 +38,16 @@ const OUTBOX_SAMPLES: usize = 3600;
 /// attempts load the collector exactly as a real fleet's would.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// Datagrams per receive call (one `recvmmsg`), and bytes per datagram buffer.
+const RECV_BUFFERS: usize = 32;
+const RECV_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Bytes asked of the kernel for each socket's receive buffer: a second of the collector's replies to 2,000
+/// agents in a burst, with room.
+const SOCKET_RECV_BYTES: usize = 8 << 20;
 
 /// Progress of one agent, read by the coordinator.
 #[derive(Default)]
@@ -56,45 +80,209 @@ pub struct Shared {
 pub struct AgentSpec {
     pub index: usize,
     pub sim: SimSpec,
-    pub client: quinn::ClientConfig,
+    pub client: quinn_proto::ClientConfig,
     pub instance_id: u64,
     /// When this agent first connects.
-    pub start_at: tokio::time::Instant,
+    pub start_at: Instant,
     /// When its first sample is taken; later ones follow every second, so phases spread over the second.
-    pub first_tick_at: tokio::time::Instant,
+    pub first_tick_at: Instant,
 }
 
-struct Local {
+/// Where an agent is between connections and within one.
+enum Phase {
+    /// Not connected: connects at this instant (its paced start, or the end of its backoff).
+    Waiting(Instant),
+    /// QUIC handshake under way, given up at the deadline.
+    Handshake(Instant),
+    /// Hello sent, welcome awaited until the deadline.
+    Welcome(Instant),
+    /// Welcomed: samples flow. With samples in flight, the ack watch is consulted at `check_at`.
+    Streaming {
+        watch: AckWatch,
+        check_at: Option<Instant>,
+    },
+}
+
+/// One QUIC connection of an agent.
+struct Link {
+    handle: ConnectionHandle,
+    proto: quinn_proto::Connection,
+    stream: Option<StreamId>,
+    session: AgentSession,
+    /// Frame bytes not yet accepted by the stream (flow control), from `written` on.
+    pending: Vec<u8>,
+    written: usize,
+    readable: bool,
+}
+
+struct Agent {
+    index: usize,
+    client: quinn_proto::ClientConfig,
+    hello: Hello,
     source: SimSource,
     seq: u64,
     outbox: Outbox,
     /// (seq, when its batch was written) for samples sent in this connection and not yet acked.
     sent_at: VecDeque<(u64, Instant)>,
+    next_tick: Instant,
+    phase: Phase,
+    attempt: u32,
+    link: Option<Link>,
+    /// Connections given up on, kept until quinn-proto has drained them.
+    closing: Vec<(ConnectionHandle, quinn_proto::Connection)>,
+    /// The earliest deadline queued on the heap for this agent.
+    queued: Option<Instant>,
+    dirty: bool,
 }
 
-impl Local {
-    fn take_sample(&mut self, shared: &Shared, index: usize) {
+/// The event loop of one socket and the agents on it.
+struct Driver {
+    shared: Arc<Shared>,
+    socket: tokio::net::UdpSocket,
+    udp: quinn_udp::UdpSocketState,
+    endpoint: quinn_proto::Endpoint,
+    agents: Vec<Agent>,
+    /// quinn-proto's connection handle → the agent (position in `agents`) that owns it.
+    owner: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    dirty: Vec<usize>,
+    send_buf: Vec<u8>,
+    backoff: Backoff,
+}
+
+const NO_OWNER: usize = usize::MAX;
+
+/// Runs the agents of one socket until `shared.stop` fires.
+pub async fn run_socket(
+    socket: std::net::UdpSocket,
+    specs: Vec<AgentSpec>,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(true)?;
+    grow_receive_buffer(&socket);
+    let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
+    let endpoint =
+        quinn_proto::Endpoint::new(Arc::new(quinn_proto::EndpointConfig::default()), None, true, None);
+    let agents: Vec<Agent> = specs.into_iter().map(Agent::new).collect();
+    let mut driver = Driver {
+        shared: shared.clone(),
+        socket,
+        udp,
+        endpoint,
+        owner: Vec::new(),
+        timers: BinaryHeap::with_capacity(agents.len() * 2),
+        dirty: Vec::new(),
+        send_buf: Vec::with_capacity(1500),
+        backoff: Backoff::default(),
+        agents,
+    };
+    for position in 0..driver.agents.len() {
+        driver.requeue(position);
+    }
+    let mut buffers = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
+    let mut metas = [quinn_udp::RecvMeta::default(); RECV_BUFFERS];
+    loop {
+        let deadline = driver.timers.peek().map(|Reverse((at, _))| *at);
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => break,
+            _ = driver.socket.readable() => {}
+            _ = sleep => {}
+        }
+        driver.receive(&mut buffers, &mut metas);
+        let now = Instant::now();
+        driver.run_timers(now);
+        driver.drive_dirty(now);
+    }
+    driver.close_all();
+    Ok(())
+}
+
+/// A larger receive buffer for the socket, as far as the kernel allows; the default drops replies when
+/// thousands of agents share a socket and the generator is busy.
+fn grow_receive_buffer(socket: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let wanted = SOCKET_RECV_BYTES as libc::c_int;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&wanted as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+impl Agent {
+    fn new(spec: AgentSpec) -> Agent {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            instance_id: spec.instance_id,
+            interval_ms: 1000,
+            labels: spec.sim.labels(),
+            capacity: spec.sim.capacity(),
+            facts: spec.sim.facts(),
+        };
+        Agent {
+            index: spec.index,
+            client: spec.client,
+            hello,
+            source: SimSource::new(spec.sim, spec.instance_id),
+            seq: 0,
+            outbox: Outbox::new(OUTBOX_SAMPLES),
+            sent_at: VecDeque::new(),
+            next_tick: spec.first_tick_at,
+            phase: Phase::Waiting(spec.start_at),
+            attempt: 0,
+            link: None,
+            closing: Vec::new(),
+            queued: None,
+            dirty: false,
+        }
+    }
+
+    fn take_sample(&mut self, shared: &Shared, now: Instant) {
+        // A late tick is skipped, not made up, as tokio's `MissedTickBehavior::Skip` and the agent's sampler.
+        while self.next_tick <= now {
+            self.next_tick += TICK;
+        }
         if !shared.sampling.load(Ordering::Relaxed) {
             return;
         }
         self.seq += 1;
-        let sample = self.source.sample(self.seq, now_ms(), Instant::now());
+        let sample = self.source.sample(self.seq, now_ms(), now);
         self.outbox.push(sample);
-        shared.progress[index].produced.store(self.seq, Ordering::Relaxed);
+        shared.progress[self.index]
+            .produced
+            .store(self.seq, Ordering::Relaxed);
     }
 
-    fn on_ack(&mut self, shared: &Shared, index: usize, through_seq: u64) {
+    fn on_ack(&mut self, shared: &Shared, through_seq: u64) {
         let now = Instant::now();
         let recording = shared.recording.load(Ordering::Relaxed);
         let mut latencies = Vec::new();
-        while self.sent_at.front().is_some_and(|(seq, _)| *seq <= through_seq) {
-            if let Some((_, sent)) = self.sent_at.pop_front() {
-                if recording {
-                    latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-                }
+        while let Some(&(seq, sent)) = self.sent_at.front() {
+            if seq > through_seq {
+                break;
+            }
+            self.sent_at.pop_front();
+            if recording {
+                latencies.push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
             }
         }
-        let previous = shared.progress[index].acked.swap(through_seq, Ordering::Relaxed);
+        let previous = shared.progress[self.index]
+            .acked
+            .swap(through_seq, Ordering::Relaxed);
         shared
             .samples_acked
             .fetch_add(through_seq.saturating_sub(previous), Ordering::Relaxed);
@@ -107,215 +295,449 @@ impl Local {
                 .extend(latencies);
         }
     }
+
+    /// The earliest instant this agent has something to do.
+    fn wake_at(&mut self) -> Instant {
+        let mut at = self.next_tick;
+        let phase = match &self.phase {
+            Phase::Waiting(t) | Phase::Handshake(t) | Phase::Welcome(t) => Some(*t),
+            Phase::Streaming { check_at, .. } => *check_at,
+        };
+        let timers = self
+            .link
+            .iter_mut()
+            .map(|link| &mut link.proto)
+            .chain(self.closing.iter_mut().map(|(_, proto)| proto))
+            .filter_map(|proto| proto.poll_timeout());
+        for t in phase.into_iter().chain(timers) {
+            at = at.min(t);
+        }
+        at
+    }
 }
 
-/// Run one agent until `shared.stop` fires.
-pub async fn run(spec: AgentSpec, endpoint: quinn::Endpoint, shared: Arc<Shared>) {
-    let index = spec.index;
-    let hello = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        instance_id: spec.instance_id,
-        interval_ms: 1000,
-        labels: spec.sim.labels(),
-        capacity: spec.sim.capacity(),
-        facts: spec.sim.facts(),
-    };
-    let mut local = Local {
-        source: SimSource::new(spec.sim.clone(), spec.instance_id),
-        seq: 0,
-        outbox: Outbox::new(OUTBOX_SAMPLES),
-        sent_at: VecDeque::new(),
-    };
-    let mut ticker = tokio::time::interval_at(spec.first_tick_at, Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    tokio::select! {
-        _ = tokio::time::sleep_until(spec.start_at) => {}
-        _ = shared.stop.cancelled() => return,
-    }
-    let backoff = Backoff::default();
-    let mut attempt: u32 = 0;
-    loop {
-        let connected = {
-            let connecting = connect(&endpoint, &spec.client, &shared, &hello);
-            tokio::pin!(connecting);
-            loop {
-                tokio::select! {
-                    _ = shared.stop.cancelled() => return,
-                    _ = ticker.tick() => local.take_sample(&shared, index),
-                    result = &mut connecting => break result,
+/// Why a connection ended, for the coordinator's counts.
+enum Failure {
+    Connect,
+    Disconnect,
+}
+
+impl Driver {
+    /// Reads every datagram waiting on the socket and hands each to its connection.
+    fn receive(&mut self, buffers: &mut [u8], metas: &mut [quinn_udp::RecvMeta]) {
+        loop {
+            let received = {
+                let mut slices: Vec<IoSliceMut> = buffers
+                    .chunks_mut(RECV_BUFFER_BYTES)
+                    .map(IoSliceMut::new)
+                    .collect();
+                let (socket, udp) = (&self.socket, &self.udp);
+                socket.try_io(Interest::READABLE, || udp.recv(socket.into(), &mut slices, metas))
+            };
+            let Ok(count) = received else {
+                return;
+            };
+            let now = Instant::now();
+            for (meta, buffer) in metas.iter().zip(buffers.chunks(RECV_BUFFER_BYTES)).take(count) {
+                let stride = meta.stride.max(1);
+                for datagram in buffer[..meta.len].chunks(stride) {
+                    self.on_datagram(now, meta, BytesMut::from(datagram));
                 }
             }
-        };
-        match connected {
-            Ok((connection, send, recv, session, last_stored_seq)) => {
-                attempt = 0;
-                shared.progress[index].welcomes.fetch_add(1, Ordering::Relaxed);
-                local.outbox.resume(last_stored_seq);
-                if let Some(seq) = last_stored_seq {
-                    local.on_ack(&shared, index, seq);
-                }
-                local.sent_at.clear();
-                let ended = stream(
-                    &connection,
-                    &mut local,
-                    &shared,
-                    index,
-                    &mut ticker,
-                    send,
-                    recv,
-                    session,
-                )
-                .await;
-                if ended {
-                    connection.close(0u32.into(), b"load generator done");
+            if count < RECV_BUFFERS {
+                return;
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, meta: &quinn_udp::RecvMeta, data: BytesMut) {
+        let ecn = meta
+            .ecn
+            .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8));
+        let mut response = Vec::new();
+        match self
+            .endpoint
+            .handle(now, meta.addr, meta.dst_ip, ecn, data, &mut response)
+        {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                let Some(&position) = self.owner.get(handle.0) else {
+                    return;
+                };
+                if position == NO_OWNER {
                     return;
                 }
-                shared.disconnects.fetch_add(1, Ordering::Relaxed);
+                if let Some(proto) = self.agents[position].proto_mut(handle) {
+                    proto.handle_event(event);
+                    self.mark_dirty(position);
+                }
             }
-            Err(()) => {
+            // Nothing connects to the generator: a stray handshake is dropped.
+            Some(DatagramEvent::NewConnection(incoming)) => self.endpoint.ignore(incoming),
+            Some(DatagramEvent::Response(transmit)) => self.send(&transmit, &response),
+            None => {}
+        }
+    }
+
+    fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
+        let packet = quinn_udp::Transmit {
+            destination: transmit.destination,
+            ecn: transmit
+                .ecn
+                .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
+            contents: &buf[..transmit.size],
+            segment_size: transmit.segment_size,
+            src_ip: transmit.src_ip,
+        };
+        // A full socket buffer drops the packet, as a network might: QUIC sends it again.
+        let _ = self.socket.try_io(Interest::WRITABLE, || {
+            self.udp.send((&self.socket).into(), &packet)
+        });
+    }
+
+    fn mark_dirty(&mut self, position: usize) {
+        let agent = &mut self.agents[position];
+        if !agent.dirty {
+            agent.dirty = true;
+            self.dirty.push(position);
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, position))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let agent = &mut self.agents[position];
+            if agent.queued != Some(at) {
+                continue;
+            }
+            agent.queued = None;
+            self.mark_dirty(position);
+        }
+    }
+
+    fn drive_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for position in dirty.drain(..) {
+            self.agents[position].dirty = false;
+            self.drive(position, now);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Queues the agent's next deadline unless an earlier one is queued already.
+    fn requeue(&mut self, position: usize) {
+        let agent = &mut self.agents[position];
+        let at = agent.wake_at();
+        if agent.queued.is_none_or(|queued| at < queued) {
+            agent.queued = Some(at);
+            self.timers.push(Reverse((at, position)));
+        }
+    }
+
+    /// Everything one agent has to do now: its timers, its tick, its connection's events, its packets.
+    fn drive(&mut self, position: usize, now: Instant) {
+        let shared = self.shared.clone();
+        let agent = &mut self.agents[position];
+        for proto in agent
+            .link
+            .iter_mut()
+            .map(|link| &mut link.proto)
+            .chain(agent.closing.iter_mut().map(|(_, proto)| proto))
+        {
+            if proto.poll_timeout().is_some_and(|t| t <= now) {
+                proto.handle_timeout(now);
+            }
+        }
+        if agent.next_tick <= now {
+            agent.take_sample(&shared, now);
+        }
+        let mut failed = match agent.phase {
+            Phase::Waiting(at) if at <= now => {
+                self.connect(position, now);
+                None
+            }
+            Phase::Handshake(deadline) if deadline <= now => Some(Failure::Connect),
+            Phase::Welcome(deadline) if deadline <= now => Some(Failure::Connect),
+            _ => None,
+        };
+        if failed.is_none() {
+            failed = self.step_link(position, now, &shared);
+        }
+        if let Some(failure) = failed {
+            self.fail(position, failure, now);
+        }
+        self.flush(position, now);
+        self.requeue(position);
+    }
+
+    fn connect(&mut self, position: usize, now: Instant) {
+        let shared = &self.shared;
+        let agent = &mut self.agents[position];
+        match self
+            .endpoint
+            .connect(now, agent.client.clone(), shared.server, &shared.server_name)
+        {
+            Ok((handle, proto)) => {
+                if self.owner.len() <= handle.0 {
+                    self.owner.resize(handle.0 + 1, NO_OWNER);
+                }
+                self.owner[handle.0] = position;
+                agent.link = Some(Link {
+                    handle,
+                    proto,
+                    stream: None,
+                    session: AgentSession::new(),
+                    pending: Vec::new(),
+                    written: 0,
+                    readable: false,
+                });
+                agent.phase = Phase::Handshake(now + HANDSHAKE_TIMEOUT);
+            }
+            Err(_) => {
                 shared.connect_failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // The same capped, jittered backoff as the agent's uplink, sampling meanwhile.
-        let delay = backoff.delay(attempt, fastrand::f64());
-        attempt = attempt.saturating_add(1);
-        let wait = tokio::time::sleep(delay);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = shared.stop.cancelled() => return,
-                _ = ticker.tick() => local.take_sample(&shared, index),
-                _ = &mut wait => break,
+                let delay = self.backoff.delay(agent.attempt, fastrand::f64());
+                agent.attempt = agent.attempt.saturating_add(1);
+                agent.phase = Phase::Waiting(now + delay);
             }
         }
     }
-}
 
-type Connected = (
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-    AgentSession,
-    Option<u64>,
-);
-
-/// Connect, say hello and wait for the welcome, within `CONNECT_TIMEOUT`.
-async fn connect(
-    endpoint: &quinn::Endpoint,
-    client: &quinn::ClientConfig,
-    shared: &Shared,
-    hello: &Hello,
-) -> Result<Connected, ()> {
-    let connecting = endpoint
-        .connect_with(client.clone(), shared.server, &shared.server_name)
-        .map_err(|_| ())?;
-    let connection = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
-        .await
-        .map_err(|_| ())?
-        .map_err(|_| ())?;
-    let attempt = async {
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|_| ())?;
-        let mut session = AgentSession::new();
-        let frame = session.hello_frame(hello).map_err(|_| ())?;
-        send.write_all(&frame).await.map_err(|_| ())?;
-        let mut buffer = vec![0u8; 4096];
-        loop {
-            let n = recv.read(&mut buffer).await.map_err(|_| ())?.ok_or(())?;
-            for event in session.on_bytes(&buffer[..n]).map_err(|_| ())? {
-                if let AgentEvent::Welcomed { last_stored_seq, .. } = event {
-                    return Ok((connection, send, recv, session, last_stored_seq));
-                }
+    /// Runs the agent's connection: its events, the welcome, acks, samples to send, the ack watch.
+    fn step_link(&mut self, position: usize, now: Instant, shared: &Shared) -> Option<Failure> {
+        let endpoint = &mut self.endpoint;
+        let agent = &mut self.agents[position];
+        let link = agent.link.as_mut()?;
+        while let Some(event) = link.proto.poll_endpoint_events() {
+            if let Some(back) = endpoint.handle_event(link.handle, event) {
+                link.proto.handle_event(back);
             }
         }
-    };
-    tokio::time::timeout(WELCOME_TIMEOUT, attempt)
-        .await
-        .map_err(|_| ())?
-}
-
-/// Stream samples and read acks until the connection fails (false) or the run stops (true).
-#[allow(clippy::too_many_arguments)]
-async fn stream(
-    connection: &quinn::Connection,
-    local: &mut Local,
-    shared: &Shared,
-    index: usize,
-    ticker: &mut tokio::time::Interval,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    mut session: AgentSession,
-) -> bool {
-    let mut buffer = vec![0u8; 1024];
-    // Whatever was sampled while disconnected goes out first, oldest first, in the collector's batch size.
-    if send_unsent(local, &mut send, &session).await.is_err() {
-        return false;
-    }
-    // As the agent's uplink: with samples in flight, a collector that sends nothing back is taken as gone,
-    // one that answers packets but acknowledges slowly is waited for.
-    let mut ack_watch = AckWatch::new(now_ms());
-    let ack_check = tokio::time::sleep(CHECK_EVERY);
-    tokio::pin!(ack_check);
-    loop {
-        let was_waiting = ack_watch.waiting();
-        ack_watch.in_flight(!local.sent_at.is_empty(), now_ms());
-        let waiting_for_ack = ack_watch.waiting();
-        if waiting_for_ack && !was_waiting {
-            ack_check
-                .as_mut()
-                .reset(tokio::time::Instant::now() + CHECK_EVERY);
+        let streaming = matches!(agent.phase, Phase::Streaming { .. });
+        while let Some(event) = link.proto.poll() {
+            match event {
+                Event::Connected => {
+                    let Some(id) = link.proto.streams().open(Dir::Bi) else {
+                        return Some(Failure::Connect);
+                    };
+                    link.stream = Some(id);
+                    let Ok(frame) = link.session.hello_frame(&agent.hello) else {
+                        return Some(Failure::Connect);
+                    };
+                    link.pending = frame;
+                    link.written = 0;
+                    agent.phase = Phase::Welcome(now + WELCOME_TIMEOUT);
+                }
+                Event::ConnectionLost { .. } => {
+                    return Some(if streaming {
+                        Failure::Disconnect
+                    } else {
+                        Failure::Connect
+                    });
+                }
+                Event::Stream(StreamEvent::Readable { .. }) => link.readable = true,
+                _ => {}
+            }
         }
-        tokio::select! {
-            _ = shared.stop.cancelled() => return true,
-            _ = &mut ack_check, if waiting_for_ack => {
-                let now = now_ms();
-                ack_watch.datagrams_received(connection.stats().udp_rx.datagrams, now);
-                match ack_watch.verdict(now) {
-                    AckVerdict::Keep => ack_check.as_mut().reset(tokio::time::Instant::now() + CHECK_EVERY),
-                    AckVerdict::Silent | AckVerdict::Stalled => return false,
+        let failure = if streaming {
+            Failure::Disconnect
+        } else {
+            Failure::Connect
+        };
+        let id = link.stream?;
+        let events = if link.readable {
+            link.readable = false;
+            let mut bytes = Vec::new();
+            let mut stream = link.proto.recv_stream(id);
+            let Ok(mut chunks) = stream.read(true) else {
+                return Some(failure);
+            };
+            let ended = loop {
+                match chunks.next(usize::MAX) {
+                    Ok(Some(chunk)) => bytes.extend_from_slice(&chunk.bytes),
+                    Err(ReadError::Blocked) => break false,
+                    Ok(None) | Err(ReadError::Reset(_)) => break true,
                 }
+            };
+            let _ = chunks.finalize();
+            if ended {
+                return Some(failure);
             }
-            _ = ticker.tick() => {
-                local.take_sample(shared, index);
-                if send_unsent(local, &mut send, &session).await.is_err() {
-                    return false;
-                }
+            match link.session.on_bytes(&bytes) {
+                Ok(events) => events,
+                Err(_) => return Some(failure),
             }
-            read = recv.read(&mut buffer) => {
-                let n = match read {
-                    Ok(Some(n)) => n,
-                    Ok(None) | Err(_) => return false,
-                };
-                match session.on_bytes(&buffer[..n]) {
-                    Ok(events) => {
-                        for event in events {
-                            if let AgentEvent::Acked(seq) = event {
-                                local.on_ack(shared, index, seq);
-                                ack_watch.acked(now_ms());
-                            }
-                        }
+        } else {
+            Vec::new()
+        };
+        for event in events {
+            match event {
+                AgentEvent::Welcomed { last_stored_seq, .. } => {
+                    agent.attempt = 0;
+                    shared.progress[agent.index]
+                        .welcomes
+                        .fetch_add(1, Ordering::Relaxed);
+                    agent.outbox.resume(last_stored_seq);
+                    if let Some(seq) = last_stored_seq {
+                        agent.on_ack(shared, seq);
                     }
-                    Err(_) => return false,
+                    agent.sent_at.clear();
+                    agent.phase = Phase::Streaming {
+                        watch: AckWatch::new(now_ms()),
+                        check_at: None,
+                    };
+                }
+                AgentEvent::Acked(seq) => {
+                    agent.on_ack(shared, seq);
+                    if let Phase::Streaming { watch, .. } = &mut agent.phase {
+                        watch.acked(now_ms());
+                    }
+                }
+                AgentEvent::TimeProbe(_) => {}
+            }
+        }
+        let link = agent.link.as_mut()?;
+        // Whatever was sampled and not yet sent goes out, oldest first, in the collector's batch size, once
+        // the stream took the previous frame.
+        loop {
+            while link.written < link.pending.len() {
+                match link.proto.send_stream(id).write(&link.pending[link.written..]) {
+                    Ok(n) => link.written += n,
+                    Err(WriteError::Blocked) => break,
+                    Err(_) => return Some(failure),
                 }
             }
+            if link.written < link.pending.len() || !matches!(agent.phase, Phase::Streaming { .. }) {
+                break;
+            }
+            let batch = agent.outbox.next_batch(link.session.max_batch_samples());
+            if batch.is_empty() {
+                break;
+            }
+            let Ok(frame) = link.session.batch_frame(&batch) else {
+                return Some(failure);
+            };
+            // The clock starts before the write, so time spent blocked by flow control counts as latency.
+            let sent = Instant::now();
+            agent.sent_at.extend(batch.iter().map(|s| (s.seq, sent)));
+            link.pending = frame;
+            link.written = 0;
+        }
+        // As the agent's uplink: with samples in flight, a collector that sends nothing back is taken as gone,
+        // one that answers packets but acknowledges slowly is waited for.
+        if let Phase::Streaming { watch, check_at } = &mut agent.phase {
+            let was_waiting = watch.waiting();
+            watch.in_flight(!agent.sent_at.is_empty(), now_ms());
+            if !watch.waiting() {
+                *check_at = None;
+            } else if !was_waiting || check_at.is_none() {
+                *check_at = Some(now + CHECK_EVERY);
+            } else if check_at.is_some_and(|at| at <= now) {
+                let ms = now_ms();
+                watch.datagrams_received(link.proto.stats().udp_rx.datagrams, ms);
+                match watch.verdict(ms) {
+                    AckVerdict::Keep => *check_at = Some(now + CHECK_EVERY),
+                    AckVerdict::Silent | AckVerdict::Stalled => return Some(Failure::Disconnect),
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives up on the agent's connection: it is closed and drained aside, and the agent reconnects after the
+    /// uplink's backoff, sampling meanwhile.
+    fn fail(&mut self, position: usize, failure: Failure, now: Instant) {
+        let counter = match failure {
+            Failure::Connect => &self.shared.connect_failures,
+            Failure::Disconnect => &self.shared.disconnects,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let agent = &mut self.agents[position];
+        if let Some(mut link) = agent.link.take() {
+            link.proto.close(now, 0u32.into(), bytes::Bytes::new());
+            agent.closing.push((link.handle, link.proto));
+        }
+        let delay = self.backoff.delay(agent.attempt, fastrand::f64());
+        agent.attempt = agent.attempt.saturating_add(1);
+        agent.phase = Phase::Waiting(now + delay);
+    }
+
+    /// Sends the packets of the agent's connections and lets drained ones go.
+    fn flush(&mut self, position: usize, now: Instant) {
+        let Driver {
+            endpoint,
+            agents,
+            owner,
+            send_buf,
+            socket,
+            udp,
+            ..
+        } = self;
+        let agent = &mut agents[position];
+        let protos = agent
+            .link
+            .iter_mut()
+            .map(|link| (link.handle, &mut link.proto))
+            .chain(agent.closing.iter_mut().map(|(handle, proto)| (*handle, proto)));
+        for (handle, proto) in protos {
+            while let Some(event) = proto.poll_endpoint_events() {
+                if let Some(back) = endpoint.handle_event(handle, event) {
+                    proto.handle_event(back);
+                }
+            }
+            loop {
+                send_buf.clear();
+                let Some(transmit) = proto.poll_transmit(now, 1, send_buf) else {
+                    break;
+                };
+                let packet = quinn_udp::Transmit {
+                    destination: transmit.destination,
+                    ecn: transmit
+                        .ecn
+                        .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
+                    contents: &send_buf[..transmit.size],
+                    segment_size: transmit.segment_size,
+                    src_ip: transmit.src_ip,
+                };
+                let _ = socket.try_io(Interest::WRITABLE, || udp.send((&*socket).into(), &packet));
+            }
+        }
+        agent.closing.retain(|(handle, proto)| {
+            let drained = proto.is_drained();
+            if drained {
+                owner[handle.0] = NO_OWNER;
+            }
+            !drained
+        });
+    }
+
+    /// The run is over: every connection is closed with a reason the collector logs.
+    fn close_all(&mut self) {
+        let now = Instant::now();
+        for position in 0..self.agents.len() {
+            if let Some(link) = self.agents[position].link.as_mut() {
+                link.proto.close(
+                    now,
+                    0u32.into(),
+                    bytes::Bytes::from_static(b"load generator done"),
+                );
+            }
+            self.flush(position, now);
         }
     }
 }
 
-async fn send_unsent(
-    local: &mut Local,
-    send: &mut quinn::SendStream,
-    session: &AgentSession,
-) -> Result<(), ()> {
-    loop {
-        let batch = local.outbox.next_batch(session.max_batch_samples());
-        if batch.is_empty() {
-            return Ok(());
+impl Agent {
+    fn proto_mut(&mut self, handle: ConnectionHandle) -> Option<&mut quinn_proto::Connection> {
+        if let Some(link) = self.link.as_mut().filter(|link| link.handle == handle) {
+            return Some(&mut link.proto);
         }
-        let frame = session.batch_frame(&batch).map_err(|_| ())?;
-        // The clock starts before the write, so time spent blocked by flow control counts as latency.
-        let sent = Instant::now();
-        local.sent_at.extend(batch.iter().map(|s| (s.seq, sent)));
-        send.write_all(&frame).await.map_err(|_| ())?;
+        self.closing
+            .iter_mut()
+            .find(|(h, _)| *h == handle)
+            .map(|(_, proto)| proto)
     }
 }

@@ -169,9 +169,9 @@ fn host_name(index: usize) -> String {
     format!("{HOST_PREFIX}{:05}", index + 1)
 }
 
-fn client_configs(ca_pem: &str, certs: &[CertAndKey]) -> anyhow::Result<Vec<quinn::ClientConfig>> {
+fn client_configs(ca_pem: &str, certs: &[CertAndKey]) -> anyhow::Result<Vec<quinn_proto::ClientConfig>> {
     // The same transport settings as the agent's uplink.
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = quinn_proto::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(10)));
     transport.max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
     let transport = Arc::new(transport);
@@ -180,8 +180,8 @@ fn client_configs(ca_pem: &str, certs: &[CertAndKey]) -> anyhow::Result<Vec<quin
         .map(|cert| {
             let tls =
                 headroom_common::tls::client_config(ca_pem, Some((&cert.cert_pem, &cert.key_pem)), &[])?;
-            let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-            let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+            let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)?;
+            let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
             client.transport_config(transport.clone());
             Ok(client)
         })
@@ -297,7 +297,7 @@ fn count_where(shared: &Shared, test: impl Fn(usize, &Progress) -> bool) -> usiz
         .count()
 }
 
-async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<Value> {
+async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Result<Value> {
     let count = clients.len();
     let shared = Arc::new(Shared {
         server: args.server,
@@ -320,13 +320,8 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
         }
     };
-    let endpoints = (0..sockets)
-        .map(|socket| quinn::Endpoint::client(bind(socket)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("binding the load generator's UDP sockets")?;
-
-    let t0 = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    let t0 = Instant::now();
+    let mut per_socket: Vec<Vec<AgentSpec>> = (0..sockets).map(|_| Vec::new()).collect();
     for (index, client) in clients.into_iter().enumerate() {
         let start_at = t0 + Duration::from_secs_f64(index as f64 / f64::from(args.connect_per_s));
         // Phases spread evenly over the second, so the fleet's samples do not arrive in one burst.
@@ -334,19 +329,20 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         while first_tick_at < start_at {
             first_tick_at += Duration::from_secs(1);
         }
-        let spec = AgentSpec {
+        per_socket[index / args.agents_per_socket].push(AgentSpec {
             index,
             sim: sim_spec(index),
             client,
             instance_id: fastrand::u64(1..),
             start_at,
             first_tick_at,
-        };
-        tasks.spawn(agent::run(
-            spec,
-            endpoints[index / args.agents_per_socket].clone(),
-            shared.clone(),
-        ));
+        });
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (socket, specs) in per_socket.into_iter().enumerate() {
+        let socket =
+            std::net::UdpSocket::bind(bind(socket)).context("binding the load generator's UDP sockets")?;
+        tasks.spawn(agent::run_socket(socket, specs, shared.clone()));
     }
 
     // Connect phase, bounded: the paced starts plus a minute.
@@ -443,14 +439,9 @@ async fn run(args: &Args, clients: Vec<quinn::ClientConfig>) -> anyhow::Result<V
         .sum();
     let end = read_process(pid).unwrap_or_default();
     shared.stop.cancel();
-    while tokio::time::timeout(Duration::from_secs(10), tasks.join_next())
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-    {}
-    for endpoint in &endpoints {
-        endpoint.close(0u32.into(), b"done");
+    while let Ok(Some(done)) = tokio::time::timeout(Duration::from_secs(10), tasks.join_next()).await {
+        done.context("a socket's agents panicked")?
+            .context("running a socket's agents")?;
     }
     let database = check_database(&args.state_dir.join("headroom.db"), acked, produced)?;
 
