@@ -84,7 +84,67 @@ pub(super) struct Conn {
     /// Writes, waiting for the close.
     pub(super) write_waker: Option<Waker>,
     dirty: bool,
-    queued_timer: Option<Instant>,
+    queued: Queued,
+}
+
+/// The deadlines a connection has on the timer heap, earliest first; at most `QUEUED` are tracked.
+///
+/// The earliest is never later than the connection's real deadline, so the connection is run in time. An
+/// entry that comes up after its deadline moved later (an acknowledgement stopped the retransmission timer)
+/// is queued again only if no later entry of the connection already comes up by the new deadline. Queuing it
+/// every time left one stale idle-timer entry per connection and second on the heap: about thirty per
+/// connection, 600,000 at 20,000 agents, and the heap's pops the collector's largest single cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Queued {
+    at: [Option<Instant>; QUEUED],
+}
+
+/// Entries beyond these stay on the heap untracked, and are skipped when they come up.
+const QUEUED: usize = 3;
+
+impl Queued {
+    fn earliest(&self) -> Option<Instant> {
+        self.at[0]
+    }
+
+    /// Tracks a new entry; the latest tracked one is forgotten if there is no room.
+    fn insert(&mut self, deadline: Instant) {
+        let mut carry = Some(deadline);
+        for slot in &mut self.at {
+            match (*slot, carry) {
+                (_, None) => break,
+                (None, Some(_)) => {
+                    *slot = carry;
+                    carry = None;
+                }
+                (Some(current), Some(new)) if new < current => {
+                    *slot = Some(new);
+                    carry = Some(current);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A tracked entry came up and the connection's deadline had moved later, to `due`: whether to queue an
+    /// entry for `due` (tracked now) or leave it to a later entry that comes up by then.
+    fn requeue_for(&mut self, due: Instant) -> bool {
+        if self.earliest().is_some_and(|next| next <= due) {
+            return false;
+        }
+        self.insert(due);
+        true
+    }
+
+    /// Whether `deadline` was tracked; it is forgotten.
+    fn remove(&mut self, deadline: Instant) -> bool {
+        let Some(position) = self.at.iter().position(|at| *at == Some(deadline)) else {
+            return false;
+        };
+        self.at.copy_within(position + 1.., position);
+        self.at[QUEUED - 1] = None;
+        true
+    }
 }
 
 impl Conn {
@@ -178,7 +238,7 @@ impl State {
             read_waker: None,
             write_waker: None,
             dirty: false,
-            queued_timer: None,
+            queued: Queued::default(),
         }));
         let generation = slot.generation;
         self.connections += 1;
@@ -292,8 +352,8 @@ impl State {
             return;
         }
         if let Some(deadline) = conn.proto.poll_timeout() {
-            if conn.queued_timer.is_none_or(|queued| deadline < queued) {
-                conn.queued_timer = Some(deadline);
+            if conn.queued.earliest().is_none_or(|queued| deadline < queued) {
+                conn.queued.insert(deadline);
                 timers.push(Reverse((deadline, index, slot.generation)));
                 if armed.is_none_or(|armed| deadline < armed) {
                     *rearm = true;
@@ -312,20 +372,21 @@ impl State {
             let Some(conn) = self.conn(index, generation) else {
                 continue;
             };
-            if conn.queued_timer != Some(deadline) {
+            if !conn.queued.remove(deadline) {
                 continue;
             }
-            conn.queued_timer = None;
             match conn.proto.poll_timeout() {
                 Some(due) if due <= now => {
                     conn.proto.handle_timeout(now);
                     self.mark_dirty(index);
                 }
                 // The deadline moved later (most often an acknowledgement stopped a retransmission timer):
-                // queued again as it is, without running the connection.
+                // queued again as it is, without running the connection, unless a later entry of the
+                // connection comes up by then anyway.
                 Some(due) => {
-                    conn.queued_timer = Some(due);
-                    self.timers.push(Reverse((due, index, generation)));
+                    if conn.queued.requeue_for(due) {
+                        self.timers.push(Reverse((due, index, generation)));
+                    }
                 }
                 None => {}
             }
@@ -478,5 +539,71 @@ fn drive_dirty(state: &mut State, now: Instant, shared: &Shared, dirty: &mut Vec
     std::mem::swap(&mut state.dirty, dirty);
     for index in dirty.drain(..) {
         state.drive(index, now, shared);
+    }
+}
+
+#[cfg(test)]
+mod queued_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// One connection's timer entries over a minute of an agent's traffic, with the driver's rules: each
+    /// second a reply arms the retransmission timer (earlier than the idle timer: queued), the agent's
+    /// acknowledgement moves the deadline back to the idle timer, 30 s after the last packet, and the
+    /// retransmission entry comes up stale.
+    #[test]
+    fn issue_12_a_connection_keeps_a_few_timer_entries_however_long_it_streams() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut heap: BinaryHeap<Reverse<Instant>> = BinaryHeap::new();
+        let mut queued = Queued::default();
+        let mut most = 0;
+        for n in 0..60u32 {
+            let now = start + second * n;
+            let idle = now + Duration::from_secs(30);
+            let retransmit = now + Duration::from_millis(30);
+            if queued.earliest().is_none_or(|at| retransmit < at) {
+                queued.insert(retransmit);
+                heap.push(Reverse(retransmit));
+            }
+            // The acknowledgement came: the real deadline is the idle timer. Every entry due by the next
+            // second comes up and finds it later.
+            while let Some(&Reverse(at)) = heap.peek() {
+                if at > now + second / 2 {
+                    break;
+                }
+                heap.pop();
+                if queued.remove(at) && queued.requeue_for(idle) {
+                    heap.push(Reverse(idle));
+                }
+            }
+            assert!(
+                queued.earliest().is_some_and(|at| at <= idle),
+                "the connection stays queued in time"
+            );
+            most = most.max(heap.len());
+        }
+        assert!(most <= QUEUED, "{most} entries on the heap for one connection");
+    }
+
+    #[test]
+    fn issue_12_queued_keeps_the_earliest_deadlines_in_order() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut queued = Queued::default();
+        for ms in [50, 10, 30, 20] {
+            queued.insert(at(ms));
+        }
+        // Room for three: the latest (50) is forgotten, and would be skipped when it comes up.
+        assert_eq!(queued.at, [Some(at(10)), Some(at(20)), Some(at(30))]);
+        assert!(!queued.remove(at(50)));
+        assert!(queued.remove(at(20)));
+        assert_eq!(queued.at, [Some(at(10)), Some(at(30)), None]);
+        assert!(queued.remove(at(10)));
+        assert_eq!(queued.earliest(), Some(at(30)));
+        // A later entry comes up by the new deadline: nothing more is queued.
+        assert!(!queued.requeue_for(at(40)));
+        assert!(queued.requeue_for(at(25)));
+        assert_eq!(queued.earliest(), Some(at(25)));
     }
 }
