@@ -383,11 +383,10 @@ impl State {
                 // The deadline moved later (most often an acknowledgement stopped a retransmission timer):
                 // queued again as it is, without running the connection, unless a later entry of the
                 // connection comes up by then anyway.
-                Some(due) => {
-                    if conn.queued.requeue_for(due) {
-                        self.timers.push(Reverse((due, index, generation)));
-                    }
+                Some(due) if conn.queued.requeue_for(due) => {
+                    self.timers.push(Reverse((due, index, generation)));
                 }
+                Some(_) => {}
                 None => {}
             }
         }
