@@ -5,6 +5,7 @@
 //! The queue is bounded: `commit` waits for a slot (a semaphore permit) before queueing, so when storage
 //! falls behind, ingest slows down instead of growing memory.
 
+use super::pacer::Pacer;
 use super::{CommitOutcome, HostBatch, MaintainReport, Progress, Retention, Store, StoreError};
 use headroom_common::clock::now_ms;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -30,6 +31,8 @@ pub struct WriterSettings {
     pub maintenance_interval_ms: u64,
     /// Under sustained load, the longest ingest may keep maintenance from taking a step.
     pub maintenance_max_wait_ms: u64,
+    /// While ingest commits, the share of one core maintenance may take (`pacer.rs`); 100 turns pacing off.
+    pub maintenance_share_pct: u32,
 }
 
 impl Default for WriterSettings {
@@ -41,6 +44,7 @@ impl Default for WriterSettings {
             retention: Retention::default(),
             maintenance_interval_ms: 10_000,
             maintenance_max_wait_ms: 250,
+            maintenance_share_pct: 15,
         }
     }
 }
@@ -269,9 +273,15 @@ fn run(
     let mut pending = false;
     let mut last_step = Instant::now();
     let mut report = MaintainReport::default();
+    let mut pacer = Pacer::new(
+        settings.maintenance_share_pct,
+        PACER_MAX_CREDIT,
+        PACER_BEHIND_AFTER,
+        Instant::now(),
+    );
     loop {
         let timeout = if pending {
-            Duration::ZERO
+            pacer.wait(Instant::now())
         } else {
             next_cycle.saturating_duration_since(Instant::now())
         };
@@ -283,25 +293,33 @@ fn run(
                 // one per batch, while a sleeping one is woken by nobody.
                 std::thread::sleep(Duration::from_millis(settings.group_linger_ms));
                 gather(&receiver, &mut group, settings.max_group_batches);
-                commit_group(&mut store, group, &health);
+                if commit_group(&mut store, group, &health) {
+                    pacer.committed(Instant::now());
+                }
                 // Sustained ingest must not starve retention and rollups: a cycle that is due starts even
-                // when the queue never runs dry, and then takes a step at least every max_wait.
+                // when the queue never runs dry, and then takes a step at least every max_wait, within
+                // the pacer's share.
                 if !pending && Instant::now() >= next_cycle {
                     report = MaintainReport::default();
                     pending = true;
+                    pacer.cycle(true, Instant::now());
                 }
-                if pending && last_step.elapsed() >= max_wait {
-                    pending = maintenance_step(&mut store, &settings, &health, &mut report);
+                if pending && last_step.elapsed() >= max_wait && pacer.wait(Instant::now()).is_zero() {
+                    pending = paced_step(&mut store, &settings, &health, &mut report, &mut pacer);
                     last_step = Instant::now();
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if !pending {
                     report = MaintainReport::default();
+                    pacer.cycle(true, Instant::now());
+                } else if !pacer.wait(Instant::now()).is_zero() {
+                    continue;
                 }
-                pending = maintenance_step(&mut store, &settings, &health, &mut report);
+                pending = paced_step(&mut store, &settings, &health, &mut report, &mut pacer);
                 last_step = Instant::now();
                 if !pending {
+                    pacer.cycle(false, Instant::now());
                     next_cycle = Instant::now() + interval;
                     if report.steps > 0 {
                         tracing::debug!(?report, "storage maintenance done");
@@ -327,6 +345,31 @@ fn gather(receiver: &Receiver<Message>, group: &mut Vec<Message>, max: usize) {
     }
 }
 
+/// Most step time maintenance may bank while paced: a step or two.
+const PACER_MAX_CREDIT: Duration = Duration::from_millis(100);
+
+/// A maintenance cycle still running after this long is behind (a backlog after downtime, or rollups that
+/// no longer fit the pacer's share): it runs unpaced until done.
+const PACER_BEHIND_AFTER: Duration = Duration::from_secs(45);
+
+/// One maintenance step, its time spent from the pacer's credit.
+fn paced_step(
+    store: &mut Store,
+    settings: &WriterSettings,
+    health: &Mutex<StoreHealth>,
+    report: &mut MaintainReport,
+    pacer: &mut Pacer,
+) -> bool {
+    let started = Instant::now();
+    let more = maintenance_step(store, settings, health, report);
+    let now = Instant::now();
+    pacer.spent(now.duration_since(started), now);
+    if !more {
+        pacer.cycle(false, now);
+    }
+    more
+}
+
 fn maintenance_step(
     store: &mut Store,
     settings: &WriterSettings,
@@ -342,7 +385,8 @@ fn maintenance_step(
     }
 }
 
-fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHealth>) {
+/// Commits the group's batches in one transaction and answers its other messages; `true` if it held batches.
+fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHealth>) -> bool {
     let mut batches = Vec::with_capacity(group.len());
     let mut replies = Vec::with_capacity(group.len());
     for message in group {
@@ -379,7 +423,7 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
         }
     }
     if batches.is_empty() {
-        return;
+        return false;
     }
     let started = Instant::now();
     let committed = store.commit_batches(&batches);
@@ -411,6 +455,7 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
