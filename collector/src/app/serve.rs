@@ -377,7 +377,7 @@ pub fn web_settings(config: &Config, pki: &std::path::Path) -> crate::views::web
 /// Receive buffer asked for on the QUIC socket. Every agent shares this one socket, and the default (about
 /// 208 KiB) overflows when thousands of connections send in the same few milliseconds (a reconnect storm,
 /// or a moment the runtime is busy); 4 MiB holds about 3,000 full datagrams.
-const UDP_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
+const UDP_RECEIVE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Computes the sizing report of the groups `headroom` rules with `within` watch, over the sizing window,
 /// from the database, on a blocking thread with a read-only connection, and hands it to the analytics: the
