@@ -412,10 +412,12 @@ async fn refresh_forecasts(
         };
         let for_task = sizing.clone();
         let wanted = groups.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
+        // At low priority, as the web view's sizing refresh: ingest keeps the CPU it needs.
+        let outcome = crate::views::background::run(move || {
             crate::views::report_cli::build_report_of(&options, &for_task, Some(&wanted))
         })
-        .await;
+        .await
+        .ok_or("the forecast's computation panicked");
         let succeeded = match outcome {
             Ok(Ok(report)) => {
                 analytics.set_forecast(&report, now);

@@ -151,9 +151,10 @@ async fn refresh_sizing(state: &WebContext) -> Result<Arc<SizingReport>, String>
     }
     let for_task = state.clone();
     let window = state.web.settings.sizing_window;
-    let report = tokio::task::spawn_blocking(move || compute_sizing(&for_task, window, now))
+    // Refreshed once a minute whether anyone looks or not: at low priority, so ingest keeps the CPU.
+    let report = crate::views::background::run(move || compute_sizing(&for_task, window, now))
         .await
-        .map_err(|e| format!("sizing failed: {e}"))??;
+        .ok_or("sizing failed: the report's computation panicked")??;
     let report = Arc::new(report);
     *guard(&state.web.sizing) = Some((now, report.clone()));
     Ok(report)
