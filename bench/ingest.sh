@@ -13,10 +13,11 @@
 # --sources N spreads the load generator's sockets over N loopback source addresses (127.0.0.1 ...): a real
 # fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
 # --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
+# --port N and --http-port N choose the collector's QUIC and HTTP ports on 127.0.0.1 (9711 and 9712).
 #
 # Usage: bench/ingest.sh [--agents 1000,5000,20000] [--duration S] [--warmup S] [--connect-per-s N]
 #                        [--storm] [--storm-perf FILE] [--sources N] [--pin] [--steady MIN] [--rules FILE]
-#                        [--bin-dir DIR] [--keep DIR]
+#                        [--port N] [--http-port N] [--bin-dir DIR] [--keep DIR]
 # Needs: release builds of the collector and the load generator:
 #   cargo build --release -p headroom-collector --bins --example loadgen
 # Only loopback addresses (127.0.0.0/8) are used. Every loop is bounded; the trap stops every process it started, by PID.
@@ -34,6 +35,8 @@ bin_dir=""
 keep_dir=""
 sources=1
 storm_perf=""
+quic_port=9711
+http_port=9712
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --agents) agents_list="$2"; shift 2 ;;
@@ -46,9 +49,11 @@ while [[ $# -gt 0 ]]; do
         --pin) pin=1; shift ;;
         --steady) steady_min="$2"; shift 2 ;;
         --rules) rules_file="$2"; shift 2 ;;
+        --port) quic_port="$2"; shift 2 ;;
+        --http-port) http_port="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -74,6 +79,9 @@ if [[ -n "$steady_min" ]]; then
     warmup_s=$(( steady_min * 60 ))
     duration_s=600
 fi
+for port in "$quic_port" "$http_port"; do
+    [[ "$port" =~ ^[0-9]+$ ]] && (( port >= 1 && port <= 65535 )) || die "port $port: give 1 to 65535"
+done
 [[ "$sources" =~ ^[0-9]+$ ]] && (( sources >= 1 && sources <= 250 )) || die "--sources $sources: give 1 to 250"
 if [[ -n "$storm_perf" ]]; then
     command -v perf >/dev/null || die "--storm-perf needs perf (linux-perf)"
@@ -91,8 +99,6 @@ if [[ $pin -eq 1 ]]; then
     generator_threads=1
 fi
 
-quic_port=9711
-http_port=9712
 work="$(mktemp -d /tmp/headroom-ingest.XXXXXX)"
 pidfile="$work/collector.pid"
 

@@ -4,7 +4,7 @@
 #   bench/suite_time.sh OLD_COMMIT [PAIRS]
 #
 # Checks OLD_COMMIT out into a temporary git worktree with its own target directory, builds both test sets
-# first (`cargo build --workspace --bins && cargo test --workspace --no-run`), then runs the test command
+# first (`cargo build --workspace --bins --example loadgen && cargo test --workspace --no-run`), then runs the test command
 # alternately, old, new, old, new, ... (PAIRS pairs, default 2), each timed, and prints one line per run
 # (wall seconds, load average before it, exit status, failed tests) and the median per side. The test
 # command runs with `--no-fail-fast`, so a failing test binary does not cut a run short, and with
@@ -19,8 +19,8 @@ set -euo pipefail
 
 old_commit=${1:?usage: bench/suite_time.sh OLD_COMMIT [PAIRS]}
 pairs=${2:-2}
-build=${SUITE_BUILD:-"cargo build --workspace --bins && cargo test --workspace --no-run"}
-test_command=${SUITE_TEST:-"cargo build --workspace --bins && cargo test --workspace --no-fail-fast"}
+build=${SUITE_BUILD:-"cargo build --workspace --bins --example loadgen && cargo test --workspace --no-run"}
+test_command=${SUITE_TEST:-"cargo build --workspace --bins --example loadgen && cargo test --workspace --no-fail-fast"}
 
 new_dir=$(git rev-parse --show-toplevel)
 scratch=$(mktemp -d)

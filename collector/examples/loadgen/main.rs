@@ -374,6 +374,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
     // memory, so flatness is judged on the readings of the window's first and last minutes (bench/ingest.sh).
     let mut rss_readings_mib = vec![before.collector.rss_kib as f64 / 1024.0];
     let window_end = Instant::now() + Duration::from_secs(args.duration_s);
+    let mut latencies_seen = 0usize;
     while Instant::now() < window_end {
         let step = window_end
             .saturating_duration_since(Instant::now())
@@ -381,13 +382,23 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         tokio::time::sleep(step).await;
         let now = snapshot(pid, port, &shared);
         let step_figures = window_figures(&previous, &now);
+        // The acks of this line alone, so that a tail can be placed in time (a once-a-minute pass, say).
+        let mut line_latencies = {
+            let latencies = shared.latencies_us.lock().expect("latency lock poisoned");
+            latencies[latencies_seen.min(latencies.len())..].to_vec()
+        };
+        latencies_seen += line_latencies.len();
+        line_latencies.sort_unstable();
         eprintln!(
-            "  {:>5.1} s: {:>7.0} samples/s acked, collector {:>5.1} % cpu, {:>6.1} MiB, rcvbuf errors +{}",
+            "  {:>5.1} s: {:>7.0} samples/s acked, collector {:>5.1} % cpu, {:>6.1} MiB, rcvbuf errors +{}, \
+             ack p99 {:.0} ms, max {:.0} ms",
             now.at.duration_since(before.at).as_secs_f64(),
             step_figures["ingest_per_s"].as_f64().unwrap_or(0.0),
             step_figures["collector_cpu_pct_of_core"].as_f64().unwrap_or(0.0),
             step_figures["collector_rss_mib"].as_f64().unwrap_or(0.0),
-            step_figures["udp_rcvbuf_errors"]
+            step_figures["udp_rcvbuf_errors"],
+            quantile(&line_latencies, 0.99) as f64 / 1000.0,
+            quantile(&line_latencies, 1.0) as f64 / 1000.0,
         );
         rss_readings_mib.push(now.collector.rss_kib as f64 / 1024.0);
         previous = now;

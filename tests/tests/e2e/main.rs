@@ -24,6 +24,7 @@ static SET_TEST_THREADS: extern "C" fn() = set_test_threads;
 
 mod alarms_e2e;
 mod api_doc;
+mod bench_ingest;
 mod cli;
 mod clock_skew;
 mod code_map;
