@@ -14,6 +14,7 @@ use bytes::BytesMut;
 use headroom_agent::ack_watch::{AckVerdict, AckWatch, CHECK_EVERY};
 use headroom_agent::run::SampleSource;
 use headroom_collector::app::sim::{SimSource, SimSpec};
+use headroom_collector::quic::{received_ecn, send_now};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, Outbox};
@@ -351,14 +352,15 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, now: Instant, meta: &quinn_udp::RecvMeta, data: BytesMut) {
-        let ecn = meta
-            .ecn
-            .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8));
         let mut response = Vec::new();
-        match self
-            .endpoint
-            .handle(now, meta.addr, meta.dst_ip, ecn, data, &mut response)
-        {
+        match self.endpoint.handle(
+            now,
+            meta.addr,
+            meta.dst_ip,
+            received_ecn(meta),
+            data,
+            &mut response,
+        ) {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 let Some(&position) = self.owner.get(handle.0) else {
                     return;
@@ -379,19 +381,8 @@ impl Driver {
     }
 
     fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
-        let packet = quinn_udp::Transmit {
-            destination: transmit.destination,
-            ecn: transmit
-                .ecn
-                .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
-            contents: &buf[..transmit.size],
-            segment_size: transmit.segment_size,
-            src_ip: transmit.src_ip,
-        };
         // A full socket buffer drops the packet, as a network might: QUIC sends it again.
-        let _ = self.socket.try_io(Interest::WRITABLE, || {
-            self.udp.send((&self.socket).into(), &packet)
-        });
+        let _ = send_now(&self.socket, &self.udp, transmit, buf);
     }
 
     fn mark_dirty(&mut self, position: usize) {
@@ -693,16 +684,7 @@ impl Driver {
                 let Some(transmit) = proto.poll_transmit(now, 1, send_buf) else {
                     break;
                 };
-                let packet = quinn_udp::Transmit {
-                    destination: transmit.destination,
-                    ecn: transmit
-                        .ecn
-                        .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
-                    contents: &send_buf[..transmit.size],
-                    segment_size: transmit.segment_size,
-                    src_ip: transmit.src_ip,
-                };
-                let _ = socket.try_io(Interest::WRITABLE, || udp.send((&*socket).into(), &packet));
+                let _ = send_now(socket, udp, &transmit, send_buf);
             }
         }
         agent.closing.retain(|(handle, proto)| {

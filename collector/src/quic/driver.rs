@@ -199,19 +199,7 @@ impl Shared {
 
     /// Sends one packet now. A full socket buffer drops it, as the network might: QUIC sends it again.
     pub(super) fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
-        let packet = quinn_udp::Transmit {
-            destination: transmit.destination,
-            ecn: transmit
-                .ecn
-                .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
-            contents: &buf[..transmit.size],
-            segment_size: transmit.segment_size,
-            src_ip: transmit.src_ip,
-        };
-        let sent = self.socket.try_io(Interest::WRITABLE, || {
-            self.udp.send((&self.socket).into(), &packet)
-        });
-        if let Err(error) = sent {
+        if let Err(error) = super::send_now(&self.socket, &self.udp, transmit, buf) {
             debug!(%error, destination = %transmit.destination, "udp send failed; QUIC retransmits");
         }
     }
@@ -398,14 +386,15 @@ impl State {
 
     /// Hands one received datagram to quinn-proto.
     fn on_datagram(&mut self, now: Instant, meta: &quinn_udp::RecvMeta, data: BytesMut, shared: &Shared) {
-        let ecn = meta
-            .ecn
-            .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8));
         let mut response = Vec::new();
-        match self
-            .endpoint
-            .handle(now, meta.addr, meta.dst_ip, ecn, data, &mut response)
-        {
+        match self.endpoint.handle(
+            now,
+            meta.addr,
+            meta.dst_ip,
+            super::received_ecn(meta),
+            data,
+            &mut response,
+        ) {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(conn) = self.slots.get_mut(handle.0).and_then(|s| s.conn.as_deref_mut()) {
                     conn.proto.handle_event(event);

@@ -31,6 +31,33 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+/// Sends `transmit`'s packet (its bytes are the start of `buf`) on `socket` now, without waiting: a full
+/// socket buffer drops it, as the network might, and QUIC sends it again. The load generator's agents send
+/// the same way.
+pub fn send_now(
+    socket: &tokio::net::UdpSocket,
+    udp: &quinn_udp::UdpSocketState,
+    transmit: &quinn_proto::Transmit,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    let packet = quinn_udp::Transmit {
+        destination: transmit.destination,
+        ecn: transmit
+            .ecn
+            .and_then(|ecn| quinn_udp::EcnCodepoint::from_bits(ecn as u8)),
+        contents: &buf[..transmit.size],
+        segment_size: transmit.segment_size,
+        src_ip: transmit.src_ip,
+    };
+    socket.try_io(tokio::io::Interest::WRITABLE, || udp.send(socket.into(), &packet))
+}
+
+/// The ECN codepoint a received datagram carried, as quinn-proto takes it.
+pub fn received_ecn(meta: &quinn_udp::RecvMeta) -> Option<quinn_proto::EcnCodepoint> {
+    meta.ecn
+        .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8))
+}
+
 /// One listener: a UDP socket, its connections and the task that drives them.
 #[derive(Clone)]
 pub struct Endpoint {
