@@ -6,7 +6,7 @@
 
 use super::ports::{PortContributions, PortSums};
 use super::schema::metric_columns;
-use super::sketch::RollupStats;
+use super::sketch::{MetricStats, RollupStats};
 use super::{HostRecord, SampleDetail, Store, StoreError};
 use crate::metrics::Metric;
 use rusqlite::params;
@@ -44,35 +44,63 @@ impl MinuteEntry {
                 self.stats.add(index, value);
             }
         }
-        self.add_ports(row, first, ports)
+        add_ports(&mut self.ports, row, first, ports)
     }
+}
 
-    /// [`MinuteEntry::add_row`] for what a [`Contribution`] reads only: the means of
-    /// [`Contribution::METRICS`] (with the rollup's own arithmetic, so that they come out bit for bit the
-    /// same) and the ports; no sketch is built and no other metric read.
-    pub(crate) fn add_row_for_sums(
-        &mut self,
-        row: &rusqlite::Row<'_>,
-        first: usize,
-        ports: bool,
-    ) -> rusqlite::Result<()> {
-        for metric in Contribution::METRICS {
-            let index = metric.index();
-            if let Some(value) = row.get::<_, Option<f64>>(first + index)? {
-                self.stats.add_unsketched(index, value);
+/// Adds the listeners of a `samples` row's `detail` (after the metric columns that start at `first`) to
+/// `sums` when `ports`; a detail blob that does not decode adds nothing.
+fn add_ports(
+    sums: &mut PortSums,
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    ports: bool,
+) -> rusqlite::Result<()> {
+    if ports {
+        let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
+        if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
+            sums.add_listeners(&detail.listeners);
+        }
+    }
+    Ok(())
+}
+
+/// What raw rows past the rollup add for one host and minute while a report sums them: the statistics of
+/// [`Contribution::METRICS`] only, without sketches, and the ports. A [`MinuteEntry`] keeps a slot for
+/// every metric (~1.4 KiB), and the raw tail of 20,000 hosts holds tens of thousands of entries at once.
+#[derive(Debug, Default)]
+struct SumsEntry {
+    stats: [Option<MetricStats>; Contribution::METRICS.len()],
+    ports: PortSums,
+}
+
+impl SumsEntry {
+    /// [`MinuteEntry::add_row`] for what a [`Contribution`] reads, with the rollup's own arithmetic, so that
+    /// the means come out bit for bit the same.
+    fn add_row(&mut self, row: &rusqlite::Row<'_>, first: usize, ports: bool) -> rusqlite::Result<()> {
+        for (slot, metric) in self.stats.iter_mut().zip(Contribution::METRICS) {
+            if let Some(value) = row.get::<_, Option<f64>>(first + metric.index())? {
+                match slot {
+                    Some(stats) => stats.add_unsketched(value),
+                    None => *slot = Some(MetricStats::unsketched(value)),
+                }
             }
         }
-        self.add_ports(row, first, ports)
+        add_ports(&mut self.ports, row, first, ports)
     }
 
-    fn add_ports(&mut self, row: &rusqlite::Row<'_>, first: usize, ports: bool) -> rusqlite::Result<()> {
-        if ports {
-            let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
-            if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
-                self.ports.add_listeners(&detail.listeners);
+    /// The statistics as the rollup keeps them (each metric at its index), and the ports.
+    fn into_parts(self) -> (RollupStats, PortSums) {
+        let mut stats = RollupStats::default();
+        for (slot, metric) in self.stats.into_iter().zip(Contribution::METRICS) {
+            if let Some(metric_stats) = slot {
+                if stats.metrics.len() <= metric.index() {
+                    stats.metrics.resize(metric.index() + 1, None);
+                }
+                stats.metrics[metric.index()] = Some(metric_stats);
             }
         }
-        Ok(())
+        (stats, self.ports)
     }
 }
 
@@ -174,15 +202,15 @@ impl Store {
         let mut rows = statement
             .query(params![watermark, from_ms as i64, to_ms as i64])
             .map_err(&err)?;
-        let mut per_host: BTreeMap<(u64, i64), MinuteEntry> = BTreeMap::new();
+        let mut per_host: BTreeMap<(u64, i64), SumsEntry> = BTreeMap::new();
         while let Some(row) = rows.next().map_err(&err)? {
             let host_id: i64 = row.get(0).map_err(&err)?;
             let ts_ms = row.get::<_, i64>(1).map_err(&err)?.max(0) as u64;
             let minute = ts_ms - ts_ms % MINUTE_MS;
             per_host
                 .entry((minute, host_id))
-                .or_insert_with(MinuteEntry::new)
-                .add_row_for_sums(row, 2, minute >= ports_from_ms)
+                .or_default()
+                .add_row(row, 2, minute >= ports_from_ms)
                 .map_err(&err)?;
         }
         drop(rows);
@@ -190,14 +218,8 @@ impl Store {
 
         let mut sums: BTreeMap<(String, u64), RawGroupMinute> = BTreeMap::new();
         let mut ports = PortContributions::default();
-        for (
-            (minute, host_id),
-            MinuteEntry {
-                stats,
-                ports: raw_ports,
-            },
-        ) in per_host
-        {
+        for ((minute, host_id), entry) in per_host {
+            let (stats, raw_ports) = entry.into_parts();
             let Some(host) = self
                 .names_by_id
                 .get(&host_id)

@@ -201,6 +201,17 @@ impl MetricStats {
         self.sketch.add(value);
     }
 
+    /// The statistics of one value without a sketch, as [`MetricStats::add_unsketched`] goes on from.
+    pub fn unsketched(value: f64) -> MetricStats {
+        MetricStats {
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            sketch: Sketch::new(),
+        }
+    }
+
     /// Count, sum, min and max as [`MetricStats::add`] keeps them (the same arithmetic, in the same order),
     /// leaving the sketch alone: for readers that need only means.
     pub fn add_unsketched(&mut self, value: f64) {
@@ -271,15 +282,7 @@ impl RollupStats {
         }
         match &mut self.metrics[index] {
             Some(stats) => stats.add_unsketched(value),
-            slot => {
-                *slot = Some(MetricStats {
-                    count: 1,
-                    sum: value,
-                    min: value,
-                    max: value,
-                    sketch: Sketch::new(),
-                })
-            }
+            slot => *slot = Some(MetricStats::unsketched(value)),
         }
     }
 
