@@ -376,12 +376,13 @@ pub fn web_settings(config: &Config, pki: &std::path::Path) -> crate::views::web
 
 /// Receive buffer asked for on the QUIC socket. Every agent shares this one socket, and the default (about
 /// 208 KiB) overflows when thousands of connections send in the same few milliseconds (a reconnect storm,
-/// or a moment the runtime is busy); 4 MiB holds about 3,000 full datagrams.
+/// or a moment the runtime is busy); 16 MiB holds about 12,000 full datagrams. Linux grants at most
+/// `net.core.rmem_max`; less is logged at start (docs/SCALE.md).
 const UDP_RECEIVE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Computes the sizing report of the groups `headroom` rules with `within` watch, over the sizing window,
-/// from the database, on a blocking thread with a read-only connection, and hands it to the analytics: the
-/// alarm evaluation itself never reads the database. When, and for which groups, is
+/// from the database, on the background thread at low priority (`views/background.rs`) with a read-only
+/// connection, and hands it to the analytics: the alarm evaluation itself never reads the database. When, and for which groups, is
 /// [`crate::analytics::alarms::forecast_refresh::ForecastRefresh::plan`]'s decision, asked every [`FORECAST_POLL_MS`].
 async fn refresh_forecasts(
     analytics: Arc<crate::analytics::Analytics>,

@@ -374,8 +374,7 @@ impl State {
                 Some(due) if conn.queued.requeue_for(due) => {
                     self.timers.push(Reverse((due, index, generation)));
                 }
-                Some(_) => {}
-                None => {}
+                _ => {}
             }
         }
     }

@@ -319,7 +319,7 @@ fn run(
                 pending = paced_step(&mut store, &settings, &health, &mut report, &mut pacer);
                 last_step = Instant::now();
                 if !pending {
-                    pacer.cycle(false, Instant::now());
+                    // paced_step has ended the pacer's cycle.
                     next_cycle = Instant::now() + interval;
                     if report.steps > 0 {
                         tracing::debug!(?report, "storage maintenance done");
