@@ -4,79 +4,51 @@
 //! folds it into the tables; [`Store::raw_group_minutes`] gives the same sums for raw rows the rollup has
 //! not reached yet, so a report's last minutes add up exactly as the rollup will.
 
+use super::minute_entry::CompactPorts;
 use super::ports::{PortContributions, PortSums};
 use super::schema::metric_columns;
 use super::sketch::{MetricStats, RollupStats};
 use super::{HostRecord, SampleDetail, Store, StoreError};
 use crate::metrics::Metric;
+use headroom_common::wire::Listener;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
 /// One minute: the step of the minute rollups and of the per-group minute sums.
 pub const MINUTE_MS: u64 = 60_000;
 
-/// What one host gathered in one minute: metric statistics and per-port established sums.
-#[derive(Debug)]
-pub(crate) struct MinuteEntry {
-    pub(crate) stats: RollupStats,
-    pub(crate) ports: PortSums,
-}
-
-impl MinuteEntry {
-    pub(crate) fn new() -> MinuteEntry {
-        MinuteEntry {
-            stats: RollupStats::with_len(Metric::ALL.len()),
-            ports: PortSums::default(),
-        }
-    }
-
-    /// Adds one `samples` row whose metric columns ([`metric_columns`]) start at `first` and are followed
-    /// by `detail`. Listeners count only with `ports`; a detail blob that does not decode loses its per-port
-    /// counts only.
-    pub(crate) fn add_row(
-        &mut self,
-        row: &rusqlite::Row<'_>,
-        first: usize,
-        ports: bool,
-    ) -> rusqlite::Result<()> {
-        for index in 0..Metric::ALL.len() {
-            if let Some(value) = row.get::<_, Option<f64>>(first + index)? {
-                self.stats.add(index, value);
-            }
-        }
-        add_ports(&mut self.ports, row, first, ports)
-    }
-}
-
-/// Adds the listeners of a `samples` row's `detail` (after the metric columns that start at `first`) to
-/// `sums` when `ports`; a detail blob that does not decode adds nothing.
-fn add_ports(
-    sums: &mut PortSums,
+/// The listeners of a `samples` row's `detail` (after the metric columns that start at `first`) when
+/// `ports`; none when the detail blob does not decode, so such a row loses its per-port counts only.
+pub(super) fn row_listeners(
     row: &rusqlite::Row<'_>,
     first: usize,
     ports: bool,
-) -> rusqlite::Result<()> {
-    if ports {
-        let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
-        if let Some(detail) = detail.ok().flatten().and_then(|b| SampleDetail::decode(b).ok()) {
-            sums.add_listeners(&detail.listeners);
-        }
+) -> rusqlite::Result<Vec<Listener>> {
+    if !ports {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
+    Ok(detail
+        .ok()
+        .flatten()
+        .and_then(|b| SampleDetail::decode(b).ok())
+        .map(|detail| detail.listeners)
+        .unwrap_or_default())
 }
 
 /// What raw rows past the rollup add for one host and minute while a report sums them: the statistics of
-/// [`Contribution::METRICS`] only, without sketches, and the ports. A [`MinuteEntry`] keeps a slot for
-/// every metric (~1.4 KiB), and the raw tail of 20,000 hosts holds tens of thousands of entries at once.
+/// [`Contribution::METRICS`] only, without sketches, and the ports. The rollup pass's
+/// [`MinuteEntry`](super::minute_entry::MinuteEntry) keeps every metric with its sketch (~1.2 KiB even in
+/// its compact form), and the raw tail of 20,000 hosts holds tens of thousands of entries at once.
 #[derive(Debug, Default)]
 struct SumsEntry {
     stats: [Option<MetricStats>; Contribution::METRICS.len()],
-    ports: PortSums,
+    ports: CompactPorts,
 }
 
 impl SumsEntry {
-    /// [`MinuteEntry::add_row`] for what a [`Contribution`] reads, with the rollup's own arithmetic, so that
-    /// the means come out bit for bit the same.
+    /// [`MinuteEntry::add_row`](super::minute_entry::MinuteEntry::add_row) for what a [`Contribution`]
+    /// reads, with the rollup's own arithmetic, so that the means come out bit for bit the same.
     fn add_row(&mut self, row: &rusqlite::Row<'_>, first: usize, ports: bool) -> rusqlite::Result<()> {
         for (slot, metric) in self.stats.iter_mut().zip(Contribution::METRICS) {
             if let Some(value) = row.get::<_, Option<f64>>(first + metric.index())? {
@@ -86,7 +58,8 @@ impl SumsEntry {
                 }
             }
         }
-        add_ports(&mut self.ports, row, first, ports)
+        self.ports.add_listeners(&row_listeners(row, first, ports)?);
+        Ok(())
     }
 
     /// The statistics as the rollup keeps them (each metric at its index), and the ports.
@@ -100,7 +73,7 @@ impl SumsEntry {
                 stats.metrics[metric.index()] = Some(metric_stats);
             }
         }
-        (stats, self.ports)
+        (stats, self.ports.into_port_sums())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod group_sums;
 pub mod history;
 pub mod merge;
 mod meta;
+mod minute_entry;
 mod pacer;
 pub mod ports;
 pub mod query;

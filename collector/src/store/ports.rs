@@ -29,6 +29,14 @@ impl PortSums {
         }
     }
 
+    /// Port sums from (port, (sum of `established`, samples)) pairs, as [`PortSums::get`] gives them back; a
+    /// port given twice keeps its last pair.
+    pub(crate) fn from_ports(ports: impl IntoIterator<Item = (u16, (u64, u32))>) -> PortSums {
+        PortSums {
+            ports: ports.into_iter().collect(),
+        }
+    }
+
     pub fn merge(&mut self, other: &PortSums) {
         for (port, (sum, samples)) in &other.ports {
             let (total, count) = self.ports.entry(*port).or_default();
@@ -60,6 +68,25 @@ impl PortSums {
 
     pub fn decode(bytes: &[u8]) -> Result<PortSums, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+impl PortSums {
+    /// Bytes the map holds on the heap: one B-tree leaf node (std's `LeafNode`: parent pointer, parent index
+    /// and length, then room for 11 keys and 11 values) while it has at most 11 ports, none while empty.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        assert!(
+            self.ports.len() <= 11,
+            "more than one B-tree node is not counted here"
+        );
+        if self.ports.is_empty() {
+            return 0;
+        }
+        let node =
+            size_of::<usize>() + 2 * size_of::<u16>() + 11 * (size_of::<u16>() + size_of::<(u64, u32)>());
+        node.next_multiple_of(std::mem::align_of::<usize>().max(std::mem::align_of::<(u64, u32)>()))
     }
 }
 

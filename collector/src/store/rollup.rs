@@ -12,11 +12,12 @@
 //! minutes of every host in memory, then flushes them in chunks; each minute row is stamped with the pass
 //! that wrote it, so a flush interrupted by a crash is redone without counting anything twice.
 
-use super::group_sums::{Contribution, MinuteEntry};
+use super::group_sums::Contribution;
 use super::meta::{
     get_meta, set_meta, META_HOSTS_SYNCED_ROWID, META_HOUR_BUILT, META_HOUR_NEXT_HOST, META_PASS_CUTOFF,
     META_PASS_END, META_RAW_CUTOFF, META_RAW_ROWID,
 };
+use super::minute_entry::MinuteEntry;
 use super::ports::{read_ports, PortContributions, PortSums};
 use super::sketch::RollupStats;
 use super::{query_i64, Store, StoreError};
@@ -31,7 +32,8 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// flight (batched by agents, queued for commit) are in the same pass rather than merged in late.
 pub const ROLLUP_DELAY_MS: u64 = 10_000;
 const SCAN_CHUNK_ROWS: usize = 5_000;
-/// Bounds a pass's memory: about 2 KB per (host, minute), so ~100 MB at the cap.
+/// Bounds a pass's memory: about 1.3 KiB per (host, minute) of a busy host (`minute_entry.rs` measures
+/// 1.2 KiB for the entry; the rest is its slot in `Pass::entries`), so ~65 MB at the cap.
 const MAX_PASS_ENTRIES: usize = 50_000;
 const FLUSH_CHUNK_ENTRIES: usize = 500;
 const HOUR_BUILD_CHUNK_HOSTS: usize = 200;
@@ -363,7 +365,7 @@ impl Store {
         let hour_built = get_meta(&tx, META_HOUR_BUILT).map_err(err)? as u64;
         let mut groups: HashMap<(u64, String, String), Contribution> = HashMap::new();
         let mut port_groups = PortContributions::default();
-        for ((minute, host_id), MinuteEntry { stats: delta, ports }) in chunk {
+        for ((minute, host_id), entry) in chunk {
             let existing = tx
                 .prepare_cached(
                     "SELECT stats, pass_rowid, ports FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = ?2",
@@ -379,6 +381,8 @@ impl Store {
                 Some((blob, _, port_blob)) => (Some(read_stats(&path, blob)?), read_ports(&path, port_blob)?),
                 None => (None, PortSums::default()),
             };
+            // The compact entry becomes full statistics only here, one entry at a time (`minute_entry.rs`).
+            let (delta, ports) = entry.into_parts();
             let mut merged = old.clone().unwrap_or_default();
             merged.merge(&delta);
             let mut merged_ports = old_ports.clone();

@@ -30,6 +30,29 @@ fn gamma_ln() -> f64 {
     ((1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)).ln()
 }
 
+/// Where [`Sketch::add`] counts a value that is not NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SketchBucket {
+    /// The zero bucket: values at or below `MIN_INDEXABLE`, negatives and −∞ included.
+    Zero,
+    /// Log bucket `k`; values above `MAX_INDEXABLE` (+∞ too) are clamped into the top one.
+    Index(i32),
+}
+
+/// The bucket [`Sketch::add`] counts `value` in; `None` for NaN, which a sketch leaves out (the count, sum,
+/// min and max of [`MetricStats`] still take it). One function, so that the rollup pass's compact
+/// accumulator (`minute_entry.rs`) buckets exactly as a sketch does.
+pub(super) fn bucket_of(value: f64) -> Option<SketchBucket> {
+    if value.is_nan() {
+        return None;
+    }
+    if value <= MIN_INDEXABLE {
+        return Some(SketchBucket::Zero);
+    }
+    let clamped = value.min(MAX_INDEXABLE);
+    Some(SketchBucket::Index((clamped.ln() / gamma_ln()).ceil() as i32))
+}
+
 /// Log-bucketed counts of observed values; see the module documentation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sketch {
@@ -71,16 +94,11 @@ impl Sketch {
     }
 
     pub fn add(&mut self, value: f64) {
-        if value.is_nan() {
-            return;
+        match bucket_of(value) {
+            None => {}
+            Some(SketchBucket::Zero) => self.zero_count += 1,
+            Some(SketchBucket::Index(index)) => *self.slot(index) += 1,
         }
-        if value <= MIN_INDEXABLE {
-            self.zero_count += 1;
-            return;
-        }
-        let clamped = value.min(MAX_INDEXABLE);
-        let index = (clamped.ln() / gamma_ln()).ceil() as i32;
-        *self.slot(index) += 1;
     }
 
     pub fn merge(&mut self, other: &Sketch) {
@@ -355,6 +373,20 @@ impl RollupStats {
             }
         }
         Ok(RollupStats { metrics })
+    }
+}
+
+#[cfg(test)]
+impl RollupStats {
+    /// Bytes this holds on the heap, by capacity: the metric slots and every sketch's buckets.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let sketches: usize = self
+            .metrics
+            .iter()
+            .flatten()
+            .map(|stats| stats.sketch.buckets.capacity() * std::mem::size_of::<(i32, u64)>())
+            .sum();
+        self.metrics.capacity() * std::mem::size_of::<Option<MetricStats>>() + sketches
     }
 }
 
