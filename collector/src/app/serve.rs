@@ -213,6 +213,7 @@ pub async fn serve_with_web(
         registry: Registry::in_dir(&pki),
         last_seen: Default::default(),
         analytics: analytics.clone(),
+        batches: Default::default(),
     });
     let mut endpoints = vec![(endpoint.clone(), Listener::Streaming)];
     if let Some((enroll, _)) = &enroll_endpoint {

@@ -198,7 +198,6 @@ pub(super) async fn handle_connection(
         interval_ms: 0,
         last_live_ms: None,
         clock: HostClock::default(),
-        spare: HostBatch::default(),
     };
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;

@@ -107,4 +107,6 @@ pub struct IngestContext {
     pub last_seen: LastSeen,
     /// Recent readings for outliers and alarms.
     pub analytics: Arc<crate::analytics::Analytics>,
+    /// Batches lent to connections for each commit.
+    pub batches: super::batches::BatchPool,
 }

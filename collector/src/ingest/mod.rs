@@ -9,6 +9,7 @@
 //! `stored.rs` its ordered path to the store, `context.rs` holds what the connection tasks share.
 
 pub mod admission;
+pub mod batches;
 pub mod clock;
 pub mod enroll;
 pub mod handshake;

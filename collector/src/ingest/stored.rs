@@ -4,7 +4,7 @@
 use super::clock::{HostClock, SkewChange};
 use super::context::{lock_fleet, IngestContext};
 use super::validate::{validate_sample, SampleError};
-use crate::store::{HostBatch, HostInfo, SampleRow};
+use crate::store::{HostInfo, SampleRow};
 use crate::telemetry;
 use headroom_common::clock::now_ms;
 use headroom_common::derive::derive_metrics_into;
@@ -28,14 +28,7 @@ pub(super) struct Stream {
     /// When the last `Live` sample was applied.
     pub(super) last_live_ms: Option<u64>,
     pub(super) clock: HostClock,
-    /// The last batch, back from the store: its rows (metrics lists, detail buffers) are filled again rather
-    /// than allocated for every sample.
-    pub(super) spare: HostBatch,
 }
-
-/// Rows a connection keeps for reuse between batches: a live agent sends one sample at a time, and a
-/// catch-up batch's hundreds of rows must not stay with the connection afterwards.
-const SPARE_ROWS: usize = 4;
 
 /// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
 pub(super) async fn store_samples(
@@ -44,7 +37,7 @@ pub(super) async fn store_samples(
     samples: Vec<Sample>,
 ) -> Result<Option<u64>, String> {
     let now = now_ms();
-    let mut batch = std::mem::take(&mut state.spare);
+    let mut batch = context.batches.take();
     let mut used = 0;
     // The newest accepted sample of this batch, the one the next derives its rates from.
     let mut newest: Option<Sample> = None;
@@ -89,7 +82,7 @@ pub(super) async fn store_samples(
     }
     batch.rows.truncate(used);
     let Some(newest) = newest else {
-        state.spare = batch;
+        context.batches.give(batch);
         return Ok(state.last_seq);
     };
     let stored_count = used as u64;
@@ -106,7 +99,7 @@ pub(super) async fn store_samples(
     };
     batch.gaps.clear();
     match context.store.commit_returning(batch).await {
-        Ok((_outcome, mut batch)) => {
+        Ok((_outcome, batch)) => {
             telemetry::global().samples_ingested.inc_by(stored_count);
             state.hello_stored = true;
             let newest = Arc::new(newest);
@@ -116,11 +109,7 @@ pub(super) async fn store_samples(
             if let Some(row) = batch.rows.last() {
                 lock_fleet(&context.fleet).on_stored(&state.host, newest, &row.metrics, now);
             }
-            if batch.rows.capacity() > SPARE_ROWS {
-                batch.rows.truncate(SPARE_ROWS);
-                batch.rows.shrink_to(SPARE_ROWS);
-            }
-            state.spare = batch;
+            context.batches.give(batch);
             Ok(state.last_seq)
         }
         Err(error) => Err(format!("storage unavailable, not acknowledging: {error}")),
