@@ -411,6 +411,7 @@ async fn refresh_forecasts(
             end: crate::views::end::EndAt::Now,
             scenarios: Vec::new(),
             progress: false,
+            rolled_up_only: false,
         };
         let for_task = sizing.clone();
         let wanted = groups.clone();

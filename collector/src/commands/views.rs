@@ -234,6 +234,7 @@ fn sizing_report(
         end: database.end,
         scenarios: what_if.scenarios(),
         progress: true,
+        rolled_up_only: false,
     };
     report_cli::build_report(&options, &config.sizing).map_err(report_failure)
 }

@@ -112,6 +112,9 @@ fn every_page_loads_in_chromium_flags_the_hot_host_and_answers_as_json() {
         )
     });
     assert!(fleet["notice"].as_str().unwrap_or("").contains("shortened"));
+    // Sizing covers rolled-up minutes, so its window ends on a minute boundary, which the page states.
+    let through = fleet["sizing_through"].as_str().unwrap_or("");
+    assert!(through.ends_with(":00Z"), "sizing through {through:?}");
     // The terminal says the same at its next print.
     let printed = wait_for(Duration::from_secs(30), || {
         let stdout = demo.stdout_text();

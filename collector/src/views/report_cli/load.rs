@@ -109,6 +109,26 @@ pub fn load_input(
     percentile: f64,
     bar: &ProgressBar,
 ) -> Result<LoadedInput, ReportError> {
+    load_input_with(store, window, percentile, bar, RawTail::Read)
+}
+
+/// Whether a report adds the raw rows the rollup has not reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawTail {
+    /// Every stored sample counts: minutes past the rollup and late rows of finished minutes.
+    Read,
+    /// Rolled-up minutes only ([`super::ReportOptions::rolled_up_only`]).
+    Skip,
+}
+
+/// [`load_input`], with or without the raw tail.
+pub fn load_input_with(
+    store: &Store,
+    window: Window,
+    percentile: f64,
+    bar: &ProgressBar,
+    tail: RawTail,
+) -> Result<LoadedInput, ReportError> {
     let mut groups: BTreeMap<String, (Vec<HostInput>, Vec<MinuteSum>)> = BTreeMap::new();
     // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing), all
     // hosts in one read.
@@ -191,13 +211,17 @@ pub fn load_input(
     }
 
     // Raw rows the rollup has not reached: late rows of finished minutes, and the rest of the window.
-    for raw in store.raw_group_minutes(
-        window.start_ms,
-        window.end_ms,
-        rolled_up_through_ms,
-        marks.raw_rowid,
-        ports_from_ms,
-    )? {
+    let raw_minutes = match tail {
+        RawTail::Read => store.raw_group_minutes(
+            window.start_ms,
+            window.end_ms,
+            rolled_up_through_ms,
+            marks.raw_rowid,
+            ports_from_ms,
+        )?,
+        RawTail::Skip => Vec::new(),
+    };
+    for raw in raw_minutes {
         let (_, minutes) = groups.entry(group_name(&raw.group)).or_default();
         add_to_minute(
             minutes,

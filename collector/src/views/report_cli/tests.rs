@@ -266,6 +266,65 @@ fn minutes_rolled_up_before_the_upgrade_have_no_connection_counts_and_say_so() {
     );
 }
 
+/// Issue 12: the web view's refresh reads rolled-up minutes only, and its window ends where they end.
+#[test]
+fn issue_12_a_rolled_up_only_report_ends_at_the_rollup_and_reads_no_raw_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = fixture(dir.path());
+    // Minute 0 is finished and 10 s past: rolled up; minute 1 is not.
+    store
+        .maintain(T0 + MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    // A late row of the finished minute 0, past the rollup's watermark.
+    store
+        .commit_batches(&[HostBatch {
+            host: "web-1".into(),
+            instance_id: 1,
+            received_ms: T0 + 70_000,
+            hello: None,
+            rows: vec![sample(4, T0 + 40_000, 90.0, 6, 500)],
+            gaps: Vec::new(),
+        }])
+        .unwrap();
+    let window = Window::ending_at(T0 + 100_000, Duration::from_secs(3_600));
+    let bar = ProgressBar::hidden();
+    let everything = load_input_with(&store, window, 99.0, &bar, RawTail::Read).unwrap();
+    let rolled = load_input_with(&store, window, 99.0, &bar, RawTail::Skip).unwrap();
+    let (everything, rolled) = (minutes_of(&everything, "web"), minutes_of(&rolled, "web"));
+    assert_eq!(everything.len(), 2, "{everything:?}");
+    assert_eq!(rolled.len(), 1, "minute 1 is not rolled up: {rolled:?}");
+    // The pass reads rows in the order they were stored and stopped at web-1's first row of minute 1, so
+    // minute 0 holds web-1 at (50 + 70) / 2 % of 4 cores; web-2's row of minute 0 is past the watermark.
+    assert!((rolled[0].cpu_busy_cores - 2.4).abs() < 1e-9, "{rolled:?}");
+    assert_eq!(rolled[0].hosts_reporting, 1, "{rolled:?}");
+    // With the raw tail, both count in minute 0 already: web-1 at (50 + 70 + 90) / 3 % with the late row,
+    // web-2 at 10 % of 8 cores.
+    assert!(
+        (everything[0].cpu_busy_cores - (2.8 + 0.8)).abs() < 1e-9,
+        "{everything:?}"
+    );
+    drop(store);
+
+    let options = |rolled_up_only| ReportOptions {
+        db: dir.path().join("headroom.db"),
+        window: Duration::from_secs(3_600),
+        now_ms: T0 + 100_000,
+        end: EndAt::Now,
+        scenarios: Vec::new(),
+        progress: false,
+        rolled_up_only,
+    };
+    let web = build_report(&options(true), &config_with_443()).unwrap();
+    assert_eq!(
+        web.window_end_ms,
+        T0 + MINUTE_MS,
+        "the last rolled-up minute ends the window"
+    );
+    assert_eq!(web.window_start_ms, T0 + MINUTE_MS - 3_600_000);
+    let cli = build_report(&options(false), &config_with_443()).unwrap();
+    assert_eq!(cli.window_end_ms, T0 + 2 * MINUTE_MS);
+}
+
 #[test]
 fn report_states_gaps_and_renders_a_table_per_group() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,6 +336,7 @@ fn report_states_gaps_and_renders_a_table_per_group() {
         end: EndAt::Now,
         scenarios: Vec::new(),
         progress: false,
+        rolled_up_only: false,
     };
     let report = build_report(&options, &config_with_443()).unwrap();
     let names: Vec<&str> = report.groups.iter().map(|g| g.name.as_str()).collect();
@@ -303,6 +363,7 @@ fn issue_10_each_what_if_is_a_row_of_the_sizing_table() {
         }
         .scenarios(),
         progress: false,
+        rolled_up_only: false,
     };
     let report = build_report(&options, &config_with_443()).unwrap();
     let table = render_table(&report, false);
@@ -339,6 +400,7 @@ fn a_missing_database_or_foreign_labels_are_usage_errors() {
         end: EndAt::Now,
         scenarios: Vec::new(),
         progress: false,
+        rolled_up_only: false,
     };
     let error = build_report(&options, &SizingConfig::default()).unwrap_err();
     assert!(matches!(error, ReportError::Usage(_)), "{error}");

@@ -52,6 +52,7 @@ pub fn build_review(options: &ReviewOptions, sizing: &SizingConfig) -> Result<Re
                 end: EndAt::At(end_ms),
                 scenarios: Vec::new(),
                 progress: false,
+                rolled_up_only: false,
             },
             sizing,
         )

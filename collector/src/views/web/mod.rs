@@ -137,6 +137,7 @@ fn compute_sizing(state: &WebContext, window: Duration, now_ms: u64) -> Result<S
         end: crate::views::end::EndAt::Now,
         scenarios: Vec::new(),
         progress: false,
+        rolled_up_only: true,
     };
     crate::views::report_cli::build_report(&options, &state.web.settings.sizing).map_err(|e| e.to_string())
 }

@@ -70,6 +70,10 @@ pub struct FleetPage {
     /// Per group, from the latest sizing report; empty until one was computed.
     pub sizing: Vec<SizingLine>,
     pub sizing_window: String,
+    /// Where the sizing's window ends (UTC): the last minute the rollup has finished, a minute or two
+    /// ago (`report_cli::ReportOptions::rolled_up_only`).
+    #[serde(default)]
+    pub sizing_through: Option<String>,
 }
 
 fn flagged_hosts(outliers: &OutlierReport) -> BTreeSet<&str> {
@@ -159,6 +163,9 @@ pub fn fleet_page(hosts: &[HostView], inputs: FleetInputs<'_>, now_ms: u64) -> F
         history_step_ms: inputs.history.step_ms(),
         sizing: inputs.sizing.map(sizing_lines).unwrap_or_default(),
         sizing_window: inputs.sizing_window,
+        sizing_through: inputs
+            .sizing
+            .map(|report| crate::sizing::report::utc(report.window_end_ms)),
     }
 }
 
@@ -232,6 +239,8 @@ impl HostRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupSizing {
     pub window: String,
+    /// Where the window ends (UTC), as [`FleetPage::sizing_through`].
+    pub through: String,
     pub line: SizingLine,
     pub days_to_safe_target: Option<f64>,
     pub notes: Vec<String>,
@@ -326,6 +335,7 @@ pub fn group_page(
                 .find(|g| g.name == group)
                 .map(|g| GroupSizing {
                     window: inputs.sizing_window.clone(),
+                    through: crate::sizing::report::utc(report.window_end_ms),
                     line: sizing_line(g),
                     days_to_safe_target: g.days_to_safe_target,
                     notes: g.notes.clone(),
