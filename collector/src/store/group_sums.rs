@@ -4,37 +4,17 @@
 //! folds it into the tables; [`Store::raw_group_minutes`] gives the same sums for raw rows the rollup has
 //! not reached yet, so a report's last minutes add up exactly as the rollup will.
 
-use super::minute_entry::CompactPorts;
+use super::minute_entry::{row_listeners, CompactPorts};
 use super::ports::{PortContributions, PortSums};
 use super::schema::metric_columns;
 use super::sketch::{MetricStats, RollupStats};
-use super::{HostRecord, SampleDetail, Store, StoreError};
+use super::{HostRecord, Store, StoreError};
 use crate::metrics::Metric;
-use headroom_common::wire::Listener;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
 /// One minute: the step of the minute rollups and of the per-group minute sums.
 pub const MINUTE_MS: u64 = 60_000;
-
-/// The listeners of a `samples` row's `detail` (after the metric columns that start at `first`) when
-/// `ports`; none when the detail blob does not decode, so such a row loses its per-port counts only.
-pub(super) fn row_listeners(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-    ports: bool,
-) -> rusqlite::Result<Vec<Listener>> {
-    if !ports {
-        return Ok(Vec::new());
-    }
-    let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
-    Ok(detail
-        .ok()
-        .flatten()
-        .and_then(|b| SampleDetail::decode(b).ok())
-        .map(|detail| detail.listeners)
-        .unwrap_or_default())
-}
 
 /// What raw rows past the rollup add for one host and minute while a report sums them: the statistics of
 /// [`Contribution::METRICS`] only, without sketches, and the ports. The rollup pass's

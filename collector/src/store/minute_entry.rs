@@ -15,14 +15,33 @@
 //! 65,535 buckets in all) turns the entry into `RollupStats`, exactly, and it goes on as that: nothing is
 //! ever clamped, and a minute that large is rare enough to pay the full size.
 
-use super::group_sums::row_listeners;
 use super::ports::PortSums;
 use super::sketch::{bucket_of, MetricStats, RollupStats, Sketch, SketchBucket};
+use super::SampleDetail;
 use crate::metrics::Metric;
 use headroom_common::wire::Listener;
 
 /// Metrics a sample row holds, and so the metrics an entry keeps (what `RollupStats::with_len` is given).
 const METRICS: usize = Metric::ALL.len();
+
+/// The listeners of a `samples` row's `detail` (after the metric columns that start at `first`) when
+/// `ports`; none when the detail blob does not decode, so such a row loses its per-port counts only.
+pub(super) fn row_listeners(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    ports: bool,
+) -> rusqlite::Result<Vec<Listener>> {
+    if !ports {
+        return Ok(Vec::new());
+    }
+    let detail = row.get_ref(first + Metric::ALL.len())?.as_blob_or_null();
+    Ok(detail
+        .ok()
+        .flatten()
+        .and_then(|b| SampleDetail::decode(b).ok())
+        .map(|detail| detail.listeners)
+        .unwrap_or_default())
+}
 
 /// What one host gathered in one minute of a rollup pass: metric statistics and per-port established sums.
 #[derive(Debug)]
