@@ -35,16 +35,10 @@ fn queue() -> &'static Mutex<Sender<Job>> {
     })
 }
 
-/// This thread only: Linux applies `setpriority(PRIO_PROCESS, tid)` to the one thread.
 fn lower_priority() {
-    // SAFETY: gettid has no preconditions; setpriority takes plain integers.
-    let result = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE)
-    };
-    if result != 0 {
+    if let Err(error) = headroom_common::thread::lower_this_thread(NICE) {
         warn!(
-            error = %std::io::Error::last_os_error(),
+            %error,
             "could not lower the background thread's priority; reports compete with ingest for the CPU"
         );
     }
@@ -71,10 +65,7 @@ pub async fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) ->
 mod tests {
     use super::*;
 
-    fn nice_of_this_thread() -> i32 {
-        // SAFETY: as in lower_priority. getpriority can return -1 legitimately; nice values here are ≥ 0.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-    }
+    use headroom_common::thread::nice_of_this_thread;
 
     #[tokio::test]
     async fn issue_12_background_jobs_run_in_order_at_low_priority() {
