@@ -310,6 +310,7 @@ impl CompactPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ports::tests::listener;
     use proptest::prelude::*;
     use std::mem::size_of;
 
@@ -371,15 +372,6 @@ mod tests {
             full.add(index, value);
         }
         (compact, full)
-    }
-
-    fn listener(port: u16, established: u32) -> Listener {
-        Listener {
-            port,
-            established,
-            accept_queue: 0,
-            accept_queue_limit: 128,
-        }
     }
 
     /// What one sample row holds: metric values and listeners.

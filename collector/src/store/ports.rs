@@ -197,10 +197,11 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn listener(port: u16, established: u32) -> Listener {
+    /// A listener on `port` with `established` connections (also for the pass's entry tests).
+    pub(in crate::store) fn listener(port: u16, established: u32) -> Listener {
         Listener {
             port,
             established,

@@ -105,6 +105,19 @@ fn fixture(dir: &Path) -> Store {
     store
 }
 
+/// A report of the hour that ends with minute 1 after T0, over the database in `dir`, raw tail included.
+fn hour_ending_at_minute_1(dir: &Path) -> ReportOptions {
+    ReportOptions {
+        db: dir.join("headroom.db"),
+        window: Duration::from_secs(3_600),
+        now_ms: T0 + 100_000,
+        end: EndAt::Now,
+        scenarios: Vec::new(),
+        progress: false,
+        rolled_up_only: false,
+    }
+}
+
 fn config_with_443() -> SizingConfig {
     let mut config = SizingConfig::default();
     config.defaults.max_connections.insert(443, 1000);
@@ -306,13 +319,8 @@ fn issue_12_a_rolled_up_only_report_ends_at_the_rollup_and_reads_no_raw_rows() {
     drop(store);
 
     let options = |rolled_up_only| ReportOptions {
-        db: dir.path().join("headroom.db"),
-        window: Duration::from_secs(3_600),
-        now_ms: T0 + 100_000,
-        end: EndAt::Now,
-        scenarios: Vec::new(),
-        progress: false,
         rolled_up_only,
+        ..hour_ending_at_minute_1(dir.path())
     };
     let web = build_report(&options(true), &config_with_443()).unwrap();
     assert_eq!(
@@ -329,16 +337,7 @@ fn issue_12_a_rolled_up_only_report_ends_at_the_rollup_and_reads_no_raw_rows() {
 fn report_states_gaps_and_renders_a_table_per_group() {
     let dir = tempfile::tempdir().unwrap();
     drop(fixture(dir.path()));
-    let options = ReportOptions {
-        db: dir.path().join("headroom.db"),
-        window: Duration::from_secs(3_600),
-        now_ms: T0 + 100_000,
-        end: EndAt::Now,
-        scenarios: Vec::new(),
-        progress: false,
-        rolled_up_only: false,
-    };
-    let report = build_report(&options, &config_with_443()).unwrap();
+    let report = build_report(&hour_ending_at_minute_1(dir.path()), &config_with_443()).unwrap();
     let names: Vec<&str> = report.groups.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, vec![UNGROUPED, "web"]);
     let table = render_table(&report, true);
@@ -351,10 +350,6 @@ fn issue_10_each_what_if_is_a_row_of_the_sizing_table() {
     let dir = tempfile::tempdir().unwrap();
     drop(fixture(dir.path()));
     let options = ReportOptions {
-        db: dir.path().join("headroom.db"),
-        window: Duration::from_secs(3_600),
-        now_ms: T0 + 100_000,
-        end: EndAt::Now,
         scenarios: crate::sizing::WhatIfOptions {
             growth: vec![0.5],
             lose_hosts: vec![1],
@@ -362,8 +357,7 @@ fn issue_10_each_what_if_is_a_row_of_the_sizing_table() {
             ..Default::default()
         }
         .scenarios(),
-        progress: false,
-        rolled_up_only: false,
+        ..hour_ending_at_minute_1(dir.path())
     };
     let report = build_report(&options, &config_with_443()).unwrap();
     let table = render_table(&report, false);
