@@ -10,7 +10,7 @@
 # measures 10 minutes, so per-host memory is read after the histories filled and its growth is visible.
 # The table ends with issue 12's targets for each run, met or missed. --rules FILE gives the collector an
 # alarm rules file (e.g. deploy/alarms.toml), whose windows decide how much history each host keeps.
-# --sources N spreads the load generator's sockets over N loopback source addresses (127.0.0.1 ...): a real
+# --sources N spreads the agents over N loopback source addresses (127.0.0.1 ..., a socket each at least): a real
 # fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
 # --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
 # --port N and --http-port N choose the collector's QUIC and HTTP ports on 127.0.0.1 (9711 and 9712).

@@ -43,12 +43,13 @@ struct Args {
     /// Simulated agents, 1 to 50000.
     #[arg(long, default_value_t = 1000)]
     agents: usize,
-    /// Agents sharing one UDP socket.
+    /// Agents sharing one UDP socket, at most (there are at least as many sockets as source addresses).
     #[arg(long, default_value_t = 2000)]
     agents_per_socket: usize,
-    /// Loopback source addresses the sockets are spread over (127.0.0.1, 127.0.0.2, ...), 1 to 250. A
-    /// real fleet comes from as many addresses as hosts, and the collector limits handshakes in progress
-    /// per source address; with one address that limit, not the collector's capacity, paces a storm.
+    /// Loopback source addresses the agents are spread over (127.0.0.1, 127.0.0.2, ...), 1 to 250: one
+    /// socket per address at least, so every address carries agents. A real fleet comes from as many
+    /// addresses as hosts, and the collector limits handshakes in progress per source address; with few
+    /// addresses that limit, not the collector's capacity, paces a storm.
     #[arg(long, default_value_t = 1)]
     source_addresses: u8,
     /// New connections per second while the fleet starts.
@@ -311,7 +312,11 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         disconnects: AtomicU64::new(0),
         stop: CancellationToken::new(),
     });
-    let sockets = count.div_ceil(args.agents_per_socket);
+    let per_socket = args
+        .agents_per_socket
+        .min(count.div_ceil(usize::from(args.source_addresses)))
+        .max(1);
+    let sockets = count.div_ceil(per_socket);
     let bind = |socket: usize| -> SocketAddr {
         if args.server.is_ipv4() {
             let last = 1 + (socket % usize::from(args.source_addresses)) as u8;
@@ -321,7 +326,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         }
     };
     let t0 = Instant::now();
-    let mut per_socket: Vec<Vec<AgentSpec>> = (0..sockets).map(|_| Vec::new()).collect();
+    let mut per_socket_specs: Vec<Vec<AgentSpec>> = (0..sockets).map(|_| Vec::new()).collect();
     for (index, client) in clients.into_iter().enumerate() {
         let start_at = t0 + Duration::from_secs_f64(index as f64 / f64::from(args.connect_per_s));
         // Phases spread evenly over the second, so the fleet's samples do not arrive in one burst.
@@ -329,7 +334,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         while first_tick_at < start_at {
             first_tick_at += Duration::from_secs(1);
         }
-        per_socket[index / args.agents_per_socket].push(AgentSpec {
+        per_socket_specs[index / per_socket].push(AgentSpec {
             index,
             sim: sim_spec(index),
             client,
@@ -339,7 +344,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for (socket, specs) in per_socket.into_iter().enumerate() {
+    for (socket, specs) in per_socket_specs.into_iter().enumerate() {
         let socket =
             std::net::UdpSocket::bind(bind(socket)).context("binding the load generator's UDP sockets")?;
         tasks.spawn(agent::run_socket(socket, specs, shared.clone()));

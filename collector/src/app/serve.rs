@@ -131,7 +131,7 @@ pub async fn serve_with_web(
         );
     }
     let endpoint = quic::Endpoint::new(
-        endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
+        quic::restartable_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
         streaming_config,
         socket,
     )
@@ -145,7 +145,7 @@ pub async fn serve_with_web(
                 )
             })?;
             let endpoint = quic::Endpoint::new(
-                endpoint_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
+                quic::restartable_config(&std::fs::read(&config.tls.key).unwrap_or_default()),
                 server_config,
                 socket,
             )
@@ -462,29 +462,6 @@ fn enlarge_receive_buffer(socket: &std::net::UdpSocket, bytes: usize) -> usize {
         libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, granted_ptr, &mut length);
     }
     usize::try_from(granted).unwrap_or(0) / 2
-}
-
-/// Endpoint settings that survive restarts. After a crash, an agent's packets for its old connection reach
-/// the new process, which must recognise their connection IDs as its own (quinn drops packets whose ID fails
-/// its generator's check, and a generator keyed at random per process would fail them all) and answers with
-/// a stateless reset the agent can verify; the agent then reconnects at once instead of waiting for its ack
-/// deadline or idle timeout. Both keys are derived from the server's private key, which only the collector
-/// holds.
-fn endpoint_config(server_key: &[u8]) -> quic::EndpointConfig {
-    let derived = |purpose: &[u8]| {
-        let mut material = purpose.to_vec();
-        material.extend_from_slice(server_key);
-        ring::digest::digest(&ring::digest::SHA256, &material)
-    };
-    let reset = derived(b"headroom stateless reset v1");
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
-    let ids = derived(b"headroom connection ids v1");
-    let mut id_key = [0u8; 8];
-    id_key.copy_from_slice(&ids.as_ref()[..8]);
-    let id_key = u64::from_le_bytes(id_key);
-    let mut config = quic::EndpointConfig::new(Arc::new(key));
-    config.cid_generator(move || Box::new(quic::HashedConnectionIdGenerator::from_key(id_key)));
-    config
 }
 
 fn notify_ready_and_watchdog(cancel: &CancellationToken) {

@@ -58,6 +58,41 @@ pub fn received_ecn(meta: &quinn_udp::RecvMeta) -> Option<quinn_proto::EcnCodepo
         .and_then(|ecn| quinn_proto::EcnCodepoint::from_bits(ecn as u8))
 }
 
+/// The shortest time between two stateless resets: none. quinn's default, one every 20 ms (50 a second),
+/// would take 400 s to tell 20,000 agents that their collector was restarted, and each would meanwhile wait
+/// out its ack deadline; and since the driver stamps a whole batch of received datagrams with one instant,
+/// any interval at all answers at most one packet per batch. A reset answers only a packet that carries a
+/// connection ID this collector's keyed generator issued (quinn drops the rest before this point) and is
+/// smaller than that packet, so it amplifies nothing and costs about what receiving the packet did.
+pub const MIN_RESET_INTERVAL: std::time::Duration = std::time::Duration::ZERO;
+
+/// Key material for `purpose`, derived from the server's private key (which only the collector holds): the
+/// same in every process started with the same key, and unrelated between purposes.
+pub fn derived_key(purpose: &[u8], server_key: &[u8]) -> ring::digest::Digest {
+    let mut material = purpose.to_vec();
+    material.extend_from_slice(server_key);
+    ring::digest::digest(&ring::digest::SHA256, &material)
+}
+
+/// Endpoint settings that survive restarts. After a crash, an agent's packets for its old connection reach
+/// the new process, which must recognise their connection IDs as its own (quinn drops packets whose ID fails
+/// its generator's check, and a generator keyed at random per process would fail them all) and answers with
+/// a stateless reset the agent can verify; the agent then reconnects at once instead of waiting for its ack
+/// deadline or idle timeout. Both keys are derived from the server's private key; resets are sent as fast
+/// as `MIN_RESET_INTERVAL` allows.
+pub fn restartable_config(server_key: &[u8]) -> EndpointConfig {
+    let reset = derived_key(b"headroom stateless reset v1", server_key);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
+    let ids = derived_key(b"headroom connection ids v1", server_key);
+    let mut id_key = [0u8; 8];
+    id_key.copy_from_slice(&ids.as_ref()[..8]);
+    let id_key = u64::from_le_bytes(id_key);
+    let mut config = EndpointConfig::new(Arc::new(key));
+    config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(id_key)));
+    config.min_reset_interval(MIN_RESET_INTERVAL);
+    config
+}
+
 /// One listener: a UDP socket, its connections and the task that drives them.
 #[derive(Clone)]
 pub struct Endpoint {
