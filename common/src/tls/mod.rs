@@ -249,7 +249,7 @@ fn collector_server_config(
     config.alpn_protocols = alpn;
     config.max_early_data_size = 0;
     if require_client_cert {
-        resumption::with_tickets(&mut config)?;
+        resumption::with_tickets(&mut config, ca_pem, cert_pem, key_pem)?;
     } else {
         no_resumption(&mut config);
     }
@@ -1212,28 +1212,37 @@ mod tests {
     }
 
     #[test]
-    fn issue_12_a_new_server_config_or_another_listener_makes_a_full_handshake() {
+    fn issue_12_a_restart_resumes_and_other_files_or_another_listener_make_a_full_handshake() {
         let fleet = fleet();
         let cert = fleet.client_cert(HOST);
-        let streaming = || {
-            let config = server_config_streaming(
-                &fleet.ca.cert_pem,
-                &fleet.server.cert_pem,
-                &fleet.server.key_pem,
-                None,
-            )
-            .unwrap();
+        let streaming = |server: &CertAndKey| {
+            let config =
+                server_config_streaming(&fleet.ca.cert_pem, &server.cert_pem, &server.key_pem, None).unwrap();
             Arc::new(config)
         };
         let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
         let client = Arc::new(client_config(&fleet.ca.cert_pem, pair, &[]).unwrap());
         let connect =
             || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
-        let before_restart = streaming();
-        handshake_ok(connect(), ServerConnection::new(before_restart).unwrap());
-        // A restarted or reloaded collector has a new ticket key: the ticket is refused, the handshake is
-        // full and the certificate verified again.
-        let (_, server) = handshake_ok(connect(), ServerConnection::new(streaming()).unwrap());
+        let before_restart = streaming(&fleet.server);
+        let (_, first) = handshake_ok(connect(), ServerConnection::new(before_restart).unwrap());
+        assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        // A restarted collector builds its configuration anew from the same files: the ticket key is the
+        // same, so the fleet resumes, with the identity of its full handshake.
+        let (_, resumed) = handshake_ok(
+            connect(),
+            ServerConnection::new(streaming(&fleet.server)).unwrap(),
+        );
+        assert_eq!(resumed.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+        assert_eq!(
+            identity_from_cert(&resumed.peer_certificates().unwrap()[0]).unwrap(),
+            HOST
+        );
+        // A new server certificate (and key) derives another ticket key: the ticket is refused, the handshake
+        // is full and the client certificate verified again.
+        let names = vec!["localhost".to_string()];
+        let replaced = issue_server_cert(&fleet.ca, &names, SystemTime::now(), DAY).unwrap();
+        let (_, server) = handshake_ok(connect(), ServerConnection::new(streaming(&replaced)).unwrap());
         assert_eq!(server.handshake_kind(), Some(rustls::HandshakeKind::Full));
         // The enrollment listener issues no tickets at all.
         let enrolling = enrolling_server(&fleet, &[]);
@@ -1244,6 +1253,50 @@ mod tests {
         handshake_ok(connect(), enrolling);
         let (_, again) = handshake_ok(connect(), enrolling_server(&fleet, &[]));
         assert_eq!(again.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    }
+
+    #[test]
+    fn issue_12_tickets_open_in_their_period_and_the_next_only_and_under_their_own_files_only() {
+        use super::resumption::TicketKeys;
+        let fleet = fleet();
+        let keys = TicketKeys::derive(&fleet.ca.cert_pem, &fleet.server.cert_pem, &fleet.server.key_pem);
+        let again = TicketKeys::derive(&fleet.ca.cert_pem, &fleet.server.cert_pem, &fleet.server.key_pem);
+        let other = fleet_named("another ca");
+        let elsewhere = TicketKeys::derive(&other.ca.cert_pem, &fleet.server.cert_pem, &fleet.server.key_pem);
+        let start = 1_000 * TicketKeys::PERIOD_S + 17;
+        let ticket = keys.seal_at(b"session state", start).unwrap();
+        assert!(
+            !ticket.windows(13).any(|w| w == b"session state"),
+            "sealed, not in the clear"
+        );
+        // The same files in another process open it, in its period and the next; not after, not before.
+        assert_eq!(
+            again.open_at(&ticket, start).as_deref(),
+            Some(&b"session state"[..])
+        );
+        let next = start + TicketKeys::PERIOD_S;
+        assert_eq!(
+            again.open_at(&ticket, next).as_deref(),
+            Some(&b"session state"[..])
+        );
+        assert_eq!(again.open_at(&ticket, next + TicketKeys::PERIOD_S), None);
+        assert_eq!(again.open_at(&ticket, start - TicketKeys::PERIOD_S), None);
+        assert_eq!(
+            u64::from(TicketKeys::LIFETIME_S),
+            2 * TicketKeys::PERIOD_S,
+            "the lifetime announced is the longest a ticket opens"
+        );
+        // Another CA derives other keys; a changed byte, a moved period or a cut ticket opens nowhere.
+        assert_eq!(elsewhere.open_at(&ticket, start), None);
+        for index in [0, 7, 8, 19, 20, ticket.len() - 1] {
+            let mut tampered = ticket.clone();
+            tampered[index] ^= 1;
+            assert_eq!(keys.open_at(&tampered, start), None, "byte {index} changed");
+        }
+        assert_eq!(keys.open_at(&ticket[..ticket.len() - 1], start), None);
+        assert_eq!(keys.open_at(&ticket[..10], start), None);
+        // Two tickets of the same state differ (a fresh nonce each).
+        assert_ne!(keys.seal_at(b"session state", start).unwrap(), ticket);
     }
 
     #[test]

@@ -8,22 +8,135 @@ use rustls_pki_types::ServerName;
 use std::sync::Arc;
 
 /// The streaming listener lets agents resume: after a full handshake it sends one TLS 1.3 ticket, encrypted
-/// under a key only this configuration holds (rotated every 6 hours, a ticket accepted for at most 12), and
-/// stores nothing per session. A resumed handshake (PSK with a fresh ECDHE, never 0-RTT) skips the
-/// certificates and both signatures, the bulk of a full handshake's CPU, which matters when a whole fleet
-/// reconnects at once. The ticket carries the client certificate chain of the full handshake, so a resumed
-/// connection has the same identity; rustls does not verify that chain again, which is why the collector
-/// checks expiry and revocation after every handshake (`check_client_cert_now`). A configuration built
-/// anew (restart, reload after the CA or the server certificate changed) has a new key and its agents do
-/// one full handshake again.
-pub(super) fn with_tickets(config: &mut ServerConfig) -> Result<(), TlsError> {
+/// under a key derived from the listener's TLS files (`TicketKeys`), and stores nothing per session. A
+/// resumed handshake (PSK with a fresh ECDHE, never 0-RTT) skips the certificates and both signatures, the
+/// bulk of a full handshake's CPU on either side, which matters when a whole fleet reconnects at once: after a
+/// collector restart above all, which is why the key is derived rather than drawn at random per process. The
+/// ticket carries the client certificate chain of the full handshake, so a resumed connection has the same
+/// identity; rustls does not verify that chain again, which is why the collector checks expiry and revocation
+/// after every handshake (`check_client_cert_now`). A configuration built from other files (a new CA, server
+/// certificate or key) derives other keys, and its agents do one full handshake again.
+pub(super) fn with_tickets(
+    config: &mut ServerConfig,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(), TlsError> {
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|error| TlsError::Config {
-        what: "session ticket key",
-        error: error.to_string(),
-    })?;
+    config.ticketer = Arc::new(TicketKeys::derive(ca_pem, cert_pem, key_pem));
     config.send_tls13_tickets = 1;
     Ok(())
+}
+
+/// Session ticket encryption for the streaming listener. The secret is a SHA-256 over the server's private
+/// key, its certificate and the CA (only the collector holds the key), so every process started with the
+/// same files has it, and any other set of files has another. Keys rotate every 6 hours: the key of a period
+/// is derived from the secret and the period's number, a ticket names its period, and it is accepted in that
+/// period and the next only (12 hours at most). AES-256-GCM with a random nonce; the period is authenticated.
+pub struct TicketKeys {
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketKeys")
+    }
+}
+
+impl TicketKeys {
+    /// Seconds one key is used for new tickets.
+    pub const PERIOD_S: u64 = 6 * 3600;
+    /// The longest a ticket is accepted: its period and the next.
+    pub const LIFETIME_S: u32 = 12 * 3600;
+    const NONCE_LEN: usize = 12;
+    const PERIOD_LEN: usize = 8;
+
+    pub fn derive(ca_pem: &str, cert_pem: &str, key_pem: &str) -> TicketKeys {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(b"headroom session tickets v1");
+        for part in [key_pem, cert_pem, ca_pem] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(context.finish().as_ref());
+        TicketKeys { secret }
+    }
+
+    fn key(&self, period: u64) -> ring::aead::LessSafeKey {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(&self.secret);
+        context.update(&period.to_be_bytes());
+        let bytes = context.finish();
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes.as_ref())
+            .expect("a SHA-256 digest is an AES-256 key");
+        ring::aead::LessSafeKey::new(unbound)
+    }
+
+    /// `plain` sealed for the period holding `now_s`: the period, the nonce, then the ciphertext and tag.
+    pub fn seal_at(&self, plain: &[u8], now_s: u64) -> Option<Vec<u8>> {
+        let period = now_s / Self::PERIOD_S;
+        let mut nonce = [0u8; Self::NONCE_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).ok()?;
+        let mut out = Vec::with_capacity(Self::PERIOD_LEN + Self::NONCE_LEN + plain.len() + 16);
+        out.extend_from_slice(&period.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        let mut sealed = plain.to_vec();
+        self.key(period)
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(period.to_be_bytes()),
+                &mut sealed,
+            )
+            .ok()?;
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    /// The plaintext of a ticket sealed by these keys in the period holding `now_s` or the one before it.
+    pub fn open_at(&self, ticket: &[u8], now_s: u64) -> Option<Vec<u8>> {
+        if ticket.len() < Self::PERIOD_LEN + Self::NONCE_LEN + 16 {
+            return None;
+        }
+        let (period, rest) = ticket.split_at(Self::PERIOD_LEN);
+        let period = u64::from_be_bytes(period.try_into().ok()?);
+        let current = now_s / Self::PERIOD_S;
+        if period != current && period.checked_add(1) != Some(current) {
+            return None;
+        }
+        let (nonce, sealed) = rest.split_at(Self::NONCE_LEN);
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buffer = sealed.to_vec();
+        let plain = self
+            .key(period)
+            .open_in_place(nonce, ring::aead::Aad::from(period.to_be_bytes()), &mut buffer)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl rustls::server::ProducesTickets for TicketKeys {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        Self::LIFETIME_S
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.seal_at(plain, unix_now_s())
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.open_at(cipher, unix_now_s())
+    }
 }
 
 /// Why a client certificate from a handshake is not acceptable now.
