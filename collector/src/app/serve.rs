@@ -228,6 +228,7 @@ pub async fn serve_with_web(
     let enroll_handshakes = HandshakeLimits {
         per_source: config.fleet.handshakes_per_source as usize,
         timeout: config.fleet.handshake_timeout,
+        max_waiting: 0,
         ..HandshakeLimits::with_slots(ingest::enroll::MAX_IN_PROGRESS)
     };
     let mut enroll_task = enroll_endpoint.map(|(endpoint, context)| {

@@ -4,9 +4,9 @@
 //! the file and signing work on blocking threads, off the async runtime.
 
 use super::admission::SourceRate;
-use super::admit;
 use super::handshake::{HandshakeLimits, InProgress};
 use super::log_budget::{warn_handshake_failed, LogBudget};
+use super::{admit, Admitted};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
 use crate::quic::{Endpoint, QuicServerConfig, ServerConfig, TransportConfig};
 use crate::telemetry::{self, refusal};
@@ -100,9 +100,23 @@ pub async fn serve_enrollment(
             incoming.refuse();
             continue;
         }
-        let Some((incoming, slot)) = admit(incoming, &limits, &in_progress, &mut retried, &mut refused_busy)
-        else {
-            continue;
+        // The enrollment listener keeps no line (its limits have none): a busy one refuses at once.
+        let (incoming, slot) = match admit(
+            incoming,
+            &limits,
+            &in_progress,
+            0,
+            &mut retried,
+            &mut refused_busy,
+        ) {
+            Admitted::Start(incoming, slot) => (incoming, slot),
+            Admitted::Wait(incoming) => {
+                refused_busy += 1;
+                telemetry::global().refused(refusal::BUSY);
+                incoming.refuse();
+                continue;
+            }
+            Admitted::Answered => continue,
         };
         let Ok(permit) = serving.clone().try_acquire_owned() else {
             refused_busy += 1;

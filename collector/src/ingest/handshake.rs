@@ -4,8 +4,12 @@
 //! never finishes them could take every slot. The rules: past a threshold of handshakes in progress, an
 //! unvalidated source address is sent a QUIC Retry (it must prove it receives our packets before it gets a
 //! slot); one source address holds at most a few slots; the last quarter of the slots is kept for validated
-//! addresses; and the caller bounds each handshake with a timeout. The table of handshakes in progress per
-//! address lives here too; each slot is released when its guard drops (handshake done, failed or timed out).
+//! addresses; and the caller bounds each handshake with a timeout. When every slot is taken, a validated
+//! connection waits in line for one, first come first served, for a few seconds at most (`max_wait`, well
+//! inside an agent's connect timeout), and only a full line refuses: a fleet reconnecting at once after a
+//! collector restart is then served as fast as handshakes finish, instead of being refused, backing off and
+//! coming back in waves. The table of handshakes in progress per address lives here too; each slot is
+//! released when its guard drops (handshake done, failed or timed out), which wakes the line.
 
 use crate::telemetry::{self, refusal, ListenerLabel};
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,6 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// The thresholds of [`decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +32,17 @@ pub struct HandshakeLimits {
     pub reserved_validated: usize,
     /// How long one handshake may take before its slot is taken back.
     pub timeout: Duration,
+    /// Validated connections held in line for a slot when every slot is taken (0: refuse at once).
+    pub max_waiting: usize,
+    /// The longest one waits in line; past it, it is refused when its turn comes (the agent may have given
+    /// up meanwhile; it backs off and comes back).
+    pub max_wait: Duration,
 }
 
 impl HandshakeLimits {
     /// The limits for `max_in_progress` slots: Retry past 32 (or an eighth, if smaller), 8 per address, the
-    /// last 25 % for validated addresses, 5 s per handshake.
+    /// last 25 % for validated addresses, 5 s per handshake, and a line of eight times the slots, each
+    /// waiting 3 s at most (an agent gives a connection attempt 5 s with several collectors, 10 s with one).
     pub fn with_slots(max_in_progress: usize) -> HandshakeLimits {
         let max_in_progress = max_in_progress.max(1);
         HandshakeLimits {
@@ -40,7 +51,14 @@ impl HandshakeLimits {
             per_source: 8,
             reserved_validated: max_in_progress / 4,
             timeout: Duration::from_secs(5),
+            max_waiting: 8 * max_in_progress,
+            max_wait: Duration::from_secs(3),
         }
+    }
+
+    /// Whether a connection that has waited `waited` in line is still given a slot when its turn comes.
+    pub fn still_wanted(&self, waited: Duration) -> bool {
+        waited <= self.max_wait
     }
 }
 
@@ -51,19 +69,27 @@ pub enum Admit {
     Accept,
     /// Send a QUIC Retry: the client comes back with a token proving its address.
     Retry,
+    /// Hold it in line until a slot frees (validated addresses only).
+    Wait,
     /// Send a refusal; the reason is a `connections_refused` label. Only validated addresses are refused.
     Refuse(&'static str),
 }
 
 /// The decision for a new connection, given the handshakes in progress overall and from its source address,
-/// and whether its address is validated (it came back with a Retry token).
+/// the connections waiting in line, and whether its address is validated (it came back with a Retry token).
 ///
 /// An unvalidated address over its per-source share is sent a Retry rather than silence: many agents behind
 /// one address (a NAT, or a load generator) reconnecting at once after a collector restart would otherwise
 /// each wait out QUIC's retransmission timers and their own connect timeout before backing off. A Retry is
 /// smaller than the Initial it answers (no amplification) and holds no state; the validated attempt is then
 /// refused at once if the address still holds its share, and the agent backs off with jitter.
-pub fn decide(limits: &HandshakeLimits, in_progress: usize, from_source: usize, validated: bool) -> Admit {
+pub fn decide(
+    limits: &HandshakeLimits,
+    in_progress: usize,
+    from_source: usize,
+    waiting: usize,
+    validated: bool,
+) -> Admit {
     let shared_slots = limits.max_in_progress.saturating_sub(limits.reserved_validated);
     let over_source_share = from_source >= limits.per_source;
     if !validated && (in_progress > limits.retry_above || in_progress >= shared_slots || over_source_share) {
@@ -72,18 +98,26 @@ pub fn decide(limits: &HandshakeLimits, in_progress: usize, from_source: usize, 
     if over_source_share {
         return Admit::Refuse(refusal::PER_SOURCE);
     }
-    if in_progress >= limits.max_in_progress {
-        return Admit::Refuse(refusal::BUSY);
+    // Those already in line go first.
+    if in_progress >= limits.max_in_progress || waiting > 0 {
+        return if waiting < limits.max_waiting {
+            Admit::Wait
+        } else {
+            Admit::Refuse(refusal::BUSY)
+        };
     }
     Admit::Accept
 }
 
-/// Handshakes in progress, overall and per source address.
+/// Handshakes in progress, overall and per source address; the count per address includes its connections
+/// waiting in line, so one address holds at most its share of slots and line together.
 #[derive(Debug, Clone, Default)]
 pub struct InProgress {
     inner: Arc<Mutex<Counts>>,
     /// The same total, exported on `/metrics`.
     gauge: Gauge,
+    /// Told whenever a slot is released.
+    freed: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -101,13 +135,35 @@ impl InProgress {
                 .handshakes_in_progress
                 .get_or_create(&ListenerLabel { listener })
                 .clone(),
+            freed: Arc::default(),
         }
     }
 
-    /// (overall, from `source`) right now.
+    /// Handshakes in progress, all addresses together.
+    pub fn total(&self) -> usize {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).total
+    }
+
+    /// Ends once a slot has been released since the last time it ended (at once if one was meanwhile).
+    pub async fn slot_freed(&self) {
+        self.freed.notified().await;
+    }
+
+    /// (in progress overall, in progress or waiting from `source`) right now.
     pub fn counts(&self, source: IpAddr) -> (usize, usize) {
         let counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         (counts.total, counts.by_source.get(&source).copied().unwrap_or(0))
+    }
+
+    /// Counts a connection from `source` waiting in line, until the returned guard drops.
+    pub fn wait(&self, source: IpAddr) -> Waiting {
+        let mut counts = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = counts.by_source.entry(source).or_insert(0);
+        *entry = entry.saturating_add(1);
+        Waiting {
+            table: self.inner.clone(),
+            source,
+        }
     }
 
     /// Takes a slot for `source`, released when the returned guard drops.
@@ -120,7 +176,33 @@ impl InProgress {
         Slot {
             table: self.inner.clone(),
             gauge: self.gauge.clone(),
+            freed: self.freed.clone(),
             source,
+        }
+    }
+}
+
+/// One connection waiting in line, counted against its address's share.
+#[derive(Debug)]
+pub struct Waiting {
+    table: Arc<Mutex<Counts>>,
+    source: IpAddr,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.release_source(self.source);
+    }
+}
+
+impl Counts {
+    fn release_source(&mut self, source: IpAddr) {
+        if let Some(n) = self.by_source.get_mut(&source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_source.remove(&source);
+            }
         }
     }
 }
@@ -130,6 +212,7 @@ impl InProgress {
 pub struct Slot {
     table: Arc<Mutex<Counts>>,
     gauge: Gauge,
+    freed: Arc<Notify>,
     source: IpAddr,
 }
 
@@ -138,12 +221,9 @@ impl Drop for Slot {
         self.gauge.dec();
         let mut counts = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.by_source.get_mut(&self.source) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.by_source.remove(&self.source);
-            }
-        }
+        counts.release_source(self.source);
+        drop(counts);
+        self.freed.notify_one();
     }
 }
 
@@ -165,22 +245,25 @@ mod tests {
 
     #[test]
     fn a_quiet_collector_accepts_without_retry() {
-        assert_eq!(decide(&limits(), 0, 0, false), Admit::Accept);
-        assert_eq!(decide(&limits(), 32, 7, false), Admit::Accept);
+        assert_eq!(decide(&limits(), 0, 0, 0, false), Admit::Accept);
+        assert_eq!(decide(&limits(), 32, 7, 0, false), Admit::Accept);
     }
 
     #[test]
     fn issue_11_unvalidated_addresses_are_retried_past_the_threshold() {
-        assert_eq!(decide(&limits(), 33, 0, false), Admit::Retry);
+        assert_eq!(decide(&limits(), 33, 0, 0, false), Admit::Retry);
         // Once validated, the same load is accepted.
-        assert_eq!(decide(&limits(), 33, 0, true), Admit::Accept);
+        assert_eq!(decide(&limits(), 33, 0, 0, true), Admit::Accept);
     }
 
     #[test]
     fn issue_11_one_address_holds_at_most_per_source_slots() {
-        assert_eq!(decide(&limits(), 10, 8, true), Admit::Refuse(refusal::PER_SOURCE));
+        assert_eq!(
+            decide(&limits(), 10, 8, 0, true),
+            Admit::Refuse(refusal::PER_SOURCE)
+        );
         // An unproven address gets no refusal (it could be reflected at a spoofed victim), only a Retry.
-        assert_eq!(decide(&limits(), 10, 8, false), Admit::Retry);
+        assert_eq!(decide(&limits(), 10, 8, 0, false), Admit::Retry);
     }
 
     #[test]
@@ -191,9 +274,9 @@ mod tests {
         let limits = limits();
         for from_source in limits.per_source..limits.per_source * 4 {
             for in_progress in [from_source, limits.max_in_progress - 1] {
-                assert_eq!(decide(&limits, in_progress, from_source, false), Admit::Retry);
+                assert_eq!(decide(&limits, in_progress, from_source, 0, false), Admit::Retry);
                 assert_eq!(
-                    decide(&limits, in_progress, from_source, true),
+                    decide(&limits, in_progress, from_source, 0, true),
                     Admit::Refuse(refusal::PER_SOURCE)
                 );
             }
@@ -206,15 +289,75 @@ mod tests {
             retry_above: usize::MAX,
             ..limits()
         };
-        assert_eq!(decide(&no_early_retry, 191, 0, false), Admit::Accept);
-        assert_eq!(decide(&no_early_retry, 192, 0, false), Admit::Retry);
-        assert_eq!(decide(&no_early_retry, 192, 0, true), Admit::Accept);
+        assert_eq!(decide(&no_early_retry, 191, 0, 0, false), Admit::Accept);
+        assert_eq!(decide(&no_early_retry, 192, 0, 0, false), Admit::Retry);
+        assert_eq!(decide(&no_early_retry, 192, 0, 0, true), Admit::Accept);
     }
 
     #[test]
-    fn all_slots_taken_refuses_even_validated_addresses() {
-        assert_eq!(decide(&limits(), 256, 0, true), Admit::Refuse(refusal::BUSY));
-        assert_eq!(decide(&limits(), 255, 0, true), Admit::Accept);
+    fn issue_12_all_slots_taken_puts_validated_addresses_in_line_until_the_line_is_full() {
+        let limits = limits();
+        assert_eq!(limits.max_waiting, 2048);
+        assert_eq!(decide(&limits, 256, 0, 0, true), Admit::Wait);
+        assert_eq!(decide(&limits, 256, 0, 2047, true), Admit::Wait);
+        assert_eq!(decide(&limits, 256, 0, 2048, true), Admit::Refuse(refusal::BUSY));
+        assert_eq!(decide(&limits, 255, 0, 0, true), Admit::Accept);
+        // A free slot does not let a newcomer pass those already waiting for one.
+        assert_eq!(decide(&limits, 10, 0, 1, true), Admit::Wait);
+        // Unproven addresses are never held: they get a Retry, which holds nothing.
+        assert_eq!(decide(&limits, 256, 0, 0, false), Admit::Retry);
+        // Without a line (the enrollment listener), all slots taken refuses at once.
+        let no_line = HandshakeLimits {
+            max_waiting: 0,
+            ..limits
+        };
+        assert_eq!(decide(&no_line, 256, 0, 0, true), Admit::Refuse(refusal::BUSY));
+    }
+
+    #[test]
+    fn issue_12_a_turn_in_line_is_given_within_the_longest_wait_only() {
+        let limits = limits();
+        assert!(limits.still_wanted(Duration::from_millis(2_999)));
+        assert!(limits.still_wanted(Duration::from_secs(3)));
+        assert!(!limits.still_wanted(Duration::from_millis(3_001)));
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_released_slot_wakes_the_line() {
+        let table = InProgress::default();
+        let source: IpAddr = "127.0.0.2".parse().unwrap();
+        let slot = table.begin(source);
+        let waiting = tokio::spawn({
+            let table = table.clone();
+            async move { table.slot_freed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(slot);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("woken by the released slot")
+            .unwrap();
+        assert_eq!(table.total(), 0);
+    }
+
+    #[test]
+    fn issue_12_waiting_counts_against_the_address_share_not_the_slots() {
+        let table = InProgress::default();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let slot = table.begin(a);
+        let waiting: Vec<Waiting> = (0..7).map(|_| table.wait(a)).collect();
+        assert_eq!(table.counts(a), (1, 8));
+        // Its share is full: a proven address is refused, however many slots are free.
+        assert_eq!(
+            decide(&limits(), 1, 8, 7, true),
+            Admit::Refuse(refusal::PER_SOURCE)
+        );
+        drop(waiting);
+        assert_eq!(table.counts(a), (1, 1));
+        drop(slot);
+        assert_eq!(table.counts(a), (0, 0));
+        assert!(table.inner.lock().unwrap().by_source.is_empty());
     }
 
     #[test]

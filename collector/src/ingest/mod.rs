@@ -28,15 +28,17 @@ pub use context::{lock_fleet, run_last_seen_writer, IngestContext, IngestSetting
 use crate::quic::{Endpoint, Incoming, QuicServerConfig, ServerConfig};
 use crate::telemetry::{self, refusal};
 use connection::handle_connection;
-use handshake::{Admit, HandshakeLimits, InProgress, Slot};
+use handshake::{Admit, HandshakeLimits, InProgress, Slot, Waiting};
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-/// Handshakes in progress at once. Past this, new connections are refused at once (the agents back off with
-/// jitter) instead of queueing work the collector cannot finish before the agents give up on it.
+/// Handshakes in progress at once. Past this, validated connections wait in line for a slot, a few seconds at
+/// most (`HandshakeLimits::max_wait`), and past the line's length they are refused at once (the agents back
+/// off with jitter) instead of queueing work the collector cannot finish before the agents give up on it.
 pub const MAX_HANDSHAKES_IN_PROGRESS: usize = 256;
 
 /// How often refusals for load are summarised in the log.
@@ -57,10 +59,19 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
     let tasks = TaskTracker::new();
     let limits = context.settings.handshakes;
     let in_progress = InProgress::reporting("streaming");
+    // Validated connections waiting for a handshake slot, oldest first, with when each arrived.
+    let mut line: VecDeque<(Incoming, Instant, Waiting)> = VecDeque::new();
     let mut refused_busy: u64 = 0;
     let mut refused_full: u64 = 0;
     let mut retried: u64 = 0;
     let mut last_load_log = tokio::time::Instant::now();
+    let start = |incoming: Incoming, slot: Slot| {
+        let context = context.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            handle_connection(incoming, slot, limits.timeout, context, cancel).await;
+        });
+    };
     loop {
         if (refused_busy > 0 || refused_full > 0 || retried > 0)
             && last_load_log.elapsed() >= LOAD_LOG_INTERVAL
@@ -70,6 +81,7 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
                 refused_full,
                 retried,
                 max_handshakes = MAX_HANDSHAKES_IN_PROGRESS,
+                waiting = line.len(),
                 per_source = limits.per_source,
                 max_connections = context.settings.max_connections,
                 "connections refused or sent a Retry for load in the last interval; agents retry with backoff"
@@ -79,8 +91,25 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             retried = 0;
             last_load_log = tokio::time::Instant::now();
         }
+        // Slots freed since the last turn go to the line first, oldest first.
+        while !line.is_empty() && in_progress.total() < limits.max_in_progress {
+            let Some((incoming, arrived, waiting)) = line.pop_front() else {
+                break;
+            };
+            drop(waiting);
+            if limits.still_wanted(arrived.elapsed()) {
+                let slot = in_progress.begin(incoming.remote_address().ip());
+                start(incoming, slot);
+            } else {
+                refused_busy += 1;
+                telemetry::global().refused(refusal::BUSY);
+                incoming.refuse();
+            }
+        }
+        telemetry::global().handshakes_waiting.set(line.len() as i64);
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = in_progress.slot_freed(), if !line.is_empty() => continue,
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => incoming,
                 None => break,
@@ -92,35 +121,65 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             incoming.refuse();
             continue;
         }
-        let Some(slot) = admit(incoming, &limits, &in_progress, &mut retried, &mut refused_busy) else {
-            continue;
-        };
-        let (incoming, slot) = slot;
-        let context = context.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            handle_connection(incoming, slot, limits.timeout, context, cancel).await;
-        });
+        match admit(
+            incoming,
+            &limits,
+            &in_progress,
+            line.len(),
+            &mut retried,
+            &mut refused_busy,
+        ) {
+            Admitted::Start(incoming, slot) => start(incoming, slot),
+            Admitted::Wait(incoming) => {
+                let waiting = in_progress.wait(incoming.remote_address().ip());
+                line.push_back((incoming, Instant::now(), waiting));
+            }
+            Admitted::Answered => {}
+        }
     }
+    // Those still in line are dropped unanswered: the endpoint closes below.
+    line.clear();
+    telemetry::global().handshakes_waiting.set(0);
     tasks.close();
     endpoint.close(close_code::STOPPING, b"collector stopping");
     tasks.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
 
-/// Applies [`handshake::decide`] to one new connection: sends the Retry, refusal or nothing it calls for and
-/// counts it, or returns the connection with its handshake slot.
+/// What [`admit`] did with a new connection.
+pub(crate) enum Admitted {
+    /// It has a handshake slot: start it.
+    Start(Incoming, Slot),
+    /// Every slot is taken: hold it in line.
+    Wait(Incoming),
+    /// A Retry or a refusal went back; nothing more to do.
+    Answered,
+}
+
+/// Applies [`handshake::decide`] to one new connection, with `waiting` connections in line: sends the Retry
+/// or refusal it calls for and counts it, or returns the connection with its handshake slot, or to be held.
 pub(crate) fn admit(
     incoming: Incoming,
     limits: &HandshakeLimits,
     in_progress: &InProgress,
+    waiting: usize,
     retried: &mut u64,
     refused: &mut u64,
-) -> Option<(Incoming, Slot)> {
+) -> Admitted {
     let source = incoming.remote_address().ip();
     let (total, from_source) = in_progress.counts(source);
-    match handshake::decide(limits, total, from_source, incoming.remote_address_validated()) {
-        Admit::Accept => Some((incoming, in_progress.begin(source))),
+    match handshake::decide(
+        limits,
+        total,
+        from_source,
+        waiting,
+        incoming.remote_address_validated(),
+    ) {
+        Admit::Accept => {
+            let slot = in_progress.begin(source);
+            Admitted::Start(incoming, slot)
+        }
+        Admit::Wait => Admitted::Wait(incoming),
         Admit::Retry => {
             *retried += 1;
             match incoming.retry() {
@@ -130,13 +189,13 @@ pub(crate) fn admit(
                 // Only an already validated address cannot be retried, and those are never sent here.
                 Err(incoming) => incoming.ignore(),
             }
-            None
+            Admitted::Answered
         }
         Admit::Refuse(reason) => {
             *refused += 1;
             telemetry::global().refused(reason);
             incoming.refuse();
-            None
+            Admitted::Answered
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Telemetry {
     pub refusals: Family<Reason, Counter>,
     /// QUIC handshakes holding a slot right now, by listener.
     pub handshakes_in_progress: Family<ListenerLabel, Gauge>,
+    /// Validated connections of the streaming listener waiting in line for a handshake slot.
+    pub handshakes_waiting: Gauge,
     pub samples_ingested: Counter,
     pub samples_rejected: Family<Reason, Counter>,
     /// Fresh samples an agent sent beyond its share of the store writer, stored after a wait.
@@ -85,6 +87,7 @@ impl Default for Telemetry {
             handshake_retries: Counter::default(),
             refusals: Family::default(),
             handshakes_in_progress: Family::default(),
+            handshakes_waiting: Gauge::default(),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
             samples_held_back: Counter::default(),
@@ -134,6 +137,11 @@ impl Telemetry {
             "handshakes_in_progress",
             "QUIC handshakes started and not yet finished, failed or timed out, by listener",
             self.handshakes_in_progress.clone(),
+        );
+        registry.register(
+            "handshakes_waiting",
+            "Connections of the streaming listener waiting in line for a handshake slot (every slot taken)",
+            self.handshakes_waiting.clone(),
         );
         registry.register(
             "samples_ingested",
