@@ -71,6 +71,10 @@ pub enum UplinkError {
     Resolve { address: String, detail: String },
     #[error("{0}")]
     Connect(String),
+    /// The collector answered the connection attempt with a refusal (QUIC CONNECTION_REFUSED): it is up,
+    /// and every handshake slot and its line were taken.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Session(#[from] SessionError),
     #[error("timed out after {0:?} waiting for the collector")]
@@ -119,6 +123,7 @@ pub async fn run_uplink(
             attempt = 0;
             choice.succeeded(index);
         }
+        let refused = matches!(result, Err(UplinkError::Refused(_)));
         match result {
             Ok(Ended::Cancelled) => break,
             Ok(Ended::Handover) => {
@@ -142,7 +147,11 @@ pub async fn run_uplink(
         let delay = if choice.pick(now_ms()) != index {
             Duration::from_millis(fastrand::u64(0..200))
         } else {
-            let delay = config.backoff.delay(attempt, fastrand::f64());
+            let delay = if refused {
+                config.backoff.delay_after_refusal(attempt, fastrand::f64())
+            } else {
+                config.backoff.delay(attempt, fastrand::f64())
+            };
             attempt = attempt.saturating_add(1);
             delay
         };
@@ -312,7 +321,7 @@ async fn session(
         _ = cancel.cancelled() => return Ok(Ended::Cancelled),
         result = tokio::time::timeout(connect_timeout, connecting) => result
             .map_err(|_| UplinkError::Timeout(connect_timeout))?
-            .map_err(|e| UplinkError::Connect(describe_connection_error(&e, peer)))?,
+            .map_err(|e| connect_error(&e, peer))?,
     };
     let (mut send, mut recv) = connection
         .open_bi()
@@ -545,6 +554,19 @@ fn describe_read_error(error: &quinn::ReadError, connection: &quinn::Connection,
 }
 
 /// One line a sysadmin can act on, for the ways a connection ends.
+/// A failed connection attempt: a refusal for load apart from every other failure, for the backoff.
+fn connect_error(error: &quinn::ConnectionError, peer: SocketAddr) -> UplinkError {
+    let described = describe_connection_error(error, peer);
+    match error {
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            UplinkError::Refused(described)
+        }
+        _ => UplinkError::Connect(described),
+    }
+}
+
 pub fn describe_connection_error(error: &quinn::ConnectionError, peer: SocketAddr) -> String {
     use quinn::ConnectionError as E;
     match error {
@@ -596,5 +618,34 @@ fn describe_alert(alert: u8) -> &'static str {
         46 => "it could not be checked (enroll this host again)",
         120 => "no common application protocol (upgrade the older side)",
         _ => "the TLS handshake failed (check tls.* in the agent config)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: quinn::TransportErrorCode) -> quinn::ConnectionError {
+        quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: code,
+            frame_type: None,
+            reason: Default::default(),
+        })
+    }
+
+    #[test]
+    fn issue_12_a_refusal_for_load_is_told_apart_from_other_failures() {
+        let peer: SocketAddr = "127.0.0.1:9600".parse().unwrap();
+        let refused = connect_error(&closed(quinn::TransportErrorCode::CONNECTION_REFUSED), peer);
+        assert!(matches!(refused, UplinkError::Refused(_)), "{refused:?}");
+        assert!(refused.to_string().contains("127.0.0.1:9600"), "{refused}");
+        for other in [
+            closed(quinn::TransportErrorCode::PROTOCOL_VIOLATION),
+            closed(quinn::TransportErrorCode::crypto(42)),
+            quinn::ConnectionError::TimedOut,
+            quinn::ConnectionError::Reset,
+        ] {
+            assert!(matches!(connect_error(&other, peer), UplinkError::Connect(_)), "{other}");
+        }
     }
 }

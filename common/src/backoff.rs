@@ -24,6 +24,17 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The most a refusal for load counts in the delay: a collector that refused a connection because every
+    /// handshake slot and its line were taken is up, and frees slots by the second, so an agent it refused
+    /// comes back within 4 to 8 s (with the default initial delay) however often it was refused, instead of
+    /// drifting to the 30 s cap and coming back long after the collector could take it.
+    pub const REFUSED_ATTEMPT_CAP: u32 = 4;
+
+    /// The delay before retry number `attempt` after the collector refused the connection for load.
+    pub fn delay_after_refusal(&self, attempt: u32, unit_random: f64) -> Duration {
+        self.delay(attempt.min(Self::REFUSED_ATTEMPT_CAP), unit_random)
+    }
+
     /// The delay before retry number `attempt` (0 for the first retry). `unit_random` is a draw from [0, 1).
     ///
     /// The ceiling doubles each attempt up to `cap`; the delay is drawn from the upper half of the ceiling
@@ -63,6 +74,30 @@ mod tests {
         // Far past the cap, the delay is spread over the upper half of the cap, not pinned to it.
         assert_eq!(backoff.delay(50, 0.0), Duration::from_millis(2500));
         assert_eq!(backoff.delay(50, 1.0), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn issue_12_a_refused_agent_comes_back_within_eight_seconds_however_often_refused() {
+        let backoff = Backoff::default();
+        for attempt in 0..100 {
+            for draw in [0.0, 0.5, 0.999] {
+                let delay = backoff.delay_after_refusal(attempt, draw);
+                assert!(delay <= Duration::from_secs(8), "attempt {attempt}: {delay:?}");
+                assert!(
+                    delay >= Duration::from_millis(250),
+                    "attempt {attempt}: {delay:?}"
+                );
+                // The first few refusals back off as any failure does.
+                if attempt <= Backoff::REFUSED_ATTEMPT_CAP {
+                    assert_eq!(delay, backoff.delay(attempt, draw));
+                }
+            }
+        }
+        // Spread over 4 to 8 s, so a fleet refused together does not come back together.
+        assert_eq!(backoff.delay_after_refusal(20, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff.delay_after_refusal(20, 1.0), Duration::from_secs(8));
+        // Any other failure still backs off to the cap.
+        assert_eq!(backoff.delay(20, 1.0), Duration::from_secs(30));
     }
 
     #[test]

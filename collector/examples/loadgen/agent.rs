@@ -320,6 +320,8 @@ impl Agent {
 /// Why a connection ended, for the coordinator's counts.
 enum Failure {
     Connect,
+    /// The collector refused the connection for load (QUIC CONNECTION_REFUSED).
+    Refused,
     Disconnect,
 }
 
@@ -522,9 +524,16 @@ impl Driver {
                     link.written = 0;
                     agent.phase = Phase::Welcome(now + WELCOME_TIMEOUT);
                 }
-                Event::ConnectionLost { .. } => {
+                Event::ConnectionLost { reason } => {
+                    let refused = matches!(
+                        &reason,
+                        quinn_proto::ConnectionError::ConnectionClosed(close)
+                            if close.error_code == quinn_proto::TransportErrorCode::CONNECTION_REFUSED
+                    );
                     return Some(if streaming {
                         Failure::Disconnect
+                    } else if refused {
+                        Failure::Refused
                     } else {
                         Failure::Connect
                     });
@@ -642,7 +651,7 @@ impl Driver {
     /// uplink's backoff, sampling meanwhile.
     fn fail(&mut self, position: usize, failure: Failure, now: Instant) {
         let counter = match failure {
-            Failure::Connect => &self.shared.connect_failures,
+            Failure::Connect | Failure::Refused => &self.shared.connect_failures,
             Failure::Disconnect => &self.shared.disconnects,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -651,7 +660,11 @@ impl Driver {
             link.proto.close(now, 0u32.into(), bytes::Bytes::new());
             agent.closing.push((link.handle, link.proto));
         }
-        let delay = self.backoff.delay(agent.attempt, fastrand::f64());
+        // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap.
+        let delay = match failure {
+            Failure::Refused => self.backoff.delay_after_refusal(agent.attempt, fastrand::f64()),
+            Failure::Connect | Failure::Disconnect => self.backoff.delay(agent.attempt, fastrand::f64()),
+        };
         agent.attempt = agent.attempt.saturating_add(1);
         agent.phase = Phase::Waiting(now + delay);
     }

@@ -1256,6 +1256,32 @@ mod tests {
     }
 
     #[test]
+    fn issue_12_an_agent_refused_a_few_times_still_resumes() {
+        let fleet = fleet();
+        let cert = fleet.client_cert(HOST);
+        let server = Arc::new(
+            server_config_streaming(
+                &fleet.ca.cert_pem,
+                &fleet.server.cert_pem,
+                &fleet.server.key_pem,
+                None,
+            )
+            .unwrap(),
+        );
+        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+        let client = Arc::new(client_config(&fleet.ca.cert_pem, pair, &[]).unwrap());
+        let connect =
+            || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        handshake_ok(connect(), ServerConnection::new(server.clone()).unwrap());
+        // Attempts refused before any TLS answer (the collector busy): each took a ticket for its hello.
+        for _ in 1..resumption::TICKETS_PER_HANDSHAKE {
+            drop(connect());
+        }
+        let (_, resumed) = handshake_ok(connect(), ServerConnection::new(server.clone()).unwrap());
+        assert_eq!(resumed.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    }
+
+    #[test]
     fn issue_12_tickets_open_in_their_period_and_the_next_only_and_under_their_own_files_only() {
         use super::resumption::TicketKeys;
         let fleet = fleet();

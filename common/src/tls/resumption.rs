@@ -7,7 +7,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::ServerName;
 use std::sync::Arc;
 
-/// The streaming listener lets agents resume: after a full handshake it sends one TLS 1.3 ticket, encrypted
+/// The streaming listener lets agents resume: after a handshake it sends a few TLS 1.3 tickets, encrypted
 /// under a key derived from the listener's TLS files (`TicketKeys`), and stores nothing per session. A
 /// resumed handshake (PSK with a fresh ECDHE, never 0-RTT) skips the certificates and both signatures, the
 /// bulk of a full handshake's CPU on either side, which matters when a whole fleet reconnects at once: after a
@@ -24,9 +24,15 @@ pub(super) fn with_tickets(
 ) -> Result<(), TlsError> {
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.ticketer = Arc::new(TicketKeys::derive(ca_pem, cert_pem, key_pem));
-    config.send_tls13_tickets = 1;
+    config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
     Ok(())
 }
+
+/// Tickets sent after each handshake. A client uses up a ticket with every connection attempt, answered or not
+/// (it goes out in the first packet), so after a collector restart an agent refused once or twice for load
+/// would otherwise make the full handshake the ticket was meant to spare; each is single-use on the agent's
+/// side, under 1 KiB on the wire, and rustls keeps at most 8 per server.
+pub const TICKETS_PER_HANDSHAKE: usize = 4;
 
 /// Session ticket encryption for the streaming listener. The secret is a SHA-256 over the server's private
 /// key, its certificate and the CA (only the collector holds the key), so every process started with the

@@ -9,6 +9,8 @@ use std::process::Command;
 
 const AGENTS: u64 = 40;
 const DURATION_S: u64 = 6;
+/// Loopback source addresses the agents come from: each carries agents (ten each here).
+const SOURCES: u64 = 4;
 
 #[test]
 fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_once() {
@@ -26,6 +28,7 @@ fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_o
     let output = Command::new(workspace().join("bench/ingest.sh"))
         .args(["--agents", &AGENTS.to_string()])
         .args(["--warmup", "2", "--duration", &DURATION_S.to_string()])
+        .args(["--sources", &SOURCES.to_string()])
         .args(["--port", &free_udp_port().to_string()])
         .args(["--http-port", &free_tcp_port().to_string()])
         .arg("--bin-dir")
@@ -46,6 +49,8 @@ fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_o
         .unwrap_or_else(|e| panic!("{}: {e}\n{stdout}\n{stderr}", result_path.display()));
     let result: serde_json::Value = serde_json::from_str(&text).expect("the result is JSON");
     assert_eq!(result["connect"]["connected"], AGENTS, "{text}");
+    assert_eq!(result["source_addresses"], SOURCES, "{text}");
+    assert!(result["sockets"].as_u64() >= Some(SOURCES), "{text}");
     let database = &result["database"];
     assert_eq!(database["every_ack_stored_once"], true, "{text}");
     // Each agent samples once a second: most of the window's samples are acknowledged and stored.
