@@ -10,7 +10,7 @@
 # measures 10 minutes, so per-host memory is read after the histories filled and its growth is visible.
 # The table ends with issue 12's targets for each run, met or missed. --rules FILE gives the collector an
 # alarm rules file (e.g. deploy/alarms.toml), whose windows decide how much history each host keeps.
-# --sources N spreads the agents over N loopback source addresses (127.0.0.1 ..., a socket each at least): a real
+# --sources N spreads the agents over N loopback source addresses (127.0.0.1 ..., at most 5000, a socket each): a real
 # fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
 # --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
 # --port N and --http-port N choose the collector's QUIC and HTTP ports on 127.0.0.1 (9711 and 9712).
@@ -82,7 +82,7 @@ fi
 for port in "$quic_port" "$http_port"; do
     [[ "$port" =~ ^[0-9]+$ ]] && (( port >= 1 && port <= 65535 )) || die "port $port: give 1 to 65535"
 done
-[[ "$sources" =~ ^[0-9]+$ ]] && (( sources >= 1 && sources <= 250 )) || die "--sources $sources: give 1 to 250"
+[[ "$sources" =~ ^[0-9]+$ ]] && (( sources >= 1 && sources <= 5000 )) || die "--sources $sources: give 1 to 5000"
 if [[ -n "$storm_perf" ]]; then
     command -v perf >/dev/null || die "--storm-perf needs perf (linux-perf)"
     storm_perf="$(realpath -m "$storm_perf")"

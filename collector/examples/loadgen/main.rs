@@ -46,12 +46,13 @@ struct Args {
     /// Agents sharing one UDP socket, at most (there are at least as many sockets as source addresses).
     #[arg(long, default_value_t = 2000)]
     agents_per_socket: usize,
-    /// Loopback source addresses the agents are spread over (127.0.0.1, 127.0.0.2, ...), 1 to 250: one
+    /// Loopback source addresses the agents are spread over (127.0.0.1 ... 127.0.0.250, 127.0.1.1, ...), 1 to
+    /// 5000: one
     /// socket per address at least, so every address carries agents. A real fleet comes from as many
     /// addresses as hosts, and the collector limits handshakes in progress per source address; with few
     /// addresses that limit, not the collector's capacity, paces a storm.
     #[arg(long, default_value_t = 1)]
-    source_addresses: u8,
+    source_addresses: u16,
     /// New connections per second while the fleet starts.
     #[arg(long, default_value_t = 1000)]
     connect_per_s: u32,
@@ -94,12 +95,12 @@ fn main() -> anyhow::Result<()> {
         || args.agents_per_socket == 0
         || args.connect_per_s == 0
         || !(1..=16).contains(&args.threads)
-        || !(1..=250).contains(&args.source_addresses)
+        || !(1..=MAX_SOURCE_ADDRESSES).contains(&args.source_addresses)
         || (args.source_addresses > 1 && !args.server.is_ipv4())
     {
         anyhow::bail!(
             "--agents 1..50000, --duration-s 5..600, --warmup-s and --storm-timeout-s at most 600, \
-             --source-addresses 1..250 (more than one only towards an IPv4 server)"
+             --source-addresses 1..5000 (more than one only towards an IPv4 server)"
         );
     }
     let ca = load_ca(&pki_dir(&args.state_dir)).context("loading the collector's CA")?;
@@ -298,6 +299,14 @@ fn count_where(shared: &Shared, test: impl Fn(usize, &Progress) -> bool) -> usiz
         .count()
 }
 
+/// The most source addresses: 127.0.0.1 to 127.0.19.250.
+const MAX_SOURCE_ADDRESSES: u16 = 5000;
+
+/// The `index`th loopback source address: 250 per third octet, from 127.0.0.1.
+fn source_address(index: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, (index / 250) as u8, (index % 250 + 1) as u8)
+}
+
 async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Result<Value> {
     let count = clients.len();
     let shared = Arc::new(Shared {
@@ -319,8 +328,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
     let sockets = count.div_ceil(per_socket);
     let bind = |socket: usize| -> SocketAddr {
         if args.server.is_ipv4() {
-            let last = 1 + (socket % usize::from(args.source_addresses)) as u8;
-            SocketAddr::from(([127, 0, 0, last], 0))
+            SocketAddr::from((source_address(socket % usize::from(args.source_addresses)), 0))
         } else {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
         }
@@ -465,7 +473,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         "agents": count,
         "warmup_s": args.warmup_s,
         "sockets": sockets,
-        "source_addresses": args.source_addresses.min(sockets.min(250) as u8),
+        "source_addresses": usize::from(args.source_addresses).min(sockets),
         "connect": {
             "per_s_requested": args.connect_per_s,
             "connected": connected,
