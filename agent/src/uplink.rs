@@ -152,7 +152,7 @@ pub async fn run_uplink(
             } else {
                 config.backoff.delay(attempt, fastrand::f64())
             };
-            attempt = attempt.saturating_add(1);
+            attempt = Backoff::next_attempt(attempt, refused);
             delay
         };
         tokio::select! {
@@ -645,7 +645,10 @@ mod tests {
             quinn::ConnectionError::TimedOut,
             quinn::ConnectionError::Reset,
         ] {
-            assert!(matches!(connect_error(&other, peer), UplinkError::Connect(_)), "{other}");
+            assert!(
+                matches!(connect_error(&other, peer), UplinkError::Connect(_)),
+                "{other}"
+            );
         }
     }
 }

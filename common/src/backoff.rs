@@ -35,6 +35,17 @@ impl Backoff {
         self.delay(attempt.min(Self::REFUSED_ATTEMPT_CAP), unit_random)
     }
 
+    /// The attempt number after a failure: one more, except that a refusal (the collector is up) counts
+    /// from the refusal cap at most, so a failure of another kind right after a run of refusals (a handshake
+    /// that did not finish on a collector still busy) backs off 8 to 16 s, not to the 30 s cap.
+    pub fn next_attempt(attempt: u32, refused: bool) -> u32 {
+        if refused {
+            attempt.min(Self::REFUSED_ATTEMPT_CAP).saturating_add(1)
+        } else {
+            attempt.saturating_add(1)
+        }
+    }
+
     /// The delay before retry number `attempt` (0 for the first retry). `unit_random` is a draw from [0, 1).
     ///
     /// The ceiling doubles each attempt up to `cap`; the delay is drawn from the upper half of the ceiling
@@ -98,6 +109,16 @@ mod tests {
         assert_eq!(backoff.delay_after_refusal(20, 1.0), Duration::from_secs(8));
         // Any other failure still backs off to the cap.
         assert_eq!(backoff.delay(20, 1.0), Duration::from_secs(30));
+        // Ten refusals, then a timeout: 8 to 16 s, not the 30 s cap.
+        let mut attempt = 0;
+        for _ in 0..10 {
+            attempt = Backoff::next_attempt(attempt, true);
+        }
+        assert_eq!(attempt, Backoff::REFUSED_ATTEMPT_CAP + 1);
+        assert!(backoff.delay(attempt, 1.0) <= Duration::from_secs(16));
+        // Other failures count on from there.
+        assert_eq!(Backoff::next_attempt(attempt, false), attempt + 1);
+        assert_eq!(Backoff::next_attempt(u32::MAX, false), u32::MAX);
     }
 
     #[test]

@@ -661,11 +661,13 @@ impl Driver {
             agent.closing.push((link.handle, link.proto));
         }
         // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap.
-        let delay = match failure {
-            Failure::Refused => self.backoff.delay_after_refusal(agent.attempt, fastrand::f64()),
-            Failure::Connect | Failure::Disconnect => self.backoff.delay(agent.attempt, fastrand::f64()),
+        let refused = matches!(failure, Failure::Refused);
+        let delay = if refused {
+            self.backoff.delay_after_refusal(agent.attempt, fastrand::f64())
+        } else {
+            self.backoff.delay(agent.attempt, fastrand::f64())
         };
-        agent.attempt = agent.attempt.saturating_add(1);
+        agent.attempt = Backoff::next_attempt(agent.attempt, refused);
         agent.phase = Phase::Waiting(now + delay);
     }
 

@@ -653,6 +653,24 @@ mod tests {
             issue_client_cert(&self.ca, host, SystemTime::now(), DAY).unwrap()
         }
 
+        /// The streaming listener's config with this fleet's CA and server certificate.
+        fn streaming_config(&self) -> Arc<ServerConfig> {
+            let config = server_config_streaming(
+                &self.ca.cert_pem,
+                &self.server.cert_pem,
+                &self.server.key_pem,
+                None,
+            );
+            Arc::new(config.unwrap())
+        }
+
+        /// A client config presenting `cert`, and a connection maker to "localhost" with it.
+        fn connector(&self, cert: &CertAndKey) -> impl Fn() -> ClientConnection {
+            let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
+            let client = Arc::new(client_config(&self.ca.cert_pem, pair, &[]).unwrap());
+            move || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap()
+        }
+
         fn server(&self) -> ServerConnection {
             let config = server_config(
                 &self.ca.cert_pem,
@@ -899,19 +917,9 @@ mod tests {
     #[test]
     fn issue_12_handshakes_settle_on_aes_128_gcm_with_sha256() {
         let fleet = fleet();
-        let cert = fleet.client_cert(HOST);
-        let server = server_config_streaming(
-            &fleet.ca.cert_pem,
-            &fleet.server.cert_pem,
-            &fleet.server.key_pem,
-            None,
-        )
-        .unwrap();
-        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
-        let client = client_config(&fleet.ca.cert_pem, pair, &[]).unwrap();
-        let client =
-            ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap()).unwrap();
-        let (client, server) = handshake_ok(client, ServerConnection::new(Arc::new(server)).unwrap());
+        let connect = fleet.connector(&fleet.client_cert(HOST));
+        let server = ServerConnection::new(fleet.streaming_config()).unwrap();
+        let (client, server) = handshake_ok(connect(), server);
         for side in [&client, &server] {
             assert_eq!(
                 side.negotiated_cipher_suite().map(|suite| suite.suite()),
@@ -1295,26 +1303,14 @@ mod tests {
     #[test]
     fn issue_12_an_agent_refused_a_few_times_still_resumes() {
         let fleet = fleet();
-        let cert = fleet.client_cert(HOST);
-        let server = Arc::new(
-            server_config_streaming(
-                &fleet.ca.cert_pem,
-                &fleet.server.cert_pem,
-                &fleet.server.key_pem,
-                None,
-            )
-            .unwrap(),
-        );
-        let pair = Some((cert.cert_pem.as_str(), cert.key_pem.as_str()));
-        let client = Arc::new(client_config(&fleet.ca.cert_pem, pair, &[]).unwrap());
-        let connect =
-            || ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let server = fleet.streaming_config();
+        let connect = fleet.connector(&fleet.client_cert(HOST));
         handshake_ok(connect(), ServerConnection::new(server.clone()).unwrap());
         // Attempts refused before any TLS answer (the collector busy): each took a ticket for its hello.
         for _ in 1..resumption::TICKETS_PER_HANDSHAKE {
             drop(connect());
         }
-        let (_, resumed) = handshake_ok(connect(), ServerConnection::new(server.clone()).unwrap());
+        let (_, resumed) = handshake_ok(connect(), ServerConnection::new(server).unwrap());
         assert_eq!(resumed.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
     }
 
