@@ -242,7 +242,9 @@ for r in runs:
           f"{s['restart_command_returned_s']:.1f} s, all reconnected after {seconds(s['all_reconnected_s'])}, "
           f"all caught up after {seconds(s['all_caught_up_s'])} (target ≤ 30 s); {s['reconnected']:,} reconnected and "
           f"{s['caught_up']:,} caught up at the end; collector peak RSS {s['collector_peak_rss_mib']:.0f} MiB; "
-          f"RcvbufErrors +{s['udp_rcvbuf_errors']:,}, drops on the collector's socket +{s['collector_socket_drops']:,}.")
+          f"RcvbufErrors +{s['udp_rcvbuf_errors']:,}, drops on the collector's socket +{s['collector_socket_drops']:,}; "
+          f"failed connection attempts {s.get('connect_failures', 0):,} ({s.get('refusals', 0):,} refused, "
+          f"{s.get('handshake_timeouts', 0):,} handshake and {s.get('welcome_timeouts', 0):,} welcome timeouts).")
 
 # Issue 12's targets, per run. RSS "flat" means it grew by at most 2 % over the window, and is judged only
 # with --steady (a window of 10 minutes after at least 6 of streaming); shorter windows say "not measured".

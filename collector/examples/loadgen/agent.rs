@@ -73,6 +73,11 @@ pub struct Shared {
     pub latencies_us: Mutex<Vec<u32>>,
     pub samples_acked: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Of the connect failures: refusals (QUIC CONNECTION_REFUSED), and attempts given up on at the handshake
+    /// and at the welcome deadline; the rest were closed otherwise.
+    pub refusals: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub welcome_timeouts: AtomicU64,
     pub disconnects: AtomicU64,
     pub stop: CancellationToken,
 }
@@ -453,8 +458,14 @@ impl Driver {
                 self.connect(position, now);
                 None
             }
-            Phase::Handshake(deadline) if deadline <= now => Some(Failure::Connect),
-            Phase::Welcome(deadline) if deadline <= now => Some(Failure::Connect),
+            Phase::Handshake(deadline) if deadline <= now => {
+                shared.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                Some(Failure::Connect)
+            }
+            Phase::Welcome(deadline) if deadline <= now => {
+                shared.welcome_timeouts.fetch_add(1, Ordering::Relaxed);
+                Some(Failure::Connect)
+            }
             _ => None,
         };
         if failed.is_none() {
@@ -655,6 +666,9 @@ impl Driver {
             Failure::Disconnect => &self.shared.disconnects,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if matches!(failure, Failure::Refused) {
+            self.shared.refusals.fetch_add(1, Ordering::Relaxed);
+        }
         let agent = &mut self.agents[position];
         if let Some(mut link) = agent.link.take() {
             link.proto.close(now, 0u32.into(), bytes::Bytes::new());

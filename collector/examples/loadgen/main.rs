@@ -318,6 +318,9 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         latencies_us: Mutex::new(Vec::new()),
         samples_acked: AtomicU64::new(0),
         connect_failures: AtomicU64::new(0),
+        refusals: AtomicU64::new(0),
+        handshake_timeouts: AtomicU64::new(0),
+        welcome_timeouts: AtomicU64::new(0),
         disconnects: AtomicU64::new(0),
         stop: CancellationToken::new(),
     });
@@ -487,6 +490,9 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
             "acked": acked,
             "agents_behind_after_drain": behind,
             "connect_failures": shared.connect_failures.load(Ordering::Relaxed),
+            "refusals": shared.refusals.load(Ordering::Relaxed),
+            "handshake_timeouts": shared.handshake_timeouts.load(Ordering::Relaxed),
+            "welcome_timeouts": shared.welcome_timeouts.load(Ordering::Relaxed),
             "disconnects": shared.disconnects.load(Ordering::Relaxed),
             "collector_peak_rss_mib": end.peak_rss_kib as f64 / 1024.0,
         },
@@ -508,6 +514,16 @@ async fn reconnect_storm(
         .map(|p| p.welcomes.load(Ordering::Relaxed))
         .collect();
     let rcvbuf_errors_before = read_udp(args.server.port()).host.rcvbuf_errors;
+    // Connect failures by kind, counted from the kill on.
+    let failures = |shared: &Shared| {
+        [
+            shared.connect_failures.load(Ordering::Relaxed),
+            shared.refusals.load(Ordering::Relaxed),
+            shared.handshake_timeouts.load(Ordering::Relaxed),
+            shared.welcome_timeouts.load(Ordering::Relaxed),
+        ]
+    };
+    let failures_before = failures(shared);
     let killed_at = Instant::now();
     // SAFETY: kill(2) with a PID we were given and a constant signal has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } != 0 {
@@ -569,7 +585,15 @@ async fn reconnect_storm(
         }
     }
     let udp_after = read_udp(args.server.port());
+    let [failed, refused, handshake_timeouts, welcome_timeouts] = {
+        let after = failures(shared);
+        [0, 1, 2, 3].map(|i| after[i] - failures_before[i])
+    };
     let figures = json!({
+        "connect_failures": failed,
+        "refusals": refused,
+        "handshake_timeouts": handshake_timeouts,
+        "welcome_timeouts": welcome_timeouts,
         "port_free_after_kill_s": port_free_s,
         "restart_command_returned_s": restarted_s,
         "all_reconnected_s": all_reconnected_s,
