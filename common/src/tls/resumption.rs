@@ -122,9 +122,7 @@ impl TicketKeys {
 }
 
 fn unix_now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    crate::clock::now_ms() / 1000
 }
 
 impl rustls::server::ProducesTickets for TicketKeys {
