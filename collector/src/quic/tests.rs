@@ -283,11 +283,13 @@ impl Drop for Relay {
 }
 
 /// Issue 12: a collector restarted with the same key tells every agent of the old process that its connection
-/// is gone, from the agent's next packet and within a second or two for hundreds at once: resets are not held
-/// to quinn's default of one every 20 ms (400 connections would need 8 s, and 20,000 agents 400 s).
+/// is gone, from the agent's next packet, hundreds at once: resets are not held to quinn's default of one every
+/// 20 ms (200 connections would need 4 s, and 20,000 agents 400 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_a_restarted_endpoint_resets_hundreds_of_old_connections_at_once() {
-    const FLEET: usize = 400;
+    const FLEET: usize = 200;
+    // Connecting the fleet is set-up, not what is measured: generous on a loaded machine.
+    const SETUP: Duration = Duration::from_secs(120);
     let key = b"the collector's server key";
     let (server_config, client_config) = configs(TransportConfig::default());
     let bind = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -319,9 +321,13 @@ async fn issue_12_a_restarted_endpoint_resets_hundreds_of_old_connections_at_onc
     }
     let mut connections = Vec::new();
     for connecting in fleet {
-        connections.push(within(connecting).await.expect("connected"));
+        let connected = tokio::time::timeout(SETUP, connecting).await;
+        connections.push(connected.expect("connected in time").expect("connected"));
     }
-    let _old_side = within(accepting).await.unwrap();
+    let _old_side = tokio::time::timeout(SETUP, accepting)
+        .await
+        .expect("accepted in time")
+        .unwrap();
     // The restart: a new endpoint with the same key answers at the same address; the old one goes silent.
     let new = Endpoint::new(restartable_config(key), server_config, bind()).unwrap();
     relay.switch_to(new.local_addr().unwrap());
@@ -336,7 +342,7 @@ async fn issue_12_a_restarted_endpoint_resets_hundreds_of_old_connections_at_onc
             connection.closed().await
         });
     }
-    let deadline = Duration::from_secs(5);
+    let deadline = Duration::from_secs(3);
     let mut reset = 0;
     while let Ok(Some(ended)) =
         tokio::time::timeout(deadline.saturating_sub(started.elapsed()), waits.join_next()).await

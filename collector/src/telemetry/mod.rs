@@ -201,6 +201,7 @@ mod tests {
                 listener: "enrollment",
             })
             .set(3);
+        telemetry.handshakes_waiting.set(7);
         telemetry.observe_ack(Duration::from_millis(3));
         let mut registry = Registry::with_prefix("headroom_collector");
         telemetry.register(&mut registry);
@@ -214,6 +215,7 @@ mod tests {
             text.contains("headroom_collector_handshakes_in_progress{listener=\"enrollment\"} 3"),
             "{text}"
         );
+        assert!(text.contains("headroom_collector_handshakes_waiting 7"), "{text}");
         assert!(
             text.contains("headroom_collector_samples_ingested_total 5"),
             "{text}"
