@@ -147,13 +147,9 @@ pub async fn run_uplink(
         let delay = if choice.pick(now_ms()) != index {
             Duration::from_millis(fastrand::u64(0..200))
         } else {
-            let delay = if refused {
-                config.backoff.delay_after_refusal(attempt, fastrand::f64())
-            } else {
-                config.backoff.delay(attempt, fastrand::f64())
-            };
-            attempt = Backoff::next_attempt(attempt, refused);
-            delay
+            config
+                .backoff
+                .after_failure(&mut attempt, refused, fastrand::f64())
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -46,6 +46,18 @@ impl Backoff {
         }
     }
 
+    /// The delay before retrying after failed attempt number `attempt`, refused for load or not, and the
+    /// attempt number moved on (`delay_after_refusal` or `delay`, then `next_attempt`).
+    pub fn after_failure(&self, attempt: &mut u32, refused: bool, unit_random: f64) -> Duration {
+        let delay = if refused {
+            self.delay_after_refusal(*attempt, unit_random)
+        } else {
+            self.delay(*attempt, unit_random)
+        };
+        *attempt = Self::next_attempt(*attempt, refused);
+        delay
+    }
+
     /// The delay before retry number `attempt` (0 for the first retry). `unit_random` is a draw from [0, 1).
     ///
     /// The ceiling doubles each attempt up to `cap`; the delay is drawn from the upper half of the ceiling

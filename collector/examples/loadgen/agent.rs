@@ -676,12 +676,9 @@ impl Driver {
         }
         // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap.
         let refused = matches!(failure, Failure::Refused);
-        let delay = if refused {
-            self.backoff.delay_after_refusal(agent.attempt, fastrand::f64())
-        } else {
-            self.backoff.delay(agent.attempt, fastrand::f64())
-        };
-        agent.attempt = Backoff::next_attempt(agent.attempt, refused);
+        let delay = self
+            .backoff
+            .after_failure(&mut agent.attempt, refused, fastrand::f64());
         agent.phase = Phase::Waiting(now + delay);
     }
 

@@ -6,7 +6,7 @@
 use super::admission::SourceRate;
 use super::handshake::{HandshakeLimits, InProgress};
 use super::log_budget::{warn_handshake_failed, LogBudget};
-use super::{admit, Admitted};
+use super::{admit, refuse, Admitted};
 use crate::identity::enroll_server::{handle_enrollment, EnrollContext, Listener};
 use crate::quic::{Endpoint, QuicServerConfig, ServerConfig, TransportConfig};
 use crate::telemetry::{self, refusal};
@@ -95,9 +95,7 @@ pub async fn serve_enrollment(
         };
         let now_ms = started.elapsed().as_millis() as u64;
         if !rate.admit(incoming.remote_address().ip(), now_ms) {
-            refused_rate += 1;
-            telemetry::global().refused(refusal::ENROLL_RATE);
-            incoming.refuse();
+            refuse(incoming, refusal::ENROLL_RATE, &mut refused_rate);
             continue;
         }
         // The enrollment listener keeps no line (its limits have none): a busy one refuses at once.
@@ -111,17 +109,13 @@ pub async fn serve_enrollment(
         ) {
             Admitted::Start(incoming, slot) => (incoming, slot),
             Admitted::Wait(incoming) => {
-                refused_busy += 1;
-                telemetry::global().refused(refusal::BUSY);
-                incoming.refuse();
+                refuse(incoming, refusal::BUSY, &mut refused_busy);
                 continue;
             }
             Admitted::Answered => continue,
         };
         let Ok(permit) = serving.clone().try_acquire_owned() else {
-            refused_busy += 1;
-            telemetry::global().refused(refusal::BUSY);
-            incoming.refuse();
+            refuse(incoming, refusal::BUSY, &mut refused_busy);
             continue;
         };
         let context = context.clone();

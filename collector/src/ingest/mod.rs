@@ -92,7 +92,7 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             last_load_log = tokio::time::Instant::now();
         }
         // Slots freed since the last turn go to the line first, oldest first.
-        while !line.is_empty() && in_progress.total() < limits.max_in_progress {
+        while in_progress.total() < limits.max_in_progress {
             let Some((incoming, arrived, waiting)) = line.pop_front() else {
                 break;
             };
@@ -101,9 +101,7 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
                 let slot = in_progress.begin(incoming.remote_address().ip());
                 start(incoming, slot);
             } else {
-                refused_busy += 1;
-                telemetry::global().refused(refusal::BUSY);
-                incoming.refuse();
+                refuse(incoming, refusal::BUSY, &mut refused_busy);
             }
         }
         telemetry::global().handshakes_waiting.set(line.len() as i64);
@@ -116,9 +114,7 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             },
         };
         if endpoint.open_connections() >= context.settings.max_connections as usize {
-            refused_full += 1;
-            telemetry::global().refused(refusal::FULL);
-            incoming.refuse();
+            refuse(incoming, refusal::FULL, &mut refused_full);
             continue;
         }
         match admit(
@@ -192,10 +188,16 @@ pub(crate) fn admit(
             Admitted::Answered
         }
         Admit::Refuse(reason) => {
-            *refused += 1;
-            telemetry::global().refused(reason);
-            incoming.refuse();
+            refuse(incoming, reason, refused);
             Admitted::Answered
         }
     }
+}
+
+/// Refuses a new connection for `reason` (a `connections_refused` label) and counts it in `counted`, the
+/// caller's tally for its periodic log line.
+pub(crate) fn refuse(incoming: Incoming, reason: &'static str, counted: &mut u64) {
+    *counted += 1;
+    telemetry::global().refused(reason);
+    incoming.refuse();
 }

@@ -68,7 +68,7 @@ pub const MIN_RESET_INTERVAL: std::time::Duration = std::time::Duration::ZERO;
 
 /// Key material for `purpose`, derived from the server's private key (which only the collector holds): the
 /// same in every process started with the same key, and unrelated between purposes.
-pub fn derived_key(purpose: &[u8], server_key: &[u8]) -> ring::digest::Digest {
+fn derived_key(purpose: &[u8], server_key: &[u8]) -> ring::digest::Digest {
     let mut material = purpose.to_vec();
     material.extend_from_slice(server_key);
     ring::digest::digest(&ring::digest::SHA256, &material)
