@@ -9,6 +9,7 @@ use crate::collectors::CollectorChoice;
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, SessionError};
+use headroom_common::spread;
 use headroom_common::wire::Hello;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,11 +95,12 @@ pub async fn run_uplink(
     let mut acked_through = None;
     let mut attempt: u32 = 0;
     let mut last_reason = String::new();
+    let mut learned = Learned::default();
     let endpoints = Endpoints::default();
     let mut choice = CollectorChoice::new(&config.host, config.collectors.clone());
     loop {
         status.send_replace(UplinkStatus::Connecting);
-        let mut welcomed = false;
+        learned.welcomed = false;
         let index = choice.pick(now_ms());
         let address = choice.address(index).to_string();
         // On a fallback collector, hand over to a better one once its skip has run out.
@@ -114,12 +116,12 @@ pub async fn run_uplink(
             &hello,
             outbox,
             &mut acked_through,
-            &mut welcomed,
+            &mut learned,
             &cancel,
             &status,
         )
         .await;
-        if welcomed {
+        if learned.welcomed {
             attempt = 0;
             choice.succeeded(index);
         }
@@ -143,14 +145,14 @@ pub async fn run_uplink(
                 status.send_replace(UplinkStatus::Failed { reason });
             }
         }
-        // Another collector that has not failed recently is tried at once; the same one after a backoff.
-        let delay = if choice.pick(now_ms()) != index {
-            Duration::from_millis(fastrand::u64(0..200))
-        } else {
-            config
-                .backoff
-                .after_failure(&mut attempt, refused, fastrand::f64())
-        };
+        let delay = retry_delay(
+            &config.backoff,
+            &mut attempt,
+            refused,
+            choice.pick(now_ms()) != index,
+            learned.welcomed.then_some(learned.spread_ms),
+            [fastrand::f64(), fastrand::f64()],
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => break,
@@ -292,6 +294,37 @@ fn client_config(config: &UplinkConfig) -> Result<quinn::ClientConfig, UplinkErr
     Ok(client)
 }
 
+/// What a session learned that the next attempt needs.
+#[derive(Debug, Default)]
+struct Learned {
+    /// The collector welcomed us in this session.
+    welcomed: bool,
+    /// The last reconnect window a collector gave (`AgentEvent::Spread`), in milliseconds; kept across
+    /// sessions, since it is needed just when the collector that gave it is gone.
+    spread_ms: u64,
+}
+
+/// The wait before the next attempt. Another collector that has not failed recently is tried at once (within
+/// 200 ms), the same one after a backoff (`Backoff::after_failure`, which moves `attempt` on). After losing a
+/// collector it was streaming to, `lost_spread_ms` is the window that collector gave, and a random part of it is
+/// added, so that its fleet does not come back in the same second (`headroom_common::spread`). `draws` are
+/// two draws from [0, 1).
+fn retry_delay(
+    backoff: &Backoff,
+    attempt: &mut u32,
+    refused: bool,
+    other_collector: bool,
+    lost_spread_ms: Option<u64>,
+    draws: [f64; 2],
+) -> Duration {
+    let delay = if other_collector {
+        Duration::from_millis(200).mul_f64(draws[0].clamp(0.0, 1.0))
+    } else {
+        backoff.after_failure(attempt, refused, draws[0])
+    };
+    delay + lost_spread_ms.map_or(Duration::ZERO, |window| spread::first_delay(window, draws[1]))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn session(
     config: &UplinkConfig,
@@ -302,7 +335,7 @@ async fn session(
     hello: &Hello,
     outbox: &SharedBacklog,
     acked_through: &mut Option<u64>,
-    welcomed: &mut bool,
+    learned: &mut Learned,
     cancel: &CancellationToken,
     status: &watch::Sender<UplinkStatus>,
 ) -> Result<Ended, UplinkError> {
@@ -397,7 +430,7 @@ async fn session(
                         AgentEvent::Welcomed { host, last_stored_seq, .. } => {
                             let backlog = outbox.with(|b| b.len());
                             info!(collector = %peer, %host, ?last_stored_seq, backlog, "connected");
-                            *welcomed = true;
+                            learned.welcomed = true;
                             let gaps = outbox.with(|b| {
                                 b.resume(last_stored_seq);
                                 b.take_gaps()
@@ -423,6 +456,7 @@ async fn session(
                             let frame = protocol.time_reply_frame(&probe, received_ms, now_ms())?;
                             write(&mut send, &frame, &connection, peer).await?;
                         }
+                        AgentEvent::Spread(window_ms) => learned.spread_ms = window_ms,
                     }
                 }
                 send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;
@@ -646,5 +680,31 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    #[test]
+    fn issue_12_losing_a_collector_spreads_the_first_attempt_over_its_window() {
+        let backoff = Backoff::default();
+        // Streaming, then lost: the usual first retry (250-500 ms) plus a draw from the window.
+        let mut attempt = 0;
+        let lost = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.0, 0.5]);
+        assert_eq!(lost, Duration::from_millis(250) + Duration::from_secs(10));
+        assert_eq!(attempt, 1);
+        let mut attempt = 0;
+        let last = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.999, 0.999]);
+        assert!(last < Duration::from_millis(500 + 20_000), "{last:?}");
+        // Failing over to another collector: within 200 ms, plus the lost one's window all the same.
+        let mut attempt = 3;
+        let over = retry_delay(&backoff, &mut attempt, false, true, Some(20_000), [0.5, 0.25]);
+        assert_eq!(over, Duration::from_millis(100) + Duration::from_secs(5));
+        assert_eq!(attempt, 3, "another collector is no retry of this one");
+        // An attempt that never got a welcome is retried on the backoff alone, whatever the window.
+        let mut attempt = 2;
+        let failed = retry_delay(&backoff, &mut attempt, true, false, None, [0.0, 0.999]);
+        assert_eq!(failed, backoff.delay_after_refusal(2, 0.0));
+        // A collector that never gave a window (protocol 2, or a small fleet) is come back to at once.
+        let mut attempt = 0;
+        let small = retry_delay(&backoff, &mut attempt, false, false, Some(0), [0.0, 0.999]);
+        assert_eq!(small, Duration::from_millis(250));
     }
 }

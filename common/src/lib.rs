@@ -22,6 +22,7 @@ pub mod percentile;
 pub mod pki;
 pub mod schema;
 pub mod session;
+pub mod spread;
 pub mod thread;
 pub mod tls;
 pub mod units;

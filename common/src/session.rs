@@ -7,7 +7,8 @@
 //!
 //! From protocol 2 on, the collector also sends a `TimeProbe` right after the welcome and then every
 //! `PROBE_INTERVAL_MS`; the agent answers each at once with a `TimeReply`, and the collector estimates the
-//! agent's clock offset from them (`crate::clock_offset`).
+//! agent's clock offset from them (`crate::clock_offset`). From protocol 3 on, it also tells the agent how far
+//! to spread its first reconnect attempt when it loses the collector (`Spread`, `crate::spread`).
 //!
 //! `Outbox` holds the agent's unacknowledged samples so that a reconnect resumes where the collector left off.
 
@@ -22,10 +23,11 @@ fn speaks(version: u16) -> bool {
 }
 
 use crate::clock_offset::{ClockEstimator, ClockExchange};
+use crate::spread;
 use crate::wire::{
     encode_frame, encode_frame_into, Ack, AgentMessage, Batch, CollectorMessage, FrameDecoder, FrameError,
-    GapReport, Hello, Refuse, Sample, TimeProbe, TimeReply, Welcome, MAX_BATCH_SAMPLES, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    GapReport, Hello, Refuse, Sample, Spread, TimeProbe, TimeReply, Welcome, MAX_BATCH_SAMPLES,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 
@@ -63,6 +65,9 @@ pub enum AgentEvent {
     Acked(u64),
     /// The collector asks for our clock: answer with `time_reply_frame`, stamped with when the bytes were read.
     TimeProbe(TimeProbe),
+    /// Protocol 3: on losing this collector, wait a random time up to this many milliseconds (at most
+    /// `spread::MAX_WINDOW_MS`) before the first reconnect attempt (`spread::first_delay`).
+    Spread(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +150,16 @@ impl AgentSession {
                 (AgentState::Streaming, CollectorMessage::TimeProbe(probe)) => {
                     events.push(AgentEvent::TimeProbe(probe))
                 }
+                (AgentState::Streaming, CollectorMessage::Spread(Spread { window_ms })) => {
+                    events.push(AgentEvent::Spread(window_ms.min(spread::MAX_WINDOW_MS)))
+                }
                 (state, message) => {
                     let what = match message {
                         CollectorMessage::Welcome(_) => "welcome",
                         CollectorMessage::Ack(_) => "ack",
                         CollectorMessage::Refuse(_) => "refuse",
                         CollectorMessage::TimeProbe(_) => "time probe",
+                        CollectorMessage::Spread(_) => "spread",
                     };
                     let detail = format!("unexpected {what} in state {state:?}");
                     return Err(self.close(SessionError::Protocol(detail)));
@@ -253,6 +262,11 @@ pub struct CollectorSession {
     last_probe_ms: Option<u64>,
     next_probe_id: u32,
     clock: ClockEstimator,
+    /// The reconnect spread: when this session was first asked for it while streaming, when it last looked,
+    /// and the window the agent was last told (0 until told, as an agent assumes).
+    spread_since_ms: Option<u64>,
+    spread_checked_ms: Option<u64>,
+    spread_told_ms: u64,
 }
 
 impl CollectorSession {
@@ -270,7 +284,38 @@ impl CollectorSession {
             last_probe_ms: None,
             next_probe_id: 1,
             clock: ClockEstimator::default(),
+            spread_since_ms: None,
+            spread_checked_ms: None,
+            spread_told_ms: 0,
         }
+    }
+
+    /// A `Spread` to send now, if one is due: to agents that speak protocol 3, `spread::FIRST_AFTER_MS` after
+    /// the session first asked while streaming, then looked at every `spread::CHECK_INTERVAL_MS`, and only
+    /// when `window_ms` (the collector's current window, `spread::window_ms`) moved from what the agent was
+    /// told (`spread::worth_telling`). `window_ms` is called only when it is looked at.
+    pub fn spread_frame(&mut self, now_ms: u64, window_ms: impl FnOnce() -> u64) -> Option<Vec<u8>> {
+        if self.state != CollectorState::Streaming || self.peer_version < 3 {
+            return None;
+        }
+        let since = *self.spread_since_ms.get_or_insert(now_ms);
+        if now_ms.saturating_sub(since) < spread::FIRST_AFTER_MS {
+            return None;
+        }
+        if self
+            .spread_checked_ms
+            .is_some_and(|checked| now_ms.saturating_sub(checked) < spread::CHECK_INTERVAL_MS)
+        {
+            return None;
+        }
+        self.spread_checked_ms = Some(now_ms);
+        let window_ms = window_ms().min(spread::MAX_WINDOW_MS);
+        if !spread::worth_telling(self.spread_told_ms, window_ms) {
+            return None;
+        }
+        let frame = encode_frame(&CollectorMessage::Spread(Spread { window_ms })).ok()?;
+        self.spread_told_ms = window_ms;
+        Some(frame)
     }
 
     /// How far the agent's clock is ahead of ours (negative: behind), once a probe was answered.
@@ -764,7 +809,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "protocol version 9 is not supported (this side speaks 2); upgrade the older side"
+            "protocol version 9 is not supported (this side speaks 3); upgrade the older side"
         );
     }
 
@@ -825,6 +870,92 @@ mod tests {
             None,
             "a version-1 agent has no TimeReply"
         );
+    }
+
+    #[test]
+    fn issue_12_the_spread_reaches_a_version_3_agent_after_10_s_and_again_only_when_it_moved() {
+        let mut agent = AgentSession::new();
+        let mut collector = CollectorSession::new("web-1".into());
+        collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        assert_eq!(
+            collector.spread_frame(0, || 20_000),
+            None,
+            "nothing before the welcome"
+        );
+        agent.on_bytes(&collector.welcome_frame(None).unwrap()).unwrap();
+        let t0 = 5_000_000;
+        assert_eq!(
+            collector.spread_frame(t0, || 20_000),
+            None,
+            "not in the storm that brought it back"
+        );
+        assert_eq!(
+            collector.spread_frame(t0 + spread::FIRST_AFTER_MS - 1, || 20_000),
+            None
+        );
+        let frame = collector
+            .spread_frame(t0 + spread::FIRST_AFTER_MS, || 20_000)
+            .expect("told 10 s after the welcome");
+        assert_eq!(agent.on_bytes(&frame).unwrap(), vec![AgentEvent::Spread(20_000)]);
+        // Looked at once a minute, and sent only when the window moved by more than a quarter.
+        let next = t0 + spread::FIRST_AFTER_MS + spread::CHECK_INTERVAL_MS;
+        assert_eq!(
+            collector.spread_frame(next - 1, || 40_000),
+            None,
+            "within the minute"
+        );
+        assert_eq!(
+            collector.spread_frame(next, || 24_000),
+            None,
+            "20 % more is not news"
+        );
+        assert_eq!(
+            collector.spread_frame(next + 1, || 40_000),
+            None,
+            "looked at a moment ago"
+        );
+        let later = next + spread::CHECK_INTERVAL_MS;
+        let frame = collector.spread_frame(later, || 40_000).expect("doubled");
+        assert_eq!(agent.on_bytes(&frame).unwrap(), vec![AgentEvent::Spread(40_000)]);
+        // A collector asking for more than the cap is held to it, on both sides.
+        let frame = collector
+            .spread_frame(later + spread::CHECK_INTERVAL_MS, || u64::MAX)
+            .expect("moved");
+        assert_eq!(
+            agent.on_bytes(&frame).unwrap(),
+            vec![AgentEvent::Spread(spread::MAX_WINDOW_MS)]
+        );
+        let forged = encode_frame(&CollectorMessage::Spread(Spread { window_ms: u64::MAX })).unwrap();
+        assert_eq!(
+            agent.on_bytes(&forged).unwrap(),
+            vec![AgentEvent::Spread(spread::MAX_WINDOW_MS)]
+        );
+
+        // A small fleet is never told: its agents come back at once.
+        let mut collector = CollectorSession::new("web-3".into());
+        collector.on_bytes(&agent.hello_frame(&hello()).unwrap()).unwrap();
+        collector.welcome_frame(None).unwrap();
+        collector.spread_frame(t0, || 800);
+        assert_eq!(collector.spread_frame(t0 + spread::FIRST_AFTER_MS, || 800), None);
+
+        // An agent of protocol 2 has no `Spread` and is never sent one.
+        let mut old_agent = hello();
+        old_agent.protocol_version = 2;
+        let mut collector = CollectorSession::new("web-2".into());
+        collector
+            .on_bytes(&AgentSession::new().hello_frame(&old_agent).unwrap())
+            .unwrap();
+        collector.welcome_frame(None).unwrap();
+        collector.spread_frame(t0, || 20_000);
+        assert_eq!(
+            collector.spread_frame(t0 + spread::FIRST_AFTER_MS, || 20_000),
+            None
+        );
+
+        // Before the welcome, a spread is out of turn.
+        let mut fresh = AgentSession::new();
+        let error = fresh.on_bytes(&forged).unwrap_err();
+        assert!(error.to_string().contains("unexpected spread"), "{error}");
     }
 
     #[test]

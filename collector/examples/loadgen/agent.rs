@@ -18,6 +18,7 @@ use headroom_collector::quic::{received_ecn, send_now};
 use headroom_common::backoff::Backoff;
 use headroom_common::clock::now_ms;
 use headroom_common::session::{AgentEvent, AgentSession, Outbox};
+use headroom_common::spread;
 use headroom_common::wire::{Hello, PROTOCOL_VERSION};
 use quinn_proto::{
     ConnectionHandle, DatagramEvent, Dir, Event, ReadError, StreamEvent, StreamId, WriteError,
@@ -133,6 +134,8 @@ struct Agent {
     next_tick: Instant,
     phase: Phase,
     attempt: u32,
+    /// The reconnect window the collector last gave (`AgentEvent::Spread`), in milliseconds.
+    spread_ms: u64,
     link: Option<Link>,
     /// Connections given up on, kept until quinn-proto has drained them.
     closing: Vec<(ConnectionHandle, quinn_proto::Connection)>,
@@ -250,6 +253,7 @@ impl Agent {
             next_tick: spec.first_tick_at,
             phase: Phase::Waiting(spec.start_at),
             attempt: 0,
+            spread_ms: 0,
             link: None,
             closing: Vec::new(),
             queued: None,
@@ -608,6 +612,7 @@ impl Driver {
                     }
                 }
                 AgentEvent::TimeProbe(_) => {}
+                AgentEvent::Spread(window_ms) => agent.spread_ms = window_ms,
             }
         }
         let link = agent.link.as_mut()?;
@@ -674,11 +679,15 @@ impl Driver {
             link.proto.close(now, 0u32.into(), bytes::Bytes::new());
             agent.closing.push((link.handle, link.proto));
         }
-        // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap.
+        // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap,
+        // and a connection lost while streaming waits a random part of the collector's reconnect window more.
         let refused = matches!(failure, Failure::Refused);
-        let delay = self
+        let mut delay = self
             .backoff
             .after_failure(&mut agent.attempt, refused, fastrand::f64());
+        if matches!(failure, Failure::Disconnect) {
+            delay += spread::first_delay(agent.spread_ms, fastrand::f64());
+        }
         agent.phase = Phase::Waiting(now + delay);
     }
 

@@ -133,6 +133,11 @@ impl LiveConnections {
         cut
     }
 
+    /// How many hosts are connected now.
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).by_host.len()
+    }
+
     /// Hosts connected now.
     pub fn hosts(&self) -> Vec<String> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -7,6 +7,7 @@ use super::handshake::Slot;
 use super::log_budget::{warn_handshake_failed, LogBudget};
 use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
+use super::PLANNED_HANDSHAKES_PER_S;
 use crate::identity::enroll_server::{handle_enrollment, Listener};
 use crate::identity::live::CutReason;
 use crate::quic::{Connection, Incoming};
@@ -15,6 +16,7 @@ use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
 use headroom_common::session::{CollectorEvent, CollectorSession};
+use headroom_common::spread;
 use headroom_common::tls::ClientCertNow;
 use headroom_common::wire::Hello;
 use std::net::SocketAddr;
@@ -390,8 +392,14 @@ pub(super) async fn handle_connection(
                 CollectorEvent::Goodbye => goodbye = true,
             }
         }
-        // Clock probes ride along with whatever goes back: right after the welcome, then every 30 s.
-        if let Some(frame) = session.probe_frame(now_ms()) {
+        // Clock probes ride along with whatever goes back: right after the welcome, then every 30 s; so does
+        // the reconnect spread, 10 s after the welcome and then when the fleet's size moved.
+        let now = now_ms();
+        if let Some(frame) = session.probe_frame(now) {
+            reply.extend_from_slice(&frame);
+        }
+        let window = || spread::window_ms(context.live.count(), PLANNED_HANDSHAKES_PER_S);
+        if let Some(frame) = session.spread_frame(now, window) {
             reply.extend_from_slice(&frame);
         }
         if !reply.is_empty() {

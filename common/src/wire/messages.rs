@@ -116,6 +116,16 @@ pub enum CollectorMessage {
     Refuse(Refuse),
     /// Protocol 2: the collector's clock, to be answered at once with a `TimeReply`.
     TimeProbe(TimeProbe),
+    /// Protocol 3: how far apart the collector's agents should come back when they lose it.
+    Spread(Spread),
+}
+
+/// After losing this collector (its restart, its host's failure), wait a random time from 0 to `window_ms`
+/// before the first reconnect attempt, so that a whole fleet does not arrive in the same second. The collector
+/// sizes the window from how many agents it holds and how many handshakes a second it plans to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spread {
+    pub window_ms: u64,
 }
 
 /// The collector's clock when the probe left, for estimating the agent's clock offset.

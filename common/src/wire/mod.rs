@@ -21,8 +21,9 @@ pub use frame::*;
 pub use messages::*;
 pub use sample::*;
 
-/// Protocol version spoken by this build. Version 2 adds the clock probes (`TimeProbe`, `TimeReply`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Protocol version spoken by this build. Version 2 adds the clock probes (`TimeProbe`, `TimeReply`);
+/// version 3 the reconnect spread (`Spread`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Oldest protocol version this build still speaks: a collector serves agents from `MIN_PROTOCOL_VERSION` to
 /// `PROTOCOL_VERSION`, and answers each in the lower of its version and ours, so collectors are upgraded first.

@@ -1,0 +1,91 @@
+//! The reconnect spread: how far apart a collector's agents come back when they lose it.
+//!
+//! Every agent of a collector loses it at the same moment when it restarts or its host fails, and, left to
+//! its own backoff, retries within the same second: 20,000 agents make 20,000 handshakes at once, most are
+//! refused for load, and each refusal costs both ends a connection attempt. The collector knows how many agents
+//! it holds and how many handshakes a second it can take, so from protocol 3 on it tells each agent a window
+//! (`Spread`); an agent that loses a collector it was streaming to waits a random time in that window before
+//! its first attempt, and the fleet arrives at the rate the collector planned for.
+//!
+//! Plain functions over counts and times; the collector's session decides when to send (`CollectorSession::
+//! spread_frame`), the agent's uplink draws the delay (`first_delay`).
+
+use std::time::Duration;
+
+/// The widest window a collector may ask for, and an agent accepts: a collector that would need longer to take
+/// its fleet back is past what one collector should hold.
+pub const MAX_WINDOW_MS: u64 = 120_000;
+
+/// A connection is told the window this long after its welcome at the earliest, so that the agents coming
+/// back in a storm are not sent anything more while it lasts.
+pub const FIRST_AFTER_MS: u64 = 10_000;
+
+/// After the first, the window is looked at again this often per connection, and sent when it moved
+/// (`worth_telling`).
+pub const CHECK_INTERVAL_MS: u64 = 60_000;
+
+/// The window for `connected` agents on a collector that plans to take `handshakes_per_s` a second: the time
+/// it needs to take them all back, at most `MAX_WINDOW_MS`.
+pub fn window_ms(connected: usize, handshakes_per_s: u32) -> u64 {
+    let per_s = u64::from(handshakes_per_s.max(1));
+    (connected as u64)
+        .saturating_mul(1000)
+        .div_ceil(per_s)
+        .min(MAX_WINDOW_MS)
+}
+
+/// Whether an agent that was last told `told_ms` (0 if never) should be told `window_ms`: when the two differ
+/// by more than a quarter of the last figure and by more than a second, so that a fleet that changes by a few
+/// hosts does not cost a frame per connection.
+pub fn worth_telling(told_ms: u64, window_ms: u64) -> bool {
+    let moved = told_ms.abs_diff(window_ms);
+    moved > 1000 && moved > told_ms / 4
+}
+
+/// The wait before the first attempt after losing a collector that gave `window_ms` (clamped to
+/// `MAX_WINDOW_MS`), for `unit_random` drawn from [0, 1).
+pub fn first_delay(window_ms: u64, unit_random: f64) -> Duration {
+    let window = Duration::from_millis(window_ms.min(MAX_WINDOW_MS));
+    window.mul_f64(unit_random.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_the_time_to_take_the_fleet_back_and_is_capped() {
+        assert_eq!(window_ms(0, 1000), 0);
+        assert_eq!(window_ms(500, 1000), 500);
+        assert_eq!(window_ms(20_000, 1000), 20_000);
+        assert_eq!(window_ms(20_000, 2000), 10_000);
+        assert_eq!(window_ms(1, 3), 334, "rounded up");
+        assert_eq!(window_ms(1_000_000, 1000), MAX_WINDOW_MS);
+        assert_eq!(window_ms(10, 0), 10_000, "a rate of 0 is taken as 1 a second");
+    }
+
+    #[test]
+    fn only_a_move_of_more_than_a_quarter_and_a_second_is_told() {
+        assert!(!worth_telling(0, 0));
+        assert!(!worth_telling(0, 900), "a small fleet comes back at once anyway");
+        assert!(worth_telling(0, 1001));
+        assert!(!worth_telling(20_000, 24_000), "20 % more");
+        assert!(worth_telling(20_000, 25_001));
+        assert!(worth_telling(20_000, 14_000), "30 % fewer");
+        assert!(worth_telling(3000, 500), "the fleet shrank to a few hundred");
+    }
+
+    #[test]
+    fn the_first_delay_spans_the_window_and_no_more() {
+        assert_eq!(first_delay(20_000, 0.0), Duration::ZERO);
+        assert_eq!(first_delay(20_000, 0.5), Duration::from_secs(10));
+        assert!(first_delay(20_000, 0.999_999) < Duration::from_secs(20));
+        assert_eq!(
+            first_delay(20_000, 7.0),
+            Duration::from_secs(20),
+            "a bad draw stays in the window"
+        );
+        assert_eq!(first_delay(u64::MAX, 1.0), Duration::from_millis(MAX_WINDOW_MS));
+        assert_eq!(first_delay(0, 0.7), Duration::ZERO);
+    }
+}
