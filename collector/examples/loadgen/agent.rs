@@ -722,9 +722,13 @@ impl Driver {
                 let _ = send_now(socket, udp, &transmit, send_buf);
             }
         }
+        // A connection that ended abruptly (a reset, an idle timeout) was freed in the endpoint as soon as it
+        // said so, possibly a drive earlier, and its handle may already belong to another agent's new
+        // connection: only an owner entry that is still this agent's is cleared, or that connection's packets
+        // would be dropped from here on and its handshake would time out.
         agent.closing.retain(|(handle, proto)| {
             let drained = proto.is_drained();
-            if drained {
+            if drained && owner[handle.0] == position {
                 owner[handle.0] = NO_OWNER;
             }
             !drained
