@@ -10,6 +10,7 @@
 //! Plain functions over counts and times; the collector's session decides when to send (`CollectorSession::
 //! spread_frame`), the agent's uplink draws the delay (`first_delay`).
 
+use crate::backoff::Backoff;
 use std::time::Duration;
 
 /// The widest window a collector may ask for, and an agent accepts: a collector that would need longer to take
@@ -47,6 +48,27 @@ pub fn worth_telling(told_ms: u64, window_ms: u64) -> bool {
 pub fn first_delay(window_ms: u64, unit_random: f64) -> Duration {
     let window = Duration::from_millis(window_ms.min(MAX_WINDOW_MS));
     window.mul_f64(unit_random.clamp(0.0, 1.0))
+}
+
+/// The wait before the next attempt. Another collector that has not failed recently is tried at once (within
+/// 200 ms), the same one after a backoff (`Backoff::after_failure`, which moves `attempt` on). After losing a
+/// collector it was streaming to, `lost_spread_ms` is the window that collector gave, and a random part of it is
+/// added, so that its fleet does not come back in the same second (`first_delay`). `draws` are
+/// two draws from [0, 1).
+pub fn retry_delay(
+    backoff: &Backoff,
+    attempt: &mut u32,
+    refused: bool,
+    other_collector: bool,
+    lost_spread_ms: Option<u64>,
+    draws: [f64; 2],
+) -> Duration {
+    let delay = if other_collector {
+        Duration::from_millis(200).mul_f64(draws[0].clamp(0.0, 1.0))
+    } else {
+        backoff.after_failure(attempt, refused, draws[0])
+    };
+    delay + lost_spread_ms.map_or(Duration::ZERO, |window| first_delay(window, draws[1]))
 }
 
 #[cfg(test)]
@@ -87,5 +109,31 @@ mod tests {
         );
         assert_eq!(first_delay(u64::MAX, 1.0), Duration::from_millis(MAX_WINDOW_MS));
         assert_eq!(first_delay(0, 0.7), Duration::ZERO);
+    }
+
+    #[test]
+    fn issue_12_losing_a_collector_spreads_the_first_attempt_over_its_window() {
+        let backoff = Backoff::default();
+        // Streaming, then lost: the usual first retry (250-500 ms) plus a draw from the window.
+        let mut attempt = 0;
+        let lost = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.0, 0.5]);
+        assert_eq!(lost, Duration::from_millis(250) + Duration::from_secs(10));
+        assert_eq!(attempt, 1);
+        let mut attempt = 0;
+        let last = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.999, 0.999]);
+        assert!(last < Duration::from_millis(500 + 20_000), "{last:?}");
+        // Failing over to another collector: within 200 ms, plus the lost one's window all the same.
+        let mut attempt = 3;
+        let over = retry_delay(&backoff, &mut attempt, false, true, Some(20_000), [0.5, 0.25]);
+        assert_eq!(over, Duration::from_millis(100) + Duration::from_secs(5));
+        assert_eq!(attempt, 3, "another collector is no retry of this one");
+        // An attempt that never got a welcome is retried on the backoff alone, whatever the window.
+        let mut attempt = 2;
+        let failed = retry_delay(&backoff, &mut attempt, true, false, None, [0.0, 0.999]);
+        assert_eq!(failed, backoff.delay_after_refusal(2, 0.0));
+        // A collector that never gave a window (protocol 2, or a small fleet) is come back to at once.
+        let mut attempt = 0;
+        let small = retry_delay(&backoff, &mut attempt, false, false, Some(0), [0.0, 0.999]);
+        assert_eq!(small, Duration::from_millis(250));
     }
 }

@@ -681,13 +681,14 @@ impl Driver {
         }
         // As the agent's uplink: a refusal for load backs off to 8 s at most, any other failure to the cap,
         // and a connection lost while streaming waits a random part of the collector's reconnect window more.
-        let refused = matches!(failure, Failure::Refused);
-        let mut delay = self
-            .backoff
-            .after_failure(&mut agent.attempt, refused, fastrand::f64());
-        if matches!(failure, Failure::Disconnect) {
-            delay += spread::first_delay(agent.spread_ms, fastrand::f64());
-        }
+        let delay = spread::retry_delay(
+            &self.backoff,
+            &mut agent.attempt,
+            matches!(failure, Failure::Refused),
+            false,
+            matches!(failure, Failure::Disconnect).then_some(agent.spread_ms),
+            [fastrand::f64(), fastrand::f64()],
+        );
         agent.phase = Phase::Waiting(now + delay);
     }
 
