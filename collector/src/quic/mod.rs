@@ -14,13 +14,11 @@
 
 mod driver;
 mod handles;
+mod ids;
 
 pub use handles::{Connecting, Connection, ReadError, RecvStream, SendStream, WriteError};
 pub use quinn_proto::crypto::rustls::QuicServerConfig;
-pub use quinn_proto::{
-    AckFrequencyConfig, ConnectionError, EndpointConfig, HashedConnectionIdGenerator, ServerConfig,
-    TransportConfig,
-};
+pub use quinn_proto::{AckFrequencyConfig, ConnectionError, EndpointConfig, ServerConfig, TransportConfig};
 
 use bytes::Bytes;
 use driver::Shared;
@@ -83,12 +81,9 @@ fn derived_key(purpose: &[u8], server_key: &[u8]) -> ring::digest::Digest {
 pub fn restartable_config(server_key: &[u8]) -> EndpointConfig {
     let reset = derived_key(b"headroom stateless reset v1", server_key);
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
-    let ids = derived_key(b"headroom connection ids v1", server_key);
-    let mut id_key = [0u8; 8];
-    id_key.copy_from_slice(&ids.as_ref()[..8]);
-    let id_key = u64::from_le_bytes(id_key);
+    let ids = derived_key(b"headroom connection ids v2", server_key);
     let mut config = EndpointConfig::new(Arc::new(key));
-    config.cid_generator(move || Box::new(HashedConnectionIdGenerator::from_key(id_key)));
+    config.cid_generator(move || Box::new(ids::KeyedIds::new(ids.as_ref())));
     config.min_reset_interval(MIN_RESET_INTERVAL);
     config
 }
