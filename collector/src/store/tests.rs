@@ -226,9 +226,39 @@ fn reopening_keeps_the_last_seq_with_or_without_a_sync() {
     reinstall.instance_id = 8;
     assert_eq!(store.commit_batches(&[reinstall]).unwrap()[0].stored, 2);
     drop(store);
-    let store = Store::open_read_only(&path).unwrap();
+    let (store, _) = Store::open(&path, T0).unwrap();
     assert_eq!(store.last_seq("a", 8), Some(2));
     assert_eq!(store.last_seq("a", 7), None);
+}
+
+/// Issue 12: a read-only store (every web page, API call and `/metrics` scrape) does not read back the rows
+/// stored since the last sync: it knows the synced last seqs only, and its cost does not grow with them.
+#[test]
+fn issue_12_a_read_only_store_does_not_read_back_the_rows_since_the_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("headroom.db");
+    {
+        let (mut store, _) = Store::open(&path, T0).unwrap();
+        store
+            .commit_batches(&[batch("a", (1..=5).map(|s| row(s, T0 + s, 1.0)).collect())])
+            .unwrap();
+        store.maintain(T0, &Retention::default()).unwrap();
+        store
+            .commit_batches(&[batch("a", (6..=8).map(|s| row(s, T0 + s, 1.0)).collect())])
+            .unwrap();
+    }
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(
+        reader.last_seq("a", 7),
+        Some(5),
+        "as synced, not the rows after it"
+    );
+    let (writer, _) = Store::open(&path, T0).unwrap();
+    assert_eq!(
+        writer.last_seq("a", 7),
+        Some(8),
+        "the writer resumes after every stored row"
+    );
 }
 
 #[test]
