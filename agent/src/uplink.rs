@@ -435,7 +435,12 @@ async fn session(
                             let frame = protocol.time_reply_frame(&probe, received_ms, now_ms())?;
                             write(&mut send, &frame, &connection, peer).await?;
                         }
-                        AgentEvent::Spread(window_ms) => learned.spread_ms = window_ms,
+                        AgentEvent::Spread(window_ms) => {
+                            if window_ms != learned.spread_ms {
+                                info!(collector = %address, window_ms, "reconnects after losing this collector are spread over its window");
+                            }
+                            learned.spread_ms = window_ms;
+                        }
                     }
                 }
                 send_pending(&mut protocol, &mut send, outbox, &connection, peer).await?;

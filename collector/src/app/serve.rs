@@ -204,6 +204,7 @@ pub async fn serve_with_web(
                 timeout: config.fleet.handshake_timeout,
                 ..HandshakeLimits::with_slots(ingest::MAX_HANDSHAKES_IN_PROGRESS)
             },
+            reconnect_rate: config.fleet.reconnect_rate,
         },
         enroll: enroll_endpoint.as_ref().map(|(_, context)| context.clone()),
         live: live.clone(),

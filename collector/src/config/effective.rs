@@ -175,6 +175,7 @@ impl Config {
                         "handshakes_per_source",
                         Some(integer(self.fleet.handshakes_per_source)),
                     ),
+                    ("reconnect_rate", Some(integer(self.fleet.reconnect_rate))),
                 ]),
             ),
             (

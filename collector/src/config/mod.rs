@@ -18,7 +18,7 @@ pub use headroom_common::config::{ConfigError, KeyHint, TlsPaths};
 use raw::{RawConfig, SECTIONS};
 pub use sections::{
     AlarmsConfig, Config, FleetConfig, IdentityConfig, OutliersConfig, CERT_VALIDITY_MAX,
-    DEFAULT_HELLO_LABEL_KEYS, DEFAULT_STATE_DIR,
+    DEFAULT_HELLO_LABEL_KEYS, DEFAULT_RECONNECT_RATE, DEFAULT_STATE_DIR,
 };
 
 /// Where `headroom-collector serve` looks when no `--config` is given.
@@ -83,6 +83,7 @@ max_clock_skew = "30s"
 max_connections = 10
 handshake_timeout = "3s"
 handshakes_per_source = 4
+reconnect_rate = 250
 "#;
         let config = parse(text, ORIGIN).unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/srv/collector"));
@@ -100,6 +101,7 @@ handshakes_per_source = 4
                 max_connections: 10,
                 handshake_timeout: Duration::from_secs(3),
                 handshakes_per_source: 4,
+                reconnect_rate: 250,
             }
         );
     }
@@ -215,6 +217,7 @@ handshakes_per_source = 4
     fn counts_out_of_range_are_rejected() {
         assert!(error_of("[fleet]\nstale_after_intervals = 0\n").contains("fleet.stale_after_intervals: 0"));
         assert!(error_of("[fleet]\nmax_connections = 0\n").contains("fleet.max_connections: 0"));
+        assert!(error_of("[fleet]\nreconnect_rate = 0\n").contains("fleet.reconnect_rate: 0 is out of range"));
         assert!(error_of("state_dir = \"relative\"\n")
             .contains("state_dir: \"relative\" is not an absolute path"));
     }

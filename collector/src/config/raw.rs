@@ -42,6 +42,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "handshakes_per_source",
             "max_clock_skew",
             "max_connections",
+            "reconnect_rate",
             "stale_after_intervals",
         ],
     ),
@@ -193,4 +194,6 @@ pub(super) struct RawFleet {
     pub(super) handshake_timeout: Option<String>,
     /// QUIC handshakes in progress at once from one source address; 1 to 256. Default 8.
     pub(super) handshakes_per_source: Option<u32>,
+    /// Handshakes a second planned for when the whole fleet reconnects; 1 to 1000000. Default 1000.
+    pub(super) reconnect_rate: Option<u32>,
 }

@@ -110,7 +110,17 @@ pub struct FleetConfig {
     pub handshake_timeout: Duration,
     /// QUIC handshakes in progress at once from one source address.
     pub handshakes_per_source: u32,
+    /// Handshakes a second the collector plans to take when its whole fleet reconnects at once: agents are
+    /// told to spread their reconnects over the time this rate needs for all of them (`headroom_common::spread`).
+    pub reconnect_rate: u32,
 }
+
+/// Handshakes a second a collector plans, by default (`fleet.reconnect_rate`), to take when its whole fleet
+/// comes back at once: it asks its agents to spread their first attempt after losing it over the time this
+/// rate needs for all of them (`headroom_common::spread`). A 2-core machine completed ~1,200 a second in the
+/// reconnect storm of `bench/ingest.sh --storm` with its other core loaded; 1,000 leaves room for the catch-up
+/// that follows.
+pub const DEFAULT_RECONNECT_RATE: u32 = 1000;
 
 impl Default for Config {
     fn default() -> Config {
@@ -129,6 +139,7 @@ impl Default for Config {
                 max_connections: 50_000,
                 handshake_timeout: Duration::from_secs(5),
                 handshakes_per_source: 8,
+                reconnect_rate: DEFAULT_RECONNECT_RATE,
             },
             identity: IdentityConfig {
                 cert_validity: crate::identity::enroll_server::DEFAULT_CERT_VALIDITY,

@@ -18,6 +18,7 @@ const MAX_CONNECTIONS_MAX: u32 = 1_000_000;
 const HANDSHAKE_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 const HANDSHAKE_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 const HANDSHAKES_PER_SOURCE_MAX: u32 = 256;
+const RECONNECT_RATE_MAX: u32 = 1_000_000;
 
 const ALARM_INTERVAL_MIN: Duration = Duration::from_millis(100);
 const ALARM_INTERVAL_MAX: Duration = Duration::from_secs(3600);
@@ -252,6 +253,16 @@ impl RawConfig {
                 &format!("{handshakes_per_source} is out of range (use 1 to {HANDSHAKES_PER_SOURCE_MAX})"),
             ));
         }
+        let reconnect_rate = fleet.reconnect_rate.unwrap_or(defaults.fleet.reconnect_rate);
+        if !(1..=RECONNECT_RATE_MAX).contains(&reconnect_rate) {
+            return Err(invalid(
+                origin,
+                "fleet.reconnect_rate",
+                &format!(
+                    "{reconnect_rate} is out of range (use 1 to {RECONNECT_RATE_MAX} handshakes a second)"
+                ),
+            ));
+        }
         let handshake_timeout = match fleet.handshake_timeout {
             None => defaults.fleet.handshake_timeout,
             Some(text) => duration_in(
@@ -334,6 +345,7 @@ impl RawConfig {
                 max_connections,
                 handshake_timeout,
                 handshakes_per_source,
+                reconnect_rate,
             },
         })
     }

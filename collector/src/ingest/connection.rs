@@ -7,7 +7,6 @@ use super::handshake::Slot;
 use super::log_budget::{warn_handshake_failed, LogBudget};
 use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
-use super::PLANNED_HANDSHAKES_PER_S;
 use crate::identity::enroll_server::{handle_enrollment, Listener};
 use crate::identity::live::CutReason;
 use crate::quic::{Connection, Incoming};
@@ -398,7 +397,7 @@ pub(super) async fn handle_connection(
         if let Some(frame) = session.probe_frame(now) {
             reply.extend_from_slice(&frame);
         }
-        let window = || spread::window_ms(context.live.count(), PLANNED_HANDSHAKES_PER_S);
+        let window = || spread::window_ms(context.live.count(), context.settings.reconnect_rate);
         if let Some(frame) = session.spread_frame(now, window) {
             reply.extend_from_slice(&frame);
         }

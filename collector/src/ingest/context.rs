@@ -78,6 +78,8 @@ pub struct IngestSettings {
     pub limits: Limits,
     /// Handshake slots: Retry threshold, per-source cap, timeout.
     pub handshakes: HandshakeLimits,
+    /// Handshakes a second planned for when the whole fleet reconnects (`fleet.reconnect_rate`).
+    pub reconnect_rate: u32,
 }
 
 pub type SharedFleet = Arc<Mutex<FleetState>>;

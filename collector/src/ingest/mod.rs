@@ -41,12 +41,6 @@ use tracing::warn;
 /// off with jitter) instead of queueing work the collector cannot finish before the agents give up on it.
 pub const MAX_HANDSHAKES_IN_PROGRESS: usize = 256;
 
-/// Handshakes a second a collector plans to take when its whole fleet comes back at once: it asks its agents
-/// to spread their first attempt after losing it over the time this rate needs for all of them
-/// (`headroom_common::spread`). A 2-core machine completed ~1,200 a second in the reconnect storm of
-/// `bench/ingest.sh --storm` with its other core loaded; 1,000 leaves room for the catch-up that follows.
-pub const PLANNED_HANDSHAKES_PER_S: u32 = 1000;
-
 /// How often refusals for load are summarised in the log.
 const LOAD_LOG_INTERVAL: Duration = Duration::from_secs(10);
 

@@ -210,3 +210,58 @@ fn agent_killed_mid_batch_resumes_without_loss_or_duplicates() {
     let last = last_seq_of(&collector.dir.path().join("agents/crashy"));
     assert_complete(&collector.db_path(), "crashy", last);
 }
+
+#[test]
+fn issue_12_a_collector_tells_its_agents_the_reconnect_spread_and_takes_them_back_after_kill_9() {
+    let _suite = headroom_tests::shared();
+    // A planned rate of one handshake a second: three agents need 3 s to come back, past the second below
+    // which a collector does not bother its agents (`headroom_common::spread::worth_telling`).
+    let mut collector = Collector::start_with("[fleet]\nreconnect_rate = 1\n");
+    let hosts = ["spread-a", "spread-b", "spread-c"];
+    let mut agents: Vec<Process> = hosts
+        .iter()
+        .map(|h| collector.start_agent_extra(h, &[("group", "web")], FAST))
+        .collect();
+    for host in hosts {
+        assert!(
+            collector.wait_host(host, 2, Duration::from_secs(30)).is_some(),
+            "{host} never reported"
+        );
+    }
+    // Told 10 s after each welcome, once all three are connected.
+    let told = wait_for(Duration::from_secs(40), || {
+        agents
+            .iter()
+            .all(|agent| {
+                agent.stderr_text().lines().any(|line| {
+                    line.contains("reconnects after losing this collector are spread over its window")
+                        && line.contains("window_ms=3000")
+                })
+            })
+            .then_some(())
+    });
+    assert!(told.is_some(), "{}", all_logs(collector.dir.path()));
+    assert!(
+        !all_logs(collector.dir.path()).contains('\x1b'),
+        "logs to a file (or the journal) carry no terminal colour codes"
+    );
+    let mut reached = [0; 3];
+    advance_all(&collector, &hosts, &mut reached, 3);
+    collector.kill9();
+    collector.restart();
+    // Each agent's first attempt comes within its backoff plus the 3 s window; all stream on.
+    advance_all(&collector, &hosts, &mut reached, 5);
+    for agent in &mut agents {
+        assert_eq!(
+            agent.terminate(Duration::from_secs(15)),
+            Some(0),
+            "{}",
+            agent.stderr_text()
+        );
+    }
+    assert_eq!(collector.process.terminate(Duration::from_secs(15)), Some(0));
+    for host in hosts {
+        let last = last_seq_of(&collector.dir.path().join("agents").join(host));
+        assert_complete(&collector.db_path(), host, last);
+    }
+}
