@@ -100,6 +100,36 @@ fn advance_all(collector: &Collector, hosts: &[&str], reached: &mut [u64], sampl
     }
 }
 
+/// Starts an agent for each host (group "web", sampling every 200 ms) and waits until each has reported
+/// `samples` samples.
+fn start_streaming(collector: &Collector, hosts: &[&str], samples: u64) -> Vec<Process> {
+    let agents = hosts
+        .iter()
+        .map(|h| collector.start_agent_extra(h, &[("group", "web")], FAST))
+        .collect();
+    for host in hosts {
+        assert!(
+            collector
+                .wait_host(host, samples, Duration::from_secs(30))
+                .is_some(),
+            "{host} never reported"
+        );
+    }
+    agents
+}
+
+/// Stops every agent with SIGTERM; each must exit 0 (it writes its state on the way out).
+fn stop_all(agents: &mut [Process]) {
+    for agent in agents {
+        assert_eq!(
+            agent.terminate(Duration::from_secs(15)),
+            Some(0),
+            "{}",
+            agent.stderr_text()
+        );
+    }
+}
+
 fn restart_agent(collector: &Collector, host: &str) -> Process {
     let state = collector.dir.path().join("agents").join(host);
     Process::start(
@@ -115,16 +145,7 @@ fn collector_killed_three_times_loses_and_duplicates_nothing() {
     let _suite = headroom_tests::shared();
     let mut collector = Collector::start();
     let hosts = ["kill-a", "kill-b", "kill-c"];
-    let mut agents: Vec<Process> = hosts
-        .iter()
-        .map(|h| collector.start_agent_extra(h, &[("group", "web")], FAST))
-        .collect();
-    for host in hosts {
-        assert!(
-            collector.wait_host(host, 5, Duration::from_secs(30)).is_some(),
-            "{host} never reported"
-        );
-    }
+    let mut agents = start_streaming(&collector, &hosts, 5);
     let mut reached = [0; 3];
     for _ in 0..3 {
         // Each host streams a few samples more to this collector before it is killed and started again.
@@ -153,14 +174,7 @@ fn collector_killed_three_times_loses_and_duplicates_nothing() {
         "backlogs did not drain: {:?}",
         stored(&collector.db_path())
     );
-    for agent in &mut agents {
-        assert_eq!(
-            agent.terminate(Duration::from_secs(15)),
-            Some(0),
-            "{}",
-            agent.stderr_text()
-        );
-    }
+    stop_all(&mut agents);
     assert_eq!(collector.process.terminate(Duration::from_secs(15)), Some(0));
     let logs = all_logs(collector.dir.path());
     for host in hosts {
@@ -218,16 +232,7 @@ fn issue_12_a_collector_tells_its_agents_the_reconnect_spread_and_takes_them_bac
     // which a collector does not bother its agents (`headroom_common::spread::worth_telling`).
     let mut collector = Collector::start_with("[fleet]\nreconnect_rate = 1\n");
     let hosts = ["spread-a", "spread-b", "spread-c"];
-    let mut agents: Vec<Process> = hosts
-        .iter()
-        .map(|h| collector.start_agent_extra(h, &[("group", "web")], FAST))
-        .collect();
-    for host in hosts {
-        assert!(
-            collector.wait_host(host, 2, Duration::from_secs(30)).is_some(),
-            "{host} never reported"
-        );
-    }
+    let mut agents = start_streaming(&collector, &hosts, 2);
     // Told 10 s after each welcome, once all three are connected.
     let told = wait_for(Duration::from_secs(40), || {
         agents
@@ -251,14 +256,7 @@ fn issue_12_a_collector_tells_its_agents_the_reconnect_spread_and_takes_them_bac
     collector.restart();
     // Each agent's first attempt comes within its backoff plus the 3 s window; all stream on.
     advance_all(&collector, &hosts, &mut reached, 5);
-    for agent in &mut agents {
-        assert_eq!(
-            agent.terminate(Duration::from_secs(15)),
-            Some(0),
-            "{}",
-            agent.stderr_text()
-        );
-    }
+    stop_all(&mut agents);
     assert_eq!(collector.process.terminate(Duration::from_secs(15)), Some(0));
     for host in hosts {
         let last = last_seq_of(&collector.dir.path().join("agents").join(host));
