@@ -14,7 +14,7 @@ use crate::store::{GapRow, HostBatch, HostInfo};
 use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
-use headroom_common::session::{CollectorEvent, CollectorSession};
+use headroom_common::session::{CollectorEvent, CollectorSession, SessionError};
 use headroom_common::spread;
 use headroom_common::tls::ClientCertNow;
 use headroom_common::wire::Hello;
@@ -47,6 +47,22 @@ const CATCH_UP_SAMPLES_PER_S: f64 = 2_000.0;
 
 /// A sample older than this when it arrives counts as catch-up.
 const CATCH_UP_AGE_MS: u64 = 10_000;
+
+/// Most bytes one read takes from a connection's stream: more than its receive window, so whatever arrived.
+const READ_AT_ONCE_BYTES: usize = 1 << 20;
+
+/// Adjacent sample batches of one read as one batch, in order: stored in one commit and acknowledged once.
+/// Anything else between them (a live sample, a gap report) keeps its place.
+fn merge_adjacent_samples(events: Vec<CollectorEvent>) -> Vec<CollectorEvent> {
+    let mut merged: Vec<CollectorEvent> = Vec::with_capacity(events.len());
+    for event in events {
+        match (merged.last_mut(), event) {
+            (Some(CollectorEvent::Samples(into)), CollectorEvent::Samples(more)) => into.extend(more),
+            (_, event) => merged.push(event),
+        }
+    }
+    merged
+}
 
 /// Whether a sample stamped `timestamp_ms` is catch-up (backlog) when it arrives at `now_ms`.
 fn is_catch_up(timestamp_ms: u64, now_ms: u64) -> bool {
@@ -204,6 +220,8 @@ pub(super) async fn handle_connection(
     let mut catch_up_stored: u64 = 0;
     // What goes back after each read, all in one write; the buffer is kept from read to read.
     let mut reply = Vec::new();
+    // The chunks of one read; kept from read to read.
+    let mut chunks = Vec::new();
     // Waited on by every turn of the loop: made once, so a turn does not register and unregister a waiter
     // with each token (a polled `cancelled()` may be polled again once ready; it stays ready).
     let stopping = cancel.cancelled();
@@ -226,15 +244,21 @@ pub(super) async fn handle_connection(
                 "certificate expired (the agent renews before this; enroll the host again)".to_string(),
             )),
             // Chunks come straight from quinn-proto's receive buffers: no read buffer of our own per connection.
-            read = recv.read_chunk(usize::MAX) => read,
+            // Everything received so far comes at once, so a task that waited its turn takes its backlog in
+            // one turn, one commit and one acknowledgement.
+            read = recv.read_available(READ_AT_ONCE_BYTES, &mut chunks) => read,
         };
-        let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => break Ok("agent ended the stream"),
+        match read {
+            Ok(true) => {}
+            Ok(false) => break Ok("agent ended the stream"),
             Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
-        };
-        let events = match session.on_bytes(&chunk) {
-            Ok(events) => events,
+        }
+        let decoded: Result<_, SessionError> = chunks.drain(..).try_fold(Vec::new(), |mut events, chunk| {
+            events.extend(session.on_bytes(&chunk)?);
+            Ok(events)
+        });
+        let events = match decoded {
+            Ok(events) => merge_adjacent_samples(events),
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
                 break Err((close_code::PROTOCOL, error.to_string()));
@@ -468,6 +492,57 @@ fn log_hello(host: &str, peer: SocketAddr, hello: &Hello, last_seq: Option<u64>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use headroom_common::wire::Sample;
+
+    fn samples(seqs: &[u64]) -> CollectorEvent {
+        CollectorEvent::Samples(
+            seqs.iter()
+                .map(|&seq| Sample {
+                    seq,
+                    ..Sample::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn shape(events: &[CollectorEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|event| match event {
+                CollectorEvent::Samples(batch) => {
+                    format!("{:?}", batch.iter().map(|s| s.seq).collect::<Vec<_>>())
+                }
+                CollectorEvent::Live(sample) => format!("live {}", sample.seq),
+                CollectorEvent::Goodbye => "goodbye".to_string(),
+                _ => "other".to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn issue_12_the_sample_batches_of_one_read_are_stored_as_one_in_order() {
+        let live = || {
+            CollectorEvent::Live(Box::new(Sample {
+                seq: 9,
+                ..Sample::default()
+            }))
+        };
+        let events = vec![
+            samples(&[1, 2]),
+            samples(&[3]),
+            samples(&[4, 5]),
+            live(),
+            samples(&[6]),
+            samples(&[7]),
+            CollectorEvent::Goodbye,
+        ];
+        assert_eq!(
+            shape(&merge_adjacent_samples(events)),
+            ["[1, 2, 3, 4, 5]", "live 9", "[6, 7]", "goodbye"]
+        );
+        assert_eq!(shape(&merge_adjacent_samples(vec![samples(&[1])])), ["[1]"]);
+        assert!(merge_adjacent_samples(Vec::new()).is_empty());
+    }
 
     /// The size of the future a function returns, from the function alone (no arguments needed).
     fn future_size<F, A, B, C, D, E, Fut>(_: &F) -> usize

@@ -161,6 +161,7 @@ impl Connection {
                     let recv = RecvStream {
                         conn: self.conn.adopt(),
                         id,
+                        ended: None,
                     };
                     return (Poll::Ready(Ok((send, recv))), true);
                 }
@@ -245,6 +246,9 @@ impl fmt::Display for WriteError {
 pub struct RecvStream {
     conn: ConnRef,
     id: StreamId,
+    /// How the stream ended, seen by `read_available` behind chunks it returned first: `None` inside for
+    /// finished by the peer, else the reset's code. The next read reports it.
+    ended: Option<Option<VarInt>>,
 }
 
 impl RecvStream {
@@ -261,6 +265,78 @@ impl RecvStream {
         };
         buf[..chunk.bytes.len()].copy_from_slice(&chunk.bytes);
         Ok(Some(chunk.bytes.len()))
+    }
+
+    /// Waits for data, then appends every chunk received so far, up to `max_bytes` in all, to `out`: a task
+    /// that fell behind takes in one call what arrived while it waited, instead of a call and a turn per
+    /// packet. `false` once the peer finished the stream (nothing appended).
+    pub async fn read_available(
+        &mut self,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, ReadError> {
+        match self.ended {
+            Some(None) => return Ok(false),
+            Some(Some(code)) => return Err(ReadError::Reset(code)),
+            None => {}
+        }
+        poll_fn(|cx| self.poll_available(cx, max_bytes.max(1), out)).await
+    }
+
+    fn poll_available(
+        &mut self,
+        cx: &mut Context<'_>,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<Result<bool, ReadError>> {
+        let id = self.id;
+        let ended = &mut self.ended;
+        self.conn.locked(|state, index, generation| {
+            let Some(c) = state.conn(index, generation) else {
+                return (Poll::Ready(Err(ReadError::ConnectionLost(gone()))), false);
+            };
+            let mut stream = c.proto.recv_stream(id);
+            let mut chunks = match stream.read(true) {
+                Ok(chunks) => chunks,
+                Err(ReadableError::ClosedStream | ReadableError::IllegalOrderedRead) => {
+                    return (Poll::Ready(Err(ReadError::ClosedStream)), false)
+                }
+            };
+            let mut taken = 0;
+            let outcome = loop {
+                match chunks.next(max_bytes - taken) {
+                    Ok(Some(chunk)) => {
+                        taken += chunk.bytes.len();
+                        out.push(chunk.bytes);
+                        if taken >= max_bytes {
+                            break None;
+                        }
+                    }
+                    Ok(None) => break Some(Ok(None)),
+                    Err(quinn_proto::ReadError::Reset(code)) => break Some(Ok(Some(code))),
+                    Err(quinn_proto::ReadError::Blocked) => break Some(Err(())),
+                }
+            };
+            let credit = chunks.finalize().should_transmit();
+            let poll = match outcome {
+                // Data first; how the stream ended waits for the next call.
+                Some(Ok(end)) if taken > 0 => {
+                    *ended = Some(end);
+                    Poll::Ready(Ok(true))
+                }
+                Some(Ok(None)) => Poll::Ready(Ok(false)),
+                Some(Ok(Some(code))) => Poll::Ready(Err(ReadError::Reset(code))),
+                _ if taken > 0 => Poll::Ready(Ok(true)),
+                _ => match &c.lost {
+                    Some(lost) => Poll::Ready(Err(ReadError::ConnectionLost(lost.clone()))),
+                    None => {
+                        c.read_waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                },
+            };
+            (poll, credit)
+        })
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Option<Chunk>, ReadError>> {

@@ -362,3 +362,93 @@ async fn issue_12_a_restarted_endpoint_resets_hundreds_of_old_connections_at_onc
         "the new endpoint took none of them over"
     );
 }
+
+#[test]
+fn issue_12_a_reader_that_waited_takes_everything_that_arrived_in_one_call() {
+    // The listener's side on a current-thread runtime that runs only while the test blocks on it: the
+    // client's packets wait in the socket until the reader asks, as they do for a task that waited its turn.
+    let listeners = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server_config, client_config) = configs(TransportConfig::default());
+    let server = listeners.block_on(async {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        Endpoint::new(EndpointConfig::default(), server_config, socket).unwrap()
+    });
+    let address = server.local_addr().unwrap();
+    let client = {
+        let _inside = clients.enter();
+        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
+    };
+    let connected = {
+        let _inside = clients.enter();
+        let connecting = client.connect_with(client_config, address, "localhost").unwrap();
+        clients.spawn(connecting)
+    };
+    let server_side = listeners.block_on(within(async {
+        let incoming = server.accept().await.expect("an incoming connection");
+        incoming.accept().expect("accepted").await.expect("handshake")
+    }));
+    let connection = clients
+        .block_on(connected)
+        .unwrap()
+        .expect("the client's handshake");
+    let (mut send, _recv) = clients.block_on(connection.open_bi()).unwrap();
+    // The stream is accepted once its first bytes arrive.
+    clients.block_on(send.write_all(b"first")).unwrap();
+    let (_send, mut recv) = listeners.block_on(within(server_side.accept_bi())).unwrap();
+    let mut out = Vec::new();
+    assert!(listeners
+        .block_on(within(recv.read_available(1 << 20, &mut out)))
+        .unwrap());
+    assert_eq!(out.concat(), b"first");
+    // Three packets while the reader does not run, each sent before the next is written.
+    let sent_before = connection.stats().udp_tx.datagrams;
+    for part in [b"one ".as_slice(), b"two ", b"three"] {
+        clients.block_on(async {
+            send.write_all(part).await.unwrap();
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            let wanted = connection.stats().udp_tx.datagrams + 1;
+            while connection.stats().udp_tx.datagrams < wanted && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    assert!(connection.stats().udp_tx.datagrams >= sent_before + 3);
+    out.clear();
+    assert!(listeners
+        .block_on(within(recv.read_available(1 << 20, &mut out)))
+        .unwrap());
+    assert_eq!(
+        out.concat(),
+        b"one two three",
+        "everything that arrived, in order"
+    );
+    assert!(
+        out.len() >= 3,
+        "the three packets' chunks came in one call: {out:?}"
+    );
+    // The peer finishing the stream is reported after the data before it, and then stays reported.
+    clients.block_on(async {
+        send.write_all(b" end").await.unwrap();
+        send.finish().unwrap();
+    });
+    out.clear();
+    let mut text = Vec::new();
+    while listeners
+        .block_on(within(recv.read_available(1 << 20, &mut out)))
+        .unwrap()
+    {
+        text.extend(out.drain(..).flat_map(|chunk| chunk.to_vec()));
+    }
+    assert_eq!(text, b" end");
+    assert!(!listeners
+        .block_on(within(recv.read_available(1 << 20, &mut out)))
+        .unwrap());
+}
