@@ -3,7 +3,7 @@
 
 use super::driver::{Shared, State};
 use bytes::Bytes;
-use quinn_proto::{Chunk, ConnectionError, Dir, ReadableError, StreamId, VarInt};
+use quinn_proto::{ConnectionError, Dir, ReadableError, StreamId, VarInt};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -252,19 +252,21 @@ pub struct RecvStream {
 }
 
 impl RecvStream {
-    /// The next chunk of at most `max` bytes, in order; `None` once the peer finished the stream. The bytes
-    /// are quinn-proto's receive buffers, not a copy.
-    pub async fn read_chunk(&mut self, max: usize) -> Result<Option<Chunk>, ReadError> {
-        poll_fn(|cx| self.poll_chunk(cx, max)).await
-    }
-
     /// Reads into `buf`; `None` once the peer finished the stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ReadError> {
-        let Some(chunk) = self.read_chunk(buf.len()).await? else {
+        if buf.is_empty() {
+            return Ok(Some(0));
+        }
+        let mut chunks = Vec::new();
+        if !self.read_available(buf.len(), &mut chunks).await? {
             return Ok(None);
-        };
-        buf[..chunk.bytes.len()].copy_from_slice(&chunk.bytes);
-        Ok(Some(chunk.bytes.len()))
+        }
+        let mut filled = 0;
+        for chunk in chunks {
+            buf[filled..filled + chunk.len()].copy_from_slice(&chunk);
+            filled += chunk.len();
+        }
+        Ok(Some(filled))
     }
 
     /// Waits for data, then appends every chunk received so far, up to `max_bytes` in all, to `out`: a task
@@ -318,46 +320,17 @@ impl RecvStream {
                 }
             };
             let credit = chunks.finalize().should_transmit();
+            // How the stream ended is kept: quinn-proto frees a stream once it said so, and every later call
+            // reports the same end.
+            if let Some(Ok(end)) = outcome {
+                *ended = Some(end);
+            }
             let poll = match outcome {
-                // Data first; how the stream ended waits for the next call.
-                Some(Ok(end)) if taken > 0 => {
-                    *ended = Some(end);
-                    Poll::Ready(Ok(true))
-                }
+                // Data first; the end waits for the next call.
+                _ if taken > 0 => Poll::Ready(Ok(true)),
                 Some(Ok(None)) => Poll::Ready(Ok(false)),
                 Some(Ok(Some(code))) => Poll::Ready(Err(ReadError::Reset(code))),
-                _ if taken > 0 => Poll::Ready(Ok(true)),
                 _ => match &c.lost {
-                    Some(lost) => Poll::Ready(Err(ReadError::ConnectionLost(lost.clone()))),
-                    None => {
-                        c.read_waker = Some(cx.waker().clone());
-                        Poll::Pending
-                    }
-                },
-            };
-            (poll, credit)
-        })
-    }
-
-    fn poll_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Option<Chunk>, ReadError>> {
-        let id = self.id;
-        self.conn.locked(|state, index, generation| {
-            let Some(c) = state.conn(index, generation) else {
-                return (Poll::Ready(Err(ReadError::ConnectionLost(gone()))), false);
-            };
-            let mut stream = c.proto.recv_stream(id);
-            let mut chunks = match stream.read(true) {
-                Ok(chunks) => chunks,
-                Err(ReadableError::ClosedStream | ReadableError::IllegalOrderedRead) => {
-                    return (Poll::Ready(Err(ReadError::ClosedStream)), false)
-                }
-            };
-            let next = chunks.next(max);
-            let credit = chunks.finalize().should_transmit();
-            let poll = match next {
-                Ok(chunk) => Poll::Ready(Ok(chunk)),
-                Err(quinn_proto::ReadError::Reset(code)) => Poll::Ready(Err(ReadError::Reset(code))),
-                Err(quinn_proto::ReadError::Blocked) => match &c.lost {
                     Some(lost) => Poll::Ready(Err(ReadError::ConnectionLost(lost.clone()))),
                     None => {
                         c.read_waker = Some(cx.waker().clone());

@@ -98,8 +98,11 @@ async fn a_client_streams_both_ways_and_its_certificate_is_seen() {
         let (mut send, mut recv) = server.accept_bi().await.unwrap();
         let mut received = Vec::new();
         let mut reads = 0;
-        while let Some(chunk) = recv.read_chunk(usize::MAX).await.unwrap() {
-            received.extend_from_slice(&chunk.bytes);
+        let mut chunks = Vec::new();
+        while recv.read_available(usize::MAX, &mut chunks).await.unwrap() {
+            chunks
+                .drain(..)
+                .for_each(|chunk| received.extend_from_slice(&chunk));
             reads += 1;
         }
         send.write_all(&received).await.unwrap();
