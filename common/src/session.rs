@@ -658,6 +658,17 @@ mod tests {
         assert_eq!(decoder.next_message::<CollectorMessage>("ack"), Ok(None));
     }
 
+    /// A collector session that has received the hello of an agent speaking protocol `version`.
+    fn greeted_by_version(version: u16) -> CollectorSession {
+        let mut old_agent = hello();
+        old_agent.protocol_version = version;
+        let mut collector = CollectorSession::new("web-2".into());
+        collector
+            .on_bytes(&AgentSession::new().hello_frame(&old_agent).unwrap())
+            .unwrap();
+        collector
+    }
+
     fn hello() -> Hello {
         Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -847,12 +858,7 @@ mod tests {
         assert_eq!(collector.probe_frame(1_000_000 + PROBE_INTERVAL_MS - 1), None);
         assert!(collector.probe_frame(1_000_000 + PROBE_INTERVAL_MS).is_some());
 
-        let mut old_agent = hello();
-        old_agent.protocol_version = 1;
-        let mut collector = CollectorSession::new("web-2".into());
-        collector
-            .on_bytes(&AgentSession::new().hello_frame(&old_agent).unwrap())
-            .unwrap();
+        let mut collector = greeted_by_version(1);
         let welcome = collector.welcome_frame(None).unwrap();
         let decoded: CollectorMessage = decode_payload(&welcome[4..], "welcome").unwrap();
         assert!(
@@ -939,12 +945,7 @@ mod tests {
         assert_eq!(collector.spread_frame(t0 + spread::FIRST_AFTER_MS, || 800), None);
 
         // An agent of protocol 2 has no `Spread` and is never sent one.
-        let mut old_agent = hello();
-        old_agent.protocol_version = 2;
-        let mut collector = CollectorSession::new("web-2".into());
-        collector
-            .on_bytes(&AgentSession::new().hello_frame(&old_agent).unwrap())
-            .unwrap();
+        let mut collector = greeted_by_version(2);
         collector.welcome_frame(None).unwrap();
         collector.spread_frame(t0, || 20_000);
         assert_eq!(

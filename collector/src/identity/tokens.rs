@@ -245,15 +245,8 @@ impl TokenFile {
     }
 }
 
-/// Compares two byte strings in time that depends only on their lengths (here both are SHA-256 hex, 64
-/// bytes), never on where they first differ.
-pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    let difference = left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(difference) == 0
-}
+/// Token hashes (both SHA-256 hex, 64 bytes) are compared in time that does not depend on where they differ.
+pub(crate) use headroom_common::pki::constant_time_eq;
 
 fn sha256_hex(text: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())

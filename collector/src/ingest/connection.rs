@@ -51,17 +51,33 @@ const CATCH_UP_AGE_MS: u64 = 10_000;
 /// Most bytes one read takes from a connection's stream: more than its receive window, so whatever arrived.
 const READ_AT_ONCE_BYTES: usize = 1 << 20;
 
-/// Adjacent sample batches of one read as one batch, in order: stored in one commit and acknowledged once.
-/// Anything else between them (a live sample, a gap report) keeps its place.
-fn merge_adjacent_samples(events: Vec<CollectorEvent>) -> Vec<CollectorEvent> {
-    let mut merged: Vec<CollectorEvent> = Vec::with_capacity(events.len());
-    for event in events {
-        match (merged.last_mut(), event) {
-            (Some(CollectorEvent::Samples(into)), CollectorEvent::Samples(more)) => into.extend(more),
-            (_, event) => merged.push(event),
+/// Appends `more` to `events`, adjacent sample batches as one batch, in order: stored in one commit and
+/// acknowledged once. Anything else between them (a live sample, a gap report) keeps its place.
+fn push_merged(events: &mut Vec<CollectorEvent>, more: Vec<CollectorEvent>) {
+    for event in more {
+        match (events.last_mut(), event) {
+            (Some(CollectorEvent::Samples(into)), CollectorEvent::Samples(batch)) => into.extend(batch),
+            (_, event) => events.push(event),
         }
     }
-    merged
+}
+
+/// The events of one read's chunks. A read of one event, the usual case while a connection keeps up, keeps
+/// the session's vector as it is.
+fn decode_read(
+    session: &mut CollectorSession,
+    chunks: &mut Vec<bytes::Bytes>,
+) -> Result<Vec<CollectorEvent>, SessionError> {
+    let mut events = Vec::new();
+    for chunk in chunks.drain(..) {
+        let more = session.on_bytes(&chunk)?;
+        if events.is_empty() && more.len() <= 1 {
+            events = more;
+        } else {
+            push_merged(&mut events, more);
+        }
+    }
+    Ok(events)
 }
 
 /// Whether a sample stamped `timestamp_ms` is catch-up (backlog) when it arrives at `now_ms`.
@@ -253,12 +269,8 @@ pub(super) async fn handle_connection(
             Ok(false) => break Ok("agent ended the stream"),
             Err(error) => break Err((close_code::PROTOCOL, format!("read failed: {error}"))),
         }
-        let decoded: Result<_, SessionError> = chunks.drain(..).try_fold(Vec::new(), |mut events, chunk| {
-            events.extend(session.on_bytes(&chunk)?);
-            Ok(events)
-        });
-        let events = match decoded {
-            Ok(events) => merge_adjacent_samples(events),
+        let events = match decode_read(&mut session, &mut chunks) {
+            Ok(events) => events,
             Err(error) => {
                 let _ = send.write_all(&session.refuse_frame(&error.to_string())).await;
                 break Err((close_code::PROTOCOL, error.to_string()));
@@ -517,6 +529,12 @@ mod tests {
                 _ => "other".to_string(),
             })
             .collect()
+    }
+
+    fn merge_adjacent_samples(events: Vec<CollectorEvent>) -> Vec<CollectorEvent> {
+        let mut merged = Vec::new();
+        push_merged(&mut merged, events);
+        merged
     }
 
     #[test]

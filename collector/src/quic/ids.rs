@@ -62,11 +62,7 @@ impl ConnectionIdGenerator for KeyedIds {
         }
         let expected = self.tag(&cid[..NONCE_LEN]);
         // Compared in full whatever the first difference, so the time taken tells nothing about the tag.
-        let differs = expected
-            .iter()
-            .zip(&cid[NONCE_LEN..])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differs == 0 {
+        if headroom_common::pki::constant_time_eq(&expected, &cid[NONCE_LEN..]) {
             Ok(())
         } else {
             Err(InvalidCid)

@@ -193,20 +193,26 @@ fn issue_12_rows_out_of_order_are_stored_in_order_and_a_hello_counts_once_commit
     assert_eq!(count(&store, "SELECT COUNT(*) FROM samples"), 5);
 }
 
+/// A database where host "a" (instance 7) stored seqs 1 to 5, a sync recorded them in `hosts`, and 6 to 8
+/// followed: only the rows themselves know those.
+fn stored_past_the_sync(path: &std::path::Path) -> Store {
+    let (mut store, _) = Store::open(path, T0).unwrap();
+    store
+        .commit_batches(&[batch("a", (1..=5).map(|s| row(s, T0 + s, 1.0)).collect())])
+        .unwrap();
+    store.maintain(T0, &Retention::default()).unwrap();
+    store
+        .commit_batches(&[batch("a", (6..=8).map(|s| row(s, T0 + s, 1.0)).collect())])
+        .unwrap();
+    store
+}
+
 #[test]
 fn reopening_keeps_the_last_seq_with_or_without_a_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headroom.db");
     {
-        let (mut store, _) = Store::open(&path, T0).unwrap();
-        store
-            .commit_batches(&[batch("a", (1..=5).map(|s| row(s, T0 + s, 1.0)).collect())])
-            .unwrap();
-        store.maintain(T0, &Retention::default()).unwrap();
-        // Stored after the sync: only the rows themselves know.
-        store
-            .commit_batches(&[batch("a", (6..=8).map(|s| row(s, T0 + s, 1.0)).collect())])
-            .unwrap();
+        let mut store = stored_past_the_sync(&path);
         store
             .commit_batches(&[batch("b", vec![row(3, T0, 1.0)])])
             .unwrap();
@@ -237,16 +243,7 @@ fn reopening_keeps_the_last_seq_with_or_without_a_sync() {
 fn issue_12_a_read_only_store_does_not_read_back_the_rows_since_the_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("headroom.db");
-    {
-        let (mut store, _) = Store::open(&path, T0).unwrap();
-        store
-            .commit_batches(&[batch("a", (1..=5).map(|s| row(s, T0 + s, 1.0)).collect())])
-            .unwrap();
-        store.maintain(T0, &Retention::default()).unwrap();
-        store
-            .commit_batches(&[batch("a", (6..=8).map(|s| row(s, T0 + s, 1.0)).collect())])
-            .unwrap();
-    }
+    stored_past_the_sync(&path);
     let reader = Store::open_read_only(&path).unwrap();
     assert_eq!(
         reader.last_seq("a", 7),

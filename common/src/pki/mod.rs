@@ -29,3 +29,13 @@ pub use pem::{read_pem, write_private_pem, write_public_pem};
 
 #[cfg(test)]
 mod tests;
+
+/// Compares two byte strings in time that depends only on their lengths, never on where they first differ:
+/// for secrets and tags an attacker may probe byte by byte.
+pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    let difference = left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
