@@ -13,7 +13,7 @@ pub mod alarms;
 pub mod outliers;
 mod report;
 
-pub use report::{AlarmReport, AlarmRow, OutlierReport, OutlierRow, SkippedRow};
+pub use report::{AlarmReport, AlarmRow, OutlierReport, OutlierRow, ScrapeCounts, SkippedRow};
 
 use crate::analytics::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
 use crate::analytics::alarms::{
@@ -406,6 +406,22 @@ impl Analytics {
 
     pub fn alarm_report(&self) -> AlarmReport {
         lock(&self.alarms).clone()
+    }
+
+    /// What `/metrics` shows of the outliers and alarms, counted under their locks: a scrape copies no report,
+    /// however many hosts are flagged or alarms firing.
+    pub fn scrape_counts(&self) -> ScrapeCounts {
+        let outliers_flagged = lock(&self.outliers).outliers.len() as u64;
+        let alarms = lock(&self.alarms);
+        let status = |wanted: &str| alarms.alarms.iter().filter(|a| a.status == wanted).count() as u64;
+        ScrapeCounts {
+            outliers_flagged,
+            alarms_firing: status("firing"),
+            alarms_pending: status("pending"),
+            delivered_batches: alarms.delivered_batches,
+            failed_batches: alarms.failed_batches,
+            dropped_batches: alarms.dropped_batches,
+        }
     }
 
     /// Closes the current outlier window at `now_ms`: each host's mean over it, scored against its peers.

@@ -76,6 +76,18 @@ impl From<&SkippedGroup> for SkippedRow {
     }
 }
 
+/// The outlier and alarm figures `/metrics` exposes (`Analytics::scrape_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeCounts {
+    /// (host, metric) pairs flagged in the last outlier window.
+    pub outliers_flagged: u64,
+    pub alarms_firing: u64,
+    pub alarms_pending: u64,
+    pub delivered_batches: u64,
+    pub failed_batches: u64,
+    pub dropped_batches: u64,
+}
+
 /// Alarms as of the last evaluation, for the API.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlarmReport {

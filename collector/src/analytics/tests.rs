@@ -81,6 +81,13 @@ fn a_hot_host_fires_after_its_for_and_a_silent_one_goes_missing() {
         [("cpu-hot", "hot", "firing"), ("host-silent", "quiet", "firing")]
     );
     assert_eq!(report.alarms[0].runbook, "https://runbooks.example/cpu-hot");
+    // /metrics counts the same alarms without copying the report.
+    let counts = analytics.scrape_counts();
+    assert_eq!(
+        (counts.alarms_firing, counts.alarms_pending),
+        (2, 0),
+        "{counts:?}"
+    );
     // The silent host speaks again: its alarm resolves at the next evaluation.
     let now = T0_MS + 5_000;
     analytics.observe("quiet", &labels("web"), &cpu(10.0), now, now);
@@ -129,6 +136,7 @@ fn windows_are_means_scored_against_peers_and_explained() {
     }
     let report = analytics.outlier_report(None);
     assert_eq!(report.outliers.len(), 1, "{report:?}");
+    assert_eq!(analytics.scrape_counts().outliers_flagged, 1);
     let row = &report.outliers[0];
     assert_eq!(
         (row.host.as_str(), row.metric.as_str()),

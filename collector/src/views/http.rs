@@ -328,13 +328,13 @@ async fn metrics_handler(
     };
     snapshot.export_lag_seconds = snapshot.export.as_ref().map_or(0.0, |e| e.lag_seconds(now_ms));
     if let Some(analytics) = &state.analytics {
-        let alarms = analytics.alarm_report();
-        snapshot.alarm_deliveries = alarms.delivered_batches;
-        snapshot.alarm_delivery_failures = alarms.failed_batches;
-        snapshot.alarm_deliveries_dropped = alarms.dropped_batches;
-        snapshot.alarms_firing = alarms.alarms.iter().filter(|a| a.status == "firing").count() as u64;
-        snapshot.alarms_pending = alarms.alarms.iter().filter(|a| a.status == "pending").count() as u64;
-        snapshot.outliers_flagged = analytics.outlier_report(None).outliers.len() as u64;
+        let counts = analytics.scrape_counts();
+        snapshot.alarm_deliveries = counts.delivered_batches;
+        snapshot.alarm_delivery_failures = counts.failed_batches;
+        snapshot.alarm_deliveries_dropped = counts.dropped_batches;
+        snapshot.alarms_firing = counts.alarms_firing;
+        snapshot.alarms_pending = counts.alarms_pending;
+        snapshot.outliers_flagged = counts.outliers_flagged;
         if let Some(path) = analytics.settings().database.clone() {
             let read = tokio::task::spawn_blocking(move || {
                 let bytes = metrics::database_bytes(&path);
