@@ -228,6 +228,8 @@ row("collector RSS per connected host (KiB)", per_host_kib, "≤ 40 (stretch 30)
 row("RSS growth over the window (%), median of the last minute's readings against the first's", rss_growth_pct, "flat")
 row("UDP RcvbufErrors in window", lambda r: r["steady"]["udp_rcvbuf_errors"], "0")
 row("drops on the collector's socket", lambda r: r["steady"]["collector_socket_drops"], "0")
+row("datagrams a host-sample: sent by the agents / by the collector (retransmissions included)",
+    lambda r: f'{r["steady"]["agent_datagrams_per_sample"]:.2f} / {r["steady"]["collector_datagrams_per_sample"]:.2f}')
 row("collector bytes written per host-sample", lambda r: r["steady"]["collector_written_bytes_per_sample"])
 row("database growth bytes per host-sample", lambda r: r["steady"]["database_growth_bytes_per_sample"])
 row("database file bytes per row (end)", lambda r: r["database"]["file_bytes_per_row"])

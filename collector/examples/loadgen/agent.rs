@@ -80,6 +80,9 @@ pub struct Shared {
     pub handshake_timeouts: AtomicU64,
     pub welcome_timeouts: AtomicU64,
     pub disconnects: AtomicU64,
+    /// UDP datagrams the agents sent, retransmissions and probes included: set against the samples acked and
+    /// the host's loopback datagrams, it splits the packets of a sample between the agents and the collector.
+    pub datagrams_sent: AtomicU64,
     pub stop: CancellationToken,
 }
 
@@ -394,6 +397,7 @@ impl Driver {
     fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
         // A full socket buffer drops the packet, as a network might: QUIC sends it again.
         let _ = send_now(&self.socket, &self.udp, transmit, buf);
+        self.shared.datagrams_sent.fetch_add(1, Ordering::Relaxed);
     }
 
     fn mark_dirty(&mut self, position: usize) {
@@ -701,6 +705,7 @@ impl Driver {
             send_buf,
             socket,
             udp,
+            shared,
             ..
         } = self;
         let agent = &mut agents[position];
@@ -709,6 +714,7 @@ impl Driver {
             .iter_mut()
             .map(|link| (link.handle, &mut link.proto))
             .chain(agent.closing.iter_mut().map(|(handle, proto)| (*handle, proto)));
+        let mut sent = 0u64;
         for (handle, proto) in protos {
             while let Some(event) = proto.poll_endpoint_events() {
                 if let Some(back) = endpoint.handle_event(handle, event) {
@@ -721,7 +727,11 @@ impl Driver {
                     break;
                 };
                 let _ = send_now(socket, udp, &transmit, send_buf);
+                sent += 1;
             }
+        }
+        if sent > 0 {
+            shared.datagrams_sent.fetch_add(sent, Ordering::Relaxed);
         }
         // A connection that ended abruptly (a reset, an idle timeout) was freed in the endpoint as soon as it
         // said so, possibly a drive earlier, and its handle may already belong to another agent's new

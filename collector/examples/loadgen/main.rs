@@ -225,6 +225,7 @@ struct Snapshot {
     generator: ProcessReading,
     udp: UdpReading,
     samples_acked: u64,
+    agent_datagrams: u64,
 }
 
 fn snapshot(pid: u32, port: u16, shared: &Shared) -> Snapshot {
@@ -234,6 +235,7 @@ fn snapshot(pid: u32, port: u16, shared: &Shared) -> Snapshot {
         generator: read_process(std::process::id()).unwrap_or_default(),
         udp: read_udp(port),
         samples_acked: shared.samples_acked.load(Ordering::Relaxed),
+        agent_datagrams: shared.datagrams_sent.load(Ordering::Relaxed),
     }
 }
 
@@ -256,8 +258,15 @@ fn window_figures(before: &Snapshot, after: &Snapshot) -> Value {
         .collector
         .write_bytes
         .saturating_sub(before.collector.write_bytes);
+    // Every loopback datagram is received once, by the collector or by an agent: what the agents did not send,
+    // the collector did.
+    let loopback = after.udp.host.in_datagrams - before.udp.host.in_datagrams;
+    let from_agents = after.agent_datagrams - before.agent_datagrams;
+    let per_sample = |n: u64| n as f64 / samples.max(1) as f64;
     json!({
         "seconds": seconds,
+        "agent_datagrams_per_sample": per_sample(from_agents),
+        "collector_datagrams_per_sample": per_sample(loopback.saturating_sub(from_agents)),
         "samples_acked": samples,
         "ingest_per_s": samples as f64 / seconds,
         "collector_cpu_pct_of_core": collector_cpu_us / seconds / 1e4,
@@ -322,6 +331,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         handshake_timeouts: AtomicU64::new(0),
         welcome_timeouts: AtomicU64::new(0),
         disconnects: AtomicU64::new(0),
+        datagrams_sent: AtomicU64::new(0),
         stop: CancellationToken::new(),
     });
     let per_socket = args
@@ -407,7 +417,7 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
         line_latencies.sort_unstable();
         eprintln!(
             "  {:>5.1} s: {:>7.0} samples/s acked, collector {:>5.1} % cpu, {:>6.1} MiB, rcvbuf errors +{}, \
-             ack p99 {:.0} ms, max {:.0} ms",
+             ack p99 {:.0} ms, max {:.0} ms, datagrams a sample: agent {:.2}, collector {:.2}",
             now.at.duration_since(before.at).as_secs_f64(),
             step_figures["ingest_per_s"].as_f64().unwrap_or(0.0),
             step_figures["collector_cpu_pct_of_core"].as_f64().unwrap_or(0.0),
@@ -415,6 +425,10 @@ async fn run(args: &Args, clients: Vec<quinn_proto::ClientConfig>) -> anyhow::Re
             step_figures["udp_rcvbuf_errors"],
             quantile(&line_latencies, 0.99) as f64 / 1000.0,
             quantile(&line_latencies, 1.0) as f64 / 1000.0,
+            step_figures["agent_datagrams_per_sample"].as_f64().unwrap_or(0.0),
+            step_figures["collector_datagrams_per_sample"]
+                .as_f64()
+                .unwrap_or(0.0),
         );
         rss_readings_mib.push(now.collector.rss_kib as f64 / 1024.0);
         previous = now;
