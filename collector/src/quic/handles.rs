@@ -132,6 +132,17 @@ impl Connection {
         })
     }
 
+    /// quinn-proto's counters of the connection: datagrams and frames each way, packets lost, the path's RTT.
+    pub fn stats(&self) -> quinn_proto::ConnectionStats {
+        self.conn.locked(|state, index, generation| {
+            let stats = state
+                .conn(index, generation)
+                .map(|c| c.proto.stats())
+                .unwrap_or_default();
+            (stats, false)
+        })
+    }
+
     /// The application protocol the handshake settled on.
     pub fn alpn(&self) -> Option<Vec<u8>> {
         self.conn.locked(|state, index, generation| {

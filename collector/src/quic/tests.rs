@@ -486,3 +486,150 @@ fn issue_12_a_reader_that_waited_takes_everything_that_arrived_in_one_call() {
         .block_on(within(recv.read_available(1 << 20, &mut out)))
         .unwrap());
 }
+
+/// Issue 12: a driver that waited its turn reads what arrived before it runs its timers. Here the listener's
+/// only thread stalls right after it sent the agent a packet; meanwhile the agent's acknowledgement and 600
+/// stray datagrams reach its socket, and the packet's retransmission timeout passes. The driver, woken by that
+/// timeout before tokio's reactor had seen the datagrams, found nothing to read through tokio's record of the
+/// socket's readiness, fired the timeout and sent two probes for a packet already acknowledged (and the agent
+/// acknowledged those too). A collector that falls behind has thousands of such packets waiting: more work
+/// for every host just when it has least to spare.
+#[test]
+fn issue_12_a_driver_that_waited_reads_what_arrived_before_it_runs_its_timers() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (listeners, clients) = (runtime(), runtime());
+    let mut transport = TransportConfig::default();
+    // No path MTU probes: every packet the listener sends here is one the test accounts for.
+    transport.mtu_discovery_config(None);
+    let mut ack_frequency = AckFrequencyConfig::default();
+    ack_frequency.ack_eliciting_threshold(0u32.into());
+    transport.ack_frequency_config(Some(ack_frequency));
+    let (server_config, client_config) = configs(transport);
+    let server = {
+        let _inside = listeners.enter();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        roomy(&socket);
+        Endpoint::new(EndpointConfig::default(), server_config, socket).unwrap()
+    };
+    let address = server.local_addr().unwrap();
+    let client = {
+        let _inside = clients.enter();
+        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
+    };
+    let connected = {
+        let _inside = clients.enter();
+        clients.spawn(client.connect_with(client_config, address, "localhost").unwrap())
+    };
+    let server = Arc::new(server);
+    let accepting = {
+        let server = server.clone();
+        listeners.spawn(async move {
+            let incoming = server.accept().await.expect("an incoming connection");
+            incoming.accept().expect("accepted").await.expect("handshake")
+        })
+    };
+    let connection = clients
+        .block_on(connected)
+        .unwrap()
+        .expect("the client's handshake");
+    let server_side = listeners.block_on(within(accepting)).unwrap();
+    // A few round trips first, so that the path's RTT is measured and the handshake's frames are done.
+    let (mut client_send, mut client_recv) = clients.block_on(connection.open_bi()).unwrap();
+    clients.block_on(client_send.write_all(b"hello")).unwrap();
+    let (mut server_send, mut server_recv) = listeners.block_on(within(server_side.accept_bi())).unwrap();
+    let mut chunks = Vec::new();
+    for round in 0..5u8 {
+        if round > 0 {
+            clients.block_on(client_send.write_all(&[round])).unwrap();
+        }
+        listeners
+            .block_on(within(server_recv.read_available(1 << 20, &mut chunks)))
+            .unwrap();
+        listeners.block_on(server_send.write_all(&[round])).unwrap();
+        let mut one = [0u8; 1];
+        clients
+            .block_on(within(client_recv.read_exact(&mut one)))
+            .unwrap();
+    }
+    let received = |connection: &quinn::Connection| connection.stats().udp_rx.datagrams;
+    let settle = |connection: &quinn::Connection| {
+        // Until nothing more arrives for 100 ms: the last round's acknowledgements are in.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut seen = received(connection);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now_seen = received(connection);
+            if now_seen == seen || std::time::Instant::now() > deadline {
+                return now_seen;
+            }
+            seen = now_seen;
+        }
+    };
+    settle(&connection);
+    let before = server_side.stats();
+    let client_received_before = received(&connection);
+    let client_acks_before = connection.stats().frame_tx.acks;
+
+    // The listener's thread sends one packet and then stalls, as behind thousands of other hosts' tasks.
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let stall = listeners.spawn(async move {
+        server_send.write_all(b"acknowledged").await.unwrap();
+        stalled_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        server_send
+    });
+    stalled_rx.recv().unwrap();
+    // Stray datagrams (too short and without QUIC's fixed bit: dropped unanswered), more than the driver read
+    // per turn before it ran its timers, and the agent's acknowledgement.
+    let stray = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..600 {
+        stray.send_to(&[0u8; 32], address).unwrap();
+    }
+    let mut text = [0u8; 12];
+    clients
+        .block_on(within(client_recv.read_exact(&mut text)))
+        .unwrap();
+    assert_eq!(&text, b"acknowledged");
+    // The client acknowledges the packet at once (the listener asks for that); then the thread stays stalled
+    // for many times the packet's retransmission timeout (the RTT plus four deviations plus the client's 25 ms
+    // acknowledgement delay, tens of milliseconds on loopback): the one wait here that is for time itself.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while connection.stats().frame_tx.acks <= client_acks_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        connection.stats().frame_tx.acks > client_acks_before,
+        "the client acknowledged"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    release_tx.send(()).unwrap();
+    let _server_send = listeners.block_on(within(stall)).unwrap();
+    // The listener's driver has read the acknowledgement once its connection counted it.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while server_side.stats().frame_rx.acks <= before.frame_rx.acks && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = server_side.stats();
+    assert!(
+        after.frame_rx.acks > before.frame_rx.acks,
+        "the acknowledgement arrived"
+    );
+    let client_received = settle(&connection) - client_received_before;
+    assert_eq!(
+        (
+            after.udp_tx.datagrams - before.udp_tx.datagrams,
+            after.frame_tx.immediate_ack - before.frame_tx.immediate_ack,
+            after.frame_tx.ping - before.frame_tx.ping,
+            client_received
+        ),
+        (1, 0, 0, 1),
+        "one packet and no probe for it: {after:?}"
+    );
+}
