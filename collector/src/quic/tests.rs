@@ -397,6 +397,33 @@ async fn issue_12_a_restarted_endpoint_resets_hundreds_of_old_connections_at_onc
     );
 }
 
+/// A quinn client endpoint made on `clients` connected to `server`, whose side is accepted on `listeners`:
+/// the client's endpoint (kept alive by the caller), its connection and the server's.
+fn connect_across(
+    listeners: &tokio::runtime::Runtime,
+    clients: &tokio::runtime::Runtime,
+    server: &Endpoint,
+    client_config: quinn::ClientConfig,
+) -> (quinn::Endpoint, quinn::Connection, Connection) {
+    let address = server.local_addr().unwrap();
+    let (client, connected) = {
+        let _inside = clients.enter();
+        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let connecting = client.connect_with(client_config, address, "localhost").unwrap();
+        let connected = clients.spawn(connecting);
+        (client, connected)
+    };
+    let server_side = listeners.block_on(within(async {
+        let incoming = server.accept().await.expect("an incoming connection");
+        incoming.accept().expect("accepted").await.expect("handshake")
+    }));
+    let connection = clients
+        .block_on(connected)
+        .unwrap()
+        .expect("the client's handshake");
+    (client, connection, server_side)
+}
+
 #[test]
 fn issue_12_a_reader_that_waited_takes_everything_that_arrived_in_one_call() {
     // The listener's side on a current-thread runtime that runs only while the test blocks on it: the
@@ -415,24 +442,7 @@ fn issue_12_a_reader_that_waited_takes_everything_that_arrived_in_one_call() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         Endpoint::new(EndpointConfig::default(), server_config, socket).unwrap()
     });
-    let address = server.local_addr().unwrap();
-    let client = {
-        let _inside = clients.enter();
-        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
-    };
-    let connected = {
-        let _inside = clients.enter();
-        let connecting = client.connect_with(client_config, address, "localhost").unwrap();
-        clients.spawn(connecting)
-    };
-    let server_side = listeners.block_on(within(async {
-        let incoming = server.accept().await.expect("an incoming connection");
-        incoming.accept().expect("accepted").await.expect("handshake")
-    }));
-    let connection = clients
-        .block_on(connected)
-        .unwrap()
-        .expect("the client's handshake");
+    let (_client, connection, server_side) = connect_across(&listeners, &clients, &server, client_config);
     let (mut send, _recv) = clients.block_on(connection.open_bi()).unwrap();
     // The stream is accepted once its first bytes arrive.
     clients.block_on(send.write_all(b"first")).unwrap();
@@ -518,27 +528,7 @@ fn issue_12_a_driver_that_waited_reads_what_arrived_before_it_runs_its_timers() 
         Endpoint::new(EndpointConfig::default(), server_config, socket).unwrap()
     };
     let address = server.local_addr().unwrap();
-    let client = {
-        let _inside = clients.enter();
-        quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
-    };
-    let connected = {
-        let _inside = clients.enter();
-        clients.spawn(client.connect_with(client_config, address, "localhost").unwrap())
-    };
-    let server = Arc::new(server);
-    let accepting = {
-        let server = server.clone();
-        listeners.spawn(async move {
-            let incoming = server.accept().await.expect("an incoming connection");
-            incoming.accept().expect("accepted").await.expect("handshake")
-        })
-    };
-    let connection = clients
-        .block_on(connected)
-        .unwrap()
-        .expect("the client's handshake");
-    let server_side = listeners.block_on(within(accepting)).unwrap();
+    let (_client, connection, server_side) = connect_across(&listeners, &clients, &server, client_config);
     // A few round trips first, so that the path's RTT is measured and the handshake's frames are done.
     let (mut client_send, mut client_recv) = clients.block_on(connection.open_bi()).unwrap();
     clients.block_on(client_send.write_all(b"hello")).unwrap();
