@@ -21,11 +21,8 @@ const RECV_BUFFERS: usize = 16;
 /// Bytes per receive buffer: the largest UDP payload, which is also the most receive offload coalesces.
 const RECV_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Most read calls per wake-up (4,096 datagrams) before the driver runs its timers. It reads until the socket is
-/// empty first: a timer run while the packet that settles it still waits in the socket acts on stale state.
-/// The retransmission timer of an acknowledgement the agent already acknowledged would send a probe that
-/// the agent must acknowledge again, and a collector that is behind has many such packets waiting (issue 12).
-const RECV_CALLS_PER_TURN: usize = 256;
+/// Read calls per wake-up before the driver looks at its timers and the connections' writes again.
+const RECV_CALLS_PER_TURN: usize = 8;
 
 /// Packets one connection may send per turn, so that one peer cannot hold the lock for long.
 const TRANSMITS_PER_TURN: usize = 16;
@@ -480,31 +477,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
             _ = shared.socket.readable() => {}
             _ = sleep => {}
         }
-        // The first reads of a turn go straight to the socket, not through tokio's record of its readiness: a
-        // driver woken by its timer can run before the reactor has seen the datagrams that arrived meanwhile,
-        // and would then find nothing to read and run every timer against stale state. Once the socket is
-        // empty, one read through that record confirms it and clears the record (tokio clears only what it saw
-        // before the read, so a datagram arriving since still wakes the driver).
-        let mut straight = true;
+        // Reads go through tokio's record of the socket's readiness, which is cleared when the socket is found
+        // empty (only what tokio saw before the read, so a datagram arriving since still wakes the driver). But
+        // a driver woken by its timer can run before the reactor has seen the datagrams that arrived meanwhile:
+        // where the record says "not readable" without asking the socket, the socket is asked straight, so that
+        // no timer runs against stale state. One system call more a turn, and only in such turns.
         for _ in 0..RECV_CALLS_PER_TURN {
             let received = {
                 let mut slices: Vec<IoSliceMut> = buffers
                     .chunks_mut(RECV_BUFFER_BYTES)
                     .map(IoSliceMut::new)
                     .collect();
-                let mut recv = || shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas);
-                if straight {
-                    recv()
-                } else {
-                    shared.socket.try_io(Interest::READABLE, recv)
+                let mut asked = false;
+                let recorded = shared.socket.try_io(Interest::READABLE, || {
+                    asked = true;
+                    shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
+                });
+                match recorded {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && !asked => {
+                        shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
+                    }
+                    other => other,
                 }
             };
             let count = match received {
                 Ok(count) => count,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && straight => {
-                    straight = false;
-                    continue;
-                }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(error) => {
                     debug!(%error, "udp receive failed");
