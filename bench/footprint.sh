@@ -127,6 +127,7 @@ setup_link "$exporter_link" vethhrb1 "$exporter_ip/30" 10.203.0.6/30
 cat >"$work/collector.toml" <<EOF
 state_dir = "$work/collector"
 listen = "$collector_ip:$quic_port"
+enroll_listen = "off"
 http_listen = "127.0.0.1:$http_port"
 EOF
 # Default sampling settings on purpose: 1 s interval, full socket dump capped at 20,000 sockets / every 30 s.

@@ -159,6 +159,7 @@ for agents in "${sizes[@]}"; do
     cat >"$work/collector.toml" <<CONF
 state_dir = "$state"
 listen = "127.0.0.1:$quic_port"
+enroll_listen = "off"
 http_listen = "127.0.0.1:$http_port"
 CONF
     if [[ -n "$rules_file" ]]; then
