@@ -168,6 +168,12 @@ struct HostCell {
     window: WindowSums,
 }
 
+/// One host's analytics state as its connection holds it, so that each stored sample reaches the host's cell
+/// without the host list's lock and a lookup by name. A cell is never removed from the list, so a slot stays
+/// the host's for as long as it is held.
+#[derive(Debug, Clone)]
+pub struct HostSlot(Arc<Mutex<HostCell>>);
+
 /// The hosts by name. The list is shared copy-on-write: a reader takes a reference under the lock and
 /// walks it without, and adding a host copies the list only while such a walk holds it.
 #[derive(Debug, Default)]
@@ -262,7 +268,8 @@ impl Analytics {
     /// counts as hearing from the host. Allocates only for a host seen for the first time or whose labels
     /// changed, and, with a live `headroom` rule, for a new listening port or the first minutes of per-port
     /// counts (a minute's list is reused once the oldest is forgotten). Holds the host list's lock for one
-    /// lookup, then only this host's lock.
+    /// lookup, then only this host's lock. A connection's stored samples go through [`Analytics::observe_slot`]
+    /// instead, which needs neither the lookup nor the comparison of labels.
     pub fn observe(
         &self,
         host: &str,
@@ -273,11 +280,19 @@ impl Analytics {
     ) {
         let cell = self.cell(host, labels, now_ms);
         let mut cell = lock(&cell);
-        let cell = &mut *cell;
-        let input = &mut cell.input;
-        if &input.labels != labels {
-            input.labels.clone_from(labels);
+        if &cell.input.labels != labels {
+            cell.input.labels.clone_from(labels);
         }
+        self.take_reading(&mut cell, metrics, sample_ms, now_ms);
+    }
+
+    /// One stored sample of the host `slot` was bound to by [`Analytics::bind`], with the labels of that hello.
+    pub fn observe_slot(&self, slot: &HostSlot, metrics: &HostMetrics, sample_ms: u64, now_ms: u64) {
+        self.take_reading(&mut lock(&slot.0), metrics, sample_ms, now_ms);
+    }
+
+    fn take_reading(&self, cell: &mut HostCell, metrics: &HostMetrics, sample_ms: u64, now_ms: u64) {
+        let input = &mut cell.input;
         input.last_seen_ms = input.last_seen_ms.max(now_ms);
         let last_ms = cell.last_sample_ms;
         if sample_ms <= last_ms {
@@ -301,19 +316,27 @@ impl Analytics {
         cell.window.add(&values);
     }
 
-    /// The capacity `host` announced in its hello (cores, memory), for `headroom` rules.
-    pub fn observe_capacity(
+    /// A hello of `host`: its labels and the capacity it announced (cores, memory, for `headroom` rules).
+    /// Returns the host's slot, which the connection keeps for its stored samples ([`Analytics::observe_slot`]):
+    /// the labels of a connection are those of its hello.
+    pub fn bind(
         &self,
         host: &str,
         labels: &BTreeMap<String, String>,
         cores: u32,
         memory_bytes: u64,
         now_ms: u64,
-    ) {
+    ) -> HostSlot {
         let cell = self.cell(host, labels, now_ms);
-        let mut cell = lock(&cell);
-        cell.input.cores = cores;
-        cell.input.memory_bytes = memory_bytes;
+        {
+            let mut cell = lock(&cell);
+            if &cell.input.labels != labels {
+                cell.input.labels.clone_from(labels);
+            }
+            cell.input.cores = cores;
+            cell.input.memory_bytes = memory_bytes;
+        }
+        HostSlot(cell)
     }
 
     /// A sizing report computed from the database at `computed_ms` (by whoever owns the database, as

@@ -118,6 +118,44 @@ fn replays_and_catch_up_samples_stay_out_of_the_history() {
 }
 
 #[test]
+fn issue_12_a_connections_slot_feeds_its_host_with_the_labels_of_its_hello() {
+    let analytics = Analytics::new(settings(Some(RULES)));
+    let mut engine = AlarmEngine::new(analytics.settings().rules.clone().unwrap());
+    let tracker = OutlierTracker::new(analytics.settings().outliers.clone());
+    // Seen before under another group, through a live sample.
+    analytics.observe("hot", &labels("db"), &cpu(10.0), T0_MS - 1_000, T0_MS - 1_000);
+    let slot = analytics.bind("hot", &labels("web"), 8, 32 << 30, T0_MS);
+    for step in 0..5u64 {
+        let now = T0_MS + step * 1_000;
+        analytics.observe_slot(&slot, &cpu(97.0), now, now);
+        analytics.evaluate(&mut engine, &tracker, now);
+    }
+    let cells = analytics.cells();
+    assert_eq!(cells.len(), 1, "one cell per host, however it is fed");
+    {
+        let cell = lock(&cells[0]);
+        assert_eq!(cell.input.labels, labels("web"));
+        assert_eq!((cell.input.cores, cell.input.memory_bytes), (8, 32 << 30));
+        // The live sample and the five stored ones.
+        assert_eq!(cell.input.history.len(), 6);
+        assert_eq!(cell.input.last_seen_ms, T0_MS + 4_000);
+    }
+    let report = analytics.alarm_report();
+    assert!(
+        report
+            .alarms
+            .iter()
+            .any(|a| a.rule == "cpu-hot" && a.subject == "hot" && a.status == "firing"),
+        "{report:?}"
+    );
+    // A replay through the slot only counts as hearing from the host, as through `observe`.
+    analytics.observe_slot(&slot, &cpu(99.0), T0_MS + 4_000, T0_MS + 9_000);
+    let cell = lock(&cells[0]);
+    assert_eq!(cell.input.history.len(), 6);
+    assert_eq!(cell.input.last_seen_ms, T0_MS + 9_000);
+}
+
+#[test]
 fn windows_are_means_scored_against_peers_and_explained() {
     let analytics = Analytics::new(settings(None));
     let mut tracker = OutlierTracker::new(analytics.settings().outliers.clone());
@@ -242,7 +280,7 @@ fn issue_10_the_headroom_alarm_fires_from_the_live_load_and_names_what_to_add() 
     for (host, zone) in hosts {
         let mut labels = labels("web");
         labels.insert("zone".to_string(), zone.to_string());
-        analytics.observe_capacity(host, &labels, 8, 32 << 30, T0_MS);
+        analytics.bind(host, &labels, 8, 32 << 30, T0_MS);
         labelled.push((host, labels));
     }
     let run = |engine: &mut AlarmEngine, from_s: u64, to_s: u64, busy_pct: f64| {
@@ -356,7 +394,7 @@ fn issue_10_the_live_headroom_rule_sizes_connections_fed_by_ingest() {
     for (host, zone) in [("web-a", "a"), ("web-b", "b"), ("web-c", "c")] {
         let mut labels = labels("web");
         labels.insert("zone".to_string(), zone.to_string());
-        analytics.observe_capacity(host, &labels, 8, 32 << 30, T0_MS);
+        analytics.bind(host, &labels, 8, 32 << 30, T0_MS);
         labelled.push((host, labels));
     }
     let mut events = Vec::new();

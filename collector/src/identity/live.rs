@@ -43,6 +43,11 @@ pub struct LiveConnections {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// What the last [`LiveConnections::sweep`] looked at: the revocation list's generation and the number of
+/// connections registered by then.
+#[derive(Debug, Default)]
+pub struct SweepMark(Option<(u64, u64)>);
+
 /// Held by a connection task; dropping it removes the connection, unless a newer one already took its
 /// place.
 pub struct LiveGuard {
@@ -116,21 +121,42 @@ impl LiveConnections {
         (token, guard)
     }
 
-    /// Cancels every connection whose serial is revoked; returns the (host, serial) pairs cut. Meant to run
-    /// every second (after `Revocations::refresh`), which keeps a revoked host connected for at most about a
-    /// second.
+    /// Cancels every connection whose serial is revoked; returns the (host, serial) pairs cut. Walks every
+    /// connection under the registry's lock, with the list's read lock taken once; [`LiveConnections::sweep`]
+    /// runs it only when something changed.
     pub fn cut_revoked(&self, revocations: &Revocations) -> Vec<(String, String)> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut cut = Vec::new();
-        for (host, entry) in &inner.by_host {
-            if revocations.is_revoked(&entry.serial) && !entry.token.is_cancelled() {
-                *entry.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(CutReason::Revoked);
-                entry.token.cancel();
-                warn!(%host, serial = %entry.serial, peer = %entry.peer, "certificate revoked; closing its connection");
-                cut.push((host.clone(), entry.serial.clone()));
+        revocations.with_list(|list| {
+            for (host, entry) in &inner.by_host {
+                if !entry.token.is_cancelled() && list.contains_normalized(&entry.serial) {
+                    *entry.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(CutReason::Revoked);
+                    entry.token.cancel();
+                    warn!(%host, serial = %entry.serial, peer = %entry.peer, "certificate revoked; closing its connection");
+                    cut.push((host.clone(), entry.serial.clone()));
+                }
             }
-        }
+        });
         cut
+    }
+
+    /// [`LiveConnections::cut_revoked`], if the list changed or a connection registered since the sweep that
+    /// `mark` remembers; None when it had nothing to look at. A connection registered while its serial was
+    /// being revoked (its handshake checked the list just before) is caught by the next sweep, as is every
+    /// connection after a change of the list; with neither, the connections cannot have become revoked.
+    pub fn sweep(&self, revocations: &Revocations, mark: &mut SweepMark) -> Option<Vec<(String, String)>> {
+        // Read before the walk: a change during it makes the next sweep walk again.
+        let seen = (revocations.generation(), self.registrations());
+        if mark.0 == Some(seen) {
+            return None;
+        }
+        mark.0 = Some(seen);
+        Some(self.cut_revoked(revocations))
+    }
+
+    /// Connections registered so far.
+    fn registrations(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).next_id
     }
 
     /// How many hosts are connected now.
@@ -148,7 +174,8 @@ impl LiveConnections {
 }
 
 /// Runs until `cancel`: every second, re-reads the revocation list if it changed on disk and cuts live
-/// connections holding a revoked serial.
+/// connections holding a revoked serial. The walk over every connection holds the registry's lock, which each
+/// connecting host waits for, so it runs only after a change (`sweep`).
 pub async fn run_revocation_sweeper(
     live: LiveConnections,
     revocations: Revocations,
@@ -156,6 +183,7 @@ pub async fn run_revocation_sweeper(
 ) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut mark = SweepMark::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -164,7 +192,7 @@ pub async fn run_revocation_sweeper(
         if let Err(error) = revocations.refresh() {
             warn!(%error, "cannot re-read the revocation list; keeping the previous one");
         }
-        live.cut_revoked(&revocations);
+        live.sweep(&revocations, &mut mark);
     }
 }
 
@@ -213,5 +241,34 @@ mod tests {
         assert!(!kept.is_cancelled());
         // Already cut: not reported twice.
         assert!(live.cut_revoked(&revocations).is_empty());
+    }
+
+    #[test]
+    fn issue_12_a_sweep_walks_the_connections_only_after_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let revocations = Revocations::load(dir.path()).unwrap();
+        let live = LiveConnections::new();
+        let mut mark = SweepMark::default();
+        let (_kept, _kept_guard) = live.register("web-1", "bb02", peer(1));
+        assert_eq!(live.sweep(&revocations, &mut mark), Some(vec![]));
+        // Nothing registered, nothing revoked: nothing to walk.
+        assert_eq!(live.sweep(&revocations, &mut mark), None);
+        assert_eq!(live.sweep(&revocations, &mut mark), None);
+        // The list changed: every connection is looked at.
+        revocations
+            .revoke(&["aa01".to_string()], Some("web-2"), 100)
+            .unwrap();
+        assert_eq!(live.sweep(&revocations, &mut mark), Some(vec![]));
+        assert_eq!(live.sweep(&revocations, &mut mark), None);
+        // A connection whose handshake checked the list just before its serial was revoked registers after
+        // the sweep that followed the revocation: the next sweep cuts it.
+        let (late, late_guard) = live.register("web-2", "AA:01", peer(2));
+        assert_eq!(
+            live.sweep(&revocations, &mut mark),
+            Some(vec![("web-2".to_string(), "aa01".to_string())])
+        );
+        assert!(late.is_cancelled());
+        assert_eq!(late_guard.cut_reason(), Some(CutReason::Revoked));
+        assert_eq!(live.sweep(&revocations, &mut mark), None);
     }
 }

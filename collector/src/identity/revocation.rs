@@ -47,7 +47,12 @@ impl RevokedList {
     }
 
     pub fn contains(&self, serial: &str) -> bool {
-        self.serials.contains_key(&normalize_serial(serial))
+        self.contains_normalized(&normalize_serial(serial))
+    }
+
+    /// Whether `serial`, already as [`normalize_serial`] gives it, is revoked.
+    pub fn contains_normalized(&self, serial: &str) -> bool {
+        self.serials.contains_key(serial)
     }
 }
 
@@ -89,6 +94,11 @@ impl Revocations {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains(serial)
+    }
+
+    /// Runs `f` on the list under one read lock, for a check of many serials.
+    pub fn with_list<R>(&self, f: impl FnOnce(&RevokedList) -> R) -> R {
+        f(&self.list.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// A snapshot of the list.

@@ -231,6 +231,8 @@ pub(super) async fn handle_connection(
         interval_ms: 0,
         last_live_ms: None,
         clock: HostClock::default(),
+        analytics: None,
+        last_stored_ms: None,
     };
     let catch_up_started = tokio::time::Instant::now();
     let mut catch_up_stored: u64 = 0;
@@ -300,13 +302,13 @@ pub(super) async fn handle_connection(
                         .resolve(&host, &hello.labels, &granted, &context.settings.hello_label_keys)
                         .labels;
                     state.instance_id = hello.instance_id;
-                    context.analytics.observe_capacity(
+                    state.analytics = Some(context.analytics.bind(
                         &host,
                         &hello.labels,
                         hello.capacity.cores,
                         hello.capacity.memory_bytes,
                         now_ms(),
-                    );
+                    ));
                     state.interval_ms = hello.interval_ms;
                     state.hello = Some(HostInfo::from_hello(&hello));
                     state.hello_stored = false;
@@ -329,7 +331,9 @@ pub(super) async fn handle_connection(
                         .iter()
                         .filter(|s| is_catch_up(s.timestamp_ms, now))
                         .count();
-                    let away_ms = now.saturating_sub(context.store.last_seen_ms(&host).unwrap_or(issued_ms));
+                    // Since this connection's last commit, or before its first, since the store last heard of the host.
+                    let last_seen_ms = state.last_stored_ms.or_else(|| context.store.last_seen_ms(&host));
+                    let away_ms = now.saturating_sub(last_seen_ms.unwrap_or(issued_ms));
                     let count = samples.len() as u64;
                     let wait_ms = context
                         .store_shares

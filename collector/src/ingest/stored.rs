@@ -28,6 +28,10 @@ pub(super) struct Stream {
     /// When the last `Live` sample was applied.
     pub(super) last_live_ms: Option<u64>,
     pub(super) clock: HostClock,
+    /// The host's analytics state, bound at the hello.
+    pub(super) analytics: Option<crate::analytics::HostSlot>,
+    /// When this connection's last batch was stored (the batch's arrival, as the store records it).
+    pub(super) last_stored_ms: Option<u64>,
 }
 
 /// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
@@ -55,14 +59,10 @@ pub(super) async fn store_samples(
                 // Rates come from the sample before: the previous one of this batch, or the last one stored.
                 let previous = newest.as_ref().or(state.previous.as_deref());
                 derive_metrics_into(previous, &sample, &mut row.metrics);
-                if let Some(hello) = &state.hello {
-                    context.analytics.observe(
-                        &state.host,
-                        &hello.labels,
-                        &row.metrics,
-                        sample.timestamp_ms,
-                        now,
-                    );
+                if let Some(slot) = &state.analytics {
+                    context
+                        .analytics
+                        .observe_slot(slot, &row.metrics, sample.timestamp_ms, now);
                 }
                 row.fill_from(&sample, clock_offset_ms);
                 newest = Some(sample);
@@ -102,6 +102,7 @@ pub(super) async fn store_samples(
         Ok((_outcome, batch)) => {
             telemetry::global().samples_ingested.inc_by(stored_count);
             state.hello_stored = true;
+            state.last_stored_ms = Some(now);
             let newest = Arc::new(newest);
             state.previous = Some(Arc::clone(&newest));
             // The live view needs only the newest sample of the batch, with the metrics already derived for

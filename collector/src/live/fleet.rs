@@ -255,7 +255,11 @@ impl FleetState {
     /// The sample is shared with the connection that stored it (its next sample's rates come from it), so
     /// nothing is copied; its per-core times are dropped when the connection closes (`on_disconnect`).
     pub fn on_stored(&mut self, host: &str, sample: Arc<Sample>, metrics: &HostMetrics, now_ms: u64) {
-        let entry = self.entry(host, now_ms);
+        // One lookup for a known host, the common case (its hello made the entry): this runs for every batch.
+        let entry = match self.hosts.get_mut(host) {
+            Some(entry) => entry,
+            None => self.entry(host, now_ms),
+        };
         if entry.stored.as_ref().is_none_or(|stored| sample.seq > stored.seq) {
             entry.stored = Some(Arc::clone(&sample));
         }
