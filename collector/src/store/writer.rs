@@ -29,7 +29,7 @@ pub struct WriterSettings {
     pub queue_capacity: usize,
     /// Most batches committed in one transaction.
     pub max_group_batches: usize,
-    /// After the first batch of a group arrives, how long to keep gathering more before committing. A commit
+    /// From when the first batch of a group was queued, how long to keep gathering more before committing. A commit
     /// costs a WAL write and sync whatever its size, so gathering for a few milliseconds turns one commit per
     /// agent batch into a few dozen per second under load, for a few milliseconds of acknowledgement latency.
     pub group_linger_ms: u64,
@@ -70,6 +70,8 @@ pub enum StoreHealth {
 enum Message {
     Commit {
         batch: HostBatch,
+        /// When it was queued: the writer's linger counts from the oldest batch's arrival.
+        queued: Instant,
         /// The batch comes back with the outcome, so that its submitter can reuse its buffers.
         reply: oneshot::Sender<(Result<CommitOutcome, StoreError>, HostBatch)>,
         _permit: OwnedSemaphorePermit,
@@ -121,6 +123,7 @@ impl StoreHandle {
         let (result, batch) = self
             .submit(|reply, permit| Message::Commit {
                 batch,
+                queued: Instant::now(),
                 reply,
                 _permit: permit,
             })
@@ -297,11 +300,17 @@ fn run(
         };
         match receiver.recv_timeout(timeout) {
             Ok(first) => {
+                // Sleep through the rest of the linger and then take what queued meanwhile, rather than waiting
+                // on the queue: a waiting receiver makes every submitter's send a futex wake-up of this thread,
+                // one per batch, while a sleeping one is woken by nobody. The linger counts from when the first
+                // batch was queued, so a batch that waited through the previous commit is not held a whole
+                // linger more: a sample waits at most the linger before its commit starts, where it waited up to
+                // a commit and a linger before (quinn sends an ACK of its own when a reply takes over 25 ms).
+                let rest = linger_left(&first, settings.group_linger_ms, Instant::now());
+                if !rest.is_zero() {
+                    std::thread::sleep(rest);
+                }
                 let mut group = vec![first];
-                // Sleep through the linger and then take what queued meanwhile, rather than waiting on the
-                // queue: a waiting receiver makes every submitter's send a futex wake-up of this thread,
-                // one per batch, while a sleeping one is woken by nobody.
-                std::thread::sleep(Duration::from_millis(settings.group_linger_ms));
                 gather(&receiver, &mut group, settings.max_group_batches);
                 if commit_group(&mut store, group, &health) {
                     pacer.committed(Instant::now());
@@ -342,6 +351,17 @@ fn run(
     // Every handle is gone and the queue is drained: leave hosts.last_seq current for a fast next open.
     if let Err(error) = store.sync_hosts() {
         warn!(%error, "could not record last sequence numbers at shutdown; they are recovered on next open");
+    }
+}
+
+/// How much longer the writer gathers after `first` came off the queue at `now`: what is left of `linger_ms`
+/// since `first` was queued. Messages nobody waits on for long (history rows, the export cursor) get the
+/// whole linger.
+fn linger_left(first: &Message, linger_ms: u64, now: Instant) -> Duration {
+    let linger = Duration::from_millis(linger_ms);
+    match first {
+        Message::Commit { queued, .. } => linger.saturating_sub(now.saturating_duration_since(*queued)),
+        _ => linger,
     }
 }
 
@@ -405,6 +425,7 @@ fn commit_group(store: &mut Store, group: Vec<Message>, health: &Mutex<StoreHeal
                 batch,
                 reply,
                 _permit,
+                ..
             } => {
                 batches.push(batch);
                 replies.push(reply);
@@ -505,6 +526,30 @@ mod tests {
         );
         drop(handle);
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn issue_12_the_linger_counts_from_when_the_first_batch_was_queued() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let (reply, _answer) = oneshot::channel();
+        let commit = Message::Commit {
+            batch: HostBatch::default(),
+            queued: start,
+            reply,
+            _permit: slots.try_acquire_owned().unwrap(),
+        };
+        // Taken off the queue at once: the whole linger.
+        assert_eq!(linger_left(&commit, 20, start), ms(20));
+        // It waited 15 ms through the commit before: 5 ms are left, not 20.
+        assert_eq!(linger_left(&commit, 20, start + ms(15)), ms(5));
+        // It waited longer than the linger: committed at once.
+        assert_eq!(linger_left(&commit, 20, start + ms(30)), Duration::ZERO);
+        // Nobody waits on an answer to SQL run between batches (tests) or on history rows for long.
+        let (reply, _answer) = oneshot::channel();
+        let other = Message::Execute("SELECT 1".to_string(), reply);
+        assert_eq!(linger_left(&other, 20, start + ms(30)), ms(20));
     }
 
     #[test]
