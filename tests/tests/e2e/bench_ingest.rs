@@ -68,3 +68,62 @@ fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_o
     assert!(stdout.contains("Targets (issue 12):"), "{stdout}");
     assert!(stdout.contains("stored exactly once: true: met"), "{stdout}");
 }
+
+/// `bench/ingest_ab.sh` runs two builds' collectors at the same time, each with its own agents, and compares
+/// their CPU per host-sample; here the same debug build on both sides, for one short round.
+#[test]
+fn issue_12_the_side_by_side_benchmark_runs_both_builds_at_once_and_compares_them() {
+    let _suite = headroom_tests::shared();
+    let collector = binary("headroom-collector");
+    let bin_dir = collector.parent().expect("target directory").to_path_buf();
+    if !bin_dir.join("examples/loadgen").exists() {
+        let why = "the load generator is not built: the README's test command builds it \
+                   (`cargo build --workspace --bins --example loadgen`)";
+        assert!(!e2e_required(), "{why} (HEADROOM_E2E=1)");
+        println!("skipped: {why}");
+        return;
+    }
+    let ports = [free_udp_port(), free_tcp_port(), free_udp_port(), free_tcp_port()]
+        .map(|port| port.to_string())
+        .join(",");
+    let output = Command::new(workspace().join("bench/ingest_ab.sh"))
+        .arg("--a")
+        .arg(&bin_dir)
+        .arg("--b")
+        .arg(&bin_dir)
+        .args([
+            "--agents",
+            "20",
+            "--rounds",
+            "1",
+            "--warmup",
+            "2",
+            "--duration",
+            "5",
+        ])
+        .args(["--sources", "2", "--ports", &ports])
+        .output()
+        .expect("running bench/ingest_ab.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench/ingest_ab.sh failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("| 1 |"))
+        .unwrap_or_else(|| panic!("no row for round 1:\n{stdout}\n{stderr}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let a: f64 = cells[2].parse().unwrap_or_else(|_| panic!("A's figure in {row}"));
+    let b: f64 = cells[3].parse().unwrap_or_else(|_| panic!("B's figure in {row}"));
+    let ratio: f64 = cells[4].parse().unwrap_or_else(|_| panic!("the ratio in {row}"));
+    assert!(a > 0.0 && b > 0.0, "{row}");
+    assert!((ratio - b / a).abs() < 0.002, "{row}");
+    assert_eq!(
+        cells[8], "yes",
+        "every acknowledged sample stored once on both sides: {row}"
+    );
+    assert!(stdout.contains("B / A, median of 1 round:"), "{stdout}");
+}
