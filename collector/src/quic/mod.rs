@@ -15,6 +15,7 @@
 mod driver;
 mod handles;
 mod ids;
+mod timers;
 
 pub use handles::{Connecting, Connection, ReadError, RecvStream, SendStream, WriteError};
 pub use quinn_proto::crypto::rustls::QuicServerConfig;
