@@ -12,18 +12,27 @@ const DURATION_S: u64 = 6;
 /// Loopback source addresses the agents come from: each carries agents (ten each here).
 const SOURCES: u64 = 4;
 
+/// The debug build's directory, holding the collector and the load generator; None (the test skips) when the
+/// load generator is not built, which fails under HEADROOM_E2E=1.
+fn debug_builds() -> Option<std::path::PathBuf> {
+    let collector = binary("headroom-collector");
+    let bin_dir = collector.parent().expect("target directory").to_path_buf();
+    if bin_dir.join("examples/loadgen").exists() {
+        return Some(bin_dir);
+    }
+    let why = "the load generator is not built: the README's test command builds it \
+               (`cargo build --workspace --bins --example loadgen`)";
+    assert!(!e2e_required(), "{why} (HEADROOM_E2E=1)");
+    println!("skipped: {why}");
+    None
+}
+
 #[test]
 fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_once() {
     let _suite = headroom_tests::shared();
-    let collector = binary("headroom-collector");
-    let bin_dir = collector.parent().expect("target directory").to_path_buf();
-    if !bin_dir.join("examples/loadgen").exists() {
-        let why = "the load generator is not built: the README's test command builds it \
-                   (`cargo build --workspace --bins --example loadgen`)";
-        assert!(!e2e_required(), "{why} (HEADROOM_E2E=1)");
-        println!("skipped: {why}");
+    let Some(bin_dir) = debug_builds() else {
         return;
-    }
+    };
     let keep = tempfile::tempdir().expect("temp dir");
     let output = Command::new(workspace().join("bench/ingest.sh"))
         .args(["--agents", &AGENTS.to_string()])
@@ -74,15 +83,9 @@ fn issue_12_the_ingest_benchmark_runs_its_agents_and_finds_every_sample_stored_o
 #[test]
 fn issue_12_the_side_by_side_benchmark_runs_both_builds_at_once_and_compares_them() {
     let _suite = headroom_tests::shared();
-    let collector = binary("headroom-collector");
-    let bin_dir = collector.parent().expect("target directory").to_path_buf();
-    if !bin_dir.join("examples/loadgen").exists() {
-        let why = "the load generator is not built: the README's test command builds it \
-                   (`cargo build --workspace --bins --example loadgen`)";
-        assert!(!e2e_required(), "{why} (HEADROOM_E2E=1)");
-        println!("skipped: {why}");
+    let Some(bin_dir) = debug_builds() else {
         return;
-    }
+    };
     let ports = [free_udp_port(), free_tcp_port(), free_udp_port(), free_tcp_port()]
         .map(|port| port.to_string())
         .join(",");
