@@ -81,18 +81,14 @@ failed=0
 echo "machine: $(nproc) cores, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "A = $a_dir, B = $b_dir; $agents agents each, $rounds rounds of ${duration_s} s$([[ $pin -eq 1 ]] && echo ", pinned")"
 for round in $(seq 1 "$rounds"); do
-    # Ports alternate between the builds, so that neither always has the same ones.
-    first=(--port "${port_list[0]}" --http-port "${port_list[1]}")
-    second=(--port "${port_list[2]}" --http-port "${port_list[3]}")
+    # Ports alternate between the builds, so that neither always has the same ones: A takes the first pair in
+    # odd rounds, the second in even ones.
+    pair=$(( (round + 1) % 2 ))
     for side in a b; do
-        if [[ $side == a ]]; then dir="$a_dir"; else dir="$b_dir"; fi
-        if { [[ $side == a ]] && (( round % 2 )); } || { [[ $side == b ]] && (( round % 2 == 0 )); }; then
-            port_args=("${first[@]}")
-        else
-            port_args=("${second[@]}")
-        fi
+        if [[ $side == a ]]; then dir="$a_dir"; else dir="$b_dir"; pair=$(( 1 - pair )); fi
         "$here/ingest.sh" --agents "$agents" --warmup "$warmup_s" --duration "$duration_s" --sources "$sources" \
-            "${pin_args[@]}" --bin-dir "$dir" "${port_args[@]}" >"$work/round-$round-$side.out" 2>&1 &
+            "${pin_args[@]}" --bin-dir "$dir" --port "${port_list[pair * 2]}" --http-port "${port_list[pair * 2 + 1]}" \
+            >"$work/round-$round-$side.out" 2>&1 &
     done
     for job in $(jobs -p); do
         if ! wait "$job"; then

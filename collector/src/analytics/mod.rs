@@ -200,6 +200,13 @@ pub struct Analytics {
     forecast: Mutex<Option<crate::analytics::alarms::headroom::ForecastDigest>>,
 }
 
+/// The host's labels as its latest hello or live sample gave them; copied only when they changed.
+fn set_labels(input: &mut HostInput, labels: &BTreeMap<String, String>) {
+    if &input.labels != labels {
+        input.labels.clone_from(labels);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update is whole before the lock is released; a panic elsewhere leaves usable state.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -280,9 +287,7 @@ impl Analytics {
     ) {
         let cell = self.cell(host, labels, now_ms);
         let mut cell = lock(&cell);
-        if &cell.input.labels != labels {
-            cell.input.labels.clone_from(labels);
-        }
+        set_labels(&mut cell.input, labels);
         self.take_reading(&mut cell, metrics, sample_ms, now_ms);
     }
 
@@ -330,9 +335,7 @@ impl Analytics {
         let cell = self.cell(host, labels, now_ms);
         {
             let mut cell = lock(&cell);
-            if &cell.input.labels != labels {
-                cell.input.labels.clone_from(labels);
-            }
+            set_labels(&mut cell.input, labels);
             cell.input.cores = cores;
             cell.input.memory_bytes = memory_bytes;
         }

@@ -1,6 +1,6 @@
 //! The driver task of one endpoint and the table it drives: datagrams in, connections' packets and timers out.
 
-use super::timers::{ticks, timer_entry, Queued, TimerEntry};
+use super::timers::{instant_at, ticks, timer_entry, Queued, TimerEntry};
 use super::{EndpointConfig, ServerConfig};
 use bytes::BytesMut;
 use quinn_proto::{ConnectionError, ConnectionHandle, DatagramEvent, Dir, Event, StreamEvent};
@@ -303,7 +303,7 @@ impl State {
                 break;
             }
             self.timers.pop();
-            let deadline = self.epoch + std::time::Duration::from_nanos(at);
+            let deadline = instant_at(self.epoch, at);
             let index = index as usize;
             let Some(conn) = self.conn(index, generation) else {
                 continue;
@@ -331,7 +331,7 @@ impl State {
     fn next_deadline(&self) -> Option<Instant> {
         self.timers
             .peek()
-            .map(|Reverse((at, _, _))| self.epoch + std::time::Duration::from_nanos(*at))
+            .map(|Reverse((at, _, _))| instant_at(self.epoch, *at))
     }
 
     /// Hands one received datagram to quinn-proto.

@@ -73,6 +73,11 @@ pub(super) fn ticks(epoch: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The instant `at` nanoseconds after `epoch`: the inverse of [`ticks`], exact to the nanosecond.
+pub(super) fn instant_at(epoch: Instant, at: u64) -> Instant {
+    epoch + std::time::Duration::from_nanos(at)
+}
+
 /// The heap's entry for a connection's deadline. Connection handles index quinn-proto's table of live
 /// connections, far below 2^32.
 pub(super) fn timer_entry(epoch: Instant, deadline: Instant, index: usize, generation: u32) -> TimerEntry {
@@ -134,7 +139,7 @@ mod tests {
             let (at, index, generation) = timer_entry(epoch, deadline, 19_999, 7);
             assert_eq!((index, generation), (19_999, 7));
             // Queued matches the entry that comes up against the deadline it tracked: the two must be equal.
-            assert_eq!(epoch + Duration::from_nanos(at), deadline);
+            assert_eq!(instant_at(epoch, at), deadline);
         }
         // Earlier deadlines order first, whatever the connection.
         let early = timer_entry(epoch, epoch + Duration::from_millis(5), 9, 1);
