@@ -177,18 +177,19 @@ impl StoreShares {
         if self.shares.len() > self.tidy_at.max(Self::TIDY_ABOVE) {
             self.tidy(now_ms);
         }
-        // Looked up before inserting, so that charging a known host (every batch) copies no name.
-        if !self.shares.contains_key(host) {
-            let share = StoreShare::new(interval_ms, window_ms, away_ms, now_ms);
-            self.shares.insert(host.to_string(), share);
+        // One lookup for a known host (every batch), and no copy of its name.
+        if let Some(share) = self.shares.get_mut(host) {
+            // A new hello may change the interval: the rate follows it, the tokens (or the debt) stay.
+            if share.interval_ms != interval_ms {
+                share.refill(now_ms);
+                share.set_interval(interval_ms);
+            }
+            return share.charge(samples, now_ms);
         }
-        let share = self.shares.get_mut(host).expect("inserted above");
-        // A new hello may change the interval: the rate follows it, the tokens (or the debt) stay.
-        if share.interval_ms != interval_ms {
-            share.refill(now_ms);
-            share.set_interval(interval_ms);
-        }
-        share.charge(samples, now_ms)
+        let mut share = StoreShare::new(interval_ms, window_ms, away_ms, now_ms);
+        let wait = share.charge(samples, now_ms);
+        self.shares.insert(host.to_string(), share);
+        wait
     }
 
     /// Forgets the hosts whose bucket is full: they are indistinguishable from new ones.

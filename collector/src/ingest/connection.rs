@@ -200,7 +200,7 @@ pub(super) async fn handle_connection(
     tokio::pin!(expiry);
     let stream = tokio::select! {
         _ = cancel.cancelled() => return,
-        _ = cut.cancelled() => return,
+        _ = cut.wait() => return,
         _ = &mut expiry => {
             connection.close(close_code::EXPIRED, b"certificate expired");
             return;
@@ -240,20 +240,18 @@ pub(super) async fn handle_connection(
     let mut reply = Vec::new();
     // The chunks of one read; kept from read to read.
     let mut chunks = Vec::new();
-    // Waited on by every turn of the loop: made once, so a turn does not register and unregister a waiter
-    // with each token (a polled `cancelled()` may be polled again once ready; it stays ready).
-    let stopping = cancel.cancelled();
-    let cut_off = cut.cancelled();
-    tokio::pin!(stopping, cut_off);
+    // Waited on by every turn of the loop; the collector's stop comes the same way (`LiveConnections::stop_all`).
+    let cut_off = cut.wait();
+    tokio::pin!(cut_off);
     let outcome: Result<&'static str, (u32, String)> = loop {
         let read = tokio::select! {
             // Stop, cut and expiry come before more data: a wait they ended early lands here.
             biased;
-            _ = &mut stopping => break Ok("collector stopping"),
-            _ = &mut cut_off => {
-                let (code, reason) = match live_guard.cut_reason() {
-                    Some(CutReason::Revoked) => (close_code::REVOKED, "certificate revoked (enroll this host again)"),
-                    _ => (close_code::REPLACED, "replaced by a newer connection with the same identity"),
+            reason = &mut cut_off => {
+                let (code, reason) = match reason {
+                    CutReason::Stopping => break Ok("collector stopping"),
+                    CutReason::Revoked => (close_code::REVOKED, "certificate revoked (enroll this host again)"),
+                    CutReason::Replaced => (close_code::REPLACED, "replaced by a newer connection with the same identity"),
                 };
                 break Err((code, reason.to_string()));
             }
@@ -355,7 +353,6 @@ pub(super) async fn handle_connection(
                         telemetry::global().samples_held_back.inc_by(count);
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
-                            _ = &mut stopping => { interrupted = true; break; }
                             _ = &mut cut_off => { interrupted = true; break; }
                             _ = &mut expiry => { interrupted = true; break; }
                         }
@@ -463,7 +460,6 @@ pub(super) async fn handle_connection(
             // The loop's next turn says why, if the wait ended early.
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = &mut stopping => {}
                 _ = &mut cut_off => {}
                 _ = &mut expiry => {}
             }

@@ -133,7 +133,9 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             Admitted::Answered => {}
         }
     }
-    // Those still in line are dropped unanswered: the endpoint closes below.
+    // Every connection's task ends its stream with "collector stopping", and so does one whose handshake is
+    // still finishing. Those still in line are dropped unanswered: the endpoint closes below.
+    context.live.stop_all();
     line.clear();
     telemetry::global().handshakes_waiting.set(0);
     tasks.close();
