@@ -1,5 +1,6 @@
 //! The driver task of one endpoint and the table it drives: datagrams in, connections' packets and timers out.
 
+use super::pace::{paced_wake, Pace};
 use super::timers::{instant_at, ticks, timer_entry, Queued, TimerEntry};
 use super::{EndpointConfig, ServerConfig};
 use bytes::BytesMut;
@@ -8,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
@@ -33,9 +35,13 @@ pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     /// Wakes the driver: a handle changed a connection that may now have packets to send.
     pub(super) driver: Notify,
-    socket: tokio::net::UdpSocket,
+    /// Non-blocking; read and written straight, registered with tokio's reactor only while the driver waits
+    /// on its readiness (`pace.rs`).
+    socket: std::net::UdpSocket,
     udp: quinn_udp::UdpSocketState,
     pub(super) local: SocketAddr,
+    /// Whether the driver reads on a timer rather than on the socket's readiness, as last decided.
+    pub(super) paced: AtomicBool,
     /// The driver task, for tests that stop it.
     #[cfg(test)]
     pub(super) driver_abort: std::sync::OnceLock<tokio::task::AbortHandle>,
@@ -106,7 +112,6 @@ impl Shared {
         socket.set_nonblocking(true)?;
         let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
         let local = socket.local_addr()?;
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
         let server = Arc::new(server);
         let endpoint = quinn_proto::Endpoint::new(Arc::new(config), Some(server.clone()), true, None);
         Ok(Arc::new(Shared {
@@ -132,6 +137,7 @@ impl Shared {
             socket,
             udp,
             local,
+            paced: AtomicBool::new(false),
             #[cfg(test)]
             driver_abort: std::sync::OnceLock::new(),
         }))
@@ -143,9 +149,19 @@ impl Shared {
 
     /// Sends one packet now. A full socket buffer drops it, as the network might: QUIC sends it again.
     pub(super) fn send(&self, transmit: &quinn_proto::Transmit, buf: &[u8]) {
-        if let Err(error) = super::send_now(&self.socket, &self.udp, transmit, buf) {
+        let packet = super::udp_transmit(transmit, buf);
+        if let Err(error) = self.udp.send((&self.socket).into(), &packet) {
             debug!(%error, destination = %transmit.destination, "udp send failed; QUIC retransmits");
         }
+    }
+
+    /// Reads what fits in `slices` (one `recvmmsg`); `WouldBlock` when nothing waits.
+    fn recv(
+        &self,
+        slices: &mut [IoSliceMut<'_>],
+        metas: &mut [quinn_udp::RecvMeta],
+    ) -> std::io::Result<usize> {
+        self.udp.recv((&self.socket).into(), slices, metas)
     }
 }
 
@@ -400,65 +416,123 @@ pub(super) async fn watch(shared: Arc<Shared>, driver: tokio::task::JoinHandle<(
     wake.into_iter().for_each(Waker::wake);
 }
 
+/// The socket registered with tokio's reactor, while the driver waits on its readiness: a second descriptor of
+/// the same socket, so that leaving the reactor (dropping it) closes nothing the endpoint uses. `None` while
+/// paced, or if the registration failed (the driver then reads on the timer: slower to answer a quiet
+/// socket, never deaf).
+fn register(shared: &Shared) -> Option<tokio::net::UdpSocket> {
+    let registered = shared
+        .socket
+        .try_clone()
+        .and_then(tokio::net::UdpSocket::from_std);
+    match registered {
+        Ok(registered) => Some(registered),
+        Err(error) => {
+            error!(local = %shared.local, %error, "cannot register the QUIC socket with the reactor; reading it every millisecond");
+            None
+        }
+    }
+}
+
+/// Ready once the registered socket is (never when there is none).
+async fn readable(registered: Option<&tokio::net::UdpSocket>) {
+    match registered {
+        Some(registered) => {
+            let _ = registered.readable().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The driver: runs until the endpoint is closed and its last connection has drained.
+///
+/// Each turn reads up to `RECV_CALLS_PER_TURN` batches, hands the datagrams to their connections, runs the
+/// timers that are due and sends what the connections have. A turn that left datagrams in the socket lets the
+/// connections' tasks run and comes back at once; one that emptied it waits on readiness, or on the pace
+/// (`pace.rs`).
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut buffers = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
     let mut metas = [quinn_udp::RecvMeta::default(); RECV_BUFFERS];
     let mut wake: Vec<Waker> = Vec::new();
     let mut dirty: Vec<usize> = Vec::new();
+    let mut pace = Pace::new(Instant::now());
+    let mut registered = register(&shared);
+    let mut waits_paced = false;
+    let mut emptied = true;
     loop {
-        let deadline = {
+        let wake_at = {
             let mut state = shared.lock();
             if state.closed && state.connections == 0 {
                 break;
             }
-            state.armed = state.next_deadline();
+            let timer = state.next_deadline();
+            let wake_at = match (emptied, &registered) {
+                // Datagrams wait: no sleep, only a turn for the tasks the last turn woke.
+                (false, _) => Some(Instant::now()),
+                (true, Some(_)) => timer,
+                (true, None) => Some(paced_wake(Instant::now(), timer)),
+            };
+            state.armed = wake_at;
             state.rearm = false;
-            state.armed
+            wake_at
         };
-        let sleep = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
+        if emptied {
+            let sleep = async {
+                match wake_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shared.driver.notified() => {}
+                _ = readable(registered.as_ref()) => {}
+                _ = sleep => {}
             }
-        };
-        tokio::select! {
-            biased;
-            _ = shared.driver.notified() => {}
-            _ = shared.socket.readable() => {}
-            _ = sleep => {}
+        } else {
+            tokio::task::yield_now().await;
         }
-        // Reads go through tokio's record of the socket's readiness, which is cleared when the socket is found
-        // empty (only what tokio saw before the read, so a datagram arriving since still wakes the driver). But
-        // a driver woken by its timer can run before the reactor has seen the datagrams that arrived meanwhile:
-        // where the record says "not readable" without asking the socket, the socket is asked straight, so that
-        // no timer runs against stale state. One system call more a turn, and only in such turns.
+        let mut read = 0usize;
+        emptied = false;
         for _ in 0..RECV_CALLS_PER_TURN {
             let received = {
                 let mut slices: Vec<IoSliceMut> = buffers
                     .chunks_mut(RECV_BUFFER_BYTES)
                     .map(IoSliceMut::new)
                     .collect();
-                let mut asked = false;
-                let recorded = shared.socket.try_io(Interest::READABLE, || {
-                    asked = true;
-                    shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
-                });
-                match recorded {
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && !asked => {
-                        shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
+                match &registered {
+                    // Through tokio's record of the socket's readiness, which a read that finds the socket empty
+                    // clears (only what tokio saw before the read, so a datagram arriving since still wakes the
+                    // driver). But a driver woken by its timer can run before the reactor has seen the
+                    // datagrams that arrived meanwhile: where the record says "not readable" without asking the
+                    // socket, the socket is asked straight, so that no timer runs against stale state.
+                    Some(registered) => {
+                        let mut asked = false;
+                        let recorded = registered.try_io(Interest::READABLE, || {
+                            asked = true;
+                            shared.recv(&mut slices, &mut metas)
+                        });
+                        match recorded {
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock && !asked => {
+                                shared.recv(&mut slices, &mut metas)
+                            }
+                            other => other,
+                        }
                     }
-                    other => other,
+                    None => shared.recv(&mut slices, &mut metas),
                 }
             };
             let count = match received {
                 Ok(count) => count,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(error) => {
-                    debug!(%error, "udp receive failed");
+                    if error.kind() != std::io::ErrorKind::WouldBlock {
+                        debug!(%error, "udp receive failed");
+                    }
+                    emptied = true;
                     break;
                 }
             };
+            read += count;
             let now = Instant::now();
             let mut state = shared.lock();
             for (meta, buffer) in metas.iter().zip(buffers.chunks(RECV_BUFFER_BYTES)).take(count) {
@@ -472,6 +546,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
             drop(state);
             wake.drain(..).for_each(Waker::wake);
             if count < RECV_BUFFERS {
+                // Most likely empty. Paced, the rest (if any) waits for the next turn. On readiness, tokio's
+                // record still says readable, so the driver comes straight back and a read clears it.
+                emptied = true;
                 break;
             }
         }
@@ -482,6 +559,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
         wake.append(&mut state.to_wake);
         drop(state);
         wake.drain(..).for_each(Waker::wake);
+        let paced = pace.observe(read, now);
+        if paced != waits_paced {
+            // Out of the reactor while paced (arrivals then wake nothing), back in it once quiet again.
+            waits_paced = paced;
+            registered = if paced { None } else { register(&shared) };
+            shared.paced.store(paced, Ordering::Relaxed);
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 mod driver;
 mod handles;
 mod ids;
+mod pace;
 mod timers;
 
 pub use handles::{Connecting, Connection, ReadError, RecvStream, SendStream, WriteError};
@@ -39,7 +40,13 @@ pub fn send_now(
     transmit: &quinn_proto::Transmit,
     buf: &[u8],
 ) -> std::io::Result<()> {
-    let packet = quinn_udp::Transmit {
+    let packet = udp_transmit(transmit, buf);
+    socket.try_io(tokio::io::Interest::WRITABLE, || udp.send(socket.into(), &packet))
+}
+
+/// quinn-udp's view of `transmit`'s packet, whose bytes are the start of `buf`.
+fn udp_transmit<'a>(transmit: &quinn_proto::Transmit, buf: &'a [u8]) -> quinn_udp::Transmit<'a> {
+    quinn_udp::Transmit {
         destination: transmit.destination,
         ecn: transmit
             .ecn
@@ -47,8 +54,7 @@ pub fn send_now(
         contents: &buf[..transmit.size],
         segment_size: transmit.segment_size,
         src_ip: transmit.src_ip,
-    };
-    socket.try_io(tokio::io::Interest::WRITABLE, || udp.send(socket.into(), &packet))
+    }
 }
 
 /// The ECN codepoint a received datagram carried, as quinn-proto takes it.

@@ -623,3 +623,80 @@ fn issue_12_a_driver_that_waited_reads_what_arrived_before_it_runs_its_timers() 
         "one packet and no probe for it: {after:?}"
     );
 }
+
+/// Issue 12: while datagrams stream in, the driver takes its socket out of the reactor and reads it on a
+/// timer, and receives everything that way; once the traffic stops it waits on the socket's readiness again
+/// (a quiet collector is not woken every millisecond), and still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_busy_driver_paces_itself_and_a_quiet_one_waits_on_readiness() {
+    let pair = pair(TransportConfig::default());
+    let paced = || {
+        pair.server
+            .shared
+            .paced
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let connecting = pair.connect();
+    let (client, server) = within(async { tokio::join!(connecting, pair.accept()) }).await;
+    let client = client.unwrap();
+    assert!(!paced(), "a new endpoint waits on readiness");
+    let (mut client_send, mut client_recv) = client.open_bi().await.unwrap();
+    client_send.write_all(b"start").await.unwrap();
+    let (mut server_send, mut server_recv) = within(server.accept_bi()).await.unwrap();
+    // The server reads everything and keeps a running sum of the bytes, as the client does of what it sends.
+    let reader = tokio::spawn(async move {
+        let mut chunks = Vec::new();
+        let (mut bytes, mut sum) = (0u64, 0u64);
+        while server_recv.read_available(usize::MAX, &mut chunks).await.unwrap() {
+            for chunk in chunks.drain(..) {
+                bytes += chunk.len() as u64;
+                sum = chunk.iter().fold(sum, |sum, byte| {
+                    sum.wrapping_mul(31).wrapping_add(u64::from(*byte))
+                });
+            }
+        }
+        (bytes, sum)
+    });
+    let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let (mut bytes, mut sum) = (
+        5u64,
+        b"start"
+            .iter()
+            .fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(u64::from(*b))),
+    );
+    let mut send_block = async |send: &mut quinn::SendStream| {
+        send.write_all(&block).await.unwrap();
+        bytes += block.len() as u64;
+        sum = block.iter().fold(sum, |sum, byte| {
+            sum.wrapping_mul(31).wrapping_add(u64::from(*byte))
+        });
+    };
+    // Thousands of datagrams a second: the driver paces itself within a window or two.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !paced() && tokio::time::Instant::now() < deadline {
+        send_block(&mut client_send).await;
+    }
+    assert!(paced(), "the driver paces itself under a stream of datagrams");
+    // And receives every byte while paced: 4 MiB more.
+    for _ in 0..64 {
+        send_block(&mut client_send).await;
+    }
+    client_send.finish().unwrap();
+    let (received, received_sum) = within(reader).await.unwrap();
+    assert_eq!(
+        (received, received_sum),
+        (bytes, sum),
+        "every byte arrived, in order"
+    );
+    // Quiet: back on readiness within a window or two.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while paced() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!paced(), "a quiet driver waits on readiness again");
+    // Answers on readiness: a reply and its acknowledgement cross.
+    server_send.write_all(b"still here").await.unwrap();
+    server_send.finish().unwrap();
+    let reply = within(client_recv.read_to_end(64)).await.unwrap();
+    assert_eq!(reply, b"still here");
+}
