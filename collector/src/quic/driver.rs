@@ -447,9 +447,9 @@ async fn readable(registered: Option<&tokio::net::UdpSocket>) {
 /// The driver: runs until the endpoint is closed and its last connection has drained.
 ///
 /// Each turn reads up to `RECV_CALLS_PER_TURN` batches, hands the datagrams to their connections, runs the
-/// timers that are due and sends what the connections have. A turn that left datagrams in the socket lets the
-/// connections' tasks run and comes back at once; one that emptied it waits on readiness, or on the pace
-/// (`pace.rs`).
+/// timers that are due and sends what the connections have. A turn that left datagrams in the socket is
+/// followed by another at once (within tokio's budget for one poll); one that emptied it waits on readiness,
+/// or on the pace (`pace.rs`).
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut buffers = vec![0u8; RECV_BUFFERS * RECV_BUFFER_BYTES];
     let mut metas = [quinn_udp::RecvMeta::default(); RECV_BUFFERS];
@@ -467,7 +467,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             let timer = state.next_deadline();
             let wake_at = match (emptied, &registered) {
-                // Datagrams wait: no sleep, only a turn for the tasks the last turn woke.
+                // Datagrams wait: no sleep.
                 (false, _) => Some(Instant::now()),
                 (true, Some(_)) => timer,
                 (true, None) => Some(paced_wake(Instant::now(), timer)),
@@ -490,7 +490,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 _ = sleep => {}
             }
         } else {
-            tokio::task::yield_now().await;
+            // Datagrams wait: read on, as a driver woken by readiness would, until tokio's budget for one poll
+            // of a task runs out (128 units, so thousands of datagrams). Yielding after every turn instead let
+            // thousands of handshake and catch-up tasks run between two reads in a reconnect storm, and the
+            // socket's buffer overflowed.
+            tokio::task::consume_budget().await;
         }
         let mut read = 0usize;
         emptied = false;
