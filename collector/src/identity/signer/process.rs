@@ -213,15 +213,7 @@ pub fn run_signer(pki_dir: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
                 std::fs::remove_file(path)
                     .with_context(|| format!("removing the old socket {}", path.display()))?;
             }
-            let listener = UnixListener::bind(path).with_context(|| {
-                format!(
-                    "cannot listen on {} (check the directory and its permissions)",
-                    path.display()
-                )
-            })?;
-            // The collector's group connects; nobody else.
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))
-                .with_context(|| format!("setting the mode of {}", path.display()))?;
+            let listener = listen_with_mode(path, 0o660)?;
             tracing::info!(socket = %path.display(), "signer listening");
             // Under its own unit (Type=notify) the collector is started once the socket is there.
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -246,5 +238,69 @@ pub fn run_signer(pki_dir: &Path, socket: Option<&Path>) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Listens on `path` with the given mode. The socket is bound under a temporary name in the same directory,
+/// given its mode, and renamed into place, so that the path never exists with the process's default mode
+/// (a client polling for the path sees it only once it is final).
+fn listen_with_mode(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    let name = path
+        .file_name()
+        .with_context(|| format!("the signer socket {} has no file name", path.display()))?;
+    let mut staged = name.to_os_string();
+    staged.push(format!(".{}.binding", std::process::id()));
+    let staged = path.with_file_name(staged);
+    // A staged socket of a previous run with this pid would stop the bind.
+    let _ = std::fs::remove_file(&staged);
+    let listener = UnixListener::bind(&staged).with_context(|| {
+        format!(
+            "cannot listen on {} (check the directory and its permissions)",
+            path.display()
+        )
+    })?;
+    let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", staged.display()))
+        .and_then(|()| {
+            std::fs::rename(&staged, path)
+                .with_context(|| format!("moving the socket into place at {}", path.display()))
+        });
+    if let Err(error) = placed {
+        let _ = std::fs::remove_file(&staged);
+        return Err(error);
+    }
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_socket_appears_with_its_mode_and_accepts_and_nothing_is_left_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signer.sock");
+        let listener = listen_with_mode(&path, 0o660).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("signer.sock")]);
+        // The renamed path still reaches the listener.
+        let _client = UnixStream::connect(&path).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_bound_in_is_one_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("signer.sock");
+        let error = format!("{:#}", listen_with_mode(&path, 0o660).unwrap_err());
+        assert!(error.contains("missing/signer.sock"), "{error}");
     }
 }
