@@ -9,7 +9,7 @@ use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
 use crate::identity::enroll_server::{handle_enrollment, Listener};
 use crate::identity::live::CutReason;
-use crate::quic::{Connection, Incoming};
+use crate::quic::{Connecting, Connection, ConnectionError};
 use crate::store::{GapRow, HostBatch, HostInfo};
 use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
@@ -104,16 +104,18 @@ fn peer_host(connection: &Connection) -> Result<String, String> {
 /// must not fill the disk with the log.
 static HANDSHAKE_WARNINGS: std::sync::Mutex<LogBudget> = std::sync::Mutex::new(LogBudget::new(20, 60_000));
 
+/// Runs one connection from its handshake, started by `Incoming::accept` (`connecting`), on: `handshake_slot`
+/// is released once the handshake ended, whichever way.
 pub(super) async fn handle_connection(
-    incoming: Incoming,
+    peer: SocketAddr,
+    connecting: Result<Connecting, ConnectionError>,
     handshake_slot: Slot,
     handshake_timeout: Duration,
     context: Arc<IngestContext>,
     cancel: CancellationToken,
 ) {
-    let peer = incoming.remote_address();
     let handshake = async {
-        match incoming.accept() {
+        match connecting {
             Ok(connecting) => connecting.await,
             Err(error) => Err(error),
         }
@@ -563,9 +565,9 @@ mod tests {
     }
 
     /// The size of the future a function returns, from the function alone (no arguments needed).
-    fn future_size<F, A, B, C, D, E, Fut>(_: &F) -> usize
+    fn future_size<F, A, B, C, D, E, G, Fut>(_: &F) -> usize
     where
-        F: Fn(A, B, C, D, E) -> Fut,
+        F: Fn(A, B, C, D, E, G) -> Fut,
     {
         std::mem::size_of::<Fut>()
     }

@@ -9,15 +9,15 @@
 //! inside an agent's connect timeout), and only a full line refuses: a fleet reconnecting at once after a
 //! collector restart is then served as fast as handshakes finish, instead of being refused, backing off and
 //! coming back in waves. The table of handshakes in progress per address lives here too; each slot is
-//! released when its guard drops (handshake done, failed or timed out), which wakes the line.
+//! released when its guard drops (handshake done, failed or timed out), which runs the table's release hook:
+//! the streaming listener's line (`ingest::line`) gives the slot to the next in line from there.
 
 use crate::telemetry::{self, refusal, ListenerLabel};
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// The thresholds of [`decide`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +116,25 @@ pub struct InProgress {
     inner: Arc<Mutex<Counts>>,
     /// The same total, exported on `/metrics`.
     gauge: Gauge,
-    /// Told whenever a slot is released.
-    freed: Arc<Notify>,
+    /// Run whenever a slot is released, by whoever releases it (`on_release`).
+    released: Arc<Hook>,
+}
+
+/// What runs when a slot is released.
+pub type ReleaseHook = Box<dyn Fn() + Send + Sync>;
+
+/// The release hook, once set.
+#[derive(Default)]
+struct Hook(OnceLock<ReleaseHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -135,7 +152,7 @@ impl InProgress {
                 .handshakes_in_progress
                 .get_or_create(&ListenerLabel { listener })
                 .clone(),
-            freed: Arc::default(),
+            released: Arc::default(),
         }
     }
 
@@ -144,9 +161,10 @@ impl InProgress {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner).total
     }
 
-    /// Ends once a slot has been released since the last time it ended (at once if one was meanwhile).
-    pub async fn slot_freed(&self) {
-        self.freed.notified().await;
+    /// Sets what runs each time a slot is released, after the counts are updated and unlocked, in the task
+    /// that released it (a hook may take a slot again). Set once; a second hook is ignored.
+    pub fn on_release(&self, hook: ReleaseHook) {
+        let _ = self.released.0.set(hook);
     }
 
     /// (in progress overall, in progress or waiting from `source`) right now.
@@ -176,7 +194,7 @@ impl InProgress {
         Slot {
             table: self.inner.clone(),
             gauge: self.gauge.clone(),
-            freed: self.freed.clone(),
+            released: self.released.clone(),
             source,
         }
     }
@@ -212,7 +230,7 @@ impl Counts {
 pub struct Slot {
     table: Arc<Mutex<Counts>>,
     gauge: Gauge,
-    freed: Arc<Notify>,
+    released: Arc<Hook>,
     source: IpAddr,
 }
 
@@ -223,7 +241,9 @@ impl Drop for Slot {
         counts.total = counts.total.saturating_sub(1);
         counts.release_source(self.source);
         drop(counts);
-        self.freed.notify_one();
+        if let Some(hook) = self.released.0.get() {
+            hook();
+        }
     }
 }
 
@@ -322,23 +342,23 @@ mod tests {
         assert!(!limits.still_wanted(Duration::from_millis(3_001)));
     }
 
-    #[tokio::test]
-    async fn issue_12_a_released_slot_wakes_the_line() {
+    #[test]
+    fn issue_12_a_released_slot_runs_the_hook_with_the_counts_already_released() {
         let table = InProgress::default();
         let source: IpAddr = "127.0.0.2".parse().unwrap();
-        let slot = table.begin(source);
-        let waiting = tokio::spawn({
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        table.on_release(Box::new({
             let table = table.clone();
-            async move { table.slot_freed().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        drop(slot);
-        tokio::time::timeout(Duration::from_secs(10), waiting)
-            .await
-            .expect("woken by the released slot")
-            .unwrap();
-        assert_eq!(table.total(), 0);
+            let seen = seen.clone();
+            // The hook may use the table: the counts are unlocked when it runs.
+            move || seen.lock().unwrap().push(table.counts(source))
+        }));
+        let first = table.begin(source);
+        let second = table.begin(source);
+        assert!(seen.lock().unwrap().is_empty());
+        drop(first);
+        drop(second);
+        assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (0, 0)]);
     }
 
     #[test]

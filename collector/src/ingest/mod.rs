@@ -20,6 +20,7 @@ pub mod validate;
 
 mod connection;
 mod context;
+mod line;
 mod stored;
 
 pub use connection::close_code;
@@ -28,10 +29,10 @@ pub use context::{lock_fleet, run_last_seen_writer, IngestContext, IngestSetting
 use crate::quic::{Endpoint, Incoming, QuicServerConfig, ServerConfig};
 use crate::telemetry::{self, refusal};
 use connection::handle_connection;
-use handshake::{Admit, HandshakeLimits, InProgress, Slot, Waiting};
-use std::collections::VecDeque;
+use handshake::{Admit, HandshakeLimits, InProgress, Slot};
+use line::Line;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -59,20 +60,32 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
     let tasks = TaskTracker::new();
     let limits = context.settings.handshakes;
     let in_progress = InProgress::reporting("streaming");
-    // Validated connections waiting for a handshake slot, oldest first, with when each arrived.
-    let mut line: VecDeque<(Incoming, Instant, Waiting)> = VecDeque::new();
     let mut refused_busy: u64 = 0;
     let mut refused_full: u64 = 0;
     let mut retried: u64 = 0;
     let mut last_load_log = tokio::time::Instant::now();
-    let start = |incoming: Incoming, slot: Slot| {
+    // A slot's next handshake starts from whichever task frees it (`line`), so tasks are spawned through the
+    // runtime's handle rather than from the current context.
+    let runtime = tokio::runtime::Handle::current();
+    let start: line::Start = Box::new({
         let context = context.clone();
         let cancel = cancel.clone();
-        tasks.spawn(async move {
-            handle_connection(incoming, slot, limits.timeout, context, cancel).await;
-        });
-    };
+        let tasks = tasks.clone();
+        move |incoming: Incoming, slot: Slot| {
+            let peer = incoming.remote_address();
+            let connecting = incoming.accept();
+            let context = context.clone();
+            let cancel = cancel.clone();
+            tasks.spawn_on(
+                handle_connection(peer, connecting, slot, limits.timeout, context, cancel),
+                &runtime,
+            );
+        }
+    });
+    // Validated connections waiting for a handshake slot, oldest first.
+    let line = Line::new(limits, in_progress.clone(), start);
     loop {
+        refused_busy += line.take_refused_late();
         if (refused_busy > 0 || refused_full > 0 || retried > 0)
             && last_load_log.elapsed() >= LOAD_LOG_INTERVAL
         {
@@ -91,23 +104,8 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             retried = 0;
             last_load_log = tokio::time::Instant::now();
         }
-        // Slots freed since the last turn go to the line first, oldest first.
-        while in_progress.total() < limits.max_in_progress {
-            let Some((incoming, arrived, waiting)) = line.pop_front() else {
-                break;
-            };
-            drop(waiting);
-            if limits.still_wanted(arrived.elapsed()) {
-                let slot = in_progress.begin(incoming.remote_address().ip());
-                start(incoming, slot);
-            } else {
-                refuse(incoming, refusal::BUSY, &mut refused_busy);
-            }
-        }
-        telemetry::global().handshakes_waiting.set(line.len() as i64);
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = in_progress.slot_freed(), if !line.is_empty() => continue,
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => incoming,
                 None => break,
@@ -125,10 +123,10 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             &mut retried,
             &mut refused_busy,
         ) {
-            Admitted::Start(incoming, slot) => start(incoming, slot),
+            Admitted::Start(incoming, slot) => line.start(incoming, slot),
             Admitted::Wait(incoming) => {
                 let waiting = in_progress.wait(incoming.remote_address().ip());
-                line.push_back((incoming, Instant::now(), waiting));
+                line.push(incoming, waiting);
             }
             Admitted::Answered => {}
         }
@@ -136,8 +134,7 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
     // Every connection's task ends its stream with "collector stopping", and so does one whose handshake is
     // still finishing. Those still in line are dropped unanswered: the endpoint closes below.
     context.live.stop_all();
-    line.clear();
-    telemetry::global().handshakes_waiting.set(0);
+    line.stop();
     tasks.close();
     endpoint.close(close_code::STOPPING, b"collector stopping");
     tasks.wait().await;

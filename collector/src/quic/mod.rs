@@ -293,4 +293,4 @@ impl Drop for Incoming {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-struct Pair {
-    server: Endpoint,
+pub(crate) struct Pair {
+    pub(crate) server: Endpoint,
     client: quinn::Endpoint,
     client_config: quinn::ClientConfig,
 }
@@ -42,7 +42,7 @@ fn configs(transport: TransportConfig) -> (ServerConfig, quinn::ClientConfig) {
 
 /// Our endpoint with the streaming listener's TLS (client certificate required) and `transport`, and a quinn
 /// client with a certificate from the same CA.
-fn pair(transport: TransportConfig) -> Pair {
+pub(crate) fn pair(transport: TransportConfig) -> Pair {
     let (server, client_config) = configs(transport);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let server = Endpoint::new(EndpointConfig::default(), server, socket).unwrap();
@@ -55,7 +55,7 @@ fn pair(transport: TransportConfig) -> Pair {
 }
 
 impl Pair {
-    fn connect(&self) -> quinn::Connecting {
+    pub(crate) fn connect(&self) -> quinn::Connecting {
         let address = self.server.local_addr().unwrap();
         self.client
             .connect_with(self.client_config.clone(), address, "localhost")
@@ -68,7 +68,7 @@ impl Pair {
     }
 }
 
-async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, future)
         .await
         .expect("within the deadline")
