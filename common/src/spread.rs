@@ -5,7 +5,13 @@
 //! refused for load, and each refusal costs both ends a connection attempt. The collector knows how many agents
 //! it holds and how many handshakes a second it can take, so from protocol 3 on it tells each agent a window
 //! (`Spread`); an agent that loses a collector it was streaming to waits a random time in that window before
-//! its first attempt, and the fleet arrives at the rate the collector planned for.
+//! its first attempt, and the fleet arrives at the rate the collector planned for, on average.
+//!
+//! Not evenly: a restarted collector has its core to itself at the start of the window, while at its end it
+//! carries nearly the whole fleet's steady load, and each agent that comes back late brings a longer backlog
+//! (it kept sampling while it waited). So arrivals are tilted towards the start: their rate falls linearly
+//! from 1.5 times the planned rate to half of it (`TILT`). In a storm of 20,000 agents, evenly spread arrivals
+//! met a full core in the last third of the window; the tilt moves that work to where the core is free.
 //!
 //! Plain functions over counts and times; the collector's session decides when to send (`CollectorSession::
 //! spread_frame`), the agent's uplink draws the delay (`first_delay`).
@@ -43,11 +49,20 @@ pub fn worth_telling(told_ms: u64, window_ms: u64) -> bool {
     moved > 1000 && moved > told_ms / 4
 }
 
+/// How far the rate of first attempts leans towards the start of the window: it falls linearly from
+/// `1 + TILT` times the average at the start to `1 - TILT` times it at the end.
+pub const TILT: f64 = 0.5;
+
 /// The wait before the first attempt after losing a collector that gave `window_ms` (clamped to
-/// `MAX_WINDOW_MS`), for `unit_random` drawn from [0, 1).
+/// `MAX_WINDOW_MS`), for `unit_random` drawn from [0, 1): the point of the window where the share of the
+/// fleet that came back before it is `unit_random`, arrivals being tilted towards the start (`TILT`).
 pub fn first_delay(window_ms: u64, unit_random: f64) -> Duration {
     let window = Duration::from_millis(window_ms.min(MAX_WINDOW_MS));
-    window.mul_f64(unit_random.clamp(0.0, 1.0))
+    let share = unit_random.clamp(0.0, 1.0);
+    // The share back by x (a fraction of the window) is F(x) = (1 + a) x - a x²; this is its inverse.
+    let a = TILT;
+    let x = ((1.0 + a) - ((1.0 + a) * (1.0 + a) - 4.0 * a * share).sqrt()) / (2.0 * a);
+    window.mul_f64(x.clamp(0.0, 1.0))
 }
 
 /// The wait before the next attempt. Another collector that has not failed recently is tried at once (within
@@ -97,10 +112,35 @@ mod tests {
         assert!(worth_telling(3000, 500), "the fleet shrank to a few hundred");
     }
 
+    /// The share of `draws` evenly spaced draws whose delay falls in [from, to) of a 100 s window.
+    fn share_between(from_s: f64, to_s: f64, draws: u32) -> f64 {
+        let inside = (0..draws)
+            .map(|i| first_delay(100_000, (f64::from(i) + 0.5) / f64::from(draws)).as_secs_f64())
+            .filter(|delay| (from_s..to_s).contains(delay))
+            .count();
+        inside as f64 / f64::from(draws)
+    }
+
+    #[test]
+    fn issue_12_arrivals_lean_towards_the_start_of_the_window() {
+        // The first tenth takes 14.5 % of the fleet, the last 5.5 % (the rate falls from 1.5 to 0.5 times
+        // the average), and half the fleet is back after 38 % of the window.
+        assert!((share_between(0.0, 10.0, 100_000) - 0.145).abs() < 0.001);
+        assert!((share_between(45.0, 55.0, 100_000) - 0.100).abs() < 0.001);
+        assert!((share_between(90.0, 100.0, 100_000) - 0.055).abs() < 0.001);
+        let half = first_delay(100_000, 0.5).as_secs_f64();
+        assert!((half - 38.197).abs() < 0.01, "{half}");
+        // Later draws never wait less.
+        let delays: Vec<Duration> = (0..=1000)
+            .map(|i| first_delay(20_000, f64::from(i) / 1000.0))
+            .collect();
+        assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]));
+    }
+
     #[test]
     fn the_first_delay_spans_the_window_and_no_more() {
         assert_eq!(first_delay(20_000, 0.0), Duration::ZERO);
-        assert_eq!(first_delay(20_000, 0.5), Duration::from_secs(10));
+        assert_eq!(first_delay(20_000, 1.0), Duration::from_secs(20));
         assert!(first_delay(20_000, 0.999_999) < Duration::from_secs(20));
         assert_eq!(
             first_delay(20_000, 7.0),
@@ -117,7 +157,8 @@ mod tests {
         // Streaming, then lost: the usual first retry (250-500 ms) plus a draw from the window.
         let mut attempt = 0;
         let lost = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.0, 0.5]);
-        assert_eq!(lost, Duration::from_millis(250) + Duration::from_secs(10));
+        assert_eq!(lost, Duration::from_millis(250) + first_delay(20_000, 0.5));
+        assert!(lost > Duration::from_millis(250 + 7_500) && lost < Duration::from_millis(250 + 7_800));
         assert_eq!(attempt, 1);
         let mut attempt = 0;
         let last = retry_delay(&backoff, &mut attempt, false, false, Some(20_000), [0.999, 0.999]);
@@ -125,7 +166,7 @@ mod tests {
         // Failing over to another collector: within 200 ms, plus the lost one's window all the same.
         let mut attempt = 3;
         let over = retry_delay(&backoff, &mut attempt, false, true, Some(20_000), [0.5, 0.25]);
-        assert_eq!(over, Duration::from_millis(100) + Duration::from_secs(5));
+        assert_eq!(over, Duration::from_millis(100) + first_delay(20_000, 0.25));
         assert_eq!(attempt, 3, "another collector is no retry of this one");
         // An attempt that never got a welcome is retried on the backoff alone, whatever the window.
         let mut attempt = 2;
