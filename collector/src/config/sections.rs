@@ -117,8 +117,8 @@ pub struct FleetConfig {
 
 /// Handshakes a second a collector plans, by default (`fleet.reconnect_rate`), to take when its whole fleet
 /// comes back at once: it asks its agents to spread their first attempt after losing it over the time this
-/// rate needs for all of them (`headroom_common::spread`), at this rate on average: 1.5 times it at the start,
-/// half of it at the end. A 2-core machine completed ~1,200 a second in the reconnect storm of
+/// rate needs for all of them (`headroom_common::spread`), at this rate on average: 1.8 times it at the start,
+/// a fifth of it at the end. A 2-core machine completed ~1,200 a second in the reconnect storm of
 /// `bench/ingest.sh --storm` with its other core loaded; 1,000 leaves room for the catch-up that follows.
 pub const DEFAULT_RECONNECT_RATE: u32 = 1000;
 
