@@ -78,7 +78,7 @@ impl Line {
         loop {
             let next = {
                 let mut waiting = self.lock();
-                if self.stopped.load(Ordering::Acquire)
+                let next = if self.stopped.load(Ordering::Acquire)
                     || self.in_progress.total() >= self.limits.max_in_progress
                 {
                     None
@@ -92,7 +92,11 @@ impl Line {
                             (incoming, None)
                         }
                     })
+                };
+                if next.is_none() {
+                    telemetry::global().handshakes_waiting.set(waiting.len() as i64);
                 }
+                next
             };
             let Some((incoming, slot)) = next else {
                 break;
@@ -100,13 +104,12 @@ impl Line {
             match slot {
                 Some(slot) => (self.start)(incoming, slot),
                 None => {
-                    self.refused_late.fetch_add(1, Ordering::Relaxed);
-                    telemetry::global().refused(refusal::BUSY);
-                    incoming.refuse();
+                    let mut late = 0;
+                    super::refuse(incoming, refusal::BUSY, &mut late);
+                    self.refused_late.fetch_add(late, Ordering::Relaxed);
                 }
             }
         }
-        telemetry::global().handshakes_waiting.set(self.len() as i64);
     }
 
     /// Connections refused for waiting too long since the last call.
