@@ -548,6 +548,27 @@ impl Analytics {
     }
 }
 
+/// Closes an outlier window on a blocking thread. Scoring 20,000 hosts' windows sorts every group's values
+/// of every metric: on this task it held a runtime thread, and every connection's acknowledgement, for a
+/// tenth of a second once a minute (issue 12). A scoring that panics loses the tracker's flag history, not
+/// the collector.
+async fn close_window_apart(
+    analytics: &Arc<Analytics>,
+    mut tracker: OutlierTracker,
+    now_ms: u64,
+) -> OutlierTracker {
+    let outliers = analytics.settings.outliers.clone();
+    let analytics = analytics.clone();
+    let closed = tokio::task::spawn_blocking(move || {
+        analytics.close_window(&mut tracker, now_ms);
+        tracker
+    });
+    closed.await.unwrap_or_else(|error| {
+        warn!(%error, "closing an outlier window failed; outlier flags start over");
+        OutlierTracker::new(outliers)
+    })
+}
+
 /// Runs outlier windows and alarm evaluation until `cancel`, then lets the senders flush.
 pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
     let settings = analytics.settings.clone();
@@ -595,7 +616,7 @@ pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
-            _ = window_tick.tick() => analytics.close_window(&mut tracker, now_ms()),
+            _ = window_tick.tick() => tracker = close_window_apart(&analytics, tracker, now_ms()).await,
             _ = alarm_tick.tick(), if engine.is_some() => {
                 let Some(engine) = engine.as_mut() else { continue };
                 let now = now_ms();

@@ -182,6 +182,17 @@ fn update_latest(entry: &mut HostEntry, sample: Arc<Sample>, metrics: &HostMetri
     entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
 }
 
+/// What a fleet-wide figure reads of one host, borrowed for a walk ([`FleetState::glance`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HostGlance<'a> {
+    /// The "group" label, "" without one.
+    pub group: &'a str,
+    /// The "zone" label, "" without one.
+    pub zone: &'a str,
+    pub status: HostStatus,
+    pub metrics: &'a HostMetrics,
+}
+
 /// Live state of the fleet, one entry per host identity, kept in name order.
 #[derive(Debug, Clone)]
 pub struct FleetState {
@@ -342,6 +353,23 @@ impl FleetState {
             .iter()
             .map(|(name, entry)| self.view(name, entry, now_ms))
             .collect()
+    }
+
+    /// Walks every host in name order, lending what a fleet-wide figure reads of it without building its
+    /// view: the caller copies numbers out, and the lock on the fleet that ingest waits for is held for that
+    /// copy only. Cloning 20,000 views (labels, listeners, strings) under the lock once a minute stalled
+    /// every connection's acknowledgement for a tenth of a second (issue 12).
+    pub fn glance(&self, now_ms: u64, mut visit: impl FnMut(HostGlance<'_>)) {
+        for entry in self.hosts.values() {
+            let silent_ms = now_ms.saturating_sub(entry.last_seen_ms);
+            let label = |key: &str| entry.labels.get(key).map_or("", String::as_str);
+            visit(HostGlance {
+                group: label("group"),
+                zone: label("zone"),
+                status: host_status(silent_ms, entry.interval_ms, &self.settings),
+                metrics: &entry.metrics,
+            });
+        }
     }
 
     /// Hosts with an open session and hosts per status, without building every host's view.

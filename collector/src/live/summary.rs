@@ -6,7 +6,7 @@
 //! its values are a few intervals old, which is the best knowledge there is, and dropping it would make a
 //! briefly lagging host vanish from capacity figures.
 
-use crate::live::fleet::{FleetState, HostStatus, HostView};
+use crate::live::fleet::{FleetState, HostMetrics, HostStatus, HostView};
 use crate::metrics::{summary_columns, Metric, Stat, Storage};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,17 @@ impl FleetState {
     /// The summary of every host at `now_ms`. It lives here, not in `fleet`, so that imports flow one way:
     /// the summary reads the fleet's host views; the fleet knows nothing of summaries.
     pub fn summary(&self, now_ms: u64) -> FleetSummary {
-        summarize(&self.hosts(now_ms), now_ms)
+        self.summary_draft(now_ms).finish()
+    }
+
+    /// The numbers the summary needs, copied out of the fleet: cheap enough to take under the fleet's lock,
+    /// finished after it (see [`SummaryDraft`]).
+    pub fn summary_draft(&self, now_ms: u64) -> SummaryDraft {
+        let mut draft = SummaryDraft::new(now_ms);
+        self.glance(now_ms, |host| {
+            draft.add(host.group, host.zone, host.status, host.metrics)
+        });
+        draft
     }
 }
 
@@ -178,43 +188,6 @@ fn sum_present(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
         .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
-fn summarize_group(group: &str, zone: &str, hosts: &[&HostView]) -> GroupSummary {
-    let count = |status: HostStatus| hosts.iter().filter(|h| h.status == status).count() as u32;
-    let live: Vec<&HostView> = hosts
-        .iter()
-        .copied()
-        .filter(|h| h.status != HostStatus::Down)
-        .collect();
-    // Each metric's spread is computed once, however many of its columns the summary shows.
-    let mut spreads: BTreeMap<Metric, Spread> = BTreeMap::new();
-    let values = summary_columns()
-        .map(|(metric, column)| {
-            let of_hosts = || live.iter().map(|h| metric.value(&h.metrics));
-            let mut spread_of = || {
-                *spreads
-                    .entry(metric)
-                    .or_insert_with(|| spread(of_hosts().flatten().collect()))
-            };
-            match column.stat {
-                Stat::Mean => spread_of().mean,
-                Stat::P50 => spread_of().p50,
-                Stat::P99 => spread_of().p99,
-                Stat::Max => spread_of().max,
-                Stat::Sum => sum_present(of_hosts()),
-            }
-        })
-        .collect();
-    GroupSummary {
-        group: group.to_string(),
-        zone: zone.to_string(),
-        hosts: hosts.len() as u32,
-        hosts_up: count(HostStatus::Up),
-        hosts_stale: count(HostStatus::Stale),
-        hosts_down: count(HostStatus::Down),
-        values,
-    }
-}
-
 /// Host lists of several collectors as one: a host that moved between collectors is listed by each, and the
 /// view heard from most recently wins (a connected one on a tie). Sorted by host name.
 pub fn merge_hosts(lists: Vec<Vec<HostView>>) -> Vec<HostView> {
@@ -232,22 +205,122 @@ pub fn merge_hosts(lists: Vec<Vec<HostView>>) -> Vec<HostView> {
 
 /// The fleet summary of the given hosts (their status already computed) at `now_ms`.
 pub fn summarize(hosts: &[HostView], now_ms: u64) -> FleetSummary {
-    let mut rows: BTreeMap<(&str, &str), Vec<&HostView>> = BTreeMap::new();
+    let mut draft = SummaryDraft::new(now_ms);
     for host in hosts {
-        rows.entry((host.group.as_str(), host.zone.as_str()))
-            .or_default()
-            .push(host);
+        draft.add(&host.group, &host.zone, host.status, &host.metrics);
     }
-    let count = |status: HostStatus| hosts.iter().filter(|h| h.status == status).count() as u32;
-    FleetSummary {
-        generated_ms: now_ms,
-        hosts_up: count(HostStatus::Up),
-        hosts_stale: count(HostStatus::Stale),
-        hosts_down: count(HostStatus::Down),
-        groups: rows
-            .iter()
-            .map(|((group, zone), members)| summarize_group(group, zone, members))
-            .collect(),
+    draft.finish()
+}
+
+/// A fleet summary being gathered: per (group, zone) row its host counts and, for each metric the summary
+/// shows, the finite values of the row's hosts that are not down, in the order the hosts came. Gathering
+/// copies numbers only; the sorting and the percentiles wait for [`SummaryDraft::finish`], which can run
+/// after the fleet's lock is released and away from the threads that carry ingest.
+#[derive(Debug, Clone)]
+pub struct SummaryDraft {
+    now_ms: u64,
+    /// The distinct metrics of the summary's columns, in catalogue order.
+    metrics: Vec<Metric>,
+    /// Group, then zone.
+    rows: BTreeMap<String, BTreeMap<String, RowDraft>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RowDraft {
+    up: u32,
+    stale: u32,
+    down: u32,
+    /// Indexed like `SummaryDraft::metrics`.
+    values: Vec<Vec<f64>>,
+}
+
+impl SummaryDraft {
+    pub fn new(now_ms: u64) -> Self {
+        let mut metrics: Vec<Metric> = summary_columns().map(|(metric, _)| metric).collect();
+        metrics.dedup();
+        SummaryDraft {
+            now_ms,
+            metrics,
+            rows: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one host in its row and, unless it is down, keeps its values of the summary's metrics.
+    pub fn add(&mut self, group: &str, zone: &str, status: HostStatus, metrics: &HostMetrics) {
+        if !self.rows.contains_key(group) {
+            self.rows.insert(group.to_string(), BTreeMap::new());
+        }
+        let zones = self.rows.get_mut(group).expect("inserted above");
+        if !zones.contains_key(zone) {
+            let row = RowDraft {
+                values: vec![Vec::new(); self.metrics.len()],
+                ..RowDraft::default()
+            };
+            zones.insert(zone.to_string(), row);
+        }
+        let row = zones.get_mut(zone).expect("inserted above");
+        match status {
+            HostStatus::Up => row.up += 1,
+            HostStatus::Stale => row.stale += 1,
+            HostStatus::Down => {
+                row.down += 1;
+                return;
+            }
+        }
+        for (values, metric) in row.values.iter_mut().zip(&self.metrics) {
+            values.extend(metric.value(metrics).filter(|v| v.is_finite()));
+        }
+    }
+
+    /// The summary: each row's counts, and each column's mean, percentile, maximum or sum across its hosts.
+    pub fn finish(self) -> FleetSummary {
+        let mut summary = FleetSummary {
+            generated_ms: self.now_ms,
+            ..FleetSummary::default()
+        };
+        for (group, zones) in self.rows {
+            for (zone, row) in zones {
+                summary.hosts_up += row.up;
+                summary.hosts_stale += row.stale;
+                summary.hosts_down += row.down;
+                summary
+                    .groups
+                    .push(finish_row(group.clone(), zone, row, &self.metrics));
+            }
+        }
+        summary
+    }
+}
+
+fn finish_row(group: String, zone: String, row: RowDraft, metrics: &[Metric]) -> GroupSummary {
+    // A sum adds the values in the order the hosts came; a spread sorts its own copy. Each metric's spread is
+    // computed once, however many of its columns the summary shows.
+    let mut spreads: Vec<Option<Spread>> = vec![None; metrics.len()];
+    let values = summary_columns()
+        .map(|(metric, column)| {
+            let index = metrics
+                .iter()
+                .position(|m| *m == metric)
+                .expect("a metric of the summary");
+            let of_hosts = &row.values[index];
+            let mut spread_of = || *spreads[index].get_or_insert_with(|| spread(of_hosts.clone()));
+            match column.stat {
+                Stat::Mean => spread_of().mean,
+                Stat::P50 => spread_of().p50,
+                Stat::P99 => spread_of().p99,
+                Stat::Max => spread_of().max,
+                Stat::Sum => sum_present(of_hosts.iter().copied().map(Some)),
+            }
+        })
+        .collect();
+    GroupSummary {
+        group,
+        zone,
+        hosts: row.up + row.stale + row.down,
+        hosts_up: row.up,
+        hosts_stale: row.stale,
+        hosts_down: row.down,
+        values,
     }
 }
 
@@ -432,5 +505,63 @@ mod tests {
         let summary = summarize(&[host("a", "web", "z1", HostStatus::Up, 12.5)], 7);
         let json = serde_json::to_string(&summary).unwrap();
         assert_eq!(serde_json::from_str::<FleetSummary>(&json).unwrap(), summary);
+    }
+
+    #[test]
+    fn issue_12_the_fleets_own_summary_reads_what_its_host_views_show() {
+        // The summary copied out of the fleet under its lock (`glance`) against the summary of the fleet's
+        // cloned host views: labels, status and values must be read the same way.
+        use headroom_common::wire::{Capacity, Hello, HostFacts, Sample};
+        use std::sync::Arc;
+        let mut fleet = FleetState::new(crate::live::fleet::FleetSettings::default());
+        let hello = |labels: &[(&str, &str)]| Hello {
+            protocol_version: 1,
+            agent_version: "0.1.0".into(),
+            instance_id: 1,
+            interval_ms: 1_000,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capacity: Capacity::default(),
+            facts: HostFacts::default(),
+        };
+        let t0 = 1_700_000_000_000u64;
+        for i in 0..40u64 {
+            let name = format!("h{i:02}");
+            let labels: Vec<(&str, &str)> = match i % 4 {
+                0 => vec![("group", "web"), ("zone", "a")],
+                1 => vec![("group", "web"), ("zone", "b")],
+                2 => vec![("group", "db")],
+                _ => vec![],
+            };
+            // Hosts last heard 0 s, 4 s (stale) and 90 s (down) before the summary.
+            let heard = t0 - [0, 4_000, 90_000][(i % 3) as usize];
+            fleet.on_hello(&name, &hello(&labels), heard);
+            let metrics = HostMetrics {
+                cpu_busy_pct: Some(if i == 5 { f64::NAN } else { i as f64 * 1.7 }),
+                mem_used_pct: (i % 5 != 0).then_some(i as f64 / 3.0),
+                tcp_established: Some(i * 11),
+                net_rx_bytes_per_s: Some(1e6 / (i + 1) as f64),
+                ..HostMetrics::default()
+            };
+            let sample = Arc::new(Sample {
+                seq: 1,
+                timestamp_ms: heard,
+                ..Sample::default()
+            });
+            fleet.on_stored(&name, sample, &metrics, heard);
+        }
+        let summary = fleet.summary(t0);
+        assert_eq!(summary, summarize(&fleet.hosts(t0), t0));
+        assert_eq!(
+            (summary.hosts_up, summary.hosts_stale, summary.hosts_down),
+            (14, 13, 13)
+        );
+        assert_eq!(summary.groups.len(), 4, "{summary:?}");
+        assert_eq!(
+            (summary.groups[0].group.as_str(), summary.groups[0].zone.as_str()),
+            ("", "")
+        );
     }
 }

@@ -95,7 +95,9 @@ async fn fleet_summary(
     if query.by.is_some() || query.window.is_some() {
         return fleet_view(state, query).await;
     }
-    let summary = lock(&state.fleet).summary(now_ms());
+    // The fleet's lock is held for the copy only; ingest does not wait for the sorting.
+    let draft = lock(&state.fleet).summary_draft(now_ms());
+    let summary = draft.finish();
     Json(versioned(&summary)).into_response()
 }
 
