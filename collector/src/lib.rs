@@ -2,10 +2,12 @@
 //! listeners, validation, certificate reload), `store`
 //! (SQLite), `live` (the fleet in memory), `analytics` (outliers, alarms), `sizing`, `views` (HTTP API, CLI
 //! renderers, reports), `export` (Prometheus remote_write), `identity` (PKI, tokens, enrollment) and `app`
-//! (serve, demo) wiring them.
+//! (serve, demo) wiring them; `background` holds the low-priority threads for work on the collector's own
+//! schedule.
 
 pub mod analytics;
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod export;
 pub mod identity;

@@ -12,23 +12,18 @@
 pub mod alarms;
 pub mod outliers;
 mod report;
+mod runner;
 
 pub use report::{AlarmReport, AlarmRow, OutlierReport, OutlierRow, ScrapeCounts, SkippedRow};
+pub use runner::run;
 
-use crate::analytics::alarms::deliver::{self, DeliveryHandle, SenderSettings, Target, RESEND_INTERVAL_MS};
-use crate::analytics::alarms::{
-    AlarmEngine, AlarmEvent, AlarmStatus, HostHistory, HostInput, KeptMetrics, RuleSet,
-};
+use crate::analytics::alarms::{AlarmEngine, AlarmEvent, HostHistory, HostInput, KeptMetrics, RuleSet};
 use crate::analytics::outliers::{HostWindow, Metric, MetricValues, OutlierSettings, OutlierTracker};
 use crate::live::fleet::HostMetrics;
-use headroom_common::clock::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// How often the forecast behind `headroom` rules with `within` is recomputed from the database: forecasts
 /// move by the day, and a report over the sizing window reads every group minute of it.
@@ -545,108 +540,6 @@ impl Analytics {
             outliers: Vec::new(),
         });
         events
-    }
-}
-
-/// Closes an outlier window on a blocking thread. Scoring 20,000 hosts' windows sorts every group's values
-/// of every metric: on this task it held a runtime thread, and every connection's acknowledgement, for a
-/// tenth of a second once a minute (issue 12). A scoring that panics loses the tracker's flag history, not
-/// the collector.
-async fn close_window_apart(
-    analytics: &Arc<Analytics>,
-    mut tracker: OutlierTracker,
-    now_ms: u64,
-) -> OutlierTracker {
-    let outliers = analytics.settings.outliers.clone();
-    let analytics = analytics.clone();
-    let closed = tokio::task::spawn_blocking(move || {
-        analytics.close_window(&mut tracker, now_ms);
-        tracker
-    });
-    closed.await.unwrap_or_else(|error| {
-        warn!(%error, "closing an outlier window failed; outlier flags start over");
-        OutlierTracker::new(outliers)
-    })
-}
-
-/// Runs outlier windows and alarm evaluation until `cancel`, then lets the senders flush.
-pub async fn run(analytics: Arc<Analytics>, cancel: CancellationToken) {
-    let settings = analytics.settings.clone();
-    let mut tracker = OutlierTracker::new(settings.outliers.clone());
-    let mut engine = settings.rules.clone().map(|rules| {
-        let mut engine = AlarmEngine::new(rules);
-        engine.set_sizing(settings.sizing.clone());
-        engine
-    });
-    let sender_settings = SenderSettings {
-        generator_url: settings.api_url.clone(),
-        extra_roots_pem: settings.alarm_ca_pem.clone(),
-        ..SenderSettings::default()
-    };
-    let mut targets: Vec<DeliveryHandle> = Vec::new();
-    let mut senders = Vec::new();
-    let wanted = [
-        settings
-            .alertmanager
-            .clone()
-            .map(|base_url| Target::Alertmanager { base_url }),
-        settings.webhook.clone().map(|url| Target::Webhook { url }),
-    ];
-    for target in wanted.into_iter().flatten().filter(|_| engine.is_some()) {
-        let (handle, queue) = deliver::delivery_queue(sender_settings.queue_capacity);
-        info!(target = ?target, "alarm delivery on");
-        senders.push(tokio::spawn(deliver::run_sender(
-            queue,
-            target,
-            sender_settings.clone(),
-            cancel.clone(),
-        )));
-        targets.push(handle);
-    }
-    if engine.is_none() {
-        info!("no alarm rules configured (alarms.rules); alarms are off");
-    }
-    let mut window_tick = tokio::time::interval(Duration::from_millis(settings.outliers.window_ms.max(1)));
-    let mut alarm_tick = tokio::time::interval(Duration::from_millis(settings.alarm_interval_ms.max(1)));
-    window_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    alarm_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick of an interval fires at once; a window closed at start-up would be empty.
-    window_tick.tick().await;
-    let mut last_resend_ms = now_ms();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            _ = window_tick.tick() => tracker = close_window_apart(&analytics, tracker, now_ms()).await,
-            _ = alarm_tick.tick(), if engine.is_some() => {
-                let Some(engine) = engine.as_mut() else { continue };
-                let now = now_ms();
-                let events = analytics.evaluate(engine, &tracker, now);
-                for event in &events {
-                    info!(rule = %event.rule, subject = %event.subject.name(), status = ?event.status,
-                          "alarm {:?}", event.status);
-                }
-                let mut batch = events;
-                // Alertmanager forgets an alert whose endsAt passed; firing alarms are repeated before that.
-                if now.saturating_sub(last_resend_ms) >= RESEND_INTERVAL_MS {
-                    last_resend_ms = now;
-                    batch.extend(engine.active().into_iter().filter(|e| e.status == AlarmStatus::Firing));
-                }
-                for target in &targets {
-                    if !target.offer(batch.clone()) {
-                        warn!(dropped = target.stats().dropped.load(Ordering::Relaxed),
-                              "alarm delivery queue full; batch dropped");
-                    }
-                }
-                let mut report = lock(&analytics.alarms);
-                report.delivered_batches = targets.iter().map(|t| t.stats().sent.load(Ordering::Relaxed)).sum();
-                report.failed_batches = targets.iter().map(|t| t.stats().failed.load(Ordering::Relaxed)).sum();
-                report.dropped_batches = targets.iter().map(|t| t.stats().dropped.load(Ordering::Relaxed)).sum();
-            }
-        }
-    }
-    drop(targets);
-    for sender in senders {
-        let _ = sender.await;
     }
 }
 

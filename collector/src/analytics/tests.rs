@@ -2,7 +2,8 @@
 //! injected clock.
 
 use super::*;
-use crate::analytics::alarms::AlarmState;
+use crate::analytics::alarms::{AlarmState, AlarmStatus};
+use std::time::Duration;
 
 const T0_MS: u64 = 1_700_000_000_000;
 
@@ -160,7 +161,7 @@ async fn windows_are_means_scored_against_peers_and_explained() {
     // Closed on a blocking thread as the runtime closes them: the tracker that comes back carries the
     // windows before it.
     let analytics = Arc::new(Analytics::new(settings(None)));
-    let mut tracker = OutlierTracker::new(analytics.settings().outliers.clone());
+    let mut passes = runner::Passes::new(analytics.settings());
     for window in 0..3u64 {
         let end = T0_MS + (window + 1) * 60_000;
         for host in 0..8 {
@@ -172,7 +173,10 @@ async fn windows_are_means_scored_against_peers_and_explained() {
         }
         // A group of two is too small to score.
         analytics.observe("db-1", &labels("db"), &cpu(50.0), end - 1_000, end - 1_000);
-        tracker = close_window_apart(&analytics, tracker, end).await;
+        (passes, _) = runner::apart(&analytics, passes, move |analytics, passes| {
+            analytics.close_window(&mut passes.tracker, end)
+        })
+        .await;
     }
     let report = analytics.outlier_report(None);
     assert_eq!(report.outliers.len(), 1, "{report:?}");
@@ -193,6 +197,35 @@ async fn windows_are_means_scored_against_peers_and_explained() {
         .iter()
         .any(|s| s.group == "db" && s.reason.contains("fewer than 5")));
     assert!(analytics.outlier_report(Some("db")).outliers.is_empty());
+}
+
+#[tokio::test]
+async fn a_pass_that_panics_starts_the_passes_over_and_the_next_one_runs() {
+    let analytics = Arc::new(Analytics::new(settings(Some(RULES))));
+    let passes = runner::Passes::new(analytics.settings());
+    let (passes, result) = runner::apart(&analytics, passes, |_, passes| {
+        passes.engine = None;
+        panic!("a pass that fails");
+    })
+    .await;
+    assert_eq!(result, None::<()>);
+    assert!(passes.engine.is_some(), "the rules' engine is built again");
+    // The engine that comes back from each pass carries its states to the next: the alarm fires after its
+    // `for` of 1 s.
+    let mut passes = passes;
+    let mut statuses = Vec::new();
+    for step in 0..3u64 {
+        let now = T0_MS + step * 1_000;
+        analytics.observe("hot", &labels("web"), &cpu(97.0), now, now);
+        let events;
+        (passes, events) = runner::apart(&analytics, passes, move |analytics, passes| {
+            let engine = passes.engine.as_mut().expect("rules given");
+            analytics.evaluate(engine, &passes.tracker, now)
+        })
+        .await;
+        statuses.extend(events.expect("no panic").into_iter().map(|e| (step, e.status)));
+    }
+    assert_eq!(statuses, [(0, AlarmStatus::Pending), (1, AlarmStatus::Firing)]);
 }
 
 #[test]

@@ -384,7 +384,7 @@ pub fn web_settings(config: &Config, pki: &std::path::Path) -> crate::views::web
 const UDP_RECEIVE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Computes the sizing report of the groups `headroom` rules with `within` watch, over the sizing window,
-/// from the database, on the background thread at low priority (`views/background.rs`) with a read-only
+/// from the database, on the background thread at low priority (`background.rs`) with a read-only
 /// connection, and hands it to the analytics: the alarm evaluation itself never reads the database. When, and for which groups, is
 /// [`crate::analytics::alarms::forecast_refresh::ForecastRefresh::plan`]'s decision, asked every [`FORECAST_POLL_MS`].
 async fn refresh_forecasts(
@@ -420,7 +420,7 @@ async fn refresh_forecasts(
         let for_task = sizing.clone();
         let wanted = groups.clone();
         // At low priority, as the web view's sizing refresh: ingest keeps the CPU it needs.
-        let outcome = crate::views::background::run(move || {
+        let outcome = crate::background::run(move || {
             crate::views::report_cli::build_report_of(&options, &for_task, Some(&wanted))
         })
         .await

@@ -3,7 +3,6 @@
 
 pub mod access;
 pub mod admin;
-pub mod background;
 pub mod client;
 pub mod end;
 pub mod hosts_csv;

@@ -11,6 +11,7 @@ pub mod history;
 pub mod html;
 pub mod model;
 
+use crate::background::Lane;
 use crate::live::fleet::FleetState;
 use crate::metrics::{metrics_in, Place};
 use crate::sizing::ReportFormat;
@@ -153,7 +154,7 @@ async fn refresh_sizing(state: &WebContext) -> Result<Arc<SizingReport>, String>
     let for_task = state.clone();
     let window = state.web.settings.sizing_window;
     // Refreshed once a minute whether anyone looks or not: at low priority, so ingest keeps the CPU.
-    let report = crate::views::background::run(move || compute_sizing(&for_task, window, now))
+    let report = crate::background::run(move || compute_sizing(&for_task, window, now))
         .await
         .ok_or("sizing failed: the report's computation panicked")??;
     let report = Arc::new(report);
@@ -178,13 +179,13 @@ pub async fn run(state: WebContext, cancel: CancellationToken) {
         }
         let now = now_ms();
         if guard(&state.web.history).due(now) {
-            // Copied under the fleet's lock, sorted and ranked on a blocking thread: done whole on this task
-            // at 20,000 hosts, it held a runtime thread and the lock ingest waits for for a tenth of a second
-            // once a minute (issue 12).
+            // Copied under the fleet's lock, sorted and ranked on the low-priority passes thread: done whole on
+            // this task at 20,000 hosts, it held a runtime thread and the lock ingest waits for for a tenth of
+            // a second once a minute (issue 12).
             let draft = guard(&state.fleet).summary_draft(now);
-            match tokio::task::spawn_blocking(move || draft.finish()).await {
-                Ok(summary) => guard(&state.web.history).record(&summary, now),
-                Err(error) => tracing::warn!(%error, "the fleet summary for the web view's history failed"),
+            match crate::background::run_on(Lane::Passes, move || draft.finish()).await {
+                Some(summary) => guard(&state.web.history).record(&summary, now),
+                None => tracing::warn!("the fleet summary for the web view's history failed"),
             }
         }
         if state.analytics.is_some() && state.web.sizing_stale(now) {
