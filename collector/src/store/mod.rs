@@ -24,6 +24,7 @@ pub mod window_stats;
 pub mod writer;
 
 pub use crate::metrics::Metric;
+pub use query::read_rollup_marks;
 pub use rollup::{MaintainReport, Retention};
 pub use writer::{spawn_writer, spawn_writer_with, StoreHandle, StoreHealth, WriterSettings};
 
@@ -383,11 +384,7 @@ impl Store {
     /// and `/metrics` scrape that opens one take up to half a second at that size.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let name = path.display().to_string();
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| StoreError::from_sqlite(&name, "open", e))?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
-            .map_err(|e| StoreError::from_sqlite(&name, "set busy_timeout", e))?;
+        let conn = query::read_only_connection(path, &name)?;
         // Hour rollups are stored hour by hour, so one host's 30 days touch about 720 pages that the next
         // hosts touch again. SQLite's default 2 MiB cache is smaller than that and rereads every page for
         // every host; 64 MiB (as the writer uses) keeps them between hosts.

@@ -12,10 +12,12 @@ use super::meta::{get_meta, META_HOUR_BUILT, META_PORT_MINUTES_FROM, META_RAW_CU
 use super::ports::{read_ports, PortSums};
 use super::rollup::{HOUR_MS, MINUTE_MS};
 use super::sketch::{DecodeError, MetricStats, RollupStats};
-use super::{Store, StoreError};
+use super::{check_identity, Store, StoreError, BUSY_TIMEOUT_MS};
 use crate::metrics::Metric;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
 
 /// The rollups that cover a window: see [`Store::rollup_plan`].
 #[derive(Debug, Default, PartialEq)]
@@ -432,13 +434,7 @@ impl Store {
 
     /// The rollup's progress marks.
     pub fn rollup_marks(&self) -> Result<RollupMarks, StoreError> {
-        let err = self.sql_error("read rollup progress");
-        let get = |key| get_meta(&self.conn, key).map(|v| v.max(0)).map_err(&err);
-        Ok(RollupMarks {
-            rolled_up_through_ms: get(META_RAW_CUTOFF)? as u64,
-            raw_rowid: get(META_RAW_ROWID)?,
-            port_minutes_from_ms: get(META_PORT_MINUTES_FROM)? as u64,
-        })
+        marks_of(&self.conn, &self.path)
     }
 
     /// The `rollup_minute` row of host `host_id` (a `hosts.id`) for the minute starting at `minute_ms`.
@@ -487,4 +483,37 @@ impl Store {
             },
         )
     }
+}
+
+fn marks_of(conn: &Connection, path: &str) -> Result<RollupMarks, StoreError> {
+    let get = |key| {
+        get_meta(conn, key)
+            .map(|v| v.max(0))
+            .map_err(|e| StoreError::from_sqlite(path, "read rollup progress", e))
+    };
+    Ok(RollupMarks {
+        rolled_up_through_ms: get(META_RAW_CUTOFF)? as u64,
+        raw_rowid: get(META_RAW_ROWID)?,
+        port_minutes_from_ms: get(META_PORT_MINUTES_FROM)? as u64,
+    })
+}
+
+/// A read-only connection to the database at `path` (named `name` in errors), nothing set or loaded yet.
+pub(super) fn read_only_connection(path: &Path, name: &str) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| StoreError::from_sqlite(name, "open", e))?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(|e| StoreError::from_sqlite(name, "set busy_timeout", e))?;
+    Ok(conn)
+}
+
+/// The rollup's progress marks in the database at `path`, read on a connection of their own without opening
+/// a [`Store`]: a read-only store loads every host's row first (20,000 of them at that size), which
+/// `/metrics` needs none of, at every scrape.
+pub fn read_rollup_marks(path: &Path) -> Result<RollupMarks, StoreError> {
+    let name = path.display().to_string();
+    let conn = read_only_connection(path, &name)?;
+    check_identity(&conn, &name)?;
+    marks_of(&conn, &name)
 }

@@ -703,7 +703,7 @@ fn row_with_ports(seq: u64, ts_ms: u64, cpu: f64, ports: &[(u16, u32)]) -> Sampl
 
 #[test]
 fn group_port_minutes_sum_host_means_and_replace_a_late_host_contribution() {
-    let (_dir, mut store) = temp_store();
+    let (dir, mut store) = temp_store();
     // Minute 0. a: 80 → 10, 20 (mean 15); 443 → 100, 200 (150).
     //           b: 80 → 30 in its first sample only (30); 443 → 300, 500 (400).
     let mut a = batch(
@@ -773,6 +773,16 @@ fn group_port_minutes_sum_host_means_and_replace_a_late_host_contribution() {
     assert_eq!(marks.rolled_up_through_ms, T0 + 2 * MINUTE_MS);
     assert_eq!(marks.port_minutes_from_ms, 0);
     assert_eq!(marks.raw_rowid, 5);
+    // Read from the file on a connection of their own, as /metrics reads them, without opening a store.
+    let path = dir.path().join("headroom.db");
+    assert_eq!(super::read_rollup_marks(&path).unwrap(), marks);
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let error = super::read_rollup_marks(&other).unwrap_err().to_string();
+    assert!(error.contains("other.db") && !error.contains('\n'), "{error}");
 
     // Kept as long as group_minutes.
     let retention = Retention {

@@ -340,8 +340,7 @@ async fn metrics_handler(
         if let Some(path) = analytics.settings().database.clone() {
             let read = tokio::task::spawn_blocking(move || {
                 let bytes = metrics::database_bytes(&path);
-                let lag = crate::store::Store::open_read_only(&path)
-                    .and_then(|store| store.rollup_marks())
+                let lag = crate::store::read_rollup_marks(&path)
                     .ok()
                     .filter(|marks| marks.rolled_up_through_ms > 0)
                     .map(|marks| now_ms.saturating_sub(marks.rolled_up_through_ms) as f64 / 1000.0);
