@@ -6,9 +6,11 @@
 //! pass walks every host (tens to a hundred milliseconds). The report, on the runtime's blocking threads at
 //! the same priority as ingest, took the core a collector pinned to one core needed for the QUIC driver, and
 //! the socket overflowed once a minute; the passes, on a runtime thread, held every acknowledgement for a
-//! tenth of a second once a minute (issue 12, bench/RESULTS.md). At nice 10 the kernel gives such a thread
-//! about a tenth of a contended core: the work takes longer under load, and ingest keeps what it needs.
-//! Raising a thread's nice value needs no privilege; lowering it again would, so this work gets threads of
+//! tenth of a second once a minute (issue 12, bench/RESULTS.md). So these threads run at nice 10 and in
+//! the `SCHED_IDLE` class: they get the CPU when ingest leaves it, and lose it the moment a network thread
+//! wakes. Nice 10 alone was not enough: at 20,000 agents the sizing report and a pass together still took
+//! 40-60 % of the pinned core for three seconds while the runtime thread's share fell to about half, and the
+//! ack p99 of that 10 s reading rose to 261 ms. Leaving either needs privilege, so this work gets threads of
 //! its own.
 //!
 //! Two lanes, one thread each, so that a quick pass never waits behind a report of several seconds.
@@ -18,7 +20,8 @@ use std::sync::{Mutex, OnceLock};
 use tokio::sync::oneshot;
 use tracing::warn;
 
-/// The nice value of the background threads (0 is the default, 19 the lowest priority).
+/// The nice value of the background threads (0 is the default, 19 the lowest priority), kept should the
+/// `SCHED_IDLE` class be refused.
 pub const NICE: i32 = 10;
 
 /// Which thread a job runs on; each runs its jobs one at a time, in the order given.
@@ -65,7 +68,9 @@ fn queue(lane: Lane) -> &'static Mutex<Sender<Job>> {
 }
 
 fn lower_priority(lane: Lane) {
-    if let Err(error) = headroom_common::thread::lower_this_thread(NICE) {
+    let lowered = headroom_common::thread::lower_this_thread(NICE)
+        .and_then(|()| headroom_common::thread::idle_this_thread());
+    if let Err(error) = lowered {
         warn!(
             %error,
             thread = lane.thread_name(),
@@ -114,6 +119,8 @@ mod tests {
             });
             let (nice, name) = first.await.expect("the job ran");
             assert_eq!(nice, NICE.max(here), "the job ran at nice {nice}");
+            let idle = run_on(lane, headroom_common::thread::this_thread_is_idle_class).await;
+            assert_eq!(idle, Some(true), "the job ran in the SCHED_IDLE class");
             assert_eq!(name.as_deref(), Some(lane.thread_name()));
             assert_eq!(nice_of_this_thread(), here, "the caller's priority is untouched");
             let order = std::sync::Arc::new(Mutex::new(Vec::new()));
