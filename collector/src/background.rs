@@ -5,12 +5,12 @@
 //! At 20,000 hosts the sizing report reads a minute of raw rows of every host (seconds of CPU) and each fleet
 //! pass walks every host (tens to a hundred milliseconds). The report, on the runtime's blocking threads at
 //! the same priority as ingest, took the core a collector pinned to one core needed for the QUIC driver, and
-//! the socket overflowed once a minute; the passes, on a runtime thread, held every acknowledgement for a
-//! tenth of a second once a minute (issue 12, bench/RESULTS.md). So these threads run at nice 10 and in
+//! the socket overflowed once a minute; the passes, on a runtime thread, held every acknowledgement for about
+//! 150 ms once a minute (issue 12, bench/RESULTS.md). So these threads run at nice 10 and in
 //! the `SCHED_IDLE` class: they get the CPU when ingest leaves it, and lose it the moment a network thread
 //! wakes. Nice 10 alone was not enough: at 20,000 agents the sizing report and a pass together still took
-//! 40-60 % of the pinned core for three seconds while the runtime thread's share fell to about half, and the
-//! ack p99 of that 10 s reading rose to 261 ms. Leaving either needs privilege, so this work gets threads of
+//! 20-46 % of the pinned core in each 100 ms for about three seconds, the core was full, the runtime thread
+//! ran at 75-86 % in the slices after to catch up, and the ack p99 of that 10 s reading rose to 261 ms. Leaving either needs privilege, so this work gets threads of
 //! its own.
 //!
 //! Two lanes, one thread each, so that a quick pass never waits behind a report of several seconds.

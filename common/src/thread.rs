@@ -25,7 +25,7 @@ pub fn nice_of_this_thread() -> i32 {
 
 /// Puts the calling thread in the `SCHED_IDLE` class: it runs when no thread of the normal class wants the
 /// CPU, and a normal thread that wakes takes the CPU from it at once. A raised nice value only weighs the
-/// share: a nice-10 thread still took 40 % of a contended core from a busy network thread for seconds
+/// share: two nice-10 threads still took 20-46 % of a full core beside a busy network thread for seconds
 /// (issue 12). The class keeps a small share
 /// (weight 3 against 1,024 at nice 0), so the thread's work is slowed, never stopped. Switching into it needs
 /// no privilege; leaving it would.

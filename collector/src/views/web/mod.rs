@@ -180,8 +180,8 @@ pub async fn run(state: WebContext, cancel: CancellationToken) {
         let now = now_ms();
         if guard(&state.web.history).due(now) {
             // Copied under the fleet's lock, sorted and ranked on the low-priority passes thread: done whole on
-            // this task at 20,000 hosts, it held a runtime thread and the lock ingest waits for for a tenth of
-            // a second once a minute (issue 12).
+            // this task at 20,000 hosts, it held a runtime thread and the lock ingest waits for once a minute,
+            // most of the 150 ms that held every acknowledgement (issue 12).
             let draft = guard(&state.fleet).summary_draft(now);
             match crate::background::run_on(Lane::Passes, move || draft.finish()).await {
                 Some(summary) => guard(&state.web.history).record(&summary, now),
