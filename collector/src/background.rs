@@ -6,12 +6,13 @@
 //! pass walks every host (tens to a hundred milliseconds). The report, on the runtime's blocking threads at
 //! the same priority as ingest, took the core a collector pinned to one core needed for the QUIC driver, and
 //! the socket overflowed once a minute; the passes, on a runtime thread, held every acknowledgement for about
-//! 150 ms once a minute (issue 12, bench/RESULTS.md). So these threads run at nice 10 and in
-//! the `SCHED_IDLE` class: they get the CPU when ingest leaves it, and lose it the moment a network thread
-//! wakes. Nice 10 alone was not enough: at 20,000 agents the sizing report and a pass together still took
-//! 20-46 % of the pinned core in each 100 ms for about three seconds, the core was full, the runtime thread
-//! ran at 75-86 % in the slices after to catch up, and the ack p99 of that 10 s reading rose to 261 ms. Leaving either needs privilege, so this work gets threads of
-//! its own.
+//! 150 ms once a minute (issue 12, bench/RESULTS.md). At nice 10 such a thread weighs about a tenth
+//! of a normal one when both want the CPU: the work takes longer under load. It is not nothing: beside a busy
+//! runtime thread the sizing report and a pass still took 20-46 % of a full pinned core for the seconds a
+//! report runs (bench/RESULTS.md). The `SCHED_IDLE` class, which yields to any waking thread, was tried and
+//! left out: on a machine busy with other work it starved the alarm evaluation, whose alarms then never
+//! fired. Raising a thread's nice value needs no privilege; lowering it again would, so this work gets
+//! threads of its own.
 //!
 //! Two lanes, one thread each, so that a quick pass never waits behind a report of several seconds.
 
@@ -20,8 +21,7 @@ use std::sync::{Mutex, OnceLock};
 use tokio::sync::oneshot;
 use tracing::warn;
 
-/// The nice value of the background threads (0 is the default, 19 the lowest priority), kept should the
-/// `SCHED_IDLE` class be refused.
+/// The nice value of the background threads (0 is the default, 19 the lowest priority).
 pub const NICE: i32 = 10;
 
 /// Which thread a job runs on; each runs its jobs one at a time, in the order given.
@@ -68,9 +68,7 @@ fn queue(lane: Lane) -> &'static Mutex<Sender<Job>> {
 }
 
 fn lower_priority(lane: Lane) {
-    let lowered = headroom_common::thread::lower_this_thread(NICE)
-        .and_then(|()| headroom_common::thread::idle_this_thread());
-    if let Err(error) = lowered {
+    if let Err(error) = headroom_common::thread::lower_this_thread(NICE) {
         warn!(
             %error,
             thread = lane.thread_name(),
@@ -119,8 +117,6 @@ mod tests {
             });
             let (nice, name) = first.await.expect("the job ran");
             assert_eq!(nice, NICE.max(here), "the job ran at nice {nice}");
-            let idle = run_on(lane, headroom_common::thread::this_thread_is_idle_class).await;
-            assert_eq!(idle, Some(true), "the job ran in the SCHED_IDLE class");
             assert_eq!(name.as_deref(), Some(lane.thread_name()));
             assert_eq!(nice_of_this_thread(), here, "the caller's priority is untouched");
             let order = std::sync::Arc::new(Mutex::new(Vec::new()));

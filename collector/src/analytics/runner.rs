@@ -50,7 +50,10 @@ pub(super) async fn apart<T: Send + 'static>(
     pass: impl FnOnce(&Analytics, &mut Passes) -> T + Send + 'static,
 ) -> (Passes, Option<T>) {
     let shared = analytics.clone();
+    // A pass hands the rows it records to the store writer through a task of this runtime.
+    let runtime = tokio::runtime::Handle::current();
     let outcome = run_on(Lane::Passes, move || {
+        let _entered = runtime.enter();
         let result = pass(&shared, &mut passes);
         (passes, result)
     })

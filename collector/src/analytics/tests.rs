@@ -200,6 +200,35 @@ async fn windows_are_means_scored_against_peers_and_explained() {
 }
 
 #[tokio::test]
+async fn a_pass_that_records_history_keeps_its_state_on_the_passes_thread() {
+    // An evaluation that records transitions hands them to the store writer through a runtime task: from
+    // the passes thread too, without panicking (which would start the alarm states over at every pass).
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = crate::store::Store::open(&dir.path().join("headroom.db"), T0_MS).unwrap();
+    let (handle, _writer) = crate::store::spawn_writer(store, 16);
+    let analytics = Arc::new(Analytics::new(settings(Some(RULES))));
+    analytics.keep_history(handle);
+    let mut passes = runner::Passes::new(analytics.settings());
+    let mut statuses = Vec::new();
+    for step in 0..3u64 {
+        let now = T0_MS + step * 1_000;
+        analytics.observe("hot", &labels("web"), &cpu(97.0), now, now);
+        let events;
+        (passes, events) = runner::apart(&analytics, passes, move |analytics, passes| {
+            let engine = passes.engine.as_mut().expect("rules given");
+            analytics.evaluate(engine, &passes.tracker, now)
+        })
+        .await;
+        let events = events.expect("the pass did not panic");
+        statuses.extend(events.into_iter().map(|e| (step, e.rule, e.status)));
+    }
+    assert!(
+        statuses.contains(&(1, "cpu-hot".to_string(), AlarmStatus::Firing)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_pass_that_panics_starts_the_passes_over_and_the_next_one_runs() {
     let analytics = Arc::new(Analytics::new(settings(Some(RULES))));
     let passes = runner::Passes::new(analytics.settings());

@@ -414,32 +414,34 @@ impl FleetState {
     }
 }
 
+/// A hello with `labels` and `instance_id`, for the live view's tests.
+#[cfg(test)]
+pub(crate) fn test_hello(labels: &[(&str, &str)], instance_id: u64) -> Hello {
+    Hello {
+        protocol_version: 1,
+        agent_version: "0.1.0".into(),
+        instance_id,
+        interval_ms: 1000,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        capacity: headroom_common::wire::Capacity {
+            cores: 4,
+            memory_bytes: 8 << 30,
+        },
+        facts: headroom_common::wire::HostFacts::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use headroom_common::wire::{
-        Capacity, CpuSample, CpuTimes, HostFacts, MemorySample, SocketSample, TcpCounters,
-    };
+    use headroom_common::wire::{CpuSample, CpuTimes, MemorySample, SocketSample, TcpCounters};
 
     const T0_MS: u64 = 1_700_000_000_000;
 
-    fn hello(labels: &[(&str, &str)], instance_id: u64) -> Hello {
-        Hello {
-            protocol_version: 1,
-            agent_version: "0.1.0".into(),
-            instance_id,
-            interval_ms: 1000,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            capacity: Capacity {
-                cores: 4,
-                memory_bytes: 8 << 30,
-            },
-            facts: HostFacts::default(),
-        }
-    }
+    use super::test_hello as hello;
 
     fn sample(seq: u64, timestamp_ms: u64, busy: u64, idle: u64, tcp: TcpCounters) -> Sample {
         Sample {

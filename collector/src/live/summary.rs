@@ -511,21 +511,10 @@ mod tests {
     fn issue_12_the_fleets_own_summary_reads_what_its_host_views_show() {
         // The summary copied out of the fleet under its lock (`glance`) against the summary of the fleet's
         // cloned host views: labels, status and values must be read the same way.
-        use headroom_common::wire::{Capacity, Hello, HostFacts, Sample};
+        use crate::live::fleet::test_hello as hello;
+        use headroom_common::wire::Sample;
         use std::sync::Arc;
         let mut fleet = FleetState::new(crate::live::fleet::FleetSettings::default());
-        let hello = |labels: &[(&str, &str)]| Hello {
-            protocol_version: 1,
-            agent_version: "0.1.0".into(),
-            instance_id: 1,
-            interval_ms: 1_000,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            capacity: Capacity::default(),
-            facts: HostFacts::default(),
-        };
         let t0 = 1_700_000_000_000u64;
         for i in 0..40u64 {
             let name = format!("h{i:02}");
@@ -537,7 +526,7 @@ mod tests {
             };
             // Hosts last heard 0 s, 4 s (stale) and 90 s (down) before the summary.
             let heard = t0 - [0, 4_000, 90_000][(i % 3) as usize];
-            fleet.on_hello(&name, &hello(&labels), heard);
+            fleet.on_hello(&name, &hello(&labels, 1), heard);
             let metrics = HostMetrics {
                 cpu_busy_pct: Some(if i == 5 { f64::NAN } else { i as f64 * 1.7 }),
                 mem_used_pct: (i % 5 != 0).then_some(i as f64 / 3.0),
