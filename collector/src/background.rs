@@ -10,8 +10,8 @@
 //! of a normal one when both want the CPU: the work takes longer under load. It is not nothing: beside a busy
 //! runtime thread the sizing report and a pass still took 20-46 % of a full pinned core for the seconds a
 //! report runs (bench/RESULTS.md). The `SCHED_IDLE` class, which yields to any waking thread, was tried and
-//! left out: on a machine busy with other work it starved the alarm evaluation, whose alarms then never
-//! fired. Raising a thread's nice value needs no privilege; lowering it again would, so this work gets
+//! left out: it leaves a thread a sliver of a busy machine's CPU whoever the load belongs to, and the alarms
+//! of a collector that shares its host must not wait on the rest of the host's load. Raising a thread's nice value needs no privilege; lowering it again would, so this work gets
 //! threads of its own.
 //!
 //! Two lanes, one thread each, so that a quick pass never waits behind a report of several seconds.
