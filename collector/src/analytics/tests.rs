@@ -208,20 +208,8 @@ async fn a_pass_that_records_history_keeps_its_state_on_the_passes_thread() {
     let (handle, _writer) = crate::store::spawn_writer(store, 16);
     let analytics = Arc::new(Analytics::new(settings(Some(RULES))));
     analytics.keep_history(handle);
-    let mut passes = runner::Passes::new(analytics.settings());
-    let mut statuses = Vec::new();
-    for step in 0..3u64 {
-        let now = T0_MS + step * 1_000;
-        analytics.observe("hot", &labels("web"), &cpu(97.0), now, now);
-        let events;
-        (passes, events) = runner::apart(&analytics, passes, move |analytics, passes| {
-            let engine = passes.engine.as_mut().expect("rules given");
-            analytics.evaluate(engine, &passes.tracker, now)
-        })
-        .await;
-        let events = events.expect("the pass did not panic");
-        statuses.extend(events.into_iter().map(|e| (step, e.rule, e.status)));
-    }
+    let passes = runner::Passes::new(analytics.settings());
+    let statuses = hot_host_through_the_passes_thread(&analytics, passes).await;
     assert!(
         statuses.contains(&(1, "cpu-hot".to_string(), AlarmStatus::Firing)),
         "{statuses:?}"
@@ -241,20 +229,34 @@ async fn a_pass_that_panics_starts_the_passes_over_and_the_next_one_runs() {
     assert!(passes.engine.is_some(), "the rules' engine is built again");
     // The engine that comes back from each pass carries its states to the next: the alarm fires after its
     // `for` of 1 s.
-    let mut passes = passes;
+    let statuses: Vec<(u64, AlarmStatus)> = hot_host_through_the_passes_thread(&analytics, passes)
+        .await
+        .into_iter()
+        .map(|(step, _, status)| (step, status))
+        .collect();
+    assert_eq!(statuses, [(0, AlarmStatus::Pending), (1, AlarmStatus::Firing)]);
+}
+
+/// A hot host observed and evaluated through the passes thread once a second for 3 s: each step's alarm
+/// transitions as (step, rule, status). Panics if a pass panicked.
+async fn hot_host_through_the_passes_thread(
+    analytics: &Arc<Analytics>,
+    mut passes: runner::Passes,
+) -> Vec<(u64, String, AlarmStatus)> {
     let mut statuses = Vec::new();
     for step in 0..3u64 {
         let now = T0_MS + step * 1_000;
         analytics.observe("hot", &labels("web"), &cpu(97.0), now, now);
         let events;
-        (passes, events) = runner::apart(&analytics, passes, move |analytics, passes| {
+        (passes, events) = runner::apart(analytics, passes, move |analytics, passes| {
             let engine = passes.engine.as_mut().expect("rules given");
             analytics.evaluate(engine, &passes.tracker, now)
         })
         .await;
-        statuses.extend(events.expect("no panic").into_iter().map(|e| (step, e.status)));
+        let events = events.expect("the pass did not panic");
+        statuses.extend(events.into_iter().map(|e| (step, e.rule, e.status)));
     }
-    assert_eq!(statuses, [(0, AlarmStatus::Pending), (1, AlarmStatus::Firing)]);
+    statuses
 }
 
 #[test]
