@@ -3,7 +3,11 @@
 //! ending now, with a daily cycle and a slow upward trend, and every host's hourly rollup (`rollup_hour`,
 //! with sketches of CPU busy %, memory used % and bytes from one value a minute, up to the hour before the
 //! current one) and minute rollups at the window's ragged ends, which per-host memory sizing and
-//! `fleet --window W --stat S` read. Usage: `report_db_bench FILE [HOSTS] [DAYS]`;
+//! `fleet --window W --stat S` read. Usage: `report_db_bench FILE [HOSTS] [DAYS] [full [END_MINUTE]]`; with
+//! `full`, every rollup also holds every other metric of the catalogue (a sixty-value sketch each), as a
+//! collector's rollups do, so reading them costs what it costs on a collector's file; END_MINUTE ends the
+//! data at that minute of the hour (the last one passed) instead of now, which sets how many minutes the
+//! ragged first hour holds.
 //! bench/report_bench.sh times `headroom-collector report` and the windowed fleet view on the result.
 
 use std::path::PathBuf;
@@ -20,6 +24,22 @@ const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
 const GIB: u64 = 1 << 30;
 
+/// One value of every metric but the three above: a level of its own, steady for a third of the metrics and
+/// moving by up to 5 or 10 % for the others, so sketches hold one to a dozen buckets as a host's do.
+fn add_other_metrics(stats: &mut RollupStats, rng: &mut fastrand::Rng) {
+    for metric in Metric::ALL {
+        if matches!(
+            metric,
+            Metric::CpuBusyPct | Metric::MemUsedPct | Metric::MemUsedBytes
+        ) {
+            continue;
+        }
+        let index = metric.index();
+        let spread = 0.05 * (index % 3) as f64;
+        stats.add(index, (100 + 10 * index) as f64 * (1.0 + spread * rng.f64()));
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = PathBuf::from(
@@ -28,8 +48,28 @@ fn main() -> anyhow::Result<()> {
     );
     let hosts: usize = args.next().map_or(Ok(1_000), |n| n.parse())?;
     let days: u64 = args.next().map_or(Ok(30), |n| n.parse())?;
+    let full = match args.next().as_deref() {
+        None => false,
+        Some("full") => true,
+        Some(other) => anyhow::bail!("the fourth argument is `full` or nothing, not {other:?}"),
+    };
+    // The minute of the hour the data ends at (default: now's), which sets how many minutes the window's
+    // ragged first hour holds.
+    let end_minute: Option<u64> = args.next().map(|n| n.parse()).transpose()?;
     let _ = std::fs::remove_file(&path);
-    let now_ms = headroom_common::clock::now_ms();
+    let clock_ms = headroom_common::clock::now_ms();
+    let now_ms = match end_minute {
+        Some(minute) if minute < 60 => {
+            let at = clock_ms - clock_ms % HOUR_MS + minute * MINUTE_MS;
+            if at > clock_ms {
+                at - HOUR_MS
+            } else {
+                at
+            }
+        }
+        Some(minute) => anyhow::bail!("END_MINUTE is a minute of the hour (0-59), not {minute}"),
+        None => clock_ms,
+    };
     let end_ms = now_ms - now_ms % MINUTE_MS;
     let start_ms = end_ms - days * 86_400_000;
     let started = Instant::now();
@@ -146,6 +186,9 @@ fn main() -> anyhow::Result<()> {
                     stats.add(Metric::CpuBusyPct.index(), busy * 100.0);
                     stats.add(Metric::MemUsedPct.index(), used * 100.0);
                     stats.add(Metric::MemUsedBytes.index(), used * memory as f64);
+                    if full {
+                        add_other_metrics(&mut stats, &mut rng);
+                    }
                 }
                 insert.execute(params![hour_ms as i64, host_id, 60i64, stats.encode()])?;
                 written += 1;
@@ -178,6 +221,9 @@ fn main() -> anyhow::Result<()> {
                     stats.add(Metric::CpuBusyPct.index(), (0.15 + 0.02 * group as f64) * 100.0);
                     stats.add(Metric::MemUsedPct.index(), used * 100.0);
                     stats.add(Metric::MemUsedBytes.index(), used * memory as f64);
+                    if full {
+                        add_other_metrics(&mut stats, &mut rng);
+                    }
                 }
                 insert.execute(params![minute_ms as i64, host_id, stats.encode()])?;
                 written += 1;

@@ -2,8 +2,10 @@
 //! connection: the reports it recomputes (the web view's sizing report, the headroom alarms' forecast) and
 //! the passes over the whole fleet (the web view's history summary, the outlier window, the alarm rules).
 //!
-//! At 20,000 hosts the sizing report reads a minute of raw rows of every host (seconds of CPU) and each fleet
-//! pass walks every host (tens to a hundred milliseconds). The report, on the runtime's blocking threads at
+//! At 20,000 hosts the sizing report read a minute of raw rows of every host (seconds of CPU; since then it
+//! reads rolled-up minutes only, and each host's memory from what was added since the last refresh,
+//! `store::kept_stats`, about a fifth of a second with a second or so once an hour) and each fleet pass
+//! walks every host (tens to a hundred milliseconds). The report, on the runtime's blocking threads at
 //! the same priority as ingest, took the core a collector pinned to one core needed for the QUIC driver, and
 //! the socket overflowed once a minute; the passes, on a runtime thread, held every acknowledgement for about
 //! 150 ms once a minute (issue 12, bench/RESULTS.md). At nice 10 such a thread weighs about a tenth

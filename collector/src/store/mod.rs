@@ -10,6 +10,7 @@ pub mod export;
 pub mod group_columns;
 pub mod group_sums;
 pub mod history;
+pub mod kept_stats;
 pub mod merge;
 mod meta;
 mod minute_entry;

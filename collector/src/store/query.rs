@@ -395,7 +395,7 @@ impl Store {
         Ok(out)
     }
 
-    fn bad_stats(&self, e: DecodeError) -> StoreError {
+    pub(super) fn bad_stats(&self, e: DecodeError) -> StoreError {
         StoreError::BadBlob {
             path: self.path.clone(),
             what: "rollup stats",

@@ -1195,3 +1195,128 @@ fn issue_12_a_read_snapshot_ends_its_transaction_and_nests_in_an_open_one() {
     assert!(!store.conn.is_autocommit());
     store.conn.execute_batch("COMMIT").unwrap();
 }
+
+/// Commits a sample every 10 s of minute `minute` (from `T0`) for each of `hosts`, with memory values drawn
+/// from `rng`.
+fn commit_minute(store: &mut Store, hosts: &[&str], minute: u64, rng: &mut fastrand::Rng) {
+    let batches: Vec<HostBatch> = hosts
+        .iter()
+        .map(|host| {
+            let rows = (0..6)
+                .map(|tick| {
+                    let seq = minute * 10 + tick + 1;
+                    let mut r = row(seq, T0 + minute * MINUTE_MS + tick * 10_000, rng.f64() * 100.0);
+                    r.metrics.mem_used_bytes = Some(rng.u64(1 << 30..4 << 30));
+                    r
+                })
+                .collect();
+            batch(host, rows)
+        })
+        .collect();
+    store.commit_batches(&batches).unwrap();
+}
+
+/// `kept` and `full` agree host by host as [`Store::hosts_metric_stats`] promises.
+fn assert_same_stats(
+    kept: &HashMap<String, sketch::MetricStats>,
+    full: &HashMap<String, sketch::MetricStats>,
+    what: &str,
+) {
+    let mut hosts: Vec<_> = kept.keys().collect();
+    hosts.sort();
+    let mut expected: Vec<_> = full.keys().collect();
+    expected.sort();
+    assert_eq!(hosts, expected, "{what}: hosts");
+    for (host, one) in full {
+        let kept = &kept[host];
+        assert_eq!(
+            (kept.count, kept.min, kept.max),
+            (one.count, one.min, one.max),
+            "{what} {host}"
+        );
+        assert_eq!(kept.sketch, one.sketch, "{what} {host}");
+        assert!(
+            (kept.sum - one.sum).abs() <= one.sum.abs() * 1e-12,
+            "{what} {host}"
+        );
+        for q in [0.5, 0.99, 0.999] {
+            assert_eq!(kept.quantile(q), one.quantile(q), "{what} {host} q {q}");
+        }
+    }
+}
+
+#[test]
+fn issue_12_kept_statistics_answer_like_a_full_read_as_the_window_moves_and_read_only_what_is_new() {
+    use crate::store::kept_stats::KeptHostStats;
+    let (_dir, mut store) = temp_store();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut kept = KeptHostStats::new(Metric::MemUsedBytes);
+    let window_ms = 2 * HOUR_MS;
+    let (mut steady_reads, mut hour_moves, mut late_unseen) = (0, 0, 0);
+    let mut last = HashMap::new();
+    for minute in 0..260u64 {
+        // Host c joins at minute 100; host b leaves at minute 200.
+        let hosts: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|h| (*h != "c" || minute >= 100) && (*h != "b" || minute < 200))
+            .collect();
+        commit_minute(&mut store, &hosts, minute, &mut rng);
+        let now = T0 + (minute + 1) * MINUTE_MS + 15_000;
+        store.maintain(now, &Retention::default()).unwrap();
+        if minute == 150 {
+            // A late row for a minute already rolled up: merged into that minute's rollup.
+            let mut late = row(150 * 10 + 7, T0 + 148 * MINUTE_MS + 5_000, 1.0);
+            late.metrics.mem_used_bytes = Some(8 << 30);
+            store.commit_batches(&[batch("a", vec![late])]).unwrap();
+            store.maintain(now, &Retention::default()).unwrap();
+        }
+        let before = kept.window();
+        let answer = kept.read(&store, now - window_ms, now).unwrap();
+        let (from, to) = kept.window().expect("a window was read");
+        assert_eq!(from % HOUR_MS, 0, "the start is on the hour");
+        assert_eq!(
+            to,
+            store.rollup_marks().unwrap().rolled_up_through_ms,
+            "minute {minute}"
+        );
+        let full = store.hosts_metric_stats(Metric::MemUsedBytes, from, to).unwrap();
+        // Between the late row and the hour that holds it being built, the kept minutes part has that
+        // minute as it was when it was read; afterwards, and everywhere else, the answers agree.
+        let built = count(&store, "SELECT COALESCE(MAX(bucket_ms), 0) FROM rollup_hour") as u64 + HOUR_MS;
+        if minute >= 150 && built < T0 + 3 * HOUR_MS {
+            assert_eq!(answer.len(), full.len());
+            assert!(answer["a"].max <= full["a"].max, "minute {minute}");
+            late_unseen += u32::from(answer["a"].max < full["a"].max);
+        } else {
+            assert_same_stats(&answer, &full, &format!("minute {minute}"));
+        }
+        last = answer;
+        // A read with the same start reads the minute since the last read (and an hour when one is built):
+        // a blob per host and minute, not the window's.
+        if let Some((before_from, before_to)) = before {
+            if before_from == from && before_to < to && to % HOUR_MS > 5 * MINUTE_MS {
+                steady_reads += 1;
+                let minutes = (to - before_to) / MINUTE_MS;
+                assert!(
+                    kept.blobs_read() <= minutes * hosts.len() as u64,
+                    "minute {minute}: {} blobs for {minutes} new minutes",
+                    kept.blobs_read()
+                );
+            }
+            if before_from != from {
+                hour_moves += 1;
+            }
+        }
+    }
+    assert!(steady_reads > 150, "{steady_reads} steady reads");
+    assert!(hour_moves >= 2, "{hour_moves} moves of the start");
+    assert!(
+        (20..=40).contains(&late_unseen),
+        "the late row unseen for {late_unseen} minutes"
+    );
+    assert_eq!(
+        last["a"].max,
+        (8u64 << 30) as f64,
+        "the late row counts once its hour is built"
+    );
+}

@@ -115,6 +115,12 @@ fn every_page_loads_in_chromium_flags_the_hot_host_and_answers_as_json() {
     // Sizing covers rolled-up minutes, so its window ends on a minute boundary, which the page states.
     let through = fleet["sizing_through"].as_str().unwrap_or("");
     assert!(through.ends_with(":00Z"), "sizing through {through:?}");
+    // It starts on the hour, so the minute refresh reads only the rollups added since the last one.
+    let from = fleet["sizing_from"].as_str().unwrap_or("");
+    assert!(
+        from.ends_with(":00:00Z") && *from < *through,
+        "sizing from {from:?} through {through:?}"
+    );
     // The terminal says the same at its next print.
     let printed = wait_for(Duration::from_secs(30), || {
         let stdout = demo.stdout_text();

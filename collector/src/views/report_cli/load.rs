@@ -10,6 +10,8 @@ use super::{LoadedInput, ReportError, Window, UNGROUPED};
 use crate::sizing::report::utc;
 use crate::sizing::{GroupInput, HostInput, MinuteSum, SizingInput, DAY_MS};
 use crate::store::group_columns::{GroupColumns, GroupMinuteSums};
+use crate::store::kept_stats::KeptHostStats;
+use crate::store::sketch::MetricStats;
 use crate::store::{Metric, Store};
 
 /// How much of `group_minutes` and `group_port_minutes` one query reads, so the progress bar moves and
@@ -129,10 +131,35 @@ pub fn load_input_with(
     bar: &ProgressBar,
     tail: RawTail,
 ) -> Result<LoadedInput, ReportError> {
-    let mut groups: BTreeMap<String, (Vec<HostInput>, Vec<MinuteSum>)> = BTreeMap::new();
     // Each host's own memory at the peak statistic, from its rollup sketches (per-host memory sizing), all
     // hosts in one read.
     let memory = store.hosts_metric_stats(Metric::MemUsedBytes, window.start_ms, window.end_ms)?;
+    load_input_given(store, window, percentile, bar, tail, &memory)
+}
+
+/// [`load_input_with`] without the raw tail, each host's memory from `kept` (a report recomputed every
+/// minute reads only the rollups added since its last read). `window` starts on the hour, as `kept`'s do.
+pub fn load_input_kept(
+    store: &Store,
+    window: Window,
+    percentile: f64,
+    kept: &mut KeptHostStats,
+) -> Result<LoadedInput, ReportError> {
+    debug_assert_eq!(window.start_ms % crate::store::rollup::HOUR_MS, 0, "{window:?}");
+    let memory = kept.read(store, window.start_ms, window.end_ms)?;
+    let bar = ProgressBar::hidden();
+    load_input_given(store, window, percentile, &bar, RawTail::Skip, &memory)
+}
+
+fn load_input_given(
+    store: &Store,
+    window: Window,
+    percentile: f64,
+    bar: &ProgressBar,
+    tail: RawTail,
+    memory: &HashMap<String, MetricStats>,
+) -> Result<LoadedInput, ReportError> {
+    let mut groups: BTreeMap<String, (Vec<HostInput>, Vec<MinuteSum>)> = BTreeMap::new();
     for host in store.hosts()? {
         if host.last_seen_ms < window.start_ms || host.first_seen_ms >= window.end_ms {
             continue;

@@ -25,6 +25,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::sizing::{size_with_scenarios, Scenario, SizingConfig, SizingInput, SizingReport, MINUTE_MS};
+use crate::store::kept_stats::KeptHostStats;
+use crate::store::rollup::HOUR_MS;
 use crate::store::{Store, StoreError};
 use crate::views::end::{stale_note, EndAt};
 
@@ -162,6 +164,30 @@ pub fn build_report_of(
     config: &SizingConfig,
     groups: Option<&BTreeSet<String>>,
 ) -> Result<SizingReport, ReportError> {
+    build(options, config, groups, None)
+}
+
+/// [`build_report`] of the rolled-up minutes only, recomputed from `kept`: the window starts at the hour
+/// at or before `options.window` back, so a report made every minute reads each host's memory from the
+/// rollups added since the last one ([`KeptHostStats`]) rather than from the whole window.
+pub fn build_report_kept(
+    options: &ReportOptions,
+    config: &SizingConfig,
+    kept: &mut KeptHostStats,
+) -> Result<SizingReport, ReportError> {
+    let options = ReportOptions {
+        rolled_up_only: true,
+        ..options.clone()
+    };
+    build(&options, config, None, Some(kept))
+}
+
+fn build(
+    options: &ReportOptions,
+    config: &SizingConfig,
+    groups: Option<&BTreeSet<String>>,
+    kept: Option<&mut KeptHostStats>,
+) -> Result<SizingReport, ReportError> {
     check_labels(config)?;
     let OpenedDatabase {
         store,
@@ -176,12 +202,24 @@ pub fn build_report_of(
     } else {
         (Window::ending_at(end_ms, options.window), RawTail::Read)
     };
-    let bar = progress::progress_bar(
-        options.progress && options.window > progress::PROGRESS_AFTER,
-        window,
-    );
-    let mut loaded = load_input_with(&store, window, config.percentile, &bar, tail)?;
-    bar.finish_and_clear();
+    let mut loaded = match kept {
+        Some(kept) => {
+            let window = Window {
+                start_ms: window.start_ms - window.start_ms % HOUR_MS,
+                ..window
+            };
+            load::load_input_kept(&store, window, config.percentile, kept)?
+        }
+        None => {
+            let bar = progress::progress_bar(
+                options.progress && options.window > progress::PROGRESS_AFTER,
+                window,
+            );
+            let loaded = load_input_with(&store, window, config.percentile, &bar, tail)?;
+            bar.finish_and_clear();
+            loaded
+        }
+    };
     if let Some(groups) = groups {
         loaded
             .input

@@ -3,6 +3,7 @@
 use super::*;
 use crate::live::fleet::HostMetrics;
 use crate::sizing::MinuteSum;
+use crate::store::kept_stats::KeptHostStats;
 use crate::store::SampleDetail;
 use crate::store::{GapRow, HostBatch, HostInfo, Retention, SampleRow};
 use headroom_common::wire::Listener;
@@ -331,6 +332,63 @@ fn issue_12_a_rolled_up_only_report_ends_at_the_rollup_and_reads_no_raw_rows() {
     assert_eq!(web.window_start_ms, T0 + MINUTE_MS - 3_600_000);
     let cli = build_report(&options(false), &config_with_443()).unwrap();
     assert_eq!(cli.window_end_ms, T0 + 2 * MINUTE_MS);
+}
+
+#[test]
+fn issue_12_a_kept_report_starts_on_the_hour_and_answers_like_a_full_read_of_that_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = fixture(dir.path());
+    store
+        .maintain(T0 + 2 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let config = config_with_443();
+    let mut kept = KeptHostStats::new(crate::store::Metric::MemUsedBytes);
+    // The report a refresh makes, and a full read of the same window: the hour before T0 and the minutes
+    // rolled up since.
+    let same_as_full = |kept: &mut KeptHostStats, now_ms: u64| {
+        let options = ReportOptions {
+            now_ms,
+            ..hour_ending_at_minute_1(dir.path())
+        };
+        let refreshed = build_report_kept(&options, &config, kept).unwrap();
+        assert_eq!(
+            refreshed.window_start_ms,
+            T0 - 3_600_000,
+            "on the hour at or before an hour back"
+        );
+        let full = build_report(
+            &ReportOptions {
+                window: Duration::from_millis(refreshed.window_end_ms - refreshed.window_start_ms),
+                rolled_up_only: true,
+                ..options
+            },
+            &config,
+        )
+        .unwrap();
+        assert_eq!(refreshed, full);
+        refreshed
+    };
+    let first = same_as_full(&mut kept, T0 + 2 * MINUTE_MS + 10_000);
+    assert_eq!(first.window_end_ms, T0 + 2 * MINUTE_MS);
+    assert!(!first.groups.is_empty());
+    assert_eq!(kept.blobs_read(), 5, "minute 0: three hosts, minute 1: two");
+    // Two minutes later, with a minute more of web-1: only that minute's rollup is read.
+    store
+        .commit_batches(&[HostBatch {
+            host: "web-1".into(),
+            instance_id: 1,
+            received_ms: T0 + 3 * MINUTE_MS,
+            hello: None,
+            rows: vec![sample(4, T0 + 2 * MINUTE_MS + 5_000, 80.0, 9, 400)],
+            gaps: Vec::new(),
+        }])
+        .unwrap();
+    store
+        .maintain(T0 + 4 * MINUTE_MS + 10_000, &Retention::default())
+        .unwrap();
+    let later = same_as_full(&mut kept, T0 + 4 * MINUTE_MS + 10_000);
+    assert_eq!(later.window_end_ms, T0 + 4 * MINUTE_MS);
+    assert_eq!(kept.blobs_read(), 1, "one new host-minute");
 }
 
 #[test]

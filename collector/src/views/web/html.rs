@@ -198,13 +198,13 @@ fn named_host(name: &HostName) -> Markup {
     }
 }
 
-fn sizing_table(lines: &[SizingLine], window: &str, through: Option<&str>) -> Markup {
+fn sizing_table(lines: &[SizingLine], window: &str, span: Option<(&str, &str)>) -> Markup {
     html! {
         div class="scroll" {
             table {
                 caption {
                     "Failover sizing per group (peak over " (window)
-                    @if let Some(through) = through { " through " (through) }
+                    @if let Some((from, through)) = span { ", from " (from) " through " (through) }
                     ")"
                 }
                 thead { tr {
@@ -289,7 +289,7 @@ pub fn fleet(page: &FleetPage) -> String {
         section aria-labelledby="sizing-h" {
             h2 id="sizing-h" { "Headroom" }
             @if page.sizing.is_empty() { p class="muted" { "Sizing appears once a minute of data is rolled up." } }
-            @else { (sizing_table(&page.sizing, &page.sizing_window, page.sizing_through.as_deref())) }
+            @else { (sizing_table(&page.sizing, &page.sizing_window, page.sizing_from.as_deref().zip(page.sizing_through.as_deref()))) }
         }
     };
     layout("Fleet", Some(30), body, page.generated_ms).into_string()
@@ -349,7 +349,7 @@ pub fn group(page: &GroupPage) -> String {
             h2 id="sizing-h" { "Failover sizing" }
             @if let Some(sizing) = &page.sizing {
                 p {
-                    "Over " (sizing.window) " through " (sizing.through) ": " strong { (sizing.line.status) }
+                    "Over " (sizing.window) ", from " (sizing.from) " through " (sizing.through) ": " strong { (sizing.line.status) }
                     @if let Some(binding) = &sizing.line.binding { "; binding resource " (binding) }
                     @if let Some(worst) = &sizing.line.worst_case { "; " (worst) }
                     "; hosts to add: " (sizing.line.hosts_to_add)

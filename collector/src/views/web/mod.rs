@@ -16,6 +16,8 @@ use crate::live::fleet::FleetState;
 use crate::metrics::{metrics_in, Place};
 use crate::sizing::ReportFormat;
 use crate::sizing::{SizingConfig, SizingReport};
+use crate::store::kept_stats::KeptHostStats;
+use crate::store::Metric;
 use axum::extract::FromRef;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -79,6 +81,8 @@ pub struct WebState {
     settings: WebSettings,
     history: Mutex<FleetHistory>,
     sizing: Mutex<Option<(u64, Arc<SizingReport>)>>,
+    /// Each host's memory over the sizing window, kept between refreshes.
+    kept_memory: Mutex<Option<KeptHostStats>>,
 }
 
 fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +95,7 @@ impl WebState {
             history: Mutex::new(FleetHistory::new(settings.history_step_ms, HISTORY_WINDOW_MS)),
             settings,
             sizing: Mutex::new(None),
+            kept_memory: Mutex::new(None),
         })
     }
 
@@ -120,12 +125,23 @@ impl Default for WebState {
             history: Mutex::new(FleetHistory::new(settings.history_step_ms, HISTORY_WINDOW_MS)),
             settings,
             sizing: Mutex::new(None),
+            kept_memory: Mutex::new(None),
         }
     }
 }
 
 /// Runs the sizing model over the window ending now, from the database (a read-only connection).
 fn compute_sizing(state: &WebContext, window: Duration, now_ms: u64) -> Result<SizingReport, String> {
+    compute_sizing_with(state, window, now_ms, None)
+}
+
+/// [`compute_sizing`], each host's memory from `kept` when given (the window then starts on the hour).
+fn compute_sizing_with(
+    state: &WebContext,
+    window: Duration,
+    now_ms: u64,
+    kept: Option<&mut KeptHostStats>,
+) -> Result<SizingReport, String> {
     let database = state
         .analytics
         .as_ref()
@@ -140,7 +156,12 @@ fn compute_sizing(state: &WebContext, window: Duration, now_ms: u64) -> Result<S
         progress: false,
         rolled_up_only: true,
     };
-    crate::views::report_cli::build_report(&options, &state.web.settings.sizing).map_err(|e| e.to_string())
+    let config = &state.web.settings.sizing;
+    match kept {
+        Some(kept) => crate::views::report_cli::build_report_kept(&options, config, kept),
+        None => crate::views::report_cli::build_report(&options, config),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Recomputes the cached sizing report when it is stale; returns it or why not.
@@ -153,11 +174,19 @@ async fn refresh_sizing(state: &WebContext) -> Result<Arc<SizingReport>, String>
     }
     let for_task = state.clone();
     let window = state.web.settings.sizing_window;
-    // Refreshed once a minute whether anyone looks or not: at low priority, so ingest keeps the CPU.
-    let report = crate::background::run(move || compute_sizing(&for_task, window, now))
-        .await
-        .ok_or("sizing failed: the report's computation panicked")??;
-    let report = Arc::new(report);
+    let mut kept = guard(&state.web.kept_memory)
+        .take()
+        .unwrap_or_else(|| KeptHostStats::new(Metric::MemUsedBytes));
+    // Refreshed once a minute whether anyone looks or not: at low priority, so ingest keeps the CPU, and
+    // reading each host's memory only from the rollups added since the last refresh.
+    let (report, kept) = crate::background::run(move || {
+        let report = compute_sizing_with(&for_task, window, now, Some(&mut kept));
+        (report, kept)
+    })
+    .await
+    .ok_or("sizing failed: the report's computation panicked")?;
+    *guard(&state.web.kept_memory) = Some(kept);
+    let report = Arc::new(report?);
     *guard(&state.web.sizing) = Some((now, report.clone()));
     Ok(report)
 }

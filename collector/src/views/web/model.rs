@@ -70,6 +70,10 @@ pub struct FleetPage {
     /// Per group, from the latest sizing report; empty until one was computed.
     pub sizing: Vec<SizingLine>,
     pub sizing_window: String,
+    /// Where the sizing's window starts (UTC): on the hour at or before `sizing_window` back, so that the
+    /// minute refresh reads only what is new (`store::kept_stats`).
+    #[serde(default)]
+    pub sizing_from: Option<String>,
     /// Where the sizing's window ends (UTC): the last minute the rollup has finished, a minute or two
     /// ago (`report_cli::ReportOptions::rolled_up_only`).
     #[serde(default)]
@@ -163,6 +167,9 @@ pub fn fleet_page(hosts: &[HostView], inputs: FleetInputs<'_>, now_ms: u64) -> F
         history_step_ms: inputs.history.step_ms(),
         sizing: inputs.sizing.map(sizing_lines).unwrap_or_default(),
         sizing_window: inputs.sizing_window,
+        sizing_from: inputs
+            .sizing
+            .map(|report| crate::sizing::report::utc(report.window_start_ms)),
         sizing_through: inputs
             .sizing
             .map(|report| crate::sizing::report::utc(report.window_end_ms)),
@@ -239,6 +246,8 @@ impl HostRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupSizing {
     pub window: String,
+    /// Where the window starts (UTC), as [`FleetPage::sizing_from`].
+    pub from: String,
     /// Where the window ends (UTC), as [`FleetPage::sizing_through`].
     pub through: String,
     pub line: SizingLine,
@@ -335,6 +344,7 @@ pub fn group_page(
                 .find(|g| g.name == group)
                 .map(|g| GroupSizing {
                     window: inputs.sizing_window.clone(),
+                    from: crate::sizing::report::utc(report.window_start_ms),
                     through: crate::sizing::report::utc(report.window_end_ms),
                     line: sizing_line(g),
                     days_to_safe_target: g.days_to_safe_target,
