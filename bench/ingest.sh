@@ -14,10 +14,13 @@
 # fleet comes from as many addresses as hosts, and the collector bounds handshakes in progress per address.
 # --storm-perf FILE records the restarted collector with `perf record -g` for 15 s from its start (needs perf).
 # --port N and --http-port N choose the collector's QUIC and HTTP ports on 127.0.0.1 (9711 and 9712).
+# --history FILE starts each collector on a copy of FILE (a collector database, e.g. a day of 20,000 other hosts'
+# rollups from `report_db_bench FILE 20000 1 full 1`), so the collector runs with the history a long-running one
+# has: its sizing refresh and rollups read it. The database figures then include the copied file.
 #
 # Usage: bench/ingest.sh [--agents 1000,5000,20000] [--duration S] [--warmup S] [--connect-per-s N]
 #                        [--storm] [--storm-perf FILE] [--sources N] [--pin] [--steady MIN] [--rules FILE]
-#                        [--port N] [--http-port N] [--bin-dir DIR] [--keep DIR]
+#                        [--port N] [--http-port N] [--history FILE] [--bin-dir DIR] [--keep DIR]
 # Needs: release builds of the collector and the load generator:
 #   cargo build --release -p headroom-collector --bins --example loadgen
 # Only loopback addresses (127.0.0.0/8) are used. Every loop is bounded; the trap stops every process it started, by PID.
@@ -35,6 +38,7 @@ bin_dir=""
 keep_dir=""
 sources=1
 storm_perf=""
+history=""
 quic_port=9711
 http_port=9712
 while [[ $# -gt 0 ]]; do
@@ -51,9 +55,10 @@ while [[ $# -gt 0 ]]; do
         --rules) rules_file="$2"; shift 2 ;;
         --port) quic_port="$2"; shift 2 ;;
         --http-port) http_port="$2"; shift 2 ;;
+        --history) history="$2"; shift 2 ;;
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --keep) keep_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "ingest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -83,6 +88,10 @@ for port in "$quic_port" "$http_port"; do
     [[ "$port" =~ ^[0-9]+$ ]] && (( port >= 1 && port <= 65535 )) || die "port $port: give 1 to 65535"
 done
 [[ "$sources" =~ ^[0-9]+$ ]] && (( sources >= 1 && sources <= 5000 )) || die "--sources $sources: give 1 to 5000"
+if [[ -n "$history" ]]; then
+    [[ -r "$history" ]] || die "--history $history: not a readable file (make one with report_db_bench)"
+    history="$(realpath "$history")"
+fi
 if [[ -n "$storm_perf" ]]; then
     command -v perf >/dev/null || die "--storm-perf needs perf (linux-perf)"
     storm_perf="$(realpath -m "$storm_perf")"
@@ -156,6 +165,9 @@ for agents in "${sizes[@]}"; do
     state="$work/state-$agents"
     rm -f "$work/collector.log"
     "$collector_bin" ca init --state-dir "$state" >/dev/null
+    if [[ -n "$history" ]]; then
+        cp "$history" "$state/headroom.db"
+    fi
     cat >"$work/collector.toml" <<CONF
 state_dir = "$state"
 listen = "127.0.0.1:$quic_port"

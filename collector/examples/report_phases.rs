@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use headroom_collector::sizing::{render, size_with_scenarios, ReportFormat, Scenario, SizingConfig};
-use headroom_collector::store::Metric;
+use headroom_collector::store::{FileReads, Metric};
 use headroom_collector::views::end::EndAt;
 use headroom_collector::views::report_cli::{load_input, open_database, Window};
 
@@ -42,7 +42,7 @@ fn main() {
     let mut output_bytes = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let opened = open_database(&db, 0, EndAt::Latest).expect("the database opens");
+        let opened = open_database(&db, 0, EndAt::Latest, FileReads::Mapped).expect("the database opens");
         record("open the database, find the newest sample", started.elapsed());
         let window = Window::ending_at(opened.end_ms, Duration::from_secs(days * 86_400));
 

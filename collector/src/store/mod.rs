@@ -25,7 +25,7 @@ pub mod window_stats;
 pub mod writer;
 
 pub use crate::metrics::Metric;
-pub use query::read_rollup_marks;
+pub use query::{read_rollup_marks, FileReads};
 pub use rollup::{MaintainReport, Retention};
 pub use writer::{spawn_writer, spawn_writer_with, StoreHandle, StoreHealth, WriterSettings};
 
@@ -376,34 +376,6 @@ impl Store {
             took_ms: started.elapsed().as_millis() as u64,
         };
         Ok((store, report))
-    }
-
-    /// Open an existing database for queries only; nothing is migrated or written. Each host's last stored
-    /// seq is the one last synced into `hosts` (`last_seq` may be behind by the rows of the last minute):
-    /// only the writer resumes agents from it, and reading back the rows stored since the sync (up to a
-    /// minute of the whole fleet's samples, 1.2 million rows at 20,000 agents) made every web page, API call
-    /// and `/metrics` scrape that opens one take up to half a second at that size.
-    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let name = path.display().to_string();
-        let conn = query::read_only_connection(path, &name)?;
-        // Hour rollups are stored hour by hour, so one host's 30 days touch about 720 pages that the next
-        // hosts touch again. SQLite's default 2 MiB cache is smaller than that and rereads every page for
-        // every host; 64 MiB (as the writer uses) keeps them between hosts.
-        // Reports read hundreds of MiB of minute sums once, in order: mapping the file lets SQLite read the
-        // pages where the kernel holds them instead of copying each into its cache first.
-        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;")
-            .map_err(|e| StoreError::from_sqlite(&name, "set cache_size", e))?;
-        let version = check_identity(&conn, &name)?;
-        if version != schema::SCHEMA_VERSION {
-            return Err(StoreError::NotHeadroom {
-                path: name,
-                detail: format!(
-                    "schema version {version}, expected {}; open it once with the collector to migrate it",
-                    schema::SCHEMA_VERSION
-                ),
-            });
-        }
-        Store::with_connection(conn, name)
     }
 
     fn with_connection(conn: Connection, path: String) -> Result<Store, StoreError> {

@@ -1320,3 +1320,26 @@ fn issue_12_kept_statistics_answer_like_a_full_read_as_the_window_moves_and_read
         "the late row counts once its hour is built"
     );
 }
+
+#[test]
+fn issue_12_a_read_only_store_maps_the_file_only_when_asked() {
+    let (dir, store) = temp_store();
+    drop(store);
+    let path = dir.path().join("headroom.db");
+    let mapped = |store: &Store| -> i64 {
+        store
+            .conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    // The collector's own reads copy pages into a bounded cache, so its RSS does not carry the file.
+    assert_eq!(mapped(&Store::open_read_only(&path).unwrap()), 0);
+    assert_eq!(
+        mapped(&Store::open_read_only_with(&path, FileReads::Copied).unwrap()),
+        0
+    );
+    assert_eq!(
+        mapped(&Store::open_read_only_with(&path, FileReads::Mapped).unwrap()),
+        1 << 30
+    );
+}

@@ -27,7 +27,7 @@ use thiserror::Error;
 use crate::sizing::{size_with_scenarios, Scenario, SizingConfig, SizingInput, SizingReport, MINUTE_MS};
 use crate::store::kept_stats::KeptHostStats;
 use crate::store::rollup::HOUR_MS;
-use crate::store::{Store, StoreError};
+use crate::store::{FileReads, Store, StoreError};
 use crate::views::end::{stale_note, EndAt};
 
 pub use load::{load_input, load_input_with, RawTail};
@@ -117,8 +117,20 @@ pub struct ReportOptions {
     /// End the window at the last minute the rollup has finished and read no raw rows. For the web view's
     /// once-a-minute refresh: reading the raw tail would take a minute or two of every host's samples each
     /// time (over a million rows at 20,000 hosts, seconds of CPU and hundreds of MiB of file pages).
-    /// Late samples of finished minutes count once the rollup's next pass has merged them.
+    /// Late samples of finished minutes count once the rollup's next pass has merged them. Such a report
+    /// is made inside the collector, so the file's pages are copied, not mapped ([`FileReads`]).
     pub rolled_up_only: bool,
+}
+
+impl ReportOptions {
+    /// How the report reads the file: see [`ReportOptions::rolled_up_only`].
+    pub fn file_reads(&self) -> FileReads {
+        if self.rolled_up_only {
+            FileReads::Copied
+        } else {
+            FileReads::Mapped
+        }
+    }
 }
 
 /// A database opened read-only for a report, with its newest sample and where the report's window ends.
@@ -128,16 +140,22 @@ pub struct OpenedDatabase {
     pub end_ms: u64,
 }
 
-/// Opens `db` read-only and resolves `end` against its newest sample; a missing file or `--end latest` on
-/// an empty database is a usage error naming the file.
-pub fn open_database(db: &Path, now_ms: u64, end: EndAt) -> Result<OpenedDatabase, ReportError> {
+/// Opens `db` read-only, its pages read as `reads` says (mapped for a report of its own process, copied
+/// inside the running collector), and resolves `end` against its newest sample; a missing file or
+/// `--end latest` on an empty database is a usage error naming the file.
+pub fn open_database(
+    db: &Path,
+    now_ms: u64,
+    end: EndAt,
+    reads: FileReads,
+) -> Result<OpenedDatabase, ReportError> {
     if !db.exists() {
         return Err(ReportError::Usage(format!(
             "database {}: file not found (pass --db FILE, or --config with the collector's state_dir)",
             db.display()
         )));
     }
-    let store = Store::open_read_only(db)?;
+    let store = Store::open_read_only_with(db, reads)?;
     let newest_ms = store.newest_sample_ms()?;
     let end_ms = end.resolve(now_ms, newest_ms).ok_or_else(|| {
         ReportError::Usage(format!(
@@ -193,7 +211,7 @@ fn build(
         store,
         newest_ms,
         end_ms,
-    } = open_database(&options.db, options.now_ms, options.end)?;
+    } = open_database(&options.db, options.now_ms, options.end, options.file_reads())?;
     let (window, tail) = if options.rolled_up_only {
         let through_ms = store.rollup_marks()?.rolled_up_through_ms;
         // The minute before `through_ms` is the last the window holds.

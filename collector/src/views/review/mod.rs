@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::sizing::{ReportFormat, SizingConfig};
+use crate::store::FileReads;
 use crate::views::end::{stale_note, EndAt};
 use crate::views::report_cli::{
     build_report, open_database, OpenedDatabase, ReportError, ReportOptions, Window,
@@ -35,7 +36,7 @@ pub fn build_review(options: &ReviewOptions, sizing: &SizingConfig) -> Result<Re
         store,
         newest_ms,
         end_ms,
-    } = open_database(&options.db, options.now_ms, options.end)?;
+    } = open_database(&options.db, options.now_ms, options.end, FileReads::Mapped)?;
     let window = Window::ending_at(end_ms, options.window);
     let alarms = store.alarm_history(window.start_ms, window.end_ms)?;
     let outliers = store.outlier_history(window.start_ms, window.end_ms)?;

@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 /// The fleet page keeps one hour of history per row.
 const HISTORY_WINDOW_MS: u64 = 3_600_000;
 
+/// How early a refresh tick may come and still refresh ([`WebState::sizing_stale`]).
+const REFRESH_SLACK_MS: u64 = 1_000;
+
 /// How the web view runs.
 #[derive(Debug, Clone)]
 pub struct WebSettings {
@@ -111,10 +114,14 @@ impl WebState {
         guard(&self.sizing).as_ref().map(|(_, report)| report.clone())
     }
 
+    /// Whether the sizing report is due again at `now_ms`. A tick of the refresh task that comes up to
+    /// [`REFRESH_SLACK_MS`] before the report is a period old counts: the task's ticks are a period apart on
+    /// the monotonic clock and reports are stamped with the wall clock, so without the slack a tick came a
+    /// few milliseconds early and every other one refreshed (every two minutes at the default minute).
     fn sizing_stale(&self, now_ms: u64) -> bool {
         guard(&self.sizing)
             .as_ref()
-            .is_none_or(|(at, _)| now_ms >= at + self.settings.sizing_refresh_ms)
+            .is_none_or(|(at, _)| now_ms + REFRESH_SLACK_MS >= at + self.settings.sizing_refresh_ms)
     }
 }
 
@@ -597,5 +604,28 @@ mod tests {
         assert!(!wants_json(&headers, false));
         assert_eq!(strip_json("web.json"), ("web", true));
         assert_eq!(strip_json("web"), ("web", false));
+    }
+
+    #[test]
+    fn issue_12_a_tick_a_little_early_still_refreshes_the_sizing() {
+        let state = WebState::new(WebSettings::default());
+        let at = 1_700_000_000_000;
+        assert!(state.sizing_stale(at), "no report yet");
+        let report = crate::sizing::size_with_scenarios(
+            &crate::sizing::SizingInput {
+                window_start_ms: at - 3_600_000,
+                window_end_ms: at,
+                groups: Vec::new(),
+            },
+            &SizingConfig::default(),
+            &[],
+        );
+        *guard(&state.sizing) = Some((at, Arc::new(report)));
+        let period = state.settings.sizing_refresh_ms;
+        assert!(!state.sizing_stale(at + period / 2));
+        assert!(!state.sizing_stale(at + period - REFRESH_SLACK_MS - 1));
+        // The next tick, a few milliseconds before the report is a period old by the wall clock.
+        assert!(state.sizing_stale(at + period - 3));
+        assert!(state.sizing_stale(at + period));
     }
 }
