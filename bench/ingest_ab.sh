@@ -12,10 +12,11 @@
 # and are not compared; drops on each collector's own socket are.
 #
 # Usage: bench/ingest_ab.sh --a DIR --b DIR [--agents N] [--rounds N] [--duration S] [--warmup S]
-#                           [--sources N] [--pin] [--ports QA,HA,QB,HB] [--keep DIR]
+#                           [--sources N] [--pin] [--ports QA,HA,QB,HB] [--history FILE] [--keep DIR]
 #   DIR: a directory holding headroom-collector and examples/loadgen of one build (ingest.sh --bin-dir).
 #   --ports: the QUIC and HTTP ports of the two collectors on 127.0.0.1 (9711,9712,9721,9722); the builds
 #   take the first pair and the second in turn.
+#   --history: both collectors start on a copy of FILE (ingest.sh --history).
 # Only loopback addresses are used; every process is started and stopped by ingest.sh.
 set -euo pipefail
 
@@ -28,6 +29,7 @@ warmup_s=20
 sources=2500
 pin=0
 keep_dir=""
+history_args=()
 ports="9711,9712,9721,9722"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -40,8 +42,9 @@ while [[ $# -gt 0 ]]; do
         --sources) sources="$2"; shift 2 ;;
         --pin) pin=1; shift ;;
         --keep) keep_dir="$2"; shift 2 ;;
+        --history) history_args=(--history "$2"); shift 2 ;;
         --ports) ports="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "ingest_ab.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -87,7 +90,7 @@ for round in $(seq 1 "$rounds"); do
     for side in a b; do
         if [[ $side == a ]]; then dir="$a_dir"; else dir="$b_dir"; pair=$(( 1 - pair )); fi
         "$here/ingest.sh" --agents "$agents" --warmup "$warmup_s" --duration "$duration_s" --sources "$sources" \
-            "${pin_args[@]}" --bin-dir "$dir" --port "${port_list[pair * 2]}" --http-port "${port_list[pair * 2 + 1]}" \
+            "${pin_args[@]}" "${history_args[@]}" --bin-dir "$dir" --port "${port_list[pair * 2]}" --http-port "${port_list[pair * 2 + 1]}" \
             >"$work/round-$round-$side.out" 2>&1 &
     done
     for job in $(jobs -p); do

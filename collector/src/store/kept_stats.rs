@@ -21,7 +21,6 @@ use super::rollup::{HOUR_MS, MINUTE_MS};
 use super::sketch::MetricStats;
 use super::{Store, StoreError};
 use crate::metrics::Metric;
-use rusqlite::params;
 use std::collections::HashMap;
 
 /// See the module documentation.
@@ -149,26 +148,11 @@ impl KeptHostStats {
 
     /// Adds every host's hours in `[from, to)` to the hours part: one indexed range read per host.
     fn add_hours(&mut self, store: &Store, from: u64, to: u64, wanted: Wanted) -> Result<(), StoreError> {
-        let err = store.sql_error("read rollups");
-        let mut statement = store
-            .conn
-            .prepare_cached(
-                "SELECT stats FROM rollup_hour WHERE host_id = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
-            )
-            .map_err(&err)?;
         for record in store.hosts.values() {
             let mut total = RollupMerger::sparse(wanted);
-            let mut rows = statement
-                .query(params![record.id, from as i64, to as i64])
-                .map_err(&err)?;
-            let mut any = false;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let blob = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
-                total.add_encoded(blob).map_err(|e| store.bad_stats(e))?;
-                self.blobs_read += 1;
-                any = true;
-            }
-            if any {
+            let blobs = store.add_hour_rollups(record.id, from, to, &mut total)?;
+            self.blobs_read += blobs;
+            if blobs > 0 {
                 merge_into(&mut self.by_host_hours, record.id, total, self.metric);
             }
         }
@@ -177,25 +161,8 @@ impl KeptHostStats {
 
     /// Adds every host's minutes in `[from, to)` to the minutes part: one range read for all hosts.
     fn add_minutes(&mut self, store: &Store, from: u64, to: u64, wanted: Wanted) -> Result<(), StoreError> {
-        let err = store.sql_error("read rollups");
-        let mut statement = store
-            .conn
-            .prepare_cached(
-                "SELECT host_id, stats FROM rollup_minute WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
-            )
-            .map_err(&err)?;
         let mut totals: HashMap<i64, RollupMerger> = HashMap::new();
-        let mut rows = statement.query(params![from as i64, to as i64]).map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let host_id: i64 = row.get(0).map_err(&err)?;
-            let blob = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
-            totals
-                .entry(host_id)
-                .or_insert_with(|| RollupMerger::sparse(wanted))
-                .add_encoded(blob)
-                .map_err(|e| store.bad_stats(e))?;
-            self.blobs_read += 1;
-        }
+        self.blobs_read += store.add_every_hosts_minutes(from, to, wanted, &mut totals)?;
         for (host_id, total) in totals {
             merge_into(&mut self.by_host_minutes, host_id, total, self.metric);
         }

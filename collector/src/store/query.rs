@@ -351,14 +351,14 @@ impl Store {
         Ok(total.finish())
     }
 
-    /// `host_id`'s hour rollups in `[hours_from, hours_to)` summed into `total`.
-    fn add_hour_rollups(
+    /// `host_id`'s hour rollups in `[hours_from, hours_to)` summed into `total`; returns how many it read.
+    pub(super) fn add_hour_rollups(
         &self,
         host_id: i64,
         hours_from: u64,
         hours_to: u64,
         total: &mut RollupMerger,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let err = self.sql_error("read rollups");
         let mut statement = self
             .conn
@@ -370,11 +370,13 @@ impl Store {
         let mut rows = statement
             .query(params![host_id, hours_from as i64, hours_to as i64])
             .map_err(&err)?;
+        let mut blobs = 0;
         while let Some(row) = rows.next().map_err(&err)? {
             let blob = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
             total.add_encoded(blob).map_err(|e| self.bad_stats(e))?;
+            blobs += 1;
         }
-        Ok(())
+        Ok(blobs)
     }
 
     /// `metric` over `[from_ms, to_ms)` for every host with rollups there, by host name: what
@@ -401,26 +403,9 @@ impl Store {
     ) -> Result<HashMap<String, MetricStats>, StoreError> {
         let plan = self.rollup_plan(from_ms, to_ms)?;
         let wanted = Wanted::One(metric.index());
-        let err = self.sql_error("read rollups");
-        // A sparse merger per host: thousands are held at once, each seeing a few blobs.
         let mut minutes: HashMap<i64, RollupMerger> = HashMap::new();
-        let mut scan = self
-            .conn
-            .prepare_cached(
-                "SELECT host_id, stats FROM rollup_minute WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
-            )
-            .map_err(&err)?;
         for (start, end) in plan.minutes {
-            let mut rows = scan.query(params![start as i64, end as i64]).map_err(&err)?;
-            while let Some(row) = rows.next().map_err(&err)? {
-                let host_id: i64 = row.get(0).map_err(&err)?;
-                let blob = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
-                minutes
-                    .entry(host_id)
-                    .or_insert_with(|| RollupMerger::sparse(wanted))
-                    .add_encoded(blob)
-                    .map_err(|e| self.bad_stats(e))?;
-            }
+            self.add_every_hosts_minutes(start, end, wanted, &mut minutes)?;
         }
         let mut out = HashMap::new();
         for (name, record) in &self.hosts {
@@ -445,6 +430,38 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Adds every host's minute rollups in `[from, to)` to its entry of `totals` (by host row id), keeping
+    /// `wanted`: one range read for all hosts. A sparse merger per host, since thousands are held at once,
+    /// each seeing a few blobs. Returns how many blobs it read.
+    pub(super) fn add_every_hosts_minutes(
+        &self,
+        from: u64,
+        to: u64,
+        wanted: Wanted,
+        totals: &mut HashMap<i64, RollupMerger>,
+    ) -> Result<u64, StoreError> {
+        let err = self.sql_error("read rollups");
+        let mut scan = self
+            .conn
+            .prepare_cached(
+                "SELECT host_id, stats FROM rollup_minute WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
+            )
+            .map_err(&err)?;
+        let mut rows = scan.query(params![from as i64, to as i64]).map_err(&err)?;
+        let mut blobs = 0;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let host_id: i64 = row.get(0).map_err(&err)?;
+            let blob = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(&err)?;
+            totals
+                .entry(host_id)
+                .or_insert_with(|| RollupMerger::sparse(wanted))
+                .add_encoded(blob)
+                .map_err(|e| self.bad_stats(e))?;
+            blobs += 1;
+        }
+        Ok(blobs)
     }
 
     pub(super) fn bad_stats(&self, e: DecodeError) -> StoreError {
