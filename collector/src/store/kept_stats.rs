@@ -71,7 +71,12 @@ impl KeptHostStats {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<HashMap<String, MetricStats>, StoreError> {
-        store.in_read_snapshot("read rollups", || self.read_now(store, from_ms, to_ms))
+        let answer = store.in_read_snapshot("read rollups", || self.read_now(store, from_ms, to_ms));
+        if answer.is_err() {
+            // A part may hold some of what the failed read added: the next read starts over.
+            self.forget();
+        }
+        answer
     }
 
     fn read_now(
@@ -148,13 +153,18 @@ impl KeptHostStats {
 
     /// Adds every host's hours in `[from, to)` to the hours part: one indexed range read per host.
     fn add_hours(&mut self, store: &Store, from: u64, to: u64, wanted: Wanted) -> Result<(), StoreError> {
+        let mut totals = Vec::new();
         for record in store.hosts.values() {
             let mut total = RollupMerger::sparse(wanted);
             let blobs = store.add_hour_rollups(record.id, from, to, &mut total)?;
             self.blobs_read += blobs;
             if blobs > 0 {
-                merge_into(&mut self.by_host_hours, record.id, total, self.metric);
+                totals.push((record.id, total));
             }
+        }
+        // Merged once every host's hours were read, so a failed read adds nothing.
+        for (host_id, total) in totals {
+            merge_into(&mut self.by_host_hours, host_id, total, self.metric);
         }
         Ok(())
     }

@@ -1343,3 +1343,50 @@ fn issue_12_a_read_only_store_maps_the_file_only_when_asked() {
         1 << 30
     );
 }
+
+#[test]
+fn issue_12_kept_statistics_start_over_after_a_failed_read() {
+    use crate::store::kept_stats::KeptHostStats;
+    let (_dir, mut store) = temp_store();
+    let mut rng = fastrand::Rng::with_seed(9);
+    let mut kept = KeptHostStats::new(Metric::MemUsedBytes);
+    for minute in 0..3u64 {
+        commit_minute(&mut store, &["a", "b"], minute, &mut rng);
+    }
+    store
+        .maintain(T0 + 3 * MINUTE_MS + 15_000, &Retention::default())
+        .unwrap();
+    kept.read(&store, T0, T0 + 2 * MINUTE_MS).unwrap();
+    // Minute 2 of host b damaged: the read fails, naming the file, and keeps nothing of it.
+    let bucket = (T0 + 2 * MINUTE_MS) as i64;
+    let good: Vec<u8> = store
+        .conn
+        .query_row(
+            "SELECT stats FROM rollup_minute WHERE bucket_ms = ?1 AND host_id = \
+             (SELECT id FROM hosts WHERE name = 'b')",
+            [bucket],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let set = |blob: &[u8]| {
+        store
+            .conn
+            .execute(
+                "UPDATE rollup_minute SET stats = ?2 WHERE bucket_ms = ?1 AND host_id = \
+                 (SELECT id FROM hosts WHERE name = 'b')",
+                params![bucket, blob],
+            )
+            .unwrap();
+    };
+    set(&[0xff, 0x00, 0x07]);
+    let failed = kept.read(&store, T0, T0 + 3 * MINUTE_MS).unwrap_err();
+    assert!(failed.to_string().contains("headroom.db"), "{failed}");
+    assert_eq!(kept.window(), None, "nothing kept after a failed read");
+    set(&good);
+    let answer = kept.read(&store, T0, T0 + 3 * MINUTE_MS).unwrap();
+    let full = store
+        .hosts_metric_stats(Metric::MemUsedBytes, T0, T0 + 3 * MINUTE_MS)
+        .unwrap();
+    assert_same_stats(&answer, &full, "after the failed read");
+    assert_eq!(answer["a"].count, 18, "three minutes of six samples, once");
+}
