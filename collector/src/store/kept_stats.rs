@@ -16,7 +16,6 @@
 //! minutes when the next hour is built, the hours when the start moves), within the hour.
 
 use super::merge::{RollupMerger, Wanted};
-use super::meta::{get_meta, META_HOUR_BUILT};
 use super::rollup::{HOUR_MS, MINUTE_MS};
 use super::sketch::MetricStats;
 use super::{Store, StoreError};
@@ -95,11 +94,8 @@ impl KeptHostStats {
             self.forget();
             return Ok(HashMap::new());
         }
-        let hour_built =
-            get_meta(&store.conn, META_HOUR_BUILT).map_err(store.sql_error("read rollups"))? as u64;
-        let hours_to = (to - to % HOUR_MS)
-            .min(hour_built - hour_built % HOUR_MS)
-            .max(from);
+        // The whole hours the rollup has built, as every window read plans them.
+        let hours_to = store.rollup_plan(from, to)?.hours.map_or(from, |(_, end)| end);
 
         match self.hours {
             Some((kept_from, kept_to)) if kept_from == from && kept_to <= hours_to => {
