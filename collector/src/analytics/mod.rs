@@ -376,10 +376,10 @@ impl Analytics {
         })
     }
 
-    /// A new estimate of how far `host`'s clock is ahead of the collector's, for `clock_skew` rules.
-    pub fn observe_clock(&self, host: &str, labels: &BTreeMap<String, String>, offset_ms: i64, now_ms: u64) {
-        let cell = self.cell(host, labels, now_ms);
-        lock(&cell).input.clock_offset_ms = Some(offset_ms);
+    /// A new estimate of how far the clock of the host `slot` was bound to by [`Analytics::bind`] is ahead of
+    /// the collector's, for `clock_skew` rules.
+    pub fn observe_clock(&self, slot: &HostSlot, offset_ms: i64) {
+        lock(&slot.0).input.clock_offset_ms = Some(offset_ms);
     }
 
     /// The cell of `host`, added when new.

@@ -9,8 +9,8 @@ use super::stored::{on_clock, store_samples, trim_gap, Stream};
 use super::validate::{validate_hello, validate_sample};
 use crate::identity::enroll_server::{handle_enrollment, Listener};
 use crate::identity::live::CutReason;
-use crate::quic::{Connecting, Connection, ConnectionError};
-use crate::store::{GapRow, HostBatch, HostInfo};
+use crate::quic::{Connecting, Connection, ConnectionError, ReadError, RecvStream};
+use crate::store::{GapRow, HostBatch, HostInfo, QueueSlot, StoreHandle};
 use crate::telemetry::{self, refusal};
 use headroom_common::clock::now_ms;
 use headroom_common::enroll::ENROLL_ALPN;
@@ -78,6 +78,50 @@ fn decode_read(
         }
     }
     Ok(events)
+}
+
+/// Waits for what the agent sent and takes it; then, once `past_hello`, waits for a place in the store's queue
+/// before any of it is decoded. Past the hello an agent sends samples, and when the writer is behind
+/// (thousands of agents back at once, each with the backlog of the outage) the samples wait as the bytes that
+/// arrived, a third of the memory of the rows decoded from them, and no more connections hold decoded rows
+/// than the queue has places (issue 12, bench/RESULTS.md). Also returns when the bytes were taken, which a
+/// clock reply among them is timed by.
+async fn read_with_slot(
+    recv: &mut RecvStream,
+    chunks: &mut Vec<bytes::Bytes>,
+    store: &StoreHandle,
+    past_hello: bool,
+) -> (Result<bool, ReadError>, u64, Option<QueueSlot>) {
+    let read = recv.read_available(READ_AT_ONCE_BYTES, chunks).await;
+    let read_ms = now_ms();
+    // A stopped writer fails the commit that follows, with its reason.
+    let slot = match read {
+        Ok(true) if past_hello => match store.try_reserve() {
+            Some(slot) => Some(slot),
+            None => {
+                let _waiting = WaitingRead::count();
+                store.reserve().await.ok()
+            }
+        },
+        _ => None,
+    };
+    (read, read_ms, slot)
+}
+
+/// One read counted in `store_reads_waiting` for as long as it lives, however its wait ends.
+struct WaitingRead;
+
+impl WaitingRead {
+    fn count() -> WaitingRead {
+        telemetry::global().store_reads_waiting.inc();
+        WaitingRead
+    }
+}
+
+impl Drop for WaitingRead {
+    fn drop(&mut self) {
+        telemetry::global().store_reads_waiting.dec();
+    }
 }
 
 /// Whether a sample stamped `timestamp_ms` is catch-up (backlog) when it arrives at `now_ms`.
@@ -186,18 +230,19 @@ pub(super) async fn handle_connection(
             return;
         }
     };
-    let cert = leaf;
-    let serial = headroom_common::pki::serial_from_cert(&cert).unwrap_or_default();
+    let serial = headroom_common::pki::serial_from_cert(&leaf).unwrap_or_default();
     let (cut, live_guard) = context.live.register(&host, &serial, peer);
     context.last_seen.note(&serial, (now_ms() / 1000) as i64);
     // The handshake checked validity once; a certificate that expires later ends the connection then, as
     // revocation does, and the agent reconnects with its renewed certificate (or is refused).
-    let (issued_s, not_after_s) = headroom_common::pki::cert_info_der(&cert)
+    let (issued_s, not_after_s) = headroom_common::pki::cert_info_der(&leaf)
         .map(|info| (info.issued_s(), info.not_after_s))
         .unwrap_or((0, 0));
     // A host never stored here can have sampled at most since its certificate was issued.
     let issued_ms = u64::try_from(issued_s).unwrap_or(0).saturating_mul(1000);
     let valid_for = Duration::from_secs(u64::try_from(not_after_s - (now_ms() / 1000) as i64).unwrap_or(0));
+    // Its labels are read at the hello; until then the certificate is all the task keeps of it.
+    let mut cert = Some(leaf);
     let expiry = tokio::time::sleep(valid_for);
     tokio::pin!(expiry);
     let stream = tokio::select! {
@@ -226,7 +271,6 @@ pub(super) async fn handle_connection(
         host: host.clone(),
         instance_id: 0,
         hello: None,
-        hello_stored: false,
         previous: None,
         last_seq: None,
         rejected: 0,
@@ -246,7 +290,7 @@ pub(super) async fn handle_connection(
     let cut_off = cut.wait();
     tokio::pin!(cut_off);
     let outcome: Result<&'static str, (u32, String)> = loop {
-        let read = tokio::select! {
+        let (read, read_ms, mut slot) = tokio::select! {
             // Stop, cut and expiry come before more data: a wait they ended early lands here.
             biased;
             reason = &mut cut_off => {
@@ -264,7 +308,7 @@ pub(super) async fn handle_connection(
             // Chunks come straight from quinn-proto's receive buffers: no read buffer of our own per connection.
             // Everything received so far comes at once, so a task that waited its turn takes its backlog in
             // one turn, one commit and one acknowledgement.
-            read = recv.read_available(READ_AT_ONCE_BYTES, &mut chunks) => read,
+            read = read_with_slot(&mut recv, &mut chunks, &context.store, state.past_hello()) => read,
         };
         match read {
             Ok(true) => {}
@@ -296,7 +340,11 @@ pub(super) async fn handle_connection(
                         return;
                     }
                     // Labels come from the certificate; the hello's count only where it grants none.
-                    let granted = headroom_common::pki::labels_from_cert(&cert).unwrap_or_default();
+                    // Read once: the session takes one hello, and the certificate is not kept past it.
+                    let granted = cert
+                        .take()
+                        .and_then(|cert| headroom_common::pki::labels_from_cert(&cert).ok())
+                        .unwrap_or_default();
                     hello.labels = context
                         .ignored_labels
                         .resolve(&host, &hello.labels, &granted, &context.settings.hello_label_keys)
@@ -311,7 +359,6 @@ pub(super) async fn handle_connection(
                     ));
                     state.interval_ms = hello.interval_ms;
                     state.hello = Some(HostInfo::from_hello(&hello));
-                    state.hello_stored = false;
                     state.last_seq = context.store.last_seq(&host, hello.instance_id);
                     log_hello(&host, peer, &hello, state.last_seq);
                     let mut fleet = lock_fleet(&context.fleet);
@@ -343,7 +390,9 @@ pub(super) async fn handle_connection(
                     if wait_ms > 0 {
                         // Over its share of the store writer: these samples wait before they are stored
                         // (never acknowledged unstored), the stream is not read meanwhile, and QUIC flow
-                        // control holds the agent back. What is already owed goes out first.
+                        // control holds the agent back. What is already owed goes out first, and the
+                        // queue's place is for others meanwhile.
+                        slot = None;
                         if !reply.is_empty() {
                             let written = send.write_all(&reply).await;
                             reply.clear();
@@ -362,7 +411,7 @@ pub(super) async fn handle_connection(
                     let arrived = std::time::Instant::now();
                     // Boxed: its future (~2 KiB, a batch and a sample held across the commit) would otherwise
                     // size this task for the whole connection's life, for one allocation per batch.
-                    match Box::pin(store_samples(&context, &mut state, samples)).await {
+                    match Box::pin(store_samples(&context, &mut state, samples, slot.take())).await {
                         Ok(Some(seq)) => {
                             // An ack of a few bytes always encodes.
                             let _ = session.push_ack_frame(seq, &mut reply);
@@ -403,7 +452,7 @@ pub(super) async fn handle_connection(
                         host: host.clone(),
                         instance_id: state.instance_id,
                         received_ms: now_ms(),
-                        hello: state.hello.clone(),
+                        hello: state.hello.take(),
                         rows: Vec::new(),
                         gaps: vec![GapRow {
                             from_seq: gap.from_seq,
@@ -414,16 +463,16 @@ pub(super) async fn handle_connection(
                             reason: gap.reason.name().to_string(),
                         }],
                     };
-                    if let Err(error) = Box::pin(context.store.commit(batch)).await {
+                    if let Err(error) = Box::pin(context.store.commit_in(slot.take(), batch)).await {
                         failure = Some((close_code::STORAGE, format!("storage unavailable: {error}")));
                         break;
                     }
                 }
                 CollectorEvent::TimeReply(time) => {
-                    let now = now_ms();
-                    if session.on_time_reply(&time, now).is_some() {
+                    // Timed by its arrival, not by the wait for the store that may have followed it.
+                    if session.on_time_reply(&time, read_ms).is_some() {
                         if let Some(offset_ms) = session.clock_offset_ms() {
-                            on_clock(&context, &host, &mut state, offset_ms, now);
+                            on_clock(&context, &host, &mut state, offset_ms, now_ms());
                         }
                     }
                 }
@@ -478,7 +527,7 @@ pub(super) async fn handle_connection(
             connection.close(*code, reason.as_bytes());
         }
     }
-    if state.hello.is_some() {
+    if state.past_hello() {
         lock_fleet(&context.fleet).on_disconnect(&host, now_ms());
     }
     drop(live_guard);
@@ -506,6 +555,7 @@ fn log_hello(host: &str, peer: SocketAddr, hello: &Hello, last_seq: Option<u64>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quic::tests::{pair, within};
     use headroom_common::wire::Sample;
 
     fn samples(seqs: &[u64]) -> CollectorEvent {
@@ -562,6 +612,64 @@ mod tests {
         );
         assert_eq!(shape(&merge_adjacent_samples(vec![samples(&[1])])), ["[1]"]);
         assert!(merge_adjacent_samples(Vec::new()).is_empty());
+    }
+
+    /// Issue 12: a connection past its hello takes what arrived, then waits for a place in the store's queue
+    /// before it decodes any of it; before the hello (which needs no place) it does not wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_12_past_the_hello_a_read_waits_for_a_place_in_the_store_queue() {
+        let pair = pair(crate::quic::TransportConfig::default());
+        let accepting = async {
+            let incoming = pair.server.accept().await.expect("an incoming connection");
+            incoming.accept().expect("accepted").await.expect("handshake")
+        };
+        let (client, server) = within(async { tokio::join!(pair.connect(), accepting) }).await;
+        let client = client.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(&dir.path().join("headroom.db"), now_ms()).unwrap();
+        // A queue of one place, taken.
+        let (store, writer) = crate::store::spawn_writer(store, 1);
+        let held = store.reserve().await.unwrap();
+
+        let (mut client_send, _client_recv) = within(client.open_bi()).await.unwrap();
+        client_send.write_all(b"hello").await.unwrap();
+        let (_server_send, mut recv) = within(server.accept_bi()).await.unwrap();
+        let mut chunks = Vec::new();
+        let (read, _, slot) = within(read_with_slot(&mut recv, &mut chunks, &store, false)).await;
+        assert!(read.unwrap());
+        assert!(slot.is_none(), "the hello is read without a place");
+        assert_eq!(chunks.concat(), b"hello");
+
+        chunks.clear();
+        client_send.write_all(b"samples").await.unwrap();
+        let waiting = telemetry::global().store_reads_waiting.get();
+        let mut reading = Box::pin(read_with_slot(&mut recv, &mut chunks, &store, true));
+        within(async {
+            loop {
+                tokio::select! {
+                    _ = &mut reading => panic!("a read past the hello went on without a place"),
+                    _ = tokio::task::yield_now() => {}
+                }
+                if telemetry::global().store_reads_waiting.get() > waiting {
+                    break;
+                }
+            }
+        })
+        .await;
+        // The place frees: the read goes on with it and with what arrived.
+        drop(held);
+        let (read, _, slot) = within(reading).await;
+        assert!(read.unwrap());
+        assert!(slot.is_some(), "the read holds a place for its commit");
+        assert_eq!(chunks.concat(), b"samples");
+        assert!(
+            store.try_reserve().is_none(),
+            "the place is the read's until used or dropped"
+        );
+        drop(slot);
+        assert!(store.try_reserve().is_some());
+        drop(store);
+        writer.join().unwrap();
     }
 
     /// The size of the future a function returns, from the function alone (no arguments needed).

@@ -4,7 +4,7 @@
 use super::clock::{HostClock, SkewChange};
 use super::context::{lock_fleet, IngestContext};
 use super::validate::{validate_sample, SampleError};
-use crate::store::{HostInfo, SampleRow};
+use crate::store::{HostInfo, QueueSlot, SampleRow};
 use crate::telemetry;
 use headroom_common::clock::now_ms;
 use headroom_common::derive::derive_metrics_into;
@@ -16,9 +16,9 @@ use tracing::{info, warn};
 pub(super) struct Stream {
     pub(super) host: String,
     pub(super) instance_id: u64,
+    /// The hello until it went to the database with a batch; not kept afterwards (issue 12: memory per
+    /// connected host).
     pub(super) hello: Option<HostInfo>,
-    /// True once the hello went to the database with a batch.
-    pub(super) hello_stored: bool,
     /// The last stored sample, to derive rates for the next one; the live view shares it.
     pub(super) previous: Option<Arc<Sample>>,
     pub(super) last_seq: Option<u64>,
@@ -28,20 +28,34 @@ pub(super) struct Stream {
     /// When the last `Live` sample was applied.
     pub(super) last_live_ms: Option<u64>,
     pub(super) clock: HostClock,
-    /// The host's analytics state, bound at the hello.
+    /// The host's analytics state, bound at the hello: `Some` from the hello on.
     pub(super) analytics: Option<crate::analytics::HostSlot>,
     /// When this connection's last batch was stored (the batch's arrival, as the store records it).
     pub(super) last_stored_ms: Option<u64>,
 }
 
-/// Validate, derive rates, commit, then apply to the live view. Returns the sequence to acknowledge.
+impl Stream {
+    /// Whether the hello was received (the agent streams samples from then on).
+    pub(super) fn past_hello(&self) -> bool {
+        self.analytics.is_some()
+    }
+}
+
+/// Validate, derive rates, commit (in `slot` when one was reserved), then apply to the live view. Returns the
+/// sequence to acknowledge.
 pub(super) async fn store_samples(
     context: &IngestContext,
     state: &mut Stream,
     samples: Vec<Sample>,
+    slot: Option<QueueSlot>,
 ) -> Result<Option<u64>, String> {
     let now = now_ms();
     let mut batch = context.batches.take();
+    // Room for exactly this batch: rows grown by doubling hold up to twice what a backlog needs while it
+    // waits for the writer.
+    batch
+        .rows
+        .reserve_exact(samples.len().saturating_sub(batch.rows.len()));
     let mut used = 0;
     // The newest accepted sample of this batch, the one the next derives its rates from.
     let mut newest: Option<Sample> = None;
@@ -91,17 +105,13 @@ pub(super) async fn store_samples(
     }
     batch.instance_id = state.instance_id;
     batch.received_ms = now;
-    // The host's row needs the hello once per connection, not with every batch.
-    batch.hello = if state.hello_stored {
-        None
-    } else {
-        state.hello.clone()
-    };
+    // The host's row needs the hello once per connection, not with every batch. A failed commit ends the
+    // connection, so the hello is not needed again.
+    batch.hello = state.hello.take();
     batch.gaps.clear();
-    match context.store.commit_returning(batch).await {
+    match context.store.commit_in(slot, batch).await {
         Ok((_outcome, batch)) => {
             telemetry::global().samples_ingested.inc_by(stored_count);
-            state.hello_stored = true;
             state.last_stored_ms = Some(now);
             let newest = Arc::new(newest);
             state.previous = Some(Arc::clone(&newest));
@@ -130,10 +140,8 @@ pub(super) fn on_clock(context: &IngestContext, host: &str, state: &mut Stream, 
         None => {}
     }
     lock_fleet(&context.fleet).on_clock(host, offset_ms, now);
-    if let Some(hello) = &state.hello {
-        context
-            .analytics
-            .observe_clock(host, &hello.labels, offset_ms, now);
+    if let Some(slot) = &state.analytics {
+        context.analytics.observe_clock(slot, offset_ms);
     }
 }
 

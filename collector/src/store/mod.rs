@@ -27,7 +27,7 @@ pub mod writer;
 pub use crate::metrics::Metric;
 pub use query::{read_rollup_marks, FileReads};
 pub use rollup::{MaintainReport, Retention};
-pub use writer::{spawn_writer, spawn_writer_with, StoreHandle, StoreHealth, WriterSettings};
+pub use writer::{spawn_writer, spawn_writer_with, QueueSlot, StoreHandle, StoreHealth, WriterSettings};
 
 use headroom_common::derive::HostMetrics;
 use headroom_common::wire::{Hello, InterfaceCounters, Listener, Sample, TcpStates};

@@ -642,6 +642,54 @@ async fn the_writer_reports_read_only_and_disk_full_then_recovers() {
     thread.join().unwrap();
 }
 
+/// Whether `future` is ready at its first poll.
+fn ready_at_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[tokio::test]
+async fn issue_12_a_reserved_queue_place_is_the_one_its_commit_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&dir.path().join("headroom.db"), T0).unwrap();
+    // A queue of one place.
+    let (handle, thread) = spawn_writer(store, 1);
+    let slot = handle.reserve().await.unwrap();
+    assert!(
+        ready_at_once(handle.reserve()).is_none(),
+        "the only place is reserved: nobody else gets one"
+    );
+    // The commit goes into the place reserved for it: taking another would wait forever.
+    let committed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        handle.commit_in(Some(slot), batch("a", vec![row(1, T0, 1.0)])),
+    )
+    .await
+    .expect("a commit in its reserved place does not wait for another")
+    .unwrap();
+    assert_eq!(committed.0.last_seq, Some(1));
+    assert_eq!(committed.1.rows.len(), 1, "the batch comes back for reuse");
+    // The writer freed the place when it took the batch; a place dropped unused is free again too.
+    let unused = ready_at_once(handle.reserve())
+        .expect("free after the commit")
+        .unwrap();
+    drop(unused);
+    let again = ready_at_once(handle.reserve())
+        .expect("free once dropped")
+        .unwrap();
+    let outcome = handle
+        .commit_in(Some(again), batch("a", vec![row(2, T0 + 1, 1.0)]))
+        .await
+        .unwrap();
+    assert_eq!(outcome.0.last_seq, Some(2));
+    drop(handle);
+    thread.join().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submitters_are_committed_and_shutdown_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();

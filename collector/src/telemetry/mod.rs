@@ -78,6 +78,8 @@ pub struct Telemetry {
     pub store_commit: Histogram,
     /// Batches waiting for the store writer, set by each `commit` call.
     pub store_queue_depth: Gauge,
+    /// Connections whose last read waits, not yet decoded, for a place in the store writer's queue.
+    pub store_reads_waiting: Gauge,
 }
 
 impl Default for Telemetry {
@@ -94,6 +96,7 @@ impl Default for Telemetry {
             ack_latency: Histogram::new(latency_buckets()),
             store_commit: Histogram::new(latency_buckets()),
             store_queue_depth: Gauge::default(),
+            store_reads_waiting: Gauge::default(),
         }
     }
 }
@@ -174,6 +177,11 @@ impl Telemetry {
             "store_queue_depth",
             "Batches waiting for the store writer",
             self.store_queue_depth.clone(),
+        );
+        registry.register(
+            "store_reads_waiting",
+            "Connections whose received samples wait, not yet decoded, for a place in the store writer's queue",
+            self.store_reads_waiting.clone(),
         );
     }
 }
