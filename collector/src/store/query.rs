@@ -101,14 +101,15 @@ pub struct StoredGap {
 /// How a read-only store reads the file's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileReads {
-    /// Copied into SQLite's page cache (at most 64 MiB, freed when the store closes): what the running
+    /// Copied into SQLite's page cache (at most 16 MiB, freed when the store closes): what the running
     /// collector's own reads use. Mapped pages count in the process's RSS while its store is open, and a
     /// sizing refresh over a day of 20,000 hosts' rollups added 110-140 MiB to the collector's RSS once a
-    /// minute, 700 MiB at the first one (bench/RESULTS.md).
+    /// minute, 700 MiB at the first one; with a 64 MiB cache the refresh still raised it by up to 64 MiB a
+    /// minute, the steady window's highest readings (bench/RESULTS.md).
     Copied,
-    /// Mapped into the process (`mmap_size` 1 GiB): SQLite reads pages where the kernel holds them instead
-    /// of copying each into its cache first, the faster way for a one-off report that reads hundreds of MiB
-    /// of minute sums once, in order.
+    /// Mapped into the process (`mmap_size` 1 GiB, and a 64 MiB cache): SQLite reads pages where the kernel
+    /// holds them instead of copying each into its cache first, the faster way for a one-off report that
+    /// reads hundreds of MiB of minute sums once, in order.
     Mapped,
 }
 
@@ -129,9 +130,11 @@ impl Store {
         let conn = read_only_connection(path, &name)?;
         // Hour rollups are stored hour by hour, so one host's 30 days touch about 720 pages that the next
         // hosts touch again. SQLite's default 2 MiB cache is smaller than that and rereads every page for
-        // every host; 64 MiB (as the writer uses) keeps them between hosts.
+        // every host; 64 MiB keeps them between hosts for a report. The collector's own reads (a day's
+        // window at most, and mostly the last minutes) keep 16 MiB, as the writer does: what the cache
+        // holds is the collector's memory while the store is open.
         let pragmas = match reads {
-            FileReads::Copied => "PRAGMA cache_size = -65536; PRAGMA mmap_size = 0;",
+            FileReads::Copied => "PRAGMA cache_size = -16384; PRAGMA mmap_size = 0;",
             FileReads::Mapped => "PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;",
         };
         conn.execute_batch(pragmas)

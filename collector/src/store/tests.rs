@@ -1370,7 +1370,7 @@ fn issue_12_kept_statistics_answer_like_a_full_read_as_the_window_moves_and_read
 }
 
 #[test]
-fn issue_12_a_read_only_store_maps_the_file_only_when_asked() {
+fn issue_12_a_read_only_store_maps_the_file_only_when_asked_and_bounds_its_cache() {
     let (dir, store) = temp_store();
     drop(store);
     let path = dir.path().join("headroom.db");
@@ -1380,16 +1380,20 @@ fn issue_12_a_read_only_store_maps_the_file_only_when_asked() {
             .query_row("PRAGMA mmap_size", [], |r| r.get(0))
             .unwrap()
     };
-    // The collector's own reads copy pages into a bounded cache, so its RSS does not carry the file.
-    assert_eq!(mapped(&Store::open_read_only(&path).unwrap()), 0);
-    assert_eq!(
-        mapped(&Store::open_read_only_with(&path, FileReads::Copied).unwrap()),
-        0
-    );
-    assert_eq!(
-        mapped(&Store::open_read_only_with(&path, FileReads::Mapped).unwrap()),
-        1 << 30
-    );
+    let cache_kib = |store: &Store| -> i64 {
+        -store
+            .conn
+            .query_row::<i64, _, _>("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    // The collector's own reads copy pages into a cache of 16 MiB, so its RSS carries neither the file nor
+    // more than that while a read's store is open; a report maps the file and keeps 64 MiB.
+    let own = Store::open_read_only(&path).unwrap();
+    assert_eq!((mapped(&own), cache_kib(&own)), (0, 16 * 1024));
+    let copied = Store::open_read_only_with(&path, FileReads::Copied).unwrap();
+    assert_eq!((mapped(&copied), cache_kib(&copied)), (0, 16 * 1024));
+    let report = Store::open_read_only_with(&path, FileReads::Mapped).unwrap();
+    assert_eq!((mapped(&report), cache_kib(&report)), (1 << 30, 64 * 1024));
 }
 
 #[test]
