@@ -65,6 +65,7 @@ fn prometheus_scrapes_the_collector_metrics_and_promtool_accepts_them() {
         "headroom_collector_ack_latency_seconds_bucket",
         "headroom_collector_store_commit_seconds_count",
         "headroom_collector_store_queue_depth",
+        "headroom_collector_store_reads_waiting",
         "headroom_collector_database_size_bytes",
         "headroom_collector_udp_receive_errors_total",
         "headroom_collector_alarm_deliveries_total",
