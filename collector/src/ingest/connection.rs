@@ -83,9 +83,9 @@ fn decode_read(
 /// Waits for what the agent sent and takes it; then, once `past_hello`, waits for a place in the store's queue
 /// before any of it is decoded. Past the hello an agent sends samples, and when the writer is behind
 /// (thousands of agents back at once, each with the backlog of the outage) the samples wait as the bytes that
-/// arrived, a third of the memory of the rows decoded from them, and no more connections hold decoded rows
-/// than the queue has places (issue 12, bench/RESULTS.md). Also returns when the bytes were taken, which a
-/// clock reply among them is timed by.
+/// arrived, smaller than the rows decoded from them, and no more connections hold decoded rows than the queue
+/// has places, besides the group the writer is committing (issue 12, bench/RESULTS.md). Also returns when the
+/// bytes were taken, which a clock reply among them is timed by.
 async fn read_with_slot(
     recv: &mut RecvStream,
     chunks: &mut Vec<bytes::Bytes>,

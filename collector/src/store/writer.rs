@@ -130,9 +130,9 @@ impl StoreHandle {
 
     /// A place in the writer's queue, taken ahead of the batch that will use it: ingest takes one before it
     /// decodes what it read, so that when the writer is behind, what waits for it stays as the bytes that
-    /// arrived (about a third of the rows decoded from them) and as many batches are decoded as the queue
-    /// holds, not one per connection (issue 12: a reconnect storm's backlogs). Dropped unused, the place is
-    /// free again.
+    /// arrived (smaller than the rows decoded from them), and no more batches are decoded than the queue
+    /// holds and the writer is committing, not one per connection (issue 12: a reconnect storm's
+    /// backlogs). Dropped unused, the place is free again.
     pub async fn reserve(&self) -> Result<QueueSlot, StoreError> {
         self.slots
             .clone()
