@@ -300,7 +300,7 @@ fn main() {
     let mut hosts: Vec<HostInput> = (0..HOSTS)
         .map(|i| HostInput {
             host: names[i].clone(),
-            labels: BTreeMap::from([("group".to_string(), group_of(i))]),
+            labels: BTreeMap::from([("group".to_string(), group_of(i))]).into(),
             interval_ms: 1_000,
             last_seen_ms: T0_MS,
             clock_offset_ms: None,

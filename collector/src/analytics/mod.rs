@@ -195,10 +195,17 @@ pub struct Analytics {
     forecast: Mutex<Option<crate::analytics::alarms::headroom::ForecastDigest>>,
 }
 
-/// The host's labels as its latest hello or live sample gave them; copied only when they changed.
+/// The host's labels as a live sample gave them; copied only when they changed.
 fn set_labels(input: &mut HostInput, labels: &BTreeMap<String, String>) {
-    if &input.labels != labels {
-        input.labels.clone_from(labels);
+    if *input.labels != *labels {
+        input.labels = Arc::new(labels.clone());
+    }
+}
+
+/// The host's labels as its latest hello gave them, shared with the live view (issue 12).
+fn share_labels(input: &mut HostInput, labels: &Arc<BTreeMap<String, String>>) {
+    if !Arc::ptr_eq(&input.labels, labels) {
+        input.labels = Arc::clone(labels);
     }
 }
 
@@ -280,7 +287,7 @@ impl Analytics {
         sample_ms: u64,
         now_ms: u64,
     ) {
-        let cell = self.cell(host, labels, now_ms);
+        let cell = self.cell(host, now_ms, || Arc::new(labels.clone()));
         let mut cell = lock(&cell);
         set_labels(&mut cell.input, labels);
         self.take_reading(&mut cell, metrics, sample_ms, now_ms);
@@ -322,15 +329,15 @@ impl Analytics {
     pub fn bind(
         &self,
         host: &str,
-        labels: &BTreeMap<String, String>,
+        labels: &Arc<BTreeMap<String, String>>,
         cores: u32,
         memory_bytes: u64,
         now_ms: u64,
     ) -> HostSlot {
-        let cell = self.cell(host, labels, now_ms);
+        let cell = self.cell(host, now_ms, || Arc::clone(labels));
         {
             let mut cell = lock(&cell);
-            set_labels(&mut cell.input, labels);
+            share_labels(&mut cell.input, labels);
             cell.input.cores = cores;
             cell.input.memory_bytes = memory_bytes;
         }
@@ -382,8 +389,13 @@ impl Analytics {
         lock(&slot.0).input.clock_offset_ms = Some(offset_ms);
     }
 
-    /// The cell of `host`, added when new.
-    fn cell(&self, host: &str, labels: &BTreeMap<String, String>, now_ms: u64) -> Arc<Mutex<HostCell>> {
+    /// The cell of `host`, added when new with `labels`.
+    fn cell(
+        &self,
+        host: &str,
+        now_ms: u64,
+        labels: impl FnOnce() -> Arc<BTreeMap<String, String>>,
+    ) -> Arc<Mutex<HostCell>> {
         let mut hosts = lock(&self.hosts);
         let hosts = &mut *hosts;
         if let Some(&slot) = hosts.index.get(host) {
@@ -392,7 +404,7 @@ impl Analytics {
         let cell = Arc::new(Mutex::new(HostCell {
             input: HostInput {
                 host: host.to_string(),
-                labels: labels.clone(),
+                labels: labels(),
                 interval_ms: crate::live::fleet::DEFAULT_INTERVAL_MS,
                 last_seen_ms: now_ms,
                 clock_offset_ms: None,

@@ -118,6 +118,35 @@ fn replays_and_catch_up_samples_stay_out_of_the_history() {
     assert_eq!(cell.input.last_seen_ms, T0_MS + 3_600_000);
 }
 
+/// Issue 12: a host's labels are kept once, by the live view, and the analytics hold the same copy; a
+/// reconnect with the same labels keeps it, and new labels replace it in both.
+#[test]
+fn issue_12_the_analytics_and_the_live_view_share_one_copy_of_a_hosts_labels() {
+    let analytics = Analytics::new(settings(Some(RULES)));
+    let mut fleet = crate::live::fleet::FleetState::new(crate::live::fleet::FleetSettings::default());
+    let hello = |group: &str| crate::live::fleet::test_hello(&[("group", group)], 1);
+    let shared = fleet.on_hello("web-1", &hello("web"), T0_MS);
+    let slot = analytics.bind("web-1", &shared, 8, 32 << 30, T0_MS);
+    assert!(Arc::ptr_eq(&lock(&slot.0).input.labels, &shared));
+    assert_eq!(
+        Arc::strong_count(&shared),
+        3,
+        "the live view, the analytics and this test"
+    );
+
+    let again = fleet.on_hello("web-1", &hello("web"), T0_MS + 1_000);
+    assert!(Arc::ptr_eq(&again, &shared), "the same labels keep their copy");
+    let slot = analytics.bind("web-1", &again, 8, 32 << 30, T0_MS + 1_000);
+    assert!(Arc::ptr_eq(&lock(&slot.0).input.labels, &shared));
+
+    let moved = fleet.on_hello("web-1", &hello("db"), T0_MS + 2_000);
+    assert_eq!(*moved, labels("db"));
+    let slot = analytics.bind("web-1", &moved, 8, 32 << 30, T0_MS + 2_000);
+    assert!(Arc::ptr_eq(&lock(&slot.0).input.labels, &moved));
+    drop((again, slot));
+    assert_eq!(Arc::strong_count(&shared), 1, "the old copy is gone from both");
+}
+
 #[test]
 fn issue_12_a_connections_slot_feeds_its_host_with_the_labels_of_its_hello() {
     let analytics = Analytics::new(settings(Some(RULES)));
@@ -125,7 +154,7 @@ fn issue_12_a_connections_slot_feeds_its_host_with_the_labels_of_its_hello() {
     let tracker = OutlierTracker::new(analytics.settings().outliers.clone());
     // Seen before under another group, through a live sample.
     analytics.observe("hot", &labels("db"), &cpu(10.0), T0_MS - 1_000, T0_MS - 1_000);
-    let slot = analytics.bind("hot", &labels("web"), 8, 32 << 30, T0_MS);
+    let slot = analytics.bind("hot", &Arc::new(labels("web")), 8, 32 << 30, T0_MS);
     for step in 0..5u64 {
         let now = T0_MS + step * 1_000;
         analytics.observe_slot(&slot, &cpu(97.0), now, now);
@@ -135,7 +164,7 @@ fn issue_12_a_connections_slot_feeds_its_host_with_the_labels_of_its_hello() {
     assert_eq!(cells.len(), 1, "one cell per host, however it is fed");
     {
         let cell = lock(&cells[0]);
-        assert_eq!(cell.input.labels, labels("web"));
+        assert_eq!(*cell.input.labels, labels("web"));
         assert_eq!((cell.input.cores, cell.input.memory_bytes), (8, 32 << 30));
         // The live sample and the five stored ones.
         assert_eq!(cell.input.history.len(), 6);
@@ -346,7 +375,7 @@ fn issue_10_the_headroom_alarm_fires_from_the_live_load_and_names_what_to_add() 
     for (host, zone) in hosts {
         let mut labels = labels("web");
         labels.insert("zone".to_string(), zone.to_string());
-        analytics.bind(host, &labels, 8, 32 << 30, T0_MS);
+        analytics.bind(host, &Arc::new(labels.clone()), 8, 32 << 30, T0_MS);
         labelled.push((host, labels));
     }
     let run = |engine: &mut AlarmEngine, from_s: u64, to_s: u64, busy_pct: f64| {
@@ -460,7 +489,7 @@ fn issue_10_the_live_headroom_rule_sizes_connections_fed_by_ingest() {
     for (host, zone) in [("web-a", "a"), ("web-b", "b"), ("web-c", "c")] {
         let mut labels = labels("web");
         labels.insert("zone".to_string(), zone.to_string());
-        analytics.bind(host, &labels, 8, 32 << 30, T0_MS);
+        analytics.bind(host, &Arc::new(labels.clone()), 8, 32 << 30, T0_MS);
         labelled.push((host, labels));
     }
     let mut events = Vec::new();

@@ -28,7 +28,7 @@ pub use context::{lock_fleet, run_last_seen_writer, IngestContext, IngestSetting
 
 use crate::quic::{Endpoint, Incoming, QuicServerConfig, ServerConfig};
 use crate::telemetry::{self, refusal};
-use connection::handle_connection;
+use connection::{handle_connection, Start};
 use handshake::{Admit, HandshakeLimits, InProgress, Slot};
 use line::Line;
 use std::sync::Arc;
@@ -76,10 +76,13 @@ pub async fn serve(endpoint: Endpoint, context: Arc<IngestContext>, cancel: Canc
             let connecting = incoming.accept();
             let context = context.clone();
             let cancel = cancel.clone();
-            tasks.spawn_on(
-                handle_connection(peer, connecting, slot, limits.timeout, context, cancel),
-                &runtime,
-            );
+            let start = Box::new(Start {
+                peer,
+                connecting,
+                handshake_slot: slot,
+                handshake_timeout: limits.timeout,
+            });
+            tasks.spawn_on(handle_connection(start, context, cancel), &runtime);
         }
     });
     // Validated connections waiting for a handshake slot, oldest first.

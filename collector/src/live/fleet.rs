@@ -104,7 +104,8 @@ pub struct HostView {
 
 #[derive(Debug, Clone)]
 struct HostEntry {
-    labels: BTreeMap<String, String>,
+    /// Shared with the analytics' copy of the host (issue 12).
+    labels: Arc<BTreeMap<String, String>>,
     cores: u32,
     memory_bytes: u64,
     interval_ms: u32,
@@ -125,7 +126,7 @@ struct HostEntry {
 impl HostEntry {
     fn new(now_ms: u64) -> Self {
         HostEntry {
-            labels: BTreeMap::new(),
+            labels: Arc::default(),
             cores: 0,
             memory_bytes: 0,
             interval_ms: DEFAULT_INTERVAL_MS,
@@ -222,8 +223,9 @@ impl FleetState {
     }
 
     /// A host connected and said hello (identity from its certificate, labels, capacity and facts from the
-    /// hello).
-    pub fn on_hello(&mut self, host: &str, hello: &Hello, now_ms: u64) {
+    /// hello). Returns the host's labels, for the analytics to share: a reconnect with the same labels keeps
+    /// the copy it had.
+    pub fn on_hello(&mut self, host: &str, hello: &Hello, now_ms: u64) -> Arc<BTreeMap<String, String>> {
         let entry = self
             .hosts
             .entry(host.to_string())
@@ -236,13 +238,16 @@ impl FleetState {
             entry.metrics = HostMetrics::default();
         }
         entry.instance_id = Some(hello.instance_id);
-        entry.labels = hello.labels.clone();
+        if *entry.labels != hello.labels {
+            entry.labels = Arc::new(hello.labels.clone());
+        }
         entry.cores = hello.capacity.cores;
         entry.memory_bytes = hello.capacity.memory_bytes;
         entry.interval_ms = hello.interval_ms;
         entry.agent_version = hello.agent_version.clone();
         entry.disconnected_ms = None;
         entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
+        Arc::clone(&entry.labels)
     }
 
     /// A validated sample arrived; update latest values and rates derived from the previous sample.
@@ -397,7 +402,7 @@ impl FleetState {
             disconnected_ms: entry.disconnected_ms,
             group: label("group"),
             zone: label("zone"),
-            labels: entry.labels.clone(),
+            labels: BTreeMap::clone(&entry.labels),
             cores: entry.cores,
             memory_bytes: entry.memory_bytes,
             interval_ms: entry.interval_ms,

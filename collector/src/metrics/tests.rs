@@ -256,7 +256,7 @@ fn issue_9_every_metric_is_stored_shown_exported_and_usable_in_an_alarm_rule() {
         history.push(T0_MS, MetricValues::from_metrics(&every_metric()));
         let hosts = [HostInput {
             host: "web-1".into(),
-            labels: [("group".to_string(), "web".to_string())].into(),
+            labels: std::sync::Arc::new([("group".to_string(), "web".to_string())].into()),
             interval_ms: 1_000,
             last_seen_ms: T0_MS,
             clock_offset_ms: None,

@@ -417,7 +417,7 @@ mod tests {
         HostInput {
             host: name.to_string(),
             labels: zone
-                .map(|zone| [("zone".to_string(), zone.to_string())].into_iter().collect())
+                .map(|zone| std::sync::Arc::new([("zone".to_string(), zone.to_string())].into()))
                 .unwrap_or_default(),
             interval_ms: 10_000,
             last_seen_ms: now_ms,

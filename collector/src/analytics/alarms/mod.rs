@@ -19,6 +19,7 @@ use crate::metrics::Metric;
 use rules::{line_of, validate, RawFile};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use eval::{AlarmEngine, AlarmEvent, AlarmStatus, EvalInputs, HostHistory, KeptMetrics, Subject};
 pub use state::{AlarmState, Transition};
@@ -27,7 +28,8 @@ pub use state::{AlarmState, Transition};
 #[derive(Debug, Clone)]
 pub struct HostInput {
     pub host: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the live view's entry of the host: one copy per host, not one per reader (issue 12).
+    pub labels: Arc<BTreeMap<String, String>>,
     pub interval_ms: u32,
     /// When the collector last heard from the host.
     pub last_seen_ms: u64,

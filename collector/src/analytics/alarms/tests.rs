@@ -26,7 +26,7 @@ fn values(pairs: &[(Metric, f64)]) -> MetricValues {
 fn host(name: &str, group: &str, last_seen_ms: u64) -> HostInput {
     HostInput {
         host: name.to_string(),
-        labels: [("group".to_string(), group.to_string())].into_iter().collect(),
+        labels: Arc::new([("group".to_string(), group.to_string())].into()),
         interval_ms: 1_000,
         last_seen_ms,
         clock_offset_ms: None,

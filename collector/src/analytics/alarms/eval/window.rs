@@ -586,7 +586,8 @@ value = 20.0
                 ("zone".to_string(), format!("z{}", i % 3)),
             ]
             .into_iter()
-            .collect(),
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into(),
             interval_ms: 1_000,
             last_seen_ms: 0,
             clock_offset_ms: None,
