@@ -228,10 +228,7 @@ impl FleetState {
     /// hello). Returns the host's labels, for the analytics to share: a reconnect with the same labels keeps
     /// the copy it had.
     pub fn on_hello(&mut self, host: &str, hello: &Hello, now_ms: u64) -> Arc<BTreeMap<String, String>> {
-        let entry = self
-            .hosts
-            .entry(host.to_string())
-            .or_insert_with(|| Box::new(HostEntry::new(now_ms)));
+        let entry = self.entry(host, now_ms);
         // A new instance id is a reinstall: its sequence numbers and counters start over, so the previous
         // sample must not be paired with the next one.
         if entry.instance_id.is_some_and(|id| id != hello.instance_id) {
@@ -314,18 +311,14 @@ impl FleetState {
             .cloned()
     }
 
+    /// A new estimate of how far the host's clock is ahead of ours.
+    pub fn on_clock(&mut self, host: &str, offset_ms: i64, now_ms: u64) {
+        self.entry(host, now_ms).clock_offset_ms = Some(offset_ms);
+    }
+
     /// The host's session closed. Its status then follows from the silence since its last sample, like any
     /// other host's: a close noticed by an idle timeout long after the host went quiet must not count as
     /// having heard from it.
-    /// A new estimate of how far the host's clock is ahead of ours.
-    pub fn on_clock(&mut self, host: &str, offset_ms: i64, now_ms: u64) {
-        let entry = self
-            .hosts
-            .entry(host.to_string())
-            .or_insert_with(|| Box::new(HostEntry::new(now_ms)));
-        entry.clock_offset_ms = Some(offset_ms);
-    }
-
     pub fn on_disconnect(&mut self, host: &str, now_ms: u64) {
         if let Some(entry) = self.hosts.get_mut(host) {
             entry.disconnected_ms = Some(now_ms);
